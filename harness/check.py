@@ -1,0 +1,94 @@
+"""``python -m harness.check submissions/<entry>``: validate one entry in seconds, before evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from harness import mnist
+from harness.contract import ENTRY_NAME
+from harness.discovery import load_entry
+from harness.errors import HarnessError
+from harness.isolation import GIB, run_isolated
+from harness.metrics import detect_output_kind
+
+SAMPLE = 500
+BATCH = 200  # 500 images in batches of 200: the last batch of 100 checks that any batch size works
+
+
+def sample_images(mnist_dir: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Up to SAMPLE MNIST test images (uint8) with labels, or random noise when MNIST is not at hand."""
+    try:
+        split = mnist.load_split(mnist.resolve_dir(mnist_dir), "test", allow_download=False)
+        return split.images[:SAMPLE], split.labels[:SAMPLE], f"the first {SAMPLE} MNIST test images"
+    except HarnessError:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (SAMPLE, 28, 28), dtype=np.uint8), None, f"{SAMPLE} random images (MNIST not found)"
+
+
+def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeout: float = 120.0) -> dict:
+    """Load and run the entry in its own process; returns a report dict or raises HarnessError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
+    if not ENTRY_NAME.match(folder.resolve().name):
+        raise HarnessError(f"entry folder name {folder.name!r} is not allowed; use letters, digits, '-', '_' and '.'.")
+    entry = load_entry(folder)
+    if entry.metadata_error:
+        raise HarnessError(entry.metadata_error)
+    images, labels, described = sample_images(mnist_dir)
+    work = Path(tempfile.mkdtemp(prefix="harness-check-"))
+    try:
+        inputs = {"check": work / "images_check.npy"}
+        np.save(inputs["check"], (images.astype(np.float32) / 255.0)[:, None], allow_pickle=False)
+        outcome = run_isolated(folder, entry.metadata, inputs, work / "out", device=device, timeout=timeout,
+                               memory_limit=8 * GIB, batch_size=BATCH)
+        result = outcome.result
+        if result["status"] != "ok":
+            raise HarnessError(f"{entry.name}: {result['error']}")
+        outputs = np.load(work / "out" / "outputs_check.npy", allow_pickle=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = result["seconds"]["check"]
+    report = {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
+              "params": result["params"], "weights_bytes": entry.weights_bytes, "output_kind": detect_output_kind(outputs),
+              "images_per_second": len(images) / seconds if seconds > 0 else None, "load_seconds": result["load_seconds"],
+              "sample": described, "accuracy": None}
+    if labels is not None:
+        report["accuracy"] = float((outputs.argmax(1) == labels).mean())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.check", description="Validate one entry folder.")
+    p.add_argument("entry", type=Path, help="the entry folder, e.g. submissions/my-cnn")
+    p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    p.add_argument("--timeout", type=float, default=120.0)
+    args = p.parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        r = check(args.entry, args.mnist_dir, args.device, args.timeout)
+    except HarnessError as exc:
+        console.print(f"[red]✗[/red] {exc}")
+        return 1
+    console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
+                  f"finite, any batch size.")
+    console.print(f"  parameters: {r['params']:,}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "
+                  f"load: {r['load_seconds']:.2f} s   speed: {r['images_per_second']:,.0f} images/s on {r['sample']}")
+    if r["accuracy"] is not None:
+        console.print(f"  accuracy on {r['sample']}: {100 * r['accuracy']:.1f}%")
+        if r["accuracy"] < 0.5:
+            console.print("  [yellow]warning:[/yellow] under 50% — the model probably expects another input "
+                          "normalisation or polarity; see 'Input' in submissions/README.md.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The submission contract: what an entry in ``submissions/`` must look like.
+
+An entry is one folder, ``submissions/<entry>/`` (the folder name is the entry's name:
+letters, digits, ``-``, ``_`` and ``.``). It holds either
+
+* **model code + weights**
+  - ``model.py``: defines the model as an ``nn.Module`` subclass. The harness picks the class named
+    by ``model_class`` in ``entry.toml``; otherwise a class called ``Model`` or ``Net``; otherwise the
+    only ``nn.Module`` subclass defined in the file.
+  - ``weights.pt`` (a ``state_dict`` saved with ``torch.save(model.state_dict(), ...)``, loaded with
+    ``torch.load(weights_only=True)`` and no unsafe fallback) or ``weights.safetensors``.
+    Another file name can be given as ``weights`` in ``entry.toml``.
+* **or a code-free model**: ``model.pt2``, written by ``torch.export.save(torch.export.export(model,
+  (example,)), "model.pt2")`` with a dynamic batch dimension (see ``submissions/README.md``).
+
+plus an optional ``entry.toml``::
+
+    display_name = "Ada's deep CNN"     # shown on the leaderboard (default: folder name)
+    author = "Ada Lovelace"
+    description = "Two conv layers, dropout, Adam."
+    model_class = "Net"                 # optional, see above
+    weights = "weights.pt"              # optional, see above
+
+    [constructor]                       # keyword arguments for the model's constructor
+    channels = 32
+
+    [hyperparameters]                   # anything you tuned; shown on the dashboard
+    optimizer = "adam"
+    lr = 0.001
+    epochs = 5
+
+**Input.** ``forward`` receives a float32 tensor ``[N, 1, 28, 28]`` with values in ``[0, 1]``: white ink
+on a black background, the digit fitted in 20×20 and centred by its centre of mass, exactly like
+``torchvision.transforms.ToTensor()`` applied to MNIST. Nothing else: no labels, no file names.
+Anything your model needs beyond that (its own normalisation, 3 channels, 224×224) happens inside
+``forward``; :class:`InputAdapter` does the usual cases in one line.
+
+**Output.** ``[N, 10]`` floats: logits, probabilities or log-probabilities (``log_softmax``) — the
+harness detects which. The predicted digit is the argmax. The harness calls ``model.eval()`` and runs
+under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (1, 28, 28)
+ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+METADATA_FILE = "entry.toml"
+CODE_FILE = "model.py"
+EXPORT_FILE = "model.pt2"
+WEIGHT_FILES = ("weights.pt", "weights.safetensors")
+CLASS_NAMES = ("Model", "Net")
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EntryMetadata:
+    """What ``entry.toml`` says about an entry (all optional)."""
+
+    display_name: str | None = None
+    author: str | None = None
+    description: str | None = None
+    model_class: str | None = None
+    weights: str | None = None
+    constructor: dict = field(default_factory=dict)
+    hyperparameters: dict = field(default_factory=dict)
+
+
+class InputAdapter(nn.Module):
+    """Turns the harness's ``[N,1,28,28]`` in ``[0,1]`` into what a model was trained on.
+
+    Examples::
+
+        InputAdapter(mean=0.5, std=0.5)                      # a CNN trained with Normalize((0.5,), (0.5,))
+        InputAdapter(mean=MNIST_MEAN, std=MNIST_STD)         # Normalize((0.1307,), (0.3081,))
+        InputAdapter(size=224, channels=3,
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD)   # a fine-tuned ImageNet ResNet
+    """
+
+    def __init__(self, size: int | None = None, channels: int = 1,
+                 mean: float | tuple[float, ...] = 0.0, std: float | tuple[float, ...] = 1.0):
+        super().__init__()
+        self.size = size
+        self.channels = channels
+        shape = (1, channels, 1, 1)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).expand(channels).reshape(shape).clone(), persistent=False)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).expand(channels).reshape(shape).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size is not None and x.shape[-1] != self.size:
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        if self.channels != x.shape[1]:
+            x = x.expand(-1, self.channels, -1, -1)
+        return (x - self.mean) / self.std
+
+
+def entry_files(folder: Path) -> list[Path]:
+    """The files that make up an entry's content (hashed for versioning), sorted."""
+    skip_dirs = {"__pycache__", ".ipynb_checkpoints"}
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix != ".pyc"
+        and not any(part in skip_dirs or part.startswith(".") for part in p.relative_to(folder).parts[:-1])
+    )

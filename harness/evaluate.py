@@ -1,0 +1,109 @@
+"""``python -m harness.evaluate``: score every new or changed entry and print the ranking."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness import mnist, ranking, report, runner, store
+from harness.db import make_engine, resolve_url
+from harness.discovery import discover, select
+from harness.errors import HarnessError
+from harness.isolation import GIB
+
+DEFAULT_SUBMISSIONS = Path("submissions")
+DEFAULT_MYSTERY = Path("mystery_digits")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness.evaluate",
+                                description="Score every new or changed entry on MNIST test and the guest digits.")
+    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
+    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
+    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models run (default: auto)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per entry (default: 300)")
+    p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: 256 on CPU, 4096 on CUDA)")
+    p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
+    p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout (human output on stderr)")
+    return p
+
+
+def load_datasets(args, console: Console) -> tuple[list[store.DatasetSpec], list[str]]:
+    """MNIST test plus the guest set (real, else the shipped sample), and notes about what was used."""
+    notes = []
+    split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test")
+    datasets = [store.DatasetSpec(kind="mnist", content_hash=split.content_hash, labels=split.labels,
+                                  images=split.images, source="MNIST test (official, md5-verified)")]
+    from harness.guest import GuestSetError, resolve_guest_set
+    from harness.preprocess import PREPROCESS_VERSION
+    try:
+        guest = resolve_guest_set(args.mystery)
+    except GuestSetError as exc:
+        raise HarnessError(str(exc)) from exc
+    for file, reason in guest.skipped:
+        notes.append(f"skipped guest image {file}: {reason}")
+    if len(guest.labels) == 0:
+        notes.append(f"no guest digits in {args.mystery}: evaluated on MNIST alone (see {args.mystery}/README.md).")
+    else:
+        if guest.source == "sample":
+            notes.append(f"no real guest digits in {args.mystery}: using the shipped SAMPLE guest set "
+                         f"({len(guest.labels)} digits; see {args.mystery}/README.md to add the real ones).")
+        images = np.clip(np.rint(guest.images[:, 0] * 255), 0, 255).astype(np.uint8)
+        datasets.append(store.DatasetSpec(kind="guest", content_hash=guest.content_hash, labels=guest.labels,
+                                          images=images, source=guest.source, preprocess_version=PREPROCESS_VERSION,
+                                          files=tuple(guest.files)))
+    return datasets, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console(stderr=args.json)
+    try:
+        if args.timeout <= 0 or args.memory_limit <= 0:
+            raise HarnessError("--timeout and --memory-limit must be positive numbers.")
+        engine = make_engine(args.db)
+        entries = select(discover(args.submissions), args.only)
+        if not entries:
+            raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
+        datasets, notes = load_datasets(args, console)
+        options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
+                                 force=args.force, batch_size=args.batch_size)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            task = progress.add_task("evaluating", total=len(entries))
+
+            def on_entry(entry, outcome):
+                progress.update(task, advance=1, description=f"{entry.name}: {outcome}")
+
+            summary = runner.run(engine, entries, datasets, options, argv=sys.argv[1:] if argv is None else argv,
+                                 on_entry=on_entry)
+        rows = ranking.rank([ranking.to_row(e) for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))])
+        has_guest = any(d.kind == "guest" for d in datasets)
+        counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
+        notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
+                     f"(stored in {resolve_url(args.db)}).")
+        report.print_table(console, rows, has_guest, notes)
+        if args.json:
+            meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
+                             "preprocess_version": d.preprocess_version} for d in datasets}
+            print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes))
+        failed = any(r.status != "ok" for r in rows)
+        return 1 if args.strict and failed else 0
+    except HarnessError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

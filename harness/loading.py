@@ -1,0 +1,158 @@
+"""Turn an entry folder into a ready ``nn.Module`` (runs inside the entry's own process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import pickle
+import re
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness.contract import CLASS_NAMES, CODE_FILE, EXPORT_FILE, EntryMetadata
+from harness.discovery import weights_file
+
+
+class EntryError(Exception):
+    """The entry itself is broken; the message says what to fix."""
+
+
+def import_code(folder: Path, module_name: str = "submission_model"):
+    """Import the entry's ``model.py`` with its folder on ``sys.path`` (for its own helper modules)."""
+    path = folder / CODE_FILE
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise EntryError(f"{CODE_FILE} line {exc.lineno}: syntax error ({exc.msg}); fix the code and run "
+                         f"`python -m harness.check {folder}`.") from exc
+    except ImportError as exc:
+        raise EntryError(f"{CODE_FILE} cannot import {exc.name or exc}; entries may use torch, torchvision and the "
+                         "standard library, plus .py files inside the entry folder.") from exc
+    except Exception as exc:
+        raise EntryError(f"{CODE_FILE} raised {type(exc).__name__} while being imported: {exc}") from exc
+    return module
+
+
+def find_class(module, wanted: str | None) -> type[nn.Module]:
+    """The model class: ``model_class`` from entry.toml, else ``Model``/``Net``, else the only one defined."""
+    defined = {name: obj for name, obj in vars(module).items()
+               if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__}
+    if wanted:
+        if wanted not in defined:
+            raise EntryError(f"{CODE_FILE} defines no nn.Module class named {wanted!r} (entry.toml model_class); "
+                             f"it defines: {', '.join(defined) or 'none'}.")
+        return defined[wanted]
+    for name in CLASS_NAMES:
+        if name in defined:
+            return defined[name]
+    if len(defined) == 1:
+        return next(iter(defined.values()))
+    if not defined:
+        raise EntryError(f"{CODE_FILE} defines no nn.Module subclass; define your model class there.")
+    raise EntryError(f"{CODE_FILE} defines several nn.Module classes ({', '.join(defined)}); name the model with "
+                     "model_class = \"...\" in entry.toml or call it Model.")
+
+
+def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    """Accept a plain state_dict, a checkpoint dict holding one, and DataParallel's 'module.' prefix."""
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise EntryError(f"{path.name} does not hold a state_dict (a dict of tensors); save it with "
+                         "torch.save(model.state_dict(), 'weights.pt').")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise EntryError(f"weights file {path.name} is missing; save it with torch.save(model.state_dict(), "
+                         f"'{path.name}') into the entry folder.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise EntryError(f"{path.name} is not a readable safetensors file ({exc}); save it again with "
+                             "safetensors.torch.save_file(model.state_dict(), ...).") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise EntryError(f"{path.name} needs pickled Python code to load, which the harness refuses for safety; save "
+                         "only the weights: torch.save(model.state_dict(), 'weights.pt').") from exc
+    except Exception as exc:
+        raise EntryError(f"{path.name} is not a readable PyTorch weights file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); save it again with torch.save(model.state_dict(), ...).") from exc
+    return _unwrap_state_dict(obj, path)
+
+
+def describe_mismatch(message: str) -> str:
+    """One sentence out of load_state_dict's multi-line error."""
+    missing = re.search(r"Missing key\(s\) in state_dict: (.*?)\.\s*(?:\n|$|Unexpected)", message, re.S)
+    unexpected = re.search(r"Unexpected key\(s\) in state_dict: (.*?)\.\s*(?:\n|$|size)", message, re.S)
+    shapes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape (torch.Size\(\[.*?\]\)) from checkpoint, "
+                        r"the shape in current model is (torch.Size\(\[.*?\]\))", message)
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing.group(1).strip()}")
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected.group(1).strip()}")
+    for name, saved, current in shapes[:3]:
+        parts.append(f"{name} is {saved[11:-1]} in the weights but {current[11:-1]} in the model")
+    detail = "; ".join(parts) or message.splitlines()[0]
+    return (f"the weights do not fit the model ({detail}); save the state_dict of this exact model, or set the "
+            "constructor arguments in entry.toml to the ones you trained with.")
+
+
+def load_model(folder: Path, metadata: EntryMetadata) -> nn.Module:
+    """Build the entry's model on the CPU with its weights loaded."""
+    folder = Path(folder)
+    code = folder / CODE_FILE
+    if not code.is_file():
+        export = folder / EXPORT_FILE
+        if not export.is_file():
+            raise EntryError(f"the entry has neither {CODE_FILE} nor {EXPORT_FILE}; add your model code and weights "
+                             "(see submissions/README.md).")
+        try:
+            return torch.export.load(str(export)).module()
+        except Exception as exc:
+            raise EntryError(f"{EXPORT_FILE} is not a loadable torch.export archive ({type(exc).__name__}: {exc}); "
+                             "write it with torch.export.save(torch.export.export(model, (x,)), 'model.pt2').") from exc
+    cls = find_class(import_code(folder), metadata.model_class)
+    try:
+        model = cls(**metadata.constructor)
+    except TypeError as exc:
+        raise EntryError(f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in metadata.constructor.items())}) failed: "
+                         f"{exc}; set the constructor arguments in entry.toml's [constructor] table.") from exc
+    except Exception as exc:
+        raise EntryError(f"{cls.__name__}() raised {type(exc).__name__}: {exc}") from exc
+    weights = weights_file(folder, metadata)
+    if weights is None:
+        raise EntryError(f"the entry has {CODE_FILE} but no weights; save torch.save(model.state_dict(), "
+                         "'weights.pt') into the entry folder.")
+    state = read_weights(weights)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise EntryError(describe_mismatch(str(exc))) from exc
+    return model
+
+
+def set_eval(model: nn.Module) -> nn.Module:
+    """``model.eval()``; exported programs are already frozen in eval mode and may refuse the call."""
+    try:
+        model.eval()
+    except (NotImplementedError, RuntimeError):
+        pass
+    return model

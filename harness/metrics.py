@@ -1,0 +1,181 @@
+"""Pure metric functions on numpy arrays: no I/O, no printing, no database, no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+
+KINDS = ("probabilities", "log_probabilities", "logits")
+
+
+def _paired_1d(a, b, names: str = "labels and preds") -> tuple[np.ndarray, np.ndarray]:
+    """Return two arrays as numpy, raising ValueError unless both are 1-D with equal lengths."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 1 or b.ndim != 1 or len(a) != len(b):
+        raise ValueError(
+            f"Expected {names} to be 1-D arrays of equal length, got shapes {a.shape} and {b.shape}."
+        )
+    return a, b
+
+
+def count_correct(labels, preds) -> tuple[int, int]:
+    """Return (number of positions where preds equals labels, number of samples)."""
+    labels, preds = _paired_1d(labels, preds)
+    return int(np.count_nonzero(labels == preds)), len(labels)
+
+
+def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion; (nan, nan) when total is 0."""
+    if total == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(int(correct), int(total)).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def confusion_matrix(labels, preds, num_classes: int = 10) -> np.ndarray:
+    """Return the int64 [C, C] confusion matrix: rows are true labels, columns are predictions."""
+    labels, preds = _paired_1d(labels, preds)
+    for name, values in (("labels", labels), ("preds", preds)):
+        if values.size and not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"Expected integer {name}, got dtype {values.dtype}.")
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"Every value in {name} must lie in [0, {num_classes}).")
+    flat = labels.astype(np.int64) * num_classes + preds.astype(np.int64)
+    counts = np.bincount(flat, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Elementwise num / den as float64, NaN where den is 0."""
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def precision_recall(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class (precision, recall) from a confusion matrix; NaN where the denominator is 0."""
+    confusion = np.asarray(confusion)
+    tp = np.diag(confusion).astype(np.float64)
+    return _safe_divide(tp, confusion.sum(axis=0)), _safe_divide(tp, confusion.sum(axis=1))
+
+
+def detect_output_kind(outputs: np.ndarray, atol: float = 1e-3) -> str:
+    """Classify a whole [N, C] output array as "probabilities", "log_probabilities" or "logits"."""
+    x = np.asarray(outputs, dtype=np.float64)
+    if np.all((x >= -atol) & (x <= 1 + atol)) and np.allclose(x.sum(axis=1), 1, rtol=0, atol=atol):
+        return "probabilities"
+    if np.all(x <= atol) and np.allclose(np.exp(x).sum(axis=1), 1, rtol=0, atol=atol):
+        return "log_probabilities"
+    return "logits"
+
+
+def to_probabilities(outputs: np.ndarray, kind: str) -> np.ndarray:
+    """Convert outputs of the given kind to float64 probabilities whose rows sum to 1."""
+    x = np.asarray(outputs, dtype=np.float64)
+    if kind == "probabilities":
+        p = np.clip(x, 0.0, None)
+    elif kind == "log_probabilities":
+        p = np.exp(x)
+    elif kind == "logits":
+        p = np.exp(x - x.max(axis=1, keepdims=True))
+    else:
+        raise ValueError(f"Unknown output kind {kind!r}; expected one of {', '.join(KINDS)}.")
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def log_loss(labels, probs, eps: float = 1e-15) -> float:
+    """Mean negative log-likelihood of the true class, probabilities clipped to [eps, 1 - eps]."""
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or labels.shape != (len(probs),):
+        raise ValueError(f"Expected N labels and [N, C] probs, got {labels.shape} and {probs.shape}.")
+    if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
+        raise ValueError(f"Every label must lie in [0, {probs.shape[1]}).")
+    p_true = np.clip(probs[np.arange(len(labels)), labels], eps, 1 - eps)
+    return float(-np.mean(np.log(p_true)))
+
+
+def predictions(probs) -> tuple[np.ndarray, np.ndarray]:
+    """Return (argmax class as int64, its probability as the confidence) per row."""
+    probs = np.asarray(probs)
+    return probs.argmax(axis=1).astype(np.int64), probs.max(axis=1)
+
+
+def mcnemar_exact(correct_a, correct_b) -> float:
+    """Two-sided exact McNemar p-value for paired per-sample correctness of two models."""
+    a, b = _paired_1d(correct_a, correct_b, "correct_a and correct_b")
+    a, b = a.astype(bool), b.astype(bool)
+    only_a, only_b = int(np.count_nonzero(a & ~b)), int(np.count_nonzero(~a & b))
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def tie_groups(correct_by_entry: list[np.ndarray], alpha: float = 0.05) -> list[int]:
+    """Group numbers (from 1) for entries sorted best first; ties with the entry directly above."""
+    groups: list[int] = []
+    for i, correct in enumerate(correct_by_entry):
+        if i == 0:
+            groups.append(1)
+        elif mcnemar_exact(correct_by_entry[i - 1], correct) >= alpha:
+            groups.append(groups[-1])
+        else:
+            groups.append(groups[-1] + 1)
+    return groups
+
+
+@dataclass(frozen=True)
+class DatasetMetrics:
+    """Everything measured for one entry on one dataset."""
+
+    correct: int
+    total: int
+    accuracy: float
+    ci95: tuple[float, float]
+    confusion: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    log_loss: float | None
+    output_kind: str
+    predicted: np.ndarray
+    confidence: np.ndarray
+    probabilities: np.ndarray
+
+
+def summarize(labels, outputs, num_classes: int = 10) -> DatasetMetrics:
+    """Validate a model's [N, C] outputs against N labels and compute all metrics."""
+    labels = np.asarray(labels)
+    outputs = np.asarray(outputs)
+    if labels.ndim != 1:
+        raise ValueError(f"Expected labels to be a 1-D array, got shape {labels.shape}.")
+    if outputs.ndim != 2 or outputs.shape[1] != num_classes:
+        raise ValueError(f"Expected outputs of shape [N, {num_classes}], got {outputs.shape}.")
+    if len(outputs) != len(labels):
+        raise ValueError(f"Got {len(outputs)} output rows for {len(labels)} labels.")
+    if len(labels) == 0:
+        raise ValueError("Cannot summarize an empty dataset.")
+    if not np.all(np.isfinite(outputs)):
+        raise ValueError("Outputs contain NaN or infinite values.")
+
+    kind = detect_output_kind(outputs)
+    probs = to_probabilities(outputs, kind)
+    predicted, confidence = predictions(probs)
+    correct, total = count_correct(labels, predicted)
+    confusion = confusion_matrix(labels, predicted, num_classes)
+    precision, recall = precision_recall(confusion)
+    return DatasetMetrics(
+        correct=correct,
+        total=total,
+        accuracy=correct / total,
+        ci95=wilson_interval(correct, total),
+        confusion=confusion,
+        precision=precision,
+        recall=recall,
+        log_loss=log_loss(labels, probs),
+        output_kind=kind,
+        predicted=predicted,
+        confidence=confidence.astype(np.float32),
+        probabilities=probs.astype(np.float32),
+    )

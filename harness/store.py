@@ -1,0 +1,136 @@
+"""Reads and writes of the results store, each in a short-lived session."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, selectinload
+
+from harness import __version__
+from harness.db import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
+from harness.discovery import Entry as EntryOnDisk
+from harness.metrics import DatasetMetrics
+
+GUEST_REVEALED = "guest_revealed"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """An evaluation set as the harness holds it in memory."""
+    kind: str                 # "mnist" or "guest"
+    content_hash: str
+    labels: np.ndarray        # int64 [N]
+    images: np.ndarray        # uint8 [N, 28, 28]
+    source: str
+    preprocess_version: str | None = None
+    files: tuple[str, ...] = ()
+
+
+def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
+    """The id of this entry content's version row, creating the entry and version on first sight."""
+    with Session(engine) as session, session.begin():
+        row = session.scalar(select(Entry).where(Entry.name == entry.name))
+        if row is None:
+            row = Entry(name=entry.name)
+            session.add(row)
+            session.flush()
+        version = session.scalar(select(EntryVersion).where(EntryVersion.entry_id == row.id,
+                                                            EntryVersion.content_hash == entry.content_hash))
+        if version is None:
+            meta = entry.metadata
+            version = EntryVersion(entry_id=row.id, content_hash=entry.content_hash, code_hash=entry.code_hash,
+                                   weights_hash=entry.weights_hash, weights_bytes=entry.weights_bytes,
+                                   display_name=entry.display_name, author=meta.author, description=meta.description,
+                                   hyperparameters=dict(meta.hyperparameters), constructor=dict(meta.constructor))
+            session.add(version)
+            session.flush()
+        return version.id
+
+
+def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
+    with Session(engine) as session, session.begin():
+        row = session.scalar(select(Dataset).where(Dataset.kind == spec.kind, Dataset.content_hash == spec.content_hash))
+        if row is None:
+            row = Dataset(kind=spec.kind, content_hash=spec.content_hash, size=len(spec.labels), source=spec.source,
+                          preprocess_version=spec.preprocess_version, labels=pack(spec.labels.astype(np.int64)),
+                          files=list(spec.files), images=pack(spec.images.astype(np.uint8)))
+            session.add(row)
+            session.flush()
+        return row.id
+
+
+def start_run(engine: Engine, device: str, argv: list[str]) -> int:
+    import torch
+    with Session(engine) as session, session.begin():
+        run = Run(harness_version=__version__, torch_version=torch.__version__, python_version=sys.version.split()[0],
+                  device=device, argv=list(argv))
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def finish_run(engine: Engine, run_id: int, status: str = "finished") -> None:
+    with Session(engine) as session, session.begin():
+        run = session.get(Run, run_id)
+        run.finished_at, run.status = utcnow(), status
+
+
+def find_evaluation(engine: Engine, eval_key: str) -> int | None:
+    """The newest evaluation with this key (same entry content, datasets and harness), if any."""
+    with Session(engine) as session:
+        return session.scalar(select(Evaluation.id).where(Evaluation.eval_key == eval_key)
+                              .order_by(Evaluation.id.desc()).limit(1))
+
+
+def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: str, status: str, error: str | None,
+                    device: str, seconds: float, params: int | None, images_per_second: float | None,
+                    peak_memory_bytes: int | None, output_kind: str | None, log: str | None,
+                    metrics: dict[int, DatasetMetrics]) -> int:
+    """Store one evaluation with all its results in a single transaction."""
+    with Session(engine) as session, session.begin():
+        evaluation = Evaluation(run_id=run_id, version_id=version_id, eval_key=eval_key, status=status, error=error,
+                                device=device, seconds=seconds, params=params, images_per_second=images_per_second,
+                                peak_memory_bytes=peak_memory_bytes, output_kind=output_kind, log=log)
+        for dataset_id, m in metrics.items():
+            evaluation.results.append(Result(
+                dataset_id=dataset_id, correct=m.correct, total=m.total, accuracy=m.accuracy,
+                ci_low=m.ci95[0], ci_high=m.ci95[1], log_loss=m.log_loss,
+                confusion=np.asarray(m.confusion).tolist(),
+                precision=[None if np.isnan(v) else float(v) for v in m.precision],
+                recall=[None if np.isnan(v) else float(v) for v in m.recall],
+                predicted=pack(m.predicted.astype(np.uint8)), confidence=pack(m.confidence.astype(np.float32)),
+                probabilities=pack(m.probabilities.astype(np.float16))))
+        session.add(evaluation)
+        session.flush()
+        return evaluation.id
+
+
+def load_evaluations(engine: Engine, ids: list[int]) -> list[Evaluation]:
+    """Evaluations with their version, entry, run, results and datasets loaded (detached, read-only use)."""
+    with Session(engine) as session:
+        rows = session.scalars(
+            select(Evaluation).where(Evaluation.id.in_(ids)).options(
+                selectinload(Evaluation.version).selectinload(EntryVersion.entry),
+                selectinload(Evaluation.run),
+                selectinload(Evaluation.results).selectinload(Result.dataset))).all()
+        session.expunge_all()
+    by_id = {row.id: row for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def get_flag(engine: Engine, name: str, default: str = "") -> str:
+    with Session(engine) as session:
+        row = session.get(Flag, name)
+        return row.value if row else default
+
+
+def set_flag(engine: Engine, name: str, value: str) -> None:
+    with Session(engine) as session, session.begin():
+        row = session.get(Flag, name)
+        if row is None:
+            session.add(Flag(name=name, value=value))
+        else:
+            row.value = value

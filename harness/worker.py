@@ -1,0 +1,123 @@
+"""What runs inside an entry's own process: load the model, run it over image files, write the outputs.
+
+The worker sees only image tensors (``.npy`` files written by the harness): never labels, file names,
+the database or the guest folder. It reports through ``result.json`` and ``outputs_<dataset>.npy`` in
+its private output folder; the harness validates both before trusting them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.contract import NUM_CLASSES, EntryMetadata
+from harness.loading import EntryError, load_model, set_eval
+
+CPU_BATCH = 256
+CUDA_BATCH = 4096
+RESULT_FILE = "result.json"
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise EntryError("--device cuda was asked for but PyTorch sees no CUDA GPU here; use --device cpu or auto.")
+    return torch.device(requested)
+
+
+def check_output(out, batch: int, where: str) -> torch.Tensor:
+    """Enforce the output contract on one batch: a float tensor [batch, 10] with finite values."""
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        out = out[0]  # models that return (logits, extras)
+    if not isinstance(out, torch.Tensor):
+        raise EntryError(f"forward returned {type(out).__name__} on {where}; it must return a tensor of shape [N, 10].")
+    if tuple(out.shape) != (batch, NUM_CLASSES):
+        raise EntryError(f"forward returned shape {list(out.shape)} for a batch of {batch} on {where}; it must return "
+                         f"[{batch}, {NUM_CLASSES}] (one score per digit).")
+    if not out.is_floating_point():
+        raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or log-probabilities).")
+    out = out.float()
+    if not torch.isfinite(out).all():
+        raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its normalisation.")
+    return out
+
+
+def run_batches(model, images: torch.Tensor, device: torch.device, batch_size: int, where: str) -> np.ndarray:
+    """Forward every image once, in order; the images are moved to the device in one copy."""
+    resident = images.to(device, non_blocking=False)
+    outputs = []
+    seen = 0
+    with torch.inference_mode():
+        for start in range(0, len(resident), batch_size):
+            batch = resident[start:start + batch_size]
+            outputs.append(check_output(model(batch), len(batch), where).to("cpu"))
+            seen += len(batch)
+    if seen != len(images):
+        raise EntryError(f"only {seen} of {len(images)} images were evaluated on {where}.")
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,
+                    device: str = "auto", batch_size: int | None = None) -> dict:
+    """Load the entry and write ``outputs_<name>.npy`` for every input; returns the summary it also saves."""
+    started = time.perf_counter()
+    dev = pick_device(device)
+    model = load_model(folder, metadata)
+    params = sum(p.numel() for p in model.parameters())
+    model = set_eval(model.to(dev))
+    load_seconds = time.perf_counter() - started
+    batch_size = batch_size or (CUDA_BATCH if dev.type == "cuda" else CPU_BATCH)
+    timings, counts = {}, {}
+    for name, path in inputs.items():
+        images = torch.from_numpy(np.load(path, allow_pickle=False))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        outputs = run_batches(model, images, dev, batch_size, f"the {name} images")
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        timings[name] = time.perf_counter() - t0
+        counts[name] = len(images)
+        np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)
+    summary = {"status": "ok", "params": int(params), "device": str(dev), "load_seconds": load_seconds,
+               "seconds": timings, "counts": counts, "batch_size": batch_size}
+    return summary
+
+
+def write_result(out_dir: Path, result: dict) -> None:
+    tmp = out_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(out_dir / RESULT_FILE)
+
+
+def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
+         batch_size: int | None) -> None:
+    """Child-process entry point: always leaves a result.json unless the process is killed."""
+    out = Path(out_dir)
+    try:
+        result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size)
+    except EntryError as exc:
+        result = {"status": "failed", "error": str(exc)}
+    except SystemExit as exc:
+        result = {"status": "failed", "error": f"the entry called sys.exit({exc.code!r}); an entry must not exit the process."}
+    except MemoryError:
+        result = {"status": "failed", "error": "the entry ran out of memory (over the harness's --memory-limit); use a smaller model or batch."}
+    except BaseException as exc:  # anything the entry's own code raises
+        frames = traceback.extract_tb(exc.__traceback__)
+        user = [f for f in frames if Path(f.filename).resolve().is_relative_to(Path(folder).resolve())]
+        where = f" ({Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower() or "allocate memory" in text.lower():
+            text = "out of memory; use a smaller model or batch"
+        result = {"status": "failed", "error": f"{type(exc).__name__} in the model{where}: {text}"}
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    write_result(out, result)

@@ -1,0 +1,90 @@
+"""Every way an entry can be broken or hostile ends as that entry's failure with one clear sentence,
+and the good entries evaluated in the same run keep their exact results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness import runner
+from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
+from tests.test_contract import evaluate, predicted
+
+
+def forward(body: str) -> str:
+    """Template model code whose forward runs ``body`` first (8-space indented lines joined by newlines)."""
+    lines = "\n".join("        " + line for line in body.strip().splitlines())
+    return TEMPLATE_CODE.replace("        return self.scale", lines + "\n        return self.scale")
+
+
+CASES = {
+    # name: (code, weights kind, expected fragment of the error)
+    "syntax-error": ("import torch\nclass Net(torch.nn.Module:\n    pass\n", "good", "model.py line 2: syntax error"),
+    "no-class": ("import torch\nx = 1\n", "good", "defines no nn.Module subclass"),
+    "two-classes": (TEMPLATE_CODE.replace("class Net", "class A") + "\nclass B(nn.Module):\n    pass\n", "good",
+                    "defines several nn.Module classes (A, B)"),
+    "import-error": ("import not_a_real_package\n", "good", "cannot import not_a_real_package"),
+    "no-weights": (TEMPLATE_CODE, None, "has model.py but no weights"),
+    "missing-key": (TEMPLATE_CODE, "missing", "missing keys \"fc.weight\""),
+    "unexpected-key": (TEMPLATE_CODE, "unexpected", "unexpected keys \"extra.bias\""),
+    "shape-mismatch": (TEMPLATE_CODE, "shape", "fc.weight is [10, 100] in the weights but [10, 784] in the model"),
+    "pickled-model": (TEMPLATE_CODE, "pickled", "needs pickled Python code to load"),
+    "not-a-state-dict": (TEMPLATE_CODE, "list", "does not hold a state_dict"),
+    "wrong-shape": (forward("return torch.zeros(len(x), 5)"), "good", "forward returned shape [256, 5] for a batch of 256"),
+    "int-output": (forward("return torch.zeros(len(x), 10, dtype=torch.long)"), "good", "forward returned torch.int64"),
+    "nan-output": (forward("return torch.full((len(x), 10), float('nan'))"), "good", "NaN or infinite values"),
+    "not-a-tensor": (forward("return {'logits': 1}"), "good", "forward returned dict"),
+    "raises": (forward("raise ValueError('kaboom')"), "good", "ValueError in the model (model.py line 16): kaboom"),
+    "sys-exit": (forward("import sys\nsys.exit(3)"), "good", "called sys.exit(3)"),
+    "os-exit": (forward("import os\nos._exit(7)"), "good", "exited with code 7"),
+    "segfault": (forward("import ctypes\nctypes.string_at(0)"), "good", "killed by SIGSEGV"),
+    "hangs": (forward("while True:\n    pass"), "good", "took longer than 4 s and was stopped"),
+    "memory-bomb": (forward("y = torch.ones(50 * 1024**3 // 4)"), "good", "out of memory"),
+    "slow-memory-bomb": (forward("keep = [torch.ones(64 * 1024**2) for _ in range(100)]"), "good",
+                         "used more than 1.0 GiB of memory"),
+}
+
+
+def weights_for(kind, means):
+    good = template_weights(means)
+    return {
+        None: None, "good": good, "missing": {},
+        "unexpected": {**good, "extra.bias": torch.zeros(3)},
+        "shape": {"fc.weight": torch.zeros(10, 100)},
+        "pickled": torch.nn.Linear(2, 2),  # a whole module: needs its class pickled
+        "list": [torch.zeros(1)],
+    }[kind]
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory, small_mnist, means):
+    tmp = tmp_path_factory.mktemp("broken")
+    subs = tmp / "subs"
+    for name, (code, weights, _) in CASES.items():
+        write_entry(subs, name, code=code, weights=weights_for(weights, means))
+    write_entry(subs, "good", weights=template_weights(means))
+    (subs / "bad-toml").mkdir()
+    (subs / "bad-toml" / "entry.toml").write_text("author = \n")
+    options = runner.Options(device="cpu", timeout=4, memory_limit=1024 ** 3)
+    return evaluate(tmp, [small_mnist], options)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_broken_entry_fails_with_clear_reason(outcome, name):
+    ev = outcome[name]
+    assert ev.status == "failed"
+    assert CASES[name][2] in ev.error
+    assert "\n" not in ev.error.strip()
+    assert ev.results == []
+
+
+def test_malformed_metadata_is_reported_without_running(outcome):
+    ev = outcome["bad-toml"]
+    assert ev.status == "failed" and "entry.toml is not valid TOML" in ev.error
+
+
+def test_good_entry_unaffected_by_broken_neighbours(outcome, small_mnist, means):
+    ev = outcome["good"]
+    assert ev.status == "ok"
+    assert np.array_equal(predicted(ev), template_predictions(small_mnist.images, means))

@@ -1,0 +1,223 @@
+"""Metrics checked against hand-computed values, scikit-learn and scipy — never against themselves."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax, softmax
+from sklearn import metrics as skm
+
+from harness import metrics as m
+
+C = 10
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def random_labels_preds(rng, n=500):
+    """Labels never contain 8, predictions never contain 9, so some denominators are 0."""
+    labels = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 9], size=n)
+    preds = np.where(rng.random(n) < 0.7, labels, rng.integers(0, 9, size=n))
+    preds[preds == 9] = 0
+    return labels, preds
+
+
+# --- counting and confidence intervals ---------------------------------------------------------
+
+
+def test_count_correct_by_hand():
+    assert m.count_correct([1, 2, 3, 4], [1, 0, 3, 0]) == (2, 4)
+
+
+@pytest.mark.parametrize("labels, preds", [([1, 2], [1]), ([[1, 2]], [[1, 2]])])
+def test_count_correct_rejects_mismatched_shapes(labels, preds):
+    with pytest.raises(ValueError, match="1-D arrays of equal length"):
+        m.count_correct(labels, preds)
+
+
+def wilson_by_formula(k, n, z=1.959963984540054):
+    """Textbook Wilson score interval, written out."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("k, n", [(81, 100), (0, 10), (10, 10), (9_912, 10_000)])
+def test_wilson_interval_matches_closed_form(k, n):
+    assert m.wilson_interval(k, n) == pytest.approx(wilson_by_formula(k, n), abs=1e-12)
+
+
+def test_wilson_interval_known_numbers():
+    assert m.wilson_interval(81, 100) == pytest.approx((0.722212, 0.874852), abs=1e-6)
+    assert m.wilson_interval(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
+
+
+def test_wilson_interval_empty_is_nan():
+    assert all(math.isnan(x) for x in m.wilson_interval(0, 0))
+
+
+# --- confusion matrix, precision, recall --------------------------------------------------------
+
+
+def test_confusion_matrix_by_hand():
+    cm = m.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 1], num_classes=3)
+    assert cm.dtype == np.int64
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
+
+
+def test_confusion_matrix_matches_sklearn(rng):
+    labels, preds = random_labels_preds(rng)
+    expected = skm.confusion_matrix(labels, preds, labels=range(C))
+    np.testing.assert_array_equal(m.confusion_matrix(labels, preds), expected)
+
+
+@pytest.mark.parametrize("labels, preds", [([0, 10], [0, 1]), ([0, 1], [-1, 1]), ([0.5, 1], [0, 1])])
+def test_confusion_matrix_rejects_bad_classes(labels, preds):
+    with pytest.raises(ValueError):
+        m.confusion_matrix(labels, preds)
+
+
+def test_precision_recall_matches_sklearn(rng):
+    labels, preds = random_labels_preds(rng)
+    precision, recall = m.precision_recall(m.confusion_matrix(labels, preds))
+    exp_p, exp_r, _, _ = skm.precision_recall_fscore_support(
+        labels, preds, labels=range(C), average=None, zero_division=np.nan
+    )
+    np.testing.assert_allclose(precision, exp_p, equal_nan=True)
+    np.testing.assert_allclose(recall, exp_r, equal_nan=True)
+    assert np.isnan(precision[9]) and np.isnan(recall[8])  # never predicted / never present
+
+
+# --- output kinds and probabilities -------------------------------------------------------------
+
+
+@pytest.fixture
+def logits(rng):
+    return rng.normal(scale=3.0, size=(64, C))
+
+
+def test_detect_output_kind(logits):
+    assert m.detect_output_kind(softmax(logits, axis=1)) == "probabilities"
+    assert m.detect_output_kind(log_softmax(logits, axis=1)) == "log_probabilities"
+    assert m.detect_output_kind(logits) == "logits"
+    assert m.detect_output_kind(logits - 50) == "logits"  # all negative, but rows don't exp-sum to 1
+    assert m.detect_output_kind(softmax(logits, axis=1).astype(np.float32)) == "probabilities"
+
+
+def test_to_probabilities_round_trips(logits):
+    expected = softmax(logits, axis=1)
+    for outputs, kind in [
+        (expected, "probabilities"),
+        (log_softmax(logits, axis=1), "log_probabilities"),
+        (logits, "logits"),
+        (logits + 1000.0, "logits"),  # would overflow a naive exp
+    ]:
+        probs = m.to_probabilities(outputs, kind)
+        assert probs.dtype == np.float64
+        np.testing.assert_allclose(probs, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_to_probabilities_rejects_unknown_kind(logits):
+    with pytest.raises(ValueError, match="Unknown output kind"):
+        m.to_probabilities(logits, "scores")
+
+
+def test_log_loss_matches_sklearn(rng, logits):
+    probs = softmax(logits, axis=1)
+    labels = rng.integers(0, C, size=len(probs))
+    assert m.log_loss(labels, probs) == pytest.approx(skm.log_loss(labels, probs, labels=range(C)))
+
+
+def test_log_loss_by_hand_with_clipping():
+    probs = np.array([[0.5, 0.5], [1.0, 0.0]])
+    assert m.log_loss([0, 1], probs) == pytest.approx((-math.log(0.5) - math.log(1e-15)) / 2)
+
+
+def test_predictions_by_hand():
+    labels, conf = m.predictions(np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]]))
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, [1, 0])
+    np.testing.assert_allclose(conf, [0.7, 0.6])
+
+
+# --- McNemar and tie groups ---------------------------------------------------------------------
+
+
+def paired(only_a, only_b, both=20, neither=5):
+    """Correctness vectors with the given discordant counts (a right only, b right only)."""
+    a = [True] * only_a + [False] * only_b + [True] * both + [False] * neither
+    b = [False] * only_a + [True] * only_b + [True] * both + [False] * neither
+    return np.array(a), np.array(b)
+
+
+def test_mcnemar_by_hand():
+    # b=1, c=6: p = 2 * (C(7,0) + C(7,1)) / 2**7 = 2 * 8 / 128
+    assert m.mcnemar_exact(*paired(1, 6)) == pytest.approx(0.125)
+    assert m.mcnemar_exact(*paired(6, 1)) == pytest.approx(0.125)
+    assert m.mcnemar_exact(*paired(0, 5)) == pytest.approx(2 / 2**5)
+    assert m.mcnemar_exact(*paired(3, 3)) == pytest.approx(1.0)
+
+
+def test_mcnemar_no_discordant_pairs_is_one():
+    a = np.array([True, False, True])
+    assert m.mcnemar_exact(a, a.copy()) == 1.0
+
+
+def wrong_on(k, n=100):
+    c = np.ones(n, dtype=bool)
+    c[:k] = False
+    return c
+
+
+def test_tie_groups_constructed():
+    assert m.tie_groups([wrong_on(0), wrong_on(0)]) == [1, 1]
+    assert m.tie_groups([wrong_on(0), wrong_on(30)]) == [1, 2]
+    entries = [wrong_on(0), wrong_on(0), wrong_on(30), wrong_on(60), wrong_on(61)]
+    assert m.tie_groups(entries) == [1, 1, 2, 3, 3]
+    assert m.tie_groups([]) == []
+
+
+def test_tie_groups_compare_with_entry_directly_above():
+    # Each step loses 3 more samples (p = 0.25), so every neighbour ties although first vs last doesn't.
+    entries = [wrong_on(3 * i) for i in range(6)]
+    assert m.mcnemar_exact(entries[0], entries[-1]) < 0.05
+    assert m.tie_groups(entries) == [1] * 6
+
+
+# --- summarize -----------------------------------------------------------------------------------
+
+
+def test_summarize_by_hand():
+    labels = np.array([0, 1, 2, 2])
+    outputs = np.full((4, C), -5.0)
+    outputs[[0, 1, 2, 3], [0, 1, 2, 1]] = 5.0  # predicts 0, 1, 2, 1
+    s = m.summarize(labels, outputs)
+    assert (s.correct, s.total, s.accuracy, s.output_kind) == (3, 4, 0.75, "logits")
+    np.testing.assert_array_equal(s.predicted, [0, 1, 2, 1])
+    assert s.confusion[2, 1] == 1 and s.confusion.trace() == 3
+    assert s.ci95 == pytest.approx(wilson_by_formula(3, 4))
+    assert s.predicted.dtype == np.int64 and s.confidence.dtype == np.float32
+    assert s.probabilities.dtype == np.float32 and s.probabilities.shape == (4, C)
+    denom = math.exp(5) + 9 * math.exp(-5)
+    p_top, p_other = math.exp(5) / denom, math.exp(-5) / denom
+    np.testing.assert_allclose(s.confidence, p_top, rtol=1e-6)
+    assert s.log_loss == pytest.approx(-(3 * math.log(p_top) + math.log(p_other)) / 4)
+
+
+@pytest.mark.parametrize(
+    "outputs, match",
+    [
+        (np.zeros((4, 9)), "shape"),
+        (np.zeros(4), "shape"),
+        (np.zeros((3, C)), "output rows"),
+        (np.where(np.eye(4, C) == 1, np.nan, 0.0), "NaN"),
+        (np.where(np.eye(4, C) == 1, np.inf, 0.0), "infinite"),
+    ],
+)
+def test_summarize_rejects_bad_outputs(outputs, match):
+    with pytest.raises(ValueError, match=match):
+        m.summarize(np.array([0, 1, 2, 3]), outputs)
