@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     p.add_argument("--timeout", type=float, default=120.0)
     args = p.parse_args(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     try:
         r = check(args.entry, args.mnist_dir, args.device, args.timeout)
     except HarnessError as exc:

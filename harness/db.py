@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import (JSON, Engine, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, create_engine,
                         event)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from harness.errors import HarnessError
@@ -170,10 +170,10 @@ def make_engine(url: str | None = None, create: bool = True) -> Engine:
     try:
         parsed = make_url(url)
         engine = create_engine(parsed)
-    except ArgumentError as exc:
-        raise HarnessError(f"--db {url!r} is not a database URL; {hint}.") from exc
     except NoSuchModuleError as exc:
         raise HarnessError(f"--db {url!r} names a database driver that is not installed ({exc}); {hint}.") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise HarnessError(f"--db {url!r} is not a database URL; {hint}.") from exc
     except ImportError as exc:
         raise HarnessError(f"--db {url!r} needs the Python package {exc.name!r}; install it or {hint}.") from exc
     if parsed.get_backend_name() == "sqlite":
@@ -185,7 +185,7 @@ def make_engine(url: str | None = None, create: bool = True) -> Engine:
     if create:
         try:
             Base.metadata.create_all(engine)
-        except OperationalError as exc:
+        except DBAPIError as exc:
             raise HarnessError(f"cannot open the database {url!r} ({str(exc.orig).strip()}); check the path, its "
                                f"permissions or the server, or {hint}.") from exc
     return engine

@@ -10,7 +10,7 @@ from harness.db import Evaluation, unpack
 from harness.metrics import tie_groups
 
 
-@dataclass
+@dataclass(eq=False)
 class Score:
     accuracy: float
     correct: int
@@ -22,7 +22,7 @@ class Score:
         return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total, "ci95": list(self.ci95)}
 
 
-@dataclass
+@dataclass(eq=False)
 class Row:
     name: str
     display_name: str

@@ -37,8 +37,8 @@ class RunSummary:
 
 
 def eval_key(entry: Entry, datasets: list[store.DatasetSpec]) -> str:
-    """Same entry content × same datasets × same harness version → same key → no need to re-evaluate."""
-    parts = [entry.content_hash, __version__] + [f"{d.kind}:{d.content_hash}" for d in datasets]
+    """Same entry and content × same datasets × same harness version → same key → no need to re-evaluate."""
+    parts = [entry.name, entry.content_hash, __version__] + [f"{d.kind}:{d.content_hash}" for d in datasets]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 

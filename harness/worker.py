@@ -20,7 +20,7 @@ from harness.contract import NUM_CLASSES, EntryMetadata
 from harness.loading import EntryError, load_model, set_eval
 
 CPU_BATCH = 256
-CUDA_BATCH = 4096
+CUDA_BATCH = 8192
 RESULT_FILE = "result.json"
 
 
@@ -50,18 +50,40 @@ def check_output(out, batch: int, where: str) -> torch.Tensor:
 
 
 def run_batches(model, images: torch.Tensor, device: torch.device, batch_size: int, where: str) -> np.ndarray:
-    """Forward every image once, in order; the images are moved to the device in one copy."""
+    """Forward every image once, in order; the images are moved to the device in one copy.
+
+    On a CUDA out-of-memory error the batch is halved and the same images are tried again.
+    """
     resident = images.to(device, non_blocking=False)
     outputs = []
-    seen = 0
+    start = 0
     with torch.inference_mode():
-        for start in range(0, len(resident), batch_size):
+        while start < len(resident):
             batch = resident[start:start + batch_size]
-            outputs.append(check_output(model(batch), len(batch), where).to("cpu"))
-            seen += len(batch)
+            try:
+                out = model(batch)
+            except torch.OutOfMemoryError:
+                if device.type != "cuda" or batch_size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                batch_size //= 2
+                continue
+            outputs.append(check_output(out, len(batch), where).to("cpu"))
+            start += len(batch)
+    seen = sum(len(o) for o in outputs)
     if seen != len(images):
         raise EntryError(f"only {seen} of {len(images)} images were evaluated on {where}.")
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+def warm_up(model, images: torch.Tensor, device: torch.device, batch_size: int) -> None:
+    """One untimed forward of a full batch, so that CUDA's lazy start-up is not counted as model speed."""
+    try:
+        with torch.inference_mode():
+            model(images[:batch_size].to(device))
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()  # run_batches will find a batch size that fits
+    torch.cuda.synchronize()
 
 
 def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,
@@ -77,8 +99,8 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
     timings, counts = {}, {}
     for name, path in inputs.items():
         images = torch.from_numpy(np.load(path, allow_pickle=False))
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        if dev.type == "cuda" and len(images):
+            warm_up(model, images, dev, batch_size)
         t0 = time.perf_counter()
         outputs = run_batches(model, images, dev, batch_size, f"the {name} images")
         if dev.type == "cuda":

@@ -1,0 +1,197 @@
+"""``python -m harness.evaluate`` end to end: ranking, JSON, re-runs, versions, flags and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from harness import evaluate
+from harness.db import Evaluation, EntryVersion, Result, make_engine
+from harness.guest import load_guest_set
+from tests.conftest import REPO, SHARED
+from tests.entries import class_means, template_predictions, template_weights, write_entry
+
+
+@pytest.fixture()
+def guest_dir(tmp_path) -> Path:
+    """Five real handwritten digits per class from Semeion, as a guest folder (label sub-folders)."""
+    source = SHARED / "semeion"
+    if not source.is_dir():
+        pytest.skip("../shared/datasets/semeion not found")
+    folder = tmp_path / "mystery"
+    for label in range(10):
+        (folder / str(label)).mkdir(parents=True)
+        for path in sorted((source / str(label)).glob("*.png"))[:5]:
+            shutil.copy(path, folder / str(label) / path.name)
+    return folder
+
+
+@pytest.fixture()
+def subs(tmp_path, means, mnist_dir) -> Path:
+    from harness import mnist
+    train = mnist.load_split(mnist_dir, "train", allow_download=False)
+    weak = class_means(train.images[:30], train.labels[:30])
+    folder = tmp_path / "subs"
+    write_entry(folder, "strong", weights=template_weights(means), toml='author = "Ada"\ndisplay_name = "Strong template"\n')
+    write_entry(folder, "weak", weights=template_weights(weak), toml='author = "Bob"\n')
+    write_entry(folder, "broken", weights={})
+    return folder
+
+
+def cli(tmp_path, subs, mnist_dir, mystery, *extra) -> list[str]:
+    return ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(mystery),
+            "--db", str(tmp_path / "lb.db"), "--device", "cpu", *extra]
+
+
+def count(tmp_path, model) -> int:
+    with Session(make_engine(f"sqlite:///{tmp_path / 'lb.db'}")) as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, mnist_test, means, guest_dir, capsys):
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--json")) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_name = {e["name"]: e for e in doc["entries"]}
+    assert [e["name"] for e in doc["entries"]] == ["strong", "weak", "broken"]
+    strong = by_name["strong"]
+    expected = template_predictions(mnist_test.images, means)
+    assert strong["mnist"]["correct"] == int((expected == mnist_test.labels).sum())
+    assert strong["mnist"]["total"] == 10000
+    guest = load_guest_set(guest_dir)
+    guest_expected = template_predictions(np.rint(guest.images[:, 0] * 255).astype(np.uint8), means)
+    assert strong["guest"]["total"] == 50
+    assert strong["guest"]["correct"] == int((guest_expected == guest.labels).sum())
+    lo, hi = strong["mnist"]["ci95"]
+    assert lo < strong["mnist"]["accuracy"] < hi
+    assert strong["rank"] == 1 and strong["author"] == "Ada" and strong["display_name"] == "Strong template"
+    assert strong["params"] == 7840 and strong["images_per_second"] > 0 and strong["status"] == "ok"
+    assert by_name["broken"]["status"] == "failed" and by_name["broken"]["rank"] is None
+    assert "missing keys" in by_name["broken"]["error"]
+    assert doc["datasets"]["guest"]["size"] == 50 and doc["datasets"]["mnist"]["size"] == 10000
+
+
+def test_rerun_skips_unchanged_and_reevaluates_changed(tmp_path, subs, mnist_dir, guest_dir, capsys):
+    args = cli(tmp_path, subs, mnist_dir, guest_dir)
+    assert evaluate.main(args) == 0
+    assert count(tmp_path, Evaluation) == 3
+    capsys.readouterr()
+    assert evaluate.main(args) == 0
+    assert "0 evaluated, 0 failed, 3 unchanged" in capsys.readouterr().out
+    assert count(tmp_path, Evaluation) == 3
+    (subs / "weak" / "entry.toml").write_text('author = "Bob"\ndescription = "now with a description"\n')
+    assert evaluate.main(args) == 0
+    assert "1 evaluated, 0 failed, 2 unchanged" in capsys.readouterr().out
+    assert count(tmp_path, EntryVersion) == 4  # the old version of 'weak' is kept
+    assert evaluate.main(args + ["--force", "--only", "strong"]) == 0
+    assert "1 evaluated, 0 failed, 0 unchanged" in capsys.readouterr().out
+    assert count(tmp_path, Evaluation) == 5 and count(tmp_path, Result) == 8  # two per successful evaluation
+
+
+def test_new_guest_set_triggers_reevaluation(tmp_path, subs, mnist_dir, guest_dir, capsys):
+    args = cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong")
+    evaluate.main(args)
+    shutil.rmtree(guest_dir / "9")
+    capsys.readouterr()
+    evaluate.main(args)
+    assert "1 evaluated" in capsys.readouterr().out
+
+
+def test_strict_turns_entry_failures_into_exit_code(tmp_path, subs, mnist_dir, guest_dir, capsys):
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict")) == 1
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict", "--only", "strong")) == 0
+
+
+def test_no_guest_digits_says_so(tmp_path, subs, mnist_dir, capsys, monkeypatch):
+    import harness.guest
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(harness.guest, "SAMPLE_DIR", tmp_path / "no-sample")
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, empty, "--only", "strong", "--json")) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["entries"][0]["guest"] is None and "guest" not in doc["datasets"]
+    assert "evaluated on MNIST alone" in captured.err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--only", "nobody"], "no entry named 'nobody'; available entries: broken, strong, weak."),
+    (["--db", "notadriver://x"], "names a database driver that is not installed"),
+    (["--db", "postgresql+psycopg://::bad::"], "is not a database URL"),
+    (["--db", "/nonexistent/dir/lb.db"], "the folder /nonexistent/dir does not exist"),
+    (["--timeout", "0"], "must be positive"),
+])
+def test_bad_flags_give_one_clear_sentence(tmp_path, subs, mnist_dir, guest_dir, capsys, extra, message):
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir) + extra) == 2
+    out = capsys.readouterr().out
+    assert message in " ".join(out.split())
+
+
+def test_empty_submissions_folder(tmp_path, mnist_dir, guest_dir, capsys):
+    (tmp_path / "none").mkdir()
+    assert evaluate.main(cli(tmp_path, tmp_path / "none", mnist_dir, guest_dir)) == 2
+    assert "holds no entries" in capsys.readouterr().out
+
+
+def test_unknown_flag_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(["--frobnicate"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+def test_existing_results_survive_a_failed_run(tmp_path, subs, mnist_dir, guest_dir, capsys):
+    args = cli(tmp_path, subs, mnist_dir, guest_dir)
+    evaluate.main(args)
+    before = count(tmp_path, Result)
+    assert evaluate.main(args + ["--only", "nobody"]) == 2
+    assert evaluate.main([a if a != str(mnist_dir) else str(tmp_path / "no-mnist") for a in args]) == 2
+    assert count(tmp_path, Result) == before
+
+
+def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path, means, mnist_dir, guest_dir):
+    """Kill the whole harness mid-run; every stored evaluation is complete, and a re-run does only the rest."""
+    subs = tmp_path / "subs"
+    slow = ("import time\n" + open(REPO / "tests" / "entries.py").read().split("TEMPLATE_CODE = '''")[1].split("'''")[0]
+            .replace("return self.scale", "time.sleep(0.6)\n        return self.scale"))
+    for i in range(6):
+        write_entry(subs, f"slow-{i}", code=slow, weights=template_weights(means))
+    db = tmp_path / "lb.db"
+    cmd = [sys.executable, "-m", "harness.evaluate", *cli(tmp_path, subs, mnist_dir, guest_dir), "--batch-size", "5000"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            time.sleep(0.2)
+            if db.exists():
+                with sqlite3.connect(db) as con:
+                    try:
+                        if con.execute("select count(*) from evaluations").fetchone()[0] >= 2:
+                            break
+                    except sqlite3.OperationalError:
+                        pass
+        else:
+            pytest.fail("the harness committed no evaluation in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with sqlite3.connect(db) as con:
+        assert con.execute("pragma integrity_check").fetchone()[0] == "ok"
+        done = con.execute("select count(*) from evaluations").fetchone()[0]
+        incomplete = con.execute("select count(*) from evaluations e where e.status = 'ok' and "
+                                 "(select count(*) from results r where r.evaluation_id = e.id) != 2").fetchone()[0]
+        assert 2 <= done < 6 and incomplete == 0
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{6 - done} evaluated, 0 failed, {done} unchanged" in " ".join(out.stdout.split())
