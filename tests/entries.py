@@ -66,8 +66,13 @@ def template_weights(means: np.ndarray) -> dict:
     return {"fc.weight": torch.tensor(means, dtype=torch.float32)}
 
 
-def with_forward(body: str, init: str = "") -> str:
-    """Model code whose forward is ``body`` (indented by the caller's dedent-friendly text)."""
+def with_forward(body: str) -> str:
+    """Template model code whose forward is ``body`` instead."""
     return TEMPLATE_CODE.replace(
         "        return self.scale * self.fc(x.flatten(1) - 0.5)",
-        textwrap.indent(textwrap.dedent(body).strip(), " " * 8)) + textwrap.dedent(init)
+        textwrap.indent(textwrap.dedent(body).strip(), " " * 8))
+
+
+def before_return(body: str) -> str:
+    """Template model code whose forward runs ``body`` first, then returns as usual."""
+    return with_forward(body + "\nreturn self.scale * self.fc(x.flatten(1) - 0.5)")

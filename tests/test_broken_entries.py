@@ -8,14 +8,8 @@ import pytest
 import torch
 
 from harness import runner
-from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
+from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.test_contract import evaluate, predicted
-
-
-def forward(body: str) -> str:
-    """Template model code whose forward runs ``body`` first (8-space indented lines joined by newlines)."""
-    lines = "\n".join("        " + line for line in body.strip().splitlines())
-    return TEMPLATE_CODE.replace("        return self.scale", lines + "\n        return self.scale")
 
 
 CASES = {
@@ -31,17 +25,17 @@ CASES = {
     "shape-mismatch": (TEMPLATE_CODE, "shape", "fc.weight is [10, 100] in the weights but [10, 784] in the model"),
     "pickled-model": (TEMPLATE_CODE, "pickled", "needs pickled Python code to load"),
     "not-a-state-dict": (TEMPLATE_CODE, "list", "does not hold a state_dict"),
-    "wrong-shape": (forward("return torch.zeros(len(x), 5)"), "good", "forward returned shape [256, 5] for a batch of 256"),
-    "int-output": (forward("return torch.zeros(len(x), 10, dtype=torch.long)"), "good", "forward returned torch.int64"),
-    "nan-output": (forward("return torch.full((len(x), 10), float('nan'))"), "good", "NaN or infinite values"),
-    "not-a-tensor": (forward("return {'logits': 1}"), "good", "forward returned dict"),
-    "raises": (forward("raise ValueError('kaboom')"), "good", "ValueError in the model (model.py line 16): kaboom"),
-    "sys-exit": (forward("import sys\nsys.exit(3)"), "good", "called sys.exit(3)"),
-    "os-exit": (forward("import os\nos._exit(7)"), "good", "exited with code 7"),
-    "segfault": (forward("import ctypes\nctypes.string_at(0)"), "good", "killed by SIGSEGV"),
-    "hangs": (forward("while True:\n    pass"), "good", "took longer than 4 s and was stopped"),
-    "memory-bomb": (forward("y = torch.ones(50 * 1024**3 // 4)"), "good", "out of memory"),
-    "slow-memory-bomb": (forward("keep = [torch.ones(64 * 1024**2) for _ in range(100)]"), "good",
+    "wrong-shape": (before_return("return torch.zeros(len(x), 5)"), "good", "forward returned shape [256, 5] for a batch of 256"),
+    "int-output": (before_return("return torch.zeros(len(x), 10, dtype=torch.long)"), "good", "forward returned torch.int64"),
+    "nan-output": (before_return("return torch.full((len(x), 10), float('nan'))"), "good", "NaN or infinite values"),
+    "not-a-tensor": (before_return("return {'logits': 1}"), "good", "forward returned dict"),
+    "raises": (before_return("raise ValueError('kaboom')"), "good", "ValueError in the model (model.py line 16): kaboom"),
+    "sys-exit": (before_return("import sys\nsys.exit(3)"), "good", "called sys.exit(3)"),
+    "os-exit": (before_return("import os\nos._exit(7)"), "good", "exited with code 7"),
+    "segfault": (before_return("import ctypes\nctypes.string_at(0)"), "good", "killed by SIGSEGV"),
+    "hangs": (before_return("while True:\n    pass"), "good", "took longer than 4 s and was stopped"),
+    "memory-bomb": (before_return("y = torch.ones(50 * 1024**3 // 4)"), "good", "out of memory"),
+    "slow-memory-bomb": (before_return("keep = [torch.ones(64 * 1024**2) for _ in range(100)]"), "good",
                          "used more than 1.0 GiB of memory"),
 }
 

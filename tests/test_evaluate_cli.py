@@ -195,3 +195,21 @@ def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path,
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{6 - done} evaluated, 0 failed, {done} unchanged" in " ".join(out.stdout.split())
+
+
+def test_corrupt_guest_image_is_skipped_and_reported(tmp_path, subs, mnist_dir, guest_dir, capsys):
+    (guest_dir / "3" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong", "--json")) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["entries"][0]["guest"]["total"] == 50
+    assert any(note.startswith("skipped guest image 3/torn.png:") for note in doc["notes"])
+    assert "skipped guest image 3/torn.png" in captured.err
+
+
+def test_guest_label_folder_that_is_not_a_digit_stops_before_anything_is_stored(tmp_path, subs, mnist_dir, guest_dir, capsys):
+    (guest_dir / "seven").mkdir()
+    shutil.copy(next((guest_dir / "7").glob("*.png")), guest_dir / "seven" / "x.png")
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir)) == 2
+    assert "seven" in capsys.readouterr().out
+    assert count(tmp_path, Evaluation) == 0

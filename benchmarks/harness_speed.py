@@ -1,0 +1,175 @@
+"""Harness speed, as ratios against baselines measured in the same run.
+
+(a) harness overhead per entry beyond the bare model compute (same model, same batches, in-process);
+(b) ``python -m harness.evaluate`` on 10 entries vs. the course way: one Python process per model with
+    torchvision ``MNIST`` + ``ToTensor`` + ``DataLoader(batch_size=64)``;
+(c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries.
+
+Usage: ``python benchmarks/harness_speed.py [--mnist-dir DIR] [--device cpu|cuda] [--entries 10] [--unchanged 50]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness import mnist, runner, store  # noqa: E402
+from harness.db import make_engine  # noqa: E402
+from harness.discovery import discover  # noqa: E402
+
+CNN_CODE = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    """The PyTorch MNIST example's 2-conv CNN."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return F.log_softmax(self.fc2(x), dim=1)
+'''
+
+COURSE_SCRIPT = '''
+import sys, torch
+from torchvision import datasets, transforms
+from torch.utils.data import DataLoader
+sys.path.insert(0, sys.argv[1])
+from model import Net
+model = Net()
+model.load_state_dict(torch.load(sys.argv[1] + "/weights.pt", weights_only=True))
+model.eval()
+data = datasets.MNIST(sys.argv[2], train=False, download=False, transform=transforms.ToTensor())
+correct = 0
+with torch.no_grad():
+    for x, y in DataLoader(data, batch_size=64):
+        correct += (model(x).argmax(1) == y).sum().item()
+print(correct / len(data))
+'''
+
+
+def make_entries(folder: Path, n: int) -> None:
+    scope: dict = {}
+    exec(CNN_CODE, scope)
+    for i in range(n):
+        torch.manual_seed(i)
+        entry = folder / f"cnn-{i:02d}"
+        entry.mkdir(parents=True)
+        (entry / "model.py").write_text(CNN_CODE)
+        torch.save(scope["Net"]().state_dict(), entry / "weights.pt")
+
+
+def bare_seconds(images: np.ndarray, device: str, batch: int) -> float:
+    """The model's own compute: in-process forward over the same images and batches (best of 3)."""
+    scope: dict = {}
+    exec(CNN_CODE, scope)
+    model = scope["Net"]().eval().to(device)
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None].to(device)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(3):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for s in range(0, len(x), batch):
+                model(x[s:s + batch])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def timed(cmd: list[str], **kw) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=REPO, **kw)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--mnist-dir", default=None)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--entries", type=int, default=10)
+    p.add_argument("--unchanged", type=int, default=50)
+    p.add_argument("--skip-course", action="store_true")
+    args = p.parse_args()
+    mnist_dir = mnist.resolve_dir(args.mnist_dir)
+    split = mnist.load_split(mnist_dir, "test", allow_download=False)
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    py = sys.executable
+    out: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    try:
+        subs = work / "subs"
+        make_entries(subs, args.entries)
+        empty_guest = work / "no-guest"
+        (empty_guest / "_sample").mkdir(parents=True)
+        common = ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(empty_guest),
+                  "--device", args.device]
+
+        # (a) overhead per entry: runner wall time per entry minus the bare forward pass.
+        batch = 8192 if args.device == "cuda" else 256
+        bare = {b: bare_seconds(split.images, args.device, b) for b in sorted({64, 128, batch, 10000})}
+        out["bare_forward_seconds_by_batch"] = bare
+        spec = store.DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
+        engine = make_engine(f"sqlite:///{work / 'a.db'}")
+        entries = list(discover(subs).values())
+        runner.run(engine, entries[:1], [spec], runner.Options(device=args.device), [])  # starts the fork server
+        t = time.perf_counter()
+        runner.run(engine, entries, [spec], runner.Options(device=args.device, force=True), [])
+        per_entry = (time.perf_counter() - t) / len(entries)
+        out["a_harness_seconds_per_entry"] = per_entry
+        out["a_overhead_seconds_per_entry"] = per_entry - bare[batch]
+
+        # (b) harness.evaluate on N entries (fresh database, everything new) vs the course way.
+        out["b_harness_evaluate_seconds"] = timed([py, "-m", "harness.evaluate", *common, "--db", str(work / "b.db")])
+        if not args.skip_course:
+            raw = work / "tv" / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            for name, _ in mnist.FILES["test"] + mnist.FILES["train"]:  # torchvision checks all four
+                with gzip.open(mnist_dir / name) as src, open(raw / name[:-3], "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            script = work / "course_eval.py"
+            script.write_text(COURSE_SCRIPT)
+            out["b_course_seconds"] = sum(timed([py, str(script), str(e.folder), str(work / "tv")]) for e in entries)
+            out["b_speedup"] = out["b_course_seconds"] / out["b_harness_evaluate_seconds"]
+
+        # (c) re-run with nothing changed, many entries.
+        many = work / "many"
+        make_entries(many, args.unchanged)
+        cmd = [py, "-m", "harness.evaluate", *common, "--submissions", str(many), "--db", str(work / "c.db")]
+        timed(cmd)
+        out["c_unchanged_rerun_seconds"] = timed(cmd)
+        out["c_entries"] = args.unchanged
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(out, indent=2))
+    results = REPO / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"harness_speed_{args.device}.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""``python -m harness.check``: a good entry is reported with its figures, a broken one exits non-zero."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import check
+from tests.entries import template_predictions, template_weights, with_forward, write_entry
+
+
+def test_good_entry_report(tmp_path, mnist_dir, mnist_test, means, capsys):
+    folder = write_entry(tmp_path, "good", weights=template_weights(means), toml='display_name = "Good one"\n')
+    assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    expected = (template_predictions(mnist_test.images[:500], means) == mnist_test.labels[:500]).mean()
+    assert "✓ good (Good one) loads and runs: output [N, 10] logits" in out
+    assert "parameters: 7,840" in out
+    assert f"accuracy on the first 500 MNIST test images: {100 * expected:.1f}%" in out
+
+
+def test_broken_entry_exits_nonzero_with_reason(tmp_path, mnist_dir, means, capsys):
+    folder = write_entry(tmp_path, "fixed-batch", code=with_forward("return self.fc(x.view(200, -1))"),
+                         weights=template_weights(means))
+    assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("✗ fixed-batch: RuntimeError in the model (model.py line 16)")
+
+
+def test_mis_normalised_entry_gets_a_warning(tmp_path, mnist_dir, means, capsys):
+    inverted = with_forward("return self.scale * self.fc((1 - x).flatten(1) - 0.5)")
+    folder = write_entry(tmp_path, "inverted", code=inverted, weights=template_weights(means))
+    assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 0
+    assert "probably expects another input normalisation or polarity" in " ".join(capsys.readouterr().out.split())
+
+
+def test_not_a_folder(tmp_path, capsys):
+    assert check.main([str(tmp_path / "nope")]) == 1
+    assert "is not a folder" in capsys.readouterr().out
+
+
+def test_without_mnist_uses_random_images(tmp_path, means, monkeypatch, capsys):
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "no-mnist"))
+    folder = write_entry(tmp_path, "good", weights=template_weights(means))
+    assert check.main([str(folder)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "500 random images (MNIST not found)" in out and "accuracy on" not in out
