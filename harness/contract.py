@@ -33,7 +33,8 @@ plus an optional ``entry.toml``::
 on a black background, the digit fitted in 20×20 and centred by its centre of mass, exactly like
 ``torchvision.transforms.ToTensor()`` applied to MNIST. Nothing else: no labels, no file names.
 Anything your model needs beyond that (its own normalisation, 3 channels, 224×224) happens inside
-``forward``; :class:`InputAdapter` does the usual cases in one line.
+``forward``; :class:`InputAdapter` (``from harness.contract import InputAdapter``, defined in
+``harness/adapters.py``) does the usual cases in one line.
 
 **Output.** ``[N, 10]`` floats: logits, probabilities or log-probabilities (``log_softmax``) — the
 harness detects which. The predicted digit is the argmax. The harness calls ``model.eval()`` and runs
@@ -45,9 +46,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from torch import nn
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
@@ -75,34 +73,6 @@ class EntryMetadata:
     hyperparameters: dict = field(default_factory=dict)
 
 
-class InputAdapter(nn.Module):
-    """Turns the harness's ``[N,1,28,28]`` in ``[0,1]`` into what a model was trained on.
-
-    Examples::
-
-        InputAdapter(mean=0.5, std=0.5)                      # a CNN trained with Normalize((0.5,), (0.5,))
-        InputAdapter(mean=MNIST_MEAN, std=MNIST_STD)         # Normalize((0.1307,), (0.3081,))
-        InputAdapter(size=224, channels=3,
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD)   # a fine-tuned ImageNet ResNet
-    """
-
-    def __init__(self, size: int | None = None, channels: int = 1,
-                 mean: float | tuple[float, ...] = 0.0, std: float | tuple[float, ...] = 1.0):
-        super().__init__()
-        self.size = size
-        self.channels = channels
-        shape = (1, channels, 1, 1)
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).expand(channels).reshape(shape).clone(), persistent=False)
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).expand(channels).reshape(shape).clone(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.size is not None and x.shape[-1] != self.size:
-            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        if self.channels != x.shape[1]:
-            x = x.expand(-1, self.channels, -1, -1)
-        return (x - self.mean) / self.std
-
-
 def entry_files(folder: Path) -> list[Path]:
     """The files that make up an entry's content (hashed for versioning), sorted."""
     skip_dirs = {"__pycache__", ".ipynb_checkpoints"}
@@ -111,3 +81,11 @@ def entry_files(folder: Path) -> list[Path]:
         if p.is_file() and not p.name.startswith(".") and p.suffix != ".pyc"
         and not any(part in skip_dirs or part.startswith(".") for part in p.relative_to(folder).parts[:-1])
     )
+
+
+def __getattr__(name: str):
+    # InputAdapter needs torch; importing it lazily keeps the harness's own process free of torch.
+    if name == "InputAdapter":
+        from harness.adapters import InputAdapter
+        return InputAdapter
+    raise AttributeError(f"module 'harness.contract' has no attribute {name!r}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,30 @@ def set_hash(images: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def cache_dir() -> Path:
+    """Where normalised digits are cached ($HARNESS_CACHE, default data/cache; git-ignored)."""
+    return Path(os.environ.get("HARNESS_CACHE") or Path("data") / "cache") / "guest" / PREPROCESS_VERSION
+
+
+def normalized(path: Path, digest: str) -> np.ndarray:
+    """normalize_image(open_image(path)), cached by file content and preprocessing version."""
+    cached = cache_dir() / f"{digest}.npy"
+    try:
+        return np.load(cached, allow_pickle=False)
+    except (OSError, ValueError):
+        pass
+    image = normalize_image(open_image(path))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, image, allow_pickle=False)
+        tmp.replace(cached)
+    except OSError:
+        pass  # a read-only working directory only costs speed
+    return image
+
+
 def load_guest_set(folder: Path) -> GuestSet:
     """Reads and normalises every labelled digit in ``folder`` (see the module docstring)."""
     folder = Path(folder)
@@ -142,7 +167,7 @@ def load_guest_set(folder: Path) -> GuestSet:
         labelled.append((rel, label))
 
     seen: dict[str, tuple[Path, int]] = {}
-    unique: list[tuple[Path, int]] = []
+    unique: list[tuple[Path, int, str]] = []
     for rel, label in labelled:
         digest = file_digest(folder / rel)
         if digest in seen:
@@ -153,12 +178,12 @@ def load_guest_set(folder: Path) -> GuestSet:
             skipped.append((rel.as_posix(), f"duplicate of {first.as_posix()} (same file content)."))
             continue
         seen[digest] = (rel, label)
-        unique.append((rel, label))
+        unique.append((rel, label, digest))
 
     images, labels, names = [], [], []
-    for rel, label in unique:
+    for rel, label, digest in unique:
         try:
-            images.append(normalize_image(open_image(folder / rel)))
+            images.append(normalized(folder / rel, digest))
         except ImageProblem as e:
             skipped.append((rel.as_posix(), str(e)))
             continue

@@ -100,8 +100,8 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
                      for e in entries if (e.folder / "model.py").is_file())
     work = Path(tempfile.mkdtemp(prefix="harness-"))
     status = "failed"
+    inputs = None
     try:
-        inputs = write_inputs(datasets, work)
         for entry in entries:
             version_id = store.ensure_version(engine, entry)
             key = eval_key(entry, datasets)
@@ -111,6 +111,7 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
                 if on_entry:
                     on_entry(entry, UNCHANGED)
                 continue
+            inputs = inputs or write_inputs(datasets, work)  # only once something needs evaluating
             record = evaluate_one(entry, datasets, dataset_ids, inputs, work, options, preload_tv)
             summary.evaluation_ids[entry.name] = store.save_evaluation(
                 engine, run_id=summary.run_id, version_id=version_id, eval_key=key, status=record["status"],

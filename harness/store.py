@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,9 +64,8 @@ def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
 
 
 def start_run(engine: Engine, device: str, argv: list[str]) -> int:
-    import torch
     with Session(engine) as session, session.begin():
-        run = Run(harness_version=__version__, torch_version=torch.__version__, python_version=sys.version.split()[0],
+        run = Run(harness_version=__version__, torch_version=metadata.version("torch"), python_version=sys.version.split()[0],
                   device=device, argv=list(argv))
         session.add(run)
         session.flush()
@@ -134,3 +134,50 @@ def set_flag(engine: Engine, name: str, value: str) -> None:
             session.add(Flag(name=name, value=value))
         else:
             row.value = value
+
+
+# --- Dashboard: moderation and the organiser's audit log ---------------------------------------------------
+
+MODERATION_STATES = ("visible", "hidden", "disqualified")
+
+
+def log_action(engine: Engine, action: str, detail: str = "", entry_name: str | None = None) -> None:
+    """Append one organiser action to the audit log (stamped with the current UTC time)."""
+    from harness.db import AuditLog
+    with Session(engine) as session, session.begin():
+        session.add(AuditLog(action=action, detail=detail, entry_name=entry_name))
+
+
+def audit_log(engine: Engine, limit: int = 200) -> list[dict]:
+    """The newest organiser actions first, as plain dicts."""
+    from harness.db import AuditLog
+    with Session(engine) as session:
+        rows = session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)).all()
+        return [{"at": r.at, "action": r.action, "entry": r.entry_name, "detail": r.detail} for r in rows]
+
+
+def set_moderation(engine: Engine, entry_name: str, state: str, reason: str = "") -> None:
+    """Hide, disqualify or restore an entry, and log the action; hiding or disqualifying needs a reason."""
+    from harness.db import AuditLog, Moderation
+    if state not in MODERATION_STATES:
+        raise ValueError(f"unknown moderation state {state!r}; use one of {', '.join(MODERATION_STATES)}.")
+    reason = reason.strip()
+    if state != "visible" and not reason:
+        raise ValueError(f"say why the entry is {state}: the reason is shown to the organisers (and, for a "
+                         "disqualification, on the board).")
+    with Session(engine) as session, session.begin():
+        row = session.get(Moderation, entry_name)
+        if row is None:
+            session.add(Moderation(entry_name=entry_name, state=state, reason=reason))
+        else:
+            row.state, row.reason = state, reason
+        session.add(AuditLog(action={"visible": "restore", "hidden": "hide", "disqualified": "disqualify"}[state],
+                             entry_name=entry_name, detail=reason))
+
+
+def moderation(engine: Engine) -> dict[str, tuple[str, str]]:
+    """{entry name: (state, reason)} for every entry an organiser has hidden or disqualified."""
+    from harness.db import Moderation
+    with Session(engine) as session:
+        return {r.entry_name: (r.state, r.reason) for r in session.scalars(select(Moderation))
+                if r.state != "visible"}

@@ -33,7 +33,7 @@ def pick_device(requested: str) -> torch.device:
 
 
 def check_output(out, batch: int, where: str) -> torch.Tensor:
-    """Enforce the output contract on one batch: a float tensor [batch, 10] with finite values."""
+    """Enforce the output contract on one batch: a float tensor [batch, 10] (finiteness is checked once, later)."""
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         out = out[0]  # models that return (logits, extras)
     if not isinstance(out, torch.Tensor):
@@ -43,20 +43,26 @@ def check_output(out, batch: int, where: str) -> torch.Tensor:
                          f"[{batch}, {NUM_CLASSES}] (one score per digit).")
     if not out.is_floating_point():
         raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or log-probabilities).")
-    out = out.float()
-    if not torch.isfinite(out).all():
-        raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its normalisation.")
-    return out
+    return out.float()
+
+
+def even_batch(n: int, batch_size: int) -> int:
+    """The batch size that splits n images into equal batches no larger than batch_size (one shape, no ragged tail)."""
+    if n <= batch_size:
+        return max(n, 1)
+    batches = -(-n // batch_size)
+    return -(-n // batches)
 
 
 def run_batches(model, images: torch.Tensor, device: torch.device, batch_size: int, where: str) -> np.ndarray:
-    """Forward every image once, in order; the images are moved to the device in one copy.
+    """Forward every image once, in order; images go to the device in one copy, outputs come back in one.
 
     On a CUDA out-of-memory error the batch is halved and the same images are tried again.
     """
     resident = images.to(device, non_blocking=False)
     outputs = []
     start = 0
+    batch_size = even_batch(len(resident), batch_size)
     with torch.inference_mode():
         while start < len(resident):
             batch = resident[start:start + batch_size]
@@ -68,19 +74,21 @@ def run_batches(model, images: torch.Tensor, device: torch.device, batch_size: i
                 torch.cuda.empty_cache()
                 batch_size //= 2
                 continue
-            outputs.append(check_output(out, len(batch), where).to("cpu"))
+            outputs.append(check_output(out, len(batch), where))
             start += len(batch)
-    seen = sum(len(o) for o in outputs)
-    if seen != len(images):
-        raise EntryError(f"only {seen} of {len(images)} images were evaluated on {where}.")
-    return torch.cat(outputs).numpy() if outputs else np.zeros((0, NUM_CLASSES), np.float32)
+        result = torch.cat(outputs) if outputs else torch.zeros((0, NUM_CLASSES))
+        if not torch.isfinite(result).all():
+            raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its normalisation.")
+    if len(result) != len(images):
+        raise EntryError(f"only {len(result)} of {len(images)} images were evaluated on {where}.")
+    return result.cpu().numpy()
 
 
 def warm_up(model, images: torch.Tensor, device: torch.device, batch_size: int) -> None:
     """One untimed forward of a full batch, so that CUDA's lazy start-up is not counted as model speed."""
     try:
         with torch.inference_mode():
-            model(images[:batch_size].to(device))
+            model(images[:even_batch(len(images), batch_size)].to(device))
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()  # run_batches will find a batch size that fits
     torch.cuda.synchronize()

@@ -221,3 +221,22 @@ def test_summarize_by_hand():
 def test_summarize_rejects_bad_outputs(outputs, match):
     with pytest.raises(ValueError, match=match):
         m.summarize(np.array([0, 1, 2, 3]), outputs)
+
+
+@pytest.mark.parametrize("correct, total", [(0, 1), (1, 1), (37, 50), (81, 100), (9912, 10000), (3, 1000)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_wilson_interval_matches_scipy_stats(correct, total, confidence):
+    from scipy.stats import binomtest
+    ci = binomtest(correct, total).proportion_ci(confidence, method="wilson")
+    assert m.wilson_interval(correct, total, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+def test_mcnemar_matches_scipy_stats_binomtest():
+    from scipy.stats import binomtest
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n = int(rng.integers(1, 200))
+        a, b = rng.random(n) < rng.random(), rng.random(n) < rng.random()
+        only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+        expected = 1.0 if only_a + only_b == 0 else binomtest(only_a, only_a + only_b, 0.5).pvalue
+        assert m.mcnemar_exact(a, b) == pytest.approx(expected, rel=1e-9, abs=1e-12)
