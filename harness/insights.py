@@ -1,0 +1,61 @@
+"""``python -m harness.insights``: what worked — accuracy by optimizer, epochs, augmentation and model size."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import altair as alt
+from rich.console import Console
+from rich.table import Table
+
+from harness.db import make_engine
+from harness.errors import HarnessError
+from leaderboard import insights, queries
+
+
+def factor_table(df, factor: str, metric: str) -> Table:
+    stats = insights.by_factor(df, factor, metric)
+    table = Table(title=f"{insights.METRICS[metric]} by {insights.FACTORS[factor].lower()} (higher is better)",
+                  title_justify="left")
+    for column in ("value", "entries", "median", "mean", "best", "worst"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+    for row in stats.itertuples(index=False):
+        table.add_row(str(getattr(row, factor)), str(row.entries),
+                      *(f"{100 * getattr(row, c):.2f}%" for c in ("median", "mean", "best", "worst")))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.insights", description=__doc__)
+    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    p.add_argument("--html", help="also write the charts to this HTML file")
+    args = p.parse_args(argv)
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    try:
+        engine = make_engine(args.db)
+    except HarnessError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    revealed = queries.is_revealed(engine)
+    df = insights.frame(queries.latest_evaluations(engine, queries.current_datasets(engine, revealed)), revealed)
+    if df.empty:
+        console.print("No evaluated entries yet: run `python -m harness.evaluate` first.")
+        return 0
+    metrics = ["mnist"] + (["guest"] if revealed and df["guest"].notna().any() else [])
+    for metric in metrics:
+        for factor in insights.FACTORS:
+            if df[factor].notna().any():
+                console.print(factor_table(df, factor, metric))
+    if not revealed:
+        console.print("Guest results are sealed until the organiser reveals them; MNIST only.")
+    if args.html:
+        charts = [insights.size_chart(df, m) for m in metrics] + [
+            insights.box_chart(df, f, m) for m in metrics for f in insights.FACTORS if df[f].notna().any()]
+        alt.concat(*charts, columns=2).save(args.html)
+        console.print(f"charts written to {args.html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

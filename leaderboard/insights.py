@@ -1,0 +1,85 @@
+"""'What worked': every entry's hyperparameters beside its accuracy, grouped the ways a newcomer asks about.
+
+Pure functions over the newest evaluation of each entry (``queries.EvalSummary``); no Streamlit.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from leaderboard.queries import EvalSummary
+
+FACTORS = {
+    "optimizer": "Optimizer",
+    "epochs": "Epochs",
+    "augmented": "Augmentation",
+    "arch": "Architecture",
+    "batch_size": "Batch size",
+}
+METRICS = {"mnist": "MNIST test accuracy", "guest": "Guest accuracy"}
+
+
+def _augmented(hp: dict) -> str | None:
+    if "augment" not in hp and "augmentation" not in hp:
+        return None
+    value = hp.get("augment", hp.get("augmentation"))
+    return "with" if value not in (None, False, "", "none", [], ()) else "without"
+
+
+def frame(summaries: list[EvalSummary], include_guest: bool) -> pd.DataFrame:
+    """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed)."""
+    rows = []
+    for s in summaries:
+        if s.status != "ok" or "mnist" not in s.scores:
+            continue
+        hp = s.hyperparameters
+        row = {"entry": s.display_name, "author": s.author, "params": s.params,
+               "mnist": s.scores["mnist"].accuracy,
+               "guest": s.scores["guest"].accuracy if include_guest and "guest" in s.scores else None,
+               "optimizer": str(hp["optimizer"]).lower() if hp.get("optimizer") else None,
+               "epochs": int(hp["epochs"]) if isinstance(hp.get("epochs"), (int, float)) else None,
+               "augmented": _augmented(hp),
+               "arch": str(hp.get("arch") or hp.get("architecture") or "") or None,
+               "batch_size": int(hp["batch_size"]) if isinstance(hp.get("batch_size"), (int, float)) else None}
+        rows.append(row)
+    columns = ["entry", "author", "params", "mnist", "guest", *FACTORS]
+    df = pd.DataFrame(rows, columns=columns)
+    if not include_guest:
+        df = df.drop(columns="guest")
+    return df
+
+
+def by_factor(df: pd.DataFrame, factor: str, metric: str = "mnist") -> pd.DataFrame:
+    """Count, mean, median, best and worst of ``metric`` for each value of ``factor`` (entries without it skipped)."""
+    known = df.dropna(subset=[factor, metric])
+    if known.empty:
+        return pd.DataFrame(columns=[factor, "entries", "mean", "median", "best", "worst"])
+    grouped = known.groupby(factor)[metric]
+    out = pd.DataFrame({"entries": grouped.size(), "mean": grouped.mean(), "median": grouped.median(),
+                        "best": grouped.max(), "worst": grouped.min()}).reset_index()
+    return out.sort_values("median", ascending=False, ignore_index=True)
+
+
+def box_chart(df: pd.DataFrame, factor: str, metric: str = "mnist") -> alt.Chart:
+    """Accuracy by one knob: a box per value, every entry as a dot on top."""
+    data = df.dropna(subset=[factor, metric])
+    x = alt.X(f"{factor}:N", title=FACTORS[factor])
+    y = alt.Y(f"{metric}:Q", title=METRICS[metric] + " (higher is better)", scale=alt.Scale(zero=False),
+              axis=alt.Axis(format="%"))
+    boxes = alt.Chart(data).mark_boxplot(extent="min-max", opacity=0.5).encode(x=x, y=y)
+    dots = alt.Chart(data).mark_circle(size=60, color="black").encode(
+        x=x, y=y, tooltip=["entry", "author", alt.Tooltip(f"{metric}:Q", format=".2%")])
+    return (boxes + dots).properties(title=f"{METRICS[metric]} by {FACTORS[factor].lower()}", width=320, height=260)
+
+
+def size_chart(df: pd.DataFrame, metric: str = "mnist") -> alt.Chart:
+    """Accuracy against parameter count (log scale)."""
+    data = df.dropna(subset=["params", metric])
+    return alt.Chart(data).mark_circle(size=80).encode(
+        x=alt.X("params:Q", title="Parameters (log scale)", scale=alt.Scale(type="log")),
+        y=alt.Y(f"{metric}:Q", title=METRICS[metric] + " (higher is better)", scale=alt.Scale(zero=False),
+                axis=alt.Axis(format="%")),
+        color=alt.Color("arch:N", title="Architecture"),
+        tooltip=["entry", "author", "params", alt.Tooltip(f"{metric}:Q", format=".2%")],
+    ).properties(title=f"{METRICS[metric]} by model size", width=320, height=260)
