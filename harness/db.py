@@ -189,3 +189,25 @@ def make_engine(url: str | None = None, create: bool = True) -> Engine:
             raise HarnessError(f"cannot open the database {url!r} ({str(exc.orig).strip()}); check the path, its "
                                f"permissions or the server, or {hint}.") from exc
     return engine
+
+
+# --- Dashboard: organiser decisions and their audit trail (leaderboard/) ---------------------------------
+
+class Moderation(Base):
+    """An organiser's decision about an entry: ``hidden`` (off every public page) or ``disqualified``
+    (shown unranked, with the reason); ``visible`` undoes either."""
+    __tablename__ = "moderation"
+    entry_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # visible, hidden, disqualified
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditLog(Base):
+    """One organiser action (reveal, re-run, hide, disqualify, ...) with its time."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(40))
+    entry_name: Mapped[Optional[str]] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,147 @@
+"""Server time of the dashboard's first renders with a full-size database.
+
+    python benchmarks/dashboard_speed.py [--entries 200] [--evaluations 10] [--mnist 10000] [--repeat 3]
+
+Builds (once, cached under benchmarks/results/) a database of ``entries`` × ``evaluations`` evaluations, each with a
+full MNIST test result and a 100-digit guest result (every blob the harness stores), then times the script run of
+the leaderboard page and of an entry page under Streamlit's AppTest with every cache cleared first (a cold first
+render), sealed and revealed. Targets: leaderboard < 1.5 s, entry page < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness import store  # noqa: E402
+from harness.db import (Dataset, Entry, EntryVersion, Evaluation, Result, Run, make_engine, pack,  # noqa: E402
+                        utcnow)
+from harness.metrics import confusion_matrix, precision_recall, wilson_interval  # noqa: E402
+
+
+def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int = 100, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    engine = make_engine(str(path))
+    labels = {"mnist": rng.integers(0, 10, n_mnist), "guest": rng.integers(0, 10, n_guest)}
+    with engine.begin() as conn:
+        ids = {}
+        for i, kind in enumerate(("mnist", "guest")):
+            n = len(labels[kind])
+            ids[kind] = conn.execute(insert(Dataset).values(
+                kind=kind, content_hash=f"bench-{kind}", size=n, source="benchmark", preprocess_version="bench",
+                labels=pack(labels[kind]), files=[f"{d}/g{j:03d}.png" for j, d in enumerate(labels[kind])]
+                if kind == "guest" else [], images=pack(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
+                created_at=utcnow())).inserted_primary_key[0]
+        run_id = conn.execute(insert(Run).values(harness_version="bench", torch_version="bench",
+                                                 python_version="3", device="cpu", argv=[], status="finished",
+                                                 started_at=utcnow())).inserted_primary_key[0]
+        start = utcnow() - timedelta(days=10)
+        for e in range(entries):
+            entry_id = conn.execute(insert(Entry).values(name=f"entry-{e:03d}", created_at=start)).inserted_primary_key[0]
+            skill = rng.uniform(0.85, 0.995)
+            for v in range(evaluations):
+                version_id = conn.execute(insert(EntryVersion).values(
+                    entry_id=entry_id, content_hash=f"{e:03d}-{v:02d}".ljust(64, "0"), code_hash="c" * 64,
+                    weights_hash="w" * 64, weights_bytes=1_000_000, display_name=f"Entry number {e}",
+                    author=f"Member {e % 37}", description="benchmark entry",
+                    hyperparameters={"lr": 0.001 * (1 + e % 5), "epochs": 1 + v, "optimizer": "adam"},
+                    constructor={}, first_seen_at=start + timedelta(hours=e + v))).inserted_primary_key[0]
+                failed = e % 50 == 7 and v == evaluations - 1
+                eval_id = conn.execute(insert(Evaluation).values(
+                    run_id=run_id, version_id=version_id, eval_key=f"{e}-{v}", status="failed" if failed else "ok",
+                    error="the entry's process exited with code 1 before it finished." if failed else None,
+                    device="cpu", started_at=start + timedelta(hours=e + v), seconds=3.0, params=100_000 + e,
+                    images_per_second=5000.0 + e, peak_memory_bytes=2**28, output_kind="logits",
+                    log="loading\nrunning\n")).inserted_primary_key[0]
+                if failed:
+                    continue
+                rows = []
+                for kind in ("mnist", "guest"):
+                    y = labels[kind]
+                    acc = min(skill + 0.002 * v, 0.999) if kind == "mnist" else skill - 0.2
+                    wrong = rng.random(len(y)) > acc
+                    pred = np.where(wrong, (y + rng.integers(1, 10, len(y))) % 10, y)
+                    probs = rng.dirichlet(np.ones(10), len(y)).astype(np.float32)
+                    probs[np.arange(len(y)), pred] += 1.0
+                    probs /= probs.sum(1, keepdims=True)
+                    cm = confusion_matrix(y, pred)
+                    precision, recall = precision_recall(cm)
+                    correct = int((pred == y).sum())
+                    lo, hi = wilson_interval(correct, len(y))
+                    rows.append(dict(evaluation_id=eval_id, dataset_id=ids[kind], correct=correct, total=len(y),
+                                     accuracy=correct / len(y), ci_low=lo, ci_high=hi, log_loss=0.1,
+                                     confusion=cm.tolist(), precision=[float(x) for x in np.nan_to_num(precision)],
+                                     recall=[float(x) for x in np.nan_to_num(recall)],
+                                     predicted=pack(pred.astype(np.uint8)), confidence=pack(probs.max(1)),
+                                     probabilities=pack(probs.astype(np.float16))))
+                conn.execute(insert(Result), rows)
+    engine.dispose()
+
+
+def time_page(app: str, page: str | None, repeat: int, **query) -> list[float]:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+    times = []
+    for _ in range(repeat):
+        at = AppTest.from_file(app, default_timeout=120)
+        if page:
+            at.run()  # the default page first, then switch: AppTest needs one run to know the pages
+            at.switch_page(page)
+            at.query_params.update(query)
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        started = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - started)
+        assert not at.exception, [e.value for e in at.exception]
+    return times
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--entries", type=int, default=200)
+    p.add_argument("--evaluations", type=int, default=10)
+    p.add_argument("--mnist", type=int, default=10000)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    folder = REPO / "benchmarks" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / f"dashboard-{args.entries}x{args.evaluations}-{args.mnist}.db"
+    if not db.exists():
+        t = time.perf_counter()
+        build(db.with_suffix(".tmp"), args.entries, args.evaluations, args.mnist)
+        db.with_suffix(".tmp").rename(db)
+        print(f"built {db.name} ({db.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.0f} s")
+    os.environ["LEADERBOARD_DB"] = str(db)
+    os.environ.pop("LEADERBOARD_ADMIN_PASSWORD", None)
+    app = str(REPO / "leaderboard" / "app.py")
+    engine = make_engine(str(db))
+    print(f"{args.entries} entries × {args.evaluations} evaluations, MNIST {args.mnist} + guest 100; "
+          f"cold caches; median of {args.repeat} (min–max), seconds of server time")
+    ok = True
+    for revealed in (False, True):
+        store.set_flag(engine, store.GUEST_REVEALED, "true" if revealed else "false")
+        for name, page, target, query in (("leaderboard", None, 1.5, {}),
+                                          ("entry page", "screens/entry.py", 1.0, {"entry": "entry-042"})):
+            times = time_page(app, page, args.repeat, **query)
+            med = statistics.median(times)
+            ok &= med < target
+            print(f"  {'revealed' if revealed else 'sealed  '}  {name:12s} {med:6.3f} s ({min(times):.3f}–"
+                  f"{max(times):.3f})  target < {target} s  {'ok' if med < target else 'TOO SLOW'}")
+    store.set_flag(engine, store.GUEST_REVEALED, "false")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Organiser actions: password check, reveal, background re-runs, moderation. Each action is logged."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from harness import store
+from harness.db import utcnow
+
+from leaderboard.config import REPO, Settings
+
+
+def password_ok(given: str, configured: str | None) -> bool:
+    """Constant-time comparison; always False when no password is configured."""
+    if not configured or not given:
+        return False
+    return hmac.compare_digest(given.encode(), configured.encode())
+
+
+def set_revealed(engine: Engine, revealed: bool) -> None:
+    store.set_flag(engine, store.GUEST_REVEALED, "true" if revealed else "false")
+    store.log_action(engine, "reveal" if revealed else "seal",
+                     "guest results revealed" if revealed else "guest results sealed again")
+
+
+def evaluation_command(settings: Settings, force: bool = False, only: list[str] | None = None) -> list[str]:
+    """``python -m harness.evaluate`` on the dashboard's database and submissions (CPU, no rich colours)."""
+    argv = [sys.executable, "-m", "harness.evaluate", "--db", settings.db_url, "--submissions",
+            str(settings.submissions.resolve()), "--mystery", str(settings.mystery.resolve())]
+    for name in only or []:
+        argv += ["--only", name]
+    return argv + (["--force"] if force else [])
+
+
+@dataclass
+class Job:
+    """A background process started from the dashboard, with its log file."""
+    argv: list[str]
+    log_path: Path
+    started_at: datetime
+    process: subprocess.Popen = field(repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def start_job(argv: list[str], log_dir: Path) -> Job:
+    """Start ``argv`` in the background (own session, output to a log file) and return at once."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = utcnow()
+    log_path = log_dir / f"evaluate-{started:%Y%m%d-%H%M%S-%f}.log"
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="120", PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
+                                   env=env, start_new_session=True)
+    return Job(argv=argv, log_path=log_path, started_at=started, process=process)
+
+
+def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list[str] | None = None) -> Job:
+    job = start_job(evaluation_command(settings, force, only), settings.jobs)
+    store.log_action(engine, "re-run", f"{'forced ' if force else ''}evaluation"
+                     f"{' of ' + ', '.join(only) if only else ' of every entry'} started (pid {job.process.pid}, "
+                     f"log {job.log_path})")
+    return job
+
+
+def run_progress(run: dict | None, job: Job, entries: int) -> tuple[float, str]:
+    """(fraction done, one line) for a job from the newest run in the database and the job's state."""
+    if job.running:
+        if run is None or run["started_at"] < job.started_at.replace(microsecond=0):
+            return 0.0, "starting: loading MNIST and the guest digits…"
+        done = run["evaluations"]
+        return (min(done / entries, 0.99) if entries else 0.0,
+                f"run #{run['id']}: {done} of {entries} entries evaluated so far (unchanged entries are skipped)")
+    code = job.returncode
+    if code == 0:
+        return 1.0, "finished"
+    return 1.0, f"ended with exit code {code}: see the log below"

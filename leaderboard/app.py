@@ -1,0 +1,23 @@
+"""The club's dashboard: ``streamlit run leaderboard/app.py`` (reads $LEADERBOARD_DB, default leaderboard.db)."""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `streamlit run leaderboard/app.py` from a checkout that is not pip-installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st
+
+st.set_page_config(page_title="MNIST club leaderboard", page_icon="🏆", layout="wide")
+
+PAGES = [
+    st.Page("screens/leaderboard.py", title="Leaderboard", icon="🏆", url_path="leaderboard", default=True),
+    st.Page("screens/entry.py", title="Entry", icon="🔎", url_path="entry"),
+    st.Page("screens/head_to_head.py", title="Head-to-head", icon="⚔️", url_path="head-to-head"),
+    st.Page("screens/guest_gallery.py", title="Guest gallery", icon="✍️", url_path="guest-gallery"),
+    st.Page("screens/what_worked.py", title="What worked", icon="🧪", url_path="what-worked"),
+    st.Page("screens/draw.py", title="Draw a digit", icon="🖊️", url_path="draw"),
+    st.Page("screens/organiser.py", title="Organiser", icon="🔑", url_path="organiser"),
+]
+
+st.navigation(PAGES).run()

@@ -1,0 +1,90 @@
+"""Streamlit caching around the plain loaders: one engine per URL, short-lived page data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from harness.db import make_engine
+
+from leaderboard import config, queries, views
+from leaderboard.draw import Prediction, entries_on_disk, predict
+
+TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
+
+
+def settings() -> config.Settings:
+    return config.settings()
+
+
+@st.cache_resource(show_spinner=False)
+def engine(url: str):
+    return make_engine(url)
+
+
+def current_engine():
+    return engine(settings().db_url)
+
+
+def revealed() -> bool:
+    """Read fresh on every run: nothing guest-related may leak because of a stale cache."""
+    return queries.is_revealed(current_engine())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def board(url: str, is_revealed: bool) -> views.BoardView:
+    return views.board_view(engine(url), is_revealed)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def insights_frame(url: str, is_revealed: bool):
+    from leaderboard import insights
+    eng = engine(url)
+    return insights.frame(queries.latest_evaluations(eng, queries.current_datasets(eng, is_revealed)), is_revealed)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=20)
+def entry(url: str, name: str, is_revealed: bool) -> views.EntryView | None:
+    return views.entry_view(engine(url), name, is_revealed)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def dataset_images(url: str, dataset_id: int) -> tuple[np.ndarray | None, list[str]]:
+    """Datasets never change once stored, so their images are shared read-only across sessions."""
+    images, files = queries.dataset_images(engine(url), dataset_id)
+    if images is not None:
+        images.setflags(write=False)
+    return images, files
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=20)
+def duel(url: str, a: str, b: str, kind: str, is_revealed: bool) -> views.DuelView | None:
+    return views.duel_view(engine(url), a, b, kind, is_revealed)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def guest(url: str) -> views.GuestView | None:
+    return views.guest_view(engine(url))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def entries_for_drawing(folder: str):
+    return entries_on_disk(Path(folder))
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def prediction(_entry, content_hash: str, digit_key: str, _digit: np.ndarray) -> Prediction:
+    """One entry's reading of one drawing, cached by the entry's content hash and the drawing."""
+    return predict(_entry, _digit)
+
+
+@st.cache_resource
+def jobs() -> list:
+    """Background evaluations started from the organiser page (one list per server process)."""
+    return []
+
+
+def clear() -> None:
+    st.cache_data.clear()

@@ -1,0 +1,44 @@
+"""Where the dashboard finds things, from environment variables (no Streamlit here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.db import resolve_url
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD_ENV = "LEADERBOARD_ADMIN_PASSWORD"
+PASSWORD_SECRET = "admin_password"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str          # LEADERBOARD_DB (default leaderboard.db), as the harness reads it
+    submissions: Path    # LEADERBOARD_SUBMISSIONS (default submissions/): entries for draw-a-digit and re-runs
+    mystery: Path        # LEADERBOARD_MYSTERY (default mystery_digits/): the guest's original pictures
+    jobs: Path           # LEADERBOARD_JOBS (default .leaderboard-jobs/): logs of re-runs started here
+
+
+def settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    return Settings(db_url=resolve_url(env.get("LEADERBOARD_DB")),
+                    submissions=Path(env.get("LEADERBOARD_SUBMISSIONS", "submissions")),
+                    mystery=Path(env.get("LEADERBOARD_MYSTERY", "mystery_digits")),
+                    jobs=Path(env.get("LEADERBOARD_JOBS", ".leaderboard-jobs")))
+
+
+def configured_password(env: Mapping[str, str], secrets: Mapping | None) -> str | None:
+    """The organiser password: $LEADERBOARD_ADMIN_PASSWORD, else ``admin_password`` in Streamlit secrets.
+
+    There is no default: with neither set (or set empty) the organiser controls are off.
+    """
+    value = env.get(PASSWORD_ENV) or None
+    if value is None and secrets is not None:
+        try:
+            value = secrets.get(PASSWORD_SECRET) or None
+        except Exception:  # no secrets.toml at all: Streamlit raises on access
+            value = None
+    return str(value) if value else None

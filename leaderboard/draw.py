@@ -1,0 +1,90 @@
+"""Draw-a-digit: a canvas drawing → the guest set's normalisation → every entry's prediction.
+
+Entries run in their own processes through ``harness.isolation.run_isolated`` (forked from the fork
+server with torch preloaded): submission code never runs inside the dashboard's process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from harness.discovery import Entry, discover
+from harness.errors import HarnessError
+from harness.isolation import GIB, run_isolated
+from harness.metrics import detect_output_kind, to_probabilities
+from harness.preprocess import ImageProblem, normalize_image
+
+TIMEOUT_S = 20.0
+
+
+def has_ink(rgba: np.ndarray | None) -> bool:
+    """Whether a canvas image (RGBA uint8) holds any drawn stroke."""
+    if rgba is None or rgba.size == 0:
+        return False
+    rgba = np.asarray(rgba)
+    if rgba.ndim == 3 and rgba.shape[2] == 4:
+        return bool((rgba[..., 3] > 0).any() and (rgba[..., :3].min(axis=2)[rgba[..., 3] > 0] < 128).any())
+    return bool((rgba < 128).any())
+
+
+def normalise_drawing(rgba: np.ndarray) -> np.ndarray:
+    """The drawing as the models see it: float32 [28, 28] in [0, 1] (raises ImageProblem if blank)."""
+    mode = "RGBA" if np.asarray(rgba).ndim == 3 and np.asarray(rgba).shape[2] == 4 else None
+    return normalize_image(Image.fromarray(np.asarray(rgba, dtype=np.uint8), mode=mode))
+
+
+def digit_key(digit: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(digit, dtype=np.float32).tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    entry: str
+    display_name: str
+    probabilities: np.ndarray | None  # float [10]
+    error: str | None
+
+    @property
+    def digit(self) -> int | None:
+        return None if self.probabilities is None else int(np.argmax(self.probabilities))
+
+
+def entries_on_disk(folder: Path) -> list[Entry]:
+    """The entries in the submissions folder (empty when it is missing or unreadable)."""
+    try:
+        return list(discover(folder).values())
+    except HarnessError:
+        return []
+
+
+def predict(entry: Entry, digit: np.ndarray, timeout: float = TIMEOUT_S) -> Prediction:
+    """One entry's probabilities for one normalised digit, computed in an isolated process on the CPU."""
+    if entry.metadata_error:
+        return Prediction(entry.name, entry.display_name, None, entry.metadata_error)
+    work = Path(tempfile.mkdtemp(prefix="draw-"))
+    try:
+        path = work / "images_draw.npy"
+        np.save(path, np.asarray(digit, dtype=np.float32)[None, None], allow_pickle=False)
+        outcome = run_isolated(entry.folder, entry.metadata, {"draw": path}, work / "out", device="cpu",
+                               timeout=timeout, memory_limit=4 * GIB, batch_size=1)
+        if outcome.result.get("status") != "ok":
+            return Prediction(entry.name, entry.display_name, None, outcome.result.get("error") or "failed")
+        outputs = np.load(work / "out" / "outputs_draw.npy", allow_pickle=False)
+        if outputs.shape != (1, 10) or not np.all(np.isfinite(outputs)):
+            return Prediction(entry.name, entry.display_name, None, f"returned outputs of shape {outputs.shape}")
+        probs = to_probabilities(outputs, detect_output_kind(outputs))[0]
+        return Prediction(entry.name, entry.display_name, probs, None)
+    except (OSError, ValueError) as exc:
+        return Prediction(entry.name, entry.display_name, None, str(exc))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+__all__ = ["ImageProblem", "Prediction", "digit_key", "entries_on_disk", "has_ink", "normalise_drawing", "predict"]

@@ -1,0 +1,101 @@
+"""Altair charts and digit pictures for the dashboard: plain functions of arrays and frames."""
+
+from __future__ import annotations
+
+import io
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+DIGITS = list(range(10))
+
+
+def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
+    """Long form of a confusion matrix: one row per (true, predicted) cell with its count and row share."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    totals = confusion.sum(axis=1, keepdims=True)
+    share = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+    t, p = np.meshgrid(DIGITS, DIGITS, indexing="ij")
+    return pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": confusion.ravel(),
+                         "share": share.ravel(), "correct": (t == p).ravel()})
+
+
+def confusion_chart(confusion: np.ndarray, title: str, size: int = 380) -> alt.LayerChart:
+    """Heatmap with counts; colour is the share of the true class (so rare and common digits compare)."""
+    df = confusion_frame(confusion)
+    pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick")
+    base = alt.Chart(df, title=title).encode(
+        x=alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("true:O", title="true digit"))
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("share:Q", title="share of true digit", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
+        tooltip=[alt.Tooltip("true:O", title="true"), alt.Tooltip("predicted:O", title="predicted"),
+                 alt.Tooltip("count:Q"), alt.Tooltip("share:Q", format=".1%")]).add_params(pick)
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.condition(alt.datum.count > 0, alt.Text("count:Q"), alt.value("")),
+        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#222")))
+    return (cells + text).properties(width=size, height=size)
+
+
+def recall_chart(recall: np.ndarray) -> alt.Chart:
+    df = pd.DataFrame({"digit": DIGITS, "recall": np.asarray(recall, dtype=float)})
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("digit:O", title="true digit", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("recall:Q", title="recall (share read right)", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%")),
+        tooltip=[alt.Tooltip("digit:O"), alt.Tooltip("recall:Q", format=".1%")]).properties(height=220)
+
+
+def interval_chart(board: pd.DataFrame, low: str, high: str, value: str) -> alt.LayerChart:
+    """Each ranked entry's accuracy as a dot on its 95% interval, in rank order, coloured by tie group."""
+    df = board.dropna(subset=[value, low, high]).copy()
+    df[value] = df[value].astype(float)
+    df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"])]
+    df["group"] = df["tie_group"].map(lambda g: f"group {int(g)}" if pd.notna(g) else "")
+    order = df["label"].tolist()
+    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
+    rule = alt.Chart(df).mark_rule(strokeWidth=6, opacity=0.35).encode(
+        y=y, x=alt.X(f"{low}:Q", title="accuracy with 95% interval (higher is better)", axis=alt.Axis(format="%"),
+                     scale=alt.Scale(zero=False)), x2=f"{high}:Q", color=alt.Color("group:N", title="tie group"))
+    dot = alt.Chart(df).mark_point(filled=True, size=70).encode(
+        y=y, x=f"{value}:Q", color=alt.Color("group:N", title="tie group"),
+        tooltip=[alt.Tooltip("display_name:N", title="entry"), alt.Tooltip(f"{value}:Q", title="accuracy", format=".1%"),
+                 alt.Tooltip(f"{low}:Q", title="95% low", format=".1%"),
+                 alt.Tooltip(f"{high}:Q", title="95% high", format=".1%")])
+    return (rule + dot).properties(height=alt.Step(26))
+
+
+def history_chart(history: pd.DataFrame) -> alt.Chart:
+    """Accuracy of each evaluation, by version, one line per dataset."""
+    df = history.dropna(subset=["accuracy"]).copy()
+    df["set"] = df["kind"].map({"mnist": "MNIST test", "guest": "guest digits"})
+    return alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("version:O", title="version", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("accuracy:Q", title="accuracy", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
+        color=alt.Color("set:N", title="dataset"),
+        tooltip=["version", "set", alt.Tooltip("accuracy:Q", format=".2%"), "started_at"]).properties(height=220)
+
+
+def probability_chart(probabilities: np.ndarray) -> alt.Chart:
+    df = pd.DataFrame({"digit": DIGITS, "probability": np.asarray(probabilities, dtype=float)})
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        tooltip=["digit", alt.Tooltip("probability:Q", format=".1%")]).properties(height=160)
+
+
+def digit_picture(image: np.ndarray, scale: int = 3) -> np.ndarray:
+    """A 28×28 digit (uint8 or float in [0, 1]) enlarged ``scale`` times with crisp pixels, as uint8."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    return np.kron(image, np.ones((scale, scale), dtype=np.uint8))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,124 @@
+"""One entry: confusion matrices, misread digits as the model saw them, metadata, log and versions."""
+
+import streamlit as st
+
+from leaderboard import cache, figures, stats
+
+url = cache.settings().db_url
+revealed = cache.revealed()
+entries = list(zip(cache.board(url, revealed).board["entry"], cache.board(url, revealed).board["display_name"]))
+st.title("🔎 Entry")
+if not entries:
+    st.warning("No evaluations yet. Run `python -m harness.evaluate` first.")
+    st.stop()
+
+names = [name for name, _ in entries]
+labels = dict(entries)
+wanted = st.query_params.get("entry")
+name = st.selectbox("Entry", names, index=names.index(wanted) if wanted in names else 0,
+                    format_func=lambda n: f"{labels[n]} ({n})")
+st.query_params["entry"] = name
+view = cache.entry(url, name, revealed)
+if view is None:
+    st.error(f"No visible entry named {name}.")
+    st.stop()
+s = view.summary
+
+st.header(s.display_name)
+st.markdown(f"by **{s.author or 'unknown author'}** · folder `{s.entry_name}` · last evaluated "
+            f"{s.started_at:%Y-%m-%d %H:%M} UTC in {s.seconds:.1f} s on {s.device}"
+            + (f"  \n{s.description}" if s.description else ""))
+if view.moderation[0] == "disqualified":
+    st.error(f"Disqualified by the organisers: {view.moderation[1]}")
+if s.status != "ok":
+    st.error(f"The latest evaluation failed: {s.error}")
+
+cols = st.columns(5)
+mnist = view.sets.get("mnist")
+cols[0].metric("MNIST accuracy ↑", f"{100 * mnist.accuracy:.2f}%" if mnist else "–",
+               help=f"95% interval {100 * mnist.ci[0]:.2f}–{100 * mnist.ci[1]:.2f}%" if mnist else None)
+guest = view.sets.get("guest")
+if revealed:
+    cols[1].metric("Guest accuracy ↑", f"{100 * guest.accuracy:.0f}%" if guest else "–",
+                   help=f"{guest.correct} of {guest.total}; 95% interval {100 * guest.ci[0]:.0f}–{100 * guest.ci[1]:.0f}%"
+                   if guest else None)
+else:
+    cols[1].metric("Guest accuracy ↑", "🔒 sealed", help="Sealed until the reveal")
+cols[2].metric("Parameters ↓", f"{s.params:,}" if s.params else "–")
+cols[3].metric("Speed ↑ (images/s)", f"{s.images_per_second:,.0f}" if s.images_per_second else "–")
+cols[4].metric("Weights", f"{s.weights_bytes / 1e6:.2f} MB", help=f"sha256 {s.weights_hash}")
+
+tab_names = ["MNIST test"] + (["Guest digits"] if revealed and guest else []) + ["Details", "Versions"]
+tabs = dict(zip(tab_names, st.tabs(tab_names)))
+
+for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
+    if tab_name not in tabs:
+        continue
+    with tabs[tab_name]:
+        if result is None:
+            st.info("No result on this set (the evaluation failed).")
+            continue
+        images, _ = cache.dataset_images(url, result.dataset.id)
+        left, right = st.columns([3, 2])
+        with left:
+            chart = figures.confusion_chart(result.confusion, f"Confusion matrix, {tab_name} ({result.total:,} digits)")
+            picked = st.altair_chart(chart, on_select="rerun", selection_mode="cell", key=f"cm_{result.kind}")
+        with right:
+            st.markdown("**Recall per digit**")
+            st.altair_chart(figures.recall_chart(result.recall), width="stretch")
+        cell = (picked.selection.get("cell") or [None])[0] if picked else None
+        default = stats.top_confusion(result.confusion) or (0, 0)
+        pick_cols = st.columns(3)
+        true = pick_cols[0].selectbox("True digit", range(10), index=int(cell["true"]) if cell else default[0],
+                                      key=f"true_{result.kind}")
+        pred = pick_cols[1].selectbox("Read as", range(10), index=int(cell["predicted"]) if cell else default[1],
+                                      key=f"pred_{result.kind}")
+        pick_cols[2].caption("Click a cell of the matrix, or choose a pair here.")
+        chosen = stats.pair_samples(result.labels, result.predicted, result.confidence, true, pred)
+        st.markdown(f"**{len(chosen)} digit{'s' if len(chosen) != 1 else ''} with true {true} read as {pred}**"
+                    + (" (first 30, most confident first)" if len(chosen) > 30 else ""))
+        if images is not None and len(chosen):
+            st.image([figures.digit_picture(images[i]) for i in chosen[:30]],
+                     caption=[f"#{i} · {100 * result.confidence[i]:.0f}%" for i in chosen[:30]])
+        st.subheader("Misread digits, most confident mistakes first")
+        worst = stats.most_confident_mistakes(result.labels, result.predicted, result.confidence, limit=30)
+        if not len(worst):
+            st.success("No digit misread.")
+        elif images is not None:
+            st.image([figures.digit_picture(images[i]) for i in worst],
+                     caption=[f"true {result.labels[i]} → {result.predicted[i]} ({100 * result.confidence[i]:.0f}%)"
+                              for i in worst])
+            st.caption("Each digit as the model saw it (the normalised 28×28), with its true label, the model's "
+                       "reading and the model's confidence.")
+
+with tabs["Details"]:
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Hyperparameters")
+        if s.hyperparameters:
+            st.table({"name": list(s.hyperparameters), "value": [str(v) for v in s.hyperparameters.values()]})
+        else:
+            st.caption("None given in entry.toml.")
+        if s.constructor:
+            st.subheader("Constructor arguments")
+            st.table({"name": list(s.constructor), "value": [str(v) for v in s.constructor.values()]})
+    with right:
+        st.subheader("Evaluation")
+        st.table({"": ["status", "device", "output kind", "seconds", "peak memory", "content hash", "weights hash",
+                       "code hash"],
+                  "value": [s.status, s.device, s.output_kind or "–", f"{s.seconds:.2f}",
+                            f"{s.peak_memory_bytes / 2**20:.0f} MiB" if s.peak_memory_bytes else "–",
+                            s.content_hash[:16], s.weights_hash[:16] or "–", s.code_hash[:16] or "–"]})
+    if s.error:
+        st.subheader("Error")
+        st.code(s.error, language=None, wrap_lines=True)
+    st.subheader("Evaluation log")
+    st.code(s.log or "(the entry printed nothing)", language=None, wrap_lines=True)
+
+with tabs["Versions"]:
+    if view.history is not None and view.history["accuracy"].notna().any():
+        st.markdown(f"**{s.display_name}: accuracy over versions**")
+        st.altair_chart(figures.history_chart(view.history), width="stretch")
+    st.dataframe(view.versions, hide_index=True, width="stretch",
+                 column_config={"first seen": st.column_config.DatetimeColumn("first seen (UTC)",
+                                                                              format="YYYY-MM-DD HH:mm")})

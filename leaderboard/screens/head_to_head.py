@@ -1,0 +1,53 @@
+"""Two entries compared on the same digits: accuracies, the paired test in plain words, the disagreements."""
+
+import streamlit as st
+
+from leaderboard import cache, figures
+
+url = cache.settings().db_url
+revealed = cache.revealed()
+board = cache.board(url, revealed).board
+ok = board[board["status"] == "ok"]
+st.title("⚔️ Head-to-head")
+if len(ok) < 2:
+    st.warning("Two entries with a successful evaluation are needed for a head-to-head.")
+    st.stop()
+
+names = ok["entry"].tolist()
+labels = dict(zip(ok["entry"], ok["display_name"]))
+left, middle, right = st.columns([2, 2, 1])
+a = left.selectbox("First entry", names, index=0, format_func=labels.get)
+b = middle.selectbox("Second entry", names, index=1, format_func=labels.get)
+sets = {"mnist": "MNIST test"} | ({"guest": "Guest digits"} if revealed else {})
+kind = right.radio("Digits", list(sets), format_func=sets.get, horizontal=False)
+if not revealed:
+    right.caption("🔒 Guest digits: sealed until the reveal.")
+if a == b:
+    st.info("Pick two different entries.")
+    st.stop()
+
+duel = cache.duel(url, a, b, kind, revealed)
+if duel is None:
+    st.warning("These two entries have no results on the same digits.")
+    st.stop()
+r = duel.result
+name_a, name_b = labels[a], labels[b]
+cols = st.columns(3)
+cols[0].metric(f"{name_a}", f"{100 * r.correct_a / r.total:.2f}%", help=f"{r.correct_a} of {r.total} right")
+cols[1].metric(f"{name_b}", f"{100 * r.correct_b / r.total:.2f}%", help=f"{r.correct_b} of {r.total} right")
+cols[2].metric("p-value (exact McNemar)", f"{r.p_value:.3g}")
+st.markdown(f"#### In plain words\n{r.verdict(name_a, name_b)}")
+st.caption(f"Only {name_a} right: {r.only_a} · only {name_b} right: {r.only_b} · both wrong: {r.both_wrong} · "
+           f"different readings: {len(r.disagree)} of {r.total} digits.")
+
+st.subheader(f"The {len(r.disagree)} digits on which they disagree")
+shown = r.disagree[:60]
+if duel.images is not None and len(shown):
+    st.image([figures.digit_picture(duel.images[i], 4) for i in shown],
+             caption=[f"{duel.labels[i]}: A{duel.pred_a[i]}{'✓' if duel.pred_a[i] == duel.labels[i] else '✗'} "
+                      f"B{duel.pred_b[i]}{'✓' if duel.pred_b[i] == duel.labels[i] else '✗'}" for i in shown])
+    st.caption(f"Under each digit: its true label, then A = {name_a} and B = {name_b} with their readings; "
+               "✓ right, ✗ wrong."
+               + (f" First 60 of {len(r.disagree)}." if len(r.disagree) > 60 else ""))
+elif not len(shown):
+    st.success("They read every digit the same way.")

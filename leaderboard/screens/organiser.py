@@ -1,0 +1,99 @@
+"""Organiser controls behind a password: reveal, re-run the evaluation, hide or disqualify. All logged."""
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from harness import store
+from leaderboard import admin, cache, config, draw, queries
+
+settings = cache.settings()
+engine = cache.current_engine()
+st.title("🔑 Organiser")
+
+password = config.configured_password(os.environ, st.secrets)
+if password is None:
+    st.info(f"Organiser controls are off: no password is configured. Set the environment variable "
+            f"`{config.PASSWORD_ENV}` or `{config.PASSWORD_SECRET}` in `.streamlit/secrets.toml`, then restart.")
+    st.stop()
+
+if not st.session_state.get("organiser"):
+    with st.form("login"):
+        given = st.text_input("Organiser password", type="password")
+        if st.form_submit_button("Unlock"):
+            if admin.password_ok(given, password):
+                st.session_state["organiser"] = True
+                store.log_action(engine, "login", "organiser unlocked the controls")
+                st.rerun()
+            store.log_action(engine, "login-failed", "wrong organiser password")
+            st.error("Wrong password.")
+    st.stop()
+
+revealed = cache.revealed()
+st.subheader("Guest results")
+if revealed:
+    st.success("The guest results are revealed on every page.")
+    if st.button("Seal them again"):
+        admin.set_revealed(engine, False)
+        cache.clear()
+        st.rerun()
+else:
+    st.warning("The guest results are sealed.")
+    if st.button("Reveal the guest results", type="primary"):
+        admin.set_revealed(engine, True)
+        cache.clear()
+        st.rerun()
+
+st.subheader("Re-run the evaluation")
+jobs = cache.jobs()  # shared by every session of this server: a reload keeps the progress
+running = [job for job in jobs if job.running]
+force = st.checkbox("Re-evaluate every entry, even unchanged ones (--force)")
+if st.button("Start the evaluation", disabled=bool(running)):
+    jobs.append(admin.start_evaluation(engine, settings, force))
+    st.rerun()
+
+
+@st.fragment(run_every=2)
+def job_progress():
+    if not jobs:
+        st.caption("No evaluation started from the dashboard since the server started.")
+        return
+    job = jobs[-1]
+    entries = len(draw.entries_on_disk(settings.submissions))
+    fraction, text = admin.run_progress(queries.latest_run(engine), job, entries)
+    st.progress(fraction, text=f"{'running' if job.running else 'done'} · {text}")
+    st.code(job.log_tail() or "(no output yet)", language=None)
+    if not job.running:
+        cache.clear()
+
+
+job_progress()
+
+st.subheader("Hide or disqualify an entry")
+board = cache.board(settings.db_url, revealed)
+names = sorted(set(board.board["entry"]) | set(board.hidden))
+current = store.moderation(engine)
+with st.form("moderate"):
+    name = st.selectbox("Entry", names)
+    state = st.radio("Make it", list(store.MODERATION_STATES), horizontal=True,
+                     format_func={"visible": "visible (undo)", "hidden": "hidden from every page",
+                                  "disqualified": "disqualified (shown unranked, with the reason)"}.get)
+    reason = st.text_input("Reason (required to hide or disqualify)")
+    if st.form_submit_button("Apply"):
+        try:
+            store.set_moderation(engine, name, state, reason)
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            cache.clear()
+            st.rerun()
+if current:
+    st.dataframe(pd.DataFrame([{"entry": n, "state": s, "reason": r} for n, (s, r) in current.items()]),
+                 hide_index=True, width="stretch")
+
+st.subheader("Audit log")
+st.dataframe(pd.DataFrame(store.audit_log(engine), columns=["at", "action", "entry", "detail"]), hide_index=True,
+             width="stretch", column_config={"at": st.column_config.DatetimeColumn("time (UTC)",
+                                                                                   format="YYYY-MM-DD HH:mm:ss"),
+                                             "detail": st.column_config.TextColumn("detail", width="large")})

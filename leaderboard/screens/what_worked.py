@@ -1,0 +1,29 @@
+"""What worked: each entry's knobs beside its accuracy, grouped by optimizer, epochs, augmentation and size."""
+
+import streamlit as st
+
+from leaderboard import cache, insights
+
+url = cache.settings().db_url
+revealed = cache.revealed()
+df = cache.insights_frame(url, revealed)
+st.title("🧪 What worked")
+st.caption("Every successfully evaluated entry's recorded hyperparameters (entry.toml) beside its accuracy. "
+           "Entries that recorded no value for a knob are left out of that chart. Few entries per group means "
+           "little evidence: look at the dots, not only the boxes.")
+if df.empty:
+    st.info("No evaluated entries yet: run `python -m harness.evaluate`.")
+    st.stop()
+metrics = {"mnist": "MNIST test"} | ({"guest": "Guest digits"} if revealed and df["guest"].notna().any() else {})
+metric = st.radio("Accuracy on", list(metrics), format_func=metrics.get, horizontal=True)
+if not revealed:
+    st.caption("🔒 Guest results are sealed until the reveal; MNIST only.")
+st.altair_chart(insights.size_chart(df, metric), width="stretch")
+factors = [f for f in insights.FACTORS if df[f].notna().any()]
+for row in range(0, len(factors), 2):
+    for column, factor in zip(st.columns(2), factors[row:row + 2]):
+        column.altair_chart(insights.box_chart(df, factor, metric), width="stretch")
+        column.dataframe(insights.by_factor(df, factor, metric), hide_index=True, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(format="percent")
+                                        for c in ("mean", "median", "best", "worst")})
+st.download_button("Download as CSV", df.to_csv(index=False), "what_worked.csv", "text/csv")

@@ -1,0 +1,280 @@
+"""The dashboard's statistics: the honest board, galleries, head-to-head and consensus. No Streamlit, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness import ranking
+from harness.metrics import mcnemar_exact
+
+from leaderboard.queries import EvalSummary
+
+ALPHA = 0.05
+MEDALS = {1: "🥇", 2: "🥈", 3: "🥉"}
+SEALED = "🔒 sealed"
+
+
+def _score(summary: EvalSummary, kind: str, masks: dict[int, np.ndarray]) -> ranking.Score | None:
+    s = summary.scores.get(kind)
+    if s is None:
+        return None
+    mask = masks.get(summary.evaluation_id)
+    return ranking.Score(s.accuracy, s.correct, s.total, (s.ci_low, s.ci_high),
+                         mask if mask is not None else np.zeros(0, bool))
+
+
+def primary_kind(summaries: list[EvalSummary], revealed: bool) -> str:
+    """The set the board ranks on: the guest set once revealed and every ok entry has a result on it."""
+    ok = [s for s in summaries if s.status == "ok" and "mnist" in s.scores]
+    if revealed and ok and all("guest" in s.scores and s.scores["guest"].total > 0 for s in ok):
+        return "guest"
+    return "mnist"
+
+
+def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], revealed: bool,
+                moderation: dict[str, tuple[str, str]], history: pd.DataFrame | None = None,
+                alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per entry, ranked as the harness ranks (guest then MNIST; ties by exact McNemar).
+
+    ``masks`` holds each ok evaluation's per-sample correctness on the primary set. Hidden entries are
+    left out; disqualified ones are listed unranked after the failed ones. Before the reveal no guest
+    number is used or shown.
+    """
+    kind = primary_kind(summaries, revealed)
+    by_id = {s.evaluation_id: s for s in summaries}
+    visible = [s for s in summaries if moderation.get(s.entry_name, ("visible", ""))[0] != "hidden"]
+    competing = [s for s in visible if moderation.get(s.entry_name, ("visible", ""))[0] != "disqualified"]
+    disqualified = [s for s in visible if s not in competing]
+    rows = []
+    for s in competing:
+        rows.append(ranking.Row(
+            name=s.entry_name, display_name=s.display_name, author=s.author, status=s.status, error=s.error,
+            mnist=_score(s, "mnist", masks if kind == "mnist" else {}),
+            guest=_score(s, "guest", masks if kind == "guest" else {}) if kind == "guest" else None,
+            params=s.params, images_per_second=s.images_per_second, weights_bytes=s.weights_bytes,
+            content_hash=s.content_hash, evaluated_at=s.started_at.isoformat(timespec="seconds"),
+            evaluation_id=s.evaluation_id))
+    ranked = ranking.rank(rows, alpha=alpha)
+    records = []
+    previous = None
+    for row in ranked:
+        s = by_id[row.evaluation_id]
+        p = None
+        if row.rank is not None and previous is not None:
+            a = previous.guest if kind == "guest" else previous.mnist
+            b = row.guest if kind == "guest" else row.mnist
+            p = mcnemar_exact(a.correct_mask, b.correct_mask)
+        records.append(_record(s, row.rank, row.tied_with_above, row.tie_group, p, revealed, kind))
+        if row.rank is not None:
+            previous = row
+    for s in disqualified:
+        records.append(_record(s, None, False, None, None, revealed, kind,
+                               status=f"disqualified: {moderation[s.entry_name][1]}"))
+    board = pd.DataFrame.from_records(records, columns=BOARD_COLUMNS)
+    if history is not None and len(board):
+        trend = history_series(history, kind)
+        board["history"] = [trend.get(name, []) for name in board["entry"]]
+        board["versions"] = [int(history.loc[history["entry"] == name, "version"].max())
+                             if (history["entry"] == name).any() else 1 for name in board["entry"]]
+    hp = hyperparameter_columns([by_id[i] for i in board["evaluation_id"]])
+    return pd.concat([board, hp], axis=1) if len(hp.columns) else board
+
+
+BOARD_COLUMNS = ["medal", "rank", "separation", "p_vs_above", "tie_group", "display_name", "entry", "author",
+                 "guest_accuracy", "guest_ci", "guest_ci_low", "guest_ci_high", "mnist_accuracy", "mnist_ci", "mnist_ci_low", "mnist_ci_high",
+                 "params", "images_per_second", "evaluated_at", "status", "history", "versions", "evaluation_id"]
+
+
+def _record(s: EvalSummary, rank: int | None, tied: bool, group: int | None, p: float | None, revealed: bool,
+            kind: str, status: str | None = None) -> dict:
+    guest = s.scores.get("guest") if revealed else None
+    mnist = s.scores.get("mnist")
+    if status is None:
+        status = "ok" if s.status == "ok" else f"failed: {one_line(s.error)}"
+    if p is None:
+        separation = ""
+    elif tied:
+        separation = f"tied (p = {p:.2f})"
+    else:
+        separation = f"behind ({p_text(p)})"
+    return {"medal": MEDALS.get(rank, "") if rank is not None else "", "rank": rank, "separation": separation,
+            "p_vs_above": p, "tie_group": group, "display_name": s.display_name, "entry": s.entry_name,
+            "author": s.author or "",
+            "guest_accuracy": (guest.accuracy if guest else None) if revealed else SEALED,
+            "guest_ci": (f"{100 * guest.ci_low:.1f}–{100 * guest.ci_high:.1f}%" if guest else "") if revealed else SEALED,
+            "guest_ci_low": guest.ci_low if guest else None, "guest_ci_high": guest.ci_high if guest else None,
+            "mnist_accuracy": mnist.accuracy if mnist else None,
+            "mnist_ci": f"{100 * mnist.ci_low:.2f}–{100 * mnist.ci_high:.2f}%" if mnist else "",
+            "mnist_ci_low": mnist.ci_low if mnist else None, "mnist_ci_high": mnist.ci_high if mnist else None,
+            "params": s.params, "images_per_second": s.images_per_second,
+            "evaluated_at": s.started_at, "status": status, "history": [], "versions": 1,
+            "evaluation_id": s.evaluation_id}
+
+
+def one_line(text: str | None) -> str:
+    """The first non-empty line of an error message (the harness writes one sentence)."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return "no reason recorded"
+
+
+def format_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_text(p: float) -> str:
+    """``p < 0.001`` or ``p = 0.012``."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def history_series(history: pd.DataFrame, kind: str) -> dict[str, list[float]]:
+    """{entry: accuracy of each version's latest ok evaluation on ``kind``, oldest version first}."""
+    h = history[(history["kind"] == kind) & (history["status"] == "ok")].dropna(subset=["accuracy"])
+    h = h.sort_values("evaluation_id").groupby(["entry", "version"], as_index=False).last()
+    return {name: g.sort_values("version")["accuracy"].round(4).tolist() for name, g in h.groupby("entry")}
+
+
+def hyperparameter_columns(summaries: list[EvalSummary]) -> pd.DataFrame:
+    """Each hyperparameter as its own column ``hp: NAME`` (text, so mixed types sort and export)."""
+    names = sorted({k for s in summaries for k in s.hyperparameters})
+    return pd.DataFrame({f"hp: {k}": [_text(s.hyperparameters.get(k)) for s in summaries] for k in names},
+                        index=range(len(summaries)))
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def filter_board(board: pd.DataFrame, search: str = "", statuses: list[str] | None = None,
+                 sort_by: str = "rank", descending: bool = False) -> pd.DataFrame:
+    """Rows whose name or author contains ``search`` and whose status starts with one of ``statuses``."""
+    out = board
+    if search.strip():
+        needle = search.strip().lower()
+        hit = (out["display_name"].str.lower().str.contains(needle, regex=False)
+               | out["entry"].str.lower().str.contains(needle, regex=False)
+               | out["author"].str.lower().str.contains(needle, regex=False))
+        out = out[hit]
+    if statuses is not None:
+        out = out[out["status"].map(lambda s: s.split(":")[0] in statuses)]
+    if sort_by != "rank" or descending:
+        column = out[sort_by]
+        if column.dtype == object:
+            column = pd.to_numeric(column, errors="coerce")
+        out = out.iloc[column.argsort(kind="stable")[::-1] if descending else column.argsort(kind="stable")] \
+            if column.notna().any() else out
+    return out.reset_index(drop=True)
+
+
+CSV_COLUMNS = {"rank": "rank", "separation": "vs entry above", "display_name": "entry", "entry": "folder",
+               "author": "author", "guest_accuracy": "guest accuracy", "guest_ci_low": "guest ci low",
+               "guest_ci_high": "guest ci high", "mnist_accuracy": "mnist accuracy", "params": "parameters",
+               "images_per_second": "images per second", "evaluated_at": "last evaluated", "status": "status",
+               "versions": "versions"}
+
+
+def board_csv(board: pd.DataFrame, revealed: bool) -> str:
+    """The board as CSV; before the reveal the guest columns are left out entirely."""
+    columns = {k: v for k, v in CSV_COLUMNS.items() if revealed or not k.startswith("guest")}
+    out = board[list(columns)].rename(columns=columns)
+    hp = [c for c in board.columns if c.startswith("hp: ")]
+    return pd.concat([out, board[hp]], axis=1).to_csv(index=False)
+
+
+# --- entry page -------------------------------------------------------------------------------------------
+
+def most_confident_mistakes(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray,
+                            limit: int | None = None) -> np.ndarray:
+    """Indices of misread samples, the most confident mistakes first (ties: lower index first)."""
+    wrong = np.flatnonzero(labels != predicted)
+    order = wrong[np.argsort(-confidence[wrong].astype(np.float64), kind="stable")]
+    return order if limit is None else order[:limit]
+
+
+def pair_samples(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, true: int, pred: int) -> np.ndarray:
+    """Indices of samples with this true label read as ``pred``, most confident first."""
+    idx = np.flatnonzero((labels == true) & (predicted == pred))
+    return idx[np.argsort(-confidence[idx].astype(np.float64), kind="stable")]
+
+
+def top_confusion(confusion: np.ndarray) -> tuple[int, int] | None:
+    """The most frequent off-diagonal (true, predicted) pair, or None when nothing was misread."""
+    off = np.asarray(confusion).copy()
+    np.fill_diagonal(off, 0)
+    if off.max() == 0:
+        return None
+    t, p = np.unravel_index(int(off.argmax()), off.shape)
+    return int(t), int(p)
+
+
+# --- head-to-head -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeadToHead:
+    total: int
+    correct_a: int
+    correct_b: int
+    only_a: int   # samples A read right and B wrong
+    only_b: int
+    both_wrong: int
+    p_value: float
+    disagree: np.ndarray  # indices where the two predictions differ
+
+    def verdict(self, name_a: str, name_b: str, alpha: float = ALPHA) -> str:
+        """The paired test in plain words."""
+        n = self.only_a + self.only_b
+        if n == 0:
+            return (f"{name_a} and {name_b} got exactly the same digits right, so nothing separates them "
+                    f"(p = 1).")
+        chance = f"{100 * self.p_value:.0f}%" if self.p_value >= 0.01 else f"{100 * self.p_value:.2g}%"
+        lead = (f"Of the {n} digits that only one of them read right, {name_a} got {self.only_a} and {name_b} "
+                f"got {self.only_b}. ")
+        odds = (f"If the two were equally good, a split at least this uneven would happen by chance "
+                f"{chance} of the time (exact McNemar test, {p_text(self.p_value)}). ")
+        if self.p_value >= alpha:
+            return lead + odds + "So the data cannot tell them apart: they are tied."
+        better = name_a if self.only_a > self.only_b else name_b
+        return lead + odds + f"So {better} is genuinely better on these digits, not just lucky."
+
+
+def head_to_head(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> HeadToHead:
+    ok_a, ok_b = pred_a == labels, pred_b == labels
+    return HeadToHead(total=len(labels), correct_a=int(ok_a.sum()), correct_b=int(ok_b.sum()),
+                      only_a=int((ok_a & ~ok_b).sum()), only_b=int((~ok_a & ok_b).sum()),
+                      both_wrong=int((~ok_a & ~ok_b).sum()), p_value=mcnemar_exact(ok_a, ok_b),
+                      disagree=np.flatnonzero(pred_a != pred_b))
+
+
+# --- guest gallery ----------------------------------------------------------------------------------------
+
+def consensus(labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """Per digit over entries (``predicted`` is [entries, N]): how many read it right, the most common reading
+    and its share; hardest digits first (fewest right, then lowest consensus share, then index)."""
+    predicted = np.asarray(predicted, dtype=np.int64)
+    n_entries, n = predicted.shape
+    counts = np.zeros((n, 10), dtype=np.int64)
+    for row in predicted:
+        counts[np.arange(n), row] += 1
+    right = counts[np.arange(n), labels]
+    top = counts.argmax(axis=1)
+    df = pd.DataFrame({"index": np.arange(n), "label": labels, "right": right, "entries": n_entries,
+                       "consensus": top, "consensus_share": counts.max(axis=1) / max(n_entries, 1)})
+    return df.sort_values(["right", "consensus_share", "index"], ascending=[True, True, True]).reset_index(drop=True)
+
+
+def board_display(board: pd.DataFrame, revealed: bool) -> pd.DataFrame:
+    """The board as the table shows it: accuracies in percent, speed rounded; guest columns sealed text."""
+    out = board.copy()
+    out["rank"] = pd.to_numeric(out["rank"], errors="coerce")
+    out["mnist_pct"] = pd.to_numeric(out["mnist_accuracy"], errors="coerce") * 100
+    if revealed:
+        out["guest_pct"] = pd.to_numeric(out["guest_accuracy"], errors="coerce") * 100
+    else:
+        out["guest_pct"] = SEALED
+    out["speed"] = pd.to_numeric(out["images_per_second"], errors="coerce").round(0)
+    out["history_pct"] = [[round(100 * v, 2) for v in h] for h in out["history"]]
+    return out

@@ -1,0 +1,172 @@
+"""What each page shows, assembled from queries and statistics (plain functions; cached in leaderboard/cache.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from harness import store
+from harness.guest import sample_guest_dir
+
+from leaderboard import queries as q
+from leaderboard import stats
+
+
+@dataclass
+class BoardView:
+    board: pd.DataFrame
+    datasets: dict[str, q.DatasetInfo]
+    primary: str           # "guest" or "mnist": the set the ranking uses
+    revealed: bool
+    hidden: list[str]      # entries an organiser hid (names only; for the organiser page)
+
+    @property
+    def excluded(self) -> set[str]:
+        """Entries that take no part any more: hidden or disqualified."""
+        disqualified = self.board.loc[self.board["status"].str.startswith("disqualified"), "entry"]
+        return set(self.hidden) | set(disqualified)
+
+
+def board_view(engine: Engine, revealed: bool) -> BoardView:
+    datasets = q.current_datasets(engine, revealed)
+    summaries = q.latest_evaluations(engine, datasets)
+    primary = stats.primary_kind(summaries, revealed)
+    moderation = store.moderation(engine)
+    ids = [s.evaluation_id for s in summaries if s.status == "ok" and primary in s.scores
+           and moderation.get(s.entry_name, ("visible", ""))[0] == "visible"]
+    masks = q.correct_masks(engine, ids, datasets[primary].id) if ids and primary in datasets else {}
+    history = q.history(engine, datasets)
+    board = stats.build_board(summaries, masks, revealed, moderation, history)
+    hidden = sorted(n for n, (state, _) in moderation.items() if state == "hidden")
+    return BoardView(board, datasets, primary, revealed, hidden)
+
+
+@dataclass
+class SetView:
+    """One entry's results on one dataset, with what is needed to show its samples."""
+    kind: str
+    dataset: q.DatasetInfo
+    accuracy: float
+    ci: tuple[float, float]
+    correct: int
+    total: int
+    labels: np.ndarray
+    predicted: np.ndarray
+    confidence: np.ndarray
+    probabilities: np.ndarray
+    confusion: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+
+
+@dataclass
+class EntryView:
+    summary: q.EvalSummary
+    moderation: tuple[str, str]
+    sets: dict[str, SetView] = field(default_factory=dict)
+    versions: pd.DataFrame | None = None
+    history: pd.DataFrame | None = None
+
+
+def visible_entries(engine: Engine, revealed: bool) -> list[tuple[str, str]]:
+    """(entry name, display name) of every entry not hidden, in board order."""
+    view = board_view(engine, revealed)
+    return list(zip(view.board["entry"], view.board["display_name"]))
+
+
+def entry_view(engine: Engine, name: str, revealed: bool) -> EntryView | None:
+    """Everything the entry page shows, for the entry's latest evaluation; None if unknown or hidden."""
+    moderation = store.moderation(engine).get(name, ("visible", ""))
+    if moderation[0] == "hidden":
+        return None
+    datasets = q.current_datasets(engine, revealed)
+    summary = next((s for s in q.latest_evaluations(engine, datasets) if s.entry_name == name), None)
+    if summary is None:
+        return None
+    view = EntryView(summary, moderation)
+    for kind, score in summary.scores.items():
+        arrays = q.predictions(engine, summary.evaluation_id, score.dataset_id)
+        if arrays is None:
+            continue
+        view.sets[kind] = SetView(kind=kind, dataset=datasets[kind], accuracy=score.accuracy,
+                                  ci=(score.ci_low, score.ci_high), correct=score.correct, total=score.total,
+                                  labels=q.dataset_labels(engine, score.dataset_id), **arrays)
+    view.versions = q.versions(engine, name)
+    history = q.history(engine, datasets)
+    view.history = history[history["entry"] == name].reset_index(drop=True)
+    return view
+
+
+@dataclass
+class GuestView:
+    dataset: q.DatasetInfo
+    labels: np.ndarray
+    images: np.ndarray | None
+    files: list[str]
+    consensus: pd.DataFrame        # per digit, hardest first (see stats.consensus)
+    entries: list[str]             # display names of the entries counted
+
+
+def guest_view(engine: Engine) -> GuestView | None:
+    """The guest gallery's data; callers must check the reveal first (this reads guest results)."""
+    datasets = q.current_datasets(engine, revealed=True)
+    if "guest" not in datasets:
+        return None
+    guest = datasets["guest"]
+    moderation = store.moderation(engine)
+    summaries = [s for s in q.latest_evaluations(engine, datasets)
+                 if s.status == "ok" and "guest" in s.scores and moderation.get(s.entry_name, ("visible", ""))[0] == "visible"]
+    labels = q.dataset_labels(engine, guest.id)
+    images, files = q.dataset_images(engine, guest.id)
+    matrix = q.predicted_matrix(engine, [s.evaluation_id for s in summaries], guest.id)
+    predicted = np.stack([matrix[s.evaluation_id] for s in summaries]) if summaries else np.zeros((0, len(labels)), int)
+    return GuestView(guest, labels, images, files, stats.consensus(labels, predicted),
+                     [s.display_name for s in summaries])
+
+
+def original_picture(mystery: Path, source: str, file: str) -> Path | None:
+    """The guest's picture as written, if it is still on disk (the shipped sample for a sample set)."""
+    root = sample_guest_dir() if source == "sample" else Path(mystery)
+    path = (root / file).resolve()
+    try:
+        path.relative_to(root.resolve())
+    except ValueError:
+        return None
+    return path if path.is_file() else None
+
+
+@dataclass
+class DuelView:
+    kind: str
+    labels: np.ndarray
+    images: np.ndarray | None
+    a: q.EvalSummary
+    b: q.EvalSummary
+    pred_a: np.ndarray
+    pred_b: np.ndarray
+    conf_a: np.ndarray
+    conf_b: np.ndarray
+    result: stats.HeadToHead
+
+
+def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: bool) -> DuelView | None:
+    """Two entries' latest evaluations compared on one set (the guest set only after the reveal)."""
+    if kind == "guest" and not revealed:
+        return None
+    datasets = q.current_datasets(engine, revealed)
+    if kind not in datasets:
+        return None
+    by_name = {s.entry_name: s for s in q.latest_evaluations(engine, datasets)}
+    a, b = by_name.get(name_a), by_name.get(name_b)
+    if a is None or b is None or kind not in a.scores or kind not in b.scores:
+        return None
+    dataset_id = datasets[kind].id
+    pa, pb = q.predictions(engine, a.evaluation_id, dataset_id), q.predictions(engine, b.evaluation_id, dataset_id)
+    labels = q.dataset_labels(engine, dataset_id)
+    images, _ = q.dataset_images(engine, dataset_id)
+    return DuelView(kind, labels, images, a, b, pa["predicted"], pb["predicted"], pa["confidence"], pb["confidence"],
+                    stats.head_to_head(labels, pa["predicted"], pb["predicted"]))

@@ -1,0 +1,400 @@
+"""The dashboard: every page under AppTest against a realistic database, sealed and revealed, and the plain
+query/statistics functions against independent references."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from scipy.stats import binomtest
+from streamlit.testing.v1 import AppTest
+
+from harness import mnist, store
+from harness.db import make_engine
+from leaderboard import admin, config, draw, figures, queries, stats, views
+from tests import dashboard_fixtures
+from tests.conftest import REPO
+from tests.entries import class_means, template_predictions
+
+APP = str(REPO / "leaderboard" / "app.py")
+
+
+@pytest.fixture(scope="session")
+def fx(tmp_path_factory, mnist_dir, mnist_test) -> dashboard_fixtures.Fixture:
+    train = mnist.load_split(mnist_dir, "train", allow_download=False)
+    return dashboard_fixtures.build(tmp_path_factory.mktemp("dash"), train.images, train.labels, mnist_test.images,
+                                    mnist_test.labels)
+
+
+@pytest.fixture(scope="session")
+def train_means(mnist_dir) -> np.ndarray:
+    train = mnist.load_split(mnist_dir, "train", allow_download=False)
+    return class_means(train.images[:20000], train.labels[:20000])
+
+
+def use_db(monkeypatch, fx, db, password: str | None = None):
+    monkeypatch.setenv("LEADERBOARD_DB", str(db))
+    monkeypatch.setenv("LEADERBOARD_SUBMISSIONS", str(fx.submissions))
+    monkeypatch.setenv("LEADERBOARD_MYSTERY", str(fx.mystery))
+    if password is None:
+        monkeypatch.delenv(config.PASSWORD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(config.PASSWORD_ENV, password)
+    st.cache_data.clear()
+
+
+def page(path: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if path:
+        at.switch_page(path)
+        at.query_params.update(query)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def everything_shown(at: AppTest) -> str:
+    """All text of a rendered page, dataframes included (for scanning what a visitor could see)."""
+    parts = []
+
+    def walk(node):
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            parts.append(str(proto))
+        if type(node).__name__ == "Dataframe":
+            parts.append(node.value.to_string())
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)
+
+
+def guest_results(db) -> dict[str, float]:
+    view = views.board_view(make_engine(str(db)), revealed=True)
+    return dict(zip(view.board["entry"], view.board["guest_accuracy"]))
+
+
+# --- the plain functions ----------------------------------------------------------------------------------------
+
+def test_board_ranks_like_the_harness_and_marks_ties(fx):
+    engine = make_engine(str(fx.revealed_db))
+    board = views.board_view(engine, revealed=True).board
+    ok = board[board["status"] == "ok"]
+    # Independent reference: accuracy recomputed from stored predictions and the guest labels.
+    evals = store.load_evaluations(engine, ok["evaluation_id"].tolist())
+    acc = {}
+    masks = {}
+    for e in evals:
+        guest = next(r for r in e.results if r.dataset.kind == "guest")
+        mnist_r = next(r for r in e.results if r.dataset.kind == "mnist")
+        pred = np.load(__import__("io").BytesIO(guest.predicted))
+        masks[e.version.entry.name] = pred == fx.guest_labels
+        acc[e.version.entry.name] = (masks[e.version.entry.name].mean(), mnist_r.accuracy)
+    expected = sorted(acc, key=lambda n: (-acc[n][0], -acc[n][1], n))
+    assert ok["entry"].tolist() == expected
+    assert ok["medal"].tolist()[:1] == ["🥇"]
+    # Dee reads exactly like Ada's second version: the same rank, tied (p = 1).
+    row = board.set_index("entry")
+    assert row.loc["dee", "rank"] == row.loc["ada", "rank"]
+    # The p-value of each row against the one above is the exact binomial test on the discordant digits.
+    names = ok["entry"].tolist()
+    for above, below in zip(names, names[1:]):
+        a, b = masks[above], masks[below]
+        n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
+        p = 1.0 if n01 + n10 == 0 else binomtest(n01, n01 + n10, 0.5).pvalue
+        assert row.loc[below, "p_vs_above"] == pytest.approx(p)
+        assert row.loc[below, "separation"].startswith("tied" if p >= 0.05 else "behind")
+    assert row.loc["broken", "status"].startswith("failed: the weights do not fit the model")
+    assert np.isnan(row.loc["broken", "rank"])
+    assert row.loc["ada", "versions"] == 2 and len(row.loc["ada", "history"]) == 2
+    assert row.loc["ada", "hp: optimizer"] == "sgd" and row.loc["bob", "hp: optimizer"] == ""
+
+
+def test_sealed_board_ranks_by_mnist_and_holds_no_guest_number(fx):
+    view = views.board_view(make_engine(str(fx.db)), revealed=False)
+    assert view.primary == "mnist" and "guest" not in view.datasets
+    assert set(view.board["guest_accuracy"]) == {stats.SEALED}
+    assert view.board["guest_ci_low"].isna().all()
+    ok = view.board[view.board["status"] == "ok"]
+    assert ok["mnist_accuracy"].tolist() == sorted(ok["mnist_accuracy"], reverse=True)
+    csv = stats.board_csv(view.board, revealed=False)
+    assert "guest" not in csv.lower()
+
+
+def test_history_takes_each_versions_accuracy(fx):
+    engine = make_engine(str(fx.revealed_db))
+    datasets = queries.current_datasets(engine, revealed=True)
+    history = queries.history(engine, datasets)
+    ada = history[(history["entry"] == "ada") & (history["kind"] == "mnist")]
+    assert ada["version"].tolist() == [1, 2]
+    evals = store.load_evaluations(engine, ada["evaluation_id"].tolist())
+    expected = [next(r.accuracy for r in e.results if r.dataset.kind == "mnist") for e in evals]
+    assert ada["accuracy"].tolist() == expected
+
+
+def test_filter_sort_and_csv():
+    board = pd.DataFrame({"display_name": ["A one", "B two", "C three"], "entry": ["a", "b", "c"],
+                          "author": ["Ada", "Bob", "Cy"], "status": ["ok", "failed: x", "ok"],
+                          "params": [300, 100, 200], "rank": [1, None, 2]})
+    assert stats.filter_board(board, "bo")["entry"].tolist() == ["b"]
+    assert stats.filter_board(board, statuses=["ok"])["entry"].tolist() == ["a", "c"]
+    assert stats.filter_board(board, sort_by="params")["entry"].tolist() == ["b", "c", "a"]
+    assert stats.filter_board(board, sort_by="params", descending=True)["entry"].tolist() == ["a", "c", "b"]
+
+
+def test_mistakes_pairs_and_consensus_against_hand_counts():
+    labels = np.array([1, 2, 3, 3, 4, 5])
+    predicted = np.array([1, 7, 8, 8, 4, 6])
+    confidence = np.array([0.9, 0.6, 0.99, 0.7, 0.8, 0.95], dtype=np.float32)
+    assert stats.most_confident_mistakes(labels, predicted, confidence).tolist() == [2, 5, 3, 1]
+    assert stats.pair_samples(labels, predicted, confidence, 3, 8).tolist() == [2, 3]
+    confusion = np.zeros((10, 10), int)
+    np.add.at(confusion, (labels, predicted), 1)
+    assert stats.top_confusion(confusion) == (3, 8)
+    assert stats.top_confusion(np.eye(10, dtype=int)) is None
+    votes = np.array([[1, 2, 3], [1, 5, 3], [1, 5, 9]])  # 3 entries × 3 digits with labels 1, 2, 3
+    c = stats.consensus(np.array([1, 2, 3]), votes)
+    assert c["index"].tolist() == [1, 2, 0]  # digit 1: one right; digit 2: two right; digit 0: all right
+    assert c.set_index("index").loc[1, "consensus"] == 5
+    assert c.set_index("index").loc[1, "consensus_share"] == pytest.approx(2 / 3)
+
+
+def test_head_to_head_in_plain_words():
+    labels = np.zeros(100, int)
+    a = np.zeros(100, int)
+    b = np.zeros(100, int)
+    b[:12] = 1          # B misreads 12 digits that A reads right
+    a[50:52] = 1        # A misreads 2 that B reads right
+    r = stats.head_to_head(labels, a, b)
+    assert (r.only_a, r.only_b, r.both_wrong) == (12, 2, 0)
+    assert r.p_value == pytest.approx(binomtest(12, 14, 0.5).pvalue)
+    assert "Ada is genuinely better" in r.verdict("Ada", "Bob")
+    close = stats.head_to_head(labels, a, np.where(np.arange(100) < 3, 1, 0))
+    assert "cannot tell them apart" in close.verdict("Ada", "Bob")
+
+
+def test_figures_have_axis_titles_and_counts():
+    confusion = np.arange(100).reshape(10, 10)
+    spec = figures.confusion_chart(confusion, "CM").to_dict()
+    layer = spec["layer"]
+    assert layer[0]["encoding"]["x"]["title"] == "predicted digit" and layer[0]["encoding"]["y"]["title"] == "true digit"
+    frame = figures.confusion_frame(confusion)
+    assert frame.query("true == 3 and predicted == 7")["count"].item() == 37
+    assert frame.query("true == 3")["share"].sum() == pytest.approx(1.0)
+    recall = figures.recall_chart(np.linspace(0, 1, 10)).to_dict()
+    assert recall["encoding"]["y"]["title"].startswith("recall")
+    picture = figures.digit_picture(np.eye(28, dtype=np.uint8) * 255, 3)
+    assert picture.shape == (84, 84) and picture[4, 4] == 255 and picture[0, 5] == 0
+
+
+def test_password_and_settings():
+    assert config.configured_password({}, None) is None
+    assert config.configured_password({config.PASSWORD_ENV: ""}, {}) is None
+    assert config.configured_password({}, {"admin_password": "s3"}) == "s3"
+    assert config.configured_password({config.PASSWORD_ENV: "env"}, {"admin_password": "s3"}) == "env"
+    assert admin.password_ok("env", "env") and not admin.password_ok("x", "env") and not admin.password_ok("", None)
+    s = config.settings({"LEADERBOARD_DB": "x.db"})
+    assert s.db_url == "sqlite:///x.db" and str(s.submissions) == "submissions"
+
+
+def test_moderation_and_audit_log(fx, tmp_path):
+    db = tmp_path / "mod.db"
+    shutil.copy(fx.db, db)
+    engine = make_engine(str(db))
+    with pytest.raises(ValueError, match="say why"):
+        store.set_moderation(engine, "bob", "disqualified", " ")
+    store.set_moderation(engine, "bob", "disqualified", "trained on the test set")
+    store.set_moderation(engine, "eve", "hidden", "asked to withdraw")
+    admin.set_revealed(engine, True)
+    view = views.board_view(engine, revealed=True)
+    row = view.board.set_index("entry")
+    assert "eve" not in row.index and view.hidden == ["eve"] and view.excluded == {"eve", "bob"}
+    assert row.loc["bob", "status"] == "disqualified: trained on the test set" and np.isnan(row.loc["bob", "rank"])
+    assert views.entry_view(engine, "eve", True) is None
+    log = store.audit_log(engine)
+    assert [e["action"] for e in log] == ["reveal", "hide", "disqualify"]
+    assert all(e["at"] is not None for e in log)
+    store.set_moderation(engine, "eve", "visible")
+    assert "eve" in set(views.board_view(engine, revealed=True).board["entry"])
+
+
+def test_background_job_reports_progress(tmp_path):
+    import sys
+    import time
+    job = admin.start_job([sys.executable, "-c", "print('evaluating 1 of 1'); print('done')"], tmp_path)
+    deadline = time.time() + 30
+    while job.running and time.time() < deadline:
+        time.sleep(0.1)
+    assert job.returncode == 0 and job.log_tail().splitlines()[-1] == "done"
+    assert admin.run_progress(None, job, 3) == (1.0, "finished")
+    settings = config.Settings("sqlite:///x.db", tmp_path / "subs", tmp_path / "m", tmp_path)
+    argv = admin.evaluation_command(settings, force=True, only=["ada"])
+    assert argv[1:4] == ["-m", "harness.evaluate", "--db"] and argv[-3:] == ["--only", "ada", "--force"]
+
+
+def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test, train_means):
+    # A test digit drawn as black ink on a white 280×280 RGBA canvas.
+    ink = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(mnist_test.images[0]).resize((280, 280)))
+    rgba = np.dstack([255 - ink] * 3 + [np.full_like(ink, 255)]).astype(np.uint8)
+    assert draw.has_ink(rgba) and not draw.has_ink(np.full((50, 50, 4), 255, np.uint8))
+    digit = draw.normalise_drawing(rgba)
+    assert digit.shape == (28, 28) and digit.dtype == np.float32 and digit.max() > 0.9
+    entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
+    got = draw.predict(entry, digit)
+    assert got.error is None and got.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    expected = template_predictions((digit * 255)[None], train_means)[0]
+    assert got.digit == expected
+    broken = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "broken")
+    assert "weights do not fit" in draw.predict(broken, digit).error
+
+
+# --- the pages under AppTest ------------------------------------------------------------------------------------
+
+def test_leaderboard_page_sealed(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.db)
+    at = page()
+    assert "sealed until the reveal" in at.info[0].value
+    table = at.dataframe[0].value
+    assert set(table["guest_pct"]) == {stats.SEALED}
+    assert table["display_name"].tolist()[:2] == ["Ada's template", "Dee's copy"]
+    assert "tied (p = 1.00)" in table["separation"].tolist()
+    assert any("Broken entry" in m.value and "weights do not fit" in m.value for m in at.markdown)
+    assert at.get("download_button")
+
+
+@pytest.mark.parametrize("path", [None, "screens/entry.py", "screens/head_to_head.py", "screens/guest_gallery.py",
+                                  "screens/draw.py", "screens/organiser.py", "screens/what_worked.py"])
+def test_no_page_shows_guest_results_before_the_reveal(fx, monkeypatch, path):
+    use_db(monkeypatch, fx, fx.db, password="pw")
+    at = page(path, entry="ada")
+    text = everything_shown(at)
+    assert at.title and at.title[0].value in text  # the scan does see the page
+    if path in (None, "screens/entry.py"):
+        assert "Ada's template" in text
+    assert dashboard_fixtures.GUEST_TOKEN not in text
+    for accuracy in guest_results(fx.revealed_db).values():
+        if accuracy == accuracy:  # not NaN
+            assert f"guest_accuracy: {accuracy}" not in text and f"{100 * accuracy:.0f}% guest" not in text
+    assert "Guest digits" not in [t.label for t in at.tabs]
+    assert not any("guest" in str(r.options).lower() for r in at.radio)
+    if path == "screens/guest_gallery.py":
+        assert not at.get("imgs") and "sealed until the reveal" in at.info[0].value
+    for frame in at.dataframe:
+        for column in ("guest_pct", "guest_ci"):
+            if column in frame.value:
+                assert set(frame.value[column]) == {stats.SEALED}
+
+
+def test_leaderboard_page_revealed(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page()
+    assert "Ranked by the guest's 100 handwritten digits" in at.success[0].value
+    table = at.dataframe[0].value.set_index("entry")
+    results = guest_results(fx.revealed_db)
+    assert table.loc["eve", "guest_pct"] == pytest.approx(100 * results["eve"])
+    assert list(table.loc["ada", "history_pct"]) == [round(100 * v, 2) for v in table.loc["ada", "history"]]
+    at.text_input[0].input("bob").run()
+    assert at.dataframe[0].value["entry"].tolist() == ["bob"]
+
+
+def test_entry_page_revealed(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page("screens/entry.py", entry="ada")
+    assert at.header[0].value == "Ada's template"
+    assert [t.label for t in at.tabs] == ["MNIST test", "Guest digits", "Details", "Versions"]
+    metrics = {m.label: m.value for m in at.metric}
+    engine = make_engine(str(fx.revealed_db))
+    ada = views.entry_view(engine, "ada", True)
+    assert metrics["MNIST accuracy ↑"] == f"{100 * ada.sets['mnist'].accuracy:.2f}%"
+    assert metrics["Guest accuracy ↑"] == f"{100 * ada.sets['guest'].accuracy:.0f}%"
+    # The pair picker defaults to the most frequent confusion and lists exactly those digits.
+    t, p = stats.top_confusion(ada.sets["mnist"].confusion)
+    expected = int(((ada.sets["mnist"].labels == t) & (ada.sets["mnist"].predicted == p)).sum())
+    assert any(m.value.startswith(f"**{expected} digit") and f"true {t} read as {p}" in m.value for m in at.markdown)
+    at.selectbox(key="true_mnist").set_value(4).run()
+    at.selectbox(key="pred_mnist").set_value(9).run()
+    n49 = int(((ada.sets["mnist"].labels == 4) & (ada.sets["mnist"].predicted == 9)).sum())
+    assert any(m.value.startswith(f"**{n49} digit") and "true 4 read as 9" in m.value for m in at.markdown)
+    tables = [t.value for t in at.table]
+    assert any("optimizer" in str(t) for t in tables)
+    assert at.dataframe[0].value["version"].tolist() == [1, 2]
+
+
+def test_entry_page_shows_the_failure(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.db)
+    at = page("screens/entry.py", entry="broken")
+    assert any("The latest evaluation failed" in e.value and "weights do not fit" in e.value for e in at.error)
+
+
+def test_head_to_head_page(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page("screens/head_to_head.py")
+    at.radio[0].set_value("guest").run()
+    a, b = at.selectbox[0].value, at.selectbox[1].value
+    duel = views.duel_view(make_engine(str(fx.revealed_db)), a, b, "guest", True)
+    assert f"p = {duel.result.p_value:.3f}" in " ".join(m.value for m in at.markdown) or duel.result.p_value < 0.001
+    assert f"The {len(duel.result.disagree)} digits on which they disagree" in [s.value for s in at.subheader]
+
+
+def test_guest_gallery_page_revealed(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page("screens/guest_gallery.py")
+    captions = [c.value for c in at.caption]
+    view = views.guest_view(make_engine(str(fx.revealed_db)))
+    hardest = fx.guest_files[int(view.consensus["index"].iloc[0])]
+    assert hardest in captions and captions.index(hardest) == 1  # right after the explanation
+    assert {m.label: m.value for m in at.metric}["Entries counted"] == "4"
+
+
+def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.db)
+    at = page("screens/draw.py")
+    assert "Draw a digit on the canvas" in at.info[0].value
+
+
+def test_organiser_page_is_off_without_a_password(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.db)
+    at = page("screens/organiser.py")
+    assert "controls are off" in at.info[0].value and not at.button
+
+
+def test_organiser_reveals_and_disqualifies(fx, monkeypatch, tmp_path):
+    db = tmp_path / "org.db"
+    shutil.copy(fx.db, db)
+    use_db(monkeypatch, fx, db, password="let-me-in")
+    at = page("screens/organiser.py")
+    at.text_input[0].input("wrong")
+    at.button[0].click().run()  # a form's inputs are sent with its submit button
+    assert at.error[0].value == "Wrong password."
+    at.text_input[0].input("let-me-in")
+    at.button[0].click().run()
+    reveal = next(b for b in at.button if b.label == "Reveal the guest results")
+    reveal.click().run()
+    engine = make_engine(str(db))
+    assert queries.is_revealed(engine)
+    at.selectbox[0].set_value("bob")
+    at.radio[0].set_value("disqualified")
+    at.text_input[0].input("used the test labels")
+    next(b for b in at.button if b.label == "Apply").click().run()
+    assert store.moderation(engine) == {"bob": ("disqualified", "used the test labels")}
+    log = at.dataframe[-1].value
+    assert log["action"].tolist()[:3] == ["disqualify", "reveal", "login"]
+    assert "login-failed" in log["action"].tolist()
+
+
+def test_what_worked_page_revealed(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page("screens/what_worked.py")
+    assert at.title[0].value == "🧪 What worked"
+    assert at.radio[0].options == ["MNIST test", "Guest digits"]
+    results = guest_results(fx.revealed_db)
+    at.radio[0].set_value("guest").run()
+    assert not at.exception
+    shown = pd.concat([f.value for f in at.dataframe])
+    ok = {round(v, 6) for v in results.values() if v == v}
+    assert len(shown) and {round(v, 6) for v in pd.concat([shown["best"], shown["worst"]])} <= ok

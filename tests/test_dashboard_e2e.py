@@ -1,0 +1,167 @@
+"""End to end in a real headless Chromium: `streamlit run leaderboard/app.py` on localhost, driven by Selenium
+with Debian's chromium and chromium-driver (installed by .ci/run). Screenshots go to screenshots/ (git-ignored)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness import mnist
+from tests import dashboard_fixtures
+from tests.conftest import REPO
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+SHOTS = REPO / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="headless browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium "
+           "chromium-driver; .ci/run installs them)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, mnist_dir, mnist_test):
+    train = mnist.load_split(mnist_dir, "train", allow_download=False)
+    fx = dashboard_fixtures.build(tmp_path_factory.mktemp("e2e"), train.images, train.labels, mnist_test.images,
+                                  mnist_test.labels)
+    port = _free_port()
+    env = dict(os.environ, LEADERBOARD_DB=str(fx.revealed_db), LEADERBOARD_SUBMISSIONS=str(fx.submissions),
+               LEADERBOARD_MYSTERY=str(fx.mystery))
+    env.pop("LEADERBOARD_ADMIN_PASSWORD", None)
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "leaderboard/app.py", "--server.headless",
+                             "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start within 60 s: " + Path(log.name).read_text(errors="replace")[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900",
+                "--force-device-scale-factor=1"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for_text(driver, text: str, timeout: float = 45) -> str:
+    deadline = time.time() + timeout
+    body = ""
+    while time.time() < deadline:
+        body = driver.execute_script("return document.body.innerText")
+        if text in body and "Running..." not in body:
+            return body
+        time.sleep(0.25)
+    raise AssertionError(f"{text!r} did not appear; the page shows: {body[-1500:]}")
+
+
+def screenshot(driver, name: str) -> Path:
+    SHOTS.mkdir(exist_ok=True)
+    height = driver.execute_script(
+        "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body; return m.scrollHeight")
+    driver.set_window_size(1440, min(max(900, int(height) + 120), 4000))
+    time.sleep(0.8)
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1440, 900)
+    return path
+
+
+def test_leaderboard_entry_and_drawing_in_chromium(server, browser):
+    browser.get(f"{server}/")
+    body = wait_for_text(browser, "Ranked by the guest's 100 handwritten digits")
+    assert "Broken entry" in body and "weights do not fit" in body
+    time.sleep(1.5)  # let the data grid and charts paint
+    assert browser.execute_script("return document.querySelectorAll('[data-testid=\"stDataFrame\"]').length") == 1
+    assert screenshot(browser, "leaderboard").stat().st_size > 20_000
+
+    browser.get(f"{server}/entry?entry=ada")
+    body = wait_for_text(browser, "Misread digits, most confident mistakes first")
+    assert "Ada's template" in body and "Ada Lovelace" in body
+    deadline, images = time.time() + 30, 0
+    while images < 30 and time.time() < deadline:  # pictures arrive after the text
+        time.sleep(0.3)
+        images = browser.execute_script("return document.querySelectorAll('[data-testid=\"stMain\"] img').length")
+    assert images >= 30
+    assert screenshot(browser, "entry").stat().st_size > 20_000
+
+    browser.get(f"{server}/head-to-head")
+    body = wait_for_text(browser, "In plain words")
+    assert "exact McNemar" in body and "digits on which they disagree" in body
+    screenshot(browser, "head_to_head")
+
+    browser.get(f"{server}/guest-gallery")
+    body = wait_for_text(browser, "Hardest digits first")
+    screenshot(browser, "guest_gallery")
+    assert f"{dashboard_fixtures.GUEST_TOKEN}_" in body and "Left: the digit as written" in body
+    assert browser.execute_script("return document.querySelectorAll('[data-testid=\"stMain\"] img').length") >= 96
+
+    browser.get(f"{server}/draw")
+    wait_for_text(browser, "Draw a digit on the canvas")
+    box = None
+    for _ in range(60):
+        box = browser.execute_script("""
+            function find(root) {
+              for (const el of root.querySelectorAll('*')) {
+                if (el.tagName === 'CANVAS' && el.width >= 200) return el;
+                if (el.shadowRoot) { const r = find(el.shadowRoot); if (r) return r; }
+              }
+              return null;
+            }
+            const c = find(document); if (!c) return null;
+            const r = c.getBoundingClientRect(); return [r.x, r.y, r.width, r.height];""")
+        if box:
+            break
+        time.sleep(0.25)
+    assert box, "the drawing canvas did not appear"
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    x, y, w, h = box
+    actions = ActionBuilder(browser)
+    pointer = actions.pointer_action
+    pointer.move_to_location(int(x + 0.35 * w), int(y + 0.25 * h)).pointer_down()
+    for t in range(1, 13):  # a "7": across the top, then down to the left
+        pointer.move_to_location(int(x + (0.35 + 0.3 * t / 12) * w), int(y + 0.25 * h))
+    for t in range(1, 19):
+        pointer.move_to_location(int(x + (0.65 - 0.2 * t / 18) * w), int(y + (0.25 + 0.55 * t / 18) * h))
+    pointer.pointer_up()
+    actions.perform()
+    body = wait_for_text(browser, "The club reads", timeout=90)
+    assert "what the models see" in body
+    assert browser.execute_script("return document.querySelectorAll('[data-testid=\"stDataFrame\"]').length") == 1
+    assert screenshot(browser, "draw").stat().st_size > 20_000
