@@ -46,7 +46,7 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     work = Path(tempfile.mkdtemp(prefix="harness-check-"))
     try:
         inputs = {"check": work / "images_check.npy"}
-        np.save(inputs["check"], (images.astype(np.float32) / 255.0)[:, None], allow_pickle=False)
+        np.save(inputs["check"], images.astype(np.uint8)[:, None], allow_pickle=False)
         outcome = run_isolated(folder, entry.metadata, inputs, work / "out", device=device, timeout=timeout,
                                memory_limit=8 * GIB, batch_size=BATCH)
         result = outcome.result

@@ -43,11 +43,11 @@ def eval_key(entry: Entry, datasets: list[store.DatasetSpec]) -> str:
 
 
 def write_inputs(datasets: list[store.DatasetSpec], folder: Path) -> dict[str, Path]:
-    """Images only (float32 [N,1,28,28] in [0,1]) as .npy files for the entries' processes; labels stay here."""
+    """Images only (uint8 [N,1,28,28]; the worker scales them to [0,1]) as .npy files; labels stay here."""
     paths = {}
     for spec in datasets:
         path = folder / f"images_{spec.kind}.npy"
-        np.save(path, (spec.images.astype(np.float32) / 255.0)[:, None], allow_pickle=False)
+        np.save(path, spec.images.astype(np.uint8)[:, None], allow_pickle=False)
         paths[spec.kind] = path
     return paths
 

@@ -154,6 +154,14 @@ def test_worker_sees_images_only(tmp_path, small_mnist):
     inputs = runner.write_inputs([small_mnist], tmp_path)
     assert list(inputs) == ["mnist"]
     stored = np.load(inputs["mnist"])
-    assert stored.shape == (300, 1, 28, 28) and stored.dtype == np.float32
+    assert stored.shape == (300, 1, 28, 28) and stored.dtype == np.uint8
     assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["images_mnist.npy"]
-    np.testing.assert_allclose(stored[:, 0] * 255, small_mnist.images, atol=1e-3)
+    assert np.array_equal(stored[:, 0], small_mnist.images)
+
+
+def test_worker_scales_uint8_to_unit_range_exactly():
+    from harness.worker import to_device
+    raw = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16).repeat(2, 0)
+    x = to_device(np.pad(raw, ((0, 0), (0, 0), (6, 6), (6, 6))), torch.device("cpu"))
+    assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0
+    assert np.array_equal(x.numpy()[:, :, 6:22, 6:22], raw.astype(np.float32) / np.float32(255))
