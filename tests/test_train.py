@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import ast
 import errno
-import os
 import gzip
 import hashlib
 import importlib.util
+import os
 import shlex
 import signal
-import sys
 import tomllib
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from harness import architectures, augment
-from harness.errors import HarnessError
 from harness.train import main
 from harness.training import TrainConfig, fit, load_checkpoint, load_data, to_tensor
 
@@ -57,8 +54,8 @@ def test_digits():
 
 
 def accuracy(model, x, y) -> float:
-    """Plain top-1 accuracy, written independently of harness.training.evaluate."""
-    model.eval()
+    """Plain top-1 accuracy, written independently of harness.training.evaluate (the model is in eval mode;
+    an exported module cannot be switched)."""
     with torch.inference_mode():
         return (model(x).argmax(dim=1) == y).float().mean().item()
 
@@ -204,7 +201,7 @@ def test_cli_writes_a_complete_self_contained_entry(tmp_path, test_digits):
     spec.loader.exec_module(module)
     model = getattr(module, meta["model_class"])(**meta["constructor"])
     model.load_state_dict(torch.load(entry / meta["weights"], weights_only=True))
-    assert accuracy(model, *test_digits) > 0.7
+    assert accuracy(model.eval(), *test_digits) > 0.7
 
 
 @needs_mnist
@@ -228,7 +225,7 @@ def test_a_members_own_model_file_trains_into_an_entry(tmp_path):
     assert code == 0
     assert (tmp_path / "entry" / "model.py").read_text() == source.read_text()
     meta = tomllib.loads((tmp_path / "entry" / "entry.toml").read_text())
-    assert (meta["model_class"], meta["constructor"], meta["hyperparameters"]["arch"]) == ("Net", {}, "custom")
+    assert (meta["model_class"], "constructor" in meta, meta["hyperparameters"]["arch"]) == ("Net", False, "custom")
 
 
 # --- failures say what is wrong and leave nothing behind --------------------------------------------
@@ -263,6 +260,17 @@ def test_a_missing_data_directory_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte.gz" in err and str(tmp_path / "nowhere") in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@needs_mnist
+def test_a_model_file_that_cannot_classify_is_refused_before_training(tmp_path, capsys):
+    model_file = tmp_path / "wrong.py"
+    model_file.write_text("import torch\n\n\nclass Net(torch.nn.Module):\n"
+                          "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(784, 5)\n\n"
+                          "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+    assert cli(tmp_path, "--model-file", str(model_file), "--limit", "100")[0] == 1
+    assert "returns shape (2, 5)" in capsys.readouterr().err
+    assert not (tmp_path / "entry").exists()
 
 
 @needs_mnist
@@ -339,7 +347,46 @@ def test_committed_baselines_load_classify_and_record_their_command(name, test_d
         spec.loader.exec_module(module)
         model = getattr(module, meta["model_class"])(**meta.get("constructor", {}))
         model.load_state_dict(torch.load(entry / meta["weights"], weights_only=True))
+        model.eval()
     weights = [p for p in entry.iterdir() if p.suffix in (".pt", ".pt2", ".safetensors")]
     assert weights and all(p.stat().st_size < 5_000_000 for p in weights)
     assert meta["hyperparameters"]["command"].startswith("python -m harness.train ")
     assert accuracy(model, *test_digits) >= (0.88 if name == "baseline-logreg" else 0.97)
+
+
+def test_resize_crop_and_normalise_inside_the_model_match_torchvision():
+    """--resize/--crop/--mean/--std live in the model; they must equal the usual torchvision transforms."""
+    from torchvision.transforms.v2 import functional as TF
+    x = torch.rand(3, 1, 28, 28)
+    prep = architectures.Preprocess(resize=32, crop=30, mean=0.5, std=0.25)
+    expected = TF.normalize(TF.center_crop(TF.resize(x, [32, 32], antialias=False), [30, 30]), [0.5], [0.25])
+    assert prep(x).shape == (3, 1, 30, 30)
+    torch.testing.assert_close(prep(x), expected, atol=1e-5, rtol=0)
+    model = architectures.build("lenet5", resize=32, crop=30)
+    assert model(x).shape == (3, 10)
+
+
+@needs_mnist
+@pytest.mark.parametrize("knob, value", [
+    *[("loss", name) for name in ("cross-entropy", "nll", "multi-margin", "mse")],
+    *[("optimizer", name) for name in ("sgd", "adam", "adamw", "rmsprop", "adagrad")],
+    *[("schedule", name) for name in ("constant", "step", "exponential", "cosine", "onecycle")],
+])
+def test_every_recipe_choice_lowers_the_training_loss(small_data, knob, value):
+    lr = {"sgd": 0.05, "adagrad": 0.05}.get(value, 1e-3)
+    config = replace(TrainConfig(arch="logreg", epochs=2, batch_size=50, momentum=0.5), **{knob: value, "lr": lr})
+    data = replace(small_data, train_x=small_data.train_x[:1000], train_y=small_data.train_y[:1000])
+    history = train(data, config).history
+    assert history[1].train_loss < history[0].train_loss
+
+
+@pytest.mark.parametrize("name", augment.list_augmentations())
+def test_each_augmentation_changes_images_per_sample_within_range(name):
+    transform = augment.build_transform(augment.AugmentConfig(names=(name,), erasing_p=1.0))
+    torch.manual_seed(0)
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 8:20, 10:18] = 1.0  # a bar to move, bend or erase
+    out = augment.augment_batch(x, transform)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, x)
+    assert not torch.equal(out[0], out[1])  # each image gets its own random draw

@@ -1,0 +1,270 @@
+"""``python -m harness.train``: train a model on the MNIST training set and write a ready entry folder.
+
+Examples::
+
+    python -m harness.train --arch lenet5 --epochs 3 --out submissions/my-lenet
+    python -m harness.train --arch cnn --optimizer adamw --lr 3e-3 --schedule onecycle --augment affine \\
+        --epochs 6 --out submissions/my-cnn
+    python -m harness.train --resume build/checkpoints/my-cnn.pt      # after Ctrl-C
+
+Every knob is a flag (``--help`` lists them with their defaults). The entry gets ``model.py`` (self-contained),
+``weights.pt`` (or ``model.pt2`` with ``--export``), ``entry.toml`` with every hyperparameter, the seed, the
+training data's hash, the final validation accuracy and this command line, and the curve as CSV and PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+
+from harness import architectures, augment, recipes
+from harness.entry_writer import check_target, weight_bytes, write_entry
+from harness.errors import HarnessError
+from harness.model_setup import build_model
+from harness.training import TrainConfig, fit, load_checkpoint, load_data
+
+CHECKPOINT_DIR = Path("build") / "checkpoints"
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = TrainConfig()
+    g = p.add_argument_group("entry")
+    g.add_argument("--out", type=Path, help="entry folder to write, e.g. submissions/my-cnn (required)")
+    g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    g.add_argument("--export", action="store_true", help="write a code-free torch.export model.pt2 instead of model.py + weights.pt")
+    g.add_argument("--display-name", help="leaderboard name (default: the folder name)")
+    g.add_argument("--author", default=None)
+    g.add_argument("--description", default=None)
+
+    g = p.add_argument_group("architecture (unset knobs take the architecture's default)")
+    g.add_argument("--arch", default=d.arch, choices=architectures.list_architectures())
+    g.add_argument("--model-file", type=Path, help="train your own nn.Module from this file instead of --arch")
+    g.add_argument("--model-class", help="class in --model-file (default: Model, Net or the only nn.Module)")
+    g.add_argument("--hidden", type=_positive(int), nargs="+", help="fully connected layer sizes (mlp, lenet5)")
+    g.add_argument("--channels", type=_positive(int), nargs="+", help="convolution widths (lenet5: 2, cnn: one per stage)")
+    g.add_argument("--kernel-size", type=_positive(int), help="convolution kernel size")
+    g.add_argument("--convs-per-stage", type=_positive(int), help="convolutions before each pooling (cnn)")
+    g.add_argument("--dropout", type=_fraction, help="dropout probability")
+    g.add_argument("--activation", choices=architectures.ACTIVATIONS)
+    g.add_argument("--resize", type=_positive(int), help="resize the 28×28 input to this side (inside the model)")
+    g.add_argument("--crop", type=_positive(int), help="centre-crop to this side (inside the model, after --resize)")
+    g.add_argument("--mean", type=float, help=f"normalisation mean (default {architectures.MNIST_MEAN}; 0 with --std 1 for none)")
+    g.add_argument("--std", type=_positive(float), help=f"normalisation std (default {architectures.MNIST_STD})")
+
+    g = p.add_argument_group("recipe")
+    g.add_argument("--loss", default=d.loss, choices=list(recipes.LOSSES))
+    g.add_argument("--label-smoothing", type=_fraction, default=d.label_smoothing, help="cross-entropy only")
+    g.add_argument("--optimizer", default=d.optimizer, choices=list(recipes.OPTIMIZERS))
+    g.add_argument("--lr", type=_positive(float), default=d.lr, help="learning rate (the peak for onecycle)")
+    g.add_argument("--momentum", type=_fraction, default=d.momentum, help="sgd and rmsprop")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--schedule", default=d.schedule, choices=list(recipes.SCHEDULES), help=recipes.SCHEDULE_HELP)
+    g.add_argument("--batch-size", type=_positive(int), default=d.batch_size)
+    g.add_argument("--epochs", type=_positive(int), default=d.epochs)
+
+    a = d.augment
+    g = p.add_argument_group("data and augmentation")
+    g.add_argument("--val-fraction", type=_fraction, default=d.val_fraction, help="share of the training set held out for validation")
+    g.add_argument("--limit", type=_positive(int), help="use only the first N training images (quick experiments)")
+    g.add_argument("--augment", nargs="+", default=[], choices=augment.list_augmentations(), metavar="NAME",
+                   help=f"training-time augmentations from torchvision.transforms.v2: {', '.join(augment.list_augmentations())}")
+    g.add_argument("--degrees", type=float, default=a.degrees, help="affine: rotation, ± degrees")
+    g.add_argument("--translate", type=_fraction, default=a.translate, help="affine: shift, fraction of the side")
+    g.add_argument("--scale", type=_positive(float), nargs=2, default=list(a.scale), metavar=("MIN", "MAX"), help="affine: zoom range")
+    g.add_argument("--shear", type=float, default=a.shear, help="affine: shear, ± degrees")
+    g.add_argument("--elastic-alpha", type=_positive(float), default=a.elastic_alpha)
+    g.add_argument("--elastic-sigma", type=_positive(float), default=a.elastic_sigma)
+    g.add_argument("--crop-padding", type=_positive(int), default=a.crop_padding, help="crop: padding before the random 28×28 crop")
+    g.add_argument("--erasing-p", type=_fraction, default=a.erasing_p)
+    g.add_argument("--mnist-dir", help="folder with the MNIST files (default: $MNIST_DIR, else ./data/mnist)")
+    g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--threads", type=_positive(int), help="CPU threads (results are reproducible for a given seed and thread count)")
+    g.add_argument("--checkpoint", type=Path, help=f"where Ctrl-C and each epoch save a checkpoint (default: {CHECKPOINT_DIR}/<entry>.pt)")
+    g.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue an interrupted run; takes no other flag")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    knobs = {k: getattr(args, k) for k in TrainConfig.ARCH_KNOBS}
+    knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
+    return TrainConfig(
+        arch="custom" if args.model_file else args.arch, **knobs,
+        loss=args.loss, label_smoothing=args.label_smoothing, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, weight_decay=args.weight_decay, nesterov=args.nesterov, schedule=args.schedule,
+        batch_size=args.batch_size, epochs=args.epochs, val_fraction=args.val_fraction, limit=args.limit,
+        augment=augment.AugmentConfig(
+            names=tuple(args.augment), degrees=args.degrees, translate=args.translate, scale=tuple(args.scale),
+            shear=args.shear, elastic_alpha=args.elastic_alpha, elastic_sigma=args.elastic_sigma,
+            crop_padding=args.crop_padding, erasing_p=args.erasing_p),
+        seed=args.seed)
+
+
+def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class: str, constructor: dict,
+                 data, result) -> dict:
+    last = result.history[-1]
+    hyper = {"arch": config.arch, **({"model_file": str(args.model_file)} if args.model_file else {}),
+             **constructor}
+    cfg = config.to_dict()
+    for k in ("arch", *TrainConfig.ARCH_KNOBS):
+        cfg.pop(k)
+    aug = cfg.pop("augment")
+    hyper.update(cfg)
+    hyper["augment"] = list(aug.pop("names"))
+    for name in hyper["augment"]:
+        hyper.update({f"augment_{k}": aug[k] for k in augment.KNOBS[name]})
+    hyper["threads"] = torch.get_num_threads()
+    # entry.toml has no table of its own for how the run went, so it follows the knobs in [hyperparameters].
+    hyper.update({
+        "command": shlex.join(["python", "-m", "harness.train", *argv]),
+        "train_data_sha256": data.content_hash,
+        "train_images": len(data.train_x), "val_images": len(data.val_x),
+        "validation_accuracy": last.val_accuracy, "validation_loss": last.val_loss,
+        "train_loss": last.train_loss, "epochs_completed": len(result.history), "steps": result.state.global_step,
+        "train_seconds": round(result.state.seconds, 1),
+        "parameters": architectures.count_parameters(model),
+        "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+        "python_version": platform.python_version(),
+    })
+    return {
+        "display_name": args.display_name or args.out.name,
+        "author": args.author or "MNIST club training kit",
+        "description": args.description or f"{config.arch} trained with python -m harness.train "
+                       f"({config.optimizer}, lr {config.lr:g}, {config.epochs} epochs"
+                       f"{', augment ' + '+'.join(config.augment.names) if config.augment.names else ''}).",
+        **({} if args.export else {"model_class": model_class, "weights": "weights.pt"}),
+        **({"constructor": constructor} if constructor and not args.export else {}),
+        "hyperparameters": hyper,
+    }
+
+
+class Progress:
+    """Per-epoch progress bars with live loss, accuracy and throughput (rich); plain lines in a log file."""
+
+    def __init__(self, epochs: int, quiet: bool):
+        from rich.console import Console
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.epochs, self.quiet = epochs, quiet
+        self.bar = None
+
+    def __call__(self, event, state, info):
+        if self.quiet:
+            return
+        from rich import progress as rp
+        if event == "epoch_start":
+            self.bar = rp.Progress(rp.TextColumn("epoch {task.fields[epoch]}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                                   rp.TextColumn("{task.fields[stats]}"), rp.TimeRemainingColumn(),
+                                   console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=info["steps"], completed=state.step,
+                                          epoch=f"{state.epoch + 1}/{self.epochs}", stats="")
+            self.rate = None
+        elif event == "batch":
+            self.rate = info["images_per_s"] if self.rate is None else 0.9 * self.rate + 0.1 * info["images_per_s"]
+            stats = f"loss {state.loss_sum / state.seen:.4f}  acc {100 * state.correct / state.seen:.2f}%  {self.rate:,.0f} img/s"
+            self.bar.update(self.task, completed=state.step, stats=stats)
+            if not self.console.is_terminal and state.step % max(1, info["steps"] // 5) == 0:
+                self.console.print(f"epoch {state.epoch + 1}/{self.epochs} step {state.step}/{info['steps']}  {stats}")
+        elif event == "epoch_end":
+            self.close()
+            val = ("" if info["val_accuracy"] is None else
+                   f"  val loss {info['val_loss']:.4f} acc {100 * info['val_accuracy']:.2f}%")
+            self.console.print(f"epoch {info['epoch']}/{self.epochs}  train loss {info['train_loss']:.4f} "
+                               f"acc {100 * info['train_accuracy']:.2f}%{val}  lr {info['lr']:.2e}  {info['seconds']:.0f} s")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resume = None
+    if args.resume is not None:
+        extra = [a for a in argv if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
+        if extra:
+            parser.error(f"--resume continues with the settings the run started with; drop {' '.join(extra)}")
+        resume = load_checkpoint(args.resume)
+        quiet, checkpoint_path = args.quiet, args.resume
+        argv = list(resume["argv"])
+        args = parser.parse_args(argv)
+        args.quiet, args.checkpoint = quiet, checkpoint_path
+    if args.out is None:
+        parser.error("--out is required: the entry folder to write, e.g. --out submissions/my-cnn")
+    if args.model_class and not args.model_file:
+        parser.error("--model-class needs --model-file")
+    config = config_from_args(args)
+    if resume is not None and TrainConfig.from_dict(resume["config"]) != config:
+        raise HarnessError(f"{args.resume} was written by another version of harness.train; start the run afresh.")
+    check_target(args.out, args.overwrite)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    checkpoint = args.checkpoint or CHECKPOINT_DIR / f"{args.out.name}.pt"
+
+    data = load_data(config, args.mnist_dir, download=not args.no_download)
+    model, code, model_class, constructor = build_model(config, args.model_file, args.model_class)
+    progress = Progress(config.epochs, args.quiet)
+    print(f"Training {model_class} ({architectures.count_parameters(model):,} parameters) on {len(data.train_x):,} images, "
+          f"validating on {len(data.val_x):,}; {torch.get_num_threads()} threads.", file=sys.stderr)
+    try:
+        result = fit(model, data, config, checkpoint=checkpoint, argv=argv, resume=resume, progress=progress)
+    finally:
+        progress.close()
+    if result.interrupted:
+        print(f"Interrupted: checkpoint saved to {checkpoint}.\nContinue with: python -m harness.train --resume {checkpoint}",
+              file=sys.stderr)
+        return 130
+    metadata = metadata_for(args, config, argv, model, model_class, constructor, data, result)
+    out = write_entry(args.out, result.model, metadata=metadata, history=result.state.history, model_code=code,
+                      model_class=model_class, constructor=constructor, export=args.export, overwrite=args.overwrite)
+    checkpoint.unlink(missing_ok=True)
+    acc = result.val_accuracy
+    print(f"Wrote {out} ({weight_bytes(out) / 1e6:.2f} MB of weights) in {result.state.seconds / 60:.1f} min of training; "
+          f"validation accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}.\n"
+          f"Check it with: python -m harness.check {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(argv)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
