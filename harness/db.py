@@ -103,6 +103,7 @@ class Evaluation(Base):
     peak_memory_bytes: Mapped[Optional[int]]
     output_kind: Mapped[Optional[str]] = mapped_column(String(20))
     log: Mapped[Optional[str]] = mapped_column(Text)
+    sandboxed: Mapped[Optional[bool]]  # ran inside the bubblewrap sandbox; False: a plain child process
     version: Mapped[EntryVersion] = relationship()
     run: Mapped[Run] = relationship()
     results: Mapped[list["Result"]] = relationship(back_populates="evaluation", cascade="all, delete-orphan")

@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models run (default: auto)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per entry (default: 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: 256 on CPU, 8192 on CUDA, halved on CUDA out-of-memory)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: 128 on CPU, 8192 on CUDA, halved on CUDA out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed")

@@ -1,8 +1,10 @@
-"""Run each entry in its own process, with a time limit and a memory limit.
+"""Run each entry in its own process, with limits on time, memory, CPU time and (sandboxed) processes.
 
 Processes are forked from a fork server that has already imported torch, so isolation costs
-milliseconds per entry instead of a fresh interpreter's seconds. A crash, hang, memory blow-up or
-``sys.exit`` in an entry ends only that entry's process; the harness records why.
+milliseconds per entry instead of a fresh interpreter's seconds. Where bubblewrap works the fork server
+runs inside its sandbox (``harness.sandbox``); elsewhere it is multiprocessing's fork server and the
+outcome says ``sandboxed=False``. A crash, hang, memory blow-up or ``sys.exit`` in an entry ends only
+that entry's process; the harness records why.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import resource
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from harness import sandbox
 from harness.contract import EntryMetadata
 
 GIB = 1024 ** 3
@@ -34,9 +37,11 @@ class Outcome:
     seconds: float        # wall time of the whole child process
     peak_rss: int         # bytes
     log: str              # what the entry printed, truncated
+    sandboxed: bool = False  # ran inside the bubblewrap sandbox (False: a plain child process)
 
 
 _context: mp.context.ForkServerContext | None = None
+_job_lock = threading.Lock()  # the sandbox runs one entry at a time (the dashboard may call from threads)
 
 
 def context(preload_torchvision: bool = False) -> mp.context.BaseContext:
@@ -49,16 +54,12 @@ def context(preload_torchvision: bool = False) -> mp.context.BaseContext:
 
 
 def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
-           batch_size: int | None, memory_limit: int) -> None:
+           batch_size: int | None, memory_limit: int, cpu_seconds: int) -> None:
     os.setpgrp()  # own process group: a timeout kills everything the entry started
     log = os.open(os.path.join(out_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    if device != "cuda" and memory_limit:
-        # CUDA maps huge virtual ranges, so the address-space cap only applies to CPU runs; the parent
-        # also watches resident memory in both cases.
-        vms = psutil.Process().memory_info().vms
-        resource.setrlimit(resource.RLIMIT_AS, (vms + memory_limit, vms + memory_limit))
+    sandbox.limit_process(memory_limit, device, cpu_seconds)
     from harness import worker
     worker.main(folder, metadata, inputs, out_dir, device, batch_size)
     os._exit(0)  # skip atexit hooks an entry may have registered
@@ -83,21 +84,44 @@ def _main_module_hidden():
             del main.__spec__
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc] + proc.children(recursive=True):
+class _ForkedJob:
+    """An entry's process forked by multiprocessing's fork server (no sandbox)."""
+
+    def __init__(self, proc: mp.Process):
+        self.proc = proc
+        self.watched = psutil.Process(proc.pid)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.exitcode
+
+    def wait(self, seconds: float) -> bool:
+        self.proc.join(seconds)
+        return not self.proc.is_alive()
+
+    def processes(self) -> list[psutil.Process]:
+        return [self.watched] + self.watched.children(recursive=True)
+
+    def kill(self) -> None:
         try:
-            total += p.memory_info().rss
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def finish(self, out_dir: Path) -> None:
+        pass  # the child wrote straight into out_dir
+
+
+def _memory(procs: list[psutil.Process]) -> int:
+    """Resident memory of the entry's processes; proportional (PSS) once there are several, so that forked
+    copies sharing the same pages are not counted many times over."""
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss if len(procs) > 1 else p.memory_info().rss
         except psutil.Error:
             pass
     return total
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _read_result(out_dir: Path) -> dict | None:
@@ -119,24 +143,26 @@ def _read_log(out_dir: Path) -> str:
     return text if len(text) <= LOG_LIMIT else text[:LOG_LIMIT // 2] + "\n[… log truncated …]\n" + text[-LOG_LIMIT // 2:]
 
 
-def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, *,
-                 device: str = "auto", timeout: float = 300.0, memory_limit: int = 8 * GIB,
-                 batch_size: int | None = None, preload_torchvision: bool = False) -> Outcome:
-    """Evaluate one entry in a fresh child process and say how it ended."""
-    ctx = context(preload_torchvision)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    proc = ctx.Process(target=_child, args=(str(folder), metadata, {k: str(v) for k, v in inputs.items()},
-                                            str(out_dir), device, batch_size, memory_limit), daemon=True)
+def _exit_reason(code: int | None, cpu_seconds: int) -> str:
+    if code is not None and code < 0:
+        sig = signal.Signals(-code)
+        if sig == signal.SIGXCPU:
+            return f"used more than {cpu_seconds} s of CPU time and was stopped; make the model faster."
+        if sig == signal.SIGXFSZ:
+            return f"wrote a file larger than {sandbox.FILE_LIMIT / GIB:.0f} GiB and was stopped."
+        hint = " (likely out of memory)" if sig == signal.SIGKILL else ""
+        return f"the entry's process was killed by {sig.name}{hint} before it finished."
+    return f"the entry's process exited with code {code} before it finished (does the model call os._exit?)."
+
+
+def _watch(job, timeout: float, memory_limit: int) -> tuple[float, int, str | None]:
+    """Poll the entry until it ends or breaks a limit: (seconds, peak memory, reason it was stopped)."""
     started = time.perf_counter()
-    with _main_module_hidden():
-        proc.start()
-    watched = psutil.Process(proc.pid)
     peak, reason = 0, None
-    while proc.is_alive():
-        proc.join(POLL_SECONDS)
+    while not job.wait(POLL_SECONDS):
         elapsed = time.perf_counter() - started
         try:
-            peak = max(peak, _tree_rss(watched))
+            peak = max(peak, _memory(job.processes()))
         except psutil.Error:
             pass
         if memory_limit and peak > memory_limit:
@@ -145,20 +171,62 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
         elif elapsed > timeout:
             reason = f"took longer than {timeout:g} s and was stopped; make the model faster or raise --timeout."
         if reason:
-            _kill_group(proc.pid)
-            proc.join(5)
+            job.kill()
+            job.wait(5)
             break
     seconds = time.perf_counter() - started
-    _kill_group(proc.pid)  # anything the entry left running in its group
+    job.kill()  # anything the entry left running
+    return seconds, peak, reason
+
+
+def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, device: str,
+                  batch_size: int | None, memory_limit: int, cpu_seconds: int, preload_torchvision: bool) -> _ForkedJob:
+    ctx = context(preload_torchvision)
+    proc = ctx.Process(target=_child, args=(str(folder), metadata, {k: str(v) for k, v in inputs.items()},
+                                            str(out_dir), device, batch_size, memory_limit, cpu_seconds), daemon=True)
+    with _main_module_hidden():
+        proc.start()
+    return _ForkedJob(proc)
+
+
+def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, *,
+                 device: str = "auto", timeout: float = 300.0, memory_limit: int = 8 * GIB,
+                 batch_size: int | None = None, preload_torchvision: bool = False,
+                 sandboxed: bool | None = None) -> Outcome:
+    """Evaluate one entry in a fresh child process and say how it ended.
+
+    ``sandboxed``: None uses the bubblewrap sandbox where it works (else a plain process, with one
+    warning); False never uses it; True requires it (RuntimeError where it cannot run).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    preload = ["torchvision"] if preload_torchvision else []
+    cpu = sandbox.cpu_seconds(timeout)
+    with _job_lock:
+        box = None if sandboxed is False else sandbox.shared(preload)
+        if sandboxed and box is None:
+            raise RuntimeError(f"the sandbox cannot run here: {sandbox.unavailable_reason()}")
+        if box is not None:
+            try:
+                job = box.start(folder, metadata, inputs, device, batch_size, memory_limit, timeout, preload)
+            except (sandbox.SandboxError, OSError) as exc:
+                box.close()
+                return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
+                               seconds=0.0, peak_rss=0, log="", sandboxed=True)
+        else:
+            job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
+                                preload_torchvision)
+        try:
+            seconds, peak, reason = _watch(job, timeout, memory_limit)
+            job.finish(out_dir)
+        except sandbox.SandboxError as exc:
+            box.close()
+            seconds, peak, reason = 0.0, 0, f"the sandbox stopped while the entry ran ({exc})."
     result = None if reason else _read_result(out_dir)
     if result is None:
-        if reason is None:
-            code = proc.exitcode
-            if code is not None and code < 0:
-                name = signal.Signals(-code).name
-                hint = " (likely out of memory)" if -code == signal.SIGKILL else ""
-                reason = f"the entry's process was killed by {name}{hint} before it finished."
-            else:
-                reason = f"the entry's process exited with code {code} before it finished (does the model call os._exit?)."
-        result = {"status": "failed", "error": reason}
-    return Outcome(result=result, seconds=seconds, peak_rss=peak, log=_read_log(out_dir))
+        result = {"status": "failed", "error": reason or _exit_reason(job.exitcode, cpu)}
+    log = _read_log(out_dir)
+    if box is not None:  # messages name the entry's folder as the member knows it, not the sandbox's path
+        if result.get("error"):
+            result["error"] = sandbox.host_paths(result["error"], folder)
+        log = sandbox.host_paths(log, folder)
+    return Outcome(result=result, seconds=seconds, peak_rss=peak, log=log, sandboxed=box is not None)

@@ -37,6 +37,7 @@ class Row:
     content_hash: str
     evaluated_at: str
     evaluation_id: int
+    sandboxed: bool | None = None
     rank: int | None = None
     tie_group: int | None = None
     tied_with_above: bool = False
@@ -49,7 +50,8 @@ class Row:
                 "guest": self.guest.as_dict() if self.guest else None,
                 "params": self.params, "images_per_second": self.images_per_second,
                 "weights_bytes": self.weights_bytes, "version": self.content_hash[:12],
-                "evaluated_at": self.evaluated_at, "evaluation_id": self.evaluation_id}
+                "evaluated_at": self.evaluated_at, "evaluation_id": self.evaluation_id,
+                "sandboxed": self.sandboxed}
 
 
 def _score(evaluation: Evaluation, kind: str) -> Score | None:
@@ -68,7 +70,7 @@ def to_row(evaluation: Evaluation) -> Row:
                guest=_score(evaluation, "guest"), params=evaluation.params,
                images_per_second=evaluation.images_per_second, weights_bytes=version.weights_bytes,
                content_hash=version.content_hash, evaluated_at=evaluation.started_at.isoformat(timespec="seconds"),
-               evaluation_id=evaluation.id)
+               evaluation_id=evaluation.id, sandboxed=evaluation.sandboxed)
 
 
 def rank(rows: list[Row], alpha: float = 0.05) -> list[Row]:

@@ -54,6 +54,10 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
     if any(r.tied_with_above for r in rows):
         console.print("'=' marks an entry that a paired exact McNemar test (p ≥ 0.05) cannot tell apart from the one "
                       "above it: the data do not separate them.")
+    unsandboxed = [r.name for r in rows if r.sandboxed is False]
+    if unsandboxed:
+        console.print(f"[yellow]NOT SANDBOXED:[/yellow] {', '.join(unsandboxed)} ran as plain child processes "
+                      "(bubblewrap unavailable): their code could read and write anything this user can.")
     for note in notes:
         console.print(note)
 

@@ -75,7 +75,8 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     result = outcome.result
     record = {"status": result["status"], "error": result.get("error"), "seconds": outcome.seconds,
               "peak_memory_bytes": outcome.peak_rss, "log": outcome.log or None, "metrics": {},
-              "device": result.get("device", options.device), "params": result.get("params")}
+              "device": result.get("device", options.device), "params": result.get("params"),
+              "sandboxed": outcome.sandboxed}
     if result["status"] == "ok":
         try:
             for spec in datasets:
@@ -117,7 +118,8 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
                 engine, run_id=summary.run_id, version_id=version_id, eval_key=key, status=record["status"],
                 error=record["error"], device=record["device"], seconds=record["seconds"], params=record["params"],
                 images_per_second=record.get("images_per_second"), peak_memory_bytes=record.get("peak_memory_bytes"),
-                output_kind=record.get("output_kind"), log=record.get("log"), metrics=record["metrics"])
+                output_kind=record.get("output_kind"), log=record.get("log"), metrics=record["metrics"],
+                sandboxed=record.get("sandboxed"))
             summary.outcome[entry.name] = EVALUATED if record["status"] == "ok" else FAILED
             if on_entry:
                 on_entry(entry, summary.outcome[entry.name])

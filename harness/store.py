@@ -88,12 +88,13 @@ def find_evaluation(engine: Engine, eval_key: str) -> int | None:
 def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: str, status: str, error: str | None,
                     device: str, seconds: float, params: int | None, images_per_second: float | None,
                     peak_memory_bytes: int | None, output_kind: str | None, log: str | None,
-                    metrics: dict[int, DatasetMetrics]) -> int:
+                    metrics: dict[int, DatasetMetrics], sandboxed: bool | None = None) -> int:
     """Store one evaluation with all its results in a single transaction."""
     with Session(engine) as session, session.begin():
         evaluation = Evaluation(run_id=run_id, version_id=version_id, eval_key=eval_key, status=status, error=error,
                                 device=device, seconds=seconds, params=params, images_per_second=images_per_second,
-                                peak_memory_bytes=peak_memory_bytes, output_kind=output_kind, log=log)
+                                peak_memory_bytes=peak_memory_bytes, output_kind=output_kind, log=log,
+                                sandboxed=sandboxed)
         for dataset_id, m in metrics.items():
             evaluation.results.append(Result(
                 dataset_id=dataset_id, correct=m.correct, total=m.total, accuracy=m.accuracy,

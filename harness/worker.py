@@ -7,7 +7,9 @@ its private output folder; the harness validates both before trusting them.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import time
 import traceback
@@ -19,7 +21,7 @@ import torch
 from harness.contract import NUM_CLASSES, EntryMetadata
 from harness.loading import EntryError, load_model, set_eval
 
-CPU_BATCH = 256
+CPU_BATCH = 128
 CUDA_BATCH = 8192
 RESULT_FILE = "result.json"
 
@@ -141,6 +143,7 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
          batch_size: int | None) -> None:
     """Child-process entry point: always leaves a result.json unless the process is killed."""
     out = Path(out_dir)
+    pid = os.getpid()
     try:
         result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size)
     except EntryError as exc:
@@ -156,8 +159,12 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
         text = str(exc).splitlines()[0] if str(exc) else ""
         if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower() or "allocate memory" in text.lower():
             text = "out of memory; use a smaller model or batch"
+        elif isinstance(exc, BlockingIOError) and exc.errno == errno.EAGAIN:
+            text = "could not start another process or thread (the harness's process limit); entries must not fork"
         result = {"status": "failed", "error": f"{type(exc).__name__} in the model{where}: {text}"}
         traceback.print_exc()
     sys.stdout.flush()
     sys.stderr.flush()
+    if os.getpid() != pid:  # a copy the entry forked: only the entry's own process reports
+        os._exit(1)
     write_result(out, result)

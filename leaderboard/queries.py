@@ -65,6 +65,7 @@ class EvalSummary:
     output_kind: str | None
     log: str | None
     scores: dict[str, Score]  # kind -> score on the current dataset of that kind
+    sandboxed: bool | None = None  # False: the entry ran as a plain child process, not in the sandbox
 
 
 def is_revealed(engine: Engine) -> bool:
@@ -90,7 +91,7 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
     rows = session.execute(
         select(Evaluation.id, Evaluation.status, Evaluation.error, Evaluation.device, Evaluation.started_at,
                Evaluation.seconds, Evaluation.params, Evaluation.images_per_second, Evaluation.peak_memory_bytes,
-               Evaluation.output_kind, Evaluation.log, EntryVersion.id.label("version_id"), EntryVersion.display_name,
+               Evaluation.output_kind, Evaluation.log, Evaluation.sandboxed, EntryVersion.id.label("version_id"), EntryVersion.display_name,
                EntryVersion.author, EntryVersion.description, EntryVersion.hyperparameters, EntryVersion.constructor,
                EntryVersion.content_hash, EntryVersion.code_hash, EntryVersion.weights_hash,
                EntryVersion.weights_bytes, Entry.name)
@@ -112,7 +113,7 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
                         status=r.status, error=r.error, device=r.device, started_at=r.started_at, seconds=r.seconds,
                         params=r.params, images_per_second=r.images_per_second,
                         peak_memory_bytes=r.peak_memory_bytes, output_kind=r.output_kind, log=r.log,
-                        scores=scores[r.id]) for r in rows]
+                        scores=scores[r.id], sandboxed=r.sandboxed) for r in rows]
 
 
 def latest_evaluations(engine: Engine, datasets: dict[str, DatasetInfo]) -> list[EvalSummary]:

@@ -77,6 +77,7 @@ def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, m
     assert lo < strong["mnist"]["accuracy"] < hi
     assert strong["rank"] == 1 and strong["author"] == "Ada" and strong["display_name"] == "Strong template"
     assert strong["params"] == 7840 and strong["images_per_second"] > 0 and strong["status"] == "ok"
+    assert strong["sandboxed"] is (shutil.which("bwrap") is not None)
     assert by_name["broken"]["status"] == "failed" and by_name["broken"]["rank"] is None
     assert "missing keys" in by_name["broken"]["error"]
     assert doc["datasets"]["guest"]["size"] == 50 and doc["datasets"]["mnist"]["size"] == 10000
@@ -213,3 +214,15 @@ def test_guest_label_folder_that_is_not_a_digit_stops_before_anything_is_stored(
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir)) == 2
     assert "seven" in capsys.readouterr().out
     assert count(tmp_path, Evaluation) == 0
+
+
+def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, guest_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_SANDBOX", "off")
+    import harness.sandbox
+    monkeypatch.setattr(harness.sandbox, "_box", None)  # forget this process's sandbox for the test
+    monkeypatch.setattr(harness.sandbox, "_unavailable", None)
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong", "--json")) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["entries"][0]["sandboxed"] is False
+    assert "entries run without a sandbox (HARNESS_SANDBOX is off)" in captured.err
+    assert "NOT SANDBOXED: strong ran as plain child processes" in " ".join(captured.err.split())

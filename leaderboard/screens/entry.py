@@ -27,6 +27,7 @@ s = view.summary
 st.header(s.display_name)
 st.markdown(f"by **{s.author or 'unknown author'}** · folder `{s.entry_name}` · last evaluated "
             f"{s.started_at:%Y-%m-%d %H:%M} UTC in {s.seconds:.1f} s on {s.device}"
+            f"{' · ⚠️ not sandboxed' if s.sandboxed is False else ''}"
             + (f"  \n{s.description}" if s.description else ""))
 if view.moderation[0] == "disqualified":
     st.error(f"Disqualified by the organisers: {view.moderation[1]}")

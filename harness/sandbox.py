@@ -1,0 +1,422 @@
+"""Evaluate entries inside a bubblewrap sandbox: one sandboxed fork server per harness process.
+
+Inside the sandbox an entry sees only the system libraries and the Python environment (read-only), the
+harness package, its own folder (``/entries/<name>``, read-only), its image files (``/in``, read-only, no
+labels), a private writable ``/out`` and a small ``/tmp``. There is no network. The server imports torch
+once; each entry is one fork that drops to an unprivileged user (when the harness runs as root) and gets
+limits on CPU time, address space, file size and process count. After each entry the host kills every
+process in the sandbox but the server and empties the shared folders, so no entry sees another's files.
+
+This module is also the server: ``python -m harness.sandbox`` is what runs inside bwrap.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import glob
+import json
+import math
+import os
+import pickle
+import resource
+import select
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+NOBODY = 65534              # the user an entry runs as when the harness runs as root
+TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
+FILE_LIMIT = 1024 ** 3      # largest file an entry may write
+TMP_BYTES = 256 * 1024 ** 2  # size of the sandbox's /tmp
+COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out
+START_SECONDS = 120.0
+ENTRIES, INPUTS, OUT = "/entries", "/in", "/out"
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
+                "/etc/ld.so.conf.d", "/etc/localtime")
+PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL")
+HARNESS_DIR = Path(__file__).resolve().parent
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start or stopped answering."""
+
+
+# ---------------------------------------------------------------- limits (used inside the entry's process)
+
+def limit_process(memory_limit: int, device: str, cpu_seconds: int | None = None, tasks: int | None = None,
+                  file_size: int | None = None) -> None:
+    """Apply the entry's resource limits to the current process (called in the forked child)."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if device != "cuda" and memory_limit:
+        # CUDA maps huge virtual ranges, so the address-space cap only applies to CPU runs; the parent
+        # also watches resident memory in both cases.
+        vms = psutil.Process().memory_info().vms
+        resource.setrlimit(resource.RLIMIT_AS, (vms + memory_limit, vms + memory_limit))
+    if cpu_seconds:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    if tasks:
+        resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
+    if file_size:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+
+def cpu_seconds(timeout: float) -> int:
+    """The CPU-time cap that goes with a wall-clock timeout: every core busy for the whole timeout."""
+    return math.ceil(timeout * (os.cpu_count() or 1)) + 1
+
+
+# ---------------------------------------------------------------- host side
+
+def entry_uid() -> int:
+    return NOBODY if os.getuid() == 0 else os.getuid()
+
+
+def _tasks_of(uid: int) -> int:
+    """Processes + threads the user already has (RLIMIT_NPROC counts them all)."""
+    total = 0
+    for p in psutil.process_iter(["uids", "num_threads"]):
+        uids, threads = p.info["uids"], p.info["num_threads"]
+        if uids is not None and uids.real == uid:
+            total += threads or 1
+    return total
+
+
+def _python_paths() -> list[str]:
+    """The Python installation and environment, without nested duplicates."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parent.parent]
+    paths = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for p in paths:
+        if not any(p.is_relative_to(k) for k in kept) and not p.is_relative_to("/usr"):
+            kept.append(p)
+    return [str(p) for p in kept]
+
+
+def command(root: Path, as_root: bool) -> list[str]:
+    """The bwrap command line that starts the server with ``root``'s entries/, in/ and out/ mounted."""
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
+    if as_root:  # stay in the host's user namespace so that the child can drop to a real unprivileged uid
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-user"]
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    binds = _python_paths() + [str(HARNESS_DIR)]
+    parents = sorted({str(p) for b in binds for p in Path(b).parents if str(p) != "/"}, key=len)
+    for path in parents:  # bwrap would create them root-only; the entry's unprivileged user must pass through
+        if not os.path.islink(path):
+            args += ["--perms", "0755", "--dir", path]
+    for path in binds:
+        args += ["--ro-bind", path, path]
+    args += [
+             "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    gpus = sorted(glob.glob("/dev/nvidia*"))
+    for dev in gpus:
+        args += ["--dev-bind", dev, dev]
+    if gpus:
+        args += ["--ro-bind", "/sys", "/sys"]
+    args += ["--ro-bind", str(root / "entries"), ENTRIES, "--ro-bind", str(root / "in"), INPUTS,
+             "--bind", str(root / "out"), OUT, "--chdir", OUT,
+             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "USER", "entry",
+             "--setenv", "PYTHONPATH", str(HARNESS_DIR.parent), "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    for name in PASSED_ENV:
+        if name in os.environ:
+            args += ["--setenv", name, os.environ[name]]
+    return args + ["--", sys.executable, "-P", "-m", "harness.sandbox"]
+
+
+def host_paths(text: str | None, folder: Path) -> str | None:
+    """``text`` with the entry's folder inside the sandbox replaced by its real folder."""
+    return text.replace(f"{ENTRIES}/{folder.name}", str(folder)) if text else text
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _make_readable(folder: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
+
+
+def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
+    """Copy a file the entry wrote, refusing symlinks, special files and huge files (never follows links)."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        return False
+    with os.fdopen(fd, "rb") as fh:
+        with open(dst, "wb") as out:
+            shutil.copyfileobj(fh, out)
+    return True
+
+
+class Job:
+    """One entry running in the sandbox; the watcher in ``harness.isolation`` polls it."""
+
+    def __init__(self, box: Sandbox):
+        self.box = box
+        self.exitcode: int | None = None
+
+    def wait(self, seconds: float) -> bool:
+        """True once the server reports that the entry's process has exited."""
+        if self.exitcode is None:
+            message = self.box.receive(seconds)
+            if message is not None:
+                self.exitcode = int(message["exit"])
+        return self.exitcode is not None
+
+    def processes(self):
+        return self.box.entry_processes()
+
+    def kill(self) -> None:
+        self.box.kill_entry_processes()
+
+    def finish(self, out_dir: Path) -> None:
+        """Collect the entry's outputs (regular files only) and leave the shared folders empty."""
+        if self.exitcode is None and not self.wait(10.0):
+            raise SandboxError("the sandbox's server did not report the entry's end")
+        out = self.box.root / "out"
+        for path in out.iterdir():
+            if path.name == "result.json" or path.name == "entry.log" or (
+                    path.name.startswith("outputs_") and path.suffix == ".npy"):
+                copy_regular(path, out_dir / path.name)
+        self.box.clear()
+
+
+class Sandbox:
+    """A running bwrap sandbox with the fork server inside it."""
+
+    def __init__(self, preload: list[str]):
+        self.root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
+        self.uid = entry_uid()
+        for name in ("entries", "in", "out"):
+            (self.root / name).mkdir()
+        os.chmod(self.root / "out", 0o755)  # the server (root without CAP_DAC_OVERRIDE) must enter it
+        if os.getuid() == 0:
+            os.chown(self.root / "out", NOBODY, NOBODY)
+        self.preloaded = set(preload)
+        with open(self.root / "server.log", "wb") as log:  # the server's own messages (never the entries')
+            self.proc = subprocess.Popen(command(self.root, os.getuid() == 0) + preload, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=log)
+        self._buffer = b""
+        self.closed = False
+        try:
+            ready = self.receive(START_SECONDS)
+            if not ready or not ready.get("ready"):
+                raise SandboxError("the sandbox's server did not start in time")
+        except SandboxError as exc:
+            detail = self._stderr()
+            self.close()
+            raise SandboxError(f"{exc}: {detail}") from None
+        # Before any entry runs, the sandbox holds only bwrap's processes and the server: everything that
+        # appears later belongs to an entry.
+        bwrap = psutil.Process(self.proc.pid)
+        self.keep = {bwrap.pid} | {p.pid for p in bwrap.children(recursive=True)}
+        self.bwrap = bwrap
+
+    def _stderr(self) -> str:
+        try:
+            self.proc.wait(timeout=5)
+            lines = (self.root / "server.log").read_text(errors="replace").strip().splitlines()
+        except (subprocess.TimeoutExpired, OSError):
+            return ""
+        return lines[-1] if lines else f"exit code {self.proc.returncode}"
+
+    def receive(self, seconds: float) -> dict | None:
+        """The server's next message, or None if none came within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise SandboxError("the sandbox's server stopped")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def start(self, folder: Path, metadata, inputs: dict[str, Path], device: str, batch_size: int | None,
+              memory_limit: int, timeout: float, preload: list[str]) -> Job:
+        """Stage one entry's folder and images, then fork its process inside the sandbox."""
+        self.clear()  # nothing of an earlier entry may remain, even after an interrupted run
+        staged = self.root / "entries" / folder.name
+        shutil.copytree(folder, staged, symlinks=True)
+        _make_readable(staged)
+        names = {}
+        for kind, path in inputs.items():
+            target = self.root / "in" / path.name
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
+            os.chmod(target, 0o644)
+            names[kind] = f"{INPUTS}/{path.name}"
+        job = {"folder": f"{ENTRIES}/{folder.name}", "metadata": metadata, "inputs": names, "device": device,
+               "batch_size": batch_size, "memory_limit": memory_limit, "cpu_seconds": cpu_seconds(timeout),
+               "tasks": _tasks_of(self.uid) + TASK_HEADROOM, "preload": [m for m in preload if m not in self.preloaded]}
+        self.preloaded.update(preload)
+        self.proc.stdin.write(base64.b64encode(pickle.dumps(job)) + b"\n")
+        self.proc.stdin.flush()
+        started = self.receive(START_SECONDS)
+        if not started or "pid" not in started:
+            raise SandboxError("the sandbox's server did not start the entry")
+        return Job(self)
+
+    def entry_processes(self) -> list[psutil.Process]:
+        try:
+            return [p for p in self.bwrap.children(recursive=True) if p.pid not in self.keep]
+        except psutil.Error:
+            return []
+
+    def kill_entry_processes(self) -> None:
+        """SIGKILL every process in the sandbox but the server, until none is left (fork bombs included)."""
+        for _ in range(200):
+            procs = self.entry_processes()
+            if not procs:
+                return
+            for p in procs:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            psutil.wait_procs(procs, timeout=0.05)
+
+    def clear(self) -> None:
+        for name in ("entries", "in", "out"):
+            _empty(self.root / name)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_box: Sandbox | None = None
+_unavailable: str | None = None
+
+
+def unavailable_reason() -> str | None:
+    """Why entries cannot be sandboxed here (None when they can); starts the sandbox to find out."""
+    shared([])
+    return _unavailable
+
+
+def shared(preload: list[str]) -> Sandbox | None:
+    """This process's sandbox, started on first use; None (with one warning) where bubblewrap cannot run."""
+    global _box, _unavailable
+    if _box is not None and (_box.closed or _box.proc.poll() is not None):
+        _box.close()
+        _box = None
+    if _box is None and _unavailable is None:
+        if os.environ.get("HARNESS_SANDBOX", "").lower() in ("0", "off", "no", "false"):
+            _unavailable = "HARNESS_SANDBOX is off"
+        elif shutil.which("bwrap") is None:
+            _unavailable = "bubblewrap (bwrap) is not installed"
+        else:
+            try:
+                _box = Sandbox(preload)
+                atexit.register(_box.close)
+            except (SandboxError, OSError) as exc:
+                _unavailable = f"bubblewrap failed to start ({exc})"
+        if _unavailable:
+            print(f"warning: entries run without a sandbox ({_unavailable}); results are marked not sandboxed.",
+                  file=sys.stderr)
+    return _box
+
+
+def close_shared() -> None:
+    global _box
+    if _box is not None:
+        _box.close()
+        _box = None
+
+
+# ---------------------------------------------------------------- server side (inside bwrap)
+
+def _entry_child(job: dict, protocol: int) -> None:
+    """The forked entry process: drop privileges, apply limits, run the worker, never return."""
+    code = 1
+    try:
+        os.setsid()
+        os.close(protocol)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        if os.getuid() == 0:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+        limit_process(job["memory_limit"], job["device"], job["cpu_seconds"], job["tasks"], FILE_LIMIT)
+        log = os.open(f"{OUT}/entry.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        from harness import worker
+        worker.main(job["folder"], job["metadata"], job["inputs"], OUT, job["device"], job["batch_size"])
+        code = 0
+    except BaseException:
+        import traceback
+        traceback.print_exc()  # into the entry's log once it is open, else the server's log
+    finally:
+        os._exit(code)  # skip atexit hooks an entry may have registered
+
+
+def serve(preload: list[str]) -> None:
+    """Answer jobs from stdin, one at a time: fork, report the child's pid, then its exit code."""
+    protocol = os.dup(1)
+    os.dup2(2, 1)  # anything printed by imports goes to stderr, never into the protocol
+    import importlib
+    for module in ["harness.worker"] + preload:
+        importlib.import_module(module)
+
+    def send(message: dict) -> None:
+        os.write(protocol, (json.dumps(message) + "\n").encode())
+
+    send({"ready": True})
+    for line in sys.stdin.buffer:
+        job = pickle.loads(base64.b64decode(line))
+        for module in job["preload"]:
+            try:
+                importlib.import_module(module)
+            except Exception:  # the entry's own import will report it
+                pass
+        pid = os.fork()
+        if pid == 0:
+            _entry_child(job, protocol)
+        send({"pid": pid})
+        _, status = os.waitpid(pid, 0)
+        send({"exit": os.waitstatus_to_exitcode(status)})
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])
