@@ -130,7 +130,7 @@ def main() -> None:
                   "--device", args.device]
 
         # (a) overhead per entry: runner wall time per entry minus the bare forward pass.
-        batch = 8192 if args.device == "cuda" else 256
+        batch = 8192 if args.device == "cuda" else 128
         bare = {b: bare_seconds(split.images, args.device, b) for b in sorted({64, 128, batch, 10000})}
         out["bare_forward_seconds_by_batch"] = bare
         spec = store.DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
