@@ -58,13 +58,17 @@ def even_batch(n: int, batch_size: int) -> int:
     return -(-n // batches)
 
 
-def to_device(raw: np.ndarray, device: torch.device) -> torch.Tensor:
-    """The model's input on the device in one copy: uint8 files are scaled to [0,1] there (4x less to move)."""
+def host_tensor(raw: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The images as a host tensor, page-locked when they will go to a GPU (prepared before timing)."""
     images = torch.from_numpy(raw)
-    if device.type == "cuda":
-        images = images.pin_memory()
-    images = images.to(device, non_blocking=True)
-    return images.float().div_(255) if raw.dtype == np.uint8 else images.float()
+    return images.pin_memory() if device.type == "cuda" else images
+
+
+def to_device(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The model's input on the device in one copy: uint8 images are scaled to [0,1] there (4x less to move)."""
+    images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
+    moved = images.to(device, non_blocking=True)
+    return moved.float().div_(255) if images.dtype == torch.uint8 else moved.float()
 
 
 def run_batches(model, resident: torch.Tensor, batch_size: int, where: str) -> np.ndarray:
@@ -97,11 +101,11 @@ def run_batches(model, resident: torch.Tensor, batch_size: int, where: str) -> n
     return result.cpu().numpy()
 
 
-def warm_up(model, raw: np.ndarray, device: torch.device, batch_size: int) -> None:
-    """One untimed forward of a full batch, so that CUDA's lazy start-up is not counted as model speed."""
+def warm_up(model, images: torch.Tensor, device: torch.device, batch_size: int, where: str) -> None:
+    """One untimed pass over the first batch, through the same code as the timed run (copy, forward, checks,
+    copy back), so that CUDA's lazy start-up of each kernel is not counted as model speed."""
     try:
-        with torch.inference_mode():
-            model(to_device(raw[:even_batch(len(raw), batch_size)], device))
+        run_batches(model, to_device(images[:even_batch(len(images), batch_size)], device), batch_size, where)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()  # run_batches will find a batch size that fits
     torch.cuda.synchronize()
@@ -122,11 +126,11 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
         raw = np.load(path, allow_pickle=False)
         if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != (1, 28, 28):
             raise ValueError(f"{path.name}: expected uint8 or float32 images [N,1,28,28], got {raw.dtype} {raw.shape}")
+        images = host_tensor(raw, dev)
         if dev.type == "cuda" and len(raw):
-            warm_up(model, raw, dev, batch_size)
-            torch.cuda.synchronize()
+            warm_up(model, images, dev, batch_size, f"the {name} images")
         t0 = time.perf_counter()
-        outputs = run_batches(model, to_device(raw, dev), batch_size, f"the {name} images")
+        outputs = run_batches(model, to_device(images, dev), batch_size, f"the {name} images")
         timings[name] = time.perf_counter() - t0  # run_batches ends by copying the outputs back: synchronised
         counts[name] = len(raw)
         np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)
