@@ -1,0 +1,108 @@
+"""``python -m harness.verify [--only NAME]``: re-score stored results and report any that differ.
+
+Each entry's newest stored evaluation is re-run in its own (sandboxed) process on the very images it was
+scored on (kept in the database, MNIST and guest alike), and every per-sample prediction is compared with the
+stored one. An entry whose files changed since that evaluation cannot be re-scored and is reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from harness import runner, store
+from harness.db import EntryVersion, Evaluation, make_engine, unpack
+from harness.discovery import discover, select as select_entries
+from harness.errors import HarnessError
+
+
+@dataclass
+class Check:
+    name: str
+    status: str          # "same", "different", "changed", "failed"
+    detail: str
+
+
+def latest_ok(engine) -> dict[str, Evaluation]:
+    """The newest successful evaluation of each entry, by entry name."""
+    with Session(engine) as session:
+        newest = select(func.max(Evaluation.id)).join(EntryVersion).where(Evaluation.status == "ok") \
+            .group_by(EntryVersion.entry_id)
+        ids = list(session.scalars(newest))
+    return {e.version.entry.name: e for e in store.load_evaluations(engine, ids)}
+
+
+def dataset_spec(result) -> store.DatasetSpec:
+    d = result.dataset
+    return store.DatasetSpec(kind=d.kind, content_hash=d.content_hash, labels=unpack(d.labels),
+                             images=unpack(d.images), source=d.source, preprocess_version=d.preprocess_version)
+
+
+def verify_one(entry, evaluation: Evaluation, options: runner.Options, work: Path) -> Check:
+    if entry.content_hash != evaluation.version.content_hash:
+        return Check(entry.name, "changed", "its files changed since the stored evaluation; run harness.evaluate.")
+    specs = [dataset_spec(r) for r in evaluation.results]
+    ids = {r.dataset.kind: r.dataset_id for r in evaluation.results}
+    inputs = work / f"inputs-{entry.name}"
+    inputs.mkdir(parents=True)
+    record = runner.evaluate_one(entry, specs, ids, runner.write_inputs(specs, inputs), work, options,
+                                 preload_torchvision=False)
+    if record["status"] != "ok":
+        return Check(entry.name, "failed", record["error"])
+    differences = []
+    for result in evaluation.results:
+        stored = unpack(result.predicted).astype(np.int64)
+        again = record["metrics"][result.dataset_id].predicted
+        n = int((stored != again).sum())
+        if n:
+            differences.append(f"{n} of {len(stored)} {result.dataset.kind} predictions differ")
+    if differences:
+        return Check(entry.name, "different", "; ".join(differences) + ".")
+    return Check(entry.name, "same", f"{sum(r.total for r in evaluation.results)} predictions identical.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.verify", description=__doc__.splitlines()[0])
+    p.add_argument("--submissions", type=Path, default=Path("submissions"))
+    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    p.add_argument("--only", action="append", metavar="NAME", help="verify only this entry (repeatable)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--timeout", type=float, default=300.0)
+    args = p.parse_args(argv)
+    console = Console(soft_wrap=True, highlight=False)
+    try:
+        engine = make_engine(args.db)
+        entries = select_entries(discover(args.submissions), args.only)
+        stored = latest_ok(engine)
+        options = runner.Options(device=args.device, timeout=args.timeout)
+        checks = []
+        work = Path(tempfile.mkdtemp(prefix="harness-verify-"))
+        try:
+            for entry in entries:
+                if entry.name not in stored:
+                    checks.append(Check(entry.name, "failed", "no successful stored evaluation to verify."))
+                    continue
+                checks.append(verify_one(entry, stored[entry.name], options, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    except HarnessError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    marks = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
+             "failed": "[red]✗[/red]"}
+    for check in checks:
+        console.print(f"{marks[check.status]} {check.name}: {check.detail}")
+    return 1 if any(c.status in ("different", "failed") for c in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""``python -m harness.verify`` re-scores stored results: same, tampered, changed entry."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harness import evaluate, verify
+from harness.db import Result, make_engine, pack, unpack
+from tests.entries import template_weights, write_entry
+
+
+def test_verify_finds_tampered_results_and_changed_entries(tmp_path, means, mnist_dir, capsys):
+    subs = tmp_path / "subs"
+    write_entry(subs, "alpha", weights=template_weights(means))
+    write_entry(subs, "beta", weights=template_weights(means[::-1].copy()))
+    db = str(tmp_path / "lb.db")
+    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
+                          "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    args = ["--submissions", str(subs), "--db", db]
+    assert verify.main(args) == 0
+    out = capsys.readouterr().out
+    assert "✓ alpha: 10100 predictions identical." in out and "✓ beta:" in out  # MNIST 10k + 100 sample guest digits
+
+    engine = make_engine(db)
+    with Session(engine) as session, session.begin():  # tamper with one stored MNIST prediction of alpha
+        result = session.scalars(select(Result).order_by(Result.id)).first()
+        predicted = unpack(result.predicted).copy()
+        predicted[7] = (predicted[7] + 1) % 10
+        result.predicted = pack(predicted)
+    assert verify.main(args + ["--only", "alpha"]) == 1
+    assert "✗ alpha: 1 of 10000 mnist predictions differ." in capsys.readouterr().out
+
+    (subs / "beta" / "entry.toml").write_text('author = "someone else"\n')
+    assert verify.main(args + ["--only", "beta"]) == 0
+    assert "~ beta: its files changed since the stored evaluation" in capsys.readouterr().out
