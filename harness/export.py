@@ -1,0 +1,106 @@
+"""``python -m harness.export --out DIR --signed-off-by NAME``: the standings as a signed-off record (CSV + JSON).
+
+One row per entry (its newest evaluation), ranked as on the board, with everything needed to audit the score:
+weights, code and content hashes, dataset hashes, preprocessing version, harness, torch and Python versions,
+device and sandboxing. Before the reveal the guest columns are left out. The JSON names who signed off and
+when, and holds the SHA-256 of the CSV written beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from harness import ranking, store
+from harness.db import EntryVersion, Evaluation, make_engine
+from harness.errors import HarnessError
+
+COLUMNS = ["rank", "tied_with_above", "name", "display_name", "author", "status", "error", "guest_accuracy",
+           "guest_correct", "guest_total", "mnist_accuracy", "mnist_correct", "mnist_total", "params",
+           "content_hash", "code_hash", "weights_hash", "mnist_dataset_hash", "guest_dataset_hash",
+           "preprocess_version", "harness_version", "torch_version", "python_version", "device", "sandboxed",
+           "evaluated_at", "evaluation_id"]
+
+
+def newest_evaluations(engine) -> list[Evaluation]:
+    with Session(engine) as session:
+        ids = list(session.scalars(select(func.max(Evaluation.id)).join(EntryVersion).group_by(EntryVersion.entry_id)))
+    return store.load_evaluations(engine, ids)
+
+
+def standings(evaluations: list[Evaluation], revealed: bool) -> list[dict]:
+    """Ranked rows with their audit trail; guest fields only when ``revealed``."""
+    by_id = {e.id: e for e in evaluations}
+    rows = [ranking.to_row(e) for e in evaluations]
+    if not revealed:
+        for row in rows:
+            row.guest = None
+    out = []
+    for row in ranking.rank(rows):
+        ev = by_id[row.evaluation_id]
+        hashes = {r.dataset.kind: r.dataset for r in ev.results}
+        guest = row.guest if revealed else None
+        out.append({
+            "rank": row.rank, "tied_with_above": row.tied_with_above, "name": row.name,
+            "display_name": row.display_name, "author": row.author, "status": row.status, "error": row.error,
+            "guest_accuracy": guest.accuracy if guest else None, "guest_correct": guest.correct if guest else None,
+            "guest_total": guest.total if guest else None,
+            "mnist_accuracy": row.mnist.accuracy if row.mnist else None,
+            "mnist_correct": row.mnist.correct if row.mnist else None,
+            "mnist_total": row.mnist.total if row.mnist else None, "params": row.params,
+            "content_hash": ev.version.content_hash, "code_hash": ev.version.code_hash,
+            "weights_hash": ev.version.weights_hash,
+            "mnist_dataset_hash": hashes["mnist"].content_hash if "mnist" in hashes else None,
+            "guest_dataset_hash": hashes["guest"].content_hash if revealed and "guest" in hashes else None,
+            "preprocess_version": hashes["guest"].preprocess_version if "guest" in hashes else None,
+            "harness_version": ev.run.harness_version, "torch_version": ev.run.torch_version,
+            "python_version": ev.run.python_version, "device": ev.device, "sandboxed": ev.sandboxed,
+            "evaluated_at": row.evaluated_at, "evaluation_id": row.evaluation_id})
+    return out
+
+
+def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / "standings.csv", out / "standings.json"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "guest_revealed": revealed, "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
+              "entries": rows}
+    json_path.write_text(json.dumps(record, indent=2))
+    return csv_path, json_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.export", description=__doc__.splitlines()[0])
+    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    p.add_argument("--out", type=Path, required=True, help="folder for standings.csv and standings.json")
+    p.add_argument("--signed-off-by", required=True, help="the organiser who vouches for these standings")
+    args = p.parse_args(argv)
+    try:
+        engine = make_engine(args.db)
+        revealed = store.get_flag(engine, store.GUEST_REVEALED) == "true"
+        rows = standings(newest_evaluations(engine), revealed)
+        if not rows:
+            raise HarnessError("the database holds no evaluations yet; run `python -m harness.evaluate` first.")
+        csv_path, json_path = write(rows, args.out, args.signed_off_by, revealed)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sealed = "" if revealed else " (guest results sealed: left out until the reveal)"
+    print(f"wrote {csv_path} and {json_path}: {len(rows)} entries{sealed}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""``python -m harness.export``: signed-off standings with their hashes; sealed guest results stay out."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+from harness import evaluate, export, store
+from harness.db import make_engine
+from tests.entries import template_predictions, template_weights, write_entry
+
+
+def test_export_sealed_then_revealed(tmp_path, means, mnist_dir, mnist_test, capsys):
+    subs = tmp_path / "subs"
+    write_entry(subs, "alpha", weights=template_weights(means), toml='author = "Ada"\n')
+    write_entry(subs, "broken", weights={})
+    db = str(tmp_path / "lb.db")
+    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
+                          "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    assert export.main(["--db", db, "--out", str(tmp_path / "sealed"), "--signed-off-by", "Org"]) == 0
+    assert "guest results sealed" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "sealed" / "standings.csv")))
+    assert [r["name"] for r in rows] == ["alpha", "broken"]
+    expected = int((template_predictions(mnist_test.images, means) == mnist_test.labels).sum())
+    assert int(rows[0]["mnist_correct"]) == expected and rows[0]["rank"] == "1"
+    assert rows[0]["guest_accuracy"] == "" and rows[0]["guest_dataset_hash"] == ""
+    assert len(rows[0]["weights_hash"]) == 64 and rows[0]["harness_version"] and rows[0]["torch_version"]
+    assert rows[1]["status"] == "failed" and "missing keys" in rows[1]["error"]
+    record = json.loads((tmp_path / "sealed" / "standings.json").read_text())
+    assert record["signed_off_by"] == "Org" and record["guest_revealed"] is False
+    assert record["csv_sha256"] == hashlib.sha256((tmp_path / "sealed" / "standings.csv").read_bytes()).hexdigest()
+
+    store.set_flag(make_engine(db), store.GUEST_REVEALED, "true")
+    assert export.main(["--db", db, "--out", str(tmp_path / "final"), "--signed-off-by", "Org"]) == 0
+    final = list(csv.DictReader(open(tmp_path / "final" / "standings.csv")))
+    assert final[0]["guest_total"] == "100" and len(final[0]["guest_dataset_hash"]) == 64
+
+
+def test_export_of_an_empty_database(tmp_path, capsys):
+    assert export.main(["--db", str(tmp_path / "e.db"), "--out", str(tmp_path / "x"), "--signed-off-by", "Org"]) == 2
+    assert "holds no evaluations yet" in capsys.readouterr().err
