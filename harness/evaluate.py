@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_datasets(args, console: Console) -> tuple[list[store.DatasetSpec], list[str]]:
+def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     """MNIST test plus the guest set (real, else the shipped sample), and notes about what was used."""
     notes = []
     split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test")
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         entries = select(discover(args.submissions), args.only)
         if not entries:
             raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
-        datasets, notes = load_datasets(args, console)
+        datasets, notes = load_datasets(args)
         options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
                                  force=args.force, batch_size=args.batch_size)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

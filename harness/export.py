@@ -16,11 +16,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from harness import ranking, store
-from harness.db import EntryVersion, Evaluation, make_engine
+from harness.db import Evaluation, make_engine
 from harness.errors import HarnessError
 
 COLUMNS = ["rank", "tied_with_above", "name", "display_name", "author", "status", "error", "guest_accuracy",
@@ -28,12 +25,6 @@ COLUMNS = ["rank", "tied_with_above", "name", "display_name", "author", "status"
            "content_hash", "code_hash", "weights_hash", "mnist_dataset_hash", "guest_dataset_hash",
            "preprocess_version", "harness_version", "torch_version", "python_version", "device", "sandboxed",
            "evaluated_at", "evaluation_id"]
-
-
-def newest_evaluations(engine) -> list[Evaluation]:
-    with Session(engine) as session:
-        ids = list(session.scalars(select(func.max(Evaluation.id)).join(EntryVersion).group_by(EntryVersion.entry_id)))
-    return store.load_evaluations(engine, ids)
 
 
 def standings(evaluations: list[Evaluation], revealed: bool) -> list[dict]:
@@ -90,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = make_engine(args.db)
         revealed = store.get_flag(engine, store.GUEST_REVEALED) == "true"
-        rows = standings(newest_evaluations(engine), revealed)
+        rows = standings(store.load_evaluations(engine, store.newest_evaluation_ids(engine)), revealed)
         if not rows:
             raise HarnessError("the database holds no evaluations yet; run `python -m harness.evaluate` first.")
         csv_path, json_path = write(rows, args.out, args.signed_off_by, revealed)

@@ -7,7 +7,7 @@ from importlib import metadata
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from harness import __version__
@@ -107,6 +107,15 @@ def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: s
         session.add(evaluation)
         session.flush()
         return evaluation.id
+
+
+def newest_evaluation_ids(engine: Engine, ok_only: bool = False) -> list[int]:
+    """The id of each entry's newest evaluation (its newest successful one with ``ok_only``)."""
+    query = select(func.max(Evaluation.id)).join(EntryVersion).group_by(EntryVersion.entry_id)
+    if ok_only:
+        query = query.where(Evaluation.status == "ok")
+    with Session(engine) as session:
+        return list(session.scalars(query))
 
 
 def load_evaluations(engine: Engine, ids: list[int]) -> list[Evaluation]:

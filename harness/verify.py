@@ -16,11 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from harness import runner, store
-from harness.db import EntryVersion, Evaluation, make_engine, unpack
+from harness.db import Evaluation, make_engine, unpack
 from harness.discovery import discover, select as select_entries
 from harness.errors import HarnessError
 
@@ -34,10 +31,7 @@ class Check:
 
 def latest_ok(engine) -> dict[str, Evaluation]:
     """The newest successful evaluation of each entry, by entry name."""
-    with Session(engine) as session:
-        newest = select(func.max(Evaluation.id)).join(EntryVersion).where(Evaluation.status == "ok") \
-            .group_by(EntryVersion.entry_id)
-        ids = list(session.scalars(newest))
+    ids = store.newest_evaluation_ids(engine, ok_only=True)
     return {e.version.entry.name: e for e in store.load_evaluations(engine, ids)}
 
 

@@ -118,10 +118,9 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
 
 def latest_evaluations(engine: Engine, datasets: dict[str, DatasetInfo]) -> list[EvalSummary]:
     """The newest evaluation of every entry (one row per entry), with scores on ``datasets`` only."""
+    latest = store.newest_evaluation_ids(engine)
     with Session(engine) as session:
-        latest = session.scalars(select(func.max(Evaluation.id)).join(EntryVersion)
-                                 .group_by(EntryVersion.entry_id)).all()
-        return sorted(_summaries(session, list(latest), datasets), key=lambda s: s.entry_name.lower())
+        return sorted(_summaries(session, latest, datasets), key=lambda s: s.entry_name.lower())
 
 
 def evaluation(engine: Engine, evaluation_id: int, datasets: dict[str, DatasetInfo]) -> EvalSummary | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from harness import check
 from tests.entries import template_predictions, template_weights, with_forward, write_entry
