@@ -112,6 +112,8 @@ def command(root: Path, as_root: bool) -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.exists(path):
             args += ["--ro-bind", path, path]
+    # /tmp first, so that a checkout or venv that lives under /tmp is bound on top of it instead of hidden
+    args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     binds = _python_paths() + [str(HARNESS_DIR)]
     parents = sorted({str(p) for b in binds for p in Path(b).parents if str(p) != "/"}, key=len)
     for path in parents:  # bwrap would create them root-only; the entry's unprivileged user must pass through
@@ -119,8 +121,7 @@ def command(root: Path, as_root: bool) -> list[str]:
             args += ["--perms", "0755", "--dir", path]
     for path in binds:
         args += ["--ro-bind", path, path]
-    args += [
-             "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    args += ["--dev", "/dev", "--proc", "/proc"]
     gpus = sorted(glob.glob("/dev/nvidia*"))
     for dev in gpus:
         args += ["--dev-bind", dev, dev]

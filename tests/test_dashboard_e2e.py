@@ -91,6 +91,17 @@ def wait_for_text(driver, text: str, timeout: float = 45) -> str:
     raise AssertionError(f"{text!r} did not appear; the page shows: {body[-1500:]}")
 
 
+def count_when_painted(driver, selector: str, at_least: int, timeout: float = 30) -> int:
+    """How many elements match ``selector`` once at least ``at_least`` have painted (or the timeout passed)."""
+    deadline, found = time.time() + timeout, 0
+    while time.time() < deadline:
+        found = driver.execute_script(f"return document.querySelectorAll({selector!r}).length")
+        if found >= at_least:
+            break
+        time.sleep(0.3)
+    return found
+
+
 def screenshot(driver, name: str) -> Path:
     SHOTS.mkdir(exist_ok=True)
     height = driver.execute_script(
@@ -107,18 +118,14 @@ def test_leaderboard_entry_and_drawing_in_chromium(server, browser):
     browser.get(f"{server}/")
     body = wait_for_text(browser, "Ranked by the guest's 100 handwritten digits")
     assert "Broken entry" in body and "weights do not fit" in body
-    time.sleep(1.5)  # let the data grid and charts paint
-    assert browser.execute_script("return document.querySelectorAll('[data-testid=\"stDataFrame\"]').length") == 1
+    assert count_when_painted(browser, '[data-testid="stDataFrame"]', 1) == 1  # the grid paints after the text
+    time.sleep(1.0)  # let the charts paint for the screenshot
     assert screenshot(browser, "leaderboard").stat().st_size > 20_000
 
     browser.get(f"{server}/entry?entry=ada")
     body = wait_for_text(browser, "Misread digits, most confident mistakes first")
     assert "Ada's template" in body and "Ada Lovelace" in body
-    deadline, images = time.time() + 30, 0
-    while images < 30 and time.time() < deadline:  # pictures arrive after the text
-        time.sleep(0.3)
-        images = browser.execute_script("return document.querySelectorAll('[data-testid=\"stMain\"] img').length")
-    assert images >= 30
+    assert count_when_painted(browser, '[data-testid="stMain"] img', 30) >= 30  # pictures arrive after the text
     assert screenshot(browser, "entry").stat().st_size > 20_000
 
     browser.get(f"{server}/head-to-head")
@@ -130,7 +137,7 @@ def test_leaderboard_entry_and_drawing_in_chromium(server, browser):
     body = wait_for_text(browser, "Hardest digits first")
     screenshot(browser, "guest_gallery")
     assert f"{dashboard_fixtures.GUEST_TOKEN}_" in body and "Left: the digit as written" in body
-    assert browser.execute_script("return document.querySelectorAll('[data-testid=\"stMain\"] img').length") >= 96
+    assert count_when_painted(browser, '[data-testid="stMain"] img', 96) >= 96
 
     browser.get(f"{server}/draw")
     wait_for_text(browser, "Draw a digit on the canvas")
@@ -163,5 +170,5 @@ def test_leaderboard_entry_and_drawing_in_chromium(server, browser):
     actions.perform()
     body = wait_for_text(browser, "The club reads", timeout=90)
     assert "what the models see" in body
-    assert browser.execute_script("return document.querySelectorAll('[data-testid=\"stDataFrame\"]').length") == 1
+    assert count_when_painted(browser, '[data-testid="stDataFrame"]', 1) == 1  # the readings table paints late
     assert screenshot(browser, "draw").stat().st_size > 20_000
