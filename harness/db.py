@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 import numpy as np
-from sqlalchemy import (JSON, Engine, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, create_engine,
-                        event)
+from sqlalchemy import (JSON, BigInteger, Engine, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        TypeDecorator, UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from harness import migrate
 from harness.errors import HarnessError
 
 DEFAULT_URL = "sqlite:///leaderboard.db"
@@ -22,6 +25,44 @@ ENV_VAR = "LEADERBOARD_DB"
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# 64-bit on PostgreSQL, whose INTEGER stops at 2 GiB; SQLite's INTEGER is 64-bit already
+ByteCount = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class EntryText(TypeDecorator):
+    """Text an entry controls (its entry.toml, what it printed), stored as PostgreSQL can: NUL characters become
+    U+FFFD and text longer than the column is cut, where PostgreSQL would refuse the row (SQLite kept it)."""
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, length: int | None = None):
+        super().__init__()
+        self.length = length
+        self.impl = String(length) if length else Text()
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        if value is None:
+            return None
+        value = value.replace("\x00", "\ufffd")
+        return value[:self.length] if self.length else value
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities (TOML allows them; PostgreSQL's JSON does not) as the strings
+    "nan", "inf" and "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(_finite(value))
 
 
 class Base(DeclarativeBase):
@@ -45,14 +86,38 @@ class EntryVersion(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     code_hash: Mapped[str] = mapped_column(String(64))
     weights_hash: Mapped[str] = mapped_column(String(64))
-    weights_bytes: Mapped[int]
-    display_name: Mapped[str] = mapped_column(String(200))
-    author: Mapped[Optional[str]] = mapped_column(String(200))
-    description: Mapped[Optional[str]] = mapped_column(Text)
+    weights_bytes: Mapped[int] = mapped_column(ByteCount)
+    display_name: Mapped[str] = mapped_column(EntryText(200))
+    author: Mapped[Optional[str]] = mapped_column(EntryText(200))
+    description: Mapped[Optional[str]] = mapped_column(EntryText())
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     constructor: Mapped[dict[str, Any]] = mapped_column(default=dict)
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the organiser's correction of when this version counts as submitted (UTC), with the reason
+    submitted_at_override: Mapped[Optional[datetime]]
+    override_reason: Mapped[Optional[str]] = mapped_column(Text)
     entry: Mapped[Entry] = relationship(back_populates="versions")
+
+    @property
+    def submitted_at(self) -> datetime:
+        """When the version counts as submitted: the organiser's override, else when the harness first saw it."""
+        return self.submitted_at_override or self.first_seen_at
+
+
+class VersionFiles(Base):
+    """The files of an entry version as a zip archive, so a version can be re-scored after its folder changed."""
+    __tablename__ = "version_files"
+    version_id: Mapped[int] = mapped_column(ForeignKey("entry_versions.id"), primary_key=True)
+    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Claim(Base):
+    """A run's claim on one evaluation key while it evaluates it, so that concurrent runs never do it twice."""
+    __tablename__ = "claims"
+    eval_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Dataset(Base):
@@ -94,15 +159,15 @@ class Evaluation(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("entry_versions.id"))
     eval_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20))  # ok, failed
-    error: Mapped[Optional[str]] = mapped_column(Text)
-    device: Mapped[str] = mapped_column(String(40))
+    error: Mapped[Optional[str]] = mapped_column(EntryText())
+    device: Mapped[str] = mapped_column(EntryText(40))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seconds: Mapped[float]
     params: Mapped[Optional[int]]
     images_per_second: Mapped[Optional[float]]
-    peak_memory_bytes: Mapped[Optional[int]]
+    peak_memory_bytes: Mapped[Optional[int]] = mapped_column(ByteCount)
     output_kind: Mapped[Optional[str]] = mapped_column(String(20))
-    log: Mapped[Optional[str]] = mapped_column(Text)
+    log: Mapped[Optional[str]] = mapped_column(EntryText())
     sandboxed: Mapped[Optional[bool]]  # ran inside the bubblewrap sandbox; False: a plain child process
     version: Mapped[EntryVersion] = relationship()
     run: Mapped[Run] = relationship()
@@ -156,38 +221,49 @@ def resolve_url(arg: str | None = None) -> str:
     return url if "://" in url else f"sqlite:///{url}"
 
 
+def shown_url(url: str) -> str:
+    """The URL with its password masked, to print or store (a PostgreSQL URL may carry one)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: another process may be creating the database
     cursor.execute("PRAGMA journal_mode=WAL")  # a dashboard can read while the harness writes
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
 def make_engine(url: str | None = None, create: bool = True) -> Engine:
-    """The engine for a database URL, with its tables created; bad URLs give one clear HarnessError."""
+    """The engine for a database URL, its schema upgraded to this code's (``create``); bad URLs, unreachable
+    servers and databases from a newer harness give one clear HarnessError."""
     url = resolve_url(url)
+    shown = shown_url(url)
     hint = "use e.g. --db sqlite:///leaderboard.db or postgresql+psycopg://user:pass@host/dbname"
     try:
         parsed = make_url(url)
-        engine = create_engine(parsed)
+        # pre-ping: a hosted server may restart under a long-running dashboard
+        engine = create_engine(parsed, json_serializer=_json_dumps, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except NoSuchModuleError as exc:
-        raise HarnessError(f"--db {url!r} names a database driver that is not installed ({exc}); {hint}.") from exc
+        raise HarnessError(f"--db {shown!r} names a database driver that is not installed ({exc}); {hint}.") from exc
     except (ArgumentError, ValueError) as exc:
-        raise HarnessError(f"--db {url!r} is not a database URL; {hint}.") from exc
+        raise HarnessError(f"--db {shown!r} is not a database URL; {hint}.") from exc
     except ImportError as exc:
-        raise HarnessError(f"--db {url!r} needs the Python package {exc.name!r}; install it or {hint}.") from exc
+        raise HarnessError(f"--db {shown!r} needs the Python package {exc.name!r}; install it or {hint}.") from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         if parsed.database and parsed.database != ":memory:":
             folder = os.path.dirname(os.path.abspath(parsed.database))
             if not os.path.isdir(folder):
-                raise HarnessError(f"--db {url!r}: the folder {folder} does not exist; create it or choose another path.")
+                raise HarnessError(f"--db {shown!r}: the folder {folder} does not exist; create it or choose another path.")
     if create:
         try:
-            Base.metadata.create_all(engine)
+            migrate.upgrade(engine)
         except DBAPIError as exc:
-            raise HarnessError(f"cannot open the database {url!r} ({str(exc.orig).strip()}); check the path, its "
+            raise HarnessError(f"cannot open the database {shown!r} ({str(exc.orig).strip()}); check the path, its "
                                f"permissions or the server, or {hint}.") from exc
     return engine
 

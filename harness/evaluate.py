@@ -10,8 +10,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness import mnist, ranking, report, runner, store
-from harness.db import make_engine, resolve_url
+from harness import competition, mnist, report, runner, standings, store
+from harness.db import make_engine, resolve_url, shown_url
 from harness.discovery import discover, select
 from harness.errors import HarnessError
 from harness.isolation import GIB
@@ -25,6 +25,7 @@ def parser() -> argparse.ArgumentParser:
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
     p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
     p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
+    p.add_argument("--config", help="competition rules file (default: $COMPETITION_CONFIG or ./competition.toml)")
     p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models run (default: auto)")
@@ -65,6 +66,15 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     return datasets, notes
 
 
+def masked(argv: list[str]) -> list[str]:
+    """The command line as stored with the run: a database password replaced by ***."""
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        out.append(f"{flag}={shown_url(value)}" if eq and "://" in value else shown_url(arg) if "://" in arg else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
@@ -72,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.timeout <= 0 or args.memory_limit <= 0:
             raise HarnessError("--timeout and --memory-limit must be positive numbers.")
+        rules = competition.load(args.config)
         engine = make_engine(args.db)
         entries = select(discover(args.submissions), args.only)
         if not entries:
@@ -86,19 +97,28 @@ def main(argv: list[str] | None = None) -> int:
             def on_entry(entry, outcome):
                 progress.update(task, advance=1, description=f"{entry.name}: {outcome}")
 
-            summary = runner.run(engine, entries, datasets, options, argv=sys.argv[1:] if argv is None else argv,
-                                 on_entry=on_entry)
-        rows = ranking.rank([ranking.to_row(e) for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))])
+            summary = runner.run(engine, entries, datasets, options, argv=masked(sys.argv[1:] if argv is None else argv),
+                                 on_entry=on_entry, competition=rules,
+                                 on_plan=lambda n: progress.update(task, total=n))
+        notes = summary.notes + notes
+        rows, _ = standings.ranked_rows(engine, rules, names={e.name for e in entries})
         has_guest = any(d.kind == "guest" for d in datasets)
         counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
         notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
-                     f"(stored in {resolve_url(args.db)}).")
-        report.print_table(console, rows, has_guest, notes)
+                     f"(stored in {shown_url(resolve_url(args.db))}).")
+        if rules.deadline is not None:
+            notes.append(f"deadline {rules.deadline.isoformat()}: versions first seen later are shown as late, "
+                         "not ranked.")
+        report.print_table(console, rows, has_guest, notes,
+                           report.title([rules.primary, *rules.tie_break], has_guest, rules.title))
         if args.json:
             meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                              "preprocess_version": d.preprocess_version} for d in datasets}
-            print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes))
-        failed = any(r.status != "ok" for r in rows)
+            rules_doc = {"title": rules.title, "deadline": rules.deadline.isoformat() if rules.deadline else None,
+                         "primary": rules.primary, "tie_break": list(rules.tie_break),
+                         "entries_per_member": rules.entries_per_member, "source": rules.source}
+            print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes, rules_doc))
+        failed = any(r.status != "ok" for r in rows if r.standing == "ranked")
         return 1 if args.strict and failed else 0
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)

@@ -1,6 +1,7 @@
 """``python -m harness.export --out DIR --signed-off-by NAME``: the standings as a signed-off record (CSV + JSON).
 
-One row per entry (its newest evaluation), ranked as on the board, with everything needed to audit the score:
+One row per entry (its latest version submitted by the deadline; a later one as an unranked "late" row),
+ranked as on the board, with everything needed to audit the score:
 weights, code and content hashes, dataset hashes, preprocessing version, harness, torch and Python versions,
 device and sandboxing. Before the reveal the guest columns are left out. The JSON names who signed off and
 when, and holds the SHA-256 of the CSV written beside it.
@@ -16,32 +17,34 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import ranking, store
-from harness.db import Evaluation, make_engine
+from harness import competition, store
+from harness.db import make_engine
+from harness.standings import ranked_rows as standings_of
 from harness.errors import HarnessError
 
-COLUMNS = ["rank", "tied_with_above", "name", "display_name", "author", "status", "error", "guest_accuracy",
+COLUMNS = ["rank", "tied_with_above", "standing", "note", "name", "display_name", "author", "status", "error",
+           "submitted_at", "submitted_at_overridden", "override_reason", "guest_accuracy",
            "guest_correct", "guest_total", "mnist_accuracy", "mnist_correct", "mnist_total", "params",
            "content_hash", "code_hash", "weights_hash", "mnist_dataset_hash", "guest_dataset_hash",
            "preprocess_version", "harness_version", "torch_version", "python_version", "device", "sandboxed",
            "evaluated_at", "evaluation_id"]
 
 
-def standings(evaluations: list[Evaluation], revealed: bool) -> list[dict]:
-    """Ranked rows with their audit trail; guest fields only when ``revealed``."""
-    by_id = {e.id: e for e in evaluations}
-    rows = [ranking.to_row(e) for e in evaluations]
-    if not revealed:
-        for row in rows:
-            row.guest = None
+def standings(engine, rules: competition.Competition, revealed: bool) -> list[dict]:
+    """Ranked rows (the version each entry submitted by the deadline, late ones unranked) with their audit trail;
+    guest fields only when ``revealed``."""
+    rows, by_id = standings_of(engine, rules, revealed=revealed)
     out = []
-    for row in ranking.rank(rows):
+    for row in rows:
         ev = by_id[row.evaluation_id]
         hashes = {r.dataset.kind: r.dataset for r in ev.results}
         guest = row.guest if revealed else None
         out.append({
-            "rank": row.rank, "tied_with_above": row.tied_with_above, "name": row.name,
-            "display_name": row.display_name, "author": row.author, "status": row.status, "error": row.error,
+            "rank": row.rank, "tied_with_above": row.tied_with_above, "standing": row.standing, "note": row.note,
+            "name": row.name, "display_name": row.display_name, "author": row.author, "status": row.status,
+            "error": row.error, "submitted_at": row.submitted_at,
+            "submitted_at_overridden": ev.version.submitted_at_override is not None,
+            "override_reason": ev.version.override_reason,
             "guest_accuracy": guest.accuracy if guest else None, "guest_correct": guest.correct if guest else None,
             "guest_total": guest.total if guest else None,
             "mnist_accuracy": row.mnist.accuracy if row.mnist else None,
@@ -58,7 +61,8 @@ def standings(evaluations: list[Evaluation], revealed: bool) -> list[dict]:
     return out
 
 
-def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool) -> tuple[Path, Path]:
+def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,
+          rules: competition.Competition | None = None) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "standings.csv", out / "standings.json"
     with open(csv_path, "w", newline="") as fh:
@@ -66,25 +70,34 @@ def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool) -> tu
         writer.writeheader()
         writer.writerows(rows)
     record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "guest_revealed": revealed, "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
+              "guest_revealed": revealed, "competition": _rules(rules or competition.Competition()),
+              "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
               "entries": rows}
     json_path.write_text(json.dumps(record, indent=2))
     return csv_path, json_path
+
+
+def _rules(rules: competition.Competition) -> dict:
+    return {"title": rules.title, "deadline": rules.deadline.isoformat() if rules.deadline else None,
+            "reveal": rules.reveal, "primary": rules.primary, "tie_break": list(rules.tie_break),
+            "entries_per_member": rules.entries_per_member, "source": rules.source}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.export", description=__doc__.splitlines()[0])
     p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
     p.add_argument("--out", type=Path, required=True, help="folder for standings.csv and standings.json")
+    p.add_argument("--config", help="competition rules file (default: $COMPETITION_CONFIG or ./competition.toml)")
     p.add_argument("--signed-off-by", required=True, help="the organiser who vouches for these standings")
     args = p.parse_args(argv)
     try:
+        rules = competition.load(args.config)
         engine = make_engine(args.db)
-        revealed = store.get_flag(engine, store.GUEST_REVEALED) == "true"
-        rows = standings(store.load_evaluations(engine, store.newest_evaluation_ids(engine)), revealed)
+        revealed = rules.guest_revealed(store.get_flag(engine, store.GUEST_REVEALED) == "true")
+        rows = standings(engine, rules, revealed)
         if not rows:
             raise HarnessError("the database holds no evaluations yet; run `python -m harness.evaluate` first.")
-        csv_path, json_path = write(rows, args.out, args.signed_off_by, revealed)
+        csv_path, json_path = write(rows, args.out, args.signed_off_by, revealed, rules)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ import altair as alt
 from rich.console import Console
 from rich.table import Table
 
+from harness import competition
 from harness.db import make_engine
 from harness.errors import HarnessError
 from leaderboard import insights, queries
@@ -29,16 +30,19 @@ def factor_table(df, factor: str, metric: str) -> Table:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.insights", description=__doc__)
     p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    p.add_argument("--config", help="competition rules file (default: $COMPETITION_CONFIG or ./competition.toml)")
     p.add_argument("--html", help="also write the charts to this HTML file")
     args = p.parse_args(argv)
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     try:
+        rules = competition.load(args.config)
         engine = make_engine(args.db)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    revealed = queries.is_revealed(engine)
-    df = insights.frame(queries.latest_evaluations(engine, queries.current_datasets(engine, revealed)), revealed)
+    revealed = rules.guest_revealed(queries.is_revealed(engine))
+    df = insights.frame(queries.latest_evaluations(engine, queries.current_datasets(engine, revealed), rules),
+                        revealed)
     if df.empty:
         console.print("No evaluated entries yet: run `python -m harness.evaluate` first.")
         return 0

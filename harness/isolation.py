@@ -26,7 +26,8 @@ from harness import sandbox
 from harness.contract import EntryMetadata
 
 GIB = 1024 ** 3
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.02  # memory and time checks of the running entry
+LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
 LOG_FILE = "entry.log"
 LOG_LIMIT = 20_000  # characters of an entry's own output kept with its evaluation
 
@@ -159,10 +160,14 @@ def _watch(job, timeout: float, memory_limit: int) -> tuple[float, int, str | No
     """Poll the entry until it ends or breaks a limit: (seconds, peak memory, reason it was stopped)."""
     started = time.perf_counter()
     peak, reason = 0, None
+    procs, listed_at = [], float("-inf")
     while not job.wait(POLL_SECONDS):
         elapsed = time.perf_counter() - started
+        if not procs or elapsed - listed_at >= LIST_SECONDS:
+            # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
+            procs, listed_at = job.processes(), elapsed
         try:
-            peak = max(peak, _memory(job.processes()))
+            peak = max(peak, _memory(procs))
         except psutil.Error:
             pass
         if memory_limit and peak > memory_limit:

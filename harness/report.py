@@ -34,10 +34,10 @@ def table(rows: list[Row], has_guest: bool, title: str) -> Table:
     out.add_column("img/s ↑", justify="right")
     for row in rows:
         if row.status != "ok":
-            cells = ["✗", row.name, row.author or ""] + (["failed"] if has_guest else []) + [f"[red]{row.error}[/red]", "", ""]
+            cells = ["late ✗" if row.standing == "late" else "✗", row.name, row.author or ""] + (["failed"] if has_guest else []) + [f"[red]{row.error}[/red]", "", ""]
             out.add_row(*cells)
             continue
-        rank = f"{row.rank}" + (" =" if row.tied_with_above else "")
+        rank = "late" if row.standing == "late" else "—" if row.rank is None else f"{row.rank}" + (" =" if row.tied_with_above else "")
         cells = [rank, row.display_name if row.display_name == row.name else f"{row.display_name} ({row.name})",
                  row.author or ""]
         if has_guest:
@@ -48,9 +48,22 @@ def table(rows: list[Row], has_guest: bool, title: str) -> Table:
     return out
 
 
-def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[str]) -> None:
-    title = "Ranking by guest accuracy, then MNIST" if has_guest else "Ranking by MNIST test accuracy (no guest digits)"
-    console.print(table(rows, has_guest, title))
+METRIC_WORDS = {"guest_accuracy": "guest accuracy", "mnist_accuracy": "MNIST accuracy",
+                "guest_log_loss": "guest log loss", "mnist_log_loss": "MNIST log loss", "params": "fewer parameters",
+                "images_per_second": "speed"}
+
+
+def title(metrics: list[str], has_guest: bool, competition_title: str = "") -> str:
+    used = [METRIC_WORDS[m] for m in metrics if has_guest or not m.startswith("guest")] or ["MNIST accuracy"]
+    head = f"{competition_title}: " if competition_title else ""
+    return head + "ranking by " + ", then ".join(used) + ("" if has_guest else " (no guest digits)")
+
+
+def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[str], heading: str = "") -> None:
+    console.print(table(rows, has_guest, heading or title(["guest_accuracy", "mnist_accuracy"], has_guest)))
+    for row in rows:
+        if row.standing != "ranked" and row.note:
+            console.print(f"{row.name} ({row.standing}): {row.note}.")
     if any(r.tied_with_above for r in rows):
         console.print("'=' marks an entry that a paired exact McNemar test (p ≥ 0.05) cannot tell apart from the one "
                       "above it: the data do not separate them.")
@@ -62,6 +75,8 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
         console.print(note)
 
 
-def to_json(rows: list[Row], datasets: dict, run: dict, notes: list[str]) -> str:
-    return json.dumps({"entries": [r.as_dict() for r in rows], "datasets": datasets, "run": run, "notes": notes},
-                      indent=2)
+def to_json(rows: list[Row], datasets: dict, run: dict, notes: list[str], competition: dict | None = None) -> str:
+    document = {"entries": [r.as_dict() for r in rows], "datasets": datasets, "run": run, "notes": notes}
+    if competition is not None:
+        document["competition"] = competition
+    return json.dumps(document, indent=2)

@@ -5,19 +5,45 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine
 
-from harness import __version__, store
+from harness import __version__, claims, snapshots, standings, store
+from harness.competition import Competition
 from harness.discovery import Entry
 from harness.isolation import GIB, run_isolated
 from harness.metrics import summarize
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
+CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)
+HEARTBEAT_SECONDS = 5.0         # how often the evaluating run renews its claim
+
+
+@contextmanager
+def heartbeat(engine: Engine, key: str, run_id: int, every: float = HEARTBEAT_SECONDS):
+    """Renew our claim on ``key`` in a background thread while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                claims.refresh(engine, key, run_id)
+            except Exception:  # a database hiccup: the next beat tries again; the lease covers several beats
+                pass
+
+    thread = threading.Thread(target=beat, name=f"claim-{key[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass
@@ -34,6 +60,8 @@ class RunSummary:
     run_id: int
     evaluation_ids: dict[str, int] = field(default_factory=dict)  # entry name -> evaluation shown in the ranking
     outcome: dict[str, str] = field(default_factory=dict)         # entry name -> unchanged / evaluated / failed
+    restored: dict[str, str] = field(default_factory=dict)        # entry name -> outcome of its on-time version
+    notes: list[str] = field(default_factory=list)
 
 
 def eval_key(entry: Entry, datasets: list[store.DatasetSpec]) -> str:
@@ -92,37 +120,119 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     return record
 
 
+@dataclass
+class Job:
+    """One entry version to score: the folder on disk, or a stored version restored into the work folder."""
+    entry: Entry
+    version_id: int
+    restored: bool = False  # the on-time version, restored from the store because the folder has changed since
+
+
+def plan(engine: Engine, entries: list[Entry], competition: Competition, work: Path) -> tuple[list[Job], list[str]]:
+    """Each entry's folder as it is now, plus its on-time version when a later one replaced it in the folder."""
+    jobs, notes = [], []
+    for entry in entries:
+        version_id = store.ensure_version(engine, entry)
+        snapshots.keep(engine, version_id, entry)
+        jobs.append(Job(entry, version_id))
+    counted = standings.counted_versions(standings.version_rows(engine), competition)
+    for job in list(jobs):
+        on_time = counted.get(job.entry.name)
+        if on_time is None or on_time.version_id == job.version_id:
+            continue
+        restored = snapshots.restore(engine, on_time.version_id, job.entry.name, work / "restored" / str(on_time.version_id))
+        if restored is None:
+            notes.append(f"{job.entry.name}: its on-time version {on_time.content_hash[:12]} cannot be re-scored "
+                         "because its files were not kept (stored by an older harness); its last score stands.")
+        elif restored.content_hash != on_time.content_hash:
+            notes.append(f"{job.entry.name}: the stored files of version {on_time.content_hash[:12]} do not match "
+                         "its hash; not re-scored.")
+        else:
+            jobs.append(Job(restored, on_time.version_id, restored=True))
+    return jobs, notes
+
+
 def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec], options: Options, argv: list[str],
-        on_entry: Callable[[Entry, str], None] | None = None) -> RunSummary:
-    """Evaluate every entry that is new or changed (all with ``force``); each result is committed on its own."""
+        on_entry: Callable[[Entry, str], None] | None = None, competition: Competition | None = None,
+        on_plan: Callable[[int], None] | None = None) -> RunSummary:
+    """Evaluate every new or changed entry version (all with ``force``); each result is committed on its own.
+
+    Besides each folder's current content, an entry's latest version from before the deadline is scored
+    from its stored files when the folder has moved on. A run claims each evaluation key first, so two
+    runs at once never score the same version twice: the second waits for the first one's result.
+    """
+    competition = competition or Competition()
     dataset_ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in datasets}
     summary = RunSummary(run_id=store.start_run(engine, options.device, argv))
-    preload_tv = any("torchvision" in (e.folder / "model.py").read_text(errors="ignore")
-                     for e in entries if (e.folder / "model.py").is_file())
     work = Path(tempfile.mkdtemp(prefix="harness-"))
+    lease = CLAIM_LEASE_SECONDS
     status = "failed"
     inputs = None
     try:
-        for entry in entries:
-            version_id = store.ensure_version(engine, entry)
-            key = eval_key(entry, datasets)
+        jobs, summary.notes = plan(engine, entries, competition, work)
+        if on_plan:
+            on_plan(len(jobs))
+        preload_tv = any("torchvision" in (j.entry.folder / "model.py").read_text(errors="ignore")
+                         for j in jobs if (j.entry.folder / "model.py").is_file())
+        waiting: list[tuple[Job, str, int]] = []
+
+        def evaluate(job: Job, key: str) -> None:
+            nonlocal inputs
+            try:
+                inputs = inputs or write_inputs(datasets, work)  # only once something needs evaluating
+                with heartbeat(engine, key, summary.run_id):
+                    record = evaluate_one(job.entry, datasets, dataset_ids, inputs, work, options, preload_tv)
+                evaluation_id = store.save_evaluation(
+                    engine, run_id=summary.run_id, version_id=job.version_id, eval_key=key, status=record["status"],
+                    error=record["error"], device=record["device"], seconds=record["seconds"], params=record["params"],
+                    images_per_second=record.get("images_per_second"),
+                    peak_memory_bytes=record.get("peak_memory_bytes"), output_kind=record.get("output_kind"),
+                    log=record.get("log"), metrics=record["metrics"], sandboxed=record.get("sandboxed"))
+            finally:
+                claims.release(engine, key, summary.run_id)
+            done(job, evaluation_id, EVALUATED if record["status"] == "ok" else FAILED)
+
+        def evaluate_claimed(job: Job, key: str, older: int | None) -> None:
+            """Evaluate under our claim, unless a run that held the key before us stored a result newer than
+            ``older`` (None: always evaluate, as --force asks on first sight)."""
+            found = store.find_evaluation(engine, key) if older is not None else None
+            if found is not None and found > older:
+                claims.release(engine, key, summary.run_id)
+                done(job, found, UNCHANGED)
+            else:
+                evaluate(job, key)
+
+        def done(job: Job, evaluation_id: int, outcome: str) -> None:
+            if not job.restored:
+                summary.evaluation_ids[job.entry.name] = evaluation_id
+                summary.outcome[job.entry.name] = outcome
+            else:
+                summary.restored[job.entry.name] = outcome
+            if on_entry:
+                on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
+
+        for job in jobs:
+            key = eval_key(job.entry, datasets)
             existing = None if options.force else store.find_evaluation(engine, key)
             if existing is not None:
-                summary.evaluation_ids[entry.name], summary.outcome[entry.name] = existing, UNCHANGED
-                if on_entry:
-                    on_entry(entry, UNCHANGED)
-                continue
-            inputs = inputs or write_inputs(datasets, work)  # only once something needs evaluating
-            record = evaluate_one(entry, datasets, dataset_ids, inputs, work, options, preload_tv)
-            summary.evaluation_ids[entry.name] = store.save_evaluation(
-                engine, run_id=summary.run_id, version_id=version_id, eval_key=key, status=record["status"],
-                error=record["error"], device=record["device"], seconds=record["seconds"], params=record["params"],
-                images_per_second=record.get("images_per_second"), peak_memory_bytes=record.get("peak_memory_bytes"),
-                output_kind=record.get("output_kind"), log=record.get("log"), metrics=record["metrics"],
-                sandboxed=record.get("sandboxed"))
-            summary.outcome[entry.name] = EVALUATED if record["status"] == "ok" else FAILED
-            if on_entry:
-                on_entry(entry, summary.outcome[entry.name])
+                done(job, existing, UNCHANGED)
+            elif claims.try_claim(engine, key, summary.run_id, lease):
+                evaluate_claimed(job, key, older=None if options.force else 0)
+            else:  # with --force, only an evaluation newer than the one there now will do
+                waiting.append((job, key, (store.find_evaluation(engine, key) or 0) if options.force else 0))
+        for job, key, older in waiting:  # another run is scoring these: take its result, or take over if it gave up
+            def newer(eng: Engine, k: str, older: int = older) -> int | None:
+                found = store.find_evaluation(eng, k)
+                return found if found is not None and found > older else None
+
+            while True:
+                found = claims.wait_for_evaluation(engine, key, summary.run_id, lease, find=newer)
+                if found is not None:
+                    done(job, found, UNCHANGED)
+                    break
+                if claims.try_claim(engine, key, summary.run_id, lease):
+                    evaluate_claimed(job, key, older)
+                    break
         status = "finished"
     finally:
         store.finish_run(engine, summary.run_id, status)

@@ -31,36 +31,53 @@ class DatasetSpec:
 
 
 def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
-    """The id of this entry content's version row, creating the entry and version on first sight."""
-    with Session(engine) as session, session.begin():
-        row = session.scalar(select(Entry).where(Entry.name == entry.name))
-        if row is None:
-            row = Entry(name=entry.name)
-            session.add(row)
-            session.flush()
-        version = session.scalar(select(EntryVersion).where(EntryVersion.entry_id == row.id,
-                                                            EntryVersion.content_hash == entry.content_hash))
-        if version is None:
-            meta = entry.metadata
-            version = EntryVersion(entry_id=row.id, content_hash=entry.content_hash, code_hash=entry.code_hash,
-                                   weights_hash=entry.weights_hash, weights_bytes=entry.weights_bytes,
-                                   display_name=entry.display_name, author=meta.author, description=meta.description,
-                                   hyperparameters=dict(meta.hyperparameters), constructor=dict(meta.constructor))
-            session.add(version)
-            session.flush()
-        return version.id
+    """The id of this entry content's version row, creating the entry and version on first sight.
+
+    Two runs may see a new entry at once: the one whose insert hits the unique constraint reads the other's row."""
+    from sqlalchemy.exc import IntegrityError
+    for attempt in range(3):
+        try:
+            with Session(engine) as session, session.begin():
+                row = session.scalar(select(Entry).where(Entry.name == entry.name))
+                if row is None:
+                    row = Entry(name=entry.name)
+                    session.add(row)
+                    session.flush()
+                version = session.scalar(select(EntryVersion).where(EntryVersion.entry_id == row.id,
+                                                                    EntryVersion.content_hash == entry.content_hash))
+                if version is None:
+                    meta = entry.metadata
+                    version = EntryVersion(entry_id=row.id, content_hash=entry.content_hash, code_hash=entry.code_hash,
+                                           weights_hash=entry.weights_hash, weights_bytes=entry.weights_bytes,
+                                           display_name=entry.display_name, author=meta.author,
+                                           description=meta.description, hyperparameters=dict(meta.hyperparameters),
+                                           constructor=dict(meta.constructor))
+                    session.add(version)
+                    session.flush()
+                return version.id
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
-    with Session(engine) as session, session.begin():
-        row = session.scalar(select(Dataset).where(Dataset.kind == spec.kind, Dataset.content_hash == spec.content_hash))
-        if row is None:
-            row = Dataset(kind=spec.kind, content_hash=spec.content_hash, size=len(spec.labels), source=spec.source,
-                          preprocess_version=spec.preprocess_version, labels=pack(spec.labels.astype(np.int64)),
-                          files=list(spec.files), images=pack(spec.images.astype(np.uint8)))
-            session.add(row)
-            session.flush()
-        return row.id
+    """The id of this dataset's row, stored on first sight (a concurrent run's identical insert wins)."""
+    from sqlalchemy.exc import IntegrityError
+    try:
+        with Session(engine) as session, session.begin():
+            row = session.scalar(select(Dataset).where(Dataset.kind == spec.kind,
+                                                       Dataset.content_hash == spec.content_hash))
+            if row is None:
+                row = Dataset(kind=spec.kind, content_hash=spec.content_hash, size=len(spec.labels), source=spec.source,
+                              preprocess_version=spec.preprocess_version, labels=pack(spec.labels.astype(np.int64)),
+                              files=list(spec.files), images=pack(spec.images.astype(np.uint8)))
+                session.add(row)
+                session.flush()
+            return row.id
+    except IntegrityError:  # another run stored the same dataset meanwhile; datasets are never deleted
+        with Session(engine) as session:
+            return session.scalar(select(Dataset.id).where(Dataset.kind == spec.kind,
+                                                           Dataset.content_hash == spec.content_hash))
 
 
 def start_run(engine: Engine, device: str, argv: list[str]) -> int:

@@ -32,8 +32,9 @@ def set_revealed(engine: Engine, revealed: bool) -> None:
 
 
 def evaluation_command(settings: Settings, force: bool = False, only: list[str] | None = None) -> list[str]:
-    """``python -m harness.evaluate`` on the dashboard's database and submissions (CPU, no rich colours)."""
-    argv = [sys.executable, "-m", "harness.evaluate", "--db", settings.db_url, "--submissions",
+    """``python -m harness.evaluate`` on the dashboard's submissions (CPU, no rich colours). The database URL
+    goes in the environment ($LEADERBOARD_DB, see start_job), not on a command line that ``ps`` shows."""
+    argv = [sys.executable, "-m", "harness.evaluate", "--submissions",
             str(settings.submissions.resolve()), "--mystery", str(settings.mystery.resolve())]
     for name in only or []:
         argv += ["--only", name]
@@ -64,12 +65,15 @@ class Job:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_job(argv: list[str], log_dir: Path) -> Job:
-    """Start ``argv`` in the background (own session, output to a log file) and return at once."""
+def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> Job:
+    """Start ``argv`` in the background (own session, output to a log file, ``db_url`` as $LEADERBOARD_DB) and
+    return at once."""
     log_dir.mkdir(parents=True, exist_ok=True)
     started = utcnow()
     log_path = log_dir / f"evaluate-{started:%Y%m%d-%H%M%S-%f}.log"
     env = dict(os.environ, NO_COLOR="1", COLUMNS="120", PYTHONUNBUFFERED="1")
+    if db_url:
+        env["LEADERBOARD_DB"] = db_url
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
                                    env=env, start_new_session=True)
@@ -77,7 +81,7 @@ def start_job(argv: list[str], log_dir: Path) -> Job:
 
 
 def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list[str] | None = None) -> Job:
-    job = start_job(evaluation_command(settings, force, only), settings.jobs)
+    job = start_job(evaluation_command(settings, force, only), settings.jobs, settings.db_url)
     store.log_action(engine, "re-run", f"{'forced ' if force else ''}evaluation"
                      f"{' of ' + ', '.join(only) if only else ' of every entry'} started (pid {job.process.pid}, "
                      f"log {job.log_path})")

@@ -8,7 +8,14 @@ if __package__ in (None, ""):  # `streamlit run leaderboard/app.py` from a check
 
 import streamlit as st
 
+from harness.competition import CompetitionConfigError, load
+
 st.set_page_config(page_title="MNIST club leaderboard", page_icon="🏆", layout="wide")
+try:
+    load()  # competition.toml ($COMPETITION_CONFIG): every page reads it; a broken file stops here, clearly
+except CompetitionConfigError as exc:
+    st.error(f"The competition rules cannot be read: {exc}")
+    st.stop()
 
 PAGES = [
     st.Page("screens/leaderboard.py", title="Leaderboard", icon="🏆", url_path="leaderboard", default=True),

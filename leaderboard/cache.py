@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from harness import competition
+from harness.competition import Competition
 from harness.db import make_engine
 
 from leaderboard import config, queries, views
@@ -28,26 +30,46 @@ def current_engine():
     return engine(settings().db_url)
 
 
+def rules() -> Competition:
+    """competition.toml, read on every run (a small file): an edit shows at the next click."""
+    return competition.load()
+
+
 def revealed() -> bool:
     """Read fresh on every run: nothing guest-related may leak because of a stale cache."""
-    return queries.is_revealed(current_engine())
+    return rules().guest_revealed(queries.is_revealed(current_engine()))
 
+
+# Each cached loader takes ``rules_key`` (the rules' repr) so that an edit of competition.toml is a new key.
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def _board(url: str, is_revealed: bool, rules_key: str) -> views.BoardView:
+    return views.board_view(engine(url), is_revealed, rules())
+
+
 def board(url: str, is_revealed: bool) -> views.BoardView:
-    return views.board_view(engine(url), is_revealed)
+    return _board(url, is_revealed, repr(rules()))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def insights_frame(url: str, is_revealed: bool):
+def _insights_frame(url: str, is_revealed: bool, rules_key: str):
     from leaderboard import insights
     eng = engine(url)
-    return insights.frame(queries.latest_evaluations(eng, queries.current_datasets(eng, is_revealed)), is_revealed)
+    return insights.frame(queries.latest_evaluations(eng, queries.current_datasets(eng, is_revealed), rules()),
+                          is_revealed)
+
+
+def insights_frame(url: str, is_revealed: bool):
+    return _insights_frame(url, is_revealed, repr(rules()))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=20)
+def _entry(url: str, name: str, is_revealed: bool, rules_key: str) -> views.EntryView | None:
+    return views.entry_view(engine(url), name, is_revealed, rules())
+
+
 def entry(url: str, name: str, is_revealed: bool) -> views.EntryView | None:
-    return views.entry_view(engine(url), name, is_revealed)
+    return _entry(url, name, is_revealed, repr(rules()))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -60,13 +82,21 @@ def dataset_images(url: str, dataset_id: int) -> tuple[np.ndarray | None, list[s
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=20)
+def _duel(url: str, a: str, b: str, kind: str, is_revealed: bool, rules_key: str) -> views.DuelView | None:
+    return views.duel_view(engine(url), a, b, kind, is_revealed, rules())
+
+
 def duel(url: str, a: str, b: str, kind: str, is_revealed: bool) -> views.DuelView | None:
-    return views.duel_view(engine(url), a, b, kind, is_revealed)
+    return _duel(url, a, b, kind, is_revealed, repr(rules()))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def _guest(url: str, rules_key: str) -> views.GuestView | None:
+    return views.guest_view(engine(url), rules())
+
+
 def guest(url: str) -> views.GuestView | None:
-    return views.guest_view(engine(url))
+    return _guest(url, repr(rules()))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

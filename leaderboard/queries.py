@@ -6,7 +6,7 @@ set it ranks on. Before the reveal, guest results are not even selected (``revea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -14,7 +14,8 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness import store
+from harness import standings, store
+from harness.competition import Competition
 from harness.db import Dataset, Entry, EntryVersion, Evaluation, Result, Run, unpack
 
 
@@ -37,6 +38,7 @@ class Score:
     accuracy: float
     ci_low: float
     ci_high: float
+    log_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class EvalSummary:
     log: str | None
     scores: dict[str, Score]  # kind -> score on the current dataset of that kind
     sandboxed: bool | None = None  # False: the entry ran as a plain child process, not in the sandbox
+    standing: str = "ranked"       # ranked, late (submitted after the deadline) or superseded (one per member)
+    note: str = ""
+    submitted_at: datetime | None = None  # naive UTC: when the version counts as submitted
 
 
 def is_revealed(engine: Engine) -> bool:
@@ -101,11 +106,11 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
     scores: dict[int, dict[str, Score]] = {i: {} for i in evaluation_ids}
     if kind_of:
         for r in session.execute(select(Result.id, Result.evaluation_id, Result.dataset_id, Result.correct,
-                                        Result.total, Result.accuracy, Result.ci_low, Result.ci_high)
+                                        Result.total, Result.accuracy, Result.ci_low, Result.ci_high, Result.log_loss)
                                  .where(Result.evaluation_id.in_(evaluation_ids),
                                         Result.dataset_id.in_(list(kind_of)))):
             scores[r.evaluation_id][kind_of[r.dataset_id]] = Score(r.id, r.dataset_id, r.correct, r.total, r.accuracy,
-                                                                   r.ci_low, r.ci_high)
+                                                                   r.ci_low, r.ci_high, r.log_loss)
     return [EvalSummary(evaluation_id=r.id, entry_name=r.name, display_name=r.display_name, author=r.author,
                         description=r.description, hyperparameters=dict(r.hyperparameters or {}),
                         constructor=dict(r.constructor or {}), content_hash=r.content_hash, code_hash=r.code_hash,
@@ -116,11 +121,25 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
                         scores=scores[r.id], sandboxed=r.sandboxed) for r in rows]
 
 
-def latest_evaluations(engine: Engine, datasets: dict[str, DatasetInfo]) -> list[EvalSummary]:
-    """The newest evaluation of every entry (one row per entry), with scores on ``datasets`` only."""
-    latest = store.newest_evaluation_ids(engine)
+def picked_evaluations(engine: Engine, datasets: dict[str, DatasetInfo],
+                       rules: Competition | None = None) -> list[EvalSummary]:
+    """What the board shows: each entry's on-time evaluation (``ranked`` or ``superseded``) and, when there is
+    one, its newer ``late`` evaluation; with scores on ``datasets`` only."""
+    picks = standings.current(engine, rules or Competition())
     with Session(engine) as session:
-        return sorted(_summaries(session, latest, datasets), key=lambda s: s.entry_name.lower())
+        by_id = {s.evaluation_id: s for s in _summaries(session, [p.evaluation_id for p in picks], datasets)}
+    out = [replace(by_id[p.evaluation_id], standing=p.standing, note=p.note, submitted_at=p.submitted_at)
+           for p in picks if p.evaluation_id in by_id]
+    return sorted(out, key=lambda s: (s.entry_name.lower(), s.standing == standings.LATE))
+
+
+def latest_evaluations(engine: Engine, datasets: dict[str, DatasetInfo],
+                       rules: Competition | None = None) -> list[EvalSummary]:
+    """One evaluation per entry: the one that counts (its on-time version), else its late one."""
+    out: dict[str, EvalSummary] = {}
+    for summary in picked_evaluations(engine, datasets, rules):
+        out.setdefault(summary.entry_name, summary)
+    return list(out.values())
 
 
 def evaluation(engine: Engine, evaluation_id: int, datasets: dict[str, DatasetInfo]) -> EvalSummary | None:
@@ -205,16 +224,22 @@ def history(engine: Engine, datasets: dict[str, DatasetInfo]) -> pd.DataFrame:
                                        "started_at", "status", "kind", "accuracy"])
 
 
-def versions(engine: Engine, entry_name: str) -> pd.DataFrame:
-    """One row per version of an entry: when first seen, hashes, metadata and how many evaluations."""
+def versions(engine: Engine, entry_name: str, rules: Competition | None = None) -> pd.DataFrame:
+    """One row per version of an entry: when first seen and counted as submitted, late or not, hashes, metadata
+    and how many evaluations."""
+    rules = rules or Competition()
     with Session(engine) as session:
         rows = session.execute(
-            select(EntryVersion.id, EntryVersion.first_seen_at, EntryVersion.display_name, EntryVersion.content_hash,
+            select(EntryVersion.id, EntryVersion.first_seen_at, EntryVersion.submitted_at_override,
+                   EntryVersion.override_reason, EntryVersion.display_name, EntryVersion.content_hash,
                    EntryVersion.weights_hash, EntryVersion.code_hash, EntryVersion.hyperparameters,
                    func.count(Evaluation.id).label("evaluations"))
             .join(Entry, EntryVersion.entry_id == Entry.id).outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
             .where(Entry.name == entry_name).group_by(EntryVersion.id).order_by(EntryVersion.id)).all()
-    return pd.DataFrame([{"version": i + 1, "first seen": r.first_seen_at, "display name": r.display_name,
+    return pd.DataFrame([{"version": i + 1, "first seen": r.first_seen_at,
+                          "submitted": r.submitted_at_override or r.first_seen_at,
+                          "late": rules.is_late(r.submitted_at_override or r.first_seen_at),
+                          "override reason": r.override_reason or "", "display name": r.display_name,
                           "content hash": r.content_hash[:12], "weights hash": r.weights_hash[:12],
                           "code hash": r.code_hash[:12], "hyperparameters": r.hyperparameters,
                           "evaluations": r.evaluations} for i, r in enumerate(rows)])

@@ -23,27 +23,31 @@ def _score(summary: EvalSummary, kind: str, masks: dict[int, np.ndarray]) -> ran
         return None
     mask = masks.get(summary.evaluation_id)
     return ranking.Score(s.accuracy, s.correct, s.total, (s.ci_low, s.ci_high),
-                         mask if mask is not None else np.zeros(0, bool))
+                         mask if mask is not None else np.zeros(0, bool), s.log_loss)
 
 
-def primary_kind(summaries: list[EvalSummary], revealed: bool) -> str:
-    """The set the board ranks on: the guest set once revealed and every ok entry has a result on it."""
-    ok = [s for s in summaries if s.status == "ok" and "mnist" in s.scores]
-    if revealed and ok and all("guest" in s.scores and s.scores["guest"].total > 0 for s in ok):
+def primary_kind(summaries: list[EvalSummary], revealed: bool, primary: str = "guest_accuracy") -> str:
+    """The set the board ranks on: the guest set when the rules rank on it, it is revealed and every ranked ok
+    entry has a result on it; else MNIST."""
+    ok = [s for s in summaries if s.status == "ok" and "mnist" in s.scores and s.standing == "ranked"]
+    if primary == "guest_accuracy" and revealed and ok and all("guest" in s.scores and s.scores["guest"].total > 0 for s in ok):
         return "guest"
     return "mnist"
 
 
 def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], revealed: bool,
                 moderation: dict[str, tuple[str, str]], history: pd.DataFrame | None = None,
-                alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per entry, ranked as the harness ranks (guest then MNIST; ties by exact McNemar).
+                alpha: float = ALPHA, primary: str = "guest_accuracy",
+                tie_break: tuple[str, ...] = ("mnist_accuracy",)) -> pd.DataFrame:
+    """One row per entry, ranked as the harness ranks (the rules' metrics; ties by exact McNemar).
 
     ``masks`` holds each ok evaluation's per-sample correctness on the primary set. Hidden entries are
-    left out; disqualified ones are listed unranked after the failed ones. Before the reveal no guest
-    number is used or shown.
+    left out; late and superseded versions follow unranked, then disqualified entries. Before the reveal no
+    guest number is used or shown.
     """
-    kind = primary_kind(summaries, revealed)
+    kind = primary_kind(summaries, revealed, primary)
+    if not revealed:
+        tie_break = tuple(m for m in tie_break if not m.startswith("guest"))
     by_id = {s.evaluation_id: s for s in summaries}
     visible = [s for s in summaries if moderation.get(s.entry_name, ("visible", ""))[0] != "hidden"]
     competing = [s for s in visible if moderation.get(s.entry_name, ("visible", ""))[0] != "disqualified"]
@@ -53,11 +57,11 @@ def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], reve
         rows.append(ranking.Row(
             name=s.entry_name, display_name=s.display_name, author=s.author, status=s.status, error=s.error,
             mnist=_score(s, "mnist", masks if kind == "mnist" else {}),
-            guest=_score(s, "guest", masks if kind == "guest" else {}) if kind == "guest" else None,
+            guest=_score(s, "guest", masks if kind == "guest" else {}) if revealed else None,
             params=s.params, images_per_second=s.images_per_second, weights_bytes=s.weights_bytes,
             content_hash=s.content_hash, evaluated_at=s.started_at.isoformat(timespec="seconds"),
-            evaluation_id=s.evaluation_id))
-    ranked = ranking.rank(rows, alpha=alpha)
+            evaluation_id=s.evaluation_id, standing=s.standing, note=s.note))
+    ranked = ranking.rank(rows, alpha=alpha, primary=f"{kind}_accuracy", tie_break=tie_break)
     records = []
     previous = None
     for row in ranked:
@@ -67,7 +71,10 @@ def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], reve
             a = previous.guest if kind == "guest" else previous.mnist
             b = row.guest if kind == "guest" else row.mnist
             p = mcnemar_exact(a.correct_mask, b.correct_mask)
-        records.append(_record(s, row.rank, row.tied_with_above, row.tie_group, p, revealed, kind))
+        status = None
+        if s.standing != "ranked":
+            status = f"{s.standing}: {s.note}" + ("" if s.status == "ok" else f" (failed: {one_line(s.error)})")
+        records.append(_record(s, row.rank, row.tied_with_above, row.tie_group, p, revealed, kind, status))
         if row.rank is not None:
             previous = row
     for s in disqualified:

@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from harness import store
+from harness.competition import Competition
 from harness.guest import sample_guest_dir
 
 from leaderboard import queries as q
@@ -31,16 +32,18 @@ class BoardView:
         return set(self.hidden) | set(disqualified)
 
 
-def board_view(engine: Engine, revealed: bool) -> BoardView:
+def board_view(engine: Engine, revealed: bool, rules: Competition | None = None) -> BoardView:
+    rules = rules or Competition()
     datasets = q.current_datasets(engine, revealed)
-    summaries = q.latest_evaluations(engine, datasets)
-    primary = stats.primary_kind(summaries, revealed)
+    summaries = q.picked_evaluations(engine, datasets, rules)
+    primary = stats.primary_kind(summaries, revealed, rules.primary)
     moderation = store.moderation(engine)
     ids = [s.evaluation_id for s in summaries if s.status == "ok" and primary in s.scores
            and moderation.get(s.entry_name, ("visible", ""))[0] == "visible"]
     masks = q.correct_masks(engine, ids, datasets[primary].id) if ids and primary in datasets else {}
     history = q.history(engine, datasets)
-    board = stats.build_board(summaries, masks, revealed, moderation, history)
+    board = stats.build_board(summaries, masks, revealed, moderation, history, primary=rules.primary,
+                              tie_break=rules.tie_break)
     hidden = sorted(n for n, (state, _) in moderation.items() if state == "hidden")
     return BoardView(board, datasets, primary, revealed, hidden)
 
@@ -70,24 +73,27 @@ class EntryView:
     sets: dict[str, SetView] = field(default_factory=dict)
     versions: pd.DataFrame | None = None
     history: pd.DataFrame | None = None
+    late: q.EvalSummary | None = None  # a version submitted after the deadline, shown but not ranked
 
 
-def visible_entries(engine: Engine, revealed: bool) -> list[tuple[str, str]]:
-    """(entry name, display name) of every entry not hidden, in board order."""
-    view = board_view(engine, revealed)
-    return list(zip(view.board["entry"], view.board["display_name"]))
+def visible_entries(engine: Engine, revealed: bool, rules: Competition | None = None) -> list[tuple[str, str]]:
+    """(entry name, display name) of every entry not hidden, in board order (each once)."""
+    view = board_view(engine, revealed, rules)
+    return list(dict.fromkeys(zip(view.board["entry"], view.board["display_name"])))
 
 
-def entry_view(engine: Engine, name: str, revealed: bool) -> EntryView | None:
-    """Everything the entry page shows, for the entry's latest evaluation; None if unknown or hidden."""
+def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | None = None) -> EntryView | None:
+    """Everything the entry page shows, for the evaluation that counts (its on-time version, else its late
+    one); None if unknown or hidden."""
     moderation = store.moderation(engine).get(name, ("visible", ""))
     if moderation[0] == "hidden":
         return None
     datasets = q.current_datasets(engine, revealed)
-    summary = next((s for s in q.latest_evaluations(engine, datasets) if s.entry_name == name), None)
+    picked = [s for s in q.picked_evaluations(engine, datasets, rules) if s.entry_name == name]
+    summary = picked[0] if picked else None
     if summary is None:
         return None
-    view = EntryView(summary, moderation)
+    view = EntryView(summary, moderation, late=picked[1] if len(picked) > 1 else None)
     for kind, score in summary.scores.items():
         arrays = q.predictions(engine, summary.evaluation_id, score.dataset_id)
         if arrays is None:
@@ -95,7 +101,7 @@ def entry_view(engine: Engine, name: str, revealed: bool) -> EntryView | None:
         view.sets[kind] = SetView(kind=kind, dataset=datasets[kind], accuracy=score.accuracy,
                                   ci=(score.ci_low, score.ci_high), correct=score.correct, total=score.total,
                                   labels=q.dataset_labels(engine, score.dataset_id), **arrays)
-    view.versions = q.versions(engine, name)
+    view.versions = q.versions(engine, name, rules)
     history = q.history(engine, datasets)
     view.history = history[history["entry"] == name].reset_index(drop=True)
     return view
@@ -111,14 +117,14 @@ class GuestView:
     entries: list[str]             # display names of the entries counted
 
 
-def guest_view(engine: Engine) -> GuestView | None:
+def guest_view(engine: Engine, rules: Competition | None = None) -> GuestView | None:
     """The guest gallery's data; callers must check the reveal first (this reads guest results)."""
     datasets = q.current_datasets(engine, revealed=True)
     if "guest" not in datasets:
         return None
     guest = datasets["guest"]
     moderation = store.moderation(engine)
-    summaries = [s for s in q.latest_evaluations(engine, datasets)
+    summaries = [s for s in q.latest_evaluations(engine, datasets, rules)
                  if s.status == "ok" and "guest" in s.scores and moderation.get(s.entry_name, ("visible", ""))[0] == "visible"]
     labels = q.dataset_labels(engine, guest.id)
     images, files = q.dataset_images(engine, guest.id)
@@ -153,14 +159,15 @@ class DuelView:
     result: stats.HeadToHead
 
 
-def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: bool) -> DuelView | None:
+def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: bool,
+              rules: Competition | None = None) -> DuelView | None:
     """Two entries' latest evaluations compared on one set (the guest set only after the reveal)."""
     if kind == "guest" and not revealed:
         return None
     datasets = q.current_datasets(engine, revealed)
     if kind not in datasets:
         return None
-    by_name = {s.entry_name: s for s in q.latest_evaluations(engine, datasets)}
+    by_name = {s.entry_name: s for s in q.latest_evaluations(engine, datasets, rules)}
     a, b = by_name.get(name_a), by_name.get(name_b)
     if a is None or b is None or kind not in a.scores or kind not in b.scores:
         return None

@@ -234,7 +234,12 @@ def test_background_job_reports_progress(tmp_path):
     assert admin.run_progress(None, job, 3) == (1.0, "finished")
     settings = config.Settings("sqlite:///x.db", tmp_path / "subs", tmp_path / "m", tmp_path)
     argv = admin.evaluation_command(settings, force=True, only=["ada"])
-    assert argv[1:4] == ["-m", "harness.evaluate", "--db"] and argv[-3:] == ["--only", "ada", "--force"]
+    assert argv[1:4] == ["-m", "harness.evaluate", "--submissions"] and argv[-3:] == ["--only", "ada", "--force"]
+    assert "sqlite:///x.db" not in argv  # the URL (maybe with a password) travels in the environment
+    probe = admin.start_job([sys.executable, "-c", "import os; print(os.environ['LEADERBOARD_DB'])"], tmp_path,
+                            "postgresql+psycopg://u:secret@db/club")
+    probe.process.wait(30)
+    assert probe.log_tail() == "postgresql+psycopg://u:secret@db/club"
 
 
 def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test, train_means):
@@ -398,3 +403,99 @@ def test_what_worked_page_revealed(fx, monkeypatch):
     shown = pd.concat([f.value for f in at.dataframe])
     ok = {round(v, 6) for v in results.values() if v == v}
     assert len(shown) and {round(v, 6) for v in pd.concat([shown["best"], shown["worst"]])} <= ok
+
+
+def ada_version_times(db) -> list:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+    from harness.db import Entry, EntryVersion
+    with Session(make_engine(str(db))) as session:
+        return list(session.scalars(select(EntryVersion.first_seen_at).join(Entry).where(Entry.name == "ada")
+                                    .order_by(EntryVersion.id)))
+
+
+def rules_file(tmp_path, monkeypatch, text: str):
+    path = tmp_path / "competition.toml"
+    path.write_text(text)
+    monkeypatch.setenv("COMPETITION_CONFIG", str(path))
+    st.cache_data.clear()
+    return path
+
+
+def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch, tmp_path):
+    first, second = ada_version_times(fx.revealed_db)
+    deadline = first + (second - first) / 2  # between Ada's two versions (naive UTC)
+    rules_file(tmp_path, monkeypatch, f'title = "Winter cup"\ndeadline = {deadline.isoformat()}Z\n')
+    from harness import competition
+    engine = make_engine(str(fx.revealed_db))
+    board = views.board_view(engine, True, competition.load()).board
+    ada = board[board["entry"] == "ada"].set_index("status")
+    assert len(ada) == 2
+    late = next(s for s in ada.index if s.startswith("late: "))
+    ranked = ada.loc["ok"]
+    # Reference: the stored evaluations of each of Ada's versions, read directly.
+    evals = {e.version.first_seen_at: e for e in store.load_evaluations(engine, store.newest_evaluation_ids(engine))
+             + store.load_evaluations(engine, list(range(1, 20))) if e.version.entry.name == "ada"}
+    assert ranked["mnist_accuracy"] == next(r.accuracy for r in evals[first].results if r.dataset.kind == "mnist")
+    assert ada.loc[late, "mnist_accuracy"] == next(r.accuracy for r in evals[second].results if r.dataset.kind == "mnist")
+    assert ranked["rank"] >= 1 and np.isnan(ada.loc[late, "rank"])
+    # Dee no longer shares Ada's rank: Ada's on-time (weak) version is the one ranked, ordered by guest accuracy.
+    row = board[board["status"] == "ok"].set_index("entry")
+    assert row.loc["dee", "rank"] != row.loc["ada", "rank"]
+    assert (row.loc["dee", "rank"] < row.loc["ada", "rank"]) == (row.loc["dee", "guest_accuracy"]
+                                                                 > row.loc["ada", "guest_accuracy"])
+
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page()
+    assert at.title[0].value == "🏆 Winter cup"
+    assert any("The deadline was" in c.value for c in at.caption)
+    assert any("submitted after the deadline" in m.value for m in at.markdown)  # the "Not ranked" list
+    entry = page("screens/entry.py", entry="ada")
+    assert any("submitted after the deadline" in w.value for w in entry.warning)
+
+
+def test_rules_can_keep_the_guest_sealed_or_reveal_it(fx, monkeypatch, tmp_path):
+    rules_file(tmp_path, monkeypatch, 'reveal = "hidden"\n')
+    use_db(monkeypatch, fx, fx.revealed_db)  # the organiser flag says revealed; the rules overrule it
+    at = page()
+    assert dashboard_fixtures.GUEST_TOKEN not in everything_shown(at)
+    assert any("sealed until the reveal" in i.value for i in at.info)
+    rules_file(tmp_path, monkeypatch, 'reveal = "revealed"\n')
+    use_db(monkeypatch, fx, fx.db)  # flag says sealed; the rules reveal
+    at = page()
+    assert any("Ranked by the guest's" in s.value for s in at.success)
+
+
+def test_an_invalid_rules_file_stops_the_dashboard_with_one_sentence(fx, monkeypatch, tmp_path):
+    path = rules_file(tmp_path, monkeypatch, 'entries_per_member = "two"\n')
+    use_db(monkeypatch, fx, fx.db)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert len(at.error) == 1 and str(path) in at.error[0].value
+    assert "'entries_per_member' = 'two' must be \"one\" or \"several\"" in at.error[0].value
+    assert not at.dataframe
+
+
+def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
+    db = tmp_path / "org.db"
+    shutil.copy(fx.db, db)
+    first, second = ada_version_times(db)
+    deadline = first + (second - first) / 2
+    rules_file(tmp_path, monkeypatch, f'deadline = {deadline.isoformat()}Z\ntimezone = "UTC"\n')
+    use_db(monkeypatch, fx, db, password="let-me-in")
+    at = page("screens/organiser.py")
+    at.text_input[0].input("let-me-in")
+    at.button[0].click().run()
+    form_entry = next(s for s in at.selectbox if s.key == "override_entry")
+    form_entry.set_value("ada").run()
+    next(s for s in at.selectbox if s.key == "override_version").set_value(2)
+    next(t for t in at.text_input if t.label.startswith("Counts as submitted")).input(
+        (deadline - (second - first) / 4).isoformat(timespec="seconds"))
+    next(t for t in at.text_input if t.key == "override_reason").input("upload failed before the deadline")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("(on time, overridden: upload failed before the deadline)" in s.value for s in at.success)
+    from harness import competition
+    board = views.board_view(make_engine(str(db)), False, competition.load()).board
+    assert board["entry"].tolist().count("ada") == 1  # version 2 now counts; nothing late
+    assert store.audit_log(make_engine(str(db)))[0]["action"] == "version-time"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
 from harness import evaluate
-from harness.db import Evaluation, EntryVersion, Result, make_engine
+from harness.db import Dataset, Entry, Evaluation, EntryVersion, Result, Run, make_engine
 from harness.guest import load_guest_set
 from tests.conftest import REPO, SHARED
 from tests.entries import class_means, template_predictions, template_weights, write_entry
@@ -50,14 +50,18 @@ def subs(tmp_path, means, mnist_dir) -> Path:
     return folder
 
 
-def cli(tmp_path, subs, mnist_dir, mystery, *extra) -> list[str]:
+def cli(tmp_path, subs, mnist_dir, mystery, *extra, db: str | None = None) -> list[str]:
     return ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(mystery),
-            "--db", str(tmp_path / "lb.db"), "--device", "cpu", *extra]
+            "--db", db or str(tmp_path / "lb.db"), "--device", "cpu", *extra]
 
 
-def count(tmp_path, model) -> int:
-    with Session(make_engine(f"sqlite:///{tmp_path / 'lb.db'}")) as session:
-        return session.scalar(select(func.count()).select_from(model))
+def count(db: str, model) -> int:
+    engine = make_engine(db)
+    try:
+        with Session(engine) as session:
+            return session.scalar(select(func.count()).select_from(model))
+    finally:
+        engine.dispose()
 
 
 def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, mnist_test, means, guest_dir, capsys):
@@ -83,21 +87,52 @@ def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, m
     assert doc["datasets"]["guest"]["size"] == 50 and doc["datasets"]["mnist"]["size"] == 10000
 
 
-def test_rerun_skips_unchanged_and_reevaluates_changed(tmp_path, subs, mnist_dir, guest_dir, capsys):
-    args = cli(tmp_path, subs, mnist_dir, guest_dir)
+def test_rerun_skips_unchanged_and_reevaluates_changed(tmp_path, db_url, subs, mnist_dir, guest_dir, capsys):
+    args = cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)
     assert evaluate.main(args) == 0
-    assert count(tmp_path, Evaluation) == 3
+    assert count(db_url, Evaluation) == 3
     capsys.readouterr()
     assert evaluate.main(args) == 0
     assert "0 evaluated, 0 failed, 3 unchanged" in capsys.readouterr().out
-    assert count(tmp_path, Evaluation) == 3
+    assert count(db_url, Evaluation) == 3
     (subs / "weak" / "entry.toml").write_text('author = "Bob"\ndescription = "now with a description"\n')
     assert evaluate.main(args) == 0
     assert "1 evaluated, 0 failed, 2 unchanged" in capsys.readouterr().out
-    assert count(tmp_path, EntryVersion) == 4  # the old version of 'weak' is kept
+    assert count(db_url, EntryVersion) == 4  # the old version of 'weak' is kept
     assert evaluate.main(args + ["--force", "--only", "strong"]) == 0
     assert "1 evaluated, 0 failed, 0 unchanged" in capsys.readouterr().out
-    assert count(tmp_path, Evaluation) == 5 and count(tmp_path, Result) == 8  # two per successful evaluation
+    assert count(db_url, Evaluation) == 5 and count(db_url, Result) == 8  # two per successful evaluation
+
+
+def test_postgresql_stores_what_sqlite_stores(tmp_path, pg_url, subs, mnist_dir, guest_dir, capsys):
+    """One full evaluation into each database: the same ranking, metrics and stored predictions."""
+    docs, predicted = {}, {}
+    for db in (f"sqlite:///{tmp_path / 'lb.db'}", pg_url):
+        assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--json", db=db)) == 0
+        captured = capsys.readouterr()
+        doc = json.loads(captured.out)
+        password = make_url(db).password
+        if password:  # neither the terminal nor the stored run shows the database password
+            assert f":{password}@" not in captured.err and ":***@" in captured.err
+            with Session(make_engine(db)) as session:
+                stored = session.scalars(select(Run.argv)).all()
+            assert stored and all(f":{password}@" not in " ".join(argv) for argv in stored)
+        for entry in doc["entries"]:  # measured, not computed: differ from run to run
+            for key in ("seconds", "images_per_second", "peak_memory_bytes", "evaluated_at", "submitted_at"):
+                entry.pop(key, None)
+        docs[db], doc["run"], doc["notes"] = doc, None, None
+        engine = make_engine(db)
+        with Session(engine) as session:
+            predicted[db] = {(name, kind): blob for name, kind, blob in session.execute(
+                select(Entry.name, Dataset.kind, Result.predicted).join(Result.evaluation).join(Evaluation.version)
+                .join(EntryVersion.entry).join(Result.dataset))}
+        engine.dispose()
+    sqlite_doc, pg_doc = docs.values()
+    assert [e["name"] for e in pg_doc["entries"]] == ["strong", "weak", "broken"]
+    assert pg_doc == sqlite_doc
+    sqlite_predicted, pg_predicted = predicted.values()
+    assert len(pg_predicted) == 4 and pg_predicted == sqlite_predicted  # MNIST and guest for strong and weak
+    assert all(isinstance(blob, bytes) for blob in pg_predicted.values())
 
 
 def test_new_guest_set_triggers_reevaluation(tmp_path, subs, mnist_dir, guest_dir, capsys):
@@ -131,6 +166,7 @@ def test_no_guest_digits_says_so(tmp_path, subs, mnist_dir, capsys, monkeypatch)
     (["--db", "notadriver://x"], "names a database driver that is not installed"),
     (["--db", "postgresql+psycopg://::bad::"], "is not a database URL"),
     (["--db", "/nonexistent/dir/lb.db"], "the folder /nonexistent/dir does not exist"),
+    (["--db", "postgresql+psycopg://club:club@127.0.0.1:1/club"], "cannot open the database"),
     (["--timeout", "0"], "must be positive"),
 ])
 def test_bad_flags_give_one_clear_sentence(tmp_path, subs, mnist_dir, guest_dir, capsys, extra, message):
@@ -152,13 +188,13 @@ def test_unknown_flag_is_rejected_by_argparse(capsys):
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 
 
-def test_existing_results_survive_a_failed_run(tmp_path, subs, mnist_dir, guest_dir, capsys):
-    args = cli(tmp_path, subs, mnist_dir, guest_dir)
+def test_existing_results_survive_a_failed_run(tmp_path, db_url, subs, mnist_dir, guest_dir, capsys):
+    args = cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)
     evaluate.main(args)
-    before = count(tmp_path, Result)
+    before = count(db_url, Result)
     assert evaluate.main(args + ["--only", "nobody"]) == 2
     assert evaluate.main([a if a != str(mnist_dir) else str(tmp_path / "no-mnist") for a in args]) == 2
-    assert count(tmp_path, Result) == before
+    assert count(db_url, Result) == before
 
 
 def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path, means, mnist_dir, guest_dir):
@@ -208,12 +244,13 @@ def test_corrupt_guest_image_is_skipped_and_reported(tmp_path, subs, mnist_dir, 
     assert "skipped guest image 3/torn.png" in captured.err
 
 
-def test_guest_label_folder_that_is_not_a_digit_stops_before_anything_is_stored(tmp_path, subs, mnist_dir, guest_dir, capsys):
+def test_guest_label_folder_that_is_not_a_digit_stops_before_anything_is_stored(tmp_path, db_url, subs, mnist_dir,
+                                                                                 guest_dir, capsys):
     (guest_dir / "seven").mkdir()
     shutil.copy(next((guest_dir / "7").glob("*.png")), guest_dir / "seven" / "x.png")
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir)) == 2
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)) == 2
     assert "seven" in capsys.readouterr().out
-    assert count(tmp_path, Evaluation) == 0
+    assert count(db_url, Evaluation) == 0
 
 
 def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, guest_dir, capsys, monkeypatch):

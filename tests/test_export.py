@@ -11,11 +11,11 @@ from harness.db import make_engine
 from tests.entries import template_predictions, template_weights, write_entry
 
 
-def test_export_sealed_then_revealed(tmp_path, means, mnist_dir, mnist_test, capsys):
+def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_test, capsys):
     subs = tmp_path / "subs"
     write_entry(subs, "alpha", weights=template_weights(means), toml='author = "Ada"\n')
     write_entry(subs, "broken", weights={})
-    db = str(tmp_path / "lb.db")
+    db = db_url
     assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
                           "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
     assert export.main(["--db", db, "--out", str(tmp_path / "sealed"), "--signed-off-by", "Org"]) == 0
@@ -37,6 +37,6 @@ def test_export_sealed_then_revealed(tmp_path, means, mnist_dir, mnist_test, cap
     assert final[0]["guest_total"] == "100" and len(final[0]["guest_dataset_hash"]) == 64
 
 
-def test_export_of_an_empty_database(tmp_path, capsys):
-    assert export.main(["--db", str(tmp_path / "e.db"), "--out", str(tmp_path / "x"), "--signed-off-by", "Org"]) == 2
+def test_export_of_an_empty_database(tmp_path, db_url, capsys):
+    assert export.main(["--db", db_url, "--out", str(tmp_path / "x"), "--signed-off-by", "Org"]) == 2
     assert "holds no evaluations yet" in capsys.readouterr().err

@@ -11,12 +11,15 @@ from functools import partial
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from harness import mnist
-from harness.db import make_engine, resolve_url
+from harness import mnist, store
+from harness.db import EntryVersion, Evaluation, make_engine, resolve_url
+from harness.discovery import discover
 from harness.errors import HarnessError
+from tests.entries import write_entry
 
 
 def test_reader_agrees_with_torchvision(mnist_dir, mnist_test, tmp_path):
@@ -98,3 +101,29 @@ def test_database_that_is_not_a_database(tmp_path):
     with pytest.raises(HarnessError, match="cannot open the database"):
         make_engine(str(bogus))
     assert bogus.read_text().startswith("this is not sqlite")
+
+
+def test_what_postgresql_would_refuse_is_stored_on_both(db_url, tmp_path):
+    """NUL characters and over-long names from entry.toml or an entry's output, NaN in its hyperparameters and
+    byte counts over 2 GiB: PostgreSQL would refuse the row and stop the run; SQLite would keep it unchanged."""
+    write_entry(tmp_path / "subs", "odd", weights={}, toml=f'''
+        display_name = "{'N' * 300}"
+        author = "a\\u0000b"
+        [hyperparameters]
+        lr = nan
+        limit = [1.5, -inf]
+        ''')
+    engine = make_engine(db_url)
+    version_id = store.ensure_version(engine, discover(tmp_path / "subs")["odd"])
+    run_id = store.start_run(engine, "cpu", [])
+    evaluation_id = store.save_evaluation(
+        engine, run_id=run_id, version_id=version_id, eval_key="k", status="failed", error="bad\0byte", device="cpu",
+        seconds=1.0, params=None, images_per_second=None, peak_memory_bytes=5 * 2**30, output_kind=None,
+        log="printed \0 this", metrics={})
+    with Session(engine) as session:
+        version, evaluation = session.get(EntryVersion, version_id), session.get(Evaluation, evaluation_id)
+        assert version.display_name == "N" * 200 and version.author == "a\ufffdb"
+        assert version.hyperparameters == {"lr": "nan", "limit": [1.5, "-inf"]}
+        assert (evaluation.error, evaluation.log, evaluation.peak_memory_bytes) == \
+            ("bad\ufffdbyte", "printed \ufffd this", 5 * 2**30)
+    engine.dispose()

@@ -10,11 +10,11 @@ from harness.db import Result, make_engine, pack, unpack
 from tests.entries import template_weights, write_entry
 
 
-def test_verify_finds_tampered_results_and_changed_entries(tmp_path, means, mnist_dir, capsys):
+def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, means, mnist_dir, capsys):
     subs = tmp_path / "subs"
     write_entry(subs, "alpha", weights=template_weights(means))
     write_entry(subs, "beta", weights=template_weights(means[::-1].copy()))
-    db = str(tmp_path / "lb.db")
+    db = db_url
     assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
                           "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
     capsys.readouterr()

@@ -6,7 +6,8 @@ from leaderboard import cache, figures, stats
 
 url = cache.settings().db_url
 revealed = cache.revealed()
-entries = list(zip(cache.board(url, revealed).board["entry"], cache.board(url, revealed).board["display_name"]))
+board = cache.board(url, revealed).board
+entries = list(dict.fromkeys(zip(board["entry"], board["display_name"])))  # an entry with a late version: once
 st.title("🔎 Entry")
 if not entries:
     st.warning("No evaluations yet. Run `python -m harness.evaluate` first.")
@@ -31,6 +32,15 @@ st.markdown(f"by **{s.author or 'unknown author'}** · folder `{s.entry_name}` �
             + (f"  \n{s.description}" if s.description else ""))
 if view.moderation[0] == "disqualified":
     st.error(f"Disqualified by the organisers: {view.moderation[1]}")
+if s.standing == "late":
+    st.warning("Every version of this entry was submitted after the deadline: shown, not ranked.")
+elif s.standing == "superseded":
+    st.info(f"Not ranked: {s.note}.")
+if view.late is not None:
+    st.warning(f"A newer version, submitted after the deadline on {view.late.submitted_at:%Y-%m-%d %H:%M} UTC, is "
+               f"not ranked (MNIST {100 * view.late.scores['mnist'].accuracy:.2f}% when evaluated). "
+               "This page shows the version that counts." if "mnist" in view.late.scores else
+               "A newer version, submitted after the deadline, is not ranked. This page shows the version that counts.")
 if s.status != "ok":
     st.error(f"The latest evaluation failed: {s.error}")
 

@@ -1,5 +1,7 @@
 """The board: one row per entry, honest ranking with ties, sealed guest columns before the reveal."""
 
+from zoneinfo import ZoneInfo
+
 import streamlit as st
 
 from leaderboard import cache, figures, stats
@@ -9,7 +11,14 @@ revealed = cache.revealed()
 view = cache.board(url, revealed)
 board = view.board
 
-st.title("🏆 Leaderboard")
+rules = cache.rules()
+st.title(f"🏆 {rules.title}")
+if rules.deadline is not None:
+    when = rules.deadline.astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    if rules.deadline_passed():
+        st.caption(f"The deadline was {when}. Versions submitted later are shown as **late** and are not ranked.")
+    else:
+        st.caption(f"Deadline: **{when}**. Each entry's latest version submitted by then is the one ranked.")
 if not revealed:
     st.info("🔒 **The guest result is sealed until the reveal.** The board is ranked by MNIST test accuracy for now; "
             "the guest columns open when the organisers reveal them.")
@@ -28,7 +37,8 @@ if board.empty:
 
 left, middle, right = st.columns([2, 2, 2])
 search = left.text_input("Filter by entry or author", placeholder="e.g. Ada")
-statuses = middle.multiselect("Status", ["ok", "failed", "disqualified"], default=["ok", "failed", "disqualified"])
+STATUSES = ["ok", "failed", "late", "superseded", "disqualified"]
+statuses = middle.multiselect("Status", STATUSES, default=STATUSES)
 sort_labels = {"rank": "Rank", "mnist_accuracy": "MNIST accuracy", "params": "Parameters",
                "images_per_second": "Speed", "evaluated_at": "Last evaluated"}
 if revealed:

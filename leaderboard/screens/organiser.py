@@ -5,7 +5,8 @@ import os
 import pandas as pd
 import streamlit as st
 
-from harness import store
+from harness import store, versions
+from harness.errors import HarnessError
 from leaderboard import admin, cache, config, draw, queries
 
 settings = cache.settings()
@@ -91,6 +92,29 @@ with st.form("moderate"):
 if current:
     st.dataframe(pd.DataFrame([{"entry": n, "state": s, "reason": r} for n, (s, r) in current.items()]),
                  hide_index=True, width="stretch")
+
+st.subheader("When a version counts as submitted")
+rules = cache.rules()
+st.caption(f"Deadline: {rules.deadline.isoformat() if rules.deadline else 'none'} (from {rules.source}). A version's "
+           "time is when the harness first saw it; correct it here when, say, an upload failed before the deadline.")
+with st.form("version_time"):
+    entry_name = st.selectbox("Entry", names, key="override_entry")
+    history = versions.history(engine, entry_name) if entry_name else []
+    choice = st.selectbox("Version", [v.number for v in history],
+                          format_func=lambda n: versions.describe(history[n - 1], rules), key="override_version")
+    when = st.text_input(f"Counts as submitted at (ISO time; without an offset: {rules.timezone})",
+                         placeholder="2027-01-10T23:30:00")
+    why = st.text_input("Reason (required; kept in the audit log)", key="override_reason")
+    clear = st.checkbox("Drop the override instead (back to when the harness first saw it)")
+    if st.form_submit_button("Save") and choice:
+        try:
+            at = None if clear else versions.parse_time(when, rules.timezone)
+            changed = versions.override(engine, entry_name, str(choice), at, why)
+        except HarnessError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"{entry_name}: {versions.describe(changed, rules)}")
+            cache.clear()
 
 st.subheader("Audit log")
 st.dataframe(pd.DataFrame(store.audit_log(engine), columns=["at", "action", "entry", "detail"]), hide_index=True,

@@ -1,0 +1,146 @@
+"""``python -m harness.migrate``: bring a results database made by this or an older harness to the newest schema.
+
+``db.make_engine`` calls :func:`upgrade` on every start, so running this by hand is only needed to see what it
+does. To change the schema, edit ``harness/db.py`` and add a revision to ``harness/migrations/versions/``
+(``python -m harness.migrate --db DB_AT_HEAD --new "what changed"`` drafts one from the difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from harness.errors import HarnessError
+
+SCRIPTS = Path(__file__).with_name("migrations")
+BASELINE = "0001"  # the schema that create_all made before there were migrations (commit c82d84d)
+BASELINE_TABLES = {"entries", "entry_versions", "datasets", "runs", "evaluations", "results", "flags", "moderation",
+                   "audit_log"}
+LOCK_KEY = 7_262_021_417  # pg_advisory_xact_lock key: one schema upgrade at a time on a PostgreSQL database
+
+
+def config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration for the package's migrations (no alembic.ini), bound to ``connection``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(config())
+
+
+def head() -> str:
+    return scripts().get_current_head()
+
+
+def current(connection: Connection) -> str | None:
+    """The database's schema revision: None for an empty database or one made before migrations."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Upgrade the schema to the newest revision; returns the revisions before and after.
+
+    A database already there costs two small queries. Otherwise the upgrade runs in one transaction under a
+    lock, so two processes starting at once on a fresh database do it once."""
+    with engine.connect() as connection:
+        before = current(connection)
+    if before == head():
+        return before, before
+    _refuse_unknown(before)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # batch migrations copy tables, which foreign keys would block; the pragma only works here
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            _lock(connection)
+            before = current(connection)  # another process may have upgraded while this one waited
+            _refuse_unknown(before)
+            if before is None and inspect(connection).has_table("entries"):
+                _adopt(connection)
+            command.upgrade(config(connection), "head")
+            if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                raise HarnessError("a schema migration left rows that break a foreign key; nothing was changed.")
+            connection.commit()
+        finally:
+            connection.rollback()
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    return before, head()
+
+
+def _lock(connection: Connection) -> None:
+    """Begin the upgrade's transaction holding the database's write lock."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) while another process upgrades
+
+
+def _refuse_unknown(revision: str | None) -> None:
+    if revision is not None and revision not in {s.revision for s in scripts().walk_revisions()}:
+        raise HarnessError(f"the database was made by a newer version of the harness (revision {revision}); "
+                           "upgrade the code (git pull, then pip install -e .) to use it.")
+
+
+def _adopt(connection: Connection) -> None:
+    """A database made before migrations: check that it has the baseline's tables, then mark it as baseline."""
+    inspector = inspect(connection)
+    missing = sorted(BASELINE_TABLES - set(inspector.get_table_names()))
+    if not missing and "sandboxed" not in {c["name"] for c in inspector.get_columns("evaluations")}:
+        missing = ["evaluations.sandboxed"]
+    if missing:
+        raise HarnessError(f"the database was made by a harness older than any known schema (it lacks "
+                           f"{', '.join(missing)}); evaluate into a new database instead.")
+    command.stamp(config(connection), BASELINE)
+
+
+def draft_revision(connection: Connection, message: str) -> str:
+    """Write the next revision file from the differences between ``harness/db.py`` and a database at head."""
+    script = command.revision(config(connection), message=message, autogenerate=True, rev_id=f"{int(head()) + 1:04d}")
+    return script.path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.db import make_engine, resolve_url, shown_url
+    p = argparse.ArgumentParser(prog="python -m harness.migrate", description=__doc__.splitlines()[0])
+    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    p.add_argument("--new", metavar="MESSAGE", help="draft a revision from db.py's differences to the upgraded database")
+    args = p.parse_args(argv)
+    try:
+        engine = make_engine(args.db, create=False)
+        try:
+            before, after = upgrade(engine)
+            if args.new:
+                with engine.connect() as connection:
+                    print(f"drafted {draft_revision(connection, args.new)}; check it by hand before committing it.")
+        finally:
+            engine.dispose()
+    except DBAPIError as exc:
+        print(f"error: cannot open the database {shown_url(resolve_url(args.db))!r} ({str(exc.orig).strip()}).")
+        return 2
+    except HarnessError as exc:
+        print(f"error: {exc}")
+        return 2
+    where = shown_url(resolve_url(args.db))
+    if before == after:
+        print(f"{where}: already at revision {after}.")
+    else:
+        print(f"{where}: revision {before or 'none'} -> {after}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Which evaluation of each entry counts: the latest version submitted before the deadline.
+
+A version counts as submitted when the harness first saw it, unless the organiser overrode that time.
+A later version is still shown, as ``late``, but not ranked. With ``entries_per_member = "one"`` only
+each member's most recently submitted entry is ranked; their other entries are ``superseded``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from harness import ranking, store
+from harness.competition import Competition
+from harness.db import Entry, EntryVersion, Evaluation
+
+RANKED, LATE, SUPERSEDED = "ranked", "late", "superseded"
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    entry_name: str
+    version_id: int
+    content_hash: str
+    author: str | None
+    submitted_at: datetime        # naive UTC
+    overridden: bool
+    evaluation_id: int | None     # the newest evaluation of this version, if any
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One evaluation shown on the board and whether it takes part in the ranking."""
+    entry_name: str
+    evaluation_id: int
+    version_id: int
+    submitted_at: datetime
+    standing: str                 # ranked, late or superseded
+    note: str = ""
+
+
+def version_rows(engine: Engine) -> list[VersionRow]:
+    """Every version of every entry with its submission time and newest evaluation, oldest first."""
+    newest = (select(Evaluation.version_id, func.max(Evaluation.id).label("evaluation_id"))
+              .group_by(Evaluation.version_id).subquery())
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Entry.name, EntryVersion.id, EntryVersion.content_hash, EntryVersion.author,
+                   EntryVersion.first_seen_at, EntryVersion.submitted_at_override, newest.c.evaluation_id)
+            .join(Entry, EntryVersion.entry_id == Entry.id)
+            .outerjoin(newest, newest.c.version_id == EntryVersion.id)).all()
+    out = [VersionRow(r.name, r.id, r.content_hash, r.author, r.submitted_at_override or r.first_seen_at,
+                      r.submitted_at_override is not None, r.evaluation_id) for r in rows]
+    return sorted(out, key=lambda v: (v.submitted_at, v.version_id))
+
+
+def counted_versions(versions: list[VersionRow], competition: Competition) -> dict[str, VersionRow]:
+    """{entry: its latest version submitted by the deadline} (evaluated or not): what the runner must score."""
+    out: dict[str, VersionRow] = {}
+    for v in versions:  # oldest first, so the last on-time version wins
+        if not competition.is_late(v.submitted_at):
+            out[v.entry_name] = v
+    return out
+
+
+def member(author: str | None, entry_name: str) -> str:
+    """Who an entry belongs to: its author, case and spacing ignored; the folder name when there is none."""
+    key = " ".join((author or "").split()).casefold()
+    return key or f"entry:{entry_name}"
+
+
+def picks(versions: list[VersionRow], competition: Competition) -> list[Pick]:
+    """The evaluation each entry shows: its latest on-time evaluated version (ranked), and a newer late one."""
+    by_entry: dict[str, list[VersionRow]] = {}
+    for v in versions:
+        if v.evaluation_id is not None:
+            by_entry.setdefault(v.entry_name, []).append(v)
+    out: list[Pick] = []
+    for name, evaluated in sorted(by_entry.items()):
+        on_time = [v for v in evaluated if not competition.is_late(v.submitted_at)]
+        late = [v for v in evaluated if competition.is_late(v.submitted_at)]
+        if on_time:
+            v = on_time[-1]
+            out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, RANKED))
+        if late:
+            v = late[-1]
+            note = "submitted after the deadline" + ("; the on-time version is ranked" if on_time else "")
+            out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, LATE, note))
+    if competition.entries_per_member == "one":
+        out = _one_per_member(out, {v.version_id: v.author for v in versions})
+    return out
+
+
+def _one_per_member(chosen: list[Pick], authors: dict[int, str | None]) -> list[Pick]:
+    ranked = [p for p in chosen if p.standing == RANKED]
+    latest: dict[str, Pick] = {}
+    for p in sorted(ranked, key=lambda p: (p.submitted_at, p.version_id)):
+        latest[member(authors.get(p.version_id), p.entry_name)] = p
+    out = []
+    for p in chosen:
+        keeper = latest.get(member(authors.get(p.version_id), p.entry_name)) if p.standing == RANKED else None
+        if keeper is not None and keeper is not p:
+            who = authors.get(p.version_id) or p.entry_name
+            p = Pick(p.entry_name, p.evaluation_id, p.version_id, p.submitted_at, SUPERSEDED,
+                     f"{who}'s newer entry {keeper.entry_name} is the one ranked (one entry per member)")
+        out.append(p)
+    return out
+
+
+def current(engine: Engine, competition: Competition) -> list[Pick]:
+    return picks(version_rows(engine), competition)
+
+
+def ranked_rows(engine: Engine, competition: Competition, names: set[str] | None = None,
+                revealed: bool = True) -> tuple[list[ranking.Row], dict[int, Evaluation]]:
+    """The board as the harness prints and exports it: picked evaluations ranked by the configured metrics.
+
+    ``names`` limits it to some entries; without ``revealed`` no guest number takes part.
+    """
+    chosen = [p for p in current(engine, competition) if names is None or p.entry_name in names]
+    evaluations = {e.id: e for e in store.load_evaluations(engine, [p.evaluation_id for p in chosen])}
+    rows = [ranking.to_row(evaluations[p.evaluation_id], p.standing, p.note) for p in chosen]
+    if not revealed:
+        for row in rows:
+            row.guest = None
+    return ranking.rank(rows, primary=competition.primary, tie_break=competition.tie_break), evaluations

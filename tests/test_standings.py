@@ -1,0 +1,106 @@
+"""Which version counts (deadline, overrides, one entry per member) and ranking by the configured metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from harness import ranking
+from harness.competition import parse
+from harness.standings import LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks
+
+DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}
+
+
+def v(entry, version_id, when, evaluation_id, author=None, overridden=False):
+    return VersionRow(entry, version_id, f"hash{version_id}", author, when, overridden, evaluation_id)
+
+
+def test_latest_on_time_version_is_ranked_and_a_later_one_is_late():
+    versions = [v("ada", 1, datetime(2027, 1, 2), 11), v("ada", 2, datetime(2027, 1, 9), 12),
+                v("ada", 3, datetime(2027, 1, 11), 13), v("bob", 4, datetime(2027, 1, 12), 14)]
+    chosen = {(p.entry_name, p.standing): p for p in picks(versions, parse(DEADLINE))}
+    assert set(chosen) == {("ada", RANKED), ("ada", LATE), ("bob", LATE)}
+    assert chosen["ada", RANKED].evaluation_id == 12 and chosen["ada", LATE].evaluation_id == 13
+    assert "the on-time version is ranked" in chosen["ada", LATE].note
+    assert "on-time" not in chosen["bob", LATE].note  # bob never submitted in time
+
+
+def test_exactly_at_the_deadline_is_on_time():
+    versions = [v("ada", 1, datetime(2027, 1, 10, 23, 0, 0), 5)]
+    assert [p.standing for p in picks(versions, parse(DEADLINE))] == [RANKED]
+
+
+def test_an_unevaluated_on_time_version_is_what_the_runner_must_score():
+    versions = [v("ada", 1, datetime(2027, 1, 2), 11), v("ada", 2, datetime(2027, 1, 9), None),
+                v("ada", 3, datetime(2027, 1, 11), 13)]
+    assert counted_versions(versions, parse(DEADLINE))["ada"].version_id == 2
+    # until it is scored, the board shows the newest evaluated on-time version
+    assert [(p.evaluation_id, p.standing) for p in picks(versions, parse(DEADLINE))] == [(11, RANKED), (13, LATE)]
+
+
+def test_without_a_deadline_the_newest_version_counts():
+    versions = [v("ada", 1, datetime(2027, 1, 2), 11), v("ada", 2, datetime(2030, 1, 9), 12)]
+    assert [(p.evaluation_id, p.standing) for p in picks(versions, parse({}))] == [(12, RANKED)]
+
+
+def test_one_entry_per_member_keeps_the_most_recent_submission():
+    versions = [v("ada-cnn", 1, datetime(2027, 1, 2), 11, author="Ada Lovelace"),
+                v("ada-mlp", 2, datetime(2027, 1, 5), 12, author="  ada   LOVELACE "),
+                v("bob", 3, datetime(2027, 1, 3), 13, author="Bob"),
+                v("anon-1", 4, datetime(2027, 1, 3), 14), v("anon-2", 5, datetime(2027, 1, 4), 15)]
+    rules = parse({**DEADLINE, "entries_per_member": "one"})
+    standing = {p.entry_name: p for p in picks(versions, rules)}
+    assert standing["ada-mlp"].standing == RANKED and standing["bob"].standing == RANKED
+    assert standing["ada-cnn"].standing == SUPERSEDED and "ada-mlp is the one ranked" in standing["ada-cnn"].note
+    assert standing["anon-1"].standing == standing["anon-2"].standing == RANKED  # no author: each its own member
+    several = {p.entry_name: p.standing for p in picks(versions, parse(DEADLINE))}
+    assert set(several.values()) == {RANKED}
+
+
+def test_member_key_ignores_case_and_spacing():
+    assert member(" Ada  Lovelace", "x") == member("ada lovelace", "y") == "ada lovelace"
+    assert member(None, "x") != member(None, "y")
+
+
+def row(name, guest_acc, mnist_acc, guest_loss=None, params=1000, standing="ranked", n=100):
+    def score(acc, total):
+        correct = int(round(acc * total))
+        mask = np.zeros(total, bool)
+        mask[:correct] = True
+        return ranking.Score(acc, correct, total, (0.0, 1.0), mask, None)
+
+    guest = score(guest_acc, n)
+    guest.log_loss = guest_loss
+    return ranking.Row(name=name, display_name=name, author=None, status="ok", error=None,
+                       mnist=score(mnist_acc, 1000), guest=guest, params=params, images_per_second=1.0,
+                       weights_bytes=1, content_hash="h" * 12, evaluated_at="", evaluation_id=hash(name) % 1000,
+                       standing=standing)
+
+
+def test_tie_break_metrics_in_order():
+    rows = [row("a", 0.90, 0.99, guest_loss=0.40), row("b", 0.90, 0.99, guest_loss=0.30),
+            row("c", 0.90, 0.98, guest_loss=0.10), row("d", 0.95, 0.90, guest_loss=0.90)]
+    out = ranking.rank(rows, primary="guest_accuracy", tie_break=("mnist_accuracy", "guest_log_loss"))
+    # by hand: d leads on guest; a, b, c tie on guest; mnist puts a, b over c; log loss puts b over a
+    assert [(r.name, r.rank) for r in out] == [("d", 1), ("b", 2), ("a", 3), ("c", 4)]
+    fewer_params = ranking.rank([row("x", 0.9, 0.99, params=500), row("y", 0.9, 0.99, params=100)],
+                                tie_break=("mnist_accuracy", "params"))
+    assert [r.name for r in fewer_params] == ["y", "x"]
+    exact = ranking.rank([row("x", 0.9, 0.99), row("y", 0.9, 0.99)], tie_break=("mnist_accuracy",))
+    assert [r.rank for r in exact] == [1, 1]  # nothing separates them: they share the rank
+
+
+def test_mnist_primary_and_unranked_rows():
+    rows = [row("a", 0.99, 0.95), row("b", 0.50, 0.97), row("late", 1.0, 1.0, standing="late"),
+            row("old", 1.0, 1.0, standing="superseded")]
+    out = ranking.rank(rows, primary="mnist_accuracy", tie_break=("guest_accuracy",))
+    assert [(r.name, r.rank) for r in out] == [("b", 1), ("a", 2), ("late", None), ("old", None)]
+
+
+def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
+    a, b = row("a", 0.1, 0.97), row("b", 0.9, 0.95)
+    a.guest = None
+    out = ranking.rank([a, b], primary="guest_accuracy", tie_break=("guest_log_loss",))
+    assert [r.name for r in out] == ["a", "b"]  # MNIST accuracy decides
