@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness import competition, mnist, report, runner, standings, store
+from harness import competition, isolation, mnist, report, runner, standings, store
 from harness.db import make_engine, resolve_url, shown_url
 from harness.discovery import discover, select
 from harness.errors import HarnessError
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         entries = select(discover(args.submissions), args.only)
         if not entries:
             raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
+        if args.force or runner.has_new_versions(engine, entries):  # start the sandbox while the data loads
+            isolation.prestart(runner.needs_torchvision(entries))
         datasets, notes = load_datasets(args)
         options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
                                  force=args.force, batch_size=args.batch_size)

@@ -194,6 +194,13 @@ def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path]
     return _ForkedJob(proc)
 
 
+def prestart(preload_torchvision: bool = False) -> None:
+    """Start the shared sandbox without waiting (its server imports torch, about 2 s) while the caller loads the
+    datasets; the first entry then finds it ready. Call it from the thread that runs the entries."""
+    with _job_lock:
+        sandbox.prestart(["torchvision"] if preload_torchvision else [])
+
+
 def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, *,
                  device: str = "auto", timeout: float = 300.0, memory_limit: int = 8 * GIB,
                  batch_size: int | None = None, preload_torchvision: bool = False,

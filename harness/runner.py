@@ -120,6 +120,18 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     return record
 
 
+def needs_torchvision(entries: list[Entry]) -> bool:
+    """Whether any entry's model.py mentions torchvision (then the fork server imports it once for all)."""
+    return any("torchvision" in (e.folder / "model.py").read_text(errors="ignore")
+               for e in entries if (e.folder / "model.py").is_file())
+
+
+def has_new_versions(engine: Engine, entries: list[Entry]) -> bool:
+    """Whether some entry's folder holds content the store has never seen (so this run will evaluate)."""
+    known = store.known_versions(engine)
+    return any((e.name, e.content_hash) not in known for e in entries)
+
+
 @dataclass
 class Job:
     """One entry version to score: the folder on disk, or a stored version restored into the work folder."""
@@ -172,8 +184,7 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
         jobs, summary.notes = plan(engine, entries, competition, work)
         if on_plan:
             on_plan(len(jobs))
-        preload_tv = any("torchvision" in (j.entry.folder / "model.py").read_text(errors="ignore")
-                         for j in jobs if (j.entry.folder / "model.py").is_file())
+        preload_tv = needs_torchvision([j.entry for j in jobs])
         waiting: list[tuple[Job, str, int]] = []
 
         def evaluate(job: Job, key: str) -> None:

@@ -211,7 +211,7 @@ class Job:
 class Sandbox:
     """A running bwrap sandbox with the fork server inside it."""
 
-    def __init__(self, preload: list[str]):
+    def __init__(self, preload: list[str], wait: bool = True):
         self.root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
         self.uid = entry_uid()
         for name in ("entries", "in", "out"):
@@ -225,6 +225,15 @@ class Sandbox:
                                          stdout=subprocess.PIPE, stderr=log)
         self._buffer = b""
         self.closed = False
+        self.ready = False
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait for the server's "ready" (it imports torch first); SandboxError, with the sandbox closed, if it
+        does not come."""
+        if self.ready:
+            return
         try:
             ready = self.receive(START_SECONDS)
             if not ready or not ready.get("ready"):
@@ -238,6 +247,7 @@ class Sandbox:
         bwrap = psutil.Process(self.proc.pid)
         self.keep = {bwrap.pid} | {p.pid for p in bwrap.children(recursive=True)}
         self.bwrap = bwrap
+        self.ready = True
 
     def _stderr(self) -> str:
         try:
@@ -336,25 +346,50 @@ def unavailable_reason() -> str | None:
 
 def shared(preload: list[str]) -> Sandbox | None:
     """This process's sandbox, started on first use; None (with one warning) where bubblewrap cannot run."""
-    global _box, _unavailable
-    if _box is not None and (_box.closed or _box.proc.poll() is not None):
+    global _box
+    if _box is not None and (_box.closed or (_box.ready and _box.proc.poll() is not None)):
         _box.close()
         _box = None
-    if _box is None and _unavailable is None:
-        if os.environ.get("HARNESS_SANDBOX", "").lower() in ("0", "off", "no", "false"):
-            _unavailable = "HARNESS_SANDBOX is off"
-        elif shutil.which("bwrap") is None:
-            _unavailable = "bubblewrap (bwrap) is not installed"
-        else:
-            try:
-                _box = Sandbox(preload)
-                atexit.register(_box.close)
-            except (SandboxError, OSError) as exc:
-                _unavailable = f"bubblewrap failed to start ({exc})"
-        if _unavailable:
-            print(f"warning: entries run without a sandbox ({_unavailable}); results are marked not sandboxed.",
-                  file=sys.stderr)
+    if _box is None:
+        _spawn(preload)
+    if _box is not None and not _box.ready:
+        try:
+            _box.wait_ready()
+        except SandboxError as exc:
+            _box = None
+            _mark_unavailable(f"bubblewrap failed to start ({exc})")
     return _box
+
+
+def prestart(preload: list[str]) -> None:
+    """Start this process's sandbox without waiting for it: its server imports torch while the caller works.
+
+    It must be called from the thread that will use the sandbox (bwrap's --die-with-parent follows the thread).
+    """
+    if _box is None:
+        _spawn(preload)
+
+
+def _spawn(preload: list[str]) -> None:
+    global _box
+    if _unavailable is not None:
+        return
+    if os.environ.get("HARNESS_SANDBOX", "").lower() in ("0", "off", "no", "false"):
+        _mark_unavailable("HARNESS_SANDBOX is off")
+    elif shutil.which("bwrap") is None:
+        _mark_unavailable("bubblewrap (bwrap) is not installed")
+    else:
+        try:
+            _box = Sandbox(preload, wait=False)
+            atexit.register(_box.close)
+        except (SandboxError, OSError) as exc:
+            _mark_unavailable(f"bubblewrap failed to start ({exc})")
+
+
+def _mark_unavailable(reason: str) -> None:
+    global _unavailable
+    _unavailable = reason
+    print(f"warning: entries run without a sandbox ({reason}); results are marked not sandboxed.", file=sys.stderr)
 
 
 def close_shared() -> None:

@@ -60,6 +60,13 @@ def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
                 raise
 
 
+def known_versions(engine: Engine) -> set[tuple[str, str]]:
+    """(entry name, content hash) of every version in the store."""
+    with Session(engine) as session:
+        return {(name, content) for name, content in
+                session.execute(select(Entry.name, EntryVersion.content_hash).join(EntryVersion.entry))}
+
+
 def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
     """The id of this dataset's row, stored on first sight (a concurrent run's identical insert wins)."""
     from sqlalchemy.exc import IntegrityError

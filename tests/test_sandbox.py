@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,17 @@ def test_without_bubblewrap_the_run_falls_back_and_says_so(tmp_path, monkeypatch
     with pytest.raises(RuntimeError, match="not installed"):
         isolation.run_isolated(folder, EntryMetadata(), {"mnist": tmp_path / "images_mnist.npy"},
                                tmp_path / "out2", device="cpu", timeout=60, sandboxed=True)
+
+
+def test_a_prestarted_sandbox_runs_the_first_entry(box, tmp_path, means):
+    """The sandbox started early, without waiting (as harness.evaluate does while the data load), is alive when
+    the first entry comes: a thread that spawned bwrap and ended would have taken it down (--die-with-parent)."""
+    sandbox.close_shared()
+    isolation.prestart()
+    folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
+    np.save(tmp_path / "images_mnist.npy", np.zeros((4, 1, 28, 28), np.uint8))
+    time.sleep(0.5)  # the caller's other work
+    outcome = isolation.run_isolated(folder, EntryMetadata(), {"mnist": tmp_path / "images_mnist.npy"},
+                                     tmp_path / "out", device="cpu", timeout=60, sandboxed=True)
+    assert outcome.sandboxed is True and outcome.result["status"] == "ok", outcome.result
+    assert np.load(tmp_path / "out" / "outputs_mnist.npy").shape == (4, 10)
