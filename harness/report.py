@@ -55,7 +55,7 @@ METRIC_WORDS = {"guest_accuracy": "guest accuracy", "mnist_accuracy": "MNIST acc
 
 def title(metrics: list[str], has_guest: bool, competition_title: str = "") -> str:
     used = [METRIC_WORDS[m] for m in metrics if has_guest or not m.startswith("guest")] or ["MNIST accuracy"]
-    head = f"{competition_title}: " if competition_title else ""
+    head = f"{competition_title} · " if competition_title else ""
     return head + "ranking by " + ", then ".join(used) + ("" if has_guest else " (no guest digits)")
 
 
