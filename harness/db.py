@@ -6,6 +6,8 @@ import io
 import json
 import math
 import os
+import sqlite3
+import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -232,7 +234,14 @@ def shown_url(url: str) -> str:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")  # first: another process may be creating the database
-    cursor.execute("PRAGMA journal_mode=WAL")  # a dashboard can read while the harness writes
+    for attempt in range(300):  # switching a new file to WAL answers "locked" at once, without the busy timeout
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")  # a dashboard can read while the harness writes
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 299:
+                raise
+            time.sleep(0.1)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -6,11 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness import competition, isolation, mnist, report, runner, standings, store
+# Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
+from harness import competition, isolation, store
 from harness.db import make_engine, resolve_url, shown_url
 from harness.discovery import discover, select
 from harness.errors import HarnessError
@@ -41,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
 
 def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     """MNIST test plus the guest set (real, else the shipped sample), and notes about what was used."""
+    import numpy as np
+
+    from harness import mnist
     notes = []
     split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test")
     datasets = [store.DatasetSpec(kind="mnist", content_hash=split.content_hash, labels=split.labels,
@@ -87,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         entries = select(discover(args.submissions), args.only)
         if not entries:
             raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
-        if args.force or runner.has_new_versions(engine, entries):  # start the sandbox while the data loads
-            isolation.prestart(runner.needs_torchvision(entries))
+        if args.force or store.has_unseen(engine, entries):  # start the sandbox while the rest loads
+            isolation.prestart(isolation.needs_torchvision(entries))
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from harness import report, runner, standings
         datasets, notes = load_datasets(args)
         options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
                                  force=args.force, batch_size=args.batch_size)

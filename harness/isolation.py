@@ -194,6 +194,12 @@ def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path]
     return _ForkedJob(proc)
 
 
+def needs_torchvision(entries) -> bool:
+    """Whether any entry's model.py mentions torchvision (then the fork server imports it once for all)."""
+    return any("torchvision" in (e.folder / "model.py").read_text(errors="ignore")
+               for e in entries if (e.folder / "model.py").is_file())
+
+
 def prestart(preload_torchvision: bool = False) -> None:
     """Start the shared sandbox without waiting (its server imports torch, about 2 s) while the caller loads the
     datasets; the first entry then finds it ready. Call it from the thread that runs the entries."""

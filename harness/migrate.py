@@ -11,15 +11,16 @@ import argparse
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # alembic is imported only when a database needs upgrading: every CLI start checks, few upgrade
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 SCRIPTS = Path(__file__).with_name("migrations")
 BASELINE = "0001"  # the schema that create_all made before there were migrations (commit c82d84d)
@@ -30,6 +31,7 @@ LOCK_KEY = 7_262_021_417  # pg_advisory_xact_lock key: one schema upgrade at a t
 
 def config(connection: Connection | None = None) -> Config:
     """Alembic's configuration for the package's migrations (no alembic.ini), bound to ``connection``."""
+    from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", str(SCRIPTS))
     cfg.attributes["connection"] = connection
@@ -38,16 +40,22 @@ def config(connection: Connection | None = None) -> Config:
 
 @lru_cache(maxsize=1)
 def scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
     return ScriptDirectory.from_config(config())
 
 
+@lru_cache(maxsize=1)
 def head() -> str:
-    return scripts().get_current_head()
+    """The newest revision: revisions are numbered 0001, 0002, ... and their files start with the number
+    (tests check that this is Alembic's own head)."""
+    return f"{max(int(p.name[:4]) for p in (SCRIPTS / 'versions').glob('[0-9][0-9][0-9][0-9]_*.py')):04d}"
 
 
 def current(connection: Connection) -> str | None:
     """The database's schema revision: None for an empty database or one made before migrations."""
-    return MigrationContext.configure(connection).get_current_revision()
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
@@ -70,6 +78,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             _refuse_unknown(before)
             if before is None and inspect(connection).has_table("entries"):
                 _adopt(connection)
+            from alembic import command
             command.upgrade(config(connection), "head")
             if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
                 raise HarnessError("a schema migration left rows that break a foreign key; nothing was changed.")
@@ -104,11 +113,13 @@ def _adopt(connection: Connection) -> None:
     if missing:
         raise HarnessError(f"the database was made by a harness older than any known schema (it lacks "
                            f"{', '.join(missing)}); evaluate into a new database instead.")
+    from alembic import command
     command.stamp(config(connection), BASELINE)
 
 
 def draft_revision(connection: Connection, message: str) -> str:
     """Write the next revision file from the differences between ``harness/db.py`` and a database at head."""
+    from alembic import command
     script = command.revision(config(connection), message=message, autogenerate=True, rev_id=f"{int(head()) + 1:04d}")
     return script.path
 

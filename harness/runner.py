@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from harness import __version__, claims, snapshots, standings, store
 from harness.competition import Competition
 from harness.discovery import Entry
-from harness.isolation import GIB, run_isolated
+from harness.isolation import GIB, needs_torchvision, run_isolated
 from harness.metrics import summarize
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
@@ -118,18 +118,6 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
             record["output_kind"] = record["metrics"][dataset_ids["mnist"]].output_kind
     shutil.rmtree(out_dir, ignore_errors=True)
     return record
-
-
-def needs_torchvision(entries: list[Entry]) -> bool:
-    """Whether any entry's model.py mentions torchvision (then the fork server imports it once for all)."""
-    return any("torchvision" in (e.folder / "model.py").read_text(errors="ignore")
-               for e in entries if (e.folder / "model.py").is_file())
-
-
-def has_new_versions(engine: Engine, entries: list[Entry]) -> bool:
-    """Whether some entry's folder holds content the store has never seen (so this run will evaluate)."""
-    known = store.known_versions(engine)
-    return any((e.name, e.content_hash) not in known for e in entries)
 
 
 @dataclass

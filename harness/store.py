@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from importlib import metadata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine, func, select
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session, selectinload
 from harness import __version__
 from harness.db import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 from harness.discovery import Entry as EntryOnDisk
-from harness.metrics import DatasetMetrics
+
+if TYPE_CHECKING:
+    from harness.metrics import DatasetMetrics
 
 GUEST_REVEALED = "guest_revealed"
 
@@ -60,11 +63,12 @@ def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
                 raise
 
 
-def known_versions(engine: Engine) -> set[tuple[str, str]]:
-    """(entry name, content hash) of every version in the store."""
+def has_unseen(engine: Engine, entries: list[EntryOnDisk]) -> bool:
+    """Whether some entry's folder holds content the store has never seen (so a run will evaluate it)."""
     with Session(engine) as session:
-        return {(name, content) for name, content in
-                session.execute(select(Entry.name, EntryVersion.content_hash).join(EntryVersion.entry))}
+        known = {(name, content) for name, content in
+                 session.execute(select(Entry.name, EntryVersion.content_hash).join(EntryVersion.entry))}
+    return any((e.name, e.content_hash) not in known for e in entries)
 
 
 def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:

@@ -144,3 +144,9 @@ def test_migrations_need_no_alembic_ini_and_run_from_any_folder(tmp_path, monkey
     assert migrate.head() == sorted(s.revision for s in migrate.scripts().walk_revisions())[-1]
     assert revision(make_engine("sqlite:///here.db")) == migrate.head()
     assert not (tmp_path / "alembic.ini").exists()
+
+
+def test_the_quick_head_is_alembics_head():
+    """make_engine reads the head from the file names so that a database at head costs no alembic import."""
+    assert migrate.head() == migrate.scripts().get_current_head()
+    assert [s.revision for s in migrate.scripts().walk_revisions()][0] == migrate.head()
