@@ -37,10 +37,10 @@ if s.standing == "late":
 elif s.standing == "superseded":
     st.info(f"Not ranked: {s.note}.")
 if view.late is not None:
+    late_mnist = view.late.scores.get("mnist")
+    score = f" (MNIST {100 * late_mnist.accuracy:.2f}% when evaluated)" if late_mnist else ""
     st.warning(f"A newer version, submitted after the deadline on {view.late.submitted_at:%Y-%m-%d %H:%M} UTC, is "
-               f"not ranked (MNIST {100 * view.late.scores['mnist'].accuracy:.2f}% when evaluated). "
-               "This page shows the version that counts." if "mnist" in view.late.scores else
-               "A newer version, submitted after the deadline, is not ranked. This page shows the version that counts.")
+               f"not ranked{score}. This page shows the version that counts.")
 if s.status != "ok":
     st.error(f"The latest evaluation failed: {s.error}")
 
