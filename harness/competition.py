@@ -57,6 +57,13 @@ class Competition:
         now = now_utc or datetime.now(timezone.utc).replace(tzinfo=None)
         return self.deadline_utc is not None and now > self.deadline_utc
 
+    def as_dict(self) -> dict:
+        """The rules as plain values, for JSON output and the signed-off export."""
+        return {"title": self.title, "deadline": self.deadline.isoformat() if self.deadline else None,
+                "timezone": self.timezone, "reveal": self.reveal, "primary": self.primary,
+                "tie_break": list(self.tie_break), "entries_per_member": self.entries_per_member,
+                "source": self.source}
+
     def guest_revealed(self, organiser_flag: bool, now_utc: datetime | None = None) -> bool:
         """Whether guest results may be shown, given the organiser's reveal button state."""
         if self.reveal == "hidden":
@@ -70,6 +77,11 @@ class Competition:
     def local(self, utc_naive: datetime) -> datetime:
         """A store timestamp (naive UTC) in the competition's time zone."""
         return utc_naive.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(self.timezone))
+
+
+def add_argument(parser) -> None:
+    """The ``--config`` option every command that reads the rules takes."""
+    parser.add_argument("--config", help=f"competition rules file (default: ${ENV_VAR} or ./{DEFAULT_PATH})")
 
 
 def resolve_path(arg: str | os.PathLike | None = None) -> tuple[Path, bool]:

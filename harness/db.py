@@ -13,9 +13,10 @@ from typing import Any, Optional
 
 import numpy as np
 from sqlalchemy import (JSON, BigInteger, Engine, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint, create_engine, event)
+                        TypeDecorator, UniqueConstraint, create_engine, event, func)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from harness import migrate
@@ -100,10 +101,15 @@ class EntryVersion(Base):
     override_reason: Mapped[Optional[str]] = mapped_column(Text)
     entry: Mapped[Entry] = relationship(back_populates="versions")
 
-    @property
+    @hybrid_property
     def submitted_at(self) -> datetime:
         """When the version counts as submitted: the organiser's override, else when the harness first saw it."""
         return self.submitted_at_override or self.first_seen_at
+
+    @submitted_at.inplace.expression
+    @classmethod
+    def _submitted_at_expression(cls):
+        return func.coalesce(cls.submitted_at_override, cls.first_seen_at)
 
 
 class VersionFiles(Base):

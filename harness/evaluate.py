@@ -24,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
     p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
     p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
-    p.add_argument("--config", help="competition rules file (default: $COMPETITION_CONFIG or ./competition.toml)")
+    competition.add_argument(p)
     p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models run (default: auto)")
@@ -121,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                              "preprocess_version": d.preprocess_version} for d in datasets}
-            rules_doc = {"title": rules.title, "deadline": rules.deadline.isoformat() if rules.deadline else None,
-                         "primary": rules.primary, "tie_break": list(rules.tie_break),
-                         "entries_per_member": rules.entries_per_member, "source": rules.source}
-            print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes, rules_doc))
+            print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes, rules.as_dict()))
         failed = any(r.status != "ok" for r in rows if r.standing == "ranked")
         return 1 if args.strict and failed else 0
     except HarnessError as exc:

@@ -70,24 +70,18 @@ def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,
         writer.writeheader()
         writer.writerows(rows)
     record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "guest_revealed": revealed, "competition": _rules(rules or competition.Competition()),
+              "guest_revealed": revealed, "competition": (rules or competition.Competition()).as_dict(),
               "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
               "entries": rows}
     json_path.write_text(json.dumps(record, indent=2))
     return csv_path, json_path
 
 
-def _rules(rules: competition.Competition) -> dict:
-    return {"title": rules.title, "deadline": rules.deadline.isoformat() if rules.deadline else None,
-            "reveal": rules.reveal, "primary": rules.primary, "tie_break": list(rules.tie_break),
-            "entries_per_member": rules.entries_per_member, "source": rules.source}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.export", description=__doc__.splitlines()[0])
     p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
     p.add_argument("--out", type=Path, required=True, help="folder for standings.csv and standings.json")
-    p.add_argument("--config", help="competition rules file (default: $COMPETITION_CONFIG or ./competition.toml)")
+    competition.add_argument(p)
     p.add_argument("--signed-off-by", required=True, help="the organiser who vouches for these standings")
     args = p.parse_args(argv)
     try:

@@ -30,7 +30,7 @@ def factor_table(df, factor: str, metric: str) -> Table:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.insights", description=__doc__)
     p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
-    p.add_argument("--config", help="competition rules file (default: $COMPETITION_CONFIG or ./competition.toml)")
+    competition.add_argument(p)
     p.add_argument("--html", help="also write the charts to this HTML file")
     args = p.parse_args(argv)
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)

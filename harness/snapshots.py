@@ -44,11 +44,6 @@ def keep(engine: Engine, version_id: int, entry: Entry) -> bool:
     return True
 
 
-def has_files(engine: Engine, version_id: int) -> bool:
-    with Session(engine) as session:
-        return session.scalar(select(VersionFiles.version_id).where(VersionFiles.version_id == version_id)) is not None
-
-
 def restore(engine: Engine, version_id: int, entry_name: str, parent: Path) -> Entry | None:
     """Unpack a stored version into ``parent/entry_name`` and describe it; None when its files were not kept."""
     with Session(engine) as session:

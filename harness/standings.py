@@ -49,10 +49,10 @@ def version_rows(engine: Engine) -> list[VersionRow]:
     with Session(engine) as session:
         rows = session.execute(
             select(Entry.name, EntryVersion.id, EntryVersion.content_hash, EntryVersion.author,
-                   EntryVersion.first_seen_at, EntryVersion.submitted_at_override, newest.c.evaluation_id)
+                   EntryVersion.submitted_at, EntryVersion.submitted_at_override, newest.c.evaluation_id)
             .join(Entry, EntryVersion.entry_id == Entry.id)
             .outerjoin(newest, newest.c.version_id == EntryVersion.id)).all()
-    out = [VersionRow(r.name, r.id, r.content_hash, r.author, r.submitted_at_override or r.first_seen_at,
+    out = [VersionRow(r.name, r.id, r.content_hash, r.author, r.submitted_at,
                       r.submitted_at_override is not None, r.evaluation_id) for r in rows]
     return sorted(out, key=lambda v: (v.submitted_at, v.version_id))
 

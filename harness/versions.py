@@ -47,13 +47,14 @@ def history(engine: Engine, entry_name: str) -> list[VersionInfo]:
             raise HarnessError(f"no entry named {entry_name!r} in the database; known entries: {known}.")
         rows = session.execute(
             select(EntryVersion.id, EntryVersion.content_hash, EntryVersion.first_seen_at,
-                   EntryVersion.submitted_at_override, EntryVersion.override_reason, evaluations.c.n,
+                   EntryVersion.submitted_at, EntryVersion.submitted_at_override, EntryVersion.override_reason,
+                   evaluations.c.n,
                    VersionFiles.version_id.label("kept"))
             .join(Entry, EntryVersion.entry_id == Entry.id)
             .outerjoin(evaluations, evaluations.c.version_id == EntryVersion.id)
             .outerjoin(VersionFiles, VersionFiles.version_id == EntryVersion.id)
             .where(Entry.name == entry_name).order_by(EntryVersion.first_seen_at, EntryVersion.id)).all()
-    return [VersionInfo(i + 1, r.id, r.content_hash, r.first_seen_at, r.submitted_at_override or r.first_seen_at,
+    return [VersionInfo(i + 1, r.id, r.content_hash, r.first_seen_at, r.submitted_at,
                         r.override_reason, r.submitted_at_override is not None, r.n or 0, r.kept is not None)
             for i, r in enumerate(rows)]
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.versions", description=__doc__.splitlines()[0])
     p.add_argument("entry", help="entry folder name")
     p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
-    p.add_argument("--config", help="competition rules file (default: $COMPETITION_CONFIG or ./competition.toml)")
+    competition.add_argument(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--set-time", nargs=2, metavar=("VERSION", "WHEN"), help="count VERSION as submitted at WHEN")
     group.add_argument("--clear", metavar="VERSION", help="drop the override of VERSION")

@@ -230,15 +230,14 @@ def versions(engine: Engine, entry_name: str, rules: Competition | None = None) 
     rules = rules or Competition()
     with Session(engine) as session:
         rows = session.execute(
-            select(EntryVersion.id, EntryVersion.first_seen_at, EntryVersion.submitted_at_override,
+            select(EntryVersion.id, EntryVersion.first_seen_at, EntryVersion.submitted_at,
                    EntryVersion.override_reason, EntryVersion.display_name, EntryVersion.content_hash,
                    EntryVersion.weights_hash, EntryVersion.code_hash, EntryVersion.hyperparameters,
                    func.count(Evaluation.id).label("evaluations"))
             .join(Entry, EntryVersion.entry_id == Entry.id).outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
             .where(Entry.name == entry_name).group_by(EntryVersion.id).order_by(EntryVersion.id)).all()
     return pd.DataFrame([{"version": i + 1, "first seen": r.first_seen_at,
-                          "submitted": r.submitted_at_override or r.first_seen_at,
-                          "late": rules.is_late(r.submitted_at_override or r.first_seen_at),
+                          "submitted": r.submitted_at, "late": rules.is_late(r.submitted_at),
                           "override reason": r.override_reason or "", "display name": r.display_name,
                           "content hash": r.content_hash[:12], "weights hash": r.weights_hash[:12],
                           "code hash": r.code_hash[:12], "hyperparameters": r.hyperparameters,
