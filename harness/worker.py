@@ -25,6 +25,7 @@ from harness.loading import EntryError, load_model, set_eval
 CPU_BATCH = 128
 CUDA_BATCH = 8192
 RESULT_FILE = "result.json"
+LAYOUT_TOLERANCE = 1e-3  # largest output difference between memory layouts, relative to the outputs' scale
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
@@ -111,6 +112,30 @@ def warm_up(model, images: torch.Tensor, device: torch.device, batch_size: int, 
     torch.cuda.synchronize()
 
 
+def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> torch.memory_format:
+    """On CPU, the memory layout to run the model in: channels-last where it gives the same outputs, else the usual one.
+
+    In channels-last (NHWC) memory, oneDNN runs convolutions and max-pooling without reordering; a 2-conv MNIST CNN
+    runs its forward pass about 1.6x faster on this project's 2-core machine. The layout changes only where numbers
+    sit in memory, not what the model computes, but a model can still break in it: ``x.view(n, -1)`` after a conv
+    layer raises. So the first batch runs both ways, untimed: the model keeps channels-last only if that run
+    succeeds with the same predictions and outputs equal to float rounding. Otherwise it is put back as it was.
+    """
+    first = to_device(images[:even_batch(len(images), batch_size)], torch.device("cpu"))
+    usual = run_batches(model, first, batch_size, where)  # an error here is the entry's own, as in the timed run
+    model.to(memory_format=torch.channels_last)
+    try:
+        fast = run_batches(model, first.contiguous(memory_format=torch.channels_last), batch_size, where)
+        same = (fast.argmax(1) == usual.argmax(1)).all() and \
+            np.abs(fast - usual).max() <= LAYOUT_TOLERANCE * max(1.0, float(np.abs(usual).max()))
+    except Exception:  # noqa: BLE001 - any failure in the other layout means: keep the usual one
+        same = False
+    if same:
+        return torch.channels_last
+    model.to(memory_format=torch.contiguous_format)
+    return torch.contiguous_format
+
+
 def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,
                     device: str = "auto", batch_size: int | None = None) -> dict:
     """Load the entry and write ``outputs_<name>.npy`` for every input; returns the summary it also saves."""
@@ -122,6 +147,7 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
     load_seconds = time.perf_counter() - started
     batch_size = batch_size or (CUDA_BATCH if dev.type == "cuda" else CPU_BATCH)
     timings, counts = {}, {}
+    layout = None
     for name, path in inputs.items():
         raw = np.load(path, allow_pickle=False)
         if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != (1, 28, 28):
@@ -129,12 +155,18 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
         images = host_tensor(raw, dev)
         if dev.type == "cuda" and len(raw):
             warm_up(model, images, dev, batch_size, f"the {name} images")
+        if dev.type == "cpu" and layout is None and len(raw):
+            layout = probe_layout(model, images, batch_size, f"the {name} images")
         t0 = time.perf_counter()
-        outputs = run_batches(model, to_device(images, dev), batch_size, f"the {name} images")
+        resident = to_device(images, dev)
+        if layout is not None:
+            resident = resident.contiguous(memory_format=layout)
+        outputs = run_batches(model, resident, batch_size, f"the {name} images")
         timings[name] = time.perf_counter() - t0  # run_batches ends by copying the outputs back: synchronised
         counts[name] = len(raw)
         np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)
-    summary = {"status": "ok", "params": int(params), "device": str(dev), "load_seconds": load_seconds,
+    shown = f"{dev}, channels-last" if layout == torch.channels_last else str(dev)
+    summary = {"status": "ok", "params": int(params), "device": shown, "load_seconds": load_seconds,
                "seconds": timings, "counts": counts, "batch_size": batch_size}
     return summary
 
