@@ -59,7 +59,7 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     report = {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
               "params": result["params"], "weights_bytes": entry.weights_bytes, "output_kind": detect_output_kind(outputs),
               "images_per_second": len(images) / seconds if seconds > 0 else None, "load_seconds": result["load_seconds"],
-              "sample": described, "accuracy": None}
+              "sample": described, "accuracy": None, "device": result["device"]}
     if labels is not None:
         report["accuracy"] = float((outputs.argmax(1) == labels).mean())
     return report
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
                   f"finite, any batch size.")
     console.print(f"  parameters: {r['params']:,}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "
-                  f"load: {r['load_seconds']:.2f} s   speed: {r['images_per_second']:,.0f} images/s on {r['sample']}")
+                  f"load: {r['load_seconds']:.2f} s   speed: {r['images_per_second']:,.0f} images/s on {r['sample']} "
+                  f"({r['device']})")
     if r["accuracy"] is not None:
         console.print(f"  accuracy on {r['sample']}: {100 * r['accuracy']:.1f}%")
         if r["accuracy"] < 0.5:

@@ -121,6 +121,8 @@ def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> to
     layer raises. So the first batch runs both ways, untimed: the model keeps channels-last only if that run
     succeeds with the same predictions and outputs equal to float rounding. Otherwise it is put back as it was.
     """
+    if not any(t.dim() == 4 for t in (*model.parameters(), *model.buffers())):
+        return torch.contiguous_format  # no conv weights: nothing would change, so no probe
     first = to_device(images[:even_batch(len(images), batch_size)], torch.device("cpu"))
     usual = run_batches(model, first, batch_size, where)  # an error here is the entry's own, as in the timed run
     model.to(memory_format=torch.channels_last)

@@ -14,6 +14,7 @@ def test_good_entry_report(tmp_path, mnist_dir, mnist_test, means, capsys):
     expected = (template_predictions(mnist_test.images[:500], means) == mnist_test.labels[:500]).mean()
     assert "✓ good (Good one) loads and runs: output [N, 10] logits" in out
     assert "parameters: 7,840" in out
+    assert "images/s on the first 500 MNIST test images (cpu)" in out  # no conv weights: the usual memory layout
     assert f"accuracy on the first 500 MNIST test images: {100 * expected:.1f}%" in out
 
 
