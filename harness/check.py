@@ -12,7 +12,7 @@ import numpy as np
 from rich.console import Console
 
 from harness import mnist
-from harness.contract import ENTRY_NAME
+from harness.contract import name_problem
 from harness.discovery import load_entry
 from harness.errors import HarnessError
 from harness.isolation import GIB, run_isolated
@@ -37,8 +37,9 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
-    if not ENTRY_NAME.match(folder.resolve().name):
-        raise HarnessError(f"entry folder name {folder.name!r} is not allowed; use letters, digits, '-', '_' and '.'.")
+    problem = name_problem(folder.resolve().name)
+    if problem:
+        raise HarnessError(f"{problem}.")
     entry = load_entry(folder)
     if entry.metadata_error:
         raise HarnessError(entry.metadata_error)

@@ -1,7 +1,8 @@
 """The submission contract: what an entry in ``submissions/`` must look like.
 
 An entry is one folder, ``submissions/<entry>/`` (the folder name is the entry's name:
-letters, digits, ``-``, ``_`` and ``.``). It holds either
+letters, digits, ``-``, ``_`` and ``.``, at most 100 characters). It holds real files, no symbolic links,
+and either
 
 * **model code + weights**
   - ``model.py``: defines the model as an ``nn.Module`` subclass. The harness picks the class named
@@ -50,6 +51,15 @@ from pathlib import Path
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
 ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_LIMIT = 100  # characters in an entry folder's name (the database keeps up to 200)
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an entry folder's name (half a sentence), or None when it can."""
+    if ENTRY_NAME.match(name) and len(name) <= NAME_LIMIT:
+        return None
+    return (f"entry folder name {name!r} is not allowed; rename it using letters, digits, '-', '_' and '.' "
+            f"(at most {NAME_LIMIT} characters, starting with a letter or digit)")
 METADATA_FILE = "entry.toml"
 CODE_FILE = "model.py"
 EXPORT_FILE = "model.pt2"
@@ -73,14 +83,36 @@ class EntryMetadata:
     hyperparameters: dict = field(default_factory=dict)
 
 
+SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
+
+
+def _counted(path: Path, folder: Path) -> bool:
+    return not path.name.startswith(".") and path.suffix != ".pyc" and \
+        not any(part in SKIP_DIRS or part.startswith(".") for part in path.relative_to(folder).parts[:-1])
+
+
 def entry_files(folder: Path) -> list[Path]:
-    """The files that make up an entry's content (hashed for versioning), sorted."""
-    skip_dirs = {"__pycache__", ".ipynb_checkpoints"}
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.suffix != ".pyc"
-        and not any(part in skip_dirs or part.startswith(".") for part in p.relative_to(folder).parts[:-1])
-    )
+    """The files that make up an entry's content (hashed for versioning), sorted.
+
+    Symbolic links are never followed: the harness reads these files on the host, outside the sandbox, and keeps
+    them in the store, so a link to a file elsewhere (the database, the guest's labels) must not be read.
+    """
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and _counted(p, folder))
+
+
+def symlinks(folder: Path) -> list[Path]:
+    """The symbolic links among an entry's files and folders (an entry with one is refused, see ``links_problem``)."""
+    return sorted(p for p in folder.rglob("*") if p.is_symlink() and _counted(p, folder))
+
+
+def links_problem(folder: Path) -> str | None:
+    """One sentence when the entry holds a symbolic link, which it may not: its target could be anything on the host."""
+    links = symlinks(folder)
+    if not links:
+        return None
+    shown = ", ".join(str(p.relative_to(folder)) for p in links[:3]) + (" …" if len(links) > 3 else "")
+    return (f"the entry holds symbolic links ({shown}); an entry must hold real files only, so replace each link "
+            "with a copy of what it points to.")
 
 
 def __getattr__(name: str):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from dataclasses import dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePath
 
-from harness.contract import (CODE_FILE, ENTRY_NAME, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata,
-                              entry_files)
+from harness.contract import (CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata, entry_files,
+                              links_problem, name_problem)
 from harness.errors import HarnessError
 
 
@@ -58,7 +58,15 @@ def read_metadata(folder: Path) -> EntryMetadata:
     for key in ("display_name", "author", "description", "model_class", "weights"):
         if key in data and not isinstance(data[key], str):
             raise HarnessError(f"{path}: '{key}' must be a string.")
+    if "weights" in data and (PurePath(data["weights"]).is_absolute() or ".." in PurePath(data["weights"]).parts):
+        raise HarnessError(f"{path}: 'weights' must name a file inside the entry folder, such as \"weights.pt\", "
+                           f"not {data['weights']!r}.")
     return EntryMetadata(**data)
+
+
+def _real(path: Path | None) -> bool:
+    """A regular file reached without following a symbolic link (the only files the host reads)."""
+    return path is not None and path.is_file() and not path.is_symlink()
 
 
 def weights_file(folder: Path, metadata: EntryMetadata) -> Path | None:
@@ -74,43 +82,71 @@ def load_entry(folder: Path) -> Entry:
     """Describe one entry folder (nothing is imported or executed)."""
     folder = Path(folder)
     files = entry_files(folder)
-    metadata_error = None
-    try:
-        metadata = read_metadata(folder)
-    except HarnessError as exc:
-        metadata, metadata_error = EntryMetadata(), str(exc)
+    metadata, metadata_error = EntryMetadata(), links_problem(folder)
+    if metadata_error is None:  # entry.toml itself may be one of the links: not read then
+        try:
+            metadata = read_metadata(folder)
+        except HarnessError as exc:
+            metadata_error = str(exc)
     code = folder / CODE_FILE
-    weights = folder / EXPORT_FILE if (folder / EXPORT_FILE).is_file() and not code.is_file() else weights_file(folder, metadata)
-    has_weights = weights is not None and weights.is_file()
+    weights = folder / EXPORT_FILE if _real(folder / EXPORT_FILE) and not _real(code) else weights_file(folder, metadata)
+    has_weights = _real(weights)
     return Entry(
         name=folder.name,
         folder=folder,
         metadata=metadata,
         content_hash=_sha256(files, folder),
-        code_hash=_sha256([code], folder) if code.is_file() else "",
+        code_hash=_sha256([code], folder) if _real(code) else "",
         weights_hash=_sha256([weights], folder) if has_weights else "",
         weights_bytes=weights.stat().st_size if has_weights else 0,
         metadata_error=metadata_error,
     )
 
 
-def discover(submissions: Path) -> dict[str, Entry]:
-    """All entry folders under ``submissions``, by name (folders starting with '.' or '_' are ignored)."""
+def discover(submissions: Path, skipped: list[str] | None = None) -> dict[str, Entry]:
+    """All entry folders under ``submissions``, by name (folders starting with '.' or '_' are ignored).
+
+    A folder that cannot be an entry (a name that is not allowed, two names that differ only in case, a file that
+    cannot be read) is left out with one sentence in ``skipped``, so that the other entries are still evaluated.
+    Without a ``skipped`` list the first such folder stops discovery with that sentence.
+    """
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise HarnessError(f"the submissions folder {submissions} does not exist; create it and add one folder per entry "
                            "(see submissions/README.md), or point --submissions at it.")
-    entries: dict[str, Entry] = {}
+
+    def leave_out(sentence: str) -> None:
+        if skipped is None:
+            raise HarnessError(sentence)
+        skipped.append(sentence)
+
+    by_key: dict[str, list[Path]] = {}
     for folder in sorted(p for p in submissions.iterdir() if p.is_dir()):
         if folder.name.startswith((".", "_")) or folder.name == "__pycache__":
             continue
-        if not ENTRY_NAME.match(folder.name):
-            raise HarnessError(f"entry folder name {folder.name!r} is not allowed; rename it using letters, digits, '-', '_' and '.'.")
-        key = folder.name.lower()
-        if key in entries:
-            raise HarnessError(f"two entries are named {entries[key].name!r} and {folder.name!r} (names are case-insensitive); rename one.")
-        entries[key] = load_entry(folder)
-    return {e.name: e for e in entries.values()}
+        problem = name_problem(folder.name)
+        if problem:
+            leave_out(f"{problem}; it is left out until then.")
+            continue
+        if folder.is_symlink():
+            leave_out(f"entry folder {folder.name!r} is left out: it is a symbolic link; move the real folder into "
+                      f"{submissions} instead.")
+            continue
+        by_key.setdefault(folder.name.lower(), []).append(folder)
+    entries: dict[str, Entry] = {}
+    for group in by_key.values():
+        if len(group) > 1:
+            names = " and ".join(repr(f.name) for f in group)
+            leave_out(f"entry folders {names} are left out: entry names are case-insensitive, so they clash; rename one.")
+            continue
+        try:
+            entry = load_entry(group[0])
+        except OSError as exc:
+            leave_out(f"entry folder {group[0].name!r} is left out: {exc.filename} could not be read ({exc.strerror}); "
+                      "make its files readable.")
+            continue
+        entries[entry.name] = entry
+    return entries
 
 
 def select(entries: dict[str, Entry], only: list[str] | None) -> list[Entry]:

@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: 128 on CPU, 8192 on CUDA, halved on CUDA out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout (human output on stderr)")
     return p
 
@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             raise HarnessError("--timeout and --memory-limit must be positive numbers.")
         rules = competition.load(args.config)
         engine = make_engine(args.db)
-        entries = select(discover(args.submissions), args.only)
+        skipped: list[str] = []
+        entries = select(discover(args.submissions, skipped), args.only)
+        if not entries and skipped:
+            raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
         if not entries:
             raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
         if args.force or store.has_unseen(engine, entries):  # start the sandbox while the rest loads
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = runner.run(engine, entries, datasets, options, argv=masked(sys.argv[1:] if argv is None else argv),
                                  on_entry=on_entry, competition=rules,
                                  on_plan=lambda n: progress.update(task, total=n))
-        notes = summary.notes + notes
+        notes = skipped + summary.notes + notes
         rows, _ = standings.ranked_rows(engine, rules, names={e.name for e in entries})
         has_guest = any(d.kind == "guest" for d in datasets)
         counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                              "preprocess_version": d.preprocess_version} for d in datasets}
             print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes, rules.as_dict()))
-        failed = any(r.status != "ok" for r in rows if r.standing == "ranked")
+        failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
         return 1 if args.strict and failed else 0
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)

@@ -24,6 +24,7 @@ import torch
 import torchvision
 
 from harness import architectures, augment, recipes
+from harness.contract import name_problem
 from harness.entry_writer import check_target, weight_bytes, write_entry
 from harness.errors import HarnessError
 from harness.model_setup import build_model
@@ -222,6 +223,8 @@ def run(argv: list[str]) -> int:
         args.quiet, args.checkpoint = quiet, checkpoint_path
     if args.out is None:
         parser.error("--out is required: the entry folder to write, e.g. --out submissions/my-cnn")
+    if name_problem(args.out.name):
+        parser.error(f"--out: {name_problem(args.out.name)}")
     if args.model_class and not args.model_file:
         parser.error("--model-class needs --model-file")
     config = config_from_args(args)

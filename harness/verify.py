@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(soft_wrap=True, highlight=False)
     try:
         engine = make_engine(args.db)
-        entries = select_entries(discover(args.submissions), args.only)
+        skipped: list[str] = []
+        entries = select_entries(discover(args.submissions, skipped), args.only)
+        for sentence in skipped:
+            console.print(f"[yellow]warning:[/yellow] {sentence}")
         stored = latest_ok(engine)
         options = runner.Options(device=args.device, timeout=args.timeout)
         checks = []

@@ -57,9 +57,9 @@ class Prediction:
 
 
 def entries_on_disk(folder: Path) -> list[Entry]:
-    """The entries in the submissions folder (empty when it is missing or unreadable)."""
+    """The entries in the submissions folder (empty when it is missing; folders that cannot be entries left out)."""
     try:
-        return list(discover(folder).values())
+        return list(discover(folder, skipped=[]).values())
     except HarnessError:
         return []
 

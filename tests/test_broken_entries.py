@@ -89,3 +89,50 @@ def test_good_entry_unaffected_by_broken_neighbours(outcome, small_mnist, means)
     assert ev.status == "ok", ev.error
     assert np.array_equal(predicted(ev), template_predictions(small_mnist.images, means))
     assert ev.peak_memory_bytes < 1024 ** 3
+
+
+def test_links_and_paths_outside_the_entry_are_refused_unread(tmp_path, small_mnist, means):
+    """An entry may not make the harness read a file outside its folder (the database, the guest's labels):
+    a symbolic link or a ``weights`` path leading out fails the entry, and the host never reads or stores the target."""
+    secret = tmp_path / "labels.db"
+    secret.write_bytes(b"GUEST-LABELS-" * 100)
+    subs = tmp_path / "subs"
+    linked = write_entry(subs, "linked-weights", weights=None)
+    (linked / "weights.pt").symlink_to(secret)
+    extra = write_entry(subs, "linked-extra", weights=template_weights(means))
+    (extra / "notes.txt").symlink_to(secret)
+    (extra / "data").symlink_to(tmp_path, target_is_directory=True)
+    toml = write_entry(subs, "linked-toml", weights=template_weights(means))
+    (toml / "entry.toml").symlink_to(secret)
+    write_entry(subs, "weights-path", weights=template_weights(means), toml='weights = "../../labels.db"\n')
+    write_entry(subs, "good", weights=template_weights(means))
+    results = evaluate(tmp_path, [small_mnist])
+    sentence = "an entry must hold real files only, so replace each link with a copy of what it points to."
+    assert results["linked-weights"].error == f"the entry holds symbolic links (weights.pt); {sentence}"
+    assert results["linked-extra"].error == f"the entry holds symbolic links (data, notes.txt); {sentence}"
+    assert results["linked-toml"].error == f"the entry holds symbolic links (entry.toml); {sentence}"
+    assert "'weights' must name a file inside the entry folder, such as \"weights.pt\", not '../../labels.db'." \
+        in results["weights-path"].error
+    for name in ("linked-weights", "linked-extra", "linked-toml", "weights-path"):
+        assert results[name].status == "failed" and results[name].results == []
+    assert results["good"].status == "ok"
+    # Nothing of the target reached the store: not in any kept version's files.
+    from harness.db import VersionFiles, make_engine
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+    with Session(make_engine(f"sqlite:///{tmp_path / 'results.db'}")) as session:
+        archives = session.scalars(select(VersionFiles.archive)).all()
+    assert archives and not any(b"GUEST-LABELS-" in a for a in archives)
+    assert results["linked-weights"].version.weights_hash == ""  # the link was not hashed through
+
+
+def test_a_linked_entry_folder_is_left_out(tmp_path, means):
+    from harness.discovery import discover
+    real = write_entry(tmp_path / "elsewhere", "real", weights=template_weights(means))
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "alias").symlink_to(real, target_is_directory=True)
+    write_entry(tmp_path / "subs", "plain", weights=template_weights(means))
+    skipped: list[str] = []
+    assert list(discover(tmp_path / "subs", skipped)) == ["plain"]
+    assert skipped == [f"entry folder 'alias' is left out: it is a symbolic link; move the real folder into "
+                       f"{tmp_path / 'subs'} instead."]

@@ -181,6 +181,40 @@ def test_empty_submissions_folder(tmp_path, mnist_dir, guest_dir, capsys):
     assert "holds no entries" in capsys.readouterr().out
 
 
+def test_folders_that_cannot_be_entries_are_left_out_and_the_rest_evaluated(tmp_path, subs, mnist_dir, guest_dir,
+                                                                           means, capsys):
+    """A bad folder name, two names that differ only in case, or an unreadable file: one sentence each; the other
+    entries are still evaluated, and only --strict turns it into a failing exit status."""
+    weights = template_weights(means)
+    write_entry(subs, "my entry", weights=weights)
+    write_entry(subs, "x" * 101, weights=weights)
+    write_entry(subs, "Twin", weights=weights)
+    write_entry(subs, "twin", weights=weights)
+    locked = write_entry(subs, "locked", weights=weights)
+    (locked / "model.py").chmod(0)
+    readable = os.access(locked / "model.py", os.R_OK)  # root reads anything: no unreadable file to test then
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--json")) == 0
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert ("entry folder name 'my entry' is not allowed; rename it using letters, digits, '-', '_' and '.' "
+            "(at most 100 characters, starting with a letter or digit); it is left out until then.") in err
+    assert f"entry folder name '{'x' * 101}' is not allowed" in err
+    assert ("entry folders 'Twin' and 'twin' are left out: entry names are case-insensitive, so they clash; "
+            "rename one.") in err
+    if not readable:
+        assert f"entry folder 'locked' is left out: {locked / 'model.py'} could not be read (Permission denied)" in err
+    names = {e["name"] for e in json.loads(captured.out)["entries"]}
+    assert names == {"strong", "weak", "broken"} | ({"locked"} if readable else set())
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict", "--only", "strong")) == 1
+
+
+def test_only_folders_that_cannot_be_entries(tmp_path, mnist_dir, guest_dir, capsys):
+    write_entry(tmp_path / "odd", "bad name!", weights={})
+    assert evaluate.main(cli(tmp_path, tmp_path / "odd", mnist_dir, guest_dir)) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "holds no entry that can be evaluated: entry folder name 'bad name!' is not allowed" in out
+
+
 def test_unknown_flag_is_rejected_by_argparse(capsys):
     with pytest.raises(SystemExit) as exc:
         evaluate.main(["--frobnicate"])

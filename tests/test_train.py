@@ -248,6 +248,14 @@ def test_bad_flags_are_refused_with_the_valid_choices(tmp_path, capsys, flags, w
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_out_folder_that_cannot_be_an_entry_is_refused_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(tmp_path, out="my entry")
+    assert exit_info.value.code == 2
+    assert "--out: entry folder name 'my entry' is not allowed; rename it using letters, digits" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @needs_mnist
 def test_a_knob_the_architecture_lacks_is_refused(tmp_path, capsys):
     assert cli(tmp_path, "--arch", "logreg", "--hidden", "64", "--limit", "100")[0] == 1
