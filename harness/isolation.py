@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from harness import sandbox
+from harness import limits, sandbox, sandbox_server
 from harness.contract import EntryMetadata
 
 GIB = 1024 ** 3
@@ -60,7 +60,7 @@ def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir
     log = os.open(os.path.join(out_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    sandbox.limit_process(memory_limit, device, cpu_seconds)
+    limits.limit_process(memory_limit, device, cpu_seconds)
     from harness import worker
     worker.main(folder, metadata, inputs, out_dir, device, batch_size)
     os._exit(0)  # skip atexit hooks an entry may have registered
@@ -150,7 +150,7 @@ def _exit_reason(code: int | None, cpu_seconds: int) -> str:
         if sig == signal.SIGXCPU:
             return f"used more than {cpu_seconds} s of CPU time and was stopped; make the model faster."
         if sig == signal.SIGXFSZ:
-            return f"wrote a file larger than {sandbox.FILE_LIMIT / GIB:.0f} GiB and was stopped."
+            return f"wrote a file larger than {sandbox_server.FILE_LIMIT / GIB:.0f} GiB and was stopped."
         hint = " (likely out of memory)" if sig == signal.SIGKILL else ""
         return f"the entry's process was killed by {sig.name}{hint} before it finished."
     return f"the entry's process exited with code {code} before it finished (does the model call os._exit?)."
@@ -218,7 +218,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     preload = ["torchvision"] if preload_torchvision else []
-    cpu = sandbox.cpu_seconds(timeout)
+    cpu = limits.cpu_seconds(timeout)
     with _job_lock:
         box = None if sandboxed is False else sandbox.shared(preload)
         if sandboxed and box is None:

@@ -7,19 +7,17 @@ once; each entry is one fork that drops to an unprivileged user (when the harnes
 limits on CPU time, address space, file size and process count. After each entry the host kills every
 process in the sandbox but the server and empties the shared folders, so no entry sees another's files.
 
-This module is also the server: ``python -m harness.sandbox`` is what runs inside bwrap.
+This module is the host side; ``harness.sandbox_command`` builds the bwrap command line and
+``harness.sandbox_server`` is what runs inside it.
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
-import glob
 import json
-import math
 import os
 import pickle
-import resource
 import select
 import shutil
 import stat
@@ -31,48 +29,18 @@ from pathlib import Path
 
 import psutil
 
-NOBODY = 65534              # the user an entry runs as when the harness runs as root
+from harness.limits import cpu_seconds
+from harness.sandbox_command import command
+from harness.sandbox_server import ENTRIES, INPUTS, NOBODY
+
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
-FILE_LIMIT = 1024 ** 3      # largest file an entry may write
-TMP_BYTES = 256 * 1024 ** 2  # size of the sandbox's /tmp
 COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out
 START_SECONDS = 120.0
-ENTRIES, INPUTS, OUT = "/entries", "/in", "/out"
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
-                "/etc/ld.so.conf.d", "/etc/localtime")
-PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL")
-HARNESS_DIR = Path(__file__).resolve().parent
 
 
 class SandboxError(RuntimeError):
     """The sandbox could not start or stopped answering."""
 
-
-# ---------------------------------------------------------------- limits (used inside the entry's process)
-
-def limit_process(memory_limit: int, device: str, cpu_seconds: int | None = None, tasks: int | None = None,
-                  file_size: int | None = None) -> None:
-    """Apply the entry's resource limits to the current process (called in the forked child)."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if device != "cuda" and memory_limit:
-        # CUDA maps huge virtual ranges, so the address-space cap only applies to CPU runs; the parent
-        # also watches resident memory in both cases.
-        vms = psutil.Process().memory_info().vms
-        resource.setrlimit(resource.RLIMIT_AS, (vms + memory_limit, vms + memory_limit))
-    if cpu_seconds:
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-    if tasks:
-        resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
-    if file_size:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-
-
-def cpu_seconds(timeout: float) -> int:
-    """The CPU-time cap that goes with a wall-clock timeout: every core busy for the whole timeout."""
-    return math.ceil(timeout * (os.cpu_count() or 1)) + 1
-
-
-# ---------------------------------------------------------------- host side
 
 def entry_uid() -> int:
     return NOBODY if os.getuid() == 0 else os.getuid()
@@ -86,55 +54,6 @@ def _tasks_of(uid: int) -> int:
         if uids is not None and uids.real == uid:
             total += threads or 1
     return total
-
-
-def _python_paths() -> list[str]:
-    """The Python installation and environment, without nested duplicates."""
-    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parent.parent]
-    paths = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for p in paths:
-        if not any(p.is_relative_to(k) for k in kept) and not p.is_relative_to("/usr"):
-            kept.append(p)
-    return [str(p) for p in kept]
-
-
-def command(root: Path, as_root: bool) -> list[str]:
-    """The bwrap command line that starts the server with ``root``'s entries/, in/ and out/ mounted."""
-    args = [shutil.which("bwrap") or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
-    if as_root:  # stay in the host's user namespace so that the child can drop to a real unprivileged uid
-        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    else:
-        args += ["--unshare-user"]
-    for path in SYSTEM_PATHS:
-        if os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.exists(path):
-            args += ["--ro-bind", path, path]
-    # /tmp first, so that a checkout or venv that lives under /tmp is bound on top of it instead of hidden
-    args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
-    binds = _python_paths() + [str(HARNESS_DIR)]
-    parents = sorted({str(p) for b in binds for p in Path(b).parents if str(p) != "/"}, key=len)
-    for path in parents:  # bwrap would create them root-only; the entry's unprivileged user must pass through
-        if not os.path.islink(path):
-            args += ["--perms", "0755", "--dir", path]
-    for path in binds:
-        args += ["--ro-bind", path, path]
-    args += ["--dev", "/dev", "--proc", "/proc"]
-    gpus = sorted(glob.glob("/dev/nvidia*"))
-    for dev in gpus:
-        args += ["--dev-bind", dev, dev]
-    if gpus:
-        args += ["--ro-bind", "/sys", "/sys"]
-    args += ["--ro-bind", str(root / "entries"), ENTRIES, "--ro-bind", str(root / "in"), INPUTS,
-             "--bind", str(root / "out"), OUT, "--chdir", OUT,
-             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "USER", "entry",
-             "--setenv", "PYTHONPATH", str(HARNESS_DIR.parent), "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
-    for name in PASSED_ENV:
-        if name in os.environ:
-            args += ["--setenv", name, os.environ[name]]
-    return args + ["--", sys.executable, "-P", "-m", "harness.sandbox"]
 
 
 def host_paths(text: str | None, folder: Path) -> str | None:
@@ -399,60 +318,3 @@ def close_shared() -> None:
         _box = None
 
 
-# ---------------------------------------------------------------- server side (inside bwrap)
-
-def _entry_child(job: dict, protocol: int) -> None:
-    """The forked entry process: drop privileges, apply limits, run the worker, never return."""
-    code = 1
-    try:
-        os.setsid()
-        os.close(protocol)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        if os.getuid() == 0:
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-        limit_process(job["memory_limit"], job["device"], job["cpu_seconds"], job["tasks"], FILE_LIMIT)
-        log = os.open(f"{OUT}/entry.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        from harness import worker
-        worker.main(job["folder"], job["metadata"], job["inputs"], OUT, job["device"], job["batch_size"])
-        code = 0
-    except BaseException:
-        import traceback
-        traceback.print_exc()  # into the entry's log once it is open, else the server's log
-    finally:
-        os._exit(code)  # skip atexit hooks an entry may have registered
-
-
-def serve(preload: list[str]) -> None:
-    """Answer jobs from stdin, one at a time: fork, report the child's pid, then its exit code."""
-    protocol = os.dup(1)
-    os.dup2(2, 1)  # anything printed by imports goes to stderr, never into the protocol
-    import importlib
-    for module in ["harness.worker"] + preload:
-        importlib.import_module(module)
-
-    def send(message: dict) -> None:
-        os.write(protocol, (json.dumps(message) + "\n").encode())
-
-    send({"ready": True})
-    for line in sys.stdin.buffer:
-        job = pickle.loads(base64.b64decode(line))
-        for module in job["preload"]:
-            try:
-                importlib.import_module(module)
-            except Exception:  # the entry's own import will report it
-                pass
-        pid = os.fork()
-        if pid == 0:
-            _entry_child(job, protocol)
-        send({"pid": pid})
-        _, status = os.waitpid(pid, 0)
-        send({"exit": os.waitstatus_to_exitcode(status)})
-
-
-if __name__ == "__main__":
-    serve(sys.argv[1:])

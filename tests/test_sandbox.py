@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import isolation, runner, sandbox
+from harness import isolation, runner, sandbox, sandbox_command, sandbox_server
 from harness.contract import EntryMetadata
 from tests.conftest import REPO
 from tests.entries import before_return, template_predictions, template_weights, write_entry
@@ -93,9 +93,9 @@ def hostile(box, tmp_path_factory, small_mnist, means, mnist_dir):
                 "read": [str(REPO / "mystery_digits"), *map(str, guest), str(tmp / "results.db"),
                          str(mnist_dir / "t10k-labels-idx1-ubyte.gz"), str(REPO.parent / "shared"),
                          *home_files(), str(REPO / "README.md"), str(good / "weights.pt"),
-                         f"{sandbox.ENTRIES}/good/weights.pt"],
+                         f"{sandbox_server.ENTRIES}/good/weights.pt"],
                 "write": [str(REPO / "sandbox-pwned.txt"), str(tmp / "results.db"), str(good / "pwned.txt"),
-                          f"{sandbox.ENTRIES}/writes/pwned.txt", "/usr/pwned.txt"],
+                          f"{sandbox_server.ENTRIES}/writes/pwned.txt", "/usr/pwned.txt"],
             }
             write_entry(subs, "reads", code=attempts(paths["read"], READ), weights=weights)
             write_entry(subs, "writes", code=attempts(paths["write"], WRITE), weights=weights)
@@ -203,7 +203,7 @@ def test_entry_runs_unprivileged_in_its_own_view(box, tmp_path):
     lines = outcome.log.splitlines()
     assert lines[0] == f"uid {sandbox.entry_uid()}"
     # the top-level folders of the Python install and the harness checkout (e.g. /work, or wherever CI clones)
-    code_tops = {Path(p).parts[1] for p in sandbox._python_paths() + [str(sandbox.HARNESS_DIR)]}
+    code_tops = {Path(p).parts[1] for p in sandbox_command.python_paths() + [str(sandbox_command.HARNESS_DIR)]}
     assert lines[1] == "root " + str(sorted({"bin", "dev", "entries", "etc", "in", "lib", "lib64", "out", "proc",
                                              "root", "sbin", "tmp", "usr"} | code_tops
                                             | ({"sys"} if os.path.exists("/dev/nvidiactl") else set())))

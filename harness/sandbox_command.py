@@ -1,0 +1,70 @@
+"""The bubblewrap command line that starts the sandbox's fork server, and what it mounts.
+
+Inside, an entry sees only the system libraries and the Python environment (read-only), the harness package,
+its own folder, its image files, a private writable ``/out`` and a small ``/tmp``; no network.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from harness.sandbox_server import ENTRIES, INPUTS, OUT
+
+TMP_BYTES = 256 * 1024 ** 2  # size of the sandbox's /tmp
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
+                "/etc/ld.so.conf.d", "/etc/localtime")
+PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL")
+HARNESS_DIR = Path(__file__).resolve().parent
+
+
+def python_paths() -> list[str]:
+    """The Python installation and environment, without nested duplicates."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parent.parent]
+    paths = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for p in paths:
+        if not any(p.is_relative_to(k) for k in kept) and not p.is_relative_to("/usr"):
+            kept.append(p)
+    return [str(p) for p in kept]
+
+
+def command(root: Path, as_root: bool) -> list[str]:
+    """The bwrap command line that starts the server with ``root``'s entries/, in/ and out/ mounted."""
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
+    if as_root:  # stay in the host's user namespace so that the child can drop to a real unprivileged uid
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-user"]
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    # /tmp first, so that a checkout or venv that lives under /tmp is bound on top of it instead of hidden
+    args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    binds = python_paths() + [str(HARNESS_DIR)]
+    parents = sorted({str(p) for b in binds for p in Path(b).parents if str(p) != "/"}, key=len)
+    for path in parents:  # bwrap would create them root-only; the entry's unprivileged user must pass through
+        if not os.path.islink(path):
+            args += ["--perms", "0755", "--dir", path]
+    for path in binds:
+        args += ["--ro-bind", path, path]
+    args += ["--dev", "/dev", "--proc", "/proc"]
+    gpus = sorted(glob.glob("/dev/nvidia*"))
+    for dev in gpus:
+        args += ["--dev-bind", dev, dev]
+    if gpus:
+        args += ["--ro-bind", "/sys", "/sys"]
+    args += ["--ro-bind", str(root / "entries"), ENTRIES, "--ro-bind", str(root / "in"), INPUTS,
+             "--bind", str(root / "out"), OUT, "--chdir", OUT,
+             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "USER", "entry",
+             "--setenv", "PYTHONPATH", str(HARNESS_DIR.parent), "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    for name in PASSED_ENV:
+        if name in os.environ:
+            args += ["--setenv", name, os.environ[name]]
+    return args + ["--", sys.executable, "-P", "-m", "harness.sandbox_server"]

@@ -1,0 +1,77 @@
+"""The fork server that runs inside the bubblewrap sandbox: ``python -m harness.sandbox_server``.
+
+It imports torch once, then answers jobs from stdin one at a time: fork, drop to an unprivileged user (when
+started as root), apply the limits, run the worker, and report the child's pid and exit code on the protocol
+stream. The host side is ``harness.sandbox``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import sys
+
+from harness.limits import limit_process
+
+NOBODY = 65534              # the user an entry runs as when the harness runs as root
+FILE_LIMIT = 1024 ** 3      # largest file an entry may write
+ENTRIES, INPUTS, OUT = "/entries", "/in", "/out"  # where the entry's folder, images and outputs are inside
+
+
+def entry_child(job: dict, protocol: int) -> None:
+    """The forked entry process: drop privileges, apply limits, run the worker, never return."""
+    code = 1
+    try:
+        os.setsid()
+        os.close(protocol)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        if os.getuid() == 0:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+        limit_process(job["memory_limit"], job["device"], job["cpu_seconds"], job["tasks"], FILE_LIMIT)
+        log = os.open(f"{OUT}/entry.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        from harness import worker
+        worker.main(job["folder"], job["metadata"], job["inputs"], OUT, job["device"], job["batch_size"])
+        code = 0
+    except BaseException:
+        import traceback
+        traceback.print_exc()  # into the entry's log once it is open, else the server's log
+    finally:
+        os._exit(code)  # skip atexit hooks an entry may have registered
+
+
+def serve(preload: list[str]) -> None:
+    """Answer jobs from stdin, one at a time: fork, report the child's pid, then its exit code."""
+    protocol = os.dup(1)
+    os.dup2(2, 1)  # anything printed by imports goes to stderr, never into the protocol
+    import importlib
+    for module in ["harness.worker"] + preload:
+        importlib.import_module(module)
+
+    def send(message: dict) -> None:
+        os.write(protocol, (json.dumps(message) + "\n").encode())
+
+    send({"ready": True})
+    for line in sys.stdin.buffer:
+        job = pickle.loads(base64.b64decode(line))
+        for module in job["preload"]:
+            try:
+                importlib.import_module(module)
+            except Exception:  # the entry's own import will report it
+                pass
+        pid = os.fork()
+        if pid == 0:
+            entry_child(job, protocol)
+        send({"pid": pid})
+        _, status = os.waitpid(pid, 0)
+        send({"exit": os.waitstatus_to_exitcode(status)})
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])
