@@ -152,6 +152,85 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
     return jobs, notes
 
 
+@dataclass
+class _Scoring:
+    """The state of one run while it scores its jobs: what it needs to evaluate one and to record the outcome."""
+    engine: Engine
+    datasets: list[store.DatasetSpec]
+    dataset_ids: dict[str, int]
+    options: Options
+    summary: RunSummary
+    work: Path
+    preload_tv: bool
+    on_entry: Callable[[Entry, str], None] | None
+    inputs: dict[str, Path] | None = None
+
+    def done(self, job: Job, evaluation_id: int, outcome: str) -> None:
+        if not job.restored:
+            self.summary.evaluation_ids[job.entry.name] = evaluation_id
+            self.summary.outcome[job.entry.name] = outcome
+        else:
+            self.summary.restored[job.entry.name] = outcome
+        if self.on_entry:
+            self.on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
+
+    def evaluate(self, job: Job, key: str) -> None:
+        """Score the job under our claim on ``key``, store the result, then let the claim go."""
+        run_id = self.summary.run_id
+        try:
+            self.inputs = self.inputs or write_inputs(self.datasets, self.work)  # only once something needs it
+            with heartbeat(self.engine, key, run_id):
+                record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.inputs, self.work, self.options,
+                                      self.preload_tv)
+            evaluation_id = store.save_evaluation(
+                self.engine, run_id=run_id, version_id=job.version_id, eval_key=key, status=record["status"],
+                error=record["error"], device=record["device"], seconds=record["seconds"], params=record["params"],
+                images_per_second=record.get("images_per_second"),
+                peak_memory_bytes=record.get("peak_memory_bytes"), output_kind=record.get("output_kind"),
+                log=record.get("log"), metrics=record["metrics"], sandboxed=record.get("sandboxed"))
+        finally:
+            claims.release(self.engine, key, run_id)
+        self.done(job, evaluation_id, EVALUATED if record["status"] == "ok" else FAILED)
+
+    def evaluate_claimed(self, job: Job, key: str, older: int | None) -> None:
+        """Evaluate under our claim, unless a run that held the key before us stored a result newer than
+        ``older`` (None: always evaluate, as --force asks on first sight)."""
+        found = store.find_evaluation(self.engine, key) if older is not None else None
+        if found is not None and found > older:
+            claims.release(self.engine, key, self.summary.run_id)
+            self.done(job, found, UNCHANGED)
+        else:
+            self.evaluate(job, key)
+
+    def first_pass(self, job: Job, key: str) -> tuple[Job, str, int] | None:
+        """Score the job now, or take its stored result; when another run holds the key, what to wait for."""
+        force = self.options.force
+        existing = None if force else store.find_evaluation(self.engine, key)
+        if existing is not None:
+            self.done(job, existing, UNCHANGED)
+        elif claims.try_claim(self.engine, key, self.summary.run_id, CLAIM_LEASE_SECONDS):
+            self.evaluate_claimed(job, key, older=None if force else 0)
+        else:  # with --force, only an evaluation newer than the one there now will do
+            return job, key, (store.find_evaluation(self.engine, key) or 0) if force else 0
+        return None
+
+    def wait_for_other_run(self, job: Job, key: str, older: int) -> None:
+        """Another run is scoring this key: take its result, or take over the key if that run gave up."""
+        def newer(eng: Engine, k: str) -> int | None:
+            found = store.find_evaluation(eng, k)
+            return found if found is not None and found > older else None
+
+        run_id = self.summary.run_id
+        while True:
+            found = claims.wait_for_evaluation(self.engine, key, run_id, CLAIM_LEASE_SECONDS, find=newer)
+            if found is not None:
+                self.done(job, found, UNCHANGED)
+                return
+            if claims.try_claim(self.engine, key, run_id, CLAIM_LEASE_SECONDS):
+                self.evaluate_claimed(job, key, older)
+                return
+
+
 def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec], options: Options, argv: list[str],
         on_entry: Callable[[Entry, str], None] | None = None, competition: Competition | None = None,
         on_plan: Callable[[int], None] | None = None) -> RunSummary:
@@ -165,73 +244,16 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
     dataset_ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in datasets}
     summary = RunSummary(run_id=store.start_run(engine, options.device, argv))
     work = Path(tempfile.mkdtemp(prefix="harness-"))
-    lease = CLAIM_LEASE_SECONDS
     status = "failed"
-    inputs = None
     try:
         jobs, summary.notes = plan(engine, entries, competition, work)
         if on_plan:
             on_plan(len(jobs))
-        preload_tv = needs_torchvision([j.entry for j in jobs])
-        waiting: list[tuple[Job, str, int]] = []
-
-        def evaluate(job: Job, key: str) -> None:
-            nonlocal inputs
-            try:
-                inputs = inputs or write_inputs(datasets, work)  # only once something needs evaluating
-                with heartbeat(engine, key, summary.run_id):
-                    record = evaluate_one(job.entry, datasets, dataset_ids, inputs, work, options, preload_tv)
-                evaluation_id = store.save_evaluation(
-                    engine, run_id=summary.run_id, version_id=job.version_id, eval_key=key, status=record["status"],
-                    error=record["error"], device=record["device"], seconds=record["seconds"], params=record["params"],
-                    images_per_second=record.get("images_per_second"),
-                    peak_memory_bytes=record.get("peak_memory_bytes"), output_kind=record.get("output_kind"),
-                    log=record.get("log"), metrics=record["metrics"], sandboxed=record.get("sandboxed"))
-            finally:
-                claims.release(engine, key, summary.run_id)
-            done(job, evaluation_id, EVALUATED if record["status"] == "ok" else FAILED)
-
-        def evaluate_claimed(job: Job, key: str, older: int | None) -> None:
-            """Evaluate under our claim, unless a run that held the key before us stored a result newer than
-            ``older`` (None: always evaluate, as --force asks on first sight)."""
-            found = store.find_evaluation(engine, key) if older is not None else None
-            if found is not None and found > older:
-                claims.release(engine, key, summary.run_id)
-                done(job, found, UNCHANGED)
-            else:
-                evaluate(job, key)
-
-        def done(job: Job, evaluation_id: int, outcome: str) -> None:
-            if not job.restored:
-                summary.evaluation_ids[job.entry.name] = evaluation_id
-                summary.outcome[job.entry.name] = outcome
-            else:
-                summary.restored[job.entry.name] = outcome
-            if on_entry:
-                on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
-
-        for job in jobs:
-            key = eval_key(job.entry, datasets)
-            existing = None if options.force else store.find_evaluation(engine, key)
-            if existing is not None:
-                done(job, existing, UNCHANGED)
-            elif claims.try_claim(engine, key, summary.run_id, lease):
-                evaluate_claimed(job, key, older=None if options.force else 0)
-            else:  # with --force, only an evaluation newer than the one there now will do
-                waiting.append((job, key, (store.find_evaluation(engine, key) or 0) if options.force else 0))
-        for job, key, older in waiting:  # another run is scoring these: take its result, or take over if it gave up
-            def newer(eng: Engine, k: str, older: int = older) -> int | None:
-                found = store.find_evaluation(eng, k)
-                return found if found is not None and found > older else None
-
-            while True:
-                found = claims.wait_for_evaluation(engine, key, summary.run_id, lease, find=newer)
-                if found is not None:
-                    done(job, found, UNCHANGED)
-                    break
-                if claims.try_claim(engine, key, summary.run_id, lease):
-                    evaluate_claimed(job, key, older)
-                    break
+        scoring = _Scoring(engine, datasets, dataset_ids, options, summary, work,
+                           needs_torchvision([j.entry for j in jobs]), on_entry)
+        waiting = [w for job in jobs if (w := scoring.first_pass(job, eval_key(job.entry, datasets))) is not None]
+        for job, key, older in waiting:
+            scoring.wait_for_other_run(job, key, older)
         status = "finished"
     finally:
         store.finish_run(engine, summary.run_id, status)
