@@ -42,8 +42,9 @@ class SandboxError(RuntimeError):
     """The sandbox could not start or stopped answering."""
 
 
-def entry_uid() -> int:
-    return NOBODY if os.getuid() == 0 else os.getuid()
+def entry_uid(as_root: bool) -> int:
+    """The uid an entry's processes have on the host: nobody under a root harness, else the caller's own."""
+    return NOBODY if as_root else os.getuid()
 
 
 def _tasks_of(uid: int) -> int:
@@ -130,17 +131,20 @@ class Job:
 class Sandbox:
     """A running bwrap sandbox with the fork server inside it."""
 
-    def __init__(self, preload: list[str], wait: bool = True):
+    def __init__(self, preload: list[str], wait: bool = True, as_root: bool | None = None):
+        """``as_root`` (default: whether this process is root) picks the layout: entries drop to nobody, or they
+        keep the caller's identity in a user namespace. Root can ask for the second one to test it."""
+        self.as_root = os.getuid() == 0 if as_root is None else as_root
         self.root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
-        self.uid = entry_uid()
+        self.uid = entry_uid(self.as_root)
         for name in ("entries", "in", "out"):
             (self.root / name).mkdir()
         os.chmod(self.root / "out", 0o755)  # the server (root without CAP_DAC_OVERRIDE) must enter it
-        if os.getuid() == 0:
+        if self.as_root:
             os.chown(self.root / "out", NOBODY, NOBODY)
         self.preloaded = set(preload)
         with open(self.root / "server.log", "wb") as log:  # the server's own messages (never the entries')
-            self.proc = subprocess.Popen(command(self.root, os.getuid() == 0) + preload, stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(command(self.root, self.as_root) + preload, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=log)
         self._buffer = b""
         self.closed = False

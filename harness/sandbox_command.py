@@ -19,6 +19,7 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so
                 "/etc/ld.so.conf.d", "/etc/localtime")
 PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL")
 HARNESS_DIR = Path(__file__).resolve().parent
+STAND_IN_UID = 1000  # who entries are inside when root runs the non-root layout
 
 
 def python_paths() -> list[str]:
@@ -40,6 +41,8 @@ def command(root: Path, as_root: bool) -> list[str]:
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         args += ["--unshare-user"]
+        if os.getuid() == 0:  # root asking for the non-root layout (tests): an ordinary user inside, as there
+            args += ["--uid", str(STAND_IN_UID), "--gid", str(STAND_IN_UID)]
     for path in SYSTEM_PATHS:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
@@ -49,9 +52,9 @@ def command(root: Path, as_root: bool) -> list[str]:
     args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     binds = python_paths() + [str(HARNESS_DIR)]
     parents = sorted({str(p) for b in binds for p in Path(b).parents if str(p) != "/"}, key=len)
-    for path in parents:  # bwrap would create them root-only; the entry's unprivileged user must pass through
+    for path in parents:  # readable and passable by the entry, writable by nobody (bwrap would make them 0700)
         if not os.path.islink(path):
-            args += ["--perms", "0755", "--dir", path]
+            args += ["--perms", "0555", "--dir", path]
     for path in binds:
         args += ["--ro-bind", path, path]
     args += ["--dev", "/dev", "--proc", "/proc"]
@@ -62,6 +65,7 @@ def command(root: Path, as_root: bool) -> list[str]:
         args += ["--ro-bind", "/sys", "/sys"]
     args += ["--ro-bind", str(root / "entries"), ENTRIES, "--ro-bind", str(root / "in"), INPUTS,
              "--bind", str(root / "out"), OUT, "--chdir", OUT,
+             "--remount-ro", "/",  # the sandbox's own root: as a non-root caller, the entry's user would own it
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "USER", "entry",
              "--setenv", "PYTHONPATH", str(HARNESS_DIR.parent), "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
     for name in PASSED_ENV:

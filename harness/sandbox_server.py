@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import pickle
+import shutil
 import sys
 
 from harness.limits import limit_process
@@ -18,6 +19,15 @@ from harness.limits import limit_process
 NOBODY = 65534              # the user an entry runs as when the harness runs as root
 FILE_LIMIT = 1024 ** 3      # largest file an entry may write
 ENTRIES, INPUTS, OUT = "/entries", "/in", "/out"  # where the entry's folder, images and outputs are inside
+SCRATCH = ("/tmp", "/dev/shm")  # writable by every entry in turn: emptied before each one
+
+
+def become_entry_user() -> None:
+    """Drop to the unprivileged user entries run as, when the server runs as root (else it already is that user)."""
+    if os.getuid() == 0:
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)
 
 
 def entry_child(job: dict, protocol: int) -> None:
@@ -28,10 +38,7 @@ def entry_child(job: dict, protocol: int) -> None:
         os.close(protocol)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        if os.getuid() == 0:
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
+        become_entry_user()
         limit_process(job["memory_limit"], job["device"], job["cpu_seconds"], job["tasks"], FILE_LIMIT)
         log = os.open(f"{OUT}/entry.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         os.dup2(log, 1)
@@ -44,6 +51,48 @@ def entry_child(job: dict, protocol: int) -> None:
         traceback.print_exc()  # into the entry's log once it is open, else the server's log
     finally:
         os._exit(code)  # skip atexit hooks an entry may have registered
+
+
+def _unlock(folder: str) -> None:
+    """Give the owner back write access to every folder below ``folder`` (an entry may have locked them)."""
+    try:
+        os.chmod(folder, 0o700)
+        with os.scandir(folder) as items:
+            for item in items:
+                if item.is_dir(follow_symlinks=False):
+                    _unlock(item.path)
+    except OSError:
+        pass
+
+
+def _empty(folder: str) -> None:
+    with os.scandir(folder) as items:
+        for item in items:
+            try:
+                if item.is_dir(follow_symlinks=False):
+                    _unlock(item.path)
+                    shutil.rmtree(item.path, ignore_errors=True)
+                else:
+                    os.unlink(item.path)
+            except OSError:
+                pass
+
+
+def wipe_scratch() -> None:
+    """Empty the shared scratch folders as the entries' user (who owns what they left there), so that no entry
+    finds a file another one wrote. Called before each entry, once the host has killed the previous one's processes."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            become_entry_user()
+            for folder in SCRATCH:
+                if os.path.isdir(folder) and not os.path.islink(folder):
+                    _empty(folder)
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
 
 
 def serve(preload: list[str]) -> None:
@@ -65,6 +114,7 @@ def serve(preload: list[str]) -> None:
                 importlib.import_module(module)
             except Exception:  # the entry's own import will report it
                 pass
+        wipe_scratch()
         pid = os.fork()
         if pid == 0:
             entry_child(job, protocol)

@@ -25,12 +25,39 @@ from tests.entries import before_return, template_predictions, template_weights,
 from tests.test_contract import evaluate, predicted
 
 
-@pytest.fixture(scope="module")
-def box():
+@pytest.fixture(scope="module", params=["root harness", "user harness"])
+def box(request):
+    """The sandbox every test here runs through, in both layouts: under a root harness entries drop to nobody; under
+    a user's harness they keep that user's identity in a user namespace. Root runs the second one too (as a
+    stand-in uid), so that CI, which runs as root, checks what most clubs will run."""
     reason = sandbox.unavailable_reason()
     if reason:
         pytest.skip(f"bubblewrap sandbox unavailable here: {reason}")
-    return sandbox.shared([])
+    as_root = request.param == "root harness"
+    if as_root and os.getuid() != 0:
+        pytest.skip("the tests run as a user: the root layout cannot be started")
+    if as_root == (os.getuid() == 0):
+        yield sandbox.shared([])
+        return
+    sandbox.close_shared()
+    own = sandbox.Sandbox([], as_root=False)
+    sandbox._box = own
+    try:
+        yield own
+    finally:
+        sandbox.close_shared()
+
+
+def stand_in(box: sandbox.Sandbox) -> bool:
+    """Root running the user layout: the entry is root outside its namespace, where the kernel does not apply
+    RLIMIT_NPROC to root, so a fork bomb would not be stopped here (it is under a real user: tested as one)."""
+    return not box.as_root and os.getuid() == 0
+
+
+def uid_inside(box: sandbox.Sandbox) -> int:
+    if box.as_root:
+        return sandbox_server.NOBODY
+    return sandbox_command.STAND_IN_UID if os.getuid() == 0 else os.getuid()
 
 
 def attempts(paths: list[str], action: str) -> str:
@@ -66,6 +93,24 @@ def connect_code(port: int) -> str:
     """))
 
 
+LEAVES_SCRATCH = before_return(textwrap.dedent("""
+    import os
+    for top in ('/tmp', '/dev/shm'):
+        if os.access(top, os.W_OK) and not os.path.exists(top + '/left-behind.txt'):  # once, on the first batch
+            os.makedirs(top + '/locked/inner')
+            open(top + '/left-behind.txt', 'w').write('for the next entry')
+            open(top + '/locked/inner/deep.txt', 'w').write('for the next entry')
+            os.chmod(top + '/locked/inner', 0o500)
+            os.chmod(top + '/locked', 0o500)
+    print('left', sorted(os.listdir('/tmp')))
+"""))
+FINDS_SCRATCH = before_return(textwrap.dedent("""
+    import os
+    for top in ('/tmp', '/dev/shm'):
+        for name in ('left-behind.txt', 'locked'):
+            if os.path.lexists(os.path.join(top, name)):
+                raise RuntimeError('sandbox leak: ' + os.path.join(top, name))
+"""))
 FORK_BOMB = before_return("import os\nwhile True:\n    os.fork()")
 LEAVES_PROCESS = before_return("import os, time\nif os.fork() == 0:\n    time.sleep(3600)")
 MEMORY_50GB = before_return("y = torch.ones(50 * 1024**3 // 4)")
@@ -94,13 +139,17 @@ def hostile(box, tmp_path_factory, small_mnist, means, mnist_dir):
                          str(mnist_dir / "t10k-labels-idx1-ubyte.gz"), str(REPO.parent / "shared"),
                          *home_files(), str(REPO / "README.md"), str(good / "weights.pt"),
                          f"{sandbox_server.ENTRIES}/good/weights.pt"],
-                "write": [str(REPO / "sandbox-pwned.txt"), str(tmp / "results.db"), str(good / "pwned.txt"),
+                "write": [str(REPO / "sandbox-pwned.txt"), "/sandbox-pwned.txt", str(tmp / "results.db"),
+                          str(good / "pwned.txt"),
                           f"{sandbox_server.ENTRIES}/writes/pwned.txt", "/usr/pwned.txt"],
             }
             write_entry(subs, "reads", code=attempts(paths["read"], READ), weights=weights)
             write_entry(subs, "writes", code=attempts(paths["write"], WRITE), weights=weights)
             write_entry(subs, "connects", code=connect_code(port), weights=weights)
-            write_entry(subs, "fork-bomb", code=FORK_BOMB, weights=weights)
+            if not stand_in(box):
+                write_entry(subs, "fork-bomb", code=FORK_BOMB, weights=weights)
+            write_entry(subs, "scratch-1-leaves", code=LEAVES_SCRATCH, weights=weights)  # evaluated in name order
+            write_entry(subs, "scratch-2-finds", code=FINDS_SCRATCH, weights=weights)
             write_entry(subs, "leaves-process", code=LEAVES_PROCESS, weights=weights)
             write_entry(subs, "memory-50gb", code=MEMORY_50GB, weights=weights)
         options = runner.Options(device="cpu", timeout=timeout, memory_limit=2 * 1024 ** 3)
@@ -148,6 +197,13 @@ def test_writes_into_repo_database_and_entries_are_refused(hostile):
     assert b"pwned" not in hostile["db_bytes"]
 
 
+def test_no_entry_finds_what_another_left_in_tmp(hostile):
+    leaves, finds = hostile["rest"]["scratch-1-leaves"], hostile["rest"]["scratch-2-finds"]
+    assert leaves.status == "ok", leaves.error
+    assert "left-behind.txt" in leaves.log and "locked" in leaves.log  # it did leave them
+    assert finds.status == "ok", finds.error
+
+
 def test_network_is_unreachable(hostile):
     ev = hostile["rest"]["connects"]
     assert ev.status == "ok", ev.error
@@ -157,7 +213,9 @@ def test_network_is_unreachable(hostile):
     assert hostile["accepted"] is False  # the test server never saw a connection
 
 
-def test_fork_bomb_hits_the_process_limit(hostile):
+def test_fork_bomb_hits_the_process_limit(box, hostile):
+    if stand_in(box):
+        pytest.skip("root standing in for a user is not subject to RLIMIT_NPROC (see stand_in)")
     ev = hostile["rest"]["fork-bomb"]
     assert ev.status == "failed"
     assert "process limit" in ev.error, ev.error
@@ -201,7 +259,7 @@ def test_entry_runs_unprivileged_in_its_own_view(box, tmp_path):
     assert outcome.sandboxed is True
     assert outcome.result["status"] == "ok", outcome.log
     lines = outcome.log.splitlines()
-    assert lines[0] == f"uid {sandbox.entry_uid()}"
+    assert lines[0] == f"uid {uid_inside(box)}"
     # the top-level folders of the Python install and the harness checkout (e.g. /work, or wherever CI clones)
     code_tops = {Path(p).parts[1] for p in sandbox_command.python_paths() + [str(sandbox_command.HARNESS_DIR)]}
     assert lines[1] == "root " + str(sorted({"bin", "dev", "entries", "etc", "in", "lib", "lib64", "out", "proc",
