@@ -5,7 +5,9 @@ harness package, its own folder (``/entries/<name>``, read-only), its image file
 labels), a private writable ``/out`` and a small ``/tmp``. There is no network. The server imports torch
 once; each entry is one fork that drops to an unprivileged user (when the harness runs as root) and gets
 limits on CPU time, address space, file size and process count. After each entry the host kills every
-process in the sandbox but the server and empties the shared folders, so no entry sees another's files.
+process in the sandbox but the server and empties the shared folders, and the server empties ``/tmp`` and
+``/dev/shm`` before the next one, so no entry sees another's files. Under a non-root harness the entry keeps the
+caller's identity inside a user namespace; the sandbox's own root and the folders bwrap creates are read-only.
 
 This module is the host side; ``harness.sandbox_command`` builds the bwrap command line and
 ``harness.sandbox_server`` is what runs inside it.
