@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from harness import runner, store
+from harness import __version__, runner, store
 from harness.db import Evaluation, make_engine, unpack
 from harness.discovery import discover, select as select_entries
 from harness.errors import HarnessError
@@ -60,7 +60,10 @@ def verify_one(entry, evaluation: Evaluation, options: runner.Options, work: Pat
         if n:
             differences.append(f"{n} of {len(stored)} {result.dataset.kind} predictions differ")
     if differences:
-        return Check(entry.name, "different", "; ".join(differences) + ".")
+        stored_by = evaluation.run.harness_version
+        why = "" if stored_by == __version__ else (f" (stored by harness {stored_by}, re-run by {__version__}: run "
+                                                  "harness.evaluate to score it with this version)")
+        return Check(entry.name, "different", "; ".join(differences) + why + ".")
     return Check(entry.name, "same", f"{sum(r.total for r in evaluation.results)} predictions identical.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harness import evaluate, verify
+from harness import __version__, evaluate, verify
 from harness.db import Result, make_engine, pack, unpack
 from tests.entries import template_weights, write_entry
 
@@ -31,6 +31,12 @@ def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, mea
         result.predicted = pack(predicted)
     assert verify.main(args + ["--only", "alpha"]) == 1
     assert "✗ alpha: 1 of 10000 mnist predictions differ." in capsys.readouterr().out
+    with Session(engine) as session, session.begin():  # as if scored by an older harness: the message says so
+        result = session.scalars(select(Result).order_by(Result.id)).first()
+        result.evaluation.run.harness_version = "0.1.0"
+    assert verify.main(args + ["--only", "alpha"]) == 1
+    assert (f"✗ alpha: 1 of 10000 mnist predictions differ (stored by harness 0.1.0, re-run by {__version__}: run "
+            "harness.evaluate to score it with this version).") in " ".join(capsys.readouterr().out.split())
 
     (subs / "beta" / "entry.toml").write_text('author = "someone else"\n')
     assert verify.main(args + ["--only", "beta"]) == 0
