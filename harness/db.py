@@ -113,11 +113,20 @@ class EntryVersion(Base):
 
 
 class VersionFiles(Base):
-    """The files of an entry version as a zip archive, so a version can be re-scored after its folder changed."""
+    """Which files an entry version holds, so a version can be re-scored after its folder changed."""
     __tablename__ = "version_files"
     version_id: Mapped[int] = mapped_column(ForeignKey("entry_versions.id"), primary_key=True)
-    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    manifest: Mapped[Optional[dict[str, Any]]]  # {path in the entry folder: sha256 of its bytes in file_blobs}
+    archive: Mapped[Optional[bytes]] = mapped_column(LargeBinary)  # before revision 0004: all files as one zip
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FileBlob(Base):
+    """One file's bytes, kept once however many versions hold it (a new version usually changes one file)."""
+    __tablename__ = "file_blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(ByteCount)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Claim(Base):

@@ -117,12 +117,14 @@ def test_links_and_paths_outside_the_entry_are_refused_unread(tmp_path, small_mn
         assert results[name].status == "failed" and results[name].results == []
     assert results["good"].status == "ok"
     # Nothing of the target reached the store: not in any kept version's files.
-    from harness.db import VersionFiles, make_engine
+    from harness.db import FileBlob, VersionFiles, make_engine
     from sqlalchemy import select
     from sqlalchemy.orm import Session
     with Session(make_engine(f"sqlite:///{tmp_path / 'results.db'}")) as session:
-        archives = session.scalars(select(VersionFiles.archive)).all()
-    assert archives and not any(b"GUEST-LABELS-" in a for a in archives)
+        kept = session.scalars(select(FileBlob.data)).all()
+        names = [name for m in session.scalars(select(VersionFiles.manifest)) for name in m]
+    assert kept and not any(b"GUEST-LABELS-" in data for data in kept)
+    assert "notes.txt" not in names and "weights.pt" in names  # the linked files were not listed either
     assert results["linked-weights"].version.weights_hash == ""  # the link was not hashed through
 
 
