@@ -31,10 +31,15 @@ def read_files(folder: Path) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in entry_files(folder)}
 
 
+def _kept(session: Session, version_id: int) -> bool:
+    """Whether the version's files are stored (without loading them)."""
+    return session.scalar(select(VersionFiles.version_id).where(VersionFiles.version_id == version_id)) is not None
+
+
 def keep(engine: Engine, version_id: int, entry: Entry) -> bool:
     """Store the files of ``entry`` for ``version_id`` unless already stored; True when stored now."""
     with Session(engine) as session:
-        if session.get(VersionFiles, version_id) is not None:
+        if _kept(session, version_id):
             return False
     files = read_files(entry.folder)
     blobs = {hashlib.sha256(data).hexdigest(): data for data in files.values()}
@@ -42,7 +47,7 @@ def keep(engine: Engine, version_id: int, entry: Entry) -> bool:
     for _ in range(ATTEMPTS):
         try:
             with Session(engine) as session, session.begin():
-                if session.get(VersionFiles, version_id) is not None:
+                if _kept(session, version_id):
                     return False  # a concurrent run stored this version first
                 there = set(session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(list(blobs)))))
                 session.add_all(FileBlob(sha256=sha, size=len(data), data=data)
