@@ -52,14 +52,6 @@ NUM_CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
 ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_LIMIT = 100  # characters in an entry folder's name (the database keeps up to 200)
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be an entry folder's name (half a sentence), or None when it can."""
-    if ENTRY_NAME.match(name) and len(name) <= NAME_LIMIT:
-        return None
-    return (f"entry folder name {name!r} is not allowed; rename it using letters, digits, '-', '_' and '.' "
-            f"(at most {NAME_LIMIT} characters, starting with a letter or digit)")
 METADATA_FILE = "entry.toml"
 CODE_FILE = "model.py"
 EXPORT_FILE = "model.pt2"
@@ -81,6 +73,14 @@ class EntryMetadata:
     weights: str | None = None
     constructor: dict = field(default_factory=dict)
     hyperparameters: dict = field(default_factory=dict)
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an entry folder's name (half a sentence), or None when it can."""
+    if ENTRY_NAME.match(name) and len(name) <= NAME_LIMIT:
+        return None
+    return (f"entry folder name {name!r} is not allowed; rename it using letters, digits, '-', '_' and '.' "
+            f"(at most {NAME_LIMIT} characters, starting with a letter or digit)")
 
 
 SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}

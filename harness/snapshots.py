@@ -42,8 +42,8 @@ def keep(engine: Engine, version_id: int, entry: Entry) -> bool:
         if _kept(session, version_id):
             return False
     files = read_files(entry.folder)
-    blobs = {hashlib.sha256(data).hexdigest(): data for data in files.values()}
     manifest = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    blobs = {manifest[name]: data for name, data in files.items()}
     for _ in range(ATTEMPTS):
         try:
             with Session(engine) as session, session.begin():
