@@ -86,7 +86,7 @@ def timed(folder: Path, images: Path, out: Path, device: str, sandboxed: bool) -
     seconds = time.perf_counter() - started
     if outcome.result["status"] != "ok" or outcome.sandboxed != sandboxed:
         raise SystemExit(f"{folder.name} (sandboxed={sandboxed}) failed: {outcome.result.get('error')}\n{outcome.log}")
-    return seconds, sum(outcome.result["seconds"].values())
+    return seconds, outcome.timed_seconds
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from harness import mnist
+from harness import mnist, parameters
 from harness.contract import name_problem
 from harness.discovery import load_entry
 from harness.errors import HarnessError
@@ -56,10 +56,12 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
         outputs = np.load(work / "out" / "outputs_check.npy", allow_pickle=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    seconds = result["seconds"]["check"]
+    seconds = outcome.timed_seconds
     report = {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
-              "params": result["params"], "weights_bytes": entry.weights_bytes, "output_kind": detect_output_kind(outputs),
-              "images_per_second": len(images) / seconds if seconds > 0 else None, "load_seconds": result["load_seconds"],
+              "params": parameters.count(entry), "weights_bytes": entry.weights_bytes,
+              "output_kind": detect_output_kind(outputs),
+              "images_per_second": len(images) / seconds if seconds else None,
+              "load_seconds": outcome.seconds - (seconds or 0.0),
               "sample": described, "accuracy": None, "device": result["device"]}
     if labels is not None:
         report["accuracy"] = float((outputs.argmax(1) == labels).mean())
@@ -81,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
                   f"finite, any batch size.")
-    console.print(f"  parameters: {r['params']:,}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "
-                  f"load: {r['load_seconds']:.2f} s   speed: {r['images_per_second']:,.0f} images/s on {r['sample']} "
+    params = "unreadable" if r["params"] is None else f"{r['params']:,}"
+    speed = "—" if r["images_per_second"] is None else f"{r['images_per_second']:,.0f}"
+    console.print(f"  parameters: {params}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "
+                  f"load: {r['load_seconds']:.2f} s   speed: {speed} images/s on {r['sample']} "
                   f"({r['device']})")
     if r["accuracy"] is not None:
         console.print(f"  accuracy on {r['sample']}: {100 * r['accuracy']:.1f}%")

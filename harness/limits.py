@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import resource
 
 import psutil
+
+PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS = 8, 38
+CAP_DAC_READ_SEARCH = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def become_user(uid: int, keep_reading: bool = False) -> None:
+    """Drop from root to ``uid`` for good (no setuid programs can bring root back).
+
+    ``keep_reading`` keeps one capability, reading and listing any file (CAP_DAC_READ_SEARCH): an unsandboxed entry
+    must still import Python from wherever it is installed (often under /root), and it could read those files as
+    root anyway. Everything else root could do is gone: writing others' files, signalling their processes, and
+    the exemption from the process limit (RLIMIT_NPROC does not apply to root).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if keep_reading and libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS) failed")
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if keep_reading:
+        caps = (_CapData * 2)()
+        caps[0].effective = caps[0].permitted = 1 << CAP_DAC_READ_SEARCH
+        if libc.capset(ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), caps) != 0:
+            raise OSError(ctypes.get_errno(), "capset failed")
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
 def limit_process(memory_limit: int, device: str, cpu_seconds: int | None = None, tasks: int | None = None,

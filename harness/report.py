@@ -70,7 +70,9 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
     unsandboxed = [r.name for r in rows if r.sandboxed is False]
     if unsandboxed:
         console.print(f"[yellow]NOT SANDBOXED:[/yellow] {', '.join(unsandboxed)} ran as plain child processes "
-                      "(bubblewrap unavailable): their code could read and write anything this user can.")
+                      "(bubblewrap unavailable): their code could read any file this user can (the guest's labels "
+                      "and the database included) and use the network; under a user's harness it could also write "
+                      "as that user. Time, memory, CPU, process and file-size limits still applied.")
     for note in notes:
         console.print(note)
 

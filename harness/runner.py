@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from harness import __version__, claims, snapshots, standings, store
+from harness import __version__, claims, parameters, snapshots, standings, store
 from harness.competition import Competition
 from harness.discovery import Entry
 from harness.isolation import GIB, needs_torchvision, run_isolated
@@ -92,7 +92,11 @@ def _outputs(out_dir: Path, spec: store.DatasetSpec) -> np.ndarray:
 
 def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], inputs: dict[str, Path],
                  work: Path, options: Options, preload_torchvision: bool) -> dict:
-    """Run one entry in its own process and turn its outputs into metrics (the labels never leave this process)."""
+    """Run one entry in its own process and turn its outputs into metrics (the labels never leave this process).
+
+    What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
+    from its weights file, the speed is timed from outside its process (``harness.isolation``).
+    """
     if entry.metadata_error:
         return {"status": "failed", "error": entry.metadata_error, "seconds": 0.0, "metrics": {},
                 "device": options.device, "params": None}
@@ -103,7 +107,7 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     result = outcome.result
     record = {"status": result["status"], "error": result.get("error"), "seconds": outcome.seconds,
               "peak_memory_bytes": outcome.peak_rss, "log": outcome.log or None, "metrics": {},
-              "device": result.get("device", options.device), "params": result.get("params"),
+              "device": str(result.get("device", options.device))[:40], "params": parameters.count(entry),
               "sandboxed": outcome.sandboxed}
     if result["status"] == "ok":
         try:
@@ -112,11 +116,12 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
         except ValueError as exc:
             record.update(status="failed", error=str(exc), metrics={})
         else:
-            seconds = sum(result["seconds"].values())
-            images = sum(result["counts"].values())
-            record["images_per_second"] = images / seconds if seconds > 0 else None
+            images = sum(len(spec.labels) for spec in datasets)
+            timed = outcome.timed_seconds
+            record["images_per_second"] = images / timed if timed else None
             record["output_kind"] = record["metrics"][dataset_ids["mnist"]].output_kind
     shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.rmtree(out_dir.with_name(out_dir.name + ".in"), ignore_errors=True)
     return record
 
 

@@ -34,6 +34,7 @@ import psutil
 from harness.limits import cpu_seconds
 from harness.sandbox_command import command
 from harness.sandbox_server import ENTRIES, INPUTS, NOBODY
+from harness.exchange import READY_FILE, copy_log, hand_over
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
 COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out
@@ -49,7 +50,7 @@ def entry_uid(as_root: bool) -> int:
     return NOBODY if as_root else os.getuid()
 
 
-def _tasks_of(uid: int) -> int:
+def tasks_of(uid: int) -> int:
     """Processes + threads the user already has (RLIMIT_NPROC counts them all)."""
     total = 0
     for p in psutil.process_iter(["uids", "num_threads"]):
@@ -100,9 +101,18 @@ def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
 class Job:
     """One entry running in the sandbox; the watcher in ``harness.isolation`` polls it."""
 
-    def __init__(self, box: Sandbox):
+    def __init__(self, box: Sandbox, inputs: dict[str, Path], staged: dict[str, Path]):
         self.box = box
         self.exitcode: int | None = None
+        self.inputs, self.staged = inputs, staged
+        self.log_bytes = 0
+
+    def ready(self) -> bool:
+        """Whether the entry has loaded its model and waits for its images."""
+        return (self.box.root / "out" / READY_FILE).exists()
+
+    def go(self) -> None:
+        hand_over(self.inputs, self.staged)
 
     def wait(self, seconds: float) -> bool:
         """True once the server reports that the entry's process has exited."""
@@ -124,8 +134,9 @@ class Job:
             raise SandboxError("the sandbox's server did not report the entry's end")
         out = self.box.root / "out"
         for path in out.iterdir():
-            if path.name == "result.json" or path.name == "entry.log" or (
-                    path.name.startswith("outputs_") and path.suffix == ".npy"):
+            if path.name == "entry.log":
+                self.log_bytes = copy_log(path, out_dir / path.name)
+            elif path.name == "result.json" or (path.name.startswith("outputs_") and path.suffix == ".npy"):
                 copy_regular(path, out_dir / path.name)
         self.box.clear()
 
@@ -204,25 +215,17 @@ class Sandbox:
         staged = self.root / "entries" / folder.name
         shutil.copytree(folder, staged, symlinks=True)
         _make_readable(staged)
-        names = {}
-        for kind, path in inputs.items():
-            target = self.root / "in" / path.name
-            try:
-                os.link(path, target)
-            except OSError:
-                shutil.copyfile(path, target)
-            os.chmod(target, 0o644)
-            names[kind] = f"{INPUTS}/{path.name}"
+        names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (Job.go)
         job = {"folder": f"{ENTRIES}/{folder.name}", "metadata": metadata, "inputs": names, "device": device,
                "batch_size": batch_size, "memory_limit": memory_limit, "cpu_seconds": cpu_seconds(timeout),
-               "tasks": _tasks_of(self.uid) + TASK_HEADROOM, "preload": [m for m in preload if m not in self.preloaded]}
+               "tasks": tasks_of(self.uid) + TASK_HEADROOM, "preload": [m for m in preload if m not in self.preloaded]}
         self.preloaded.update(preload)
         self.proc.stdin.write(base64.b64encode(pickle.dumps(job)) + b"\n")
         self.proc.stdin.flush()
         started = self.receive(START_SECONDS)
         if not started or "pid" not in started:
             raise SandboxError("the sandbox's server did not start the entry")
-        return Job(self)
+        return Job(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()})
 
     def entry_processes(self) -> list[psutil.Process]:
         try:
@@ -314,7 +317,9 @@ def _spawn(preload: list[str]) -> None:
 def _mark_unavailable(reason: str) -> None:
     global _unavailable
     _unavailable = reason
-    print(f"warning: entries run without a sandbox ({reason}); results are marked not sandboxed.", file=sys.stderr)
+    print(f"warning: entries run without a sandbox ({reason}): an entry's code can read any file this user can (the "
+          "guest's labels and the database included) and use the network; time, memory, CPU, process and file-size "
+          "limits still apply (under root, as uid 65534). Results are marked not sandboxed.", file=sys.stderr)
 
 
 def close_shared() -> None:

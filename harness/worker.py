@@ -3,12 +3,19 @@
 The worker sees only image tensors (``.npy`` files written by the harness): never labels, file names,
 the database or the guest folder. It reports through ``result.json`` and ``outputs_<dataset>.npy`` in
 its private output folder; the harness validates both before trusting them.
+
+Nothing this process says about itself is ranked: the host counts the parameters from the weights file and
+times the run from outside. The handshake that makes the timing honest: the worker loads the model and warms
+it up on synthetic images, writes ``ready`` into its output folder and waits; only then does the host put the
+images into the input folder and write ``go`` there, and the clock runs from ``go`` until this process exits.
+So the images cannot be read (or answered in advance) before the clock starts.
 """
 
 from __future__ import annotations
 
-import errno
 import ctypes
+import errno
+import io
 import json
 import os
 import sys
@@ -20,11 +27,14 @@ import numpy as np
 import torch
 
 from harness.contract import NUM_CLASSES, EntryMetadata
+from harness.exchange import GO_FILE, READY_FILE
 from harness.loading import EntryError, load_model, set_eval
 
 CPU_BATCH = 128
 CUDA_BATCH = 8192
 RESULT_FILE = "result.json"
+GO_POLL_SECONDS = 0.001
+LOG_HEAD_BYTES = LOG_TAIL_BYTES = 64 * 1024  # what is kept of an entry's printed output: its start and its end
 LAYOUT_TOLERANCE = 1e-3  # largest output difference between memory layouts, relative to the outputs' scale
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
@@ -138,39 +148,57 @@ def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> to
     return torch.contiguous_format
 
 
+def probe_images(batch_size: int) -> torch.Tensor:
+    """Synthetic digits-like images for the untimed warm-up and layout probe: blurred random strokes, never the
+    scored images (those arrive only when the host's clock starts)."""
+    rng = np.random.default_rng(0)
+    n = min(batch_size, 128)
+    images = np.zeros((n, 1, 28, 28), dtype=np.float32)
+    for image in images[:, 0]:
+        for _ in range(3):
+            r0, c0, r1, c1 = rng.integers(4, 24, size=4)
+            steps = np.linspace(0.0, 1.0, 24)
+            image[np.rint(r0 + (r1 - r0) * steps).astype(int), np.rint(c0 + (c1 - c0) * steps).astype(int)] = 1.0
+    blurred = torch.nn.functional.avg_pool2d(torch.from_numpy(images), 3, stride=1, padding=1)
+    return (blurred / blurred.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6) * 255).round().to(torch.uint8)
+
+
+def wait_for_go(out_dir: Path, go: Path) -> None:
+    """Say ready (the model is loaded and warm) and wait until the host has handed over the images."""
+    (out_dir / READY_FILE).touch()
+    while not go.exists():
+        time.sleep(GO_POLL_SECONDS)
+
+
 def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,
                     device: str = "auto", batch_size: int | None = None) -> dict:
-    """Load the entry and write ``outputs_<name>.npy`` for every input; returns the summary it also saves."""
-    started = time.perf_counter()
+    """Load the entry, warm it up, wait for the host's go, then write ``outputs_<name>.npy`` for every input.
+
+    The input files exist only once the host has written ``go`` beside them. Returns the summary it also saves
+    (device and batch size; nothing in it is ranked).
+    """
     dev = pick_device(device)
-    model = load_model(folder, metadata)
-    params = sum(p.numel() for p in model.parameters())
-    model = set_eval(model.to(dev))
-    load_seconds = time.perf_counter() - started
+    model = set_eval(load_model(folder, metadata).to(dev))
     batch_size = batch_size or (CUDA_BATCH if dev.type == "cuda" else CPU_BATCH)
-    timings, counts = {}, {}
+    probe = host_tensor(probe_images(batch_size).numpy(), dev)
     layout = None
+    if dev.type == "cuda":
+        warm_up(model, probe, dev, batch_size, "the warm-up images")
+    else:
+        layout = probe_layout(model, probe, batch_size, "the warm-up images")
+    if inputs:
+        wait_for_go(out_dir, next(iter(inputs.values())).parent / GO_FILE)
     for name, path in inputs.items():
         raw = np.load(path, allow_pickle=False)
         if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != (1, 28, 28):
             raise ValueError(f"{path.name}: expected uint8 or float32 images [N,1,28,28], got {raw.dtype} {raw.shape}")
-        images = host_tensor(raw, dev)
-        if dev.type == "cuda" and len(raw):
-            warm_up(model, images, dev, batch_size, f"the {name} images")
-        if dev.type == "cpu" and layout is None and len(raw):
-            layout = probe_layout(model, images, batch_size, f"the {name} images")
-        t0 = time.perf_counter()
-        resident = to_device(images, dev)
+        resident = to_device(host_tensor(raw, dev), dev)
         if layout is not None:
             resident = resident.contiguous(memory_format=layout)
         outputs = run_batches(model, resident, batch_size, f"the {name} images")
-        timings[name] = time.perf_counter() - t0  # run_batches ends by copying the outputs back: synchronised
-        counts[name] = len(raw)
         np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)
     shown = f"{dev}, channels-last" if layout == torch.channels_last else str(dev)
-    summary = {"status": "ok", "params": int(params), "device": shown, "load_seconds": load_seconds,
-               "seconds": timings, "counts": counts, "batch_size": batch_size}
-    return summary
+    return {"status": "ok", "device": shown, "batch_size": batch_size}
 
 
 def write_result(out_dir: Path, result: dict) -> None:
@@ -193,12 +221,66 @@ def keep_freed_memory() -> None:
     libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest allowed value
 
 
+class CappedLog(io.TextIOBase):
+    """The entry's ``sys.stdout``/``sys.stderr``: the first and last bytes of what it prints reach the log, the
+    middle is counted and cut, so that printing never fails (a full log used to make ``print`` raise) and the
+    log stays small. Output written straight to file descriptors 1 and 2 (C code) goes to the log uncapped,
+    within the entry's file-size limit."""
+
+    def __init__(self, fd: int = 1, head: int = LOG_HEAD_BYTES, tail: int = LOG_TAIL_BYTES):
+        super().__init__()
+        self.fd, self.head_left, self.tail_size = fd, head, tail
+        self.tail = bytearray()
+        self.cut = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def write(self, text: str) -> int:
+        data = str(text).encode("utf-8", "replace")
+        shown = data[:max(self.head_left, 0)]
+        if shown:
+            try:
+                os.write(self.fd, shown)
+            except OSError:
+                pass
+            self.head_left -= len(shown)
+        rest = data[len(shown):]
+        if rest:
+            self.tail += rest
+            if len(self.tail) > self.tail_size:
+                self.cut += len(self.tail) - self.tail_size
+                del self.tail[:len(self.tail) - self.tail_size]
+        return len(text)
+
+    def close_log(self) -> None:
+        """Write the kept end of the output, after a line that says how much was cut."""
+        end = (f"\n[… {self.cut:,} bytes of output cut …]\n".encode() if self.cut else b"") + bytes(self.tail)
+        self.tail.clear()
+        try:
+            os.write(self.fd, end)
+        except OSError:
+            pass
+
+
 def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
          batch_size: int | None) -> None:
     """Child-process entry point: always leaves a result.json unless the process is killed."""
     out = Path(out_dir)
     pid = os.getpid()
     keep_freed_memory()
+    log = CappedLog()
+    sys.stdout = sys.stderr = log
     try:
         result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size)
     except EntryError as exc:
@@ -217,9 +299,8 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
         elif isinstance(exc, BlockingIOError) and exc.errno == errno.EAGAIN:
             text = "could not start another process or thread (the harness's process limit); entries must not fork"
         result = {"status": "failed", "error": f"{type(exc).__name__} in the model{where}: {text}"}
-        traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
+        traceback.print_exc(file=log)
     if os.getpid() != pid:  # a copy the entry forked: only the entry's own process reports
         os._exit(1)
+    log.close_log()
     write_result(out, result)

@@ -1,0 +1,252 @@
+"""Hostile entries against what is ranked: the parameter count and the speed are the host's measurements, and an
+entry without the sandbox still meets its limits (processes, file size, leftovers) and cannot stop the run.
+
+Each cheat is written as a member would: a few lines in ``model.py``. The honest figures come from an independent
+reference: the parameter count from the weights tensor itself, the speed from a sleep the entry cannot skip.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from harness import isolation, runner, sandbox, sandbox_server
+from harness.contract import EntryMetadata
+from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
+from tests.test_contract import evaluate, predicted
+
+SLEEP = 0.4  # seconds each forward call of a slow cheat sleeps: a floor under any honest time
+
+# Every clock the worker (or anything) could read stands still, except for a nanosecond per call.
+FREEZES_CLOCKS = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
+    import itertools, time
+    import torch
+    _sleep = time.sleep
+    _ticks = itertools.count()
+    for _name in ("perf_counter", "monotonic", "time", "process_time"):
+        setattr(time, _name, lambda: next(_ticks) * 1e-9)
+    for _name in ("perf_counter_ns", "monotonic_ns", "time_ns"):
+        setattr(time, _name, lambda: next(_ticks))
+"""), 1).replace("return self.scale", f"_sleep({SLEEP})\n        return self.scale")
+
+# parameters() yields nothing; state_dict and the weights stay as they are.
+HIDES_PARAMETERS = TEMPLATE_CODE.replace(
+    "    def forward(self, x):",
+    "    def parameters(self, recurse=True):\n        return iter(())\n\n    def forward(self, x):")
+
+# Rewrites whatever the worker reports: one parameter and a near-zero time for any number of images.
+WRAPS_REPORTING = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
+    import time
+    import torch
+    import harness.worker as _worker
+    _write = _worker.write_result
+    def _forged(out_dir, result):
+        result = dict(result, params=1, seconds={"mnist": 1e-9, "guest": 1e-9}, counts={"mnist": 10**9},
+                      images_per_second=5e12)
+        _write(out_dir, result)
+    _worker.write_result = _forged
+"""), 1).replace("return self.scale", f"time.sleep({SLEEP})\n        return self.scale")
+
+# Reads its images before the clock could start: at import, from where they will be.
+PEEKS_EARLY = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
+    import os
+    import torch
+    for _folder in ("/in", os.getcwd()):
+        try:
+            print("early look", _folder, sorted(n for n in os.listdir(_folder) if n.startswith("images_")))
+        except OSError as exc:
+            print("early look", _folder, type(exc).__name__)
+"""), 1)
+
+
+@pytest.fixture(scope="module")
+def cheats(tmp_path_factory, small_mnist, means):
+    """The cheats and an honest entry evaluated in one run, on the host's default isolation (sandboxed here when
+    bubblewrap works, else plain processes)."""
+    tmp = tmp_path_factory.mktemp("cheats")
+    subs = tmp / "subs"
+    weights = template_weights(means)
+    write_entry(subs, "honest", weights=weights)
+    write_entry(subs, "freezes-clocks", code=FREEZES_CLOCKS, weights=weights)
+    write_entry(subs, "hides-parameters", code=HIDES_PARAMETERS, weights=weights)
+    write_entry(subs, "wraps-reporting", code=WRAPS_REPORTING, weights=weights)
+    write_entry(subs, "peeks-early", code=PEEKS_EARLY, weights=weights)
+    return evaluate(tmp, [small_mnist], runner.Options(device="cpu", timeout=120))
+
+
+def weights_values(means) -> int:
+    """The independent reference for the template's parameter count: the values in its one weight tensor."""
+    return int(np.prod(template_weights(means)["fc.weight"].shape))
+
+
+def test_parameter_count_is_read_from_the_weights(cheats, means):
+    assert weights_values(means) == 7840
+    for name in ("honest", "hides-parameters", "wraps-reporting", "freezes-clocks"):
+        assert cheats[name].status == "ok", cheats[name].error
+        assert cheats[name].params == weights_values(means), name
+
+
+def test_speed_is_timed_outside_the_entry(cheats, small_mnist):
+    """A cheat that sleeps SLEEP seconds per forward call cannot be faster than the images over that sleep, whatever
+    it does to the clocks or to the worker's report; the stored figure is a real measurement, not None."""
+    batches = 1  # 300 images: one batch at the CPU default of 128? no: even batches of at most 128 -> 3 calls
+    batches = -(-len(small_mnist.labels) // 128)
+    floor = batches * SLEEP
+    for name in ("freezes-clocks", "wraps-reporting"):
+        ev = cheats[name]
+        assert ev.images_per_second is not None, name
+        assert ev.images_per_second <= len(small_mnist.labels) / floor, (name, ev.images_per_second)
+        assert ev.seconds >= floor
+    assert cheats["honest"].images_per_second > 0
+
+
+def test_predictions_of_cheats_and_honest_entry_are_exact(cheats, small_mnist, means):
+    expected = template_predictions(small_mnist.images, means)
+    for name, ev in cheats.items():
+        assert np.array_equal(predicted(ev), expected), name
+
+
+def test_images_are_not_there_before_the_clock_starts(cheats):
+    ev = cheats["peeks-early"]
+    assert ev.status == "ok", ev.error
+    looks = [line for line in (ev.log or "").splitlines() if line.startswith("early look")]
+    assert looks, ev.log
+    for line in looks:  # an empty listing, or a folder it cannot list: never an image file
+        assert "images_" not in line, line
+
+
+# --- Without the sandbox -------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def plain(tmp_path):
+    """Runs one entry without the sandbox (as where bubblewrap is missing) on 4 zero images."""
+    images = tmp_path / "images_mnist.npy"
+    np.save(images, np.zeros((4, 1, 28, 28), np.uint8))
+
+    def run(folder, timeout=60.0, **kwargs):
+        return isolation.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / f"out-{folder.name}",
+                                      device="cpu", timeout=timeout, sandboxed=False, **kwargs)
+    return run
+
+
+def leaves_daemon(pid_file: Path) -> str:
+    """Forward code that leaves a double-forked daemon in a session of its own, which writes its pid to a file."""
+    return before_return(textwrap.dedent(f"""
+        import os, sys, time
+        if not getattr(sys, "_daemon_started", False):
+            sys._daemon_started = True
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    open({str(pid_file)!r}, "w").write(str(os.getpid()))
+                    time.sleep(600)
+                    os._exit(0)
+                os._exit(0)
+            while not os.path.exists({str(pid_file)!r}):
+                time.sleep(0.01)
+    """))
+
+
+# Bounded for safety, should the limit fail: at most 3000 sleeping children.
+FORK_BOMB = before_return(textwrap.dedent("""
+    import os, time
+    for _ in range(3000):
+        if os.fork() == 0:
+            time.sleep(120)
+            os._exit(0)
+"""))
+WRITES_BIG_FILE = before_return("open('/tmp/harness-test-big-output', 'wb').write(b'x' * (64 * 1024 * 1024))")
+PRINTS_A_LOT = before_return("for _ in range(20_000):\n    print('x' * 1000)")
+KILLS_PARENT = before_return("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+
+
+def test_unsandboxed_root_entry_runs_as_nobody_with_limits(plain, tmp_path, means):
+    if os.getuid() != 0:
+        pytest.skip("the harness runs as a user: entries keep that user's identity")
+    folder = write_entry(tmp_path / "subs", "who", weights=template_weights(means), code=before_return(
+        "import os, resource\nprint('uid', os.getuid(), 'nproc', resource.getrlimit(resource.RLIMIT_NPROC)[0], "
+        "'fsize', resource.getrlimit(resource.RLIMIT_FSIZE)[0])\n"
+        "try:\n    open('/root/harness-pwned', 'w')\nexcept OSError as exc:\n    print('write refused', exc.errno)"))
+    outcome = plain(folder)
+    assert outcome.result["status"] == "ok", (outcome.result, outcome.log)
+    assert f"uid {sandbox_server.NOBODY}" in outcome.log
+    nproc = int(outcome.log.split("nproc ")[1].split()[0])
+    assert 0 < nproc <= sandbox.tasks_of(sandbox_server.NOBODY) + sandbox.TASK_HEADROOM + 64
+    assert f"fsize {sandbox_server.FILE_LIMIT}" in outcome.log
+    assert "write refused" in outcome.log and not os.path.exists("/root/harness-pwned")
+    assert outcome.sandboxed is False and any("labels" in p for p in outcome.protections)
+
+
+def test_unsandboxed_daemon_does_not_outlive_its_entry(plain, tmp_path, means):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # where the entry (uid nobody under root) writes the daemon's pid
+    pid_file = shared / "daemon.pid"
+    folder = write_entry(tmp_path / "subs", "daemon", weights=template_weights(means), code=leaves_daemon(pid_file))
+    outcome = plain(folder)
+    assert outcome.result["status"] == "ok", (outcome.result, outcome.log)
+    pid = int(pid_file.read_text())
+    try:
+        daemon = psutil.Process(pid)
+        assert daemon.ppid() != 1, "the daemon escaped to init"
+        daemon.wait(timeout=5)  # killed at the entry's end: gone, or reaped within moments
+    except psutil.NoSuchProcess:
+        pass
+
+
+def test_unsandboxed_fork_bomb_meets_the_process_limit(plain, tmp_path, means):
+    folder = write_entry(tmp_path / "subs", "bomb", weights=template_weights(means), code=FORK_BOMB)
+    outcome = plain(folder, timeout=60)
+    assert outcome.result["status"] == "failed"
+    assert "process limit" in outcome.result["error"], outcome.result
+    assert outcome.seconds < 60
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and
+                "harness-test-bomb" in " ".join(p.info["cmdline"])]
+
+
+def test_unsandboxed_file_size_limit_applies(plain, tmp_path, means, monkeypatch):
+    monkeypatch.setattr(sandbox_server, "FILE_LIMIT", 16 * 1024 * 1024)
+    target = "/tmp/harness-test-big-output"
+    folder = write_entry(tmp_path / "subs", "big-file", weights=template_weights(means), code=WRITES_BIG_FILE)
+    try:
+        outcome = plain(folder)
+        assert outcome.result["status"] == "failed"
+        assert "File too large" in outcome.result["error"], outcome.result
+        assert os.path.getsize(target) <= 16 * 1024 * 1024
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)
+
+
+@pytest.mark.parametrize("sandboxed", [False, True])
+def test_printing_a_lot_is_cut_with_a_sentence_not_a_failure(plain, tmp_path, means, sandboxed):
+    if sandboxed and sandbox.unavailable_reason():
+        pytest.skip(f"bubblewrap sandbox unavailable here: {sandbox.unavailable_reason()}")
+    folder = write_entry(tmp_path / "subs", "chatty", weights=template_weights(means), code=PRINTS_A_LOT)
+    images = tmp_path / "images_mnist.npy"
+    outcome = isolation.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / "out", device="cpu",
+                                     timeout=60, sandboxed=sandboxed)
+    assert outcome.result["status"] == "ok", outcome.result
+    assert "bytes of output cut" in outcome.log
+    assert outcome.log.startswith("x" * 1000) and outcome.log.rstrip().endswith("x" * 1000)
+    assert len(outcome.log) < 25_000
+
+
+def test_an_entry_that_kills_its_parent_stops_only_itself(plain, tmp_path, means, monkeypatch):
+    """Under a user's harness (no drop to nobody) the entry can kill the fork server; the next entry still runs."""
+    monkeypatch.setattr(isolation, "entry_user", lambda: None)
+    killer = write_entry(tmp_path / "subs", "killer", weights=template_weights(means), code=KILLS_PARENT)
+    good = write_entry(tmp_path / "subs", "good", weights=template_weights(means))
+    plain(good)
+    server = isolation._forkserver()
+    assert server is not None
+    plain(killer)  # it may even finish: its own process outlives the fork server
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE  # the cheat did kill it
+    second = plain(good)
+    assert second.result["status"] == "ok", second.result
+    assert isolation._forkserver().pid != server.pid
