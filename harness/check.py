@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from harness import mnist, parameters
+from harness import mnist, order, parameters
 from harness.contract import name_problem
 from harness.discovery import load_entry
 from harness.errors import HarnessError
@@ -46,14 +46,13 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     images, labels, described = sample_images(mnist_dir)
     work = Path(tempfile.mkdtemp(prefix="harness-check-"))
     try:
-        inputs = {"check": work / "images_check.npy"}
-        np.save(inputs["check"], images.astype(np.uint8)[:, None], allow_pickle=False)
+        inputs = order.write({"check": images}, work)  # in a secret order, as in a real evaluation
         outcome = run_isolated(folder, entry.metadata, inputs, work / "out", device=device, timeout=timeout,
                                memory_limit=8 * GIB, batch_size=BATCH)
         result = outcome.result
         if result["status"] != "ok":
             raise HarnessError(f"{entry.name}: {result['error']}")
-        outputs = np.load(work / "out" / "outputs_check.npy", allow_pickle=False)
+        outputs = inputs.unshuffle("check", np.load(work / "out" / "outputs_check.npy", allow_pickle=False))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = outcome.timed_seconds

@@ -1,7 +1,8 @@
 """``python -m harness.export --out DIR --signed-off-by NAME``: the standings as a signed-off record (CSV + JSON).
 
 One row per entry (its latest version submitted by the deadline; a later one as an unranked "late" row),
-ranked as on the board, with everything needed to audit the score:
+ranked as on the board (``harness.standings``: hidden entries left out, disqualified ones unranked with the
+organiser's reason), with everything needed to audit the score:
 weights, code and content hashes, dataset hashes, preprocessing version, harness, torch and Python versions,
 device and sandboxing. Before the reveal the guest columns are left out. The JSON names who signed off and
 when, and holds the SHA-256 of the CSV written beside it.

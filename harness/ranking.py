@@ -41,7 +41,7 @@ class Row:
     evaluated_at: str
     evaluation_id: int
     sandboxed: bool | None = None
-    standing: str = "ranked"       # ranked, late (after the deadline) or superseded (one entry per member)
+    standing: str = "ranked"       # ranked, late (after the deadline), superseded (one entry per member), disqualified
     note: str = ""
     submitted_at: str | None = None
     rank: int | None = None
@@ -102,7 +102,8 @@ def sort_key(row: Row, metrics: list[str]) -> tuple:
 
 def rank(rows: list[Row], alpha: float = 0.05, primary: str = "guest_accuracy",
          tie_break: tuple[str, ...] | list[str] = ("mnist_accuracy",)) -> list[Row]:
-    """Rank the ok, ranked-standing rows by ``primary`` then ``tie_break``; failed, late, superseded rows follow.
+    """Rank the ok, ranked-standing rows by ``primary`` then ``tie_break``; failed, late, superseded rows follow,
+    disqualified ones last.
 
     Without a guest result for every ok row, guest metrics are left out and MNIST accuracy leads. Equal keys
     share a rank. ``tie_group`` joins an entry to the one above when an exact McNemar test on the primary
@@ -111,7 +112,8 @@ def rank(rows: list[Row], alpha: float = 0.05, primary: str = "guest_accuracy",
     competing = [r for r in rows if r.standing == "ranked"]
     ok = [r for r in competing if r.status == "ok" and r.mnist is not None]
     failed = sorted((r for r in competing if r not in ok), key=lambda r: r.name.lower())
-    unranked = sorted((r for r in rows if r.standing != "ranked"), key=lambda r: (r.standing, r.name.lower()))
+    unranked = sorted((r for r in rows if r.standing != "ranked"),
+                      key=lambda r: (r.standing == "disqualified", r.standing, r.name.lower()))
     has_guest = bool(ok) and all(r.guest is not None and r.guest.total > 0 for r in ok)
     metrics = [m for m in [primary, *tie_break] if has_guest or METRICS[m][0] != "guest"]
     if not metrics or METRICS[metrics[0]][0] is None:

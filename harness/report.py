@@ -22,6 +22,9 @@ def _count(n: int | None) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
 
+UNRANKED_MARKS = {"late": "late", "disqualified": "DQ"}  # the rank column of an unranked row (superseded: —)
+
+
 def table(rows: list[Row], has_guest: bool, title: str) -> Table:
     out = Table(title=title, title_justify="left")
     out.add_column("#", justify="right")
@@ -33,11 +36,12 @@ def table(rows: list[Row], has_guest: bool, title: str) -> Table:
     out.add_column("params", justify="right")
     out.add_column("img/s ↑", justify="right")
     for row in rows:
+        mark = UNRANKED_MARKS.get(row.standing, "")
         if row.status != "ok":
-            cells = ["late ✗" if row.standing == "late" else "✗", row.name, row.author or ""] + (["failed"] if has_guest else []) + [f"[red]{row.error}[/red]", "", ""]
+            cells = [f"{mark} ✗".strip(), row.name, row.author or ""] + (["failed"] if has_guest else []) + [f"[red]{row.error}[/red]", "", ""]
             out.add_row(*cells)
             continue
-        rank = "late" if row.standing == "late" else "—" if row.rank is None else f"{row.rank}" + (" =" if row.tied_with_above else "")
+        rank = mark or ("—" if row.rank is None else f"{row.rank}" + (" =" if row.tied_with_above else ""))
         cells = [rank, row.display_name if row.display_name == row.name else f"{row.display_name} ({row.name})",
                  row.author or ""]
         if has_guest:
@@ -63,7 +67,8 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
     console.print(table(rows, has_guest, heading or title(["guest_accuracy", "mnist_accuracy"], has_guest)))
     for row in rows:
         if row.standing != "ranked" and row.note:
-            console.print(f"{row.name} ({row.standing}): {row.note}.")
+            why = "disqualified by the organisers" if row.standing == "disqualified" else row.standing
+            console.print(f"{row.name} ({why}): {row.note.rstrip('.')}.")
     if any(r.tied_with_above for r in rows):
         console.print("'=' marks an entry that a paired exact McNemar test (p ≥ 0.05) cannot tell apart from the one "
                       "above it: the data do not separate them.")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from harness import __version__, claims, parameters, snapshots, standings, store
+from harness import __version__, claims, order, parameters, snapshots, standings, store
 from harness.competition import Competition
 from harness.discovery import Entry
 from harness.isolation import GIB, needs_torchvision, run_isolated
@@ -70,27 +70,24 @@ def eval_key(entry: Entry, datasets: list[store.DatasetSpec]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def write_inputs(datasets: list[store.DatasetSpec], folder: Path) -> dict[str, Path]:
-    """Images only (uint8 [N,1,28,28]; the worker scales them to [0,1]) as .npy files; labels stay here."""
-    paths = {}
-    for spec in datasets:
-        path = folder / f"images_{spec.kind}.npy"
-        np.save(path, spec.images.astype(np.uint8)[:, None], allow_pickle=False)
-        paths[spec.kind] = path
-    return paths
+def write_inputs(datasets: list[store.DatasetSpec], folder: Path) -> order.Shuffled:
+    """Images only (uint8 [N,1,28,28]; the worker scales them to [0,1]) as .npy files, each set in a secret order
+    drawn for this run (``harness.order``); labels stay here."""
+    return order.write({spec.kind: spec.images for spec in datasets}, folder)
 
 
-def _outputs(out_dir: Path, spec: store.DatasetSpec) -> np.ndarray:
+def _outputs(out_dir: Path, spec: store.DatasetSpec, inputs: order.Shuffled) -> np.ndarray:
+    """The entry's outputs for one set, back in the dataset's order."""
     try:
         outputs = np.load(out_dir / f"outputs_{spec.kind}.npy", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"the entry's process returned no readable outputs for the {spec.kind} set ({exc}).") from exc
     if outputs.dtype != np.float32:
         raise ValueError(f"the entry's process returned {outputs.dtype} outputs for the {spec.kind} set.")
-    return outputs
+    return inputs.unshuffle(spec.kind, outputs)
 
 
-def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], inputs: dict[str, Path],
+def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], inputs: order.Shuffled,
                  work: Path, options: Options, preload_torchvision: bool) -> dict:
     """Run one entry in its own process and turn its outputs into metrics (the labels never leave this process).
 
@@ -112,7 +109,7 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     if result["status"] == "ok":
         try:
             for spec in datasets:
-                record["metrics"][dataset_ids[spec.kind]] = summarize(spec.labels, _outputs(out_dir, spec))
+                record["metrics"][dataset_ids[spec.kind]] = summarize(spec.labels, _outputs(out_dir, spec, inputs))
         except ValueError as exc:
             record.update(status="failed", error=str(exc), metrics={})
         else:
@@ -168,7 +165,7 @@ class _Scoring:
     work: Path
     preload_tv: bool
     on_entry: Callable[[Entry, str], None] | None
-    inputs: dict[str, Path] | None = None
+    inputs: order.Shuffled | None = None
 
     def done(self, job: Job, evaluation_id: int, outcome: str) -> None:
         if not job.restored:

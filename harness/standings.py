@@ -3,6 +3,13 @@
 A version counts as submitted when the harness first saw it, unless the organiser overrode that time.
 A later version is still shown, as ``late``, but not ranked. With ``entries_per_member = "one"`` only
 each member's most recently submitted entry is ranked; their other entries are ``superseded``.
+
+The organiser's moderation (``store.set_moderation``) is applied here too, and only here: a hidden entry is
+left out altogether; a disqualified one is shown once (the version that would count, else its late one),
+``disqualified`` with the organiser's reason as its note, and is never ranked. A disqualified entry does not
+take part in "one entry per member": it supersedes none of its author's other entries, so their most recent
+entry that is not disqualified is the one ranked. The terminal, ``--json``, the export, ``harness.verify`` and
+the dashboard all take these decisions from here.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from harness import ranking, store
 from harness.competition import Competition
 from harness.db import Entry, EntryVersion, Evaluation
 
-RANKED, LATE, SUPERSEDED = "ranked", "late", "superseded"
+RANKED, LATE, SUPERSEDED, DISQUALIFIED = "ranked", "late", "superseded", "disqualified"
+HIDDEN = "hidden"
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class Pick:
     evaluation_id: int
     version_id: int
     submitted_at: datetime
-    standing: str                 # ranked, late or superseded
+    standing: str                 # ranked, late, superseded or disqualified
     note: str = ""
 
 
@@ -72,16 +80,28 @@ def member(author: str | None, entry_name: str) -> str:
     return key or f"entry:{entry_name}"
 
 
-def picks(versions: list[VersionRow], competition: Competition) -> list[Pick]:
-    """The evaluation each entry shows: its latest on-time evaluated version (ranked), and a newer late one."""
+def picks(versions: list[VersionRow], competition: Competition,
+          moderation: dict[str, tuple[str, str]] | None = None) -> list[Pick]:
+    """The evaluation each entry shows: its latest on-time evaluated version (ranked), and a newer late one.
+
+    ``moderation`` is ``store.moderation``: {entry: (hidden or disqualified, the organiser's reason)}.
+    """
+    moderation = moderation or {}
     by_entry: dict[str, list[VersionRow]] = {}
     for v in versions:
         if v.evaluation_id is not None:
             by_entry.setdefault(v.entry_name, []).append(v)
     out: list[Pick] = []
     for name, evaluated in sorted(by_entry.items()):
+        state, reason = moderation.get(name, ("visible", ""))
+        if state == HIDDEN:
+            continue
         on_time = [v for v in evaluated if not competition.is_late(v.submitted_at)]
         late = [v for v in evaluated if competition.is_late(v.submitted_at)]
+        if state == DISQUALIFIED:
+            v = (on_time or late)[-1]
+            out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, DISQUALIFIED, reason))
+            continue
         if on_time:
             v = on_time[-1]
             out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, RANKED))
@@ -89,7 +109,7 @@ def picks(versions: list[VersionRow], competition: Competition) -> list[Pick]:
             v = late[-1]
             note = "submitted after the deadline" + ("; the on-time version is ranked" if on_time else "")
             out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, LATE, note))
-    if competition.entries_per_member == "one":
+    if competition.entries_per_member == "one":  # only ranked picks compete: a disqualified one supersedes nothing
         out = _one_per_member(out, {v.version_id: v.author for v in versions})
     return out
 
@@ -110,8 +130,13 @@ def _one_per_member(chosen: list[Pick], authors: dict[int, str | None]) -> list[
     return out
 
 
+def moderation(engine: Engine) -> dict[str, tuple[str, str]]:
+    """{entry: (HIDDEN or DISQUALIFIED, the organiser's reason)} for every entry the organiser set aside."""
+    return store.moderation(engine)
+
+
 def current(engine: Engine, competition: Competition) -> list[Pick]:
-    return picks(version_rows(engine), competition)
+    return picks(version_rows(engine), competition, moderation(engine))
 
 
 def ranked_rows(engine: Engine, competition: Competition, names: set[str] | None = None,

@@ -3,6 +3,9 @@
 Each entry's newest stored evaluation is re-run in its own (sandboxed) process on the very images it was
 scored on (kept in the database, MNIST and guest alike), and every per-sample prediction is compared with the
 stored one. An entry whose files changed since that evaluation cannot be re-scored and is reported as such.
+The organiser's moderation comes from ``harness.standings``: a disqualified entry is re-scored (its results are
+still shown, unranked) and said to be disqualified; a hidden one is shown on no board, so it is not re-scored,
+and the line says so.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from harness import __version__, runner, store
+from harness import __version__, runner, standings, store
 from harness.db import Evaluation, make_engine, unpack
 from harness.discovery import discover, select as select_entries
 from harness.errors import HarnessError
@@ -25,7 +28,7 @@ from harness.errors import HarnessError
 @dataclass
 class Check:
     name: str
-    status: str          # "same", "different", "changed", "failed"
+    status: str          # "same", "different", "changed", "failed", "hidden"
     detail: str
 
 
@@ -87,18 +90,27 @@ def main(argv: list[str] | None = None) -> int:
         checks = []
         work = Path(tempfile.mkdtemp(prefix="harness-verify-"))
         try:
+            moderated = standings.moderation(engine)
             for entry in entries:
+                state, reason = moderated.get(entry.name, ("visible", ""))
+                if state == standings.HIDDEN:
+                    checks.append(Check(entry.name, "hidden", f"hidden by the organisers ({reason}): not re-scored; "
+                                                              "restore it on the Organiser page to verify it."))
+                    continue
                 if entry.name not in stored:
                     checks.append(Check(entry.name, "failed", "no successful stored evaluation to verify."))
                     continue
-                checks.append(verify_one(entry, stored[entry.name], options, work))
+                check = verify_one(entry, stored[entry.name], options, work)
+                if state == standings.DISQUALIFIED:
+                    check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
+                checks.append(check)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     marks = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
-             "failed": "[red]✗[/red]"}
+             "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]"}
     for check in checks:
         console.print(f"{marks[check.status]} {check.name}: {check.detail}")
     return 1 if any(c.status in ("different", "failed") for c in checks) else 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from harness.standings import DISQUALIFIED
+
 from leaderboard.queries import EvalSummary
 
 FACTORS = {
@@ -28,10 +30,14 @@ def _augmented(hp: dict) -> str | None:
 
 
 def frame(summaries: list[EvalSummary], include_guest: bool) -> pd.DataFrame:
-    """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed)."""
+    """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed).
+
+    A disqualified entry (its standing, from ``harness.standings``) is left out: its score says nothing about
+    what worked. Hidden entries never reach here.
+    """
     rows = []
     for s in summaries:
-        if s.status != "ok" or "mnist" not in s.scores:
+        if s.status != "ok" or "mnist" not in s.scores or s.standing == DISQUALIFIED:
             continue
         hp = s.hyperparameters
         row = {"entry": s.display_name, "author": s.author, "params": s.params,

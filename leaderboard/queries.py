@@ -123,8 +123,9 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
 
 def picked_evaluations(engine: Engine, datasets: dict[str, DatasetInfo],
                        rules: Competition | None = None) -> list[EvalSummary]:
-    """What the board shows: each entry's on-time evaluation (``ranked`` or ``superseded``) and, when there is
-    one, its newer ``late`` evaluation; with scores on ``datasets`` only."""
+    """What the board shows, as ``harness.standings`` decides: each entry's on-time evaluation (``ranked`` or
+    ``superseded``) and, when there is one, its newer ``late`` evaluation; a disqualified entry once, a hidden one
+    not at all; with scores on ``datasets`` only."""
     picks = standings.current(engine, rules or Competition())
     with Session(engine) as session:
         by_id = {s.evaluation_id: s for s in _summaries(session, [p.evaluation_id for p in picks], datasets)}

@@ -36,24 +36,21 @@ def primary_kind(summaries: list[EvalSummary], revealed: bool, primary: str = "g
 
 
 def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], revealed: bool,
-                moderation: dict[str, tuple[str, str]], history: pd.DataFrame | None = None,
-                alpha: float = ALPHA, primary: str = "guest_accuracy",
+                history: pd.DataFrame | None = None, alpha: float = ALPHA, primary: str = "guest_accuracy",
                 tie_break: tuple[str, ...] = ("mnist_accuracy",)) -> pd.DataFrame:
-    """One row per entry, ranked as the harness ranks (the rules' metrics; ties by exact McNemar).
+    """One row per picked evaluation, ranked as the harness ranks (the rules' metrics; ties by exact McNemar).
 
-    ``masks`` holds each ok evaluation's per-sample correctness on the primary set. Hidden entries are
-    left out; late and superseded versions follow unranked, then disqualified entries. Before the reveal no
-    guest number is used or shown.
+    ``summaries`` carry their standing from ``harness.standings`` (hidden entries are not among them): late,
+    superseded and disqualified ones follow unranked, with ``status`` "<standing>: <note>". ``masks`` holds
+    each ranked ok evaluation's per-sample correctness on the primary set. Before the reveal no guest number
+    is used or shown.
     """
     kind = primary_kind(summaries, revealed, primary)
     if not revealed:
         tie_break = tuple(m for m in tie_break if not m.startswith("guest"))
     by_id = {s.evaluation_id: s for s in summaries}
-    visible = [s for s in summaries if moderation.get(s.entry_name, ("visible", ""))[0] != "hidden"]
-    competing = [s for s in visible if moderation.get(s.entry_name, ("visible", ""))[0] != "disqualified"]
-    disqualified = [s for s in visible if s not in competing]
     rows = []
-    for s in competing:
+    for s in summaries:
         rows.append(ranking.Row(
             name=s.entry_name, display_name=s.display_name, author=s.author, status=s.status, error=s.error,
             mnist=_score(s, "mnist", masks if kind == "mnist" else {}),
@@ -77,9 +74,6 @@ def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], reve
         records.append(_record(s, row.rank, row.tied_with_above, row.tie_group, p, revealed, kind, status))
         if row.rank is not None:
             previous = row
-    for s in disqualified:
-        records.append(_record(s, None, False, None, None, revealed, kind,
-                               status=f"disqualified: {moderation[s.entry_name][1]}"))
     board = pd.DataFrame.from_records(records, columns=BOARD_COLUMNS)
     if history is not None and len(board):
         trend = history_series(history, kind)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from harness import store
+from harness import standings
 from harness.competition import Competition
 from harness.guest import sample_guest_dir
 
@@ -37,14 +37,12 @@ def board_view(engine: Engine, revealed: bool, rules: Competition | None = None)
     datasets = q.current_datasets(engine, revealed)
     summaries = q.picked_evaluations(engine, datasets, rules)
     primary = stats.primary_kind(summaries, revealed, rules.primary)
-    moderation = store.moderation(engine)
     ids = [s.evaluation_id for s in summaries if s.status == "ok" and primary in s.scores
-           and moderation.get(s.entry_name, ("visible", ""))[0] == "visible"]
+           and s.standing == standings.RANKED]
     masks = q.correct_masks(engine, ids, datasets[primary].id) if ids and primary in datasets else {}
     history = q.history(engine, datasets)
-    board = stats.build_board(summaries, masks, revealed, moderation, history, primary=rules.primary,
-                              tie_break=rules.tie_break)
-    hidden = sorted(n for n, (state, _) in moderation.items() if state == "hidden")
+    board = stats.build_board(summaries, masks, revealed, history, primary=rules.primary, tie_break=rules.tie_break)
+    hidden = sorted(n for n, (state, _) in standings.moderation(engine).items() if state == standings.HIDDEN)
     return BoardView(board, datasets, primary, revealed, hidden)
 
 
@@ -68,8 +66,7 @@ class SetView:
 
 @dataclass
 class EntryView:
-    summary: q.EvalSummary
-    moderation: tuple[str, str]
+    summary: q.EvalSummary  # its standing and note say whether (and why) it is disqualified
     sets: dict[str, SetView] = field(default_factory=dict)
     versions: pd.DataFrame | None = None
     history: pd.DataFrame | None = None
@@ -85,15 +82,12 @@ def visible_entries(engine: Engine, revealed: bool, rules: Competition | None = 
 def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | None = None) -> EntryView | None:
     """Everything the entry page shows, for the evaluation that counts (its on-time version, else its late
     one); None if unknown or hidden."""
-    moderation = store.moderation(engine).get(name, ("visible", ""))
-    if moderation[0] == "hidden":
-        return None
     datasets = q.current_datasets(engine, revealed)
     picked = [s for s in q.picked_evaluations(engine, datasets, rules) if s.entry_name == name]
     summary = picked[0] if picked else None
     if summary is None:
         return None
-    view = EntryView(summary, moderation, late=picked[1] if len(picked) > 1 else None)
+    view = EntryView(summary, late=picked[1] if len(picked) > 1 else None)
     for kind, score in summary.scores.items():
         arrays = q.predictions(engine, summary.evaluation_id, score.dataset_id)
         if arrays is None:
@@ -123,9 +117,8 @@ def guest_view(engine: Engine, rules: Competition | None = None) -> GuestView | 
     if "guest" not in datasets:
         return None
     guest = datasets["guest"]
-    moderation = store.moderation(engine)
-    summaries = [s for s in q.latest_evaluations(engine, datasets, rules)
-                 if s.status == "ok" and "guest" in s.scores and moderation.get(s.entry_name, ("visible", ""))[0] == "visible"]
+    summaries = [s for s in q.latest_evaluations(engine, datasets, rules)  # hidden entries are not among them
+                 if s.status == "ok" and "guest" in s.scores and s.standing != standings.DISQUALIFIED]
     labels = q.dataset_labels(engine, guest.id)
     images, files = q.dataset_images(engine, guest.id)
     matrix = q.predicted_matrix(engine, [s.evaluation_id for s in summaries], guest.id)

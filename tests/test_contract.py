@@ -155,7 +155,9 @@ def test_worker_sees_images_only(tmp_path, small_mnist):
     stored = np.load(inputs["mnist"])
     assert stored.shape == (300, 1, 28, 28) and stored.dtype == np.uint8
     assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["images_mnist.npy"]
-    assert np.array_equal(stored[:, 0], small_mnist.images)
+    order = inputs.orders["mnist"]  # a secret order of the set: position carries no information
+    assert sorted(order.tolist()) == list(range(300)) and not np.array_equal(order, np.arange(300))
+    assert np.array_equal(stored[:, 0], small_mnist.images[order])
 
 
 def test_worker_scales_uint8_to_unit_range_exactly():

@@ -223,6 +223,36 @@ def test_moderation_and_audit_log(fx, tmp_path):
     assert "eve" in set(views.board_view(engine, revealed=True).board["entry"])
 
 
+def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
+    """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.standings."""
+    from harness import standings
+    from harness.competition import Competition
+    from leaderboard import insights
+    db = tmp_path / "dq.db"
+    shutil.copy(fx.revealed_db, db)
+    engine = make_engine(str(db))
+    store.set_moderation(engine, "bob", "disqualified", "trained on the test set")
+    store.set_moderation(engine, "eve", "hidden", "asked to withdraw")
+    picked = {p.entry_name: p for p in standings.current(engine, Competition())}
+    assert "eve" not in picked and (picked["bob"].standing, picked["bob"].note) == ("disqualified",
+                                                                                      "trained on the test set")
+    board = views.board_view(engine, revealed=True).board
+    assert board["entry"].tolist()[-1] == "bob"  # unranked, after every other row
+    bob = board.set_index("entry").loc["bob"]
+    assert bob["status"] == f"disqualified: {picked['bob'].note}" and np.isnan(bob["rank"]) and bob["medal"] == ""
+    assert views.entry_view(engine, "bob", True).summary.standing == standings.DISQUALIFIED
+    datasets = queries.current_datasets(engine, True)
+    worked = insights.frame(queries.latest_evaluations(engine, datasets), include_guest=True)
+    assert "Bob's quick one" not in set(worked["entry"]) and "Ada's template" in set(worked["entry"])
+    assert "Bob's quick one" not in views.guest_view(engine).entries
+
+    use_db(monkeypatch, fx, db)
+    at = page("screens/entry.py", entry="bob")
+    assert [e.value for e in at.error] == ["Disqualified by the organisers: trained on the test set"]
+    listed = page()
+    assert any(m.value == "- **Bob's quick one** (bob): disqualified: trained on the test set" for m in listed.markdown)
+
+
 def test_background_job_reports_progress(tmp_path):
     import sys
     import time

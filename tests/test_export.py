@@ -8,7 +8,7 @@ import json
 
 from harness import evaluate, export, store
 from harness.db import make_engine
-from tests.entries import template_predictions, template_weights, write_entry
+from tests.entries import class_means, template_predictions, template_weights, write_entry
 
 
 def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_test, capsys):
@@ -40,3 +40,40 @@ def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_t
 def test_export_of_an_empty_database(tmp_path, db_url, capsys):
     assert export.main(["--db", db_url, "--out", str(tmp_path / "x"), "--signed-off-by", "Org"]) == 2
     assert "holds no evaluations yet" in capsys.readouterr().err
+
+
+def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_url, means, mnist_dir, capsys):
+    """Decided once in harness.standings: the disqualified entry is unranked everywhere, the hidden one absent."""
+    from harness import mnist
+    train = mnist.load_split(mnist_dir, "train", allow_download=False)
+    subs = tmp_path / "subs"
+    write_entry(subs, "cheat", weights=template_weights(means))
+    write_entry(subs, "honest", weights=template_weights(class_means(train.images[:100], train.labels[:100])))
+    write_entry(subs, "withdrawn", weights=template_weights(class_means(train.images[:30], train.labels[:30])))
+    argv = ["--submissions", str(subs), "--db", db_url, "--mnist-dir", str(mnist_dir),
+            "--mystery", str(tmp_path / "none"), "--device", "cpu", "--json"]
+    assert evaluate.main(argv) == 0
+    before = {e["name"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert sorted(e["rank"] for e in before.values()) == [1, 2, 3]  # all three ranked until the organiser acts
+
+    engine = make_engine(db_url)
+    store.set_moderation(engine, "cheat", "disqualified", "trained on the test set")
+    store.set_moderation(engine, "withdrawn", "hidden", "asked to withdraw")
+    assert evaluate.main(argv) == 0
+    out, err = capsys.readouterr()
+    entries = json.loads(out)["entries"]
+    assert [(e["name"], e["rank"], e["standing"]) for e in entries] == [("honest", 1, "ranked"),
+                                                                       ("cheat", None, "disqualified")]
+    assert entries[1]["note"] == "trained on the test set" and entries[1]["tie_group"] is None
+    terminal = " ".join(err.split())
+    assert "│ DQ │ cheat" in terminal and "cheat (disqualified by the organisers): trained on the test set." in terminal
+    assert "│ withdrawn" not in terminal and "withdrawn (" not in terminal  # no row, no note (progress may name it)
+
+    store.set_flag(engine, store.GUEST_REVEALED, "true")
+    assert export.main(["--db", db_url, "--out", str(tmp_path / "out"), "--signed-off-by", "Org"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "standings.csv")))
+    assert [(r["name"], r["rank"], r["standing"], r["note"]) for r in rows] == [
+        ("honest", "1", "ranked", ""), ("cheat", "", "disqualified", "trained on the test set")]
+    record = json.loads((tmp_path / "out" / "standings.json").read_text())
+    assert [(e["name"], e["rank"]) for e in record["entries"]] == [("honest", 1), ("cheat", None)]
+    engine.dispose()

@@ -8,7 +8,8 @@ import numpy as np
 
 from harness import ranking
 from harness.competition import parse
-from harness.standings import LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks
+from harness.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member,
+                               picks)
 
 DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}
 
@@ -59,6 +60,32 @@ def test_one_entry_per_member_keeps_the_most_recent_submission():
     assert set(several.values()) == {RANKED}
 
 
+def test_hidden_entries_are_left_out_and_disqualified_ones_shown_once_unranked():
+    versions = [v("ada", 1, datetime(2027, 1, 2), 11), v("ada", 2, datetime(2027, 1, 11), 12),
+                v("bob", 3, datetime(2027, 1, 3), 13), v("cy", 4, datetime(2027, 1, 12), 14),
+                v("eve", 5, datetime(2027, 1, 4), 15)]
+    moderation = {"ada": ("disqualified", "trained on the test set"), "cy": ("disqualified", "copied weights"),
+                  "eve": ("hidden", "asked to withdraw")}
+    chosen = [(p.entry_name, p.evaluation_id, p.standing, p.note) for p in picks(versions, parse(DEADLINE), moderation)]
+    # by hand: ada's on-time version 1 (not also its late one), bob as before, cy's only (late) version, no eve
+    assert chosen == [("ada", 11, DISQUALIFIED, "trained on the test set"), ("bob", 13, RANKED, ""),
+                      ("cy", 14, DISQUALIFIED, "copied weights")]
+
+
+def test_a_disqualified_entry_supersedes_none_of_its_authors_entries():
+    versions = [v("ada-cnn", 1, datetime(2027, 1, 2), 11, author="Ada"),
+                v("ada-mlp", 2, datetime(2027, 1, 5), 12, author="Ada")]
+    rules = parse({**DEADLINE, "entries_per_member": "one"})
+
+    def standing(moderation):
+        return {p.entry_name: p.standing for p in picks(versions, rules, moderation)}
+
+    assert standing({}) == {"ada-cnn": SUPERSEDED, "ada-mlp": RANKED}
+    assert standing({"ada-mlp": ("disqualified", "x")}) == {"ada-cnn": RANKED, "ada-mlp": DISQUALIFIED}
+    assert standing({"ada-cnn": ("disqualified", "x")}) == {"ada-cnn": DISQUALIFIED, "ada-mlp": RANKED}
+    assert standing({"ada-mlp": ("hidden", "x")}) == {"ada-cnn": RANKED}
+
+
 def test_member_key_ignores_case_and_spacing():
     assert member(" Ada  Lovelace", "x") == member("ada lovelace", "y") == "ada lovelace"
     assert member(None, "x") != member(None, "y")
@@ -93,10 +120,11 @@ def test_tie_break_metrics_in_order():
 
 
 def test_mnist_primary_and_unranked_rows():
-    rows = [row("a", 0.99, 0.95), row("b", 0.50, 0.97), row("late", 1.0, 1.0, standing="late"),
-            row("old", 1.0, 1.0, standing="superseded")]
+    rows = [row("cheat", 1.0, 1.0, standing="disqualified"), row("a", 0.99, 0.95), row("b", 0.50, 0.97),
+            row("late", 1.0, 1.0, standing="late"), row("old", 1.0, 1.0, standing="superseded")]
     out = ranking.rank(rows, primary="mnist_accuracy", tie_break=("guest_accuracy",))
-    assert [(r.name, r.rank) for r in out] == [("b", 1), ("a", 2), ("late", None), ("old", None)]
+    assert [(r.name, r.rank) for r in out] == [("b", 1), ("a", 2), ("late", None), ("old", None), ("cheat", None)]
+    assert out[-1].tie_group is None and not out[-1].tied_with_above
 
 
 def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():

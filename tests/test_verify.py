@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harness import __version__, evaluate, verify
+from harness import __version__, evaluate, store, verify
 from harness.db import Result, make_engine, pack, unpack
 from tests.entries import template_weights, write_entry
 
@@ -41,3 +41,22 @@ def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, mea
     (subs / "beta" / "entry.toml").write_text('author = "someone else"\n')
     assert verify.main(args + ["--only", "beta"]) == 0
     assert "~ beta: its files changed since the stored evaluation" in capsys.readouterr().out
+
+
+def test_verify_says_an_entry_is_hidden_or_disqualified(tmp_path, means, mnist_dir, capsys):
+    subs = tmp_path / "subs"
+    write_entry(subs, "alpha", weights=template_weights(means))
+    write_entry(subs, "beta", weights=template_weights(means[::-1].copy()))
+    db = f"sqlite:///{tmp_path / 'lb.db'}"
+    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
+                          "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    engine = make_engine(db)
+    store.set_moderation(engine, "alpha", "hidden", "asked to withdraw")
+    store.set_moderation(engine, "beta", "disqualified", "copied weights")
+    capsys.readouterr()
+    assert verify.main(["--submissions", str(subs), "--db", db]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("– alpha: hidden by the organisers (asked to withdraw): not re-scored; restore it on the Organiser page "
+            "to verify it.") in out
+    assert ("✓ beta: 10100 predictions identical. Disqualified by the organisers (copied weights): shown "
+            "unranked.") in out

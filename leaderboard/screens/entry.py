@@ -30,9 +30,9 @@ st.markdown(f"by **{s.author or 'unknown author'}** · folder `{s.entry_name}` �
             f"{s.started_at:%Y-%m-%d %H:%M} UTC in {s.seconds:.1f} s on {s.device}"
             f"{' · ⚠️ not sandboxed' if s.sandboxed is False else ''}"
             + (f"  \n{s.description}" if s.description else ""))
-if view.moderation[0] == "disqualified":
-    st.error(f"Disqualified by the organisers: {view.moderation[1]}")
-if s.standing == "late":
+if s.standing == "disqualified":
+    st.error(f"Disqualified by the organisers: {s.note}")
+elif s.standing == "late":
     st.warning("Every version of this entry was submitted after the deadline: shown, not ranked.")
 elif s.standing == "superseded":
     st.info(f"Not ranked: {s.note}.")

@@ -1,0 +1,63 @@
+"""The order in which an entry's process sees each set's images: a secret one, drawn afresh for every run.
+
+Stored sets are in a meaningful order (the guest's files sorted by path are grouped by label folder), so an
+entry that read its position in the set, or smoothed its predictions over neighbouring images, could learn
+the labels from the order alone. Each set is therefore written in a uniformly random order taken from the
+operating system's entropy (never from file names, labels or hashes), and the entry's outputs are put back
+in the dataset's order before anything is scored or stored: stored per-sample predictions do not depend on it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def permutation(n: int) -> np.ndarray:
+    """A uniformly random order of ``n`` items, seeded from the OS's entropy (128 bits), unknown to any entry."""
+    return np.random.default_rng(secrets.randbits(128)).permutation(n)
+
+
+@dataclass(frozen=True, eq=False)
+class Shuffled(Mapping):
+    """{set: images file} as the entry's process receives them, with each set's secret order.
+
+    ``orders[kind][i]`` is the dataset index of the image at position ``i`` of the file.
+    """
+    paths: dict[str, Path]
+    orders: dict[str, np.ndarray]
+
+    def __getitem__(self, kind: str) -> Path:
+        return self.paths[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def unshuffle(self, kind: str, outputs: np.ndarray) -> np.ndarray:
+        """The entry's outputs for ``kind`` (in file order) back in the dataset's order."""
+        order = self.orders[kind]
+        if outputs.ndim == 0 or len(outputs) != len(order):
+            raise ValueError(f"the entry's process returned {outputs.shape} outputs for the {len(order)} images of "
+                             f"the {kind} set; expected one row per image.")
+        canonical = np.empty_like(outputs)
+        canonical[order] = outputs
+        return canonical
+
+
+def write(images: dict[str, np.ndarray], folder: Path) -> Shuffled:
+    """Write each set's images (uint8 [N,28,28]) as ``images_<set>.npy`` (uint8 [N,1,28,28]) in a fresh secret
+    order; labels and file names are never written."""
+    paths, orders = {}, {}
+    for kind, array in images.items():
+        order = permutation(len(array))
+        path = Path(folder) / f"images_{kind}.npy"
+        np.save(path, np.ascontiguousarray(array.astype(np.uint8)[order][:, None]), allow_pickle=False)
+        paths[kind], orders[kind] = path, order
+    return Shuffled(paths, orders)
