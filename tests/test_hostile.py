@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,43 @@ PEEKS_EARLY = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
 """), 1)
 
 
+@contextmanager
+def isolation_mode(mode: str):
+    """Entries run in the root or the user layout of the sandbox, or as plain processes (no bubblewrap)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if mode == "plain":
+            mp.setattr(sandbox, "_box", None)
+            mp.setattr(sandbox, "_unavailable", "the test runs entries without the sandbox")
+            yield
+            return
+        reason = sandbox.unavailable_reason()
+        if reason:
+            pytest.skip(f"bubblewrap sandbox unavailable here: {reason}")
+        as_root = mode == "sandbox, root layout"
+        if as_root and os.getuid() != 0:
+            pytest.skip("the tests run as a user: the root layout cannot be started")
+        if as_root == (os.getuid() == 0):
+            yield
+            return
+        sandbox.close_shared()
+        mp.setattr(sandbox, "_box", sandbox.Sandbox([], as_root=False))
+        try:
+            yield
+        finally:
+            sandbox.close_shared()
+
+
 @pytest.fixture(scope="module")
-def cheats(tmp_path_factory, small_mnist, means):
-    """The cheats and an honest entry evaluated in one run, on the host's default isolation (sandboxed here when
-    bubblewrap works, else plain processes)."""
+def honest_alone(tmp_path_factory, small_mnist, means):
+    """The honest entry evaluated on its own: its stored bytes are what a hostile neighbour must not change."""
+    tmp = tmp_path_factory.mktemp("alone")
+    write_entry(tmp / "subs", "honest", weights=template_weights(means))
+    return evaluate(tmp, [small_mnist], runner.Options(device="cpu", timeout=120))["honest"]
+
+
+@pytest.fixture(scope="module", params=["sandbox, root layout", "sandbox, user layout", "plain"])
+def cheats(request, tmp_path_factory, small_mnist, means):
+    """The cheats and an honest entry evaluated in one run, in each isolation mode."""
     tmp = tmp_path_factory.mktemp("cheats")
     subs = tmp / "subs"
     weights = template_weights(means)
@@ -76,7 +110,10 @@ def cheats(tmp_path_factory, small_mnist, means):
     write_entry(subs, "hides-parameters", code=HIDES_PARAMETERS, weights=weights)
     write_entry(subs, "wraps-reporting", code=WRAPS_REPORTING, weights=weights)
     write_entry(subs, "peeks-early", code=PEEKS_EARLY, weights=weights)
-    return evaluate(tmp, [small_mnist], runner.Options(device="cpu", timeout=120))
+    with isolation_mode(request.param):
+        evaluations = evaluate(tmp, [small_mnist], runner.Options(device="cpu", timeout=120))
+    assert all(ev.sandboxed == (request.param != "plain") for ev in evaluations.values())
+    return evaluations
 
 
 def weights_values(means) -> int:
@@ -94,8 +131,7 @@ def test_parameter_count_is_read_from_the_weights(cheats, means):
 def test_speed_is_timed_outside_the_entry(cheats, small_mnist):
     """A cheat that sleeps SLEEP seconds per forward call cannot be faster than the images over that sleep, whatever
     it does to the clocks or to the worker's report; the stored figure is a real measurement, not None."""
-    batches = 1  # 300 images: one batch at the CPU default of 128? no: even batches of at most 128 -> 3 calls
-    batches = -(-len(small_mnist.labels) // 128)
+    batches = -(-len(small_mnist.labels) // 128)  # forward calls: even batches of at most 128 images
     floor = batches * SLEEP
     for name in ("freezes-clocks", "wraps-reporting"):
         ev = cheats[name]
@@ -105,10 +141,13 @@ def test_speed_is_timed_outside_the_entry(cheats, small_mnist):
     assert cheats["honest"].images_per_second > 0
 
 
-def test_predictions_of_cheats_and_honest_entry_are_exact(cheats, small_mnist, means):
+def test_predictions_of_cheats_and_honest_entry_are_exact(cheats, small_mnist, means, honest_alone):
     expected = template_predictions(small_mnist.images, means)
     for name, ev in cheats.items():
         assert np.array_equal(predicted(ev), expected), name
+    beside, alone = cheats["honest"].results[0], honest_alone.results[0]
+    assert (beside.predicted, beside.probabilities, beside.confidence) == \
+        (alone.predicted, alone.probabilities, alone.confidence)  # byte for byte
 
 
 def test_images_are_not_there_before_the_clock_starts(cheats):
@@ -116,8 +155,10 @@ def test_images_are_not_there_before_the_clock_starts(cheats):
     assert ev.status == "ok", ev.error
     looks = [line for line in (ev.log or "").splitlines() if line.startswith("early look")]
     assert looks, ev.log
-    for line in looks:  # an empty listing, or a folder it cannot list: never an image file
-        assert "images_" not in line, line
+    if ev.sandboxed:  # outside the sandbox the harness's own temp folder is readable: a missing protection
+        for line in looks:  # an empty listing, or a folder it cannot list: never an image file
+            assert "images_" not in line, line
+
 
 
 # --- Without the sandbox -------------------------------------------------------------------------------------
