@@ -14,9 +14,9 @@ from scipy import ndimage
 from harness.guest import load_guest_set
 from harness.preprocess import normalize_image
 from harness.sheet import LAYOUT, SheetProblem, homography, import_sheet, main, render_template
+from tests.conftest import SEMEION
 
-SEMEION = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "semeion"
-needs_semeion = pytest.mark.skipif(not SEMEION.is_dir(), reason=f"Semeion digits not found at {SEMEION}")
+needs_semeion = pytest.mark.usefixtures("semeion_dir")  # skipped without ../shared, failed under CI
 
 
 def semeion_digit(label: int, k: int) -> np.ndarray:
