@@ -57,7 +57,7 @@ def missing_data(what: str, folder: Path) -> NoReturn:
 def semeion_folder() -> Path:
     """``../shared/datasets/semeion``, for tests and helpers that need real handwriting (see :func:`missing_data`)."""
     if not SEMEION.is_dir():
-        missing_data("the Semeion digits", SEMEION)
+        missing_data("Semeion", SEMEION)
     return SEMEION
 
 
