@@ -197,6 +197,21 @@ def noise_level(ink: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(faint - np.median(faint))))
 
 
+def smoothed_ink(ink: np.ndarray) -> np.ndarray:
+    """The ink map as :func:`digit_mask` reads it: lightly smoothed against pixel noise."""
+    return ndimage.gaussian_filter(ink, max(0.5, min(ink.shape) / 200))
+
+
+def contrast_floor(smooth: np.ndarray) -> float:
+    """The weakest ink that counts as writing on a :func:`smoothed_ink` map: :data:`MIN_CONTRAST` of
+    the paper's brightness, or six times the paper's noise where that is more.
+
+    The one rule for "is there ink": the pipeline refuses a picture whose ink never reaches it, and
+    the sheet import (:mod:`harness.sheet`) keeps a box whose ink reaches it in a digit-sized piece.
+    """
+    return max(MIN_CONTRAST, 6 * noise_level(smooth))
+
+
 def digit_mask(ink: np.ndarray) -> np.ndarray:
     """Pixels that belong to the digit: thresholded ink without specks.
 
@@ -204,10 +219,9 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
     least 2%) that lie within the largest piece's bounding box grown by a fifth.
     Raises :class:`ImageProblem` when there is no ink.
     """
-    sigma = max(0.5, min(ink.shape) / 200)
-    smooth = ndimage.gaussian_filter(ink, sigma)
+    smooth = smoothed_ink(ink)
     peak = float(np.percentile(smooth, 99.9))
-    if peak < max(MIN_CONTRAST, 6 * noise_level(smooth)):
+    if peak < contrast_floor(smooth):
         raise ImageProblem("no ink found: the image is blank or the digit is too faint")
     t = max(otsu_threshold(smooth[smooth > 0.25 * peak]) if (smooth > 0.25 * peak).any() else 0.0, 0.3 * peak)
     t = min(t, 0.6 * peak)

@@ -9,6 +9,11 @@ known. Import finds the squares, undoes perspective and rotation (a photo taken 
 skewed or upside-down scan), removes uneven lighting, cuts the boxes, skips the empty ones and
 writes each digit as ``<out>/<label>/sheet-<photo>-r<row>c<col>.png``, plus a contact sheet
 ``<out>/_contact_sheet-<photo>.png`` of every digit cut, with its label.
+
+A box counts as written by the same contrast rule the per-digit pipeline reads ink by
+(:func:`harness.preprocess.contrast_floor`), so a faint pen that the pipeline reads is imported. A box
+with marks below that rule but clearly not blank paper is named, and the import exits non-zero; so
+does a sheet on which every box is empty.
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from harness.preprocess import ImageProblem, normalize_image, open_image, smooth_level
+from harness.preprocess import (ImageProblem, contrast_floor, ink_map, normalize_image, open_image, reduce_size,
+                                smooth_level, smoothed_ink, to_grayscale)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "mystery_digits"
+MIN_PIECE = 0.004      # a written digit: ink at the contrast floor in one piece of this fraction of the box
+FAINT_SIGMA = 1.5      # faint marks: the ink smoothed this much (pixels) so that a stroke stands out of noise,
+FAINT_PIECE = 0.016    # ... at half the contrast floor in one piece of this fraction of the box
 
 
 class SheetProblem(ValueError):
@@ -159,18 +168,35 @@ def rectify(img: Image.Image, markers: np.ndarray, layout: Layout = LAYOUT) -> I
                          fillcolor=255)
 
 
-def cell_has_ink(cell: np.ndarray) -> bool:
-    """Whether a box (gray, paper ≈ 1) holds writing: enough clearly dark pixels in one piece."""
-    paper = np.percentile(cell, 75)
-    dark = cell < 0.6 * paper
-    labels, n = ndimage.label(dark)
-    if n == 0:
-        return False
-    return ndimage.sum_labels(dark, labels, range(1, n + 1)).max() >= 0.004 * cell.size
+def largest_piece(mask: np.ndarray) -> int:
+    """Pixels in the largest connected piece of a boolean image (0 if none)."""
+    labels, n = ndimage.label(mask)
+    return 0 if n == 0 else int(ndimage.sum_labels(mask, labels, range(1, n + 1)).max())
 
 
-def cut_cells(page: Image.Image, layout: Layout = LAYOUT, margin: float = 0.1) -> list[tuple[int, int, Image.Image]]:
-    """(row, col, crop) of every box that holds writing; the printed box outline is cut away."""
+def box_contents(crop: Image.Image) -> str:
+    """What a box holds: ``"digit"``, ``"faint"`` or ``"empty"``.
+
+    A digit is ink that reaches the pipeline's :func:`contrast_floor` in one piece of at least
+    :data:`MIN_PIECE` of the box, on the very ink map :func:`normalize_image` computes from this crop
+    (so the pipeline reads every box kept). Faint marks fall short of that, yet once smoothed
+    (:data:`FAINT_SIGMA`) hold half the floor in a stroke-sized piece (:data:`FAINT_PIECE`), which
+    the paper's noise and a shadow's edge never do.
+    """
+    ink = ink_map(reduce_size(to_grayscale(crop)))
+    smooth = smoothed_ink(ink)
+    floor = contrast_floor(smooth)
+    if largest_piece(smooth >= floor) >= MIN_PIECE * ink.size:
+        return "digit"
+    if largest_piece(ndimage.gaussian_filter(ink, FAINT_SIGMA) >= floor / 2) >= FAINT_PIECE * ink.size:
+        return "faint"
+    return "empty"
+
+
+def cut_cells(page: Image.Image, layout: Layout = LAYOUT,
+              margin: float = 0.1) -> list[tuple[int, int, Image.Image, str]]:
+    """(row, col, crop, :func:`box_contents`) of every box that is not empty; the printed outline is
+    cut away and the page's lighting divided out of the crop."""
     gray = np.asarray(page.convert("L"), np.float32) / 255
     # the paper's brightness: a closing (dilation then erosion) erases pen strokes, which are much
     # narrower than a quarter of a box, but keeps the sharp edge of a shadow
@@ -181,9 +207,10 @@ def cut_cells(page: Image.Image, layout: Layout = LAYOUT, margin: float = 0.1) -
     for row in range(10):
         for col in range(layout.columns):
             x0, y0, x1, y1 = layout.cell_box(row, col)
-            crop = flat[y0 + m:y1 - m, x0 + m:x1 - m]
-            if cell_has_ink(crop):
-                cells.append((row, col, Image.fromarray(np.round(crop * 255).astype(np.uint8))))
+            crop = Image.fromarray(np.round(flat[y0 + m:y1 - m, x0 + m:x1 - m] * 255).astype(np.uint8))
+            kind = box_contents(crop)
+            if kind != "empty":
+                cells.append((row, col, crop, kind))
     return cells
 
 
@@ -200,8 +227,22 @@ def save_debug(img: Image.Image, candidates: list[tuple[float, float]], path: Pa
     dbg.save(path)
 
 
-def import_sheet(photo: Path, out: Path = DEFAULT_OUT, layout: Layout = LAYOUT) -> tuple[list[Path], Path]:
-    """Cuts a filled-in sheet into ``out/<label>/`` files; returns them and the contact sheet's path.
+@dataclass(frozen=True)
+class SheetImport:
+    """What :func:`import_sheet` did with one photo."""
+
+    written: list[Path]                 # one file per digit, ``out/<label>/sheet-<photo>-r<row>c<col>.png``
+    contact: Path                       # the contact sheet of every box cut
+    faint: list[tuple[int, int]]        # (row, col) of boxes holding marks too faint to read, not written
+
+
+def box_name(row: int, col: int) -> str:
+    """A box as the files and messages name it: ``r<row>c<column from 1>``."""
+    return f"r{row}c{col + 1}"
+
+
+def import_sheet(photo: Path, out: Path = DEFAULT_OUT, layout: Layout = LAYOUT) -> SheetImport:
+    """Cuts a filled-in sheet into ``out/<label>/`` files.
 
     Raises :class:`SheetProblem` (after saving ``out/_debug-<photo>.png``) when the corner squares
     cannot be found, and :class:`ImageProblem` when the photo cannot be read.
@@ -222,23 +263,31 @@ def import_sheet(photo: Path, out: Path = DEFAULT_OUT, layout: Layout = LAYOUT) 
         raise SheetProblem(f"cannot import {photo.name}: {e}; photograph the whole sheet flat with all four "
                            f"black corner squares visible (candidates circled in {debug})") from None
     page = rectify(img, markers / scale, layout)
-    written, tiles, captions = [], [], []
-    for row, col, crop in cut_cells(page, layout):
+    written, faint, tiles, captions = [], [], [], []
+    for row, col, crop, kind in cut_cells(page, layout):
         try:
-            seen = normalize_image(crop)
-        except ImageProblem:
+            seen = normalize_image(crop) if kind == "digit" else None
+        except ImageProblem:                   # cannot happen by box_contents; never dropped in silence
+            seen = None
+        if seen is None:
+            faint.append((row, col))
+            ink = np.asarray(crop, np.float32)
+            stretched = 255 - (255 - ink) * (255 / max(float(255 - ink.min()), 1.0))
+            tiles += [crop, Image.fromarray(np.round(stretched).astype(np.uint8))]
+            captions += [f"{box_name(row, col)} too faint", "darkened"]
             continue
-        path = out / str(row) / f"sheet-{photo.stem}-r{row}c{col + 1}.png"
+        path = out / str(row) / f"sheet-{photo.stem}-{box_name(row, col)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         crop.save(path)
         written.append(path)
         tiles += [crop, seen]
-        captions += [f"{row}  r{row}c{col + 1}", "model sees"]
+        captions += [f"{row}  {box_name(row, col)}", "model sees"]
     sheet = out / f"_contact_sheet-{photo.stem}.png"
     out.mkdir(parents=True, exist_ok=True)
     contact_sheet(tiles, captions, cols=2 * layout.columns,
-                  title=f"{photo.name}: {len(written)} digits cut (label, row/column | what the model sees)").save(sheet)
-    return written, sheet
+                  title=f"{photo.name}: {len(written)} digits cut (label, row/column | what the model sees)"
+                        + (f", {len(faint)} boxes too faint to read" if faint else "")).save(sheet)
+    return SheetImport(written, sheet, faint)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,15 +304,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {p}")
         return 0
     try:
-        written, sheet = import_sheet(args.photo, args.out)
+        result = import_sheet(args.photo, args.out)
     except (SheetProblem, ImageProblem) as e:
         print(f"error: {e}")
         return 2
+    written, name = result.written, args.photo.name
     counts = np.bincount([int(p.parent.name) for p in written], minlength=10) if written else np.zeros(10, int)
-    empty = 10 * LAYOUT.columns - len(written)
-    print(f"{len(written)} digits from {args.photo.name} into {args.out} "
+    empty = 10 * LAYOUT.columns - len(written) - len(result.faint)
+    print(f"{len(written)} digits from {name} into {args.out} "
           f"({', '.join(f'{d}: {c}' for d, c in enumerate(counts))}); {empty} empty boxes skipped; "
-          f"check them in {sheet}")
+          f"check them in {result.contact}")
+    if result.faint:
+        boxes = ", ".join(box_name(r, c) for r, c in result.faint)
+        print(f"error: {len(result.faint)} boxes on {name} hold marks too faint to read ({boxes}), so they were "
+              f"not imported; have the guest go over them in dark pen and import a new photo (they are shown "
+              f"darkened in {result.contact})")
+        return 1
+    if not written:
+        print(f"error: every box on {name} is empty, so no digits were imported; photograph the sheet once the "
+              f"guest has filled it in")
+        return 1
     return 0
 
 

@@ -1,5 +1,8 @@
-"""Shared fixtures: the MNIST folder beside the repo (as in CI), small datasets, template weights, and fresh
-SQLite and PostgreSQL databases."""
+"""Shared fixtures: the MNIST and Semeion folders beside the repo (as in CI), small datasets, template weights,
+and fresh SQLite and PostgreSQL databases.
+
+A test that needs a shared data set that is missing is skipped, and fails under ``CI=true`` (CI must run it).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from tests.entries import class_means
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
+SEMEION = SHARED / "semeion"
 PG_ENV = "LEADERBOARD_TEST_PG_URL"  # a role allowed to CREATE DATABASE; .ci/run starts a server and sets it
 
 
@@ -35,12 +40,38 @@ def default_competition(tmp_path_factory):
         os.environ["COMPETITION_CONFIG"] = previous
 
 
+def mnist_folder() -> Path:
+    """Where the tests read MNIST: ``$MNIST_DIR``, else ``../shared/datasets/mnist``."""
+    return Path(os.environ.get("MNIST_DIR") or SHARED / "mnist")
+
+
+def missing_data(what: str, folder: Path) -> NoReturn:
+    """Skips the test that needs the shared data set ``what``, missing from ``folder``; fails it under CI."""
+    reason = (f"{what} not found in {folder}: put the club's shared data sets in {SHARED} beside the repository "
+              f"(MNIST may instead be in the folder that $MNIST_DIR names)")
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run these tests", pytrace=False)
+    pytest.skip(reason)
+
+
+def semeion_folder() -> Path:
+    """``../shared/datasets/semeion``, for tests and helpers that need real handwriting (see :func:`missing_data`)."""
+    if not SEMEION.is_dir():
+        missing_data("Semeion", SEMEION)
+    return SEMEION
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    path = Path(os.environ.get("MNIST_DIR") or SHARED / "mnist")
-    if not (path / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"MNIST IDX files not found in {path} (set MNIST_DIR)")
+    path = mnist_folder()
+    if mnist.missing_files(path, "test") or mnist.missing_files(path, "train"):
+        missing_data("MNIST", path)
     return path
+
+
+@pytest.fixture(scope="session")
+def semeion_dir() -> Path:
+    return semeion_folder()
 
 
 @pytest.fixture(scope="session")

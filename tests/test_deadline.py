@@ -8,22 +8,19 @@ import shutil
 from datetime import datetime, timezone
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harness import evaluate, export, versions
 from harness.db import AuditLog, Dataset, Evaluation, Result, make_engine, unpack
 from harness.guest import load_guest_set
-from tests.conftest import SHARED
+from tests.conftest import semeion_folder
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
 
 def guest_folder(root, offset):
     """Three Semeion digits per class, starting at ``offset`` (a different offset: a different guest set)."""
-    source = SHARED / "semeion"
-    if not source.is_dir():
-        pytest.skip("../shared/datasets/semeion not found")
+    source = semeion_folder()
     for label in range(10):
         (root / str(label)).mkdir(parents=True)
         for path in sorted((source / str(label)).glob("*.png"))[offset:offset + 3]:

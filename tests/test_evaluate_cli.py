@@ -20,16 +20,14 @@ from sqlalchemy.orm import Session
 from harness import evaluate
 from harness.db import Dataset, Entry, Evaluation, EntryVersion, Result, Run, make_engine
 from harness.guest import load_guest_set
-from tests.conftest import REPO, SHARED
+from tests.conftest import REPO
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
 
 @pytest.fixture()
-def guest_dir(tmp_path) -> Path:
+def guest_dir(tmp_path, semeion_dir) -> Path:
     """Five real handwritten digits per class from Semeion, as a guest folder (label sub-folders)."""
-    source = SHARED / "semeion"
-    if not source.is_dir():
-        pytest.skip("../shared/datasets/semeion not found")
+    source = semeion_dir
     folder = tmp_path / "mystery"
     for label in range(10):
         (folder / str(label)).mkdir(parents=True)

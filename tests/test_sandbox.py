@@ -2,7 +2,9 @@
 and a good entry evaluated in the same run keeps its exact predictions.
 
 Entries that try something the sandbox must refuse raise if it *succeeded* (so they fail only if the
-sandbox leaks) and print what they saw, which the tests read back from the entry's stored log.
+sandbox leaks) and print what they saw, which the tests read back from the entry's stored log. The entry that
+writes only reports what it wrote: a write is judged by what reached the host, since a path under /tmp (a
+checkout there, say) may exist inside the sandbox's private /tmp and take the write harmlessly.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def uid_inside(box: sandbox.Sandbox) -> int:
     return sandbox_command.STAND_IN_UID if os.getuid() == 0 else os.getuid()
 
 
-def attempts(paths: list[str], action: str) -> str:
-    """Forward code that tries ``action`` on each path, prints each refusal and raises on any success."""
+def attempts(paths: list[str], action: str, on_success: str = "raise RuntimeError('sandbox leak: ' + path)") -> str:
+    """Forward code that tries ``action`` on each path, prints each refusal and raises on any success (or runs
+    ``on_success``)."""
     return before_return(textwrap.dedent(f"""
         import os
         for path in {paths!r}:
@@ -70,7 +73,7 @@ def attempts(paths: list[str], action: str) -> str:
             except OSError as exc:
                 print('refused', path, type(exc).__name__)
             else:
-                raise RuntimeError('sandbox leak: ' + path)
+                {on_success}
     """))
 
 
@@ -144,7 +147,7 @@ def hostile(box, tmp_path_factory, small_mnist, means, mnist_dir):
                           f"{sandbox_server.ENTRIES}/writes/pwned.txt", "/usr/pwned.txt"],
             }
             write_entry(subs, "reads", code=attempts(paths["read"], READ), weights=weights)
-            write_entry(subs, "writes", code=attempts(paths["write"], WRITE), weights=weights)
+            write_entry(subs, "writes", code=attempts(paths["write"], WRITE, "print('wrote', path)"), weights=weights)
             write_entry(subs, "connects", code=connect_code(port), weights=weights)
             if not stand_in(box):
                 write_entry(subs, "fork-bomb", code=FORK_BOMB, weights=weights)
@@ -155,7 +158,8 @@ def hostile(box, tmp_path_factory, small_mnist, means, mnist_dir):
         options = runner.Options(device="cpu", timeout=timeout, memory_limit=2 * 1024 ** 3)
         runs[group] = evaluate(tmp, [small_mnist], options)
         if group == "rest":
-            db_bytes = (tmp / "results.db").read_bytes()
+            db_path = tmp / "results.db"
+            db_bytes = db_path.read_bytes()
     listener.settimeout(0)
     try:
         listener.accept()
@@ -164,7 +168,7 @@ def hostile(box, tmp_path_factory, small_mnist, means, mnist_dir):
         accepted = False
     listener.close()
     return {"spins": runs["spins"], "rest": runs["rest"], "paths": paths, "subs": subs, "accepted": accepted,
-            "db_bytes": db_bytes, "left": box.entry_processes()}
+            "db_path": db_path, "db_bytes": db_bytes, "left": box.entry_processes()}
 
 
 def home_files() -> list[str]:
@@ -189,12 +193,18 @@ def test_reads_of_labels_database_repo_home_and_other_entries_are_refused(hostil
 def test_writes_into_repo_database_and_entries_are_refused(hostile):
     ev = hostile["rest"]["writes"]
     assert ev.status == "ok", ev.error
-    seen = refusals(ev.log)
+    lines = ev.log.splitlines()
     for path in hostile["paths"]["write"]:
-        path = sandbox.host_paths(path, hostile["subs"] / "writes")  # as messages and logs name it
-        assert any(line.startswith(f"refused {path} ") for line in seen), (path, ev.log)
-    assert not any(Path(p).exists() for p in hostile["paths"]["write"] if p.endswith("pwned.txt"))
-    assert b"pwned" not in hostile["db_bytes"]
+        host = sandbox.host_paths(path, hostile["subs"] / "writes")  # the real file, as messages and logs name it
+        refused = any(line.startswith(f"refused {host} ") for line in lines)
+        wrote = f"wrote {host}" in lines
+        assert refused != wrote, (path, ev.log)  # every attempt reported, once per batch, the same way
+        # a write may succeed only where the sandbox has its private /tmp (a checkout under /tmp is recreated
+        # there), and it must not reach the host: the real file is absent after the run
+        assert refused or Path(path).is_relative_to("/tmp"), (path, ev.log)
+        if path != str(hostile["db_path"]):
+            assert not Path(host).exists(), host
+    assert b"pwned" not in hostile["db_bytes"]  # the stored results: the database the run wrote
 
 
 def test_no_entry_finds_what_another_left_in_tmp(hostile):

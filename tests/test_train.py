@@ -8,7 +8,6 @@ import errno
 import gzip
 import hashlib
 import importlib.util
-import os
 import shlex
 import signal
 import tomllib
@@ -22,11 +21,11 @@ import torch
 from harness import architectures, augment
 from harness.train import main
 from harness.training import TrainConfig, fit, load_checkpoint, load_data, to_tensor
+from tests.conftest import mnist_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST = Path(os.environ.get("MNIST_DIR") or ROOT.parent / "shared" / "datasets" / "mnist")
-needs_mnist = pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").is_file(),
-                                 reason=f"MNIST is not at {MNIST} (the shared dataset folder)")
+MNIST = mnist_folder()
+needs_mnist = pytest.mark.usefixtures("mnist_dir")  # skipped without ../shared or $MNIST_DIR, failed under CI
 BASELINES = ("baseline-logreg", "baseline-lenet5", "baseline-strong", "organiser-lenet", "exported-cnn")
 
 
@@ -40,13 +39,13 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def small_data():
+def small_data(mnist_dir):
     """3,000 training images: 2,500 to train on, 500 to validate on."""
     return load_data(TrainConfig(limit=3000, val_fraction=1 / 6, seed=0), MNIST, download=False)
 
 
 @pytest.fixture(scope="module")
-def test_digits():
+def test_digits(mnist_dir):
     """The first 1,000 images of the official (md5-checked) test set."""
     from harness.mnist import load_split
     split = load_split(MNIST, "test", allow_download=False)
