@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from harness import mnist, order, parameters
+from harness import leftovers, mnist, order, parameters
 from harness.contract import name_problem
 from harness.discovery import load_entry
 from harness.errors import HarnessError
@@ -44,7 +43,7 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     if entry.metadata_error:
         raise HarnessError(entry.metadata_error)
     images, labels, described = sample_images(mnist_dir)
-    work = Path(tempfile.mkdtemp(prefix="harness-check-"))
+    work = leftovers.temp_folder("check")
     try:
         inputs = order.write({"check": images}, work)  # in a secret order, as in a real evaluation
         outcome = run_isolated(folder, entry.metadata, inputs, work / "out", device=device, timeout=timeout,

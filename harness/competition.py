@@ -26,7 +26,8 @@ METRICS = {"guest_accuracy": ("guest", "accuracy", True), "mnist_accuracy": ("mn
            "params": (None, "params", False), "images_per_second": (None, "images_per_second", True)}
 PRIMARY_METRICS = ("guest_accuracy", "mnist_accuracy")
 ENTRIES_PER_MEMBER = ("one", "several")
-KEYS = {"title", "deadline", "timezone", "reveal", "entries_per_member", "ranking"}
+KEYS = {"title", "deadline", "timezone", "reveal", "entries_per_member", "max_entry_gb", "ranking"}
+GB = 1_000_000_000
 RANKING_KEYS = {"primary", "tie_break"}
 
 
@@ -43,7 +44,12 @@ class Competition:
     primary: str = "guest_accuracy"
     tie_break: tuple[str, ...] = ("mnist_accuracy",)
     entries_per_member: str = "several"       # one | several
+    max_entry_gb: float = 2.0                 # an entry whose files take more fails unread (GB = 10^9 bytes)
     source: str = "built-in defaults"
+
+    @property
+    def max_entry_bytes(self) -> int:
+        return int(self.max_entry_gb * GB)
 
     @property
     def deadline_utc(self) -> datetime | None:
@@ -62,7 +68,7 @@ class Competition:
         return {"title": self.title, "deadline": self.deadline.isoformat() if self.deadline else None,
                 "timezone": self.timezone, "reveal": self.reveal, "primary": self.primary,
                 "tie_break": list(self.tie_break), "entries_per_member": self.entries_per_member,
-                "source": self.source}
+                "max_entry_gb": self.max_entry_gb, "source": self.source}
 
     def guest_revealed(self, organiser_flag: bool, now_utc: datetime | None = None) -> bool:
         """Whether guest results may be shown, given the organiser's reveal button state."""
@@ -142,6 +148,9 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
     per_member = data.get("entries_per_member", "several")
     if per_member not in ENTRIES_PER_MEMBER:
         raise fail(f"'entries_per_member' = {per_member!r} must be \"one\" or \"several\".")
+    max_gb = data.get("max_entry_gb", Competition.max_entry_gb)
+    if isinstance(max_gb, bool) or not isinstance(max_gb, (int, float)) or not 0 < max_gb < float("inf"):
+        raise fail(f"'max_entry_gb' = {max_gb!r} must be a positive number of gigabytes, such as 2 or 0.5.")
     primary = ranking.get("primary", "guest_accuracy")
     if primary not in PRIMARY_METRICS:
         raise fail(f"ranking.primary = {primary!r} must be one of {', '.join(PRIMARY_METRICS)}.")
@@ -154,7 +163,8 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
     if primary in tie_break:
         raise fail(f"ranking.tie_break repeats the primary metric {primary!r}; remove it.")
     return Competition(title=title.strip(), deadline=deadline, timezone=zone, reveal=reveal, primary=primary,
-                       tie_break=tuple(tie_break), entries_per_member=per_member, source=source)
+                       tie_break=tuple(tie_break), entries_per_member=per_member, max_entry_gb=float(max_gb),
+                       source=source)
 
 
 def _deadline(value, zone: str | None, fail) -> datetime | None:

@@ -1,8 +1,8 @@
 """The submission contract: what an entry in ``submissions/`` must look like.
 
 An entry is one folder, ``submissions/<entry>/`` (the folder name is the entry's name:
-letters, digits, ``-``, ``_`` and ``.``, at most 100 characters). It holds real files, no symbolic links,
-and either
+letters, digits, ``-``, ``_`` and ``.``, at most 100 characters). It holds real files whose names are UTF-8
+text, no symbolic links, at most ``max_entry_gb`` of them in all (``competition.toml``, default 2 GB), and either
 
 * **model code + weights**
   - ``model.py``: defines the model as an ``nn.Module`` subclass. The harness picks the class named
@@ -44,6 +44,7 @@ under ``torch.inference_mode()``.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,19 @@ def links_problem(folder: Path) -> str | None:
     shown = ", ".join(str(p.relative_to(folder)) for p in links[:3]) + (" …" if len(links) > 3 else "")
     return (f"the entry holds symbolic links ({shown}); an entry must hold real files only, so replace each link "
             "with a copy of what it points to.")
+
+
+def file_name_problem(folder: Path) -> str | None:
+    """Half a sentence when one of the entry's files has a name that is not UTF-8 (the store keeps names as text)."""
+    for path in entry_files(folder) + symlinks(folder):
+        relative = path.relative_to(folder)
+        try:
+            str(relative).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(relative).decode("utf-8", "backslashreplace")
+            return (f"its file '{shown}' has a name that is not valid UTF-8; rename it using letters, digits, '-', "
+                    "'_' and '.'.")
+    return None
 
 
 def __getattr__(name: str):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from harness import migrate
+from harness import db_errors, migrate
 from harness.errors import HarnessError
 
 DEFAULT_URL = "sqlite:///leaderboard.db"
@@ -126,6 +126,14 @@ class FileBlob(Base):
     __tablename__ = "file_blobs"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(ByteCount)
+    data: Mapped[Optional[bytes]] = mapped_column(LargeBinary)  # None: the file is kept in chunks (file_chunks)
+
+
+class FileChunk(Base):
+    """One piece of a file too large for one value (SQLite stops at 1 GB by default, PostgreSQL's bytea at 1 GB)."""
+    __tablename__ = "file_chunks"
+    sha256: Mapped[str] = mapped_column(ForeignKey("file_blobs.sha256"), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True)  # 0, 1, 2, ... in file order
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -164,7 +172,11 @@ class Run(Base):
     python_version: Mapped[str] = mapped_column(String(40))
     device: Mapped[str] = mapped_column(String(40))
     argv: Mapped[list[Any]] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running, finished, failed
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running, finished, failed, interrupted
+    # the harness process, to tell a run killed on this host from a live one (harness.leftovers)
+    host: Mapped[Optional[str]] = mapped_column(String(255))
+    pid: Mapped[Optional[int]]
+    process_started_at: Mapped[Optional[datetime]]
 
 
 class Evaluation(Base):
@@ -254,6 +266,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")  # a dashboard can read while the harness writes
             break
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == db_errors.SQLITE_READONLY:
+                break  # a read-only database keeps its journal mode: it can still be read
             if "locked" not in str(exc) or attempt == 299:
                 raise
             time.sleep(0.1)
@@ -277,10 +291,11 @@ def make_engine(url: str | None = None, create: bool = True) -> Engine:
         raise HarnessError(f"--db {shown!r} is not a database URL; {hint}.") from exc
     except ImportError as exc:
         raise HarnessError(f"--db {shown!r} needs the Python package {exc.name!r}; install it or {hint}.") from exc
+    event.listen(engine, "handle_error", db_errors.listener(parsed))  # a read-only database, a full disk
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        if parsed.database and parsed.database != ":memory:":
-            folder = os.path.dirname(os.path.abspath(parsed.database))
+        if (path := db_errors.sqlite_file(parsed)) is not None:
+            folder = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(folder):
                 raise HarnessError(f"--db {shown!r}: the folder {folder} does not exist; create it or choose another path.")
     if create:

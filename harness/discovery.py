@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePath
 
 from harness.contract import (CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata, entry_files,
-                              links_problem, name_problem)
+                              file_name_problem, links_problem, name_problem)
 from harness.errors import HarnessError
 
 
@@ -22,21 +24,34 @@ class Entry:
     weights_hash: str   # the weights or the .pt2 archive
     weights_bytes: int
     metadata_error: str | None = None  # entry.toml could not be read; the entry is still listed
+    total_bytes: int = 0               # all files the content hash covers
 
     @property
     def display_name(self) -> str:
         return self.metadata.display_name or self.name
 
 
-def _sha256(paths: list[Path], root: Path) -> str:
-    digest = hashlib.sha256()
+def digest(paths: list[Path], root: Path, each: dict[str, str] | None = None) -> str:
+    """SHA-256 of the files' relative paths and bytes, read in chunks; ``each`` gets every file's own SHA-256."""
+    whole = hashlib.sha256()
     for path in paths:
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
+        name = path.relative_to(root)
+        whole.update(os.fsencode(name) + b"\0")
+        one = hashlib.sha256()
+        for chunk in read_chunks(path):
+            whole.update(chunk)
+            one.update(chunk)
+        whole.update(b"\0")
+        if each is not None:
+            each[name.as_posix()] = one.hexdigest()
+    return whole.hexdigest()
+
+
+def read_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes, ``size`` at a time, never through a symbolic link (one swapped in since it was listed)."""
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
 
 
 def read_metadata(folder: Path) -> EntryMetadata:
@@ -79,8 +94,11 @@ def weights_file(folder: Path, metadata: EntryMetadata) -> Path | None:
 
 
 def load_entry(folder: Path) -> Entry:
-    """Describe one entry folder (nothing is imported or executed)."""
+    """Describe one entry folder (nothing is imported or executed); a HarnessError when a file name is not UTF-8."""
     folder = Path(folder)
+    problem = file_name_problem(folder)
+    if problem:
+        raise HarnessError(f"entry folder {folder.name!r}: {problem}")
     files = entry_files(folder)
     metadata, metadata_error = EntryMetadata(), links_problem(folder)
     if metadata_error is None:  # entry.toml itself may be one of the links: not read then
@@ -95,11 +113,12 @@ def load_entry(folder: Path) -> Entry:
         name=folder.name,
         folder=folder,
         metadata=metadata,
-        content_hash=_sha256(files, folder),
-        code_hash=_sha256([code], folder) if _real(code) else "",
-        weights_hash=_sha256([weights], folder) if has_weights else "",
+        content_hash=digest(files, folder),
+        code_hash=digest([code], folder) if _real(code) else "",
+        weights_hash=digest([weights], folder) if has_weights else "",
         weights_bytes=weights.stat().st_size if has_weights else 0,
         metadata_error=metadata_error,
+        total_bytes=sum(path.stat().st_size for path in files),
     )
 
 
@@ -107,7 +126,8 @@ def discover(submissions: Path, skipped: list[str] | None = None) -> dict[str, E
     """All entry folders under ``submissions``, by name (folders starting with '.' or '_' are ignored).
 
     A folder that cannot be an entry (a name that is not allowed, two names that differ only in case, a file that
-    cannot be read) is left out with one sentence in ``skipped``, so that the other entries are still evaluated.
+    cannot be read or whose name is not UTF-8) is left out with one sentence in ``skipped``, so that the other
+    entries are still evaluated.
     Without a ``skipped`` list the first such folder stops discovery with that sentence.
     """
     submissions = Path(submissions)
@@ -138,6 +158,10 @@ def discover(submissions: Path, skipped: list[str] | None = None) -> dict[str, E
         if len(group) > 1:
             names = " and ".join(repr(f.name) for f in group)
             leave_out(f"entry folders {names} are left out: entry names are case-insensitive, so they clash; rename one.")
+            continue
+        problem = file_name_problem(group[0])
+        if problem:
+            leave_out(f"entry folder {group[0].name!r} is left out: {problem}")
             continue
         try:
             entry = load_entry(group[0])

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine
 
-from harness import __version__, claims, order, parameters, snapshots, standings, store
+from harness import __version__, claims, leftovers, order, parameters, snapshots, standings, store
 from harness.competition import Competition
 from harness.discovery import Entry
 from harness.isolation import GIB, needs_torchvision, run_isolated
@@ -64,10 +63,24 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def eval_key(entry: Entry, datasets: list[store.DatasetSpec]) -> str:
-    """Same entry and content × same datasets × same harness version → same key → no need to re-evaluate."""
+def eval_key(entry: Entry, datasets: list[store.DatasetSpec], max_entry_bytes: int | None = None) -> str:
+    """Same entry and content × same datasets × same harness version → same key → no need to re-evaluate.
+
+    An entry refused for its size also keys on the limit, so that raising the limit evaluates it."""
     parts = [entry.name, entry.content_hash, __version__] + [f"{d.kind}:{d.content_hash}" for d in datasets]
+    if max_entry_bytes is not None and entry.total_bytes > max_entry_bytes:
+        parts.append(f"over:{max_entry_bytes}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def size_problem(entry: Entry, competition: Competition) -> str | None:
+    """One sentence when the entry's files take more than the competition allows (they are then never read)."""
+    if entry.total_bytes <= competition.max_entry_bytes:
+        return None
+    n = entry.total_bytes
+    size = f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n:,} bytes"
+    return (f"the entry's files take {size}, more than the limit of {competition.max_entry_gb:g} GB; make them "
+            "smaller, or ask the organiser to raise max_entry_gb in competition.toml.")
 
 
 def write_inputs(datasets: list[store.DatasetSpec], folder: Path) -> order.Shuffled:
@@ -135,14 +148,24 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
     jobs, notes = [], []
     for entry in entries:
         version_id = store.ensure_version(engine, entry)
-        snapshots.keep(engine, version_id, entry)
+        too_big = size_problem(entry, competition)
+        if too_big:  # fails unread: neither kept nor copied into the sandbox
+            entry = replace(entry, metadata_error=too_big)
+        else:
+            snapshots.keep(engine, version_id, entry)
         jobs.append(Job(entry, version_id))
     counted = standings.counted_versions(standings.version_rows(engine), competition)
     for job in list(jobs):
         on_time = counted.get(job.entry.name)
         if on_time is None or on_time.version_id == job.version_id:
             continue
-        restored = snapshots.restore(engine, on_time.version_id, job.entry.name, work / "restored" / str(on_time.version_id))
+        try:
+            restored = snapshots.restore(engine, on_time.version_id, job.entry.name,
+                                         work / "restored" / str(on_time.version_id))
+        except ValueError as exc:
+            notes.append(f"{job.entry.name}: its on-time version {on_time.content_hash[:12]} cannot be re-scored "
+                         f"({str(exc).rstrip('.')}); its last score stands.")
+            continue
         if restored is None:
             notes.append(f"{job.entry.name}: its on-time version {on_time.content_hash[:12]} cannot be re-scored "
                          "because its files were not kept (stored by an older harness); its last score stands.")
@@ -150,7 +173,9 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
             notes.append(f"{job.entry.name}: the stored files of version {on_time.content_hash[:12]} do not match "
                          "its hash; not re-scored.")
         else:
-            jobs.append(Job(restored, on_time.version_id, restored=True))
+            too_big = size_problem(restored, competition)
+            jobs.append(Job(replace(restored, metadata_error=too_big) if too_big else restored, on_time.version_id,
+                            restored=True))
     return jobs, notes
 
 
@@ -243,9 +268,10 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
     runs at once never score the same version twice: the second waits for the first one's result.
     """
     competition = competition or Competition()
+    leftovers.clean(engine)  # runs killed on this host: marked interrupted, their claims and folders gone
     dataset_ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in datasets}
     summary = RunSummary(run_id=store.start_run(engine, options.device, argv))
-    work = Path(tempfile.mkdtemp(prefix="harness-"))
+    work = leftovers.temp_folder("run")
     status = "failed"
     try:
         jobs, summary.notes = plan(engine, entries, competition, work)
@@ -253,11 +279,12 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
             on_plan(len(jobs))
         scoring = _Scoring(engine, datasets, dataset_ids, options, summary, work,
                            needs_torchvision([j.entry for j in jobs]), on_entry)
-        waiting = [w for job in jobs if (w := scoring.first_pass(job, eval_key(job.entry, datasets))) is not None]
+        limit = competition.max_entry_bytes
+        waiting = [w for job in jobs if (w := scoring.first_pass(job, eval_key(job.entry, datasets, limit))) is not None]
         for job, key, older in waiting:
             scoring.wait_for_other_run(job, key, older)
         status = "finished"
     finally:
-        store.finish_run(engine, summary.run_id, status)
         shutil.rmtree(work, ignore_errors=True)
+        store.finish_run(engine, summary.run_id, status)
     return summary

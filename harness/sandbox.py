@@ -148,7 +148,7 @@ class Sandbox:
         """``as_root`` (default: whether this process is root) picks the layout: entries drop to nobody, or they
         keep the caller's identity in a user namespace. Root can ask for the second one to test it."""
         self.as_root = os.getuid() == 0 if as_root is None else as_root
-        self.root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.leftovers
         self.uid = entry_uid(self.as_root)
         for name in ("entries", "in", "out"):
             (self.root / name).mkdir()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from harness import __version__
 from harness.db import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 from harness.discovery import Entry as EntryOnDisk
+from harness.leftovers import this_process
 
 if TYPE_CHECKING:
     from harness.metrics import DatasetMetrics
@@ -92,9 +93,11 @@ def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
 
 
 def start_run(engine: Engine, device: str, argv: list[str]) -> int:
+    """A new "running" run, with this process's host, pid and start time (see ``harness.leftovers``)."""
+    host, pid, started = this_process()
     with Session(engine) as session, session.begin():
         run = Run(harness_version=__version__, torch_version=metadata.version("torch"), python_version=sys.version.split()[0],
-                  device=device, argv=list(argv))
+                  device=device, argv=list(argv), host=host, pid=pid, process_started_at=started)
         session.add(run)
         session.flush()
         return run.id

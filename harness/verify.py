@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from harness import __version__, runner, standings, store
+from harness import __version__, leftovers, runner, standings, store
 from harness.db import Evaluation, make_engine, unpack
 from harness.discovery import discover, select as select_entries
 from harness.errors import HarnessError
@@ -88,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         stored = latest_ok(engine)
         options = runner.Options(device=args.device, timeout=args.timeout)
         checks = []
-        work = Path(tempfile.mkdtemp(prefix="harness-verify-"))
+        leftovers.remove_dead_folders()
+        work = leftovers.temp_folder("verify")
         try:
             moderated = standings.moderation(engine)
             for entry in entries:

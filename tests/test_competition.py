@@ -24,6 +24,7 @@ def test_missing_default_file_means_built_in_rules(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rules = load()
     assert rules.deadline is None and rules.reveal == "organiser" and rules.entries_per_member == "several"
+    assert rules.max_entry_bytes == 2_000_000_000
     assert rules.source == "built-in defaults"
 
 
@@ -54,6 +55,12 @@ def test_environment_variable_names_the_file(tmp_path, monkeypatch):
     ('[ranking]\nalpha = 0.1\n', "unknown key ranking.alpha"),
     ('title = ""\n', "'title' must be a non-empty string"),
     ('title = "unclosed\n', "is not valid TOML"),
+    ('max_entry_gb = "2"\n', "'max_entry_gb' = '2' must be a positive number of gigabytes, such as 2 or 0.5."),
+    ('max_entry_gb = 0\n', "'max_entry_gb' = 0 must be a positive number"),
+    ('max_entry_gb = -1.5\n', "'max_entry_gb' = -1.5 must be a positive number"),
+    ('max_entry_gb = inf\n', "'max_entry_gb' = inf must be a positive number"),
+    ('max_entry_gb = nan\n', "'max_entry_gb' = nan must be a positive number"),
+    ('max_entry_gb = true\n', "'max_entry_gb' = True must be a positive number"),
 ])
 def test_invalid_files_give_one_sentence_naming_the_problem(tmp_path, text, message):
     path = tmp_path / "competition.toml"
@@ -97,6 +104,13 @@ def test_evaluate_reports_an_invalid_config_in_one_sentence(tmp_path, capsys):
     assert code == 2
     assert "error:" in out and "'reveal' = 'sometimes' is not one of" in out
     assert not (tmp_path / "x.db").exists()  # nothing was created before the rules were read
+
+
+@pytest.mark.parametrize("value, expected", [("2", 2_000_000_000), ("0.5", 500_000_000), ("3.25", 3_250_000_000)])
+def test_max_entry_gb_is_in_gigabytes_of_a_billion_bytes(value, expected):
+    import tomllib
+    rules = parse(tomllib.loads(f"max_entry_gb = {value}\n"))
+    assert rules.max_entry_bytes == expected and rules.as_dict()["max_entry_gb"] == float(value)
 
 
 def test_metric_table_covers_what_the_ranking_reads():

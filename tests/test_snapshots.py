@@ -1,18 +1,24 @@
-"""Kept entry files: every version restores byte for byte, a file shared by versions is stored once, and the
-zips kept by revisions 0002-0003 still restore after the upgrade."""
+"""Kept entry files: every version restores byte for byte, a file shared by versions is stored once, large files
+are kept in chunks without being held in memory whole, and what revisions 0002-0004 kept still restores."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import sqlite3
+import tracemalloc
 import zipfile
 
+import pytest
 from alembic import command
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from harness import migrate, snapshots, store
-from harness.db import EntryVersion, FileBlob, make_engine
+from harness.db import EntryVersion, FileBlob, FileChunk, make_engine
 from harness.discovery import load_entry
 from tests.entries import template_weights, write_entry
 
@@ -77,4 +83,135 @@ def test_a_zip_kept_before_revision_0004_still_restores(tmp_path, means):
     assert files_of(restored.folder) == files_of(folder) and restored.content_hash == entry.content_hash
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(FileBlob)) == 0  # the zip was left as it was
+    engine.dispose()
+
+
+def chunk_rows(engine) -> dict[str, int]:
+    with Session(engine) as session:
+        return dict(session.execute(select(FileChunk.sha256, func.count()).group_by(FileChunk.sha256)).all())
+
+
+def test_large_files_are_kept_in_chunks_and_restore_byte_for_byte(tmp_path, db_url, means, monkeypatch):
+    monkeypatch.setattr(snapshots, "CHUNK_BYTES", 1000)
+    engine = make_engine(db_url)
+    folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))  # 31 kB of weights: 32 chunks
+    (folder / "exact.bin").write_bytes(os.urandom(3000))  # exactly three chunks
+    (folder / "small.txt").write_bytes(b"x" * 1000)  # one chunk's worth: kept inline
+    first = files_of(folder)
+    v1 = store.ensure_version(engine, load_entry(folder))
+    assert snapshots.keep(engine, v1, load_entry(folder)) is True
+    (folder / "model.py").write_text((folder / "model.py").read_text() + "\n# v2\n")
+    v2 = store.ensure_version(engine, load_entry(folder))
+    assert snapshots.keep(engine, v2, load_entry(folder)) is True
+    sha = {name: hashlib.sha256(data).hexdigest() for name, data in first.items()}
+    weights = first["weights.pt"]
+    assert chunk_rows(engine) == {sha["weights.pt"]: -(-len(weights) // 1000), sha["exact.bin"]: 3}  # once, not twice
+    with Session(engine) as session:
+        inline = dict(session.execute(select(FileBlob.sha256, FileBlob.data)).all())
+        pieces = session.scalars(select(FileChunk.data).where(FileChunk.sha256 == sha["weights.pt"])
+                                 .order_by(FileChunk.seq)).all()
+    assert inline[sha["weights.pt"]] is None and inline[sha["exact.bin"]] is None
+    assert inline[sha["small.txt"]] == b"x" * 1000
+    assert b"".join(pieces) == weights and {len(p) for p in pieces[:-1]} == {1000}
+    for version_id in (v1, v2):
+        restored = snapshots.restore(engine, version_id, "ada", tmp_path / f"restored-{version_id}")
+        with Session(engine) as session:
+            assert restored.content_hash == session.get(EntryVersion, version_id).content_hash
+    assert files_of(tmp_path / f"restored-{v1}" / "ada") == first
+    engine.dispose()
+
+
+def test_chunks_stay_under_the_databases_value_limit(tmp_path, means, monkeypatch):
+    """SQLite refuses a value longer than its length limit (1e9 bytes by default; 5,000 here): a file larger than
+    that is kept only because it is stored in chunks."""
+    url = f"sqlite:///{tmp_path / 'lb.db'}"
+    engine = make_engine(url)
+    event.listen(engine, "connect", lambda con, _: con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 5000))
+    engine.dispose()  # connections from now on carry the limit
+    folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
+    version_id = store.ensure_version(engine, load_entry(folder))
+    with pytest.raises(DBAPIError, match="too big"):  # one value: refused, as a 2 GB file is refused by default
+        snapshots.keep(engine, version_id, load_entry(folder))
+    monkeypatch.setattr(snapshots, "CHUNK_BYTES", 4096)
+    assert snapshots.keep(engine, version_id, load_entry(folder)) is True
+    restored = snapshots.restore(engine, version_id, "ada", tmp_path / "restored")
+    assert files_of(restored.folder) == files_of(folder)
+
+
+def test_keeping_and_restoring_never_hold_a_large_file_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshots, "CHUNK_BYTES", 256 * 1024)
+    engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
+    folder = write_entry(tmp_path / "subs", "big", code="class Net:\n    pass\n")
+    (folder / "weights.pt").write_bytes(os.urandom(16 * 1024 ** 2))
+    entry = load_entry(folder)
+    version_id = store.ensure_version(engine, entry)
+    tracemalloc.start()
+    try:
+        assert snapshots.keep(engine, version_id, entry) is True
+        _, kept_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        restored = snapshots.restore(engine, version_id, "big", tmp_path / "restored")
+        _, restore_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert restored.content_hash == entry.content_hash
+    assert kept_peak < 4 * 1024 ** 2 and restore_peak < 4 * 1024 ** 2  # a quarter of the file at most
+
+
+def test_a_damaged_chunk_is_refused_on_restore(tmp_path, means, monkeypatch):
+    monkeypatch.setattr(snapshots, "CHUNK_BYTES", 1000)
+    engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
+    folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
+    version_id = store.ensure_version(engine, load_entry(folder))
+    snapshots.keep(engine, version_id, load_entry(folder))
+    with Session(engine) as session, session.begin():
+        session.execute(delete(FileChunk).where(FileChunk.seq == 3))
+    with pytest.raises(ValueError, match=r"stored files of version \d+ are incomplete or damaged: weights.pt does not "
+                                         "match its SHA-256."):
+        snapshots.restore(engine, version_id, "ada", tmp_path / "restored")
+
+
+def test_a_file_changed_while_it_is_kept_is_not_kept(tmp_path, means, monkeypatch):
+    """The folder changed after it was read: nothing is kept for the version, which no longer matches it."""
+    monkeypatch.setattr(snapshots, "CHUNK_BYTES", 1000)
+    engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
+    folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
+    entry = load_entry(folder)
+    version_id = store.ensure_version(engine, entry)
+    real = snapshots.read_chunks
+
+    def changing(path, size=1 << 20):  # the member saves new weights while they are being stored
+        for i, chunk in enumerate(real(path, size)):
+            yield chunk if size != 1000 or i < 5 else bytes(len(chunk))
+
+    monkeypatch.setattr(snapshots, "read_chunks", changing)
+    assert snapshots.keep(engine, version_id, entry) is False
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(FileChunk)) == 0
+        assert session.scalar(select(func.count()).select_from(FileBlob)) == 0
+
+
+def test_a_blob_kept_by_revision_0004_still_restores(tmp_path, means):
+    url = f"sqlite:///{tmp_path / 'lb.db'}"
+    folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
+    entry = load_entry(folder)
+    raw = create_engine(url)
+    with raw.begin() as connection:
+        command.upgrade(migrate.config(connection), "0004")
+        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) VALUES (1, 'ada', '2026-11-30 10:00:00')")
+        connection.exec_driver_sql(
+            "INSERT INTO entry_versions (id, entry_id, content_hash, code_hash, weights_hash, weights_bytes, "
+            "display_name, author, description, hyperparameters, constructor, first_seen_at) VALUES "
+            f"(1, 1, '{entry.content_hash}', '', '', 0, 'ada', NULL, NULL, '{{}}', '{{}}', '2026-11-30 10:00:00')")
+        manifest = {}
+        for name, data in files_of(folder).items():  # as revision 0004's harness stored it: each file inline
+            manifest[name] = hashlib.sha256(data).hexdigest()
+            connection.exec_driver_sql("INSERT INTO file_blobs (sha256, size, data) VALUES (?, ?, ?)",
+                                       (manifest[name], len(data), data))
+        connection.exec_driver_sql("INSERT INTO version_files (version_id, manifest, stored_at) VALUES "
+                                   "(1, ?, '2026-11-30 10:00:00')", (json.dumps(manifest),))
+    raw.dispose()
+    engine = make_engine(url)  # upgrades to head
+    restored = snapshots.restore(engine, 1, "ada", tmp_path / "restored")
+    assert files_of(restored.folder) == files_of(folder) and restored.content_hash == entry.content_hash
     engine.dispose()
