@@ -96,6 +96,7 @@ def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir
     limits.limit_process(memory_limit, device, cpu_seconds, tasks, file_size)
     if uid is not None:
         limits.become_user(uid, keep_reading=True)
+    limits.die_with_parent()  # a harness killed with -9 takes its fork server along, and the entry with it
     from harness import worker
     worker.main(folder, metadata, inputs, out_dir, device, batch_size)
     os._exit(0)  # skip atexit hooks an entry may have registered
