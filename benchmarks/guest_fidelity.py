@@ -4,8 +4,8 @@ The model is fixed and plain (``benchmarks/reference_cnn.py``: 2 conv layers, 3 
 augmentation, weights cached in ``benchmarks/reference_cnn.pt``), so the figures measure the
 preprocessing, not the model. Data: the Semeion handwritten digits (real, scanned, stretched to fill
 a 16×16 box and thresholded) as they are, and "photographed": each digit enlarged onto paper with a
-lighting gradient, ±8° rotation, blur, sensor noise and JPEG quality 80 (``harness.photo_sim``).
-Each is read naively (inverted and resized to 28×28) and through ``harness.preprocess``.
+lighting gradient, ±8° rotation, blur, sensor noise and JPEG quality 80 (``harness.data.photo_sim``).
+Each is read naively (inverted and resized to 28×28) and through ``harness.data.preprocess``.
 
     python benchmarks/guest_fidelity.py                  # about a minute on 2 cores
     python benchmarks/guest_fidelity.py --json benchmarks/results/fidelity.json
@@ -26,8 +26,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from harness.photo_sim import PhotoConditions, photograph  # noqa: E402
-from harness.preprocess import PREPROCESS_VERSION, normalize_image  # noqa: E402
+from harness.data.photo_sim import PhotoConditions, photograph  # noqa: E402
+from harness.data.preprocess import PREPROCESS_VERSION, normalize_image  # noqa: E402
 from reference_cnn import load_mnist, load_or_train, predict  # noqa: E402
 
 SEMEION = ROOT.parent / "shared" / "datasets" / "semeion"

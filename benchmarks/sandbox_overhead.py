@@ -1,7 +1,7 @@
 """What the bubblewrap sandbox costs: seconds per entry with and without it, on the same entries in one run.
 
 Each entry (a linear model by default, or the PyTorch example's 2-conv CNN; random weights) is evaluated
-through ``harness.isolation.run_isolated`` on 10,000 images, alternating plain child processes and the
+through ``harness.isolation.process.run_isolated`` on 10,000 images, alternating plain child processes and the
 sandbox, so both see the same machine state. The linear model keeps the compute small, so that the
 difference is the sandbox's own cost rather than noise in the model's run time. The one-time start (multiprocessing's fork server, or bwrap
 with the sandboxed fork server) is reported apart from the per-entry figures.
@@ -26,9 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import sandbox  # noqa: E402
+from harness.isolation import sandbox
 from harness.contract import EntryMetadata  # noqa: E402
-from harness.isolation import run_isolated  # noqa: E402
+from harness.isolation.process import run_isolated  # noqa: E402
 
 LINEAR = '''
 import torch

@@ -3,7 +3,7 @@
     python benchmarks/version_storage.py [--megabytes 44] [--versions 3]
 
 An entry with weights of the given size (44 MB is a ResNet-18) gets ``versions`` versions that differ only in
-model.py, each kept through ``harness.snapshots.keep`` in a fresh SQLite database. The baseline is what a zip
+model.py, each kept through ``harness.store.snapshots.keep`` in a fresh SQLite database. The baseline is what a zip
 of each version's files would have added: the sum of every version's file sizes.
 """
 
@@ -19,9 +19,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import snapshots, store  # noqa: E402
-from harness.db import make_engine  # noqa: E402
-from harness.discovery import load_entry  # noqa: E402
+from harness.store import snapshots
+from harness.store import results as store
+from harness.store.engine import make_engine  # noqa: E402
+from harness.entries.discovery import load_entry  # noqa: E402
 
 
 def database_bytes(path: Path) -> int:

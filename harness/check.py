@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from harness import leftovers, mnist, order, parameters
+from harness.store import leftovers
+from harness.data import mnist
+from harness.isolation import order
+from harness.entries import parameters
 from harness.contract import name_problem
-from harness.discovery import load_entry
+from harness.entries.discovery import load_entry
 from harness.errors import HarnessError
-from harness.isolation import GIB, run_isolated
-from harness.metrics import detect_output_kind
+from harness.isolation.process import GIB, run_isolated
+from harness.scoring.metrics import detect_output_kind
 
 SAMPLE = 500
 BATCH = 200  # 500 images in batches of 200: the last batch of 100 checks that any batch size works

@@ -132,6 +132,6 @@ def file_name_problem(folder: Path) -> str | None:
 def __getattr__(name: str):
     # InputAdapter needs torch; importing it lazily keeps the harness's own process free of torch.
     if name == "InputAdapter":
-        from harness.adapters import InputAdapter
+        from harness.entries.adapters import InputAdapter
         return InputAdapter
     raise AttributeError(f"module 'harness.contract' has no attribute {name!r}")

@@ -9,11 +9,13 @@ from pathlib import Path
 from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
-from harness import competition, isolation, store
-from harness.db import make_engine, resolve_url, shown_url
-from harness.discovery import discover, select
+from harness.scoring import competition
+from harness.isolation import process as isolation
+from harness.store import results as store
+from harness.store.engine import make_engine, resolve_url, shown_url
+from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
-from harness.isolation import GIB
+from harness.isolation.process import GIB
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 DEFAULT_MYSTERY = Path("mystery_digits")
@@ -42,13 +44,13 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     """MNIST test plus the guest set (real, else the shipped sample), and notes about what was used."""
     import numpy as np
 
-    from harness import mnist
+    from harness.data import mnist
     notes = []
     split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test")
     datasets = [store.DatasetSpec(kind="mnist", content_hash=split.content_hash, labels=split.labels,
                                   images=split.images, source="MNIST test (official, md5-verified)")]
-    from harness.guest import GuestSetError, resolve_guest_set
-    from harness.preprocess import PREPROCESS_VERSION
+    from harness.data.guest import GuestSetError, resolve_guest_set
+    from harness.data.preprocess import PREPROCESS_VERSION
     try:
         guest = resolve_guest_set(args.mystery)
     except GuestSetError as exc:
@@ -96,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             isolation.prestart(isolation.needs_torchvision(entries))
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from harness import report, runner, standings
+        from harness.scoring import report
+        from harness.scoring import standings
+        from harness import runner
         datasets, notes = load_datasets(args)
         options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
                                  force=args.force, batch_size=args.batch_size)

@@ -1,7 +1,7 @@
 """``python -m harness.export --out DIR --signed-off-by NAME``: the standings as a signed-off record (CSV + JSON).
 
 One row per entry (its latest version submitted by the deadline; a later one as an unranked "late" row),
-ranked as on the board (``harness.standings``: hidden entries left out, disqualified ones unranked with the
+ranked as on the board (``harness.scoring.standings``: hidden entries left out, disqualified ones unranked with the
 organiser's reason), with everything needed to audit the score:
 weights, code and content hashes, dataset hashes, preprocessing version, harness, torch and Python versions,
 device and sandboxing. Before the reveal the guest columns are left out. The JSON names who signed off and
@@ -18,9 +18,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import competition, store
-from harness.db import make_engine
-from harness.standings import ranked_rows as standings_of
+from harness.scoring import competition
+from harness.store import results as store
+from harness.store.engine import make_engine
+from harness.scoring.standings import ranked_rows as standings_of
 from harness.errors import HarnessError
 
 COLUMNS = ["rank", "tied_with_above", "standing", "note", "name", "display_name", "author", "status", "error",

@@ -9,8 +9,8 @@ import altair as alt
 from rich.console import Console
 from rich.table import Table
 
-from harness import competition
-from harness.db import make_engine
+from harness.scoring import competition
+from harness.store.engine import make_engine
 from harness.errors import HarnessError
 from leaderboard import insights, queries
 

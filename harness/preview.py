@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from harness.guest import GuestSet, GuestSetError, load_guest_set, resolve_guest_set
-from harness.preprocess import ImageProblem, open_image
+from harness.data.guest import GuestSet, GuestSetError, load_guest_set, resolve_guest_set
+from harness.data.preprocess import ImageProblem, open_image
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "mystery_digits"
 PAIRS_PER_PAGE = 120
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.folder:
         folder = args.folder
     else:
-        from harness.guest import sample_guest_dir
+        from harness.data.guest import sample_guest_dir
         folder = sample_guest_dir() if guest.source == "sample" else DEFAULT_FOLDER
     out = args.out or DEFAULT_FOLDER / "_preview"
     paths = write_previews(guest, folder, out)

@@ -13,11 +13,18 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from harness import __version__, claims, leftovers, order, parameters, snapshots, standings, store
-from harness.competition import Competition
-from harness.discovery import Entry
-from harness.isolation import GIB, needs_torchvision, run_isolated
-from harness.metrics import summarize
+from harness.store import claims
+from harness.store import leftovers
+from harness.isolation import order
+from harness.entries import parameters
+from harness.store import snapshots
+from harness.scoring import standings
+from harness.store import results as store
+from harness import __version__
+from harness.scoring.competition import Competition
+from harness.entries.discovery import Entry
+from harness.isolation.process import GIB, needs_torchvision, run_isolated
+from harness.scoring.metrics import summarize
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
 CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)
@@ -85,7 +92,7 @@ def size_problem(entry: Entry, competition: Competition) -> str | None:
 
 def write_inputs(datasets: list[store.DatasetSpec], folder: Path) -> order.Shuffled:
     """Images only (uint8 [N,1,28,28]; the worker scales them to [0,1]) as .npy files, each set in a secret order
-    drawn for this run (``harness.order``); labels stay here."""
+    drawn for this run (``harness.isolation.order``); labels stay here."""
     return order.write({spec.kind: spec.images for spec in datasets}, folder)
 
 
@@ -105,7 +112,7 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     """Run one entry in its own process and turn its outputs into metrics (the labels never leave this process).
 
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
-    from its weights file, the speed is timed from outside its process (``harness.isolation``).
+    from its weights file, the speed is timed from outside its process (``harness.isolation.process``).
     """
     if entry.metadata_error:
         return {"status": "failed", "error": entry.metadata_error, "seconds": 0.0, "metrics": {},

@@ -11,7 +11,7 @@ writes each digit as ``<out>/<label>/sheet-<photo>-r<row>c<col>.png``, plus a co
 ``<out>/_contact_sheet-<photo>.png`` of every digit cut, with its label.
 
 A box counts as written by the same contrast rule the per-digit pipeline reads ink by
-(:func:`harness.preprocess.contrast_floor`), so a faint pen that the pipeline reads is imported. A box
+(:func:`harness.data.preprocess.contrast_floor`), so a faint pen that the pipeline reads is imported. A box
 with marks below that rule but clearly not blank paper is named, and the import exits non-zero; so
 does a sheet on which every box is empty.
 """
@@ -26,8 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from harness.preprocess import (ImageProblem, contrast_floor, ink_map, normalize_image, open_image, reduce_size,
-                                smooth_level, smoothed_ink, to_grayscale)
+from harness.data.preprocess import (ImageProblem, contrast_floor, ink_map, normalize_image, open_image, reduce_size, smooth_level, smoothed_ink, to_grayscale)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "mystery_digits"
 MIN_PIECE = 0.004      # a written digit: ink at the contrast floor in one piece of this fraction of the box

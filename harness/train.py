@@ -23,12 +23,14 @@ from pathlib import Path
 import torch
 import torchvision
 
-from harness import architectures, augment, recipes
+from harness.training import architectures
+from harness.training import augment
+from harness.training import recipes
 from harness.contract import name_problem
-from harness.entry_writer import check_target, weight_bytes, write_entry
+from harness.training.entry_writer import check_target, weight_bytes, write_entry
 from harness.errors import HarnessError
-from harness.model_setup import build_model
-from harness.training import TrainConfig, fit, load_checkpoint, load_data
+from harness.training.model_setup import build_model
+from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data
 
 CHECKPOINT_DIR = Path("build") / "checkpoints"
 

@@ -3,7 +3,7 @@
 Each entry's newest stored evaluation is re-run in its own (sandboxed) process on the very images it was
 scored on (kept in the database, MNIST and guest alike), and every per-sample prediction is compared with the
 stored one. An entry whose files changed since that evaluation cannot be re-scored and is reported as such.
-The organiser's moderation comes from ``harness.standings``: a disqualified entry is re-scored (its results are
+The organiser's moderation comes from ``harness.scoring.standings``: a disqualified entry is re-scored (its results are
 still shown, unranked) and said to be disqualified; a hidden one is shown on no board, so it is not re-scored,
 and the line says so.
 """
@@ -18,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from harness import __version__, leftovers, runner, standings, store
-from harness.db import Evaluation, make_engine, unpack
-from harness.discovery import discover, select as select_entries
+from harness.store import leftovers
+from harness.scoring import standings
+from harness.store import results as store
+from harness import __version__, runner
+from harness.store.engine import make_engine
+from harness.store.schema import Evaluation, unpack
+from harness.entries.discovery import discover, select as select_entries
 from harness.errors import HarnessError
 
 

@@ -19,8 +19,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness import competition, store
-from harness.db import Entry, EntryVersion, Evaluation, VersionFiles, make_engine
+from harness.scoring import competition
+from harness.store import results as store
+from harness.store.engine import make_engine
+from harness.store.schema import Entry, EntryVersion, Evaluation, VersionFiles
 from harness.errors import HarnessError
 
 

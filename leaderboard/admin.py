@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from harness import store
-from harness.db import utcnow
+from harness.store import results as store
+from harness.store.schema import utcnow
 
 from leaderboard.config import REPO, Settings
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from harness import competition
-from harness.competition import Competition
-from harness.db import make_engine
+from harness.scoring import competition
+from harness.scoring.competition import Competition
+from harness.store.engine import make_engine
 
 from leaderboard import config, queries, views
 from leaderboard.draw import Prediction, entries_on_disk, predict

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.db import resolve_url
+from harness.store.engine import resolve_url
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD_ENV = "LEADERBOARD_ADMIN_PASSWORD"

@@ -1,6 +1,6 @@
 """Draw-a-digit: a canvas drawing → the guest set's normalisation → every entry's prediction.
 
-Entries run in their own processes through ``harness.isolation.run_isolated`` (forked from the fork
+Entries run in their own processes through ``harness.isolation.process.run_isolated`` (forked from the fork
 server with torch preloaded): submission code never runs inside the dashboard's process.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.discovery import Entry, discover
+from harness.entries.discovery import Entry, discover
 from harness.errors import HarnessError
-from harness.isolation import GIB, run_isolated
-from harness.metrics import detect_output_kind, to_probabilities
-from harness.preprocess import ImageProblem, normalize_image
+from harness.isolation.process import GIB, run_isolated
+from harness.scoring.metrics import detect_output_kind, to_probabilities
+from harness.data.preprocess import ImageProblem, normalize_image
 
 TIMEOUT_S = 20.0
 

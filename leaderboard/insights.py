@@ -8,7 +8,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from harness.standings import DISQUALIFIED
+from harness.scoring.standings import DISQUALIFIED
 
 from leaderboard.queries import EvalSummary
 
@@ -32,7 +32,7 @@ def _augmented(hp: dict) -> str | None:
 def frame(summaries: list[EvalSummary], include_guest: bool) -> pd.DataFrame:
     """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed).
 
-    A disqualified entry (its standing, from ``harness.standings``) is left out: its score says nothing about
+    A disqualified entry (its standing, from ``harness.scoring.standings``) is left out: its score says nothing about
     what worked. Hidden entries never reach here.
     """
     rows = []

@@ -14,9 +14,10 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness import standings, store
-from harness.competition import Competition
-from harness.db import Dataset, Entry, EntryVersion, Evaluation, Result, Run, unpack
+from harness.scoring import standings
+from harness.store import results as store
+from harness.scoring.competition import Competition
+from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, unpack
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
 
 def picked_evaluations(engine: Engine, datasets: dict[str, DatasetInfo],
                        rules: Competition | None = None) -> list[EvalSummary]:
-    """What the board shows, as ``harness.standings`` decides: each entry's on-time evaluation (``ranked`` or
+    """What the board shows, as ``harness.scoring.standings`` decides: each entry's on-time evaluation (``ranked`` or
     ``superseded``) and, when there is one, its newer ``late`` evaluation; a disqualified entry once, a hidden one
     not at all; with scores on ``datasets`` only."""
     picks = standings.current(engine, rules or Competition())

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import ranking
-from harness.metrics import mcnemar_exact
+from harness.scoring import ranking
+from harness.scoring.metrics import mcnemar_exact
 
 from leaderboard.queries import EvalSummary
 
@@ -40,7 +40,7 @@ def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], reve
                 tie_break: tuple[str, ...] = ("mnist_accuracy",)) -> pd.DataFrame:
     """One row per picked evaluation, ranked as the harness ranks (the rules' metrics; ties by exact McNemar).
 
-    ``summaries`` carry their standing from ``harness.standings`` (hidden entries are not among them): late,
+    ``summaries`` carry their standing from ``harness.scoring.standings`` (hidden entries are not among them): late,
     superseded and disqualified ones follow unranked, with ``status`` "<standing>: <note>". ``masks`` holds
     each ranked ok evaluation's per-sample correctness on the primary set. Before the reveal no guest number
     is used or shown.

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from harness import standings
-from harness.competition import Competition
-from harness.guest import sample_guest_dir
+from harness.scoring import standings
+from harness.scoring.competition import Competition
+from harness.data.guest import sample_guest_dir
 
 from leaderboard import queries as q
 from leaderboard import stats

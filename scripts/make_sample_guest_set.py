@@ -2,7 +2,7 @@
 
 The digits are real handwriting: scikit-learn's ``load_digits`` (UCI optical digits, 8×8, 43
 writers). Each is smoothed into pen strokes and "photographed" on paper (rotation, lighting
-gradient, blur, noise, JPEG; see ``harness.photo_sim``) so that the whole guest pipeline runs.
+gradient, blur, noise, JPEG; see ``harness.data.photo_sim``) so that the whole guest pipeline runs.
 It is NOT the guest's set: the real one goes in ``mystery_digits/<label>/`` and stays secret.
 
     python scripts/make_sample_guest_set.py            # 10 per digit, seed 0 (needs scikit-learn)
@@ -37,7 +37,7 @@ def strokes(digit8: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     from sklearn.datasets import load_digits
 
-    from harness.photo_sim import photograph
+    from harness.data.photo_sim import photograph
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "mystery_digits" / "_sample")

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from harness import mnist, store
+from harness.data import mnist
+from harness.store import results as store
 from tests.entries import class_means
 
 REPO = Path(__file__).resolve().parents[1]

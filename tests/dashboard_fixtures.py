@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness import runner, store
-from harness.db import make_engine
-from harness.discovery import discover
+from harness.store import results as store
+from harness import runner
+from harness.store.engine import make_engine
+from harness.entries.discovery import discover
 from tests.entries import class_means, template_weights, write_entry
 
 GUEST_TOKEN = "mysteryink"   # in every guest file name: must never appear on a page before the reveal

@@ -117,7 +117,8 @@ def test_links_and_paths_outside_the_entry_are_refused_unread(tmp_path, small_mn
         assert results[name].status == "failed" and results[name].results == []
     assert results["good"].status == "ok"
     # Nothing of the target reached the store: not in any kept version's files.
-    from harness.db import FileBlob, VersionFiles, make_engine
+    from harness.store.engine import make_engine
+    from harness.store.schema import FileBlob, VersionFiles
     from sqlalchemy import select
     from sqlalchemy.orm import Session
     with Session(make_engine(f"sqlite:///{tmp_path / 'results.db'}")) as session:
@@ -129,7 +130,7 @@ def test_links_and_paths_outside_the_entry_are_refused_unread(tmp_path, small_mn
 
 
 def test_a_linked_entry_folder_is_left_out(tmp_path, means):
-    from harness.discovery import discover
+    from harness.entries.discovery import discover
     real = write_entry(tmp_path / "elsewhere", "real", weights=template_weights(means))
     (tmp_path / "subs").mkdir()
     (tmp_path / "subs" / "alias").symlink_to(real, target_is_directory=True)

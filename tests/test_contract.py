@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness import runner, store
-from harness.db import make_engine, unpack
-from harness.discovery import discover
+from harness.store import results as store
+from harness import runner
+from harness.store.engine import make_engine
+from harness.store.schema import unpack
+from harness.entries.discovery import discover
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 
 CPU = runner.Options(device="cpu", timeout=60)
@@ -161,7 +163,7 @@ def test_worker_sees_images_only(tmp_path, small_mnist):
 
 
 def test_worker_scales_uint8_to_unit_range_exactly():
-    from harness.worker import to_device
+    from harness.isolation.worker import to_device
     raw = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16).repeat(2, 0)
     x = to_device(np.pad(raw, ((0, 0), (0, 0), (6, 6), (6, 6))), torch.device("cpu"))
     assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0

@@ -12,8 +12,9 @@ import streamlit as st
 from scipy.stats import binomtest
 from streamlit.testing.v1 import AppTest
 
-from harness import mnist, store
-from harness.db import make_engine
+from harness.data import mnist
+from harness.store import results as store
+from harness.store.engine import make_engine
 from leaderboard import admin, config, draw, figures, queries, stats, views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
@@ -224,9 +225,9 @@ def test_moderation_and_audit_log(fx, tmp_path):
 
 
 def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
-    """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.standings."""
-    from harness import standings
-    from harness.competition import Competition
+    """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.scoring.standings."""
+    from harness.scoring import standings
+    from harness.scoring.competition import Competition
     from leaderboard import insights
     db = tmp_path / "dq.db"
     shutil.copy(fx.revealed_db, db)
@@ -438,7 +439,7 @@ def test_what_worked_page_revealed(fx, monkeypatch):
 def ada_version_times(db) -> list:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
-    from harness.db import Entry, EntryVersion
+    from harness.store.schema import Entry, EntryVersion
     with Session(make_engine(str(db))) as session:
         return list(session.scalars(select(EntryVersion.first_seen_at).join(Entry).where(Entry.name == "ada")
                                     .order_by(EntryVersion.id)))
@@ -456,7 +457,7 @@ def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch,
     first, second = ada_version_times(fx.revealed_db)
     deadline = first + (second - first) / 2  # between Ada's two versions (naive UTC)
     rules_file(tmp_path, monkeypatch, f'title = "Winter cup"\ndeadline = {deadline.isoformat()}Z\n')
-    from harness import competition
+    from harness.scoring import competition
     engine = make_engine(str(fx.revealed_db))
     board = views.board_view(engine, True, competition.load()).board
     ada = board[board["entry"] == "ada"].set_index("status")
@@ -525,7 +526,7 @@ def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
     next(b for b in at.button if b.label == "Save").click().run()
     assert not at.error, [e.value for e in at.error]
     assert any("(on time, overridden: upload failed before the deadline)" in s.value for s in at.success)
-    from harness import competition
+    from harness.scoring import competition
     board = views.board_view(make_engine(str(db)), False, competition.load()).board
     assert board["entry"].tolist().count("ada") == 1  # version 2 now counts; nothing late
     assert store.audit_log(make_engine(str(db)))[0]["action"] == "version-time"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import mnist
+from harness.data import mnist
 from tests import dashboard_fixtures
 from tests.conftest import REPO
 

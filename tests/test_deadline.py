@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harness import evaluate, export, versions
-from harness.db import AuditLog, Dataset, Evaluation, Result, make_engine, unpack
-from harness.guest import load_guest_set
+from harness.store.engine import make_engine
+from harness.store.schema import AuditLog, Dataset, Evaluation, Result, unpack
+from harness.data.guest import load_guest_set
 from tests.conftest import semeion_folder
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
@@ -42,7 +43,7 @@ def board(capsys, args) -> dict:
 
 
 def test_late_versions_rescoring_and_override(tmp_path, mnist_dir, means, capsys):
-    from harness import mnist
+    from harness.data import mnist
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     weak = class_means(train.images[:30], train.labels[:30])
     subs = tmp_path / "subs"

@@ -18,8 +18,9 @@ from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
 from harness import evaluate
-from harness.db import Dataset, Entry, Evaluation, EntryVersion, Result, Run, make_engine
-from harness.guest import load_guest_set
+from harness.store.engine import make_engine
+from harness.store.schema import Dataset, Entry, Evaluation, EntryVersion, Result, Run
+from harness.data.guest import load_guest_set
 from tests.conftest import REPO
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
@@ -38,7 +39,7 @@ def guest_dir(tmp_path, semeion_dir) -> Path:
 
 @pytest.fixture()
 def subs(tmp_path, means, mnist_dir) -> Path:
-    from harness import mnist
+    from harness.data import mnist
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     weak = class_means(train.images[:30], train.labels[:30])
     folder = tmp_path / "subs"
@@ -148,10 +149,10 @@ def test_strict_turns_entry_failures_into_exit_code(tmp_path, subs, mnist_dir, g
 
 
 def test_no_guest_digits_says_so(tmp_path, subs, mnist_dir, capsys, monkeypatch):
-    import harness.guest
+    import harness.data.guest
     empty = tmp_path / "empty"
     empty.mkdir()
-    monkeypatch.setattr(harness.guest, "SAMPLE_DIR", tmp_path / "no-sample")
+    monkeypatch.setattr(harness.data.guest, "SAMPLE_DIR", tmp_path / "no-sample")
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, empty, "--only", "strong", "--json")) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
@@ -287,9 +288,9 @@ def test_guest_label_folder_that_is_not_a_digit_stops_before_anything_is_stored(
 
 def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, guest_dir, capsys, monkeypatch):
     monkeypatch.setenv("HARNESS_SANDBOX", "off")
-    import harness.sandbox
-    monkeypatch.setattr(harness.sandbox, "_box", None)  # forget this process's sandbox for the test
-    monkeypatch.setattr(harness.sandbox, "_unavailable", None)
+    import harness.isolation.sandbox
+    monkeypatch.setattr(harness.isolation.sandbox, "_box", None)  # forget this process's sandbox for the test
+    monkeypatch.setattr(harness.isolation.sandbox, "_unavailable", None)
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong", "--json")) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["entries"][0]["sandboxed"] is False

@@ -6,8 +6,9 @@ import csv
 import hashlib
 import json
 
-from harness import evaluate, export, store
-from harness.db import make_engine
+from harness.store import results as store
+from harness import evaluate, export
+from harness.store.engine import make_engine
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
 
@@ -43,8 +44,8 @@ def test_export_of_an_empty_database(tmp_path, db_url, capsys):
 
 
 def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_url, means, mnist_dir, capsys):
-    """Decided once in harness.standings: the disqualified entry is unranked everywhere, the hidden one absent."""
-    from harness import mnist
+    """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one absent."""
+    from harness.data import mnist
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     subs = tmp_path / "subs"
     write_entry(subs, "cheat", weights=template_weights(means))

@@ -1,4 +1,4 @@
-"""harness.guest: layouts, labels, refusals with one clear sentence, hashing and the shipped sample."""
+"""harness.data.guest: layouts, labels, refusals with one clear sentence, hashing and the shipped sample."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from harness import guest
-from harness.guest import GuestSetError, load_guest_set, resolve_guest_set, sample_guest_dir
-from harness.preprocess import normalize_image, open_image
+from harness.data import guest
+from harness.data.guest import GuestSetError, load_guest_set, resolve_guest_set, sample_guest_dir
+from harness.data.preprocess import normalize_image, open_image
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,10 @@ import numpy as np
 import psutil
 import pytest
 
-from harness import isolation, runner, sandbox, sandbox_server
+from harness.isolation import process as isolation
+from harness.isolation import sandbox
+from harness.isolation import sandbox_server
+from harness import runner
 from harness.contract import EntryMetadata
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.test_contract import evaluate, predicted
@@ -44,7 +47,7 @@ HIDES_PARAMETERS = TEMPLATE_CODE.replace(
 WRAPS_REPORTING = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
     import time
     import torch
-    import harness.worker as _worker
+    import harness.isolation.worker as _worker
     _write = _worker.write_result
     def _forged(out_dir, result):
         result = dict(result, params=1, seconds={"mnist": 1e-9, "guest": 1e-9}, counts={"mnist": 10**9},

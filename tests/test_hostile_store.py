@@ -21,9 +21,13 @@ from alembic import command
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from harness import evaluate, migrate, runner, snapshots, store, verify, versions
-from harness.db import Claim, Evaluation, FileBlob, Result, Run, VersionFiles, make_engine
-from harness.discovery import discover, load_entry
+from harness.store import snapshots
+from harness.store import results as store
+from harness import evaluate, runner, verify, versions
+from harness.store import upgrade as migrate
+from harness.store.engine import make_engine
+from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
+from harness.entries.discovery import discover, load_entry
 from harness.errors import HarnessError
 from tests.conftest import REPO
 from tests.entries import before_return, template_weights, write_entry
@@ -168,7 +172,7 @@ def test_a_full_disk_stops_the_run_with_one_sentence_and_keeps_what_was_stored(t
     before = stored_results(str(db))
     with sqlite3.connect(db) as con:
         pages = con.execute("PRAGMA page_count").fetchone()[0] + 20  # room for the run, not for bob's 300 kB
-    from harness import db as db_module
+    from harness.store import engine as db_module
     real = db_module._sqlite_pragmas
 
     def tiny_disk(dbapi_connection, record):
@@ -308,8 +312,8 @@ def test_a_running_run_of_a_live_process_or_another_host_is_left_alone(tmp_path)
     later process, and one on another machine (which keeps the lease rule) are told apart."""
     from datetime import timedelta
 
-    from harness import leftovers
-    from harness.db import utcnow
+    from harness.store import leftovers
+    from harness.store.schema import utcnow
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
     host, pid, started = leftovers.this_process()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

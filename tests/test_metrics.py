@@ -7,7 +7,7 @@ import pytest
 from scipy.special import log_softmax, softmax
 from sklearn import metrics as skm
 
-from harness import metrics as m
+from harness.scoring import metrics as m
 
 C = 10
 

@@ -18,9 +18,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
-from harness import migrate
-from harness.db import (AuditLog, Base, Claim, Dataset, Entry, EntryVersion, Evaluation, Flag, Moderation,
-                        Run, VersionFiles, make_engine, unpack)
+from harness import migrate as migrate_command
+from harness.store import upgrade as migrate
+from harness.store.engine import make_engine
+from harness.store.schema import AuditLog, Base, Claim, Dataset, Entry, EntryVersion, Evaluation, Flag, Moderation, Run, VersionFiles, unpack
 from harness.errors import HarnessError
 from tests.conftest import REPO
 
@@ -119,7 +120,7 @@ def test_tables_from_an_unknown_older_harness_are_refused(tmp_path):
 
 def test_processes_starting_at_once_on_a_fresh_database_create_it_once(db_url):
     start = time.time() + 3  # after every process has imported the harness
-    code = ("import sys, time; from harness.db import make_engine; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
+    code = ("import sys, time; from harness.store.engine import make_engine; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
             "make_engine(sys.argv[1])")
     procs = [subprocess.Popen([sys.executable, "-c", code, db_url, str(start)], cwd=REPO, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
@@ -133,9 +134,9 @@ def test_processes_starting_at_once_on_a_fresh_database_create_it_once(db_url):
 
 def test_migrate_command_prints_the_revisions(tmp_path, capsys):
     db = str(tmp_path / "lb.db")
-    assert migrate.main(["--db", db]) == 0
+    assert migrate_command.main(["--db", db]) == 0
     assert f"revision none -> {migrate.head()}." in capsys.readouterr().out
-    assert migrate.main(["--db", db]) == 0
+    assert migrate_command.main(["--db", db]) == 0
     assert f"already at revision {migrate.head()}." in capsys.readouterr().out
 
 

@@ -1,4 +1,4 @@
-"""harness.preprocess against independent references: scipy's centre of mass, the 20×20 box, the
+"""harness.data.preprocess against independent references: scipy's centre of mass, the 20×20 box, the
 original MNIST digit behind a simulated photo, and the same digit in other polarities/formats."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from harness.photo_sim import photograph
-from harness.preprocess import ImageProblem, normalize_image, open_image
+from harness.data.photo_sim import photograph
+from harness.data.preprocess import ImageProblem, normalize_image, open_image
 from tests.conftest import SEMEION, mnist_folder
 
 MNIST = mnist_folder()

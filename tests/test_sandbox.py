@@ -20,7 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness import isolation, runner, sandbox, sandbox_command, sandbox_server
+from harness.isolation import process as isolation
+from harness.isolation import sandbox
+from harness.isolation import sandbox_command
+from harness.isolation import sandbox_server
+from harness import runner
 from harness.contract import EntryMetadata
 from tests.conftest import REPO
 from tests.entries import before_return, template_predictions, template_weights, write_entry

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from harness.guest import load_guest_set
-from harness.preprocess import normalize_image
+from harness.data.guest import load_guest_set
+from harness.data.preprocess import normalize_image
 from harness.sheet import LAYOUT, SheetProblem, homography, import_sheet, main, render_template
 from tests.conftest import SEMEION
 

@@ -6,10 +6,9 @@ from datetime import datetime
 
 import numpy as np
 
-from harness import ranking
-from harness.competition import parse
-from harness.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member,
-                               picks)
+from harness.scoring import ranking
+from harness.scoring.competition import parse
+from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks)
 
 DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}
 

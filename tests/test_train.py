@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import architectures, augment
+from harness.training import architectures
+from harness.training import augment
 from harness.train import main
-from harness.training import TrainConfig, fit, load_checkpoint, load_data, to_tensor
+from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data, to_tensor
 from tests.conftest import mnist_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,13 +48,13 @@ def small_data(mnist_dir):
 @pytest.fixture(scope="module")
 def test_digits(mnist_dir):
     """The first 1,000 images of the official (md5-checked) test set."""
-    from harness.mnist import load_split
+    from harness.data.mnist import load_split
     split = load_split(MNIST, "test", allow_download=False)
     return to_tensor(split.images[:1000]), torch.from_numpy(split.labels[:1000])
 
 
 def accuracy(model, x, y) -> float:
-    """Plain top-1 accuracy, written independently of harness.training.evaluate (the model is in eval mode;
+    """Plain top-1 accuracy, written independently of harness.training.loop.evaluate (the model is in eval mode;
     an exported module cannot be switched)."""
     with torch.inference_mode():
         return (model(x).argmax(dim=1) == y).float().mean().item()
@@ -140,7 +141,7 @@ def test_ctrl_c_stops_after_the_batch_in_progress_and_saves_a_checkpoint(tmp_pat
 
 @needs_mnist
 def test_cli_resume_continues_an_interrupted_cli_run(tmp_path, monkeypatch, capsys):
-    import harness.training as training
+    import harness.training.loop as training
     ckpt = tmp_path / "c.pt"
     real_fit = training.fit
     monkeypatch.setattr("harness.train.fit", lambda *a, **k: real_fit(*a, **k, should_stop=lambda s: s.global_step == 4))

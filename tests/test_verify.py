@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harness import __version__, evaluate, store, verify
-from harness.db import Result, make_engine, pack, unpack
+from harness.store import results as store
+from harness import __version__, evaluate, verify
+from harness.store.engine import make_engine
+from harness.store.schema import Result, pack, unpack
 from tests.entries import template_weights, write_entry
 
 

@@ -5,7 +5,8 @@ import os
 import pandas as pd
 import streamlit as st
 
-from harness import store, versions
+from harness.store import results as store
+from harness import versions
 from harness.errors import HarnessError
 from leaderboard import admin, cache, config, draw, queries
 

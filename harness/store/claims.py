@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from harness import store
-from harness.db import Claim, utcnow
+from harness.store import results as store
+from harness.store.schema import Claim, utcnow
 
 
 def try_claim(engine: Engine, eval_key: str, run_id: int, lease_seconds: float) -> bool:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from harness.contract import CLASS_NAMES, CODE_FILE, EXPORT_FILE, EntryMetadata
-from harness.discovery import weights_file
+from harness.entries.discovery import weights_file
 
 
 class EntryError(Exception):

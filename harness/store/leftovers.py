@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from sqlalchemy import Engine, delete, select, update
 
-from harness.db import Claim, Run
+from harness.store.schema import Claim, Run
 
 PID_FOLDER = re.compile(r"^harness-(\d+)-")
 CLOCK_SLACK = 1.0  # seconds: a process's start time as computed at two moments can differ by the boot-time rounding

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from harness.contract import NUM_CLASSES, EntryMetadata
-from harness.exchange import GO_FILE, READY_FILE
-from harness.loading import EntryError, load_model, set_eval
+from harness.isolation.exchange import GO_FILE, READY_FILE
+from harness.entries.loading import EntryError, load_model, set_eval
 
 CPU_BATCH = 128
 CUDA_BATCH = 8192

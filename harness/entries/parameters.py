@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from harness.contract import CODE_FILE, EXPORT_FILE
-from harness.discovery import Entry, weights_file
+from harness.entries.discovery import Entry, weights_file
 
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 FLOAT_SAFETENSORS = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
@@ -47,7 +47,7 @@ def from_weights(path: Path) -> int | None:
             return None
     import torch
 
-    from harness.loading import EntryError, _unwrap_state_dict
+    from harness.entries.loading import EntryError, _unwrap_state_dict
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

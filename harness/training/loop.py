@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import augment, recipes
+from harness.training import augment
+from harness.training import recipes
 from harness.errors import HarnessError
-from harness.mnist import load_split, resolve_dir
+from harness.data.mnist import load_split, resolve_dir
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from harness.db import Base
+from harness.store.schema import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -2,17 +2,17 @@
 
 Processes are forked from a fork server that has already imported torch, so isolation costs
 milliseconds per entry instead of a fresh interpreter's seconds. Where bubblewrap works the fork server
-runs inside its sandbox (``harness.sandbox``); elsewhere it is multiprocessing's fork server and the
+runs inside its sandbox (``harness.isolation.sandbox``); elsewhere it is multiprocessing's fork server and the
 outcome says ``sandboxed=False``. A crash, hang, memory blow-up or ``sys.exit`` in an entry ends only
 that entry's process; the harness records why.
 
 Without the sandbox, under a root harness, the entry's process still drops to an unprivileged user (it
 keeps only the right to read files) before the model is imported, so the process, file-size and CPU
 limits apply, and the fork server adopts whatever the entry leaves running, so all of it is killed at
-the entry's end (``harness.reaper``). What it cannot give: a private view of the files.
+the entry's end (``harness.isolation.reaper``). What it cannot give: a private view of the files.
 
 The entry's speed is timed here, from outside its process: from the moment the images are handed over
-(after the entry said it is loaded and warm) until its process exits (see ``harness.worker``).
+(after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from pathlib import Path
 
 import psutil
 
-from harness import limits, sandbox, sandbox_server
+from harness.isolation import limits
+from harness.isolation import sandbox
+from harness.isolation import sandbox_server
 from harness.contract import EntryMetadata
-from harness.exchange import READY_FILE, hand_over, head_and_tail
+from harness.isolation.exchange import READY_FILE, hand_over, head_and_tail
 
 GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
@@ -58,11 +60,11 @@ _job_lock = threading.Lock()  # the sandbox runs one entry at a time (the dashbo
 
 def context(preload_torchvision: bool = False) -> mp.context.BaseContext:
     """The fork-server context, with torch (and torchvision when entries use it) imported once; the fork server
-    adopts the processes entries leave behind (``harness.reaper``)."""
+    adopts the processes entries leave behind (``harness.isolation.reaper``)."""
     global _context
     if _context is None:
         _context = mp.get_context("forkserver")
-        _context.set_forkserver_preload(["harness.reaper", "harness.worker"] +
+        _context.set_forkserver_preload(["harness.isolation.reaper", "harness.isolation.worker"] +
                                         (["torchvision"] if preload_torchvision else []))
     return _context
 
@@ -97,7 +99,7 @@ def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir
     if uid is not None:
         limits.become_user(uid, keep_reading=True)
     limits.die_with_parent()  # a harness killed with -9 takes its fork server along, and the entry with it
-    from harness import worker
+    from harness.isolation import worker
     worker.main(folder, metadata, inputs, out_dir, device, batch_size)
     os._exit(0)  # skip atexit hooks an entry may have registered
 
@@ -107,7 +109,7 @@ def _main_module_hidden():
     """Start children without re-running the caller's ``__main__`` (a script, pytest, streamlit) in them.
 
     multiprocessing re-imports the main module in every fork-server child; the child only needs
-    ``harness.isolation._child``, so the main module's name and path are hidden while the child starts.
+    ``harness.isolation.process._child``, so the main module's name and path are hidden while the child starts.
     """
     main = sys.modules["__main__"]
     saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}

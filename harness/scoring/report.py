@@ -7,7 +7,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from harness.ranking import Row, Score
+from harness.scoring.ranking import Row, Score
 
 
 def _pct(score: Score | None) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from harness import architectures
+from harness.training import architectures
 from harness.errors import HarnessError
-from harness.training import TrainConfig
+from harness.training.loop import TrainConfig
 
 
 def load_model_file(path: Path, class_name: str | None) -> tuple[type[torch.nn.Module], str]:

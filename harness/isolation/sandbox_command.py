@@ -12,13 +12,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.sandbox_server import ENTRIES, INPUTS, OUT
+from harness.isolation.sandbox_server import ENTRIES, INPUTS, OUT
 
 TMP_BYTES = 256 * 1024 ** 2  # size of the sandbox's /tmp
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
                 "/etc/ld.so.conf.d", "/etc/localtime")
 PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL")
-HARNESS_DIR = Path(__file__).resolve().parent
+HARNESS_DIR = Path(__file__).resolve().parents[1]  # the whole harness package
 STAND_IN_UID = 1000  # who entries are inside when root runs the non-root layout
 
 
@@ -71,4 +71,4 @@ def command(root: Path, as_root: bool) -> list[str]:
     for name in PASSED_ENV:
         if name in os.environ:
             args += ["--setenv", name, os.environ[name]]
-    return args + ["--", sys.executable, "-P", "-m", "harness.sandbox_server"]
+    return args + ["--", sys.executable, "-P", "-m", "harness.isolation.sandbox_server"]

@@ -20,9 +20,10 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness import ranking, store
-from harness.competition import Competition
-from harness.db import Entry, EntryVersion, Evaluation
+from harness.scoring import ranking
+from harness.store import results as store
+from harness.scoring.competition import Competition
+from harness.store.schema import Entry, EntryVersion, Evaluation
 
 RANKED, LATE, SUPERSEDED, DISQUALIFIED = "ranked", "late", "superseded", "disqualified"
 HIDDEN = "hidden"

@@ -12,12 +12,12 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from harness import __version__
-from harness.db import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
-from harness.discovery import Entry as EntryOnDisk
-from harness.leftovers import this_process
+from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
+from harness.entries.discovery import Entry as EntryOnDisk
+from harness.store.leftovers import this_process
 
 if TYPE_CHECKING:
-    from harness.metrics import DatasetMetrics
+    from harness.scoring.metrics import DatasetMetrics
 
 GUEST_REVEALED = "guest_revealed"
 
@@ -93,7 +93,7 @@ def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
 
 
 def start_run(engine: Engine, device: str, argv: list[str]) -> int:
-    """A new "running" run, with this process's host, pid and start time (see ``harness.leftovers``)."""
+    """A new "running" run, with this process's host, pid and start time (see ``harness.store.leftovers``)."""
     host, pid, started = this_process()
     with Session(engine) as session, session.begin():
         run = Run(harness_version=__version__, torch_version=metadata.version("torch"), python_version=sys.version.split()[0],
@@ -184,14 +184,14 @@ MODERATION_STATES = ("visible", "hidden", "disqualified")
 
 def log_action(engine: Engine, action: str, detail: str = "", entry_name: str | None = None) -> None:
     """Append one organiser action to the audit log (stamped with the current UTC time)."""
-    from harness.db import AuditLog
+    from harness.store.schema import AuditLog
     with Session(engine) as session, session.begin():
         session.add(AuditLog(action=action, detail=detail, entry_name=entry_name))
 
 
 def audit_log(engine: Engine, limit: int = 200) -> list[dict]:
     """The newest organiser actions first, as plain dicts."""
-    from harness.db import AuditLog
+    from harness.store.schema import AuditLog
     with Session(engine) as session:
         rows = session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)).all()
         return [{"at": r.at, "action": r.action, "entry": r.entry_name, "detail": r.detail} for r in rows]
@@ -199,7 +199,7 @@ def audit_log(engine: Engine, limit: int = 200) -> list[dict]:
 
 def set_moderation(engine: Engine, entry_name: str, state: str, reason: str = "") -> None:
     """Hide, disqualify or restore an entry, and log the action; hiding or disqualifying needs a reason."""
-    from harness.db import AuditLog, Moderation
+    from harness.store.schema import AuditLog, Moderation
     if state not in MODERATION_STATES:
         raise ValueError(f"unknown moderation state {state!r}; use one of {', '.join(MODERATION_STATES)}.")
     reason = reason.strip()
@@ -218,7 +218,7 @@ def set_moderation(engine: Engine, entry_name: str, state: str, reason: str = ""
 
 def moderation(engine: Engine) -> dict[str, tuple[str, str]]:
     """{entry name: (state, reason)} for every entry an organiser has hidden or disqualified."""
-    from harness.db import Moderation
+    from harness.store.schema import Moderation
     with Session(engine) as session:
         return {r.entry_name: (r.state, r.reason) for r in session.scalars(select(Moderation))
                 if r.state != "visible"}

@@ -9,8 +9,8 @@ process in the sandbox but the server and empties the shared folders, and the se
 ``/dev/shm`` before the next one, so no entry sees another's files. Under a non-root harness the entry keeps the
 caller's identity inside a user namespace; the sandbox's own root and the folders bwrap creates are read-only.
 
-This module is the host side; ``harness.sandbox_command`` builds the bwrap command line and
-``harness.sandbox_server`` is what runs inside it.
+This module is the host side; ``harness.isolation.sandbox_command`` builds the bwrap command line and
+``harness.isolation.sandbox_server`` is what runs inside it.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import psutil
 
-from harness.limits import cpu_seconds
-from harness.sandbox_command import command
-from harness.sandbox_server import ENTRIES, INPUTS, NOBODY
-from harness.exchange import READY_FILE, copy_log, hand_over
+from harness.isolation.limits import cpu_seconds
+from harness.isolation.sandbox_command import command
+from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
+from harness.isolation.exchange import READY_FILE, copy_log, hand_over
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
 COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out
@@ -99,7 +99,7 @@ def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
 
 
 class Job:
-    """One entry running in the sandbox; the watcher in ``harness.isolation`` polls it."""
+    """One entry running in the sandbox; the watcher in ``harness.isolation.process`` polls it."""
 
     def __init__(self, box: Sandbox, inputs: dict[str, Path], staged: dict[str, Path]):
         self.box = box
@@ -148,7 +148,7 @@ class Sandbox:
         """``as_root`` (default: whether this process is root) picks the layout: entries drop to nobody, or they
         keep the caller's identity in a user namespace. Root can ask for the second one to test it."""
         self.as_root = os.getuid() == 0 if as_root is None else as_root
-        self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.leftovers
+        self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.store.leftovers
         self.uid = entry_uid(self.as_root)
         for name in ("entries", "in", "out"):
             (self.root / name).mkdir()

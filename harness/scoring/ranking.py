@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.competition import METRICS
-from harness.db import Evaluation, unpack
-from harness.metrics import tie_groups
+from harness.scoring.competition import METRICS
+from harness.store.schema import Evaluation, unpack
+from harness.scoring.metrics import tie_groups
 
 
 @dataclass(eq=False)

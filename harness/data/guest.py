@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.preprocess import PREPROCESS_VERSION, ImageProblem, normalize_image, open_image
+from harness.data.preprocess import PREPROCESS_VERSION, ImageProblem, normalize_image, open_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif", ".pgm", ".ppm", ".pbm"}
 IGNORED_NAMES = {"readme.md", "readme.txt", "labels.csv", "thumbs.db", "desktop.ini"}
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "mystery_digits" / "_sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "mystery_digits" / "_sample"
 LABEL_PREFIX = re.compile(r"^([0-9])(?:[_\-. ]|$)")
 
 
