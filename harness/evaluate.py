@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             isolation.prestart(isolation.needs_torchvision(entries))
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from harness.scoring import report
-        from harness.scoring import standings
         from harness import runner
+        from harness.scoring import board, report
         datasets, notes = load_datasets(args)
         options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
                                  force=args.force, batch_size=args.batch_size)
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                                  on_entry=on_entry, competition=rules,
                                  on_plan=lambda n: progress.update(task, total=n))
         notes = skipped + summary.notes + notes
-        rows, _ = standings.ranked_rows(engine, rules, names={e.name for e in entries})
+        rows = board.read(engine, rules, is_revealed=True, names={e.name for e in entries}).rows  # the organiser's view
         has_guest = any(d.kind == "guest" for d in datasets)
         counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
         notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "

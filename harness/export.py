@@ -18,10 +18,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.scoring import competition
-from harness.store import results as store
+from harness.scoring import board, competition
+from harness.store import reads
 from harness.store.engine import make_engine
-from harness.scoring.standings import ranked_rows as standings_of
 from harness.errors import HarnessError
 
 COLUMNS = ["rank", "tied_with_above", "standing", "note", "name", "display_name", "author", "status", "error",
@@ -35,30 +34,28 @@ COLUMNS = ["rank", "tied_with_above", "standing", "note", "name", "display_name"
 def standings(engine, rules: competition.Competition, revealed: bool) -> list[dict]:
     """Ranked rows (the version each entry submitted by the deadline, late ones unranked) with their audit trail;
     guest fields only when ``revealed``."""
-    rows, by_id = standings_of(engine, rules, revealed=revealed)
+    ranked = board.read(engine, rules, is_revealed=revealed)
+    sets = reads.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
     out = []
-    for row in rows:
-        ev = by_id[row.evaluation_id]
-        hashes = {r.dataset.kind: r.dataset for r in ev.results}
+    for row in ranked.rows:
+        s = ranked.summaries[row.evaluation_id]
         guest = row.guest if revealed else None
         out.append({
             "rank": row.rank, "tied_with_above": row.tied_with_above, "standing": row.standing, "note": row.note,
             "name": row.name, "display_name": row.display_name, "author": row.author, "status": row.status,
             "error": row.error, "submitted_at": row.submitted_at,
-            "submitted_at_overridden": ev.version.submitted_at_override is not None,
-            "override_reason": ev.version.override_reason,
+            "submitted_at_overridden": s.overridden, "override_reason": s.override_reason,
             "guest_accuracy": guest.accuracy if guest else None, "guest_correct": guest.correct if guest else None,
             "guest_total": guest.total if guest else None,
             "mnist_accuracy": row.mnist.accuracy if row.mnist else None,
             "mnist_correct": row.mnist.correct if row.mnist else None,
             "mnist_total": row.mnist.total if row.mnist else None, "params": row.params,
-            "content_hash": ev.version.content_hash, "code_hash": ev.version.code_hash,
-            "weights_hash": ev.version.weights_hash,
-            "mnist_dataset_hash": hashes["mnist"].content_hash if "mnist" in hashes else None,
-            "guest_dataset_hash": hashes["guest"].content_hash if revealed and "guest" in hashes else None,
-            "preprocess_version": hashes["guest"].preprocess_version if "guest" in hashes else None,
-            "harness_version": ev.run.harness_version, "torch_version": ev.run.torch_version,
-            "python_version": ev.run.python_version, "device": ev.device, "sandboxed": ev.sandboxed,
+            "content_hash": s.content_hash, "code_hash": s.code_hash, "weights_hash": s.weights_hash,
+            "mnist_dataset_hash": sets["mnist"].content_hash if row.mnist and "mnist" in sets else None,
+            "guest_dataset_hash": sets["guest"].content_hash if guest and "guest" in sets else None,
+            "preprocess_version": sets["guest"].preprocess_version if row.status == "ok" and "guest" in sets else None,
+            "harness_version": s.harness_version, "torch_version": s.torch_version,
+            "python_version": s.python_version, "device": s.device, "sandboxed": s.sandboxed,
             "evaluated_at": row.evaluated_at, "evaluation_id": row.evaluation_id})
     return out
 
@@ -89,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rules = competition.load(args.config)
         engine = make_engine(args.db)
-        revealed = rules.guest_revealed(store.get_flag(engine, store.GUEST_REVEALED) == "true")
+        revealed = board.revealed(engine, rules)
         rows = standings(engine, rules, revealed)
         if not rows:
             raise HarnessError("the database holds no evaluations yet; run `python -m harness.evaluate` first.")

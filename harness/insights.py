@@ -12,7 +12,8 @@ from rich.table import Table
 from harness.scoring import competition
 from harness.store.engine import make_engine
 from harness.errors import HarnessError
-from leaderboard import insights, queries
+from harness.scoring import board, insights
+from harness.store import reads
 
 
 def factor_table(df, factor: str, metric: str) -> Table:
@@ -40,9 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    revealed = rules.guest_revealed(queries.is_revealed(engine))
-    df = insights.frame(queries.latest_evaluations(engine, queries.current_datasets(engine, revealed), rules),
-                        revealed)
+    revealed = board.revealed(engine, rules)
+    df = insights.frame(board.latest(engine, reads.current_datasets(engine, revealed), rules), revealed)
     if df.empty:
         console.print("No evaluated entries yet: run `python -m harness.evaluate` first.")
         return 0

@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from harness.scoring import competition
+from harness.scoring import board as scoring_board, competition
 from harness.scoring.competition import Competition
 from harness.store.engine import make_engine
 
-from leaderboard import config, queries, views
+from harness.store import reads as queries
+
+from leaderboard import config, views
 from leaderboard.draw import Prediction, entries_on_disk, predict
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
@@ -37,7 +39,7 @@ def rules() -> Competition:
 
 def revealed() -> bool:
     """Read fresh on every run: nothing guest-related may leak because of a stale cache."""
-    return rules().guest_revealed(queries.is_revealed(current_engine()))
+    return scoring_board.revealed(current_engine(), rules())
 
 
 # Each cached loader takes ``rules_key`` (the rules' repr) so that an edit of competition.toml is a new key.
@@ -53,10 +55,9 @@ def board(url: str, is_revealed: bool) -> views.BoardView:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _insights_frame(url: str, is_revealed: bool, rules_key: str):
-    from leaderboard import insights
+    from harness.scoring import insights
     eng = engine(url)
-    return insights.frame(queries.latest_evaluations(eng, queries.current_datasets(eng, is_revealed), rules()),
-                          is_revealed)
+    return insights.frame(scoring_board.latest(eng, queries.current_datasets(eng, is_revealed), rules()), is_revealed)
 
 
 def insights_frame(url: str, is_revealed: bool):

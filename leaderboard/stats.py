@@ -7,67 +7,29 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.scoring import ranking
+from harness.scoring.board import Board
 from harness.scoring.metrics import mcnemar_exact
+from harness.scoring.ranking import ALPHA
 
-from leaderboard.queries import EvalSummary
+from harness.store.reads import EvalSummary
 
-ALPHA = 0.05
 MEDALS = {1: "🥇", 2: "🥈", 3: "🥉"}
 SEALED = "🔒 sealed"
 
 
-def _score(summary: EvalSummary, kind: str, masks: dict[int, np.ndarray]) -> ranking.Score | None:
-    s = summary.scores.get(kind)
-    if s is None:
-        return None
-    mask = masks.get(summary.evaluation_id)
-    return ranking.Score(s.accuracy, s.correct, s.total, (s.ci_low, s.ci_high),
-                         mask if mask is not None else np.zeros(0, bool), s.log_loss)
-
-
-def primary_kind(summaries: list[EvalSummary], revealed: bool, primary: str = "guest_accuracy") -> str:
-    """The set the board ranks on: the guest set when the rules rank on it, it is revealed and every ranked ok
-    entry has a result on it; else MNIST."""
-    ok = [s for s in summaries if s.status == "ok" and "mnist" in s.scores and s.standing == "ranked"]
-    if primary == "guest_accuracy" and revealed and ok and all("guest" in s.scores and s.scores["guest"].total > 0 for s in ok):
-        return "guest"
-    return "mnist"
-
-
-def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], revealed: bool,
-                history: pd.DataFrame | None = None, alpha: float = ALPHA, primary: str = "guest_accuracy",
-                tie_break: tuple[str, ...] = ("mnist_accuracy",)) -> pd.DataFrame:
-    """One row per picked evaluation, ranked as the harness ranks (the rules' metrics; ties by exact McNemar).
-
-    ``summaries`` carry their standing from ``harness.scoring.standings`` (hidden entries are not among them): late,
-    superseded and disqualified ones follow unranked, with ``status`` "<standing>: <note>". ``masks`` holds
-    each ranked ok evaluation's per-sample correctness on the primary set. Before the reveal no guest number
-    is used or shown.
-    """
-    kind = primary_kind(summaries, revealed, primary)
-    if not revealed:
-        tie_break = tuple(m for m in tie_break if not m.startswith("guest"))
-    by_id = {s.evaluation_id: s for s in summaries}
-    rows = []
-    for s in summaries:
-        rows.append(ranking.Row(
-            name=s.entry_name, display_name=s.display_name, author=s.author, status=s.status, error=s.error,
-            mnist=_score(s, "mnist", masks if kind == "mnist" else {}),
-            guest=_score(s, "guest", masks if kind == "guest" else {}) if revealed else None,
-            params=s.params, images_per_second=s.images_per_second, weights_bytes=s.weights_bytes,
-            content_hash=s.content_hash, evaluated_at=s.started_at.isoformat(timespec="seconds"),
-            evaluation_id=s.evaluation_id, standing=s.standing, note=s.note))
-    ranked = ranking.rank(rows, alpha=alpha, primary=f"{kind}_accuracy", tie_break=tie_break)
+def build_board(ranked: Board, history: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The board as the dashboard's table: one row per ranked row of ``harness.scoring.board`` (its order, ranks
+    and tie groups), with the p-value against the entry above, medals, sealed guest columns before the reveal,
+    each entry's score history and its hyperparameters as columns."""
+    kind, revealed = ranked.primary, ranked.revealed
     records = []
     previous = None
-    for row in ranked:
-        s = by_id[row.evaluation_id]
+    for row in ranked.rows:
+        s = ranked.summaries[row.evaluation_id]
         p = None
-        if row.rank is not None and previous is not None:
-            a = previous.guest if kind == "guest" else previous.mnist
-            b = row.guest if kind == "guest" else row.mnist
-            p = mcnemar_exact(a.correct_mask, b.correct_mask)
+        if row.rank is not None and previous is not None and row.correct_mask is not None \
+                and previous.correct_mask is not None:
+            p = mcnemar_exact(previous.correct_mask, row.correct_mask)
         status = None
         if s.standing != "ranked":
             status = f"{s.standing}: {s.note}" + ("" if s.status == "ok" else f" (failed: {one_line(s.error)})")
@@ -80,7 +42,7 @@ def build_board(summaries: list[EvalSummary], masks: dict[int, np.ndarray], reve
         board["history"] = [trend.get(name, []) for name in board["entry"]]
         board["versions"] = [int(history.loc[history["entry"] == name, "version"].max())
                              if (history["entry"] == name).any() else 1 for name in board["entry"]]
-    hp = hyperparameter_columns([by_id[i] for i in board["evaluation_id"]])
+    hp = hyperparameter_columns([ranked.summaries[i] for i in board["evaluation_id"]])
     return pd.concat([board, hp], axis=1) if len(hp.columns) else board
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from harness.scoring import standings
+from harness.scoring import board, standings
 from harness.scoring.competition import Competition
 from harness.data.guest import sample_guest_dir
 
-from leaderboard import queries as q
+from harness.store import reads as q
 from leaderboard import stats
 
 
@@ -33,17 +33,10 @@ class BoardView:
 
 
 def board_view(engine: Engine, revealed: bool, rules: Competition | None = None) -> BoardView:
-    rules = rules or Competition()
-    datasets = q.current_datasets(engine, revealed)
-    summaries = q.picked_evaluations(engine, datasets, rules)
-    primary = stats.primary_kind(summaries, revealed, rules.primary)
-    ids = [s.evaluation_id for s in summaries if s.status == "ok" and primary in s.scores
-           and s.standing == standings.RANKED]
-    masks = q.correct_masks(engine, ids, datasets[primary].id) if ids and primary in datasets else {}
-    history = q.history(engine, datasets)
-    board = stats.build_board(summaries, masks, revealed, history, primary=rules.primary, tie_break=rules.tie_break)
+    ranked = board.read(engine, rules or Competition(), is_revealed=revealed)
+    table = stats.build_board(ranked, q.history(engine, ranked.datasets))
     hidden = sorted(n for n, (state, _) in standings.moderation(engine).items() if state == standings.HIDDEN)
-    return BoardView(board, datasets, primary, revealed, hidden)
+    return BoardView(table, ranked.datasets, ranked.primary, revealed, hidden)
 
 
 @dataclass
@@ -82,8 +75,9 @@ def visible_entries(engine: Engine, revealed: bool, rules: Competition | None = 
 def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | None = None) -> EntryView | None:
     """Everything the entry page shows, for the evaluation that counts (its on-time version, else its late
     one); None if unknown or hidden."""
+    rules = rules or Competition()
     datasets = q.current_datasets(engine, revealed)
-    picked = [s for s in q.picked_evaluations(engine, datasets, rules) if s.entry_name == name]
+    picked = [s for s in board.picked(engine, datasets, rules) if s.entry_name == name]
     summary = picked[0] if picked else None
     if summary is None:
         return None
@@ -95,7 +89,7 @@ def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | N
         view.sets[kind] = SetView(kind=kind, dataset=datasets[kind], accuracy=score.accuracy,
                                   ci=(score.ci_low, score.ci_high), correct=score.correct, total=score.total,
                                   labels=q.dataset_labels(engine, score.dataset_id), **arrays)
-    view.versions = q.versions(engine, name, rules)
+    view.versions = q.versions(engine, name, rules.is_late)
     history = q.history(engine, datasets)
     view.history = history[history["entry"] == name].reset_index(drop=True)
     return view
@@ -117,7 +111,7 @@ def guest_view(engine: Engine, rules: Competition | None = None) -> GuestView | 
     if "guest" not in datasets:
         return None
     guest = datasets["guest"]
-    summaries = [s for s in q.latest_evaluations(engine, datasets, rules)  # hidden entries are not among them
+    summaries = [s for s in board.latest(engine, datasets, rules)  # hidden entries are not among them
                  if s.status == "ok" and "guest" in s.scores and s.standing != standings.DISQUALIFIED]
     labels = q.dataset_labels(engine, guest.id)
     images, files = q.dataset_images(engine, guest.id)
@@ -160,7 +154,7 @@ def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: boo
     datasets = q.current_datasets(engine, revealed)
     if kind not in datasets:
         return None
-    by_name = {s.entry_name: s for s in q.latest_evaluations(engine, datasets, rules)}
+    by_name = {s.entry_name: s for s in board.latest(engine, datasets, rules)}
     a, b = by_name.get(name_a), by_name.get(name_b)
     if a is None or b is None or kind not in a.scores or kind not in b.scores:
         return None

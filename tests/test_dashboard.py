@@ -15,7 +15,9 @@ from streamlit.testing.v1 import AppTest
 from harness.data import mnist
 from harness.store import results as store
 from harness.store.engine import make_engine
-from leaderboard import admin, config, draw, figures, queries, stats, views
+from harness.store import reads as queries
+from harness.scoring import board as scoring_board
+from leaderboard import admin, config, draw, figures, stats, views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
 from tests.entries import class_means, template_predictions
@@ -228,7 +230,7 @@ def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypa
     """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.scoring.standings."""
     from harness.scoring import standings
     from harness.scoring.competition import Competition
-    from leaderboard import insights
+    from harness.scoring import insights
     db = tmp_path / "dq.db"
     shutil.copy(fx.revealed_db, db)
     engine = make_engine(str(db))
@@ -243,7 +245,7 @@ def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypa
     assert bob["status"] == f"disqualified: {picked['bob'].note}" and np.isnan(bob["rank"]) and bob["medal"] == ""
     assert views.entry_view(engine, "bob", True).summary.standing == standings.DISQUALIFIED
     datasets = queries.current_datasets(engine, True)
-    worked = insights.frame(queries.latest_evaluations(engine, datasets), include_guest=True)
+    worked = insights.frame(scoring_board.latest(engine, datasets), include_guest=True)
     assert "Bob's quick one" not in set(worked["entry"]) and "Ada's template" in set(worked["entry"])
     assert "Bob's quick one" not in views.guest_view(engine).entries
 

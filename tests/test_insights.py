@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 
 from harness import insights as cli
-from leaderboard import insights
-from leaderboard.queries import EvalSummary, Score
+from harness.scoring import insights
+from harness.store.reads import EvalSummary, Score
 
 
 def summary(name, mnist, guest=None, status="ok", **hp) -> EvalSummary:

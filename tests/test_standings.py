@@ -6,7 +6,9 @@ from datetime import datetime
 
 import numpy as np
 
-from harness.scoring import ranking
+from harness.scoring import board, ranking
+from harness.scoring.competition import Competition
+from harness.store.reads import Score
 from harness.scoring.competition import parse
 from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks)
 
@@ -91,18 +93,16 @@ def test_member_key_ignores_case_and_spacing():
 
 
 def row(name, guest_acc, mnist_acc, guest_loss=None, params=1000, standing="ranked", n=100):
-    def score(acc, total):
-        correct = int(round(acc * total))
-        mask = np.zeros(total, bool)
-        mask[:correct] = True
-        return ranking.Score(acc, correct, total, (0.0, 1.0), mask, None)
+    def score(acc, total, loss=None):
+        return Score(0, 0, int(round(acc * total)), total, acc, 0.0, 1.0, loss)
 
-    guest = score(guest_acc, n)
-    guest.log_loss = guest_loss
+    guest = score(guest_acc, n, guest_loss)
+    mask = np.zeros(n, bool)
+    mask[:guest.correct] = True
     return ranking.Row(name=name, display_name=name, author=None, status="ok", error=None,
                        mnist=score(mnist_acc, 1000), guest=guest, params=params, images_per_second=1.0,
                        weights_bytes=1, content_hash="h" * 12, evaluated_at="", evaluation_id=hash(name) % 1000,
-                       standing=standing)
+                       standing=standing, correct_mask=mask)
 
 
 def test_tie_break_metrics_in_order():
@@ -127,7 +127,11 @@ def test_mnist_primary_and_unranked_rows():
 
 
 def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
+    rules = Competition(primary="guest_accuracy", tie_break=("guest_log_loss", "params"))
+    assert board.metrics(rules, "guest") == ["guest_accuracy", "guest_log_loss", "params"]
+    assert board.metrics(rules, "mnist") == ["mnist_accuracy", "params"]  # MNIST accuracy decides, then params
     a, b = row("a", 0.1, 0.97), row("b", 0.9, 0.95)
     a.guest = None
-    out = ranking.rank([a, b], primary="guest_accuracy", tie_break=("guest_log_loss",))
-    assert [r.name for r in out] == ["a", "b"]  # MNIST accuracy decides
+    order = board.metrics(rules, "mnist")
+    out = ranking.rank([a, b], primary=order[0], tie_break=order[1:])
+    assert [r.name for r in out] == ["a", "b"]

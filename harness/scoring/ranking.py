@@ -7,22 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.scoring.competition import METRICS
-from harness.store.schema import Evaluation, unpack
 from harness.scoring.metrics import tie_groups
+from harness.store.reads import Score
 
-
-@dataclass(eq=False)
-class Score:
-    accuracy: float
-    correct: int
-    total: int
-    ci95: tuple[float, float]
-    correct_mask: np.ndarray = field(repr=False)  # per-sample correctness, for paired tests
-    log_loss: float | None = None
-
-    def as_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total, "ci95": list(self.ci95),
-                "log_loss": self.log_loss}
+ALPHA = 0.05  # paired tests: entries whose per-sample results differ at this level are separated
 
 
 @dataclass(eq=False)
@@ -47,6 +35,7 @@ class Row:
     rank: int | None = None
     tie_group: int | None = None
     tied_with_above: bool = False
+    correct_mask: np.ndarray | None = field(default=None, repr=False)  # per sample, on the set ranked on
 
     def as_dict(self) -> dict:
         return {"name": self.name, "display_name": self.display_name, "author": self.author, "status": self.status,
@@ -59,27 +48,6 @@ class Row:
                 "evaluated_at": self.evaluated_at, "evaluation_id": self.evaluation_id,
                 "sandboxed": self.sandboxed, "standing": self.standing, "note": self.note,
                 "submitted_at": self.submitted_at}
-
-
-def _score(evaluation: Evaluation, kind: str) -> Score | None:
-    for result in evaluation.results:
-        if result.dataset.kind == kind:
-            labels = unpack(result.dataset.labels)
-            mask = unpack(result.predicted).astype(np.int64) == labels
-            return Score(result.accuracy, result.correct, result.total, (result.ci_low, result.ci_high), mask,
-                         result.log_loss)
-    return None
-
-
-def to_row(evaluation: Evaluation, standing: str = "ranked", note: str = "") -> Row:
-    version = evaluation.version
-    return Row(name=version.entry.name, display_name=version.display_name, author=version.author,
-               status=evaluation.status, error=evaluation.error, mnist=_score(evaluation, "mnist"),
-               guest=_score(evaluation, "guest"), params=evaluation.params,
-               images_per_second=evaluation.images_per_second, weights_bytes=version.weights_bytes,
-               content_hash=version.content_hash, evaluated_at=evaluation.started_at.isoformat(timespec="seconds"),
-               evaluation_id=evaluation.id, sandboxed=evaluation.sandboxed, standing=standing, note=note,
-               submitted_at=version.submitted_at.isoformat(timespec="seconds"))
 
 
 def metric_value(row: Row, metric: str) -> float | None:
@@ -100,30 +68,27 @@ def sort_key(row: Row, metrics: list[str]) -> tuple:
     return tuple(key)
 
 
-def rank(rows: list[Row], alpha: float = 0.05, primary: str = "guest_accuracy",
+def rank(rows: list[Row], alpha: float = ALPHA, primary: str = "guest_accuracy",
          tie_break: tuple[str, ...] | list[str] = ("mnist_accuracy",)) -> list[Row]:
     """Rank the ok, ranked-standing rows by ``primary`` then ``tie_break``; failed, late, superseded rows follow,
     disqualified ones last.
 
-    Without a guest result for every ok row, guest metrics are left out and MNIST accuracy leads. Equal keys
-    share a rank. ``tie_group`` joins an entry to the one above when an exact McNemar test on the primary
-    set's per-sample results cannot tell them apart at ``alpha``.
+    The metrics are taken as given (``harness.scoring.board`` chooses them). Equal keys share a rank. ``tie_group``
+    joins an entry to the one above when an exact McNemar test on each row's ``correct_mask`` (the ranked set's
+    per-sample results) cannot tell them apart at ``alpha``.
     """
     competing = [r for r in rows if r.standing == "ranked"]
     ok = [r for r in competing if r.status == "ok" and r.mnist is not None]
     failed = sorted((r for r in competing if r not in ok), key=lambda r: r.name.lower())
     unranked = sorted((r for r in rows if r.standing != "ranked"),
                       key=lambda r: (r.standing == "disqualified", r.standing, r.name.lower()))
-    has_guest = bool(ok) and all(r.guest is not None and r.guest.total > 0 for r in ok)
-    metrics = [m for m in [primary, *tie_break] if has_guest or METRICS[m][0] != "guest"]
-    if not metrics or METRICS[metrics[0]][0] is None:
-        metrics.insert(0, "mnist_accuracy")
-    primary_kind = METRICS[metrics[0]][0]
-
+    metrics = [primary, *tie_break]
     ok.sort(key=lambda r: (sort_key(r, metrics), r.name.lower()))
     for i, row in enumerate(ok):
         row.rank = ok[i - 1].rank if i and sort_key(ok[i - 1], metrics) == sort_key(row, metrics) else i + 1
-    groups = tie_groups([getattr(r, primary_kind).correct_mask for r in ok], alpha=alpha)
+    if any(r.correct_mask is None for r in ok):
+        return ok + failed + unranked  # no per-sample results to compare: no tie groups
+    groups = tie_groups([r.correct_mask for r in ok], alpha=alpha)
     for i, (row, group) in enumerate(zip(ok, groups)):
         row.tie_group = group
         row.tied_with_above = i > 0 and groups[i - 1] == group

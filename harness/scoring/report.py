@@ -7,7 +7,8 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from harness.scoring.ranking import Row, Score
+from harness.scoring.ranking import Row
+from harness.store.reads import Score
 
 
 def _pct(score: Score | None) -> str:

@@ -20,7 +20,6 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.scoring import ranking
 from harness.store import results as store
 from harness.scoring.competition import Competition
 from harness.store.schema import Entry, EntryVersion, Evaluation
@@ -138,18 +137,3 @@ def moderation(engine: Engine) -> dict[str, tuple[str, str]]:
 
 def current(engine: Engine, competition: Competition) -> list[Pick]:
     return picks(version_rows(engine), competition, moderation(engine))
-
-
-def ranked_rows(engine: Engine, competition: Competition, names: set[str] | None = None,
-                revealed: bool = True) -> tuple[list[ranking.Row], dict[int, Evaluation]]:
-    """The board as the harness prints and exports it: picked evaluations ranked by the configured metrics.
-
-    ``names`` limits it to some entries; without ``revealed`` no guest number takes part.
-    """
-    chosen = [p for p in current(engine, competition) if names is None or p.entry_name in names]
-    evaluations = {e.id: e for e in store.load_evaluations(engine, [p.evaluation_id for p in chosen])}
-    rows = [ranking.to_row(evaluations[p.evaluation_id], p.standing, p.note) for p in chosen]
-    if not revealed:
-        for row in rows:
-            row.guest = None
-    return ranking.rank(rows, primary=competition.primary, tie_break=competition.tie_break), evaluations

@@ -8,7 +8,8 @@ import streamlit as st
 from harness.store import results as store
 from harness import versions
 from harness.errors import HarnessError
-from leaderboard import admin, cache, config, draw, queries
+from harness.store import reads as queries
+from leaderboard import admin, cache, config, draw
 
 settings = cache.settings()
 engine = cache.current_engine()

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from leaderboard import cache, insights
+from harness.scoring import insights
+
+from leaderboard import cache
 
 url = cache.settings().db_url
 revealed = cache.revealed()

@@ -1,12 +1,13 @@
-"""Read-only queries of the results store for the dashboard: plain functions of an Engine, no Streamlit.
+"""Read-only queries of the results store: plain functions of an Engine, each in a short session, no Streamlit.
 
-The board reads only the latest evaluation of each entry and never a blob except ``predicted`` of the
-set it ranks on. Before the reveal, guest results are not even selected (``revealed=False``).
+Summaries carry headline numbers only; a blob is read only where it is asked for (``predicted`` of the set a board
+ranks on, one entry's predictions). Before the reveal, guest results are not even selected (``revealed=False``).
+Which evaluations count is decided above, in ``harness.scoring.board``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -14,9 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.scoring import standings
 from harness.store import results as store
-from harness.scoring.competition import Competition
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, unpack
 
 
@@ -27,11 +26,12 @@ class DatasetInfo:
     size: int
     source: str
     preprocess_version: str | None
+    content_hash: str = ""
 
 
 @dataclass(frozen=True)
 class Score:
-    """One result's headline numbers (no blobs)."""
+    """One result's headline numbers (no blobs): the one score class of the terminal, JSON, export and dashboard."""
     result_id: int
     dataset_id: int
     correct: int
@@ -40,6 +40,14 @@ class Score:
     ci_low: float
     ci_high: float
     log_loss: float | None = None
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return self.ci_low, self.ci_high
+
+    def as_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total,
+                "ci95": [self.ci_low, self.ci_high], "log_loss": self.log_loss}
 
 
 @dataclass(frozen=True)
@@ -69,12 +77,18 @@ class EvalSummary:
     log: str | None
     scores: dict[str, Score]  # kind -> score on the current dataset of that kind
     sandboxed: bool | None = None  # False: the entry ran as a plain child process, not in the sandbox
-    standing: str = "ranked"       # ranked, late (submitted after the deadline) or superseded (one per member)
+    standing: str = "ranked"       # set by harness.scoring.board from harness.scoring.standings
     note: str = ""
     submitted_at: datetime | None = None  # naive UTC: when the version counts as submitted
+    override_reason: str | None = None    # why the organiser set the version's time, if they did
+    overridden: bool = False
+    harness_version: str = ""
+    torch_version: str = ""
+    python_version: str = ""
 
 
 def is_revealed(engine: Engine) -> bool:
+    """The organiser's reveal flag (what the rules make of it: ``harness.scoring.board.revealed``)."""
     return store.get_flag(engine, store.GUEST_REVEALED) == "true"
 
 
@@ -84,14 +98,16 @@ def current_datasets(engine: Engine, revealed: bool) -> dict[str, DatasetInfo]:
         newest = (select(Dataset.kind, func.max(Dataset.id).label("id"))
                   .where(Dataset.id.in_(select(Result.dataset_id).distinct())).group_by(Dataset.kind)).subquery()
         rows = session.execute(select(Dataset.id, Dataset.kind, Dataset.size, Dataset.source,
-                                      Dataset.preprocess_version).join(newest, newest.c.id == Dataset.id)).all()
-    out = {r.kind: DatasetInfo(r.id, r.kind, r.size, r.source, r.preprocess_version) for r in rows}
+                                      Dataset.preprocess_version, Dataset.content_hash)
+                               .join(newest, newest.c.id == Dataset.id)).all()
+    out = {r.kind: DatasetInfo(r.id, r.kind, r.size, r.source, r.preprocess_version, r.content_hash) for r in rows}
     if not revealed:
         out.pop("guest", None)
     return out
 
 
-def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, DatasetInfo]) -> list[EvalSummary]:
+def summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, DatasetInfo]) -> list[EvalSummary]:
+    """The evaluations' headline summaries, with scores on ``datasets`` only."""
     if not evaluation_ids:
         return []
     rows = session.execute(
@@ -100,8 +116,10 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
                Evaluation.output_kind, Evaluation.log, Evaluation.sandboxed, EntryVersion.id.label("version_id"), EntryVersion.display_name,
                EntryVersion.author, EntryVersion.description, EntryVersion.hyperparameters, EntryVersion.constructor,
                EntryVersion.content_hash, EntryVersion.code_hash, EntryVersion.weights_hash,
-               EntryVersion.weights_bytes, Entry.name)
+               EntryVersion.weights_bytes, EntryVersion.submitted_at_override, EntryVersion.override_reason,
+               Entry.name, Run.harness_version, Run.torch_version, Run.python_version)
         .join(EntryVersion, Evaluation.version_id == EntryVersion.id).join(Entry, EntryVersion.entry_id == Entry.id)
+        .join(Run, Evaluation.run_id == Run.id)
         .where(Evaluation.id.in_(evaluation_ids))).all()
     kind_of = {d.id: d.kind for d in datasets.values()}
     scores: dict[int, dict[str, Score]] = {i: {} for i in evaluation_ids}
@@ -119,34 +137,14 @@ def _summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, 
                         status=r.status, error=r.error, device=r.device, started_at=r.started_at, seconds=r.seconds,
                         params=r.params, images_per_second=r.images_per_second,
                         peak_memory_bytes=r.peak_memory_bytes, output_kind=r.output_kind, log=r.log,
-                        scores=scores[r.id], sandboxed=r.sandboxed) for r in rows]
-
-
-def picked_evaluations(engine: Engine, datasets: dict[str, DatasetInfo],
-                       rules: Competition | None = None) -> list[EvalSummary]:
-    """What the board shows, as ``harness.scoring.standings`` decides: each entry's on-time evaluation (``ranked`` or
-    ``superseded``) and, when there is one, its newer ``late`` evaluation; a disqualified entry once, a hidden one
-    not at all; with scores on ``datasets`` only."""
-    picks = standings.current(engine, rules or Competition())
-    with Session(engine) as session:
-        by_id = {s.evaluation_id: s for s in _summaries(session, [p.evaluation_id for p in picks], datasets)}
-    out = [replace(by_id[p.evaluation_id], standing=p.standing, note=p.note, submitted_at=p.submitted_at)
-           for p in picks if p.evaluation_id in by_id]
-    return sorted(out, key=lambda s: (s.entry_name.lower(), s.standing == standings.LATE))
-
-
-def latest_evaluations(engine: Engine, datasets: dict[str, DatasetInfo],
-                       rules: Competition | None = None) -> list[EvalSummary]:
-    """One evaluation per entry: the one that counts (its on-time version), else its late one."""
-    out: dict[str, EvalSummary] = {}
-    for summary in picked_evaluations(engine, datasets, rules):
-        out.setdefault(summary.entry_name, summary)
-    return list(out.values())
+                        scores=scores[r.id], sandboxed=r.sandboxed, override_reason=r.override_reason,
+                        overridden=r.submitted_at_override is not None, harness_version=r.harness_version,
+                        torch_version=r.torch_version, python_version=r.python_version) for r in rows]
 
 
 def evaluation(engine: Engine, evaluation_id: int, datasets: dict[str, DatasetInfo]) -> EvalSummary | None:
     with Session(engine) as session:
-        found = _summaries(session, [evaluation_id], datasets)
+        found = summaries(session, [evaluation_id], datasets)
     return found[0] if found else None
 
 
@@ -226,10 +224,9 @@ def history(engine: Engine, datasets: dict[str, DatasetInfo]) -> pd.DataFrame:
                                        "started_at", "status", "kind", "accuracy"])
 
 
-def versions(engine: Engine, entry_name: str, rules: Competition | None = None) -> pd.DataFrame:
-    """One row per version of an entry: when first seen and counted as submitted, late or not, hashes, metadata
-    and how many evaluations."""
-    rules = rules or Competition()
+def versions(engine: Engine, entry_name: str, is_late=lambda submitted_at: False) -> pd.DataFrame:
+    """One row per version of an entry: when first seen and counted as submitted, late or not (``is_late``: the
+    competition's rule), hashes, metadata and how many evaluations."""
     with Session(engine) as session:
         rows = session.execute(
             select(EntryVersion.id, EntryVersion.first_seen_at, EntryVersion.submitted_at,
@@ -239,7 +236,7 @@ def versions(engine: Engine, entry_name: str, rules: Competition | None = None) 
             .join(Entry, EntryVersion.entry_id == Entry.id).outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
             .where(Entry.name == entry_name).group_by(EntryVersion.id).order_by(EntryVersion.id)).all()
     return pd.DataFrame([{"version": i + 1, "first seen": r.first_seen_at,
-                          "submitted": r.submitted_at, "late": rules.is_late(r.submitted_at),
+                          "submitted": r.submitted_at, "late": is_late(r.submitted_at),
                           "override reason": r.override_reason or "", "display name": r.display_name,
                           "content hash": r.content_hash[:12], "weights hash": r.weights_hash[:12],
                           "code hash": r.code_hash[:12], "hyperparameters": r.hyperparameters,

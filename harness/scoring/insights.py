@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.scoring.standings import DISQUALIFIED
 
-from leaderboard.queries import EvalSummary
+from harness.store.reads import EvalSummary
 
 FACTORS = {
     "optimizer": "Optimizer",
