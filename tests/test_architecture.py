@@ -1,0 +1,29 @@
+"""The shape of the code holds: the layers, the harness kept free of the dashboard, and no cycle between the
+harness's subpackages, as declared for import-linter in pyproject.toml; and few modules at the top of harness/."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+TOP_LIMIT = 16  # modules at the top of harness/: the commands, the contract, the run loop, errors
+
+
+def test_import_contracts_are_kept():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    if lint is None:
+        pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
+    done = subprocess.run([lint, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 kept, 0 broken" in done.stdout
+
+
+def test_the_top_of_harness_holds_few_modules():
+    top = sorted(p.name for p in (REPO / "harness").glob("*.py"))
+    assert len(top) <= TOP_LIMIT, top
