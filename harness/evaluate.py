@@ -41,33 +41,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
-    """MNIST test plus the guest set (real, else the shipped sample), and notes about what was used."""
-    import numpy as np
-
-    from harness.data import mnist
-    notes = []
-    split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test")
-    datasets = [store.DatasetSpec(kind="mnist", content_hash=split.content_hash, labels=split.labels,
-                                  images=split.images, source="MNIST test (official, md5-verified)")]
-    from harness.data.guest import GuestSetError, resolve_guest_set
-    from harness.data.preprocess import PREPROCESS_VERSION
+    """The task's public set (MNIST test) and its secret one (the guest's digits, else the shipped sample), and notes
+    about what was used."""
+    from harness.data.guest import GuestSetError
+    from harness.data.task import TASK
+    public, notes = TASK.public.load(args.mnist_dir)
     try:
-        guest = resolve_guest_set(args.mystery)
+        secret, more = TASK.secret.load(args.mystery)
     except GuestSetError as exc:
         raise HarnessError(str(exc)) from exc
-    for file, reason in guest.skipped:
-        notes.append(f"skipped guest image {file}: {reason}")
-    if len(guest.labels) == 0:
-        notes.append(f"no guest digits in {args.mystery}: evaluated on MNIST alone (see {args.mystery}/README.md).")
-    else:
-        if guest.source == "sample":
-            notes.append(f"no real guest digits in {args.mystery}: using the shipped SAMPLE guest set "
-                         f"({len(guest.labels)} digits; see {args.mystery}/README.md to add the real ones).")
-        images = np.clip(np.rint(guest.images[:, 0] * 255), 0, 255).astype(np.uint8)
-        datasets.append(store.DatasetSpec(kind="guest", content_hash=guest.content_hash, labels=guest.labels,
-                                          images=images, source=guest.source, preprocess_version=PREPROCESS_VERSION,
-                                          files=tuple(guest.files)))
-    return datasets, notes
+    return [public] + ([secret] if secret is not None else []), notes + more
 
 
 def masked(argv: list[str]) -> list[str]:

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-DIGITS = list(range(10))
+from harness.data.task import TASK
+
+DIGITS = list(range(TASK.num_classes))  # the task's labels, 0-9 for digits
 
 
 def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:

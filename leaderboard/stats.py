@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.data.task import TASK
 from harness.scoring.board import Board
 from harness.scoring.metrics import mcnemar_exact
 from harness.scoring.ranking import ALPHA
@@ -219,7 +220,7 @@ def consensus(labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     and its share; hardest digits first (fewest right, then lowest consensus share, then index)."""
     predicted = np.asarray(predicted, dtype=np.int64)
     n_entries, n = predicted.shape
-    counts = np.zeros((n, 10), dtype=np.int64)
+    counts = np.zeros((n, TASK.num_classes), dtype=np.int64)
     for row in predicted:
         counts[np.arange(n), row] += 1
     right = counts[np.arange(n), labels]

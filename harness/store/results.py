@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from harness import __version__
+from harness.data.task import DatasetSpec  # noqa: F401  (the sets the store keeps)
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 from harness.entries.discovery import Entry as EntryOnDisk
 from harness.store.leftovers import this_process
@@ -20,18 +20,6 @@ if TYPE_CHECKING:
     from harness.scoring.metrics import DatasetMetrics
 
 GUEST_REVEALED = "guest_revealed"
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """An evaluation set as the harness holds it in memory."""
-    kind: str                 # "mnist" or "guest"
-    content_hash: str
-    labels: np.ndarray        # int64 [N]
-    images: np.ndarray        # uint8 [N, 28, 28]
-    source: str
-    preprocess_version: str | None = None
-    files: tuple[str, ...] = ()
 
 
 def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:

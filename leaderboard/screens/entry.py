@@ -80,9 +80,9 @@ for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
         cell = (picked.selection.get("cell") or [None])[0] if picked else None
         default = stats.top_confusion(result.confusion) or (0, 0)
         pick_cols = st.columns(3)
-        true = pick_cols[0].selectbox("True digit", range(10), index=int(cell["true"]) if cell else default[0],
+        true = pick_cols[0].selectbox("True digit", figures.DIGITS, index=int(cell["true"]) if cell else default[0],
                                       key=f"true_{result.kind}")
-        pred = pick_cols[1].selectbox("Read as", range(10), index=int(cell["predicted"]) if cell else default[1],
+        pred = pick_cols[1].selectbox("Read as", figures.DIGITS, index=int(cell["predicted"]) if cell else default[1],
                                       key=f"pred_{result.kind}")
         pick_cols[2].caption("Click a cell of the matrix, or choose a pair here.")
         chosen = stats.pair_samples(result.labels, result.predicted, result.confidence, true, pred)
