@@ -12,92 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
-
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
-
-from harness.scoring import competition
-from harness.store import results as store
-from harness.store.engine import make_engine
-from harness.store.schema import Entry, EntryVersion, Evaluation, VersionFiles
 from harness.errors import HarnessError
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    number: int
-    version_id: int
-    content_hash: str
-    first_seen_at: datetime          # naive UTC
-    submitted_at: datetime           # naive UTC: the override, else first_seen_at
-    override_reason: str | None
-    overridden: bool
-    evaluations: int
-    files_kept: bool
-
-
-def history(engine: Engine, entry_name: str) -> list[VersionInfo]:
-    """The entry's versions in the order first seen; a HarnessError when the entry is unknown."""
-    evaluations = (select(Evaluation.version_id, func.count(Evaluation.id).label("n"))
-                   .group_by(Evaluation.version_id).subquery())
-    with Session(engine) as session:
-        if session.scalar(select(Entry.id).where(Entry.name == entry_name)) is None:
-            known = ", ".join(session.scalars(select(Entry.name).order_by(Entry.name))) or "none yet"
-            raise HarnessError(f"no entry named {entry_name!r} in the database; known entries: {known}.")
-        rows = session.execute(
-            select(EntryVersion.id, EntryVersion.content_hash, EntryVersion.first_seen_at,
-                   EntryVersion.submitted_at, EntryVersion.submitted_at_override, EntryVersion.override_reason,
-                   evaluations.c.n,
-                   VersionFiles.version_id.label("kept"))
-            .join(Entry, EntryVersion.entry_id == Entry.id)
-            .outerjoin(evaluations, evaluations.c.version_id == EntryVersion.id)
-            .outerjoin(VersionFiles, VersionFiles.version_id == EntryVersion.id)
-            .where(Entry.name == entry_name).order_by(EntryVersion.first_seen_at, EntryVersion.id)).all()
-    return [VersionInfo(i + 1, r.id, r.content_hash, r.first_seen_at, r.submitted_at,
-                        r.override_reason, r.submitted_at_override is not None, r.n or 0, r.kept is not None)
-            for i, r in enumerate(rows)]
-
-
-def find(versions: list[VersionInfo], ref: str) -> VersionInfo:
-    """A version by its number or a content-hash prefix (at least 6 characters)."""
-    if ref.isdigit() and 1 <= int(ref) <= len(versions):
-        return versions[int(ref) - 1]
-    matches = [v for v in versions if len(ref) >= 6 and v.content_hash.startswith(ref.lower())]
-    if len(matches) == 1:
-        return matches[0]
-    raise HarnessError(f"no single version {ref!r}; give a number from 1 to {len(versions)} or 6+ characters of "
-                       "its content hash (run without --set-time to list them).")
-
-
-def parse_time(text: str, zone: str) -> datetime:
-    """An ISO time as naive UTC; without an offset it is read in the competition's time zone."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise HarnessError(f"{text!r} is not a date and time; write e.g. 2027-01-10T23:30:00+01:00.") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=ZoneInfo(zone))
-    return when.astimezone(timezone.utc).replace(tzinfo=None)
-
-
-def override(engine: Engine, entry_name: str, ref: str, when_utc: datetime | None, reason: str) -> VersionInfo:
-    """Set (or with None, clear) when a version counts as submitted; logged with the reason."""
-    if not reason.strip():
-        raise HarnessError("an override needs a reason (--reason \"...\"); it is kept in the audit log.")
-    version = find(history(engine, entry_name), ref)
-    with Session(engine) as session, session.begin():
-        row = session.get(EntryVersion, version.version_id, with_for_update=True)
-        before = row.submitted_at
-        row.submitted_at_override = when_utc
-        row.override_reason = reason.strip() if when_utc is not None else None
-        after = row.submitted_at
-    store.log_action(engine, "version-time" if when_utc else "version-time-cleared",
-                     f"version {version.number} ({version.content_hash[:12]}): counted as submitted at "
-                     f"{after.isoformat()}Z instead of {before.isoformat()}Z; reason: {reason.strip()}", entry_name)
-    return find(history(engine, entry_name), str(version.number))
+from harness.scoring import competition
+from harness.store.engine import make_engine
+from harness.store.versions import VersionInfo, find, history, override, parse_time  # noqa: F401  (the dashboard's too)
 
 
 def describe(v: VersionInfo, rules: competition.Competition) -> str:

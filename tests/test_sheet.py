@@ -13,7 +13,8 @@ from scipy import ndimage
 
 from harness.data.guest import load_guest_set
 from harness.data.preprocess import normalize_image
-from harness.sheet import LAYOUT, SheetProblem, homography, import_sheet, main, render_template
+from harness.data.sheet import LAYOUT, SheetProblem, homography, import_sheet, render_template
+from harness.sheet import main
 from tests.conftest import SEMEION
 
 needs_semeion = pytest.mark.usefixtures("semeion_dir")  # skipped without ../shared, failed under CI
