@@ -43,7 +43,7 @@ def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise EntryError("--device cuda was asked for but PyTorch sees no CUDA GPU here; use --device cpu or auto.")
+        raise EntryError("a CUDA GPU was asked for but PyTorch sees none here; run on the CPU.")
     return torch.device(requested)
 
 
@@ -288,7 +288,7 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
     except SystemExit as exc:
         result = {"status": "failed", "error": f"the entry called sys.exit({exc.code!r}); an entry must not exit the process."}
     except MemoryError:
-        result = {"status": "failed", "error": "the entry ran out of memory (over the harness's --memory-limit); use a smaller model or batch."}
+        result = {"status": "failed", "error": "the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the memory limit."}
     except BaseException as exc:  # anything the entry's own code raises
         frames = traceback.extract_tb(exc.__traceback__)
         user = [f for f in frames if Path(f.filename).resolve().is_relative_to(Path(folder).resolve())]
