@@ -42,15 +42,13 @@ def parser() -> argparse.ArgumentParser:
 
 def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     """MNIST test plus the guest set (real, else the shipped sample), and notes about what was used."""
-    import numpy as np
-
     from harness.data import mnist
     notes = []
     split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test")
     datasets = [store.DatasetSpec(kind="mnist", content_hash=split.content_hash, labels=split.labels,
                                   images=split.images, source="MNIST test (official, md5-verified)")]
     from harness.data.guest import GuestSetError, resolve_guest_set
-    from harness.data.preprocess import PREPROCESS_VERSION
+    from harness.data.preprocess import PREPROCESS_VERSION, to_uint8
     try:
         guest = resolve_guest_set(args.mystery)
     except GuestSetError as exc:
@@ -63,7 +61,7 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
         if guest.source == "sample":
             notes.append(f"no real guest digits in {args.mystery}: using the shipped SAMPLE guest set "
                          f"({len(guest.labels)} digits; see {args.mystery}/README.md to add the real ones).")
-        images = np.clip(np.rint(guest.images[:, 0] * 255), 0, 255).astype(np.uint8)
+        images = to_uint8(guest.images[:, 0])
         datasets.append(store.DatasetSpec(kind="guest", content_hash=guest.content_hash, labels=guest.labels,
                                           images=images, source=guest.source, preprocess_version=PREPROCESS_VERSION,
                                           files=tuple(guest.files)))
