@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from harness.store import leftovers
 from harness.data import mnist
-from harness.isolation import order
 from harness.entries import parameters
 from harness.contract import name_problem
 from harness.entries.discovery import load_entry
 from harness.errors import HarnessError
-from harness.isolation.process import GIB, run_isolated
+from harness.isolation import Limits, predict
+from harness.isolation.prediction import limits_hit
+from harness.isolation.process import GIB
 from harness.scoring.metrics import detect_output_kind
 
 SAMPLE = 500
@@ -46,24 +45,17 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     if entry.metadata_error:
         raise HarnessError(entry.metadata_error)
     images, labels, described = sample_images(mnist_dir)
-    work = leftovers.temp_folder("check")
-    try:
-        inputs = order.write({"check": images}, work)  # in a secret order, as in a real evaluation
-        outcome = run_isolated(folder, entry.metadata, inputs, work / "out", device=device, timeout=timeout,
-                               memory_limit=8 * GIB, batch_size=BATCH)
-        result = outcome.result
-        if result["status"] != "ok":
-            raise HarnessError(f"{entry.name}: {result['error']}")
-        outputs = inputs.unshuffle("check", np.load(work / "out" / "outputs_check.npy", allow_pickle=False))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    seconds = outcome.timed_seconds
+    limits = Limits(timeout=timeout, memory=8 * GIB, device=device, batch_size=BATCH)
+    prediction = predict(entry, {"check": images}, limits)  # in a secret order, as in a real evaluation
+    if prediction.status != "ok":
+        raise HarnessError(f"{entry.name}: {prediction.error}")
+    outputs = prediction.outputs["check"]
     report = {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
               "params": parameters.count(entry), "weights_bytes": entry.weights_bytes,
               "output_kind": detect_output_kind(outputs),
-              "images_per_second": len(images) / seconds if seconds else None,
-              "load_seconds": outcome.seconds - (seconds or 0.0),
-              "sample": described, "accuracy": None, "device": result["device"]}
+              "images_per_second": prediction.images_per_second,
+              "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
+              "sample": described, "accuracy": None, "device": prediction.device}
     if labels is not None:
         report["accuracy"] = float((outputs.argmax(1) == labels).mean())
     return report
@@ -81,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         r = check(args.entry, args.mnist_dir, args.device, args.timeout)
     except HarnessError as exc:
         console.print(f"[red]✗[/red] {exc}")
+        if "time limit" in limits_hit(str(exc)):
+            console.print(f"  time limit: --timeout (now {args.timeout:g} s)")
         return 1
     console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
                   f"finite, any batch size.")

@@ -53,6 +53,15 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     return [public] + ([secret] if secret is not None else []), notes + more
 
 
+def limit_flags(errors: list[str | None], args) -> str | None:
+    """One line naming the flag behind each limit that stopped an entry in the table, or None."""
+    from harness.isolation.prediction import limits_hit
+    hit = {name for error in errors for name in limits_hit(error)}
+    flags = {"time limit": f"--timeout (now {args.timeout:g} s)",
+             "memory limit": f"--memory-limit (now {args.memory_limit:g} GiB)"}
+    return "; ".join(f"{name}: {flags[name]}" for name in flags if name in hit) or None
+
+
 def masked(argv: list[str]) -> list[str]:
     """The command line as stored with the run: a database password replaced by ***."""
     out = []
@@ -102,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
         notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
                      f"(stored in {shown_url(resolve_url(args.db))}).")
+        hint = limit_flags([r.error for r in rows if r.status != "ok"], args)
+        if hint:
+            notes.append(hint)
         if rules.deadline is not None:
             notes.append(f"deadline {rules.deadline.isoformat()}: versions first seen later are shown as late, "
                          "not ranked.")

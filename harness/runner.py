@@ -10,12 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import Engine
 
 from harness.store import claims
 from harness.store import leftovers
-from harness.isolation import order
 from harness.entries import parameters
 from harness.store import snapshots
 from harness.scoring import standings
@@ -23,7 +21,9 @@ from harness.store import results as store
 from harness import __version__
 from harness.scoring.competition import Competition
 from harness.entries.discovery import Entry
-from harness.isolation.process import GIB, needs_torchvision, run_isolated
+from harness.isolation import Limits, predict
+from harness.isolation.process import GIB, needs_torchvision
+from harness.data.task import TASK
 from harness.scoring.metrics import summarize
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
@@ -60,6 +60,11 @@ class Options:
     force: bool = False
     batch_size: int | None = None
 
+    @property
+    def limits(self) -> Limits:
+        """What each entry's process may use."""
+        return Limits(timeout=self.timeout, memory=self.memory_limit, device=self.device, batch_size=self.batch_size)
+
 
 @dataclass
 class RunSummary:
@@ -90,55 +95,29 @@ def size_problem(entry: Entry, competition: Competition) -> str | None:
             "smaller, or ask the organiser to raise max_entry_gb in competition.toml.")
 
 
-def write_inputs(datasets: list[store.DatasetSpec], folder: Path) -> order.Shuffled:
-    """Images only (uint8 [N,1,28,28]; the worker scales them to [0,1]) as .npy files, each set in a secret order
-    drawn for this run (``harness.isolation.order``); labels stay here."""
-    return order.write({spec.kind: spec.images for spec in datasets}, folder)
-
-
-def _outputs(out_dir: Path, spec: store.DatasetSpec, inputs: order.Shuffled) -> np.ndarray:
-    """The entry's outputs for one set, back in the dataset's order."""
-    try:
-        outputs = np.load(out_dir / f"outputs_{spec.kind}.npy", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"the entry's process returned no readable outputs for the {spec.kind} set ({exc}).") from exc
-    if outputs.dtype != np.float32:
-        raise ValueError(f"the entry's process returned {outputs.dtype} outputs for the {spec.kind} set.")
-    return inputs.unshuffle(spec.kind, outputs)
-
-
-def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], inputs: order.Shuffled,
-                 work: Path, options: Options, preload_torchvision: bool) -> dict:
-    """Run one entry in its own process and turn its outputs into metrics (the labels never leave this process).
+def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
+                 preload_torchvision: bool = False) -> store.Record:
+    """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
     from its weights file, the speed is timed from outside its process (``harness.isolation.process``).
     """
-    if entry.metadata_error:
-        return {"status": "failed", "error": entry.metadata_error, "seconds": 0.0, "metrics": {},
-                "device": options.device, "params": None}
-    out_dir = work / entry.name
-    outcome = run_isolated(entry.folder, entry.metadata, inputs, out_dir, device=options.device,
-                           timeout=options.timeout, memory_limit=options.memory_limit,
-                           batch_size=options.batch_size, preload_torchvision=preload_torchvision)
-    result = outcome.result
-    record = {"status": result["status"], "error": result.get("error"), "seconds": outcome.seconds,
-              "peak_memory_bytes": outcome.peak_rss, "log": outcome.log or None, "metrics": {},
-              "device": str(result.get("device", options.device))[:40], "params": parameters.count(entry),
-              "sandboxed": outcome.sandboxed}
-    if result["status"] == "ok":
-        try:
-            for spec in datasets:
-                record["metrics"][dataset_ids[spec.kind]] = summarize(spec.labels, _outputs(out_dir, spec, inputs))
-        except ValueError as exc:
-            record.update(status="failed", error=str(exc), metrics={})
-        else:
-            images = sum(len(spec.labels) for spec in datasets)
-            timed = outcome.timed_seconds
-            record["images_per_second"] = images / timed if timed else None
-            record["output_kind"] = record["metrics"][dataset_ids["mnist"]].output_kind
-    shutil.rmtree(out_dir, ignore_errors=True)
-    shutil.rmtree(out_dir.with_name(out_dir.name + ".in"), ignore_errors=True)
+    prediction = predict(entry, {spec.kind: spec.images for spec in datasets}, limits,
+                         preload_torchvision=preload_torchvision)
+    record = store.Record(status=prediction.status, error=prediction.error, seconds=prediction.seconds,
+                          device=prediction.device, params=None if entry.metadata_error else parameters.count(entry),
+                          peak_memory_bytes=prediction.peak_memory, log=prediction.log or None,
+                          sandboxed=prediction.sandboxed)
+    if prediction.status != "ok":
+        return record
+    try:
+        record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, prediction.outputs[spec.kind], TASK.num_classes)
+                          for spec in datasets}
+    except ValueError as exc:
+        record.status, record.error = "failed", str(exc)
+        return record
+    record.images_per_second = prediction.images_per_second
+    record.output_kind = record.metrics[dataset_ids["mnist"]].output_kind
     return record
 
 
@@ -193,11 +172,10 @@ class _Scoring:
     datasets: list[store.DatasetSpec]
     dataset_ids: dict[str, int]
     options: Options
+    limits: Limits
     summary: RunSummary
-    work: Path
     preload_tv: bool
     on_entry: Callable[[Entry, str], None] | None
-    inputs: order.Shuffled | None = None
 
     def done(self, job: Job, evaluation_id: int, outcome: str) -> None:
         if not job.restored:
@@ -212,19 +190,13 @@ class _Scoring:
         """Score the job under our claim on ``key``, store the result, then let the claim go."""
         run_id = self.summary.run_id
         try:
-            self.inputs = self.inputs or write_inputs(self.datasets, self.work)  # only once something needs it
             with heartbeat(self.engine, key, run_id):
-                record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.inputs, self.work, self.options,
-                                      self.preload_tv)
-            evaluation_id = store.save_evaluation(
-                self.engine, run_id=run_id, version_id=job.version_id, eval_key=key, status=record["status"],
-                error=record["error"], device=record["device"], seconds=record["seconds"], params=record["params"],
-                images_per_second=record.get("images_per_second"),
-                peak_memory_bytes=record.get("peak_memory_bytes"), output_kind=record.get("output_kind"),
-                log=record.get("log"), metrics=record["metrics"], sandboxed=record.get("sandboxed"))
+                record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv)
+            evaluation_id = store.save_evaluation(self.engine, run_id=run_id, version_id=job.version_id, eval_key=key,
+                                                  record=record)
         finally:
             claims.release(self.engine, key, run_id)
-        self.done(job, evaluation_id, EVALUATED if record["status"] == "ok" else FAILED)
+        self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
 
     def evaluate_claimed(self, job: Job, key: str, older: int | None) -> None:
         """Evaluate under our claim, unless a run that held the key before us stored a result newer than
@@ -284,7 +256,7 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
         jobs, summary.notes = plan(engine, entries, competition, work)
         if on_plan:
             on_plan(len(jobs))
-        scoring = _Scoring(engine, datasets, dataset_ids, options, summary, work,
+        scoring = _Scoring(engine, datasets, dataset_ids, options, options.limits, summary,
                            needs_torchvision([j.entry for j in jobs]), on_entry)
         limit = competition.max_entry_bytes
         waiting = [w for job in jobs if (w := scoring.first_pass(job, eval_key(job.entry, datasets, limit))) is not None]

@@ -11,7 +11,6 @@ and the line says so.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from harness.store.engine import make_engine
 from harness.store.schema import Evaluation, unpack
 from harness.entries.discovery import discover, select as select_entries
 from harness.errors import HarnessError
+from harness.isolation import Limits
 
 
 @dataclass
@@ -47,21 +47,18 @@ def dataset_spec(result) -> store.DatasetSpec:
                              images=unpack(d.images), source=d.source, preprocess_version=d.preprocess_version)
 
 
-def verify_one(entry, evaluation: Evaluation, options: runner.Options, work: Path) -> Check:
+def verify_one(entry, evaluation: Evaluation, limits: Limits) -> Check:
     if entry.content_hash != evaluation.version.content_hash:
         return Check(entry.name, "changed", "its files changed since the stored evaluation; run harness.evaluate.")
     specs = [dataset_spec(r) for r in evaluation.results]
     ids = {r.dataset.kind: r.dataset_id for r in evaluation.results}
-    inputs = work / f"inputs-{entry.name}"
-    inputs.mkdir(parents=True)
-    record = runner.evaluate_one(entry, specs, ids, runner.write_inputs(specs, inputs), work, options,
-                                 preload_torchvision=False)
-    if record["status"] != "ok":
-        return Check(entry.name, "failed", record["error"])
+    record = runner.evaluate_one(entry, specs, ids, limits)
+    if record.status != "ok":
+        return Check(entry.name, "failed", record.error)
     differences = []
     for result in evaluation.results:
         stored = unpack(result.predicted).astype(np.int64)
-        again = record["metrics"][result.dataset_id].predicted
+        again = record.metrics[result.dataset_id].predicted
         n = int((stored != again).sum())
         if n:
             differences.append(f"{n} of {len(stored)} {result.dataset.kind} predictions differ")
@@ -89,27 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         for sentence in skipped:
             console.print(f"[yellow]warning:[/yellow] {sentence}")
         stored = latest_ok(engine)
-        options = runner.Options(device=args.device, timeout=args.timeout)
+        limits = Limits(timeout=args.timeout, device=args.device)
         checks = []
         leftovers.remove_dead_folders()
-        work = leftovers.temp_folder("verify")
-        try:
-            moderated = standings.moderation(engine)
-            for entry in entries:
-                state, reason = moderated.get(entry.name, ("visible", ""))
-                if state == standings.HIDDEN:
-                    checks.append(Check(entry.name, "hidden", f"hidden by the organisers ({reason}): not re-scored; "
-                                                              "restore it on the Organiser page to verify it."))
-                    continue
-                if entry.name not in stored:
-                    checks.append(Check(entry.name, "failed", "no successful stored evaluation to verify."))
-                    continue
-                check = verify_one(entry, stored[entry.name], options, work)
-                if state == standings.DISQUALIFIED:
-                    check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
-                checks.append(check)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        moderated = standings.moderation(engine)
+        for entry in entries:
+            state, reason = moderated.get(entry.name, ("visible", ""))
+            if state == standings.HIDDEN:
+                checks.append(Check(entry.name, "hidden", f"hidden by the organisers ({reason}): not re-scored; "
+                                                          "restore it on the Organiser page to verify it."))
+                continue
+            if entry.name not in stored:
+                checks.append(Check(entry.name, "failed", "no successful stored evaluation to verify."))
+                continue
+            check = verify_one(entry, stored[entry.name], limits)
+            if state == standings.DISQUALIFIED:
+                check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
+            checks.append(check)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

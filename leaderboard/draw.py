@@ -1,27 +1,27 @@
-"""Draw-a-digit: a canvas drawing → the guest set's normalisation → every entry's prediction.
+"""Draw-a-digit: a canvas drawing → the guest set's normalisation and uint8 step → every entry's prediction.
 
-Entries run in their own processes through ``harness.isolation.process.run_isolated`` (forked from the fork
-server with torch preloaded): submission code never runs inside the dashboard's process.
+Entries run in their own processes through ``harness.isolation.predict`` (sandboxed where bubblewrap works, else
+forked from the fork server with torch preloaded): submission code never runs inside the dashboard's process.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from harness import isolation
+from harness.data.preprocess import ImageProblem, normalize_image, to_uint8
 from harness.entries.discovery import Entry, discover
 from harness.errors import HarnessError
-from harness.isolation.process import GIB, run_isolated
+from harness.isolation import Limits
 from harness.scoring.metrics import detect_output_kind, to_probabilities
-from harness.data.preprocess import ImageProblem, normalize_image
 
 TIMEOUT_S = 20.0
+MEMORY_BYTES = 4 * 1024 ** 3
 
 
 def has_ink(rgba: np.ndarray | None) -> bool:
@@ -64,27 +64,23 @@ def entries_on_disk(folder: Path) -> list[Entry]:
         return []
 
 
+def model_input(digit: np.ndarray) -> np.ndarray:
+    """The normalised drawing as the entries receive it: uint8 [1, 28, 28], through the guest set's own step."""
+    return to_uint8(np.asarray(digit, dtype=np.float32))[None]
+
+
 def predict(entry: Entry, digit: np.ndarray, timeout: float = TIMEOUT_S) -> Prediction:
     """One entry's probabilities for one normalised digit, computed in an isolated process on the CPU."""
-    if entry.metadata_error:
-        return Prediction(entry.name, entry.display_name, None, entry.metadata_error)
-    work = Path(tempfile.mkdtemp(prefix="draw-"))
+    limits = Limits(timeout=timeout, memory=MEMORY_BYTES, device="cpu", batch_size=1)
     try:
-        path = work / "images_draw.npy"
-        np.save(path, np.asarray(digit, dtype=np.float32)[None, None], allow_pickle=False)
-        outcome = run_isolated(entry.folder, entry.metadata, {"draw": path}, work / "out", device="cpu",
-                               timeout=timeout, memory_limit=4 * GIB, batch_size=1)
-        if outcome.result.get("status") != "ok":
-            return Prediction(entry.name, entry.display_name, None, outcome.result.get("error") or "failed")
-        outputs = np.load(work / "out" / "outputs_draw.npy", allow_pickle=False)
-        if outputs.shape != (1, 10) or not np.all(np.isfinite(outputs)):
-            return Prediction(entry.name, entry.display_name, None, f"returned outputs of shape {outputs.shape}")
-        probs = to_probabilities(outputs, detect_output_kind(outputs))[0]
-        return Prediction(entry.name, entry.display_name, probs, None)
-    except (OSError, ValueError) as exc:
+        ran = isolation.predict(entry, {"draw": model_input(digit)}, limits)
+    except OSError as exc:  # no room for its temporary folder: the page shows the reason
         return Prediction(entry.name, entry.display_name, None, str(exc))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if ran.status != "ok":
+        return Prediction(entry.name, entry.display_name, None, ran.error or "failed")
+    outputs = ran.outputs["draw"]
+    return Prediction(entry.name, entry.display_name, to_probabilities(outputs, detect_output_kind(outputs))[0], None)
 
 
-__all__ = ["ImageProblem", "Prediction", "digit_key", "entries_on_disk", "has_ink", "normalise_drawing", "predict"]
+__all__ = ["ImageProblem", "Prediction", "digit_key", "entries_on_disk", "has_ink", "model_input", "normalise_drawing",
+           "predict"]

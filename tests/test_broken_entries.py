@@ -33,9 +33,9 @@ CASES = {
     "sys-exit": (before_return("import sys\nsys.exit(3)"), "good", "called sys.exit(3)"),
     "os-exit": (before_return("import os\nos._exit(7)"), "good", "exited with code 7"),
     "segfault": (before_return("import ctypes\nctypes.string_at(0)"), "good", "killed by SIGSEGV"),
-    "hangs": (before_return("while True:\n    pass"), "good", "took longer than 4 s and was stopped"),
+    "hangs": (before_return("while True:\n    pass"), "good", "took longer than its time limit of 4 s and was stopped"),
     "memory-bomb": (before_return("y = torch.ones(50 * 1024**3 // 4)"), "good", "out of memory"),
-    # Stopped by the resident-memory watch ("used more than 1.0 GiB of memory") or, if an allocation outruns
+    # Stopped by the resident-memory watch ("used more than its memory limit of 1.0 GiB") or, if an allocation outruns
     # the 20 ms poll, by the address-space limit ("out of memory"): either way a memory failure.
     "slow-memory-bomb": (before_return("keep = [torch.ones(64 * 1024**2) for _ in range(100)]"), "good", "memory"),
 }

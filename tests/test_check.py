@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from harness import check
-from tests.entries import template_predictions, template_weights, with_forward, write_entry
+from tests.entries import before_return, template_predictions, template_weights, with_forward, write_entry
 
 
 def test_good_entry_report(tmp_path, mnist_dir, mnist_test, means, capsys):
@@ -44,3 +44,11 @@ def test_without_mnist_uses_random_images(tmp_path, means, monkeypatch, capsys):
     assert check.main([str(folder)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "500 random images (MNIST not found)" in out and "accuracy on" not in out
+
+
+def test_an_entry_over_the_time_limit_is_told_the_flag(tmp_path, means, capsys):
+    folder = write_entry(tmp_path, "spins", code=before_return("while True:\n    pass"), weights=template_weights(means))
+    assert check.main([str(folder), "--timeout", "3"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["✗ spins: took longer than its time limit of 3 s and was stopped; make the model faster or raise "
+                     "the time limit.", "  time limit: --timeout (now 3 s)"]

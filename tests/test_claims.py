@@ -102,9 +102,8 @@ def test_waiting_run_gets_the_evaluation_the_claimant_stores(engine, tmp_path):
     def evaluate_then_release():
         time.sleep(0.5)
         stored.append(store.save_evaluation(
-            engine, run_id=owner, version_id=version_id, eval_key="k", status="failed", error="x", device="cpu",
-            seconds=0.1, params=None, images_per_second=None, peak_memory_bytes=None, output_kind=None, log=None,
-            metrics={}))
+            engine, run_id=owner, version_id=version_id, eval_key="k",
+            record=store.Record(status="failed", error="x", seconds=0.1, device="cpu", params=None)))
         claims.release(engine, "k", owner)
     stored: list[int] = []
     worker = threading.Thread(target=evaluate_then_release)

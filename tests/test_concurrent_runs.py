@@ -99,9 +99,8 @@ def test_a_fresh_claim_makes_the_run_wait_for_the_holders_result(tmp_path, db_ur
     def holder_finishes():  # the other run stores its result 1.5 s later and lets go
         time.sleep(1.5)
         stored["id"] = store.save_evaluation(
-            engine, run_id=holder, version_id=version_id, eval_key=key, status="failed", error="holder's result",
-            device="cpu", seconds=0.0, params=None, images_per_second=None, peak_memory_bytes=None,
-            output_kind=None, log=None, metrics={})
+            engine, run_id=holder, version_id=version_id, eval_key=key,
+            record=store.Record(status="failed", error="holder's result", seconds=0.0, device="cpu", params=None))
         claims.release(engine, key, holder)
 
     thread = threading.Thread(target=holder_finishes)

@@ -150,14 +150,23 @@ def test_code_free_torch_export_entry(tmp_path, small_mnist, means):
     assert ev.version.code_hash == "" and ev.version.weights_bytes > 0
 
 
-def test_worker_sees_images_only(tmp_path, small_mnist):
+def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
     """The files the entry's process is given hold images and nothing else: no labels, no file names."""
-    inputs = runner.write_inputs([small_mnist], tmp_path)
-    assert list(inputs) == ["mnist"]
-    stored = np.load(inputs["mnist"])
+    from harness.isolation import Limits, predict, process
+    seen = {}
+
+    def look(folder, metadata, inputs, out_dir, **_):
+        seen["files"] = sorted(p.name for p in inputs["mnist"].parent.iterdir())
+        seen["images"], seen["order"] = np.load(inputs["mnist"]), inputs.orders["mnist"]
+        return process.Outcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
+
+    monkeypatch.setattr(process, "run_isolated", look)
+    entry = discover(write_entry(tmp_path / "subs", "plain", weights=template_weights(means)).parent)["plain"]
+    assert predict(entry, {"mnist": small_mnist.images}, Limits(device="cpu")).error == "looked."
+    assert seen["files"] == ["images_mnist.npy"]  # its output folder comes later, beside this one
+    stored, order = seen["images"], seen["order"]
     assert stored.shape == (300, 1, 28, 28) and stored.dtype == np.uint8
-    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["images_mnist.npy"]
-    order = inputs.orders["mnist"]  # a secret order of the set: position carries no information
+    # a secret order of the set: position carries no information
     assert sorted(order.tolist()) == list(range(300)) and not np.array_equal(order, np.arange(300))
     assert np.array_equal(stored[:, 0], small_mnist.images[order])
 

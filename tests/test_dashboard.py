@@ -285,10 +285,29 @@ def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test,
     entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
     got = draw.predict(entry, digit)
     assert got.error is None and got.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    expected = template_predictions((digit * 255)[None], train_means)[0]
+    expected = template_predictions(draw.model_input(digit), train_means)[0]
     assert got.digit == expected
     broken = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "broken")
     assert "weights do not fit" in draw.predict(broken, digit).error
+
+
+def test_the_drawn_digit_goes_through_the_guest_sets_uint8_step(fx, monkeypatch):
+    """Entries receive the drawing exactly as they receive a guest digit: [0, 1] rounded to uint8 levels."""
+    from harness.isolation import Prediction, prediction
+    handed = {}
+
+    def front_door(entry, images, limits, **_):
+        handed.update(images=images, limits=limits)
+        return Prediction("ok", None, outputs={"draw": np.eye(10, dtype=np.float32)[[3]] * 5})
+
+    monkeypatch.setattr(prediction, "predict", front_door)
+    digit = np.random.default_rng(1).random((28, 28), dtype=np.float32)  # levels between uint8's
+    entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
+    assert draw.predict(entry, digit).digit == 3
+    (sent,) = handed["images"].values()
+    assert sent.dtype == np.uint8 and sent.shape == (1, 28, 28)
+    assert np.array_equal(sent[0], np.clip(np.rint(digit * 255), 0, 255).astype(np.uint8))
+    assert (handed["limits"].device, handed["limits"].batch_size) == ("cpu", 1)
 
 
 # --- the pages under AppTest ------------------------------------------------------------------------------------

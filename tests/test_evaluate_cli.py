@@ -22,7 +22,7 @@ from harness.store.engine import make_engine
 from harness.store.schema import Dataset, Entry, Evaluation, EntryVersion, Result, Run
 from harness.data.guest import load_guest_set
 from tests.conftest import REPO
-from tests.entries import class_means, template_predictions, template_weights, write_entry
+from tests.entries import before_return, class_means, template_predictions, template_weights, write_entry
 
 
 @pytest.fixture()
@@ -296,3 +296,22 @@ def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, gues
     assert json.loads(captured.out)["entries"][0]["sandboxed"] is False
     assert "entries run without a sandbox (HARNESS_SANDBOX is off)" in captured.err
     assert "NOT SANDBOXED: strong ran as plain child processes" in " ".join(captured.err.split())
+
+
+def test_an_entry_stopped_by_a_limit_gets_the_flag_under_the_table(tmp_path, mnist_dir, means, capsys):
+    subs = tmp_path / "subs"
+    write_entry(subs, "spins", code=before_return("while True:\n    pass"), weights=template_weights(means))
+    assert evaluate.main(cli(tmp_path, subs, mnist_dir, tmp_path / "no-guests", "--timeout", "3")) == 0
+    out = capsys.readouterr().out
+    assert "took longer than its time limit of 3 s and was stopped" in " ".join(out.split())
+    assert "time limit: --timeout (now 3 s)" in out.splitlines() and "memory limit:" not in out
+
+
+def test_limit_flags_names_each_limit_hit_once():
+    args = evaluate.parser().parse_args(["--timeout", "60", "--memory-limit", "1.5"])
+    errors = [None, "used more than its memory limit of 1.5 GiB and was stopped; ...", "missing keys \"fc.weight\"",
+              "took longer than its time limit of 60 s and was stopped; ...", "the entry ran out of memory (over its "
+              "memory limit); use a smaller model or batch, or raise the memory limit."]
+    assert evaluate.limit_flags(errors, args) == ("time limit: --timeout (now 60 s); "
+                                                  "memory limit: --memory-limit (now 1.5 GiB)")
+    assert evaluate.limit_flags(errors[:3:2], args) is None

@@ -119,9 +119,9 @@ def test_what_postgresql_would_refuse_is_stored_on_both(db_url, tmp_path):
     version_id = store.ensure_version(engine, discover(tmp_path / "subs")["odd"])
     run_id = store.start_run(engine, "cpu", [])
     evaluation_id = store.save_evaluation(
-        engine, run_id=run_id, version_id=version_id, eval_key="k", status="failed", error="bad\0byte", device="cpu",
-        seconds=1.0, params=None, images_per_second=None, peak_memory_bytes=5 * 2**30, output_kind=None,
-        log="printed \0 this", metrics={})
+        engine, run_id=run_id, version_id=version_id, eval_key="k",
+        record=store.Record(status="failed", error="bad\0byte", seconds=1.0, device="cpu", params=None,
+                            peak_memory_bytes=5 * 2**30, log="printed \0 this"))
     with Session(engine) as session:
         version, evaluation = session.get(EntryVersion, version_id), session.get(Evaluation, evaluation_id)
         assert version.display_name == "N" * 200 and version.author == "a\ufffdb"

@@ -243,7 +243,7 @@ def test_memory_bomb_is_stopped(hostile):
 
 def test_spinning_entry_is_stopped_by_the_timeout(hostile):
     ev = hostile["spins"]["spins"]
-    assert ev.status == "failed" and "took longer than 4 s and was stopped" in ev.error, ev.error
+    assert ev.status == "failed" and "took longer than its time limit of 4 s and was stopped" in ev.error, ev.error
 
 
 def test_no_entry_process_survives_its_evaluation(hostile):

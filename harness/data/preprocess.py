@@ -334,3 +334,9 @@ def normalize_image(img: Image.Image) -> np.ndarray:
     mask = digit_mask(ink)
     big = normalize_stroke(upscaled_digit(ink, mask))
     return fit_and_center(big)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] as the uint8 levels the harness stores and hands to entries (each rounded to the nearest);
+    the guest set and a digit drawn on the dashboard both go through this one step."""
+    return np.clip(np.rint(np.asarray(images) * 255), 0, 255).astype(np.uint8)

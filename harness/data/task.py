@@ -57,15 +57,6 @@ class Task:
         return self.public, self.secret
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Images in [0, 1] (float, [N, 1, H, W] or [N, H, W]) as the uint8 [N, H, W] every entry receives: the one
-    place where a preprocessed image (a guest's digit, a drawing) takes the form of an MNIST split."""
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 4:
-        images = images[:, 0]
-    return np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
-
-
 def load_mnist_test(folder: str | Path | None) -> tuple[DatasetSpec, list[str]]:
     """MNIST's official test set (downloaded into ``folder`` on first use, md5-checked)."""
     from harness.data import mnist
@@ -78,7 +69,7 @@ def load_guest(folder: str | Path | None) -> tuple[DatasetSpec | None, list[str]
     """The guest's digits in ``folder`` through the preprocessing pipeline (the shipped sample until real ones
     arrive); None when there are none at all."""
     from harness.data.guest import resolve_guest_set
-    from harness.data.preprocess import PREPROCESS_VERSION
+    from harness.data.preprocess import PREPROCESS_VERSION, to_uint8
     folder = Path(folder or "mystery_digits")
     guest = resolve_guest_set(folder)
     notes = [f"skipped guest image {file}: {reason}" for file, reason in guest.skipped]
@@ -89,7 +80,7 @@ def load_guest(folder: str | Path | None) -> tuple[DatasetSpec | None, list[str]
         notes.append(f"no real guest digits in {folder}: using the shipped SAMPLE guest set "
                      f"({len(guest.labels)} digits; see {folder}/README.md to add the real ones).")
     return DatasetSpec(kind="guest", content_hash=guest.content_hash, labels=guest.labels,
-                       images=to_uint8(guest.images), source=guest.source, preprocess_version=PREPROCESS_VERSION,
+                       images=to_uint8(guest.images[:, 0]), source=guest.source, preprocess_version=PREPROCESS_VERSION,
                        files=tuple(guest.files)), notes
 
 

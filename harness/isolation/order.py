@@ -1,4 +1,5 @@
-"""The order in which an entry's process sees each set's images: a secret one, drawn afresh for every run.
+"""The order in which an entry's process sees each set's images: a secret one, drawn afresh each time an entry
+runs (every call of ``harness.isolation.prediction.predict``): each entry of each run gets its own.
 
 Stored sets are in a meaningful order (the guest's files sorted by path are grouped by label folder), so an
 entry that read its position in the set, or smoothed its predictions over neighbouring images, could learn

@@ -225,7 +225,8 @@ def _exit_reason(code: int | None, cpu_seconds: int, log_bytes: int = 0) -> str:
     if code is not None and code < 0:
         sig = signal.Signals(-code)
         if sig == signal.SIGXCPU:
-            return f"used more than {cpu_seconds} s of CPU time and was stopped; make the model faster."
+            return (f"used more than its CPU-time limit of {cpu_seconds} s (all cores busy for the whole time limit) "
+                    "and was stopped; make the model faster or raise the time limit.")
         if sig == signal.SIGXFSZ:
             return f"wrote a file larger than {sandbox_server.FILE_LIMIT / GIB:.0f} GiB and was stopped."
         hint = " (likely out of memory)" if sig == signal.SIGKILL else ""
@@ -267,10 +268,11 @@ def _watch(job, timeout: float, memory_limit: int) -> _Watched:
         except psutil.Error:
             pass
         if memory_limit and peak > memory_limit:
-            reason = (f"used more than {memory_limit / GIB:.1f} GiB of memory and was stopped; make the model or its "
-                      "batch smaller, or raise --memory-limit.")
+            reason = (f"used more than its memory limit of {memory_limit / GIB:.1f} GiB and was stopped; make the "
+                      "model or its batch smaller, or raise the memory limit.")
         elif elapsed > timeout:
-            reason = f"took longer than {timeout:g} s and was stopped; make the model faster or raise --timeout."
+            reason = (f"took longer than its time limit of {timeout:g} s and was stopped; make the model faster or "
+                      "raise the time limit.")
         if reason:
             job.kill()
             job.wait(5)

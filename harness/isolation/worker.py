@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.contract import NUM_CLASSES, EntryMetadata
+from harness.contract import EntryMetadata
+from harness.data.task import TASK
 from harness.isolation.exchange import GO_FILE, READY_FILE
 from harness.entries.loading import EntryError, load_model, set_eval
 
@@ -43,7 +44,7 @@ def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise EntryError("--device cuda was asked for but PyTorch sees no CUDA GPU here; use --device cpu or auto.")
+        raise EntryError("a CUDA GPU was asked for but PyTorch sees none here; run on the CPU.")
     return torch.device(requested)
 
 
@@ -53,9 +54,9 @@ def check_output(out, batch: int, where: str) -> torch.Tensor:
         out = out[0]  # models that return (logits, extras)
     if not isinstance(out, torch.Tensor):
         raise EntryError(f"forward returned {type(out).__name__} on {where}; it must return a tensor of shape [N, 10].")
-    if tuple(out.shape) != (batch, NUM_CLASSES):
+    if tuple(out.shape) != (batch, TASK.num_classes):
         raise EntryError(f"forward returned shape {list(out.shape)} for a batch of {batch} on {where}; it must return "
-                         f"[{batch}, {NUM_CLASSES}] (one score per digit).")
+                         f"[{batch}, {TASK.num_classes}] (one score per digit).")
     if not out.is_floating_point():
         raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or log-probabilities).")
     return out.float()
@@ -104,7 +105,7 @@ def run_batches(model, resident: torch.Tensor, batch_size: int, where: str) -> n
                 continue
             outputs.append(check_output(out, len(batch), where))
             start += len(batch)
-        result = torch.cat(outputs) if outputs else torch.zeros((0, NUM_CLASSES))
+        result = torch.cat(outputs) if outputs else torch.zeros((0, TASK.num_classes))
         if not torch.isfinite(result).all():
             raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its normalisation.")
     if len(result) != len(resident):
@@ -190,7 +191,7 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
         wait_for_go(out_dir, next(iter(inputs.values())).parent / GO_FILE)
     for name, path in inputs.items():
         raw = np.load(path, allow_pickle=False)
-        if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != (1, 28, 28):
+        if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != TASK.input_shape:
             raise ValueError(f"{path.name}: expected uint8 or float32 images [N,1,28,28], got {raw.dtype} {raw.shape}")
         resident = to_device(host_tensor(raw, dev), dev)
         if layout is not None:
@@ -288,7 +289,7 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
     except SystemExit as exc:
         result = {"status": "failed", "error": f"the entry called sys.exit({exc.code!r}); an entry must not exit the process."}
     except MemoryError:
-        result = {"status": "failed", "error": "the entry ran out of memory (over the harness's --memory-limit); use a smaller model or batch."}
+        result = {"status": "failed", "error": "the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the memory limit."}
     except BaseException as exc:  # anything the entry's own code raises
         frames = traceback.extract_tb(exc.__traceback__)
         user = [f for f in frames if Path(f.filename).resolve().is_relative_to(Path(folder).resolve())]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import Engine, func, select
@@ -16,10 +17,50 @@ from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag,
 from harness.entries.discovery import Entry as EntryOnDisk
 from harness.store.leftovers import this_process
 
-if TYPE_CHECKING:
-    from harness.scoring.metrics import DatasetMetrics
-
 GUEST_REVEALED = "guest_revealed"
+
+
+class StoredMetrics(Protocol):
+    """What the store keeps of an entry's metrics on one set (``harness.scoring.metrics.DatasetMetrics`` has it)."""
+    @property
+    def correct(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def ci95(self) -> tuple[float, float]: ...
+    @property
+    def log_loss(self) -> float | None: ...
+    @property
+    def confusion(self) -> np.ndarray: ...
+    @property
+    def precision(self) -> np.ndarray: ...
+    @property
+    def recall(self) -> np.ndarray: ...
+    @property
+    def predicted(self) -> np.ndarray: ...
+    @property
+    def confidence(self) -> np.ndarray: ...
+    @property
+    def probabilities(self) -> np.ndarray: ...
+
+
+@dataclass
+class Record:
+    """One evaluation of an entry version as the store keeps it: how its run ended and, when it succeeded, its
+    metrics by dataset id. Nothing in it is the entry's word but ``device`` and a failure's ``error``."""
+    status: str                             # "ok" or "failed"
+    error: str | None                       # one sentence when failed
+    seconds: float                          # wall time of the entry's process (0 when nothing ran)
+    device: str
+    params: int | None                      # counted by the host from the weights (None: unreadable or not read)
+    metrics: dict[int, StoredMetrics] = field(default_factory=dict)
+    peak_memory_bytes: int | None = None    # None when nothing ran
+    log: str | None = None
+    sandboxed: bool | None = None           # None when nothing ran
+    images_per_second: float | None = None  # timed by the host; None unless ok
+    output_kind: str | None = None          # logits, probabilities or log-probabilities, on MNIST
 
 
 def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
@@ -104,17 +145,15 @@ def find_evaluation(engine: Engine, eval_key: str) -> int | None:
                               .order_by(Evaluation.id.desc()).limit(1))
 
 
-def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: str, status: str, error: str | None,
-                    device: str, seconds: float, params: int | None, images_per_second: float | None,
-                    peak_memory_bytes: int | None, output_kind: str | None, log: str | None,
-                    metrics: dict[int, DatasetMetrics], sandboxed: bool | None = None) -> int:
+def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: str, record: Record) -> int:
     """Store one evaluation with all its results in a single transaction."""
     with Session(engine) as session, session.begin():
-        evaluation = Evaluation(run_id=run_id, version_id=version_id, eval_key=eval_key, status=status, error=error,
-                                device=device, seconds=seconds, params=params, images_per_second=images_per_second,
-                                peak_memory_bytes=peak_memory_bytes, output_kind=output_kind, log=log,
-                                sandboxed=sandboxed)
-        for dataset_id, m in metrics.items():
+        evaluation = Evaluation(run_id=run_id, version_id=version_id, eval_key=eval_key, status=record.status,
+                                error=record.error, device=record.device, seconds=record.seconds, params=record.params,
+                                images_per_second=record.images_per_second,
+                                peak_memory_bytes=record.peak_memory_bytes, output_kind=record.output_kind,
+                                log=record.log, sandboxed=record.sandboxed)
+        for dataset_id, m in record.metrics.items():
             evaluation.results.append(Result(
                 dataset_id=dataset_id, correct=m.correct, total=m.total, accuracy=m.accuracy,
                 ci_low=m.ci95[0], ci_high=m.ci95[1], log_loss=m.log_loss,

@@ -1,0 +1,126 @@
+"""The front door for running an entry: images in, the entry's outputs in the dataset's order out, under limits.
+
+:func:`predict` owns everything in between: a private temporary folder, a secret order drawn for this call
+(``harness.isolation.order``), the entry's own process (``harness.isolation.process``) and the checks on what that
+process wrote. Until they pass, its outputs are only the entry's claim. Callers never see the files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.task import TASK
+from harness.entries.discovery import Entry
+from harness.isolation import limits as resource_limits
+from harness.isolation import order, process
+from harness.store.leftovers import temp_folder
+
+DEVICES = ("auto", "cpu", "cuda")
+LIMIT_NAMES = ("time limit", "memory limit")  # how this package's messages name the limit that stopped an entry
+DEVICE_CHARS = 40  # the worker's description of its device, as kept (it comes from the entry's process)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an entry's process may use, set once by the command that runs it."""
+    timeout: float = 300.0            # seconds of wall time for the whole process: loading, warm-up, predictions
+    memory: int = 8 * process.GIB     # bytes of resident memory, all the entry's processes together
+    device: str = "auto"              # "auto" (a CUDA GPU where PyTorch sees one), "cpu" or "cuda"
+    batch_size: int | None = None     # images per forward pass; None: the worker's default for the device
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}.")
+
+    @property
+    def cpu_seconds(self) -> int:
+        """The CPU-time limit that goes with the time limit: every core busy for the whole of it."""
+        return resource_limits.cpu_seconds(self.timeout)
+
+
+@dataclass
+class Prediction:
+    """How one run of an entry ended. Only ``outputs``, ``seconds``, ``timed_seconds`` and ``peak_memory`` are
+    measured here; ``device`` and a failure's ``error`` are what the entry's process said."""
+    status: str                                  # "ok" or "failed"
+    error: str | None                            # one sentence when failed
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # set -> float32 [N, 10], in the dataset's order
+    device: str = ""                             # as the worker reported it, e.g. "cpu, channels-last"
+    seconds: float = 0.0                         # wall time of the entry's whole process
+    timed_seconds: float | None = None           # from handing over the images to the process's exit; None unless ok
+    peak_memory: int | None = None               # bytes; None when nothing ran
+    log: str = ""                                # what the entry printed, cut to its start and end
+    sandboxed: bool | None = None                # None when nothing ran
+    protections: tuple[str, ...] = ()            # what isolation was missing (empty when sandboxed)
+
+    @property
+    def images_per_second(self) -> float | None:
+        images = sum(len(outputs) for outputs in self.outputs.values())
+        return images / self.timed_seconds if self.timed_seconds else None
+
+
+def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
+            sandboxed: bool | None = None) -> Prediction:
+    """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, 28, 28]) and return its outputs.
+
+    Each set is handed over in a secret order drawn for this call and the outputs are put back in the given order,
+    so nothing the entry sees depends on how a set is sorted. An entry whose files are refused
+    (``entry.metadata_error``) fails with that sentence and nothing runs. ``sandboxed``: as in
+    :func:`harness.isolation.process.run_isolated`.
+    """
+    for kind, array in images.items():
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != TASK.input_shape[1:]:
+            raise ValueError(f"the {kind} images are {array.dtype} {list(array.shape)}; predict takes uint8 "
+                             "[N, 28, 28] (harness.data.preprocess.to_uint8 turns [0, 1] images into that).")
+    if entry.metadata_error:
+        return Prediction("failed", entry.metadata_error, device=limits.device)
+    work = temp_folder("predict")
+    try:
+        shuffled = order.write(images, work)
+        outcome = process.run_isolated(entry.folder, entry.metadata, shuffled, work / "out", device=limits.device,
+                                       timeout=limits.timeout, memory_limit=limits.memory,
+                                       batch_size=limits.batch_size, preload_torchvision=preload_torchvision,
+                                       sandboxed=sandboxed)
+        said = outcome.result
+        prediction = Prediction("failed", None, device=str(said.get("device", limits.device))[:DEVICE_CHARS],
+                                seconds=outcome.seconds, peak_memory=outcome.peak_rss, log=outcome.log,
+                                sandboxed=outcome.sandboxed, protections=outcome.protections)
+        if said["status"] != "ok":
+            prediction.error = str(said.get("error") or "the entry's process failed without saying why.")
+            return prediction
+        try:
+            outputs = {kind: _outputs(work / "out", kind, shuffled) for kind in images}
+        except ValueError as exc:
+            prediction.error = str(exc)
+            return prediction
+        prediction.status, prediction.outputs, prediction.timed_seconds = "ok", outputs, outcome.timed_seconds
+        return prediction
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _outputs(out_dir: Path, kind: str, shuffled: order.Shuffled) -> np.ndarray:
+    """The entry's outputs for one set, checked and back in the dataset's order (else ValueError, one sentence)."""
+    try:
+        outputs = np.load(out_dir / f"outputs_{kind}.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"the entry's process returned no readable outputs for the {kind} set ({exc}).") from exc
+    if outputs.dtype != np.float32:
+        raise ValueError(f"the entry's process returned {outputs.dtype} outputs for the {kind} set.")
+    outputs = shuffled.unshuffle(kind, outputs)  # one row per image
+    if outputs.ndim != 2 or outputs.shape[1] != TASK.num_classes:
+        raise ValueError(f"the entry's process returned outputs of shape {list(outputs.shape)} for the {kind} set; "
+                         f"expected [{len(outputs)}, {TASK.num_classes}].")
+    if not np.isfinite(outputs).all():
+        raise ValueError(f"the entry's process returned NaN or infinite outputs for the {kind} set.")
+    return outputs
+
+
+def limits_hit(error: str | None) -> list[str]:
+    """The limits a failure's sentence says stopped the entry ("time limit", "memory limit"): the commands name
+    the flag that sets each one."""
+    return [name for name in LIMIT_NAMES if name in (error or "")]
