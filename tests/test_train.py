@@ -8,6 +8,7 @@ import errno
 import gzip
 import hashlib
 import importlib.util
+import inspect
 import shlex
 import signal
 import tomllib
@@ -18,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.training import architectures
-from harness.training import augment
+from harness.entries.adapters import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 from harness.train import main
+from harness.training import architectures, augment
 from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data, to_tensor
 from tests.conftest import mnist_folder
 
@@ -328,7 +329,13 @@ def test_model_source_is_the_class_itself():
     """The generated model.py defines a class that computes exactly what the kit's class computes."""
     for name in architectures.list_architectures():
         namespace: dict = {}
-        exec(compile(architectures.model_source(name), "model.py", "exec"), namespace)
+        source = architectures.model_source(name)
+        nodes = list(ast.walk(ast.parse(source)))
+        imported = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names} | \
+            {n.module for n in nodes if isinstance(n, ast.ImportFrom)}
+        assert imported == {"torch"}, name  # needs nothing but torch
+        assert inspect.getsource(InputAdapter) in source, name  # the harness's own adapter, copied
+        exec(compile(source, "model.py", "exec"), namespace)
         cls = architectures.get_architecture(name)
         torch.manual_seed(0)
         ours = cls().eval()
@@ -366,10 +373,14 @@ def test_resize_crop_and_normalise_inside_the_model_match_torchvision():
     """--resize/--crop/--mean/--std live in the model; they must equal the usual torchvision transforms."""
     from torchvision.transforms.v2 import functional as TF
     x = torch.rand(3, 1, 28, 28)
-    prep = architectures.Preprocess(resize=32, crop=30, mean=0.5, std=0.25)
+    prep = InputAdapter(size=32, crop=30, mean=0.5, std=0.25)
     expected = TF.normalize(TF.center_crop(TF.resize(x, [32, 32], antialias=False), [30, 30]), [0.5], [0.25])
-    assert prep(x).shape == (3, 1, 30, 30)
+    assert prep(x).shape == (3, 1, 30, 30) and prep.side == 30
     torch.testing.assert_close(prep(x), expected, atol=1e-5, rtol=0)
+    rgb = InputAdapter(size=32, crop=30, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    expected = TF.normalize(TF.center_crop(TF.resize(x.expand(-1, 3, -1, -1), [32, 32], antialias=False), [30, 30]),
+                            list(IMAGENET_MEAN), list(IMAGENET_STD))
+    torch.testing.assert_close(rgb(x), expected, atol=1e-5, rtol=0)
     model = architectures.build("lenet5", resize=32, crop=30)
     assert model(x).shape == (3, 10)
 

@@ -9,9 +9,52 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePath
 
-from harness.contract import (CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata, entry_files,
-                              file_name_problem, links_problem, name_problem)
+from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata, name_problem
 from harness.errors import HarnessError
+
+SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
+
+
+def _counted(path: Path, folder: Path) -> bool:
+    return not path.name.startswith(".") and path.suffix != ".pyc" and \
+        not any(part in SKIP_DIRS or part.startswith(".") for part in path.relative_to(folder).parts[:-1])
+
+
+def entry_files(folder: Path) -> list[Path]:
+    """The files that make up an entry's content (hashed for versioning), sorted.
+
+    Symbolic links are never followed: the harness reads these files on the host, outside the sandbox, and keeps
+    them in the store, so a link to a file elsewhere (the database, the guest's labels) must not be read.
+    """
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and _counted(p, folder))
+
+
+def symlinks(folder: Path) -> list[Path]:
+    """The symbolic links among an entry's files and folders (an entry with one is refused, see ``links_problem``)."""
+    return sorted(p for p in folder.rglob("*") if p.is_symlink() and _counted(p, folder))
+
+
+def links_problem(folder: Path) -> str | None:
+    """One sentence when the entry holds a symbolic link, which it may not: its target could be anything on the host."""
+    links = symlinks(folder)
+    if not links:
+        return None
+    shown = ", ".join(str(p.relative_to(folder)) for p in links[:3]) + (" …" if len(links) > 3 else "")
+    return (f"the entry holds symbolic links ({shown}); an entry must hold real files only, so replace each link "
+            "with a copy of what it points to.")
+
+
+def file_name_problem(folder: Path) -> str | None:
+    """Half a sentence when one of the entry's files has a name that is not UTF-8 (the store keeps names as text)."""
+    for path in entry_files(folder) + symlinks(folder):
+        relative = path.relative_to(folder)
+        try:
+            str(relative).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(relative).decode("utf-8", "backslashreplace")
+            return (f"its file '{shown}' has a name that is not valid UTF-8; rename it using letters, digits, '-', "
+                    "'_' and '.'.")
+    return None
 
 
 @dataclass(frozen=True)
