@@ -122,18 +122,30 @@ def read_metadata(folder: Path) -> EntryMetadata:
     return EntryMetadata(**data)
 
 
-def _real(path: Path | None) -> bool:
-    """A regular file reached without following a symbolic link (the only files the host reads)."""
-    return path is not None and path.is_file() and not path.is_symlink()
+def real_file(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when it is a regular file inside ``folder`` reached through no symbolic link, else None.
+
+    The one rule for the files the harness reads by name (model code, weights): a link, or a file behind a linked
+    folder, could point anywhere on the host.
+    """
+    path = folder / name
+    if not path.is_file() or path.is_symlink():
+        return None
+    inside = os.path.join(os.path.realpath(folder), *PurePath(name).parts)
+    return path if os.path.realpath(path) == inside else None
 
 
 def weights_file(folder: Path, metadata: EntryMetadata) -> Path | None:
+    """The file holding the entry's weights, by ``real_file``'s rule; None when there is none.
+
+    ``model.pt2`` for an entry without ``model.py``; otherwise ``weights`` from entry.toml, else the first of
+    ``WEIGHT_FILES`` that exists.
+    """
+    if real_file(folder, CODE_FILE) is None:
+        return real_file(folder, EXPORT_FILE)
     if metadata.weights:
-        return folder / metadata.weights
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    return None
+        return real_file(folder, metadata.weights)
+    return next(filter(None, (real_file(folder, name) for name in WEIGHT_FILES)), None)
 
 
 def load_entry(folder: Path) -> Entry:
@@ -149,17 +161,15 @@ def load_entry(folder: Path) -> Entry:
             metadata = read_metadata(folder)
         except HarnessError as exc:
             metadata_error = str(exc)
-    code = folder / CODE_FILE
-    weights = folder / EXPORT_FILE if _real(folder / EXPORT_FILE) and not _real(code) else weights_file(folder, metadata)
-    has_weights = _real(weights)
+    code, weights = real_file(folder, CODE_FILE), weights_file(folder, metadata)
     return Entry(
         name=folder.name,
         folder=folder,
         metadata=metadata,
         content_hash=digest(files, folder),
-        code_hash=digest([code], folder) if _real(code) else "",
-        weights_hash=digest([weights], folder) if has_weights else "",
-        weights_bytes=weights.stat().st_size if has_weights else 0,
+        code_hash=digest([code], folder) if code else "",
+        weights_hash=digest([weights], folder) if weights else "",
+        weights_bytes=weights.stat().st_size if weights else 0,
         metadata_error=metadata_error,
         total_bytes=sum(path.stat().st_size for path in files),
     )

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from harness.contract import CLASS_NAMES, CODE_FILE, EXPORT_FILE, EntryMetadata
-from harness.entries.discovery import weights_file
+from harness.entries.discovery import real_file, weights_file
 
 
 class EntryError(Exception):
@@ -76,9 +76,7 @@ def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise EntryError(f"weights file {path.name} is missing; save it with torch.save(model.state_dict(), "
-                         f"'{path.name}') into the entry folder.")
+    """The state_dict in a weights file (found by ``discovery.weights_file``), read without running pickled code."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         try:
@@ -118,10 +116,9 @@ def describe_mismatch(message: str) -> str:
 def load_model(folder: Path, metadata: EntryMetadata) -> nn.Module:
     """Build the entry's model on the CPU with its weights loaded."""
     folder = Path(folder)
-    code = folder / CODE_FILE
-    if not code.is_file():
-        export = folder / EXPORT_FILE
-        if not export.is_file():
+    if real_file(folder, CODE_FILE) is None:
+        export = real_file(folder, EXPORT_FILE)
+        if export is None:
             raise EntryError(f"the entry has neither {CODE_FILE} nor {EXPORT_FILE}; add your model code and weights "
                              "(see submissions/README.md).")
         try:
@@ -138,6 +135,9 @@ def load_model(folder: Path, metadata: EntryMetadata) -> nn.Module:
     except Exception as exc:
         raise EntryError(f"{cls.__name__}() raised {type(exc).__name__}: {exc}") from exc
     weights = weights_file(folder, metadata)
+    if weights is None and metadata.weights:
+        raise EntryError(f"weights file {metadata.weights} is missing; save it with torch.save(model.state_dict(), "
+                         f"'{metadata.weights}') into the entry folder (a real file, not a link).")
     if weights is None:
         raise EntryError(f"the entry has {CODE_FILE} but no weights; save torch.save(model.state_dict(), "
                          "'weights.pt') into the entry folder.")
