@@ -282,6 +282,29 @@ def test_a_model_file_that_cannot_classify_is_refused_before_training(tmp_path, 
     assert not (tmp_path / "entry").exists()
 
 
+def test_a_model_file_is_imported_and_its_class_picked_as_the_harness_does(tmp_path):
+    """--model-file goes through harness.entries.loading (one importer), leaves no module behind, and says what is
+    wrong in the training kit's own words (flags, not entry.toml)."""
+    import sys
+
+    from harness.errors import HarnessError
+    from harness.training.model_setup import load_model_file
+    two = "import torch\n\n\nclass A(torch.nn.Module):\n    pass\n\n\nclass B(torch.nn.Module):\n    pass\n"
+    (tmp_path / "two.py").write_text(two)
+    (tmp_path / "broken.py").write_text("import torch\nclass Net(torch.nn.Module:\n")
+    modules, path = set(sys.modules), list(sys.path)
+    cls, text = load_model_file(tmp_path / "two.py", "B")
+    assert (cls.__name__, text) == ("B", two) and issubclass(cls, torch.nn.Module)
+    with pytest.raises(HarnessError, match=r"two.py has no model class Model or Net; it defines A, B; name one with "
+                                           r"--model-class\.$"):
+        load_model_file(tmp_path / "two.py", None)
+    with pytest.raises(HarnessError, match=r"broken.py fails to import \(SyntaxError: "):
+        load_model_file(tmp_path / "broken.py", None)
+    with pytest.raises(HarnessError, match=r"--model-file .*nowhere.py does not exist\.$"):
+        load_model_file(tmp_path / "nowhere.py", None)
+    assert set(sys.modules) == modules and sys.path == path
+
+
 @needs_mnist
 def test_a_corrupt_training_file_is_named(tmp_path, capsys):
     data = tmp_path / "mnist"
