@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from harness import cli
 from harness.store import leftovers
 from harness.data import mnist
 from harness.isolation import order
@@ -73,15 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.check", description="Validate one entry folder.")
     p.add_argument("entry", type=Path, help="the entry folder, e.g. submissions/my-cnn")
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    cli.add_device_argument(p, default="cpu")
     p.add_argument("--timeout", type=float, default=120.0)
     args = p.parse_args(argv)
+    return cli.run(lambda: report(check(args.entry, args.mnist_dir, args.device, args.timeout)), status=1,
+                   stream=sys.stdout)
+
+
+def report(r: dict) -> int:
+    """Print what ``check`` found about a working entry."""
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        r = check(args.entry, args.mnist_dir, args.device, args.timeout)
-    except HarnessError as exc:
-        console.print(f"[red]✗[/red] {exc}")
-        return 1
     console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
                   f"finite, any batch size.")
     params = "unreadable" if r["params"] is None else f"{r['params']:,}"

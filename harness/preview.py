@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from harness import cli
 from harness.data.guest import GuestSet, GuestSetError, load_guest_set, resolve_guest_set
 from harness.data.preprocess import ImageProblem, open_image
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         guest = load_guest_set(args.folder) if args.folder else resolve_guest_set(DEFAULT_FOLDER)
     except GuestSetError as e:
-        print(f"error: {e}")
+        cli.say_error(e)
         return 2
     if args.folder:
         folder = args.folder

@@ -19,6 +19,7 @@ does a sheet on which every box is empty.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from harness import cli
 from harness.data.preprocess import (ImageProblem, contrast_floor, ink_map, normalize_image, open_image, reduce_size, smooth_level, smoothed_ink, to_grayscale)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "mystery_digits"
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = import_sheet(args.photo, args.out)
     except (SheetProblem, ImageProblem) as e:
-        print(f"error: {e}")
+        cli.say_error(e, sys.stdout)
         return 2
     written, name = result.written, args.photo.name
     counts = np.bincount([int(p.parent.name) for p in written], minlength=10) if written else np.zeros(10, int)

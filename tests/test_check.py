@@ -23,7 +23,7 @@ def test_broken_entry_exits_nonzero_with_reason(tmp_path, mnist_dir, means, caps
                          weights=template_weights(means))
     assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 1
     out = " ".join(capsys.readouterr().out.split())
-    assert out.startswith("✗ fixed-batch: RuntimeError in the model (model.py line 16)")
+    assert out.startswith("error: fixed-batch: RuntimeError in the model (model.py line 16)")
 
 
 def test_mis_normalised_entry_gets_a_warning(tmp_path, mnist_dir, means, capsys):
