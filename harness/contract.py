@@ -48,7 +48,6 @@ import re
 from dataclasses import dataclass, field
 
 NUM_CLASSES = 10
-INPUT_SHAPE = (1, 28, 28)
 ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_LIMIT = 100  # characters in an entry folder's name (the database keeps up to 200)
 METADATA_FILE = "entry.toml"

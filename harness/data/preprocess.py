@@ -53,11 +53,6 @@ def open_image(path: str | Path) -> Image.Image:
     return read_image(path, path.name)
 
 
-def open_bytes(data: bytes, name: str = "image") -> Image.Image:
-    """Like :func:`open_image`, for an uploaded file's bytes."""
-    return read_image(io.BytesIO(data), name)
-
-
 def read_image(source: Path | io.BytesIO, name: str) -> Image.Image:
     try:
         with Image.open(source) as im:

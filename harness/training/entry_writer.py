@@ -21,7 +21,6 @@ from harness.errors import HarnessError
 WEIGHTS_FILE = "weights.pt"
 CURVE_CSV, CURVE_PNG = "curve.csv", "curve.png"
 CURVE_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-MAX_WEIGHT_BYTES = 5_000_000
 
 
 def check_target(out: Path, overwrite: bool) -> None:
