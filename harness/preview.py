@@ -4,9 +4,9 @@
     python -m harness.preview photos/ --out previews/
 
 Writes ``overview.png`` (the normalised digits, a row per label), ``pairs-<n>.png`` (each picture
-as given beside what the model sees, with its file name) and ``skipped.txt``. The dashboard shows
-the same images via :func:`contact_sheet`. Previews reveal the guest set: keep them out of git
-(``mystery_digits/_preview/`` already is).
+as given beside what the model sees, with its file name) and ``skipped.txt``. The dashboard's guest
+gallery shows the same normalised digits one by one (``leaderboard.figures.digit_picture``), not these sheets.
+Previews reveal the guest set: keep them out of git (``mystery_digits/_preview/`` already is).
 """
 
 from __future__ import annotations
