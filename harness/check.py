@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from harness import cli
 from harness.data import mnist
 from harness.entries import parameters
 from harness.contract import name_problem
@@ -65,17 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.check", description="Validate one entry folder.")
     p.add_argument("entry", type=Path, help="the entry folder, e.g. submissions/my-cnn")
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    cli.add_device_argument(p, default="cpu")
     p.add_argument("--timeout", type=float, default=120.0)
     args = p.parse_args(argv)
-    console = Console(highlight=False, soft_wrap=True)
     try:
-        r = check(args.entry, args.mnist_dir, args.device, args.timeout)
+        return report(check(args.entry, args.mnist_dir, args.device, args.timeout))
     except HarnessError as exc:
-        console.print(f"[red]✗[/red] {exc}")
+        cli.say_error(exc, sys.stdout)
         if "time limit" in limits_hit(str(exc)):
-            console.print(f"  time limit: --timeout (now {args.timeout:g} s)")
+            print(f"  time limit: --timeout (now {args.timeout:g} s)")
         return 1
+
+
+def report(r: dict) -> int:
+    """Print what ``check`` found about a working entry."""
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
                   f"finite, any batch size.")
     params = "unreadable" if r["params"] is None else f"{r['params']:,}"

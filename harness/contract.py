@@ -44,13 +44,11 @@ under ``torch.inference_mode()``.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 NUM_CLASSES = 10
-INPUT_SHAPE = (1, 28, 28)
+INPUT_SHAPE = (1, 28, 28)  # what forward receives per image: channels, height, width (read through harness.data.task)
 ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_LIMIT = 100  # characters in an entry folder's name (the database keeps up to 200)
 METADATA_FILE = "entry.toml"
@@ -58,9 +56,6 @@ CODE_FILE = "model.py"
 EXPORT_FILE = "model.pt2"
 WEIGHT_FILES = ("weights.pt", "weights.safetensors")
 CLASS_NAMES = ("Model", "Net")
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -84,54 +79,13 @@ def name_problem(name: str) -> str | None:
             f"(at most {NAME_LIMIT} characters, starting with a letter or digit)")
 
 
-SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
-
-
-def _counted(path: Path, folder: Path) -> bool:
-    return not path.name.startswith(".") and path.suffix != ".pyc" and \
-        not any(part in SKIP_DIRS or part.startswith(".") for part in path.relative_to(folder).parts[:-1])
-
-
-def entry_files(folder: Path) -> list[Path]:
-    """The files that make up an entry's content (hashed for versioning), sorted.
-
-    Symbolic links are never followed: the harness reads these files on the host, outside the sandbox, and keeps
-    them in the store, so a link to a file elsewhere (the database, the guest's labels) must not be read.
-    """
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and _counted(p, folder))
-
-
-def symlinks(folder: Path) -> list[Path]:
-    """The symbolic links among an entry's files and folders (an entry with one is refused, see ``links_problem``)."""
-    return sorted(p for p in folder.rglob("*") if p.is_symlink() and _counted(p, folder))
-
-
-def links_problem(folder: Path) -> str | None:
-    """One sentence when the entry holds a symbolic link, which it may not: its target could be anything on the host."""
-    links = symlinks(folder)
-    if not links:
-        return None
-    shown = ", ".join(str(p.relative_to(folder)) for p in links[:3]) + (" …" if len(links) > 3 else "")
-    return (f"the entry holds symbolic links ({shown}); an entry must hold real files only, so replace each link "
-            "with a copy of what it points to.")
-
-
-def file_name_problem(folder: Path) -> str | None:
-    """Half a sentence when one of the entry's files has a name that is not UTF-8 (the store keeps names as text)."""
-    for path in entry_files(folder) + symlinks(folder):
-        relative = path.relative_to(folder)
-        try:
-            str(relative).encode("utf-8")
-        except UnicodeEncodeError:
-            shown = os.fsencode(relative).decode("utf-8", "backslashreplace")
-            return (f"its file '{shown}' has a name that is not valid UTF-8; rename it using letters, digits, '-', "
-                    "'_' and '.'.")
-    return None
+ADAPTER_NAMES = ("InputAdapter", "MNIST_MEAN", "MNIST_STD", "IMAGENET_MEAN", "IMAGENET_STD")
 
 
 def __getattr__(name: str):
-    # InputAdapter needs torch; importing it lazily keeps the harness's own process free of torch.
-    if name == "InputAdapter":
-        from harness.entries.adapters import InputAdapter
-        return InputAdapter
+    # These live in harness/adapters.py, which needs torch; importing them lazily keeps the harness's own
+    # process free of torch, and adapters.py needs nothing from here.
+    if name in ADAPTER_NAMES:
+        from harness import adapters
+        return getattr(adapters, name)
     raise AttributeError(f"module 'harness.contract' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
+from harness import cli
 from harness.scoring import competition
 from harness.isolation import process as isolation
 from harness.store import results as store
@@ -27,9 +28,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
     p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
     competition.add_argument(p)
-    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    cli.add_db_argument(p)
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models run (default: auto)")
+    cli.add_device_argument(p, default="auto")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per entry (default: 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: 128 on CPU, 8192 on CUDA, halved on CUDA out-of-memory)")
@@ -75,59 +76,60 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
     console = Console(stderr=args.json, soft_wrap=True, width=None if stream.isatty() else 200)
-    try:
-        if args.timeout <= 0 or args.memory_limit <= 0:
-            raise HarnessError("--timeout and --memory-limit must be positive numbers.")
-        rules = competition.load(args.config)
-        engine = make_engine(args.db)
-        skipped: list[str] = []
-        entries = select(discover(args.submissions, skipped), args.only)
-        if not entries and skipped:
-            raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
-        if not entries:
-            raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
-        if args.force or store.has_unseen(engine, entries):  # start the sandbox while the rest loads
-            isolation.prestart(isolation.needs_torchvision(entries))
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    return cli.run(lambda: evaluate(args, argv, console), stream=stream)
 
-        from harness import runner
-        from harness.scoring import board, report
-        datasets, notes = load_datasets(args)
-        options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
-                                 force=args.force, batch_size=args.batch_size)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
-            task = progress.add_task("evaluating", total=len(entries))
 
-            def on_entry(entry, outcome):
-                progress.update(task, advance=1, description=f"{entry.name}: {outcome}")
+def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:
+    """The command itself; a HarnessError ends it with one sentence (see ``main``)."""
+    if args.timeout <= 0 or args.memory_limit <= 0:
+        raise HarnessError("--timeout and --memory-limit must be positive numbers.")
+    rules = competition.load(args.config)
+    engine = make_engine(args.db)
+    skipped: list[str] = []
+    entries = select(discover(args.submissions, skipped), args.only)
+    if not entries and skipped:
+        raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
+    if not entries:
+        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
+    if args.force or store.has_unseen(engine, entries):  # start the sandbox while the rest loads
+        isolation.prestart(isolation.needs_torchvision(entries))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            summary = runner.run(engine, entries, datasets, options, argv=masked(sys.argv[1:] if argv is None else argv),
-                                 on_entry=on_entry, competition=rules,
-                                 on_plan=lambda n: progress.update(task, total=n))
-        notes = skipped + summary.notes + notes
-        rows = board.read(engine, rules, is_revealed=True, names={e.name for e in entries}).rows  # the organiser's view
-        has_guest = any(d.kind == "guest" for d in datasets)
-        counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
-        notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
-                     f"(stored in {shown_url(resolve_url(args.db))}).")
-        hint = limit_flags([r.error for r in rows if r.status != "ok"], args)
-        if hint:
-            notes.append(hint)
-        if rules.deadline is not None:
-            notes.append(f"deadline {rules.deadline.isoformat()}: versions first seen later are shown as late, "
-                         "not ranked.")
-        report.print_table(console, rows, has_guest, notes,
-                           report.title([rules.primary, *rules.tie_break], has_guest, rules.title))
-        if args.json:
-            meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
-                             "preprocess_version": d.preprocess_version} for d in datasets}
-            print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes, rules.as_dict()))
-        failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
-        return 1 if args.strict and failed else 0
-    except HarnessError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
+    from harness import runner
+    from harness.scoring import board, report
+    datasets, notes = load_datasets(args)
+    options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
+                             force=args.force, batch_size=args.batch_size)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("evaluating", total=len(entries))
+
+        def on_entry(entry, outcome):
+            progress.update(task, advance=1, description=f"{entry.name}: {outcome}")
+
+        summary = runner.run(engine, entries, datasets, options, argv=masked(sys.argv[1:] if argv is None else argv),
+                             on_entry=on_entry, competition=rules,
+                             on_plan=lambda n: progress.update(task, total=n))
+    notes = skipped + summary.notes + notes
+    rows = board.read(engine, rules, is_revealed=True, names={e.name for e in entries}).rows  # the organiser's view
+    has_guest = any(d.kind == "guest" for d in datasets)
+    counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
+    notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
+                 f"(stored in {shown_url(resolve_url(args.db))}).")
+    hint = limit_flags([r.error for r in rows if r.status != "ok"], args)
+    if hint:
+        notes.append(hint)
+    if rules.deadline is not None:
+        notes.append(f"deadline {rules.deadline.isoformat()}: versions first seen later are shown as late, "
+                     "not ranked.")
+    report.print_table(console, rows, has_guest, notes,
+                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title))
+    if args.json:
+        meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
+                         "preprocess_version": d.preprocess_version} for d in datasets}
+        print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes, rules.as_dict()))
+    failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
+    return 1 if args.strict and failed else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness import cli
 from harness.scoring import board, competition
 from harness.store import reads
 from harness.store.engine import make_engine
@@ -78,22 +79,23 @@ def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.export", description=__doc__.splitlines()[0])
-    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    cli.add_db_argument(p)
     p.add_argument("--out", type=Path, required=True, help="folder for standings.csv and standings.json")
     competition.add_argument(p)
     p.add_argument("--signed-off-by", required=True, help="the organiser who vouches for these standings")
     args = p.parse_args(argv)
-    try:
-        rules = competition.load(args.config)
-        engine = make_engine(args.db)
-        revealed = board.revealed(engine, rules)
-        rows = standings(engine, rules, revealed)
-        if not rows:
-            raise HarnessError("the database holds no evaluations yet; run `python -m harness.evaluate` first.")
-        csv_path, json_path = write(rows, args.out, args.signed_off_by, revealed, rules)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: export_standings(args))
+
+
+def export_standings(args: argparse.Namespace) -> int:
+    """Write the standings files; a HarnessError ends it with one sentence (see ``main``)."""
+    rules = competition.load(args.config)
+    engine = make_engine(args.db)
+    revealed = board.revealed(engine, rules)
+    rows = standings(engine, rules, revealed)
+    if not rows:
+        raise HarnessError("the database holds no evaluations yet; run `python -m harness.evaluate` first.")
+    csv_path, json_path = write(rows, args.out, args.signed_off_by, revealed, rules)
     sealed = "" if revealed else " (guest results sealed: left out until the reveal)"
     print(f"wrote {csv_path} and {json_path}: {len(rows)} entries{sealed}.")
     return 0

@@ -9,6 +9,7 @@ import altair as alt
 from rich.console import Console
 from rich.table import Table
 
+from harness import cli
 from harness.scoring import competition
 from harness.store.engine import make_engine
 from harness.errors import HarnessError
@@ -30,7 +31,7 @@ def factor_table(df, factor: str, metric: str) -> Table:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.insights", description=__doc__)
-    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    cli.add_db_argument(p)
     competition.add_argument(p)
     p.add_argument("--html", help="also write the charts to this HTML file")
     args = p.parse_args(argv)
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         rules = competition.load(args.config)
         engine = make_engine(args.db)
     except HarnessError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        cli.say_error(exc)
         return 2
     revealed = board.revealed(engine, rules)
     df = insights.frame(board.latest(engine, reads.current_datasets(engine, revealed), rules), revealed)

@@ -11,16 +11,22 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
+from harness import cli
 from harness.errors import HarnessError
 from harness.store.upgrade import draft_revision, upgrade
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.store.engine import make_engine, resolve_url, shown_url
     p = argparse.ArgumentParser(prog="python -m harness.migrate", description=__doc__.splitlines()[0])
-    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
-    p.add_argument("--new", metavar="MESSAGE", help="draft a revision from db.py's differences to the upgraded database")
+    cli.add_db_argument(p)
+    p.add_argument("--new", metavar="MESSAGE", help="draft a revision from schema.py's differences to the upgraded database")
     args = p.parse_args(argv)
+    return cli.run(lambda: migrate(args))
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Upgrade (and draft a revision); a HarnessError ends it with one sentence (see ``main``)."""
+    from harness.store.engine import make_engine, resolve_url, shown_url
     try:
         engine = make_engine(args.db, create=False)
         try:
@@ -31,11 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
     except DBAPIError as exc:
-        print(f"error: cannot open the database {shown_url(resolve_url(args.db))!r} ({str(exc.orig).strip()}).")
-        return 2
-    except HarnessError as exc:
-        print(f"error: {exc}")
-        return 2
+        raise HarnessError(f"cannot open the database {shown_url(resolve_url(args.db))!r} "
+                           f"({str(exc.orig).strip()}).") from exc
     where = shown_url(resolve_url(args.db))
     if before == after:
         print(f"{where}: already at revision {after}.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness import cli
 from harness.data.contact_sheet import DEFAULT_FOLDER, write_previews
 from harness.data.guest import GuestSetError, load_guest_set, resolve_guest_set
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         guest = load_guest_set(args.folder) if args.folder else resolve_guest_set(DEFAULT_FOLDER)
     except GuestSetError as e:
-        print(f"error: {e}")
+        cli.say_error(e)
         return 2
     if args.folder:
         folder = args.folder

@@ -9,10 +9,12 @@ What the sheet looks like and how a box is judged: ``harness.data.sheet``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from harness import cli
 from harness.data.preprocess import ImageProblem
 from harness.data.sheet import DEFAULT_OUT, LAYOUT, SheetProblem, box_name, import_sheet, write_template
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = import_sheet(args.photo, args.out)
     except (SheetProblem, ImageProblem) as e:
-        print(f"error: {e}")
+        cli.say_error(e, sys.stdout)
         return 2
     written, name = result.written, args.photo.name
     counts = np.bincount([int(p.parent.name) for p in written], minlength=10) if written else np.zeros(10, int)

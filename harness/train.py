@@ -26,6 +26,7 @@ import torchvision
 from harness.training import architectures
 from harness.training import augment
 from harness.training import recipes
+from harness import cli
 from harness.contract import name_problem
 from harness.training.entry_writer import check_target, weight_bytes, write_entry
 from harness.errors import HarnessError
@@ -264,11 +265,7 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(argv)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return cli.run(lambda: run(argv), status=1)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ from rich.console import Console
 from harness.store import leftovers
 from harness.scoring import standings
 from harness.store import results as store
-from harness import __version__, runner
+from harness import __version__, cli, runner
 from harness.store.engine import make_engine
 from harness.store.schema import Evaluation, unpack
 from harness.entries.discovery import discover, select as select_entries
-from harness.errors import HarnessError
 from harness.isolation import Limits
 
 
@@ -73,39 +72,39 @@ def verify_one(entry, evaluation: Evaluation, limits: Limits) -> Check:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.verify", description=__doc__.splitlines()[0])
     p.add_argument("--submissions", type=Path, default=Path("submissions"))
-    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    cli.add_db_argument(p)
     p.add_argument("--only", action="append", metavar="NAME", help="verify only this entry (repeatable)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    cli.add_device_argument(p, default="cpu")
     p.add_argument("--timeout", type=float, default=300.0)
     args = p.parse_args(argv)
-    console = Console(soft_wrap=True, highlight=False)
-    try:
-        engine = make_engine(args.db)
-        skipped: list[str] = []
-        entries = select_entries(discover(args.submissions, skipped), args.only)
-        for sentence in skipped:
-            console.print(f"[yellow]warning:[/yellow] {sentence}")
-        stored = latest_ok(engine)
-        limits = Limits(timeout=args.timeout, device=args.device)
-        checks = []
-        leftovers.remove_dead_folders()
-        moderated = standings.moderation(engine)
-        for entry in entries:
-            state, reason = moderated.get(entry.name, ("visible", ""))
-            if state == standings.HIDDEN:
-                checks.append(Check(entry.name, "hidden", f"hidden by the organisers ({reason}): not re-scored; "
-                                                          "restore it on the Organiser page to verify it."))
-                continue
-            if entry.name not in stored:
-                checks.append(Check(entry.name, "failed", "no successful stored evaluation to verify."))
-                continue
-            check = verify_one(entry, stored[entry.name], limits)
-            if state == standings.DISQUALIFIED:
-                check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
-            checks.append(check)
-    except HarnessError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+    return cli.run(lambda: verify_all(args, Console(soft_wrap=True, highlight=False)), stream=sys.stdout)
+
+
+def verify_all(args: argparse.Namespace, console: Console) -> int:
+    """Re-score the chosen entries and print one line each; a HarnessError ends it with one sentence (see ``main``)."""
+    engine = make_engine(args.db)
+    skipped: list[str] = []
+    entries = select_entries(discover(args.submissions, skipped), args.only)
+    for sentence in skipped:
+        console.print(f"[yellow]warning:[/yellow] {sentence}")
+    stored = latest_ok(engine)
+    limits = Limits(timeout=args.timeout, device=args.device)
+    checks = []
+    leftovers.remove_dead_folders()
+    moderated = standings.moderation(engine)
+    for entry in entries:
+        state, reason = moderated.get(entry.name, ("visible", ""))
+        if state == standings.HIDDEN:
+            checks.append(Check(entry.name, "hidden", f"hidden by the organisers ({reason}): not re-scored; "
+                                                      "restore it on the Organiser page to verify it."))
+            continue
+        if entry.name not in stored:
+            checks.append(Check(entry.name, "failed", "no successful stored evaluation to verify."))
+            continue
+        check = verify_one(entry, stored[entry.name], limits)
+        if state == standings.DISQUALIFIED:
+            check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
+        checks.append(check)
     marks = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
              "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]"}
     for check in checks:

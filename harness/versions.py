@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from harness.errors import HarnessError
+from harness import cli
 from harness.scoring import competition
 from harness.store.engine import make_engine
 from harness.store.versions import VersionInfo, find, history, override, parse_time  # noqa: F401  (the dashboard's too)
@@ -30,31 +30,32 @@ def describe(v: VersionInfo, rules: competition.Competition) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.versions", description=__doc__.splitlines()[0])
     p.add_argument("entry", help="entry folder name")
-    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+    cli.add_db_argument(p)
     competition.add_argument(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--set-time", nargs=2, metavar=("VERSION", "WHEN"), help="count VERSION as submitted at WHEN")
     group.add_argument("--clear", metavar="VERSION", help="drop the override of VERSION")
     p.add_argument("--reason", default="", help="why (required with --set-time and --clear; kept in the audit log)")
     args = p.parse_args(argv)
-    try:
-        rules = competition.load(args.config)
-        engine = make_engine(args.db)
-        if args.set_time:
-            changed = override(engine, args.entry, args.set_time[0], parse_time(args.set_time[1], rules.timezone),
-                                args.reason)
-            print(f"{args.entry}: {describe(changed, rules)}")
-        elif args.clear:
-            changed = override(engine, args.entry, args.clear, None, args.reason)
-            print(f"{args.entry}: {describe(changed, rules)}")
-        else:
-            deadline = rules.deadline.isoformat() if rules.deadline else "none"
-            print(f"{args.entry} (deadline {deadline}, times in {rules.timezone}):")
-            for v in history(engine, args.entry):
-                print(describe(v, rules))
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: show_or_override(args))
+
+
+def show_or_override(args: argparse.Namespace) -> int:
+    """List the entry's versions or change one's time; a HarnessError ends it with one sentence (see ``main``)."""
+    rules = competition.load(args.config)
+    engine = make_engine(args.db)
+    if args.set_time:
+        changed = override(engine, args.entry, args.set_time[0], parse_time(args.set_time[1], rules.timezone),
+                            args.reason)
+        print(f"{args.entry}: {describe(changed, rules)}")
+    elif args.clear:
+        changed = override(engine, args.entry, args.clear, None, args.reason)
+        print(f"{args.entry}: {describe(changed, rules)}")
+    else:
+        deadline = rules.deadline.isoformat() if rules.deadline else "none"
+        print(f"{args.entry} (deadline {deadline}, times in {rules.timezone}):")
+        for v in history(engine, args.entry):
+            print(describe(v, rules))
     return 0
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import altair as alt
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from harness.data.task import TASK
 
@@ -95,9 +92,3 @@ def digit_picture(image: np.ndarray, scale: int = 3) -> np.ndarray:
     if image.dtype != np.uint8:
         image = np.clip(np.rint(image.astype(np.float64) * 255), 0, 255).astype(np.uint8)
     return np.kron(image, np.ones((scale, scale), dtype=np.uint8))
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()

@@ -139,3 +139,42 @@ def test_a_linked_entry_folder_is_left_out(tmp_path, means):
     assert list(discover(tmp_path / "subs", skipped)) == ["plain"]
     assert skipped == [f"entry folder 'alias' is left out: it is a symbolic link; move the real folder into "
                        f"{tmp_path / 'subs'} instead."]
+
+
+def test_the_weights_file_is_a_real_file_inside_the_folder_never_a_link(tmp_path):
+    """One rule for the file the harness reads as an entry's weights (for its hash, its parameter count and its
+    model): a regular file inside the folder, reached through no symbolic link; otherwise there is none."""
+    from harness.contract import EntryMetadata
+    from harness.entries import parameters
+    from harness.entries.discovery import load_entry, weights_file
+    from harness.entries.loading import EntryError, load_model
+    state = {"fc.weight": torch.zeros(10, 784), "fc.bias": torch.zeros(10), "bn.running_mean": torch.zeros(10)}
+
+    plain = write_entry(tmp_path, "plain", weights=state, extra={"weights.safetensors": "not read"})
+    assert weights_file(plain, EntryMetadata()) == plain / "weights.pt"  # the first of WEIGHT_FILES
+    assert parameters.count(load_entry(plain)) == 784 * 10 + 10  # running statistics are not parameters
+
+    named = write_entry(tmp_path, "named", weights=state, weights_name="trained.pt")
+    (named / "sub").mkdir()
+    torch.save(state, named / "sub" / "w.pt")
+    (named / "alias").symlink_to(named / "sub", target_is_directory=True)
+    (named / "link.pt").symlink_to(named / "trained.pt")  # a link even to a file inside the folder
+    assert weights_file(named, EntryMetadata(weights="trained.pt")) == named / "trained.pt"
+    assert weights_file(named, EntryMetadata(weights="sub/w.pt")) == named / "sub" / "w.pt"
+    assert weights_file(named, EntryMetadata(weights="link.pt")) is None
+    assert weights_file(named, EntryMetadata(weights="alias/w.pt")) is None  # behind a linked folder
+    assert weights_file(named, EntryMetadata(weights="nowhere.pt")) is None
+    with pytest.raises(EntryError, match=r"^weights file link.pt is missing; save it with torch.save"):
+        load_model(named, EntryMetadata(weights="link.pt"), module_name=None)
+
+    linked = write_entry(tmp_path, "linked", weights=None)
+    (linked / "weights.pt").symlink_to(named / "trained.pt")
+    assert weights_file(linked, EntryMetadata()) is None
+    entry = load_entry(linked)
+    assert (entry.weights_hash, entry.weights_bytes, parameters.count(entry)) == ("", 0, None)
+
+    code_free = write_entry(tmp_path, "code-free", code=None, weights=state)  # weights.pt but neither model file
+    assert weights_file(code_free, EntryMetadata()) is None
+    (code_free / "model.pt2").write_bytes(b"archive")
+    assert weights_file(code_free, EntryMetadata()) == code_free / "model.pt2"
+    assert load_entry(code_free).weights_bytes == len(b"archive")

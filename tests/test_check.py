@@ -23,7 +23,7 @@ def test_broken_entry_exits_nonzero_with_reason(tmp_path, mnist_dir, means, caps
                          weights=template_weights(means))
     assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 1
     out = " ".join(capsys.readouterr().out.split())
-    assert out.startswith("✗ fixed-batch: RuntimeError in the model (model.py line 16)")
+    assert out.startswith("error: fixed-batch: RuntimeError in the model (model.py line 16)")
 
 
 def test_mis_normalised_entry_gets_a_warning(tmp_path, mnist_dir, means, capsys):
@@ -50,5 +50,5 @@ def test_an_entry_over_the_time_limit_is_told_the_flag(tmp_path, means, capsys):
     folder = write_entry(tmp_path, "spins", code=before_return("while True:\n    pass"), weights=template_weights(means))
     assert check.main([str(folder), "--timeout", "3"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["✗ spins: took longer than its time limit of 3 s and was stopped; make the model faster or raise "
+    assert lines == ["error: spins: took longer than its time limit of 3 s and was stopped; make the model faster or raise "
                      "the time limit.", "  time limit: --timeout (now 3 s)"]

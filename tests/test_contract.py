@@ -177,3 +177,22 @@ def test_worker_scales_uint8_to_unit_range_exactly():
     x = to_device(np.pad(raw, ((0, 0), (0, 0), (6, 6), (6, 6))), torch.device("cpu"))
     assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0
     assert np.array_equal(x.numpy()[:, :, 6:22, 6:22], raw.astype(np.float32) / np.float32(255))
+
+
+def test_the_contract_needs_no_torch_and_the_adapters_need_no_contract():
+    """The harness's own process reads the contract and finds entries without torch; the adapters (copied into the
+    training kit's model.py files) import nothing from the harness, so the two modules do not import each other."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    probe = ("import sys\n"
+             "import harness.contract, harness.entries.discovery, harness.entries.parameters\n"
+             "assert 'torch' not in sys.modules, 'torch imported'\n"
+             "from harness.contract import IMAGENET_MEAN, IMAGENET_STD, MNIST_MEAN, MNIST_STD, InputAdapter\n"
+             "from harness import adapters\n"
+             "assert (IMAGENET_MEAN, MNIST_MEAN, InputAdapter) == (adapters.IMAGENET_MEAN, 0.1307, adapters.InputAdapter)\n"
+             "assert 'harness.contract' in sys.modules\n")
+    assert subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True).stderr == ""
+    alone = "import sys\nimport harness.adapters\nassert 'harness.contract' not in sys.modules\n"
+    assert subprocess.run([sys.executable, "-c", alone], cwd=root, capture_output=True, text=True).stderr == ""

@@ -213,7 +213,7 @@ def test_versions_and_verify_stop_with_one_sentence_on_a_read_only_database(tmp_
 
 def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_url):
     engine = make_engine(db_url)
-    first = store.start_run(engine, "cpu", ["first"])
+    store.start_run(engine, "cpu", ["first"])
     engine.dispose()
     if db_url.startswith("sqlite"):
         path = db_url.removeprefix("sqlite:///")

@@ -1,5 +1,5 @@
-"""Schema migrations: old databases are upgraded with their rows, the result is db.py's schema, on SQLite and
-PostgreSQL; a newer database is refused; concurrent first starts create the schema once."""
+"""Schema migrations: old databases are upgraded with their rows, the result is harness/store/schema.py's schema, on
+SQLite and PostgreSQL; a newer database is refused; concurrent first starts create the schema once."""
 
 from __future__ import annotations
 

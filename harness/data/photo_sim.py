@@ -60,10 +60,3 @@ def photograph(ink: np.ndarray, rng: np.random.Generator, cond: PhotoConditions 
     rgb.save(buf, format="JPEG", quality=cond.jpeg_quality)
     buf.seek(0)
     return Image.open(buf).convert("RGB")
-
-
-def jpeg_bytes(img: Image.Image, quality: int = 80) -> bytes:
-    """The image encoded as JPEG."""
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()

@@ -9,9 +9,52 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePath
 
-from harness.contract import (CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata, entry_files,
-                              file_name_problem, links_problem, name_problem)
+from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata, name_problem
 from harness.errors import HarnessError
+
+SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
+
+
+def _counted(path: Path, folder: Path) -> bool:
+    return not path.name.startswith(".") and path.suffix != ".pyc" and \
+        not any(part in SKIP_DIRS or part.startswith(".") for part in path.relative_to(folder).parts[:-1])
+
+
+def entry_files(folder: Path) -> list[Path]:
+    """The files that make up an entry's content (hashed for versioning), sorted.
+
+    Symbolic links are never followed: the harness reads these files on the host, outside the sandbox, and keeps
+    them in the store, so a link to a file elsewhere (the database, the guest's labels) must not be read.
+    """
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and _counted(p, folder))
+
+
+def symlinks(folder: Path) -> list[Path]:
+    """The symbolic links among an entry's files and folders (an entry with one is refused, see ``links_problem``)."""
+    return sorted(p for p in folder.rglob("*") if p.is_symlink() and _counted(p, folder))
+
+
+def links_problem(folder: Path) -> str | None:
+    """One sentence when the entry holds a symbolic link, which it may not: its target could be anything on the host."""
+    links = symlinks(folder)
+    if not links:
+        return None
+    shown = ", ".join(str(p.relative_to(folder)) for p in links[:3]) + (" …" if len(links) > 3 else "")
+    return (f"the entry holds symbolic links ({shown}); an entry must hold real files only, so replace each link "
+            "with a copy of what it points to.")
+
+
+def file_name_problem(folder: Path) -> str | None:
+    """Half a sentence when one of the entry's files has a name that is not UTF-8 (the store keeps names as text)."""
+    for path in entry_files(folder) + symlinks(folder):
+        relative = path.relative_to(folder)
+        try:
+            str(relative).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(relative).decode("utf-8", "backslashreplace")
+            return (f"its file '{shown}' has a name that is not valid UTF-8; rename it using letters, digits, '-', "
+                    "'_' and '.'.")
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,18 +122,30 @@ def read_metadata(folder: Path) -> EntryMetadata:
     return EntryMetadata(**data)
 
 
-def _real(path: Path | None) -> bool:
-    """A regular file reached without following a symbolic link (the only files the host reads)."""
-    return path is not None and path.is_file() and not path.is_symlink()
+def real_file(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when it is a regular file inside ``folder`` reached through no symbolic link, else None.
+
+    The one rule for the files the harness reads by name (model code, weights): a link, or a file behind a linked
+    folder, could point anywhere on the host.
+    """
+    path = folder / name
+    if not path.is_file() or path.is_symlink():
+        return None
+    inside = os.path.join(os.path.realpath(folder), *PurePath(name).parts)
+    return path if os.path.realpath(path) == inside else None
 
 
 def weights_file(folder: Path, metadata: EntryMetadata) -> Path | None:
+    """The file holding the entry's weights, by ``real_file``'s rule; None when there is none.
+
+    ``model.pt2`` for an entry without ``model.py``; otherwise ``weights`` from entry.toml, else the first of
+    ``WEIGHT_FILES`` that exists.
+    """
+    if real_file(folder, CODE_FILE) is None:
+        return real_file(folder, EXPORT_FILE)
     if metadata.weights:
-        return folder / metadata.weights
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    return None
+        return real_file(folder, metadata.weights)
+    return next(filter(None, (real_file(folder, name) for name in WEIGHT_FILES)), None)
 
 
 def load_entry(folder: Path) -> Entry:
@@ -106,17 +161,15 @@ def load_entry(folder: Path) -> Entry:
             metadata = read_metadata(folder)
         except HarnessError as exc:
             metadata_error = str(exc)
-    code = folder / CODE_FILE
-    weights = folder / EXPORT_FILE if _real(folder / EXPORT_FILE) and not _real(code) else weights_file(folder, metadata)
-    has_weights = _real(weights)
+    code, weights = real_file(folder, CODE_FILE), weights_file(folder, metadata)
     return Entry(
         name=folder.name,
         folder=folder,
         metadata=metadata,
         content_hash=digest(files, folder),
-        code_hash=digest([code], folder) if _real(code) else "",
-        weights_hash=digest([weights], folder) if has_weights else "",
-        weights_bytes=weights.stat().st_size if has_weights else 0,
+        code_hash=digest([code], folder) if code else "",
+        weights_hash=digest([weights], folder) if weights else "",
+        weights_bytes=weights.stat().st_size if weights else 0,
         metadata_error=metadata_error,
         total_bytes=sum(path.stat().st_size for path in files),
     )

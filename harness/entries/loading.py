@@ -7,43 +7,61 @@ import inspect
 import pickle
 import re
 import sys
+import uuid
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from harness.contract import CLASS_NAMES, CODE_FILE, EXPORT_FILE, EntryMetadata
-from harness.entries.discovery import weights_file
+from harness.entries.discovery import real_file, weights_file
 
 
 class EntryError(Exception):
     """The entry itself is broken; the message says what to fix."""
 
 
-def import_code(folder: Path, module_name: str = "submission_model"):
-    """Import the entry's ``model.py`` with its folder on ``sys.path`` (for its own helper modules)."""
-    path = folder / CODE_FILE
-    sys.path.insert(0, str(folder))
+def import_code(folder: Path, module_name: str | None = "submission_model", code_file: str = CODE_FILE):
+    """Import the entry's ``model.py`` (or ``code_file``): the one way the harness imports a model file.
+
+    Inside the entry's own process the module keeps ``module_name`` in ``sys.modules`` and its folder goes on
+    ``sys.path`` (for the entry's own helper modules). With ``module_name=None`` (the training kit, in the harness's
+    process) it gets a unique name and leaves ``sys.modules`` and ``sys.path`` as they were.
+    """
+    path = folder / code_file
+    private = module_name is None
+    if private:
+        module_name = f"_model_file_{uuid.uuid4().hex}"
+    else:
+        sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise EntryError(f"{CODE_FILE} line {exc.lineno}: syntax error ({exc.msg}); fix the code and run "
+        raise EntryError(f"{code_file} line {exc.lineno}: syntax error ({exc.msg}); fix the code and run "
                          f"`python -m harness.check {folder}`.") from exc
     except ImportError as exc:
-        raise EntryError(f"{CODE_FILE} cannot import {exc.name or exc}; entries may use torch, torchvision and the "
+        raise EntryError(f"{code_file} cannot import {exc.name or exc}; entries may use torch, torchvision and the "
                          "standard library, plus .py files inside the entry folder.") from exc
     except Exception as exc:
-        raise EntryError(f"{CODE_FILE} raised {type(exc).__name__} while being imported: {exc}") from exc
+        raise EntryError(f"{code_file} raised {type(exc).__name__} while being imported: {exc}") from exc
+    finally:
+        if private:
+            sys.modules.pop(module_name, None)
     return module
+
+
+def model_classes(module) -> dict[str, type[nn.Module]]:
+    """The ``nn.Module`` subclasses the module defines itself (not those it imports), by name."""
+    return {name: obj for name, obj in vars(module).items()
+            if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__}
 
 
 def find_class(module, wanted: str | None) -> type[nn.Module]:
     """The model class: ``model_class`` from entry.toml, else ``Model``/``Net``, else the only one defined."""
-    defined = {name: obj for name, obj in vars(module).items()
-               if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__}
+    defined = model_classes(module)
     if wanted:
         if wanted not in defined:
             raise EntryError(f"{CODE_FILE} defines no nn.Module class named {wanted!r} (entry.toml model_class); "
@@ -76,9 +94,7 @@ def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise EntryError(f"weights file {path.name} is missing; save it with torch.save(model.state_dict(), "
-                         f"'{path.name}') into the entry folder.")
+    """The state_dict in a weights file (found by ``discovery.weights_file``), read without running pickled code."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         try:
@@ -115,13 +131,12 @@ def describe_mismatch(message: str) -> str:
             "constructor arguments in entry.toml to the ones you trained with.")
 
 
-def load_model(folder: Path, metadata: EntryMetadata) -> nn.Module:
-    """Build the entry's model on the CPU with its weights loaded."""
+def load_model(folder: Path, metadata: EntryMetadata, module_name: str | None = "submission_model") -> nn.Module:
+    """Build the entry's model on the CPU with its weights loaded (``module_name``: see ``import_code``)."""
     folder = Path(folder)
-    code = folder / CODE_FILE
-    if not code.is_file():
-        export = folder / EXPORT_FILE
-        if not export.is_file():
+    if real_file(folder, CODE_FILE) is None:
+        export = real_file(folder, EXPORT_FILE)
+        if export is None:
             raise EntryError(f"the entry has neither {CODE_FILE} nor {EXPORT_FILE}; add your model code and weights "
                              "(see submissions/README.md).")
         try:
@@ -129,7 +144,7 @@ def load_model(folder: Path, metadata: EntryMetadata) -> nn.Module:
         except Exception as exc:
             raise EntryError(f"{EXPORT_FILE} is not a loadable torch.export archive ({type(exc).__name__}: {exc}); "
                              "write it with torch.export.save(torch.export.export(model, (x,)), 'model.pt2').") from exc
-    cls = find_class(import_code(folder), metadata.model_class)
+    cls = find_class(import_code(folder, module_name), metadata.model_class)
     try:
         model = cls(**metadata.constructor)
     except TypeError as exc:
@@ -138,6 +153,9 @@ def load_model(folder: Path, metadata: EntryMetadata) -> nn.Module:
     except Exception as exc:
         raise EntryError(f"{cls.__name__}() raised {type(exc).__name__}: {exc}") from exc
     weights = weights_file(folder, metadata)
+    if weights is None and metadata.weights:
+        raise EntryError(f"weights file {metadata.weights} is missing; save it with torch.save(model.state_dict(), "
+                         f"'{metadata.weights}') into the entry folder (a real file, not a link).")
     if weights is None:
         raise EntryError(f"the entry has {CODE_FILE} but no weights; save torch.save(model.state_dict(), "
                          "'weights.pt') into the entry folder.")

@@ -14,15 +14,11 @@ import math
 import zipfile
 from pathlib import Path
 
-from harness.contract import CODE_FILE, EXPORT_FILE
-from harness.entries.discovery import Entry, weights_file
+from harness.contract import CODE_FILE
+from harness.entries.discovery import Entry, real_file, weights_file
 
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 FLOAT_SAFETENSORS = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
-
-
-def _regular(path: Path | None) -> bool:
-    return path is not None and path.is_file() and not path.is_symlink()
 
 
 def _counted(name: str) -> bool:
@@ -77,9 +73,7 @@ def from_export(path: Path) -> int | None:
 
 def count(entry: Entry) -> int | None:
     """The entry's parameter count as the host reads it from its files (None when they cannot be read)."""
-    folder = entry.folder
-    if not _regular(folder / CODE_FILE):
-        export = folder / EXPORT_FILE
-        return from_export(export) if _regular(export) else None
-    weights = weights_file(folder, entry.metadata)
-    return from_weights(weights) if _regular(weights) else None
+    weights = weights_file(entry.folder, entry.metadata)
+    if weights is None:
+        return None
+    return from_weights(weights) if real_file(entry.folder, CODE_FILE) else from_export(weights)

@@ -311,7 +311,7 @@ def needs_torchvision(entries) -> bool:
 
 
 def prestart(preload_torchvision: bool = False) -> None:
-    """Start the shared sandbox without waiting (its server imports torch, about 2 s) while the caller loads the
+    """Start the shared sandbox without waiting (its server imports torch: seconds) while the caller loads the
     datasets; the first entry then finds it ready. Call it from the thread that runs the entries."""
     with _job_lock:
         sandbox.prestart(["torchvision"] if preload_torchvision else [])

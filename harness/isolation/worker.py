@@ -126,8 +126,8 @@ def warm_up(model, images: torch.Tensor, device: torch.device, batch_size: int, 
 def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> torch.memory_format:
     """On CPU, the memory layout to run the model in: channels-last where it gives the same outputs, else the usual one.
 
-    In channels-last (NHWC) memory, oneDNN runs convolutions and max-pooling without reordering; a 2-conv MNIST CNN
-    runs its forward pass about 1.6x faster on this project's 2-core machine. The layout changes only where numbers
+    In channels-last (NHWC) memory, oneDNN runs convolutions and max-pooling without reordering, which makes a conv
+    model's forward pass faster (figures: README, "Speed"). The layout changes only where numbers
     sit in memory, not what the model computes, but a model can still break in it: ``x.view(n, -1)`` after a conv
     layer raises. So the first batch runs both ways, untimed: the model keeps channels-last only if that run
     succeeds with the same predictions and outputs equal to float rounding. Otherwise it is put back as it was.
@@ -211,8 +211,8 @@ def write_result(out_dir: Path, result: dict) -> None:
 def keep_freed_memory() -> None:
     """Tell glibc to keep large freed blocks instead of unmapping them.
 
-    By default every batch's activations are mmapped, unmapped and faulted in again; in a fresh process that
-    made the first pass over MNIST about 0.5-1 s slower for a 2-conv CNN on 2 cores.
+    By default every batch's activations are mmapped, unmapped and faulted in again, which slows a fresh
+    process's first pass over the images (figures: README, "Speed").
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -22,9 +22,8 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from harness.contract import entry_files
+from harness.entries.discovery import Entry, digest, entry_files, load_entry, read_chunks
 from harness.store.schema import FileBlob, FileChunk, VersionFiles
-from harness.entries.discovery import Entry, digest, load_entry, read_chunks
 
 ATTEMPTS = 5  # a concurrent run may add the same file between our look and our insert: look again
 CHUNK_BYTES = 64 * 1024 ** 2  # larger files are kept in pieces of this size

@@ -1,9 +1,10 @@
 """The training kit's model classes, a registry of them, and the self-contained ``model.py`` they become.
 
 Every class here takes the harness's input (float32 ``[N, 1, 28, 28]`` in ``[0, 1]``) and returns
-``[N, 10]`` logits. Resizing, centre-cropping and normalisation happen inside ``forward`` (in
-:class:`Preprocess`), so a trained model is an entry as it is. The classes use nothing but ``torch``:
-:func:`model_source` copies one of them, with its helpers, into an entry's ``model.py``.
+``[N, 10]`` logits. Resizing, centre-cropping and normalisation happen inside ``forward`` (in the entries'
+own :class:`~harness.adapters.InputAdapter`), so a trained model is an entry as it is. The classes use
+nothing but ``torch``: :func:`model_source` copies one of them, with its helpers (``InputAdapter``'s source
+included), into an entry's ``model.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+from harness.adapters import MNIST_MEAN, MNIST_STD, InputAdapter
+
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
 
 
@@ -26,33 +27,13 @@ def make_activation(name: str) -> nn.Module:
     return classes[name]()
 
 
-class Preprocess(nn.Module):
-    """Resize, centre-crop and normalise the ``[N, 1, 28, 28]`` input, identically in training and evaluation."""
-
-    def __init__(self, resize: int | None = None, crop: int | None = None,
-                 mean: float = MNIST_MEAN, std: float = MNIST_STD):
-        super().__init__()
-        self.resize, self.crop = resize, crop
-        self.side = crop or resize or 28  # the side of the image the layers after this one see
-        self.register_buffer("mean", torch.tensor(float(mean)), persistent=False)
-        self.register_buffer("std", torch.tensor(float(std)), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.resize is not None and x.shape[-1] != self.resize:
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
-        if self.crop is not None:
-            top, left = (x.shape[-2] - self.crop) // 2, (x.shape[-1] - self.crop) // 2
-            x = x[..., top:top + self.crop, left:left + self.crop]
-        return (x - self.mean) / self.std
-
-
 class LogisticRegression(nn.Module):
     """One linear layer on the flattened pixels: softmax regression."""
 
     def __init__(self, resize: int | None = None, crop: int | None = None,
                  mean: float = MNIST_MEAN, std: float = MNIST_STD):
         super().__init__()
-        self.prep = Preprocess(resize, crop, mean, std)
+        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
         self.linear = nn.Linear(self.prep.side ** 2, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +47,7 @@ class MLP(nn.Module):
                  resize: int | None = None, crop: int | None = None,
                  mean: float = MNIST_MEAN, std: float = MNIST_STD):
         super().__init__()
-        self.prep = Preprocess(resize, crop, mean, std)
+        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
         layers, width = [], self.prep.side ** 2
         for size in hidden:
             layers += [nn.Linear(width, size), make_activation(activation), nn.Dropout(dropout)]
@@ -86,7 +67,7 @@ class LeNet5(nn.Module):
                  resize: int | None = None, crop: int | None = None,
                  mean: float = MNIST_MEAN, std: float = MNIST_STD):
         super().__init__()
-        self.prep = Preprocess(resize, crop, mean, std)
+        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
         c1, c2 = channels
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, kernel_size, padding=kernel_size // 2), make_activation(activation), nn.MaxPool2d(2),
@@ -111,7 +92,7 @@ class StrongCNN(nn.Module):
                  resize: int | None = None, crop: int | None = None,
                  mean: float = MNIST_MEAN, std: float = MNIST_STD):
         super().__init__()
-        self.prep = Preprocess(resize, crop, mean, std)
+        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
         layers, width = [], 1
         for stage, out in enumerate(channels):
             for _ in range(convs_per_stage):
@@ -132,7 +113,7 @@ class StrongCNN(nn.Module):
 # --- the registry -----------------------------------------------------------------------------------
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {}
-HELPERS = (make_activation, Preprocess)  # copied into every generated model.py
+HELPERS = (make_activation, InputAdapter)  # copied into every generated model.py
 
 
 def register(name: str, cls: type[nn.Module]) -> None:
@@ -178,7 +159,7 @@ def model_source(name: str) -> str:
     cls = get_architecture(name)
     parts = [
         f'"""{cls.__name__}: written by `python -m harness.train`; needs nothing but torch."""',
-        "import torch\nimport torch.nn.functional as F\nfrom torch import nn",
+        "import torch\nfrom torch import nn",
         f"MNIST_MEAN, MNIST_STD = {MNIST_MEAN}, {MNIST_STD}",
         *(inspect.getsource(obj).rstrip() for obj in (*HELPERS, cls)),
     ]

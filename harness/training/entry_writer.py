@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import errno
-import importlib.util
 import shutil
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -16,13 +14,13 @@ import tomli_w
 import torch
 from torch import nn
 
-from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE
+from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, EntryMetadata
+from harness.entries.loading import EntryError, load_model, set_eval
 from harness.errors import HarnessError
 
 WEIGHTS_FILE = "weights.pt"
 CURVE_CSV, CURVE_PNG = "curve.csv", "curve.png"
 CURVE_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-MAX_WEIGHT_BYTES = 5_000_000
 
 
 def check_target(out: Path, overwrite: bool) -> None:
@@ -70,20 +68,6 @@ def write_curve(folder: Path, history: list[dict], title: str) -> None:
     fig.savefig(folder / CURVE_PNG, dpi=100)
 
 
-def load_code_entry(folder: Path, model_class: str, constructor: dict) -> nn.Module:
-    """Load ``model.py`` + ``weights.pt`` from ``folder`` the way the harness does (fresh module, weights_only)."""
-    name = f"_entry_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, folder / CODE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    model = getattr(module, model_class)(**constructor)
-    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
-    return model.eval()
-
-
 def export_model(model: nn.Module, path: Path) -> None:
     """``torch.export`` the model in eval mode with a dynamic batch dimension and save it as ``model.pt2``."""
     example = torch.rand(2, 1, 28, 28)
@@ -95,12 +79,15 @@ def export_model(model: nn.Module, path: Path) -> None:
     torch.export.save(program, path)
 
 
-def _verify(folder: Path, model: nn.Module, model_class: str | None, constructor: dict, exported: bool) -> None:
-    """The written entry must give the trained model's outputs, for more than one batch size."""
-    if exported:
-        loaded = torch.export.load(folder / EXPORT_FILE).module()
-    else:
-        loaded = load_code_entry(folder, model_class, constructor)
+def _verify(folder: Path, model: nn.Module, model_class: str | None, constructor: dict) -> None:
+    """The written entry, loaded back the way the harness loads it, must give the trained model's outputs, for more
+    than one batch size."""
+    try:
+        loaded = set_eval(load_model(folder, EntryMetadata(model_class=model_class, constructor=constructor),
+                                     module_name=None))
+    except EntryError as exc:
+        raise HarnessError(f"The entry written to {folder} cannot be loaded back ({exc}); this is a bug in "
+                           "harness.train, please report it.") from exc
     model.eval()
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
@@ -136,7 +123,7 @@ def write_entry(out: Path, model: nn.Module, *, metadata: dict, history: list[di
         with open(tmp / METADATA_FILE, "wb") as fh:
             tomli_w.dump(_toml_ready(metadata), fh)
         write_curve(tmp, history, metadata.get("display_name") or out.name)
-        _verify(tmp, model, model_class, constructor, export)
+        _verify(tmp, model, model_class, constructor)
         if out.exists():
             backup = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
             out.rename(backup)

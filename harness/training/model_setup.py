@@ -3,41 +3,30 @@ checked on one small batch before any training so that a mistake fails in a seco
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
-import sys
-import uuid
 from pathlib import Path
 
 import torch
 
-from harness.training import architectures
+from harness.entries.loading import EntryError, find_class, import_code, model_classes
 from harness.errors import HarnessError
+from harness.training import architectures
 from harness.training.loop import TrainConfig
 
 
 def load_model_file(path: Path, class_name: str | None) -> tuple[type[torch.nn.Module], str]:
-    """The model class from a member's own ``model.py`` (picked like the harness does) and the file's text."""
+    """The model class from a member's own model file (imported and picked as the harness does) and the file's text."""
     if not path.is_file():
         raise HarnessError(f"--model-file {path} does not exist.")
-    name = f"_member_model_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise HarnessError(f"--model-file {path} fails to import ({type(exc).__name__}: {exc}).") from exc
-    finally:
-        sys.modules.pop(name, None)
-    classes = {n: c for n, c in vars(module).items()
-               if inspect.isclass(c) and issubclass(c, torch.nn.Module) and c.__module__ == name}
-    for candidate in ([class_name] if class_name else ["Model", "Net"]):
-        if candidate in classes:
-            return classes[candidate], path.read_text()
-    if not class_name and len(classes) == 1:
-        return next(iter(classes.values())), path.read_text()
-    raise HarnessError(f"{path} has no model class {class_name or 'Model or Net'}; it defines "
-                       f"{', '.join(classes) or 'no nn.Module'}; name one with --model-class.")
+        module = import_code(path.parent, module_name=None, code_file=path.name)
+    except EntryError as exc:
+        cause = exc.__cause__
+        raise HarnessError(f"--model-file {path} fails to import ({type(cause).__name__}: {cause}).") from exc
+    try:
+        return find_class(module, class_name), path.read_text()
+    except EntryError:
+        raise HarnessError(f"{path} has no model class {class_name or 'Model or Net'}; it defines "
+                           f"{', '.join(model_classes(module)) or 'no nn.Module'}; name one with --model-class.") from None
 
 
 def build_model(config: TrainConfig, model_file: Path | None = None,

@@ -1,0 +1,41 @@
+"""What the ``python -m harness.<command>`` commands share: the ``--db`` and ``--device`` flags, and how a
+problem the user can fix ends a command: ``error: <one sentence>`` and an exit status, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from harness.errors import HarnessError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="SQLAlchemy URL or SQLite path (default: $LEADERBOARD_DB or leaderboard.db)")
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--device", choices=DEVICES, default=default,
+                        help=f"where models run: cpu, cuda, or auto (cuda when there is one) (default: {default})")
+
+
+def say_error(exc: BaseException, stream: TextIO | None = None) -> None:
+    """``error: <exc>`` on ``stream`` (stderr by default), red on a terminal; the sentence is printed as it is."""
+    from rich.console import Console
+    from rich.text import Text
+    console = Console(file=stream or sys.stderr, soft_wrap=True, highlight=False)
+    console.print(Text.assemble(("error:", "red"), " ", str(exc)))  # Text: brackets in the sentence are not markup
+
+
+def run(body: Callable[[], int], *, status: int = 2, stream: TextIO | None = None,
+        errors: tuple[type[Exception], ...] = (HarnessError,)) -> int:
+    """``body()``'s exit status; one of ``errors`` (a HarnessError by default) instead prints ``error: <sentence>``
+    on ``stream`` (stderr by default) and gives ``status`` (2 by default)."""
+    try:
+        return body()
+    except errors as exc:
+        say_error(exc, stream)
+        return status
