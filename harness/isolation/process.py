@@ -170,7 +170,7 @@ class _ForkedJob:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        _kill_all(self.processes)
+        sandbox.kill_all(self.processes)
 
     def finish(self, out_dir: Path) -> None:
         """The child wrote straight into out_dir; note how much it printed."""
@@ -178,19 +178,6 @@ class _ForkedJob:
             self.log_bytes = (out_dir / LOG_FILE).lstat().st_size
         except OSError:
             self.log_bytes = 0
-
-
-def _kill_all(listing) -> None:
-    for _ in range(200):
-        procs = listing()
-        if not procs:
-            return
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(procs, timeout=0.05)
 
 
 def _memory(procs: list[psutil.Process]) -> int:

@@ -82,6 +82,20 @@ def _make_readable(folder: Path) -> None:
                 os.chmod(path, 0o644)
 
 
+def kill_all(listing) -> None:
+    """SIGKILL the processes ``listing()`` returns, again and again until it returns none (a fork bomb forks on)."""
+    for _ in range(200):
+        procs = listing()
+        if not procs:
+            return
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=0.05)
+
+
 def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
     """Copy a file the entry wrote, refusing symlinks, special files and huge files (never follows links)."""
     try:
@@ -235,16 +249,7 @@ class Sandbox:
 
     def kill_entry_processes(self) -> None:
         """SIGKILL every process in the sandbox but the server, until none is left (fork bombs included)."""
-        for _ in range(200):
-            procs = self.entry_processes()
-            if not procs:
-                return
-            for p in procs:
-                try:
-                    p.kill()
-                except psutil.Error:
-                    pass
-            psutil.wait_procs(procs, timeout=0.05)
+        kill_all(self.entry_processes)
 
     def clear(self) -> None:
         for name in ("entries", "in", "out"):
