@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -191,31 +190,48 @@ class _Scoring:
         if self.on_entry:
             self.on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
 
-    def progress(self, entry: Entry) -> Callable[[Progress], None]:
-        """What to do as ``entry`` progresses: tell the caller, and note it in the store every PROGRESS_SECONDS
-        (and at its start and end) for the dashboard."""
-        noted = [float("-inf")]
+    @contextmanager
+    def progress(self, entry: Entry):
+        """What to do as ``entry`` progresses: tell the caller at once, and note the latest count in the store from
+        a background thread every PROGRESS_SECONDS and at the end (for the dashboard; the watcher that times the
+        entry never waits for the database)."""
+        latest: list[Progress] = []
+        stop = threading.Event()
+
+        def note() -> None:
+            noted = None
+            while True:
+                last = stop.wait(PROGRESS_SECONDS)
+                if latest and latest[-1] is not noted:
+                    noted = latest[-1]
+                    try:
+                        store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
+                                            noted.seconds_left)
+                    except Exception:  # a database hiccup must not stop the entry; the next note tries again
+                        pass
+                if last:
+                    return
 
         def report(progress: Progress) -> None:
+            latest[:] = [progress]
             if self.on_progress:
                 self.on_progress(entry, progress)
-            now = time.monotonic()
-            if now - noted[0] >= PROGRESS_SECONDS or progress.done in (0, progress.total):
-                noted[0] = now
-                try:
-                    store.note_progress(self.engine, self.summary.run_id, entry.name, progress.done, progress.total,
-                                        progress.seconds_left)
-                except Exception:  # a database hiccup must not stop the entry; the next note tries again
-                    pass
-        return report
+
+        thread = threading.Thread(target=note, name=f"progress-{entry.name[:16]}", daemon=True)
+        thread.start()
+        try:
+            yield report
+        finally:
+            stop.set()
+            thread.join()
 
     def evaluate(self, job: Job, key: str) -> None:
         """Score the job under our claim on ``key``, store the result, then let the claim go."""
         run_id = self.summary.run_id
         try:
-            with heartbeat(self.engine, key, run_id):
+            with heartbeat(self.engine, key, run_id), self.progress(job.entry) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
-                                      self.progress(job.entry))
+                                      report)
             evaluation_id = store.save_evaluation(self.engine, run_id=run_id, version_id=job.version_id, eval_key=key,
                                                   record=record)
         finally:

@@ -254,3 +254,18 @@ def test_the_sandbox_binds_the_gpu_devices_only_for_cuda(device, present, bound)
     assert args == expected + (["--ro-bind", "/sys", "/sys"] if bound else [])
     full = sandbox_command.command(Path("/tmp/x"), as_root=True, device="cpu")
     assert not any(a.startswith("/dev/nvidia") for a in full) and "/sys" not in full
+
+
+def test_a_run_reports_each_entry_and_notes_its_progress_in_the_store(tmp_path, monkeypatch, small_mnist):
+    entry = entry_of(tmp_path / "subs", "pixels", "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+                     "    def __init__(self):\n        super().__init__()\n        self.unused = nn.Linear(1, 1)\n\n"
+                     "    def forward(self, x):\n        return x[:, 0, 14, 4:14] * 255\n")
+    noted, heard = [], []
+    monkeypatch.setattr(store, "note_progress", lambda engine, run_id, *at: noted.append(at))
+    engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
+    summary = runner.run(engine, [entry], [small_mnist], runner.Options(device="cpu", batch_size=50), argv=[],
+                         on_progress=lambda e, at: heard.append((e.name, at.done, at.total)))
+    assert summary.outcome == {"pixels": runner.EVALUATED}
+    done = [d for _, d, _ in heard]
+    assert heard[0] == ("pixels", 0, 300) and done == sorted(done) and heard[-1] == ("pixels", 300, 300)
+    assert noted[-1][:3] == ("pixels", 300, 300)  # the last note, written once the entry ended
