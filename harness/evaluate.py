@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_db_argument(p)
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     cli.add_device_argument(p, default="auto")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per entry (default: 300)")
+    p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
+                   "(default: [limits] in competition.toml, else 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: 128 on CPU, 8192 on CUDA, halved on CUDA out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
@@ -54,11 +55,21 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     return [public] + ([secret] if secret is not None else []), notes + more
 
 
-def limit_flags(errors: list[str | None], args) -> str | None:
-    """One line naming the flag behind each limit that stopped an entry in the table, or None."""
+def time_limit(args, rules: competition.Competition, datasets: list[store.DatasetSpec]) -> float:
+    """Seconds per entry: --timeout when given, else the competition's [limits] for these sets' images."""
+    if args.timeout is not None:
+        return args.timeout
+    return rules.time_limit(sum(len(d.labels) for d in datasets))
+
+
+def limit_flags(errors: list[str | None], args, timeout: float | None = None) -> str | None:
+    """One line naming the flag behind each limit that stopped an entry in the table, or None; ``timeout``: the
+    time limit that applied (default: --timeout)."""
     from harness.isolation.prediction import limits_hit
     hit = {name for error in errors for name in limits_hit(error)}
-    flags = {"time limit": f"--timeout (now {args.timeout:g} s)",
+    timeout = args.timeout if timeout is None else timeout
+    flags = {"time limit": f"--timeout (now {timeout:g} s), or timeout / seconds_per_1000_images under [limits] in "
+                           "competition.toml",
              "memory limit": f"--memory-limit (now {args.memory_limit:g} GiB)"}
     return "; ".join(f"{name}: {flags[name]}" for name in flags if name in hit) or None
 
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:
     """The command itself; a HarnessError ends it with one sentence (see ``main``)."""
-    if args.timeout <= 0 or args.memory_limit <= 0:
+    if (args.timeout is not None and args.timeout <= 0) or args.memory_limit <= 0:
         raise HarnessError("--timeout and --memory-limit must be positive numbers.")
     rules = competition.load(args.config)
     engine = make_engine(args.db)
@@ -92,13 +103,14 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     if not entries:
         raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
     if args.force or store.has_unseen(engine, entries):  # start the sandbox while the rest loads
-        isolation.prestart(isolation.needs_torchvision(entries))
+        isolation.prestart(isolation.needs_torchvision(entries), args.device)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness import runner
     from harness.scoring import board, report
     datasets, notes = load_datasets(args)
-    options = runner.Options(device=args.device, timeout=args.timeout, memory_limit=int(args.memory_limit * GIB),
+    timeout = time_limit(args, rules, datasets)
+    options = runner.Options(device=args.device, timeout=timeout, memory_limit=int(args.memory_limit * GIB),
                              force=args.force, batch_size=args.batch_size)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -107,16 +119,19 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         def on_entry(entry, outcome):
             progress.update(task, advance=1, description=f"{entry.name}: {outcome}")
 
+        def on_progress(entry, at):
+            progress.update(task, description=isolation.describe(entry.name, at))
+
         summary = runner.run(engine, entries, datasets, options, argv=masked(sys.argv[1:] if argv is None else argv),
                              on_entry=on_entry, competition=rules,
-                             on_plan=lambda n: progress.update(task, total=n))
+                             on_plan=lambda n: progress.update(task, total=n), on_progress=on_progress)
     notes = skipped + summary.notes + notes
     rows = board.read(engine, rules, is_revealed=True, names={e.name for e in entries}).rows  # the organiser's view
     has_guest = any(d.kind == "guest" for d in datasets)
     counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
     notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
                  f"(stored in {shown_url(resolve_url(args.db))}).")
-    hint = limit_flags([r.error for r in rows if r.status != "ok"], args)
+    hint = limit_flags([r.error for r in rows if r.status != "ok"], args, timeout)
     if hint:
         notes.append(hint)
     if rules.deadline is not None:
@@ -127,7 +142,7 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     if args.json:
         meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                          "preprocess_version": d.preprocess_version} for d in datasets}
-        print(report.to_json(rows, meta, {"id": summary.run_id, "device": args.device}, notes, rules.as_dict()))
+        print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict()))
     failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
     return 1 if args.strict and failed else 0
 

@@ -21,7 +21,7 @@ from harness.store import results as store
 from harness import __version__
 from harness.scoring.competition import Competition
 from harness.entries.discovery import Entry
-from harness.isolation import Limits, predict
+from harness.isolation import Limits, Progress, predict, resolve_device
 from harness.isolation.process import GIB, needs_torchvision
 from harness.data.task import TASK
 from harness.scoring.metrics import summarize
@@ -29,6 +29,7 @@ from harness.scoring.metrics import summarize
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
 CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)
 HEARTBEAT_SECONDS = 5.0         # how often the evaluating run renews its claim
+PROGRESS_SECONDS = 2.0          # how often the run writes its progress into the store (the dashboard shows it)
 
 
 @contextmanager
@@ -69,6 +70,7 @@ class Options:
 @dataclass
 class RunSummary:
     run_id: int
+    device: str = "cpu"                                           # where entries ran, resolved ("cpu" or "cuda")
     evaluation_ids: dict[str, int] = field(default_factory=dict)  # entry name -> evaluation shown in the ranking
     outcome: dict[str, str] = field(default_factory=dict)         # entry name -> unchanged / evaluated / failed
     restored: dict[str, str] = field(default_factory=dict)        # entry name -> outcome of its on-time version
@@ -96,14 +98,15 @@ def size_problem(entry: Entry, competition: Competition) -> str | None:
 
 
 def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
-                 preload_torchvision: bool = False) -> store.Record:
+                 preload_torchvision: bool = False,
+                 on_progress: Callable[[Progress], None] | None = None) -> store.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
     from its weights file, the speed is timed from outside its process (``harness.isolation.process``).
     """
     prediction = predict(entry, {spec.kind: spec.images for spec in datasets}, limits,
-                         preload_torchvision=preload_torchvision)
+                         preload_torchvision=preload_torchvision, on_progress=on_progress)
     record = store.Record(status=prediction.status, error=prediction.error, seconds=prediction.seconds,
                           device=prediction.device, params=None if entry.metadata_error else parameters.count(entry),
                           peak_memory_bytes=prediction.peak_memory, log=prediction.log or None,
@@ -176,6 +179,7 @@ class _Scoring:
     summary: RunSummary
     preload_tv: bool
     on_entry: Callable[[Entry, str], None] | None
+    on_progress: Callable[[Entry, Progress], None] | None = None
 
     def done(self, job: Job, evaluation_id: int, outcome: str) -> None:
         if not job.restored:
@@ -186,12 +190,48 @@ class _Scoring:
         if self.on_entry:
             self.on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
 
+    @contextmanager
+    def progress(self, entry: Entry):
+        """What to do as ``entry`` progresses: tell the caller at once, and note the latest count in the store from
+        a background thread every PROGRESS_SECONDS and at the end (for the dashboard; the watcher that times the
+        entry never waits for the database)."""
+        latest: list[Progress] = []
+        stop = threading.Event()
+
+        def note() -> None:
+            noted = None
+            while True:
+                last = stop.wait(PROGRESS_SECONDS)
+                if latest and latest[-1] is not noted:
+                    noted = latest[-1]
+                    try:
+                        store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
+                                            noted.seconds_left)
+                    except Exception:  # a database hiccup must not stop the entry; the next note tries again
+                        pass
+                if last:
+                    return
+
+        def report(progress: Progress) -> None:
+            latest[:] = [progress]
+            if self.on_progress:
+                self.on_progress(entry, progress)
+
+        thread = threading.Thread(target=note, name=f"progress-{entry.name[:16]}", daemon=True)
+        thread.start()
+        try:
+            yield report
+        finally:
+            stop.set()
+            thread.join()
+
     def evaluate(self, job: Job, key: str) -> None:
         """Score the job under our claim on ``key``, store the result, then let the claim go."""
         run_id = self.summary.run_id
         try:
-            with heartbeat(self.engine, key, run_id):
-                record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv)
+            with heartbeat(self.engine, key, run_id), self.progress(job.entry) as report:
+                record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
+                                      report)
             evaluation_id = store.save_evaluation(self.engine, run_id=run_id, version_id=job.version_id, eval_key=key,
                                                   record=record)
         finally:
@@ -239,8 +279,12 @@ class _Scoring:
 
 def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec], options: Options, argv: list[str],
         on_entry: Callable[[Entry, str], None] | None = None, competition: Competition | None = None,
-        on_plan: Callable[[int], None] | None = None) -> RunSummary:
+        on_plan: Callable[[int], None] | None = None,
+        on_progress: Callable[[Entry, Progress], None] | None = None) -> RunSummary:
     """Evaluate every new or changed entry version (all with ``force``); each result is committed on its own.
+
+    The device is resolved once, before any entry runs ("auto": "cuda" where PyTorch sees a GPU, else "cpu"), and
+    that is what the run records. ``on_progress`` hears each entry's images done as it runs.
 
     Besides each folder's current content, an entry's latest version from before the deadline is scored
     from its stored files when the folder has moved on. A run claims each evaluation key first, so two
@@ -249,7 +293,8 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
     competition = competition or Competition()
     leftovers.clean(engine)  # runs killed on this host: marked interrupted, their claims and folders gone
     dataset_ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in datasets}
-    summary = RunSummary(run_id=store.start_run(engine, options.device, argv))
+    options = replace(options, device=resolve_device(options.device))
+    summary = RunSummary(run_id=store.start_run(engine, options.device, argv), device=options.device)
     work = leftovers.temp_folder("run")
     status = "failed"
     try:
@@ -257,7 +302,7 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
         if on_plan:
             on_plan(len(jobs))
         scoring = _Scoring(engine, datasets, dataset_ids, options, options.limits, summary,
-                           needs_torchvision([j.entry for j in jobs]), on_entry)
+                           needs_torchvision([j.entry for j in jobs]), on_entry, on_progress)
         limit = competition.max_entry_bytes
         waiting = [w for job in jobs if (w := scoring.first_pass(job, eval_key(job.entry, datasets, limit))) is not None]
         for job, key, older in waiting:

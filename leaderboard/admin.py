@@ -88,14 +88,24 @@ def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list
     return job
 
 
+def entry_progress(noted: dict) -> str:
+    """The entry being evaluated, as the run noted it: "resnet18: 1,280/10,100 images, about 29 min left"."""
+    from harness.isolation.process import Progress, describe
+    return describe(noted["entry"], Progress(noted["done"], noted["total"], noted.get("seconds_left")))
+
+
 def run_progress(run: dict | None, job: Job, entries: int) -> tuple[float, str]:
     """(fraction done, one line) for a job from the newest run in the database and the job's state."""
     if job.running:
         if run is None or run["started_at"] < job.started_at.replace(microsecond=0):
             return 0.0, "starting: loading MNIST and the guest digits…"
         done = run["evaluations"]
-        return (min(done / entries, 0.99) if entries else 0.0,
-                f"run #{run['id']}: {done} of {entries} entries evaluated so far (unchanged entries are skipped)")
+        now = run.get("progress")
+        fraction = min(done / entries, 0.99) if entries else 0.0
+        if now and now.get("total"):  # the entry being evaluated counts for the part of its images done
+            fraction = min((done + now["done"] / now["total"]) / entries, 0.99) if entries else 0.0
+        return fraction, (f"run #{run['id']} on {run.get('device') or '?'}: {done} of {entries} entries evaluated so "
+                          f"far (unchanged entries are skipped)" + (f"; now {entry_progress(now)}" if now else ""))
     code = job.returncode
     if code == 0:
         return 1.0, "finished"

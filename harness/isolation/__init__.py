@@ -8,7 +8,7 @@ in the bubblewrap sandbox where it works (``sandbox``, its command line ``sandbo
 modules of this package inside the entry's process, which must not pay for the host side (psutil, multiprocessing).
 """
 
-_FRONT_DOOR = ("predict", "Limits", "Prediction")
+_FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device")
 
 
 def __getattr__(name: str):

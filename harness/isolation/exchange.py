@@ -1,5 +1,6 @@
-"""The files exchanged with an entry's process, sandboxed or not: its images, handed over only at ``go``, and its
-log, read back cut to its start and end."""
+"""The files exchanged with an entry's process, sandboxed or not: its images, handed over only at ``go``, its
+progress (images done so far: only ever used to show progress and to stop early, never ranked), and its log, read
+back cut to its start and end."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 from pathlib import Path
 
 READY_FILE, GO_FILE = "ready", "go"  # the entry says ready in its output folder; the host says go beside the images
+PROGRESS_FILE = "progress"  # images done so far, written by the entry's process in its output folder
+PROGRESS_WIDTH = 20  # the count is rewritten in place, padded to this many characters
 LOG_LIMIT = 20_000  # bytes of an entry's own output kept with its evaluation (its start and its end)
 
 
@@ -23,6 +26,30 @@ def hand_over(inputs: dict[str, Path], staged: dict[str, Path]) -> None:
         go = next(iter(staged.values())).parent / GO_FILE
         go.touch()
         os.chmod(go, 0o644)
+
+
+def write_progress(fd: int, done: int) -> None:
+    """Rewrite the count of images done at the start of the open progress file (inside the entry's process)."""
+    os.pwrite(fd, f"{done:>{PROGRESS_WIDTH}}\n".encode(), 0)
+
+
+def read_progress(out_dir: Path) -> int:
+    """The entry's own count of images done (0 when absent or unreadable); never follows a link nor reads more
+    than one line. It is the entry's claim: good only for showing progress and for stopping early."""
+    try:
+        fd = os.open(out_dir / PROGRESS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        text = os.read(fd, PROGRESS_WIDTH + 1)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    try:
+        return max(int(text.strip() or 0), 0)
+    except ValueError:
+        return 0
 
 
 def head_and_tail(path: Path, limit: int = LOG_LIMIT) -> tuple[bytes, int]:

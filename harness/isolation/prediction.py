@@ -8,7 +8,8 @@ process wrote. Until they pass, its outputs are only the entry's claim. Callers 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from harness.data.task import TASK
 from harness.entries.discovery import Entry
 from harness.isolation import limits as resource_limits
 from harness.isolation import order, process
+from harness.isolation.process import Progress
 from harness.store.leftovers import temp_folder
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -31,6 +33,7 @@ class Limits:
     memory: int = 8 * process.GIB     # bytes of resident memory, all the entry's processes together
     device: str = "auto"              # "auto" (a CUDA GPU where PyTorch sees one), "cpu" or "cuda"
     batch_size: int | None = None     # images per forward pass; None: the worker's default for the device
+    gpu_memory: int | None = None     # bytes of GPU memory the entry may allocate on CUDA; None: as ``memory``
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -40,6 +43,15 @@ class Limits:
     def cpu_seconds(self) -> int:
         """The CPU-time limit that goes with the time limit: every core busy for the whole of it."""
         return resource_limits.cpu_seconds(self.timeout)
+
+
+def resolve_device(requested: str) -> str:
+    """Where entries run, decided once in the host before any limit applies: "auto" becomes "cuda" where PyTorch
+    sees a GPU (asking does not start CUDA in this process), else "cpu"."""
+    if requested == "auto":
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
 
 
 @dataclass
@@ -64,18 +76,21 @@ class Prediction:
 
 
 def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
-            sandboxed: bool | None = None) -> Prediction:
+            sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None) -> Prediction:
     """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, 28, 28]) and return its outputs.
 
     Each set is handed over in a secret order drawn for this call and the outputs are put back in the given order,
     so nothing the entry sees depends on how a set is sorted. An entry whose files are refused
     (``entry.metadata_error``) fails with that sentence and nothing runs. ``sandboxed``: as in
-    :func:`harness.isolation.process.run_isolated`.
+    :func:`harness.isolation.process.run_isolated`. ``limits.device`` "auto" is resolved here (see
+    :func:`resolve_device`). ``on_progress`` hears the images done of all sets, as the entry counts them; an entry
+    that at its speed so far cannot finish within the time limit is stopped early, with the estimate.
     """
     for kind, array in images.items():
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != TASK.input_shape[1:]:
             raise ValueError(f"the {kind} images are {array.dtype} {list(array.shape)}; predict takes uint8 "
                              "[N, 28, 28] (harness.data.preprocess.to_uint8 turns [0, 1] images into that).")
+    limits = replace(limits, device=resolve_device(limits.device))
     if entry.metadata_error:
         return Prediction("failed", entry.metadata_error, device=limits.device)
     work = temp_folder("predict")
@@ -84,7 +99,8 @@ def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, prel
         outcome = process.run_isolated(entry.folder, entry.metadata, shuffled, work / "out", device=limits.device,
                                        timeout=limits.timeout, memory_limit=limits.memory,
                                        batch_size=limits.batch_size, preload_torchvision=preload_torchvision,
-                                       sandboxed=sandboxed)
+                                       sandboxed=sandboxed, gpu_memory=limits.gpu_memory or limits.memory,
+                                       total=sum(len(array) for array in images.values()), on_progress=on_progress)
         said = outcome.result
         prediction = Prediction("failed", None, device=str(said.get("device", limits.device))[:DEVICE_CHARS],
                                 seconds=outcome.seconds, peak_memory=outcome.peak_rss, log=outcome.log,

@@ -13,6 +13,10 @@ the entry's end (``harness.isolation.reaper``). What it cannot give: a private v
 
 The entry's speed is timed here, from outside its process: from the moment the images are handed over
 (after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
+
+The entry's process also counts the images it has done in a progress file. That count is only its claim, so it is
+used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
+here on the host's clock since ``go``, says it cannot finish within its time limit (it would fail anyway).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +38,50 @@ import psutil
 
 from harness.isolation import limits
 from harness.isolation import sandbox
-from harness.isolation import sandbox_server
+from harness.isolation import sandbox_command, sandbox_server
 from harness.contract import EntryMetadata
-from harness.isolation.exchange import READY_FILE, hand_over, head_and_tail
+from harness.isolation.exchange import READY_FILE, hand_over, head_and_tail, read_progress
 
 GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
 LOG_FILE = "entry.log"
+PROGRESS_SECONDS = 0.1      # how often the entry's count of images done is read
+ESTIMATE_AFTER_SECONDS = 2.0  # the speed must have been seen for this long since go before it can stop an entry
+ESTIMATE_MARGIN = 1.2       # ... and the estimate must exceed the time limit by this factor
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an entry has got: images done (the entry's own count, capped at the total) of the total, and the
+    seconds left at the speed timed on the host's clock since go (None until a first batch is done)."""
+    done: int
+    total: int
+    seconds_left: float | None = None
+
+
+def describe(name: str, progress: Progress) -> str:
+    """One entry's progress in a few words: "resnet18: 1,280/10,100 images, about 29 min left"."""
+    left = progress.seconds_left
+    soon = f", about {duration(left)} left" if left and progress.done < progress.total else ""
+    return f"{name}: {progress.done:,}/{progress.total:,} images{soon}"
+
+
+def duration(seconds: float) -> str:
+    """A duration in the words a person reads at a glance: 45 s, 12 min, 2.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def over_time(needed: float, rate: float, total: int, timeout: float, device: str) -> str:
+    """The sentence that stops an entry that cannot finish in time: the estimate and the ways out."""
+    where = "GPU" if device == "cuda" else "CPU"
+    return (f"needs about {duration(needed)} on this {where} ({rate:,.1f} images/s for {total:,} images), over its "
+            f"time limit of {duration(timeout)}, and was stopped early; make the model faster, raise the time limit, "
+            "run it on a GPU, or on a cluster.")
 
 
 @dataclass
@@ -87,7 +128,7 @@ def missing_protections(sandboxed: bool, uid: int | None) -> tuple[str, ...]:
 
 def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
            batch_size: int | None, memory_limit: int, cpu_seconds: int, tasks: int, file_size: int,
-           uid: int | None) -> None:
+           uid: int | None, gpu_memory: int | None) -> None:
     os.setsid()  # own session and process group: nothing the entry starts keeps the harness's terminal
     log = os.open(os.path.join(out_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
@@ -100,7 +141,7 @@ def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir
         limits.become_user(uid, keep_reading=True)
     limits.die_with_parent()  # a harness killed with -9 takes its fork server along, and the entry with it
     from harness.isolation import worker
-    worker.main(folder, metadata, inputs, out_dir, device, batch_size)
+    worker.main(folder, metadata, inputs, out_dir, device, batch_size, gpu_memory)
     os._exit(0)  # skip atexit hooks an entry may have registered
 
 
@@ -154,6 +195,10 @@ class _ForkedJob:
 
     def go(self) -> None:
         hand_over(self.inputs, self.staged)
+
+    def progress(self) -> int:
+        """The entry's own count of images done (shown, never ranked)."""
+        return read_progress(self.out_dir)
 
     def processes(self) -> list[psutil.Process]:
         """The entry's process and everything it started, orphans included (the fork server adopts them)."""
@@ -233,20 +278,58 @@ class _Watched:
     timed: float | None          # from go to the process's exit, if it got that far
 
 
-def _watch(job, timeout: float, memory_limit: int) -> _Watched:
+class _Estimate:
+    """Progress from the entry's count of images done, at a speed timed on the host's clock since go; says when
+    the whole run would take longer than the time limit."""
+
+    def __init__(self, total: int, timeout: float, device: str, on_progress: Callable[[Progress], None] | None):
+        self.total, self.timeout, self.device, self.on_progress = total, timeout, device, on_progress
+        self.done, self.read_at = 0, float("-inf")
+
+    def update(self, job, now: float, started: float, went: float, final: bool = False) -> str | None:
+        """Read the count (every PROGRESS_SECONDS, or now when ``final``); report it when it grew, and return the
+        sentence that stops the entry when it cannot finish in time."""
+        if not final and now - self.read_at < PROGRESS_SECONDS:
+            return None
+        self.read_at = now
+        done = min(job.progress(), self.total)
+        if done <= self.done or now <= went:
+            return None
+        self.done = done
+        rate = done / (now - went)  # images per second since go, on this clock
+        left = (self.total - done) / rate
+        if self.on_progress:
+            self.on_progress(Progress(done, self.total, 0.0 if final else left))
+        needed = now - started + left
+        if (not final and done < self.total and now - went >= ESTIMATE_AFTER_SECONDS
+                and needed > self.timeout * ESTIMATE_MARGIN):
+            return over_time(needed, rate, self.total, self.timeout, self.device)
+        return None
+
+
+def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str = "cpu",
+           on_progress: Callable[[Progress], None] | None = None) -> _Watched:
     """Poll the entry until it ends or breaks a limit; hand over its images once it says it is ready and time it
-    from then until its process exits (the exit wakes the wait at once, so the clock stops without polling)."""
+    from then until its process exits (the exit wakes the wait at once, so the clock stops without polling).
+
+    Once it has the images, the entry's count of images done (of ``total``) is reported to ``on_progress`` and
+    stops it early when, at its speed so far, it would need more than its time limit."""
     started = time.perf_counter()
     peak, reason, went = 0, None, None
     procs, listed_at = [], float("-inf")
+    estimate = _Estimate(total, timeout, device, on_progress)
     while True:
         if job.wait(POLL_SECONDS):
             ended = time.perf_counter()
+            if went is not None:
+                estimate.update(job, ended, started, went, final=True)
             break
         elapsed = time.perf_counter() - started
         if went is None and job.ready():
             job.go()
             went = time.perf_counter()
+            if on_progress:
+                on_progress(Progress(0, total))
         if not procs or elapsed - listed_at >= LIST_SECONDS:
             # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
             procs, listed_at = job.processes(), elapsed
@@ -260,6 +343,8 @@ def _watch(job, timeout: float, memory_limit: int) -> _Watched:
         elif elapsed > timeout:
             reason = (f"took longer than its time limit of {timeout:g} s and was stopped; make the model faster or "
                       "raise the time limit.")
+        elif went is not None and total:
+            reason = estimate.update(job, time.perf_counter(), started, went)
         if reason:
             job.kill()
             job.wait(5)
@@ -271,7 +356,7 @@ def _watch(job, timeout: float, memory_limit: int) -> _Watched:
 
 def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, device: str,
                   batch_size: int | None, memory_limit: int, cpu_seconds: int, preload_torchvision: bool,
-                  uid: int | None) -> _ForkedJob:
+                  uid: int | None, gpu_memory: int | None = None) -> _ForkedJob:
     """Fork the entry from multiprocessing's fork server; its images are staged in a folder of their own only at
     go. Under a root harness its output folder belongs to the user it runs as."""
     ctx = context(preload_torchvision)
@@ -284,7 +369,7 @@ def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path]
     tasks = sandbox.tasks_of(os.getuid() if uid is None else uid) + sandbox.TASK_HEADROOM
     proc = ctx.Process(target=_child, args=(str(folder), metadata, {k: str(v) for k, v in staged.items()},
                                             str(out_dir), device, batch_size, memory_limit, cpu_seconds, tasks,
-                                            sandbox_server.FILE_LIMIT, uid),
+                                            sandbox_server.FILE_LIMIT, uid, gpu_memory),
                        daemon=True)
     with _main_module_hidden():
         proc.start()
@@ -297,34 +382,48 @@ def needs_torchvision(entries) -> bool:
                for e in entries if (e.folder / "model.py").is_file())
 
 
-def prestart(preload_torchvision: bool = False) -> None:
+def likely_device(requested: str) -> str:
+    """Where entries will run, guessed without importing torch (for starting the sandbox early): "cuda" when asked
+    for, or for "auto" when an NVIDIA GPU's device file exists; the run resolves it for certain later
+    (``harness.isolation.prediction.resolve_device``), and the sandbox restarts if the guess was wrong."""
+    if requested == "auto":
+        return "cuda" if any(d[len("/dev/nvidia"):].isdigit() for d in sandbox_command.gpu_devices()) else "cpu"
+    return requested
+
+
+def prestart(preload_torchvision: bool = False, device: str = "cpu") -> None:
     """Start the shared sandbox without waiting (its server imports torch: seconds) while the caller loads the
     datasets; the first entry then finds it ready. Call it from the thread that runs the entries."""
     with _job_lock:
-        sandbox.prestart(["torchvision"] if preload_torchvision else [])
+        sandbox.prestart(["torchvision"] if preload_torchvision else [], likely_device(device))
 
 
 def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, *,
-                 device: str = "auto", timeout: float = 300.0, memory_limit: int = 8 * GIB,
+                 device: str = "cpu", timeout: float = 300.0, memory_limit: int = 8 * GIB,
                  batch_size: int | None = None, preload_torchvision: bool = False,
-                 sandboxed: bool | None = None) -> Outcome:
+                 sandboxed: bool | None = None, gpu_memory: int | None = None, total: int = 0,
+                 on_progress: Callable[[Progress], None] | None = None) -> Outcome:
     """Evaluate one entry in a fresh child process and say how it ended.
 
-    ``sandboxed``: None uses the bubblewrap sandbox where it works (else a plain process, with one
-    warning); False never uses it; True requires it (RuntimeError where it cannot run).
+    ``device`` is "cpu" or "cuda", resolved before any limit applies. ``sandboxed``: None uses the bubblewrap
+    sandbox where it works (else a plain process, with one warning); False never uses it; True requires it
+    (RuntimeError where it cannot run). ``total`` images are handed over; ``on_progress`` hears how many are done.
     """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"run_isolated needs a resolved device, cpu or cuda, not {device!r}.")
     shutil.rmtree(out_dir, ignore_errors=True)  # nothing an earlier call left may pass for this one's result
     out_dir.mkdir(parents=True)
     preload = ["torchvision"] if preload_torchvision else []
     cpu = limits.cpu_seconds(timeout)
     uid = entry_user()
     with _job_lock:
-        box = None if sandboxed is False else sandbox.shared(preload)
+        box = None if sandboxed is False else sandbox.shared(preload, device)
         if sandboxed and box is None:
             raise RuntimeError(f"the sandbox cannot run here: {sandbox.unavailable_reason()}")
         if box is not None:
             try:
-                job = box.start(folder, metadata, inputs, device, batch_size, memory_limit, timeout, preload)
+                job = box.start(folder, metadata, inputs, device, batch_size, memory_limit, timeout, preload,
+                                gpu_memory)
             except (sandbox.SandboxError, OSError) as exc:
                 box.close()
                 return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
@@ -332,12 +431,12 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
         else:
             try:
                 job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
-                                    preload_torchvision, uid)
+                                    preload_torchvision, uid, gpu_memory)
             except (OSError, psutil.Error) as exc:
                 return Outcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
                                seconds=0.0, peak_rss=0, log="", protections=missing_protections(False, uid))
         try:
-            watched = _watch(job, timeout, memory_limit)
+            watched = _watch(job, timeout, memory_limit, total, device, on_progress)
             job.finish(out_dir)
         except sandbox.SandboxError as exc:
             box.close()

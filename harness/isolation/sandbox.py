@@ -34,7 +34,7 @@ import psutil
 from harness.isolation.limits import cpu_seconds
 from harness.isolation.sandbox_command import command
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
-from harness.isolation.exchange import READY_FILE, copy_log, hand_over
+from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_progress
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
 COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out
@@ -128,6 +128,10 @@ class Job:
     def go(self) -> None:
         hand_over(self.inputs, self.staged)
 
+    def progress(self) -> int:
+        """The entry's own count of images done (shown, never ranked)."""
+        return read_progress(self.box.root / "out")
+
     def wait(self, seconds: float) -> bool:
         """True once the server reports that the entry's process has exited."""
         if self.exitcode is None:
@@ -158,9 +162,11 @@ class Job:
 class Sandbox:
     """A running bwrap sandbox with the fork server inside it."""
 
-    def __init__(self, preload: list[str], wait: bool = True, as_root: bool | None = None):
+    def __init__(self, preload: list[str], wait: bool = True, as_root: bool | None = None, device: str = "cpu"):
         """``as_root`` (default: whether this process is root) picks the layout: entries drop to nobody, or they
-        keep the caller's identity in a user namespace. Root can ask for the second one to test it."""
+        keep the caller's identity in a user namespace. Root can ask for the second one to test it. ``device``
+        ("cpu" or "cuda"): where its entries run; only "cuda" lets them reach the GPU."""
+        self.device = device
         self.as_root = os.getuid() == 0 if as_root is None else as_root
         self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.store.leftovers
         self.uid = entry_uid(self.as_root)
@@ -171,7 +177,7 @@ class Sandbox:
             os.chown(self.root / "out", NOBODY, NOBODY)
         self.preloaded = set(preload)
         with open(self.root / "server.log", "wb") as log:  # the server's own messages (never the entries')
-            self.proc = subprocess.Popen(command(self.root, self.as_root) + preload, stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(command(self.root, self.as_root, device) + preload, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=log)
         self._buffer = b""
         self.closed = False
@@ -223,7 +229,7 @@ class Sandbox:
         return json.loads(line)
 
     def start(self, folder: Path, metadata, inputs: dict[str, Path], device: str, batch_size: int | None,
-              memory_limit: int, timeout: float, preload: list[str]) -> Job:
+              memory_limit: int, timeout: float, preload: list[str], gpu_memory: int | None = None) -> Job:
         """Stage one entry's folder and images, then fork its process inside the sandbox."""
         self.clear()  # nothing of an earlier entry may remain, even after an interrupted run
         staged = self.root / "entries" / folder.name
@@ -231,7 +237,7 @@ class Sandbox:
         _make_readable(staged)
         names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (Job.go)
         job = {"folder": f"{ENTRIES}/{folder.name}", "metadata": metadata, "inputs": names, "device": device,
-               "batch_size": batch_size, "memory_limit": memory_limit, "cpu_seconds": cpu_seconds(timeout),
+               "batch_size": batch_size, "gpu_memory": gpu_memory, "memory_limit": memory_limit, "cpu_seconds": cpu_seconds(timeout),
                "tasks": tasks_of(self.uid) + TASK_HEADROOM, "preload": [m for m in preload if m not in self.preloaded]}
         self.preloaded.update(preload)
         self.proc.stdin.write(base64.b64encode(pickle.dumps(job)) + b"\n")
@@ -273,18 +279,19 @@ _unavailable: str | None = None
 
 def unavailable_reason() -> str | None:
     """Why entries cannot be sandboxed here (None when they can); starts the sandbox to find out."""
-    shared([])
+    shared([], _box.device if _box is not None else "cpu")
     return _unavailable
 
 
-def shared(preload: list[str]) -> Sandbox | None:
-    """This process's sandbox, started on first use; None (with one warning) where bubblewrap cannot run."""
+def shared(preload: list[str], device: str = "cpu") -> Sandbox | None:
+    """This process's sandbox for entries on ``device``, started on first use (again when the device differs);
+    None (with one warning) where bubblewrap cannot run."""
     global _box
-    if _box is not None and (_box.closed or (_box.ready and _box.proc.poll() is not None)):
+    if _box is not None and (_box.closed or (_box.ready and _box.proc.poll() is not None) or _box.device != device):
         _box.close()
         _box = None
     if _box is None:
-        _spawn(preload)
+        _spawn(preload, device)
     if _box is not None and not _box.ready:
         try:
             _box.wait_ready()
@@ -294,16 +301,16 @@ def shared(preload: list[str]) -> Sandbox | None:
     return _box
 
 
-def prestart(preload: list[str]) -> None:
+def prestart(preload: list[str], device: str = "cpu") -> None:
     """Start this process's sandbox without waiting for it: its server imports torch while the caller works.
 
     It must be called from the thread that will use the sandbox (bwrap's --die-with-parent follows the thread).
     """
     if _box is None:
-        _spawn(preload)
+        _spawn(preload, device)
 
 
-def _spawn(preload: list[str]) -> None:
+def _spawn(preload: list[str], device: str = "cpu") -> None:
     global _box
     if _unavailable is not None:
         return
@@ -313,7 +320,7 @@ def _spawn(preload: list[str]) -> None:
         _mark_unavailable("bubblewrap (bwrap) is not installed")
     else:
         try:
-            _box = Sandbox(preload, wait=False)
+            _box = Sandbox(preload, wait=False, device=device)
             atexit.register(_box.close)
         except (SandboxError, OSError) as exc:
             _mark_unavailable(f"bubblewrap failed to start ({exc})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +21,25 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so
 PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL")
 HARNESS_DIR = Path(__file__).resolve().parents[1]  # the whole harness package
 STAND_IN_UID = 1000  # who entries are inside when root runs the non-root layout
+GPU_DEVICE = re.compile(r"/dev/nvidia(\d+|ctl|-uvm|-uvm-tools|-modeset)")  # what CUDA opens, and nothing else
+
+
+def gpu_devices() -> list[str]:
+    """The NVIDIA device files present on this machine."""
+    return sorted(glob.glob("/dev/nvidia*"))
+
+
+def gpu_binds(device: str, present: list[str]) -> list[str]:
+    """The bwrap arguments that let an entry on ``device`` reach the GPU: for "cuda", the GPUs and the control,
+    unified-memory and mode-setting devices among the /dev entries ``present`` (others such as nvidia-caps stay
+    out), then /sys read-only (CUDA reads the PCI topology there); for "cpu", nothing."""
+    if device != "cuda":
+        return []
+    args = []
+    for dev in sorted(present):
+        if GPU_DEVICE.fullmatch(dev):
+            args += ["--dev-bind", dev, dev]
+    return args + (["--ro-bind", "/sys", "/sys"] if args else [])
 
 
 def python_paths() -> list[str]:
@@ -33,8 +53,9 @@ def python_paths() -> list[str]:
     return [str(p) for p in kept]
 
 
-def command(root: Path, as_root: bool) -> list[str]:
-    """The bwrap command line that starts the server with ``root``'s entries/, in/ and out/ mounted."""
+def command(root: Path, as_root: bool, device: str = "cpu") -> list[str]:
+    """The bwrap command line that starts the server with ``root``'s entries/, in/ and out/ mounted, and the GPU
+    only when entries run on ``device`` "cuda"."""
     args = [shutil.which("bwrap") or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
     if as_root:  # stay in the host's user namespace so that the child can drop to a real unprivileged uid
@@ -58,11 +79,7 @@ def command(root: Path, as_root: bool) -> list[str]:
     for path in binds:
         args += ["--ro-bind", path, path]
     args += ["--dev", "/dev", "--proc", "/proc"]
-    gpus = sorted(glob.glob("/dev/nvidia*"))
-    for dev in gpus:
-        args += ["--dev-bind", dev, dev]
-    if gpus:
-        args += ["--ro-bind", "/sys", "/sys"]
+    args += gpu_binds(device, gpu_devices())
     args += ["--ro-bind", str(root / "entries"), ENTRIES, "--ro-bind", str(root / "in"), INPUTS,
              "--bind", str(root / "out"), OUT, "--chdir", OUT,
              "--remount-ro", "/",  # the sandbox's own root: as a non-root caller, the entry's user would own it

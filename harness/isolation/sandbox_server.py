@@ -44,7 +44,8 @@ def entry_child(job: dict, protocol: int) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         from harness.isolation import worker
-        worker.main(job["folder"], job["metadata"], job["inputs"], OUT, job["device"], job["batch_size"])
+        worker.main(job["folder"], job["metadata"], job["inputs"], OUT, job["device"], job["batch_size"],
+                    job.get("gpu_memory"))
         code = 0
     except BaseException:
         import traceback

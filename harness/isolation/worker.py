@@ -28,7 +28,7 @@ import torch
 
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
-from harness.isolation.exchange import GO_FILE, READY_FILE
+from harness.isolation.exchange import GO_FILE, PROGRESS_FILE, READY_FILE, write_progress
 from harness.entries.loading import EntryError, load_model, set_eval
 
 CPU_BATCH = 128
@@ -83,10 +83,25 @@ def to_device(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     return moved.float().div_(255) if images.dtype == torch.uint8 else moved.float()
 
 
-def run_batches(model, resident: torch.Tensor, batch_size: int, where: str) -> np.ndarray:
+class Counter:
+    """Images done so far over every set, rewritten after each batch in the output folder's progress file, which
+    the host reads to show progress and to stop an entry that cannot finish in time (never to rank it). On CUDA a
+    batch counts once it is queued."""
+
+    def __init__(self, out_dir: Path):
+        self.fd = os.open(out_dir / PROGRESS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        self.done = 0
+
+    def add(self, images: int) -> None:
+        self.done += images
+        write_progress(self.fd, self.done)
+
+
+def run_batches(model, resident: torch.Tensor, batch_size: int, where: str, counter: Counter | None = None) -> np.ndarray:
     """Forward every image once, in order, from images already on the device; outputs come back in one copy.
 
-    On a CUDA out-of-memory error the batch is halved and the same images are tried again.
+    On a CUDA out-of-memory error the batch is halved and the same images are tried again. ``counter`` counts the
+    images done after each batch.
     """
     device = resident.device
     outputs = []
@@ -105,6 +120,8 @@ def run_batches(model, resident: torch.Tensor, batch_size: int, where: str) -> n
                 continue
             outputs.append(check_output(out, len(batch), where))
             start += len(batch)
+            if counter is not None:
+                counter.add(len(batch))
         result = torch.cat(outputs) if outputs else torch.zeros((0, TASK.num_classes))
         if not torch.isfinite(result).all():
             raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its normalisation.")
@@ -171,14 +188,25 @@ def wait_for_go(out_dir: Path, go: Path) -> None:
         time.sleep(GO_POLL_SECONDS)
 
 
+def cap_gpu_memory(dev: torch.device, gpu_memory: int | None) -> str:
+    """Cap what this process may allocate on the GPU (before the model loads), and say so in a few words."""
+    if dev.type != "cuda" or not gpu_memory:
+        return ""
+    total = torch.cuda.get_device_properties(dev).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(gpu_memory / total, 1.0), dev)
+    return f", ≤{min(gpu_memory, total) / 1024 ** 3:.0f} GiB"
+
+
 def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,
-                    device: str = "auto", batch_size: int | None = None) -> dict:
+                    device: str = "auto", batch_size: int | None = None, gpu_memory: int | None = None) -> dict:
     """Load the entry, warm it up, wait for the host's go, then write ``outputs_<name>.npy`` for every input.
 
-    The input files exist only once the host has written ``go`` beside them. Returns the summary it also saves
-    (device and batch size; nothing in it is ranked).
+    The input files exist only once the host has written ``go`` beside them. On CUDA the process may allocate at
+    most ``gpu_memory`` bytes of the GPU. Returns the summary it also saves (device and batch size; nothing in it
+    is ranked).
     """
     dev = pick_device(device)
+    capped = cap_gpu_memory(dev, gpu_memory)
     model = set_eval(load_model(folder, metadata).to(dev))
     batch_size = batch_size or (CUDA_BATCH if dev.type == "cuda" else CPU_BATCH)
     probe = host_tensor(probe_images(batch_size).numpy(), dev)
@@ -189,6 +217,7 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
         layout = probe_layout(model, probe, batch_size, "the warm-up images")
     if inputs:
         wait_for_go(out_dir, next(iter(inputs.values())).parent / GO_FILE)
+    counter = Counter(out_dir)
     for name, path in inputs.items():
         raw = np.load(path, allow_pickle=False)
         if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != TASK.input_shape:
@@ -196,9 +225,9 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
         resident = to_device(host_tensor(raw, dev), dev)
         if layout is not None:
             resident = resident.contiguous(memory_format=layout)
-        outputs = run_batches(model, resident, batch_size, f"the {name} images")
+        outputs = run_batches(model, resident, batch_size, f"the {name} images", counter)
         np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)
-    shown = f"{dev}, channels-last" if layout == torch.channels_last else str(dev)
+    shown = (f"{dev}, channels-last" if layout == torch.channels_last else str(dev)) + capped
     return {"status": "ok", "device": shown, "batch_size": batch_size}
 
 
@@ -275,7 +304,7 @@ class CappedLog(io.TextIOBase):
 
 
 def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
-         batch_size: int | None) -> None:
+         batch_size: int | None, gpu_memory: int | None = None) -> None:
     """Child-process entry point: always leaves a result.json unless the process is killed."""
     out = Path(out_dir)
     pid = os.getpid()
@@ -283,7 +312,8 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
     log = CappedLog()
     sys.stdout = sys.stderr = log
     try:
-        result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size)
+        result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size,
+                                 gpu_memory)
     except EntryError as exc:
         result = {"status": "failed", "error": str(exc)}
     except SystemExit as exc:

@@ -9,6 +9,7 @@ An invalid file raises one :class:`CompetitionConfigError` sentence naming the k
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -26,9 +27,13 @@ METRICS = {"guest_accuracy": ("guest", "accuracy", True), "mnist_accuracy": ("mn
            "params": (None, "params", False), "images_per_second": (None, "images_per_second", True)}
 PRIMARY_METRICS = ("guest_accuracy", "mnist_accuracy")
 ENTRIES_PER_MEMBER = ("one", "several")
-KEYS = {"title", "deadline", "timezone", "reveal", "entries_per_member", "max_entry_gb", "ranking"}
+KEYS = {"title", "deadline", "timezone", "reveal", "entries_per_member", "max_entry_gb", "ranking", "limits"}
 GB = 1_000_000_000
 RANKING_KEYS = {"primary", "tie_break"}
+LIMITS_KEYS = {"timeout", "seconds_per_1000_images"}
+DEFAULT_TIMEOUT = 300.0  # seconds per entry when neither the command line nor the rules set one
+UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60, "minute": 60, "minutes": 60,
+         "h": 3600, "hour": 3600, "hours": 3600}
 
 
 class CompetitionConfigError(HarnessError):
@@ -45,7 +50,15 @@ class Competition:
     tie_break: tuple[str, ...] = ("mnist_accuracy",)
     entries_per_member: str = "several"       # one | several
     max_entry_gb: float = 2.0                 # an entry whose files take more fails unread (GB = 10^9 bytes)
+    timeout: float | None = None              # [limits] seconds per entry (loading, warm-up, all its images)
+    seconds_per_1000_images: float | None = None  # [limits] or this many seconds per 1,000 images handed over
     source: str = "built-in defaults"
+
+    def time_limit(self, images: int) -> float:
+        """The seconds each entry may take to predict ``images`` images (all sets together), by the rules."""
+        if self.seconds_per_1000_images is not None:
+            return self.seconds_per_1000_images * images / 1000
+        return self.timeout if self.timeout is not None else DEFAULT_TIMEOUT
 
     @property
     def max_entry_bytes(self) -> int:
@@ -68,7 +81,8 @@ class Competition:
         return {"title": self.title, "deadline": self.deadline.isoformat() if self.deadline else None,
                 "timezone": self.timezone, "reveal": self.reveal, "primary": self.primary,
                 "tie_break": list(self.tie_break), "entries_per_member": self.entries_per_member,
-                "max_entry_gb": self.max_entry_gb, "source": self.source}
+                "max_entry_gb": self.max_entry_gb, "timeout": self.timeout,
+                "seconds_per_1000_images": self.seconds_per_1000_images, "source": self.source}
 
     def guest_revealed(self, organiser_flag: bool, now_utc: datetime | None = None) -> bool:
         """Whether guest results may be shown, given the organiser's reveal button state."""
@@ -151,6 +165,7 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
     max_gb = data.get("max_entry_gb", Competition.max_entry_gb)
     if isinstance(max_gb, bool) or not isinstance(max_gb, (int, float)) or not 0 < max_gb < float("inf"):
         raise fail(f"'max_entry_gb' = {max_gb!r} must be a positive number of gigabytes, such as 2 or 0.5.")
+    timeout, per_1000 = _limits(data.get("limits", {}), fail)
     primary = ranking.get("primary", "guest_accuracy")
     if primary not in PRIMARY_METRICS:
         raise fail(f"ranking.primary = {primary!r} must be one of {', '.join(PRIMARY_METRICS)}.")
@@ -164,7 +179,44 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
         raise fail(f"ranking.tie_break repeats the primary metric {primary!r}; remove it.")
     return Competition(title=title.strip(), deadline=deadline, timezone=zone, reveal=reveal, primary=primary,
                        tie_break=tuple(tie_break), entries_per_member=per_member, max_entry_gb=float(max_gb),
-                       source=source)
+                       timeout=timeout, seconds_per_1000_images=per_1000, source=source)
+
+
+def _limits(limits, fail) -> tuple[float | None, float | None]:
+    """[limits]: a time per entry (``timeout``: seconds, or a string such as "20 min") or per 1,000 images."""
+    if not isinstance(limits, dict):
+        raise fail("'limits' must be a table ([limits] with timeout = \"20 min\" or seconds_per_1000_images = 240).")
+    unknown = sorted(set(limits) - LIMITS_KEYS)
+    if unknown:
+        raise fail(f"unknown key limits.{unknown[0]}; the keys are timeout and seconds_per_1000_images.")
+    if len(limits) > 1:
+        raise fail("limits.timeout and limits.seconds_per_1000_images both set the time limit; keep one of them.")
+    timeout = limits.get("timeout")
+    if timeout is not None:
+        seconds = _seconds(timeout)
+        if seconds is None:
+            raise fail(f"limits.timeout = {timeout!r} is not a duration; write seconds (600) or a string such as "
+                       "\"20 min\", \"90 s\" or \"1.5 h\".")
+        timeout = seconds
+    per_1000 = limits.get("seconds_per_1000_images")
+    if per_1000 is not None:
+        if isinstance(per_1000, bool) or not isinstance(per_1000, (int, float)) or not 0 < per_1000 < float("inf"):
+            raise fail(f"limits.seconds_per_1000_images = {per_1000!r} must be a positive number of seconds, "
+                       "such as 240.")
+        per_1000 = float(per_1000)
+    return timeout, per_1000
+
+
+def _seconds(value) -> float | None:
+    """A positive duration in seconds from a number of seconds or a string "<number> <unit>", else None."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", value.lower())
+        if not match or match.group(2) not in UNITS:
+            return None
+        value = float(match.group(1)) * UNITS[match.group(2)]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        return None
+    return float(value)
 
 
 def _deadline(value, zone: str | None, fail) -> datetime | None:

@@ -250,4 +250,5 @@ def latest_run(engine: Engine) -> dict | None:
             return None
         done = session.scalar(select(func.count(Evaluation.id)).where(Evaluation.run_id == run.id))
         return {"id": run.id, "started_at": run.started_at, "finished_at": run.finished_at, "status": run.status,
-                "evaluations": int(done), "argv": list(run.argv or [])}
+                "evaluations": int(done), "argv": list(run.argv or []), "device": run.device,
+                "progress": run.progress}

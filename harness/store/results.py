@@ -135,7 +135,15 @@ def start_run(engine: Engine, device: str, argv: list[str]) -> int:
 def finish_run(engine: Engine, run_id: int, status: str = "finished") -> None:
     with Session(engine) as session, session.begin():
         run = session.get(Run, run_id)
-        run.finished_at, run.status = utcnow(), status
+        run.finished_at, run.status, run.progress = utcnow(), status, None
+
+
+def note_progress(engine: Engine, run_id: int, entry: str, done: int, total: int, seconds_left: float | None) -> None:
+    """Where the run is: ``entry`` has done ``done`` of ``total`` images, about ``seconds_left`` to go."""
+    with Session(engine) as session, session.begin():
+        session.get(Run, run_id).progress = {
+            "entry": entry, "done": int(done), "total": int(total), "at": utcnow().isoformat(),
+            "seconds_left": None if seconds_left is None else round(float(seconds_left), 1)}
 
 
 def find_evaluation(engine: Engine, eval_key: str) -> int | None:

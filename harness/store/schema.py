@@ -168,6 +168,8 @@ class Run(Base):
     host: Mapped[Optional[str]] = mapped_column(String(255))
     pid: Mapped[Optional[int]]
     process_started_at: Mapped[Optional[datetime]]
+    # the entry being evaluated now: {"entry", "done", "total", "seconds_left", "at"} (shown, never ranked)
+    progress: Mapped[Optional[dict[str, Any]]]
 
 
 class Evaluation(Base):
