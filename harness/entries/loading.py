@@ -153,7 +153,7 @@ def describe_mismatch(state: dict[str, torch.Tensor], model: nn.Module, others: 
     change = _prefix_change(saved, wanted)
     if change:
         extra, prefix = change
-        example = min(saved, key=len)
+        example = min(saved, key=lambda k: (len(k), k))
         shown = f"'{example}' in the weights, '{prefix + example[len(extra):]}' in {name}"
         if extra and prefix:
             how = (f"every key starts with '{extra}' in the weights but '{prefix}' in {name} ({shown}); rename the "
