@@ -69,3 +69,14 @@ def test_an_entry_over_the_time_limit_is_told_the_flag(tmp_path, means, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["error: spins: took longer than its time limit of 3 s and was stopped; make the model faster or raise "
                      "the time limit.", "  time limit: --timeout (now 3 s)"]
+
+
+def test_a_model_that_needs_3_channels_is_told_the_adapter(tmp_path, mnist_dir, mnist_test, means, capsys):
+    three = with_forward("return self.scale * self.fc(x[:, 2].flatten(1) - 0.5)")  # reads the third channel
+    folder = write_entry(tmp_path, "rgb", code=three, weights=template_weights(means))
+    assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    expected = (template_predictions(mnist_test.images[:500], means) == mnist_test.labels[:500]).mean()
+    assert lines[0].startswith("error: rgb: IndexError in the model (model.py line 16)")
+    assert lines[1] == (f"  with 3 channels it runs and reads {100 * expected:.1f}% of these images: add "
+                        "`InputAdapter(channels=3)` in front of it (see 'Input' in submissions/README.md).")
