@@ -177,11 +177,11 @@ def test_weights_of_another_class_in_model_py_name_it(tmp_path, mnist_dir, basel
 
 @pytest.mark.parametrize(("saved", "model", "expected"), [
     ({"model.fc.weight": (10, 4), "model.fc.bias": (10,)}, "fc",
-     "every key in the weights starts with 'model.', which M's keys lack ('model.fc.bias' in the weights, 'fc.bias' "
-     "in M): they were saved from a wrapper; save the state_dict of the inner model, the one M builds."),
+     ("every key in the weights starts with 'model.', which M's keys lack ('model.fc.bias' in the weights, 'fc.bias' "
+      "in M): they were saved from a wrapper; save the state_dict of the inner model, the one M builds.")),
     ({"backbone.fc.weight": (10, 4), "backbone.fc.bias": (10,)}, "net",
-     "every key starts with 'backbone.' in the weights but 'net.' in M ('backbone.fc.bias' in the weights, "
-     "'net.fc.bias' in M); rename the attribute in M or save the weights again from the model you load."),
+     ("every key starts with 'backbone.' in the weights but 'net.' in M ('backbone.fc.bias' in the weights, "
+      "'net.fc.bias' in M); rename the attribute in M or save the weights again from the model you load.")),
 ])
 def test_prefix_patterns_either_way(saved, model, expected):
     class M(nn.Module):
