@@ -26,11 +26,28 @@ def test_broken_entry_exits_nonzero_with_reason(tmp_path, mnist_dir, means, caps
     assert out.startswith("error: fixed-batch: RuntimeError in the model (model.py line 16)")
 
 
-def test_mis_normalised_entry_gets_a_warning(tmp_path, mnist_dir, means, capsys):
+def test_an_inverted_entry_is_told_the_adapter_and_the_accuracy_it_gives(tmp_path, mnist_dir, mnist_test, means,
+                                                                         capsys):
     inverted = with_forward("return self.scale * self.fc((1 - x).flatten(1) - 0.5)")
     folder = write_entry(tmp_path, "inverted", code=inverted, weights=template_weights(means))
     assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 0
-    assert "probably expects another input normalisation or polarity" in " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    images, labels = mnist_test.images[:500], mnist_test.labels[:500]
+    as_is = (template_predictions(255 - images, means) == labels).mean()  # what it reads: 1 - x
+    fixed = (template_predictions(images, means) == labels).mean()
+    assert as_is < 0.5 < fixed
+    assert (f"diagnosis: with inverted polarity (1-x: black ink on white) your model reads {100 * fixed:.1f}% of "
+            f"these images instead of {100 * as_is:.1f}%: add `InputAdapter(mean=1, std=-1)` in front of it") in out
+
+
+def test_no_convention_helps_a_model_that_cannot_read_digits(tmp_path, mnist_dir, means, capsys):
+    shuffled = means[[3, 4, 5, 6, 7, 8, 9, 0, 1, 2]]  # every class's template under another digit's name
+    folder = write_entry(tmp_path, "shuffled", weights=template_weights(shuffled))
+    assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "diagnosis" not in out
+    assert "warning: under 90% and none of the usual input conventions (normalisation, polarity, 0-255, size) does " \
+           "better" in out
 
 
 def test_not_a_folder(tmp_path, capsys):
@@ -52,3 +69,14 @@ def test_an_entry_over_the_time_limit_is_told_the_flag(tmp_path, means, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["error: spins: took longer than its time limit of 3 s and was stopped; make the model faster or raise "
                      "the time limit.", "  time limit: --timeout (now 3 s)"]
+
+
+def test_a_model_that_needs_3_channels_is_told_the_adapter(tmp_path, mnist_dir, mnist_test, means, capsys):
+    three = with_forward("return self.scale * self.fc(x[:, 2].flatten(1) - 0.5)")  # reads the third channel
+    folder = write_entry(tmp_path, "rgb", code=three, weights=template_weights(means))
+    assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    expected = (template_predictions(mnist_test.images[:500], means) == mnist_test.labels[:500]).mean()
+    assert lines[0].startswith("error: rgb: IndexError in the model (model.py line 16)")
+    assert lines[1] == (f"  with 3 channels it runs and reads {100 * expected:.1f}% of these images: add "
+                        "`InputAdapter(channels=3)` in front of it (see 'Input' in submissions/README.md).")

@@ -122,6 +122,16 @@ def read_metadata(folder: Path) -> EntryMetadata:
     return EntryMetadata(**data)
 
 
+@dataclass(frozen=True)
+class TrialMetadata(EntryMetadata):
+    """An entry's metadata plus an input convention to try in front of its model: ``load_model`` then returns
+    ``nn.Sequential(InputAdapter(**adapter), model)``. Only ``harness.check`` builds one, to diagnose a model that
+    expects another input; entry.toml cannot set ``adapter`` (``read_metadata`` knows EntryMetadata's keys only),
+    so ranked evaluations always run the entry as it is."""
+
+    adapter: dict | None = None  # InputAdapter's keyword arguments
+
+
 def real_file(folder: Path, name: str) -> Path | None:
     """``folder / name`` when it is a regular file inside ``folder`` reached through no symbolic link, else None.
 

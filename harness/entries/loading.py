@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import pickle
-import re
 import sys
 import uuid
 from pathlib import Path
@@ -13,8 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from harness.adapters import InputAdapter
 from harness.contract import CLASS_NAMES, CODE_FILE, EXPORT_FILE, EntryMetadata
-from harness.entries.discovery import real_file, weights_file
+from harness.entries.discovery import TrialMetadata, real_file, weights_file
 
 
 class EntryError(Exception):
@@ -113,22 +113,90 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return _unwrap_state_dict(obj, path)
 
 
-def describe_mismatch(message: str) -> str:
-    """One sentence out of load_state_dict's multi-line error."""
-    missing = re.search(r"Missing key\(s\) in state_dict: (.*?)\.\s*(?:\n|$|Unexpected)", message, re.S)
-    unexpected = re.search(r"Unexpected key\(s\) in state_dict: (.*?)\.\s*(?:\n|$|size)", message, re.S)
-    shapes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape (torch.Size\(\[.*?\]\)) from checkpoint, "
-                        r"the shape in current model is (torch.Size\(\[.*?\]\))", message)
+SHOWN_SHAPES = 3  # shape mismatches named in the one sentence
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return str(list(tensor.shape))
+
+
+def _prefix_change(weights: set[str], model: set[str]) -> tuple[str, str] | None:
+    """``(extra, wanted)`` when the weights' keys are the model's keys with the prefix ``wanted`` replaced by
+    ``extra`` (either may be empty, both end with a dot), else None."""
+    if not weights or len(weights) != len(model) or weights == model:
+        return None
+    first = min(weights)
+    tails = [first] + [first[i + 1:] for i, c in enumerate(first) if c == "."]  # longest first
+    for key in model:
+        tail = next((t for t in tails if key == t or key.endswith("." + t)), None)
+        if tail is None:
+            continue
+        extra, wanted = first[:len(first) - len(tail)], key[:len(key) - len(tail)]
+        if all(k.startswith(extra) for k in weights) and {wanted + k[len(extra):] for k in weights} == model:
+            return extra, wanted
+    return None
+
+
+def describe_mismatch(state: dict[str, torch.Tensor], model: nn.Module, others: dict[str, str] | None = None) -> str:
+    """One sentence that says why ``state`` does not fit ``model`` and how to fix it.
+
+    It names the pattern when there is one: every key under one prefix more or less (``net.``, ``module.``...),
+    the layers whose shapes differ, or (``others``: class name -> constructor call) another class in model.py that
+    the weights fit. ``load_model`` prints the full key lists into the entry's log (``harness.check --verbose``).
+    """
+    name = type(model).__name__
+    expected = model.state_dict()
+    saved, wanted = set(state), set(expected)
+    if others:
+        found, also = next(iter(others.items()))
+        return f"these weights fit class {found} in {CODE_FILE}, not {name}: set model_class = \"{found}\" in entry.toml{also}."
+    change = _prefix_change(saved, wanted)
+    if change:
+        extra, prefix = change
+        example = min(saved, key=lambda k: (len(k), k))
+        shown = f"'{example}' in the weights, '{prefix + example[len(extra):]}' in {name}"
+        if extra and prefix:
+            how = (f"every key starts with '{extra}' in the weights but '{prefix}' in {name} ({shown}); rename the "
+                   f"attribute in {name} or save the weights again from the model you load.")
+        elif prefix:
+            how = (f"every key of {name} starts with '{prefix}', which the weights' keys lack ({shown}): they were "
+                   f"saved from the inner module; save torch.save(model.state_dict(), ...) from the whole {name}.")
+        else:
+            how = (f"every key in the weights starts with '{extra}', which {name}'s keys lack ({shown}): they were "
+                   f"saved from a wrapper; save the state_dict of the inner model, the one {name} builds.")
+        return f"the weights do not fit the model: {how}"
+    if saved == wanted:
+        shapes = [(k, state[k], expected[k]) for k in expected if state[k].shape != expected[k].shape]
+        parts = [f"{k} is {_shape(a)} in the weights but {_shape(b)} in the model" for k, a, b in shapes[:SHOWN_SHAPES]]
+        more = f" and {len(shapes) - SHOWN_SHAPES} more" if len(shapes) > SHOWN_SHAPES else ""
+        return (f"the weights do not fit the model ({'; '.join(parts)}{more}); set the constructor arguments in "
+                "entry.toml to the ones you trained with, or save the state_dict of this exact model.")
+    missing, unexpected = sorted(wanted - saved), sorted(saved - wanted)
     parts = []
     if missing:
-        parts.append(f"missing keys {missing.group(1).strip()}")
+        parts.append(f"{len(missing)} missing key{'s' if len(missing) > 1 else ''} such as \"{missing[0]}\""
+                     if len(missing) > 1 else f"missing keys \"{missing[0]}\"")
     if unexpected:
-        parts.append(f"unexpected keys {unexpected.group(1).strip()}")
-    for name, saved, current in shapes[:3]:
-        parts.append(f"{name} is {saved[11:-1]} in the weights but {current[11:-1]} in the model")
-    detail = "; ".join(parts) or message.splitlines()[0]
-    return (f"the weights do not fit the model ({detail}); save the state_dict of this exact model, or set the "
-            "constructor arguments in entry.toml to the ones you trained with.")
+        parts.append(f"{len(unexpected)} unexpected keys such as \"{unexpected[0]}\""
+                     if len(unexpected) > 1 else f"unexpected keys \"{unexpected[0]}\"")
+    return (f"the weights do not fit the model ({'; '.join(parts)}); save the state_dict of this exact model, or "
+            "set the constructor arguments in entry.toml to the ones you trained with (python -m harness.check "
+            "--verbose lists every key).")
+
+
+def fitting_class(module, state: dict[str, torch.Tensor], metadata: EntryMetadata, tried: type) -> dict[str, str]:
+    """The first other nn.Module class in ``module`` that takes ``state`` strictly, built with entry.toml's
+    constructor arguments or with none: ``{name: what else to change in entry.toml}``, or ``{}``."""
+    for name, cls in model_classes(module).items():
+        if cls is tried:
+            continue
+        for kwargs in ([metadata.constructor, {}] if metadata.constructor else [{}]):
+            try:
+                cls(**kwargs).load_state_dict(state, strict=True)
+            except Exception:  # noqa: BLE001, S112 - any failure means: not this class, or not with these arguments
+                continue
+            return {name: " and remove its [constructor] table" if metadata.constructor and not kwargs else ""}
+    return {}
 
 
 def load_model(folder: Path, metadata: EntryMetadata, module_name: str | None = "submission_model") -> nn.Module:
@@ -140,11 +208,12 @@ def load_model(folder: Path, metadata: EntryMetadata, module_name: str | None = 
             raise EntryError(f"the entry has neither {CODE_FILE} nor {EXPORT_FILE}; add your model code and weights "
                              "(see submissions/README.md).")
         try:
-            return torch.export.load(str(export)).module()
+            return with_adapter(torch.export.load(str(export)).module(), metadata)
         except Exception as exc:
             raise EntryError(f"{EXPORT_FILE} is not a loadable torch.export archive ({type(exc).__name__}: {exc}); "
                              "write it with torch.export.save(torch.export.export(model, (x,)), 'model.pt2').") from exc
-    cls = find_class(import_code(folder, module_name), metadata.model_class)
+    module = import_code(folder, module_name)
+    cls = find_class(module, metadata.model_class)
     try:
         model = cls(**metadata.constructor)
     except TypeError as exc:
@@ -163,8 +232,16 @@ def load_model(folder: Path, metadata: EntryMetadata, module_name: str | None = 
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise EntryError(describe_mismatch(str(exc))) from exc
-    return model
+        print(f"{cls.__name__}.load_state_dict said: {exc}", file=sys.stderr)  # the full key lists, for --verbose
+        others = fitting_class(module, state, metadata, cls)
+        raise EntryError(describe_mismatch(state, model, others)) from exc
+    return with_adapter(model, metadata)
+
+
+def with_adapter(model: nn.Module, metadata: EntryMetadata) -> nn.Module:
+    """The model, behind an InputAdapter when ``metadata`` is a TrialMetadata that asks for one."""
+    adapter = getattr(metadata, "adapter", None) if isinstance(metadata, TrialMetadata) else None
+    return nn.Sequential(InputAdapter(**adapter), model) if adapter else model
 
 
 def set_eval(model: nn.Module) -> nn.Module:
