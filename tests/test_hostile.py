@@ -294,3 +294,26 @@ def test_an_entry_that_kills_its_parent_stops_only_itself(plain, tmp_path, means
     second = plain(good)
     assert second.result["status"] == "ok", second.result
     assert isolation._forkserver().pid != server.pid
+
+
+def test_an_entrys_words_are_not_markup_in_the_terminal_table():
+    """Names, authors and errors come from the entry (entry.toml, its exceptions): the table prints them as they are,
+    so brackets can neither hide text nor restyle a row."""
+    import io
+
+    from rich.console import Console
+
+    from harness.scoring import ranking, report
+    from harness.store.reads import Score
+    forged = "[white on white]1[/white on white] [bold]winner"
+    ok = ranking.Row(name="x", display_name=forged, author="[red]ada[/red]", status="ok", error=None,
+                     mnist=Score(0, 0, 9, 10, 0.9, 0.5, 0.99), guest=None, params=1, images_per_second=1.0,
+                     weights_bytes=1, content_hash="h" * 12, evaluated_at="", evaluation_id=1, rank=1)
+    bad = ranking.Row(name="y", display_name="y", author=None, status="failed", error="boom [/red][green]fine",
+                      mnist=None, guest=None, params=None, images_per_second=None, weights_bytes=1,
+                      content_hash="h" * 12, evaluated_at="", evaluation_id=2)
+    out = io.StringIO()
+    report.print_table(Console(file=out, width=300), [ok, bad], False, ["note with [brackets] kept"])
+    text = out.getvalue()
+    assert forged in text and "[red]ada[/red]" in text and "boom [/red][green]fine" in text
+    assert "note with [brackets] kept" in text

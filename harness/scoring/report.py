@@ -6,6 +6,7 @@ import json
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.scoring.ranking import Row
 from harness.store.reads import Score
@@ -39,12 +40,13 @@ def table(rows: list[Row], has_guest: bool, title: str) -> Table:
     for row in rows:
         mark = UNRANKED_MARKS.get(row.standing, "")
         if row.status != "ok":
-            cells = [f"{mark} ✗".strip(), row.name, row.author or ""] + (["failed"] if has_guest else []) + [f"[red]{row.error}[/red]", "", ""]
+            cells = [f"{mark} ✗".strip(), Text(row.name), Text(row.author or "")] + (["failed"] if has_guest else []) + \
+                [Text(row.error or "", style="red"), "", ""]  # Text: an entry's words are never markup
             out.add_row(*cells)
             continue
         rank = mark or ("—" if row.rank is None else f"{row.rank}" + (" =" if row.tied_with_above else ""))
-        cells = [rank, row.display_name if row.display_name == row.name else f"{row.display_name} ({row.name})",
-                 row.author or ""]
+        cells = [rank, Text(row.display_name if row.display_name == row.name else f"{row.display_name} ({row.name})"),
+                 Text(row.author or "")]
         if has_guest:
             cells.append(_pct(row.guest))
         cells += [_pct(row.mnist), _count(row.params),
@@ -69,7 +71,7 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
     for row in rows:
         if row.standing != "ranked" and row.note:
             why = "disqualified by the organisers" if row.standing == "disqualified" else row.standing
-            console.print(f"{row.name} ({why}): {row.note.rstrip('.')}.")
+            console.print(f"{row.name} ({why}): {row.note.rstrip('.')}.", markup=False, highlight=False)
     if any(r.tied_with_above for r in rows):
         console.print("'=' marks an entry that a paired exact McNemar test (p ≥ 0.05) cannot tell apart from the one "
                       "above it: the data do not separate them.")
@@ -80,7 +82,7 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
                       "and the database included) and use the network; under a user's harness it could also write "
                       "as that user. Time, memory, CPU, process and file-size limits still applied.")
     for note in notes:
-        console.print(note)
+        console.print(note, markup=False, highlight=False)  # notes quote file and entry names: never markup
 
 
 def to_json(rows: list[Row], datasets: dict, run: dict, notes: list[str], competition: dict | None = None) -> str:
