@@ -203,6 +203,21 @@ def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _version() -> str:
+    from harness import __version__
+    return __version__
+
+
+def _same_version(client, address: str) -> None:
+    """Every worker runs this harness version (results are keyed by the host's): else HarnessError, one sentence."""
+    from harness import __version__
+    other = {worker: v for worker, v in client.run(_version).items() if v != __version__}
+    if other:
+        worker, version = next(iter(other.items()))
+        raise HarnessError(f"the cluster's worker {worker} runs harness {version}, this machine {__version__}; "
+                           f"install the same version on every worker of {address} and restart them.")
+
+
 def _warm(preload_torchvision: bool, device: str) -> None:
     """On a worker: start its sandbox now, so that the first entry does not wait for it."""
     from harness.isolation import process
@@ -238,6 +253,7 @@ def connect(address: str, preload_torchvision: bool = False, device: str = "cpu"
             except TimeoutError as exc:
                 raise HarnessError(f"the Dask scheduler at {address} has no workers after {CONNECT_SECONDS:g} s; "
                                    "start one with dask worker " + address + ".") from exc
+            _same_version(client, address)
             client.run(_warm, preload_torchvision, device)
             yield Cluster(client, preload_torchvision)
         finally:
