@@ -78,9 +78,9 @@ def evaluations(engine) -> int:
 
 
 def test_a_cluster_stores_the_same_predictions_as_a_local_run_byte_for_byte(tmp_path, entries, small_mnist, scheduler,
-                                                                            means):
+                                                                            means, db_url):
     local, _ = score(tmp_path / "local.db", entries, [small_mnist])
-    remote, summary = score(tmp_path / "remote.db", entries, [small_mnist], scheduler)
+    remote, summary = score(db_url, entries, [small_mnist], scheduler)  # SQLite, then PostgreSQL, written from threads
     assert summary.outcome == {"strong": "evaluated", "weak": "evaluated", "broken": "failed"}
     here, there = stored(local), stored(remote)
     assert here == there
