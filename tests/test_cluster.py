@@ -110,8 +110,8 @@ def test_an_entry_whose_worker_dies_twice_fails_with_one_sentence_and_the_run_go
     engine, summary = score(tmp_path / "lb.db", entries[:2], [small_mnist], scheduler)
     assert summary.outcome == {"strong": "evaluated", "weak": "failed"}
     rows = stored(engine)
-    assert rows["weak"][:2] == ("failed", "the cluster's worker died while running the entry, twice (on 2 workers); "
-                                "the entry was not scored, so look for a worker that runs out of memory or is stopped.")
+    assert rows["weak"][:2] == ("failed", "a worker of the cluster died while running the entry, on each of 2 tries; "
+                                "the entry was not scored: look for a worker that runs out of memory or is stopped.")
     assert rows["strong"][0] == "ok"
     assert evaluations(engine) == 2
 

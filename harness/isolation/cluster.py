@@ -95,9 +95,9 @@ def _import_distributed():
 class Cluster:
     """A connected Dask client: ``predict`` runs one entry on some worker (same arguments as the front door's)."""
 
-    def __init__(self, client, preload_torchvision: bool = False):
+    def __init__(self, client, tries: int = ALLOWED_FAILURES + 1):
         self.client = client
-        self.preload_torchvision = preload_torchvision
+        self.tries = tries  # how many workers may die on one entry before it fails: the scheduler's setting, plus one
 
     @property
     def width(self) -> int:
@@ -147,9 +147,9 @@ class Cluster:
             return Prediction("failed", f"the cluster returned no result within {wait:g} s; check that its workers "
                               "are running (dask worker) and not stuck.", device=limits.device)
         except distributed.KilledWorker:
-            return Prediction("failed", f"the cluster's worker died while running the entry, twice (on "
-                              f"{ALLOWED_FAILURES + 1} workers); the entry was not scored, so look for a worker "
-                              "that runs out of memory or is stopped.", device=limits.device)
+            return Prediction("failed", f"a worker of the cluster died while running the entry, on each of {self.tries} "
+                              "tries; the entry was not scored: look for a worker that runs out of memory or is "
+                              "stopped.", device=limits.device)
         finally:
             future.release()
         return _host_paths(prediction, folder, entry.folder)
@@ -201,6 +201,10 @@ def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images:
         return predict(entry, images, limits, preload_torchvision=preload_torchvision), str(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _allowed_failures(dask_scheduler) -> int:
+    return dask_scheduler.allowed_failures
 
 
 def _version() -> str:
@@ -255,7 +259,7 @@ def connect(address: str, preload_torchvision: bool = False, device: str = "cpu"
                                    "start one with dask worker " + address + ".") from exc
             _same_version(client, address)
             client.run(_warm, preload_torchvision, device)
-            yield Cluster(client, preload_torchvision)
+            yield Cluster(client, client.run_on_scheduler(_allowed_failures) + 1)
         finally:
             client.close()
             if cluster is not None:
