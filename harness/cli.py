@@ -4,6 +4,7 @@ problem the user can fix ends a command: ``error: <one sentence>`` and an exit s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -20,6 +21,13 @@ def add_db_argument(parser: argparse.ArgumentParser) -> None:
 def add_device_argument(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--device", choices=DEVICES, default=default,
                         help=f"where models run: cpu, cuda, or auto (cuda when there is one) (default: {default})")
+
+
+def add_cluster_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", default=os.environ.get("LEADERBOARD_CLUSTER") or None, metavar="ADDRESS",
+                        help="run the entries on a Dask cluster: local:N (N worker processes here), tcp://HOST:8786 "
+                             "or tls://HOST:8786 (certificates in $LEADERBOARD_CLUSTER_TLS_DIR) "
+                             "(default: $LEADERBOARD_CLUSTER, else this machine; see README, Running on a cluster)")
 
 
 def say_error(exc: BaseException, stream: TextIO | None = None) -> None:

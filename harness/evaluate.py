@@ -31,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     cli.add_db_argument(p)
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     cli.add_device_argument(p, default="auto")
+    cli.add_cluster_argument(p)
     p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
                    "(default: [limits] in competition.toml, else 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
@@ -94,6 +95,10 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     """The command itself; a HarnessError ends it with one sentence (see ``main``)."""
     if (args.timeout is not None and args.timeout <= 0) or args.memory_limit <= 0:
         raise HarnessError("--timeout and --memory-limit must be positive numbers.")
+    if args.cluster:
+        from harness.isolation.cluster import address_problem
+        if address_problem(args.cluster):
+            raise HarnessError(address_problem(args.cluster))
     rules = competition.load(args.config)
     engine = make_engine(args.db)
     skipped: list[str] = []
@@ -102,7 +107,7 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
         raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
-    if args.force or store.has_unseen(engine, entries):  # start the sandbox while the rest loads
+    if not args.cluster and (args.force or store.has_unseen(engine, entries)):  # start the sandbox while the rest loads
         isolation.prestart(isolation.needs_torchvision(entries), args.device)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -111,7 +116,7 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     datasets, notes = load_datasets(args)
     timeout = time_limit(args, rules, datasets)
     options = runner.Options(device=args.device, timeout=timeout, memory_limit=int(args.memory_limit * GIB),
-                             force=args.force, batch_size=args.batch_size)
+                             force=args.force, batch_size=args.batch_size, cluster=args.cluster)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("evaluating", total=len(entries))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +61,7 @@ class Options:
     memory_limit: int = 8 * GIB
     force: bool = False
     batch_size: int | None = None
+    cluster: str | None = None  # a Dask cluster's address (harness.isolation.cluster); None: on this machine
 
     @property
     def limits(self) -> Limits:
@@ -99,11 +101,12 @@ def size_problem(entry: Entry, competition: Competition) -> str | None:
 
 def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
-                 on_progress: Callable[[Progress], None] | None = None) -> store.Record:
+                 on_progress: Callable[[Progress], None] | None = None, predict: Callable = predict) -> store.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
     from its weights file, the speed is timed from outside its process (``harness.isolation.process``).
+    ``predict``: the front door, or a cluster's (``harness.isolation.cluster``); the parameters are counted here.
     """
     prediction = predict(entry, {spec.kind: spec.images for spec in datasets}, limits,
                          preload_torchvision=preload_torchvision, on_progress=on_progress)
@@ -180,6 +183,7 @@ class _Scoring:
     preload_tv: bool
     on_entry: Callable[[Entry, str], None] | None
     on_progress: Callable[[Entry, Progress], None] | None = None
+    predict: Callable = predict
 
     def done(self, job: Job, evaluation_id: int, outcome: str) -> None:
         if not job.restored:
@@ -231,7 +235,7 @@ class _Scoring:
         try:
             with heartbeat(self.engine, key, run_id), self.progress(job.entry) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
-                                      report)
+                                      report, self.predict)
             evaluation_id = store.save_evaluation(self.engine, run_id=run_id, version_id=job.version_id, eval_key=key,
                                                   record=record)
         finally:
@@ -277,6 +281,32 @@ class _Scoring:
                 return
 
 
+@dataclass
+class Backend:
+    """Where entries run: ``predict`` (the front door's arguments), how "auto" resolves, how many entries at once."""
+    predict: Callable
+    resolve_device: Callable[[str], str]
+    width: int = 1
+
+    def each(self, body: Callable, items: list) -> Iterator:
+        """``body`` over ``items`` in order, up to ``width`` at once (threads waiting on the cluster)."""
+        if self.width == 1:
+            return map(body, items)
+        with ThreadPoolExecutor(self.width, thread_name_prefix="entry") as pool:
+            return iter(list(pool.map(body, items)))
+
+
+@contextmanager
+def backend(options: Options, entries: list[Entry]) -> Iterator[Backend]:
+    """This machine, one entry at a time, or the Dask cluster at ``options.cluster``, as many as it has workers."""
+    if not options.cluster:
+        yield Backend(predict, resolve_device)
+        return
+    from harness.isolation import cluster
+    with cluster.connect(options.cluster, needs_torchvision(entries), options.device) as pool:
+        yield Backend(pool.predict, pool.resolve_device, pool.width)
+
+
 def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec], options: Options, argv: list[str],
         on_entry: Callable[[Entry, str], None] | None = None, competition: Competition | None = None,
         on_plan: Callable[[int], None] | None = None,
@@ -289,26 +319,31 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
     Besides each folder's current content, an entry's latest version from before the deadline is scored
     from its stored files when the folder has moved on. A run claims each evaluation key first, so two
     runs at once never score the same version twice: the second waits for the first one's result.
+
+    With ``options.cluster`` the entries run on that Dask cluster's workers, as many at once as it has (see
+    :func:`backend`); everything else stays here.
     """
     competition = competition or Competition()
     leftovers.clean(engine)  # runs killed on this host: marked interrupted, their claims and folders gone
     dataset_ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in datasets}
-    options = replace(options, device=resolve_device(options.device))
-    summary = RunSummary(run_id=store.start_run(engine, options.device, argv), device=options.device)
-    work = leftovers.temp_folder("run")
-    status = "failed"
-    try:
-        jobs, summary.notes = plan(engine, entries, competition, work)
-        if on_plan:
-            on_plan(len(jobs))
-        scoring = _Scoring(engine, datasets, dataset_ids, options, options.limits, summary,
-                           needs_torchvision([j.entry for j in jobs]), on_entry, on_progress)
-        limit = competition.max_entry_bytes
-        waiting = [w for job in jobs if (w := scoring.first_pass(job, eval_key(job.entry, datasets, limit))) is not None]
-        for job, key, older in waiting:
-            scoring.wait_for_other_run(job, key, older)
-        status = "finished"
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        store.finish_run(engine, summary.run_id, status)
+    with backend(options, entries) as where:
+        options = replace(options, device=where.resolve_device(options.device))
+        summary = RunSummary(run_id=store.start_run(engine, options.device, argv), device=options.device)
+        work = leftovers.temp_folder("run")
+        status = "failed"
+        try:
+            jobs, summary.notes = plan(engine, entries, competition, work)
+            if on_plan:
+                on_plan(len(jobs))
+            scoring = _Scoring(engine, datasets, dataset_ids, options, options.limits, summary,
+                               needs_torchvision([j.entry for j in jobs]), on_entry, on_progress, where.predict)
+            limit = competition.max_entry_bytes
+            waiting = [w for w in where.each(lambda job: scoring.first_pass(job, eval_key(job.entry, datasets, limit)),
+                                             jobs) if w is not None]
+            for job, key, older in waiting:
+                scoring.wait_for_other_run(job, key, older)
+            status = "finished"
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            store.finish_run(engine, summary.run_id, status)
     return summary

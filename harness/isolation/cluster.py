@@ -1,0 +1,266 @@
+"""Running entries on a Dask cluster: the same front door, ``predict``, on another machine's worker.
+
+The host keeps everything else (discovery, versions, claims, scoring, storing). For each entry it sends a worker the
+entry's files as bytes (no shared filesystem is needed) and the images; the worker writes the files into a private
+folder, checks that they hash to the version the host described, and runs them through
+``harness.isolation.predict`` with the same ``Limits``: its own sandbox where bubblewrap works, the timing measured
+by the worker's harness process, outside the entry's process. The host gets the ``Prediction`` back.
+
+A worker that dies while running an entry: the scheduler gives the entry to another worker once
+(``ALLOWED_FAILURES``), then it fails with one sentence.
+
+Addresses: ``local:N`` starts N worker processes on this machine (a ``LocalCluster``); ``tcp://HOST:8786`` joins a
+running scheduler; ``tls://HOST:8786`` does so over TLS with the certificates in ``$LEADERBOARD_CLUSTER_TLS_DIR``
+(``ca.pem``, ``cert.pem``, ``key.pem``). The scheduler runs whatever its clients send: keep it and its workers on
+a private network, and use TLS where anyone else can reach the port.
+
+``distributed`` is an optional dependency (``pip install -e '.[cluster]'``): imported only when a cluster is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from harness.entries.discovery import Entry, entry_files, load_entry, read_chunks
+from harness.errors import HarnessError
+from harness.isolation.prediction import Limits, Prediction, predict
+from harness.isolation.process import Progress
+from harness.store.leftovers import temp_folder
+
+ENV_ADDRESS = "LEADERBOARD_CLUSTER"             # the default for --cluster
+ENV_TLS_DIR = "LEADERBOARD_CLUSTER_TLS_DIR"     # ca.pem, cert.pem and key.pem for a tls:// scheduler
+TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+ALLOWED_FAILURES = 1     # an entry whose worker died is given to another worker this many times, then fails
+CONNECT_SECONDS = 30.0   # how long to wait for a scheduler, or for a LocalCluster's workers to start
+LOCAL_WORKERS_MAX = 64
+RESULT_MARGIN = 120.0    # seconds beyond the entry's time limit (each attempt) before the host stops waiting
+# What every worker needs (set for a LocalCluster here; a club's workers get it from the environment, see README):
+# the entry's process is a child of the worker process, which a daemonic process may not have.
+WORKER_CONFIG = {"distributed.worker.daemon": False,
+                 "distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
+_LOCAL = re.compile(r"local:(\d+)")
+
+# A test hook: a worker that finds a file named after the entry in this folder kills its own process before running
+# the entry, as many times as the file says. Only the tests set it.
+_KILL_MARKER_ENV = "LEADERBOARD_CLUSTER_TEST_KILLS"
+
+
+def address_problem(address: str) -> str | None:
+    """One sentence when ``address`` is not a cluster address this harness understands."""
+    local = _LOCAL.fullmatch(address)
+    if local:
+        n = int(local.group(1))
+        return None if 1 <= n <= LOCAL_WORKERS_MAX else \
+            f"--cluster local:{n} asks for {n} workers; use between 1 and {LOCAL_WORKERS_MAX}."
+    if re.fullmatch(r"(tcp|tls)://[^\s/:]+(:\d+)?", address):
+        return None
+    return (f"--cluster {address!r} is not a cluster address; use local:N (N worker processes on this machine), "
+            "tcp://HOST:8786 (a running Dask scheduler) or tls://HOST:8786 (the same over TLS).")
+
+
+def security(tls_dir: str | None):
+    """Dask's TLS settings from the folder holding ca.pem, cert.pem and key.pem (HarnessError when one is missing)."""
+    from distributed.security import Security
+    if not tls_dir:
+        raise HarnessError(f"a tls:// cluster needs its certificates: set ${ENV_TLS_DIR} to a folder holding "
+                           f"{', '.join(TLS_FILES)} (see README, Running on a cluster).")
+    folder = Path(tls_dir)
+    missing = [name for name in TLS_FILES if not (folder / name).is_file()]
+    if missing:
+        raise HarnessError(f"${ENV_TLS_DIR} ({folder}) lacks {', '.join(missing)}; put the cluster's CA certificate "
+                           "in ca.pem and this machine's certificate and key in cert.pem and key.pem.")
+    return Security(tls_ca_file=str(folder / "ca.pem"), tls_client_cert=str(folder / "cert.pem"),
+                    tls_client_key=str(folder / "key.pem"), require_encryption=True)
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise HarnessError("--cluster needs Dask's distributed package; install it with pip install -e '.[cluster]' "
+                           "(or pip install distributed).") from exc
+    return distributed
+
+
+class Cluster:
+    """A connected Dask client: ``predict`` runs one entry on some worker (same arguments as the front door's)."""
+
+    def __init__(self, client, tries: int = ALLOWED_FAILURES + 1):
+        self.client = client
+        self.tries = tries  # how many workers may die on one entry before it fails: the scheduler's setting, plus one
+
+    @property
+    def width(self) -> int:
+        """How many entries can run at once: the workers' threads (at least one)."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def resolve_device(self, requested: str) -> str:
+        """"auto" becomes "cuda" when a worker sees a GPU (asked on the workers, never on this host), else "cpu"."""
+        if requested != "auto":
+            return requested
+        from harness.isolation.prediction import resolve_device
+        seen = self.client.run(resolve_device, "auto")
+        return "cuda" if "cuda" in seen.values() else "cpu"
+
+    def _resources(self, device: str) -> dict[str, float] | None:
+        """On cuda, ask for a worker started with ``--resources GPU=1`` when the cluster has one."""
+        if device != "cuda":
+            return None
+        info = self.client.scheduler_info(n_workers=-1) if _takes_n_workers(self.client) else \
+            self.client.scheduler_info()
+        has_gpu = any("GPU" in (w.get("resources") or {}) for w in info.get("workers", {}).values())
+        return {"GPU": 1} if has_gpu else None
+
+    def predict(self, entry: Entry, images: dict[str, np.ndarray], limits: Limits, *,
+                preload_torchvision: bool = False,
+                on_progress: Callable[[Progress], None] | None = None) -> Prediction:
+        """Run ``entry`` on a worker; what ``harness.isolation.predict`` would return here. Progress is not
+        reported from workers (``on_progress`` hears nothing)."""
+        if entry.metadata_error:  # refused unread, as locally: nothing is sent
+            return Prediction("failed", entry.metadata_error, device=limits.device)
+        files = _read_files(entry)
+        if files is None:
+            return Prediction("failed", "the entry's files changed while the run read them; the next run scores the "
+                              "new version.", device=limits.device)
+        distributed = _import_distributed()
+        resources = self._resources(limits.device)
+        with warnings.catch_warnings():  # the files travel in the task on purpose: a retry needs them
+            warnings.simplefilter("ignore")
+            future = self.client.submit(run_on_worker, entry.name, entry.content_hash, files, images, limits,
+                                        preload_torchvision, pure=False, resources=resources,
+                                        key=f"entry-{entry.content_hash[:16]}-{os.urandom(4).hex()}")
+        wait = limits.timeout * (ALLOWED_FAILURES + 1) + RESULT_MARGIN
+        try:
+            prediction, folder = future.result(timeout=wait)
+        except TimeoutError:
+            future.cancel()
+            return Prediction("failed", f"the cluster returned no result within {wait:g} s; check that its workers "
+                              "are running (dask worker) and not stuck.", device=limits.device)
+        except distributed.KilledWorker:
+            return Prediction("failed", f"a worker of the cluster died while running the entry, on each of {self.tries} "
+                              "tries; the entry was not scored: look for a worker that runs out of memory or is "
+                              "stopped.", device=limits.device)
+        finally:
+            future.release()
+        return _host_paths(prediction, folder, entry.folder)
+
+
+def _takes_n_workers(client) -> bool:
+    import inspect
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+
+
+def _read_files(entry: Entry) -> dict[str, bytes] | None:
+    """The entry's files as bytes by path, when they still hash to ``entry.content_hash`` (else None)."""
+    files = {p.relative_to(entry.folder).as_posix(): b"".join(read_chunks(p)) for p in entry_files(entry.folder)}
+    whole = hashlib.sha256()  # as ``harness.entries.discovery.digest`` hashes a folder, here over the bytes read
+    for name, data in files.items():
+        whole.update(os.fsencode(name) + b"\0" + data + b"\0")
+    return files if whole.hexdigest() == entry.content_hash else None
+
+
+def _host_paths(prediction: Prediction, worker_folder: str, host_folder: Path) -> Prediction:
+    """Messages name the entry's folder on the host, as a local run's do, not the worker's copy."""
+    def fix(text: str | None) -> str | None:
+        return text.replace(worker_folder, str(host_folder)) if text else text
+    return replace(prediction, error=fix(prediction.error), log=fix(prediction.log) or "")
+
+
+def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images: dict[str, np.ndarray],
+                  limits: Limits, preload_torchvision: bool) -> tuple[Prediction, str]:
+    """On a worker: write the files, check them against the host's hash, run them through ``predict``; the
+    prediction and the folder it ran from (which the host replaces with its own in messages)."""
+    marker = Path(os.environ.get(_KILL_MARKER_ENV) or "/nonexistent") / name
+    if marker.is_file():
+        left = int(marker.read_text()) - 1
+        marker.write_text(str(left)) if left > 0 else marker.unlink()
+        os.kill(os.getpid(), 9)
+    work = temp_folder("cluster")
+    try:
+        folder = work / name
+        for relative, data in files.items():
+            target = folder / relative
+            if not target.resolve().is_relative_to(folder.resolve()):
+                raise ValueError(f"the host sent an unsafe path {relative!r}.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        entry = load_entry(folder)
+        if entry.content_hash != content_hash:
+            return Prediction("failed", "the entry's files arrived on the cluster's worker changed; run again.",
+                              device=limits.device), str(folder)
+        return predict(entry, images, limits, preload_torchvision=preload_torchvision), str(folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _allowed_failures(dask_scheduler) -> int:
+    return dask_scheduler.allowed_failures
+
+
+def _version() -> str:
+    from harness import __version__
+    return __version__
+
+
+def _same_version(client, address: str) -> None:
+    """Every worker runs this harness version (results are keyed by the host's): else HarnessError, one sentence."""
+    from harness import __version__
+    other = {worker: v for worker, v in client.run(_version).items() if v != __version__}
+    if other:
+        worker, version = next(iter(other.items()))
+        raise HarnessError(f"the cluster's worker {worker} runs harness {version}, this machine {__version__}; "
+                           f"install the same version on every worker of {address} and restart them.")
+
+
+def _warm(preload_torchvision: bool, device: str) -> None:
+    """On a worker: start its sandbox now, so that the first entry does not wait for it."""
+    from harness.isolation import process
+    process.prestart(preload_torchvision, device)
+
+
+@contextmanager
+def connect(address: str, preload_torchvision: bool = False, device: str = "cpu"):
+    """A ``Cluster`` for ``address`` (see the module's docstring), closed (and a LocalCluster stopped) at the end."""
+    problem = address_problem(address)
+    if problem:
+        raise HarnessError(problem)
+    distributed = _import_distributed()
+    import dask
+    with dask.config.set(WORKER_CONFIG):
+        local = _LOCAL.fullmatch(address)
+        try:
+            if local:
+                cluster = distributed.LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1,
+                                                   processes=True, dashboard_address=":0",
+                                                   worker_dashboard_address=":0", silence_logs=40)
+                client = distributed.Client(cluster, timeout=CONNECT_SECONDS)
+            else:
+                cluster = None
+                tls = security(os.environ.get(ENV_TLS_DIR)) if address.startswith("tls://") else None
+                client = distributed.Client(address, timeout=CONNECT_SECONDS, security=tls)
+        except (OSError, TimeoutError) as exc:
+            raise HarnessError(f"cannot reach the Dask scheduler at {address} ({exc}); start it with dask scheduler "
+                               "and its workers with dask worker, or check the address.") from exc
+        try:
+            try:
+                client.wait_for_workers(int(local.group(1)) if local else 1, timeout=CONNECT_SECONDS)
+            except TimeoutError as exc:
+                raise HarnessError(f"the Dask scheduler at {address} has no workers after {CONNECT_SECONDS:g} s; "
+                                   "start one with dask worker " + address + ".") from exc
+            _same_version(client, address)
+            client.run(_warm, preload_torchvision, device)
+            yield Cluster(client, client.run_on_scheduler(_allowed_failures) + 1)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
