@@ -7,6 +7,7 @@ A test that needs a shared data set that is missing is skipped, and fails under 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,9 +111,23 @@ def pg_url() -> Iterator[str]:
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:  # FORCE: engines the test left open are disconnected
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        _drop(admin, name)
         admin.dispose()
+
+
+def _drop(admin, name: str, attempts: int = 20) -> None:
+    """Drop a test database. FORCE disconnects engines the test left open; an autovacuum worker (the server's own,
+    which the test role may not signal) can still be connected for a moment, so the drop is tried again."""
+    from sqlalchemy.exc import DBAPIError
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
