@@ -3,7 +3,10 @@ query/statistics functions against independent references."""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -104,14 +107,29 @@ def test_board_ranks_like_the_harness_and_marks_ties(fx):
     # Dee reads exactly like Ada's second version: the same rank, tied (p = 1).
     row = board.set_index("entry")
     assert row.loc["dee", "rank"] == row.loc["ada", "rank"]
-    # The p-value of each row against the one above is the exact binomial test on the discordant digits.
+    # Each row against the leader: the exact binomial test on the discordant digits, Holm-corrected by hand.
     names = ok["entry"].tolist()
-    for above, below in zip(names, names[1:]):
-        a, b = masks[above], masks[below]
+    raw = []
+    for below in names[1:]:
+        a, b = masks[names[0]], masks[below]
         n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
-        p = 1.0 if n01 + n10 == 0 else binomtest(n01, n01 + n10, 0.5).pvalue
-        assert row.loc[below, "p_vs_above"] == pytest.approx(p)
-        assert row.loc[below, "separation"].startswith("tied" if p >= 0.05 else "behind")
+        raw.append(1.0 if n01 + n10 == 0 else binomtest(n01, n01 + n10, 0.5).pvalue)
+    m = len(raw)
+    by_size = sorted(range(m), key=lambda i: raw[i])
+    adjusted, running = [0.0] * m, 0.0
+    for k, i in enumerate(by_size):
+        running = max(running, min(1.0, (m - k) * raw[i]))
+        adjusted[i] = running
+    assert row.loc[names[0], "separation"] == "leader" and row.loc[names[0], "state"] == "leader"
+    for below, p in zip(names[1:], adjusted):
+        assert row.loc[below, "p_vs_leader"] == pytest.approx(p)
+        assert row.loc[below, "with_leader"] == (p >= 0.05)
+        assert row.loc[below, "separation"].startswith("level with #1" if p >= 0.05 else "behind #1")
+        assert row.loc[below, "state"] == ("≈ leader" if p >= 0.05 else "")
+    level = 1 + sum(p >= 0.05 for p in adjusted)
+    assert views.board_view(engine, revealed=True).verdict.startswith(
+        f"The guest's 100 digits cannot separate the top {level} " if level > 1 else "The guest's 100 digits put")
+    assert row.loc["ada", "link"] == "entry?entry=ada#Ada%27s%20template"
     assert row.loc["broken", "status"].startswith("failed: the weights do not fit the model")
     assert np.isnan(row.loc["broken", "rank"])
     assert row.loc["ada", "versions"] == 2 and len(row.loc["ada", "history"]) == 2
@@ -148,6 +166,20 @@ def test_filter_sort_and_csv():
     assert stats.filter_board(board, statuses=["ok"])["entry"].tolist() == ["a", "c"]
     assert stats.filter_board(board, sort_by="params")["entry"].tolist() == ["b", "c", "a"]
     assert stats.filter_board(board, sort_by="params", descending=True)["entry"].tolist() == ["a", "c", "b"]
+    board = board.assign(rank=[1.0, None, 2.0], with_leader=[True, None, False], p_vs_leader=[None, None, 0.012345],
+                         guest_accuracy=[0.97, None, 0.9], mnist_accuracy=[0.991234567, None, 0.98],
+                         images_per_second=[1234.567, None, 99.5], versions=[2, 1, 1],
+                         evaluated_at=[datetime(2026, 3, 1, 12, 0, 5, 123456), None,
+                                       datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))],
+                         **{"hp: lr": ["0.1", "", "0.2"], "hp: command": ["python -m harness.train", "", "x"]})
+    rows = list(csv.DictReader(io.StringIO(stats.board_csv(board, revealed=True))))
+    assert rows[0]["rank"] == "1" and rows[1]["rank"] == "" and rows[2]["rank"] == "2"
+    assert rows[0]["mnist accuracy"] == "0.9912" and rows[2]["p vs leader (Holm)"] == "0.0123"
+    assert rows[0]["images per second"] == "1235" and rows[2]["images per second"] == "100"
+    assert rows[0]["last evaluated"] == "2026-03-01T12:00:05+00:00"
+    assert rows[2]["last evaluated"] == "2026-03-01T12:00:00+00:00"  # 13:00 at +01:00, in UTC
+    assert rows[0]["level with the leader"] == "yes" and rows[2]["level with the leader"] == "no"
+    assert rows[0]["hp: lr"] == "0.1" and "hp: command" not in rows[0]
 
 
 def test_mistakes_pairs_and_consensus_against_hand_counts():
@@ -317,9 +349,12 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
     at = page()
     assert "sealed until the reveal" in at.info[0].value
     table = at.dataframe[0].value
-    assert set(table["guest_pct"]) == {stats.SEALED}
-    assert table["display_name"].tolist()[:2] == ["Ada's template", "Dee's copy"]
-    assert "tied (p = 1.00)" in table["separation"].tolist()
+    assert table["link"].tolist()[:2] == ["entry?entry=ada#Ada%27s%20template", "entry?entry=dee#Dee%27s%20copy"]
+    size = views.board_view(make_engine(str(fx.db)), revealed=False).datasets["mnist"].size
+    assert any(m.value.startswith(f"**The {size:,} MNIST test digits") for m in at.markdown)
+    assert table.columns.tolist() == ["place", "link", "score", "state"]  # the compact view, all that is sent
+    assert table["place"].tolist()[:2] == ["🥇 1", "🥇 1"]  # Dee reads exactly like Ada: the same rank and medal
+    assert table["state"].tolist()[:3] == ["leader", "leader", "≈ leader"]  # joint leaders, then level with them
     assert any("Broken entry" in m.value and "weights do not fit" in m.value for m in at.markdown)
     assert at.get("download_button")
 
@@ -329,10 +364,13 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
 def test_no_page_shows_guest_results_before_the_reveal(fx, monkeypatch, path):
     use_db(monkeypatch, fx, fx.db, password="pw")
     at = page(path, entry="ada")
+    if path is None:
+        at.toggle[1].set_value(True).run()  # the board's "All columns": the sealed guest columns are in it
+        assert set(at.dataframe[0].value["guest_pct"]) == {stats.SEALED}
     text = everything_shown(at)
     assert at.title and at.title[0].value in text  # the scan does see the page
     if path in (None, "screens/entry.py"):
-        assert "Ada's template" in text
+        assert "Ada's template" in text or "Ada%27s%20template" in text  # the board's link column encodes it
     assert dashboard_fixtures.GUEST_TOKEN not in text
     for accuracy in guest_results(fx.revealed_db).values():
         if accuracy == accuracy:  # not NaN
@@ -351,12 +389,20 @@ def test_leaderboard_page_revealed(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.revealed_db)
     at = page()
     assert "Ranked by the guest's 100 handwritten digits" in at.success[0].value
-    table = at.dataframe[0].value.set_index("entry")
+    compact = at.dataframe[0].value
     results = guest_results(fx.revealed_db)
-    assert table.loc["eve", "guest_pct"] == pytest.approx(100 * results["eve"])
-    assert list(table.loc["ada", "history_pct"]) == [round(100 * v, 2) for v in table.loc["ada", "history"]]
+    eve = compact[compact["link"].str.startswith("entry?entry=eve#")].iloc[0]
+    assert eve["score"].startswith(f"{100 * results['eve']:.0f}% (")
+    assert any(m.value.startswith("**The guest's 100 digits") for m in at.markdown)
+    at.toggle[1].set_value(True).run()  # "All columns"
+    table = at.dataframe[0].value
+    assert {"author", "guest_pct", "mnist_pct", "separation", "params", "speed"} <= set(table.columns)
+    assert "hp: command" not in table.columns and "entry" not in table.columns and "history" not in table.columns
+    ada = table[table["link"].str.startswith("entry?entry=ada#")].iloc[0]
+    assert ada["guest_pct"] == pytest.approx(100 * results["ada"])
+    assert len(ada["history_pct"]) == 2
     at.text_input[0].input("bob").run()
-    assert at.dataframe[0].value["entry"].tolist() == ["bob"]
+    assert at.dataframe[0].value["link"].tolist() == ["entry?entry=bob#Bob%27s%20quick%20one"]
 
 
 def test_entry_page_revealed(fx, monkeypatch):
