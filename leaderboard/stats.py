@@ -105,7 +105,7 @@ def state_text(row: Row, status: str) -> str:
         return "failed"
     if row.rank == 1:
         return "leader"
-    return "≈ leader" if row.with_leader else ""
+    return "≈ #1" if row.with_leader else ""
 
 
 def one_line(text: str | None) -> str:

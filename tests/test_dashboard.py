@@ -125,7 +125,7 @@ def test_board_ranks_like_the_harness_and_marks_ties(fx):
         assert row.loc[below, "p_vs_leader"] == pytest.approx(p)
         assert row.loc[below, "with_leader"] == (p >= 0.05)
         assert row.loc[below, "separation"].startswith("level with #1" if p >= 0.05 else "behind #1")
-        assert row.loc[below, "state"] == ("≈ leader" if p >= 0.05 else "")
+        assert row.loc[below, "state"] == ("≈ #1" if p >= 0.05 else "")
     level = 1 + sum(p >= 0.05 for p in adjusted)
     assert views.board_view(engine, revealed=True).verdict.startswith(
         f"The guest's 100 digits cannot separate the top {level} " if level > 1 else "The guest's 100 digits put")
@@ -225,6 +225,21 @@ def test_figures_have_axis_titles_and_counts():
     assert recall["encoding"]["y"]["title"].startswith("recall")
     picture = figures.digit_picture(np.eye(28, dtype=np.uint8) * 255, 3)
     assert picture.shape == (84, 84) and picture[4, 4] == 255 and picture[0, 5] == 0
+
+
+def test_interval_chart_shows_the_top_entries_and_who_is_level_with_the_leader():
+    n = 200
+    board = pd.DataFrame({"rank": range(1, n + 1), "display_name": [f"e{i}" for i in range(n)],
+                          "with_leader": [i < 4 for i in range(n)], "guest_accuracy": np.linspace(0.99, 0.5, n),
+                          "guest_ci_low": np.linspace(0.95, 0.4, n), "guest_ci_high": np.linspace(1.0, 0.6, n)})
+    spec = figures.interval_chart(board, "guest_ci_low", "guest_ci_high", "guest_accuracy", top=20).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["label"] for r in rows] == [f"{i + 1}. e{i}" for i in range(20)]
+    assert [r["versus"] for r in rows].count(figures.LEVEL) == 4
+    colour = spec["layer"][0]["encoding"]["color"]
+    assert colour["scale"]["domain"] == [figures.LEVEL, figures.BEHIND] and "group" not in str(spec).lower()
+    everything = figures.interval_chart(board, "guest_ci_low", "guest_ci_high", "guest_accuracy").to_dict()
+    assert len(next(iter(everything["datasets"].values()))) == n
 
 
 def test_password_and_settings():
@@ -354,7 +369,7 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
     assert any(m.value.startswith(f"**The {size:,} MNIST test digits") for m in at.markdown)
     assert table.columns.tolist() == ["place", "link", "score", "state"]  # the compact view, all that is sent
     assert table["place"].tolist()[:2] == ["🥇 1", "🥇 1"]  # Dee reads exactly like Ada: the same rank and medal
-    assert table["state"].tolist()[:3] == ["leader", "leader", "≈ leader"]  # joint leaders, then level with them
+    assert table["state"].tolist()[:3] == ["leader", "leader", "≈ #1"]  # joint leaders, then level with them
     assert any("Broken entry" in m.value and "weights do not fit" in m.value for m in at.markdown)
     assert at.get("download_button")
 

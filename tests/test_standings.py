@@ -154,3 +154,13 @@ def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
     order = board.metrics(rules, "mnist")
     out = ranking.rank([a, b], primary=order[0], tie_break=order[1:])
     assert [r.name for r in out] == ["a", "b"]
+
+
+def test_verdict_names_entries_level_with_the_leader_when_they_are_not_the_top_k():
+    rows = [row(n, acc, 0.99) for n, acc in (("a", 1.0), ("b", 0.9), ("c", 0.89))]
+    for r, level in zip(rows, (True, False, True)):
+        r.with_leader = level
+    assert ranking.verdict(rows, "the guest's 100 digits") == (
+        "The guest's 100 digits cannot separate 1 entry from the leader, a: c (exact McNemar tests against the "
+        "leader, Holm-corrected, α = 0.05).")
+    assert ranking.verdict([row("a", 1.0, 0.99)], "x") == ""  # not ranked: nothing to say

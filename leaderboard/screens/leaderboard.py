@@ -43,18 +43,19 @@ with st.expander("Filter, sort, all columns"):
 shown = stats.board_display(stats.filter_board(board, search, statuses, sort_by, descending), revealed)
 
 kind = view.primary
-score_title = f"{'Guest' if kind == 'guest' else 'MNIST'} ↑ (95% interval)"
+PLACE_WIDTH, NAME_WIDTH = 48, 120  # with the score (104) and status (64): 336 px, inside a 390 px phone
+score_title = f"{'Guest' if kind == 'guest' else 'MNIST'} ↑ (95% CI)"
 hp_columns = [c for c in shown.columns if c.startswith("hp: ") and c not in stats.NOT_IN_CSV]
 guest_column = (st.column_config.ProgressColumn("Guest accuracy ↑", min_value=0, max_value=100, format="%.0f%%",
                                                 help="Share of the guest's digits read right")
                 if revealed else st.column_config.TextColumn("Guest accuracy ↑", help="Sealed until the reveal"))
 config = {
-    "place": st.column_config.TextColumn("#", width=52, pinned=True, help="Rank: 1 is best; equal scores share it"),
-    "link": st.column_config.LinkColumn("Entry", display_text=stats.LINK_TEXT, width=130, pinned=True,
+    "place": st.column_config.TextColumn("#", width=PLACE_WIDTH, pinned=True, help="Rank: 1 is best; equal scores share it"),
+    "link": st.column_config.LinkColumn("Entry", display_text=stats.LINK_TEXT, width=NAME_WIDTH, pinned=True,
                                         help="Open the entry's page"),
-    "score": st.column_config.TextColumn(score_title, width=112, help="The ranked accuracy and its 95% interval"),
-    "state": st.column_config.TextColumn("Status", width=74,
-                                         help="≈ leader: the digits cannot separate it from #1 (exact McNemar "
+    "score": st.column_config.TextColumn(score_title, width=104, help="The ranked accuracy and its 95% interval"),
+    "state": st.column_config.TextColumn("Status", width=64,
+                                         help="≈ #1: the digits cannot separate it from #1 (exact McNemar "
                                               "test, Holm-corrected over the board)"),
     "author": st.column_config.TextColumn("Author", width=110),
     "guest_pct": guest_column,
@@ -78,7 +79,7 @@ if details:
               "evaluated_at", "history_pct", "versions", *hp_columns]
 st.dataframe(shown[order], column_config=config, hide_index=True, key="board_table", placeholder="",
              height=min(38 + 35 * len(shown), 740))
-st.caption("Click a name to open its page. ≈ leader: an exact McNemar test on the same digits, Holm-corrected for "
+st.caption("Click a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
            "the number of entries, cannot separate it from #1 (α = 0.05).")
 if rules.deadline is not None:
     when = rules.deadline.astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d %H:%M %Z")
