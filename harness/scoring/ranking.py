@@ -119,5 +119,6 @@ def verdict(rows: list[Row], digits: str) -> str:
     if level == ranked[:len(level)]:
         return f"{digits[0].upper()}{digits[1:]} cannot separate the top {len(level)} ({how})."
     names = ", ".join(r.display_name for r in level[1:])
-    return (f"{digits[0].upper()}{digits[1:]} cannot separate {len(level) - 1} entries from the leader, "
+    count = f"{len(level) - 1} {'entry' if len(level) == 2 else 'entries'}"
+    return (f"{digits[0].upper()}{digits[1:]} cannot separate {count} from the leader, "
             f"{ranked[0].display_name}: {names} ({how}).")
