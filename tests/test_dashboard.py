@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from datetime import datetime, timedelta, timezone
 
@@ -612,3 +613,50 @@ def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
     board = views.board_view(make_engine(str(db)), False, competition.load()).board
     assert board["entry"].tolist().count("ada") == 1  # version 2 now counts; nothing late
     assert store.audit_log(make_engine(str(db)))[0]["action"] == "version-time"
+
+
+def synthetic_board(n: int = 200, seed: int = 7) -> scoring_board.Board:
+    """``n`` ranked entries on 100 guest digits, a few strong and many weak (as tests/test_metrics.py's 200)."""
+    from harness.scoring import ranking
+    from harness.store.reads import DatasetInfo, EvalSummary, Score
+    rng = np.random.default_rng(seed)
+    rows, summaries = [], {}
+    for i in range(n):
+        mask = rng.random(100) < 0.99 - 0.7 * (i / n) ** 0.5
+        guest = Score(i, 2, int(mask.sum()), 100, mask.mean(), max(0.0, mask.mean() - 0.1), min(1.0, mask.mean() + 0.1))
+        mnist = Score(i, 1, 9900 - i, 10000, (9900 - i) / 10000, 0.98, 0.995)
+        name = f"entry-{i:03d}"
+        summaries[i] = EvalSummary(i, name, f"Entry {i}", "Someone", None, {"command": "python -m harness.train"}, {},
+                                   "h" * 12, "c", "w", 1, i, "ok", None, "cpu", datetime(2026, 3, 1), 1.0, 1000,
+                                   1234.5, None, "logits", None, {"guest": guest, "mnist": mnist})
+        rows.append(scoring_board.to_row(summaries[i], True, mask))
+    datasets = {"mnist": DatasetInfo(1, "mnist", 10000, "mnist", None), "guest": DatasetInfo(2, "guest", 100, "g", "1")}
+    return scoring_board.Board(ranking.rank(rows), summaries, datasets, "guest", True)
+
+
+def test_leaderboard_page_with_two_hundred_entries(fx, monkeypatch):
+    big = synthetic_board()
+    level = sum(bool(r.with_leader) for r in big.rows)
+    assert 1 < level < 10  # a handful level with the leader (the count itself: tests/test_metrics.py)
+    monkeypatch.setattr(views, "board_view", lambda engine, revealed, rules=None: views.BoardView(
+        stats.build_board(big), big.datasets, big.primary, revealed, [], scoring_board.verdict(big)))
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page()
+    table = at.dataframe[0].value
+    assert len(table) == 200 and table["state"].tolist()[:level] == ["leader"] + ["≈ #1"] * (level - 1)
+    assert set(table["state"].tolist()[level:]) == {""}
+    assert any(m.value == f"**The guest's 100 digits cannot separate the top {level} (exact McNemar tests against "
+                          "the leader, Holm-corrected, α = 0.05).**" for m in at.markdown)
+
+    def chart_rows() -> int:
+        spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+        return len(spec["layer"][0]["encoding"]["y"]["sort"])
+
+    assert chart_rows() == 20  # the top 20 by default, not a 5,000-pixel chart
+    group = at.get("button_group")[0]
+    assert group.options == ["top 20", "top 50", "top 100", "all"]
+    group.set_value(200).run()
+    assert chart_rows() == 200
+    shown = stats.board_display(stats.build_board(big), True)
+    rows = list(csv.DictReader(io.StringIO(stats.board_csv(shown, True))))
+    assert len(rows) == 200 and rows[0]["rank"] == "1" and "hp: command" not in rows[0]
