@@ -140,6 +140,13 @@ def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leade
     assert ranking.verdict(out, "the guest's 100 digits") == (
         "The guest's 100 digits cannot separate the top 2 (exact McNemar tests against the leader, "
         "Holm-corrected, α = 0.05).")
+    from rich.console import Console
+    from harness.scoring import report
+    console = Console(record=True, width=160)
+    report.print_table(console, out, True, [])
+    terminal = console.export_text()
+    assert "│ 2 ≈ │ b" in terminal and "│   3 │ c" in terminal
+    assert "The 100 digits ranked on cannot separate the top 2" in terminal
     clear = ranking.rank([row("a", 1.0, 0.99), row("b", 0.8, 0.99)])
     assert ranking.verdict(clear, "the 100 digits").startswith("The 100 digits put a clearly ahead")
     assert ranking.verdict(ranking.rank([row("a", 1.0, 0.99)] * 1)[:1], "x").startswith("X put a clearly")
