@@ -209,6 +209,25 @@ def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width
         assert box["rank"] == "🥇 1" and box["name"].startswith("entry?entry=eve#") and \
             box["score"].startswith("43% ("), box
 
+        if width >= 1000:  # details on demand: every column, scrolling sideways inside the grid if it must
+            from selenium.webdriver.common.by import By
+            browser.find_element(By.XPATH, "//summary[contains(., 'Filter, sort, all columns')]").click()
+            time.sleep(0.5)  # the expander opens
+            toggle = browser.find_element(By.XPATH, "//label[contains(., 'All columns')]//input")
+            browser.execute_script("arguments[0].click()", toggle)
+            deadline, headers = time.time() + 20, []
+            while time.time() < deadline and "Author" not in headers:
+                headers = browser.execute_script(
+                    "return Array.from(document.querySelectorAll('[data-testid=\"stDataFrame\"] th'))"
+                    ".map(h => h.textContent)")
+                time.sleep(0.3)
+            assert {"Author", "MNIST accuracy ↑", "vs. the leader"} <= set(headers), headers
+            time.sleep(1.0)
+            browser.save_screenshot(str(shots / f"board_all_columns_{width}x{height}.png"))
+            browser.find_element(By.XPATH, "//summary[contains(., 'Filter, sort, all columns')]").click()
+            time.sleep(0.8)  # the expander closes: the grid moves back up
+            box = browser.execute_script(GRID)
+
         before = set(browser.window_handles)
         actions = ActionBuilder(browser)
         # The name in the second row (Ada): past the rank column, a few pixels into the link text.

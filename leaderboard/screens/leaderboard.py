@@ -35,11 +35,13 @@ sort_labels = {"rank": "Rank", "mnist_accuracy": "MNIST accuracy", "params": "Pa
 if revealed:
     sort_labels["guest_accuracy"] = "Guest accuracy"
 with st.expander("Filter, sort, all columns"):
-    search = st.text_input("Filter by entry or author", placeholder="e.g. Ada")
-    statuses = st.multiselect("Status", STATUSES, default=STATUSES)
-    sort_by = st.selectbox("Sort by", list(sort_labels), format_func=sort_labels.get)
-    descending = st.toggle("Descending", value=sort_by in ("mnist_accuracy", "guest_accuracy", "images_per_second"))
-    details = st.toggle("All columns", value=False, help="Author, both accuracies, parameters, speed, history…")
+    left, middle, right = st.columns(3)  # side by side on a desktop, stacked on a phone
+    search = left.text_input("Filter by entry or author", placeholder="e.g. Ada")
+    statuses = middle.multiselect("Status", STATUSES, default=STATUSES)
+    sort_by = right.selectbox("Sort by", list(sort_labels), format_func=sort_labels.get)
+    descending = left.toggle("Descending",
+                             value=sort_by in ("mnist_accuracy", "guest_accuracy", "images_per_second"))
+    details = middle.toggle("All columns", value=False, help="Author, both accuracies, parameters, speed, history…")
 shown = stats.board_display(stats.filter_board(board, search, statuses, sort_by, descending), revealed)
 
 kind = view.primary
