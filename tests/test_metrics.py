@@ -145,7 +145,7 @@ def test_predictions_by_hand():
     np.testing.assert_allclose(conf, [0.7, 0.6])
 
 
-# --- McNemar and tie groups ---------------------------------------------------------------------
+# --- McNemar and Holm ----------------------------------------------------------------------------
 
 
 def paired(only_a, only_b, both=20, neither=5):
