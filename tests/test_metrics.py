@@ -175,7 +175,8 @@ def wrong_on(k, n=100):
 
 
 def test_holm_against_a_hand_worked_example():
-    # m = 4: sorted p 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06.
+    # m = 4: sorted p 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; made monotone:
+    # 0.02, 0.03, 0.06, 0.06.
     adjusted = m.holm([0.01, 0.04, 0.03, 0.005])
     assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert m.holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # capped at 1
