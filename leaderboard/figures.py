@@ -48,22 +48,29 @@ def recall_chart(recall: np.ndarray) -> alt.Chart:
         tooltip=[alt.Tooltip("digit:O"), alt.Tooltip("recall:Q", format=".1%")]).properties(height=220)
 
 
-def interval_chart(board: pd.DataFrame, low: str, high: str, value: str) -> alt.LayerChart:
-    """Each ranked entry's accuracy as a dot on its 95% interval, in rank order, coloured by tie group."""
-    df = board.dropna(subset=[value, low, high]).copy()
+LEVEL, BEHIND = "cannot be separated from the leader", "behind the leader"
+
+
+def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: int | None = None) -> alt.LayerChart:
+    """The first ``top`` ranked entries' accuracy as a dot on its 95% interval, in rank order; green for those the
+    digits cannot separate from the leader (``with_leader``), grey for the rest."""
+    df = board.dropna(subset=[value, low, high])
+    df = (df if top is None else df.head(top)).copy()
     df[value] = df[value].astype(float)
     df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"])]
-    df["group"] = df["tie_group"].map(lambda g: f"group {int(g)}" if pd.notna(g) else "")
+    df["versus"] = [LEVEL if w is True else BEHIND for w in df["with_leader"]]
     order = df["label"].tolist()
-    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
+    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=220))
+    colour = alt.Color("versus:N", scale=alt.Scale(domain=[LEVEL, BEHIND], range=["#2e7d32", "#9e9e9e"]),
+                       legend=alt.Legend(title=None, orient="top"))
     rule = alt.Chart(df).mark_rule(strokeWidth=6, opacity=0.35).encode(
         y=y, x=alt.X(f"{low}:Q", title="accuracy with 95% interval (higher is better)", axis=alt.Axis(format="%"),
-                     scale=alt.Scale(zero=False)), x2=f"{high}:Q", color=alt.Color("group:N", title="tie group"))
+                     scale=alt.Scale(zero=False)), x2=f"{high}:Q", color=colour)
     dot = alt.Chart(df).mark_point(filled=True, size=70).encode(
-        y=y, x=f"{value}:Q", color=alt.Color("group:N", title="tie group"),
+        y=y, x=f"{value}:Q", color=colour,
         tooltip=[alt.Tooltip("display_name:N", title="entry"), alt.Tooltip(f"{value}:Q", title="accuracy", format=".1%"),
                  alt.Tooltip(f"{low}:Q", title="95% low", format=".1%"),
-                 alt.Tooltip(f"{high}:Q", title="95% high", format=".1%")])
+                 alt.Tooltip(f"{high}:Q", title="95% high", format=".1%"), alt.Tooltip("versus:N", title="vs #1")])
     return (rule + dot).properties(height=alt.Step(26))
 
 

@@ -24,6 +24,7 @@ class BoardView:
     primary: str           # "guest" or "mnist": the set the ranking uses
     revealed: bool
     hidden: list[str]      # entries an organiser hid (names only; for the organiser page)
+    verdict: str = ""      # one sentence: how many entries the digits cannot separate from the leader
 
     @property
     def excluded(self) -> set[str]:
@@ -36,7 +37,7 @@ def board_view(engine: Engine, revealed: bool, rules: Competition | None = None)
     ranked = board.read(engine, rules or Competition(), is_revealed=revealed)
     table = stats.build_board(ranked, q.history(engine, ranked.datasets))
     hidden = sorted(n for n, (state, _) in standings.moderation(engine).items() if state == standings.HIDDEN)
-    return BoardView(table, ranked.datasets, ranked.primary, revealed, hidden)
+    return BoardView(table, ranked.datasets, ranked.primary, revealed, hidden, board.verdict(ranked))
 
 
 @dataclass

@@ -3,7 +3,11 @@ query/statistics functions against independent references."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import shutil
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -104,14 +108,29 @@ def test_board_ranks_like_the_harness_and_marks_ties(fx):
     # Dee reads exactly like Ada's second version: the same rank, tied (p = 1).
     row = board.set_index("entry")
     assert row.loc["dee", "rank"] == row.loc["ada", "rank"]
-    # The p-value of each row against the one above is the exact binomial test on the discordant digits.
+    # Each row against the leader: the exact binomial test on the discordant digits, Holm-corrected by hand.
     names = ok["entry"].tolist()
-    for above, below in zip(names, names[1:]):
-        a, b = masks[above], masks[below]
+    raw = []
+    for below in names[1:]:
+        a, b = masks[names[0]], masks[below]
         n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
-        p = 1.0 if n01 + n10 == 0 else binomtest(n01, n01 + n10, 0.5).pvalue
-        assert row.loc[below, "p_vs_above"] == pytest.approx(p)
-        assert row.loc[below, "separation"].startswith("tied" if p >= 0.05 else "behind")
+        raw.append(1.0 if n01 + n10 == 0 else binomtest(n01, n01 + n10, 0.5).pvalue)
+    m = len(raw)
+    by_size = sorted(range(m), key=lambda i: raw[i])
+    adjusted, running = [0.0] * m, 0.0
+    for k, i in enumerate(by_size):
+        running = max(running, min(1.0, (m - k) * raw[i]))
+        adjusted[i] = running
+    assert row.loc[names[0], "separation"] == "leader" and row.loc[names[0], "state"] == "leader"
+    for below, p in zip(names[1:], adjusted):
+        assert row.loc[below, "p_vs_leader"] == pytest.approx(p)
+        assert row.loc[below, "with_leader"] == (p >= 0.05)
+        assert row.loc[below, "separation"].startswith("level with #1" if p >= 0.05 else "behind #1")
+        assert row.loc[below, "state"] == ("≈ #1" if p >= 0.05 else "")
+    level = 1 + sum(p >= 0.05 for p in adjusted)
+    assert views.board_view(engine, revealed=True).verdict.startswith(
+        f"The guest's 100 digits cannot separate the top {level} " if level > 1 else "The guest's 100 digits put")
+    assert row.loc["ada", "link"] == "entry?entry=ada#Ada%27s%20template"
     assert row.loc["broken", "status"].startswith("failed: the weights do not fit the model")
     assert np.isnan(row.loc["broken", "rank"])
     assert row.loc["ada", "versions"] == 2 and len(row.loc["ada", "history"]) == 2
@@ -148,6 +167,20 @@ def test_filter_sort_and_csv():
     assert stats.filter_board(board, statuses=["ok"])["entry"].tolist() == ["a", "c"]
     assert stats.filter_board(board, sort_by="params")["entry"].tolist() == ["b", "c", "a"]
     assert stats.filter_board(board, sort_by="params", descending=True)["entry"].tolist() == ["a", "c", "b"]
+    board = board.assign(rank=[1.0, None, 2.0], with_leader=[True, None, False], p_vs_leader=[None, None, 0.012345],
+                         guest_accuracy=[0.97, None, 0.9], mnist_accuracy=[0.991234567, None, 0.98],
+                         images_per_second=[1234.567, None, 99.5], versions=[2, 1, 1],
+                         evaluated_at=[datetime(2026, 3, 1, 12, 0, 5, 123456), None,
+                                       datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))],
+                         **{"hp: lr": ["0.1", "", "0.2"], "hp: command": ["python -m harness.train", "", "x"]})
+    rows = list(csv.DictReader(io.StringIO(stats.board_csv(board, revealed=True))))
+    assert rows[0]["rank"] == "1" and rows[1]["rank"] == "" and rows[2]["rank"] == "2"
+    assert rows[0]["mnist accuracy"] == "0.9912" and rows[2]["p vs leader (Holm)"] == "0.0123"
+    assert rows[0]["images per second"] == "1235" and rows[2]["images per second"] == "100"
+    assert rows[0]["last evaluated"] == "2026-03-01T12:00:05+00:00"
+    assert rows[2]["last evaluated"] == "2026-03-01T12:00:00+00:00"  # 13:00 at +01:00, in UTC
+    assert rows[0]["level with the leader"] == "yes" and rows[2]["level with the leader"] == "no"
+    assert rows[0]["hp: lr"] == "0.1" and "hp: command" not in rows[0]
 
 
 def test_mistakes_pairs_and_consensus_against_hand_counts():
@@ -193,6 +226,21 @@ def test_figures_have_axis_titles_and_counts():
     assert recall["encoding"]["y"]["title"].startswith("recall")
     picture = figures.digit_picture(np.eye(28, dtype=np.uint8) * 255, 3)
     assert picture.shape == (84, 84) and picture[4, 4] == 255 and picture[0, 5] == 0
+
+
+def test_interval_chart_shows_the_top_entries_and_who_is_level_with_the_leader():
+    n = 200
+    board = pd.DataFrame({"rank": range(1, n + 1), "display_name": [f"e{i}" for i in range(n)],
+                          "with_leader": [i < 4 for i in range(n)], "guest_accuracy": np.linspace(0.99, 0.5, n),
+                          "guest_ci_low": np.linspace(0.95, 0.4, n), "guest_ci_high": np.linspace(1.0, 0.6, n)})
+    spec = figures.interval_chart(board, "guest_ci_low", "guest_ci_high", "guest_accuracy", top=20).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["label"] for r in rows] == [f"{i + 1}. e{i}" for i in range(20)]
+    assert [r["versus"] for r in rows].count(figures.LEVEL) == 4
+    colour = spec["layer"][0]["encoding"]["color"]
+    assert colour["scale"]["domain"] == [figures.LEVEL, figures.BEHIND] and "group" not in str(spec).lower()
+    everything = figures.interval_chart(board, "guest_ci_low", "guest_ci_high", "guest_accuracy").to_dict()
+    assert len(next(iter(everything["datasets"].values()))) == n
 
 
 def test_password_and_settings():
@@ -317,9 +365,12 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
     at = page()
     assert "sealed until the reveal" in at.info[0].value
     table = at.dataframe[0].value
-    assert set(table["guest_pct"]) == {stats.SEALED}
-    assert table["display_name"].tolist()[:2] == ["Ada's template", "Dee's copy"]
-    assert "tied (p = 1.00)" in table["separation"].tolist()
+    assert table["link"].tolist()[:2] == ["entry?entry=ada#Ada%27s%20template", "entry?entry=dee#Dee%27s%20copy"]
+    size = views.board_view(make_engine(str(fx.db)), revealed=False).datasets["mnist"].size
+    assert any(m.value.startswith(f"**The {size:,} MNIST test digits") for m in at.markdown)
+    assert table.columns.tolist() == ["place", "link", "score", "state"]  # the compact view, all that is sent
+    assert table["place"].tolist()[:2] == ["🥇 1", "🥇 1"]  # Dee reads exactly like Ada: the same rank and medal
+    assert table["state"].tolist()[:3] == ["leader", "leader", "≈ #1"]  # joint leaders, then level with them
     assert any("Broken entry" in m.value and "weights do not fit" in m.value for m in at.markdown)
     assert at.get("download_button")
 
@@ -329,10 +380,13 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
 def test_no_page_shows_guest_results_before_the_reveal(fx, monkeypatch, path):
     use_db(monkeypatch, fx, fx.db, password="pw")
     at = page(path, entry="ada")
+    if path is None:
+        at.toggle[1].set_value(True).run()  # the board's "All columns": the sealed guest columns are in it
+        assert set(at.dataframe[0].value["guest_pct"]) == {stats.SEALED}
     text = everything_shown(at)
     assert at.title and at.title[0].value in text  # the scan does see the page
     if path in (None, "screens/entry.py"):
-        assert "Ada's template" in text
+        assert "Ada's template" in text or "Ada%27s%20template" in text  # the board's link column encodes it
     assert dashboard_fixtures.GUEST_TOKEN not in text
     for accuracy in guest_results(fx.revealed_db).values():
         if accuracy == accuracy:  # not NaN
@@ -351,12 +405,20 @@ def test_leaderboard_page_revealed(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.revealed_db)
     at = page()
     assert "Ranked by the guest's 100 handwritten digits" in at.success[0].value
-    table = at.dataframe[0].value.set_index("entry")
+    compact = at.dataframe[0].value
     results = guest_results(fx.revealed_db)
-    assert table.loc["eve", "guest_pct"] == pytest.approx(100 * results["eve"])
-    assert list(table.loc["ada", "history_pct"]) == [round(100 * v, 2) for v in table.loc["ada", "history"]]
+    eve = compact[compact["link"].str.startswith("entry?entry=eve#")].iloc[0]
+    assert eve["score"].startswith(f"{100 * results['eve']:.0f}% (")
+    assert any(m.value.startswith("**The guest's 100 digits") for m in at.markdown)
+    at.toggle[1].set_value(True).run()  # "All columns"
+    table = at.dataframe[0].value
+    assert {"author", "guest_pct", "mnist_pct", "separation", "params", "speed"} <= set(table.columns)
+    assert "hp: command" not in table.columns and "entry" not in table.columns and "history" not in table.columns
+    ada = table[table["link"].str.startswith("entry?entry=ada#")].iloc[0]
+    assert ada["guest_pct"] == pytest.approx(100 * results["ada"])
+    assert len(ada["history_pct"]) == 2
     at.text_input[0].input("bob").run()
-    assert at.dataframe[0].value["entry"].tolist() == ["bob"]
+    assert at.dataframe[0].value["link"].tolist() == ["entry?entry=bob#Bob%27s%20quick%20one"]
 
 
 def test_entry_page_revealed(fx, monkeypatch):
@@ -551,3 +613,50 @@ def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
     board = views.board_view(make_engine(str(db)), False, competition.load()).board
     assert board["entry"].tolist().count("ada") == 1  # version 2 now counts; nothing late
     assert store.audit_log(make_engine(str(db)))[0]["action"] == "version-time"
+
+
+def synthetic_board(n: int = 200, seed: int = 7) -> scoring_board.Board:
+    """``n`` ranked entries on 100 guest digits, a few strong and many weak (as tests/test_metrics.py's 200)."""
+    from harness.scoring import ranking
+    from harness.store.reads import DatasetInfo, EvalSummary, Score
+    rng = np.random.default_rng(seed)
+    rows, summaries = [], {}
+    for i in range(n):
+        mask = rng.random(100) < 0.99 - 0.7 * (i / n) ** 0.5
+        guest = Score(i, 2, int(mask.sum()), 100, mask.mean(), max(0.0, mask.mean() - 0.1), min(1.0, mask.mean() + 0.1))
+        mnist = Score(i, 1, 9900 - i, 10000, (9900 - i) / 10000, 0.98, 0.995)
+        name = f"entry-{i:03d}"
+        summaries[i] = EvalSummary(i, name, f"Entry {i}", "Someone", None, {"command": "python -m harness.train"}, {},
+                                   "h" * 12, "c", "w", 1, i, "ok", None, "cpu", datetime(2026, 3, 1), 1.0, 1000,
+                                   1234.5, None, "logits", None, {"guest": guest, "mnist": mnist})
+        rows.append(scoring_board.to_row(summaries[i], True, mask))
+    datasets = {"mnist": DatasetInfo(1, "mnist", 10000, "mnist", None), "guest": DatasetInfo(2, "guest", 100, "g", "1")}
+    return scoring_board.Board(ranking.rank(rows), summaries, datasets, "guest", True)
+
+
+def test_leaderboard_page_with_two_hundred_entries(fx, monkeypatch):
+    big = synthetic_board()
+    level = sum(bool(r.with_leader) for r in big.rows)
+    assert 1 < level < 10  # a handful level with the leader (the count itself: tests/test_metrics.py)
+    monkeypatch.setattr(views, "board_view", lambda engine, revealed, rules=None: views.BoardView(
+        stats.build_board(big), big.datasets, big.primary, revealed, [], scoring_board.verdict(big)))
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page()
+    table = at.dataframe[0].value
+    assert len(table) == 200 and table["state"].tolist()[:level] == ["leader"] + ["≈ #1"] * (level - 1)
+    assert set(table["state"].tolist()[level:]) == {""}
+    assert any(m.value == f"**The guest's 100 digits cannot separate the top {level} (exact McNemar tests against "
+                          "the leader, Holm-corrected, α = 0.05).**" for m in at.markdown)
+
+    def chart_rows() -> int:
+        spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+        return len(spec["layer"][0]["encoding"]["y"]["sort"])
+
+    assert chart_rows() == 20  # the top 20 by default, not a 5,000-pixel chart
+    group = at.get("button_group")[0]
+    assert group.options == ["top 20", "top 50", "top 100", "all"]
+    group.set_value(200).run()
+    assert chart_rows() == 200
+    shown = stats.board_display(stats.build_board(big), True)
+    rows = list(csv.DictReader(io.StringIO(stats.board_csv(shown, True))))
+    assert len(rows) == 200 and rows[0]["rank"] == "1" and "hp: command" not in rows[0]

@@ -172,3 +172,82 @@ def test_leaderboard_entry_and_drawing_in_chromium(server, browser):
     assert "what the models see" in body
     assert count_when_painted(browser, '[data-testid="stDataFrame"]', 1) == 1  # the readings table paints late
     assert screenshot(browser, "draw").stat().st_size > 20_000
+
+
+GRID = """
+const grid = document.querySelector('[data-testid="stDataFrame"]');
+const r = grid.getBoundingClientRect();
+const scroller = grid.querySelector('.dvn-scroller');
+const cell = id => { const c = document.getElementById(id); return c ? c.textContent : null; };
+return {left: r.left, top: r.top, right: r.right, width: window.innerWidth, height: window.innerHeight,
+        page: document.documentElement.scrollWidth, overflow: scroller.scrollWidth - scroller.clientWidth,
+        rank: cell('glide-cell-0-0'), name: cell('glide-cell-1-0'), score: cell('glide-cell-2-0')};
+"""
+HEADER, ROW = 35, 35  # the grid's header and row heights, in CSS pixels (Streamlit's defaults)
+
+
+@pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)])
+def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width, height):
+    """At a desktop's and a phone's size the leader's rank, name and score are in view without scrolling
+    sideways, and clicking a name opens that entry's page."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    browser.set_window_size(width, height)
+    try:
+        browser.get(f"{server}/")
+        body = wait_for_text(browser, "cannot separate the top")
+        assert count_when_painted(browser, '[data-testid="stDataFrame"] canvas', 1) >= 1
+        time.sleep(1.5)  # the grid paints after the text
+        browser.save_screenshot(str(shots / f"board_{width}x{height}.png"))
+        box = browser.execute_script(GRID)
+        assert box["width"] == width and box["page"] <= width, box  # nothing on the page scrolls sideways
+        assert 0 <= box["left"] and box["right"] <= width and box["overflow"] <= 0, box  # every column in view
+        assert box["top"] + HEADER + ROW <= height, box  # the leader's row is in view without scrolling down
+        # The fixture's leader (see test_dashboard.py's reference ranking): Eve, 43 of the 100 guest digits.
+        assert box["rank"] == "🥇 1" and box["name"].startswith("entry?entry=eve#") and \
+            box["score"].startswith("43% ("), box
+
+        if width >= 1000:  # details on demand: every column, scrolling sideways inside the grid if it must
+            from selenium.webdriver.common.by import By
+            browser.find_element(By.XPATH, "//summary[contains(., 'Filter, sort, all columns')]").click()
+            time.sleep(0.5)  # the expander opens
+            toggle = browser.find_element(By.XPATH, "//label[contains(., 'All columns')]//input")
+            browser.execute_script("arguments[0].click()", toggle)
+            deadline, headers = time.time() + 20, []
+            while time.time() < deadline and "Author" not in headers:
+                headers = browser.execute_script(
+                    "return Array.from(document.querySelectorAll('[data-testid=\"stDataFrame\"] th'))"
+                    ".map(h => h.textContent)")
+                time.sleep(0.3)
+            assert {"Author", "MNIST accuracy ↑", "vs. the leader"} <= set(headers), headers
+            time.sleep(1.0)
+            browser.save_screenshot(str(shots / f"board_all_columns_{width}x{height}.png"))
+            browser.find_element(By.XPATH, "//summary[contains(., 'Filter, sort, all columns')]").click()
+            time.sleep(0.8)  # the expander closes: the grid moves back up
+            box = browser.execute_script(GRID)
+
+        before = set(browser.window_handles)
+        actions = ActionBuilder(browser)
+        # The name in the second row (Ada): past the rank column, a few pixels into the link text.
+        actions.pointer_action.move_to_location(int(box["left"] + 48 + 14), int(box["top"] + HEADER + ROW * 1.5))
+        actions.pointer_action.click()
+        actions.perform()
+        deadline = time.time() + 15
+        while time.time() < deadline and not set(browser.window_handles) - before and "/entry" not in \
+                browser.current_url:
+            time.sleep(0.2)
+        opened = set(browser.window_handles) - before
+        if opened:
+            browser.switch_to.window(opened.pop())
+        assert browser.current_url.split("#")[0].endswith("/entry?entry=ada"), browser.current_url
+        body = wait_for_text(browser, "Misread digits, most confident mistakes first")
+        assert "Ada's template" in body
+        time.sleep(1.0)  # let the page finish painting for the screenshot
+        browser.save_screenshot(str(shots / f"entry_{width}x{height}.png"))
+        if opened:
+            browser.close()
+            browser.switch_to.window(next(iter(before)))
+    finally:
+        browser.set_window_size(1440, 900)

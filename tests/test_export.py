@@ -65,7 +65,7 @@ def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_ur
     entries = json.loads(out)["entries"]
     assert [(e["name"], e["rank"], e["standing"]) for e in entries] == [("honest", 1, "ranked"),
                                                                        ("cheat", None, "disqualified")]
-    assert entries[1]["note"] == "trained on the test set" and entries[1]["tie_group"] is None
+    assert entries[1]["note"] == "trained on the test set" and entries[1]["with_leader"] is None
     terminal = " ".join(err.split())
     assert "│ DQ │ cheat" in terminal and "cheat (disqualified by the organisers): trained on the test set." in terminal
     assert "│ withdrawn" not in terminal and "withdrawn (" not in terminal  # no row, no note (progress may name it)

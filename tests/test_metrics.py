@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from scipy.special import log_softmax, softmax
+from scipy.stats import binomtest
 from sklearn import metrics as skm
 
 from harness.scoring import metrics as m
@@ -144,7 +145,7 @@ def test_predictions_by_hand():
     np.testing.assert_allclose(conf, [0.7, 0.6])
 
 
-# --- McNemar and tie groups ---------------------------------------------------------------------
+# --- McNemar and Holm ----------------------------------------------------------------------------
 
 
 def paired(only_a, only_b, both=20, neither=5):
@@ -173,22 +174,54 @@ def wrong_on(k, n=100):
     return c
 
 
-def test_tie_groups_constructed():
-    assert m.tie_groups([wrong_on(0), wrong_on(0)]) == [1, 1]
-    assert m.tie_groups([wrong_on(0), wrong_on(30)]) == [1, 2]
-    entries = [wrong_on(0), wrong_on(0), wrong_on(30), wrong_on(60), wrong_on(61)]
-    assert m.tie_groups(entries) == [1, 1, 2, 3, 3]
-    assert m.tie_groups([]) == []
+def test_holm_against_a_hand_worked_example():
+    # m = 4: sorted p 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; made monotone:
+    # 0.02, 0.03, 0.06, 0.06.
+    adjusted = m.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert m.holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # capped at 1
+    assert m.holm([]).tolist() == []
 
 
-def test_tie_groups_compare_with_entry_directly_above():
-    # Each step loses 3 more samples (p = 0.25), so every neighbour ties although first vs last doesn't.
-    entries = [wrong_on(3 * i) for i in range(6)]
-    assert m.mcnemar_exact(entries[0], entries[-1]) < 0.05
-    assert m.tie_groups(entries) == [1] * 6
+def test_five_entries_where_the_second_cannot_be_separated_from_the_leader():
+    entries = [wrong_on(0), wrong_on(3), wrong_on(10), wrong_on(20), wrong_on(30)]
+    # Raw p against the leader: 2 * 0.5**k for k discordant digits; Holm over 4 comparisons.
+    adjusted = m.against(entries, 0)
+    assert np.isnan(adjusted[0])
+    assert adjusted[1] == pytest.approx(0.25)          # largest raw p, multiplied by 1
+    assert adjusted[2] == pytest.approx(2 * 2 * 0.5 ** 10)
+    assert adjusted[3] == pytest.approx(3 * 2 * 0.5 ** 20)
+    assert adjusted[4] == pytest.approx(4 * 2 * 0.5 ** 30)
+    assert m.inseparable(entries, 0).tolist() == [True, True, False, False, False]
+    assert m.inseparable(entries, 1).tolist() == [True, True, False, False, False]  # #3 vs #2: 7 digits, p*3 < .05
+    with pytest.raises(ValueError, match="reference 5 is not one of the 5 entries"):
+        m.against(entries, 5)
 
 
-# --- summarize -----------------------------------------------------------------------------------
+def holm_by_hand(p: list[float], alpha: float = 0.05) -> list[bool]:
+    """Which hypotheses Holm's step-down procedure rejects: the k-th smallest against alpha / (m - k)."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    rejected = [False] * len(p)
+    for k, i in enumerate(order):
+        if p[i] >= alpha / (len(p) - k):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def test_two_hundred_entries_leave_only_a_handful_level_with_the_leader():
+    rng = np.random.default_rng(7)
+    entries = [rng.random(100) < 0.99 - 0.7 * (i / 200) ** 0.5 for i in range(200)]  # a few strong, many weak
+    order = sorted(range(200), key=lambda i: -entries[i].sum())
+    entries = [entries[i] for i in order]
+    raw = []
+    for e in entries[1:]:
+        n01, n10 = int((entries[0] & ~e).sum()), int((~entries[0] & e).sum())
+        raw.append(1.0 if n01 + n10 == 0 else binomtest(n10, n01 + n10, 0.5).pvalue)
+    expected = 1 + sum(not r for r in holm_by_hand(raw))
+    got = m.inseparable(entries, 0)
+    assert int(got.sum()) == expected
+    assert 1 < expected < 10  # a handful, not a chain through the whole board
 
 
 def test_summarize_by_hand():

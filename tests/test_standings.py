@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+import pytest
 
 from harness.scoring import board, ranking
 from harness.scoring.competition import Competition
@@ -123,7 +124,32 @@ def test_mnist_primary_and_unranked_rows():
             row("late", 1.0, 1.0, standing="late"), row("old", 1.0, 1.0, standing="superseded")]
     out = ranking.rank(rows, primary="mnist_accuracy", tie_break=("guest_accuracy",))
     assert [(r.name, r.rank) for r in out] == [("b", 1), ("a", 2), ("late", None), ("old", None), ("cheat", None)]
-    assert out[-1].tie_group is None and not out[-1].tied_with_above
+    assert out[-1].with_leader is None and out[-1].p_vs_leader is None and out[-1].level_with == ()
+
+
+def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leader():
+    # Nested masks: k more wrong digits than the leader is k discordant digits, raw p = 2 * 0.5**k.
+    rows = [row(n, acc, 0.99) for n, acc in zip("edcba", (0.70, 0.80, 0.90, 0.97, 1.00))]
+    out = ranking.rank(rows)
+    assert [(r.name, r.rank) for r in out] == [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]
+    assert [r.with_leader for r in out] == [True, True, False, False, False]
+    assert out[0].p_vs_leader is None and out[1].p_vs_leader == pytest.approx(0.25)
+    assert out[2].p_vs_leader == pytest.approx(2 * 2 * 0.5 ** 10)  # Holm: second-largest of 4 raw p times 2
+    # #3 against #2: 7 discordant, raw 2 * 0.5**7 = 0.0156, times 2 (Holm) = 0.031 < 0.05: separated.
+    assert [r.level_with for r in out] == [(1, 2), (1, 2), (3,), (), ()]
+    assert ranking.verdict(out, "the guest's 100 digits") == (
+        "The guest's 100 digits cannot separate the top 2 (exact McNemar tests against the leader, "
+        "Holm-corrected, α = 0.05).")
+    from rich.console import Console
+    from harness.scoring import report
+    console = Console(record=True, width=160)
+    report.print_table(console, out, True, [])
+    terminal = console.export_text()
+    assert "│ 2 ≈ │ b" in terminal and "│   3 │ c" in terminal
+    assert "The 100 digits ranked on cannot separate the top 2" in terminal
+    clear = ranking.rank([row("a", 1.0, 0.99), row("b", 0.8, 0.99)])
+    assert ranking.verdict(clear, "the 100 digits").startswith("The 100 digits put a clearly ahead")
+    assert ranking.verdict(ranking.rank([row("a", 1.0, 0.99)] * 1)[:1], "x").startswith("X put a clearly")
 
 
 def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
@@ -135,3 +161,13 @@ def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
     order = board.metrics(rules, "mnist")
     out = ranking.rank([a, b], primary=order[0], tie_break=order[1:])
     assert [r.name for r in out] == ["a", "b"]
+
+
+def test_verdict_names_entries_level_with_the_leader_when_they_are_not_the_top_k():
+    rows = [row(n, acc, 0.99) for n, acc in (("a", 1.0), ("b", 0.9), ("c", 0.89))]
+    for r, level in zip(rows, (True, False, True)):
+        r.with_leader = level
+    assert ranking.verdict(rows, "the guest's 100 digits") == (
+        "The guest's 100 digits cannot separate 1 entry from the leader, a: c (exact McNemar tests against the "
+        "leader, Holm-corrected, α = 0.05).")
+    assert ranking.verdict([row("a", 1.0, 0.99)], "x") == ""  # not ranked: nothing to say

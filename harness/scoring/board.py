@@ -99,3 +99,11 @@ def read(engine: Engine, rules: Competition, is_revealed: bool | None = None, na
     order = metrics(rules, kind)
     ranked = ranking.rank(rows, alpha=alpha, primary=order[0], tie_break=order[1:])
     return Board(ranked, {s.evaluation_id: s for s in summaries}, datasets, kind, shown)
+
+
+def verdict(board: Board) -> str:
+    """The board in one plain sentence: how many entries the ranked set's digits cannot separate from the leader."""
+    info = board.datasets.get(board.primary)
+    size = f"{info.size:,} " if info is not None else ""
+    digits = f"the guest's {size}digits" if board.primary == "guest" else f"the {size}MNIST test digits"
+    return ranking.verdict(board.rows, digits)

@@ -117,17 +117,37 @@ def mcnemar_exact(correct_a, correct_b) -> float:
     return float(min(1.0, 2 * bdtr(min(only_a, only_b), only_a + only_b, 0.5)))
 
 
-def tie_groups(correct_by_entry: list[np.ndarray], alpha: float = 0.05) -> list[int]:
-    """Group numbers (from 1) for entries sorted best first; ties with the entry directly above."""
-    groups: list[int] = []
-    for i, correct in enumerate(correct_by_entry):
-        if i == 0:
-            groups.append(1)
-        elif mcnemar_exact(correct_by_entry[i - 1], correct) >= alpha:
-            groups.append(groups[-1])
-        else:
-            groups.append(groups[-1] + 1)
-    return groups
+def holm(p_values) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values, in the input's order: the i-th smallest of m is multiplied by (m - i),
+    made non-decreasing in that order and capped at 1; reject a hypothesis when its adjusted p is below alpha."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"Expected a 1-D array of p-values, got shape {p.shape}.")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = stepped
+    return out
+
+
+def against(correct_by_entry: list[np.ndarray], reference: int) -> np.ndarray:
+    """Holm-adjusted exact McNemar p-values of every entry against entry ``reference`` (NaN at ``reference``
+    itself); the family is the other entries, so its size grows with the board."""
+    if not 0 <= reference < len(correct_by_entry):
+        raise ValueError(f"reference {reference} is not one of the {len(correct_by_entry)} entries.")
+    others = [i for i in range(len(correct_by_entry)) if i != reference]
+    raw = [mcnemar_exact(correct_by_entry[reference], correct_by_entry[i]) for i in others]
+    out = np.full(len(correct_by_entry), np.nan)
+    out[others] = holm(raw)
+    return out
+
+
+def inseparable(correct_by_entry: list[np.ndarray], reference: int, alpha: float = 0.05) -> np.ndarray:
+    """Per entry, whether the per-sample results cannot separate it from entry ``reference`` (itself included):
+    exact paired McNemar tests against the reference, Holm–Bonferroni corrected at ``alpha``."""
+    adjusted = against(correct_by_entry, reference)
+    return np.isnan(adjusted) | (adjusted >= alpha)
 
 
 @dataclass(frozen=True)

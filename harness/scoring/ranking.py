@@ -1,4 +1,5 @@
-"""Order stored evaluations into a ranking, with statistically tied entries grouped."""
+"""Order stored evaluations into a ranking, and say which entries the digits cannot separate from the leader and
+the other medal positions."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.scoring.competition import METRICS
-from harness.scoring.metrics import tie_groups
+from harness.scoring.metrics import against
 from harness.store.reads import Score
 
-ALPHA = 0.05  # paired tests: entries whose per-sample results differ at this level are separated
+ALPHA = 0.05  # paired tests against a medal position, Holm-corrected: results differing at this level separate
+MEDAL_POSITIONS = 3
 
 
 @dataclass(eq=False)
@@ -33,14 +35,15 @@ class Row:
     note: str = ""
     submitted_at: str | None = None
     rank: int | None = None
-    tie_group: int | None = None
-    tied_with_above: bool = False
+    with_leader: bool | None = None         # the digits cannot separate it from #1 (the leader itself: True)
+    p_vs_leader: float | None = None        # exact McNemar against #1, Holm-adjusted over the ranked entries
+    level_with: tuple[int, ...] = ()        # medal positions (1-3, in rank order) it cannot be separated from
     correct_mask: np.ndarray | None = field(default=None, repr=False)  # per sample, on the set ranked on
 
     def as_dict(self) -> dict:
         return {"name": self.name, "display_name": self.display_name, "author": self.author, "status": self.status,
-                "error": self.error, "rank": self.rank, "tie_group": self.tie_group,
-                "tied_with_above": self.tied_with_above,
+                "error": self.error, "rank": self.rank, "with_leader": self.with_leader,
+                "p_vs_leader": self.p_vs_leader, "level_with": list(self.level_with),
                 "mnist": self.mnist.as_dict() if self.mnist else None,
                 "guest": self.guest.as_dict() if self.guest else None,
                 "params": self.params, "images_per_second": self.images_per_second,
@@ -73,9 +76,10 @@ def rank(rows: list[Row], alpha: float = ALPHA, primary: str = "guest_accuracy",
     """Rank the ok, ranked-standing rows by ``primary`` then ``tie_break``; failed, late, superseded rows follow,
     disqualified ones last.
 
-    The metrics are taken as given (``harness.scoring.board`` chooses them). Equal keys share a rank. ``tie_group``
-    joins an entry to the one above when an exact McNemar test on each row's ``correct_mask`` (the ranked set's
-    per-sample results) cannot tell them apart at ``alpha``.
+    The metrics are taken as given (``harness.scoring.board`` chooses them). Equal keys share a rank; medals
+    follow the rank. Each ranked row is then tested against the top ``MEDAL_POSITIONS`` rows with an exact paired
+    McNemar test on ``correct_mask`` (the ranked set's per-sample results), Holm-corrected over the other ranked
+    rows at ``alpha``: ``with_leader``, ``p_vs_leader`` and ``level_with`` carry the result.
     """
     competing = [r for r in rows if r.standing == "ranked"]
     ok = [r for r in competing if r.status == "ok" and r.mnist is not None]
@@ -87,9 +91,34 @@ def rank(rows: list[Row], alpha: float = ALPHA, primary: str = "guest_accuracy",
     for i, row in enumerate(ok):
         row.rank = ok[i - 1].rank if i and sort_key(ok[i - 1], metrics) == sort_key(row, metrics) else i + 1
     if any(r.correct_mask is None for r in ok):
-        return ok + failed + unranked  # no per-sample results to compare: no tie groups
-    groups = tie_groups([r.correct_mask for r in ok], alpha=alpha)
-    for i, (row, group) in enumerate(zip(ok, groups)):
-        row.tie_group = group
-        row.tied_with_above = i > 0 and groups[i - 1] == group
+        return ok + failed + unranked  # no per-sample results to compare: nothing to say about separation
+    masks = [r.correct_mask for r in ok]
+    for row in ok:
+        row.level_with = ()
+    for position in range(min(MEDAL_POSITIONS, len(ok))):
+        adjusted = against(masks, position)
+        for i, row in enumerate(ok):
+            if i == position or adjusted[i] >= alpha:
+                row.level_with += (position + 1,)
+            if position == 0:
+                row.with_leader = i == 0 or bool(adjusted[i] >= alpha)
+                row.p_vs_leader = None if i == 0 else float(adjusted[i])
     return ok + failed + unranked
+
+
+def verdict(rows: list[Row], digits: str) -> str:
+    """One plain sentence: how many entries ``digits`` (e.g. "the guest's 100 digits") cannot separate from the
+    leader; empty when the rows carry no separation."""
+    ranked = [r for r in rows if r.with_leader is not None]
+    if not ranked:
+        return ""
+    level = [r for r in ranked if r.with_leader]
+    how = f"exact McNemar tests against the leader, Holm-corrected, α = {ALPHA}"
+    if len(level) == 1:
+        return f"{digits[0].upper()}{digits[1:]} put {ranked[0].display_name} clearly ahead ({how})."
+    if level == ranked[:len(level)]:
+        return f"{digits[0].upper()}{digits[1:]} cannot separate the top {len(level)} ({how})."
+    names = ", ".join(r.display_name for r in level[1:])
+    count = f"{len(level) - 1} {'entry' if len(level) == 2 else 'entries'}"
+    return (f"{digits[0].upper()}{digits[1:]} cannot separate {count} from the leader, "
+            f"{ranked[0].display_name}: {names} ({how}).")

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.scoring.ranking import Row
+from harness.scoring.ranking import Row, verdict
 from harness.store.reads import Score
 
 
@@ -44,7 +44,7 @@ def table(rows: list[Row], has_guest: bool, title: str) -> Table:
                 [Text(row.error or "", style="red"), "", ""]  # Text: an entry's words are never markup
             out.add_row(*cells)
             continue
-        rank = mark or ("—" if row.rank is None else f"{row.rank}" + (" =" if row.tied_with_above else ""))
+        rank = mark or ("—" if row.rank is None else f"{row.rank}" + (" ≈" if row.with_leader and row.rank != 1 else ""))
         cells = [rank, Text(row.display_name if row.display_name == row.name else f"{row.display_name} ({row.name})"),
                  Text(row.author or "")]
         if has_guest:
@@ -72,9 +72,11 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
         if row.standing != "ranked" and row.note:
             why = "disqualified by the organisers" if row.standing == "disqualified" else row.standing
             console.print(f"{row.name} ({why}): {row.note.rstrip('.')}.", markup=False, highlight=False)
-    if any(r.tied_with_above for r in rows):
-        console.print("'=' marks an entry that a paired exact McNemar test (p ≥ 0.05) cannot tell apart from the one "
-                      "above it: the data do not separate them.")
+    leader = next((r for r in rows if r.with_leader is not None and r.correct_mask is not None), None)
+    if leader is not None:
+        console.print(verdict(rows, f"the {len(leader.correct_mask):,} digits ranked on"), markup=False, highlight=False)
+    if any(r.with_leader and r.rank != 1 for r in rows):
+        console.print("'≈' marks an entry that the digits cannot separate from the leader.")
     unsandboxed = [r.name for r in rows if r.sandboxed is False]
     if unsandboxed:
         console.print(f"[yellow]NOT SANDBOXED:[/yellow] {', '.join(unsandboxed)} ran as plain child processes "
