@@ -139,7 +139,7 @@ def test_the_command_runs_on_a_local_cluster_of_processes(tmp_path, entries, mni
     assert evaluate.main(args + ["--db", str(tmp_path / "lb.db"), "--cluster", "local:1"]) == 0
     remote = stored(make_engine(str(tmp_path / "lb.db")))
     assert evaluate.main(args + ["--db", str(tmp_path / "local.db")]) == 0
-    assert remote == stored(make_engine(str(tmp_path / "local.db")))
+    same_as(remote, stored(make_engine(str(tmp_path / "local.db"))))
     assert remote["strong"][0] == "ok"
 
 

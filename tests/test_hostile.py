@@ -21,6 +21,7 @@ from harness.isolation import sandbox
 from harness.isolation import sandbox_server
 from harness import runner
 from harness.contract import EntryMetadata
+from harness.store.schema import unpack
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.test_contract import evaluate, predicted
 
@@ -149,8 +150,12 @@ def test_predictions_of_cheats_and_honest_entry_are_exact(cheats, small_mnist, m
     for name, ev in cheats.items():
         assert np.array_equal(predicted(ev), expected), name
     beside, alone = cheats["honest"].results[0], honest_alone.results[0]
-    assert (beside.predicted, beside.probabilities, beside.confidence) == \
-        (alone.predicted, alone.probabilities, alone.confidence)  # byte for byte
+    assert beside.predicted == alone.predicted  # byte for byte
+    # Each call draws its own secret order, so an image meets other batch-mates and float sums may differ in the last
+    # bits: the stored float16 probabilities agree to their resolution, not always bit for bit.
+    for blob in ("probabilities", "confidence"):
+        np.testing.assert_allclose(unpack(getattr(beside, blob)).astype(np.float32),
+                                   unpack(getattr(alone, blob)).astype(np.float32), atol=1e-3)
 
 
 def test_images_are_not_there_before_the_clock_starts(cheats):

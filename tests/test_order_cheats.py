@@ -107,6 +107,19 @@ def nearest_mean(images: np.ndarray, means: np.ndarray) -> np.ndarray:
     return (flat @ means.T - 0.5 * (means ** 2).sum(1)).argmax(1)
 
 
+def near_ties(images: np.ndarray, means: np.ndarray, margin: float = 1e-4) -> int:
+    """How many images the reference scores within ``margin`` between its top two classes: there float32 sums in
+    another batch order may pick either (each call of an entry draws its own secret order)."""
+    flat = images.reshape(len(images), -1).astype(np.float64) / 255.0 - 0.5
+    scores = np.sort(flat @ means.T - 0.5 * (means ** 2).sum(1), axis=1)
+    return int((scores[:, -1] - scores[:, -2] < margin).sum())
+
+
+def assert_reference_count(correct: int, images: np.ndarray, labels: np.ndarray, means: np.ndarray) -> None:
+    expected = int((nearest_mean(images, means) == labels).sum())
+    assert abs(correct - expected) <= near_ties(images, means), (correct, expected)
+
+
 def write_entries(root: Path, means: np.ndarray, segments: list[tuple[int, int]]) -> Path:
     """The honest model and its two cheats; ``segments`` is the position cheat's (length, label) knowledge."""
     lengths, labels = torch.zeros(32, dtype=torch.long), torch.full((32,), -1, dtype=torch.long)
@@ -183,8 +196,8 @@ def test_cheats_gain_nothing_through_harness_evaluate(tmp_path, mnist_dir, mnist
     assert evaluate.main(argv) == 0
     entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
     honest = entries["honest"]
-    assert honest["guest"]["correct"] == int((nearest_mean(guest.images, means) == guest.labels).sum())
-    assert honest["mnist"]["correct"] == int((nearest_mean(mnist_test.images, means) == mnist_test.labels).sum())
+    assert_reference_count(honest["guest"]["correct"], guest.images, guest.labels, means)
+    assert_reference_count(honest["mnist"]["correct"], mnist_test.images, mnist_test.labels, means)
     for cheat in ("position-cheat", "smoothing-cheat"):
         assert entries[cheat]["status"] == "ok", entries[cheat]["error"]
         for kind in ("guest", "mnist"):

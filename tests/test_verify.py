@@ -62,3 +62,15 @@ def test_verify_says_an_entry_is_hidden_or_disqualified(tmp_path, means, mnist_d
             "to verify it.") in out
     assert ("✓ beta: 10100 predictions identical. Disqualified by the organisers (copied weights): shown "
             "unranked.") in out
+
+
+def test_a_near_tie_is_told_apart_from_a_difference():
+    """Stored probabilities are float16: two classes within 2e-3 are a tie that another batch order may tip."""
+    import numpy as np
+
+    from harness.verify import near_tie
+    probs = np.array([[0.5, 0.499, 0.001] + [0.0] * 7,     # within 1e-3: a tie
+                      [0.6, 0.39, 0.01] + [0.0] * 7,       # 0.21 apart: not a tie
+                      [0.3, 0.3, 0.4] + [0.0] * 7,         # top two 0.4 and 0.3: not a tie
+                      [0.4986, 0.5005, 0.001] + [0.0] * 7])  # 1.9e-3 apart: a tie
+    assert near_tie(probs.astype(np.float32)).tolist() == [True, False, False, True]
