@@ -160,6 +160,8 @@ def test_auto_is_resolved_in_the_host_and_the_child_gets_the_resolved_device(tmp
     entry = entry_of(tmp_path, "any", SLOW)
     predict(entry, {"mnist": np.zeros((1, 28, 28), np.uint8)}, Limits(device="auto", memory=2 ** 30))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the decision only: CUDA is never started
+    assert prediction.resolve_device("auto") == "cpu"  # no NVIDIA device file here: torch is not even asked
+    monkeypatch.setattr(sandbox_command, "gpu_devices", lambda: ["/dev/nvidia0", "/dev/nvidiactl"])
     assert prediction.resolve_device("auto") == "cuda"
     predict(entry, {"mnist": np.zeros((1, 28, 28), np.uint8)}, Limits(device="auto", memory=2 ** 30))
     assert given == [("cpu", 2 ** 30), ("cuda", 2 ** 30)]
@@ -195,6 +197,7 @@ def test_a_run_records_the_resolved_device(tmp_path, monkeypatch):
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
     assert runner.run(engine, [], [], runner.Options(device="auto"), argv=[]).device == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sandbox_command, "gpu_devices", lambda: ["/dev/nvidia0", "/dev/nvidiactl"])
     summary = runner.run(engine, [], [], runner.Options(device="auto"), argv=[])
     with Session(engine) as session:
         assert [run.device for run in session.query(Run).order_by(Run.id)] == ["cpu", "cuda"]

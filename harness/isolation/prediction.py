@@ -47,8 +47,11 @@ class Limits:
 
 def resolve_device(requested: str) -> str:
     """Where entries run, decided once in the host before any limit applies: "auto" becomes "cuda" where PyTorch
-    sees a GPU (asking does not start CUDA in this process), else "cpu"."""
+    sees a GPU (asking does not start CUDA in this process), else "cpu". Without an NVIDIA device file there is no
+    GPU to see, and torch is not imported (a second or two of every run that has nothing to evaluate)."""
     if requested == "auto":
+        if process.likely_device("auto") == "cpu":
+            return "cpu"
         import torch
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
