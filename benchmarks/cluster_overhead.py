@@ -25,55 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.entries import LINEAR, resnet, write_entry  # noqa: E402
 from harness.data import mnist  # noqa: E402
 from harness.entries.discovery import load_entry  # noqa: E402
 from harness.isolation import Limits, cluster, predict, process  # noqa: E402
-
-LINEAR = '''
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(784, 10)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-'''
-
-RESNET50 = '''
-import torch.nn as nn
-from torchvision.models import resnet50
-from harness.contract import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.adapt = InputAdapter(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        self.net = resnet50(weights=None, num_classes=10)
-
-    def forward(self, x):
-        return self.net(self.adapt(x))
-'''
-
-
-def write(root: Path, name: str, code: str) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "model.py").write_text(code)
-    namespace: dict = {}
-    exec(code, namespace)
-    torch.manual_seed(len(name))
-    torch.save(namespace["Net"]().state_dict(), folder / "weights.pt")
-    return folder
-
 
 def timed(call) -> tuple[float, object]:
     start = time.perf_counter()
@@ -93,7 +52,7 @@ def main() -> int:
     images = {"mnist": test.images[:args.images]}
     limits = Limits(timeout=600, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        entries = [load_entry(write(Path(tmp), f"linear-{i:02d}", LINEAR)) for i in range(args.entries)]
+        entries = [load_entry(write_entry(Path(tmp), f"linear-{i:02d}", LINEAR, seed=len(f"linear-{i:02d}"))) for i in range(args.entries)]
         process.prestart(False, "cpu")
         predict(entries[0], images, limits)  # the local sandbox warm, as the cluster's workers are after connect
         start, pool_ctx = time.perf_counter(), cluster.connect("local:2")
@@ -125,7 +84,7 @@ def main() -> int:
         print(f"  two at a time on the 2 workers: {both / args.entries:.3f} s per entry "
               f"({local / (both / args.entries):.2f}x the local rate)")
         if args.resnet50:
-            entry = load_entry(write(Path(tmp), "resnet50", RESNET50))
+            entry = load_entry(write_entry(Path(tmp), "resnet50", resnet("resnet50"), seed=len("resnet50")))
             few = {"mnist": test.images[:args.resnet50]}
             process.prestart(True, args.resnet50_device)
             got = predict(entry, few, replace(limits, batch_size=16, device=args.resnet50_device),

@@ -16,42 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.entries import resnet, write_entry  # noqa: E402
 from harness.data import mnist  # noqa: E402
 from harness.entries.discovery import discover  # noqa: E402
 from harness.isolation import Limits, Progress, predict, process  # noqa: E402
-
-MODEL = '''
-import torch.nn as nn
-from torchvision.models import resnet18
-from harness.contract import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
-
-
-class Model(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.adapt = InputAdapter(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        self.net = resnet18(weights=None, num_classes=10)
-
-    def forward(self, x):
-        return self.net(self.adapt(x))
-'''
-
-
-def write_resnet(root: Path) -> Path:
-    folder = root / "resnet18"
-    folder.mkdir(parents=True)
-    (folder / "model.py").write_text(MODEL)
-    namespace: dict = {}
-    exec(MODEL, namespace)  # the same class the entry's process will build
-    torch.manual_seed(0)
-    torch.save(namespace["Model"]().state_dict(), folder / "weights.pt")
-    return folder
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,7 +33,7 @@ def main() -> None:
     args = p.parse_args()
     images = mnist.load_split(Path(args.mnist_dir), "test", allow_download=False).images[:args.images]
     with tempfile.TemporaryDirectory() as tmp:
-        write_resnet(Path(tmp) / "subs")
+        write_entry(Path(tmp) / "subs", "resnet18", resnet("resnet18"))
         entry = discover(Path(tmp) / "subs")["resnet18"]
         heard: list[tuple[float, Progress]] = []
         started = time.perf_counter()

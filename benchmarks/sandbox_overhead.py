@@ -21,28 +21,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.isolation import sandbox
+from benchmarks.entries import LINEAR, write_entry  # noqa: E402
 from harness.contract import EntryMetadata  # noqa: E402
 from harness.isolation.process import run_isolated  # noqa: E402
-
-LINEAR = '''
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(784, 10)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-'''
 
 CNN = '''
 import torch
@@ -62,20 +48,6 @@ class Net(nn.Module):
         x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 '''
-
-
-def write_entries(root: Path, count: int, code: str) -> list[Path]:
-    folders = []
-    for i in range(count):
-        folder = root / f"entry-{i:02d}"
-        folder.mkdir(parents=True)
-        (folder / "model.py").write_text(code)
-        namespace: dict = {}
-        exec(code, namespace)
-        torch.manual_seed(i)
-        torch.save(namespace["Net"]().state_dict(), folder / "weights.pt")
-        folders.append(folder)
-    return folders
 
 
 def timed(folder: Path, images: Path, out: Path, device: str, sandboxed: bool) -> tuple[float, float]:
@@ -100,7 +72,8 @@ def main() -> None:
     if reason:
         raise SystemExit(f"the sandbox cannot run here: {reason}")
     work = Path(tempfile.mkdtemp(prefix="sandbox-overhead-"))
-    folders = write_entries(work / "subs", args.entries, CNN if args.model == "cnn" else LINEAR)
+    code = CNN if args.model == "cnn" else LINEAR
+    folders = [write_entry(work / "subs", f"entry-{i:02d}", code, seed=i) for i in range(args.entries)]
     images = work / "images_mnist.npy"
     np.save(images, np.random.default_rng(0).integers(0, 256, (args.images, 1, 28, 28), dtype=np.uint8))
     sandbox.close_shared()  # measure the sandbox's start below, like the fork server's

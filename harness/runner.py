@@ -123,7 +123,7 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
         record.status, record.error = "failed", str(exc)
         return record
     record.images_per_second = prediction.images_per_second
-    record.output_kind = record.metrics[dataset_ids["mnist"]].output_kind
+    record.output_kind = record.metrics[dataset_ids[TASK.public.kind]].output_kind
     return record
 
 
