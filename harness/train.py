@@ -25,6 +25,7 @@ import torchvision
 
 from harness.training import architectures
 from harness.training import augment
+from harness.training import presets
 from harness.training import recipes
 from harness import cli
 from harness.contract import name_problem
@@ -53,10 +54,26 @@ def _fraction(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _at_least_one(text: str) -> float:
+    value = float(text)
+    if value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (1 leaves the shape alone), got {text}")
+    return value
+
+
+def _stroke(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2 pixels, got {text}")
+    return value
+
+
+def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = TrainConfig()
+    p.add_argument("--preset", choices=list(presets.PRESETS), default=preset,
+                   help="start from a tested recipe; flags given as well override it. " + presets.describe())
     g = p.add_argument_group("entry")
     g.add_argument("--out", type=Path, help="entry folder to write, e.g. submissions/my-cnn (required)")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -97,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=_fraction, default=d.val_fraction, help="share of the training set held out for validation")
     g.add_argument("--limit", type=_positive(int), help="use only the first N training images (quick experiments)")
     g.add_argument("--augment", nargs="+", default=[], choices=augment.list_augmentations(), metavar="NAME",
-                   help=f"training-time augmentations from torchvision.transforms.v2: {', '.join(augment.list_augmentations())}")
+                   help=f"training-time augmentations (per image from torchvision.transforms.v2, then batched ones): {', '.join(augment.list_augmentations())}")
     g.add_argument("--degrees", type=float, default=a.degrees, help="affine: rotation, ± degrees")
     g.add_argument("--translate", type=_fraction, default=a.translate, help="affine: shift, fraction of the side")
     g.add_argument("--scale", type=_positive(float), nargs=2, default=list(a.scale), metavar=("MIN", "MAX"), help="affine: zoom range")
@@ -106,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--elastic-sigma", type=_positive(float), default=a.elastic_sigma)
     g.add_argument("--crop-padding", type=_positive(int), default=a.crop_padding, help="crop: padding before the random 28×28 crop")
     g.add_argument("--erasing-p", type=_fraction, default=a.erasing_p)
+    g.add_argument("--rotate", type=float, default=a.rotate, help="rotate: ± degrees")
+    g.add_argument("--slant", type=float, default=a.slant, help="slant: lean of the strokes, ± degrees")
+    g.add_argument("--aspect", type=_at_least_one, default=a.aspect, help="aspect: width/height × up to this or its inverse")
+    g.add_argument("--warp", type=_positive(float), default=a.warp, help="warp: smooth random displacement, pixels")
+    g.add_argument("--stroke", type=_stroke, default=a.stroke, help="stroke: pen width change, ± pixels per side (at most 2)")
     g.add_argument("--mnist-dir", help="folder with the MNIST files (default: $MNIST_DIR, else ./data/mnist)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
 
@@ -115,7 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", type=Path, help=f"where Ctrl-C and each epoch save a checkpoint (default: {CHECKPOINT_DIR}/<entry>.pt)")
     g.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue an interrupted run; takes no other flag")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    if preset is not None:
+        p.set_defaults(**presets.PRESETS[preset].settings)
     return p
+
+
+def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser with the chosen ``--preset``'s settings as defaults, and the parsed flags."""
+    first = argparse.ArgumentParser(prog="python -m harness.train", add_help=False)
+    first.add_argument("--preset", choices=list(presets.PRESETS))
+    parser = build_parser(first.parse_known_args(argv)[0].preset)
+    return parser, parser.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -129,7 +161,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         augment=augment.AugmentConfig(
             names=tuple(args.augment), degrees=args.degrees, translate=args.translate, scale=tuple(args.scale),
             shear=args.shear, elastic_alpha=args.elastic_alpha, elastic_sigma=args.elastic_sigma,
-            crop_padding=args.crop_padding, erasing_p=args.erasing_p),
+            crop_padding=args.crop_padding, erasing_p=args.erasing_p, rotate=args.rotate, slant=args.slant,
+            aspect=args.aspect, warp=args.warp, stroke=args.stroke),
         seed=args.seed)
 
 
@@ -146,6 +179,8 @@ def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class:
     hyper["augment"] = list(aug.pop("names"))
     for name in hyper["augment"]:
         hyper.update({f"augment_{k}": aug[k] for k in augment.KNOBS[name]})
+    if args.preset:
+        hyper["preset"] = args.preset
     hyper["threads"] = torch.get_num_threads()
     # entry.toml has no table of its own for how the run went, so it follows the knobs in [hyperparameters].
     hyper.update({
@@ -212,8 +247,7 @@ class Progress:
 
 
 def run(argv: list[str]) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, args = parse(argv)
     resume = None
     if args.resume is not None:
         extra = [a for a in argv if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
@@ -222,7 +256,7 @@ def run(argv: list[str]) -> int:
         resume = load_checkpoint(args.resume)
         quiet, checkpoint_path = args.quiet, args.resume
         argv = list(resume["argv"])
-        args = parser.parse_args(argv)
+        parser, args = parse(argv)
         args.quiet, args.checkpoint = quiet, checkpoint_path
     if args.out is None:
         parser.error("--out is required: the entry folder to write, e.g. --out submissions/my-cnn")

@@ -445,4 +445,5 @@ def test_each_augmentation_changes_images_per_sample_within_range(name):
     out = augment.augment_batch(x, transform)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     assert not torch.equal(out, x)
-    assert not torch.equal(out[0], out[1])  # each image gets its own random draw
+    if name != "refit":  # refit is deterministic: it frames each digit into 20×20 (tests/test_augment_stranger.py)
+        assert not torch.equal(out[0], out[1])  # each image gets its own random draw

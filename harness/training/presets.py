@@ -1,0 +1,28 @@
+"""Tested starting points for ``python -m harness.train --preset NAME``: each sets flags' defaults, and any flag
+given as well overrides it. How each was chosen, with the measured effect of every knob: submissions/README.md,
+"What helps against unknown handwriting"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    summary: str
+    settings: dict = field(default_factory=dict)   # argparse destinations of harness.train -> value
+
+
+PRESETS: dict[str, Preset] = {
+    "stranger": Preset(
+        summary="a compact CNN trained to read a stranger's handwriting: rotation, slant, aspect, warp and pen-width "
+                "variation, each augmented digit refitted into MNIST's 20×20 box",
+        settings=dict(arch="cnn", channels=[16, 32, 64], dropout=0.1, optimizer="adamw", lr=3e-3, weight_decay=0.01,
+                      schedule="onecycle", label_smoothing=0.1, batch_size=128, epochs=12, val_fraction=0.05,
+                      augment=["rotate", "slant", "aspect", "warp", "stroke", "refit"]),
+    ),
+}
+
+
+def describe() -> str:
+    return "; ".join(f"{name}: {preset.summary}" for name, preset in PRESETS.items())

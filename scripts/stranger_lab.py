@@ -1,0 +1,76 @@
+"""Choose training knobs for a stranger's handwriting: train with the training kit, score on MNIST validation and
+on the TUNING half of Semeion (files in sorted order per label: the first half of each digit's files).
+
+    python scripts/stranger_lab.py --name warp --augment rotate slant aspect warp --epochs 6 --threads 1
+
+Each run appends one JSON line to build/stranger_lab.jsonl. The held-out half (the second half per label) is never
+scored here unless --held-out is given, which is for the final, already chosen recipe only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import train
+from semeion_halves import split
+from harness.data.guest import load_guest_set
+from harness.data.mnist import load_split
+from harness.training.loop import evaluate, fit, load_data, to_tensor
+from harness.training.model_setup import build_model
+
+
+def semeion_halves(folder: Path):
+    """The normalised Semeion set and the (tune, held_out) indices into it, as scripts/semeion_halves.py splits it."""
+    guest = load_guest_set(folder)
+    where = {f: i for i, f in enumerate(guest.files)}
+    halves = split(folder)
+    return guest, np.array([where[str(p)] for p in halves["tune"]]), np.array([where[str(p)] for p in halves["held-out"]])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--name", required=True)
+    p.add_argument("--semeion", default="../shared/datasets/semeion")
+    p.add_argument("--held-out", action="store_true", help="also score the held-out half (final recipe only)")
+    p.add_argument("--save", type=Path, help="save the trained state_dict here")
+    known, rest = p.parse_known_args(argv)
+    _, args = train.parse([*rest, "--out", "build/lab-entry"])
+    config = train.config_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data(config, args.mnist_dir, download=False)
+    model, _, _, _ = build_model(config, args.model_file, args.model_class)
+    started = time.perf_counter()
+    result = fit(model, data, config)
+    seconds = time.perf_counter() - started
+    guest, tune, held = semeion_halves(Path(known.semeion))
+    gx, gy = torch.from_numpy(guest.images), torch.from_numpy(guest.labels)
+    test = load_split(args.mnist_dir or "../shared/datasets/mnist", "test", allow_download=False)
+    tx, ty = to_tensor(test.images), torch.from_numpy(np.array(test.labels, dtype=np.int64))
+    row = {"name": known.name, "args": rest, "epochs": config.epochs, "train_s": round(seconds, 1),
+           "val": evaluate(model, data.val_x, data.val_y)[1], "mnist_test": evaluate(model, tx, ty)[1],
+           "semeion_tune": evaluate(model, gx[tune], gy[tune])[1], "n_tune": len(tune)}
+    if known.held_out:
+        row["semeion_held_out"] = evaluate(model, gx[held], gy[held])[1]
+        row["n_held_out"] = len(held)
+    if known.save:
+        known.save.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), known.save)
+    Path("build").mkdir(exist_ok=True)
+    with open("build/stranger_lab.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
