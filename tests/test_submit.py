@@ -1,0 +1,203 @@
+"""The Submit page under AppTest, with the committed, trained baseline-lenet5 as the upload: a wrong code, another
+member's entry, too big, too many and a bad file name are each refused with one sentence and store nothing; a
+passing upload becomes the entry's new version, byte for byte, with the previous version kept in the store; a failing
+check stores nothing and shows the check's own sentence. The organiser's code section issues a code shown once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+from harness.store import members, snapshots
+from harness.store.engine import make_engine
+from harness.store.schema import Entry, MemberCode, Upload
+from harness.store.versions import history
+from leaderboard import config, submitting
+from tests.conftest import REPO
+
+APP = str(REPO / "leaderboard" / "app.py")
+BASELINE = REPO / "submissions" / "baseline-lenet5"
+FILES = ("model.py", "weights.pt", "entry.toml")
+
+
+@pytest.fixture()
+def site(tmp_path, monkeypatch, mnist_dir):
+    """An empty database and submissions folder for the dashboard, and a code for Ada and one for Bob."""
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    db = tmp_path / "lb.db"
+    for var, value in (("LEADERBOARD_DB", str(db)), ("LEADERBOARD_SUBMISSIONS", str(subs)),
+                       ("MNIST_DIR", str(mnist_dir))):
+        monkeypatch.setenv(var, value)
+    for var in (submitting.UPLOAD_MB_ENV, submitting.UPLOADS_PER_HOUR_ENV, config.PASSWORD_ENV):
+        monkeypatch.delenv(var, raising=False)
+    engine = make_engine(str(db))
+    site = type("Site", (), {})()
+    site.engine, site.subs, site.db = engine, subs, db
+    site.ada, site.bob = members.issue_code(engine, "Ada"), members.issue_code(engine, "Bob")
+    yield site
+    engine.dispose()
+
+
+def baseline_files(**replace: bytes) -> list[tuple[str, bytes]]:
+    files = {name: (BASELINE / name).read_bytes() for name in FILES}
+    files.update(replace)
+    return list(files.items())
+
+
+def submit(code: str, entry: str, files: list[tuple[str, bytes]]) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("screens/submit.py")
+    at.run()
+    at.text_input[0].input(code)
+    at.text_input[1].input(entry)
+    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files])
+    next(b for b in at.button if b.label == "Check and submit").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def only_error(at: AppTest) -> str:
+    assert len(at.error) == 1 and not at.success, ([e.value for e in at.error], [s.value for s in at.success])
+    return at.error[0].value
+
+
+def uploads(site) -> list[tuple[str, str]]:
+    with Session(site.engine) as session:
+        return [(u.member, u.outcome) for u in session.scalars(select(Upload).order_by(Upload.id))]
+
+
+def stored_entries(site) -> list[str]:
+    with Session(site.engine) as session:
+        return list(session.scalars(select(Entry.name)))
+
+
+def nothing_stored(site) -> bool:
+    return not stored_entries(site) and [p.name for p in site.subs.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_a_wrong_code_is_refused_with_one_sentence(site):
+    ident = site.ada.partition("-")[0]
+    at = submit(f"{ident}-not-the-secret", "ada-lenet", baseline_files())
+    assert only_error(at) == ("That code is not valid (mistyped, or revoked); check it, or ask the organiser for a "
+                              "new one.")
+    assert nothing_stored(site) and uploads(site) == []  # nobody to count it against
+    members.revoke_code(site.engine, int(ident))
+    assert only_error(submit(site.ada, "ada-lenet", baseline_files())).startswith("That code is not valid")
+
+
+def test_another_members_entry_is_refused(site):
+    assert members.claim_entry(site.engine, "ada-lenet", "Ada")
+    at = submit(site.bob, "Ada-Lenet", baseline_files())
+    assert only_error(at) == "The entry 'ada-lenet' belongs to another member; choose another name for yours."
+    assert nothing_stored(site) and uploads(site) == [("Bob", "refused")]
+    (site.subs / "from-git").mkdir()  # an entry committed with git belongs to nobody until the organiser decides
+    assert only_error(submit(site.bob, "from-git", baseline_files())) == (
+        "The entry 'from-git' was submitted without the dashboard; choose another name, or ask the organiser to "
+        "give it to you on the Organiser page.")
+
+
+def test_too_big_and_too_many_are_refused(site, monkeypatch):
+    monkeypatch.setenv(submitting.UPLOAD_MB_ENV, "0.2")  # the baseline's files take 255,328 bytes
+    assert only_error(submit(site.ada, "ada-lenet", baseline_files())) == (
+        "Your files take 255,328 bytes, more than the 200,000 bytes an upload may take; make the weights smaller "
+        "(e.g. save them in float16) or ask the organiser.")
+    monkeypatch.delenv(submitting.UPLOAD_MB_ENV)
+    monkeypatch.setenv(submitting.UPLOADS_PER_HOUR_ENV, "2")
+    members.log_upload(site.engine, "Ada", "ada-lenet", 1, "failed", "an earlier try")
+    members.log_upload(site.engine, "Ada", "ada-lenet", 1, "accepted")
+    with Session(site.engine) as session:
+        first = session.scalars(select(Upload.at).where(Upload.outcome == "failed")).one()
+    message = only_error(submit(site.ada, "ada-lenet", baseline_files()))
+    again = first.replace(hour=(first.hour + 1) % 24)
+    assert message == (f"You have submitted 2 times in the last hour, the most allowed; try again after "
+                       f"{again:%H:%M} UTC.")
+    assert nothing_stored(site)
+    assert uploads(site) == [("Ada", "refused"), ("Ada", "failed"), ("Ada", "accepted"), ("Ada", "refused")]
+
+
+@pytest.mark.parametrize("name", ["../model.py", "notes.txt", ".hidden.pt", "sub/weights.pt", "model\x00.py"])
+def test_a_bad_file_name_is_refused(site, name):
+    files = baseline_files() + [(name, b"print('hi')\n")]
+    message = only_error(submit(site.ada, "ada-lenet", files))
+    assert message.startswith(f"The file name {name!r} is not one an entry uses: upload model.py and its weights "
+                              "(weights.pt or weights.safetensors), or model.pt2, optionally with entry.toml, each "
+                              "under exactly that name (no folders).")
+    assert nothing_stored(site)
+
+
+def test_missing_weights_and_a_bad_entry_name_are_refused(site):
+    assert only_error(submit(site.ada, "ada-lenet", [("model.py", b"")])) == (
+        "An entry needs its model and weights: upload model.py and its weights (weights.pt or weights.safetensors), "
+        "or model.pt2, optionally with entry.toml; you chose model.py.")
+    assert only_error(submit(site.ada, "../etc", baseline_files())).startswith(
+        "The entry name '../etc' is not allowed; rename it using letters, digits")
+    assert nothing_stored(site)
+
+
+def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
+    first = baseline_files()
+    at = submit(site.ada, "ada-lenet", first)
+    assert [s.value for s in at.success] == [
+        "Accepted: ada-lenet version 1 is stored and queued for evaluation; it appears on the Leaderboard once the "
+        "evaluation watcher has scored it."] and not at.error
+    accuracy = next(m for m in at.metric if m.label.startswith("Accuracy"))
+    assert accuracy.value == "99.6%"  # the baseline reads 498 of the first 500 MNIST test digits (test_check_diagnosis)
+    folder = site.subs / "ada-lenet"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
+    assert all((folder / name).read_bytes() == data for name, data in first)
+
+    # Version 2: another display name; version 1 stays in the store, byte for byte.
+    toml = (BASELINE / "entry.toml").read_bytes().replace(b'"Baseline: LeNet-5"', b'"Ada\'s LeNet"')
+    second = baseline_files(**{"entry.toml": toml})
+    at = submit(site.ada, "ada-lenet", second)
+    assert at.success[0].value.startswith("Accepted: ada-lenet version 2 is stored")
+    assert all((folder / name).read_bytes() == data for name, data in second)
+    assert [p.name for p in site.subs.iterdir() if p.name.startswith(".upload-")] == []  # no folder left behind
+    versions = history(site.engine, "ada-lenet")
+    assert len(versions) == 2 and all(v.files_kept for v in versions)
+    for version, files in zip(versions, (first, second)):
+        restored = snapshots.restore(site.engine, version.version_id, "ada-lenet", tmp_path / str(version.number))
+        assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == dict(files)
+    assert members.owner(site.engine, "ada-lenet") == "Ada" and uploads(site) == [("Ada", "accepted")] * 2
+
+
+def test_a_failing_check_stores_nothing_and_says_why(site):
+    toml = (BASELINE / "entry.toml").read_bytes().replace(b"channels = [\n    6,", b"channels = [\n    8,", 1)
+    at = submit(site.ada, "ada-lenet", baseline_files(**{"entry.toml": toml}))
+    message = only_error(at)
+    assert message.startswith("The check failed, so nothing was stored: ada-lenet: the weights do not fit the model "
+                              "(features.0.weight is [6, 1, 5, 5] in the weights but [8, 1, 5, 5] in the model;")
+    assert message.endswith("set the constructor arguments in entry.toml to the ones you trained with, or save the "
+                            "state_dict of this exact model.")
+    assert nothing_stored(site) and members.owner(site.engine, "ada-lenet") is None
+    assert uploads(site) == [("Ada", "failed")]
+
+
+def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
+    monkeypatch.setenv(config.PASSWORD_ENV, "club-secret")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("screens/organiser.py")
+    at.run()
+    at.text_input[0].input("club-secret")
+    next(b for b in at.button if b.label == "Unlock").click()
+    at.run()
+    next(t for t in at.text_input if t.label == "Member's name").input("Cleo")
+    next(b for b in at.button if b.label == "Issue a code").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.value == "Code for Cleo (shown once; give it to them now):" for s in at.success)
+    code = at.code[0].value
+    assert members.verify_code(site.engine, code) == "Cleo"
+    with Session(site.engine) as session:
+        assert code.partition("-")[2] not in {h for h in session.scalars(select(MemberCode.code_hash))}
+    next(b for b in at.button if b.label == "Done: hide the code").click()
+    at.run()
+    assert not at.code  # shown once
