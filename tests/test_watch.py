@@ -88,3 +88,36 @@ def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, 
     said = sum(int(re.search(r"stopped; (\d+) version", out).group(1)) for out in outputs)
     assert said + int(re.search(r"(\d+) evaluated, ", manual.stdout).group(1)) == 4, (outputs, manual.stdout)
     engine.dispose()
+
+
+def test_sigterm_during_an_evaluation_stops_the_watcher_and_leaves_the_version_to_the_next(tmp_path, mnist_dir,
+                                                                                            means):
+    subs, mystery = tmp_path / "subs", tmp_path / "mystery"
+    mystery.mkdir()
+    write_entry(subs, "slow", code=before_return("import time\ntime.sleep(60)"), weights=template_weights(means))
+    db_url = f"sqlite:///{tmp_path / 'lb.db'}"
+    engine = make_engine(db_url)
+    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
+            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", "0.5"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    watcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the watcher has claimed the version: it is evaluating it
+            with Session(engine) as session:
+                if session.scalar(select(func.count()).select_from(Claim)):
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the watcher never started evaluating")
+        watcher.send_signal(signal.SIGTERM)
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0 and "stopped; 0 version(s) evaluated while watching." in out, out
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Claim)) == 0  # the next run may take the version
+        assert session.scalar(select(func.count()).select_from(Evaluation)) == 0
+    engine.dispose()
