@@ -201,3 +201,29 @@ def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
     next(b for b in at.button if b.label == "Done: hide the code").click()
     at.run()
     assert not at.code  # shown once
+
+
+def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_no_new_one(site):
+    from datetime import datetime, timezone
+
+    from harness.scoring.competition import Competition
+    from harness.scoring.standings import counted_versions, version_rows
+    from harness.submit.upload import submit as upload
+    past = Competition(deadline=datetime(2026, 1, 10, 23, 59, tzinfo=timezone.utc))
+    first = upload(site.engine, site.subs, "ada-lenet", site.ada, baseline_files(), Competition())
+    assert first.accepted and first.version == 1 and not first.late
+    toml = (BASELINE / "entry.toml").read_bytes().replace(b'"Baseline: LeNet-5"', b'"Late LeNet"')
+    late = upload(site.engine, site.subs, "ada-lenet", site.ada, baseline_files(**{"entry.toml": toml}), past)
+    assert late.accepted and late.version == 2 and late.late
+    assert late.sentences[1] == ("It came after the deadline (2026-01-10T23:59:00+00:00), so it is shown as late and "
+                                 "not ranked; your on-time version still counts.")
+    # the standings agree: under a deadline between the two uploads, version 1 is the one that counts
+    between = Competition(deadline=datetime.fromisoformat(history(site.engine, "ada-lenet")[0].first_seen_at
+                                                           .isoformat()).replace(tzinfo=timezone.utc))
+    counted = counted_versions(version_rows(site.engine), between)
+    assert counted["ada-lenet"].version_id == history(site.engine, "ada-lenet")[0].version_id
+    again = upload(site.engine, site.subs, "ada-lenet", site.ada, baseline_files(), Competition())
+    assert again.accepted and again.version == 1 and again.sentences == [
+        "Accepted: these files are ada-lenet's version 1, already stored; the folder holds them again."]
+    assert len(history(site.engine, "ada-lenet")) == 2
+    assert (site.subs / "ada-lenet" / "entry.toml").read_bytes() == (BASELINE / "entry.toml").read_bytes()
