@@ -227,3 +227,54 @@ def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_n
         "Accepted: these files are ada-lenet's version 1, already stored; the folder holds them again."]
     assert len(history(site.engine, "ada-lenet")) == 2
     assert (site.subs / "ada-lenet" / "entry.toml").read_bytes() == (BASELINE / "entry.toml").read_bytes()
+
+
+def zipped(entries: list[tuple[str, bytes]], links: tuple[str, ...] = ()) -> bytes:
+    import io
+    import stat
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
+    from harness.scoring.competition import Competition
+    from harness.submit.upload import UploadLimits
+    from harness.submit.upload import submit as upload
+    rules = Competition()
+    files = baseline_files()
+    # Finder's zip of the folder: one top folder, plus __MACOSX and .DS_Store, which are left out
+    archive = zipped([(f"ada-lenet/{n}", d) for n, d in files] + [("__MACOSX/ada-lenet/._model.py", b"x"),
+                                                                  ("ada-lenet/.DS_Store", b"x")])
+    outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("ada-lenet.zip", archive)], rules)
+    assert outcome.accepted, outcome.sentences
+    assert {p.name: p.read_bytes() for p in (site.subs / "ada-lenet").iterdir()} == dict(files)
+
+    def refused(archive: bytes, limits: UploadLimits = UploadLimits()) -> str:
+        outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("entry.zip", archive)], rules, limits)
+        assert not outcome.accepted and len(outcome.sentences) == 1
+        return outcome.sentences[0]
+
+    assert refused(zipped(files, links=("weights2.pt",))) == (
+        "'entry.zip' holds a symbolic link (weights2.pt); an entry holds real files only, so zip the files themselves.")
+    assert refused(zipped(files + [("../../evil.py", b"import os")])) == (
+        "'entry.zip' holds a path outside itself (../../evil.py); zip the entry's files only.")
+    assert refused(zipped(files + [("/etc/cron.d/x", b"")])).startswith("'entry.zip' holds a path outside itself")
+    # 50 MB of zeros compress to ~50 KB: refused by the sizes the archive declares, before anything is unpacked
+    bomb = zipped(files + [("padding.bin", bytes(50 * 10 ** 6))])
+    assert len(bomb) < 10 ** 6
+    assert refused(bomb, UploadLimits(max_bytes=10 ** 6)) == (
+        "The files in 'entry.zip' take 50.3 MB, more than the 1.0 MB an upload may take; make the weights smaller "
+        "(e.g. save them in float16) or ask the organiser.")
+    assert refused(zipped([("sub/dir/model.py", b""), ("weights.pt", b"")])).startswith(
+        "The file name 'sub/dir/model.py' is not one an entry uses")
+    assert refused(b"PK\x03\x04 not really") == (
+        "'entry.zip' is not a zip archive that can be read; make it again, or upload the files themselves.")
+    assert len(history(site.engine, "ada-lenet")) == 1  # none of the refused ones stored anything

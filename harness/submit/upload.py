@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import io
 import os
 import shutil
+import stat
 import tempfile
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -92,6 +95,46 @@ def plain_name(name: str) -> bool:
         return False
     return (bool(name) and name not in (".", "..") and not name.startswith(".") and "/" not in name
             and "\\" not in name and not any(ord(c) < 32 for c in name) and len(name) <= 100)
+
+
+def too_big(size: int, cap: int, what: str = "Your files take") -> str:
+    return (f"{what} {size_text(size)}, more than the {size_text(cap)} an upload may take; make the weights "
+            "smaller (e.g. save them in float16) or ask the organiser.")
+
+
+def unpacked(files: list[tuple[str, bytes]], cap: int) -> tuple[list[tuple[str, bytes]], str | None]:
+    """A single ``.zip`` upload as the files it holds (at its top, or in one folder), else ``files`` as they are;
+    with one sentence when the archive holds a link, a name that is not UTF-8, a path outside itself, or more than
+    ``cap`` bytes once unpacked (read no further than that). Finder's ``__MACOSX/`` and dot files are left out."""
+    if len(files) != 1 or not files[0][0].lower().endswith(".zip"):
+        return files, None
+    name, data = files[0]
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+                 and not PurePosixPath(i.filename).name.startswith(".")]
+    except (zipfile.BadZipFile, OSError):
+        return files, f"{name!r} is not a zip archive that can be read; make it again, or upload the files themselves."
+    for info in infos:
+        path = PurePosixPath(info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            return files, (f"{name!r} holds a symbolic link ({info.filename}); an entry holds real files only, so "
+                           "zip the files themselves.")
+        if not info.flag_bits & 0x800 and not info.filename.isascii():
+            return files, (f"{name!r} holds a file name that is not UTF-8 ({info.filename!r}); rename it using "
+                           "letters, digits, '-', '_' and '.'.")
+        if path.is_absolute() or ".." in path.parts or "\\" in info.filename:
+            return files, f"{name!r} holds a path outside itself ({info.filename}); zip the entry's files only."
+    total = sum(i.file_size for i in infos)
+    if total > cap:
+        return files, too_big(total, cap, f"The files in {name!r} take")
+    tops = {PurePosixPath(i.filename).parts[0] for i in infos}
+    strip = len(tops) == 1 and all(len(PurePosixPath(i.filename).parts) == 2 for i in infos)
+    try:  # reading stops at each file's declared size, and its CRC is checked
+        return [("/".join(PurePosixPath(i.filename).parts[1:]) if strip else i.filename, archive.read(i))
+                for i in infos], None
+    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
+        return files, f"{name!r} cannot be unpacked ({exc}); make it again, or upload the files themselves."
 
 
 def files_problem(files: list[tuple[str, bytes]]) -> str | None:
@@ -214,12 +257,13 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     if problem:
         return refused(problem.replace("entry folder name", "The entry name", 1) + ".", member)
     size = sum(len(data) for _, data in files)
-    problem = (owner_problem(engine, submissions, entry_name, member) or rate_problem(engine, member, limits, now)
-               or files_problem(files))
+    problem = owner_problem(engine, submissions, entry_name, member) or rate_problem(engine, member, limits, now)
     cap = min(limits.max_bytes, rules.max_entry_bytes)
     if problem is None and size > cap:
-        problem = (f"Your files take {size_text(size)}, more than the {size_text(cap)} an upload may take; make "
-                   "the weights smaller (e.g. save them in float16) or ask the organiser.")
+        problem = too_big(size, cap)
+    if problem is None:
+        files, problem = unpacked(files, cap)
+    problem = problem or files_problem(files)
     if problem:
         members.log_upload(engine, member, entry_name, size, "refused", problem)
         return refused(problem, member)
