@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(
 
 BASELINE = REPO / "submissions" / "baseline-lenet5"
 DISPLAY = "Ada's LeNet"
+ORGANISER_PASSWORD = "club-secret"
 
 
 @pytest.fixture()
@@ -46,7 +47,7 @@ def site(tmp_path, mnist_dir):
     port = _free_port()
     env = dict(os.environ, LEADERBOARD_DB=str(db), LEADERBOARD_SUBMISSIONS=str(subs), LEADERBOARD_MYSTERY=str(mystery),
                MNIST_DIR=str(mnist_dir))
-    env.pop("LEADERBOARD_ADMIN_PASSWORD", None)
+    env["LEADERBOARD_ADMIN_PASSWORD"] = ORGANISER_PASSWORD
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "leaderboard/app.py", "--server.headless",
                              "true", "--server.address", "127.0.0.1", "--server.port", str(port),
@@ -161,3 +162,23 @@ def _history(engine, name):
         return history(engine, name)
     except Exception:  # not seen yet
         return [type("V", (), {"evaluations": 0})()]
+
+
+def test_the_organiser_issues_a_code_in_the_browser_shown_once(site, browser):
+    from selenium.webdriver.common.by import By
+    browser.set_window_size(1440, 900)
+    browser.get(f"{site.url}/organiser")
+    find(browser, 'input[aria-label="Organiser password"]').send_keys(ORGANISER_PASSWORD)
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Unlock").click()
+    find(browser, 'input[aria-label="Member\'s name"]').send_keys("Cleo")
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Issue a code").click()
+    wait_for_text(browser, "Code for Cleo (shown once; give it to them now):")
+    code = find(browser, '[data-testid="stCode"] code').text.strip()
+    assert members.verify_code(site.engine, code) == "Cleo"
+    for path in shoot(browser, "organiser_codes", '[data-testid="stCode"]'):
+        assert path.stat().st_size > 20_000
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Done: hide the code").click()
+    deadline = time.time() + 20
+    while time.time() < deadline and browser.find_elements(By.CSS_SELECTOR, '[data-testid="stCode"]'):
+        time.sleep(0.3)
+    assert code not in browser.execute_script("return document.body.innerText")  # shown once
