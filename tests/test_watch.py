@@ -45,12 +45,12 @@ def wait_for(engine, evaluations: int, procs, timeout: float = 300) -> None:
     raise AssertionError(f"not {evaluations} evaluations after {timeout} s: {counts(engine)}")
 
 
-def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, mnist_dir, means):
+def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, db_url, mnist_dir, means):
+    """On SQLite and PostgreSQL."""
     subs, mystery = tmp_path / "subs", tmp_path / "mystery"
     mystery.mkdir()
     for name in ("ada", "bob"):
         write_entry(subs, name, code=SLOW, weights=template_weights(means))
-    db_url = f"sqlite:///{tmp_path / 'lb.db'}"
     engine = make_engine(db_url)
     base = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
             "--mystery", str(mystery), "--db", db_url, "--device", "cpu"]
