@@ -278,3 +278,16 @@ def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
     assert refused(b"PK\x03\x04 not really") == (
         "'entry.zip' is not a zip archive that can be read; make it again, or upload the files themselves.")
     assert len(history(site.engine, "ada-lenet")) == 1  # none of the refused ones stored anything
+
+
+def test_an_upload_that_reads_inverted_digits_is_accepted_with_the_checks_diagnosis(site):
+    """The baseline repackaged so that it computes what a model trained on inverted digits would (mean' = 1 - mean,
+    std' = -std, as in test_check_diagnosis): it runs, reads the check's digits badly, and the page says which
+    InputAdapter fixes it, with the baseline's own 99.6% on those digits."""
+    head, rest = (BASELINE / "entry.toml").read_text().split("[hyperparameters]", 1)
+    head = head.replace("mean = 0.1307", f"mean = {1 - 0.1307!r}").replace("std = 0.3081", "std = -0.3081")
+    at = submit(site.ada, "ada-inverted", baseline_files(**{"entry.toml": (head + "[hyperparameters]" + rest).encode()}))
+    assert at.success[0].value.startswith("Accepted: ada-inverted version 1 is stored") and not at.error
+    diagnosis = [i.value for i in at.info if i.value.startswith("Diagnosis:")]
+    assert len(diagnosis) == 1 and "with inverted polarity (1-x: black ink on white) your model reads 99.6% of these " \
+        "images instead of" in diagnosis[0] and "add `InputAdapter(mean=1, std=-1)` in front of it" in diagnosis[0]
