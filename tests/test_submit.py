@@ -291,3 +291,18 @@ def test_an_upload_that_reads_inverted_digits_is_accepted_with_the_checks_diagno
     diagnosis = [i.value for i in at.info if i.value.startswith("Diagnosis:")]
     assert len(diagnosis) == 1 and "with inverted polarity (1-x: black ink on white) your model reads 99.6% of these " \
         "images instead of" in diagnosis[0] and "add `InputAdapter(mean=1, std=-1)` in front of it" in diagnosis[0]
+
+
+def test_a_staging_folder_left_a_day_ago_is_removed_and_a_recent_one_kept(site):
+    import os
+    import time
+
+    from harness.scoring.competition import Competition
+    from harness.submit.upload import submit as upload
+    old, recent = site.subs / ".upload-dead", site.subs / ".upload-busy"
+    for folder in (old, recent):
+        (folder / "ada-lenet").mkdir(parents=True)
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    assert upload(site.engine, site.subs, "bob-1", site.bob, baseline_files(), Competition()).accepted
+    assert not old.exists() and recent.is_dir()

@@ -20,6 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import tomllib
 import zipfile
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from harness.submit import checking
 MB = 10 ** 6
 STAGING_PREFIX = ".upload-"  # a folder discovery ignores (its name starts with '.')
 LOCK_FILE = ".submit.lock"
+LEFT_FOR_SECONDS = 24 * 3600  # a staging folder this old belongs to an upload whose process died
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,10 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
         members.log_upload(engine, member, entry_name, size, "refused", problem)
         return refused(problem, member)
     if not submissions.is_dir():
-        raise HarnessError(f"the submissions folder {submissions} does not exist; the organiser must create it.")
+        return refused(f"The submissions folder {submissions} does not exist; ask the organiser to create it.", member)
+    for left in submissions.glob(f"{STAGING_PREFIX}*"):  # an upload whose process died a day ago or more
+        if left.is_dir() and not left.is_symlink() and left.stat().st_mtime < time.time() - LEFT_FOR_SECONDS:
+            shutil.rmtree(left, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=submissions))
     try:
         staged = stage / entry_name
