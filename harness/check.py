@@ -1,138 +1,18 @@
-"""``python -m harness.check submissions/<entry>``: validate one entry in seconds, before evaluation."""
+"""``python -m harness.check submissions/<entry>``: validate one entry in seconds, before evaluation (the core is
+``harness.submit.checking``, which the dashboard's Submit page runs too)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from harness import cli
-from harness.contract import name_problem
-from harness.data import mnist
-from harness.entries import parameters
-from harness.entries.discovery import Entry, TrialMetadata, load_entry
 from harness.errors import HarnessError
-from harness.isolation import Limits, predict
 from harness.isolation.prediction import limits_hit
-from harness.isolation.process import GIB
-from harness.scoring.metrics import detect_output_kind
-
-SAMPLE = 500
-BATCH = 200  # 500 images in batches of 200: the last batch of 100 checks that any batch size works
-DIAGNOSE_BELOW = 0.90  # the committed baselines read 97-99% of the sample: below this, try the usual conventions
-FIXED_GAIN = 0.20      # a convention that lifts accuracy by this much fixes it, even if still under DIAGNOSE_BELOW
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # as in harness/adapters.py, which this process does not import (torch)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-# The usual input conventions, tried in the entry's own process (one process each) with an InputAdapter in front of
-# the model: (what the member reads, InputAdapter's arguments, the line to add, a note on it).
-VALUE_CONVENTIONS = (
-    ("(x-0.5)/0.5", {"mean": 0.5, "std": 0.5}, "InputAdapter(mean=0.5, std=0.5)", ""),
-    ("(x-0.1307)/0.3081", {"mean": MNIST_MEAN, "std": MNIST_STD}, "InputAdapter(mean=MNIST_MEAN, std=MNIST_STD)", ""),
-    ("inverted polarity (1-x: black ink on white)", {"mean": 1.0, "std": -1.0}, "InputAdapter(mean=1, std=-1)",
-     "; it computes 1 - x, as `x = 1 - x` at the start of forward would"),
-    ("the 0-255 scale (255·x)", {"std": 1 / 255}, "InputAdapter(std=1/255)",
-     "; it computes 255·x, as `x = x * 255` at the start of forward would"),
-    ("32×32 images", {"size": 32}, "InputAdapter(size=32)", ""),
-)
-SHAPE_CONVENTIONS = (  # when the model fails on [N, 1, 28, 28]
-    ("3 channels", {"channels": 3}, "InputAdapter(channels=3)", ""),
-    ("32×32 images", {"size": 32}, "InputAdapter(size=32)", ""),
-    ("3 channels at 32×32", {"size": 32, "channels": 3}, "InputAdapter(size=32, channels=3)", ""),
-    ("224×224 images", {"size": 224}, "InputAdapter(size=224)", ""),
-    ("3 channels at 224×224 with ImageNet statistics",
-     {"size": 224, "channels": 3, "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-     "InputAdapter(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)", ""),
-)
-
-
-class CheckFailed(HarnessError):
-    """The entry failed in its process: the sentence, plus what the check found (``hint``) and its log."""
-
-    def __init__(self, message: str, hint: str | None = None, log: str = ""):
-        super().__init__(message)
-        self.hint, self.log = hint, log
-
-
-def sample_images(mnist_dir: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Up to SAMPLE MNIST test images (uint8) with labels, or random noise when MNIST is not at hand."""
-    try:
-        split = mnist.load_split(mnist.resolve_dir(mnist_dir), "test", allow_download=False)
-        return split.images[:SAMPLE], split.labels[:SAMPLE], f"the first {SAMPLE} MNIST test images"
-    except HarnessError:
-        rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (SAMPLE, 28, 28), dtype=np.uint8), None, f"{SAMPLE} random images (MNIST not found)"
-
-
-def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeout: float = 120.0) -> dict:
-    """Load and run the entry in its own process; returns a report dict or raises HarnessError."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
-    problem = name_problem(folder.resolve().name)
-    if problem:
-        raise HarnessError(f"{problem}.")
-    entry = load_entry(folder)
-    if entry.metadata_error:
-        raise HarnessError(entry.metadata_error)
-    images, labels, described = sample_images(mnist_dir)
-    limits = Limits(timeout=timeout, memory=8 * GIB, device=device, batch_size=BATCH)
-    prediction = predict(entry, {"check": images}, limits)  # in a secret order, as in a real evaluation
-    if prediction.status != "ok":
-        hint = None
-        if " in the model" in (prediction.error or "") or "forward returned shape" in (prediction.error or ""):
-            hint = diagnose(entry, images, labels, limits, None, SHAPE_CONVENTIONS, "it runs and reads")
-        raise CheckFailed(f"{entry.name}: {prediction.error}", hint, prediction.log)
-    outputs = prediction.outputs["check"]
-    report = {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
-              "params": parameters.count(entry), "weights_bytes": entry.weights_bytes,
-              "output_kind": detect_output_kind(outputs),
-              "images_per_second": prediction.images_per_second,
-              "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
-              "sample": described, "accuracy": None, "device": prediction.device}
-    report["diagnosis"] = None
-    if labels is not None:
-        report["accuracy"] = accuracy = float((outputs.argmax(1) == labels).mean())
-        if accuracy < DIAGNOSE_BELOW:
-            report["diagnosis"] = diagnose(entry, images, labels, limits, accuracy, VALUE_CONVENTIONS,
-                                           "your model reads")
-    return report
-
-
-def try_convention(entry: Entry, images: np.ndarray, labels: np.ndarray | None, limits: Limits,
-                   adapter: dict) -> float | None:
-    """The entry's accuracy on ``images`` with ``InputAdapter(**adapter)`` in front of its model, run in its own
-    process like any run (1.0 without labels when it runs); None when it fails."""
-    trial = dataclasses.replace(entry, metadata=TrialMetadata(**vars(entry.metadata), adapter=adapter))
-    prediction = predict(trial, {"check": images}, limits)
-    if prediction.status != "ok":
-        return None
-    return 1.0 if labels is None else float((prediction.outputs["check"].argmax(1) == labels).mean())
-
-
-def diagnose(entry: Entry, images: np.ndarray, labels: np.ndarray | None, limits: Limits, accuracy: float | None,
-             conventions: tuple, verb: str) -> str | None:
-    """The sentence naming the input convention that makes the entry work, or None when none does.
-
-    Each convention costs one run of the entry in its own process; the best one wins, if it runs (``accuracy``
-    None: the entry failed as it is) or lifts the accuracy to DIAGNOSE_BELOW or by FIXED_GAIN.
-    """
-    tried = [(try_convention(entry, images, labels, limits, adapter), said, line, note)
-             for said, adapter, line, note in conventions]
-    working = [t for t in tried if t[0] is not None]
-    if not working:
-        return None
-    best, said, line, note = max(working, key=lambda t: t[0])
-    if accuracy is not None and best < DIAGNOSE_BELOW and best - accuracy < FIXED_GAIN:
-        return None
-    figure = "" if labels is None else f" {100 * best:.1f}% of these images"
-    instead = "" if accuracy is None else f" instead of {100 * accuracy:.1f}%"
-    return (f"with {said} {verb}{figure}{instead}: add `{line}` in front of it (see 'Input' in "
-            f"submissions/README.md{note}).")
+from harness.submit.checking import DIAGNOSE_BELOW, CheckFailed, check, diagnose  # noqa: F401  (check.check, as before)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from harness.isolation.process import GIB
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 DEFAULT_MYSTERY = Path("mystery_digits")
+DEFAULT_INTERVAL = 10.0  # seconds between two looks with --watch
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,6 +41,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout (human output on stderr)")
+    p.add_argument("--watch", action="store_true", help="keep running: evaluate each new version as it appears in "
+                   "--submissions (e.g. from the dashboard's Submit page) until Ctrl-C or SIGTERM")
+    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
+                   help=f"with --watch, how often to look for new versions (default: {DEFAULT_INTERVAL:g})")
     return p
 
 
@@ -95,6 +100,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     """The command itself; a HarnessError ends it with one sentence (see ``main``)."""
     if (args.timeout is not None and args.timeout <= 0) or args.memory_limit <= 0:
         raise HarnessError("--timeout and --memory-limit must be positive numbers.")
+    if args.watch:
+        return watch(args, argv, console)
     if args.cluster:
         from harness.isolation.cluster import address_problem
         if address_problem(args.cluster):
@@ -150,6 +157,64 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict()))
     failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
     return 1 if args.strict and failed else 0
+
+
+def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: competition.Competition) -> list:
+    """The entries whose folder holds a version not yet scored on these sets (by this harness)."""
+    from harness import runner
+    return [e for e in entries
+            if store.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes)) is None]
+
+
+def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:
+    """Look for new versions every --interval seconds and evaluate them, until Ctrl-C or SIGTERM (exit 0).
+
+    The sets are read once, at the start (restart the watcher when the guest's digits arrive). Each round is an
+    ordinary run, so watchers and manual runs claim each version before scoring it and never score one twice;
+    a round interrupted by a signal leaves its version unclaimed for the next run.
+    """
+    import signal
+    import time
+    from datetime import datetime
+
+    from harness import runner
+    if args.interval <= 0:
+        raise HarnessError("--interval must be a positive number of seconds.")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    rules = competition.load(args.config)
+    engine = make_engine(args.db)
+    evaluated = 0
+    try:
+        datasets, notes = load_datasets(args)
+        options = runner.Options(device=args.device, timeout=time_limit(args, rules, datasets),
+                                 memory_limit=int(args.memory_limit * GIB), batch_size=args.batch_size,
+                                 cluster=args.cluster)
+        for note in notes:
+            console.print(note)
+        console.print(f"watching {args.submissions} every {args.interval:g} s (stored in "
+                      f"{shown_url(resolve_url(args.db))}); Ctrl-C stops.")
+        while True:
+            try:
+                todo = pending(engine, select(discover(args.submissions, []), args.only), datasets, rules)
+                if todo:
+                    console.print(f"{datetime.now():%H:%M:%S} new: {', '.join(e.name for e in todo)}")
+                    summary = runner.run(engine, todo, datasets, options, competition=rules,
+                                         argv=masked(sys.argv[1:] if argv is None else argv),
+                                         on_entry=lambda e, outcome: console.print(f"  {e.name}: {outcome}"))
+                    evaluated += sum(o != runner.UNCHANGED for o in summary.outcome.values())
+            except HarnessError as exc:  # the next round tries again (a database restarting, a folder renamed)
+                cli.say_error(exc, sys.stderr)
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        console.print(f"stopped; {evaluated} version(s) evaluated while watching.")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ PAGES = [
     st.Page("screens/guest_gallery.py", title="Guest gallery", icon="✍️", url_path="guest-gallery"),
     st.Page("screens/what_worked.py", title="What worked", icon="🧪", url_path="what-worked"),
     st.Page("screens/draw.py", title="Draw a digit", icon="🖊️", url_path="draw"),
+    st.Page("screens/submit.py", title="Submit", icon="📤", url_path="submit"),
     st.Page("screens/organiser.py", title="Organiser", icon="🔑", url_path="organiser"),
 ]
 

@@ -257,3 +257,43 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(40))
     entry_name: Mapped[Optional[str]] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- Submitting from the dashboard: members' personal codes, who owns which entry, the upload log ---------------
+
+class MemberCode(Base):
+    """A personal code the organiser issued to a member: only its salted scrypt hash is kept (the code is shown
+    once, when issued); a revoked code no longer lets anyone submit."""
+    __tablename__ = "member_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)  # the code's first part, "<id>-<secret>"
+    member: Mapped[str] = mapped_column(String(200), index=True)
+    salt: Mapped[str] = mapped_column(String(64))       # hex
+    code_hash: Mapped[str] = mapped_column(String(128))  # hex of scrypt(secret, salt)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[Optional[datetime]]
+    last_used_at: Mapped[Optional[datetime]]
+
+
+class EntryOwner(Base):
+    """Which member an entry belongs to: the one who first submitted it from the dashboard (or whom the organiser
+    gave it to); only they may replace it there."""
+    __tablename__ = "entry_owners"
+    entry_key: Mapped[str] = mapped_column(String(200), primary_key=True)  # the name in lower case (names clash so)
+    entry_name: Mapped[str] = mapped_column(String(200))
+    member: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Upload(Base):
+    """One upload from the Submit page by a member whose code was right: the check's outcome (accepted, failed or
+    refused before checking) and the version it made. Kept, so that the hourly limit survives a restart."""
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_member_at", "member", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member: Mapped[str] = mapped_column(String(200))
+    entry_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    size: Mapped[int] = mapped_column(ByteCount)
+    outcome: Mapped[str] = mapped_column(String(20))  # accepted, failed, refused
+    detail: Mapped[str] = mapped_column(Text, default="")
+    content_hash: Mapped[Optional[str]] = mapped_column(String(64))  # the new version, when accepted

@@ -9,7 +9,7 @@ from harness.store import results as store
 from harness import versions
 from harness.errors import HarnessError
 from harness.store import reads as queries
-from leaderboard import admin, cache, config, draw
+from leaderboard import admin, cache, config, draw, member_codes
 
 settings = cache.settings()
 engine = cache.current_engine()
@@ -117,6 +117,8 @@ with st.form("version_time"):
         else:
             st.success(f"{entry_name}: {versions.describe(changed, rules)}")
             cache.clear()
+
+member_codes.section(engine)
 
 st.subheader("Audit log")
 st.dataframe(pd.DataFrame(store.audit_log(engine), columns=["at", "action", "entry", "detail"]), hide_index=True,

@@ -1,0 +1,155 @@
+"""Members who submit from the dashboard: their personal codes, which entry belongs to whom, and their uploads.
+
+A code reads ``<id>-<secret>``: the id finds its row, the secret is checked against a salted scrypt hash (the
+plain code is never stored; the organiser sees it once, when it is issued). An entry belongs to the member who
+first submitted it from the dashboard, or to whom the organiser gave it (``give_entry``); entry names are compared
+in lower case, as discovery compares folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from harness.errors import HarnessError
+from harness.store.schema import EntryOwner, MemberCode, Upload, utcnow
+
+SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}  # about 16 MiB and tens of milliseconds per check
+MEMBER_LIMIT = 200  # characters in a member's name (the column's size)
+CHECKED = ("accepted", "failed")  # the outcomes of uploads that ran the check: these count towards the hourly limit
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    id: int
+    member: str
+    issued_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+def _hash(secret: str, salt: bytes) -> str:
+    return hashlib.scrypt(secret.encode("utf-8"), salt=salt, **SCRYPT).hex()
+
+
+def member_problem(member: str) -> str | None:
+    """One sentence when ``member`` cannot be a member's name, else None."""
+    if not member.strip():
+        return "give the member's name (e.g. their first name or club handle)."
+    if len(member.strip()) > MEMBER_LIMIT:
+        return f"a member's name may have at most {MEMBER_LIMIT} characters."
+    return None
+
+
+def issue_code(engine: Engine, member: str) -> str:
+    """A new personal code for ``member``, returned once in plain text (only its salted hash is kept)."""
+    problem = member_problem(member)
+    if problem:
+        raise HarnessError(problem)
+    secret, salt = secrets.token_urlsafe(15), secrets.token_bytes(16)
+    with Session(engine) as session, session.begin():
+        row = MemberCode(member=member.strip(), salt=salt.hex(), code_hash=_hash(secret, salt))
+        session.add(row)
+        session.flush()
+        return f"{row.id}-{secret}"
+
+
+def verify_code(engine: Engine, code: str) -> str | None:
+    """The member whose valid (issued, not revoked) code this is, else None; notes when it was last used."""
+    ident, _, secret = code.strip().partition("-")
+    if not ident.isdigit() or not secret or len(ident) > 12:
+        return None
+    with Session(engine) as session, session.begin():
+        row = session.get(MemberCode, int(ident))
+        if row is None or row.revoked_at is not None:
+            _hash(secret, b"\0" * 16)  # the same work as a real check, so that timing tells nothing
+            return None
+        if not hmac.compare_digest(_hash(secret, bytes.fromhex(row.salt)), row.code_hash):
+            return None
+        row.last_used_at = utcnow()
+        return row.member
+
+
+def revoke_code(engine: Engine, code_id: int) -> CodeInfo:
+    """Revoke a code by its id (the number before the dash); a HarnessError for an unknown one."""
+    with Session(engine) as session, session.begin():
+        row = session.get(MemberCode, code_id)
+        if row is None:
+            raise HarnessError(f"no code with id {code_id}; the codes are listed on the Organiser page.")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        return CodeInfo(row.id, row.member, row.issued_at, row.revoked_at, row.last_used_at)
+
+
+def codes(engine: Engine) -> list[CodeInfo]:
+    """Every code issued, newest first (never the codes themselves)."""
+    with Session(engine) as session:
+        return [CodeInfo(r.id, r.member, r.issued_at, r.revoked_at, r.last_used_at)
+                for r in session.scalars(select(MemberCode).order_by(MemberCode.id.desc()))]
+
+
+def owner(engine: Engine, entry_name: str) -> str | None:
+    """The member the entry belongs to, or None when no member owns it yet."""
+    with Session(engine) as session:
+        return session.scalar(select(EntryOwner.member).where(EntryOwner.entry_key == entry_name.lower()))
+
+
+def owners(engine: Engine) -> dict[str, str]:
+    """Entry name -> the member it belongs to."""
+    with Session(engine) as session:
+        rows = session.execute(select(EntryOwner.entry_name, EntryOwner.member).order_by(EntryOwner.entry_name))
+        return {name: member for name, member in rows}
+
+
+def claim_entry(engine: Engine, entry_name: str, member: str) -> bool:
+    """Make the entry ``member``'s if nobody owns it yet; True when it is theirs now (already or just claimed)."""
+    try:
+        with Session(engine) as session, session.begin():
+            if session.get(EntryOwner, entry_name.lower()) is None:
+                session.add(EntryOwner(entry_key=entry_name.lower(), entry_name=entry_name, member=member))
+    except IntegrityError:  # another upload claimed it at the same moment
+        pass
+    return owner(engine, entry_name) == member
+
+
+def give_entry(engine: Engine, entry_name: str, member: str) -> None:
+    """The organiser's decision: the entry belongs to ``member`` from now on (e.g. an entry committed with git)."""
+    problem = member_problem(member)
+    if problem:
+        raise HarnessError(problem)
+    with Session(engine) as session, session.begin():
+        row = session.get(EntryOwner, entry_name.lower())
+        if row is None:
+            session.add(EntryOwner(entry_key=entry_name.lower(), entry_name=entry_name, member=member.strip()))
+        else:
+            row.entry_name, row.member, row.since = entry_name, member.strip(), utcnow()
+
+
+def log_upload(engine: Engine, member: str, entry_name: str, size: int, outcome: str, detail: str = "",
+               content_hash: str | None = None) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(Upload(member=member, entry_name=entry_name, size=size, outcome=outcome, detail=detail,
+                           content_hash=content_hash))
+
+
+def checked_since(engine: Engine, member: str, since: datetime) -> list[datetime]:
+    """When ``member``'s uploads that ran the check since ``since`` (naive UTC) were made, oldest first."""
+    with Session(engine) as session:
+        return list(session.scalars(select(Upload.at).where(Upload.member == member, Upload.at >= since,
+                                                            Upload.outcome.in_(CHECKED)).order_by(Upload.at)))
+
+
+def uploads(engine: Engine, limit: int = 200) -> list[dict]:
+    """The latest uploads, newest first, for the organiser."""
+    with Session(engine) as session:
+        rows = session.scalars(select(Upload).order_by(Upload.id.desc()).limit(limit))
+        return [{"at": r.at, "member": r.member, "entry": r.entry_name, "bytes": r.size, "outcome": r.outcome,
+                 "detail": r.detail} for r in rows]
+

@@ -1,0 +1,317 @@
+"""One upload from the dashboard's Submit page: the member's code, the entry's name and its files in, one typed
+``Outcome`` out (accepted or refused, with the sentences the member reads).
+
+In order: the code names the member; the entry must be theirs (or nobody's yet); at most ``per_hour`` checked
+uploads per member in any hour (counted from the store, so a restart resets nothing); only the entry's own file
+names, as plain UTF-8 names; at most ``max_bytes`` in all (and never more than competition.toml's max_entry_gb).
+The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery ignores) and
+checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the previous
+version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
+new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
+The evaluation watcher (``python -m harness.evaluate --watch``) then scores it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import io
+import os
+import shutil
+import stat
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, name_problem
+from harness.entries.discovery import load_entry
+from harness.errors import HarnessError
+from harness.scoring.competition import Competition
+from harness.store import members, snapshots
+from harness.store import results as store
+from harness.store import versions
+from harness.store.schema import Entry, EntryOwner, utcnow
+from harness.submit import checking
+
+MB = 10 ** 6
+STAGING_PREFIX = ".upload-"  # a folder discovery ignores (its name starts with '.')
+LOCK_FILE = ".submit.lock"
+LEFT_FOR_SECONDS = 24 * 3600  # a staging folder this old belongs to an upload whose process died
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What one member may upload: bytes per upload (all files together) and checked uploads per rolling hour."""
+    max_bytes: int = 200 * MB
+    per_hour: int = 6
+    check_timeout: float = 120.0  # seconds for the check's run of the entry (loading included)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an upload: ``sentences`` is what the member reads, in order."""
+    accepted: bool
+    sentences: list[str]
+    member: str | None = None
+    report: dict | None = None        # the check's findings, when it ran and passed
+    version: int | None = None        # the entry's version number (1, 2, ...) when accepted
+    late: bool = False                # accepted after the deadline: shown as late, not ranked
+    files: list[str] = field(default_factory=list)
+
+
+def refused(sentence: str, member: str | None = None) -> Outcome:
+    return Outcome(False, [sentence], member)
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 * 10 else f"{n / MB:.1f} MB" if n >= MB else f"{n:,} bytes"
+
+
+def allowed_names(files: dict[str, bytes]) -> set[str]:
+    """The file names an upload may hold: the entry's code, weights, export and metadata, plus the weights file
+    entry.toml names (a plain name)."""
+    names = {CODE_FILE, EXPORT_FILE, METADATA_FILE, *WEIGHT_FILES}
+    try:
+        named = tomllib.loads(files[METADATA_FILE].decode("utf-8")).get("weights") if METADATA_FILE in files else None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        named = None  # the check says what is wrong with entry.toml
+    if isinstance(named, str) and plain_name(named):
+        names.add(named)
+    return names
+
+
+def plain_name(name: str) -> bool:
+    """A file name with no folder, no '..', no hidden dot, no control characters, encodable as UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return (bool(name) and name not in (".", "..") and not name.startswith(".") and "/" not in name
+            and "\\" not in name and not any(ord(c) < 32 for c in name) and len(name) <= 100)
+
+
+def too_big(size: int, cap: int, what: str = "Your files take") -> str:
+    return (f"{what} {size_text(size)}, more than the {size_text(cap)} an upload may take; make the weights "
+            "smaller (e.g. save them in float16) or ask the organiser.")
+
+
+def unpacked(files: list[tuple[str, bytes]], cap: int) -> tuple[list[tuple[str, bytes]], str | None]:
+    """A single ``.zip`` upload as the files it holds (at its top, or in one folder), else ``files`` as they are;
+    with one sentence when the archive holds a link, a name that is not UTF-8, a path outside itself, or more than
+    ``cap`` bytes once unpacked (read no further than that). Finder's ``__MACOSX/`` and dot files are left out."""
+    if len(files) != 1 or not files[0][0].lower().endswith(".zip"):
+        return files, None
+    name, data = files[0]
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+                 and not PurePosixPath(i.filename).name.startswith(".")]
+    except (zipfile.BadZipFile, OSError):
+        return files, f"{name!r} is not a zip archive that can be read; make it again, or upload the files themselves."
+    for info in infos:
+        path = PurePosixPath(info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            return files, (f"{name!r} holds a symbolic link ({info.filename}); an entry holds real files only, so "
+                           "zip the files themselves.")
+        if not info.flag_bits & 0x800 and not info.filename.isascii():
+            return files, (f"{name!r} holds a file name that is not UTF-8 ({info.filename!r}); rename it using "
+                           "letters, digits, '-', '_' and '.'.")
+        if path.is_absolute() or ".." in path.parts or "\\" in info.filename:
+            return files, f"{name!r} holds a path outside itself ({info.filename}); zip the entry's files only."
+    total = sum(i.file_size for i in infos)
+    if total > cap:
+        return files, too_big(total, cap, f"The files in {name!r} take")
+    tops = {PurePosixPath(i.filename).parts[0] for i in infos}
+    strip = len(tops) == 1 and all(len(PurePosixPath(i.filename).parts) == 2 for i in infos)
+    try:  # reading stops at each file's declared size, and its CRC is checked
+        return [("/".join(PurePosixPath(i.filename).parts[1:]) if strip else i.filename, archive.read(i))
+                for i in infos], None
+    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
+        return files, f"{name!r} cannot be unpacked ({exc}); make it again, or upload the files themselves."
+
+
+def files_problem(files: list[tuple[str, bytes]]) -> str | None:
+    """One sentence about what is wrong with the uploaded files' names or set, else None."""
+    wanted = (f"upload {CODE_FILE} and its weights ({' or '.join(WEIGHT_FILES)}), or {EXPORT_FILE}, optionally "
+              f"with {METADATA_FILE}")
+    if not files:
+        return f"No file was chosen: {wanted}."
+    seen: dict[str, bytes] = {}
+    for name, data in files:
+        if name in seen:
+            return f"The file {name!r} was chosen twice; choose each file once."
+        seen[name] = data
+    allowed = allowed_names(seen)
+    for name in seen:
+        if not plain_name(name) or name not in allowed:
+            shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            return (f"The file name {shown!r} is not one an entry uses: {wanted}, each under exactly that name "
+                    "(no folders).")
+    weights = [n for n in seen if n not in (CODE_FILE, EXPORT_FILE, METADATA_FILE)]
+    if not (CODE_FILE in seen and weights) and EXPORT_FILE not in seen:
+        return f"An entry needs its model and weights: {wanted}; you chose {', '.join(sorted(seen))}."
+    return None
+
+
+def owner_problem(engine: Engine, submissions: Path, entry_name: str, member: str) -> str | None:
+    """One sentence when ``member`` may not submit ``entry_name``: another member's, or one that exists without an
+    owner (committed with git), or the case of an owned name differs."""
+    with Session(engine) as session:
+        owned = session.execute(select(EntryOwner.entry_name, EntryOwner.member)
+                                .where(EntryOwner.entry_key == entry_name.lower())).first()
+        in_store = session.scalar(select(Entry.name).where(func.lower(Entry.name) == entry_name.lower()))
+    if owned is not None:
+        name, who = owned
+        if who != member:
+            return f"The entry {name!r} belongs to another member; choose another name for yours."
+        if name != entry_name:
+            return f"Your entry is called {name!r}; submit it under exactly that name."
+        return None
+    on_disk = [p.name for p in submissions.iterdir() if p.name.lower() == entry_name.lower()] \
+        if submissions.is_dir() else []
+    if on_disk or in_store:
+        return (f"The entry {(on_disk or [in_store])[0]!r} was submitted without the dashboard; choose another "
+                "name, or ask the organiser to give it to you on the Organiser page.")
+    return None
+
+
+def rate_problem(engine: Engine, member: str, limits: UploadLimits, now: datetime) -> str | None:
+    """One sentence when ``member`` has used up the hour's checked uploads, saying when the next one is allowed."""
+    recent = members.checked_since(engine, member, now - timedelta(hours=1))
+    if len(recent) < limits.per_hour:
+        return None
+    again = recent[-limits.per_hour] + timedelta(hours=1)
+    return (f"You have submitted {len(recent)} times in the last hour, the most allowed; try again after "
+            f"{again:%H:%M} UTC.")
+
+
+@contextmanager
+def locked(submissions: Path) -> Iterator[None]:
+    """One upload at a time takes its place in ``submissions`` (two tabs, two members racing for a name)."""
+    with open(submissions / LOCK_FILE, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step (Linux's renameat2 RENAME_EXCHANGE); False where that is not available."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def replace_folder(staged: Path, dest: Path, trash: Path) -> None:
+    """Put ``staged`` where ``dest`` is: the old folder ends in ``trash``; a reader never sees half a folder (with
+    renameat2 it never sees none either)."""
+    if dest.exists():
+        if exchange(staged, dest):
+            staged.rename(trash)  # ``staged`` now holds the old folder
+            return
+        dest.rename(trash)
+    staged.rename(dest)
+
+
+def write_files(folder: Path, files: list[tuple[str, bytes]]) -> None:
+    folder.mkdir()
+    for name, data in files:
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+
+
+def keep_version(engine: Engine, folder: Path, rules: Competition) -> int:
+    """Record the folder's content as a version of its entry and keep its files in the store (as a run's plan
+    does; an entry over the size limit is recorded, not kept); its version id."""
+    entry = load_entry(folder)
+    version_id = store.ensure_version(engine, entry)
+    if entry.total_bytes <= rules.max_entry_bytes:
+        snapshots.keep(engine, version_id, entry)
+    return version_id
+
+
+def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files: list[tuple[str, bytes]],
+           rules: Competition, limits: UploadLimits = UploadLimits(), mnist_dir: str | None = None,
+           now: datetime | None = None) -> Outcome:
+    """Check an upload in the sandbox and, when it passes, make it the entry's new version (see the module)."""
+    submissions, now = Path(submissions), now or utcnow()
+    if not code.strip():
+        return refused("Type your personal code; the organiser gives you one.")
+    member = members.verify_code(engine, code)
+    if member is None:
+        return refused("That code is not valid (mistyped, or revoked); check it, or ask the organiser for a new one.")
+    entry_name = entry_name.strip()
+    problem = name_problem(entry_name)
+    if problem:
+        return refused(problem.replace("entry folder name", "The entry name", 1) + ".", member)
+    size = sum(len(data) for _, data in files)
+    problem = owner_problem(engine, submissions, entry_name, member) or rate_problem(engine, member, limits, now)
+    cap = min(limits.max_bytes, rules.max_entry_bytes)
+    if problem is None and size > cap:
+        problem = too_big(size, cap)
+    if problem is None:
+        files, problem = unpacked(files, cap)
+    problem = problem or files_problem(files)
+    if problem:
+        members.log_upload(engine, member, entry_name, size, "refused", problem)
+        return refused(problem, member)
+    if not submissions.is_dir():
+        return refused(f"The submissions folder {submissions} does not exist; ask the organiser to create it.", member)
+    for left in submissions.glob(f"{STAGING_PREFIX}*"):  # an upload whose process died a day ago or more
+        if left.is_dir() and not left.is_symlink() and left.stat().st_mtime < time.time() - LEFT_FOR_SECONDS:
+            shutil.rmtree(left, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=submissions))
+    try:
+        staged = stage / entry_name
+        write_files(staged, files)
+        try:
+            report = checking.check(staged, mnist_dir, "cpu", limits.check_timeout)
+        except HarnessError as exc:
+            hint = getattr(exc, "hint", None)
+            sentences = [f"The check failed, so nothing was stored: {exc}"] + ([f"Diagnosis: {hint}"] if hint else [])
+            members.log_upload(engine, member, entry_name, size, "failed", " ".join(sentences))
+            return Outcome(False, sentences, member)
+        with locked(submissions):
+            if not members.claim_entry(engine, entry_name, member):
+                problem = f"The entry {entry_name!r} was just taken by another member; choose another name."
+                members.log_upload(engine, member, entry_name, size, "refused", problem)
+                return refused(problem, member)
+            dest = submissions / entry_name
+            if dest.is_dir() and not dest.is_symlink():
+                keep_version(engine, dest, rules)  # the previous version stays in the store
+            replace_folder(staged, dest, stage / "previous")
+            version_id = keep_version(engine, dest, rules)
+        history = versions.history(engine, entry_name)
+        info = next(v for v in history if v.version_id == version_id)
+        members.log_upload(engine, member, entry_name, size, "accepted", "", info.content_hash)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    late = rules.is_late(info.submitted_at)
+    sentences = [f"Accepted: {entry_name} version {info.number} is stored and queued for evaluation; it appears on "
+                 "the Leaderboard once the evaluation watcher has scored it."]
+    if info.number != len(history):
+        sentences[0] = (f"Accepted: these files are {entry_name}'s version {info.number}, already stored; the "
+                        "folder holds them again.")
+    if late:
+        sentences.append(f"It came after the deadline ({rules.deadline.isoformat()}), so it is shown as late and "
+                         "not ranked; your on-time version still counts.")
+    if report.get("diagnosis"):
+        sentences.append(f"Diagnosis: {report['diagnosis']}")
+    elif report.get("accuracy") is not None and report["accuracy"] < checking.DIAGNOSE_BELOW:
+        sentences.append(f"Warning: it reads {100 * report['accuracy']:.1f}% of the check's images, and none of the "
+                         "usual input conventions does better; see 'Input' in submissions/README.md.")
+    return Outcome(True, sentences, member, report, info.number, late, [name for name, _ in files])

@@ -1,0 +1,42 @@
+"""Submit an entry without git: a personal code, the entry's name and files; the check's verdict in plain words."""
+
+import streamlit as st
+
+from leaderboard import cache, submitting
+
+settings = cache.settings()
+st.title("📤 Submit an entry")
+try:
+    limits = submitting.limits()
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+st.caption(f"Upload `model.py` with its weights (`weights.pt` or `weights.safetensors`), or a `model.pt2`, plus "
+           f"`entry.toml` if you have one (or all of them in one `.zip`). The files are checked at once in a sandbox; if the check passes they "
+           f"become your entry's new version and are queued for evaluation. Up to {limits.max_bytes / 1e6:g} MB per "
+           f"upload, {limits.per_hour} checked uploads per hour. The organiser gives you your personal code.")
+
+with st.form("submit"):
+    code = st.text_input("Your personal code", type="password", placeholder="12-…")
+    name = st.text_input("Entry name", placeholder="my-cnn",
+                         help="Letters, digits, '-', '_' and '.'; an entry is yours once you first submit it.")
+    files = st.file_uploader("Files", accept_multiple_files=True)
+    sent = st.form_submit_button("Check and submit", type="primary")
+
+if sent:
+    with st.spinner("Checking your entry in the sandbox…"):
+        outcome = submitting.upload(cache.current_engine(), settings.submissions, cache.rules(), code, name, files)
+    first, *more = outcome.sentences
+    (st.success if outcome.accepted else st.error)(first)
+    for sentence in more:
+        (st.warning if outcome.late and "deadline" in sentence else st.info)(sentence)
+    if outcome.report:
+        r = outcome.report
+        cols = st.columns(3)
+        if r["accuracy"] is not None:
+            cols[0].metric(f"Accuracy on {r['sample']}", f"{100 * r['accuracy']:.1f}%")
+        cols[1].metric("Parameters", "unreadable" if r["params"] is None else f"{r['params']:,}")
+        if r["images_per_second"] is not None:
+            cols[2].metric("Speed in the check", f"{r['images_per_second']:,.0f} images/s")
+    if outcome.accepted:
+        cache.clear()

@@ -1,0 +1,85 @@
+"""Members' personal codes, entry owners and the upload log (harness.store.members), on SQLite and PostgreSQL: only a
+salted scrypt hash is stored, a code verifies until revoked, the hourly count survives a new engine (a restart)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from harness.errors import HarnessError
+from harness.store import members
+from harness.store.engine import make_engine
+from harness.store.schema import MemberCode, utcnow
+
+
+@pytest.fixture()
+def engine(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_a_code_is_stored_as_a_salted_scrypt_hash_never_in_plain_text(engine, db_url):
+    code = members.issue_code(engine, "  Ada ")
+    ident, _, secret = code.partition("-")
+    assert ident.isdigit() and len(secret) == 20  # 15 random bytes, URL-safe base64
+    with Session(engine) as session:
+        row = session.scalars(select(MemberCode)).one()
+    assert row.member == "Ada" and row.id == int(ident)
+    # the stored hash is scrypt of the secret with the row's salt (computed here independently)
+    expected = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(row.salt), n=2 ** 14, r=8, p=1, dklen=32).hex()
+    assert row.code_hash == expected
+    with engine.connect() as connection:  # the secret appears nowhere in the table's stored values
+        stored = " ".join(str(v) for r in connection.execute(text("SELECT * FROM member_codes")) for v in r)
+    assert secret not in stored and code not in stored
+    other = members.issue_code(engine, "Ada")  # a second code for the same member: another salt and hash
+    with Session(engine) as session:
+        salts = set(session.scalars(select(MemberCode.salt)))
+    assert other != code and len(salts) == 2
+
+
+def test_verify_names_the_member_and_revoke_ends_the_code(engine):
+    ada, bob = members.issue_code(engine, "Ada"), members.issue_code(engine, "Bob")
+    assert members.verify_code(engine, ada) == "Ada" and members.verify_code(engine, f"  {bob}\n") == "Bob"
+    ident, _, secret = ada.partition("-")
+    assert members.verify_code(engine, f"{ident}-{secret[:-1]}x" if secret[-1] != "x" else f"{ident}-{secret[:-1]}y") is None
+    assert members.verify_code(engine, f"{bob.partition('-')[0]}-{secret}") is None  # Ada's secret, Bob's id
+    for junk in ("", "-", "abc", "99-" + secret, "1" * 40 + "-x"):
+        assert members.verify_code(engine, junk) is None
+    revoked = members.revoke_code(engine, int(ident))
+    assert revoked.member == "Ada" and revoked.revoked_at is not None
+    assert members.verify_code(engine, ada) is None and members.verify_code(engine, bob) == "Bob"
+    listed = {c.id: c for c in members.codes(engine)}
+    assert listed[int(ident)].revoked_at is not None and listed[int(bob.partition("-")[0])].last_used_at is not None
+    with pytest.raises(HarnessError, match="^no code with id 999; the codes are listed on the Organiser page.$"):
+        members.revoke_code(engine, 999)
+    with pytest.raises(HarnessError, match="^give the member's name"):
+        members.issue_code(engine, "   ")
+
+
+def test_an_entry_belongs_to_its_first_claimant_in_any_case(engine):
+    assert members.claim_entry(engine, "Ada-CNN", "Ada")
+    assert not members.claim_entry(engine, "ada-cnn", "Bob")  # names clash in any case, as folders do
+    assert members.owner(engine, "ADA-cnn") == "Ada"
+    members.give_entry(engine, "ada-cnn", "Bob")  # the organiser decides otherwise
+    assert members.owner(engine, "Ada-CNN") == "Bob" and members.owners(engine) == {"ada-cnn": "Bob"}
+
+
+def test_the_hourly_count_is_stored_and_counts_checked_uploads_only(engine, db_url):
+    start = utcnow()
+    members.log_upload(engine, "Ada", "a", 10, "accepted", content_hash="f" * 64)
+    members.log_upload(engine, "Ada", "a", 10, "failed", "the weights do not fit")
+    members.log_upload(engine, "Ada", "a", 10, "refused", "bad name")
+    members.log_upload(engine, "Bob", "b", 10, "accepted")
+    engine.dispose()
+    again = make_engine(db_url)  # a restarted dashboard
+    try:
+        assert len(members.checked_since(again, "Ada", start - timedelta(seconds=1))) == 2
+        assert members.checked_since(again, "Ada", utcnow() + timedelta(seconds=1)) == []
+        assert [u["outcome"] for u in members.uploads(again)] == ["accepted", "refused", "failed", "accepted"]
+    finally:
+        again.dispose()

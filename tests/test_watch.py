@@ -1,0 +1,123 @@
+"""``python -m harness.evaluate --watch``: two real watcher processes and a manual run on one database evaluate each
+entry version exactly once, including versions that appear while they watch; SIGTERM stops a watcher cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from harness.store.engine import make_engine
+from harness.store.schema import Claim, Evaluation, EntryVersion
+from tests.conftest import REPO
+from tests.entries import before_return, template_weights, write_entry
+
+SLOW = before_return("""
+import time
+if not getattr(self, "_slept", False):
+    time.sleep(1.0)  # slow enough that the watchers overlap on every entry
+    self._slept = True
+""")
+
+
+def counts(engine) -> tuple[int, int, list[int]]:
+    """Versions, evaluations and evaluations per version (each must be 1)."""
+    with Session(engine) as session:
+        versions = session.scalar(select(func.count()).select_from(EntryVersion))
+        per_version = [n for _, n in session.execute(select(Evaluation.version_id, func.count())
+                                                      .group_by(Evaluation.version_id))]
+    return versions, sum(per_version), per_version
+
+
+def wait_for(engine, evaluations: int, procs, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if counts(engine)[1] >= evaluations:
+            return
+        assert all(p.poll() is None for p in procs), "a watcher stopped early"
+        time.sleep(0.5)
+    raise AssertionError(f"not {evaluations} evaluations after {timeout} s: {counts(engine)}")
+
+
+def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, db_url, mnist_dir, means):
+    """On SQLite and PostgreSQL."""
+    subs, mystery = tmp_path / "subs", tmp_path / "mystery"
+    mystery.mkdir()
+    for name in ("ada", "bob"):
+        write_entry(subs, name, code=SLOW, weights=template_weights(means))
+    engine = make_engine(db_url)
+    base = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
+            "--mystery", str(mystery), "--db", db_url, "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    logs = [open(tmp_path / f"watch{i}.log", "w+") for i in range(2)]
+    watchers = [subprocess.Popen(base + ["--watch", "--interval", "0.5"], cwd=tmp_path, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, text=True) for log in logs]
+    try:
+        wait_for(engine, 2, watchers)
+        # New versions while they watch (as the Submit page writes them), and a manual run at the same moment.
+        write_entry(subs, "cy", code=SLOW, weights=template_weights(means))
+        write_entry(subs, "ada", code=SLOW, weights=template_weights(means * 0.5))  # ada's second version
+        manual = subprocess.run(base, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+        assert manual.returncode == 0, manual.stderr
+        wait_for(engine, 4, watchers)
+        time.sleep(2)  # a few more rounds: nothing left to do, nothing evaluated again
+        for p in watchers:
+            p.send_signal(signal.SIGTERM)
+        assert [p.wait(60) for p in watchers] == [0, 0]
+    finally:
+        for p in watchers:
+            if p.poll() is None:
+                p.kill()
+    versions, evaluations, per_version = counts(engine)
+    assert (versions, evaluations, per_version) == (4, 4, [1, 1, 1, 1])
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Claim)) == 0
+    outputs = []
+    for log in logs:
+        log.seek(0)
+        outputs.append(log.read())
+        log.close()
+    assert all("stopped;" in out for out in outputs), outputs
+    # Each evaluation was done by exactly one process: what the watchers say they did plus the manual run's count.
+    said = sum(int(re.search(r"stopped; (\d+) version", out).group(1)) for out in outputs)
+    assert said + int(re.search(r"(\d+) evaluated, ", manual.stdout).group(1)) == 4, (outputs, manual.stdout)
+    engine.dispose()
+
+
+def test_sigterm_during_an_evaluation_stops_the_watcher_and_leaves_the_version_to_the_next(tmp_path, mnist_dir,
+                                                                                            means):
+    subs, mystery = tmp_path / "subs", tmp_path / "mystery"
+    mystery.mkdir()
+    write_entry(subs, "slow", code=before_return("import time\ntime.sleep(60)"), weights=template_weights(means))
+    db_url = f"sqlite:///{tmp_path / 'lb.db'}"
+    engine = make_engine(db_url)
+    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
+            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", "0.5"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    watcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the watcher has claimed the version: it is evaluating it
+            with Session(engine) as session:
+                if session.scalar(select(func.count()).select_from(Claim)):
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the watcher never started evaluating")
+        watcher.send_signal(signal.SIGTERM)
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0 and "stopped; 0 version(s) evaluated while watching." in out, out
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Claim)) == 0  # the next run may take the version
+        assert session.scalar(select(func.count()).select_from(Evaluation)) == 0
+    engine.dispose()
