@@ -27,7 +27,7 @@ def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
 CELL_FONT = "clamp(width / 34, 7, 12)"
 
 
-def confusion_chart(confusion: np.ndarray, title: str, height: int = 380) -> alt.LayerChart:
+def confusion_chart(confusion: np.ndarray, title: str, height: int = 540) -> alt.LayerChart:
     """Heatmap with counts, as wide as its column. The diagonal (read right) is blue by its share of the true digit;
     the errors are orange on their own scale, from one misreading to the most frequent, so that an 11-count error
     stands out instead of looking like an empty cell. Empty cells are white."""
@@ -40,22 +40,21 @@ def confusion_chart(confusion: np.ndarray, title: str, height: int = 380) -> alt
         tooltip=[alt.Tooltip("true:O", title="true"), alt.Tooltip("predicted:O", title="read as"),
                  alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", title="share of true digit",
                                                                   format=".1%")])
-    frame = base.mark_rect(stroke="#e0e0e0", fill="white").encode(
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45))).add_params(pick)
+    frame = base.mark_rect(stroke="#e0e0e0", fill="white").add_params(pick)
     right = base.transform_filter("datum.correct").mark_rect().encode(
         color=alt.Color("share:Q", title="read right (share)", scale=alt.Scale(scheme="blues", domain=[0, 1]),
-                        legend=alt.Legend(format="%", orient="bottom", gradientLength=120)),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)))
+                        legend=alt.Legend(format="%", orient="bottom", gradientLength=120)))
     wrong = base.transform_filter("!datum.correct && datum.count > 0").mark_rect().encode(
         color=alt.Color("count:Q", title="misread (count)", scale=alt.Scale(scheme="oranges",
                                                                             domain=[0, max(worst, 1)]),
-                        legend=alt.Legend(orient="bottom", gradientLength=120, tickMinStep=1)),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)))
+                        legend=alt.Legend(orient="bottom", gradientLength=120, tickMinStep=1)))
+    outline = base.mark_rect(fillOpacity=0, stroke="#111").encode(  # the clicked cell, framed
+        strokeWidth=alt.condition(alt.Predicate(param=pick.name, empty=False), alt.value(3), alt.value(0)))
     text = base.mark_text(fontSize=alt.ExprRef(CELL_FONT)).encode(
         text=alt.Text("count_label:N"),
         color=alt.condition("(datum.correct && datum.share > 0.5) || (!datum.correct && datum.count > "
                             f"{worst / 2})", alt.value("white"), alt.value("#222")))
-    return alt.layer(frame, right, wrong, text).resolve_scale(color="independent").properties(
+    return alt.layer(frame, right, wrong, outline, text).resolve_scale(color="independent").properties(
         width="container", height=height)
 
 
@@ -128,6 +127,13 @@ def probability_chart(probabilities: np.ndarray) -> alt.Chart:
         x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         tooltip=["digit", alt.Tooltip("probability:Q", format=".1%")]).properties(height=160)
+
+
+def fill_column(chart: alt.TopLevelMixin, height: int = 300) -> alt.TopLevelMixin:
+    """A chart as wide as its column, ``height`` pixels tall, without a title of its own (the page writes it above,
+    where it wraps on a phone instead of being clipped)."""
+    return chart.properties(title="", width="container", height=height,
+                            padding={"left": 6, "right": 6, "top": 6, "bottom": 6})  # room for glyphs at the edge
 
 
 def digit_picture(image: np.ndarray, scale: int = 3) -> np.ndarray:

@@ -549,8 +549,8 @@ def test_head_to_head_page(fx, monkeypatch):
     assert f"The {len(duel.result.disagree)} digits on which they disagree" in [s.value for s in at.subheader]
     # Up front, before the figures: how many they read differently (reference: the stored predictions compared).
     differ = int((duel.pred_a != duel.pred_b).sum())
-    assert at.markdown[0].value.startswith(f"**They read {differ} of the 100 digits differently** (on the guest's "
-                                           "100 handwritten digits")
+    assert at.markdown[0].value.startswith(f"**They read {differ} of the 100 digits differently**; all of them are "
+                                           "below.  \nCompared on the guest's 100 handwritten digits")
     sealed = page("screens/head_to_head.py")
     use_db(monkeypatch, fx, fx.db)
     sealed = page("screens/head_to_head.py")

@@ -37,8 +37,8 @@ if duel is None:
 r = duel.result
 name_a, name_b = stats.literal(labels[a]), stats.literal(labels[b])
 on = stats.guest_set_text(view.datasets["guest"]) if kind == "guest" else f"the {r.total:,} MNIST test digits"
-st.markdown(f"**They read {len(r.disagree)} of the {r.total:,} digits differently** (on {on}); all of them are "
-            "below.")
+st.markdown(f"**They read {len(r.disagree)} of the {r.total:,} digits differently**; all of them are below.  \n"
+            f"Compared on {on}.")
 cols = st.columns(3)
 cols[0].metric(name_a, f"{100 * r.correct_a / r.total:.2f}%", help=f"{r.correct_a} of {r.total} right")
 cols[1].metric(name_b, f"{100 * r.correct_b / r.total:.2f}%", help=f"{r.correct_b} of {r.total} right")
