@@ -123,9 +123,9 @@ def guest_set_text(dataset) -> str:
     """Which guest set results are on, from its stored source (``harness.data.guest``): the shipped sample, used
     while mystery_digits/ holds no digits of its own, or the organisers' import."""
     if dataset.source == "sample":
-        return (f"the shipped **sample** set ({dataset.size} digits from `mystery_digits/_sample/`, not a guest's "
-                "own: the organisers have imported no real guest set)")
-    return f"the guest's {dataset.size} handwritten digits (imported by the organisers into `mystery_digits/`)"
+        return (f"the shipped **sample** set of {dataset.size} digits from `mystery_digits/_sample/`, not a guest's "
+                "own (the organisers have imported no real guest set)")
+    return f"the guest's {dataset.size} handwritten digits, imported by the organisers into `mystery_digits/`"
 
 
 def one_line(text: str | None) -> str:

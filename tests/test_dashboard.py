@@ -290,9 +290,9 @@ def test_a_clicked_cell_and_pages_and_the_guest_set_named():
     assert sum(b - a for a, b in stats.pages(1234, 60)) == 1234
     sample = queries.DatasetInfo(1, "guest", 100, "sample", "v")
     real = queries.DatasetInfo(2, "guest", 87, "folder", "v")
-    assert "shipped **sample** set (100 digits from `mystery_digits/_sample/`" in stats.guest_set_text(sample)
-    assert stats.guest_set_text(real) == ("the guest's 87 handwritten digits (imported by the organisers into "
-                                          "`mystery_digits/`)")
+    assert "shipped **sample** set of 100 digits from `mystery_digits/_sample/`" in stats.guest_set_text(sample)
+    assert stats.guest_set_text(real) == ("the guest's 87 handwritten digits, imported by the organisers into "
+                                          "`mystery_digits/`")
 
 
 HOSTILE = ["**x**](javascript:alert(1))", "<img src=x onerror=alert(1)>", ":red[boom] $x$ a_b_c",
@@ -587,6 +587,8 @@ def test_guest_gallery_page_revealed(fx, monkeypatch):
     hardest = fx.guest_files[int(view.consensus["index"].iloc[0])]
     assert hardest in captions and captions.index(hardest) == 1  # right after the explanation
     assert {m.label: m.value for m in at.metric}["Entries counted"] == "4"
+    assert at.markdown[0].value == ("The digits: the guest's 100 handwritten digits, imported by the organisers into "
+                                    "`mystery_digits/`.")
 
 
 def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
@@ -667,12 +669,12 @@ def test_organiser_names_the_guest_set_and_confirms_a_reveal_on_the_sample(fx, m
     db = tmp_path / "sample.db"
     shutil.copy(fx.db, db)
     at = organiser(fx, monkeypatch, db)
-    assert any("the guest's 100 handwritten digits (imported by the organisers" in m.value for m in at.markdown)
+    assert any("the guest's 100 handwritten digits, imported by the organisers" in m.value for m in at.markdown)
     assert not next(b for b in at.button if b.label == "Reveal the guest results").disabled
     with sqlite3.connect(db) as con:
         con.execute("UPDATE datasets SET source = 'sample' WHERE kind = 'guest'")
     at = organiser(fx, monkeypatch, db)
-    assert any("the shipped **sample** set (100 digits" in m.value for m in at.markdown)
+    assert any("the shipped **sample** set of 100 digits" in m.value for m in at.markdown)
     reveal = next(b for b in at.button if b.label == "Reveal the guest results")
     assert reveal.disabled  # until the organiser confirms (AppTest, like a browser, cannot click it)
     at.checkbox[0].check().run()
@@ -680,7 +682,7 @@ def test_organiser_names_the_guest_set_and_confirms_a_reveal_on_the_sample(fx, m
     assert queries.is_revealed(make_engine(str(db)))
     use_db(monkeypatch, fx, db)
     board = page()
-    assert any("shipped **sample** set" in s.value for s in board.success)
+    assert any(w.value.startswith("Ranked by the shipped **sample** set") for w in board.warning)
 
 
 def test_what_worked_page_revealed(fx, monkeypatch):

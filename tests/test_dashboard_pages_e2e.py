@@ -22,7 +22,13 @@ from harness.store.engine import make_engine
 from leaderboard import views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
-from tests.test_dashboard_e2e import CHROMEDRIVER, CHROMIUM, _free_port, count_when_painted, wait_for_text
+from tests.test_dashboard_e2e import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    _free_port,
+    count_when_painted,
+    wait_for_text,
+)
 
 SHOTS, DOCS = REPO / "screenshots", REPO / "docs"
 SIZES = [(1440, 900), (390, 844)]
@@ -330,7 +336,7 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     browser.find_element(By.XPATH, "//button[.//p[text()='Unlock']]").click()
     body = wait_for_text(browser, "Re-run the evaluation")
     shot(browser, "organiser_unlocked")
-    assert "the shipped sample set (100 digits from mystery_digits/_sample/" in body
+    assert "the shipped sample set of 100 digits from mystery_digits/_sample/" in body
     reveal = browser.find_element(By.XPATH, "//button[contains(., 'Reveal the guest results')]")
     assert not reveal.is_enabled()  # until the organiser confirms it is the sample set
 
@@ -343,4 +349,6 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     assert "done ·" in body, body[-1500:]
     time.sleep(3)  # a fragment run or two later, without any reload
     assert browser.find_element(By.XPATH, start).is_enabled()
+    from harness.store import results as store
+    assert store.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
     shot(browser, "organiser_after_run")

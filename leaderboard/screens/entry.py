@@ -54,8 +54,8 @@ cols[0].metric("MNIST accuracy ↑", f"{100 * mnist.accuracy:.2f}%" if mnist els
 guest = view.sets.get("guest")
 if revealed:
     cols[1].metric("Guest accuracy ↑", f"{100 * guest.accuracy:.0f}%" if guest else "–",
-                   help=f"{guest.correct} of {guest.total} of {stats.guest_set_text(guest.dataset)}; 95% interval "
-                        f"{100 * guest.ci[0]:.0f}–{100 * guest.ci[1]:.0f}%" if guest else None)
+                   help=f"{guest.correct} of {guest.total} right, on {stats.guest_set_text(guest.dataset)}; 95% "
+                        f"interval {100 * guest.ci[0]:.0f}–{100 * guest.ci[1]:.0f}%" if guest else None)
 else:
     cols[1].metric("Guest accuracy ↑", "🔒 sealed", help="Sealed until the reveal")
 cols[2].metric("Parameters ↓", f"{s.params:,}" if s.params else "–")

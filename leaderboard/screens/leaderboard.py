@@ -18,9 +18,9 @@ if not revealed:
             "the guest columns open when the organisers reveal them.")
 elif view.primary == "guest":
     n = view.datasets["guest"].size
-    st.success(f"Ranked by the guest's {n} handwritten digits (one digit = {100 / n:.2g} percentage "
-               f"point{'' if n == 100 else 's'}), then by MNIST. Guest results are on "
-               f"{stats.guest_set_text(view.datasets['guest'])}.")
+    (st.warning if view.datasets["guest"].source == "sample" else st.success)(
+        f"Ranked by {stats.guest_set_text(view.datasets['guest'])}; one digit = {100 / n:.2g} percentage "
+        f"point{'' if n == 100 else 's'}. Then by MNIST.")
 else:
     st.warning("Revealed, but not every entry has a result on the current guest set: ranked by MNIST.")
 if view.verdict:
