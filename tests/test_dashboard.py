@@ -379,6 +379,10 @@ def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypa
     use_db(monkeypatch, fx, db)
     at = page("screens/entry.py", entry="bob")
     assert [e.value for e in at.error] == ["Disqualified by the organisers: trained on the test set"]
+    worked_page = page("screens/what_worked.py")  # bob was the only entry trained 1 epoch: that group is gone
+    epochs = next(t.value for t in worked_page.dataframe if "epochs" in t.value.columns)
+    assert epochs["epochs"].tolist() == [3] and epochs["entries"].tolist() == [1]
+    assert set(worked["entry"]) == {"Ada's template", "Dee's copy"}  # eve hidden, bob disqualified, broken failed
     listed = page()
     assert "<li><strong>Bob's quick one</strong> (bob): disqualified: trained on the test set</li>" in [
         rendered(m.value).strip().removeprefix("<ul>\n").removesuffix("\n</ul>") for m in listed.markdown]

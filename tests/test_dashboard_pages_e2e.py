@@ -231,6 +231,27 @@ def test_clicking_a_confusion_cell_shows_that_pair(server, fx, sized):
     shot(driver, f"entry_after_click_{width}x{height}")
 
 
+def test_versions_axis_reads_as_percent(server, browser):
+    """Ada has two versions: the accuracy axis labels read like "48%" or "51.5%", never "98.930000%"."""
+    import re
+    from selenium.webdriver.common.by import By
+    browser.set_window_size(1440, 900)
+    browser.get(f"{server}/entry?entry=ada")
+    wait_for_text(browser, "Misread digits")
+    browser.find_element(By.XPATH, "//*[@data-testid='stTab'][contains(., 'Versions')]").click()
+    wait_for_text(browser, "accuracy over versions")
+    deadline, labels = time.time() + 20, []
+    while time.time() < deadline and not labels:
+        labels = browser.execute_script("""
+            return Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks'))
+              .filter(s => s.getBoundingClientRect().width > 0)
+              .flatMap(s => Array.from(s.querySelectorAll('.role-axis-label text')).map(t => t.textContent))
+              .filter(t => t.includes('%'))""")
+        time.sleep(0.3)
+    assert labels and all(re.fullmatch(r"\d{1,3}(\.\d{1,2})?%", label) for label in labels), labels
+    shot(browser, "entry_versions", full=False)
+
+
 def test_unknown_entry_and_no_deploy_button(server, browser):
     browser.set_window_size(1440, 900)
     browser.get(f"{server}/entry?entry=nobody")
