@@ -234,6 +234,7 @@ def test_clicking_a_confusion_cell_shows_that_pair(server, fx, sized):
 def test_versions_axis_reads_as_percent(server, browser):
     """Ada has two versions: the accuracy axis labels read like "48%" or "51.5%", never "98.930000%"."""
     import re
+
     from selenium.webdriver.common.by import By
     browser.set_window_size(1440, 900)
     browser.get(f"{server}/entry?entry=ada")
