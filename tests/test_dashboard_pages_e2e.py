@@ -93,7 +93,7 @@ def server(fx, tmp_path_factory):
 @pytest.fixture(scope="module")
 def hostile(fx, tmp_path_factory):
     """The sealed results with bob's name and author hostile, on the shipped *sample* guest set, with an organiser
-    password and no submissions (a re-run has nothing to evaluate and ends in seconds)."""
+    password and a copy of the entries (a re-run evaluates them on the whole MNIST test set: it takes a while)."""
     root = tmp_path_factory.mktemp("hostile")
     db = root / "hostile.db"
     shutil.copy(fx.db, db)
@@ -101,7 +101,7 @@ def hostile(fx, tmp_path_factory):
         con.execute("UPDATE entry_versions SET display_name = ?, author = ? WHERE entry_id = "
                     "(SELECT id FROM entries WHERE name = 'bob')", (HOSTILE_NAME, HOSTILE_AUTHOR))
         con.execute("UPDATE datasets SET source = 'sample' WHERE kind = 'guest'")
-    (root / "submissions").mkdir()
+    shutil.copytree(fx.submissions, root / "submissions")
     with dashboard(root / "log", LEADERBOARD_DB=str(db), LEADERBOARD_SUBMISSIONS=str(root / "submissions"),
                    LEADERBOARD_MYSTERY=str(fx.mystery), LEADERBOARD_JOBS=str(root / "jobs"),
                    LEADERBOARD_ADMIN_PASSWORD=PASSWORD) as url:
@@ -364,7 +364,9 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
 
     start = "//button[contains(., 'Start the evaluation')]"
     browser.find_element(By.XPATH, start).click()
-    deadline = time.time() + 120
+    running = wait_for_text(browser, "running ·", timeout=30)
+    assert not browser.find_element(By.XPATH, start).is_enabled(), running[-800:]  # one run at a time
+    deadline = time.time() + 240
     while time.time() < deadline and "done ·" not in browser.execute_script("return document.body.innerText"):
         time.sleep(0.5)
     body = browser.execute_script("return document.body.innerText")
