@@ -373,6 +373,13 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     assert "done ·" in body, body[-1500:]
     time.sleep(3)  # a fragment run or two later, without any reload
     assert browser.find_element(By.XPATH, start).is_enabled()
+    deadline, log = time.time() + 15, []
+    while time.time() < deadline and "re-run" not in log:  # the audit log (the last grid) shows the run, unreloaded
+        log = browser.execute_script("""
+            const grids = document.querySelectorAll('[data-testid="stDataFrame"]');
+            return Array.from(grids[grids.length - 1].querySelectorAll('[id^="glide-cell-"]')).map(c => c.textContent)""")
+        time.sleep(0.3)
+    assert "re-run" in log, log
     from harness.store import results as store
     assert store.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
     shot(browser, "organiser_after_run")

@@ -77,8 +77,10 @@ def job_progress():
     fraction, text = admin.run_progress(queries.latest_run(engine), job, entries)
     st.progress(fraction, text=f"{'running' if job.running else 'done'} · {text}")
     st.code(job.log_tail() or "(no output yet)", language=None)
-    if not job.running:
+    if not job.running and st.session_state.get("seen_finished") != str(job.log_path):
+        st.session_state["seen_finished"] = str(job.log_path)  # once per run: the whole page shows its outcome
         cache.clear()
+        st.rerun()
 
 
 job_progress()
