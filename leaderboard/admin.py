@@ -31,6 +31,16 @@ def set_revealed(engine: Engine, revealed: bool) -> None:
                      "guest results revealed" if revealed else "guest results sealed again")
 
 
+def moderate(engine: Engine, entry_name: str, state: str, reason: str = "") -> bool:
+    """Hide, disqualify or restore an entry (logged) unless that is already its state with that reason; True when
+    something changed. An "Apply" that changes nothing writes no audit line."""
+    current_state, current_reason = store.moderation(engine).get(entry_name, ("visible", ""))
+    if state == current_state and (state == "visible" or reason.strip() == current_reason):
+        return False
+    store.set_moderation(engine, entry_name, state, reason)
+    return True
+
+
 def evaluation_command(settings: Settings, force: bool = False, only: list[str] | None = None) -> list[str]:
     """``python -m harness.evaluate`` on the dashboard's submissions (CPU, no rich colours). The database URL
     goes in the environment ($LEADERBOARD_DB, see start_job), not on a command line that ``ps`` shows."""

@@ -12,40 +12,76 @@ DIGITS = list(range(TASK.num_classes))  # the task's labels, 0-9 for digits
 
 
 def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
-    """Long form of a confusion matrix: one row per (true, predicted) cell with its count and row share."""
+    """Long form of a confusion matrix: one row per (true, predicted) cell with its count, row share and the count
+    as the cell shows it (``count_label``: empty for an empty cell)."""
     confusion = np.asarray(confusion, dtype=np.int64)
     totals = confusion.sum(axis=1, keepdims=True)
     share = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
     t, p = np.meshgrid(DIGITS, DIGITS, indexing="ij")
-    return pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": confusion.ravel(),
-                         "share": share.ravel(), "correct": (t == p).ravel()})
+    counts = confusion.ravel()
+    return pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": counts, "share": share.ravel(),
+                         "correct": (t == p).ravel(), "count_label": [str(c) if c else "" for c in counts]})
 
 
-def confusion_chart(confusion: np.ndarray, title: str, size: int = 380) -> alt.LayerChart:
-    """Heatmap with counts; colour is the share of the true class (so rare and common digits compare)."""
+# The matrix's cell text shrinks with the chart (a phone's 30-pixel cells hold "1135" at 8 px) and never grows past 12.
+CELL_FONT = "clamp(width / 34, 7, 12)"
+
+
+def confusion_chart(confusion: np.ndarray, title: str, height: int = 540) -> alt.LayerChart:
+    """Heatmap with counts, as wide as its column. The diagonal (read right) is blue by its share of the true digit;
+    the errors are orange on their own scale, from one misreading to the most frequent, so that an 11-count error
+    stands out instead of looking like an empty cell. Empty cells are white."""
     df = confusion_frame(confusion)
+    worst = int(df.loc[~df["correct"], "count"].max()) if (~df["correct"]).any() else 0
     pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick")
-    base = alt.Chart(df, title=title).encode(
-        x=alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("true:O", title="true digit"))
-    cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color("share:Q", title="share of true digit", scale=alt.Scale(scheme="blues", domain=[0, 1])),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
-        tooltip=[alt.Tooltip("true:O", title="true"), alt.Tooltip("predicted:O", title="predicted"),
-                 alt.Tooltip("count:Q"), alt.Tooltip("share:Q", format=".1%")]).add_params(pick)
-    text = base.mark_text(fontSize=11).encode(
-        text=alt.condition(alt.datum.count > 0, alt.Text("count:Q"), alt.value("")),
-        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#222")))
-    return (cells + text).properties(width=size, height=size)
+    base = alt.Chart(df, title=alt.Title(title, anchor="start")).encode(
+        x=alt.X("predicted:O", title="read as", axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("true:O", title="true digit"),
+        tooltip=[alt.Tooltip("true:O", title="true"), alt.Tooltip("predicted:O", title="read as"),
+                 alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", title="share of true digit",
+                                                                  format=".1%")])
+    frame = base.mark_rect(stroke="#e0e0e0", fill="white").add_params(pick)
+    right = base.transform_filter("datum.correct").mark_rect().encode(
+        color=alt.Color("share:Q", title="read right (share)", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                        legend=alt.Legend(format="%", orient="bottom", gradientLength=120)))
+    wrong = base.transform_filter("!datum.correct && datum.count > 0").mark_rect().encode(
+        color=alt.Color("count:Q", title="misread (count)", scale=alt.Scale(scheme="oranges",
+                                                                            domain=[0, max(worst, 1)]),
+                        legend=alt.Legend(orient="bottom", gradientLength=120, tickMinStep=1)))
+    outline = base.mark_rect(fillOpacity=0, stroke="#111").encode(  # the clicked cell, framed
+        strokeWidth=alt.condition(alt.Predicate(param=pick.name, empty=False), alt.value(3), alt.value(0)))
+    text = base.mark_text(fontSize=alt.ExprRef(CELL_FONT)).encode(
+        text=alt.Text("count_label:N"),
+        color=alt.condition("(datum.correct && datum.share > 0.5) || (!datum.correct && datum.count > "
+                            f"{worst / 2})", alt.value("white"), alt.value("#222")))
+    return alt.layer(frame, right, wrong, outline, text).resolve_scale(color="independent").properties(
+        width="container", height=height)
 
 
-def recall_chart(recall: np.ndarray) -> alt.Chart:
-    df = pd.DataFrame({"digit": DIGITS, "recall": np.asarray(recall, dtype=float)})
-    return alt.Chart(df).mark_bar().encode(
+def recall_range(recall: np.ndarray) -> tuple[float, float]:
+    """The recall axis: from a little below the weakest digit (a multiple of 5 points, 0 at most) to 100%, so
+    that 97% and 99% look different."""
+    low = float(np.nanmin(recall)) if len(recall) else 0.0
+    return max(0.0, np.floor(low * 20 + 1e-9) / 20 - 0.05), 1.0
+
+
+def recall_chart(recall: np.ndarray, misread: np.ndarray | None = None) -> alt.LayerChart:
+    """Recall per true digit on an axis zoomed to ``recall_range``, each bar labelled with how many digits it
+    misread (``misread``)."""
+    recall = np.asarray(recall, dtype=float)
+    misread = np.zeros(len(recall), int) if misread is None else np.asarray(misread, dtype=int)
+    df = pd.DataFrame({"digit": DIGITS, "recall": recall, "misread": misread,
+                       "label": [f"{m} ✗" if m else "" for m in misread]})
+    low, high = recall_range(recall)
+    base = alt.Chart(df).encode(
         x=alt.X("digit:O", title="true digit", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("recall:Q", title="recall (share read right)", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%")),
-        tooltip=[alt.Tooltip("digit:O"), alt.Tooltip("recall:Q", format=".1%")]).properties(height=220)
+        y=alt.Y("recall:Q", title="recall (share read right)", scale=alt.Scale(domain=[low, high], clamp=True),
+                axis=alt.Axis(format=".1~%")),
+        tooltip=[alt.Tooltip("digit:O"), alt.Tooltip("recall:Q", format=".2%"),
+                 alt.Tooltip("misread:Q", title="misread")])
+    bars = base.mark_bar(clip=True)
+    labels = base.mark_text(dy=-6, fontSize=10, color="#b34700").encode(text="label:N")
+    return (bars + labels).properties(height=220, width="container")
 
 
 LEVEL, BEHIND = "cannot be separated from the leader", "behind the leader"
@@ -80,7 +116,7 @@ def history_chart(history: pd.DataFrame) -> alt.Chart:
     df["set"] = df["kind"].map({"mnist": "MNIST test", "guest": "guest digits"})
     return alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("version:O", title="version", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("accuracy:Q", title="accuracy", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
+        y=alt.Y("accuracy:Q", title="accuracy", axis=alt.Axis(format=".2~%"), scale=alt.Scale(zero=False)),
         color=alt.Color("set:N", title="dataset"),
         tooltip=["version", "set", alt.Tooltip("accuracy:Q", format=".2%"), "started_at"]).properties(height=220)
 
@@ -91,6 +127,13 @@ def probability_chart(probabilities: np.ndarray) -> alt.Chart:
         x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         tooltip=["digit", alt.Tooltip("probability:Q", format=".1%")]).properties(height=160)
+
+
+def fill_column(chart: alt.TopLevelMixin, height: int = 300) -> alt.TopLevelMixin:
+    """A chart as wide as its column, ``height`` pixels tall, without a title of its own (the page writes it above,
+    where it wraps on a phone instead of being clipped)."""
+    return chart.properties(title="", width="container", height=height,
+                            padding={"left": 6, "right": 6, "top": 6, "bottom": 6})  # room for glyphs at the edge
 
 
 def digit_picture(image: np.ndarray, scale: int = 3) -> np.ndarray:

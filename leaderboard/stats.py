@@ -108,6 +108,26 @@ def state_text(row: Row, status: str) -> str:
     return "≈ #1" if row.with_leader else ""
 
 
+MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$&")
+
+
+def literal(text: object) -> str:
+    """``text`` (an entry's name, author or description: the member's words) as Streamlit markdown that shows it
+    literally: every markdown, HTML and Streamlit directive character backslash-escaped (CommonMark lets any ASCII
+    punctuation be escaped), line breaks as spaces, so ``**x**](javascript:…)`` is neither bold nor a link."""
+    flat = " ".join(str(text).split())
+    return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in flat)
+
+
+def guest_set_text(dataset) -> str:
+    """Which guest set results are on, from its stored source (``harness.data.guest``): the shipped sample, used
+    while mystery_digits/ holds no digits of its own, or the organisers' import."""
+    if dataset.source == "sample":
+        return (f"the shipped **sample** set of {dataset.size} digits from `mystery_digits/_sample/`, not a guest's "
+                "own (the organisers have imported no real guest set)")
+    return f"the guest's {dataset.size} handwritten digits, imported by the organisers into `mystery_digits/`"
+
+
 def one_line(text: str | None) -> str:
     """The first non-empty line of an error message (the harness writes one sentence)."""
     for line in (text or "").splitlines():
@@ -217,6 +237,15 @@ def pair_samples(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarr
     return idx[np.argsort(-confidence[idx].astype(np.float64), kind="stable")]
 
 
+def selected_cell(selection) -> tuple[int, int] | None:
+    """The (true, read as) pair of the confusion-matrix cell clicked last, from Streamlit's chart selection state
+    (``{"selection": {"cell": [{"true": 4, "predicted": 9}]}}``); None when nothing is selected."""
+    points = ((selection or {}).get("selection") or {}).get("cell") or []
+    if not points or "true" not in points[-1] or "predicted" not in points[-1]:
+        return None
+    return int(points[-1]["true"]), int(points[-1]["predicted"])
+
+
 def top_confusion(confusion: np.ndarray) -> tuple[int, int] | None:
     """The most frequent off-diagonal (true, predicted) pair, or None when nothing was misread."""
     off = np.asarray(confusion).copy()
@@ -263,6 +292,11 @@ def head_to_head(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> 
                       only_a=int((ok_a & ~ok_b).sum()), only_b=int((~ok_a & ok_b).sum()),
                       both_wrong=int((~ok_a & ~ok_b).sum()), p_value=mcnemar_exact(ok_a, ok_b),
                       disagree=np.flatnonzero(pred_a != pred_b))
+
+
+def pages(total: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each page of ``size`` items out of ``total``: every item on exactly one page."""
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
 # --- guest gallery ----------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import io
 import json
 import shutil
 from datetime import datetime, timedelta, timezone
+from html import escape
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,6 +81,13 @@ def everything_shown(at: AppTest) -> str:
 
     walk(at._tree)
     return "\n".join(parts)
+
+
+def rendered(markdown: str) -> str:
+    """Markdown as a CommonMark renderer (markdown-it, as Streamlit's) turns it into HTML: the reference for what a
+    visitor sees."""
+    from markdown_it import MarkdownIt
+    return MarkdownIt("commonmark").enable("strikethrough").render(markdown)
 
 
 def guest_results(db) -> dict[str, float]:
@@ -218,14 +227,84 @@ def test_figures_have_axis_titles_and_counts():
     confusion = np.arange(100).reshape(10, 10)
     spec = figures.confusion_chart(confusion, "CM").to_dict()
     layer = spec["layer"]
-    assert layer[0]["encoding"]["x"]["title"] == "predicted digit" and layer[0]["encoding"]["y"]["title"] == "true digit"
+    assert layer[0]["encoding"]["x"]["title"] == "read as" and layer[0]["encoding"]["y"]["title"] == "true digit"
     frame = figures.confusion_frame(confusion)
     assert frame.query("true == 3 and predicted == 7")["count"].item() == 37
     assert frame.query("true == 3")["share"].sum() == pytest.approx(1.0)
     recall = figures.recall_chart(np.linspace(0, 1, 10)).to_dict()
-    assert recall["encoding"]["y"]["title"].startswith("recall")
+    assert recall["layer"][0]["encoding"]["y"]["title"].startswith("recall")
     picture = figures.digit_picture(np.eye(28, dtype=np.uint8) * 255, 3)
     assert picture.shape == (84, 84) and picture[4, 4] == 255 and picture[0, 5] == 0
+
+
+def test_confusion_matrix_gives_errors_their_own_scale():
+    """An 11-count error next to 1,000-count diagonal cells gets the darkest error colour (its own scale), not the
+    near-white a shared share-of-row scale gives it; empty cells show no number."""
+    confusion = np.diag([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    confusion[4, 9], confusion[7, 2] = 11, 3
+    spec = figures.confusion_chart(confusion, "CM").to_dict()
+    right, wrong = spec["layer"][1], spec["layer"][2]
+    assert right["encoding"]["color"]["field"] == "share" and right["transform"] == [{"filter": "datum.correct"}]
+    assert wrong["encoding"]["color"]["field"] == "count"
+    assert wrong["encoding"]["color"]["scale"]["domain"] == [0, 11]  # the worst error is the top of its scale
+    assert wrong["transform"] == [{"filter": "!datum.correct && datum.count > 0"}]
+    assert spec["resolve"] == {"scale": {"color": "independent"}}
+    rows = next(iter(spec["datasets"].values()))
+    labels = {(r["true"], r["predicted"]): r["count_label"] for r in rows}
+    assert labels[(4, 9)] == "11" and labels[(1, 1)] == "1135" and labels[(0, 1)] == ""
+
+
+def test_four_digit_counts_fit_their_cells_at_a_phones_width():
+    """The cell font follows the chart's width: "1135" in DejaVu Sans (as wide as Vega's default sans) stays inside
+    a tenth of the width, from a 300-pixel phone chart to a 900-pixel desktop one."""
+    import matplotlib
+    from PIL import ImageFont
+    font_file = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+    for width in (300, 340, 600, 900):
+        size = min(max(width / 34, 7), 12)  # figures.CELL_FONT: clamp(width / 34, 7, 12)
+        assert figures.CELL_FONT == "clamp(width / 34, 7, 12)"
+        text = ImageFont.truetype(font_file, round(size)).getlength("1135")
+        assert text < 0.8 * width / 10, (width, size, text)
+
+
+def test_recall_axis_zooms_to_the_digits_and_history_axis_reads_as_percent():
+    recall = np.array([0.99, 0.98, 0.97, 0.995, 0.96, 0.985, 0.99, 0.975, 0.965, 0.97])
+    assert figures.recall_range(recall) == (pytest.approx(0.90), 1.0)  # 96% rounds down to 95%, less 5 points
+    assert figures.recall_range(np.array([0.3, 1.0])) == (pytest.approx(0.25), 1.0)
+    assert figures.recall_range(np.array([0.02, 1.0])) == (0.0, 1.0)
+    spec = figures.recall_chart(recall, np.array([10, 20, 30, 5, 40, 15, 10, 25, 35, 30])).to_dict()
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["domain"] == [pytest.approx(0.90), 1.0]
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["label"] for r in rows][:2] == ["10 ✗", "20 ✗"]
+    history = pd.DataFrame({"version": [1, 2], "kind": ["mnist", "mnist"], "accuracy": [0.9893, 0.9912],
+                            "started_at": ["a", "b"]})
+    axis = figures.history_chart(history).to_dict()["encoding"]["y"]["axis"]
+    assert axis["format"] == ".2~%"  # d3: 0.9893 → "98.93%", 0.99 → "99%" (a bare "%" prints "98.930000%")
+
+
+def test_a_clicked_cell_and_pages_and_the_guest_set_named():
+    state = {"selection": {"cell": [{"true": 4, "predicted": 9}]}}
+    assert stats.selected_cell(state) == (4, 9)
+    assert stats.selected_cell({"selection": {"cell": []}}) is None and stats.selected_cell(None) is None
+    assert stats.pages(108, 60) == [(0, 60), (60, 108)] and stats.pages(0, 60) == []
+    assert sum(b - a for a, b in stats.pages(1234, 60)) == 1234
+    sample = queries.DatasetInfo(1, "guest", 100, "sample", "v")
+    real = queries.DatasetInfo(2, "guest", 87, "folder", "v")
+    assert "shipped **sample** set of 100 digits from `mystery_digits/_sample/`" in stats.guest_set_text(sample)
+    assert stats.guest_set_text(real) == ("the guest's 87 handwritten digits, imported by the organisers into "
+                                          "`mystery_digits/`")
+
+
+HOSTILE = ["**x**](javascript:alert(1))", "<img src=x onerror=alert(1)>", ":red[boom] $x$ a_b_c",
+           "[click](http://e.vil)", "# Heading", "1. list", "- item", "Ada's `code` ~~gone~~ &lt;"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_entry_name_renders_as_literal_text(name):
+    """Reference: markdown-it (CommonMark, as Streamlit's renderer) turns the escaped name into exactly the name as
+    text: no link, no emphasis, no HTML, no heading or list."""
+    html = rendered(f"by **{stats.literal(name)}** here")
+    assert html == f"<p>by <strong>{escape(name, quote=False)}</strong> here</p>\n"
 
 
 def test_interval_chart_shows_the_top_entries_and_who_is_level_with_the_leader():
@@ -300,8 +379,13 @@ def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypa
     use_db(monkeypatch, fx, db)
     at = page("screens/entry.py", entry="bob")
     assert [e.value for e in at.error] == ["Disqualified by the organisers: trained on the test set"]
+    worked_page = page("screens/what_worked.py")  # bob was the only entry trained 1 epoch: that group is gone
+    epochs = next(t.value for t in worked_page.dataframe if "epochs" in t.value.columns)
+    assert epochs["epochs"].tolist() == [3] and epochs["entries"].tolist() == [1]
+    assert set(worked["entry"]) == {"Ada's template", "Dee's copy"}  # eve hidden, bob disqualified, broken failed
     listed = page()
-    assert any(m.value == "- **Bob's quick one** (bob): disqualified: trained on the test set" for m in listed.markdown)
+    assert "<li><strong>Bob's quick one</strong> (bob): disqualified: trained on the test set</li>" in [
+        rendered(m.value).strip().removeprefix("<ul>\n").removesuffix("\n</ul>") for m in listed.markdown]
 
 
 def test_background_job_reports_progress(tmp_path):
@@ -435,13 +519,22 @@ def test_entry_page_revealed(fx, monkeypatch):
     t, p = stats.top_confusion(ada.sets["mnist"].confusion)
     expected = int(((ada.sets["mnist"].labels == t) & (ada.sets["mnist"].predicted == p)).sum())
     assert any(m.value.startswith(f"**{expected} digit") and f"true {t} read as {p}" in m.value for m in at.markdown)
-    at.selectbox(key="true_mnist").set_value(4).run()
-    at.selectbox(key="pred_mnist").set_value(9).run()
+    at.selectbox(key="true_ada_mnist").set_value(4).run()
+    at.selectbox(key="pred_ada_mnist").set_value(9).run()
     n49 = int(((ada.sets["mnist"].labels == 4) & (ada.sets["mnist"].predicted == 9)).sum())
     assert any(m.value.startswith(f"**{n49} digit") and "true 4 read as 9" in m.value for m in at.markdown)
     tables = [t.value for t in at.table]
     assert any("optimizer" in str(t) for t in tables)
     assert at.dataframe[0].value["version"].tolist() == [1, 2]
+
+
+def test_an_unknown_entry_in_the_address_says_so_in_one_sentence(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page("screens/entry.py", entry="nobody_here")
+    assert [e.value for e in at.error] == ["No entry called “nobody\\_here”; choose one from the list."]
+    assert at.selectbox[0].value is None and not at.header and not at.metric  # no entry opened in its place
+    at.selectbox[0].set_value("dee").run()
+    assert at.header[0].value == "Dee's copy" and at.query_params["entry"] == "dee" and not at.error
 
 
 def test_entry_page_shows_the_failure(fx, monkeypatch):
@@ -453,11 +546,41 @@ def test_entry_page_shows_the_failure(fx, monkeypatch):
 def test_head_to_head_page(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.revealed_db)
     at = page("screens/head_to_head.py")
-    at.radio[0].set_value("guest").run()
+    assert at.radio[0].value == "guest"  # the set the board ranks on (revealed: the guest's), by default
     a, b = at.selectbox[0].value, at.selectbox[1].value
     duel = views.duel_view(make_engine(str(fx.revealed_db)), a, b, "guest", True)
     assert f"p = {duel.result.p_value:.3f}" in " ".join(m.value for m in at.markdown) or duel.result.p_value < 0.001
     assert f"The {len(duel.result.disagree)} digits on which they disagree" in [s.value for s in at.subheader]
+    # Up front, before the figures: how many they read differently (reference: the stored predictions compared).
+    differ = int((duel.pred_a != duel.pred_b).sum())
+    assert at.markdown[0].value.startswith(f"**They read {differ} of the 100 digits differently**; all of them are "
+                                           "below.  \nCompared on the guest's 100 handwritten digits")
+    sealed = page("screens/head_to_head.py")
+    use_db(monkeypatch, fx, fx.db)
+    sealed = page("screens/head_to_head.py")
+    assert sealed.radio[0].value == "mnist" and sealed.radio[0].options == ["MNIST test (ranked)"]
+
+
+def test_head_to_head_shows_every_disagreement_a_page_at_a_time(fx, monkeypatch):
+    """On MNIST's 500 the weakest and the strongest entry disagree on more than 60 digits: every one of them is on
+    exactly one page."""
+    use_db(monkeypatch, fx, fx.revealed_db)
+    at = page("screens/head_to_head.py")
+    at.selectbox[0].set_value("eve").run()
+    at.selectbox[1].set_value("bob").run()
+    at.radio[0].set_value("mnist").run()
+    duel = views.duel_view(make_engine(str(fx.revealed_db)), "eve", "bob", "mnist", True)
+    n = int((duel.pred_a != duel.pred_b).sum())
+    assert n > 60, n
+    pages = at.get("button_group")[0]
+    assert len(pages.options) == -(-n // 60)
+    seen = 0
+    for number in range(1, len(pages.options) + 1):
+        at.get("button_group")[0].set_value(number).run()
+        start = (number - 1) * 60
+        assert f"Digits {start + 1}–{min(start + 60, n)} of {n}." in at.caption[-1].value
+        seen += min(start + 60, n) - start
+    assert seen == n
 
 
 def test_guest_gallery_page_revealed(fx, monkeypatch):
@@ -468,6 +591,8 @@ def test_guest_gallery_page_revealed(fx, monkeypatch):
     hardest = fx.guest_files[int(view.consensus["index"].iloc[0])]
     assert hardest in captions and captions.index(hardest) == 1  # right after the explanation
     assert {m.label: m.value for m in at.metric}["Entries counted"] == "4"
+    assert at.markdown[0].value == ("The digits: the guest's 100 handwritten digits, imported by the organisers into "
+                                    "`mystery_digits/`.")
 
 
 def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
@@ -504,6 +629,64 @@ def test_organiser_reveals_and_disqualifies(fx, monkeypatch, tmp_path):
     log = at.dataframe[-1].value
     assert log["action"].tolist()[:3] == ["disqualify", "reveal", "login"]
     assert "login-failed" in log["action"].tolist()
+
+
+def organiser(fx, monkeypatch, db) -> AppTest:
+    use_db(monkeypatch, fx, db, password="let-me-in")
+    at = page("screens/organiser.py")
+    at.text_input[0].input("let-me-in")
+    at.button[0].click().run()
+    return at
+
+
+def test_apply_that_changes_nothing_writes_no_audit_line(fx, monkeypatch, tmp_path):
+    db = tmp_path / "org.db"
+    shutil.copy(fx.db, db)
+    at = organiser(fx, monkeypatch, db)
+    engine = make_engine(str(db))
+    before = store.audit_log(engine)
+    next(b for b in at.button if b.label == "Apply").click().run()  # the defaults: first entry, visible
+    assert store.audit_log(engine) == before
+    assert any(i.value.startswith("Nothing to change:") and i.value.endswith("is already visible.") for i in at.info)
+    assert admin.moderate(engine, "bob", "hidden", "asked to withdraw") is True
+    assert admin.moderate(engine, "bob", "hidden", " asked to withdraw ") is False  # same state, same reason
+    assert admin.moderate(engine, "bob", "hidden", "another reason") is True
+    assert [e["action"] for e in store.audit_log(engine)][:2] == ["hide", "hide"]
+    assert len(store.audit_log(engine)) == len(before) + 2
+
+
+def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
+    db = tmp_path / "org.db"
+    shutil.copy(fx.db, db)
+    at = organiser(fx, monkeypatch, db)
+    version = lambda: next(s for s in at.selectbox if s.key == "override_version")
+    engine = make_engine(str(db))
+    for name in ("bob", "ada", "bob"):  # reference: each entry's versions' content hashes, read from the store
+        next(s for s in at.selectbox if s.key == "override_entry").set_value(name).run()
+        hashes = queries.versions(engine, name)["content hash"].tolist()
+        assert len(version().options) == len(hashes) and all(h in o for h, o in zip(hashes, version().options))
+    assert len(queries.versions(engine, "ada")) == 2
+
+
+def test_organiser_names_the_guest_set_and_confirms_a_reveal_on_the_sample(fx, monkeypatch, tmp_path):
+    import sqlite3
+    db = tmp_path / "sample.db"
+    shutil.copy(fx.db, db)
+    at = organiser(fx, monkeypatch, db)
+    assert any("the guest's 100 handwritten digits, imported by the organisers" in m.value for m in at.markdown)
+    assert not next(b for b in at.button if b.label == "Reveal the guest results").disabled
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE datasets SET source = 'sample' WHERE kind = 'guest'")
+    at = organiser(fx, monkeypatch, db)
+    assert any("the shipped **sample** set of 100 digits" in m.value for m in at.markdown)
+    reveal = next(b for b in at.button if b.label == "Reveal the guest results")
+    assert reveal.disabled  # until the organiser confirms (AppTest, like a browser, cannot click it)
+    at.checkbox[0].check().run()
+    next(b for b in at.button if b.label == "Reveal the guest results").click().run()
+    assert queries.is_revealed(make_engine(str(db)))
+    use_db(monkeypatch, fx, db)
+    board = page()
+    assert any(w.value.startswith("Ranked by the shipped **sample** set") for w in board.warning)
 
 
 def test_what_worked_page_revealed(fx, monkeypatch):

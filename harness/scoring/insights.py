@@ -67,25 +67,33 @@ def by_factor(df: pd.DataFrame, factor: str, metric: str = "mnist") -> pd.DataFr
     return out.sort_values("median", ascending=False, ignore_index=True)
 
 
+def title(metric: str, factor: str | None = None) -> str:
+    """A chart's title: "MNIST test accuracy by optimizer" (``factor`` None: by model size)."""
+    return f"{METRICS[metric]} by {FACTORS[factor].lower() if factor else 'model size'}"
+
+
+ACCURACY_AXIS = alt.Axis(format=".1~%")  # d3's bare "%" prints 51.400000% when the axis holds one value
+
+
 def box_chart(df: pd.DataFrame, factor: str, metric: str = "mnist") -> alt.Chart:
     """Accuracy by one knob: a box per value, every entry as a dot on top."""
     data = df.dropna(subset=[factor, metric])
-    x = alt.X(f"{factor}:N", title=FACTORS[factor])
-    y = alt.Y(f"{metric}:Q", title=METRICS[metric] + " (higher is better)", scale=alt.Scale(zero=False),
-              axis=alt.Axis(format="%"))
+    x = alt.X(f"{factor}:N", title=FACTORS[factor], axis=alt.Axis(labelAngle=0))
+    y = alt.Y(f"{metric}:Q", title="accuracy (higher is better)", scale=alt.Scale(zero=False),
+              axis=ACCURACY_AXIS)
     boxes = alt.Chart(data).mark_boxplot(extent="min-max", opacity=0.5).encode(x=x, y=y)
     dots = alt.Chart(data).mark_circle(size=60, color="black").encode(
         x=x, y=y, tooltip=["entry", "author", alt.Tooltip(f"{metric}:Q", format=".2%")])
-    return (boxes + dots).properties(title=f"{METRICS[metric]} by {FACTORS[factor].lower()}", width=320, height=260)
+    return (boxes + dots).properties(title=title(metric, factor), width=320, height=260)
 
 
 def size_chart(df: pd.DataFrame, metric: str = "mnist") -> alt.Chart:
-    """Accuracy against parameter count (log scale)."""
-    data = df.dropna(subset=["params", metric])
+    """Accuracy against parameter count (log scale), coloured by architecture ("not given" when unrecorded)."""
+    data = df.dropna(subset=["params", metric]).assign(arch=lambda d: d["arch"].fillna("not given"))
     return alt.Chart(data).mark_circle(size=80).encode(
         x=alt.X("params:Q", title="Parameters (log scale)", scale=alt.Scale(type="log")),
-        y=alt.Y(f"{metric}:Q", title=METRICS[metric] + " (higher is better)", scale=alt.Scale(zero=False),
-                axis=alt.Axis(format="%")),
-        color=alt.Color("arch:N", title="Architecture"),
+        y=alt.Y(f"{metric}:Q", title="accuracy (higher is better)", scale=alt.Scale(zero=False),
+                axis=ACCURACY_AXIS),
+        color=alt.Color("arch:N", title="Architecture", legend=alt.Legend(orient="bottom")),
         tooltip=["entry", "author", "params", alt.Tooltip(f"{metric}:Q", format=".2%")],
-    ).properties(title=f"{METRICS[metric]} by model size", width=320, height=260)
+    ).properties(title=title(metric), width=320, height=260)

@@ -16,22 +16,25 @@ if not entries:
 names = [name for name, _ in entries]
 labels = dict(entries)
 wanted = st.query_params.get("entry")
-name = st.selectbox("Entry", names, index=names.index(wanted) if wanted in names else 0,
-                    format_func=lambda n: f"{labels[n]} ({n})")
+name = st.selectbox("Entry", names, index=names.index(wanted) if wanted in names else None if wanted else 0,
+                    format_func=lambda n: f"{labels[n]} ({n})", placeholder="Choose an entry")
+if name is None:  # an unknown ?entry=: say so rather than open another entry in its place
+    st.error(f"No entry called “{stats.literal(wanted)}”; choose one from the list.")
+    st.stop()
 st.query_params["entry"] = name
 view = cache.entry(url, name, revealed)
 if view is None:
-    st.error(f"No visible entry named {name}.")
+    st.error(f"No visible entry named {stats.literal(name)}.")
     st.stop()
 s = view.summary
 
-st.header(s.display_name)
-st.markdown(f"by **{s.author or 'unknown author'}** · folder `{s.entry_name}` · last evaluated "
-            f"{s.started_at:%Y-%m-%d %H:%M} UTC in {s.seconds:.1f} s on {s.device}"
+st.header(stats.literal(s.display_name))
+st.markdown(f"by **{stats.literal(s.author or 'unknown author')}** · folder {stats.literal(s.entry_name)} · last "
+            f"evaluated {s.started_at:%Y-%m-%d %H:%M} UTC in {s.seconds:.1f} s on {s.device}"
             f"{' · ⚠️ not sandboxed' if s.sandboxed is False else ''}"
-            + (f"  \n{s.description}" if s.description else ""))
+            + (f"  \n{stats.literal(s.description)}" if s.description else ""))
 if s.standing == "disqualified":
-    st.error(f"Disqualified by the organisers: {s.note}")
+    st.error(f"Disqualified by the organisers: {stats.literal(s.note)}")
 elif s.standing == "late":
     st.warning("Every version of this entry was submitted after the deadline: shown, not ranked.")
 elif s.standing == "superseded":
@@ -51,8 +54,8 @@ cols[0].metric("MNIST accuracy ↑", f"{100 * mnist.accuracy:.2f}%" if mnist els
 guest = view.sets.get("guest")
 if revealed:
     cols[1].metric("Guest accuracy ↑", f"{100 * guest.accuracy:.0f}%" if guest else "–",
-                   help=f"{guest.correct} of {guest.total}; 95% interval {100 * guest.ci[0]:.0f}–{100 * guest.ci[1]:.0f}%"
-                   if guest else None)
+                   help=f"{guest.correct} of {guest.total} right, on {stats.guest_set_text(guest.dataset)}; 95% "
+                        f"interval {100 * guest.ci[0]:.0f}–{100 * guest.ci[1]:.0f}%" if guest else None)
 else:
     cols[1].metric("Guest accuracy ↑", "🔒 sealed", help="Sealed until the reveal")
 cols[2].metric("Parameters ↓", f"{s.params:,}" if s.params else "–")
@@ -70,20 +73,32 @@ for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
             st.info("No result on this set (the evaluation failed).")
             continue
         images, _ = cache.dataset_images(url, result.dataset.id)
+        if result.kind == "guest":
+            st.caption(f"On {stats.guest_set_text(result.dataset)}.")
+        chart_key, true_key, pred_key = (f"{part}_{name}_{result.kind}" for part in ("cm", "true", "pred"))
+        default = stats.top_confusion(result.confusion) or (0, 0)
+        st.session_state.setdefault(true_key, default[0])
+        st.session_state.setdefault(pred_key, default[1])
+
+        def pick_cell(chart_key=chart_key, true_key=true_key, pred_key=pred_key):
+            cell = stats.selected_cell(st.session_state.get(chart_key))
+            if cell is not None:  # a clicked cell sets the pair below (before its dropdowns are drawn)
+                st.session_state[true_key], st.session_state[pred_key] = cell
+
         left, right = st.columns([3, 2])
         with left:
             chart = figures.confusion_chart(result.confusion, f"Confusion matrix, {tab_name} ({result.total:,} digits)")
-            picked = st.altair_chart(chart, on_select="rerun", selection_mode="cell", key=f"cm_{result.kind}")
+            st.altair_chart(chart, on_select=pick_cell, selection_mode="cell", key=chart_key, width="stretch")
         with right:
-            st.markdown("**Recall per digit**")
-            st.altair_chart(figures.recall_chart(result.recall), width="stretch")
-        cell = (picked.selection.get("cell") or [None])[0] if picked else None
-        default = stats.top_confusion(result.confusion) or (0, 0)
+            st.markdown("**Recall per digit** (✗: how many it misread)")
+            st.altair_chart(figures.recall_chart(result.recall, result.confusion.sum(axis=1) - result.confusion.diagonal()),
+                            width="stretch")
+            low, _ = figures.recall_range(result.recall)
+            if low > 0:
+                st.caption(f"The axis starts at {100 * low:.0f}%, to show the differences between digits.")
         pick_cols = st.columns(3)
-        true = pick_cols[0].selectbox("True digit", figures.DIGITS, index=int(cell["true"]) if cell else default[0],
-                                      key=f"true_{result.kind}")
-        pred = pick_cols[1].selectbox("Read as", figures.DIGITS, index=int(cell["predicted"]) if cell else default[1],
-                                      key=f"pred_{result.kind}")
+        true = pick_cols[0].selectbox("True digit", figures.DIGITS, key=true_key)
+        pred = pick_cols[1].selectbox("Read as", figures.DIGITS, key=pred_key)
         pick_cols[2].caption("Click a cell of the matrix, or choose a pair here.")
         chosen = stats.pair_samples(result.labels, result.predicted, result.confidence, true, pred)
         st.markdown(f"**{len(chosen)} digit{'s' if len(chosen) != 1 else ''} with true {true} read as {pred}**"
@@ -128,7 +143,7 @@ with tabs["Details"]:
 
 with tabs["Versions"]:
     if view.history is not None and view.history["accuracy"].notna().any():
-        st.markdown(f"**{s.display_name}: accuracy over versions**")
+        st.markdown(f"**{stats.literal(s.display_name)}: accuracy over versions**")
         st.altair_chart(figures.history_chart(view.history), width="stretch")
     st.dataframe(view.versions, hide_index=True, width="stretch",
                  column_config={"first seen": st.column_config.DatetimeColumn("first seen (UTC)",

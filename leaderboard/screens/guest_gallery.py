@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from leaderboard import cache, figures, views
+from leaderboard import cache, figures, stats, views
 
 settings = cache.settings()
 st.title("✍️ Guest gallery")
@@ -16,6 +16,7 @@ if view is None:
     st.stop()
 
 c = view.consensus
+st.markdown(f"The digits: {stats.guest_set_text(view.dataset)}.")
 n_entries = len(view.entries)
 cols = st.columns(3)
 cols[0].metric("Guest digits", f"{len(c)}")

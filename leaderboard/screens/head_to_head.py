@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from leaderboard import cache, figures
+from leaderboard import cache, figures, stats
 
 url = cache.settings().db_url
 revealed = cache.revealed()
-board = cache.board(url, revealed).board
+view = cache.board(url, revealed)
+board = view.board
 ok = board[board["status"] == "ok"]
 st.title("⚔️ Head-to-head")
 if len(ok) < 2:
@@ -19,7 +20,10 @@ left, middle, right = st.columns([2, 2, 1])
 a = left.selectbox("First entry", names, index=0, format_func=labels.get)
 b = middle.selectbox("Second entry", names, index=1, format_func=labels.get)
 sets = {"mnist": "MNIST test"} | ({"guest": "Guest digits"} if revealed else {})
-kind = right.radio("Digits", list(sets), format_func=sets.get, horizontal=False)
+kinds = list(sets)
+# The set the board ranks on first, so that this page never contradicts the board.
+kind = right.radio("Digits", kinds, index=kinds.index(view.primary) if view.primary in kinds else 0,
+                   format_func=lambda k: sets[k] + (" (ranked)" if k == view.primary else ""), horizontal=False)
 if not revealed:
     right.caption("🔒 Guest digits: sealed until the reveal.")
 if a == b:
@@ -31,23 +35,36 @@ if duel is None:
     st.warning("These two entries have no results on the same digits.")
     st.stop()
 r = duel.result
-name_a, name_b = labels[a], labels[b]
+name_a, name_b = stats.literal(labels[a]), stats.literal(labels[b])
+on = stats.guest_set_text(view.datasets["guest"]) if kind == "guest" else f"the {r.total:,} MNIST test digits"
+st.markdown(f"**They read {len(r.disagree)} of the {r.total:,} digits differently**; all of them are below.  \n"
+            f"Compared on {on}.")
 cols = st.columns(3)
-cols[0].metric(f"{name_a}", f"{100 * r.correct_a / r.total:.2f}%", help=f"{r.correct_a} of {r.total} right")
-cols[1].metric(f"{name_b}", f"{100 * r.correct_b / r.total:.2f}%", help=f"{r.correct_b} of {r.total} right")
+cols[0].metric(name_a, f"{100 * r.correct_a / r.total:.2f}%", help=f"{r.correct_a} of {r.total} right")
+cols[1].metric(name_b, f"{100 * r.correct_b / r.total:.2f}%", help=f"{r.correct_b} of {r.total} right")
 cols[2].metric("p-value (exact McNemar)", f"{r.p_value:.3g}")
 st.markdown(f"#### In plain words\n{r.verdict(name_a, name_b)}")
 st.caption(f"Only {name_a} right: {r.only_a} · only {name_b} right: {r.only_b} · both wrong: {r.both_wrong} · "
            f"different readings: {len(r.disagree)} of {r.total} digits.")
 
 st.subheader(f"The {len(r.disagree)} digits on which they disagree")
-shown = r.disagree[:60]
-if duel.images is not None and len(shown):
+if not len(r.disagree):
+    st.success("They read every digit the same way.")
+    st.stop()
+PAGE = 60
+pages = stats.pages(len(r.disagree), PAGE)
+number = 1
+if 1 < len(pages) <= 12:
+    number = st.segmented_control("Page", list(range(1, len(pages) + 1)), default=1, key=f"page_{a}_{b}_{kind}",
+                                  format_func=lambda n: f"{pages[n - 1][0] + 1}–{pages[n - 1][1]}") or 1
+elif len(pages) > 12:
+    number = st.number_input(f"Page (of {len(pages)}, {PAGE} digits each)", 1, len(pages), 1,
+                             key=f"page_{a}_{b}_{kind}")
+start, stop = pages[number - 1]
+shown = r.disagree[start:stop]
+if duel.images is not None:
     st.image([figures.digit_picture(duel.images[i], 4) for i in shown],
              caption=[f"{duel.labels[i]}: A{duel.pred_a[i]}{'✓' if duel.pred_a[i] == duel.labels[i] else '✗'} "
                       f"B{duel.pred_b[i]}{'✓' if duel.pred_b[i] == duel.labels[i] else '✗'}" for i in shown])
-    st.caption(f"Under each digit: its true label, then A = {name_a} and B = {name_b} with their readings; "
-               "✓ right, ✗ wrong."
-               + (f" First 60 of {len(r.disagree)}." if len(r.disagree) > 60 else ""))
-elif not len(shown):
-    st.success("They read every digit the same way.")
+st.caption(f"Digits {start + 1}–{stop} of {len(r.disagree)}. Under each digit: its true label, then A = {name_a} "
+           f"and B = {name_b} with their readings; ✓ right, ✗ wrong.")

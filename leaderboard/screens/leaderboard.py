@@ -18,8 +18,9 @@ if not revealed:
             "the guest columns open when the organisers reveal them.")
 elif view.primary == "guest":
     n = view.datasets["guest"].size
-    st.success(f"Ranked by the guest's {n} handwritten digits (one digit = {100 / n:.2g} percentage "
-               f"point{'' if n == 100 else 's'}), then by MNIST.")
+    (st.warning if view.datasets["guest"].source == "sample" else st.success)(
+        f"Ranked by {stats.guest_set_text(view.datasets['guest'])}; one digit = {100 / n:.2g} percentage "
+        f"point{'' if n == 100 else 's'}. Then by MNIST.")
 else:
     st.warning("Revealed, but not every entry has a result on the current guest set: ranked by MNIST.")
 if view.verdict:
@@ -94,7 +95,8 @@ failed = shown[shown["status"] != "ok"]
 if len(failed):
     st.subheader("Not ranked")
     for _, row in failed.iterrows():
-        st.markdown(f"- **{row['display_name']}** ({row['entry']}): {row['status']}")
+        st.markdown(f"- **{stats.literal(row['display_name'])}** ({stats.literal(row['entry'])}): "
+                    f"{stats.literal(row['status'])}")
 
 st.download_button("Download the board as CSV", stats.board_csv(shown, revealed), file_name="leaderboard.csv",
                    mime="text/csv", icon="⬇️")

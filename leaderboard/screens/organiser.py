@@ -9,7 +9,7 @@ from harness.store import results as store
 from harness import versions
 from harness.errors import HarnessError
 from harness.store import reads as queries
-from leaderboard import admin, cache, config, draw, member_codes
+from leaderboard import admin, cache, config, draw, member_codes, stats
 
 settings = cache.settings()
 engine = cache.current_engine()
@@ -35,6 +35,9 @@ if not st.session_state.get("organiser"):
 
 revealed = cache.revealed()
 st.subheader("Guest results")
+guest_set = queries.current_datasets(engine, revealed=True).get("guest")  # organisers see which set it is
+if guest_set is not None:
+    st.markdown(f"The guest results are on {stats.guest_set_text(guest_set)}.")
 if revealed:
     st.success("The guest results are revealed on every page.")
     if st.button("Seal them again"):
@@ -43,22 +46,29 @@ if revealed:
         st.rerun()
 else:
     st.warning("The guest results are sealed.")
-    if st.button("Reveal the guest results", type="primary"):
+    on_sample = guest_set is not None and guest_set.source == "sample"
+    sure = on_sample and st.checkbox("Reveal results on the sample set anyway (members will see them as the guest "
+                                     "results)")
+    if on_sample:
+        st.caption("To reveal the real guest's digits instead: import them into `mystery_digits/` and run the "
+                   "evaluation again.")
+    if st.button("Reveal the guest results", type="primary", disabled=on_sample and not sure):
         admin.set_revealed(engine, True)
         cache.clear()
         st.rerun()
 
 st.subheader("Re-run the evaluation")
 jobs = cache.jobs()  # shared by every session of this server: a reload keeps the progress
-running = [job for job in jobs if job.running]
-force = st.checkbox("Re-evaluate every entry, even unchanged ones (--force)")
-if st.button("Start the evaluation", disabled=bool(running)):
-    jobs.append(admin.start_evaluation(engine, settings, force))
-    st.rerun()
 
 
 @st.fragment(run_every=2)
 def job_progress():
+    """The start button lives here too, so that it is enabled again as soon as a run ends, without a reload."""
+    running = any(job.running for job in jobs)
+    force = st.checkbox("Re-evaluate every entry, even unchanged ones (--force)")
+    if st.button("Start the evaluation", disabled=running):
+        jobs.append(admin.start_evaluation(engine, settings, force))
+        st.rerun(scope="fragment")
     if not jobs:
         st.caption("No evaluation started from the dashboard since the server started.")
         return
@@ -67,8 +77,10 @@ def job_progress():
     fraction, text = admin.run_progress(queries.latest_run(engine), job, entries)
     st.progress(fraction, text=f"{'running' if job.running else 'done'} · {text}")
     st.code(job.log_tail() or "(no output yet)", language=None)
-    if not job.running:
+    if not job.running and st.session_state.get("seen_finished") != str(job.log_path):
+        st.session_state["seen_finished"] = str(job.log_path)  # once per run: the whole page shows its outcome
         cache.clear()
+        st.rerun()
 
 
 job_progress()
@@ -85,12 +97,14 @@ with st.form("moderate"):
     reason = st.text_input("Reason (required to hide or disqualify)")
     if st.form_submit_button("Apply"):
         try:
-            store.set_moderation(engine, name, state, reason)
+            changed = admin.moderate(engine, name, state, reason)
         except ValueError as exc:
             st.error(str(exc))
         else:
-            cache.clear()
-            st.rerun()
+            if changed:
+                cache.clear()
+                st.rerun()
+            st.info(f"Nothing to change: {stats.literal(name)} is already {state}.")
 if current:
     st.dataframe(pd.DataFrame([{"entry": n, "state": s, "reason": r} for n, (s, r) in current.items()]),
                  hide_index=True, width="stretch")
@@ -99,9 +113,9 @@ st.subheader("When a version counts as submitted")
 rules = cache.rules()
 st.caption(f"Deadline: {rules.deadline.isoformat() if rules.deadline else 'none'} (from {rules.source}). A version's "
            "time is when the harness first saw it; correct it here when, say, an upload failed before the deadline.")
+entry_name = st.selectbox("Entry", names, key="override_entry")  # outside the form: the versions follow it
+history = versions.history(engine, entry_name) if entry_name else []
 with st.form("version_time"):
-    entry_name = st.selectbox("Entry", names, key="override_entry")
-    history = versions.history(engine, entry_name) if entry_name else []
     choice = st.selectbox("Version", [v.number for v in history],
                           format_func=lambda n: versions.describe(history[n - 1], rules), key="override_version")
     when = st.text_input(f"Counts as submitted at (ISO time; without an offset: {rules.timezone})",
@@ -115,7 +129,7 @@ with st.form("version_time"):
         except HarnessError as exc:
             st.error(str(exc))
         else:
-            st.success(f"{entry_name}: {versions.describe(changed, rules)}")
+            st.success(f"{stats.literal(entry_name)}: {versions.describe(changed, rules)}")
             cache.clear()
 
 member_codes.section(engine)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from harness.scoring import insights
 
-from leaderboard import cache
+from leaderboard import cache, figures, stats
 
 url = cache.settings().db_url
 revealed = cache.revealed()
@@ -20,11 +20,15 @@ metrics = {"mnist": "MNIST test"} | ({"guest": "Guest digits"} if revealed and d
 metric = st.radio("Accuracy on", list(metrics), format_func=metrics.get, horizontal=True)
 if not revealed:
     st.caption("🔒 Guest results are sealed until the reveal; MNIST only.")
-st.altair_chart(insights.size_chart(df, metric), width="stretch")
+if metric == "guest":
+    st.caption(f"Guest accuracy is on {stats.guest_set_text(cache.board(url, revealed).datasets['guest'])}.")
+st.markdown(f"**{insights.title(metric)}**")  # titles outside the charts: they wrap on a phone, never clipped
+st.altair_chart(figures.fill_column(insights.size_chart(df, metric), height=380), width="stretch")
 factors = [f for f in insights.FACTORS if df[f].notna().any()]
 for row in range(0, len(factors), 2):
     for column, factor in zip(st.columns(2), factors[row:row + 2]):
-        column.altair_chart(insights.box_chart(df, factor, metric), width="stretch")
+        column.markdown(f"**{insights.title(metric, factor)}**")
+        column.altair_chart(figures.fill_column(insights.box_chart(df, factor, metric)), width="stretch")
         column.dataframe(insights.by_factor(df, factor, metric), hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(format="percent")
                                         for c in ("mean", "median", "best", "worst")})

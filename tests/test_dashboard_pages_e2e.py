@@ -1,0 +1,385 @@
+"""The entry, head-to-head, What worked and organiser pages in a real headless Chromium, at a desktop's 1440×900 and
+a phone's 390×844 (see tests/test_dashboard_e2e.py for the server and the browser). Screenshots go to screenshots/
+(git-ignored); the board's two go to docs/ for the README."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.data import mnist
+from harness.store.engine import make_engine
+from leaderboard import views
+from tests import dashboard_fixtures
+from tests.conftest import REPO
+from tests.test_dashboard_e2e import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    _free_port,
+    count_when_painted,
+    wait_for_text,
+)
+
+SHOTS, DOCS = REPO / "screenshots", REPO / "docs"
+SIZES = [(1440, 900), (390, 844)]
+HOSTILE_NAME = "**x**](javascript:alert(1)) <b>bold</b>"
+HOSTILE_AUTHOR = "[click me](javascript:alert(2)) :red[red] $x$"
+PASSWORD = "e2e-organiser"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="headless browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium "
+           "chromium-driver; .ci/run installs them)")
+
+
+@contextmanager
+def dashboard(log_dir: Path, **env_vars: str):
+    """``streamlit run leaderboard/app.py`` on a free port with these environment variables; yields its URL."""
+    port = _free_port()
+    env = dict(os.environ, **env_vars)
+    if "LEADERBOARD_ADMIN_PASSWORD" not in env_vars:
+        env.pop("LEADERBOARD_ADMIN_PASSWORD", None)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "streamlit.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "leaderboard/app.py", "--server.headless",
+                                 "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+                                 "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.3)
+            else:
+                pytest.fail("streamlit did not start within 60 s: "
+                            + (log_dir / "streamlit.log").read_text(errors="replace")[-2000:])
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory, mnist_dir, mnist_test):
+    train = mnist.load_split(mnist_dir, "train", allow_download=False)
+    return dashboard_fixtures.build(tmp_path_factory.mktemp("pages"), train.images, train.labels, mnist_test.images,
+                                    mnist_test.labels)
+
+
+@pytest.fixture(scope="module")
+def server(fx, tmp_path_factory):
+    with dashboard(tmp_path_factory.mktemp("log"), LEADERBOARD_DB=str(fx.revealed_db),
+                   LEADERBOARD_SUBMISSIONS=str(fx.submissions), LEADERBOARD_MYSTERY=str(fx.mystery)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def hostile(fx, tmp_path_factory):
+    """The sealed results with bob's name and author hostile, on the shipped *sample* guest set, with an organiser
+    password and a copy of the entries (a re-run evaluates them on the whole MNIST test set: it takes a while)."""
+    root = tmp_path_factory.mktemp("hostile")
+    db = root / "hostile.db"
+    shutil.copy(fx.db, db)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE entry_versions SET display_name = ?, author = ? WHERE entry_id = "
+                    "(SELECT id FROM entries WHERE name = 'bob')", (HOSTILE_NAME, HOSTILE_AUTHOR))
+        con.execute("UPDATE datasets SET source = 'sample' WHERE kind = 'guest'")
+    shutil.copytree(fx.submissions, root / "submissions")
+    with dashboard(root / "log", LEADERBOARD_DB=str(db), LEADERBOARD_SUBMISSIONS=str(root / "submissions"),
+                   LEADERBOARD_MYSTERY=str(fx.mystery), LEADERBOARD_JOBS=str(root / "jobs"),
+                   LEADERBOARD_ADMIN_PASSWORD=PASSWORD) as url:
+        yield url, db
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900",
+                "--force-device-scale-factor=1"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def sized(browser, request):
+    width, height = request.param
+    browser.set_window_size(width, height)
+    yield browser, width, height
+    browser.set_window_size(1440, 900)
+
+
+def shot(driver, name: str, full: bool = True) -> Path:
+    """A screenshot in screenshots/: the whole page at the window's width when ``full``."""
+    SHOTS.mkdir(exist_ok=True)
+    width, height = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    if full:
+        total = driver.execute_script(
+            "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body; return m.scrollHeight")
+        driver.set_window_size(width, min(max(height, int(total) + 120), 5000))
+        time.sleep(1.0)
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    if full:
+        driver.set_window_size(width, height)
+    return path
+
+
+def no_sideways_scroll(driver) -> None:
+    page, width = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert page <= width, f"the page scrolls sideways: {page} px wide in a {width} px window"
+
+
+def console(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser")]
+
+
+TOOLTIP = """
+const t = document.getElementById('vg-tooltip-element');
+if (!t || !t.classList.contains('visible')) return null;
+return Object.fromEntries(Array.from(t.querySelectorAll('tr')).map(r => [r.cells[0].innerText.replace(':', '').trim(),
+                                                                         r.cells[1].innerText.trim()]));
+"""
+CELLS = """
+const rects = arguments[0].querySelectorAll('g.mark-rect')[0].querySelectorAll('path');
+return Array.from(rects).map(p => { const r = p.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; });
+"""
+
+
+def hover_cells(driver, chart):
+    """Each confusion-matrix cell, found by hovering over the middle of each cell Vega drew and reading its tooltip:
+    {(true, read as): (x, y, count)} in the window's pixels."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    cells = {}
+    for x, y in driver.execute_script(CELLS, chart):
+        actions = ActionBuilder(driver)
+        actions.pointer_action.move_to_location(int(x), int(y))
+        actions.perform()
+        fields = None
+        for _ in range(10):
+            fields = driver.execute_script(TOOLTIP)
+            if fields:
+                break
+            time.sleep(0.05)
+        if fields and {"true", "read as", "count"} <= set(fields):
+            cells[int(fields["true"]), int(fields["read as"])] = (int(x), int(y), int(fields["count"].replace(",", "")))
+    return cells
+
+
+@pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
+def test_clicking_a_confusion_cell_shows_that_pair(server, fx, sized):
+    """A click on an off-diagonal cell sets "true digit / read as" to that cell and shows exactly its digits."""
+    driver, width, height = sized
+    driver.get(f"{server}/entry?entry=ada")
+    wait_for_text(driver, "Misread digits, most confident mistakes first")
+    assert count_when_painted(driver, '[data-testid="stMain"] img', 30) >= 30
+    assert count_when_painted(driver, '[data-testid="stVegaLiteChart"] svg.marks', 2) >= 2
+    time.sleep(1.0)
+    no_sideways_scroll(driver)
+    shot(driver, f"entry_before_click_{width}x{height}")
+    chart = driver.find_elements("css selector", '[data-testid="stVegaLiteChart"]')[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chart)
+    time.sleep(0.5)
+    cells = hover_cells(driver, chart)
+    engine = make_engine(str(fx.revealed_db))
+    ada = views.entry_view(engine, "ada", True).sets["mnist"]
+    before = driver.execute_script("return document.body.innerText")
+    # Reference for each cell: the stored predictions counted again.
+    errors = {k: v for k, v in cells.items() if k[0] != k[1] and v[2] > 0}
+    assert errors, f"no off-diagonal cell with errors found under the pointer: {sorted(cells)}"
+    for (t, p), (_, _, count) in errors.items():
+        assert count == int(((ada.labels == t) & (ada.predicted == p)).sum())
+    shown_first = next(k for k in errors if f"with true {k[0]} read as {k[1]}" not in before)
+    (t, p), (x, y, count) = shown_first, errors[shown_first]
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    actions = ActionBuilder(driver)
+    actions.pointer_action.move_to_location(x, y).click()
+    actions.perform()
+    body = wait_for_text(driver, f"with true {t} read as {p}")
+    assert f"{count} digit{'s' if count != 1 else ''} with true {t} read as {p}" in body
+    captions = driver.execute_script(
+        "return Array.from(document.querySelectorAll('[data-testid=\"stImageCaption\"]'))"
+        ".filter(c => c.offsetParent !== null).map(c => c.innerText)")  # the open tab's only
+    pair = sorted(np.flatnonzero((ada.labels == t) & (ada.predicted == p)).tolist())
+    shown = sorted(int(c.split("·")[0].strip("# ")) for c in captions if "·" in c)
+    assert shown == pair[:30] or (len(pair) > 30 and len(shown) == 30 and set(shown) <= set(pair)), (shown, pair)
+    boxes = driver.execute_script(
+        "return Array.from(document.querySelectorAll('[data-testid=\"stSelectbox\"]'))"
+        ".filter(c => c.offsetParent !== null).map(s => [s.innerText.trim(), s.querySelector('input').value])")
+    assert ["True digit", str(t)] in boxes and ["Read as", str(p)] in boxes, boxes
+    shot(driver, f"entry_after_click_{width}x{height}")
+
+
+def test_versions_axis_reads_as_percent(server, browser):
+    """Ada has two versions: the accuracy axis labels read like "48%" or "51.5%", never "98.930000%"."""
+    import re
+
+    from selenium.webdriver.common.by import By
+    browser.set_window_size(1440, 900)
+    browser.get(f"{server}/entry?entry=ada")
+    wait_for_text(browser, "Misread digits")
+    browser.find_element(By.XPATH, "//*[@data-testid='stTab'][contains(., 'Versions')]").click()
+    wait_for_text(browser, "accuracy over versions")
+    deadline, labels = time.time() + 20, []
+    while time.time() < deadline and not labels:
+        labels = browser.execute_script("""
+            return Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks'))
+              .filter(s => s.getBoundingClientRect().width > 0)
+              .flatMap(s => Array.from(s.querySelectorAll('.role-axis-label text')).map(t => t.textContent))
+              .filter(t => t.includes('%'))""")
+        time.sleep(0.3)
+    assert labels and all(re.fullmatch(r"\d{1,3}(\.\d{1,2})?%", label) for label in labels), labels
+    shot(browser, "entry_versions", full=False)
+
+
+def test_unknown_entry_and_no_deploy_button(server, browser):
+    browser.set_window_size(1440, 900)
+    browser.get(f"{server}/entry?entry=nobody")
+    body = wait_for_text(browser, "choose one from the list")
+    assert "No entry called “nobody”; choose one from the list." in body and "Misread digits" not in body
+    assert not browser.find_elements("css selector", '[data-testid="stAppDeployButton"]')
+    assert "Deploy" not in browser.execute_script(
+        "const h = document.querySelector('[data-testid=\"stHeader\"]'); return h ? h.innerText : ''")
+    shot(browser, "entry_unknown", full=False)
+
+
+@pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
+def test_head_to_head_says_how_many_and_shows_them_all(server, fx, sized):
+    driver, width, height = sized
+    driver.get(f"{server}/head-to-head")
+    body = wait_for_text(driver, "digits differently")
+    engine = make_engine(str(fx.revealed_db))
+    board = views.board_view(engine, True).board
+    ok = board[board["status"] == "ok"]["entry"].tolist()
+    duel = views.duel_view(engine, ok[0], ok[1], "guest", True)  # the ranked set: the guest's, once revealed
+    n = int((duel.pred_a != duel.pred_b).sum())
+    assert f"They read {n} of the 100 digits differently" in body
+    assert body.index("digits differently") < body.index("In plain words")  # said up front
+    assert count_when_painted(driver, '[data-testid="stMain"] img', min(n, 60)) == min(n, 60)
+    no_sideways_scroll(driver)
+    shot(driver, f"head_to_head_{width}x{height}")
+
+
+@pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
+def test_what_worked_charts_fill_their_columns(server, sized):
+    driver, width, height = sized
+    console(driver)  # drop earlier messages
+    driver.get(f"{server}/what-worked")
+    wait_for_text(driver, "What worked")
+    assert count_when_painted(driver, '[data-testid="stVegaLiteChart"] svg.marks', 2) >= 2
+    time.sleep(1.5)
+    sizes = driver.execute_script("""
+        return Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]')).map(c => {
+          const canvas = c.querySelector('svg.marks'); const r = c.getBoundingClientRect();
+          const k = canvas.getBoundingClientRect();
+          return [r.width, k.width, k.height, k.right <= window.innerWidth + 1];
+        })""")
+    assert sizes, "no chart painted"
+    for container, chart, chart_height, inside in sizes:
+        assert inside and chart <= container + 1 and chart >= 0.9 * container, sizes  # full width, not clipped
+        assert chart_height >= 200, sizes
+    clipped = driver.execute_script("""
+        const out = [];
+        for (const svg of document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')) {
+          const box = svg.getBoundingClientRect();
+          for (const t of svg.querySelectorAll('text')) {
+            const r = t.getBoundingClientRect();
+            if (!t.textContent) continue;
+            if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1
+                || t.textContent.endsWith('…')) out.push(t.textContent);
+          }
+        }
+        return out;""")
+    assert not clipped, f"chart text cut off: {clipped}"  # axis titles, labels and legends whole
+    headings = driver.execute_script(
+        "return Array.from(document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] strong'))"
+        ".map(s => s.innerText)")
+    assert "MNIST test accuracy by model size" in headings and "MNIST test accuracy by optimizer" in headings
+    no_sideways_scroll(driver)
+    warnings = [m for m in console(driver) if "Dropping" in m or "discrete" in m]
+    assert not warnings, warnings
+    shot(driver, f"what_worked_{width}x{height}")
+
+
+@pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
+def test_board_screenshots_for_the_readme(server, sized):
+    """The board at a desktop's and a phone's width, as the README shows it (docs/board-*.png, under 300 KB)."""
+    from PIL import Image
+    driver, width, height = sized
+    driver.get(f"{server}/")
+    wait_for_text(driver, "cannot separate the top")
+    assert count_when_painted(driver, '[data-testid="stDataFrame"] canvas', 1) >= 1
+    time.sleep(2.0)
+    no_sideways_scroll(driver)
+    path = shot(driver, f"board_{width}x{height}", full=False)
+    DOCS.mkdir(exist_ok=True)
+    out = DOCS / f"board-{'desktop' if width > 1000 else 'phone'}.png"
+    image = Image.open(path).convert("RGB")
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    assert out.stat().st_size < 300_000, out.stat().st_size
+
+
+def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
+    from selenium.webdriver.common.by import By
+    url, db = hostile
+    browser.set_window_size(1440, 900)
+    browser.get(f"{url}/entry?entry=bob")
+    body = wait_for_text(browser, "Misread digits")
+    assert HOSTILE_NAME in body and HOSTILE_AUTHOR in body  # the literal text, brackets and all
+    links = browser.execute_script("return Array.from(document.querySelectorAll('a')).map(a => a.href)")
+    assert not [h for h in links if h.lower().startswith("javascript")], links
+    assert not browser.find_elements(By.XPATH, "//*[@data-testid='stMain']//b[.='bold']")
+    shot(browser, "hostile_entry", full=False)
+
+    browser.get(f"{url}/organiser")
+    wait_for_text(browser, "Organiser password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
+    browser.find_element(By.XPATH, "//button[.//p[text()='Unlock']]").click()
+    body = wait_for_text(browser, "Re-run the evaluation")
+    shot(browser, "organiser_unlocked")
+    assert "the shipped sample set of 100 digits from mystery_digits/_sample/" in body
+    reveal = browser.find_element(By.XPATH, "//button[contains(., 'Reveal the guest results')]")
+    assert not reveal.is_enabled()  # until the organiser confirms it is the sample set
+
+    start = "//button[contains(., 'Start the evaluation')]"
+    browser.find_element(By.XPATH, start).click()
+    running = wait_for_text(browser, "running ·", timeout=30)
+    assert not browser.find_element(By.XPATH, start).is_enabled(), running[-800:]  # one run at a time
+    deadline = time.time() + 240
+    while time.time() < deadline and "done ·" not in browser.execute_script("return document.body.innerText"):
+        time.sleep(0.5)
+    body = browser.execute_script("return document.body.innerText")
+    assert "done ·" in body, body[-1500:]
+    time.sleep(3)  # a fragment run or two later, without any reload
+    assert browser.find_element(By.XPATH, start).is_enabled()
+    deadline, log = time.time() + 15, []
+    while time.time() < deadline and "re-run" not in log:  # the audit log (the last grid) shows the run, unreloaded
+        log = browser.execute_script("""
+            const grids = document.querySelectorAll('[data-testid="stDataFrame"]');
+            return Array.from(grids[grids.length - 1].querySelectorAll('[id^="glide-cell-"]')).map(c => c.textContent)""")
+        time.sleep(0.3)
+    assert "re-run" in log, log
+    from harness.store import results as store
+    assert store.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
+    shot(browser, "organiser_after_run")
