@@ -5,6 +5,9 @@ images. The dashboard's Draw-a-digit page asks through it."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -268,6 +271,43 @@ def test_cap_idle_shutdown_and_close(sandboxed, pools, tmp_path, mnist_test, mea
         time.sleep(0.2)
     assert idle.warm() == [] and gone(pid)  # shut down once idle
     assert idle.ask(entries[0], mnist_test.images[:1]).status == "ok" and idle.starts("a") == 2
+
+
+HOST = """
+import sys, time
+import numpy as np
+from harness.entries.discovery import discover
+from harness.isolation import Limits, WarmPool
+entry = discover(__import__("pathlib").Path(sys.argv[1]), skipped=[])["dee"]
+pool = WarmPool(Limits(timeout=60, memory=2 * 1024 ** 3, device="cpu", batch_size=1))
+assert pool.ask(entry, np.zeros((1, 28, 28), np.uint8)).status == "ok"
+print(pool._entries["dee"].pid, flush=True)
+if sys.argv[2] == "wait":
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("how", ["exits", "killed"])
+def test_warm_entries_end_with_the_host_process(sandboxed, tmp_path, means, how):
+    """On a normal exit the pool shuts its entries down; killed with -9, the sandbox dies with its parent."""
+    write_entry(tmp_path, "dee", weights=template_weights(means))
+    host = subprocess.Popen([sys.executable, "-c", HOST, str(tmp_path), "wait" if how == "killed" else "exit"],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(host.stdout.readline())
+        assert not gone(pid)
+        if how == "killed":
+            host.kill()
+        host.wait(60)
+        deadline = time.monotonic() + 10
+        while not gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gone(pid)
+        if how == "exits":  # its folders went with it (after a kill -9, the next harness start removes them)
+            assert not list(Path(tempfile.gettempdir()).glob(f"harness-{host.pid}-warm-*"))
+    finally:
+        host.kill()
+        host.wait()
 
 
 def test_bad_images_and_cap_are_refused_in_one_sentence(pools, tmp_path, means):
