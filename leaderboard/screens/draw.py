@@ -22,6 +22,7 @@ left, right = st.columns([1, 2])
 with left:
     # Undo and Clear redraw the same canvas from what is left (the canvas then sends the new drawing); its own
     # toolbar shows only on hover, out of reach on a touch screen, so these buttons are always on the page.
+    st.space("medium")  # room for that floating toolbar, above the canvas
     canvas = st_canvas(stroke_width=18, stroke_color="#000000", background_color="#FFFFFF", height=280, width=280,
                        drawing_mode="freedraw", initial_drawing=state["start_from"], return_image_data=True,
                        key="digit_canvas")
