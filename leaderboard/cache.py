@@ -14,7 +14,8 @@ from harness.store.engine import make_engine
 from harness.store import reads as queries
 
 from leaderboard import config, views
-from leaderboard.draw import Prediction, entries_on_disk, predict
+from leaderboard.draw import entries_on_disk
+from leaderboard.draw import warm_pool as draw_warm_pool
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
 
@@ -105,10 +106,10 @@ def entries_for_drawing(folder: str):
     return entries_on_disk(Path(folder))
 
 
-@st.cache_data(show_spinner=False, max_entries=2000)
-def prediction(_entry, content_hash: str, digit_key: str, _digit: np.ndarray) -> Prediction:
-    """One entry's reading of one drawing, cached by the entry's content hash and the drawing."""
-    return predict(_entry, _digit)
+@st.cache_resource(show_spinner=False)
+def warm_pool():
+    """The entries kept warm for Draw-a-digit: one pool per server process, shared by every visitor."""
+    return draw_warm_pool()
 
 
 @st.cache_resource

@@ -2,20 +2,25 @@
 (``prediction``), which hands each set over in a secret order (``order``) to the entry's own process (``process``),
 in the bubblewrap sandbox where it works (``sandbox``, its command line ``sandbox_command``, the server inside it
 ``sandbox_server``), under limits (``limits``), through a file protocol (``exchange``: images handed over at
-``go``) to the ``worker`` that runs the model.
+``go``) to the ``worker`` that runs the model. ``WarmPool`` (``warm``, with ``warm_server`` inside the sandbox)
+keeps entries loaded, each in a sandbox of its own, for repeated small requests such as the dashboard's drawings.
 
 ``predict``, ``Limits`` and ``Prediction`` are imported on first use: the sandbox's server and the worker import
 modules of this package inside the entry's process, which must not pay for the host side (psutil, multiprocessing).
 """
 
 _FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device")
+_WARM = ("WarmPool",)  # entries kept loaded for repeated small requests (``warm``: the dashboard's drawings)
 
 
 def __getattr__(name: str):
     if name in _FRONT_DOOR:
         from harness.isolation import prediction
         return getattr(prediction, name)
+    if name in _WARM:
+        from harness.isolation import warm
+        return getattr(warm, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = list(_FRONT_DOOR)
+__all__ = list(_FRONT_DOOR + _WARM)

@@ -130,7 +130,11 @@ def _outputs(out_dir: Path, kind: str, shuffled: order.Shuffled) -> np.ndarray:
         raise ValueError(f"the entry's process returned no readable outputs for the {kind} set ({exc}).") from exc
     if outputs.dtype != np.float32:
         raise ValueError(f"the entry's process returned {outputs.dtype} outputs for the {kind} set.")
-    outputs = shuffled.unshuffle(kind, outputs)  # one row per image
+    return check_rows(shuffled.unshuffle(kind, outputs), kind)  # one row per image
+
+
+def check_rows(outputs: np.ndarray, kind: str) -> np.ndarray:
+    """Outputs with one row of 10 finite scores per image, as the entry's process wrote them (else ValueError)."""
     if outputs.ndim != 2 or outputs.shape[1] != TASK.num_classes:
         raise ValueError(f"the entry's process returned outputs of shape {list(outputs.shape)} for the {kind} set; "
                          f"expected [{len(outputs)}, {TASK.num_classes}].")

@@ -53,9 +53,10 @@ def python_paths() -> list[str]:
     return [str(p) for p in kept]
 
 
-def command(root: Path, as_root: bool, device: str = "cpu") -> list[str]:
-    """The bwrap command line that starts the server with ``root``'s entries/, in/ and out/ mounted, and the GPU
-    only when entries run on ``device`` "cuda"."""
+def command(root: Path, as_root: bool, device: str = "cpu", module: str = "harness.isolation.sandbox_server") -> list[str]:
+    """The bwrap command line that starts ``module`` (the fork server, or one warm entry:
+    ``harness.isolation.warm_server``) with ``root``'s entries/, in/ and out/ mounted, and the GPU only when entries
+    run on ``device`` "cuda"."""
     args = [shutil.which("bwrap") or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
     if as_root:  # stay in the host's user namespace so that the child can drop to a real unprivileged uid
@@ -88,4 +89,4 @@ def command(root: Path, as_root: bool, device: str = "cpu") -> list[str]:
     for name in PASSED_ENV:
         if name in os.environ:
             args += ["--setenv", name, os.environ[name]]
-    return args + ["--", sys.executable, "-P", "-m", "harness.isolation.sandbox_server"]
+    return args + ["--", sys.executable, "-P", "-m", module]

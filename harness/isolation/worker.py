@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -197,14 +198,25 @@ def cap_gpu_memory(dev: torch.device, gpu_memory: int | None) -> str:
     return f", ≤{min(gpu_memory, total) / 1024 ** 3:.0f} GiB"
 
 
-def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,
-                    device: str = "auto", batch_size: int | None = None, gpu_memory: int | None = None) -> dict:
-    """Load the entry, warm it up, wait for the host's go, then write ``outputs_<name>.npy`` for every input.
+@dataclass
+class Loaded:
+    """A model loaded, on its device and warm: what both ways of running an entry start from."""
+    model: object
+    device: torch.device
+    batch_size: int
+    layout: torch.memory_format | None  # the CPU memory layout the probe chose (None on CUDA)
+    capped: str                         # the GPU memory cap, in a few words ("" when none)
 
-    The input files exist only once the host has written ``go`` beside them. On CUDA the process may allocate at
-    most ``gpu_memory`` bytes of the GPU. Returns the summary it also saves (device and batch size; nothing in it
-    is ranked).
-    """
+    @property
+    def shown(self) -> str:
+        """The device in a few words, as the result reports it: "cpu, channels-last", "cuda, ≤4 GiB"."""
+        base = f"{self.device}, channels-last" if self.layout == torch.channels_last else str(self.device)
+        return base + self.capped
+
+
+def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size: int | None = None,
+         gpu_memory: int | None = None) -> Loaded:
+    """Load the entry's model and warm it up on synthetic images (on CPU: pick its memory layout)."""
     dev = pick_device(device)
     capped = cap_gpu_memory(dev, gpu_memory)
     model = set_eval(load_model(folder, metadata).to(dev))
@@ -215,20 +227,36 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
         warm_up(model, probe, dev, batch_size, "the warm-up images")
     else:
         layout = probe_layout(model, probe, batch_size, "the warm-up images")
+    return Loaded(model, dev, batch_size, layout, capped)
+
+
+def answer(loaded: Loaded, path: Path, where: str, counter: Counter | None = None) -> np.ndarray:
+    """The loaded model's outputs for the images in one ``.npy`` file (uint8 or float32 [N, 1, 28, 28])."""
+    raw = np.load(path, allow_pickle=False)
+    if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != TASK.input_shape:
+        raise ValueError(f"{path.name}: expected uint8 or float32 images [N,1,28,28], got {raw.dtype} {raw.shape}")
+    resident = to_device(host_tensor(raw, loaded.device), loaded.device)
+    if loaded.layout is not None:
+        resident = resident.contiguous(memory_format=loaded.layout)
+    return run_batches(loaded.model, resident, loaded.batch_size, where, counter)
+
+
+def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,
+                    device: str = "auto", batch_size: int | None = None, gpu_memory: int | None = None) -> dict:
+    """Load the entry, warm it up, wait for the host's go, then write ``outputs_<name>.npy`` for every input.
+
+    The input files exist only once the host has written ``go`` beside them. On CUDA the process may allocate at
+    most ``gpu_memory`` bytes of the GPU. Returns the summary it also saves (device and batch size; nothing in it
+    is ranked).
+    """
+    loaded = load(folder, metadata, device, batch_size, gpu_memory)
     if inputs:
         wait_for_go(out_dir, next(iter(inputs.values())).parent / GO_FILE)
     counter = Counter(out_dir)
     for name, path in inputs.items():
-        raw = np.load(path, allow_pickle=False)
-        if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != TASK.input_shape:
-            raise ValueError(f"{path.name}: expected uint8 or float32 images [N,1,28,28], got {raw.dtype} {raw.shape}")
-        resident = to_device(host_tensor(raw, dev), dev)
-        if layout is not None:
-            resident = resident.contiguous(memory_format=layout)
-        outputs = run_batches(model, resident, batch_size, f"the {name} images", counter)
+        outputs = answer(loaded, path, f"the {name} images", counter)
         np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)
-    shown = (f"{dev}, channels-last" if layout == torch.channels_last else str(dev)) + capped
-    return {"status": "ok", "device": shown, "batch_size": batch_size}
+    return {"status": "ok", "device": loaded.shown, "batch_size": loaded.batch_size}
 
 
 def write_result(out_dir: Path, result: dict) -> None:
@@ -303,6 +331,26 @@ class CappedLog(io.TextIOBase):
             pass
 
 
+def failure(exc: BaseException, folder: Path, log: CappedLog) -> str:
+    """The one sentence that says why the entry failed (its traceback goes to the log)."""
+    if isinstance(exc, EntryError):
+        return str(exc)
+    if isinstance(exc, SystemExit):
+        return f"the entry called sys.exit({exc.code!r}); an entry must not exit the process."
+    if isinstance(exc, MemoryError):
+        return "the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the memory limit."
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if Path(f.filename).resolve().is_relative_to(Path(folder).resolve())]
+    where = f" ({Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower() or "allocate memory" in text.lower():
+        text = "out of memory; use a smaller model or batch"
+    elif isinstance(exc, BlockingIOError) and exc.errno == errno.EAGAIN:
+        text = "could not start another process or thread (the harness's process limit); entries must not fork"
+    traceback.print_exc(file=log)
+    return f"{type(exc).__name__} in the model{where}: {text}"
+
+
 def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
          batch_size: int | None, gpu_memory: int | None = None) -> None:
     """Child-process entry point: always leaves a result.json unless the process is killed."""
@@ -314,24 +362,45 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
     try:
         result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size,
                                  gpu_memory)
-    except EntryError as exc:
-        result = {"status": "failed", "error": str(exc)}
-    except SystemExit as exc:
-        result = {"status": "failed", "error": f"the entry called sys.exit({exc.code!r}); an entry must not exit the process."}
-    except MemoryError:
-        result = {"status": "failed", "error": "the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the memory limit."}
     except BaseException as exc:  # anything the entry's own code raises
-        frames = traceback.extract_tb(exc.__traceback__)
-        user = [f for f in frames if Path(f.filename).resolve().is_relative_to(Path(folder).resolve())]
-        where = f" ({Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower() or "allocate memory" in text.lower():
-            text = "out of memory; use a smaller model or batch"
-        elif isinstance(exc, BlockingIOError) and exc.errno == errno.EAGAIN:
-            text = "could not start another process or thread (the harness's process limit); entries must not fork"
-        result = {"status": "failed", "error": f"{type(exc).__name__} in the model{where}: {text}"}
-        traceback.print_exc(file=log)
+        result = {"status": "failed", "error": failure(exc, Path(folder), log)}
     if os.getpid() != pid:  # a copy the entry forked: only the entry's own process reports
         os._exit(1)
     log.close_log()
     write_result(out, result)
+
+
+def serve(folder: str, metadata: EntryMetadata, requests: int, replies: int, in_dir: str, out_dir: str, device: str,
+          batch_size: int | None, gpu_memory: int | None = None) -> None:
+    """Warm mode (``harness.isolation.warm``): load the model once, then answer requests until ``requests`` closes.
+
+    Says ``{"ready": ..., "device": ...}`` (or ``{"status": "failed", "error": ...}``) on ``replies`` once loaded; then
+    each request is a line ``<n>`` on ``requests``: the images are ``draw-<n>.npy`` in ``in_dir``, the outputs go to
+    ``outputs-<n>.npy`` in ``out_dir`` and the reply is ``{"done": n, "status": "ok"}`` or, with the failure's sentence,
+    ``{"done": n, "status": "failed", "error": ...}``. A failure in one request leaves the model loaded for the next.
+    """
+    pid = os.getpid()
+    keep_freed_memory()
+    log = CappedLog()
+    sys.stdout = sys.stderr = log
+
+    def say(message: dict) -> None:
+        if os.getpid() != pid:  # a copy the entry forked never speaks for it
+            os._exit(1)
+        os.write(replies, (json.dumps(message) + "\n").encode())
+
+    try:
+        loaded = load(Path(folder), metadata, device, batch_size, gpu_memory)
+    except BaseException as exc:  # anything the entry's own code raises while loading
+        say({"status": "failed", "error": failure(exc, Path(folder), log)})
+        return
+    say({"ready": True, "device": loaded.shown})
+    with open(requests, "rb", buffering=0, closefd=False) as stream:
+        for line in stream:
+            n = int(line)
+            try:
+                outputs = answer(loaded, Path(in_dir) / f"draw-{n}.npy", "the drawing")
+                np.save(Path(out_dir) / f"outputs-{n}.npy", outputs, allow_pickle=False)
+                say({"done": n, "status": "ok"})
+            except BaseException as exc:  # the entry's code failed on this request; it stays loaded
+                say({"done": n, "status": "failed", "error": failure(exc, Path(folder), log)})

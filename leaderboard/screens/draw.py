@@ -1,6 +1,5 @@
-"""Draw a digit: the drawing goes through the guest set's normalisation, then through every entry (isolated)."""
+"""Draw a digit: nothing runs until "Read my digit"; then every warm entry reads the drawing and fills in its row."""
 
-import pandas as pd
 import streamlit as st
 # streamlit-drawable-canvas registers its frontend when imported: import it inside a Streamlit run only.
 from streamlit_drawable_canvas import st_canvas
@@ -9,17 +8,37 @@ from leaderboard import cache, draw, figures
 
 settings = cache.settings()
 st.title("🖊️ Draw a digit")
-st.caption("Draw one digit with the mouse or a finger. It is normalised exactly like the guest's digits, then every "
-           "entry reads it in its own sandboxed process.")
+st.caption("Draw one digit with the mouse or a finger, then press **Read my digit**. It is normalised exactly like "
+           "the guest's digits, then every entry reads it in its own sandboxed process, kept loaded between drawings.")
 
+entries = cache.entries_for_drawing(str(settings.submissions))
+excluded = cache.board(settings.db_url, cache.revealed()).excluded
+entries = [e for e in entries if e.name not in excluded]
+pool = cache.warm_pool()
+pool.prepare(entries)  # load them while the visitor draws: the first reading is then warm too
+
+state = st.session_state.setdefault("drawing", {"edits": 0, "start_from": None, "answers": None})
 left, right = st.columns([1, 2])
 with left:
-    st.space("medium")  # room for the canvas's floating toolbar
+    # Undo and Clear redraw the same canvas from what is left (the canvas then sends the new drawing); its own
+    # toolbar shows only on hover, out of reach on a touch screen, so these buttons are always on the page.
+    st.space("medium")  # room for that floating toolbar, above the canvas
     canvas = st_canvas(stroke_width=18, stroke_color="#000000", background_color="#FFFFFF", height=280, width=280,
-                       drawing_mode="freedraw", return_image_data=True, key="digit_canvas")
+                       drawing_mode="freedraw", initial_drawing=state["start_from"], return_image_data=True,
+                       key="digit_canvas")
     drawn = canvas.image_data
+    strokes = len((canvas.json_data or {}).get("objects") or [])
+    undo, clear = st.columns(2)
+    for column, label, last_only, tip in ((undo, "↶ Undo", True, "Take the last stroke away"),
+                                          (clear, "✕ Clear", False, "Start again on an empty canvas")):
+        if column.button(label, width="stretch", disabled=strokes == 0, help=tip):
+            state["edits"] += 1
+            state["start_from"] = draw.without_strokes(canvas.json_data, state["edits"], last_only)
+            st.rerun()
+    read = st.button("Read my digit", type="primary", width="stretch", disabled=not draw.has_ink(drawn))
+
 if not draw.has_ink(drawn):
-    right.info("Draw a digit on the canvas to see what every entry reads.")
+    right.info("Draw a digit on the canvas, then press Read my digit to see what every entry reads.")
     st.stop()
 try:
     digit = draw.normalise_drawing(drawn)
@@ -29,38 +48,47 @@ except draw.ImageProblem as exc:
 with left:
     st.image(figures.digit_picture(digit, 4), caption="what the models see (normalised 28×28)")
 
-entries = cache.entries_for_drawing(str(settings.submissions))
-excluded = cache.board(settings.db_url, cache.revealed()).excluded
-entries = [e for e in entries if e.name not in excluded]
+key = draw.digit_key(digit)
+answers = state["answers"] if state["answers"] and state["answers"][0] == key else None
+if not read and answers is None:
+    right.info("Press **Read my digit** when the drawing is finished.")
+    st.stop()
 if not entries:
     right.warning(f"No entries found in {settings.submissions}.")
     st.stop()
 
-key = draw.digit_key(digit)
-progress = right.progress(0.0, text="asking every entry…")
-results = []
-for n, entry in enumerate(entries, start=1):
-    results.append(cache.prediction(entry, entry.content_hash, key, digit))
-    progress.progress(n / len(entries), text=f"{n} of {len(entries)} entries have answered")
-progress.empty()
 
-table = pd.DataFrame([{"entry": r.display_name, "reads": r.digit, "confidence": None if r.probabilities is None
-                       else float(r.probabilities.max() * 100),
-                       "probabilities": None if r.probabilities is None else [float(p) for p in r.probabilities],
-                       "error": r.error or ""} for r in results])
+def show(slot, result: draw.Prediction | None, name: str) -> None:
+    """One entry's row: its name and reading (or its problem, in full), and its probabilities over the digits."""
+    with slot.container(border=True):
+        if result is not None and result.probabilities is None:  # the whole width: the sentence is never cut
+            st.markdown(f"**{name}**")
+            st.error(f"Problem: {result.error}", icon="⚠️")
+            return
+        text, bars = st.columns([2, 3], vertical_alignment="center")
+        if result is None:
+            text.markdown(f"**{name}**  \nreading…")
+        else:
+            text.markdown(f"**{name}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} sure")
+            bars.altair_chart(draw.probability_bars(result.probabilities), width="stretch", height=110)
+
+
 with right:
-    votes = table["reads"].dropna().astype(int).value_counts()
-    if len(votes):
-        st.metric("The club reads", f"{votes.index[0]}", help=f"{votes.iloc[0]} of {len(table)} entries agree")
-    st.dataframe(table, hide_index=True, width="stretch", placeholder="", column_config={
-        "entry": st.column_config.TextColumn("Entry", width=200),
-        "reads": st.column_config.NumberColumn("Reads", format="%d", width=70),
-        "confidence": st.column_config.ProgressColumn("Confidence", min_value=0, max_value=100, format="%.0f%%"),
-        "probabilities": st.column_config.BarChartColumn("Probabilities for 0–9", y_min=0, y_max=1, width=220),
-        "error": st.column_config.TextColumn("Problem", width=220)})
-    best = next((r for r in results if r.probabilities is not None), None)
-    if best is not None:
-        mean = sum(r.probabilities for r in results if r.probabilities is not None) / \
-            sum(r.probabilities is not None for r in results)
-        st.markdown("**Mean probability over all entries**")
-        st.altair_chart(figures.probability_chart(mean), width="stretch")
+    verdict = st.empty()
+    slots = {e.name: st.empty() for e in entries}
+    names = {e.name: e.display_name for e in entries}
+    results = {r.entry: r for r in answers[1]} if answers else {}
+    for name, slot in slots.items():
+        show(slot, results.get(name), names[name])
+    if answers is None:  # read now: each entry's row fills in as it answers
+        verdict.info(f"Asking {len(entries)} entries…")
+        for result in draw.read_all(pool, entries, digit):
+            results[result.entry] = result
+            show(slots[result.entry], result, names[result.entry])
+            verdict.info(f"{len(results)} of {len(entries)} entries have answered…")
+        state["answers"] = (key, list(results.values()))
+    club = draw.consensus(list(results.values()))
+    if club is None:
+        verdict.warning("No entry could read the drawing; each one's problem is below.")
+    else:
+        verdict.metric("The club reads", f"{club[0]}", help=f"{club[1]} of {club[2]} entries that answered agree")

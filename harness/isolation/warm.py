@@ -1,0 +1,449 @@
+"""Entries kept warm: each one loaded once in its own long-lived process, answering repeated small requests (the
+dashboard's drawings) in a fraction of a one-off run's time.
+
+A warm entry runs ``harness.isolation.warm_server`` in a bubblewrap sandbox of its own where bubblewrap works (it
+sees its folder, its own requests' images and nothing else: never another entry's images), else as a plain
+process, under the same limits as :func:`harness.isolation.predict`: the same user (nobody under a root host),
+address space, file size and process count, and for each request the same wall-clock time limit and
+resident-memory watch. The first request's time limit covers loading the model too. CPU time: the process's cap is
+``CPU_REQUESTS`` one-off runs' worth, and it is started afresh (its model loaded again) before a request that would
+find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A process that dies, breaks a
+limit or stops answering is killed, its failure is that request's one sentence, and the next request starts it
+afresh. :class:`WarmPool` keeps at most ``cap`` entries warm (the least recently used goes first), shuts down those
+idle for ``idle_seconds`` and all of them when the host process exits.
+
+Nothing here is ranked: there is no secret order, and what an entry answers is only its reading of the images.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import json
+import os
+import pickle
+import select
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from harness.data.task import TASK
+from harness.entries.discovery import Entry
+from harness.isolation import process, sandbox, sandbox_command
+from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
+from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
+from harness.store.leftovers import temp_folder
+
+CAP = 8                # entries kept warm at once
+IDLE_SECONDS = 600.0   # a warm entry unused this long is shut down
+OUTPUT_BYTES = 1024 ** 2  # largest outputs file read back (a drawing's is 168 bytes)
+MODULE = "harness.isolation.warm_server"
+CPU_REQUESTS = 10  # a warm process's CPU-time cap, in whole requests' worth (a one-off run's cap each)
+
+
+class _Stopped(Exception):
+    """The warm process broke a limit, died or said something that is not the protocol: its one sentence."""
+
+
+def sandbox_works() -> bool:
+    """Whether warm entries get a bubblewrap sandbox of their own (as one-off runs would)."""
+    if os.environ.get("HARNESS_SANDBOX", "").lower() in ("0", "off", "no", "false"):
+        return False
+    return shutil.which("bwrap") is not None
+
+
+def _running(process: psutil.Process) -> bool:
+    """Whether the process still runs (a zombie has ended: only its exit status is left to collect)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class WarmEntry:
+    """One entry's long-lived process; :meth:`ask` starts it when needed. One request at a time."""
+
+    def __init__(self, entry: Entry, limits: Limits, sandboxed: bool | None = None,
+                 starting: threading.Semaphore | None = None):
+        """``starting``: shared by entries that should not load at the same time (see :class:`WarmPool`)."""
+        self.entry, self.limits = entry, limits
+        self._starting = starting or threading.Semaphore()
+        self.sandboxed = sandbox_works() if sandboxed is None else sandboxed
+        if self.sandboxed and not sandbox_works():
+            raise RuntimeError("a sandboxed warm entry needs bubblewrap (bwrap), and it cannot run here.")
+        self.lock = threading.Lock()
+        self.starts = 0            # processes started so far (the model was loaded this many times)
+        self.last_used = time.monotonic()
+        self.device = ""
+        self._proc: subprocess.Popen | None = None
+        self._root: Path | None = None
+        self._buffer = b""
+        self._asked = 0
+        self._cpu_limit = 0
+        self._load_error: str | None = None  # the files failed to load: they would fail the same way again
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process that runs the entry's code (inside bwrap's, when sandboxed)."""
+        procs = self._entry_processes()
+        return procs[0].pid if procs else None
+
+    def ask(self, images: np.ndarray) -> Prediction:
+        """The entry's outputs for ``images`` (uint8 [N, 28, 28]) under the limits, or its failure in one sentence."""
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != TASK.input_shape[1:]:
+            raise ValueError(f"the images are {images.dtype} {list(images.shape)}; a warm entry takes uint8 "
+                             "[N, 28, 28] (harness.data.preprocess.to_uint8 turns [0, 1] images into that).")
+        if self.entry.metadata_error or self._load_error:
+            return Prediction("failed", self.entry.metadata_error or self._load_error, device=self.limits.device)
+        with self.lock:
+            self.last_used = started = time.monotonic()
+            peak = 0
+            try:
+                if not self.alive or not self._room_for_cpu():  # a fresh process has the whole CPU-time cap
+                    with self._starting:
+                        started = time.monotonic()  # the time limit covers the entry's loading, not the queue
+                        peak = self._start()
+                self._asked += 1
+                n = self._asked
+                staged = self._root / "in" / f"draw-{n}.npy"
+                np.save(staged, images[:, None], allow_pickle=False)
+                os.chmod(staged, 0o644)
+                self._proc.stdin.write(f"{n}\n".encode())
+                self._proc.stdin.flush()
+                went = time.monotonic()
+                reply, peak = self._receive(started, peak)
+                if reply.get("done") != n:
+                    raise _Stopped("the entry's process answered out of turn and was stopped; see its log.")
+                if reply.get("status") != "ok":
+                    return self._failed(str(reply.get("error") or "the entry failed without saying why."), started,
+                                        peak, keep=True)
+                outputs = self._outputs(n, len(images))
+            except _Stopped as stopped:
+                return self._failed(str(stopped), started, peak, keep=False)
+            except (OSError, BrokenPipeError) as exc:
+                return self._failed(f"the entry's process could not be reached ({exc}).", started, peak, keep=False)
+            except ValueError as exc:
+                return self._failed(str(exc), started, peak, keep=True)
+            finally:
+                if self._root is not None:
+                    for folder in ("in", "out"):
+                        for path in (self._root / folder).glob("*-*.npy"):
+                            path.unlink(missing_ok=True)
+                self.last_used = time.monotonic()
+            ended = time.monotonic()
+            return Prediction("ok", None, outputs={"draw": outputs}, device=self.device, seconds=ended - started,
+                              timed_seconds=ended - went, peak_memory=peak, sandboxed=self.sandboxed,
+                              protections=process.missing_protections(self.sandboxed, self._uid()))
+
+    def prepare(self) -> None:
+        """Start the process and load the model now, if it is not running, so that a later request finds it warm
+        (a failure to load is kept for that request to report)."""
+        if self.entry.metadata_error or self._load_error:
+            return
+        with self.lock:
+            if self.alive:
+                return
+            with self._starting:
+                try:
+                    self._start()
+                except (_Stopped, OSError):
+                    self.close()
+                self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        """Kill the process (everything it started with it) and remove its folders."""
+        if self._proc is not None:
+            procs = self._all_processes()
+            sandbox.kill_all(lambda: [p for p in procs if _running(p)])  # the entry's own first: all are listed
+            sandbox.kill_all(self._all_processes)  # anything started meanwhile
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            self._proc = None
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+        self._buffer = b""
+
+    # --- the process ------------------------------------------------------------------------------------------
+
+    def _uid(self) -> int | None:
+        if self.sandboxed:
+            return None
+        return process.entry_user()
+
+    def _start(self) -> int:
+        """Start the process and wait until the model is loaded; the peak memory seen (else _Stopped)."""
+        self._launch()
+        return self._wait_ready(time.monotonic())
+
+    def _launch(self) -> None:
+        self.close()
+        limits = self.limits
+        root = self._root = temp_folder("warm")
+        for name in ("entries", "in", "out"):
+            (root / name).mkdir()
+        os.chmod(root / "in", 0o755)
+        os.chmod(root / "out", 0o755)
+        as_root = os.getuid() == 0
+        uid = NOBODY if as_root else os.getuid()
+        if as_root:
+            os.chown(root / "out", NOBODY, NOBODY)
+        job = {"sandboxed": self.sandboxed, "metadata": self.entry.metadata, "device": limits.device,
+               "batch_size": limits.batch_size, "gpu_memory": limits.gpu_memory or limits.memory,
+               "memory_limit": limits.memory, "cpu_seconds": limits.cpu_seconds * CPU_REQUESTS,
+               "tasks": sandbox.tasks_of(uid) + sandbox.TASK_HEADROOM}
+        env = None
+        if self.sandboxed:
+            staged = root / "entries" / self.entry.folder.name
+            shutil.copytree(self.entry.folder, staged, symlinks=True)
+            sandbox._make_readable(staged)
+            job.update(folder=f"{ENTRIES}/{self.entry.folder.name}", uid=None, **{"in": INPUTS, "out": OUT})
+            command = sandbox_command.command(root, as_root, limits.device, MODULE)
+        else:
+            job.update(folder=str(self.entry.folder.resolve()), uid=self._uid(), **{"in": str(root / "in"),
+                                                                          "out": str(root / "out")})
+            command = [sys.executable, "-P", "-m", MODULE]
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [str(sandbox_command.HARNESS_DIR.parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        encoded = base64.b64encode(pickle.dumps(job)).decode()
+        with open(root / "server.log", "wb") as log:  # what the process says before the entry's log opens
+            self._proc = subprocess.Popen(command + [encoded], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=log, cwd=root / "out", env=env,
+                                          start_new_session=not self.sandboxed)
+        self._cpu_limit = limits.cpu_seconds * CPU_REQUESTS
+        self._buffer = b""
+        self.starts += 1
+
+    def _wait_ready(self, started: float) -> int:
+        ready, peak = self._receive(started, 0)
+        if not ready.get("ready"):
+            if ready.get("status") == "failed" and ready.get("error"):
+                self._load_error = sandbox.host_paths(str(ready["error"]), self.entry.folder)
+            raise _Stopped(str(ready.get("error") or "the entry's process did not say it was ready."))
+        self.device = str(ready.get("device", ""))[:40]
+        return peak
+
+    def _all_processes(self) -> list[psutil.Process]:
+        if self._proc is None:
+            return []
+        try:
+            top = psutil.Process(self._proc.pid)
+            return [top] + top.children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def _entry_processes(self) -> list[psutil.Process]:
+        """The processes that run the entry's code (bwrap's own are left out)."""
+        procs = []
+        for p in self._all_processes():
+            try:
+                if p.name() != "bwrap":
+                    procs.append(p)
+            except psutil.Error:
+                pass
+        return procs
+
+    def _room_for_cpu(self) -> bool:
+        """Whether the process has one whole request's CPU time left under its cap (else a fresh one is started)."""
+        used = 0.0
+        for p in self._entry_processes():
+            try:
+                used = max(used, sum(p.cpu_times()[:2]))  # the limit holds per process
+            except psutil.Error:
+                pass  # gone already: the request will say so
+        return used + self.limits.cpu_seconds <= self._cpu_limit
+
+    def _receive(self, started: float, peak: int) -> tuple[dict, int]:
+        """The process's next reply, watching its memory and the time limit meanwhile (else _Stopped)."""
+        fd = self._proc.stdout.fileno()
+        procs, listed_at = [], float("-inf")
+        while b"\n" not in self._buffer:
+            now = time.monotonic()
+            if now - listed_at >= process.LIST_SECONDS:
+                procs, listed_at = self._entry_processes(), now
+            peak = max(peak, process._memory(procs))
+            if self.limits.memory and peak > self.limits.memory:
+                raise _Stopped(f"used more than its memory limit of {self.limits.memory / process.GIB:.1f} GiB and "
+                               "was stopped; make the model or its batch smaller, or raise the memory limit.")
+            if now - started > self.limits.timeout:
+                raise _Stopped(f"took longer than its time limit of {self.limits.timeout:g} s and was stopped; make "
+                               "the model faster or raise the time limit.")
+            if select.select([fd], [], [], process.POLL_SECONDS)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise _Stopped(self._exit_reason())
+                self._buffer += chunk
+                if len(self._buffer) > 65536:
+                    raise _Stopped("the entry's process wrote too much on its reply channel and was stopped.")
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            raise _Stopped("the entry's process answered something that is not a reply and was stopped; see its log.")
+        return message, peak
+
+    def _exit_reason(self) -> str:
+        try:
+            code = self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return "the entry's process closed its reply channel and was stopped."
+        if self.sandboxed and code > 128:  # bwrap passes on a signal's death as 128 + the signal
+            code = 128 - code
+        return process._exit_reason(code, self.limits.cpu_seconds)
+
+    def _outputs(self, n: int, count: int) -> np.ndarray:
+        """The request's outputs, read without following a link or reading a huge file, and checked."""
+        path = self._root / "out" / f"outputs-{n}.npy"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            raise ValueError(f"the entry's process returned no readable outputs for the drawing ({exc}).") from exc
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > OUTPUT_BYTES:
+                raise ValueError("the entry's process returned no readable outputs for the drawing.")
+            try:
+                outputs = np.load(fh, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"the entry's process returned no readable outputs for the drawing ({exc}).") \
+                    from exc
+        if outputs.dtype != np.float32 or len(outputs) != count:
+            raise ValueError(f"the entry's process returned {outputs.dtype} outputs of shape {list(outputs.shape)} "
+                             f"for {count} images; expected float32 [{count}, {TASK.num_classes}].")
+        return check_rows(outputs, "drawing")
+
+    def _failed(self, error: str, started: float, peak: int, keep: bool) -> Prediction:
+        if not keep:
+            self.close()
+        if self.sandboxed:
+            error = sandbox.host_paths(error, self.entry.folder)
+        return Prediction("failed", error, device=self.device or self.limits.device,
+                          seconds=time.monotonic() - started, peak_memory=peak, sandboxed=self.sandboxed,
+                          protections=process.missing_protections(self.sandboxed, self._uid()))
+
+
+class WarmPool:
+    """Entries kept warm for repeated requests: at most ``cap`` at once, each shut down after ``idle_seconds``
+    unused, all of them when this process exits. Requests to different entries run at the same time.
+
+    Every process is started from one of the pool's own long-lived threads: a sandbox or a plain entry process
+    dies with the thread that started it, and a caller's thread (a Streamlit script run) may end at any time.
+    """
+
+    def __init__(self, limits: Limits, cap: int = CAP, idle_seconds: float = IDLE_SECONDS,
+                 sandboxed: bool | None = None):
+        if cap < 1:
+            raise ValueError(f"a warm pool needs a cap of at least 1 entry, not {cap}.")
+        self.limits = replace(limits, device=resolve_device(limits.device))
+        self.cap, self.idle_seconds, self.sandboxed = cap, idle_seconds, sandboxed
+        self._entries: OrderedDict[str, WarmEntry] = OrderedDict()  # by entry name, least recently used first
+        self._lock = threading.Lock()
+        self._threads = ThreadPoolExecutor(max_workers=cap, thread_name_prefix="warm-entry")
+        # Loading is mostly importing torch, CPU-bound: as many at once as there are cores, so that the first
+        # entries are warm (and answer) soonest instead of all of them loading slowly together.
+        self._starting = threading.Semaphore(max(1, os.cpu_count() or 1))
+        self._closed = threading.Event()
+        threading.Thread(target=self._reap, name="warm-reaper", daemon=True).start()
+        atexit.register(self.close)
+
+    def ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+        """One entry's outputs for ``images`` (uint8 [N, 28, 28]), warm after the first request."""
+        self._check_open()
+        return self._threads.submit(self._ask, entry, images).result()
+
+    def ask_all(self, entries: Sequence[Entry], images: np.ndarray) -> Iterator[tuple[Entry, Prediction]]:
+        """Every entry's outputs for the same images, yielded as each one answers (the fastest first)."""
+        self._check_open()
+        futures = {self._threads.submit(self._ask, entry, images): entry for entry in entries}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+    def prepare(self, entries: Sequence[Entry]) -> None:
+        """Start loading every entry that is not warm, without waiting (a page that will ask soon calls it)."""
+        self._check_open()
+        for entry in entries:
+            self._threads.submit(lambda e=entry: self._get(e).prepare())
+
+    def starts(self, name: str) -> int:
+        """How many times the entry's process has been started (its model loaded) while it was kept here."""
+        with self._lock:
+            warm = self._entries.get(name)
+            return warm.starts if warm else 0
+
+    def warm(self) -> list[str]:
+        """The entries whose process is running now, least recently used first."""
+        with self._lock:
+            return [name for name, warm in self._entries.items() if warm.alive]
+
+    def close(self) -> None:
+        """Shut every warm entry down (the pool cannot be used afterwards)."""
+        self._closed.set()
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), OrderedDict()
+        for warm in entries:
+            with warm.lock:
+                warm.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise RuntimeError("this warm pool has been closed; make a new one.")
+
+    def _ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+        return self._get(entry).ask(images)
+
+    def _get(self, entry: Entry) -> WarmEntry:
+        """The entry's warm process holder (a new one when its files changed), making room under the cap."""
+        evicted = []
+        with self._lock:
+            self._check_open()
+            warm = self._entries.get(entry.name)
+            if warm is not None and warm.entry.content_hash != entry.content_hash:
+                evicted.append(self._entries.pop(entry.name))
+                warm = None
+            if warm is None:
+                warm = self._entries[entry.name] = WarmEntry(entry, self.limits, self.sandboxed, self._starting)
+            self._entries.move_to_end(entry.name)
+            while len(self._entries) > self.cap:
+                evicted.append(self._entries.popitem(last=False)[1])
+        for old in evicted:
+            with old.lock:
+                old.close()
+        return warm
+
+    def _reap(self) -> None:
+        """Shut down the entries idle for longer than ``idle_seconds``."""
+        while not self._closed.wait(min(max(self.idle_seconds / 4, 0.05), 30.0)):
+            now = time.monotonic()
+            with self._lock:
+                idle = [w for w in self._entries.values() if w.alive and now - w.last_used > self.idle_seconds]
+            for warm in idle:
+                if warm.lock.acquire(blocking=False):  # one that is answering is not idle
+                    try:
+                        if time.monotonic() - warm.last_used > self.idle_seconds:
+                            warm.close()
+                    finally:
+                        warm.lock.release()
