@@ -103,7 +103,7 @@ def test_the_stranger_preset_sets_defaults_and_flags_override_it():
     _, args = train.parse(["--preset", "stranger", "--epochs", "2", "--out", "x"])
     config = train.config_from_args(args)
     assert config.epochs == 2 and config.optimizer == "adamw" and config.channels == (16, 32, 64)
-    assert set(config.augment.names) == {"rotate", "slant", "aspect", "warp", "stroke", "refit"}
+    assert config.augment.names == ("slant", "aspect", "stroke", "refit")
     _, plain = train.parse(["--out", "x"])
     assert train.config_from_args(plain).augment.names == ()
 
