@@ -306,3 +306,28 @@ def test_a_staging_folder_left_a_day_ago_is_removed_and_a_recent_one_kept(site):
     os.utime(old, (day_ago, day_ago))
     assert upload(site.engine, site.subs, "bob-1", site.bob, baseline_files(), Competition()).accepted
     assert not old.exists() and recent.is_dir()
+
+
+def test_two_uploads_at_once_by_one_member_cannot_both_beat_the_hourly_limit(site):
+    """The hourly count is reserved under the upload lock before the check runs (seconds), so a second upload started
+    meanwhile sees it: with one upload an hour, exactly one of two simultaneous uploads is checked."""
+    import threading
+
+    from harness.scoring.competition import load
+    from harness.submit.upload import UploadLimits, submit as upload
+    limits, results, start = UploadLimits(per_hour=1), [], threading.Barrier(2)
+
+    def one(name: str) -> None:
+        start.wait()
+        results.append(upload(site.engine, site.subs, name, site.ada, baseline_files(), load(), limits))
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in ("ada-one", "ada-two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    accepted = [r for r in results if r.accepted]
+    refused = [r for r in results if not r.accepted]
+    assert len(accepted) == 1 and len(refused) == 1
+    assert refused[0].sentences[0].startswith("You have submitted 1 times in the last hour, the most allowed")
+    assert sorted(outcome for _, outcome in uploads(site)) == ["accepted", "refused"]

@@ -23,7 +23,8 @@ from harness.store.schema import EntryOwner, MemberCode, Upload, utcnow
 
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}  # about 16 MiB and tens of milliseconds per check
 MEMBER_LIMIT = 200  # characters in a member's name (the column's size)
-CHECKED = ("accepted", "failed")  # the outcomes of uploads that ran the check: these count towards the hourly limit
+# The outcomes of uploads that ran (or are running) the check: these count towards the hourly limit.
+CHECKED = ("accepted", "failed", "checking")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,22 @@ def log_upload(engine: Engine, member: str, entry_name: str, size: int, outcome:
     with Session(engine) as session, session.begin():
         session.add(Upload(member=member, entry_name=entry_name, size=size, outcome=outcome, detail=detail,
                            content_hash=content_hash))
+
+
+def begin_upload(engine: Engine, member: str, entry_name: str, size: int) -> int:
+    """Record an upload whose check is about to run (it counts towards the hour at once); its id for end_upload."""
+    with Session(engine) as session, session.begin():
+        row = Upload(member=member, entry_name=entry_name, size=size, outcome="checking", detail="")
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def end_upload(engine: Engine, upload_id: int, outcome: str, detail: str = "", content_hash: str | None = None) -> None:
+    """The check's outcome for an upload recorded by begin_upload."""
+    with Session(engine) as session, session.begin():
+        row = session.get(Upload, upload_id)
+        row.outcome, row.detail, row.content_hash = outcome, detail, content_hash
 
 
 def checked_since(engine: Engine, member: str, since: datetime) -> list[datetime]:

@@ -274,7 +274,14 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     for left in submissions.glob(f"{STAGING_PREFIX}*"):  # an upload whose process died a day ago or more
         if left.is_dir() and not left.is_symlink() and left.stat().st_mtime < time.time() - LEFT_FOR_SECONDS:
             shutil.rmtree(left, ignore_errors=True)
+    with locked(submissions):  # two uploads at once by one member: the second sees the first's reservation
+        problem = rate_problem(engine, member, limits, now)
+        upload_id = None if problem else members.begin_upload(engine, member, entry_name, size)
+    if problem:
+        members.log_upload(engine, member, entry_name, size, "refused", problem)
+        return refused(problem, member)
     stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=submissions))
+    ended = False
     try:
         staged = stage / entry_name
         write_files(staged, files)
@@ -283,12 +290,14 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
         except HarnessError as exc:
             hint = getattr(exc, "hint", None)
             sentences = [f"The check failed, so nothing was stored: {exc}"] + ([f"Diagnosis: {hint}"] if hint else [])
-            members.log_upload(engine, member, entry_name, size, "failed", " ".join(sentences))
+            members.end_upload(engine, upload_id, "failed", " ".join(sentences))
+            ended = True
             return Outcome(False, sentences, member)
         with locked(submissions):
             if not members.claim_entry(engine, entry_name, member):
                 problem = f"The entry {entry_name!r} was just taken by another member; choose another name."
-                members.log_upload(engine, member, entry_name, size, "refused", problem)
+                members.end_upload(engine, upload_id, "refused", problem)
+                ended = True
                 return refused(problem, member)
             dest = submissions / entry_name
             if dest.is_dir() and not dest.is_symlink():
@@ -297,9 +306,12 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
             version_id = keep_version(engine, dest, rules)
         history = versions.history(engine, entry_name)
         info = next(v for v in history if v.version_id == version_id)
-        members.log_upload(engine, member, entry_name, size, "accepted", "", info.content_hash)
+        members.end_upload(engine, upload_id, "accepted", "", info.content_hash)
+        ended = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not ended:  # an unexpected error: the reservation still counts, with what happened
+            members.end_upload(engine, upload_id, "failed", "the upload stopped with an unexpected error")
     late = rules.is_late(info.submitted_at)
     sentences = [f"Accepted: {entry_name} version {info.number} is stored and queued for evaluation; it appears on "
                  "the Leaderboard once the evaluation watcher has scored it."]
