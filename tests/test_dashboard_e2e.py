@@ -1,36 +1,28 @@
 """End to end in a real headless Chromium: `streamlit run leaderboard/app.py` on localhost, driven by Selenium
-with Debian's chromium and chromium-driver (installed by .ci/run). Screenshots go to screenshots/ (git-ignored)."""
+with Debian's chromium and chromium-driver (installed by .ci/run; the machinery is in tests/browser.py).
+Screenshots go to screenshots/ (git-ignored)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from harness.data import mnist
 from tests import dashboard_fixtures
-from tests.conftest import REPO
+from tests.browser import (  # noqa: F401 - fixture
+    GRID,
+    browser,
+    count_when_painted,
+    dashboard,
+    dashboard_env,
+    needs_chromium,
+    shot,
+    wait_for_text,
+    window,
+)
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-SHOTS = REPO / "screenshots"
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="headless browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium "
-           "chromium-driver; .ci/run installs them)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -38,131 +30,51 @@ def server(tmp_path_factory, mnist_dir, mnist_test):
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     fx = dashboard_fixtures.build(tmp_path_factory.mktemp("e2e"), train.images, train.labels, mnist_test.images,
                                   mnist_test.labels)
-    port = _free_port()
-    env = dict(os.environ, LEADERBOARD_DB=str(fx.revealed_db), LEADERBOARD_SUBMISSIONS=str(fx.submissions),
-               LEADERBOARD_MYSTERY=str(fx.mystery))
-    env.pop("LEADERBOARD_ADMIN_PASSWORD", None)
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "leaderboard/app.py", "--server.headless",
-                             "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s: " + Path(log.name).read_text(errors="replace")[-2000:])
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    env = dashboard_env(LEADERBOARD_DB=str(fx.revealed_db), LEADERBOARD_SUBMISSIONS=str(fx.submissions),
+                        LEADERBOARD_MYSTERY=str(fx.mystery))
+    with dashboard(env, tmp_path_factory.mktemp("log")) as url:
+        yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900",
-                "--force-device-scale-factor=1"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
-def wait_for_text(driver, text: str, timeout: float = 45) -> str:
-    deadline = time.time() + timeout
-    body = ""
-    while time.time() < deadline:
-        body = driver.execute_script("return document.body.innerText")
-        if text in body and "Running..." not in body:
-            return body
-        time.sleep(0.25)
-    raise AssertionError(f"{text!r} did not appear; the page shows: {body[-1500:]}")
-
-
-def count_when_painted(driver, selector: str, at_least: int, timeout: float = 30) -> int:
-    """How many elements match ``selector`` once at least ``at_least`` have painted (or the timeout passed)."""
-    deadline, found = time.time() + timeout, 0
-    while time.time() < deadline:
-        found = driver.execute_script(f"return document.querySelectorAll({selector!r}).length")
-        if found >= at_least:
-            break
-        time.sleep(0.3)
-    return found
-
-
-def screenshot(driver, name: str) -> Path:
-    SHOTS.mkdir(exist_ok=True)
-    height = driver.execute_script(
-        "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body; return m.scrollHeight")
-    driver.set_window_size(1440, min(max(900, int(height) + 120), 4000))
-    time.sleep(0.8)
-    path = SHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1440, 900)
-    return path
-
-
-def test_leaderboard_entry_and_drawing_in_chromium(server, browser):
+def test_leaderboard_entry_and_drawing_in_chromium(server, browser):  # noqa: F811 - fixture
     browser.get(f"{server}/")
     body = wait_for_text(browser, "Ranked by the guest's 100 handwritten digits")
     assert "Broken entry" in body and "weights do not fit" in body
     assert count_when_painted(browser, '[data-testid="stDataFrame"]', 1) == 1  # the grid paints after the text
     time.sleep(1.0)  # let the charts paint for the screenshot
-    assert screenshot(browser, "leaderboard").stat().st_size > 20_000
+    assert shot(browser, "leaderboard").stat().st_size > 20_000
 
     browser.get(f"{server}/entry?entry=ada")
     body = wait_for_text(browser, "Misread digits, most confident mistakes first")
     assert "Ada's template" in body and "Ada Lovelace" in body
     assert count_when_painted(browser, '[data-testid="stMain"] img', 30) >= 30  # pictures arrive after the text
-    assert screenshot(browser, "entry").stat().st_size > 20_000
+    assert shot(browser, "entry").stat().st_size > 20_000
 
     browser.get(f"{server}/head-to-head")
     body = wait_for_text(browser, "In plain words")
     assert "exact McNemar" in body and "digits on which they disagree" in body
-    screenshot(browser, "head_to_head")
+    shot(browser, "head_to_head")
 
     browser.get(f"{server}/guest-gallery")
     body = wait_for_text(browser, "Hardest digits first")
-    screenshot(browser, "guest_gallery")
+    shot(browser, "guest_gallery")
     assert f"{dashboard_fixtures.GUEST_TOKEN}_" in body and "Left: the digit as written" in body
     assert count_when_painted(browser, '[data-testid="stMain"] img', 96) >= 96
     # Draw a digit: tests/test_draw_e2e.py
 
 
-GRID = """
-const grid = document.querySelector('[data-testid="stDataFrame"]');
-const r = grid.getBoundingClientRect();
-const scroller = grid.querySelector('.dvn-scroller');
-const cell = id => { const c = document.getElementById(id); return c ? c.textContent : null; };
-return {left: r.left, top: r.top, right: r.right, width: window.innerWidth, height: window.innerHeight,
-        page: document.documentElement.scrollWidth, overflow: scroller.scrollWidth - scroller.clientWidth,
-        rank: cell('glide-cell-0-0'), name: cell('glide-cell-1-0'), score: cell('glide-cell-2-0')};
-"""
 HEADER, ROW = 35, 35  # the grid's header and row heights, in CSS pixels (Streamlit's defaults)
 
 
 @pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)])
-def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width, height):
+def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width, height):  # noqa: F811
     """At a desktop's and a phone's size the leader's rank, name and score are in view without scrolling
     sideways, and clicking a name opens that entry's page."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"screenshots: {shots}")
-    browser.set_window_size(width, height)
-    try:
+    with window(browser, width, height):
         browser.get(f"{server}/")
         body = wait_for_text(browser, "cannot separate the top")
         assert count_when_painted(browser, '[data-testid="stDataFrame"] canvas', 1) >= 1
@@ -216,5 +128,3 @@ def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width
         if opened:
             browser.close()
             browser.switch_to.window(next(iter(before)))
-    finally:
-        browser.set_window_size(1440, 900)

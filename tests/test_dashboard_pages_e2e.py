@@ -1,5 +1,5 @@
 """The entry, head-to-head, What worked and organiser pages in a real headless Chromium, at a desktop's 1440×900 and
-a phone's 390×844 (see tests/test_dashboard_e2e.py for the server and the browser). Screenshots go to screenshots/
+a phone's 390×844 (tests/browser.py starts the server and the browser). Screenshots go to screenshots/
 (git-ignored); the board's two go to docs/ for the README."""
 
 from __future__ import annotations
@@ -7,12 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,59 +16,26 @@ from harness.data import mnist
 from harness.store.engine import make_engine
 from leaderboard import views
 from tests import dashboard_fixtures
-from tests.conftest import REPO
-from tests.test_dashboard_e2e import (
-    CHROMEDRIVER,
-    CHROMIUM,
-    _free_port,
+from tests.browser import (
+    SHOTS,
+    chromium,
     count_when_painted,
+    dashboard,
+    dashboard_env,
+    needs_chromium,
+    shot,
     wait_for_text,
+    window,
 )
+from tests.conftest import REPO
 
-SHOTS, DOCS = REPO / "screenshots", REPO / "docs"
+DOCS = REPO / "docs"
 SIZES = [(1440, 900), (390, 844)]
 HOSTILE_NAME = "**x**](javascript:alert(1)) <b>bold</b>"
 HOSTILE_AUTHOR = "[click me](javascript:alert(2)) :red[red] $x$"
 PASSWORD = "e2e-organiser"
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="headless browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium "
-           "chromium-driver; .ci/run installs them)")
-
-
-@contextmanager
-def dashboard(log_dir: Path, **env_vars: str):
-    """``streamlit run leaderboard/app.py`` on a free port with these environment variables; yields its URL."""
-    port = _free_port()
-    env = dict(os.environ, **env_vars)
-    if "LEADERBOARD_ADMIN_PASSWORD" not in env_vars:
-        env.pop("LEADERBOARD_ADMIN_PASSWORD", None)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "leaderboard/app.py", "--server.headless",
-                                 "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                                 "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                try:
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                        break
-                except OSError:
-                    time.sleep(0.3)
-            else:
-                pytest.fail("streamlit did not start within 60 s: "
-                            + (log_dir / "streamlit.log").read_text(errors="replace")[-2000:])
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +47,9 @@ def fx(tmp_path_factory, mnist_dir, mnist_test):
 
 @pytest.fixture(scope="module")
 def server(fx, tmp_path_factory):
-    with dashboard(tmp_path_factory.mktemp("log"), LEADERBOARD_DB=str(fx.revealed_db),
-                   LEADERBOARD_SUBMISSIONS=str(fx.submissions), LEADERBOARD_MYSTERY=str(fx.mystery)) as url:
+    env = dashboard_env(LEADERBOARD_DB=str(fx.revealed_db), LEADERBOARD_SUBMISSIONS=str(fx.submissions),
+                        LEADERBOARD_MYSTERY=str(fx.mystery))
+    with dashboard(env, tmp_path_factory.mktemp("log")) as url:
         yield url
 
 
@@ -102,48 +65,24 @@ def hostile(fx, tmp_path_factory):
                     "(SELECT id FROM entries WHERE name = 'bob')", (HOSTILE_NAME, HOSTILE_AUTHOR))
         con.execute("UPDATE datasets SET source = 'sample' WHERE kind = 'guest'")
     shutil.copytree(fx.submissions, root / "submissions")
-    with dashboard(root / "log", LEADERBOARD_DB=str(db), LEADERBOARD_SUBMISSIONS=str(root / "submissions"),
-                   LEADERBOARD_MYSTERY=str(fx.mystery), LEADERBOARD_JOBS=str(root / "jobs"),
-                   LEADERBOARD_ADMIN_PASSWORD=PASSWORD) as url:
+    env = dashboard_env(LEADERBOARD_DB=str(db), LEADERBOARD_SUBMISSIONS=str(root / "submissions"),
+                        LEADERBOARD_MYSTERY=str(fx.mystery), LEADERBOARD_JOBS=str(root / "jobs"),
+                        LEADERBOARD_ADMIN_PASSWORD=PASSWORD)
+    with dashboard(env, root / "log") as url:
         yield url, db
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900",
-                "--force-device-scale-factor=1"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    with chromium(console=True) as driver:  # the What worked test reads the console
+        yield driver
 
 
 @pytest.fixture
 def sized(browser, request):
     width, height = request.param
-    browser.set_window_size(width, height)
-    yield browser, width, height
-    browser.set_window_size(1440, 900)
-
-
-def shot(driver, name: str, full: bool = True) -> Path:
-    """A screenshot in screenshots/: the whole page at the window's width when ``full``."""
-    SHOTS.mkdir(exist_ok=True)
-    width, height = driver.execute_script("return [window.innerWidth, window.innerHeight]")
-    if full:
-        total = driver.execute_script(
-            "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body; return m.scrollHeight")
-        driver.set_window_size(width, min(max(height, int(total) + 120), 5000))
-        time.sleep(1.0)
-    path = SHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    if full:
-        driver.set_window_size(width, height)
-    return path
+    with window(browser, width, height):
+        yield browser, width, height
 
 
 def no_sideways_scroll(driver) -> None:

@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from tests.test_dashboard_e2e import SHOTS, browser, server, wait_for_text  # noqa: F401 - fixtures
+from tests.browser import browser, needs_chromium, shot, wait_for_text  # noqa: F401 - fixture
+from tests.test_dashboard_e2e import server  # noqa: F401 - fixture
+
+pytestmark = needs_chromium
 
 ENTRIES = ("Ada's template", "Bob's quick one", "Dee's copy", "eve", "Broken entry")  # tests/dashboard_fixtures.py
 
@@ -104,16 +107,6 @@ def ink(driver, at_least: int = 1, at_most: int | None = None, timeout: float = 
     return n
 
 
-def shot(driver, name: str, width: int, height: int) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    full = driver.execute_script(
-        "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body; return m.scrollHeight")
-    driver.set_window_size(width, min(max(height, int(full) + 120), 4000))
-    time.sleep(1.0)
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
-    driver.set_window_size(width, height)
-
-
 SEVEN = [(0.3, 0.25), (0.7, 0.25), (0.45, 0.8)]  # across the top, then down to the left
 BAR = [(0.5, 0.2), (0.5, 0.8)]
 
@@ -147,10 +140,10 @@ def test_draw_read_undo_clear(server, browser, width, height):  # noqa: F811 - f
         assert name in body
     assert body.count(" sure") == 4 and "weights do not fit" in body  # four read it, the broken one says why
     assert "reading…" not in body
-    shot(browser, f"draw_{width}", width, height)
+    shot(browser, f"draw_{width}")
 
     click_button(browser, "Clear", touch)
     body = wait_for_text(browser, "Draw a digit on the canvas")
     assert ink(browser, at_least=0, at_most=0) == 0 and "The club reads" not in body
-    shot(browser, f"draw_{width}_cleared", width, height)
+    shot(browser, f"draw_{width}_cleared")
     browser.set_window_size(1440, 900)

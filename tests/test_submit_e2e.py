@@ -6,13 +6,11 @@ here evaluates it and the reloaded Leaderboard ranks it first, above the committ
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,14 +18,18 @@ import pytest
 from harness.store import members
 from harness.store.engine import make_engine
 from harness.store.versions import history
+from tests.browser import (  # noqa: F401 - fixture
+    GRID,
+    SHOTS,
+    browser,
+    dashboard,
+    dashboard_env,
+    needs_chromium,
+    wait_for_text,
+)
 from tests.conftest import REPO
-from tests.test_dashboard_e2e import (CHROMEDRIVER, CHROMIUM, GRID, SHOTS, _free_port, browser,  # noqa: F401
-                                      wait_for_text)
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="headless browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium "
-           "chromium-driver; .ci/run installs them)")
+pytestmark = needs_chromium
 
 BASELINE = REPO / "submissions" / "baseline-lenet5"
 DISPLAY = "Ada's LeNet"
@@ -44,36 +46,13 @@ def site(tmp_path, mnist_dir):
     db = tmp_path / "lb.db"
     engine = make_engine(str(db))
     code = members.issue_code(engine, "Ada")
-    port = _free_port()
-    env = dict(os.environ, LEADERBOARD_DB=str(db), LEADERBOARD_SUBMISSIONS=str(subs), LEADERBOARD_MYSTERY=str(mystery),
-               MNIST_DIR=str(mnist_dir))
-    env["LEADERBOARD_ADMIN_PASSWORD"] = ORGANISER_PASSWORD
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "leaderboard/app.py", "--server.headless",
-                             "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s: " + Path(log.name).read_text(errors="replace")[-2000:])
-    site = type("Site", (), {})()
-    site.url, site.code, site.subs, site.db, site.mystery, site.engine, site.env = \
-        url, code, subs, db, mystery, engine, env
-    yield site
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    env = dashboard_env(LEADERBOARD_DB=str(db), LEADERBOARD_SUBMISSIONS=str(subs), LEADERBOARD_MYSTERY=str(mystery),
+                        MNIST_DIR=str(mnist_dir), LEADERBOARD_ADMIN_PASSWORD=ORGANISER_PASSWORD)
+    with dashboard(env, tmp_path) as url:
+        site = type("Site", (), {})()
+        site.url, site.code, site.subs, site.db, site.mystery, site.engine, site.env = \
+            url, code, subs, db, mystery, engine, env
+        yield site
     engine.dispose()
 
 
@@ -101,7 +80,7 @@ def find(driver, css: str, timeout: float = 30):
     return WebDriverWait(driver, timeout).until(lambda d: d.find_element("css selector", css))
 
 
-def test_a_member_submits_in_the_browser_and_the_watcher_ranks_it(site, browser, tmp_path):
+def test_a_member_submits_in_the_browser_and_the_watcher_ranks_it(site, browser, tmp_path):  # noqa: F811 - fixture
     from selenium.webdriver.common.by import By
     upload = tmp_path / "upload"
     upload.mkdir()
@@ -164,7 +143,7 @@ def _history(engine, name):
         return [type("V", (), {"evaluations": 0})()]
 
 
-def test_the_organiser_issues_a_code_in_the_browser_shown_once(site, browser):
+def test_the_organiser_issues_a_code_in_the_browser_shown_once(site, browser):  # noqa: F811 - fixture
     from selenium.webdriver.common.by import By
     browser.set_window_size(1440, 900)
     browser.get(f"{site.url}/organiser")
