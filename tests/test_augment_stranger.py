@@ -103,7 +103,7 @@ def test_the_stranger_preset_sets_defaults_and_flags_override_it():
     _, args = train.parse(["--preset", "stranger", "--epochs", "2", "--out", "x"])
     config = train.config_from_args(args)
     assert config.epochs == 2 and config.optimizer == "adamw" and config.channels == (16, 32, 64)
-    assert config.augment.names == ("slant", "aspect", "stroke", "refit")
+    assert config.augment.names == ("affine", "slant", "stroke")
     _, plain = train.parse(["--out", "x"])
     assert train.config_from_args(plain).augment.names == ()
 
@@ -113,3 +113,23 @@ def test_bad_knob_values_are_refused_with_a_sentence(capsys, flag, value, words)
     with pytest.raises(SystemExit):
         train.parse(["--out", "x", flag, value])
     assert words in capsys.readouterr().err
+
+
+def test_the_preset_alone_is_the_committed_baseline_robust_recipe():
+    """`--preset stranger` with no other flag gives every knob recorded in submissions/baseline-robust/entry.toml."""
+    import tomllib
+
+    from tests.conftest import REPO
+    recorded = tomllib.loads((REPO / "submissions" / "baseline-robust" / "entry.toml").read_text())["hyperparameters"]
+    _, args = train.parse(["--preset", "stranger", "--out", "x"])
+    config = train.config_from_args(args).to_dict()
+    augment_knobs = config.pop("augment")
+    assert recorded["augment"] == list(augment_knobs["names"])
+    for name in recorded["augment"]:
+        for knob in augment.KNOBS[name]:
+            value = augment_knobs[knob]
+            assert recorded[f"augment_{knob}"] == (list(value) if isinstance(value, tuple) else value), knob
+    for key in ("loss", "label_smoothing", "optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size",
+                "epochs", "val_fraction", "seed", "channels", "dropout"):
+        value = config[key]
+        assert recorded[key] == (list(value) if isinstance(value, tuple) else value), key
