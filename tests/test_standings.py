@@ -171,3 +171,35 @@ def test_verdict_names_entries_level_with_the_leader_when_they_are_not_the_top_k
         "The guest's 100 digits cannot separate 1 entry from the leader, a: c (exact McNemar tests against the "
         "leader, Holm-corrected, α = 0.05).")
     assert ranking.verdict([row("a", 1.0, 0.99)], "x") == ""  # not ranked: nothing to say
+
+
+def test_an_owner_from_the_submit_page_beats_the_author_an_entry_toml_claims():
+    """Bob's upload says author = "Ada" in its entry.toml; his code made him its owner, so it supersedes none of Ada's
+    entries (the cheat: with one entry per member, naming someone else unranks their entry)."""
+    versions = [v("ada-net", 1, datetime(2027, 1, 2), 11, author="Ada"),
+                VersionRow("bob-net", 2, "hash2", "Ada", datetime(2027, 1, 5), False, 12, owner="Bob")]
+    rules = parse({**DEADLINE, "entries_per_member": "one"})
+    assert {p.entry_name: p.standing for p in picks(versions, rules)} == {"ada-net": RANKED, "bob-net": RANKED}
+    honest = [versions[0], VersionRow("ada-2", 3, "hash3", "someone", datetime(2027, 1, 6), False, 13, owner="ada")]
+    assert {p.entry_name: p.standing for p in picks(honest, rules)} == {"ada-net": SUPERSEDED, "ada-2": RANKED}
+
+
+def test_version_rows_read_the_owner_of_an_entry_by_its_name_in_any_case(tmp_path):
+    from sqlalchemy.orm import Session
+
+    from harness.scoring.standings import version_rows
+    from harness.store import members
+    from harness.store.engine import make_engine
+    from harness.store.schema import Entry, EntryVersion
+    engine = make_engine(str(tmp_path / "lb.db"))
+    with Session(engine) as session, session.begin():
+        for name in ("Bob-Net", "ada-net"):
+            entry = Entry(name=name)
+            session.add(entry)
+            session.flush()
+            session.add(EntryVersion(entry_id=entry.id, content_hash=f"h-{name}", code_hash="c", weights_hash="w",
+                                     weights_bytes=1, display_name=name, author="Ada",
+                                     first_seen_at=datetime(2027, 1, 2)))
+    assert members.claim_entry(engine, "Bob-Net", "Bob")
+    assert {r.entry_name: r.owner for r in version_rows(engine)} == {"Bob-Net": "Bob", "ada-net": None}
+    engine.dispose()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from harness.store import results as store
 from harness.scoring.competition import Competition
-from harness.store.schema import Entry, EntryVersion, Evaluation
+from harness.store.schema import Entry, EntryOwner, EntryVersion, Evaluation
 
 RANKED, LATE, SUPERSEDED, DISQUALIFIED = "ranked", "late", "superseded", "disqualified"
 HIDDEN = "hidden"
@@ -37,6 +37,7 @@ class VersionRow:
     submitted_at: datetime        # naive UTC
     overridden: bool
     evaluation_id: int | None     # the newest evaluation of this version, if any
+    owner: str | None = None      # the member whose code submitted the entry (Submit page); beats ``author``
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,13 @@ def version_rows(engine: Engine) -> list[VersionRow]:
     with Session(engine) as session:
         rows = session.execute(
             select(Entry.name, EntryVersion.id, EntryVersion.content_hash, EntryVersion.author,
-                   EntryVersion.submitted_at, EntryVersion.submitted_at_override, newest.c.evaluation_id)
+                   EntryVersion.submitted_at, EntryVersion.submitted_at_override, newest.c.evaluation_id,
+                   EntryOwner.member.label("owner"))
             .join(Entry, EntryVersion.entry_id == Entry.id)
-            .outerjoin(newest, newest.c.version_id == EntryVersion.id)).all()
+            .outerjoin(newest, newest.c.version_id == EntryVersion.id)
+            .outerjoin(EntryOwner, EntryOwner.entry_key == func.lower(Entry.name))).all()
     out = [VersionRow(r.name, r.id, r.content_hash, r.author, r.submitted_at,
-                      r.submitted_at_override is not None, r.evaluation_id) for r in rows]
+                      r.submitted_at_override is not None, r.evaluation_id, r.owner) for r in rows]
     return sorted(out, key=lambda v: (v.submitted_at, v.version_id))
 
 
@@ -110,7 +113,8 @@ def picks(versions: list[VersionRow], competition: Competition,
             note = "submitted after the deadline" + ("; the on-time version is ranked" if on_time else "")
             out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, LATE, note))
     if competition.entries_per_member == "one":  # only ranked picks compete: a disqualified one supersedes nothing
-        out = _one_per_member(out, {v.version_id: v.author for v in versions})
+        # A code-verified owner beats the author an entry's own entry.toml claims (anyone can type another's name).
+        out = _one_per_member(out, {v.version_id: v.owner or v.author for v in versions})
     return out
 
 
