@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from harness.errors import HarnessError
 from harness.store import members
 from harness.store import results as store
+from leaderboard import stats
 
 NEW_CODE = "member_codes.new"  # session key: the code just issued, shown until the organiser dismisses it
 
@@ -21,7 +22,7 @@ def section(engine: Engine) -> None:
                "to whom you give it below); only they can replace it.")
     if NEW_CODE in st.session_state:
         member, code = st.session_state[NEW_CODE]
-        st.success(f"Code for {member} (shown once; give it to them now):")
+        st.success(f"Code for {stats.literal(member)} (shown once; give it to them now):")
         st.code(code, language=None)
         if st.button("Done: hide the code"):
             del st.session_state[NEW_CODE]
@@ -39,9 +40,9 @@ def section(engine: Engine) -> None:
                 st.rerun()
     issued = members.codes(engine)
     if issued:
-        st.dataframe(pd.DataFrame([{"id": c.id, "member": c.member, "issued (UTC)": c.issued_at,
-                                    "last used (UTC)": c.last_used_at, "revoked (UTC)": c.revoked_at}
-                                   for c in issued]), hide_index=True, width="stretch")
+        table = pd.DataFrame([{"id": c.id, "member": c.member, "issued (UTC)": c.issued_at,
+                               "last used (UTC)": c.last_used_at, "revoked (UTC)": c.revoked_at} for c in issued])
+        st.dataframe(table, hide_index=True, width="stretch")
         active = [c for c in issued if c.revoked_at is None]
         with st.form("revoke_code"):
             choice = st.selectbox("Code to revoke", [c.id for c in active],
@@ -62,7 +63,7 @@ def section(engine: Engine) -> None:
                 st.error(str(exc))
             else:
                 store.log_action(engine, "entry-given", f"to {member.strip()}", entry.strip())
-                st.success(f"{entry.strip()} now belongs to {member.strip()}.")
+                st.success(f"{stats.literal(entry.strip())} now belongs to {stats.literal(member.strip())}.")
     owned, recent = members.owners(engine), members.uploads(engine, 50)
     if owned:
         st.dataframe(pd.DataFrame(owned.items(), columns=["entry", "member"]), hide_index=True, width="stretch")

@@ -16,7 +16,7 @@ from harness.store import members, snapshots
 from harness.store.engine import make_engine
 from harness.store.schema import Entry, MemberCode, Upload
 from harness.store.versions import history
-from leaderboard import config, submitting
+from leaderboard import config, stats, submitting
 from tests.conftest import REPO
 
 APP = str(REPO / "leaderboard" / "app.py")
@@ -331,3 +331,33 @@ def test_two_uploads_at_once_by_one_member_cannot_both_beat_the_hourly_limit(sit
     assert len(accepted) == 1 and len(refused) == 1
     assert refused[0].sentences[0].startswith("You have submitted 1 times in the last hour, the most allowed")
     assert sorted(outcome for _, outcome in uploads(site)) == ["accepted", "refused"]
+
+
+def test_the_organisers_code_section_shows_a_members_name_as_typed(site, monkeypatch):
+    """A name with markdown in it (a link, bold) is shown literally when a code is issued and an entry given."""
+    from markdown_it import MarkdownIt
+
+    hostile = "**Mal**](javascript:alert(1))"
+    monkeypatch.setenv(config.PASSWORD_ENV, "club-secret")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("screens/organiser.py")
+    at.run()
+    at.text_input[0].input("club-secret")
+    next(b for b in at.button if b.label == "Unlock").click()
+    at.run()
+    next(t for t in at.text_input if t.label == "Member's name" and t.key != "give_entry_member").input(hostile)
+    next(b for b in at.button if b.label == "Issue a code").click()
+    at.run()
+    issued = [MarkdownIt().render(s.value) for s in at.success]
+    assert MarkdownIt().render(stats.literal(f"Code for {hostile} (shown once; give it to them now):")) in issued
+    next(t for t in at.text_input if t.key == "give_entry_name").input("mal-net")
+    next(t for t in at.text_input if t.key == "give_entry_member").input(hostile)
+    next(b for b in at.button if b.label == "Give").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    rendered = [MarkdownIt().render(s.value) for s in at.success]
+    assert MarkdownIt().render(stats.literal(f"mal-net now belongs to {hostile}.")) in rendered
+    assert all("<a " not in r and "<strong>" not in r for r in issued + rendered)
+    assert f"belongs to {hostile}." in MarkdownIt().render(stats.literal(f"mal-net now belongs to {hostile}."))
+    assert members.owners(site.engine).get("mal-net") == hostile
