@@ -3,6 +3,9 @@ on the TUNING half of Semeion (files in sorted order per label: the first half o
 
     python scripts/stranger_lab.py --name warp --augment rotate slant aspect warp --epochs 6 --threads 1
 
+    python scripts/stranger_lab.py --score build/cand-affine/baseline-robust submissions/baseline-strong
+
+scores entry folders that exist (written by harness.train, or committed) the same way, without training.
 Each run appends one JSON line to build/stranger_lab.jsonl. The held-out half (the second half per label) is never
 scored here unless --held-out is given, which is for the final, already chosen recipe only.
 """
@@ -42,6 +45,11 @@ def main(argv=None) -> int:
     p.add_argument("--semeion", default="../shared/datasets/semeion")
     p.add_argument("--held-out", action="store_true", help="also score the held-out half (final recipe only)")
     p.add_argument("--save", type=Path, help="save the trained state_dict here")
+    p.add_argument("--score", type=Path, nargs="+", metavar="ENTRY", help="score these entry folders; train nothing")
+    p.add_argument("--mnist-dir", default="../shared/datasets/mnist")
+    if "--score" in (argv if argv is not None else sys.argv[1:]):
+        known = p.parse_args(["--name", "score", *(argv if argv is not None else sys.argv[1:])])
+        return score(known)
     known, rest = p.parse_known_args(argv)
     _, args = train.parse([*rest, "--out", "build/lab-entry"])
     config = train.config_from_args(args)
@@ -69,6 +77,30 @@ def main(argv=None) -> int:
     with open("build/stranger_lab.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row))
+    return 0
+
+
+def score(known) -> int:
+    """The tuning half, MNIST validation (seed 0, 5%: the split the kit's recipes validate on) and MNIST test, for
+    each entry folder in ``known.score``, loaded as the harness loads an entry (in this process: a lab tool for
+    entries you trained, not for strangers' code)."""
+    from harness.entries.discovery import read_metadata
+    from harness.entries.loading import load_model
+    from harness.training.loop import TrainConfig
+    guest, tune, held = semeion_halves(Path(known.semeion))
+    gx, gy = torch.from_numpy(guest.images), torch.from_numpy(guest.labels)
+    data = load_data(TrainConfig(val_fraction=0.05, seed=0), known.mnist_dir, download=False)
+    test = load_split(known.mnist_dir, "test", allow_download=False)
+    tx, ty = to_tensor(test.images), torch.from_numpy(np.array(test.labels, dtype=np.int64))
+    for folder in known.score:
+        model = load_model(folder, read_metadata(folder))
+        row = {"name": f"score:{folder}", "val": evaluate(model, data.val_x, data.val_y)[1],
+               "mnist_test": evaluate(model, tx, ty)[1], "semeion_tune": evaluate(model, gx[tune], gy[tune])[1],
+               "n_tune": len(tune)}
+        Path("build").mkdir(exist_ok=True)
+        with open("build/stranger_lab.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row))
     return 0
 
 
