@@ -39,6 +39,14 @@ def semeion_halves(folder: Path):
     return guest, np.array([where[str(p)] for p in halves["tune"]]), np.array([where[str(p)] for p in halves["held-out"]])
 
 
+def scoring_sets(semeion: str, mnist_dir: str):
+    """((Semeion images, labels, tuning indices, held-out indices), (MNIST test images, labels)) as tensors."""
+    guest, tune, held = semeion_halves(Path(semeion))
+    test = load_split(mnist_dir, "test", allow_download=False)
+    return ((torch.from_numpy(guest.images), torch.from_numpy(guest.labels), tune, held),
+            (to_tensor(test.images), torch.from_numpy(np.array(test.labels, dtype=np.int64))))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--name", required=True)
@@ -60,10 +68,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     result = fit(model, data, config)
     seconds = time.perf_counter() - started
-    guest, tune, held = semeion_halves(Path(known.semeion))
-    gx, gy = torch.from_numpy(guest.images), torch.from_numpy(guest.labels)
-    test = load_split(args.mnist_dir or "../shared/datasets/mnist", "test", allow_download=False)
-    tx, ty = to_tensor(test.images), torch.from_numpy(np.array(test.labels, dtype=np.int64))
+    (gx, gy, tune, held), (tx, ty) = scoring_sets(known.semeion, args.mnist_dir or "../shared/datasets/mnist")
     row = {"name": known.name, "args": rest, "epochs": config.epochs, "train_s": round(seconds, 1),
            "val": evaluate(model, data.val_x, data.val_y)[1], "mnist_test": evaluate(model, tx, ty)[1],
            "semeion_tune": evaluate(model, gx[tune], gy[tune])[1], "n_tune": len(tune)}
@@ -87,11 +92,8 @@ def score(known) -> int:
     from harness.entries.discovery import read_metadata
     from harness.entries.loading import load_model
     from harness.training.loop import TrainConfig
-    guest, tune, held = semeion_halves(Path(known.semeion))
-    gx, gy = torch.from_numpy(guest.images), torch.from_numpy(guest.labels)
+    (gx, gy, tune, _), (tx, ty) = scoring_sets(known.semeion, known.mnist_dir)
     data = load_data(TrainConfig(val_fraction=0.05, seed=0), known.mnist_dir, download=False)
-    test = load_split(known.mnist_dir, "test", allow_download=False)
-    tx, ty = to_tensor(test.images), torch.from_numpy(np.array(test.labels, dtype=np.int64))
     for folder in known.score:
         model = load_model(folder, read_metadata(folder))
         row = {"name": f"score:{folder}", "val": evaluate(model, data.val_x, data.val_y)[1],

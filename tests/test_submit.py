@@ -180,7 +180,8 @@ def test_a_failing_check_stores_nothing_and_says_why(site):
     assert uploads(site) == [("Ada", "failed")]
 
 
-def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
+def unlocked_organiser_page(monkeypatch) -> AppTest:
+    """The Organiser page under AppTest, unlocked with its password."""
     monkeypatch.setenv(config.PASSWORD_ENV, "club-secret")
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -189,6 +190,11 @@ def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
     at.text_input[0].input("club-secret")
     next(b for b in at.button if b.label == "Unlock").click()
     at.run()
+    return at
+
+
+def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
+    at = unlocked_organiser_page(monkeypatch)
     next(t for t in at.text_input if t.label == "Member's name").input("Cleo")
     next(b for b in at.button if b.label == "Issue a code").click()
     at.run()
@@ -338,14 +344,7 @@ def test_the_organisers_code_section_shows_a_members_name_as_typed(site, monkeyp
     from markdown_it import MarkdownIt
 
     hostile = "**Mal**](javascript:alert(1))"
-    monkeypatch.setenv(config.PASSWORD_ENV, "club-secret")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("screens/organiser.py")
-    at.run()
-    at.text_input[0].input("club-secret")
-    next(b for b in at.button if b.label == "Unlock").click()
-    at.run()
+    at = unlocked_organiser_page(monkeypatch)
     next(t for t in at.text_input if t.label == "Member's name" and t.key != "give_entry_member").input(hostile)
     next(b for b in at.button if b.label == "Issue a code").click()
     at.run()
