@@ -117,8 +117,9 @@ def test_draw_read_undo_clear(server, browser, width, height):  # noqa: F811 - f
     browser.set_window_size(width, height)
     browser.get(f"{server}/draw")
     wait_for_text(browser, "Draw a digit on the canvas")
-    # Undo and Clear are always on the page (no hover needed), disabled while there is nothing to take away.
-    body = browser.execute_script("return document.body.innerText")
+    # Undo and Clear are always on the page (no hover needed), disabled while there is nothing to take away. The
+    # caption can paint before the buttons under load, so wait for the last button before reading the page.
+    body = wait_for_text(browser, "Clear")
     assert "Undo" in body and "Clear" in body and "Read my digit" in body
 
     stroke(browser, SEVEN[:2], touch)
