@@ -113,8 +113,15 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     g = p.add_argument_group("data and augmentation")
     g.add_argument("--val-fraction", type=_fraction, default=d.val_fraction, help="share of the training set held out for validation")
     g.add_argument("--limit", type=_positive(int), help="use only the first N training images (quick experiments)")
-    g.add_argument("--augment", nargs="+", default=[], choices=augment.list_augmentations(), metavar="NAME",
-                   help=f"training-time augmentations (per image from torchvision.transforms.v2, then batched ones): {', '.join(augment.list_augmentations())}")
+    g.add_argument("--extra", nargs="+", default=list(d.extra), metavar="FOLDER",
+                   help="other writers' labelled digits to train on as well (a folder per digit 0-9, files named like "
+                        "7_001.png, or labels.csv: the guest set's layouts), normalised like the guest's digits; "
+                        "MNIST alone has one country's handwriting")
+    g.add_argument("--extra-repeat", type=_positive(int), default=d.extra_repeat,
+                   help="times each --extra digit is seen per epoch")
+    g.add_argument("--augment", nargs="+", default=[], choices=[*augment.list_augmentations(), "none"], metavar="NAME",
+                   help=f"training-time augmentations (per image from torchvision.transforms.v2, then batched ones): "
+                        f"{', '.join(augment.list_augmentations())}; 'none' turns off a preset's")
     g.add_argument("--degrees", type=float, default=a.degrees, help="affine: rotation, ± degrees")
     g.add_argument("--translate", type=_fraction, default=a.translate, help="affine: shift, fraction of the side")
     g.add_argument("--scale", type=_positive(float), nargs=2, default=list(a.scale), metavar=("MIN", "MAX"), help="affine: zoom range")
@@ -158,8 +165,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         loss=args.loss, label_smoothing=args.label_smoothing, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, nesterov=args.nesterov, schedule=args.schedule,
         batch_size=args.batch_size, epochs=args.epochs, val_fraction=args.val_fraction, limit=args.limit,
+        extra=tuple(str(f) for f in args.extra), extra_repeat=args.extra_repeat,
         augment=augment.AugmentConfig(
-            names=tuple(args.augment), degrees=args.degrees, translate=args.translate, scale=tuple(args.scale),
+            names=tuple(n for n in args.augment if n != "none"), degrees=args.degrees, translate=args.translate, scale=tuple(args.scale),
             shear=args.shear, elastic_alpha=args.elastic_alpha, elastic_sigma=args.elastic_sigma,
             crop_padding=args.crop_padding, erasing_p=args.erasing_p, rotate=args.rotate, slant=args.slant,
             aspect=args.aspect, warp=args.warp, stroke=args.stroke),
@@ -175,6 +183,8 @@ def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class:
     for k in ("arch", *TrainConfig.ARCH_KNOBS):
         cfg.pop(k)
     aug = cfg.pop("augment")
+    if not config.extra:
+        cfg.pop("extra"), cfg.pop("extra_repeat")
     hyper.update(cfg)
     hyper["augment"] = list(aug.pop("names"))
     for name in hyper["augment"]:
@@ -187,6 +197,8 @@ def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class:
         "command": shlex.join(["python", "-m", "harness.train", *argv]),
         "train_data_sha256": data.content_hash,
         "train_images": len(data.train_x), "val_images": len(data.val_x),
+        **({"extra_images": [e.images for e in data.extra],
+            "extra_sha256": [e.content_hash for e in data.extra]} if data.extra else {}),
         "validation_accuracy": last.val_accuracy, "validation_loss": last.val_loss,
         "train_loss": last.train_loss, "epochs_completed": len(result.history), "steps": result.state.global_step,
         "train_seconds": round(result.state.seconds, 1),
@@ -199,7 +211,8 @@ def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class:
         "author": args.author or "MNIST club training kit",
         "description": args.description or f"{config.arch} trained with python -m harness.train "
                        f"({config.optimizer}, lr {config.lr:g}, {config.epochs} epochs"
-                       f"{', augment ' + '+'.join(config.augment.names) if config.augment.names else ''}).",
+                       f"{', augment ' + '+'.join(config.augment.names) if config.augment.names else ''}"
+                       f"{f', plus {sum(e.images for e in data.extra):,} digits by other writers' if data.extra else ''}).",
         **({} if args.export else {"model_class": model_class, "weights": "weights.pt"}),
         **({"constructor": constructor} if constructor and not args.export else {}),
         "hyperparameters": hyper,
@@ -276,6 +289,10 @@ def run(argv: list[str]) -> int:
     data = load_data(config, args.mnist_dir, download=not args.no_download)
     model, code, model_class, constructor = build_model(config, args.model_file, args.model_class)
     progress = Progress(config.epochs, args.quiet)
+    for e in data.extra:
+        print(f"Extra digits: {e.images:,} from {e.folder}, each seen {config.extra_repeat}× per epoch"
+              f"{f' ({e.skipped} files skipped: unreadable, without ink or without a label)' if e.skipped else ''}.",
+              file=sys.stderr)
     print(f"Training {model_class} ({architectures.count_parameters(model):,} parameters) on {len(data.train_x):,} images, "
           f"validating on {len(data.val_x):,}; {torch.get_num_threads()} threads.", file=sys.stderr)
     try:

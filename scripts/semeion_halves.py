@@ -5,6 +5,9 @@
 writes build/semeion/tune/<digit>/... and build/semeion/held-out/<digit>/... (copies). Per digit, the files in
 sorted order: the first half (rounded down) is for tuning, the rest is held out and never tuned on. Semeion's
 files are in the order its ~80 writers were collected, so the two halves are mostly different people.
+
+The tuning half is split the same way into tune-a/ and tune-b/ (its first and second half per digit): to choose how
+much of other writers' digits to train on (harness.train --extra), a run trains on tune-a and is scored on tune-b.
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ import shutil
 import sys
 from pathlib import Path
 
-HALVES = ("tune", "held-out")
+HALVES = ("tune", "held-out", "tune-a", "tune-b")
 
 
 def split(folder: Path) -> dict[str, list[Path]]:
-    """{"tune": [...], "held-out": [...]}: paths relative to ``folder`` (``<digit>/<file>``)."""
+    """{"tune": [...], "held-out": [...], "tune-a": [...], "tune-b": [...]}: paths relative to ``folder``
+    (``<digit>/<file>``); tune-a and tune-b are the first and second half of each digit's tuning files."""
     out: dict[str, list[Path]] = {h: [] for h in HALVES}
     for digit in range(10):
         files = sorted(p.relative_to(folder) for p in (folder / str(digit)).iterdir() if p.is_file())
-        out["tune"] += files[:len(files) // 2]
+        tune = files[:len(files) // 2]
+        out["tune"] += tune
         out["held-out"] += files[len(files) // 2:]
+        out["tune-a"] += tune[:len(tune) // 2]
+        out["tune-b"] += tune[len(tune) // 2:]
     return out
 
 

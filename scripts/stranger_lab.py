@@ -6,6 +6,12 @@ on the TUNING half of Semeion (files in sorted order per label: the first half o
     python scripts/stranger_lab.py --score build/cand-affine/baseline-robust submissions/baseline-strong
 
 scores entry folders that exist (written by harness.train, or committed) the same way, without training.
+    python scripts/semeion_halves.py ../shared/datasets/semeion build/semeion
+    python scripts/stranger_lab.py --name extra48 --preset stranger --epochs 6 --extra build/semeion/tune-a \
+        --extra-repeat 48 --threads 1
+
+trains on other writers' digits as well (tune-a, the first half of the tuning half): compare such runs by
+semeion_tune_b, the writers of the tuning half that no run trains on (semeion_tune includes tune-a).
 Each run appends one JSON line to build/stranger_lab.jsonl. The held-out half (the second half per label) is never
 scored here unless --held-out is given, which is for the final, already chosen recipe only.
 """
@@ -32,19 +38,25 @@ from harness.training.model_setup import build_model
 
 
 def semeion_halves(folder: Path):
-    """The normalised Semeion set and the (tune, held_out) indices into it, as scripts/semeion_halves.py splits it."""
+    """The normalised Semeion set and its parts as scripts/semeion_halves.py splits it: {"tune": indices, ...}."""
     guest = load_guest_set(folder)
     where = {f: i for i, f in enumerate(guest.files)}
-    halves = split(folder)
-    return guest, np.array([where[str(p)] for p in halves["tune"]]), np.array([where[str(p)] for p in halves["held-out"]])
+    return guest, {part: np.array([where[str(p)] for p in files]) for part, files in split(folder).items()}
 
 
 def scoring_sets(semeion: str, mnist_dir: str):
-    """((Semeion images, labels, tuning indices, held-out indices), (MNIST test images, labels)) as tensors."""
-    guest, tune, held = semeion_halves(Path(semeion))
+    """((Semeion images, labels, {part: indices}), (MNIST test images, labels)) as tensors."""
+    guest, parts = semeion_halves(Path(semeion))
     test = load_split(mnist_dir, "test", allow_download=False)
-    return ((torch.from_numpy(guest.images), torch.from_numpy(guest.labels), tune, held),
+    return ((torch.from_numpy(guest.images), torch.from_numpy(guest.labels), parts),
             (to_tensor(test.images), torch.from_numpy(np.array(test.labels, dtype=np.int64))))
+
+
+def semeion_scores(model, gx, gy, parts, held_out: bool = False) -> dict:
+    row = {f"semeion_{part.replace('-', '_')}": evaluate(model, gx[parts[part]], gy[parts[part]])[1]
+           for part in ("tune", "tune-b", *(("held-out",) if held_out else ()))}
+    return {**row, "n_tune": len(parts["tune"]), "n_tune_b": len(parts["tune-b"]),
+            **({"n_held_out": len(parts["held-out"])} if held_out else {})}
 
 
 def main(argv=None) -> int:
@@ -63,18 +75,15 @@ def main(argv=None) -> int:
     config = train.config_from_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_data(config, args.mnist_dir, download=False)
+    data = load_data(config, args.mnist_dir or known.mnist_dir, download=False)
     model, _, _, _ = build_model(config, args.model_file, args.model_class)
     started = time.perf_counter()
     result = fit(model, data, config)
     seconds = time.perf_counter() - started
-    (gx, gy, tune, held), (tx, ty) = scoring_sets(known.semeion, args.mnist_dir or "../shared/datasets/mnist")
+    (gx, gy, parts), (tx, ty) = scoring_sets(known.semeion, args.mnist_dir or known.mnist_dir)
     row = {"name": known.name, "args": rest, "epochs": config.epochs, "train_s": round(seconds, 1),
            "val": evaluate(model, data.val_x, data.val_y)[1], "mnist_test": evaluate(model, tx, ty)[1],
-           "semeion_tune": evaluate(model, gx[tune], gy[tune])[1], "n_tune": len(tune)}
-    if known.held_out:
-        row["semeion_held_out"] = evaluate(model, gx[held], gy[held])[1]
-        row["n_held_out"] = len(held)
+           **semeion_scores(model, gx, gy, parts, known.held_out)}
     if known.save:
         known.save.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), known.save)
@@ -92,13 +101,12 @@ def score(known) -> int:
     from harness.entries.discovery import read_metadata
     from harness.entries.loading import load_model
     from harness.training.loop import TrainConfig
-    (gx, gy, tune, _), (tx, ty) = scoring_sets(known.semeion, known.mnist_dir)
+    (gx, gy, parts), (tx, ty) = scoring_sets(known.semeion, known.mnist_dir)
     data = load_data(TrainConfig(val_fraction=0.05, seed=0), known.mnist_dir, download=False)
     for folder in known.score:
         model = load_model(folder, read_metadata(folder))
         row = {"name": f"score:{folder}", "val": evaluate(model, data.val_x, data.val_y)[1],
-               "mnist_test": evaluate(model, tx, ty)[1], "semeion_tune": evaluate(model, gx[tune], gy[tune])[1],
-               "n_tune": len(tune)}
+               "mnist_test": evaluate(model, tx, ty)[1], **semeion_scores(model, gx, gy, parts, known.held_out)}
         Path("build").mkdir(exist_ok=True)
         with open("build/stranger_lab.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -19,6 +19,7 @@ from torch import nn
 from harness.training import augment
 from harness.training import recipes
 from harness.errors import HarnessError
+from harness.data.guest import GuestSet, GuestSetError, candidate_files, file_digest, has_guest_files, load_guest_set
 from harness.data.mnist import load_split, resolve_dir
 
 
@@ -52,6 +53,8 @@ class TrainConfig:
     # data
     val_fraction: float = 0.1
     limit: int | None = None
+    extra: tuple[str, ...] = ()          # folders of other writers' labelled digits, trained on as well
+    extra_repeat: int = 8                # times each extra digit is seen per epoch
     augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
     seed: int = 0
 
@@ -75,6 +78,14 @@ class TrainConfig:
         return cls(**values, augment=aug)
 
 
+@dataclass(frozen=True)
+class ExtraSet:
+    folder: str
+    images: int             # distinct digits used (each repeated ``extra_repeat`` times per epoch)
+    skipped: int            # files that could not be used (unreadable, no ink, no label)
+    content_hash: str       # the guest pipeline's hash of the normalised digits and their labels
+
+
 @dataclass
 class Data:
     train_x: torch.Tensor   # float32 [N, 1, 28, 28] in [0, 1]
@@ -82,6 +93,7 @@ class Data:
     val_x: torch.Tensor
     val_y: torch.Tensor
     content_hash: str       # sha256 of the whole training file's images and labels
+    extra: list[ExtraSet] = field(default_factory=list)   # other writers' digits, already in train_x (repeated)
 
 
 @dataclass
@@ -144,7 +156,41 @@ def load_data(config: TrainConfig, mnist_dir: str | os.PathLike | None = None, d
         raise HarnessError(f"--val-fraction {config.val_fraction} leaves no training images out of {n}; lower it.")
     x, y = to_tensor(images), torch.from_numpy(np.array(labels, dtype=np.int64))
     val, train = order[:n_val], order[n_val:]
-    return Data(x[train], y[train], x[val], y[val], split.content_hash)
+    data = Data(x[train], y[train], x[val], y[val], split.content_hash)
+    for folder in config.extra:
+        guest = extra_digits(Path(folder))
+        data.train_x = torch.cat([data.train_x, torch.from_numpy(guest.images).repeat(config.extra_repeat, 1, 1, 1)])
+        data.train_y = torch.cat([data.train_y, torch.from_numpy(guest.labels).repeat(config.extra_repeat)])
+        data.extra.append(ExtraSet(folder, len(guest), len(guest.skipped), guest.content_hash))
+    return data
+
+
+def extra_digits(folder: Path) -> GuestSet:
+    """The labelled digits in ``folder`` (the guest set's layouts), normalised by the guest pipeline, so that they look
+    like what the model will be ranked on. Refuses the guest set itself: an entry trained on the digits it is ranked
+    on would be measured on its own training data."""
+    if not folder.is_dir():
+        raise HarnessError(f"--extra {folder}: there is no such folder; give a folder of labelled digits "
+                           "(a folder per digit 0–9, or files named like 7_001.png).")
+    guest_folder = Path("mystery_digits")
+    if guest_folder.is_dir() and has_guest_files(guest_folder):
+        if folder.resolve() == guest_folder.resolve() or guest_folder.resolve() in folder.resolve().parents:
+            raise HarnessError(f"--extra {folder} is the guest set ({guest_folder}/): entries are ranked on those digits, "
+                               "so training on them is not allowed; give other writers' digits.")
+        guests = {file_digest(guest_folder / rel) for rel in candidate_files(guest_folder)}
+        shared = [rel for rel in candidate_files(folder) if file_digest(folder / rel) in guests]
+        if shared:
+            raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0].as_posix()}, "
+                               f"the same file as one in {guest_folder}/): entries are ranked on those, so training on "
+                               "them is not allowed; remove them.")
+    try:
+        digits = load_guest_set(folder)
+    except GuestSetError as exc:
+        raise HarnessError(f"--extra {folder}: {exc}") from exc
+    if len(digits) == 0:
+        raise HarnessError(f"--extra {folder} has no labelled digit the pipeline can read; put the images in folders "
+                           "named 0–9 (or name them like 7_001.png).")
+    return digits
 
 
 @torch.inference_mode()
