@@ -6,6 +6,7 @@ on the TUNING half of Semeion (files in sorted order per label: the first half o
     python scripts/stranger_lab.py --score build/cand-affine/baseline-robust submissions/baseline-strong
 
 scores entry folders that exist (written by harness.train, or committed) the same way, without training.
+
     python scripts/semeion_halves.py ../shared/datasets/semeion build/semeion
     python scripts/stranger_lab.py --name extra48 --preset stranger --epochs 6 --extra build/semeion/tune-a \
         --extra-repeat 48 --threads 1

@@ -63,6 +63,17 @@ def semeion_folder() -> Path:
     return SEMEION
 
 
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test: on a busy 2-core machine that is faster than two, and training results do not
+    depend on it."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     path = mnist_folder()

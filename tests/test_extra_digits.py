@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from harness.data import preprocess
 from harness.data.guest import load_guest_set
@@ -22,12 +23,7 @@ from tests.conftest import mnist_folder
 MNIST = mnist_folder()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def semeion_files(semeion_dir: Path, per_digit: int, start: int = 0) -> list[tuple[Path, int]]:
@@ -74,6 +70,10 @@ def test_the_guest_set_is_refused_as_training_data(mnist_dir, semeion_dir, tmp_p
         load_data(TrainConfig(limit=100, extra=(str(mixed),)), MNIST, download=False)
     (mixed / "3" / files[3][0].name).unlink()
     assert load_data(TrainConfig(limit=100, extra=(str(mixed),)), MNIST, download=False).extra[0].images == 20
+    # The same picture saved again as BMP: other bytes, the same digit once normalised.
+    Image.open(files[7][0]).save(mixed / "7" / "resaved.bmp")
+    with pytest.raises(HarnessError, match=r"holds 1 of the guest's digits \(e\.g\. 7/resaved\.bmp"):
+        load_data(TrainConfig(limit=100, extra=(str(mixed),)), MNIST, download=False)
 
 
 def test_extra_folders_without_digits_are_named_in_one_sentence(mnist_dir, tmp_path, capsys):

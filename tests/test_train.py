@@ -33,13 +33,7 @@ COMMITTED = sorted(p.name for p in (ROOT / "submissions").iterdir()
                    if p.is_dir() and not p.name.startswith((".", "_")))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: on a busy 2-core machine that is faster than two, and the results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

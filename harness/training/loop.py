@@ -19,8 +19,9 @@ from torch import nn
 from harness.training import augment
 from harness.training import recipes
 from harness.errors import HarnessError
-from harness.data.guest import GuestSet, GuestSetError, candidate_files, file_digest, has_guest_files, load_guest_set
+from harness.data.guest import GuestSet, GuestSetError, has_guest_files, load_guest_set
 from harness.data.mnist import load_split, resolve_dir
+from harness.data.preprocess import to_uint8
 
 
 @dataclass(frozen=True)
@@ -173,16 +174,10 @@ def extra_digits(folder: Path) -> GuestSet:
         raise HarnessError(f"--extra {folder}: there is no such folder; give a folder of labelled digits "
                            "(a folder per digit 0–9, or files named like 7_001.png).")
     guest_folder = Path("mystery_digits")
-    if guest_folder.is_dir() and has_guest_files(guest_folder):
-        if folder.resolve() == guest_folder.resolve() or guest_folder.resolve() in folder.resolve().parents:
-            raise HarnessError(f"--extra {folder} is the guest set ({guest_folder}/): entries are ranked on those digits, "
-                               "so training on them is not allowed; give other writers' digits.")
-        guests = {file_digest(guest_folder / rel) for rel in candidate_files(guest_folder)}
-        shared = [rel for rel in candidate_files(folder) if file_digest(folder / rel) in guests]
-        if shared:
-            raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0].as_posix()}, "
-                               f"the same file as one in {guest_folder}/): entries are ranked on those, so training on "
-                               "them is not allowed; remove them.")
+    is_guest = guest_folder.is_dir() and has_guest_files(guest_folder)
+    if is_guest and (folder.resolve() == guest_folder.resolve() or guest_folder.resolve() in folder.resolve().parents):
+        raise HarnessError(f"--extra {folder} is the guest set ({guest_folder}/): entries are ranked on those digits, "
+                           "so training on them is not allowed; give other writers' digits.")
     try:
         digits = load_guest_set(folder)
     except GuestSetError as exc:
@@ -190,6 +185,14 @@ def extra_digits(folder: Path) -> GuestSet:
     if len(digits) == 0:
         raise HarnessError(f"--extra {folder} has no labelled digit the pipeline can read; put the images in folders "
                            "named 0–9 (or name them like 7_001.png).")
+    if is_guest:
+        # Compared after normalisation, so that a copy saved again in another format is caught as well.
+        guests = {to_uint8(image).tobytes() for image in load_guest_set(guest_folder).images}
+        shared = [name for name, image in zip(digits.files, digits.images) if to_uint8(image).tobytes() in guests]
+        if shared:
+            raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0]}, the same "
+                               f"picture as one in {guest_folder}/): entries are ranked on those, so training on them "
+                               "is not allowed; remove them.")
     return digits
 
 
