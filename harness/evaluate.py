@@ -169,15 +169,18 @@ def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: com
 def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:
     """Look for new versions every --interval seconds and evaluate them, until Ctrl-C or SIGTERM (exit 0).
 
-    The sets are read once, at the start (restart the watcher when the guest's digits arrive). Each round is an
-    ordinary run, so watchers and manual runs claim each version before scoring it and never score one twice;
-    a round interrupted by a signal leaves its version unclaimed for the next run.
+    The sets are read at the start, and the guest's digits again whenever their folder changes and then stays the
+    same for one round (an import in progress is not read half-way); every entry is then scored on the new set.
+    Each round is an ordinary run, so watchers and manual runs claim each version before scoring it and never score
+    one twice; a round interrupted by a signal leaves its version unclaimed for the next run.
     """
     import signal
     import time
+    from dataclasses import replace
     from datetime import datetime
 
     from harness import runner
+    from harness.data.guest import folder_state
     if args.interval <= 0:
         raise HarnessError("--interval must be a positive number of seconds.")
 
@@ -189,16 +192,30 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
     engine = make_engine(args.db)
     evaluated = 0
     try:
+        guest_state = changing = folder_state(args.mystery)
         datasets, notes = load_datasets(args)
         options = runner.Options(device=args.device, timeout=time_limit(args, rules, datasets),
                                  memory_limit=int(args.memory_limit * GIB), batch_size=args.batch_size,
                                  cluster=args.cluster)
         for note in notes:
             console.print(note)
-        console.print(f"watching {args.submissions} every {args.interval:g} s (stored in "
+        console.print(f"watching {args.submissions} and {args.mystery} every {args.interval:g} s (stored in "
                       f"{shown_url(resolve_url(args.db))}); Ctrl-C stops.")
         while True:
             try:
+                now = folder_state(args.mystery)
+                if now != guest_state and now == changing:    # changed, and settled for a round
+                    guest_state = now
+                    datasets, notes = load_datasets(args)
+                    options = replace(options, timeout=time_limit(args, rules, datasets))
+                    guest = next((d for d in datasets if d.kind == "guest"), None)
+                    where = "the shipped sample" if guest is not None and guest.source == "sample" else args.mystery
+                    shown = "none" if guest is None else f"{len(guest.labels)} digits ({where})"
+                    console.print(f"{datetime.now():%H:%M:%S} the guest's digits changed: now {shown}; "
+                                  "every entry is scored on them.")
+                    for note in notes:
+                        console.print(note)
+                changing = now
                 todo = pending(engine, select(discover(args.submissions, []), args.only), datasets, rules)
                 if todo:
                     console.print(f"{datetime.now():%H:%M:%S} new: {', '.join(e.name for e in todo)}")

@@ -1,5 +1,6 @@
 """``python -m harness.evaluate --watch``: two real watcher processes and a manual run on one database evaluate each
-entry version exactly once, including versions that appear while they watch; SIGTERM stops a watcher cleanly."""
+entry version exactly once, including versions that appear while they watch; SIGTERM stops a watcher cleanly; the
+guest's digits arriving while a watcher runs get every entry scored on them."""
 
 from __future__ import annotations
 
@@ -120,4 +121,46 @@ def test_sigterm_during_an_evaluation_stops_the_watcher_and_leaves_the_version_t
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Claim)) == 0  # the next run may take the version
         assert session.scalar(select(func.count()).select_from(Evaluation)) == 0
+    engine.dispose()
+
+
+def test_the_watcher_scores_every_entry_again_when_the_guests_digits_arrive(tmp_path, mnist_dir, means, semeion_dir):
+    """The organiser imports the guest's digits while a watcher runs: without a restart, the entry is scored on them."""
+    import shutil
+
+    from harness.data.guest import load_guest_set
+    from harness.store.schema import Dataset, Result
+    subs, mystery = tmp_path / "subs", tmp_path / "mystery"
+    mystery.mkdir()
+    write_entry(subs, "ada", weights=template_weights(means))
+    db_url = f"sqlite:///{tmp_path / 'lb.db'}"
+    engine = make_engine(db_url)
+    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
+            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", "0.5"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    watcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        wait_for(engine, 1, [watcher])                       # scored on the shipped sample
+        for d in range(10):                                  # the import: two digits of each kind
+            (mystery / str(d)).mkdir()
+            for f in sorted((semeion_dir / str(d)).iterdir())[:2]:
+                shutil.copyfile(f, mystery / str(d) / f.name)
+        wait_for(engine, 2, [watcher])
+        time.sleep(2)                                        # a few more rounds: nothing scored a third time
+        watcher.send_signal(signal.SIGTERM)
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0 and "the guest's digits changed: now 20 digits" in out, out
+    assert "stopped; 2 version(s) evaluated while watching." in out, out
+    with Session(engine) as session:
+        guest_sets = session.execute(select(Evaluation.id, Dataset.source, Dataset.content_hash, Result.total)
+                                     .join(Result, Result.evaluation_id == Evaluation.id)
+                                     .join(Dataset, Dataset.id == Result.dataset_id)
+                                     .where(Dataset.kind == "guest").order_by(Evaluation.id)).all()
+        assert session.scalar(select(func.count()).select_from(EntryVersion)) == 1
+    assert guest_sets[0][1] == "sample"
+    assert len(guest_sets) == 2 and guest_sets[1][1:] == ("folder", load_guest_set(mystery).content_hash, 20)
     engine.dispose()

@@ -65,6 +65,20 @@ def candidate_files(folder: Path) -> list[Path]:
                   if p.is_file() and not is_ignored(p.relative_to(folder)))
 
 
+def folder_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """What ``folder`` holds, cheaply: each candidate file's path, size and modification time, ``labels.csv``
+    included. It changes whenever a digit is added, removed, replaced or relabelled (no file is read)."""
+    folder = Path(folder)
+    state = []
+    for rel in [*candidate_files(folder), Path("labels.csv")]:
+        try:
+            st = (folder / rel).stat()
+        except OSError:
+            continue
+        state.append((rel.as_posix(), st.st_size, st.st_mtime_ns))
+    return tuple(state)
+
+
 def read_labels_csv(path: Path) -> dict[str, int]:
     """``labels.csv`` as {relative file: label}; a header row ``file,label`` is optional."""
     labels: dict[str, int] = {}
