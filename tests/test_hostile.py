@@ -209,7 +209,12 @@ FORK_BOMB = before_return(textwrap.dedent("""
             time.sleep(120)
             os._exit(0)
 """))
-WRITES_BIG_FILE = before_return("open('/tmp/harness-test-big-output', 'wb').write(b'x' * (64 * 1024 * 1024))")
+
+
+def writes_big_file(target: Path) -> str:
+    return before_return(f"open({str(target)!r}, 'wb').write(b'x' * (64 * 1024 * 1024))")
+
+
 PRINTS_A_LOT = before_return("for _ in range(20_000):\n    print('x' * 1000)")
 KILLS_PARENT = before_return("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
 
@@ -260,16 +265,15 @@ def test_unsandboxed_fork_bomb_meets_the_process_limit(plain, tmp_path, means):
 
 def test_unsandboxed_file_size_limit_applies(plain, tmp_path, means, monkeypatch):
     monkeypatch.setattr(sandbox_server, "FILE_LIMIT", 16 * 1024 * 1024)
-    target = "/tmp/harness-test-big-output"
-    folder = write_entry(tmp_path / "subs", "big-file", weights=template_weights(means), code=WRITES_BIG_FILE)
-    try:
-        outcome = plain(folder)
-        assert outcome.result["status"] == "failed"
-        assert "File too large" in outcome.result["error"], outcome.result
-        assert os.path.getsize(target) <= 16 * 1024 * 1024
-    finally:
-        if os.path.exists(target):
-            os.unlink(target)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # writable by the entry (uid nobody under root); a fresh path, so no stale file is in the way
+    target = shared / "big-output"
+    folder = write_entry(tmp_path / "subs", "big-file", weights=template_weights(means), code=writes_big_file(target))
+    outcome = plain(folder)
+    assert outcome.result["status"] == "failed"
+    assert "File too large" in outcome.result["error"], outcome.result
+    assert os.path.getsize(target) <= 16 * 1024 * 1024
 
 
 @pytest.mark.parametrize("sandboxed", [False, True])
