@@ -164,3 +164,34 @@ def test_the_watcher_scores_every_entry_again_when_the_guests_digits_arrive(tmp_
     assert guest_sets[0][1] == "sample"
     assert len(guest_sets) == 2 and guest_sets[1][1:] == ("folder", load_guest_set(mystery).content_hash, 20)
     engine.dispose()
+
+
+def test_a_guest_folder_that_cannot_be_read_is_said_once_and_the_watcher_keeps_its_sets(tmp_path, mnist_dir, means,
+                                                                                       semeion_dir):
+    import shutil
+    subs, mystery = tmp_path / "subs", tmp_path / "mystery"
+    (mystery / "3").mkdir(parents=True)
+    shutil.copyfile(sorted((semeion_dir / "3").iterdir())[0], mystery / "3" / "a.png")
+    write_entry(subs, "ada", weights=template_weights(means))
+    db_url = f"sqlite:///{tmp_path / 'lb.db'}"
+    engine = make_engine(db_url)
+    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
+            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", "0.3"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    watcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        wait_for(engine, 1, [watcher])
+        (mystery / "sevens").mkdir()                               # a label folder that is not a digit
+        shutil.copyfile(mystery / "3" / "a.png", mystery / "sevens" / "b.png")
+        time.sleep(4)                                              # many rounds
+        watcher.send_signal(signal.SIGTERM)
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, out
+    assert out.count("label folder 'sevens' is not a digit 0–9") == 1, out
+    assert "stopped; 1 version(s) evaluated while watching." in out, out
+    assert counts(engine)[1] == 1
+    engine.dispose()
