@@ -46,6 +46,20 @@ def wait_for(engine, evaluations: int, procs, timeout: float = 300) -> None:
     raise AssertionError(f"not {evaluations} evaluations after {timeout} s: {counts(engine)}")
 
 
+def start_watcher(cwd, subs, mystery, db_url: str, mnist_dir, interval: float) -> subprocess.Popen:
+    """A real ``python -m harness.evaluate --watch`` process, its output (stdout and stderr) in a pipe."""
+    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
+            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", str(interval)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(watcher: subprocess.Popen) -> str:
+    """SIGTERM, as a service manager stops it; what it printed."""
+    watcher.send_signal(signal.SIGTERM)
+    return watcher.communicate(timeout=60)[0]
+
+
 def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, db_url, mnist_dir, means):
     """On SQLite and PostgreSQL."""
     subs, mystery = tmp_path / "subs", tmp_path / "mystery"
@@ -98,11 +112,7 @@ def test_sigterm_during_an_evaluation_stops_the_watcher_and_leaves_the_version_t
     write_entry(subs, "slow", code=before_return("import time\ntime.sleep(60)"), weights=template_weights(means))
     db_url = f"sqlite:///{tmp_path / 'lb.db'}"
     engine = make_engine(db_url)
-    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
-            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", "0.5"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    watcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    watcher = start_watcher(tmp_path, subs, mystery, db_url, mnist_dir, interval=0.5)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:  # the watcher has claimed the version: it is evaluating it
@@ -112,8 +122,7 @@ def test_sigterm_during_an_evaluation_stops_the_watcher_and_leaves_the_version_t
             time.sleep(0.2)
         else:
             raise AssertionError("the watcher never started evaluating")
-        watcher.send_signal(signal.SIGTERM)
-        out, _ = watcher.communicate(timeout=60)
+        out = stop(watcher)
     finally:
         if watcher.poll() is None:
             watcher.kill()
@@ -135,11 +144,7 @@ def test_the_watcher_scores_every_entry_again_when_the_guests_digits_arrive(tmp_
     write_entry(subs, "ada", weights=template_weights(means))
     db_url = f"sqlite:///{tmp_path / 'lb.db'}"
     engine = make_engine(db_url)
-    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
-            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", "0.5"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    watcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    watcher = start_watcher(tmp_path, subs, mystery, db_url, mnist_dir, interval=0.5)
     try:
         wait_for(engine, 1, [watcher])                       # scored on the shipped sample
         for d in range(10):                                  # the import: two digits of each kind
@@ -148,8 +153,7 @@ def test_the_watcher_scores_every_entry_again_when_the_guests_digits_arrive(tmp_
                 shutil.copyfile(f, mystery / str(d) / f.name)
         wait_for(engine, 2, [watcher])
         time.sleep(2)                                        # a few more rounds: nothing scored a third time
-        watcher.send_signal(signal.SIGTERM)
-        out, _ = watcher.communicate(timeout=60)
+        out = stop(watcher)
     finally:
         if watcher.poll() is None:
             watcher.kill()
@@ -175,18 +179,13 @@ def test_a_guest_folder_that_cannot_be_read_is_said_once_and_the_watcher_keeps_i
     write_entry(subs, "ada", weights=template_weights(means))
     db_url = f"sqlite:///{tmp_path / 'lb.db'}"
     engine = make_engine(db_url)
-    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
-            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", "0.3"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    watcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    watcher = start_watcher(tmp_path, subs, mystery, db_url, mnist_dir, interval=0.3)
     try:
         wait_for(engine, 1, [watcher])
         (mystery / "sevens").mkdir()                               # a label folder that is not a digit
         shutil.copyfile(mystery / "3" / "a.png", mystery / "sevens" / "b.png")
         time.sleep(4)                                              # many rounds
-        watcher.send_signal(signal.SIGTERM)
-        out, _ = watcher.communicate(timeout=60)
+        out = stop(watcher)
     finally:
         if watcher.poll() is None:
             watcher.kill()

@@ -158,25 +158,37 @@ def load_data(config: TrainConfig, mnist_dir: str | os.PathLike | None = None, d
     x, y = to_tensor(images), torch.from_numpy(np.array(labels, dtype=np.int64))
     val, train = order[:n_val], order[n_val:]
     data = Data(x[train], y[train], x[val], y[val], split.content_hash)
+    refused = guest_pictures() if config.extra else set()
     for folder in config.extra:
-        guest = extra_digits(Path(folder))
+        guest = extra_digits(Path(folder), refused)
         data.train_x = torch.cat([data.train_x, torch.from_numpy(guest.images).repeat(config.extra_repeat, 1, 1, 1)])
         data.train_y = torch.cat([data.train_y, torch.from_numpy(guest.labels).repeat(config.extra_repeat)])
         data.extra.append(ExtraSet(folder, len(guest), len(guest.skipped), guest.content_hash))
     return data
 
 
-def extra_digits(folder: Path) -> GuestSet:
+GUEST_FOLDER = Path("mystery_digits")
+
+
+def guest_pictures() -> set[bytes]:
+    """The guest's digits in ``mystery_digits/`` (when there are any), normalised, as the bytes of their uint8
+    levels: what :func:`extra_digits` refuses."""
+    if not (GUEST_FOLDER.is_dir() and has_guest_files(GUEST_FOLDER)):
+        return set()
+    return {to_uint8(image).tobytes() for image in load_guest_set(GUEST_FOLDER).images}
+
+
+def extra_digits(folder: Path, refused: set[bytes]) -> GuestSet:
     """The labelled digits in ``folder`` (the guest set's layouts), normalised by the guest pipeline, so that they look
-    like what the model will be ranked on. Refuses the guest set itself: an entry trained on the digits it is ranked
-    on would be measured on its own training data."""
+    like what the model will be ranked on. Refuses the guest set itself, by its folder or by any of its pictures
+    (``refused``, from :func:`guest_pictures`): an entry trained on the digits it is ranked on would be measured on
+    its own training data."""
     if not folder.is_dir():
         raise HarnessError(f"--extra {folder}: there is no such folder; give a folder of labelled digits "
                            "(a folder per digit 0–9, or files named like 7_001.png).")
-    guest_folder = Path("mystery_digits")
-    is_guest = guest_folder.is_dir() and has_guest_files(guest_folder)
-    if is_guest and (folder.resolve() == guest_folder.resolve() or guest_folder.resolve() in folder.resolve().parents):
-        raise HarnessError(f"--extra {folder} is the guest set ({guest_folder}/): entries are ranked on those digits, "
+    guest = GUEST_FOLDER.resolve()
+    if refused and (folder.resolve() == guest or guest in folder.resolve().parents):
+        raise HarnessError(f"--extra {folder} is the guest set ({GUEST_FOLDER}/): entries are ranked on those digits, "
                            "so training on them is not allowed; give other writers' digits.")
     try:
         digits = load_guest_set(folder)
@@ -185,14 +197,12 @@ def extra_digits(folder: Path) -> GuestSet:
     if len(digits) == 0:
         raise HarnessError(f"--extra {folder} has no labelled digit the pipeline can read; put the images in folders "
                            "named 0–9 (or name them like 7_001.png).")
-    if is_guest:
-        # Compared after normalisation, so that a copy saved again in another format is caught as well.
-        guests = {to_uint8(image).tobytes() for image in load_guest_set(guest_folder).images}
-        shared = [name for name, image in zip(digits.files, digits.images) if to_uint8(image).tobytes() in guests]
-        if shared:
-            raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0]}, the same "
-                               f"picture as one in {guest_folder}/): entries are ranked on those, so training on them "
-                               "is not allowed; remove them.")
+    # Compared after normalisation, so that a copy saved again in another format is caught as well.
+    shared = [name for name, image in zip(digits.files, digits.images) if to_uint8(image).tobytes() in refused]
+    if shared:
+        raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0]}, the same "
+                           f"picture as one in {GUEST_FOLDER}/): entries are ranked on those, so training on them "
+                           "is not allowed; remove them.")
     return digits
 
 
