@@ -29,7 +29,8 @@ COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "di
            "guest_correct", "guest_total", "mnist_accuracy", "mnist_correct", "mnist_total", "params",
            "content_hash", "code_hash", "weights_hash", "mnist_dataset_hash", "guest_dataset_hash",
            "preprocess_version", "harness_version", "torch_version", "python_version", "device", "sandboxed",
-           "evaluated_at", "evaluation_id"]
+           "evaluated_at", "evaluation_id", "memorised", "memo_pairs", "memo_right_only_as_given",
+           "memo_right_only_as_copy", "memo_p"]
 
 
 def standings(engine, rules: competition.Competition, revealed: bool) -> list[dict]:
@@ -58,8 +59,17 @@ def standings(engine, rules: competition.Competition, revealed: bool) -> list[di
             "preprocess_version": sets["guest"].preprocess_version if row.status == "ok" and "guest" in sets else None,
             "harness_version": s.harness_version, "torch_version": s.torch_version,
             "python_version": s.python_version, "device": s.device, "sandboxed": s.sandboxed,
-            "evaluated_at": row.evaluated_at, "evaluation_id": row.evaluation_id})
+            "evaluated_at": row.evaluated_at, "evaluation_id": row.evaluation_id,
+            **memorisation_columns(row)})
     return out
+
+
+def memorisation_columns(row) -> dict:
+    """The memorisation check's figures, flat: pairs, right only as given, right only as the copy, p, flagged."""
+    memo = row.memorisation_dict() or {}
+    return {"memorised": memo.get("flagged"), "memo_pairs": memo.get("pairs"),
+            "memo_right_only_as_given": memo.get("right_only_as_given"),
+            "memo_right_only_as_copy": memo.get("right_only_as_copy"), "memo_p": memo.get("p")}
 
 
 def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine
 
 from harness.store import claims
@@ -25,7 +27,8 @@ from harness.entries.discovery import Entry
 from harness.isolation import Limits, Progress, predict, resolve_device
 from harness.isolation.process import GIB, needs_torchvision
 from harness.data.task import TASK
-from harness.scoring.metrics import summarize
+from harness.data.copies import changed_copies
+from harness.scoring.metrics import memorisation_counts, summarize
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
 CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)
@@ -99,32 +102,99 @@ def size_problem(entry: Entry, competition: Competition) -> str | None:
             "smaller, or ask the organiser to raise max_entry_gb in competition.toml.")
 
 
+MEMO_COPIES = 1000  # public images scored against a changed copy of themselves (harness.data.copies), per entry
+
+
+def secret_failure() -> str:
+    """What is shown of a failure while the entry held the secret set: that it failed there, nothing more."""
+    return f"failed on {TASK.secret.title}; why is sealed until the reveal (the organiser sees it then)."
+
+
 def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
                  on_progress: Callable[[Progress], None] | None = None, predict: Callable = predict) -> store.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
+    Two phases, each in a process of its own: the public sets first, with changed copies of some public images
+    mixed in (the memorisation check), and their outputs, log, time and memory are collected; only then does a
+    second process receive the secret set, and of that phase only the outputs are used: its log, error, time and
+    memory are kept sealed (``store.Sealed``), and its failure reads only :func:`secret_failure`.
+
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
-    from its weights file, the speed is timed from outside its process (``harness.isolation.process``).
-    ``predict``: the front door, or a cluster's (``harness.isolation.cluster``); the parameters are counted here.
+    from its weights file, the speed is timed from outside its process on the public phase
+    (``harness.isolation.process``). ``predict``: the front door, or a cluster's (``harness.isolation.cluster``).
     """
-    prediction = predict(entry, {spec.kind: spec.images for spec in datasets}, limits,
-                         preload_torchvision=preload_torchvision, on_progress=on_progress)
-    record = store.Record(status=prediction.status, error=prediction.error, seconds=prediction.seconds,
-                          device=prediction.device, params=None if entry.metadata_error else parameters.count(entry),
-                          peak_memory_bytes=prediction.peak_memory, log=prediction.log or None,
-                          sandboxed=prediction.sandboxed)
-    if prediction.status != "ok":
+    public = [spec for spec in datasets if spec.kind != TASK.secret.kind]
+    secret = [spec for spec in datasets if spec.kind == TASK.secret.kind]
+    total = sum(len(spec.images) for spec in datasets)
+    copied = _copies(public)
+    images = {spec.kind: spec.images for spec in public}
+    if copied is not None:
+        images[TASK.public.kind] = np.concatenate([images[TASK.public.kind], copied[1]])
+
+    def first_progress(at: Progress) -> None:
+        if on_progress:
+            on_progress(Progress(min(at.done, total), total, at.seconds_left))
+
+    first = predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=first_progress)
+    record = store.Record(status=first.status, error=first.error, seconds=first.seconds,
+                          device=first.device, params=None if entry.metadata_error else parameters.count(entry),
+                          peak_memory_bytes=first.peak_memory, log=first.log or None,
+                          sandboxed=first.sandboxed)
+    if first.status != "ok":
         return record
+    outputs = dict(first.outputs)
+    if copied is not None:
+        n = len(outputs[TASK.public.kind]) - len(copied[1])
+        outputs[TASK.public.kind], copy_outputs = outputs[TASK.public.kind][:n], outputs[TASK.public.kind][n:]
     try:
-        record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, prediction.outputs[spec.kind], TASK.num_classes)
-                          for spec in datasets}
+        record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, outputs[spec.kind], TASK.num_classes)
+                          for spec in public}
     except ValueError as exc:
         record.status, record.error = "failed", str(exc)
         return record
-    record.images_per_second = prediction.images_per_second
+    if copied is not None:
+        spec = next(s for s in public if s.kind == TASK.public.kind)
+        as_given = record.metrics[dataset_ids[spec.kind]].predicted[copied[0]]
+        record.memorisation = store.Memorisation(*memorisation_counts(spec.labels[copied[0]], as_given,
+                                                                      copy_outputs.argmax(1)))
+    record.images_per_second = first.images_per_second
     record.output_kind = record.metrics[dataset_ids[TASK.public.kind]].output_kind
+    if secret:
+        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predict,
+                      lambda: on_progress(Progress(total - sum(len(s.images) for s in secret), total))
+                      if on_progress else None)
     return record
+
+
+def _copies(public: list[store.DatasetSpec]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Which public images get a changed copy for the memorisation check, and the copies (secret randomness)."""
+    spec = next((s for s in public if s.kind == TASK.public.kind), None)
+    if spec is None or len(spec.images) == 0:
+        return None
+    return changed_copies(spec.images, MEMO_COPIES, np.random.default_rng(secrets.randbits(128)))
+
+
+def _secret_phase(record: store.Record, entry: Entry, secret: list[store.DatasetSpec], dataset_ids: dict[str, int],
+                  limits: Limits, preload_torchvision: bool, predict: Callable, started: Callable) -> None:
+    """The secret sets in a process of their own; only their outputs reach ``record``, all else is sealed."""
+    started()  # progress stays where the public phase left it: the entry's own count would be a channel
+    second = predict(entry, {spec.kind: spec.images for spec in secret}, limits,
+                     preload_torchvision=preload_torchvision, on_progress=None, secret=True)
+    sealed_error = second.error
+    if second.status == "ok":
+        try:
+            record.metrics.update({dataset_ids[spec.kind]: summarize(spec.labels, second.outputs[spec.kind],
+                                                                     TASK.num_classes) for spec in secret})
+        except ValueError as exc:
+            sealed_error = str(exc)
+    record.sealed = store.Sealed(error=sealed_error, log=second.log or None, seconds=second.seconds,
+                                 peak_memory_bytes=second.peak_memory)
+    if second.sandboxed is False:
+        record.sandboxed = False
+    if sealed_error is not None:
+        record.status, record.error = "failed", secret_failure()
+        record.metrics, record.images_per_second = {}, None
 
 
 @dataclass

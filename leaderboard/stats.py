@@ -44,7 +44,7 @@ def build_board(ranked: Board, history: pd.DataFrame | None = None) -> pd.DataFr
 BOARD_COLUMNS = ["medal", "rank", "place", "with_leader", "p_vs_leader", "separation", "display_name", "entry",
                  "link", "author", "score", "guest_accuracy", "guest_ci", "guest_ci_low", "guest_ci_high",
                  "mnist_accuracy", "mnist_ci", "mnist_ci_low", "mnist_ci_high", "params", "images_per_second",
-                 "evaluated_at", "status", "state", "history", "versions", "evaluation_id"]
+                 "evaluated_at", "status", "state", "history", "versions", "evaluation_id", "memorised"]
 
 
 def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | None = None) -> dict:
@@ -76,7 +76,7 @@ def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | N
             "mnist_ci_low": mnist.ci_low if mnist else None, "mnist_ci_high": mnist.ci_high if mnist else None,
             "params": s.params, "images_per_second": s.images_per_second,
             "evaluated_at": s.started_at, "status": status, "state": state_text(row, status),
-            "history": [], "versions": 1, "evaluation_id": s.evaluation_id}
+            "history": [], "versions": 1, "evaluation_id": s.evaluation_id, "memorised": row.memorised}
 
 
 def entry_link(name: str, display_name: str) -> str:
@@ -98,7 +98,14 @@ def score_text(score, kind: str) -> str:
 
 
 def state_text(row: Row, status: str) -> str:
-    """A short status for the compact board: who is level with the leader, and failures."""
+    """A short status for the compact board: who is level with the leader, failures, and the memorisation flag."""
+    if row.memorised:
+        shown = _state_text(row, status)
+        return f"memorised? {shown}".strip()
+    return _state_text(row, status)
+
+
+def _state_text(row: Row, status: str) -> str:
     if row.standing != "ranked":
         return row.standing
     if status != "ok":
@@ -189,7 +196,7 @@ CSV_COLUMNS = {"rank": "rank", "with_leader": "level with the leader", "p_vs_lea
                "guest_ci_low": "guest ci low", "guest_ci_high": "guest ci high", "mnist_accuracy": "mnist accuracy",
                "mnist_ci_low": "mnist ci low", "mnist_ci_high": "mnist ci high", "params": "parameters",
                "images_per_second": "images per second", "evaluated_at": "last evaluated", "status": "status",
-               "versions": "versions"}
+               "versions": "versions", "memorised": "memorised"}
 NOT_IN_CSV = {"hp: command"}  # a shell line, not a figure: it belongs on the entry's page
 
 

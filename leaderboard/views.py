@@ -165,3 +165,20 @@ def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: boo
     images, _ = q.dataset_images(engine, dataset_id)
     return DuelView(kind, labels, images, a, b, pa["predicted"], pb["predicted"], pa["confidence"], pb["confidence"],
                     stats.head_to_head(labels, pa["predicted"], pb["predicted"]))
+
+
+def sealed_view(engine: Engine, evaluation_id: int, entry_name: str, revealed: bool, organiser: bool,
+                member_code: str = "") -> tuple[q.SealedDetails | None, str]:
+    """What the entry produced while it held the guest's digits (its log, error, time, memory), and a sentence for
+    whoever may not see it: nobody before the reveal; after it, the organiser, and the member whose code owns the
+    entry."""
+    from harness.store import members
+    if not revealed:
+        return None, ("What the entry printed while it held the guest's digits stays sealed until the reveal; then "
+                      "the organiser, and the member who owns the entry, can read it here.")
+    if not organiser:
+        member = members.verify_code(engine, member_code) if member_code else None
+        if member is None or members.owner(engine, entry_name) != member:
+            return None, "Enter the code of the member who owns this entry to read its log on the guest's digits."
+    details = q.sealed(engine, evaluation_id, revealed)
+    return details, "" if details else "No separate run on the guest's digits was stored for this evaluation."

@@ -123,7 +123,7 @@ class Cluster:
 
     def predict(self, entry: Entry, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False,
-                on_progress: Callable[[Progress], None] | None = None) -> Prediction:
+                on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Prediction:
         """Run ``entry`` on a worker; what ``harness.isolation.predict`` would return here. Progress is not
         reported from workers (``on_progress`` hears nothing)."""
         if entry.metadata_error:  # refused unread, as locally: nothing is sent
@@ -137,7 +137,7 @@ class Cluster:
         with warnings.catch_warnings():  # the files travel in the task on purpose: a retry needs them
             warnings.simplefilter("ignore")
             future = self.client.submit(run_on_worker, entry.name, entry.content_hash, files, images, limits,
-                                        preload_torchvision, pure=False, resources=resources,
+                                        preload_torchvision, secret, pure=False, resources=resources,
                                         key=f"entry-{entry.content_hash[:16]}-{os.urandom(4).hex()}")
         wait = limits.timeout * (ALLOWED_FAILURES + 1) + RESULT_MARGIN
         try:
@@ -177,7 +177,7 @@ def _host_paths(prediction: Prediction, worker_folder: str, host_folder: Path) -
 
 
 def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images: dict[str, np.ndarray],
-                  limits: Limits, preload_torchvision: bool) -> tuple[Prediction, str]:
+                  limits: Limits, preload_torchvision: bool, secret: bool = False) -> tuple[Prediction, str]:
     """On a worker: write the files, check them against the host's hash, run them through ``predict``; the
     prediction and the folder it ran from (which the host replaces with its own in messages)."""
     marker = Path(os.environ.get(_KILL_MARKER_ENV) or "/nonexistent") / name
@@ -198,7 +198,7 @@ def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images:
         if entry.content_hash != content_hash:
             return Prediction("failed", "the entry's files arrived on the cluster's worker changed; run again.",
                               device=limits.device), str(folder)
-        return predict(entry, images, limits, preload_torchvision=preload_torchvision), str(folder)
+        return predict(entry, images, limits, preload_torchvision=preload_torchvision, secret=secret), str(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -79,7 +79,8 @@ class Prediction:
 
 
 def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
-            sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None) -> Prediction:
+            sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None,
+            secret: bool = False) -> Prediction:
     """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, 28, 28]) and return its outputs.
 
     Each set is handed over in a secret order drawn for this call and the outputs are put back in the given order,
@@ -87,7 +88,9 @@ def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, prel
     (``entry.metadata_error``) fails with that sentence and nothing runs. ``sandboxed``: as in
     :func:`harness.isolation.process.run_isolated`. ``limits.device`` "auto" is resolved here (see
     :func:`resolve_device`). ``on_progress`` hears the images done of all sets, as the entry counts them; an entry
-    that at its speed so far cannot finish within the time limit is stopped early, with the estimate.
+    that at its speed so far cannot finish within the time limit is stopped early, with the estimate. ``secret``:
+    ``images`` hold a secret set; the entry runs where no public phase ever runs (the secret phase's own sandbox),
+    and the caller keeps everything but the outputs sealed (``harness.runner``).
     """
     for kind, array in images.items():
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != TASK.input_shape[1:]:
@@ -103,7 +106,8 @@ def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, prel
                                        timeout=limits.timeout, memory_limit=limits.memory,
                                        batch_size=limits.batch_size, preload_torchvision=preload_torchvision,
                                        sandboxed=sandboxed, gpu_memory=limits.gpu_memory or limits.memory,
-                                       total=sum(len(array) for array in images.values()), on_progress=on_progress)
+                                       total=sum(len(array) for array in images.values()), on_progress=on_progress,
+                                       secret=secret)
         said = outcome.result
         prediction = Prediction("failed", None, device=str(said.get("device", limits.device))[:DEVICE_CHARS],
                                 seconds=outcome.seconds, peak_memory=outcome.peak_rss, log=outcome.log,

@@ -402,12 +402,14 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                  device: str = "cpu", timeout: float = 300.0, memory_limit: int = 8 * GIB,
                  batch_size: int | None = None, preload_torchvision: bool = False,
                  sandboxed: bool | None = None, gpu_memory: int | None = None, total: int = 0,
-                 on_progress: Callable[[Progress], None] | None = None) -> Outcome:
+                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Outcome:
     """Evaluate one entry in a fresh child process and say how it ended.
 
     ``device`` is "cpu" or "cuda", resolved before any limit applies. ``sandboxed``: None uses the bubblewrap
     sandbox where it works (else a plain process, with one warning); False never uses it; True requires it
     (RuntimeError where it cannot run). ``total`` images are handed over; ``on_progress`` hears how many are done.
+    ``secret``: the inputs include a secret set, so the entry runs in the sandbox kept for that phase, never the
+    one that runs public phases (``harness.isolation.sandbox.shared``).
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"run_isolated needs a resolved device, cpu or cuda, not {device!r}.")
@@ -417,7 +419,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
     cpu = limits.cpu_seconds(timeout)
     uid = entry_user()
     with _job_lock:
-        box = None if sandboxed is False else sandbox.shared(preload, device)
+        box = None if sandboxed is False else sandbox.shared(preload, device, secret)
         if sandboxed and box is None:
             raise RuntimeError(f"the sandbox cannot run here: {sandbox.unavailable_reason()}")
         if box is not None:

@@ -273,7 +273,8 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-_box: Sandbox | None = None
+_box: Sandbox | None = None         # the public phase's sandbox: it never holds a secret set
+_secret_box: Sandbox | None = None  # the secret phase's own sandbox (see ``shared``)
 _unavailable: str | None = None
 
 
@@ -283,47 +284,70 @@ def unavailable_reason() -> str | None:
     return _unavailable
 
 
-def shared(preload: list[str], device: str = "cpu") -> Sandbox | None:
+def _alive(box: Sandbox | None, device: str) -> bool:
+    return box is not None and not box.closed and not (box.ready and box.proc.poll() is not None) \
+        and box.device == device
+
+
+def shared(preload: list[str], device: str = "cpu", secret: bool = False) -> Sandbox | None:
     """This process's sandbox for entries on ``device``, started on first use (again when the device differs);
-    None (with one warning) where bubblewrap cannot run."""
-    global _box
-    if _box is not None and (_box.closed or (_box.ready and _box.proc.poll() is not None) or _box.device != device):
-        _box.close()
-        _box = None
-    if _box is None:
-        _spawn(preload, device)
-    if _box is not None and not _box.ready:
+    None (with one warning) where bubblewrap cannot run.
+
+    ``secret``: the sandbox for the phase that holds the secret set, a second one, in the same layout as the first.
+    Whatever an entry leaves behind while it holds secret data (files in ``/dev/shm``, System V shared memory, a
+    scratch folder the wipe missed) stays in that sandbox, which never runs a public phase, so nothing of it can
+    reach the outputs, log or timing of a later public phase."""
+    global _box, _secret_box
+    if _unavailable is not None:  # both phases run in the same mode
+        return None
+    current = _secret_box if secret else _box
+    if current is not None and not _alive(current, device):
+        current.close()
+        current = None
+    if current is None:
+        layout = _box.as_root if secret and _box is not None and not _box.closed else None
+        current = _spawn(preload, device, layout)
+    if current is not None and not current.ready:
         try:
-            _box.wait_ready()
+            current.wait_ready()
         except SandboxError as exc:
-            _box = None
+            current = None
             _mark_unavailable(f"bubblewrap failed to start ({exc})")
-    return _box
+    if secret:
+        _secret_box = current
+    else:
+        _box = current
+    return current
 
 
 def prestart(preload: list[str], device: str = "cpu") -> None:
-    """Start this process's sandbox without waiting for it: its server imports torch while the caller works.
+    """Start this process's sandboxes (the public and the secret phase's) without waiting for them: their servers
+    import torch while the caller works.
 
     It must be called from the thread that will use the sandbox (bwrap's --die-with-parent follows the thread).
     """
+    global _box, _secret_box
     if _box is None:
-        _spawn(preload, device)
+        _box = _spawn(preload, device)
+    if _secret_box is None and _box is not None:
+        _secret_box = _spawn(preload, device, _box.as_root)
 
 
-def _spawn(preload: list[str], device: str = "cpu") -> None:
-    global _box
+def _spawn(preload: list[str], device: str = "cpu", as_root: bool | None = None) -> Sandbox | None:
     if _unavailable is not None:
-        return
+        return None
     if os.environ.get("HARNESS_SANDBOX", "").lower() in ("0", "off", "no", "false"):
         _mark_unavailable("HARNESS_SANDBOX is off")
     elif shutil.which("bwrap") is None:
         _mark_unavailable("bubblewrap (bwrap) is not installed")
     else:
         try:
-            _box = Sandbox(preload, wait=False, device=device)
-            atexit.register(_box.close)
+            box = Sandbox(preload, wait=False, as_root=as_root, device=device)
+            atexit.register(box.close)
+            return box
         except (SandboxError, OSError) as exc:
             _mark_unavailable(f"bubblewrap failed to start ({exc})")
+    return None
 
 
 def _mark_unavailable(reason: str) -> None:
@@ -335,9 +359,8 @@ def _mark_unavailable(reason: str) -> None:
 
 
 def close_shared() -> None:
-    global _box
-    if _box is not None:
-        _box.close()
-        _box = None
-
-
+    global _box, _secret_box
+    for box in (_box, _secret_box):
+        if box is not None:
+            box.close()
+    _box = _secret_box = None

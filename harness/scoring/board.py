@@ -81,7 +81,7 @@ def to_row(summary: EvalSummary, revealed: bool, mask: np.ndarray | None) -> ran
         evaluation_id=summary.evaluation_id, sandboxed=summary.sandboxed, standing=summary.standing,
         note=summary.note,
         submitted_at=summary.submitted_at.isoformat(timespec="seconds") if summary.submitted_at else None,
-        correct_mask=mask)
+        correct_mask=mask, memorisation=summary.memorisation)
 
 
 def read(engine: Engine, rules: Competition, is_revealed: bool | None = None, names: set[str] | None = None,

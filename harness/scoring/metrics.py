@@ -117,6 +117,31 @@ def mcnemar_exact(correct_a, correct_b) -> float:
     return float(min(1.0, 2 * bdtr(min(only_a, only_b), only_a + only_b, 0.5)))
 
 
+MEMO_ALPHA = 0.001  # the memorisation check flags an entry whose p-value is below this
+
+
+def memorisation_counts(labels, predicted_original, predicted_copy) -> tuple[int, int, int]:
+    """Pairs of an image and its imperceptibly changed copy: (pairs, read right only as given, only as the copy)."""
+    labels, original = _paired_1d(labels, predicted_original, "labels and predicted_original")
+    _, copy = _paired_1d(labels, predicted_copy, "labels and predicted_copy")
+    right_original, right_copy = original == labels, copy == labels
+    return len(labels), int(np.count_nonzero(right_original & ~right_copy)), int(np.count_nonzero(~right_original & right_copy))
+
+
+def memorisation_p(only_original: int, only_copy: int) -> float:
+    """One-sided exact p-value that the images as given are read better than their copies by chance: under H0 the
+    discordant pairs split like a fair coin, p = P(X >= only_original), X ~ Bin(only_original + only_copy, 1/2)."""
+    n = only_original + only_copy
+    if only_original <= only_copy or n == 0:
+        return 1.0
+    return float(bdtr(only_copy, n, 0.5))  # P(X >= k) = P(X <= n - k) by symmetry
+
+
+def memorised(only_original: int, only_copy: int, alpha: float = MEMO_ALPHA) -> bool:
+    """Whether an entry reads the exact public images far better than copies a person could not tell apart."""
+    return memorisation_p(only_original, only_copy) < alpha
+
+
 def holm(p_values) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values, in the input's order: the i-th smallest of m is multiplied by (m - i),
     made non-decreasing in that order and capped at 1; reject a hypothesis when its adjusted p is below alpha."""

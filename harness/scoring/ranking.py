@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.scoring.competition import METRICS
-from harness.scoring.metrics import against
+from harness.scoring.metrics import against, memorisation_p, memorised
 from harness.store.reads import Score
 
 ALPHA = 0.05  # paired tests against a medal position, Holm-corrected: results differing at this level separate
@@ -39,6 +39,19 @@ class Row:
     p_vs_leader: float | None = None        # exact McNemar against #1, Holm-adjusted over the ranked entries
     level_with: tuple[int, ...] = ()        # medal positions (1-3, in rank order) it cannot be separated from
     correct_mask: np.ndarray | None = field(default=None, repr=False)  # per sample, on the set ranked on
+    memorisation: tuple[int, int, int] | None = None  # (pairs, right only as given, right only as the copy)
+
+    @property
+    def memorised(self) -> bool:
+        """Reads the exact public images far better than copies no person could tell apart (``metrics.memorised``)."""
+        return self.memorisation is not None and memorised(*self.memorisation[1:])
+
+    def memorisation_dict(self) -> dict | None:
+        if self.memorisation is None:
+            return None
+        pairs, only_original, only_copy = self.memorisation
+        return {"pairs": pairs, "right_only_as_given": only_original, "right_only_as_copy": only_copy,
+                "p": memorisation_p(only_original, only_copy), "flagged": self.memorised}
 
     def as_dict(self) -> dict:
         return {"name": self.name, "display_name": self.display_name, "author": self.author, "status": self.status,
@@ -50,7 +63,7 @@ class Row:
                 "weights_bytes": self.weights_bytes, "version": self.content_hash[:12],
                 "evaluated_at": self.evaluated_at, "evaluation_id": self.evaluation_id,
                 "sandboxed": self.sandboxed, "standing": self.standing, "note": self.note,
-                "submitted_at": self.submitted_at}
+                "submitted_at": self.submitted_at, "memorisation": self.memorisation_dict()}
 
 
 def metric_value(row: Row, metric: str) -> float | None:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from harness.scoring.metrics import memorisation_p
 from harness.scoring.ranking import Row, verdict
 from harness.store.reads import Score
 
@@ -45,6 +46,7 @@ def table(rows: list[Row], has_guest: bool, title: str) -> Table:
             out.add_row(*cells)
             continue
         rank = mark or ("—" if row.rank is None else f"{row.rank}" + (" ≈" if row.with_leader and row.rank != 1 else ""))
+        rank += " memorised?" if row.memorised else ""
         cells = [rank, Text(row.display_name if row.display_name == row.name else f"{row.display_name} ({row.name})"),
                  Text(row.author or "")]
         if has_guest:
@@ -83,8 +85,19 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
                       "(bubblewrap unavailable): their code could read any file this user can (the guest's labels "
                       "and the database included) and use the network; under a user's harness it could also write "
                       "as that user. Time, memory, CPU, process and file-size limits still applied.")
+    for row in rows:
+        if row.memorised:
+            console.print(memorisation_sentence(row), markup=False, highlight=False)
     for note in notes:
         console.print(note, markup=False, highlight=False)  # notes quote file and entry names: never markup
+
+
+def memorisation_sentence(row: Row) -> str:
+    """The flag of an entry that reads the exact public images far better than their changed copies."""
+    pairs, only_original, only_copy = row.memorisation
+    return (f"MEMORISED? {row.name} read {only_original:,} of {pairs:,} MNIST test digits right only as given and "
+            f"{only_copy:,} only as an imperceptibly changed copy (p = {memorisation_p(only_original, only_copy):.1e}): "
+            "it looks up the public test set rather than reading the digits; its MNIST score means nothing.")
 
 
 def to_json(rows: list[Row], datasets: dict, run: dict, notes: list[str], competition: dict | None = None) -> str:

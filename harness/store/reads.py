@@ -85,6 +85,7 @@ class EvalSummary:
     harness_version: str = ""
     torch_version: str = ""
     python_version: str = ""
+    memorisation: tuple[int, int, int] | None = None  # (pairs, read right only as given, only as the copy)
 
 
 def is_revealed(engine: Engine) -> bool:
@@ -117,7 +118,8 @@ def summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, D
                EntryVersion.author, EntryVersion.description, EntryVersion.hyperparameters, EntryVersion.constructor,
                EntryVersion.content_hash, EntryVersion.code_hash, EntryVersion.weights_hash,
                EntryVersion.weights_bytes, EntryVersion.submitted_at_override, EntryVersion.override_reason,
-               Entry.name, Run.harness_version, Run.torch_version, Run.python_version)
+               Entry.name, Run.harness_version, Run.torch_version, Run.python_version, Evaluation.memo_pairs,
+               Evaluation.memo_only_original, Evaluation.memo_only_copy)
         .join(EntryVersion, Evaluation.version_id == EntryVersion.id).join(Entry, EntryVersion.entry_id == Entry.id)
         .join(Run, Evaluation.run_id == Run.id)
         .where(Evaluation.id.in_(evaluation_ids))).all()
@@ -139,7 +141,32 @@ def summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, D
                         peak_memory_bytes=r.peak_memory_bytes, output_kind=r.output_kind, log=r.log,
                         scores=scores[r.id], sandboxed=r.sandboxed, override_reason=r.override_reason,
                         overridden=r.submitted_at_override is not None, harness_version=r.harness_version,
-                        torch_version=r.torch_version, python_version=r.python_version) for r in rows]
+                        torch_version=r.torch_version, python_version=r.python_version,
+                        memorisation=None if r.memo_pairs is None else
+                        (r.memo_pairs, r.memo_only_original, r.memo_only_copy)) for r in rows]
+
+
+@dataclass(frozen=True)
+class SealedDetails:
+    """What an entry's process produced while it held the secret set, besides its outputs."""
+    error: str | None
+    log: str | None
+    seconds: float | None
+    peak_memory_bytes: int | None
+
+
+def sealed(engine: Engine, evaluation_id: int, revealed: bool) -> SealedDetails | None:
+    """The secret phase's error, log, time and memory of one evaluation: None before the reveal (whoever asks),
+    and None when no secret phase ran. The caller decides who may see them after it (the organiser, the owner)."""
+    if not revealed:
+        return None
+    with Session(engine) as session:
+        row = session.execute(select(Evaluation.sealed_error, Evaluation.sealed_log, Evaluation.sealed_seconds,
+                                     Evaluation.sealed_peak_memory_bytes)
+                              .where(Evaluation.id == evaluation_id)).one_or_none()
+    if row is None or (row.sealed_seconds is None and row.sealed_error is None and row.sealed_log is None):
+        return None
+    return SealedDetails(row.sealed_error, row.sealed_log, row.sealed_seconds, row.sealed_peak_memory_bytes)
 
 
 def evaluation(engine: Engine, evaluation_id: int, datasets: dict[str, DatasetInfo]) -> EvalSummary | None:

@@ -61,6 +61,27 @@ class Record:
     sandboxed: bool | None = None           # None when nothing ran
     images_per_second: float | None = None  # timed by the host; None unless ok
     output_kind: str | None = None          # logits, probabilities or log-probabilities, on MNIST
+    sealed: Sealed | None = None            # what the secret phase produced besides its outputs (None: none ran)
+    memorisation: Memorisation | None = None  # the public images against their changed copies (None: not checked)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What an entry's process produced while it held the secret set, besides its outputs: its failure's sentence,
+    its log, its time and its memory. Stored apart and never shown before the reveal (``reads.sealed``)."""
+    error: str | None
+    log: str | None
+    seconds: float
+    peak_memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Memorisation:
+    """Public images scored against imperceptibly changed copies of them: how many pairs, and in how many only the
+    image as given (``only_original``) or only its copy (``only_copy``) was read right."""
+    pairs: int
+    only_original: int
+    only_copy: int
 
 
 def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
@@ -161,6 +182,14 @@ def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: s
                                 images_per_second=record.images_per_second,
                                 peak_memory_bytes=record.peak_memory_bytes, output_kind=record.output_kind,
                                 log=record.log, sandboxed=record.sandboxed)
+        if record.sealed is not None:
+            evaluation.sealed_error, evaluation.sealed_log = record.sealed.error, record.sealed.log
+            evaluation.sealed_seconds = record.sealed.seconds
+            evaluation.sealed_peak_memory_bytes = record.sealed.peak_memory_bytes
+        if record.memorisation is not None:
+            evaluation.memo_pairs = record.memorisation.pairs
+            evaluation.memo_only_original = record.memorisation.only_original
+            evaluation.memo_only_copy = record.memorisation.only_copy
         for dataset_id, m in record.metrics.items():
             evaluation.results.append(Result(
                 dataset_id=dataset_id, correct=m.correct, total=m.total, accuracy=m.accuracy,

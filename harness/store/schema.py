@@ -191,6 +191,17 @@ class Evaluation(Base):
     output_kind: Mapped[Optional[str]] = mapped_column(String(20))
     log: Mapped[Optional[str]] = mapped_column(EntryText())
     sandboxed: Mapped[Optional[bool]]  # ran inside the bubblewrap sandbox; False: a plain child process
+    # The secret phase (the entry's second process, the only one that held the secret set): everything it produced
+    # besides its outputs, never shown before the reveal (harness.store.reads.sealed). None: no secret phase ran.
+    sealed_error: Mapped[Optional[str]] = mapped_column(EntryText())
+    sealed_log: Mapped[Optional[str]] = mapped_column(EntryText())
+    sealed_seconds: Mapped[Optional[float]]
+    sealed_peak_memory_bytes: Mapped[Optional[int]] = mapped_column(ByteCount)
+    # The memorisation check (harness.scoring.metrics.memorisation): public images and imperceptibly changed copies
+    # of them, scored apart. None: not checked.
+    memo_pairs: Mapped[Optional[int]]
+    memo_only_original: Mapped[Optional[int]]  # pairs read right as given and wrong as the copy
+    memo_only_copy: Mapped[Optional[int]]      # ... and the other way round
     version: Mapped[EntryVersion] = relationship()
     run: Mapped[Run] = relationship()
     results: Mapped[list["Result"]] = relationship(back_populates="evaluation", cascade="all, delete-orphan")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from leaderboard import cache, figures, stats
+from leaderboard import cache, figures, stats, views
 
 url = cache.settings().db_url
 revealed = cache.revealed()
@@ -140,6 +140,19 @@ with tabs["Details"]:
         st.code(s.error, language=None, wrap_lines=True)
     st.subheader("Evaluation log")
     st.code(s.log or "(the entry printed nothing)", language=None, wrap_lines=True)
+    st.subheader("On the guest's digits")
+    code = st.text_input("Your member code", type="password", key="sealed-code") \
+        if revealed and not st.session_state.get("organiser") else ""
+    sealed, why = views.sealed_view(cache.current_engine(), s.evaluation_id, s.entry_name, revealed,
+                                    bool(st.session_state.get("organiser")), code)
+    if sealed is None:
+        st.caption(why)
+    else:
+        st.caption(f"{sealed.seconds or 0:.1f} s, peak memory "
+                   f"{(sealed.peak_memory_bytes or 0) / 2**20:.0f} MiB")
+        if sealed.error:
+            st.code(sealed.error, language=None, wrap_lines=True)
+        st.code(sealed.log or "(the entry printed nothing)", language=None, wrap_lines=True)
 
 with tabs["Versions"]:
     if view.history is not None and view.history["accuracy"].notna().any():

@@ -1,0 +1,44 @@
+"""Imperceptibly changed copies of public images, for the memorisation check (``harness.runner``).
+
+A model that reads handwriting reads a copy as it reads the original; a table of the public set's exact images (a
+hash of each image to its label) does not recognise the copy. Each copy differs from its original by at most
+``EDGE_NOISE`` of 255 on the ink's anti-aliased edge (pixels strictly between paper and full ink, which stay
+strictly between) and by ``SPECKS`` paper pixels set to 1 or 2 of 255, away from the ink: nothing a person sees.
+The harness draws which images are copied and how from the OS's entropy, for every run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EDGE_NOISE = 3  # at most this many levels of 255 on each edge pixel
+SPECKS = 4      # paper pixels per copy given a faint speck (1 or 2 of 255)
+
+
+def changed_copies(images: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` distinct images of ``images`` (uint8 [N, H, W]), chosen by ``rng``, and a changed copy of each:
+    (their indices, the copies)."""
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"changed_copies takes uint8 images [N, H, W], not {images.dtype} {list(images.shape)}.")
+    count = min(count, len(images))
+    chosen = np.sort(rng.choice(len(images), size=count, replace=False))
+    copies = images[chosen].astype(np.int16)
+    edge = (copies > 0) & (copies < 255)
+    noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=copies.shape)
+    copies = np.where(edge, np.clip(copies + noise, 1, 254), copies)
+    for copy in copies:
+        paper = np.flatnonzero(_far_from_ink(copy))
+        if len(paper):
+            spots = rng.choice(paper, size=min(SPECKS, len(paper)), replace=False)
+            copy.flat[spots] = rng.integers(1, 3, size=len(spots))
+    return chosen, copies.astype(np.uint8)
+
+
+def _far_from_ink(image: np.ndarray, margin: int = 2) -> np.ndarray:
+    """Paper pixels at least ``margin`` pixels from any ink (so a speck never touches a stroke)."""
+    ink = image > 0
+    near = ink.copy()
+    for dy in range(-margin, margin + 1):
+        for dx in range(-margin, margin + 1):
+            near |= np.roll(np.roll(ink, dy, axis=0), dx, axis=1)
+    return ~near
