@@ -3,7 +3,10 @@
 (a) harness overhead per entry beyond the bare model compute (same model, same batches, in-process);
 (b) ``python -m harness.evaluate`` on 10 entries vs. the course way: one Python process per model with
     torchvision ``MNIST`` + ``ToTensor`` + ``DataLoader(batch_size=64)``;
-(c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries.
+(c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries;
+(d) what sealing the secret set costs per entry: the public set and a 100-digit secret set in one process (the
+    design before harness 0.4.0) against two phases (``runner.evaluate_one``), without and with the memorisation
+    check's 1,000 changed copies; the three alternate, entry by entry, in the same run.
 
 Usage: ``python benchmarks/harness_speed.py [--mnist-dir DIR] [--device cpu|cuda] [--entries 10] [--unchanged 50]``
 """
@@ -105,6 +108,35 @@ def bare_seconds(images: np.ndarray, device: str, batch: int,
     return best
 
 
+def phase_costs(entries: list, public: store.DatasetSpec, secret: store.DatasetSpec, device: str,
+                rounds: int) -> dict:
+    """Seconds per entry: both sets in one process (``predict``, as before harness 0.4.0), two phases without the
+    memorisation copies, and two phases as the harness runs them (with the copies)."""
+    from harness.isolation import Limits, predict
+    limits = Limits(device=device)
+    ids = {"mnist": 1, "guest": 2}
+    ways = {
+        "one_process": lambda e: predict(e, {"mnist": public.images, "guest": secret.images}, limits),
+        "two_phases_no_copies": lambda e: runner.evaluate_one(e, [public, secret], ids, limits),
+        "two_phases": lambda e: runner.evaluate_one(e, [public, secret], ids, limits),
+    }
+    seconds = {name: 0.0 for name in ways}
+    copies = runner.MEMO_COPIES
+    for _ in range(rounds):
+        for entry in entries:
+            for name, way in ways.items():
+                runner.MEMO_COPIES = 0 if name == "two_phases_no_copies" else copies
+                t = time.perf_counter()
+                assert way(entry).status == "ok"
+                seconds[name] += time.perf_counter() - t
+    runner.MEMO_COPIES = copies
+    n = rounds * len(entries)
+    out = {f"d_{name}_seconds_per_entry": total / n for name, total in seconds.items()}
+    out["d_two_phases_no_copies_ratio"] = seconds["two_phases_no_copies"] / seconds["one_process"]
+    out["d_two_phases_ratio"] = seconds["two_phases"] / seconds["one_process"]
+    return out
+
+
 def timed(cmd: list[str], **kw) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO, **kw)
@@ -118,6 +150,7 @@ def main() -> None:
     p.add_argument("--entries", type=int, default=10)
     p.add_argument("--unchanged", type=int, default=50)
     p.add_argument("--skip-course", action="store_true")
+    p.add_argument("--phase-rounds", type=int, default=3, help="(d): rounds over the entries, each way")
     args = p.parse_args()
     mnist_dir = mnist.resolve_dir(args.mnist_dir)
     split = mnist.load_split(mnist_dir, "test", allow_download=False)
@@ -149,6 +182,10 @@ def main() -> None:
         per_entry = (time.perf_counter() - t) / len(entries)
         out["a_harness_seconds_per_entry"] = per_entry
         out["a_overhead_seconds_per_entry"] = per_entry - own
+
+        # (d) one process for both sets against two phases, alternating entry by entry (same sandbox, same data).
+        secret = store.DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
+        out.update(phase_costs(entries, spec, secret, args.device, args.phase_rounds))
 
         # (b) harness.evaluate on N entries (fresh database, everything new) vs the course way.
         out["b_harness_evaluate_seconds"] = timed([py, "-m", "harness.evaluate", *common, "--db", str(work / "b.db")])
