@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from harness import isolation
-from harness.data.preprocess import ImageProblem, normalize_image, to_uint8
+from harness.data.preprocess import ImageProblem, normalize_image, pixel_problem, to_uint8
 from harness.entries.discovery import Entry, discover
 from harness.errors import HarnessError
 from harness.isolation import Limits
@@ -43,7 +43,12 @@ def has_ink(rgba: np.ndarray | None) -> bool:
 
 
 def normalise_drawing(rgba: np.ndarray) -> np.ndarray:
-    """The drawing as the models see it: float32 [28, 28] in [0, 1] (raises ImageProblem if blank)."""
+    """The drawing as the models see it: float32 [28, 28] in [0, 1] (raises ImageProblem if blank, or larger than
+    a digit's pixel budget: the canvas's image comes from the visitor's browser)."""
+    shape = np.shape(rgba)
+    too_big = pixel_problem(shape[1], shape[0], "the drawing") if len(shape) >= 2 else None
+    if too_big:
+        raise ImageProblem(too_big)
     mode = "RGBA" if np.asarray(rgba).ndim == 3 and np.asarray(rgba).shape[2] == 4 else None
     return normalize_image(Image.fromarray(np.asarray(rgba, dtype=np.uint8), mode=mode))
 

@@ -33,7 +33,7 @@ def section(engine: Engine) -> None:
             try:
                 code = members.issue_code(engine, member)
             except HarnessError as exc:
-                st.error(str(exc))
+                st.error(stats.literal(exc))
             else:
                 store.log_action(engine, "code-issued", f"code {code.partition('-')[0]} for {member.strip()}")
                 st.session_state[NEW_CODE] = (member.strip(), code)
@@ -60,7 +60,7 @@ def section(engine: Engine) -> None:
             try:
                 members.give_entry(engine, entry.strip(), member)
             except HarnessError as exc:
-                st.error(str(exc))
+                st.error(stats.literal(exc))
             else:
                 store.log_action(engine, "entry-given", f"to {member.strip()}", entry.strip())
                 st.success(f"{stats.literal(entry.strip())} now belongs to {stats.literal(member.strip())}.")

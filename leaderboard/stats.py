@@ -126,6 +126,12 @@ def literal(text: object) -> str:
     return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in flat)
 
 
+def literal_table(values: dict) -> dict[str, list[str]]:
+    """A {name: value} mapping (an entry's hyperparameters or constructor arguments from its entry.toml) as the two
+    columns of an ``st.table``, whose cells Streamlit renders as markdown: every name and value :func:`literal`."""
+    return {"name": [literal(k) for k in values], "value": [literal(v) for v in values.values()]}
+
+
 def guest_set_text(dataset) -> str:
     """Which guest set results are on, from its stored source (``harness.data.guest``): the shipped sample, used
     while mystery_digits/ holds no digits of its own, or the organisers' import."""

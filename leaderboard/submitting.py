@@ -29,7 +29,9 @@ def limits(env: Mapping[str, str] | None = None) -> UploadLimits:
     return UploadLimits(max_bytes=int(max_mb * MB), per_hour=per_hour, check_timeout=default.check_timeout)
 
 
-def upload(engine: Engine, submissions, rules: Competition, code: str, entry_name: str, files: list) -> Outcome:
-    """Streamlit's uploaded files (``.name``, ``.getvalue()``) submitted as ``entry_name`` with ``code``."""
+def upload(engine: Engine, submissions, rules: Competition, code: str, entry_name: str, files: list,
+           address: str | None = None) -> Outcome:
+    """Streamlit's uploaded files (``.name``, ``.getvalue()``) submitted as ``entry_name`` with ``code`` from the
+    visitor's ``address`` (``st.context.ip_address``: None on localhost)."""
     return submit(engine, submissions, entry_name, code, [(f.name, f.getvalue()) for f in files or []], rules,
-                  limits())
+                  limits(), address=address)

@@ -4,6 +4,9 @@ salted scrypt hash is stored, a code verifies until revoked, the hourly count su
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -12,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from harness.errors import HarnessError
 from harness.store import members
+from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store.schema import MemberCode, utcnow
 
@@ -83,3 +87,67 @@ def test_the_hourly_count_is_stored_and_counts_checked_uploads_only(engine, db_u
         assert [u["outcome"] for u in members.uploads(again)] == ["accepted", "refused", "failed", "accepted"]
     finally:
         again.dispose()
+
+
+def audit_counts(engine) -> dict[str, int]:
+    return dict(Counter(row["action"] for row in store.audit_log(engine, 1000)))
+
+
+def test_guessing_codes_in_a_loop_is_limited_per_member_and_logged(engine):
+    """The cheat: one address types 25 guesses at Ada's code in a second. The first 10 are checked and refused as
+    wrong; then every code is refused unchecked, her right one included, with one sentence saying when to retry
+    (a minute after the oldest of the 10); another address is refused too (the limit is Ada's as well); a minute
+    later her code works again. The audit log counts each wrong code and the limit once."""
+    ada, bob = members.issue_code(engine, "Ada"), members.issue_code(engine, "Bob")
+    ident = ada.partition("-")[0]
+    start = utcnow().replace(microsecond=0)
+    said = [members.check_code(engine, f"{ident}-guess{i}", "203.0.113.9", now=start + timedelta(milliseconds=40 * i))
+            for i in range(25)]
+    assert [c.problem for c in said[:10]] == [members.NOT_VALID] * 10 and all(c.member is None for c in said)
+    again = f"{start + timedelta(minutes=1):%H:%M:%S}"
+    limited = (f"Too many wrong codes from your address and for this code's member in the last minute; try again "
+               f"after {again} UTC.")
+    assert [c.problem for c in said[10:]] == [limited] * 15
+    assert members.check_code(engine, ada, "203.0.113.9", now=start + timedelta(seconds=2)).problem == limited
+    elsewhere = members.check_code(engine, ada, "198.51.100.7", now=start + timedelta(seconds=2))
+    assert elsewhere == members.CodeCheck(None, "Too many wrong codes for this code's member in the last minute; "
+                                                f"try again after {again} UTC.")
+    assert members.check_code(engine, bob, "198.51.100.7", now=start + timedelta(seconds=3)).member == "Bob"
+    assert audit_counts(engine) == {"code-wrong": 10, "code-limited": 1}  # the limit: once a minute, not per try
+    wrong = [r["detail"] for r in store.audit_log(engine)
+             if r["action"] == "code-wrong"]
+    assert wrong[0] == f"wrong code typed for code {ident} (Ada), from 203.0.113.9"
+    later = start + timedelta(minutes=1, seconds=1)
+    assert members.check_code(engine, ada, "203.0.113.9", now=later) == members.CodeCheck("Ada")
+
+
+def test_guessing_ids_from_one_address_is_limited_per_address(engine):
+    """Guesses that name no member's code (made-up ids) count against the address alone."""
+    ada = members.issue_code(engine, "Ada")
+    start = utcnow()
+    for i in range(10):
+        assert members.check_code(engine, f"{900 + i}-x", None, now=start).problem == members.NOT_VALID
+    assert members.check_code(engine, ada, None, now=start).problem.startswith(
+        "Too many wrong codes from your address in the last minute; try again after ")
+    assert members.check_code(engine, ada, "198.51.100.7", now=start) == members.CodeCheck("Ada")
+    assert audit_counts(engine) == {"code-wrong": 10, "code-limited": 1}
+    assert "wrong code typed for no member's code, from local" in [
+        r["detail"] for r in store.audit_log(engine)]
+
+
+def test_the_limit_holds_across_dashboard_processes(engine, db_url, tmp_path):
+    """Ten wrong codes typed in another process (another dashboard server) limit this one: the count is stored."""
+    ada = members.issue_code(engine, "Ada")
+    ident = ada.partition("-")[0]
+    script = ("import sys\nfrom harness.store import members\nfrom harness.store.engine import make_engine\n"
+              "e = make_engine(sys.argv[1])\n"
+              "print(sum(members.check_code(e, f'{sys.argv[2]}-no{i}', '203.0.113.9').problem == members.NOT_VALID "
+              "for i in range(10)))")
+    out = subprocess.run([sys.executable, "-c", script, db_url, ident], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "10"
+    fresh = make_engine(db_url)  # and a restart of this one resets nothing
+    try:
+        assert members.check_code(fresh, ada, "198.51.100.7").problem.startswith(
+            "Too many wrong codes for this code's member in the last minute")
+    finally:
+        fresh.dispose()

@@ -18,6 +18,7 @@ from harness.store.schema import Entry, MemberCode, Upload
 from harness.store.versions import history
 from leaderboard import config, stats, submitting
 from tests.conftest import REPO
+from tests.test_dashboard import seen
 
 APP = str(REPO / "leaderboard" / "app.py")
 BASELINE = REPO / "submissions" / "baseline-lenet5"
@@ -65,7 +66,7 @@ def submit(code: str, entry: str, files: list[tuple[str, bytes]]) -> AppTest:
 
 def only_error(at: AppTest) -> str:
     assert len(at.error) == 1 and not at.success, ([e.value for e in at.error], [s.value for s in at.success])
-    return at.error[0].value
+    return seen(at.error[0].value)  # what the member reads: the page escapes every sentence
 
 
 def uploads(site) -> list[tuple[str, str]]:
@@ -144,7 +145,7 @@ def test_missing_weights_and_a_bad_entry_name_are_refused(site):
 def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
     first = baseline_files()
     at = submit(site.ada, "ada-lenet", first)
-    assert [s.value for s in at.success] == [
+    assert [seen(s.value) for s in at.success] == [
         "Accepted: ada-lenet version 1 is stored and queued for evaluation; it appears on the Leaderboard once the "
         "evaluation watcher has scored it."] and not at.error
     accuracy = next(m for m in at.metric if m.label.startswith("Accuracy"))
@@ -157,7 +158,7 @@ def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
     toml = (BASELINE / "entry.toml").read_bytes().replace(b'"Baseline: LeNet-5"', b'"Ada\'s LeNet"')
     second = baseline_files(**{"entry.toml": toml})
     at = submit(site.ada, "ada-lenet", second)
-    assert at.success[0].value.startswith("Accepted: ada-lenet version 2 is stored")
+    assert seen(at.success[0].value).startswith("Accepted: ada-lenet version 2 is stored")
     assert all((folder / name).read_bytes() == data for name, data in second)
     assert [p.name for p in site.subs.iterdir() if p.name.startswith(".upload-")] == []  # no folder left behind
     versions = history(site.engine, "ada-lenet")
@@ -293,8 +294,8 @@ def test_an_upload_that_reads_inverted_digits_is_accepted_with_the_checks_diagno
     head, rest = (BASELINE / "entry.toml").read_text().split("[hyperparameters]", 1)
     head = head.replace("mean = 0.1307", f"mean = {1 - 0.1307!r}").replace("std = 0.3081", "std = -0.3081")
     at = submit(site.ada, "ada-inverted", baseline_files(**{"entry.toml": (head + "[hyperparameters]" + rest).encode()}))
-    assert at.success[0].value.startswith("Accepted: ada-inverted version 1 is stored") and not at.error
-    diagnosis = [i.value for i in at.info if i.value.startswith("Diagnosis:")]
+    assert seen(at.success[0].value).startswith("Accepted: ada-inverted version 1 is stored") and not at.error
+    diagnosis = [seen(i.value) for i in at.info if seen(i.value).startswith("Diagnosis:")]
     assert len(diagnosis) == 1 and "with inverted polarity (1-x: black ink on white) your model reads 99.6% of these " \
         "images instead of" in diagnosis[0] and "add `InputAdapter(mean=1, std=-1)` in front of it" in diagnosis[0]
 
@@ -360,3 +361,30 @@ def test_the_organisers_code_section_shows_a_members_name_as_typed(site, monkeyp
     assert all("<a " not in r and "<strong>" not in r for r in issued + rendered)
     assert f"belongs to {hostile}." in MarkdownIt().render(stats.literal(f"mal-net now belongs to {hostile}."))
     assert members.owners(site.engine).get("mal-net") == hostile
+
+
+def test_guessing_codes_on_the_page_is_limited_and_logged(site):
+    """The cheat on the page itself: a visitor types guess after guess at Ada's code. After 10 wrong ones in a
+    minute the page refuses every code, Ada's right one included, with one sentence saying when to retry; the
+    organiser's audit log counts the 10 wrong codes and the limit once; nothing is uploaded or stored."""
+    from collections import Counter
+    from harness.store import results as store
+    ident = site.ada.partition("-")[0]
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("screens/submit.py")
+    at.run()
+    said = []
+    for guess in [f"{ident}-guess{i}" for i in range(12)] + [site.ada]:
+        at.text_input[0].input(guess)
+        at.text_input[1].input("ada-lenet")
+        next(b for b in at.button if b.label == "Check and submit").click()
+        at.run()
+        said.append(only_error(at))
+    assert said[:10] == [members.NOT_VALID] * 10
+    assert len(set(said[10:])) == 1 and said[10].startswith(
+        "Too many wrong codes from your address and for this code's member in the last minute; try again after ")
+    assert said[10].endswith(" UTC.") and said[10].count(".") == 1  # one sentence with the time
+    counts = Counter(row["action"] for row in store.audit_log(site.engine))
+    assert (counts["code-wrong"], counts["code-limited"]) == (10, 1)
+    assert nothing_stored(site) and uploads(site) == []

@@ -123,7 +123,8 @@ def check_label_folders(files: list[Path]) -> None:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as fh:  # streamed: a large file is never held whole
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def set_hash(images: np.ndarray, labels: np.ndarray) -> str:

@@ -38,29 +38,50 @@ MNIST_STROKE_RANGE = (9.0, 14.0)   # MNIST test's pen widths at the working reso
                                    # percentile (stroke_width of upscaled_digit; median 11.7)
 ASPECT_KNEE, ASPECT_SLOPE = 0.6, 0.5   # see mnist_aspect
 MIN_CONTRAST = 0.08           # weakest ink accepted, as a fraction of the paper's brightness
+# Pixel budgets, checked from the file's header before any pixel is decoded (Image.open is lazy). Reading costs
+# up to ~36 bytes a pixel (a 169-megapixel RGBA PNG of 771 KB took 6 GB), and the pipeline reduces every picture
+# to MAX_SIDE at once, so a digit needs far less than a megapixel. DIGIT_MAX_PIXELS (16 MP, under ~600 MB) lets a
+# phone's 12-megapixel photo of one digit through; SHEET_MAX_PIXELS (50 MP, under ~1 GB as 8-bit gray) a 48-megapixel
+# phone photo or a 600 dpi A4 scan (35 MP) of the whole printable sheet (``python -m harness.sheet import``).
+DIGIT_MAX_PIXELS = 16_000_000
+SHEET_MAX_PIXELS = 50_000_000
 
 
 class ImageProblem(ValueError):
     """An image that cannot be turned into a digit; the message is one sentence for the organiser."""
 
 
-def open_image(path: str | Path) -> Image.Image:
+def open_image(path: str | Path, max_pixels: int = DIGIT_MAX_PIXELS) -> Image.Image:
     """Reads any image Pillow knows, upright (EXIF rotation applied), alpha flattened, 8-bit gray.
 
-    Raises :class:`ImageProblem` for unreadable or truncated files.
+    Raises :class:`ImageProblem` for unreadable or truncated files, and for one of more than ``max_pixels``
+    (judged from its header, before anything is decoded).
     """
     path = Path(path)
-    return read_image(path, path.name)
+    return read_image(path, path.name, max_pixels)
 
 
-def read_image(source: Path | io.BytesIO, name: str) -> Image.Image:
+def pixel_problem(width: int, height: int, name: str, max_pixels: int = DIGIT_MAX_PIXELS) -> str | None:
+    """One sentence when a ``width``×``height`` picture is over the budget, else None."""
+    if width * height <= max_pixels:
+        return None
+    return (f"{name} is {width:,}×{height:,} pixels ({width * height / 1e6:.0f} megapixels), more than the "
+            f"{max_pixels / 1e6:g} megapixels it may have; scale it down and save it again")
+
+
+def read_image(source: Path | io.BytesIO, name: str, max_pixels: int = DIGIT_MAX_PIXELS) -> Image.Image:
+    too_big = None
     try:
         with Image.open(source) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+            too_big = pixel_problem(im.width, im.height, name, max_pixels)
+            if too_big is None:  # judged from the header: an image over the budget is never decoded
+                im.load()
+                im = ImageOps.exif_transpose(im)
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         reason = str(e).strip() or type(e).__name__
         raise ImageProblem(f"cannot read {name}: {reason}; re-save it as PNG or JPEG") from e
+    if too_big:
+        raise ImageProblem(too_big)
     return Image.fromarray(np.round(to_grayscale(im) * 255).astype(np.uint8), mode="L")
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from harness.data.preprocess import (ImageProblem, contrast_floor, ink_map, normalize_image, open_image,
-                                     reduce_size, smooth_level, smoothed_ink, to_grayscale)
+from harness.data.preprocess import (SHEET_MAX_PIXELS, ImageProblem, contrast_floor, ink_map, normalize_image,
+                                     open_image, reduce_size, smooth_level, smoothed_ink, to_grayscale)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "mystery_digits"
 MIN_PIECE = 0.004      # a written digit: ink at the contrast floor in one piece of this fraction of the box
@@ -246,7 +246,7 @@ def import_sheet(photo: Path, out: Path = DEFAULT_OUT, layout: Layout = LAYOUT) 
     """
     from harness.data.contact_sheet import contact_sheet
 
-    img = open_image(photo)
+    img = open_image(photo, SHEET_MAX_PIXELS)  # a whole sheet: more pixels than one digit
     gray = np.asarray(img, np.float32) / 255
     scale = min(1.0, 1600 / max(gray.shape))
     small = gray if scale == 1 else np.asarray(img.resize((round(img.width * scale), round(img.height * scale)),

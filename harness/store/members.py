@@ -12,19 +12,24 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harness.errors import HarnessError
-from harness.store.schema import EntryOwner, MemberCode, Upload, utcnow
+from harness.store.results import log_action
+from harness.store.schema import CodeAttempt, EntryOwner, MemberCode, Upload, utcnow
 
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}  # about 16 MiB and tens of milliseconds per check
 MEMBER_LIMIT = 200  # characters in a member's name (the column's size)
 # The outcomes of uploads that ran (or are running) the check: these count towards the hourly limit.
 CHECKED = ("accepted", "failed", "checking")
+WRONG_CODES_PER_MINUTE = 10  # per member (whose code the typed id names) and per address
+WRONG_CODE_WINDOW = timedelta(minutes=1)
+LOCAL = "local"  # the address of a visitor Streamlit gives none for (localhost)
+NOT_VALID = "That code is not valid (mistyped, or revoked); check it, or ask the organiser for a new one."
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,66 @@ def verify_code(engine: Engine, code: str) -> str | None:
             return None
         row.last_used_at = utcnow()
         return row.member
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """A typed code's verdict: the member it names, or the one sentence the visitor reads."""
+    member: str | None
+    problem: str | None = None
+
+
+def _code_id(code: str) -> int | None:
+    ident = code.strip().partition("-")[0]
+    return int(ident) if ident.isdigit() and len(ident) <= 12 else None
+
+
+def check_code(engine: Engine, code: str, address: str | None, limit: int = WRONG_CODES_PER_MINUTE,
+               now: datetime | None = None) -> CodeCheck:
+    """``verify_code`` behind a limit on guessing: after ``limit`` wrong codes in a minute from one address, or for
+    one member's code (the id before the dash names it), every code is refused, right or wrong, until the oldest of
+    them is a minute old; the sentence says when. Wrong codes, and the first refusal of each minute, are kept in the
+    store (``code_attempts``, so every dashboard process counts them) and written to the organiser's audit log."""
+    now, address = now or utcnow(), (address if isinstance(address, str) and address else LOCAL)[:64]
+    code_id = _code_id(code)
+    since = now - WRONG_CODE_WINDOW
+    with Session(engine) as session:
+        claimed = session.scalar(select(MemberCode.member).where(MemberCode.id == code_id)) \
+            if code_id is not None else None
+        keys = [("address", CodeAttempt.address == address, "from your address")]
+        if claimed is not None:
+            keys.append(("member", CodeAttempt.member == claimed, "for this code's member"))
+        full = []
+        for _, where, whom in keys:
+            wrong = list(session.scalars(select(CodeAttempt.at).where(where, CodeAttempt.at > since,
+                                                                        CodeAttempt.outcome == "wrong")
+                                         .order_by(CodeAttempt.at)))
+            if len(wrong) >= limit:
+                full.append((wrong[-limit] + WRONG_CODE_WINDOW, whom,
+                             session.scalar(select(CodeAttempt.id).where(where, CodeAttempt.at > since,
+                                                                          CodeAttempt.outcome == "limited").limit(1))))
+    who = f"code {code_id} ({claimed})" if claimed is not None else "no member's code"
+    code_id = code_id if claimed is not None else None  # only a real code's id is kept
+    if full:
+        again, whom = max(a for a, _, _ in full), " and ".join(w for _, w, _ in full)
+        if any(first is None for _, _, first in full):  # the first refusal of this minute: noted once
+            _note_attempt(engine, now, address, claimed, code_id, "limited")
+            log_action(engine, "code-limited", f"wrong codes {whom} over {limit} a minute: {who}, from {address}; "
+                                               f"codes refused until {again:%H:%M:%S} UTC")
+        return CodeCheck(None, f"Too many wrong codes {whom} in the last minute; try again after "
+                               f"{again:%H:%M:%S} UTC.")
+    member = verify_code(engine, code)
+    if member is None:
+        _note_attempt(engine, now, address, claimed, code_id, "wrong")
+        log_action(engine, "code-wrong", f"wrong code typed for {who}, from {address}")
+        return CodeCheck(None, NOT_VALID)
+    return CodeCheck(member)
+
+
+def _note_attempt(engine: Engine, at: datetime, address: str, member: str | None, code_id: int | None,
+                  outcome: str) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(CodeAttempt(at=at, address=address, member=member, code_id=code_id, outcome=outcome))
 
 
 def revoke_code(engine: Engine, code_id: int) -> CodeInfo:

@@ -295,6 +295,21 @@ class EntryOwner(Base):
     since: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CodeAttempt(Base):
+    """A wrong personal code typed on the Submit page ("wrong"), or the first attempt refused in a minute because of
+    them ("limited"): from which address, and for which member's code when its id names one. The limit on wrong
+    codes counts these rows, so it holds across dashboard processes and restarts."""
+    __tablename__ = "code_attempts"
+    __table_args__ = (Index("ix_code_attempts_address_at", "address", "at"),
+                      Index("ix_code_attempts_member_at", "member", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    address: Mapped[str] = mapped_column(String(64))    # the client's IP address, or "local" (Streamlit gives none)
+    member: Mapped[Optional[str]] = mapped_column(String(200))  # whose code the typed id names, if any
+    code_id: Mapped[Optional[int]]
+    outcome: Mapped[str] = mapped_column(String(20))   # wrong, limited
+
+
 class Upload(Base):
     """One upload from the Submit page by a member whose code was right: the check's outcome (accepted, failed or
     refused before checking) and the version it made. Kept, so that the hourly limit survives a restart."""

@@ -54,6 +54,7 @@ class UploadLimits:
     max_bytes: int = 200 * MB
     per_hour: int = 6
     check_timeout: float = 120.0  # seconds for the check's run of the entry (loading included)
+    wrong_codes_per_minute: int = members.WRONG_CODES_PER_MINUTE  # per member and per address (guessing)
 
 
 @dataclass(frozen=True)
@@ -246,14 +247,16 @@ def keep_version(engine: Engine, folder: Path, rules: Competition) -> int:
 
 def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files: list[tuple[str, bytes]],
            rules: Competition, limits: UploadLimits = UploadLimits(), mnist_dir: str | None = None,
-           now: datetime | None = None) -> Outcome:
-    """Check an upload in the sandbox and, when it passes, make it the entry's new version (see the module)."""
+           now: datetime | None = None, address: str | None = None) -> Outcome:
+    """Check an upload in the sandbox and, when it passes, make it the entry's new version (see the module).
+    ``address`` is the visitor's IP address (None: local): wrong codes are limited per address and per member."""
     submissions, now = Path(submissions), now or utcnow()
     if not code.strip():
         return refused("Type your personal code; the organiser gives you one.")
-    member = members.verify_code(engine, code)
-    if member is None:
-        return refused("That code is not valid (mistyped, or revoked); check it, or ask the organiser for a new one.")
+    checked = members.check_code(engine, code, address, limits.wrong_codes_per_minute, now)
+    if checked.member is None:
+        return refused(checked.problem)
+    member = checked.member
     entry_name = entry_name.strip()
     problem = name_problem(entry_name)
     if problem:

@@ -4,7 +4,7 @@ import streamlit as st
 # streamlit-drawable-canvas registers its frontend when imported: import it inside a Streamlit run only.
 from streamlit_drawable_canvas import st_canvas
 
-from leaderboard import cache, draw, figures
+from leaderboard import cache, draw, figures, stats
 
 settings = cache.settings()
 st.title("🖊️ Draw a digit")
@@ -62,14 +62,14 @@ def show(slot, result: draw.Prediction | None, name: str) -> None:
     """One entry's row: its name and reading (or its problem, in full), and its probabilities over the digits."""
     with slot.container(border=True):
         if result is not None and result.probabilities is None:  # the whole width: the sentence is never cut
-            st.markdown(f"**{name}**")
-            st.error(f"Problem: {result.error}", icon="⚠️")
+            st.markdown(f"**{stats.literal(name)}**")
+            st.error(f"Problem: {stats.literal(result.error)}", icon="⚠️")
             return
         text, bars = st.columns([2, 3], vertical_alignment="center")
         if result is None:
-            text.markdown(f"**{name}**  \nreading…")
+            text.markdown(f"**{stats.literal(name)}**  \nreading…")
         else:
-            text.markdown(f"**{name}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} sure")
+            text.markdown(f"**{stats.literal(name)}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} sure")
             bars.altair_chart(draw.probability_bars(result.probabilities), width="stretch", height=110)
 
 

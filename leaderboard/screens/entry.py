@@ -38,14 +38,14 @@ if s.standing == "disqualified":
 elif s.standing == "late":
     st.warning("Every version of this entry was submitted after the deadline: shown, not ranked.")
 elif s.standing == "superseded":
-    st.info(f"Not ranked: {s.note}.")
+    st.info(f"Not ranked: {stats.literal(s.note)}.")  # it names the author
 if view.late is not None:
     late_mnist = view.late.scores.get("mnist")
     score = f" (MNIST {100 * late_mnist.accuracy:.2f}% when evaluated)" if late_mnist else ""
     st.warning(f"A newer version, submitted after the deadline on {view.late.submitted_at:%Y-%m-%d %H:%M} UTC, is "
                f"not ranked{score}. This page shows the version that counts.")
 if s.status != "ok":
-    st.error(f"The latest evaluation failed: {s.error}")
+    st.error(f"The latest evaluation failed: {stats.literal(s.error)}")  # the entry's own words in it
 
 cols = st.columns(5)
 mnist = view.sets.get("mnist")
@@ -122,19 +122,20 @@ with tabs["Details"]:
     with left:
         st.subheader("Hyperparameters")
         if s.hyperparameters:
-            st.table({"name": list(s.hyperparameters), "value": [str(v) for v in s.hyperparameters.values()]})
+            st.table(stats.literal_table(s.hyperparameters))  # st.table renders markdown: escaped
         else:
             st.caption("None given in entry.toml.")
         if s.constructor:
             st.subheader("Constructor arguments")
-            st.table({"name": list(s.constructor), "value": [str(v) for v in s.constructor.values()]})
+            st.table(stats.literal_table(s.constructor))
     with right:
         st.subheader("Evaluation")
         st.table({"": ["status", "device", "output kind", "seconds", "peak memory", "content hash", "weights hash",
                        "code hash"],
-                  "value": [s.status, s.device, s.output_kind or "–", f"{s.seconds:.2f}",
-                            f"{s.peak_memory_bytes / 2**20:.0f} MiB" if s.peak_memory_bytes else "–",
-                            s.content_hash[:16], s.weights_hash[:16] or "–", s.code_hash[:16] or "–"]})
+                  "value": [stats.literal(v) for v in (
+                      s.status, s.device, s.output_kind or "–", f"{s.seconds:.2f}",
+                      f"{s.peak_memory_bytes / 2**20:.0f} MiB" if s.peak_memory_bytes else "–",
+                      s.content_hash[:16], s.weights_hash[:16] or "–", s.code_hash[:16] or "–")]})
     if s.error:
         st.subheader("Error")
         st.code(s.error, language=None, wrap_lines=True)

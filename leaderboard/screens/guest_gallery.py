@@ -42,4 +42,4 @@ for start in range(0, len(rows), per_row):
             st.image(pictures, width=64)
             st.markdown(f"**{d['label']}** · {d['right']}/{d['entries']} right  \n"
                         f"consensus {d['consensus']} ({100 * d['consensus_share']:.0f}%)")
-            st.caption(view.files[i] if i < len(view.files) else f"#{i}")
+            st.caption(stats.literal(view.files[i]) if i < len(view.files) else f"#{i}")

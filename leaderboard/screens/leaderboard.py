@@ -24,7 +24,7 @@ elif view.primary == "guest":
 else:
     st.warning("Revealed, but not every entry has a result on the current guest set: ranked by MNIST.")
 if view.verdict:
-    st.markdown(f"**{view.verdict}**")
+    st.markdown(f"**{stats.literal(view.verdict)}**")  # it names the leader: the member's words
 
 if board.empty:
     st.warning("No evaluations yet. Run `python -m harness.evaluate` to score the entries in `submissions/`.")

@@ -75,7 +75,7 @@ def job_progress():
     job = jobs[-1]
     entries = len(draw.entries_on_disk(settings.submissions))
     fraction, text = admin.run_progress(queries.latest_run(engine), job, entries)
-    st.progress(fraction, text=f"{'running' if job.running else 'done'} · {text}")
+    st.progress(fraction, text=stats.literal(f"{'running' if job.running else 'done'} · {text}"))
     st.code(job.log_tail() or "(no output yet)", language=None)
     if not job.running and st.session_state.get("seen_finished") != str(job.log_path):
         st.session_state["seen_finished"] = str(job.log_path)  # once per run: the whole page shows its outcome
@@ -99,7 +99,7 @@ with st.form("moderate"):
         try:
             changed = admin.moderate(engine, name, state, reason)
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(stats.literal(exc))
         else:
             if changed:
                 cache.clear()
@@ -127,9 +127,9 @@ with st.form("version_time"):
             at = None if clear else versions.parse_time(when, rules.timezone)
             changed = versions.override(engine, entry_name, str(choice), at, why)
         except HarnessError as exc:
-            st.error(str(exc))
+            st.error(stats.literal(exc))
         else:
-            st.success(f"{stats.literal(entry_name)}: {versions.describe(changed, rules)}")
+            st.success(stats.literal(f"{entry_name}: {versions.describe(changed, rules)}"))
             cache.clear()
 
 member_codes.section(engine)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from leaderboard import cache, submitting
+from leaderboard import cache, stats, submitting
 
 settings = cache.settings()
 st.title("📤 Submit an entry")
@@ -25,11 +25,12 @@ with st.form("submit"):
 
 if sent:
     with st.spinner("Checking your entry in the sandbox…"):
-        outcome = submitting.upload(cache.current_engine(), settings.submissions, cache.rules(), code, name, files)
-    first, *more = outcome.sentences
-    (st.success if outcome.accepted else st.error)(first)
+        outcome = submitting.upload(cache.current_engine(), settings.submissions, cache.rules(), code, name, files,
+                                    st.context.ip_address)  # wrong codes are limited per address and member
+    first, *more = outcome.sentences  # they quote file names and the check's errors: the member's words, escaped
+    (st.success if outcome.accepted else st.error)(stats.literal(first))
     for sentence in more:
-        (st.warning if outcome.late and "deadline" in sentence else st.info)(sentence)
+        (st.warning if outcome.late and "deadline" in sentence else st.info)(stats.literal(sentence))
     if outcome.report:
         r = outcome.report
         cols = st.columns(3)
