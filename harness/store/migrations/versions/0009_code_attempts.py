@@ -1,16 +1,16 @@
 """Wrong personal codes typed on the Submit page, per address and member, so that guessing is limited (10 a minute)
 across dashboard processes and restarts.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
