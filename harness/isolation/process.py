@@ -6,10 +6,15 @@ runs inside its sandbox (``harness.isolation.sandbox``); elsewhere it is multipr
 outcome says ``sandboxed=False``. A crash, hang, memory blow-up or ``sys.exit`` in an entry ends only
 that entry's process; the harness records why.
 
-Without the sandbox, under a root harness, the entry's process still drops to an unprivileged user (it
-keeps only the right to read files) before the model is imported, so the process, file-size and CPU
-limits apply, and the fork server adopts whatever the entry leaves running, so all of it is killed at
+Without the sandbox, under a root harness, the entry's process still drops to a uid of its own (no account's,
+shared with no other process: ``harness.isolation.users``; it keeps only the right to read files) before the model
+is imported, so the process, file-size and CPU limits apply and it can signal no other process; it gets a private
+TMPDIR, removed at its end; and the fork server adopts whatever the entry leaves running, so all of it is killed at
 the entry's end (``harness.isolation.reaper``). What it cannot give: a private view of the files.
+
+In both modes, where the host allows it, the entry's processes run in a cgroup of their own
+(``harness.isolation.cgroups``) whose memory limit counts every page they hold, memfd and tmpfs files included, and
+whose peak is the one reported; elsewhere the watch of resident memory is all, and the result says so.
 
 The entry's speed is timed here, from outside its process: from the moment the images are handed over
 (after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
@@ -25,7 +30,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import sys
 import threading
