@@ -109,8 +109,9 @@ def allocate() -> EntryUser:
         fd = _reserve(folder, uid)
         if fd is None:
             continue
+        user = EntryUser(uid, folder / f"{uid}.lock", fd)
         if uid in uids_in_use():  # a process started as it between the two looks
-            os.close(fd)
+            user.release()
             continue
-        return EntryUser(uid, folder / f"{uid}.lock", fd)
+        return user
     raise OSError(f"no unused uid was found for the entry in {TRIES} tries")
