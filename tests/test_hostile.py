@@ -8,6 +8,8 @@ reference: the parameter count from the weights tensor itself, the speed from a 
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 import textwrap
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +18,11 @@ import numpy as np
 import psutil
 import pytest
 
+from harness.isolation import cgroups
 from harness.isolation import process as isolation
 from harness.isolation import sandbox
 from harness.isolation import sandbox_server
+from harness.isolation import users
 from harness import runner
 from harness.contract import EntryMetadata
 from harness.store.schema import unpack
@@ -221,7 +225,7 @@ PRINTS_A_LOT = before_return("for _ in range(20_000):\n    print('x' * 1000)")
 KILLS_PARENT = before_return("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
 
 
-def test_unsandboxed_root_entry_runs_as_nobody_with_limits(plain, tmp_path, means):
+def test_unsandboxed_root_entry_runs_as_a_uid_of_its_own_with_limits(plain, tmp_path, means):
     if os.getuid() != 0:
         pytest.skip("the harness runs as a user: entries keep that user's identity")
     folder = write_entry(tmp_path / "subs", "who", weights=template_weights(means), code=before_return(
@@ -230,9 +234,10 @@ def test_unsandboxed_root_entry_runs_as_nobody_with_limits(plain, tmp_path, mean
         "try:\n    open('/root/harness-pwned', 'w')\nexcept OSError as exc:\n    print('write refused', exc.errno)"))
     outcome = plain(folder)
     assert outcome.result["status"] == "ok", (outcome.result, outcome.log)
-    assert f"uid {sandbox_server.NOBODY}" in outcome.log
+    uid = int(outcome.log.split("uid ")[1].split()[0])
+    assert uid >= users.FIRST_UID and uid != sandbox_server.NOBODY
     nproc = int(outcome.log.split("nproc ")[1].split()[0])
-    assert 0 < nproc <= sandbox.tasks_of(sandbox_server.NOBODY) + sandbox.TASK_HEADROOM + 64
+    assert nproc == sandbox.TASK_HEADROOM  # nothing else ran as its uid
     assert f"fsize {sandbox_server.FILE_LIMIT}" in outcome.log
     assert "write refused" in outcome.log and not os.path.exists("/root/harness-pwned")
     assert outcome.sandboxed is False and any("labels" in p for p in outcome.protections)
@@ -328,3 +333,145 @@ def test_an_entrys_words_are_not_markup_in_the_terminal_table():
     text = out.getvalue()
     assert forged in text and "[red]ada[/red]" in text and "boom [/red][green]fine" in text
     assert "note with [brackets] kept" in text
+
+
+# --- Limits every mode must hold: memory that no process shows, signals, scratch left for the next entry -------
+
+# Three memfd files of 960 MiB each, kept open: pages that belong to no process's resident memory.
+HOARDS_MEMFD = before_return(textwrap.dedent("""
+    import os, sys
+    if not hasattr(sys, "_memfds"):
+        sys._memfds = []
+        chunk = b"x" * (16 * 1024 * 1024)
+        for i in range(3):
+            fd = os.memfd_create(f"hoard-{i}")
+            sys._memfds.append(fd)
+            for _ in range(60):
+                os.write(fd, chunk)
+            print("hoarded", (i + 1) * 960, "MiB", flush=True)
+"""))
+
+MODES = ["sandbox, root layout", "sandbox, user layout", "plain"]
+
+
+def run_in(mode: str, folder: Path, tmp_path: Path, **kwargs) -> isolation.Outcome:
+    """One entry run in ``mode`` (see isolation_mode) on 4 zero images."""
+    images = tmp_path / "images_mnist.npy"
+    np.save(images, np.zeros((4, 1, 28, 28), np.uint8))
+    with isolation_mode(mode):
+        return isolation.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / f"out-{folder.name}",
+                                      device="cpu", sandboxed=mode != "plain", **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_memory_held_in_memfd_files_meets_the_memory_limit(mode, tmp_path, means):
+    try:
+        cgroups.create(0).remove()
+    except cgroups.Unavailable as exc:
+        pytest.skip(f"no cgroup here ({exc}): the limit counts resident memory only, and results say so")
+    folder = write_entry(tmp_path / "subs", "memfd", weights=template_weights(means), code=HOARDS_MEMFD)
+    outcome = run_in(mode, folder, tmp_path, timeout=120, memory_limit=1024 ** 3)
+    assert outcome.result["status"] == "failed", (outcome.result, outcome.log)
+    assert outcome.result["error"].startswith("used more than its memory limit of 1.0 GiB and was stopped"), \
+        outcome.result
+    assert "\n" not in outcome.result["error"].strip()
+    assert "hoarded 1920 MiB" not in outcome.log  # stopped at the limit, not after
+    assert 0 < outcome.peak_rss <= 1024 ** 3  # the cgroup's peak: every page, and never more than the limit
+    assert not any("memfd" in p for p in outcome.protections)
+
+
+def test_without_a_cgroup_the_memory_limit_says_what_it_cannot_see(plain, tmp_path, means, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise cgroups.Unavailable("the test refuses cgroups")
+    monkeypatch.setattr(cgroups, "create", refuse)
+    folder = write_entry(tmp_path / "subs", "plain", weights=template_weights(means))
+    outcome = plain(folder)
+    assert outcome.result["status"] == "ok", outcome.result
+    assert any("memfd" in p and "the test refuses cgroups" in p for p in outcome.protections), outcome.protections
+
+
+def kills(pids: list[int]) -> str:
+    return before_return(textwrap.dedent(f"""
+        import os, signal
+        for pid in {pids!r}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError as exc:
+                print("refused", pid, type(exc).__name__)
+            else:
+                print("killed", pid)
+    """))
+
+
+def test_an_unsandboxed_entry_can_signal_no_process_but_its_own(plain, tmp_path, means):
+    if os.getuid() != 0:
+        pytest.skip("under a user's harness an unsandboxed entry keeps that user's identity (see the README's table)")
+    from harness.isolation import WarmPool
+    from harness.isolation.prediction import Limits
+    from harness.entries.discovery import discover
+    write_entry(tmp_path / "warm", "neighbour", weights=template_weights(means))
+    neighbour = discover(tmp_path / "warm", skipped=[])["neighbour"]
+    pool = WarmPool(Limits(timeout=60, memory=2 * 1024 ** 3, device="cpu", batch_size=1), sandboxed=False)
+    digit = np.zeros((1, 28, 28), np.uint8)
+    sleeper = subprocess.Popen(["sleep", "600"], user=sandbox_server.NOBODY, group=sandbox_server.NOBODY)
+    try:
+        before = pool.ask(neighbour, digit)
+        assert before.status == "ok", before.error
+        warm_pid = pool._entries["neighbour"].pid
+        folder = write_entry(tmp_path / "subs", "killer", weights=template_weights(means),
+                             code=kills([warm_pid, sleeper.pid]))
+        outcome = plain(folder)
+        assert outcome.result["status"] == "ok", (outcome.result, outcome.log)
+        assert f"refused {warm_pid} PermissionError" in outcome.log and "killed" not in outcome.log, outcome.log
+        assert f"refused {sleeper.pid} PermissionError" in outcome.log
+        assert sleeper.poll() is None and psutil.Process(warm_pid).status() != psutil.STATUS_ZOMBIE
+        after = pool.ask(neighbour, digit)
+        assert after.status == "ok" and pool.starts("neighbour") == 1
+        assert np.array_equal(after.outputs["draw"], before.outputs["draw"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        pool.close()
+
+
+# Leaves, in its scratch folder (the sandbox's /tmp; unsandboxed, its own TMPDIR): a tree 1,500 levels deep, a folder
+# and a file without any permission, a name that is not UTF-8 and a note; prints what is there when it starts.
+LEAVES_HOSTILE_SCRATCH = before_return(textwrap.dedent("""
+    import os, sys, tempfile
+    top = tempfile.gettempdir()
+    if not hasattr(sys, "_left"):  # once, on the first batch
+        sys._left = True
+        print("found", sorted(n for n in os.listdir(os.fsencode(top)) if n.startswith(b"left-")), flush=True)
+        os.mkdir(os.path.join(top, "left-deep"))
+        fd = os.open(os.path.join(top, "left-deep"), os.O_RDONLY)
+        for _ in range(1500):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open("note", "w", opener=lambda name, flags: os.open(name, flags, 0o600, dir_fd=fd)) as fh:
+            fh.write("from the deep")
+        os.close(fd)
+        os.makedirs(os.path.join(top, "left-locked", "inner"))
+        open(os.path.join(top, "left-locked", "inner", "note"), "w").write("locked away")
+        os.chmod(os.path.join(top, "left-locked", "inner"), 0)
+        os.chmod(os.path.join(top, "left-locked"), 0)
+        open(os.path.join(top, "left-note.txt"), "w").write("for the next entry")
+        os.chmod(os.path.join(top, "left-note.txt"), 0)
+        open(os.path.join(os.fsencode(top), b"left-\\xff\\xfe"), "w").write("odd name")
+        print("left", sorted(n for n in os.listdir(os.fsencode(top)) if n.startswith(b"left-")), "in", top, flush=True)
+"""))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_entry_starts_from_an_empty_scratch_folder(mode, tmp_path, means):
+    first = write_entry(tmp_path / "subs", "leaves", weights=template_weights(means), code=LEAVES_HOSTILE_SCRATCH)
+    second = write_entry(tmp_path / "subs", "finds", weights=template_weights(means), code=LEAVES_HOSTILE_SCRATCH)
+    left, found = (run_in(mode, folder, tmp_path, timeout=120) for folder in (first, second))
+    assert left.result["status"] == "ok" and found.result["status"] == "ok", (left.result, found.result, left.log)
+    assert "found []" in left.log and "left [b'left-deep', b'left-locked', b'left-note.txt', b'left-\\xff\\xfe']" \
+        in left.log, left.log
+    assert "found []" in found.log, found.log  # the previous entry's leftovers were all gone
+    if mode == "plain":  # a scratch folder of its own next to its outputs, gone with the entry
+        scratch = left.log.split(" in ")[-1].split()[0]
+        assert scratch != tempfile.gettempdir() and not os.path.exists(scratch)

@@ -5,6 +5,7 @@ images. The dashboard's Draw-a-digit page asks through it."""
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from harness.entries.discovery import discover
-from harness.isolation import Limits, WarmPool, predict, sandbox, warm
+from harness.isolation import Limits, WarmPool, predict, sandbox, users, warm
 from tests.conftest import REPO
 from tests.entries import template_predictions, template_weights, with_forward, write_entry
 
@@ -132,7 +133,7 @@ def test_the_model_is_loaded_once_and_answers_every_request(sandboxed, pools, tm
     assert pool.starts("counting") == 1 and pool.warm() == ["counting"]
 
 
-def test_unsandboxed_warm_entry_runs_as_nobody_and_loads_once(pools, tmp_path, mnist_test, means):
+def test_unsandboxed_warm_entry_runs_as_a_uid_of_its_own_and_loads_once(pools, tmp_path, mnist_test, means):
     pool = pools(sandboxed=False)
     dee = entry(tmp_path, "dee", weights=template_weights(means))
     images = mnist_test.images[:5]
@@ -143,8 +144,10 @@ def test_unsandboxed_warm_entry_runs_as_nobody_and_loads_once(pools, tmp_path, m
     assert first.status == second.status == "ok" and first.sandboxed is False and first.protections
     assert worker.pid == pid and pool.starts("dee") == 1
     assert np.array_equal(second.outputs["draw"].argmax(1), template_predictions(images, means))
-    if os.getuid() == 0:
-        assert psutil.Process(pid).uids().real == 65534
+    if os.getuid() == 0:  # a uid of its own, no account's, shared with no other process
+        uid = psutil.Process(pid).uids().real
+        assert uid >= users.FIRST_UID and uid not in {u.pw_uid for u in pwd.getpwall()}
+        assert {p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid} == {pid}
 
 
 def test_answers_equal_predicts_for_every_committed_entry(sandboxed, pools, mnist_test):
@@ -318,3 +321,63 @@ def test_bad_images_and_cap_are_refused_in_one_sentence(pools, tmp_path, means):
     with pytest.raises(ValueError, match=r"the images are float32 \[1, 28, 28\]; a warm entry takes uint8"):
         pool.ask(dee, np.zeros((1, 28, 28), np.float32))
     assert pool.starts("dee") == 0  # refused before anything started
+
+
+SPINS_BETWEEN = '''
+import threading
+
+import torch
+from torch import nn
+
+
+def _spin():
+    while True:
+        pass
+
+
+threading.Thread(target=_spin, daemon=True).start()  # spins from the import until the process ends
+
+
+class Net(nn.Module):
+    def __init__(self, scale: float = 0.05):
+        super().__init__()
+        self.fc = nn.Linear(784, 10, bias=False)
+        self.scale = scale
+
+    def forward(self, x):
+        return self.scale * self.fc(x.flatten(1) - 0.5)
+'''
+
+
+def cpu_seconds(warm_entry: warm.WarmEntry) -> float:
+    """CPU time used so far by the processes that run the warm entry's code."""
+    total = 0.0
+    for p in warm_entry._entry_processes():
+        try:
+            total += sum(p.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+@pytest.mark.parametrize("mode", ["sandboxed", "plain"])
+def test_a_warm_entry_gets_no_cpu_between_requests(mode, pools, tmp_path, mnist_test, means):
+    if mode == "sandboxed" and (sandbox.unavailable_reason() or not warm.sandbox_works()):
+        pytest.skip("bubblewrap sandbox unavailable here")
+    pool = pools(sandboxed=mode == "sandboxed")
+    spinner = entry(tmp_path, "spinner", code=SPINS_BETWEEN, weights=template_weights(means))
+    neighbour = entry(tmp_path, "neighbour", weights=template_weights(means))
+    images = mnist_test.images[:3]
+    expected = template_predictions(images, means)
+    before = pool.ask(neighbour, images)
+    assert before.status == "ok", before.error
+    assert pool.ask(spinner, images).status == "ok"
+    spinning = pool._entries["spinner"]
+    used = cpu_seconds(spinning)
+    time.sleep(1.0)  # idle: a running daemon thread would use about this much
+    assert cpu_seconds(spinning) - used < 0.2
+    again = pool.ask(spinner, images)
+    assert again.status == "ok" and np.array_equal(again.outputs["draw"].argmax(1), expected)
+    after = pool.ask(neighbour, images)
+    assert after.status == "ok" and np.array_equal(after.outputs["draw"], before.outputs["draw"])
+    assert pool.starts("spinner") == 1 and pool.starts("neighbour") == 1

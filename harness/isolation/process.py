@@ -6,10 +6,15 @@ runs inside its sandbox (``harness.isolation.sandbox``); elsewhere it is multipr
 outcome says ``sandboxed=False``. A crash, hang, memory blow-up or ``sys.exit`` in an entry ends only
 that entry's process; the harness records why.
 
-Without the sandbox, under a root harness, the entry's process still drops to an unprivileged user (it
-keeps only the right to read files) before the model is imported, so the process, file-size and CPU
-limits apply, and the fork server adopts whatever the entry leaves running, so all of it is killed at
+Without the sandbox, under a root harness, the entry's process still drops to a uid of its own (no account's,
+shared with no other process: ``harness.isolation.users``; it keeps only the right to read files) before the model
+is imported, so the process, file-size and CPU limits apply and it can signal no other process; it gets a private
+TMPDIR, removed at its end; and the fork server adopts whatever the entry leaves running, so all of it is killed at
 the entry's end (``harness.isolation.reaper``). What it cannot give: a private view of the files.
+
+In both modes, where the host allows it, the entry's processes run in a cgroup of their own
+(``harness.isolation.cgroups``) whose memory limit counts every page they hold, memfd and tmpfs files included, and
+whose peak is the one reported; elsewhere the watch of resident memory is all, and the result says so.
 
 The entry's speed is timed here, from outside its process: from the moment the images are handed over
 (after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
@@ -25,7 +30,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -36,9 +40,10 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation import limits
+from harness.isolation import cgroups, limits, users
 from harness.isolation import sandbox
 from harness.isolation import sandbox_command, sandbox_server
+from harness.store import trees
 from harness.contract import EntryMetadata
 from harness.isolation.exchange import READY_FILE, hand_over, head_and_tail, read_progress
 
@@ -46,6 +51,7 @@ GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
 LOG_FILE = "entry.log"
+SCRATCH_SUFFIX = ".tmp"  # next to an unsandboxed entry's output folder: its private TMPDIR
 PROGRESS_SECONDS = 0.1      # how often the entry's count of images done is read
 ESTIMATE_AFTER_SECONDS = 2.0  # the speed must have been seen for this long since go before it can stop an entry
 ESTIMATE_MARGIN = 1.2       # ... and the estimate must exceed the time limit by this factor
@@ -110,25 +116,55 @@ def context(preload_torchvision: bool = False) -> mp.context.BaseContext:
     return _context
 
 
-def entry_user() -> int | None:
-    """The uid an unsandboxed entry runs as: nobody under a root harness (so that limits apply), else None (it
-    keeps the harness user's identity)."""
-    return sandbox_server.NOBODY if os.getuid() == 0 else None
+def entry_user() -> users.EntryUser | None:
+    """The user an unsandboxed entry runs as: under a root harness a uid of its own, reserved until it ends (so that
+    limits apply and it can signal no other process: ``harness.isolation.users``), else None (it keeps the harness
+    user's identity)."""
+    return users.allocate() if os.getuid() == 0 else None
 
 
-def missing_protections(sandboxed: bool, uid: int | None) -> tuple[str, ...]:
-    """What an entry's process could do that the sandbox would have stopped, in a few words each."""
-    if sandboxed:
-        return ()
-    missing = ["read any file this user can (including the guest's labels and the database)", "use the network"]
-    if uid is None:
+_cgroup_warned = False
+
+
+def entry_cgroup(memory_limit: int, kind: str = "entry") -> tuple[cgroups.Cgroup | None, str | None]:
+    """A cgroup of its own for the entry's processes, with ``memory_limit``; else None and why (said once)."""
+    global _cgroup_warned
+    try:
+        return cgroups.create(memory_limit, kind), None
+    except cgroups.Unavailable as exc:
+        if not _cgroup_warned:
+            _cgroup_warned = True
+            print(f"warning: {cgroup_fallback(str(exc))}", file=sys.stderr)
+        return None, str(exc)
+
+
+def cgroup_fallback(reason: str) -> str:
+    """The sentence that says what the memory limit cannot see without a cgroup."""
+    return (f"the memory limit counts only the resident memory of the entry's processes ({reason}): memfd and tmpfs "
+            "files escape it")
+
+
+def missing_protections(sandboxed: bool, uid: int | None, cgroup_missing: str | None = None) -> tuple[str, ...]:
+    """What an entry's process could do that the sandbox (or a cgroup) would have stopped, in a few words each."""
+    missing = [] if sandboxed else ["read any file this user can (including the guest's labels and the database)",
+                                    "use the network"]
+    if not sandboxed and uid is None:
         missing.append("write files and signal processes as the harness's own user")
+    if cgroup_missing:
+        missing.append(f"hold memory beyond its limit in memfd or tmpfs files (no cgroup: {cgroup_missing})")
     return tuple(missing)
 
 
 def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
            batch_size: int | None, memory_limit: int, cpu_seconds: int, tasks: int, file_size: int,
-           uid: int | None, gpu_memory: int | None) -> None:
+           uid: int | None, gpu_memory: int | None, cgroup: list[str] | None = None) -> None:
+    for procs in cgroup or []:  # first of all: every page it touches from now on is charged to its cgroup
+        with open(procs, "w") as fh:
+            fh.write(str(os.getpid()))
+    for name in ("TMPDIR", "TMP", "TEMP"):  # a scratch folder of its own, removed at its end (as the sandbox's /tmp)
+        os.environ[name] = os.path.join(os.path.dirname(out_dir), os.path.basename(out_dir) + SCRATCH_SUFFIX)
+    import tempfile
+    tempfile.tempdir = None
     os.setsid()  # own session and process group: nothing the entry starts keeps the harness's terminal
     log = os.open(os.path.join(out_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
@@ -177,8 +213,9 @@ def _forkserver() -> psutil.Process | None:
 class _ForkedJob:
     """An entry's process forked by multiprocessing's fork server (no sandbox)."""
 
-    def __init__(self, proc: mp.Process, out_dir: Path, inputs: dict[str, Path], staged: dict[str, Path]):
-        self.proc, self.out_dir, self.inputs, self.staged = proc, out_dir, inputs, staged
+    def __init__(self, proc: mp.Process, out_dir: Path, inputs: dict[str, Path], staged: dict[str, Path],
+                 cgroup: cgroups.Cgroup | None = None):
+        self.proc, self.out_dir, self.inputs, self.staged, self.cgroup = proc, out_dir, inputs, staged, cgroup
         self.server = _forkserver()
         self.log_bytes = 0
 
@@ -201,21 +238,26 @@ class _ForkedJob:
         return read_progress(self.out_dir)
 
     def processes(self) -> list[psutil.Process]:
-        """The entry's process and everything it started, orphans included (the fork server adopts them)."""
+        """The entry's process and everything it started, orphans included (the fork server adopts them, and its
+        cgroup holds them all)."""
         try:
             if self.server is not None:
-                return self.server.children(recursive=True)
-            return [psutil.Process(self.proc.pid)] + psutil.Process(self.proc.pid).children(recursive=True)
+                procs = self.server.children(recursive=True)
+            else:
+                procs = [psutil.Process(self.proc.pid)] + psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
-            return []
+            procs = []
+        return procs + _cgroup_processes(self.cgroup, {p.pid for p in procs})
 
     def kill(self) -> None:
-        """SIGKILL the entry's process group and every process it left, until none is left (daemons included)."""
+        """SIGKILL the entry's process group and every process it left, until none is left (daemons included);
+        then remove its scratch folder, whatever it left there."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         sandbox.kill_all(self.processes)
+        trees.remove(scratch_folder(self.out_dir))
 
     def finish(self, out_dir: Path) -> None:
         """The child wrote straight into out_dir; note how much it printed."""
@@ -223,6 +265,23 @@ class _ForkedJob:
             self.log_bytes = (out_dir / LOG_FILE).lstat().st_size
         except OSError:
             self.log_bytes = 0
+
+
+def _cgroup_processes(cgroup: cgroups.Cgroup | None, known: set[int]) -> list[psutil.Process]:
+    """The processes in ``cgroup`` not among ``known``."""
+    procs = []
+    for pid in cgroup.pids() if cgroup is not None else []:
+        if pid not in known:
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+    return procs
+
+
+def memory_limit_reason(memory_limit: int) -> str:
+    return (f"used more than its memory limit of {memory_limit / GIB:.1f} GiB and was stopped; make the model or its "
+            "batch smaller, or raise the memory limit.")
 
 
 def _memory(procs: list[psutil.Process]) -> int:
@@ -337,9 +396,9 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
             peak = max(peak, _memory(procs))
         except psutil.Error:
             pass
-        if memory_limit and peak > memory_limit:
-            reason = (f"used more than its memory limit of {memory_limit / GIB:.1f} GiB and was stopped; make the "
-                      "model or its batch smaller, or raise the memory limit.")
+        cgroup = getattr(job, "cgroup", None)
+        if memory_limit and (peak > memory_limit or (cgroup is not None and cgroup.over_limit())):
+            reason = memory_limit_reason(memory_limit)
         elif elapsed > timeout:
             reason = (f"took longer than its time limit of {timeout:g} s and was stopped; make the model faster or "
                       "raise the time limit.")
@@ -351,29 +410,43 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
             ended = time.perf_counter()
             break
     job.kill()  # anything the entry left running
+    cgroup = getattr(job, "cgroup", None)
+    if cgroup is not None:  # every page its processes held, memfd and tmpfs included; a kill the kernel made for it
+        peak = cgroup.peak()
+        if memory_limit and not reason and cgroup.over_limit():
+            reason = memory_limit_reason(memory_limit)
     return _Watched(ended - started, peak, reason, None if went is None or reason else ended - went)
+
+
+def scratch_folder(out_dir: Path) -> Path:
+    return out_dir.with_name(out_dir.name + SCRATCH_SUFFIX)
 
 
 def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, device: str,
                   batch_size: int | None, memory_limit: int, cpu_seconds: int, preload_torchvision: bool,
-                  uid: int | None, gpu_memory: int | None = None) -> _ForkedJob:
+                  uid: int | None, gpu_memory: int | None = None, cgroup: cgroups.Cgroup | None = None) -> _ForkedJob:
     """Fork the entry from multiprocessing's fork server; its images are staged in a folder of their own only at
     go. Under a root harness its output folder belongs to the user it runs as."""
     ctx = context(preload_torchvision)
     staging = out_dir.with_name(out_dir.name + ".in")
-    shutil.rmtree(staging, ignore_errors=True)  # a go left by an earlier call would start the clock too early
+    trees.remove(staging)  # a go left by an earlier call would start the clock too early
     staging.mkdir(parents=True)
     staged = {kind: staging / path.name for kind, path in inputs.items()}
+    scratch = scratch_folder(out_dir)
+    trees.remove(scratch)
+    scratch.mkdir(mode=0o700)
     if uid is not None:
         os.chown(out_dir, uid, uid)
+        os.chown(scratch, uid, uid)
     tasks = sandbox.tasks_of(os.getuid() if uid is None else uid) + sandbox.TASK_HEADROOM
     proc = ctx.Process(target=_child, args=(str(folder), metadata, {k: str(v) for k, v in staged.items()},
                                             str(out_dir), device, batch_size, memory_limit, cpu_seconds, tasks,
-                                            sandbox_server.FILE_LIMIT, uid, gpu_memory),
+                                            sandbox_server.FILE_LIMIT, uid, gpu_memory,
+                                            [str(f / "cgroup.procs") for f in cgroup.folders] if cgroup else None),
                        daemon=True)
     with _main_module_hidden():
         proc.start()
-    return _ForkedJob(proc, out_dir, inputs, staged)
+    return _ForkedJob(proc, out_dir, inputs, staged, cgroup)
 
 
 def needs_torchvision(entries) -> bool:
@@ -413,36 +486,48 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"run_isolated needs a resolved device, cpu or cuda, not {device!r}.")
-    shutil.rmtree(out_dir, ignore_errors=True)  # nothing an earlier call left may pass for this one's result
+    trees.remove(out_dir)  # nothing an earlier call left may pass for this one's result
     out_dir.mkdir(parents=True)
     preload = ["torchvision"] if preload_torchvision else []
     cpu = limits.cpu_seconds(timeout)
-    uid = entry_user()
     with _job_lock:
         box = None if sandboxed is False else sandbox.shared(preload, device, secret)
         if sandboxed and box is None:
             raise RuntimeError(f"the sandbox cannot run here: {sandbox.unavailable_reason()}")
-        if box is not None:
-            try:
-                job = box.start(folder, metadata, inputs, device, batch_size, memory_limit, timeout, preload,
-                                gpu_memory)
-            except (sandbox.SandboxError, OSError) as exc:
-                box.close()
-                return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
-                               seconds=0.0, peak_rss=0, log="", sandboxed=True)
-        else:
-            try:
-                job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
-                                    preload_torchvision, uid, gpu_memory)
-            except (OSError, psutil.Error) as exc:
-                return Outcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
-                               seconds=0.0, peak_rss=0, log="", protections=missing_protections(False, uid))
+        cgroup, no_cgroup = entry_cgroup(memory_limit)
+        user = job = None
         try:
-            watched = _watch(job, timeout, memory_limit, total, device, on_progress)
-            job.finish(out_dir)
-        except sandbox.SandboxError as exc:
-            box.close()
-            watched = _Watched(0.0, 0, f"the sandbox stopped while the entry ran ({exc}).", None)
+            if box is not None:
+                try:
+                    job = box.start(folder, metadata, inputs, device, batch_size, memory_limit, timeout, preload,
+                                    gpu_memory, cgroup)
+                except (sandbox.SandboxError, OSError) as exc:
+                    box.close()
+                    return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
+                                   seconds=0.0, peak_rss=0, log="", sandboxed=True,
+                                   protections=missing_protections(True, None, no_cgroup))
+            else:
+                try:
+                    user = entry_user()
+                    job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
+                                        preload_torchvision, user.uid if user else None, gpu_memory, cgroup)
+                except (OSError, psutil.Error) as exc:
+                    return Outcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
+                                   seconds=0.0, peak_rss=0, log="",
+                                   protections=missing_protections(False, user and user.uid, no_cgroup))
+            try:
+                watched = _watch(job, timeout, memory_limit, total, device, on_progress)
+                job.finish(out_dir)
+            except sandbox.SandboxError as exc:
+                box.close()
+                watched = _Watched(0.0, 0, f"the sandbox stopped while the entry ran ({exc}).", None)
+        finally:
+            if job is not None:
+                job.kill()
+            if cgroup is not None:
+                cgroup.remove()
+            if user is not None:  # its processes are all gone: the uid may go to another entry
+                user.release()
     result = None if watched.reason else _read_result(out_dir)
     log = _read_log(out_dir)
     if result is None:
@@ -453,4 +538,4 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
         log = sandbox.host_paths(log, folder)
     return Outcome(result=result, seconds=watched.seconds, peak_rss=watched.peak, log=log, sandboxed=box is not None,
                    timed_seconds=watched.timed if result.get("status") == "ok" else None,
-                   protections=missing_protections(box is not None, uid))
+                   protections=missing_protections(box is not None, user.uid if user else None, no_cgroup))

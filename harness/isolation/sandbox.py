@@ -35,6 +35,7 @@ from harness.isolation.limits import cpu_seconds
 from harness.isolation.sandbox_command import command
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
 from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_progress
+from harness.store import trees
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
 COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out
@@ -66,11 +67,9 @@ def host_paths(text: str | None, folder: Path) -> str | None:
 
 
 def _empty(folder: Path) -> None:
-    for child in folder.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+    """Empty one of the folders shared with the sandbox, whatever an entry left there; SandboxError if it cannot."""
+    if not trees.empty(folder):
+        raise SandboxError(f"what the previous entry left in the sandbox's /{folder.name} could not be removed")
 
 
 def _make_readable(folder: Path) -> None:
@@ -115,8 +114,8 @@ def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
 class Job:
     """One entry running in the sandbox; the watcher in ``harness.isolation.process`` polls it."""
 
-    def __init__(self, box: Sandbox, inputs: dict[str, Path], staged: dict[str, Path]):
-        self.box = box
+    def __init__(self, box: Sandbox, inputs: dict[str, Path], staged: dict[str, Path], cgroup=None):
+        self.box, self.cgroup = box, cgroup  # cgroup: harness.isolation.cgroups.Cgroup of its processes, or None
         self.exitcode: int | None = None
         self.inputs, self.staged = inputs, staged
         self.log_bytes = 0
@@ -229,8 +228,10 @@ class Sandbox:
         return json.loads(line)
 
     def start(self, folder: Path, metadata, inputs: dict[str, Path], device: str, batch_size: int | None,
-              memory_limit: int, timeout: float, preload: list[str], gpu_memory: int | None = None) -> Job:
-        """Stage one entry's folder and images, then fork its process inside the sandbox."""
+              memory_limit: int, timeout: float, preload: list[str], gpu_memory: int | None = None,
+              cgroup=None) -> Job:
+        """Stage one entry's folder and images, then fork its process inside the sandbox; it runs only once it is in
+        ``cgroup`` (a ``harness.isolation.cgroups.Cgroup``), when there is one."""
         self.clear()  # nothing of an earlier entry may remain, even after an interrupted run
         staged = self.root / "entries" / folder.name
         shutil.copytree(folder, staged, symlinks=True)
@@ -243,14 +244,21 @@ class Sandbox:
         self.proc.stdin.write(base64.b64encode(pickle.dumps(job)) + b"\n")
         self.proc.stdin.flush()
         started = self.receive(START_SECONDS)
+        if started and started.get("error"):
+            raise SandboxError(str(started["error"])[:200])
         if not started or "pid" not in started:
             raise SandboxError("the sandbox's server did not start the entry")
-        return Job(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()})
+        if cgroup is not None:  # the entry's process waits at its gate: nothing has run in it yet
+            for p in self.entry_processes():
+                cgroup.add(p.pid)
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        return Job(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()}, cgroup)
 
     def entry_processes(self) -> list[psutil.Process]:
         try:
             return [p for p in self.bwrap.children(recursive=True) if p.pid not in self.keep]
-        except psutil.Error:
+        except (psutil.Error, AttributeError):  # AttributeError: never got ready
             return []
 
     def kill_entry_processes(self) -> None:
@@ -270,7 +278,7 @@ class Sandbox:
         self.proc.wait()
         self.proc.stdin.close()
         self.proc.stdout.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        trees.remove(self.root)
 
 
 _box: Sandbox | None = None         # the public phase's sandbox: it never holds a secret set

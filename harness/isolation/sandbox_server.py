@@ -11,10 +11,10 @@ import base64
 import json
 import os
 import pickle
-import shutil
 import sys
 
 from harness.isolation.limits import limit_process
+from harness.store import trees
 
 NOBODY = 65534              # the user an entry runs as when the harness runs as root
 FILE_LIMIT = 1024 ** 3      # largest file an entry may write
@@ -30,10 +30,13 @@ def become_entry_user() -> None:
         os.setresuid(NOBODY, NOBODY, NOBODY)
 
 
-def entry_child(job: dict, protocol: int) -> None:
-    """The forked entry process: drop privileges, apply limits, run the worker, never return."""
+def entry_child(job: dict, protocol: int, gate: int) -> None:
+    """The forked entry process: wait until the host has put it in its cgroup (``gate`` closes), drop privileges,
+    apply limits, run the worker, never return."""
     code = 1
     try:
+        os.read(gate, 1)
+        os.close(gate)
         os.setsid()
         os.close(protocol)
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -54,48 +57,28 @@ def entry_child(job: dict, protocol: int) -> None:
         os._exit(code)  # skip atexit hooks an entry may have registered
 
 
-def _unlock(folder: str) -> None:
-    """Give the owner back write access to every folder below ``folder`` (an entry may have locked them)."""
-    try:
-        os.chmod(folder, 0o700)
-        with os.scandir(folder) as items:
-            for item in items:
-                if item.is_dir(follow_symlinks=False):
-                    _unlock(item.path)
-    except OSError:
-        pass
+def scratch_contents() -> dict[str, frozenset[str]]:
+    """What the scratch folders hold before any entry ran (a checkout under /tmp is bound there by bwrap): kept."""
+    return {folder: frozenset(os.listdir(folder)) for folder in SCRATCH
+            if os.path.isdir(folder) and not os.path.islink(folder)}
 
 
-def _empty(folder: str) -> None:
-    with os.scandir(folder) as items:
-        for item in items:
-            try:
-                if item.is_dir(follow_symlinks=False):
-                    _unlock(item.path)
-                    shutil.rmtree(item.path, ignore_errors=True)
-                else:
-                    os.unlink(item.path)
-            except OSError:
-                pass
-
-
-def wipe_scratch() -> None:
+def wipe_scratch(keep: dict[str, frozenset[str]]) -> bool:
     """Empty the shared scratch folders as the entries' user (who owns what they left there), so that no entry
-    finds a file another one wrote. Called before each entry, once the host has killed the previous one's processes."""
-    if not any(os.path.isdir(folder) and os.listdir(folder) for folder in SCRATCH):
-        return  # the usual case: nothing left, no fork needed
+    finds a file another one wrote, however deep, locked or oddly named; False if something is left. Called before
+    each entry, once the host has killed the previous one's processes."""
+    if all(set(os.listdir(folder)) <= names for folder, names in keep.items()):
+        return True  # the usual case: nothing left, no fork needed
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             become_entry_user()
-            for folder in SCRATCH:
-                if os.path.isdir(folder) and not os.path.islink(folder):
-                    _empty(folder)
-            code = 0
+            code = 0 if all([trees.empty(folder, names) for folder, names in keep.items()]) else 1
         finally:
             os._exit(code)
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0 and all(set(os.listdir(f)) <= n for f, n in keep.items())
 
 
 def serve(preload: list[str]) -> None:
@@ -109,19 +92,27 @@ def serve(preload: list[str]) -> None:
     def send(message: dict) -> None:
         os.write(protocol, (json.dumps(message) + "\n").encode())
 
+    keep = scratch_contents()
     send({"ready": True})
-    for line in sys.stdin.buffer:
+    while line := sys.stdin.buffer.readline():
         job = pickle.loads(base64.b64decode(line))
         for module in job["preload"]:
             try:
                 importlib.import_module(module)
             except Exception:  # the entry's own import will report it
                 pass
-        wipe_scratch()
+        if not wipe_scratch(keep):
+            send({"error": "what the previous entry left in the sandbox's /tmp could not be removed"})
+            continue
+        gate, opened = os.pipe()
         pid = os.fork()
         if pid == 0:
-            entry_child(job, protocol)
+            os.close(opened)
+            entry_child(job, protocol, gate)
+        os.close(gate)
         send({"pid": pid})
+        sys.stdin.buffer.readline()  # the host has put the process in the entry's cgroup (or has none): let it run
+        os.close(opened)
         _, status = os.waitpid(pid, 0)
         send({"exit": os.waitstatus_to_exitcode(status)})
 

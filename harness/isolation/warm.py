@@ -40,9 +40,10 @@ import psutil
 
 from harness.data.task import TASK
 from harness.entries.discovery import Entry
-from harness.isolation import process, sandbox, sandbox_command
+from harness.isolation import cgroups, process, sandbox, sandbox_command, users
 from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
+from harness.store import trees
 from harness.store.leftovers import temp_folder
 
 CAP = 8                # entries kept warm at once
@@ -61,6 +62,23 @@ def sandbox_works() -> bool:
     if os.environ.get("HARNESS_SANDBOX", "").lower() in ("0", "off", "no", "false"):
         return False
     return shutil.which("bwrap") is not None
+
+
+STOPPED = (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.Error:
+        return ""
+
+
+def _state(process: psutil.Process) -> str:
+    try:
+        return process.status()
+    except psutil.Error:
+        return psutil.STATUS_DEAD
 
 
 def _running(process: psutil.Process) -> bool:
@@ -92,6 +110,12 @@ class WarmEntry:
         self._asked = 0
         self._cpu_limit = 0
         self._load_error: str | None = None  # the files failed to load: they would fail the same way again
+        self._user: users.EntryUser | None = None   # unsandboxed under a root host: its uid of its own
+        self._last_uid: int | None = None
+        self._cgroup: cgroups.Cgroup | None = None
+        self._no_cgroup: str | None = None          # why it has no cgroup (said in its results)
+        self._keep: set[int] = set()                # bwrap's own processes, never the entry's
+        self._stopped = False                       # stopped with SIGSTOP between requests (no freezer here)
 
     @property
     def alive(self) -> bool:
@@ -123,6 +147,7 @@ class WarmEntry:
                 staged = self._root / "in" / f"draw-{n}.npy"
                 np.save(staged, images[:, None], allow_pickle=False)
                 os.chmod(staged, 0o644)
+                self._resume()
                 self._proc.stdin.write(f"{n}\n".encode())
                 self._proc.stdin.flush()
                 went = time.monotonic()
@@ -140,6 +165,7 @@ class WarmEntry:
             except ValueError as exc:
                 return self._failed(str(exc), started, peak, keep=True)
             finally:
+                self._pause()  # no CPU until the next request
                 if self._root is not None:
                     for folder in ("in", "out"):
                         for path in (self._root / folder).glob("*-*.npy"):
@@ -148,7 +174,7 @@ class WarmEntry:
             ended = time.monotonic()
             return Prediction("ok", None, outputs={"draw": outputs}, device=self.device, seconds=ended - started,
                               timed_seconds=ended - went, peak_memory=peak, sandboxed=self.sandboxed,
-                              protections=process.missing_protections(self.sandboxed, self._uid()))
+                              protections=process.missing_protections(self.sandboxed, self._uid(), self._no_cgroup))
 
     def prepare(self) -> None:
         """Start the process and load the model now, if it is not running, so that a later request finds it warm
@@ -161,6 +187,7 @@ class WarmEntry:
             with self._starting:
                 try:
                     self._start()
+                    self._pause()
                 except (_Stopped, OSError):
                     self.close()
                 self.last_used = time.monotonic()
@@ -168,6 +195,7 @@ class WarmEntry:
     def close(self) -> None:
         """Kill the process (everything it started with it) and remove its folders."""
         if self._proc is not None:
+            self._stopped = False  # SIGKILL ends a stopped (or v2-frozen) process as it is
             procs = self._all_processes()
             sandbox.kill_all(lambda: [p for p in procs if _running(p)])  # the entry's own first: all are listed
             sandbox.kill_all(self._all_processes)  # anything started meanwhile
@@ -180,17 +208,23 @@ class WarmEntry:
                 except OSError:
                     pass
             self._proc = None
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+        if self._user is not None:  # its processes are all gone: the uid may go to another entry
+            self._user.release()
+            self._user = None
         if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+            trees.remove(self._root)
             self._root = None
         self._buffer = b""
+        self._keep, self._stopped = set(), False
 
     # --- the process ------------------------------------------------------------------------------------------
 
     def _uid(self) -> int | None:
-        if self.sandboxed:
-            return None
-        return process.entry_user()
+        """The uid of the unsandboxed entry's process under a root host (None: sandboxed, or the host's user)."""
+        return None if self.sandboxed else self._last_uid
 
     def _start(self) -> int:
         """Start the process and wait until the model is loaded; the peak memory seen (else _Stopped)."""
@@ -206,9 +240,13 @@ class WarmEntry:
         os.chmod(root / "in", 0o755)
         os.chmod(root / "out", 0o755)
         as_root = os.getuid() == 0
-        uid = NOBODY if as_root else os.getuid()
+        if as_root and not self.sandboxed:  # a uid of its own: it can signal no other process
+            self._user = process.entry_user()
+            self._last_uid = self._user.uid
+        uid = self._user.uid if self._user else NOBODY if as_root else os.getuid()
         if as_root:
-            os.chown(root / "out", NOBODY, NOBODY)
+            os.chown(root / "out", uid, uid)
+        self._cgroup, self._no_cgroup = process.entry_cgroup(limits.memory, "warm")
         job = {"sandboxed": self.sandboxed, "metadata": self.entry.metadata, "device": limits.device,
                "batch_size": limits.batch_size, "gpu_memory": limits.gpu_memory or limits.memory,
                "memory_limit": limits.memory, "cpu_seconds": limits.cpu_seconds * CPU_REQUESTS,
@@ -221,7 +259,7 @@ class WarmEntry:
             job.update(folder=f"{ENTRIES}/{self.entry.folder.name}", uid=None, **{"in": INPUTS, "out": OUT})
             command = sandbox_command.command(root, as_root, limits.device, MODULE)
         else:
-            job.update(folder=str(self.entry.folder.resolve()), uid=self._uid(), **{"in": str(root / "in"),
+            job.update(folder=str(self.entry.folder.resolve()), uid=self._last_uid, **{"in": str(root / "in"),
                                                                           "out": str(root / "out")})
             command = [sys.executable, "-P", "-m", MODULE]
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -234,6 +272,59 @@ class WarmEntry:
         self._cpu_limit = limits.cpu_seconds * CPU_REQUESTS
         self._buffer = b""
         self.starts += 1
+        self._gate()
+
+    def _gate(self) -> None:
+        """Let the new process run its Python once it is in the entry's cgroup: it waits for one line on stdin.
+
+        Until then the tree holds bwrap's processes and at most the Python waiting at the gate; they are noted (bwrap's
+        own are never the entry's), moved into the cgroup until a listing finds none outside (a process forked later
+        has a parent inside), and told to go."""
+        deadline = time.monotonic() + sandbox.START_SECONDS
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            procs = self._all_processes()
+            waiting = [p for p in procs if _name(p) not in ("bwrap", "")]
+            inside = set(self._cgroup.pids()) if self._cgroup is not None else None
+            outside = [p for p in procs if inside is not None and p.pid not in inside]
+            for p in outside:
+                try:
+                    self._cgroup.add(p.pid)
+                except OSError:
+                    pass  # gone meanwhile: the next listing says
+            if waiting and not outside:
+                self._keep = {p.pid for p in procs if p not in waiting}
+                break
+            time.sleep(0.005)
+        self._proc.stdin.write(b"go\n")
+        self._proc.stdin.flush()
+
+    def _pause(self) -> None:
+        """Stop every process of the entry until the next request: the cgroup's freezer, else SIGSTOP to each (until
+        a listing finds none running: a fork meanwhile is stopped too)."""
+        if not self.alive or self._stopped:
+            return
+        if self._cgroup is not None and self._cgroup.freeze():
+            return
+        self._stopped = True
+        for _ in range(100):
+            running = [p for p in self._entry_processes() if _state(p) not in STOPPED]
+            if not running:
+                break
+            for p in running:
+                try:
+                    p.suspend()
+                except psutil.Error:
+                    pass
+
+    def _resume(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.thaw()
+        for p in self._entry_processes() if self._stopped else []:
+            try:
+                p.resume()
+            except psutil.Error:
+                pass
+        self._stopped = False
 
     def _wait_ready(self, started: float) -> int:
         ready, peak = self._receive(started, 0)
@@ -254,15 +345,10 @@ class WarmEntry:
             return []
 
     def _entry_processes(self) -> list[psutil.Process]:
-        """The processes that run the entry's code (bwrap's own are left out)."""
-        procs = []
-        for p in self._all_processes():
-            try:
-                if p.name() != "bwrap":
-                    procs.append(p)
-            except psutil.Error:
-                pass
-        return procs
+        """The processes that run the entry's code: its tree but bwrap's own processes, and whatever else is in its
+        cgroup (a daemon that left the tree)."""
+        procs = [p for p in self._all_processes() if p.pid not in self._keep]
+        return procs + process._cgroup_processes(self._cgroup, {p.pid for p in procs} | self._keep)
 
     def _room_for_cpu(self) -> bool:
         """Whether the process has one whole request's CPU time left under its cap (else a fresh one is started)."""
@@ -283,9 +369,10 @@ class WarmEntry:
             if now - listed_at >= process.LIST_SECONDS:
                 procs, listed_at = self._entry_processes(), now
             peak = max(peak, process._memory(procs))
-            if self.limits.memory and peak > self.limits.memory:
-                raise _Stopped(f"used more than its memory limit of {self.limits.memory / process.GIB:.1f} GiB and "
-                               "was stopped; make the model or its batch smaller, or raise the memory limit.")
+            if self._cgroup is not None:  # every page its processes hold, memfd and tmpfs included
+                peak = max(peak, self._cgroup.peak())
+            if self.limits.memory and (peak > self.limits.memory or (self._cgroup and self._cgroup.over_limit())):
+                raise _Stopped(process.memory_limit_reason(self.limits.memory))
             if now - started > self.limits.timeout:
                 raise _Stopped(f"took longer than its time limit of {self.limits.timeout:g} s and was stopped; make "
                                "the model faster or raise the time limit.")
@@ -312,6 +399,8 @@ class WarmEntry:
             return "the entry's process closed its reply channel and was stopped."
         if self.sandboxed and code > 128:  # bwrap passes on a signal's death as 128 + the signal
             code = 128 - code
+        if self.limits.memory and self._cgroup is not None and self._cgroup.over_limit():
+            return process.memory_limit_reason(self.limits.memory)
         return process._exit_reason(code, self.limits.cpu_seconds)
 
     def _outputs(self, n: int, count: int) -> np.ndarray:
@@ -342,7 +431,7 @@ class WarmEntry:
             error = sandbox.host_paths(error, self.entry.folder)
         return Prediction("failed", error, device=self.device or self.limits.device,
                           seconds=time.monotonic() - started, peak_memory=peak, sandboxed=self.sandboxed,
-                          protections=process.missing_protections(self.sandboxed, self._uid()))
+                          protections=process.missing_protections(self.sandboxed, self._uid(), self._no_cgroup))
 
 
 class WarmPool:

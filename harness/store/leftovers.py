@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import stat
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import psutil
 from sqlalchemy import Engine, delete, select, update
 
+from harness.store import trees
 from harness.store.schema import Claim, Run
 
 PID_FOLDER = re.compile(r"^harness-(\d+)-")
@@ -77,8 +77,8 @@ def remove_dead_folders(parent: Path | None = None) -> list[Path]:
             continue
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or not _owner_gone(int(match.group(1)), info):
             continue
-        shutil.rmtree(path, onerror=_writable_then_retry)
-        removed.append(path)
+        if trees.remove(path):  # whatever an entry left in it: deep, locked, oddly named
+            removed.append(path)
     return removed
 
 
@@ -90,19 +90,6 @@ def _owner_gone(pid: int, info: os.stat_result) -> bool:
         return psutil.Process(pid).create_time() > info.st_mtime + CLOCK_SLACK
     except psutil.Error:
         return False
-
-
-def _writable_then_retry(_function, path, _exc_info) -> None:
-    """rmtree's error handler: a sandbox makes some of its folders read-only; open them up and try again."""
-    try:
-        os.chmod(os.path.dirname(path), 0o700)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-    except OSError:
-        pass  # left for the next start: an old temporary folder never stops a run
 
 
 def interrupt_dead_runs(engine: Engine) -> list[int]:
