@@ -110,11 +110,14 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     """
     prediction = predict(entry, {spec.kind: spec.images for spec in datasets}, limits,
                          preload_torchvision=preload_torchvision, on_progress=on_progress)
+    params, refusal = (None, None) if prediction.status != "ok" or entry.metadata_error else parameters.measure(entry)
     record = store.Record(status=prediction.status, error=prediction.error, seconds=prediction.seconds,
-                          device=prediction.device, params=None if entry.metadata_error else parameters.count(entry),
+                          device=prediction.device, params=params,
                           peak_memory_bytes=prediction.peak_memory, log=prediction.log or None,
                           sandboxed=prediction.sandboxed)
-    if prediction.status != "ok":
+    if refusal:  # counted only when the entry ran: a refused entry's files are never read here
+        record.status, record.error = "failed", refusal
+    if record.status != "ok":
         return record
     try:
         record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, prediction.outputs[spec.kind], TASK.num_classes)
@@ -236,11 +239,31 @@ class _Scoring:
             with heartbeat(self.engine, key, run_id), self.progress(job.entry) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
                                       report, self.predict)
-            evaluation_id = store.save_evaluation(self.engine, run_id=run_id, version_id=job.version_id, eval_key=key,
-                                                  record=record)
+            evaluation_id = self.save(job, key, record)
         finally:
             claims.release(self.engine, key, run_id)
-        self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
+        if evaluation_id is not None:
+            self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
+
+    def save(self, job: Job, key: str, record: store.Record) -> int | None:
+        """Store the record; when a value in it makes the store fail, store the entry's failure with one sentence
+        instead, and if even that fails, say so in the run's notes (None) so that the run goes on."""
+        try:
+            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                         eval_key=key, record=record)
+        except Exception as exc:  # noqa: BLE001 - whatever one entry's figures do to the store is that entry's failure
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}" if str(exc) else type(exc).__name__
+            sentence = (f"its result could not be stored ({why}); check the entry with `python -m harness.check`, or "
+                        "show this sentence to the organiser.")
+            record.status, record.error, record.params, record.metrics = "failed", sentence, None, {}
+            record.images_per_second = record.output_kind = None
+        try:
+            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                         eval_key=key, record=record)
+        except Exception as exc:  # noqa: BLE001 - the run goes on with the next entry
+            self.summary.notes.append(f"{job.entry.name}: neither its result nor its failure could be stored "
+                                      f"({type(exc).__name__}); it is scored again by the next run.")
+            return None
 
     def evaluate_claimed(self, job: Job, key: str, older: int | None) -> None:
         """Evaluate under our claim, unless a run that held the key before us stored a result newer than
