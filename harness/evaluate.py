@@ -225,6 +225,11 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
                     evaluated += sum(o != runner.UNCHANGED for o in summary.outcome.values())
             except HarnessError as exc:  # the next round tries again (a database restarting, a folder renamed)
                 cli.say_error(exc, sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - a bug or a hostile entry stops one round, never the watcher
+                first = str(exc).splitlines()[0][:200] if str(exc) else ""
+                cli.say_error(HarnessError(f"{datetime.now():%H:%M:%S} this round stopped on {type(exc).__name__}"
+                                           f"{' (' + first + ')' if first else ''}; the next round tries again."),
+                              sys.stderr)
             time.sleep(args.interval)
     except KeyboardInterrupt:
         console.print(f"stopped; {evaluated} version(s) evaluated while watching.")

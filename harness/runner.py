@@ -137,11 +137,13 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
             on_progress(Progress(min(at.done, total), total, at.seconds_left))
 
     first = predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=first_progress)
+    params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
     record = store.Record(status=first.status, error=first.error, seconds=first.seconds,
-                          device=first.device, params=None if entry.metadata_error else parameters.count(entry),
-                          peak_memory_bytes=first.peak_memory, log=first.log or None,
-                          sandboxed=first.sandboxed)
-    if first.status != "ok":
+                          device=first.device, params=params, peak_memory_bytes=first.peak_memory,
+                          log=first.log or None, sandboxed=first.sandboxed)
+    if refusal:  # counted only when the entry ran: a refused entry's files are never read here
+        record.status, record.error = "failed", refusal
+    if record.status != "ok":
         return record
     outputs = dict(first.outputs)
     if copied is not None:
@@ -306,11 +308,33 @@ class _Scoring:
             with heartbeat(self.engine, key, run_id), self.progress(job.entry) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
                                       report, self.predict)
-            evaluation_id = store.save_evaluation(self.engine, run_id=run_id, version_id=job.version_id, eval_key=key,
-                                                  record=record)
+            evaluation_id = self.save(job, key, record)
         finally:
             claims.release(self.engine, key, run_id)
-        self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
+        if evaluation_id is not None:
+            self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
+
+    def save(self, job: Job, key: str, record: store.Record) -> int | None:
+        """Store the record; when a value in it makes the store fail, store the entry's failure with one sentence
+        instead, and if even that fails, say so in the run's notes (None) so that the run goes on."""
+        try:
+            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                         eval_key=key, record=record)
+        except Exception as exc:  # noqa: BLE001 - whatever one entry's figures do to the store is that entry's failure
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}" if str(exc) else type(exc).__name__
+            if record.sealed is not None:  # the secret phase's output may be why: say nothing more than that
+                why = "details sealed until the reveal"
+            sentence = (f"its result could not be stored ({why}); check the entry with `python -m harness.check`, or "
+                        "show this sentence to the organiser.")
+            record.status, record.error, record.params, record.metrics = "failed", sentence, None, {}
+            record.images_per_second = record.output_kind = record.sealed = record.memorisation = None
+        try:
+            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                         eval_key=key, record=record)
+        except Exception as exc:  # noqa: BLE001 - the run goes on with the next entry
+            self.summary.notes.append(f"{job.entry.name}: neither its result nor its failure could be stored "
+                                      f"({type(exc).__name__}); it is scored again by the next run.")
+            return None
 
     def evaluate_claimed(self, job: Job, key: str, older: int | None) -> None:
         """Evaluate under our claim, unless a run that held the key before us stored a result newer than

@@ -194,3 +194,34 @@ def test_a_guest_folder_that_cannot_be_read_is_said_once_and_the_watcher_keeps_i
     assert "stopped; 1 version(s) evaluated while watching." in out, out
     assert counts(engine)[1] == 1
     engine.dispose()
+
+
+def test_a_round_that_raises_anything_is_said_in_one_line_and_the_watcher_goes_on(tmp_path, means, mnist_dir,
+                                                                                  monkeypatch, capsys):
+    """Whatever one round raises (here the OverflowError a hostile figure once caused in the store), the watcher says
+    it in one line and the next round scores the entry."""
+    from harness import evaluate, runner
+    write_entry(tmp_path / "subs", "plain", weights=template_weights(means))
+    (tmp_path / "mystery").mkdir()
+    rounds: list[list[str]] = []
+
+    def run(engine, entries, *args, **kwargs):
+        rounds.append([e.name for e in entries])
+        if len(rounds) == 1:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return runner.RunSummary(run_id=0, outcome={e.name: runner.EVALUATED for e in entries})
+
+    def sleep(seconds):
+        if len(rounds) >= 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", run)
+    monkeypatch.setattr(time, "sleep", sleep)
+    status = evaluate.main(["--watch", "--interval", "0.01", "--submissions", str(tmp_path / "subs"), "--db",
+                            str(tmp_path / "lb.db"), "--mnist-dir", str(mnist_dir), "--mystery",
+                            str(tmp_path / "mystery"), "--device", "cpu"])
+    said = capsys.readouterr()
+    assert status == 0 and rounds == [["plain"], ["plain"]]
+    lines = [line for line in said.err.splitlines() if "OverflowError" in line]
+    assert len(lines) == 1 and lines[0].endswith("the next round tries again.") and "Traceback" not in said.err
+    assert "1 version(s) evaluated while watching" in said.out

@@ -84,9 +84,12 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
         if " in the model" in (prediction.error or "") or "forward returned shape" in (prediction.error or ""):
             hint = diagnose(entry, images, labels, limits, None, SHAPE_CONVENTIONS, "it runs and reads")
         raise CheckFailed(f"{entry.name}: {prediction.error}", hint, prediction.log)
+    params, refusal = parameters.measure(entry)  # counted only once the entry has run
+    if refusal:
+        raise CheckFailed(f"{entry.name}: {refusal}", None, prediction.log)
     outputs = prediction.outputs["check"]
     report = {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
-              "params": parameters.count(entry), "weights_bytes": entry.weights_bytes,
+              "params": params, "weights_bytes": entry.weights_bytes,
               "output_kind": detect_output_kind(outputs),
               "images_per_second": prediction.images_per_second,
               "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
