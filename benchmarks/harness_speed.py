@@ -8,7 +8,8 @@
     design before harness 0.4.0) against two phases (``runner.evaluate_one``), without and with the memorisation
     check's 1,000 changed copies; the three alternate, entry by entry, in the same run.
 
-Usage: ``python benchmarks/harness_speed.py [--mnist-dir DIR] [--device cpu|cuda] [--entries 10] [--unchanged 50]``
+Usage: ``python benchmarks/harness_speed.py [--mnist-dir DIR] [--device cpu|cuda] [--entries 10] [--unchanged 50]
+[--phases-only] [--phase-rounds 3]``
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def main() -> None:
     p.add_argument("--unchanged", type=int, default=50)
     p.add_argument("--skip-course", action="store_true")
     p.add_argument("--phase-rounds", type=int, default=3, help="(d): rounds over the entries, each way")
+    p.add_argument("--phases-only", action="store_true", help="measure (d) alone")
     args = p.parse_args()
     mnist_dir = mnist.resolve_dir(args.mnist_dir)
     split = mnist.load_split(mnist_dir, "test", allow_download=False)
@@ -164,6 +166,13 @@ def main() -> None:
         (empty_guest / "_sample").mkdir(parents=True)
         common = ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(empty_guest),
                   "--device", args.device]
+
+        if args.phases_only:
+            spec = store.DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
+            secret = store.DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
+            out.update(phase_costs(list(discover(subs).values()), spec, secret, args.device, args.phase_rounds))
+            print(json.dumps(out, indent=2))
+            return
 
         # (a) overhead per entry: runner wall time per entry minus the bare forward pass.
         batch = 8192 if args.device == "cuda" else 128

@@ -16,16 +16,22 @@ import stat
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _clear_level(fd: int) -> tuple[list[str], bool]:
-    """Unlink every non-folder in the open folder ``fd``; its subfolders' names, and whether everything went."""
-    try:
-        os.chmod(fd, 0o700)  # fchmod: enter, list and unlink in it (the owner may do so, whatever the mode)
-    except OSError:
-        pass
+def _clear_level(fd: int, keep: frozenset[str] = frozenset(), own: bool = True) -> tuple[list[str], bool]:
+    """Unlink every non-folder in the open folder ``fd`` but the names in ``keep``; its subfolders' names, and
+    whether everything went. ``own``: first give the owner back its rights on the folder (fchmod: enter, list and
+    unlink in it, whatever its mode); the top folder keeps its mode (it is the caller's: a folder shared with the
+    sandbox keeps the mode that lets the entries' user in)."""
+    if own:
+        try:
+            os.chmod(fd, 0o700)
+        except OSError:
+            pass
     folders, ok = [], True
     try:
         with os.scandir(fd) as items:
             for item in items:
+                if item.name in keep:
+                    continue
                 try:
                     if item.is_dir(follow_symlinks=False):
                         folders.append(item.name)
@@ -48,7 +54,7 @@ def empty(folder: str | os.PathLike, keep: frozenset[str] = frozenset()) -> bool
         return False
     ok = True
     try:
-        top, level_ok = _clear_top(fd, keep)
+        top, level_ok = _clear_level(fd, keep, own=False)
         ok &= level_ok
         stack: list[tuple[str | None, list[str]]] = [(None, top)]
         while stack:
@@ -88,24 +94,6 @@ def empty(folder: str | os.PathLike, keep: frozenset[str] = frozenset()) -> bool
         return ok and not (set(os.listdir(folder)) - keep)
     except OSError:
         return False
-
-
-def _clear_top(fd: int, keep: frozenset[str]) -> tuple[list[str], bool]:
-    """As :func:`_clear_level` for the top folder, leaving ``keep`` alone and its mode as it is (it is the caller's:
-    a folder shared with the sandbox keeps the mode that lets the entries' user in)."""
-    folders, ok = [], True
-    with os.scandir(fd) as items:
-        for item in items:
-            if item.name in keep:
-                continue
-            try:
-                if item.is_dir(follow_symlinks=False):
-                    folders.append(item.name)
-                else:
-                    os.unlink(item.name, dir_fd=fd)
-            except OSError:
-                ok = False
-    return folders, ok
 
 
 def remove(folder: str | os.PathLike) -> bool:
