@@ -388,3 +388,27 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     counts = Counter(row["action"] for row in store.audit_log(site.engine))
     assert (counts["code-wrong"], counts["code-limited"]) == (10, 1)
     assert nothing_stored(site) and uploads(site) == []
+
+
+def test_stride0_tensors_of_two_to_the_62_elements_are_neither_a_crash_nor_a_figure(site, means):
+    """The upload that once stopped every run: two float tensors of 2^62 elements over one stored value each. A
+    model that loads them strictly fails the check with its one sentence; one that drops them is accepted, and the
+    page counts the values stored (the template's 7,840 and one per stride-0 storage), never 9.2e18."""
+    import io
+
+    import torch
+
+    from tests.entries import TEMPLATE_CODE, template_weights
+    from tests.test_hostile_files import IGNORES_BLOBS, stride0
+
+    buffer = io.BytesIO()
+    torch.save(dict(template_weights(means), blob_a=stride0(), blob_b=stride0()), buffer)
+    weights = buffer.getvalue()
+    assert len(weights) < 100_000
+    at = submit(site.ada, "strict", [("model.py", TEMPLATE_CODE.encode()), ("weights.pt", weights)])
+    assert only_error(at).startswith("The check failed, so nothing was stored: strict:") and nothing_stored(site)
+    at = submit(site.ada, "drops-them", [("model.py", IGNORES_BLOBS.encode()), ("weights.pt", weights)])
+    assert seen(at.success[0].value).startswith("Accepted: drops-them version 1 is stored") and not at.error
+    shown = " ".join(str(m.value) for m in at.metric) + " ".join(seen(m.value) for m in at.markdown)
+    assert "9.2e18" not in shown and "9,223,372" not in shown
+    assert stored_entries(site) == ["drops-them"]

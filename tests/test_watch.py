@@ -225,3 +225,30 @@ def test_a_round_that_raises_anything_is_said_in_one_line_and_the_watcher_goes_o
     lines = [line for line in said.err.splitlines() if "OverflowError" in line]
     assert len(lines) == 1 and lines[0].endswith("the next round tries again.") and "Traceback" not in said.err
     assert "1 version(s) evaluated while watching" in said.out
+
+
+def test_stride0_tensors_beside_a_good_entry_never_stop_the_watcher(tmp_path, mnist_dir, means):
+    """The upload that once killed ``--watch``: float tensors of 2^62 elements over one stored value. Every entry is
+    stored (the strict one failed with its sentence, the one that drops them scored with the values it stores) and
+    the watcher keeps running."""
+    from tests.test_hostile_files import IGNORES_BLOBS, stride0
+    subs, mystery = tmp_path / "subs", tmp_path / "mystery"
+    mystery.mkdir()
+    blobs = dict(template_weights(means), blob_a=stride0(), blob_b=stride0())
+    write_entry(subs, "good", weights=template_weights(means))
+    write_entry(subs, "strict", weights=blobs)
+    write_entry(subs, "drops-them", code=IGNORES_BLOBS, weights=blobs)
+    engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
+    watcher = start_watcher(tmp_path, subs, mystery, f"sqlite:///{tmp_path / 'lb.db'}", mnist_dir, 0.5)
+    try:
+        wait_for(engine, 3, [watcher])
+        assert watcher.poll() is None
+    finally:
+        said = stop(watcher)
+    assert "Traceback" not in said
+    with Session(engine) as session:
+        rows = {name: (status, params) for name, status, params in session.execute(
+            select(EntryVersion.display_name, Evaluation.status, Evaluation.params)
+            .join(EntryVersion, Evaluation.version_id == EntryVersion.id))}
+    assert sorted(s for s, _ in rows.values()) == ["failed", "ok", "ok"]
+    assert sorted(p for _, p in rows.values() if p is not None) == [7840, 7842]
