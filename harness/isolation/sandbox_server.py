@@ -97,10 +97,15 @@ def serve(preload: list[str]) -> None:
     while line := sys.stdin.buffer.readline():
         job = pickle.loads(base64.b64decode(line))
         for module in job["preload"]:
+            if module in sys.modules:
+                continue
+            before = {folder: set(os.listdir(folder)) for folder in keep}
             try:
                 importlib.import_module(module)
             except Exception:  # the entry's own import will report it
                 pass
+            # What the server's own import wrote there (no entry runs now) is the server's: kept like the rest.
+            keep = {folder: names | frozenset(set(os.listdir(folder)) - before[folder]) for folder, names in keep.items()}
         if not wipe_scratch(keep):
             send({"error": "what the previous entry left in the sandbox's /tmp could not be removed"})
             continue
