@@ -161,7 +161,8 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
         record.memorisation = store.Memorisation(*memorisation_counts(spec.labels[copied[0]], as_given,
                                                                       copy_outputs.argmax(1)))
     record.images_per_second = first.images_per_second
-    record.output_kind = record.metrics[dataset_ids[TASK.public.kind]].output_kind
+    if TASK.public.kind in dataset_ids and dataset_ids[TASK.public.kind] in record.metrics:
+        record.output_kind = record.metrics[dataset_ids[TASK.public.kind]].output_kind
     if secret:
         _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predict,
                       lambda: on_progress(Progress(total - sum(len(s.images) for s in secret), total))

@@ -216,14 +216,17 @@ def test_cheats_gain_nothing_on_sorted_mnist(tmp_path, means, sorted_mnist, gues
 
 def test_the_cheats_win_when_the_order_is_known(tmp_path, monkeypatch, means, sorted_mnist, guest):
     """The test above can fail: shown in the dataset's own order, both cheats beat the honest model by far (without
-    the memorisation check's copies, which would sit after the sorted set and shift every position)."""
+    the memorisation check's copies, which would sit after the sorted set and shift every position). The public and
+    the secret set each go to a process of their own, so the position cheat counts from 0 in each: it is given the
+    segments of the set it cheats on, one entry per set."""
     monkeypatch.setattr(order, "permutation", np.arange)
     monkeypatch.setattr(runner, "MEMO_COPIES", 0)
-    subs = write_entries(tmp_path / "subs", means, by_label(sorted_mnist.labels) + by_label(guest.labels))
-    acc = accuracies(tmp_path, subs, [sorted_mnist, guest])
-    for kind in ("mnist", "guest"):
+    for kind, spec in (("mnist", sorted_mnist), ("guest", guest)):
+        (tmp_path / kind).mkdir()
+        subs = write_entries(tmp_path / kind / "subs", means, by_label(spec.labels))
+        acc = accuracies(tmp_path / kind, subs, [sorted_mnist, guest])
         assert acc["honest", kind] < 0.85
-        assert acc["position-cheat", kind] == 1.0
+        assert acc["position-cheat", kind] == 1.0, (kind, acc)
         assert acc["smoothing-cheat", kind] >= acc["honest", kind] + 0.1, (kind, acc)
 
 
