@@ -220,3 +220,23 @@ def test_an_entry_that_memorised_the_public_test_set_is_flagged(tmp_path, mnist_
         rows = {r["name"]: r for r in csv.DictReader(fh)}
     assert rows["memoriser"]["memorised"] == "True" and rows["honest"]["memorised"] == "False"
     assert int(rows["memoriser"]["memo_right_only_as_given"]) == memo["right_only_as_given"]
+
+
+def test_the_changed_copies_differ_from_their_originals_by_nothing_a_person_sees(mnist_test):
+    """Checked pixel by pixel against the originals: every copy differs (so an exact table misses it), by at most
+    3 of 255 on the ink's anti-aliased edge (which stays edge), 4 specks of 1-2 of 255 at least 3 pixels from any ink,
+    and nothing else; the chosen images are distinct."""
+    from harness.data.copies import changed_copies
+    chosen, copies = changed_copies(mnist_test.images, 1000, np.random.default_rng(7))
+    assert len(set(chosen.tolist())) == 1000 and copies.dtype == np.uint8
+    original, copy = mnist_test.images[chosen].astype(int), copies.astype(int)
+    edge, paper = (original > 0) & (original < 255), original == 0
+    assert (np.abs(copy - original)[edge] <= 3).all() and ((copy[edge] > 0) & (copy[edge] < 255)).all()
+    assert (copy[original == 255] == 255).all()
+    specks = paper & (copy > 0)
+    assert (specks.sum(axis=(1, 2)) == 4).all() and set(np.unique(copy[specks])) <= {1, 2}
+    for image, spots in zip(original, specks):
+        ink = np.argwhere(image > 0)
+        for y, x in np.argwhere(spots):
+            assert np.abs(ink - [y, x]).max(axis=1).min() >= 3  # Chebyshev distance to the nearest ink pixel
+    assert all(not np.array_equal(a, b) for a, b in zip(original, copy))

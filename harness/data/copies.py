@@ -26,19 +26,20 @@ def changed_copies(images: np.ndarray, count: int, rng: np.random.Generator) -> 
     edge = (copies > 0) & (copies < 255)
     noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=copies.shape)
     copies = np.where(edge, np.clip(copies + noise, 1, 254), copies)
-    for copy in copies:
-        paper = np.flatnonzero(_far_from_ink(copy))
-        if len(paper):
-            spots = rng.choice(paper, size=min(SPECKS, len(paper)), replace=False)
+    paper = _far_from_ink(copies > 0)
+    for copy, free in zip(copies, paper):
+        spots = np.flatnonzero(free)
+        if len(spots):
+            spots = rng.choice(spots, size=min(SPECKS, len(spots)), replace=False)
             copy.flat[spots] = rng.integers(1, 3, size=len(spots))
     return chosen, copies.astype(np.uint8)
 
 
-def _far_from_ink(image: np.ndarray, margin: int = 2) -> np.ndarray:
-    """Paper pixels at least ``margin`` pixels from any ink (so a speck never touches a stroke)."""
-    ink = image > 0
+def _far_from_ink(ink: np.ndarray, margin: int = 2) -> np.ndarray:
+    """Paper pixels at least ``margin`` pixels from any ink, for a stack of ink masks [K, H, W] (so a speck never
+    touches a stroke)."""
     near = ink.copy()
     for dy in range(-margin, margin + 1):
         for dx in range(-margin, margin + 1):
-            near |= np.roll(np.roll(ink, dy, axis=0), dx, axis=1)
+            near |= np.roll(ink, (dy, dx), axis=(1, 2))
     return ~near
