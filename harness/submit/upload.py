@@ -3,7 +3,8 @@
 
 In order: the code names the member; the entry must be theirs (or nobody's yet); at most ``per_hour`` checked
 uploads per member in any hour (counted from the store, so a restart resets nothing); only the entry's own file
-names, as plain UTF-8 names; at most ``max_bytes`` in all (and never more than competition.toml's max_entry_gb).
+names, as plain UTF-8 names (the known extra files a folder holds, ``EXTRA_NAMES`` and ``EXTRA_SUFFIXES``, are left
+out with a note, never stored); at most ``max_bytes`` in all (and never more than competition.toml's max_entry_gb).
 The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery ignores) and
 checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the previous
 version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
@@ -46,6 +47,10 @@ MB = 10 ** 6
 STAGING_PREFIX = ".upload-"  # a folder discovery ignores (its name starts with '.')
 LOCK_FILE = ".submit.lock"
 LEFT_FOR_SECONDS = 24 * 3600  # a staging folder this old belongs to an upload whose process died
+# Files an entry's folder often holds beside the entry (the training kit's curve, plots, logs, notes): an upload may
+# include them; they are left out with a note and never stored. Compared in lower case; any other name is refused.
+EXTRA_NAMES = frozenset({"curve.csv", "readme", "readme.md", "readme.txt", "notes.md", "notes.txt"})
+EXTRA_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf", ".log")
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,25 @@ def unpacked(files: list[tuple[str, bytes]], cap: int) -> tuple[list[tuple[str, 
                 for i in infos], None
     except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
         return files, f"{name!r} cannot be unpacked ({exc}); make it again, or upload the files themselves."
+
+
+def extra_file(name: str) -> bool:
+    """A plain file name that is a known extra (see EXTRA_NAMES), not part of an entry."""
+    lower = name.lower()
+    return plain_name(name) and (lower in EXTRA_NAMES or lower.endswith(EXTRA_SUFFIXES))
+
+
+def without_extras(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """The upload's files with the known extras left out (unless the entry's own files, e.g. a weights file
+    entry.toml names), and the names left out, in order."""
+    allowed = allowed_names(dict(files))
+    extras = [name for name, _ in files if extra_file(name) and name not in allowed]
+    return [(name, data) for name, data in files if name not in extras], extras
+
+
+def left_out_note(extras: list[str]) -> str:
+    return (f"Left out, as not part of an entry (not stored): {', '.join(sorted(set(extras)))}; only the model, "
+            "its weights and entry.toml are kept.")
 
 
 def files_problem(files: list[tuple[str, bytes]]) -> str | None:
@@ -266,8 +290,11 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     cap = min(limits.max_bytes, rules.max_entry_bytes)
     if problem is None and size > cap:
         problem = too_big(size, cap)
+    extras: list[str] = []
     if problem is None:
         files, problem = unpacked(files, cap)
+    if problem is None:
+        files, extras = without_extras(files)
     problem = problem or files_problem(files)
     if problem:
         members.log_upload(engine, member, entry_name, size, "refused", problem)
@@ -321,6 +348,8 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     if info.number != len(history):
         sentences[0] = (f"Accepted: these files are {entry_name}'s version {info.number}, already stored; the "
                         "folder holds them again.")
+    if extras:
+        sentences.append(left_out_note(extras))
     if late:
         sentences.append(f"It came after the deadline ({rules.deadline.isoformat()}), so it is shown as late and "
                          "not ranked; your on-time version still counts.")
