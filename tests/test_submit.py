@@ -153,6 +153,29 @@ def test_a_folder_the_training_kit_wrote_is_accepted_without_its_curve_and_notes
     assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == {name: kit[name] for name in FILES}
 
 
+def test_re_uploading_the_same_files_costs_nothing(site, monkeypatch):
+    """With one checked upload an hour: the kit's folder is accepted; uploading the same files again (with or without
+    the curve) says nothing changed and is neither checked nor counted, so the hour's one upload is still the first;
+    different files are then refused by the limit."""
+    monkeypatch.setenv(submitting.UPLOADS_PER_HOUR_ENV, "1")
+    kit = [(p.name, p.read_bytes()) for p in sorted(BASELINE.iterdir())]
+    assert seen(submit(site.ada, "ada-lenet", kit).success[0].value).startswith("Accepted: ada-lenet version 1")
+    for files in (kit, baseline_files()):
+        at = submit(site.ada, "ada-lenet", files)
+        assert seen(at.success[0].value) == (
+            "Nothing changed: these files are exactly ada-lenet's version 1, already stored and in its folder; "
+            "nothing was checked, and this upload does not count towards your hourly limit.") and not at.error
+        assert not at.metric  # no check ran
+        assert [seen(i.value) for i in at.info] == ([
+            "Left out, as not part of an entry (not stored): curve.csv, curve.png; only the model, its weights and "
+            "entry.toml are kept."] if files is kit else [])
+    toml = (BASELINE / "entry.toml").read_bytes().replace(b'"Baseline: LeNet-5"', b'"Ada\'s LeNet"')
+    assert only_error(submit(site.ada, "ada-lenet", baseline_files(**{"entry.toml": toml}))).startswith(
+        "You have submitted 1 times in the last hour, the most allowed; try again after ")
+    assert uploads(site) == [("Ada", "accepted"), ("Ada", "unchanged"), ("Ada", "unchanged"), ("Ada", "refused")]
+    assert len(history(site.engine, "ada-lenet")) == 1
+
+
 def test_missing_weights_and_a_bad_entry_name_are_refused(site):
     assert only_error(submit(site.ada, "ada-lenet", [("model.py", b"")])) == (
         "An entry needs its model and weights: upload model.py and its weights (weights.pt or weights.safetensors), "

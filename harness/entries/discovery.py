@@ -76,12 +76,20 @@ class Entry:
 
 def digest(paths: list[Path], root: Path, each: dict[str, str] | None = None) -> str:
     """SHA-256 of the files' relative paths and bytes, read in chunks; ``each`` gets every file's own SHA-256."""
+    return _digest(((path.relative_to(root), read_chunks(path)) for path in paths), each)
+
+
+def files_digest(files: dict[str, bytes]) -> str:
+    """The content hash ``load_entry`` gives a folder that holds exactly these files (plain names, at its top)."""
+    return _digest((PurePath(name), [data]) for name, data in sorted(files.items(), key=lambda f: PurePath(f[0])))
+
+
+def _digest(files, each: dict[str, str] | None = None) -> str:
     whole = hashlib.sha256()
-    for path in paths:
-        name = path.relative_to(root)
+    for name, chunks in files:
         whole.update(os.fsencode(name) + b"\0")
         one = hashlib.sha256()
-        for chunk in read_chunks(path):
+        for chunk in chunks:
             whole.update(chunk)
             one.update(chunk)
         whole.update(b"\0")

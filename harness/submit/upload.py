@@ -1,11 +1,12 @@
 """One upload from the dashboard's Submit page: the member's code, the entry's name and its files in, one typed
 ``Outcome`` out (accepted or refused, with the sentences the member reads).
 
-In order: the code names the member; the entry must be theirs (or nobody's yet); at most ``per_hour`` checked
-uploads per member in any hour (counted from the store, so a restart resets nothing); only the entry's own file
-names, as plain UTF-8 names (the known extra files a folder holds, ``EXTRA_NAMES`` and ``EXTRA_SUFFIXES``, are left
-out with a note, never stored); at most ``max_bytes`` in all (and never more than competition.toml's max_entry_gb).
-The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery ignores) and
+In order: the code names the member; the entry must be theirs (or nobody's yet); only the entry's own file names,
+as plain UTF-8 names (the known extra files a folder holds, ``EXTRA_NAMES`` and ``EXTRA_SUFFIXES``, are left out
+with a note, never stored); at most ``max_bytes`` in all (and never more than competition.toml's max_entry_gb); files
+the entry's folder already holds, as its stored version, cost nothing (nothing is checked; logged as "unchanged");
+otherwise at most ``per_hour`` checked uploads per member in any hour (counted from the store, so a restart resets
+nothing). The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery ignores) and
 checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the previous
 version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
 new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
@@ -34,7 +35,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, name_problem
-from harness.entries.discovery import load_entry
+from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
 from harness.scoring.competition import Competition
 from harness.store import members, snapshots
@@ -219,6 +220,21 @@ def rate_problem(engine: Engine, member: str, limits: UploadLimits, now: datetim
             f"{again:%H:%M} UTC.")
 
 
+def unchanged(engine: Engine, submissions: Path, entry_name: str,
+              files: list[tuple[str, bytes]]) -> versions.VersionInfo | None:
+    """The stored version these files are, when the entry's folder already holds exactly them (a re-upload)."""
+    dest = submissions / entry_name
+    if not dest.is_dir() or dest.is_symlink():
+        return None
+    digest = files_digest(dict(files))
+    try:
+        if load_entry(dest).content_hash != digest:
+            return None
+        return next((v for v in versions.history(engine, entry_name) if v.content_hash == digest), None)
+    except HarnessError:  # a folder or entry that cannot be read: the upload goes the usual way
+        return None
+
+
 @contextmanager
 def locked(submissions: Path) -> Iterator[None]:
     """One upload at a time takes its place in ``submissions`` (two tabs, two members racing for a name)."""
@@ -286,7 +302,7 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     if problem:
         return refused(problem.replace("entry folder name", "The entry name", 1) + ".", member)
     size = sum(len(data) for _, data in files)
-    problem = owner_problem(engine, submissions, entry_name, member) or rate_problem(engine, member, limits, now)
+    problem = owner_problem(engine, submissions, entry_name, member)
     cap = min(limits.max_bytes, rules.max_entry_bytes)
     if problem is None and size > cap:
         problem = too_big(size, cap)
@@ -296,6 +312,15 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     if problem is None:
         files, extras = without_extras(files)
     problem = problem or files_problem(files)
+    if problem is None and submissions.is_dir():
+        same = unchanged(engine, submissions, entry_name, files)
+        if same is not None:  # nothing to check, store or evaluate: it costs nothing
+            sentences = [f"Nothing changed: these files are exactly {entry_name}'s version {same.number}, already "
+                         "stored and in its folder; nothing was checked, and this upload does not count towards your "
+                         "hourly limit."] + ([left_out_note(extras)] if extras else [])
+            members.log_upload(engine, member, entry_name, size, "unchanged", sentences[0], same.content_hash)
+            return Outcome(True, sentences, member, None, same.number, False, [name for name, _ in files])
+    problem = problem or rate_problem(engine, member, limits, now)
     if problem:
         members.log_upload(engine, member, entry_name, size, "refused", problem)
         return refused(problem, member)
