@@ -123,7 +123,8 @@ def test_too_big_and_too_many_are_refused(site, monkeypatch):
     assert uploads(site) == [("Ada", "refused"), ("Ada", "failed"), ("Ada", "accepted"), ("Ada", "refused")]
 
 
-@pytest.mark.parametrize("name", ["../model.py", "train.py", "notes.doc", ".hidden.pt", "../curve.png", "sub/weights.pt", "model\x00.py"])
+@pytest.mark.parametrize("name", ["../model.py", "train.py", "notes.doc", ".hidden.pt", "../curve.png",
+                                   "sub/weights.pt", "model\x00.py"])
 def test_a_bad_file_name_is_refused(site, name):
     files = baseline_files() + [(name, b"print('hi')\n")]
     message = only_error(submit(site.ada, "ada-lenet", files))
