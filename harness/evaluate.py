@@ -109,7 +109,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     rules = competition.load(args.config)
     engine = make_engine(args.db)
     skipped: list[str] = []
-    entries = select(discover(args.submissions, skipped), args.only)
+    left_out: dict[str, str] = {}  # {folder: why}: a row each on the board
+    entries = select(discover(args.submissions, skipped, left_out), args.only)
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
@@ -150,11 +151,12 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         notes.append(f"deadline {rules.deadline.isoformat()}: versions first seen later are shown as late, "
                      "not ranked.")
     report.print_table(console, rows, has_guest, notes,
-                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title))
+                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title), left_out)
     if args.json:
         meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                          "preprocess_version": d.preprocess_version} for d in datasets}
-        print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict()))
+        print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict(),
+                             left_out))
     failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
     return 1 if args.strict and failed else 0
 

@@ -202,8 +202,18 @@ def test_folders_that_cannot_be_entries_are_left_out_and_the_rest_evaluated(tmp_
             "rename one.") in err
     if not readable:
         assert f"entry folder 'locked' is left out: {locked / 'model.py'} could not be read (Permission denied)" in err
-    names = {e["name"] for e in json.loads(captured.out)["entries"]}
-    assert names == {"strong", "weak", "broken"} | ({"locked"} if readable else set())
+    entries = json.loads(captured.out)["entries"]
+    assert {e["name"] for e in entries if e["status"] != "left out"} == \
+        {"strong", "weak", "broken"} | ({"locked"} if readable else set())
+    rows = {e["name"]: (e["standing"], e["rank"], e["note"]) for e in entries if e["status"] == "left out"}
+    name_rule = "its folder name is not allowed: rename it using letters, digits, '-', '_', '.'"
+    clash = "its name clashes with 'Twin' and 'twin' (case-insensitive): rename one"
+    assert rows == {"my entry": ("left out", None, name_rule), "x" * 101: ("left out", None, name_rule),
+                    "Twin": ("left out", None, clash), "twin": ("left out", None, clash),
+                    **({} if readable else {"locked": ("left out", None, "a file cannot be read")})}
+    table = [line for line in captured.err.splitlines() if "│" in line]  # the terminal board has a row each
+    assert any("✗" in line and "my entry" in line and "left out:" in line for line in table)
+    assert any("✗" in line and "Twin" in line for line in table)
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict", "--only", "strong")) == 1
 
 
