@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         cli.say_error(exc, sys.stdout)
         if "time limit" in limits_hit(str(exc)):
-            print(f"  time limit: --timeout (now {args.timeout:g} s)")
+            print(f"  time limit: raise it with `python -m harness.check {args.entry} --timeout {2 * args.timeout:g}` "
+                  f"(now {args.timeout:g} s)")
         if getattr(exc, "hint", None):
             print(f"  {exc.hint}")
         if args.verbose and getattr(exc, "log", ""):

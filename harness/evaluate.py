@@ -74,10 +74,12 @@ def limit_flags(errors: list[str | None], args, timeout: float | None = None) ->
     from harness.isolation.prediction import limits_hit
     hit = {name for error in errors for name in limits_hit(error)}
     timeout = args.timeout if timeout is None else timeout
-    flags = {"time limit": f"--timeout (now {timeout:g} s), or timeout / seconds_per_1000_images under [limits] in "
-                           "competition.toml",
-             "memory limit": f"--memory-limit (now {args.memory_limit:g} GiB)"}
-    return "; ".join(f"{name}: {flags[name]}" for name in flags if name in hit) or None
+    flags = {"time limit": f"raise it with `python -m harness.evaluate --timeout {2 * timeout:g}` (now {timeout:g} s), "
+                           "or timeout / seconds_per_1000_images under [limits] in competition.toml",
+             "memory limit": f"raise it with `python -m harness.evaluate --memory-limit {2 * args.memory_limit:g}` "
+                             f"(now {args.memory_limit:g} GiB)"}
+    said = "; ".join(f"{name}: {flags[name]}" for name in flags if name in hit)
+    return f"{said}; an entry that failed on a limit is evaluated again once that limit is raised." if said else None
 
 
 def masked(argv: list[str]) -> list[str]:
@@ -109,7 +111,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     rules = competition.load(args.config)
     engine = make_engine(args.db)
     skipped: list[str] = []
-    entries = select(discover(args.submissions, skipped), args.only)
+    left_out: dict[str, str] = {}  # {folder: why}: a row each on the board
+    entries = select(discover(args.submissions, skipped, left_out), args.only)
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
@@ -150,20 +153,25 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         notes.append(f"deadline {rules.deadline.isoformat()}: versions first seen later are shown as late, "
                      "not ranked.")
     report.print_table(console, rows, has_guest, notes,
-                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title))
+                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title), left_out)
     if args.json:
         meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                          "preprocess_version": d.preprocess_version} for d in datasets}
-        print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict()))
+        print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict(),
+                             left_out))
     failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
     return 1 if args.strict and failed else 0
 
 
-def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: competition.Competition) -> list:
-    """The entries whose folder holds a version not yet scored on these sets (by this harness)."""
+def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: competition.Competition,
+            limits=None) -> list:
+    """The entries whose folder holds a version not yet scored on these sets (by this harness), or scored with a
+    failure on a limit that ``limits`` (``isolation.Limits``) raise."""
     from harness import runner
-    return [e for e in entries
-            if store.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes)) is None]
+    found = {e.name: store.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
+             for e in entries}
+    return [e for e in entries if found[e.name] is None
+            or (limits is not None and runner.outgrown(engine, found[e.name], limits))]
 
 
 def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:
@@ -216,7 +224,8 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
                     for note in notes:
                         console.print(note)
                 changing = now
-                todo = pending(engine, select(discover(args.submissions, []), args.only), datasets, rules)
+                todo = pending(engine, select(discover(args.submissions, []), args.only), datasets, rules,
+                               options.limits)
                 if todo:
                     console.print(f"{datetime.now():%H:%M:%S} new: {', '.join(e.name for e in todo)}")
                     summary = runner.run(engine, todo, datasets, options, competition=rules,

@@ -24,7 +24,7 @@ from harness.store import results as store
 from harness import __version__
 from harness.scoring.competition import Competition
 from harness.entries.discovery import Entry
-from harness.isolation import Limits, Progress, predict, resolve_device
+from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
 from harness.isolation.process import GIB, needs_torchvision
 from harness.data.task import TASK
 from harness.data.copies import changed_copies
@@ -90,6 +90,18 @@ def eval_key(entry: Entry, datasets: list[store.DatasetSpec], max_entry_bytes: i
     if max_entry_bytes is not None and entry.total_bytes > max_entry_bytes:
         parts.append(f"over:{max_entry_bytes}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def outgrown(engine: Engine, evaluation_id: int, limits: Limits) -> bool:
+    """Whether a stored evaluation failed on a limit (time or memory) that is larger now, or that was not recorded
+    (stored before migration 0010): then it is evaluated again rather than taken as it is."""
+    failed = store.failure_and_limits(engine, evaluation_id)
+    if failed is None:
+        return False
+    error, timeout, memory = failed
+    hit = limits_hit(error)
+    return ("time limit" in hit and (timeout is None or limits.timeout is None or limits.timeout > timeout)) or \
+        ("memory limit" in hit and (memory is None or limits.memory > memory))
 
 
 def size_problem(entry: Entry, competition: Competition) -> str | None:
@@ -309,6 +321,7 @@ class _Scoring:
             with heartbeat(self.engine, key, run_id), self.progress(job.entry) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
                                       report, self.predict)
+            record.timeout, record.memory_limit = self.limits.timeout, self.limits.memory
             evaluation_id = self.save(job, key, record)
         finally:
             claims.release(self.engine, key, run_id)
@@ -351,12 +364,12 @@ class _Scoring:
         """Score the job now, or take its stored result; when another run holds the key, what to wait for."""
         force = self.options.force
         existing = None if force else store.find_evaluation(self.engine, key)
-        if existing is not None:
+        if existing is not None and not outgrown(self.engine, existing, self.limits):
             self.done(job, existing, UNCHANGED)
-        elif claims.try_claim(self.engine, key, self.summary.run_id, CLAIM_LEASE_SECONDS):
-            self.evaluate_claimed(job, key, older=None if force else 0)
-        else:  # with --force, only an evaluation newer than the one there now will do
-            return job, key, (store.find_evaluation(self.engine, key) or 0) if force else 0
+        elif claims.try_claim(self.engine, key, self.summary.run_id, CLAIM_LEASE_SECONDS):  # a raised limit: anew
+            self.evaluate_claimed(job, key, older=None if force else existing or 0)
+        else:  # with --force (or a raised limit), only an evaluation newer than the one there now will do
+            return job, key, (store.find_evaluation(self.engine, key) or 0) if force else existing or 0
         return None
 
     def wait_for_other_run(self, job: Job, key: str, older: int) -> None:

@@ -15,6 +15,7 @@ training data's hash, the final validation accuracy and this command line, and t
 from __future__ import annotations
 
 import argparse
+import getpass
 import platform
 import shlex
 import sys
@@ -33,6 +34,8 @@ from harness.training.entry_writer import check_target, weight_bytes, write_entr
 from harness.errors import HarnessError
 from harness.training.model_setup import build_model
 from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data
+
+KIT_AUTHOR = "MNIST club training kit"  # the club's baselines' author (submissions/baseline-*), never a member's
 
 CHECKPOINT_DIR = Path("build") / "checkpoints"
 
@@ -79,7 +82,9 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     g.add_argument("--export", action="store_true", help="write a code-free torch.export model.pt2 instead of model.py + weights.pt")
     g.add_argument("--display-name", help="leaderboard name (default: the folder name)")
-    g.add_argument("--author", default=None)
+    g.add_argument("--author", default=None,
+                   help="your name, as the board groups entries by it (default: your login name; the kit's own name "
+                        "only for the club's baselines, --out baseline-*)")
     g.add_argument("--description", default=None)
 
     g = p.add_argument_group("architecture (unset knobs take the architecture's default)")
@@ -208,7 +213,7 @@ def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class:
     })
     return {
         "display_name": args.display_name or args.out.name,
-        "author": args.author or "MNIST club training kit",
+        "author": args.author,
         "description": args.description or f"{config.arch} trained with python -m harness.train "
                        f"({config.optimizer}, lr {config.lr:g}, {config.epochs} epochs"
                        f"{', augment ' + '+'.join(config.augment.names) if config.augment.names else ''}"
@@ -281,6 +286,8 @@ def run(argv: list[str]) -> int:
     if resume is not None and TrainConfig.from_dict(resume["config"]) != config:
         raise HarnessError(f"{args.resume} was written by another version of harness.train; start the run afresh.")
     check_target(args.out, args.overwrite)
+    args.author = entry_author(args.author, args.out)
+    print(f"Author: {args.author} (--author changes it).", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -312,6 +319,28 @@ def run(argv: list[str]) -> int:
           f"validation accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}.\n"
           f"Check it with: python -m harness.check {out}", file=sys.stderr)
     return 0
+
+
+def entry_author(author: str | None, out: Path) -> str:
+    """Who the entry is by: ``--author``; else the login name, or the kit's own name for the club's baselines (an
+    ``--out`` folder named ``baseline-*``). A member's entry never gets the baselines' author: under
+    ``entries_per_member = "one"`` it would compete with the baselines as one member."""
+    baseline = out.name.startswith("baseline-")
+    if author is not None and author.strip():
+        if " ".join(author.split()).casefold() == KIT_AUTHOR.casefold() and not baseline:
+            raise HarnessError(f"{KIT_AUTHOR!r} is the author of the club's baselines; pass your own name, e.g. "
+                               "--author 'Ada Lovelace'.")
+        return author.strip()
+    if baseline:
+        return KIT_AUTHOR
+    try:
+        user = getpass.getuser().strip()
+    except (OSError, KeyError, ImportError):  # no login name in the environment nor the password database
+        user = ""
+    if not user:
+        raise HarnessError("Your login name cannot be read, so the entry has no author; pass your name, e.g. "
+                           "--author 'Ada Lovelace'.")
+    return user
 
 
 def main(argv: list[str] | None = None) -> int:

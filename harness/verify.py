@@ -2,7 +2,9 @@
 
 Each entry's newest stored evaluation is re-run in its own (sandboxed) process on the very images it was
 scored on (kept in the database, MNIST and guest alike), and every per-sample prediction is compared with the
-stored one. An entry whose files changed since that evaluation cannot be re-scored and is reported as such.
+stored one. An entry whose files changed since that evaluation cannot be re-scored and is reported as such. The exit
+status is 1 only for a real difference (a prediction, or a re-run that fails where the stored one worked); an entry
+with no successful evaluation (it failed) has nothing to verify and is only reported.
 The organiser's moderation comes from ``harness.scoring.standings``: a disqualified entry is re-scored (its results are
 still shown, unranked) and said to be disqualified; a hidden one is shown on no board, so it is not re-scored,
 and the line says so.
@@ -30,7 +32,7 @@ from harness.isolation import Limits
 @dataclass
 class Check:
     name: str
-    status: str          # "same", "different", "changed", "failed", "hidden"
+    status: str          # "same", "different", "changed", "failed" (the re-run), "nothing" (to verify), "hidden"
     detail: str
 
 
@@ -117,14 +119,15 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
                                                       "restore it on the Organiser page to verify it."))
             continue
         if entry.name not in stored:
-            checks.append(Check(entry.name, "failed", "no successful stored evaluation to verify."))
+            checks.append(Check(entry.name, "nothing", "nothing to verify: it has no successful stored evaluation (it "
+                                                       "failed, or was never evaluated), so nothing can differ."))
             continue
         check = verify_one(entry, stored[entry.name], limits)
         if state == standings.DISQUALIFIED:
             check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
         checks.append(check)
     marks = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
-             "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]"}
+             "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
     for check in checks:
         console.print(f"{marks[check.status]} {check.name}: {check.detail}")
     return 1 if any(c.status in ("different", "failed") for c in checks) else 0

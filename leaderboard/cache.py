@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from harness.entries.discovery import left_out_folders
 from harness.scoring import board as scoring_board, competition
 from harness.scoring.competition import Competition
 from harness.store.engine import make_engine
@@ -99,6 +100,12 @@ def _guest(url: str, rules_key: str) -> views.GuestView | None:
 
 def guest(url: str) -> views.GuestView | None:
     return _guest(url, repr(rules()))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def left_out(folder: str) -> dict[str, str]:
+    """{folder: why} for the submissions folders that are not evaluated (names only: nothing is hashed)."""
+    return left_out_folders(Path(folder))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -850,3 +850,25 @@ def test_leaderboard_page_with_two_hundred_entries(fx, monkeypatch):
     shown = stats.board_display(stats.build_board(big), True)
     rows = list(csv.DictReader(io.StringIO(stats.board_csv(shown, True))))
     assert len(rows) == 200 and rows[0]["rank"] == "1" and "hp: command" not in rows[0]
+
+
+def test_folders_left_out_for_their_names_are_rows_saying_why(tmp_path, monkeypatch, means):
+    """A folder whose name is not allowed and one holding a file whose name is not UTF-8 are never evaluated; the
+    board shows a row for each, saying why, even before anything is scored."""
+    import os
+
+    from tests.entries import template_weights, write_entry
+    subs = tmp_path / "submissions"
+    write_entry(subs, "my entry", weights=template_weights(means))
+    odd = write_entry(subs, "odd", weights=template_weights(means))
+    (odd / os.fsdecode(b"notes-\xff.txt")).write_text("x")
+    write_entry(subs, "fine", weights=template_weights(means))
+    monkeypatch.setenv("LEADERBOARD_DB", str(tmp_path / "lb.db"))
+    monkeypatch.setenv("LEADERBOARD_SUBMISSIONS", str(subs))
+    st.cache_data.clear()
+    at = page()
+    (table,) = [d.value for d in at.dataframe if "left out because" in d.value.columns]
+    assert table.to_dict("records") == [
+        {"entry": "my entry", "left out because": "its folder name is not allowed: rename it using letters, digits, "
+                                                  "'-', '_', '.'"},
+        {"entry": "odd", "left out because": "a file's name is not valid UTF-8: rename the file"}]

@@ -22,7 +22,8 @@ from harness.store.engine import make_engine
 from harness.store.schema import Dataset, Entry, Evaluation, EntryVersion, Result, Run
 from harness.data.guest import load_guest_set
 from tests.conftest import REPO
-from tests.entries import before_return, class_means, template_predictions, template_weights, write_entry
+from tests.entries import (TEMPLATE_CODE, before_return, class_means, template_predictions, template_weights,
+                            write_entry)
 
 
 @pytest.fixture()
@@ -203,8 +204,18 @@ def test_folders_that_cannot_be_entries_are_left_out_and_the_rest_evaluated(tmp_
             "rename one.") in err
     if not readable:
         assert f"entry folder 'locked' is left out: {locked / 'model.py'} could not be read (Permission denied)" in err
-    names = {e["name"] for e in json.loads(captured.out)["entries"]}
-    assert names == {"strong", "weak", "broken"} | ({"locked"} if readable else set())
+    entries = json.loads(captured.out)["entries"]
+    assert {e["name"] for e in entries if e["status"] != "left out"} == \
+        {"strong", "weak", "broken"} | ({"locked"} if readable else set())
+    rows = {e["name"]: (e["standing"], e["rank"], e["note"]) for e in entries if e["status"] == "left out"}
+    name_rule = "its folder name is not allowed: rename it using letters, digits, '-', '_', '.'"
+    clash = "its name clashes with 'Twin' and 'twin' (case-insensitive): rename one"
+    assert rows == {"my entry": ("left out", None, name_rule), "x" * 101: ("left out", None, name_rule),
+                    "Twin": ("left out", None, clash), "twin": ("left out", None, clash),
+                    **({} if readable else {"locked": ("left out", None, "a file cannot be read")})}
+    table = [line for line in captured.err.splitlines() if "│" in line]  # the terminal board has a row each
+    assert any("✗" in line and "my entry" in line and "left out:" in line for line in table)
+    assert any("✗" in line and "Twin" in line for line in table)
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict", "--only", "strong")) == 1
 
 
@@ -305,8 +316,32 @@ def test_an_entry_stopped_by_a_limit_gets_the_flag_under_the_table(tmp_path, mni
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, tmp_path / "no-guests", "--timeout", "3")) == 0
     out = capsys.readouterr().out
     assert "took longer than its time limit of 3 s and was stopped" in " ".join(out.split())
-    assert any(line.startswith("time limit: --timeout (now 3 s), or timeout") for line in out.splitlines())
+    assert any(line.startswith("time limit: raise it with `python -m harness.evaluate --timeout 6` (now 3 s), or "
+                               "timeout") for line in out.splitlines())
     assert "memory limit:" not in out
+
+
+def test_an_entry_that_failed_on_the_time_limit_is_evaluated_again_when_it_is_raised(tmp_path, mnist_dir, means,
+                                                                                      capsys):
+    """An entry that sleeps 5 s on import fails under --timeout 3; the same limit again leaves it unchanged; a
+    larger one evaluates it again (and it then works), after which the result stands."""
+    subs = tmp_path / "subs"
+    write_entry(subs, "slow", code=TEMPLATE_CODE + "\nimport time\ntime.sleep(5)\n", weights=template_weights(means))
+
+    def run(timeout: str) -> tuple[str, str, str]:
+        assert evaluate.main(cli(tmp_path, subs, mnist_dir, tmp_path / "no-guests", "--timeout", timeout,
+                                 "--json")) == 0
+        doc = json.loads(capsys.readouterr().out)
+        (row,) = doc["entries"]
+        counts = next(n for n in doc["notes"] if " evaluated, " in n)
+        return row["status"], row["error"] or "", counts.split(" (stored")[0]
+
+    status, error, counts = run("3")
+    assert (status, counts) == ("failed", "0 evaluated, 1 failed, 0 unchanged")
+    assert "took longer than its time limit of 3 s" in error
+    assert run("3")[::2] == ("failed", "0 evaluated, 0 failed, 1 unchanged")
+    assert run("120") == ("ok", "", "1 evaluated, 0 failed, 0 unchanged")
+    assert run("120") == ("ok", "", "0 evaluated, 0 failed, 1 unchanged")
 
 
 def test_limit_flags_names_each_limit_hit_once():
@@ -314,7 +349,9 @@ def test_limit_flags_names_each_limit_hit_once():
     errors = [None, "used more than its memory limit of 1.5 GiB and was stopped; ...", "missing keys \"fc.weight\"",
               "took longer than its time limit of 60 s and was stopped; ...", "the entry ran out of memory (over its "
               "memory limit); use a smaller model or batch, or raise the memory limit."]
-    assert evaluate.limit_flags(errors, args) == ("time limit: --timeout (now 60 s), or timeout / "
-                                                  "seconds_per_1000_images under [limits] in competition.toml; "
-                                                  "memory limit: --memory-limit (now 1.5 GiB)")
+    assert evaluate.limit_flags(errors, args) == (
+        "time limit: raise it with `python -m harness.evaluate --timeout 120` (now 60 s), or timeout / "
+        "seconds_per_1000_images under [limits] in competition.toml; memory limit: raise it with `python -m "
+        "harness.evaluate --memory-limit 3` (now 1.5 GiB); an entry that failed on a limit is evaluated again once "
+        "that limit is raised.")
     assert evaluate.limit_flags(errors[:3:2], args) is None

@@ -220,8 +220,9 @@ def test_the_evaluate_command_reports_the_device_it_used_and_the_limit_from_the_
     doc = json.loads(captured.out)
     assert doc["run"]["device"] == "cpu"
     assert "took longer than its time limit of 4 s" in doc["entries"][0]["error"]
-    assert "time limit: --timeout (now 4 s), or timeout / seconds_per_1000_images under [limits] in " \
-           "competition.toml" in doc["notes"]
+    assert ("time limit: raise it with `python -m harness.evaluate --timeout 8` (now 4 s), or timeout / "
+            "seconds_per_1000_images under [limits] in competition.toml; an entry that failed on a limit is evaluated "
+            "again once that limit is raised.") in doc["notes"]
 
 
 def test_run_progress_is_stored_and_shown_on_the_organiser_page(tmp_path):

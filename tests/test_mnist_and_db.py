@@ -58,12 +58,33 @@ def test_reconstructed_training_file_loads_on_format_alone(mnist_dir):
     assert train.images.shape == (60000, 28, 28) and len(train.labels) == 60000
 
 
-def test_missing_files_offline_say_where_to_put_them(tmp_path, monkeypatch):
+def test_missing_files_offline_say_where_to_put_them(tmp_path, monkeypatch, mnist_dir):
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
-    with pytest.raises(HarnessError, match=r"could not be downloaded .* copy t10k-images-idx3-ubyte.gz, "
-                                           r"t10k-labels-idx1-ubyte.gz into"):
-        mnist.load_split(tmp_path / "data", "test")
-    assert not list((tmp_path / "data").glob("*.gz"))  # no half-downloaded file left behind
+    data = tmp_path / "data"
+    with pytest.raises(HarnessError) as raised:
+        mnist.load_split(data, "test")
+    assert str(raised.value).startswith(f"MNIST file t10k-images-idx3-ubyte.gz is not in {data} and could not be "
+                                        "downloaded (")
+    assert str(raised.value).endswith(
+        f"; offline, copy t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz into {data} (and, for harness.train, "
+        "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz) or point --mnist-dir / $MNIST_DIR at a folder that "
+        "holds them.")
+    assert not list(data.glob("*.gz"))  # no half-downloaded file left behind
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):  # the test set copied by hand
+        shutil.copy(mnist_dir / name, data / name)
+    assert len(mnist.load_split(data, "test", allow_download=False).labels) == 10_000
+    with pytest.raises(HarnessError) as raised:  # harness.train's message names the training files it needs
+        mnist.load_split(data, "train", allow_download=False)
+    assert str(raised.value) == (
+        f"MNIST train files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz are missing from {data}; copy them "
+        "there or point --mnist-dir / $MNIST_DIR at a folder that holds them.")
+    (data / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(HarnessError) as raised:
+        mnist.load_split(data, "train", allow_download=False)
+    assert str(raised.value) == (
+        f"MNIST train files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz are missing from {data}; copy them "
+        "there (and, for harness.evaluate and harness.check, t10k-labels-idx1-ubyte.gz) or point --mnist-dir / "
+        "$MNIST_DIR at a folder that holds them.")
 
 
 def test_download_from_a_mirror_verifies_md5(mnist_dir, tmp_path, monkeypatch):

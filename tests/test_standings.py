@@ -16,8 +16,8 @@ from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, V
 DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}
 
 
-def v(entry, version_id, when, evaluation_id, author=None, overridden=False):
-    return VersionRow(entry, version_id, f"hash{version_id}", author, when, overridden, evaluation_id)
+def v(entry, version_id, when, evaluation_id, author=None, overridden=False, failed=False):
+    return VersionRow(entry, version_id, f"hash{version_id}", author, when, overridden, evaluation_id, failed=failed)
 
 
 def test_latest_on_time_version_is_ranked_and_a_later_one_is_late():
@@ -171,6 +171,53 @@ def test_verdict_names_entries_level_with_the_leader_when_they_are_not_the_top_k
         "The guest's 100 digits cannot separate 1 entry from the leader, a: c (exact McNemar tests against the "
         "leader, Holm-corrected, α = 0.05).")
     assert ranking.verdict([row("a", 1.0, 0.99)], "x") == ""  # not ranked: nothing to say
+
+
+def test_a_newer_entry_or_version_that_failed_never_supersedes_a_working_one():
+    """Ada's working ada-cnn, then ada-mlp whose evaluation failed: ada-cnn stays ranked. Bob's entry's newer version
+    failed: his older working version is ranked, the failed one shown as superseded. Cleo has only failed entries:
+    her newest is ranked (shown failed), as before. Without "one", nothing changes."""
+    versions = [v("ada-cnn", 1, datetime(2027, 1, 2), 11, author="Ada"),
+                v("ada-mlp", 2, datetime(2027, 1, 5), 12, author="Ada", failed=True),
+                v("bob", 3, datetime(2027, 1, 3), 13, author="Bob"),
+                v("bob", 4, datetime(2027, 1, 6), 14, author="Bob", failed=True),
+                v("cleo-1", 5, datetime(2027, 1, 3), 15, author="Cleo", failed=True),
+                v("cleo-2", 6, datetime(2027, 1, 4), 16, author="Cleo", failed=True)]
+    rules = parse({**DEADLINE, "entries_per_member": "one"})
+    shown = [(p.entry_name, p.version_id, p.standing, p.note) for p in picks(versions, rules)]
+    assert sorted(shown) == sorted([
+        ("ada-cnn", 1, RANKED, ""),
+        ("ada-mlp", 2, SUPERSEDED, "Ada's entry ada-cnn is the one ranked, since this newer one failed (one entry per "
+                                   "member)"),
+        ("bob", 3, RANKED, ""),
+        ("bob", 4, SUPERSEDED, "this newer version failed; the entry's latest working version is the one ranked (one "
+                               "entry per member)"),
+        ("cleo-1", 5, SUPERSEDED, "Cleo's newer entry cleo-2 is the one ranked (one entry per member)"),
+        ("cleo-2", 6, RANKED, "")])
+    several = [(p.entry_name, p.version_id, p.standing) for p in picks(versions, parse(DEADLINE))]
+    assert sorted(several) == [("ada-cnn", 1, RANKED), ("ada-mlp", 2, RANKED), ("bob", 4, RANKED),
+                               ("cleo-1", 5, RANKED), ("cleo-2", 6, RANKED)]
+
+
+def test_a_kit_entry_no_longer_supersedes_the_baselines(tmp_path, monkeypatch):
+    """Under one entry per member, the committed baselines (their authors read from their entry.toml) keep the
+    standings they have without a member's kit entry, whose author harness.train now takes from the login name."""
+    import tomllib
+
+    from harness.train import entry_author
+    from tests.conftest import REPO
+    monkeypatch.setenv("LOGNAME", "ada")
+    authors = {f.parent.name: tomllib.loads(f.read_text()).get("author")
+               for f in sorted((REPO / "submissions").glob("*/entry.toml"))}
+    kit_written = sorted(name for name, author in authors.items() if author == "MNIST club training kit")
+    assert len(kit_written) == 5  # baseline-lenet5, -logreg, -robust, -strong and exported-cnn
+    baselines = [v(name, i, datetime(2027, 1, 1, i), 10 + i, author=authors[name])
+                 for i, name in enumerate(kit_written, 1)]
+    kit = v("ada-cnn", 99, datetime(2027, 1, 5), 199, author=entry_author(None, tmp_path / "ada-cnn"))
+    rules = parse({**DEADLINE, "entries_per_member": "one"})
+    alone = {p.entry_name: p.standing for p in picks(baselines, rules)}
+    together = {p.entry_name: p.standing for p in picks(baselines + [kit], rules)}
+    assert together == {**alone, "ada-cnn": RANKED} and RANKED in alone.values()
 
 
 def test_an_owner_from_the_submit_page_beats_the_author_an_entry_toml_claims():

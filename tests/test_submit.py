@@ -123,7 +123,8 @@ def test_too_big_and_too_many_are_refused(site, monkeypatch):
     assert uploads(site) == [("Ada", "refused"), ("Ada", "failed"), ("Ada", "accepted"), ("Ada", "refused")]
 
 
-@pytest.mark.parametrize("name", ["../model.py", "notes.txt", ".hidden.pt", "sub/weights.pt", "model\x00.py"])
+@pytest.mark.parametrize("name", ["../model.py", "train.py", "notes.doc", ".hidden.pt", "../curve.png",
+                                   "sub/weights.pt", "model\x00.py"])
 def test_a_bad_file_name_is_refused(site, name):
     files = baseline_files() + [(name, b"print('hi')\n")]
     message = only_error(submit(site.ada, "ada-lenet", files))
@@ -131,6 +132,49 @@ def test_a_bad_file_name_is_refused(site, name):
                               "(weights.pt or weights.safetensors), or model.pt2, optionally with entry.toml, each "
                               "under exactly that name (no folders).")
     assert nothing_stored(site)
+
+
+def test_a_folder_the_training_kit_wrote_is_accepted_without_its_curve_and_notes(site, tmp_path):
+    """baseline-lenet5 was written by harness.train: its folder holds curve.csv and curve.png beside the entry; with
+    a README.md and a training log added, the whole folder is accepted, the extras named in one note and not stored."""
+    kit = {p.name: p.read_bytes() for p in BASELINE.iterdir()}
+    assert {"curve.csv", "curve.png"} <= set(kit) and set(FILES) < set(kit)
+    upload = dict(kit, **{"README.md": b"# my LeNet\n", "train.log": b"epoch 1\n"})
+    at = submit(site.ada, "ada-lenet", list(upload.items()))
+    assert [seen(s.value) for s in at.success] == [
+        "Accepted: ada-lenet version 1 is stored and queued for evaluation; it appears on the Leaderboard once the "
+        "evaluation watcher has scored it."] and not at.error
+    assert [seen(i.value) for i in at.info] == [
+        "Left out, as not part of an entry (not stored): README.md, curve.csv, curve.png, train.log; only the model, "
+        "its weights and entry.toml are kept."]
+    folder = site.subs / "ada-lenet"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {name: kit[name] for name in FILES}
+    (version,) = history(site.engine, "ada-lenet")
+    restored = snapshots.restore(site.engine, version.version_id, "ada-lenet", tmp_path / "restored")
+    assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == {name: kit[name] for name in FILES}
+
+
+def test_re_uploading_the_same_files_costs_nothing(site, monkeypatch):
+    """With one checked upload an hour: the kit's folder is accepted; uploading the same files again (with or without
+    the curve) says nothing changed and is neither checked nor counted, so the hour's one upload is still the first;
+    different files are then refused by the limit."""
+    monkeypatch.setenv(submitting.UPLOADS_PER_HOUR_ENV, "1")
+    kit = [(p.name, p.read_bytes()) for p in sorted(BASELINE.iterdir())]
+    assert seen(submit(site.ada, "ada-lenet", kit).success[0].value).startswith("Accepted: ada-lenet version 1")
+    for files in (kit, baseline_files()):
+        at = submit(site.ada, "ada-lenet", files)
+        assert seen(at.success[0].value) == (
+            "Nothing changed: these files are exactly ada-lenet's version 1, already stored and in its folder; "
+            "nothing was checked, and this upload does not count towards your hourly limit.") and not at.error
+        assert not at.metric  # no check ran
+        assert [seen(i.value) for i in at.info] == ([
+            "Left out, as not part of an entry (not stored): curve.csv, curve.png; only the model, its weights and "
+            "entry.toml are kept."] if files is kit else [])
+    toml = (BASELINE / "entry.toml").read_bytes().replace(b'"Baseline: LeNet-5"', b'"Ada\'s LeNet"')
+    assert only_error(submit(site.ada, "ada-lenet", baseline_files(**{"entry.toml": toml}))).startswith(
+        "You have submitted 1 times in the last hour, the most allowed; try again after ")
+    assert uploads(site) == [("Ada", "accepted"), ("Ada", "unchanged"), ("Ada", "unchanged"), ("Ada", "refused")]
+    assert len(history(site.engine, "ada-lenet")) == 1
 
 
 def test_missing_weights_and_a_bad_entry_name_are_refused(site):

@@ -23,7 +23,7 @@ from harness.adapters import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 from harness.train import main
 from harness.training import architectures, augment
 from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data, to_tensor
-from tests.conftest import mnist_folder
+from tests.conftest import REPO, mnist_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = mnist_folder()
@@ -161,7 +161,9 @@ def _gz_payload(path: Path, header: int) -> bytes:
 
 
 @needs_mnist
-def test_cli_writes_a_complete_self_contained_entry(tmp_path, test_digits):
+def test_cli_writes_a_complete_self_contained_entry(tmp_path, test_digits, monkeypatch):
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # getpass reads the first of these that is set
+        monkeypatch.setenv(var, "ada-at-the-club")
     code, argv = cli(tmp_path, "--arch", "lenet5", "--channels", "4", "8", "--hidden", "32", "--epochs", "2",
                      "--limit", "2000", "--optimizer", "rmsprop", "--lr", "1e-3", "--schedule", "cosine",
                      "--augment", "affine", "--seed", "3", "--threads", "1")
@@ -171,6 +173,7 @@ def test_cli_writes_a_complete_self_contained_entry(tmp_path, test_digits):
     assert leftovers(tmp_path) == []
 
     meta = tomllib.loads((entry / "entry.toml").read_text())
+    assert meta["author"] == "ada-at-the-club"  # the login name, never the baselines' author
     hyper = run = meta["hyperparameters"]
     expected = {"arch": "lenet5", "channels": [4, 8], "hidden": [32], "kernel_size": 5, "optimizer": "rmsprop",
                 "lr": 1e-3, "schedule": "cosine", "epochs": 2, "batch_size": 64, "seed": 3, "loss": "cross-entropy",
@@ -243,6 +246,24 @@ def test_bad_flags_are_refused_with_the_valid_choices(tmp_path, capsys, flags, w
     err = capsys.readouterr().err
     assert all(word in err for word in words), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_kit_never_gives_a_members_entry_the_baselines_author(tmp_path, monkeypatch, capsys):
+    """A member's entry is by --author, else the login name; only --out baseline-* gets the kit's own name (the one
+    the committed baselines carry), and a member who types it is refused before training, with nothing written."""
+    from harness.train import entry_author
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(var, "bob")
+    baselines = {tomllib.loads(p.read_text())["author"] for p in (REPO / "submissions").glob("baseline-*/entry.toml")}
+    assert len(baselines) == 1
+    assert entry_author(None, tmp_path / "my-cnn") == "bob"
+    assert entry_author("  Ada Lovelace ", tmp_path / "my-cnn") == "Ada Lovelace"
+    assert {entry_author(None, tmp_path / "baseline-lenet5")} == baselines
+    code, _ = cli(tmp_path, "--author", "mnist club  TRAINING kit", "--epochs", "1", "--limit", "200")
+    assert code == 1 and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.strip().endswith(
+        "'MNIST club training kit' is the author of the club's baselines; pass your own name, e.g. --author "
+        "'Ada Lovelace'.")
 
 
 def test_an_out_folder_that_cannot_be_an_entry_is_refused_before_training(tmp_path, capsys):

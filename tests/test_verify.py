@@ -9,7 +9,7 @@ from harness.store import results as store
 from harness import __version__, evaluate, verify
 from harness.store.engine import make_engine
 from harness.store.schema import Result, pack, unpack
-from tests.entries import template_weights, write_entry
+from tests.entries import template_weights, with_forward, write_entry
 
 
 def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, means, mnist_dir, capsys):
@@ -43,6 +43,29 @@ def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, mea
     (subs / "beta" / "entry.toml").write_text('author = "someone else"\n')
     assert verify.main(args + ["--only", "beta"]) == 0
     assert "~ beta: its files changed since the stored evaluation" in capsys.readouterr().out
+
+
+def test_an_entry_that_simply_failed_has_nothing_to_verify_and_exits_0(tmp_path, means, mnist_dir, capsys):
+    """alpha works, broken's forward raises: its evaluation failed, so verify has nothing to compare for it and says
+    so; only a real difference (alpha's tampered prediction) exits 1."""
+    subs = tmp_path / "subs"
+    write_entry(subs, "alpha", weights=template_weights(means))
+    write_entry(subs, "broken", code=with_forward("raise RuntimeError('no')"), weights=template_weights(means))
+    db = f"sqlite:///{tmp_path / 'lb.db'}"
+    evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
+                   "--mystery", str(tmp_path / "none"), "--device", "cpu"])
+    engine = make_engine(db)
+    assert {e.version.entry.name: e.status for e in store.load_evaluations(engine, store.newest_evaluation_ids(
+        engine))} == {"alpha": "ok", "broken": "failed"}
+    capsys.readouterr()
+    assert verify.main(["--submissions", str(subs), "--db", db]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("– broken: nothing to verify: it has no successful stored evaluation (it failed, or was never evaluated), "
+            "so nothing can differ.") in out and "✓ alpha: 10100 predictions identical." in out
+    with Session(engine) as session, session.begin():
+        result = session.scalars(select(Result).order_by(Result.id)).first()
+        result.predicted = pack((unpack(result.predicted) + 1) % 10)
+    assert verify.main(["--submissions", str(subs), "--db", db]) == 1
 
 
 def test_verify_says_an_entry_is_hidden_or_disqualified(tmp_path, means, mnist_dir, capsys):

@@ -25,6 +25,7 @@ FILES = {
 # Only the test set decides the leaderboard, so only its checksums are enforced. Training files are
 # checked for format only (a faithful re-export of the training images has another md5).
 VERIFY_MD5 = {"test"}
+USED_BY = {"test": "harness.evaluate and harness.check", "train": "harness.train"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,14 @@ def missing_files(root: Path, split: str) -> list[str]:
     return [name for name, _ in FILES[split] if not (root / name).is_file() and not (root / name[:-3]).is_file()]
 
 
+def also_needed(root: Path, split: str) -> str:
+    """For a message about ``split``'s files: the other split's files missing from ``root`` too, and which commands
+    need them: whoever copies files by hand then copies all they will need."""
+    other = "train" if split == "test" else "test"
+    missing = missing_files(root, other)
+    return f" (and, for {USED_BY[other]}, {', '.join(missing)})" if missing else ""
+
+
 def download(root: Path, split: str) -> None:
     """Fetch the split's missing archives from torchvision's mirrors, verifying md5 where known."""
     from torchvision.datasets import MNIST
@@ -77,7 +86,7 @@ def download(root: Path, split: str) -> None:
         else:
             raise HarnessError(
                 f"MNIST file {name} is not in {root} and could not be downloaded ({errors[-1] if errors else 'no mirror'}); "
-                f"offline, copy {', '.join(n for n, _ in FILES[split])} into {root} "
+                f"offline, copy {', '.join(n for n, _ in FILES[split])} into {root}{also_needed(root, split)} "
                 f"or point --mnist-dir / ${ENV_VAR} at a folder that holds them.")
 
 
@@ -115,7 +124,7 @@ def load_split(root: Path, split: str = "test", allow_download: bool = True) -> 
     if missing_files(root, split):
         if not allow_download:
             raise HarnessError(f"MNIST {split} files {', '.join(missing_files(root, split))} are missing from {root}; "
-                               f"copy them there or point --mnist-dir / ${ENV_VAR} at a folder that holds them.")
+                               f"copy them there{also_needed(root, split)} or point --mnist-dir / ${ENV_VAR} at a folder that holds them.")
         download(root, split)
     (img_name, img_md5), (lbl_name, lbl_md5) = FILES[split]
     if split in VERIFY_MD5:

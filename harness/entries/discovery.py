@@ -76,12 +76,20 @@ class Entry:
 
 def digest(paths: list[Path], root: Path, each: dict[str, str] | None = None) -> str:
     """SHA-256 of the files' relative paths and bytes, read in chunks; ``each`` gets every file's own SHA-256."""
+    return _digest(((path.relative_to(root), read_chunks(path)) for path in paths), each)
+
+
+def files_digest(files: dict[str, bytes]) -> str:
+    """The content hash ``load_entry`` gives a folder that holds exactly these files (plain names, at its top)."""
+    return _digest((PurePath(name), [data]) for name, data in sorted(files.items(), key=lambda f: PurePath(f[0])))
+
+
+def _digest(files, each: dict[str, str] | None = None) -> str:
     whole = hashlib.sha256()
-    for path in paths:
-        name = path.relative_to(root)
+    for name, chunks in files:
         whole.update(os.fsencode(name) + b"\0")
         one = hashlib.sha256()
-        for chunk in read_chunks(path):
+        for chunk in chunks:
             whole.update(chunk)
             one.update(chunk)
         whole.update(b"\0")
@@ -185,55 +193,82 @@ def load_entry(folder: Path) -> Entry:
     )
 
 
-def discover(submissions: Path, skipped: list[str] | None = None) -> dict[str, Entry]:
+def discover(submissions: Path, skipped: list[str] | None = None,
+             left_out: dict[str, str] | None = None) -> dict[str, Entry]:
     """All entry folders under ``submissions``, by name (folders starting with '.' or '_' are ignored).
 
     A folder that cannot be an entry (a name that is not allowed, two names that differ only in case, a file that
     cannot be read or whose name is not UTF-8) is left out with one sentence in ``skipped``, so that the other
-    entries are still evaluated.
+    entries are still evaluated; ``left_out`` gets {folder name: a short reason} for the boards' rows.
     Without a ``skipped`` list the first such folder stops discovery with that sentence.
     """
-    submissions = Path(submissions)
-    if not submissions.is_dir():
-        raise HarnessError(f"the submissions folder {submissions} does not exist; create it and add one folder per entry "
-                           "(see submissions/README.md), or point --submissions at it.")
+    leave_out = _collector(skipped, left_out)
+    entries: dict[str, Entry] = {}
+    for folder in _folders(Path(submissions), leave_out):
+        try:
+            entry = load_entry(folder)
+        except OSError as exc:
+            leave_out(f"entry folder {folder.name!r} is left out: {exc.filename} could not be read ({exc.strerror}); "
+                      "make its files readable.", {folder.name: "a file cannot be read"})
+            continue
+        entries[entry.name] = entry
+    return entries
 
-    def leave_out(sentence: str) -> None:
+
+def left_out_folders(submissions: Path) -> dict[str, str]:
+    """{folder name: the short reason} for each folder that discovery leaves out for its name, a link, a clash or
+    its files' names; nothing is read or hashed, so the dashboard can ask at each view (unreadable files are not
+    found here). Empty when the folder does not exist."""
+    out: dict[str, str] = {}
+    if Path(submissions).is_dir():
+        _folders(Path(submissions), _collector([], out))
+    return out
+
+
+def _collector(skipped: list[str] | None, left_out: dict[str, str] | None):
+    def leave_out(sentence: str, reasons: dict[str, str]) -> None:
         if skipped is None:
             raise HarnessError(sentence)
         skipped.append(sentence)
+        if left_out is not None:  # a name that is not UTF-8 is shown with escapes, as in the sentence
+            left_out.update({os.fsencode(k).decode("utf-8", "backslashreplace"): v for k, v in reasons.items()})
+    return leave_out
 
+
+def _folders(submissions: Path, leave_out) -> list[Path]:
+    """The folders that may be entries, each left out with ``leave_out`` when its name or its files' names say not."""
+    if not submissions.is_dir():
+        raise HarnessError(f"the submissions folder {submissions} does not exist; create it and add one folder per entry "
+                           "(see submissions/README.md), or point --submissions at it.")
     by_key: dict[str, list[Path]] = {}
     for folder in sorted(p for p in submissions.iterdir() if p.is_dir()):
         if folder.name.startswith((".", "_")) or folder.name == "__pycache__":
             continue
         problem = name_problem(folder.name)
         if problem:
-            leave_out(f"{problem}; it is left out until then.")
+            leave_out(f"{problem}; it is left out until then.",
+                      {folder.name: "its folder name is not allowed: rename it using letters, digits, '-', '_', '.'"})
             continue
         if folder.is_symlink():
             leave_out(f"entry folder {folder.name!r} is left out: it is a symbolic link; move the real folder into "
-                      f"{submissions} instead.")
+                      f"{submissions} instead.", {folder.name: "it is a symbolic link: move the real folder in"})
             continue
         by_key.setdefault(folder.name.lower(), []).append(folder)
-    entries: dict[str, Entry] = {}
+    out = []
     for group in by_key.values():
         if len(group) > 1:
             names = " and ".join(repr(f.name) for f in group)
-            leave_out(f"entry folders {names} are left out: entry names are case-insensitive, so they clash; rename one.")
+            leave_out(f"entry folders {names} are left out: entry names are case-insensitive, so they clash; "
+                      "rename one.",
+                      {f.name: f"its name clashes with {names} (case-insensitive): rename one" for f in group})
             continue
         problem = file_name_problem(group[0])
         if problem:
-            leave_out(f"entry folder {group[0].name!r} is left out: {problem}")
+            leave_out(f"entry folder {group[0].name!r} is left out: {problem}",
+                      {group[0].name: "a file's name is not valid UTF-8: rename the file"})
             continue
-        try:
-            entry = load_entry(group[0])
-        except OSError as exc:
-            leave_out(f"entry folder {group[0].name!r} is left out: {exc.filename} could not be read ({exc.strerror}); "
-                      "make its files readable.")
-            continue
-        entries[entry.name] = entry
-    return entries
+        out.append(group[0])
+    return out
 
 
 def select(entries: dict[str, Entry], only: list[str] | None) -> list[Entry]:

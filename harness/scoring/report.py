@@ -28,7 +28,11 @@ def _count(n: int | None) -> str:
 UNRANKED_MARKS = {"late": "late", "disqualified": "DQ"}  # the rank column of an unranked row (superseded: —)
 
 
-def table(rows: list[Row], has_guest: bool, title: str) -> Table:
+LEFT_OUT = "left out"  # the status and standing of a folder discovery left out (a row saying why, never ranked)
+
+
+def table(rows: list[Row], has_guest: bool, title: str, left_out: dict[str, str] | None = None) -> Table:
+    """The board; ``left_out`` ({folder: why}) adds a row for each folder that was not evaluated, saying why."""
     out = Table(title=title, title_justify="left")
     out.add_column("#", justify="right")
     out.add_column("entry")
@@ -54,6 +58,9 @@ def table(rows: list[Row], has_guest: bool, title: str) -> Table:
         cells += [_pct(row.mnist), _count(row.params),
                   f"{row.images_per_second:,.0f}" if row.images_per_second else "—"]
         out.add_row(*cells)
+    for name, why in sorted((left_out or {}).items()):
+        out.add_row("✗", Text(name), "", *(["left out"] if has_guest else []), Text(f"left out: {why}", style="red"),
+                    "", "")
     return out
 
 
@@ -68,8 +75,9 @@ def title(metrics: list[str], has_guest: bool, competition_title: str = "") -> s
     return head + "ranking by " + ", then ".join(used) + ("" if has_guest else " (no guest digits)")
 
 
-def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[str], heading: str = "") -> None:
-    console.print(table(rows, has_guest, heading or title(["guest_accuracy", "mnist_accuracy"], has_guest)))
+def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[str], heading: str = "",
+                left_out: dict[str, str] | None = None) -> None:
+    console.print(table(rows, has_guest, heading or title(["guest_accuracy", "mnist_accuracy"], has_guest), left_out))
     for row in rows:
         if row.standing != "ranked" and row.note:
             why = "disqualified by the organisers" if row.standing == "disqualified" else row.standing
@@ -100,8 +108,16 @@ def memorisation_sentence(row: Row) -> str:
             "it looks up the public test set rather than reading the digits; its MNIST score means nothing.")
 
 
-def to_json(rows: list[Row], datasets: dict, run: dict, notes: list[str], competition: dict | None = None) -> str:
-    document = {"entries": [r.as_dict() for r in rows], "datasets": datasets, "run": run, "notes": notes}
+def left_out_row(name: str, why: str) -> dict:
+    """A folder that was not evaluated, as a JSON board row: status and standing "left out", the reason as its note."""
+    return {"name": name, "display_name": name, "author": None, "status": LEFT_OUT, "error": None, "rank": None,
+            "standing": LEFT_OUT, "note": why}
+
+
+def to_json(rows: list[Row], datasets: dict, run: dict, notes: list[str], competition: dict | None = None,
+            left_out: dict[str, str] | None = None) -> str:
+    left = [left_out_row(name, why) for name, why in sorted((left_out or {}).items())]
+    document = {"entries": [r.as_dict() for r in rows] + left, "datasets": datasets, "run": run, "notes": notes}
     if competition is not None:
         document["competition"] = competition
     return json.dumps(document, indent=2)

@@ -2,7 +2,8 @@
 
 A version counts as submitted when the harness first saw it, unless the organiser overrode that time.
 A later version is still shown, as ``late``, but not ranked. With ``entries_per_member = "one"`` only
-each member's most recently submitted entry is ranked; their other entries are ``superseded``.
+each member's most recently submitted entry is ranked; their other entries are ``superseded``; a version or entry
+whose evaluation failed never supersedes a working one (the newest working one is ranked instead).
 
 The organiser's moderation (``store.set_moderation``) is applied here too, and only here: a hidden entry is
 left out altogether; a disqualified one is shown once (the version that would count, else its late one),
@@ -38,6 +39,7 @@ class VersionRow:
     overridden: bool
     evaluation_id: int | None     # the newest evaluation of this version, if any
     owner: str | None = None      # the member whose code submitted the entry (Submit page); beats ``author``
+    failed: bool = False          # its newest evaluation failed
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,14 @@ def version_rows(engine: Engine) -> list[VersionRow]:
         rows = session.execute(
             select(Entry.name, EntryVersion.id, EntryVersion.content_hash, EntryVersion.author,
                    EntryVersion.submitted_at, EntryVersion.submitted_at_override, newest.c.evaluation_id,
-                   EntryOwner.member.label("owner"))
+                   EntryOwner.member.label("owner"), Evaluation.status)
             .join(Entry, EntryVersion.entry_id == Entry.id)
             .outerjoin(newest, newest.c.version_id == EntryVersion.id)
+            .outerjoin(Evaluation, Evaluation.id == newest.c.evaluation_id)
             .outerjoin(EntryOwner, EntryOwner.entry_key == func.lower(Entry.name))).all()
     out = [VersionRow(r.name, r.id, r.content_hash, r.author, r.submitted_at,
-                      r.submitted_at_override is not None, r.evaluation_id, r.owner) for r in rows]
+                      r.submitted_at_override is not None, r.evaluation_id, r.owner, r.status == "failed")
+           for r in rows]
     return sorted(out, key=lambda v: (v.submitted_at, v.version_id))
 
 
@@ -90,6 +94,7 @@ def picks(versions: list[VersionRow], competition: Competition,
     ``moderation`` is ``store.moderation``: {entry: (hidden or disqualified, the organiser's reason)}.
     """
     moderation = moderation or {}
+    one = competition.entries_per_member == "one"
     by_entry: dict[str, list[VersionRow]] = {}
     for v in versions:
         if v.evaluation_id is not None:
@@ -107,29 +112,41 @@ def picks(versions: list[VersionRow], competition: Competition,
             continue
         if on_time:
             v = on_time[-1]
+            working = [w for w in on_time if not w.failed]
+            if one and v.failed and working:  # a newer version that failed never replaces the working one
+                out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, SUPERSEDED,
+                                "this newer version failed; the entry's latest working version is the one ranked "
+                                "(one entry per member)"))
+                v = working[-1]
             out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, RANKED))
         if late:
             v = late[-1]
             note = "submitted after the deadline" + ("; the on-time version is ranked" if on_time else "")
             out.append(Pick(name, v.evaluation_id, v.version_id, v.submitted_at, LATE, note))
-    if competition.entries_per_member == "one":  # only ranked picks compete: a disqualified one supersedes nothing
+    if one:  # only ranked picks compete: a disqualified one supersedes nothing
         # A code-verified owner beats the author an entry's own entry.toml claims (anyone can type another's name).
-        out = _one_per_member(out, {v.version_id: v.owner or v.author for v in versions})
+        out = _one_per_member(out, {v.version_id: v.owner or v.author for v in versions},
+                              {v.version_id for v in versions if v.failed})
     return out
 
 
-def _one_per_member(chosen: list[Pick], authors: dict[int, str | None]) -> list[Pick]:
+def _one_per_member(chosen: list[Pick], authors: dict[int, str | None], failed: set[int]) -> list[Pick]:
+    """Each member's most recent ranked entry stays ranked, the others are superseded; an entry that failed never
+    supersedes one that works (it is superseded by the member's most recent working entry instead)."""
     ranked = [p for p in chosen if p.standing == RANKED]
     latest: dict[str, Pick] = {}
-    for p in sorted(ranked, key=lambda p: (p.submitted_at, p.version_id)):
-        latest[member(authors.get(p.version_id), p.entry_name)] = p
+    for p in sorted(ranked, key=lambda p: (p.version_id not in failed, p.submitted_at, p.version_id)):
+        latest[member(authors.get(p.version_id), p.entry_name)] = p  # working ones last: the newest working wins
     out = []
     for p in chosen:
         keeper = latest.get(member(authors.get(p.version_id), p.entry_name)) if p.standing == RANKED else None
         if keeper is not None and keeper is not p:
             who = authors.get(p.version_id) or p.entry_name
+            said = (f"{who}'s entry {keeper.entry_name} is the one ranked, since this newer one failed"
+                    if p.submitted_at > keeper.submitted_at
+                    else f"{who}'s newer entry {keeper.entry_name} is the one ranked")
             p = Pick(p.entry_name, p.evaluation_id, p.version_id, p.submitted_at, SUPERSEDED,
-                     f"{who}'s newer entry {keeper.entry_name} is the one ranked (one entry per member)")
+                     f"{said} (one entry per member)")
         out.append(p)
     return out
 

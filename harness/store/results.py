@@ -63,6 +63,8 @@ class Record:
     output_kind: str | None = None          # logits, probabilities or log-probabilities, on MNIST
     sealed: Sealed | None = None            # what the secret phase produced besides its outputs (None: none ran)
     memorisation: Memorisation | None = None  # the public images against their changed copies (None: not checked)
+    timeout: float | None = None            # the limits it ran under (seconds, bytes)
+    memory_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,17 @@ def find_evaluation(engine: Engine, eval_key: str) -> int | None:
                               .order_by(Evaluation.id.desc()).limit(1))
 
 
+def failure_and_limits(engine: Engine, evaluation_id: int) -> tuple[str | None, float | None, int | None] | None:
+    """A failed evaluation's sentences (public and sealed, joined) and the time and memory limits it ran under;
+    None when it succeeded."""
+    with Session(engine) as session:
+        row = session.execute(select(Evaluation.status, Evaluation.error, Evaluation.sealed_error, Evaluation.timeout,
+                                     Evaluation.memory_limit).where(Evaluation.id == evaluation_id)).one()
+    if row.status == "ok":
+        return None
+    return " ".join(filter(None, (row.error, row.sealed_error))), row.timeout, row.memory_limit
+
+
 def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: str, record: Record) -> int:
     """Store one evaluation with all its results in a single transaction."""
     with Session(engine) as session, session.begin():
@@ -181,7 +194,8 @@ def save_evaluation(engine: Engine, *, run_id: int, version_id: int, eval_key: s
                                 error=record.error, device=record.device, seconds=record.seconds, params=record.params,
                                 images_per_second=record.images_per_second,
                                 peak_memory_bytes=record.peak_memory_bytes, output_kind=record.output_kind,
-                                log=record.log, sandboxed=record.sandboxed)
+                                log=record.log, sandboxed=record.sandboxed, timeout=record.timeout,
+                                memory_limit=record.memory_limit)
         if record.sealed is not None:
             evaluation.sealed_error, evaluation.sealed_log = record.sealed.error, record.sealed.log
             evaluation.sealed_seconds = record.sealed.seconds

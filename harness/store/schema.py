@@ -191,6 +191,10 @@ class Evaluation(Base):
     output_kind: Mapped[Optional[str]] = mapped_column(String(20))
     log: Mapped[Optional[str]] = mapped_column(EntryText())
     sandboxed: Mapped[Optional[bool]]  # ran inside the bubblewrap sandbox; False: a plain child process
+    # The limits it ran under, so that a failure on a limit is evaluated again once that limit is raised (None:
+    # stored before migration 0010).
+    timeout: Mapped[Optional[float]]
+    memory_limit: Mapped[Optional[int]] = mapped_column(ByteCount)
     # The secret phase (the entry's second process, the only one that held the secret set): everything it produced
     # besides its outputs, never shown before the reveal (harness.store.reads.sealed). None: no secret phase ran.
     sealed_error: Mapped[Optional[str]] = mapped_column(EntryText())

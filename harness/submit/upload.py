@@ -1,12 +1,14 @@
 """One upload from the dashboard's Submit page: the member's code, the entry's name and its files in, one typed
 ``Outcome`` out (accepted or refused, with the sentences the member reads).
 
-In order: the code names the member; the entry must be theirs (or nobody's yet); at most ``per_hour`` checked
-uploads per member in any hour (counted from the store, so a restart resets nothing); only the entry's own file
-names, as plain UTF-8 names; at most ``max_bytes`` in all (and never more than competition.toml's max_entry_gb).
-The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery ignores) and
-checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the previous
-version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
+In order: the code names the member; the entry must be theirs (or nobody's yet); only the entry's own file names,
+as plain UTF-8 names (the known extra files a folder holds, ``EXTRA_NAMES`` and ``EXTRA_SUFFIXES``, are left out
+with a note, never stored); at most ``max_bytes`` in all (and never more than competition.toml's max_entry_gb); files
+the entry's folder already holds, as its stored version, cost nothing (nothing is checked; logged as "unchanged");
+otherwise at most ``per_hour`` checked uploads per member in any hour (counted from the store, so a restart resets
+nothing). The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery
+ignores) and checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the
+previous version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
 new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
 The evaluation watcher (``python -m harness.evaluate --watch``) then scores it.
 """
@@ -33,7 +35,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, name_problem
-from harness.entries.discovery import load_entry
+from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
 from harness.scoring.competition import Competition
 from harness.store import members, snapshots
@@ -46,6 +48,10 @@ MB = 10 ** 6
 STAGING_PREFIX = ".upload-"  # a folder discovery ignores (its name starts with '.')
 LOCK_FILE = ".submit.lock"
 LEFT_FOR_SECONDS = 24 * 3600  # a staging folder this old belongs to an upload whose process died
+# Files an entry's folder often holds beside the entry (the training kit's curve, plots, logs, notes): an upload may
+# include them; they are left out with a note and never stored. Compared in lower case; any other name is refused.
+EXTRA_NAMES = frozenset({"curve.csv", "readme", "readme.md", "readme.txt", "notes.md", "notes.txt"})
+EXTRA_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf", ".log")
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,25 @@ def unpacked(files: list[tuple[str, bytes]], cap: int) -> tuple[list[tuple[str, 
         return files, f"{name!r} cannot be unpacked ({exc}); make it again, or upload the files themselves."
 
 
+def extra_file(name: str) -> bool:
+    """A plain file name that is a known extra (see EXTRA_NAMES), not part of an entry."""
+    lower = name.lower()
+    return plain_name(name) and (lower in EXTRA_NAMES or lower.endswith(EXTRA_SUFFIXES))
+
+
+def without_extras(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """The upload's files with the known extras left out (unless the entry's own files, e.g. a weights file
+    entry.toml names), and the names left out, in order."""
+    allowed = allowed_names(dict(files))
+    extras = [name for name, _ in files if extra_file(name) and name not in allowed]
+    return [(name, data) for name, data in files if name not in extras], extras
+
+
+def left_out_note(extras: list[str]) -> str:
+    return (f"Left out, as not part of an entry (not stored): {', '.join(sorted(set(extras)))}; only the model, "
+            "its weights and entry.toml are kept.")
+
+
 def files_problem(files: list[tuple[str, bytes]]) -> str | None:
     """One sentence about what is wrong with the uploaded files' names or set, else None."""
     wanted = (f"upload {CODE_FILE} and its weights ({' or '.join(WEIGHT_FILES)}), or {EXPORT_FILE}, optionally "
@@ -193,6 +218,21 @@ def rate_problem(engine: Engine, member: str, limits: UploadLimits, now: datetim
     again = recent[-limits.per_hour] + timedelta(hours=1)
     return (f"You have submitted {len(recent)} times in the last hour, the most allowed; try again after "
             f"{again:%H:%M} UTC.")
+
+
+def unchanged(engine: Engine, submissions: Path, entry_name: str,
+              files: list[tuple[str, bytes]]) -> versions.VersionInfo | None:
+    """The stored version these files are, when the entry's folder already holds exactly them (a re-upload)."""
+    dest = submissions / entry_name
+    if not dest.is_dir() or dest.is_symlink():
+        return None
+    digest = files_digest(dict(files))
+    try:
+        if load_entry(dest).content_hash != digest:
+            return None
+        return next((v for v in versions.history(engine, entry_name) if v.content_hash == digest), None)
+    except HarnessError:  # a folder or entry that cannot be read: the upload goes the usual way
+        return None
 
 
 @contextmanager
@@ -262,13 +302,25 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     if problem:
         return refused(problem.replace("entry folder name", "The entry name", 1) + ".", member)
     size = sum(len(data) for _, data in files)
-    problem = owner_problem(engine, submissions, entry_name, member) or rate_problem(engine, member, limits, now)
+    problem = owner_problem(engine, submissions, entry_name, member)
     cap = min(limits.max_bytes, rules.max_entry_bytes)
     if problem is None and size > cap:
         problem = too_big(size, cap)
+    extras: list[str] = []
     if problem is None:
         files, problem = unpacked(files, cap)
+    if problem is None:
+        files, extras = without_extras(files)
     problem = problem or files_problem(files)
+    if problem is None and submissions.is_dir():
+        same = unchanged(engine, submissions, entry_name, files)
+        if same is not None:  # nothing to check, store or evaluate: it costs nothing
+            sentences = [f"Nothing changed: these files are exactly {entry_name}'s version {same.number}, already "
+                         "stored and in its folder; nothing was checked, and this upload does not count towards your "
+                         "hourly limit."] + ([left_out_note(extras)] if extras else [])
+            members.log_upload(engine, member, entry_name, size, "unchanged", sentences[0], same.content_hash)
+            return Outcome(True, sentences, member, None, same.number, False, [name for name, _ in files])
+    problem = problem or rate_problem(engine, member, limits, now)
     if problem:
         members.log_upload(engine, member, entry_name, size, "refused", problem)
         return refused(problem, member)
@@ -321,6 +373,8 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     if info.number != len(history):
         sentences[0] = (f"Accepted: these files are {entry_name}'s version {info.number}, already stored; the "
                         "folder holds them again.")
+    if extras:
+        sentences.append(left_out_note(extras))
     if late:
         sentences.append(f"It came after the deadline ({rules.deadline.isoformat()}), so it is shown as late and "
                          "not ranked; your on-time version still counts.")

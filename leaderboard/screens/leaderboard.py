@@ -7,6 +7,7 @@ import streamlit as st
 from leaderboard import cache, figures, stats
 
 url = cache.settings().db_url
+left_out = cache.left_out(str(cache.settings().submissions))  # folders not evaluated: a row each, saying why
 revealed = cache.revealed()
 view = cache.board(url, revealed)
 board = view.board
@@ -26,6 +27,9 @@ else:
 if view.verdict:
     st.markdown(f"**{stats.literal(view.verdict)}**")  # it names the leader: the member's words
 
+if left_out:  # a folder name or file name discovery refuses: never evaluated, so never in the board below
+    st.dataframe([{"entry": name, "left out because": why} for name, why in sorted(left_out.items())],
+                 hide_index=True, key="left_out_table")
 if board.empty:
     st.warning("No evaluations yet. Run `python -m harness.evaluate` to score the entries in `submissions/`.")
     st.stop()

@@ -12,9 +12,11 @@ except ValueError as exc:
     st.error(str(exc))
     st.stop()
 st.caption(f"Upload `model.py` with its weights (`weights.pt` or `weights.safetensors`), or a `model.pt2`, plus "
-           f"`entry.toml` if you have one (or all of them in one `.zip`). The files are checked at once in a sandbox; if the check passes they "
-           f"become your entry's new version and are queued for evaluation. Up to {limits.max_bytes / 1e6:g} MB per "
-           f"upload, {limits.per_hour} checked uploads per hour. The organiser gives you your personal code.")
+           f"`entry.toml` if you have one (or all of them in one `.zip`); the folder `harness.train` writes can be "
+           f"uploaded as it is (its curve, plots, logs and README are left out). The files are checked at once in a "
+           f"sandbox; if the check passes they become your entry's new version and are queued for evaluation. Up to "
+           f"{limits.max_bytes / 1e6:g} MB per upload, {limits.per_hour} checked uploads per hour. The organiser gives "
+           f"you your personal code.")
 
 with st.form("submit"):
     code = st.text_input("Your personal code", type="password", placeholder="12-…")
