@@ -16,6 +16,7 @@ from tests.browser import (  # noqa: F401 - fixture
     count_when_painted,
     dashboard,
     dashboard_env,
+    find,
     needs_chromium,
     shot,
     wait_for_text,
@@ -89,10 +90,8 @@ def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width
             box["score"].startswith("43% ("), box
 
         if width >= 1000:  # details on demand: every column, scrolling sideways inside the grid if it must
-            from selenium.webdriver.common.by import By
-            browser.find_element(By.XPATH, "//summary[contains(., 'Filter, sort, all columns')]").click()
-            time.sleep(0.5)  # the expander opens
-            toggle = browser.find_element(By.XPATH, "//label[contains(., 'All columns')]//input")
+            find(browser, "//summary[contains(., 'Filter, sort, all columns')]", xpath=True).click()
+            toggle = find(browser, "//label[contains(., 'All columns')]//input", xpath=True, hidden=True)
             browser.execute_script("arguments[0].click()", toggle)
             deadline, headers = time.time() + 20, []
             while time.time() < deadline and "Author" not in headers:
@@ -103,7 +102,7 @@ def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width
             assert {"Author", "MNIST accuracy ↑", "vs. the leader"} <= set(headers), headers
             time.sleep(1.0)
             browser.save_screenshot(str(shots / f"board_all_columns_{width}x{height}.png"))
-            browser.find_element(By.XPATH, "//summary[contains(., 'Filter, sort, all columns')]").click()
+            find(browser, "//summary[contains(., 'Filter, sort, all columns')]", xpath=True).click()
             time.sleep(0.8)  # the expander closes: the grid moves back up
             box = browser.execute_script(GRID)
 

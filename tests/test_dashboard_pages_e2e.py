@@ -18,10 +18,13 @@ from leaderboard import views
 from tests import dashboard_fixtures
 from tests.browser import (
     SHOTS,
+    button,
     chromium,
     count_when_painted,
     dashboard,
+    click,
     dashboard_env,
+    find,
     needs_chromium,
     shot,
     wait_for_text,
@@ -137,7 +140,7 @@ def test_clicking_a_confusion_cell_shows_that_pair(server, fx, sized):
     time.sleep(1.0)
     no_sideways_scroll(driver)
     shot(driver, f"entry_before_click_{width}x{height}")
-    chart = driver.find_elements("css selector", '[data-testid="stVegaLiteChart"]')[0]
+    chart = find(driver, '[data-testid="stVegaLiteChart"]')
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chart)
     time.sleep(0.5)
     cells = hover_cells(driver, chart)
@@ -174,11 +177,10 @@ def test_versions_axis_reads_as_percent(server, browser):
     """Ada has two versions: the accuracy axis labels read like "48%" or "51.5%", never "98.930000%"."""
     import re
 
-    from selenium.webdriver.common.by import By
     browser.set_window_size(1440, 900)
     browser.get(f"{server}/entry?entry=ada")
     wait_for_text(browser, "Misread digits")
-    browser.find_element(By.XPATH, "//*[@data-testid='stTab'][contains(., 'Versions')]").click()
+    find(browser, "//*[@data-testid='stTab'][contains(., 'Versions')]", xpath=True).click()
     wait_for_text(browser, "accuracy over versions")
     deadline, labels = time.time() + 20, []
     while time.time() < deadline and not labels:
@@ -295,25 +297,23 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
 
     browser.get(f"{url}/organiser")
     wait_for_text(browser, "Organiser password")
-    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
-    browser.find_element(By.XPATH, "//button[.//p[text()='Unlock']]").click()
+    find(browser, "input[type=password]").send_keys(PASSWORD)
+    click(browser, "Unlock")
     body = wait_for_text(browser, "Re-run the evaluation")
     shot(browser, "organiser_unlocked")
     assert "the shipped sample set of 100 digits from mystery_digits/_sample/" in body
-    reveal = browser.find_element(By.XPATH, "//button[contains(., 'Reveal the guest results')]")
+    reveal = button(browser, "Reveal the guest results", enabled=False)
     assert not reveal.is_enabled()  # until the organiser confirms it is the sample set
 
-    start = "//button[contains(., 'Start the evaluation')]"
-    browser.find_element(By.XPATH, start).click()
+    click(browser, "Start the evaluation")
     running = wait_for_text(browser, "running ·", timeout=30)
-    assert not browser.find_element(By.XPATH, start).is_enabled(), running[-800:]  # one run at a time
+    assert not button(browser, "Start the evaluation", enabled=False).is_enabled(), running[-800:]  # one at a time
     deadline = time.time() + 240
     while time.time() < deadline and "done ·" not in browser.execute_script("return document.body.innerText"):
         time.sleep(0.5)
     body = browser.execute_script("return document.body.innerText")
     assert "done ·" in body, body[-1500:]
-    time.sleep(3)  # a fragment run or two later, without any reload
-    assert browser.find_element(By.XPATH, start).is_enabled()
+    assert button(browser, "Start the evaluation").is_enabled()  # enabled again by the fragment, without a reload
     deadline, log = time.time() + 15, []
     while time.time() < deadline and "re-run" not in log:  # the audit log (the last grid) shows the run, unreloaded
         log = browser.execute_script("""
