@@ -20,10 +20,10 @@ def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
     t, p = np.meshgrid(DIGITS, DIGITS, indexing="ij")
     counts = confusion.ravel()
     return pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": counts, "share": share.ravel(),
-                         "correct": (t == p).ravel(), "count_label": [str(c) if c else "" for c in counts]})
+                         "correct": (t == p).ravel(), "count_label": [f"{c:,}" if c else "" for c in counts]})
 
 
-# The matrix's cell text shrinks with the chart (a phone's 30-pixel cells hold "1135" at 8 px) and never grows past 12.
+# The matrix's cell text shrinks with the chart (a phone's 30-pixel cells hold "1,135" at 8 px) and never grows past 12.
 CELL_FONT = "clamp(width / 34, 7, 12)"
 
 
@@ -71,7 +71,7 @@ def recall_chart(recall: np.ndarray, misread: np.ndarray | None = None) -> alt.L
     recall = np.asarray(recall, dtype=float)
     misread = np.zeros(len(recall), int) if misread is None else np.asarray(misread, dtype=int)
     df = pd.DataFrame({"digit": DIGITS, "recall": recall, "misread": misread,
-                       "label": [f"{m} ✗" if m else "" for m in misread]})
+                       "label": [f"{m:,} ✗" if m else "" for m in misread]})
     low, high = recall_range(recall)
     base = alt.Chart(df).encode(
         x=alt.X("digit:O", title="true digit", axis=alt.Axis(labelAngle=0)),
