@@ -87,6 +87,17 @@ def entry_link(name: str, display_name: str) -> str:
 
 
 LINK_TEXT = r"#(.*)$"  # LinkColumn's display_text: the fragment of entry_link
+NAME_COLUMN = "display_name"  # the board's name column: a tap on one of its cells opens that entry's page, in-app
+
+
+def picked_entry(selection, entries: list[str]) -> str | None:
+    """The entry whose name was tapped last on the board, from its cell selection (``{"cells": [[row, column]]}``,
+    rows as positions in the table shown, ``entries`` in the same order); None for a tap elsewhere or nothing."""
+    cells = (selection or {}).get("cells") or []
+    if not cells:
+        return None
+    row, column = cells[-1]
+    return entries[row] if column == NAME_COLUMN and 0 <= row < len(entries) else None
 
 
 def score_text(score, kind: str) -> str:

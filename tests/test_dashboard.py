@@ -175,6 +175,15 @@ def test_history_takes_each_versions_accuracy(fx):
     assert ada["accuracy"].tolist() == expected
 
 
+def test_a_tapped_name_picks_its_entry_and_nothing_else_does():
+    entries = ["eve", "ada", "dee"]
+    assert stats.picked_entry({"cells": [[1, "display_name"]], "rows": []}, entries) == "ada"
+    assert stats.picked_entry({"cells": [[0, "score"]]}, entries) is None  # a tap on a score stays on the board
+    assert stats.picked_entry({"cells": [[0, "display_name"], [2, "display_name"]]}, entries) == "dee"  # the last
+    assert stats.picked_entry({"cells": [[3, "display_name"]]}, entries) is None
+    assert stats.picked_entry({"cells": []}, entries) is None and stats.picked_entry(None, entries) is None
+
+
 def test_filter_sort_and_csv():
     board = pd.DataFrame({"display_name": ["A one", "B two", "C three"], "entry": ["a", "b", "c"],
                           "author": ["Ada", "Bob", "Cy"], "status": ["ok", "failed: x", "ok"],
@@ -501,10 +510,10 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
     at = page()
     assert "sealed until the reveal" in at.info[0].value
     table = at.dataframe[0].value
-    assert table["link"].tolist()[:2] == ["entry?entry=ada#Ada%27s%20template", "entry?entry=dee#Dee%27s%20copy"]
+    assert table["display_name"].tolist()[:2] == ["Ada's template", "Dee's copy"]
     size = views.board_view(make_engine(str(fx.db)), revealed=False).datasets["mnist"].size
     assert any(m.value.startswith(f"**The {size:,} MNIST test digits") for m in at.markdown)
-    assert table.columns.tolist() == ["place", "link", "score", "state"]  # the compact view, all that is sent
+    assert table.columns.tolist() == ["place", "display_name", "score", "state"]  # the compact view, all that is sent
     assert table["place"].tolist()[:2] == ["🥇 1", "🥇 1"]  # Dee reads exactly like Ada: the same rank and medal
     assert table["state"].tolist()[:3] == ["leader", "leader", "≈ #1"]  # joint leaders, then level with them
     assert any("Broken entry" in m.value and "weights do not fit" in m.value for m in at.markdown)
@@ -543,18 +552,18 @@ def test_leaderboard_page_revealed(fx, monkeypatch):
     assert "Ranked by the guest's 100 handwritten digits" in at.success[0].value
     compact = at.dataframe[0].value
     results = guest_results(fx.revealed_db)
-    eve = compact[compact["link"].str.startswith("entry?entry=eve#")].iloc[0]
+    eve = compact[compact["display_name"] == "eve"].iloc[0]
     assert eve["score"].startswith(f"{100 * results['eve']:.0f}% (")
     assert any(m.value.startswith("**The guest's 100 digits") for m in at.markdown)
     at.toggle[1].set_value(True).run()  # "All columns"
     table = at.dataframe[0].value
     assert {"author", "guest_pct", "mnist_pct", "separation", "params", "speed"} <= set(table.columns)
     assert "hp: command" not in table.columns and "entry" not in table.columns and "history" not in table.columns
-    ada = table[table["link"].str.startswith("entry?entry=ada#")].iloc[0]
+    ada = table[table["display_name"] == "Ada's template"].iloc[0]
     assert ada["guest_pct"] == pytest.approx(100 * results["ada"])
     assert len(ada["history_pct"]) == 2
     at.text_input[0].input("bob").run()
-    assert at.dataframe[0].value["link"].tolist() == ["entry?entry=bob#Bob%27s%20quick%20one"]
+    assert at.dataframe[0].value["display_name"].tolist() == ["Bob's quick one"]
 
 
 def test_entry_page_revealed(fx, monkeypatch):

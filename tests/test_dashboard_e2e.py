@@ -70,7 +70,7 @@ HEADER, ROW = 35, 35  # the grid's header and row heights, in CSS pixels (Stream
 @pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)])
 def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width, height):  # noqa: F811
     """At a desktop's and a phone's size the leader's rank, name and score are in view without scrolling
-    sideways, and clicking a name opens that entry's page."""
+    sideways, and tapping a name opens that entry's page in the same tab and the same session (no reload)."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -86,7 +86,7 @@ def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width
         assert 0 <= box["left"] and box["right"] <= width and box["overflow"] <= 0, box  # every column in view
         assert box["top"] + HEADER + ROW <= height, box  # the leader's row is in view without scrolling down
         # The fixture's leader (see test_dashboard.py's reference ranking): Eve, 43 of the 100 guest digits.
-        assert box["rank"] == "🥇 1" and box["name"].startswith("entry?entry=eve#") and \
+        assert box["rank"] == "🥇 1" and box["name"] == "eve" and \
             box["score"].startswith("43% ("), box
 
         if width >= 1000:  # details on demand: every column, scrolling sideways inside the grid if it must
@@ -107,23 +107,25 @@ def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width
             box = browser.execute_script(GRID)
 
         before = set(browser.window_handles)
+        browser.execute_script("window.sameSession = 'yes'")  # gone if the page reloads
         actions = ActionBuilder(browser)
         # The name in the second row (Ada): past the rank column, a few pixels into the link text.
         actions.pointer_action.move_to_location(int(box["left"] + 48 + 14), int(box["top"] + HEADER + ROW * 1.5))
         actions.pointer_action.click()
         actions.perform()
-        deadline = time.time() + 15
-        while time.time() < deadline and not set(browser.window_handles) - before and "/entry" not in \
-                browser.current_url:
-            time.sleep(0.2)
-        opened = set(browser.window_handles) - before
-        if opened:
-            browser.switch_to.window(opened.pop())
-        assert browser.current_url.split("#")[0].endswith("/entry?entry=ada"), browser.current_url
         body = wait_for_text(browser, "Misread digits, most confident mistakes first")
         assert "Ada's template" in body
+        assert set(browser.window_handles) == before  # no new tab
+        assert browser.current_url.endswith("/entry?entry=ada"), browser.current_url
+        assert browser.execute_script("return window.sameSession") == "yes"  # the app was not loaded again
         time.sleep(1.0)  # let the page finish painting for the screenshot
         browser.save_screenshot(str(shots / f"entry_{width}x{height}.png"))
-        if opened:
-            browser.close()
-            browser.switch_to.window(next(iter(before)))
+
+        if width >= 1000:  # back to the board through the sidebar: it stays there (the tap is not replayed)
+            find(browser, "//*[@data-testid='stSidebarNav']//a[contains(., 'Leaderboard')]", xpath=True).click()
+            wait_for_text(browser, "cannot separate the top")
+            assert count_when_painted(browser, '[data-testid="stDataFrame"] canvas', 1) >= 1
+            wait_for_text(browser, "Tap a name to open its page")  # the whole board ran, then nothing switched
+            assert "/entry" not in browser.current_url and "Misread digits" not in \
+                browser.execute_script("return document.body.innerText"), browser.current_url
+            assert browser.execute_script("return window.sameSession") == "yes"

@@ -54,8 +54,8 @@ guest_column = (st.column_config.ProgressColumn("Guest accuracy ↑", min_value=
                 if revealed else st.column_config.TextColumn("Guest accuracy ↑", help="Sealed until the reveal"))
 config = {
     "place": st.column_config.TextColumn("#", width=PLACE_WIDTH, pinned=True, help="Rank: 1 is best; equal scores share it"),
-    "link": st.column_config.LinkColumn("Entry", display_text=stats.LINK_TEXT, width=NAME_WIDTH, pinned=True,
-                                        help="Open the entry's page"),
+    stats.NAME_COLUMN: st.column_config.TextColumn("Entry", width=NAME_WIDTH, pinned=True,
+                                                   help="Tap a name to open the entry's page"),
     "score": st.column_config.TextColumn(score_title, width=104, help="The ranked accuracy and its 95% interval"),
     "state": st.column_config.TextColumn("Status", width=64,
                                          help="≈ #1: the digits cannot separate it from #1 (exact McNemar "
@@ -76,13 +76,16 @@ config = {
     "versions": st.column_config.NumberColumn("Versions", format="%d", width=80),
     **{c: st.column_config.TextColumn(c.removeprefix("hp: "), help="hyperparameter") for c in hp_columns},
 }
-order = ["place", "link", "score", "state"]
+order = ["place", stats.NAME_COLUMN, "score", "state"]
 if details:
     order += ["author", "guest_pct", "guest_ci", "mnist_pct", "separation", "params", "speed", "status",
               "evaluated_at", "history_pct", "versions", *hp_columns]
-st.dataframe(shown[order], column_config=config, hide_index=True, key="board_table", placeholder="",
-             height=min(38 + 35 * len(shown), 740))
-st.caption("Click a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
+table = st.dataframe(shown[order], column_config=config, hide_index=True, key="board_table", placeholder="",
+                     height=min(38 + 35 * len(shown), 740), on_select="rerun", selection_mode="single-cell")
+picked = stats.picked_entry(table.selection, shown["entry"].tolist())
+if picked is not None:  # in this tab and this session: no reload
+    st.switch_page("screens/entry.py", query_params={"entry": picked})
+st.caption("Tap a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
            "the number of entries, cannot separate it from #1 (α = 0.05).")
 if rules.deadline is not None:
     when = rules.deadline.astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d %H:%M %Z")
