@@ -324,3 +324,45 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     from harness.store import results as store
     assert store.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
     shot(browser, "organiser_after_run")
+
+
+MODERATE_FORM = "//*[@data-testid='stForm'][.//button[contains(., 'Apply')]]"
+
+
+@pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
+def test_apply_says_what_it_did_and_empties_the_form(hostile, sized):
+    """The organiser hides eve and makes it visible again; each Apply is confirmed in one sentence and the form
+    returns to its defaults (the first entry, visible, no reason)."""
+    from selenium.webdriver.common.keys import Keys
+    url, db = hostile
+    driver, width, height = sized
+    driver.get(f"{url}/organiser")
+    find(driver, "input[type=password]").send_keys(PASSWORD)
+    click(driver, "Unlock")
+    wait_for_text(driver, "Hide or disqualify an entry")
+
+    def apply(state_label: str, reason: str, said: str) -> None:
+        box = find(driver, MODERATE_FORM + "//*[@data-testid='stSelectbox']//input", xpath=True)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.click()
+        box.send_keys("eve", Keys.ENTER)
+        find(driver, MODERATE_FORM + f"//label[contains(., '{state_label}')]", xpath=True).click()
+        if reason:
+            find(driver, MODERATE_FORM + "//input[@aria-label='Reason (required to hide or disqualify)']",
+                 xpath=True).send_keys(reason)
+        click(driver, "Apply")
+        wait_for_text(driver, said)
+        form = driver.execute_script("""
+            const f = document.evaluate(arguments[0], document, null, 9, null).singleNodeValue;
+            return [f.querySelector('[data-testid="stSelectbox"] input').value,
+                    f.querySelector('input[type=radio]:checked').closest('label').innerText.trim(),
+                    f.querySelector('input[aria-label^="Reason"]').value]""", MODERATE_FORM)
+        assert form == ["ada", "visible (undo)", ""], form  # the defaults again
+
+    apply("hidden from every page", f"checked at {width} px", f"eve is now hidden from every page (reason: checked "
+                                                               f"at {width} px).")
+    from harness.store import results as store
+    assert store.moderation(make_engine(str(db)))["eve"] == ("hidden", f"checked at {width} px")
+    shot(driver, f"organiser_hidden_{width}x{height}", full=False)
+    apply("visible (undo)", "", "eve is visible again on every page.")
+    assert store.moderation(make_engine(str(db))).get("eve", ("visible", ""))[0] == "visible"

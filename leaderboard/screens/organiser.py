@@ -90,8 +90,9 @@ board = cache.board(settings.db_url, revealed)
 names = sorted(set(board.board["entry"]) | set(board.hidden))
 current = store.moderation(engine)
 MODERATE = ("moderate_entry", "moderate_state", "moderate_reason")  # the form's widgets: emptied once applied
-if "moderated" in st.session_state:  # what the last Apply did, said once after the page reloaded
+if "moderated" in st.session_state:  # what the last Apply did, said once; the form back at its defaults
     st.success(stats.literal(st.session_state.pop("moderated")))
+    st.session_state.update(dict(zip(MODERATE, (names[0] if names else None, "visible", ""))))
 with st.form("moderate"):
     name = st.selectbox("Entry", names, key=MODERATE[0])
     state = st.radio("Make it", list(store.MODERATION_STATES), horizontal=True, key=MODERATE[1],
@@ -106,8 +107,6 @@ with st.form("moderate"):
         else:
             if changed:
                 st.session_state["moderated"] = views.moderation_text(name, state, reason)
-                for key in MODERATE:
-                    del st.session_state[key]
                 cache.clear()
                 st.rerun()
             st.info(f"Nothing to change: {stats.literal(name)} is already {state}.")
@@ -124,6 +123,7 @@ history = versions.history(engine, entry_name) if entry_name else []
 OVERRIDE = ("override_when", "override_reason", "override_clear")  # the form's fields: emptied once saved
 if "version_saved" in st.session_state:
     st.success(stats.literal(st.session_state.pop("version_saved")))
+    st.session_state.update(dict(zip(OVERRIDE, ("", "", False))))
 with st.form("version_time"):
     by_number = {v.number: v for v in history}
     choice = st.selectbox("Version (newest first)", views.newest_first(history),
@@ -140,8 +140,6 @@ with st.form("version_time"):
             st.error(stats.literal(exc))
         else:
             st.session_state["version_saved"] = f"{entry_name}: {views.version_text(changed, rules)}."
-            for key in OVERRIDE:
-                del st.session_state[key]
             cache.clear()
             st.rerun()
 
