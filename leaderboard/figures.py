@@ -107,7 +107,9 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
         tooltip=[alt.Tooltip("display_name:N", title="entry"), alt.Tooltip(f"{value}:Q", title="accuracy", format=".1%"),
                  alt.Tooltip(f"{low}:Q", title="95% low", format=".1%"),
                  alt.Tooltip(f"{high}:Q", title="95% high", format=".1%"), alt.Tooltip("versus:N", title="vs #1")])
-    return (rule + dot).properties(height=alt.Step(26))
+    # 26 pixels a row, as wide as the page: a height in pixels (not a per-row step, which Vega would not fit and
+    # would say so in the console) and only the width fitted.
+    return (rule + dot).properties(height=26 * len(df), autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
 def history_chart(history: pd.DataFrame) -> alt.Chart:

@@ -381,6 +381,8 @@ def test_interval_chart_shows_the_top_entries_and_who_is_level_with_the_leader()
     assert colour["scale"]["domain"] == [figures.LEVEL, figures.BEHIND] and "group" not in str(spec).lower()
     everything = figures.interval_chart(board, "guest_ci_low", "guest_ci_high", "guest_accuracy").to_dict()
     assert len(next(iter(everything["datasets"].values()))) == n
+    # 26 pixels a row in pixels, only the width fitted: nothing for Vega to drop with a console warning
+    assert (spec["height"], everything["height"], spec["autosize"]["type"]) == (26 * 20, 26 * n, "fit-x")
 
 
 def test_password_and_settings():
