@@ -96,11 +96,13 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
     df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"])]
     df["versus"] = [LEVEL if w is True else BEHIND for w in df["with_leader"]]
     order = df["label"].tolist()
-    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=220))
+    # Names up to 140 px beside the axis, so that a phone's chart keeps room for the intervals and its axis title;
+    # the legend's two entries one under the other, never cut.
+    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=140))
     colour = alt.Color("versus:N", scale=alt.Scale(domain=[LEVEL, BEHIND], range=["#2e7d32", "#9e9e9e"]),
-                       legend=alt.Legend(title=None, orient="top"))
+                       legend=alt.Legend(title=None, orient="top", direction="vertical", labelLimit=0))
     rule = alt.Chart(df).mark_rule(strokeWidth=6, opacity=0.35).encode(
-        y=y, x=alt.X(f"{low}:Q", title="accuracy with 95% interval (higher is better)", axis=alt.Axis(format="%"),
+        y=y, x=alt.X(f"{low}:Q", title="accuracy, 95% interval (higher is better)", axis=alt.Axis(format="%"),
                      scale=alt.Scale(zero=False)), x2=f"{high}:Q", color=colour)
     dot = alt.Chart(df).mark_point(filled=True, size=70).encode(
         y=y, x=f"{value}:Q", color=colour,

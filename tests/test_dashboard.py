@@ -175,6 +175,20 @@ def test_history_takes_each_versions_accuracy(fx):
     assert ada["accuracy"].tolist() == expected
 
 
+# Widths in pixels that headless Chromium measured (canvas measureText, 14 px Source Sans, the grid's font).
+MEASURED = {"Bob's quick one": 92, "43% (34–53)": 71, "99.69% (99.6–99.8)": 110, "disqualified": 69,
+            "Guest ↑ (95% CI)": 99, "MNIST ↑ (95% CI)": 103, "🥇 1": 27, "Baseline: robust CNN": 123,
+            "memorised? ≈ #1": 99, "superseded": 68, "WWWWWWWWWW": 110, "iiiiiiiiii": 34}
+
+
+@pytest.mark.parametrize("text, measured", MEASURED.items())
+def test_a_grid_column_is_as_wide_as_its_longest_text(text, measured):
+    """Room for the text and the cell's 8 px padding each side, and not much more."""
+    assert measured + 16 <= stats.text_width([text]) <= 1.6 * measured + 24
+    assert stats.text_width(["ab", text, ""]) == stats.text_width([text])  # the longest decides
+    assert stats.text_width([text], most=40) == 40 and stats.text_width([text], least=400) == 400
+
+
 def test_a_tapped_name_picks_its_entry_and_nothing_else_does():
     entries = ["eve", "ada", "dee"]
     assert stats.picked_entry({"cells": [[1, "display_name"]], "rows": []}, entries) == "ada"
@@ -212,8 +226,8 @@ def test_filter_sort_and_csv():
     recipe = ["architecture", "optimizer", "learning rate", "schedule", "batch size", "epochs", "weight decay",
               "dropout", "label smoothing", "augmentation", "seed", "validation accuracy", "training seconds"]
     assert list(rows[0]) == ["rank", "level with the leader", "p vs leader (Holm)", "entry", "folder", "author",
-                             "guest accuracy", "mnist accuracy", "parameters", "images per second", "last evaluated", "status",
-                             "versions", *recipe]  # the board's columns, then the flat recipe: no hashes, no hp:
+                             "guest accuracy", "mnist accuracy", "parameters", "images per second", "last evaluated",
+                             "status", "versions", *recipe]  # the board's columns, then the flat recipe: no hashes, no hp:
     assert (rows[0]["architecture"], rows[0]["learning rate"], rows[0]["augmentation"]) == \
         ("lenet5", "0.1", "affine+slant+stroke")
     assert (rows[2]["architecture"], rows[2]["learning rate"], rows[2]["augmentation"]) == ("", "0.2", "none")
@@ -734,7 +748,8 @@ def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
     for name in ("bob", "ada", "bob"):  # reference: each entry's versions' content hashes, read from the store
         next(s for s in at.selectbox if s.key == "override_entry").set_value(name).run()
         stored = queries.versions(engine, name).sort_values("version", ascending=False)  # newest first
-        said = [f"Version {n} · submitted {t:%Y-%m-%dT%H:%M:%S}" for n, t in zip(stored["version"], stored["submitted"])]
+        said = [f"Version {n} · submitted {t:%Y-%m-%dT%H:%M:%S}"
+                for n, t in zip(stored["version"], stored["submitted"])]
         assert len(version().options) == len(said) and all(o.startswith(w) for w, o in zip(said, version().options))
     assert len(queries.versions(engine, "ada")) == 2
 
@@ -882,10 +897,10 @@ def test_versions_are_listed_newest_first_in_plain_words():
     fresh = VersionInfo(3, 13, "c" * 64, at, at, None, False, 0, True)
     assert views.newest_first([old, new, fresh]) == [3, 2, 1]
     shown = rules.local(at).isoformat(timespec="seconds")
-    assert views.version_text(old, rules) == (f"Version 1 · submitted {shown} (on time) · evaluated once · its files "
-                                              "are no longer stored")
-    assert views.version_text(new, rules) == f"Version 2 · submitted {shown} (on time, overridden: upload failed) · " \
-                                             "evaluated twice"
+    assert views.version_text(old, rules) == (f"Version 1 · submitted {shown} (on time) · evaluated once · its "
+                                              "files are no longer stored")
+    assert views.version_text(new, rules) == (f"Version 2 · submitted {shown} (on time, overridden: upload failed) "
+                                              "· evaluated twice")
     assert views.version_text(fresh, rules).endswith("· not evaluated yet")
     assert [views.times(n) for n in (1, 2, 3, 1200)] == ["once", "twice", "3 times", "1,200 times"]
 

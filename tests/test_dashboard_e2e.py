@@ -9,6 +9,8 @@ import time
 import pytest
 
 from harness.data import mnist
+from harness.store.engine import make_engine
+from leaderboard import stats, views
 from tests import dashboard_fixtures
 from tests.browser import (  # noqa: F401 - fixture
     GRID,
@@ -27,10 +29,14 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, mnist_dir, mnist_test):
+def fx(tmp_path_factory, mnist_dir, mnist_test):
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
-    fx = dashboard_fixtures.build(tmp_path_factory.mktemp("e2e"), train.images, train.labels, mnist_test.images,
-                                  mnist_test.labels)
+    return dashboard_fixtures.build(tmp_path_factory.mktemp("e2e"), train.images, train.labels, mnist_test.images,
+                                    mnist_test.labels)
+
+
+@pytest.fixture(scope="module")
+def server(fx, tmp_path_factory):
     env = dashboard_env(LEADERBOARD_DB=str(fx.revealed_db), LEADERBOARD_SUBMISSIONS=str(fx.submissions),
                         LEADERBOARD_MYSTERY=str(fx.mystery))
     with dashboard(env, tmp_path_factory.mktemp("log")) as url:
@@ -65,12 +71,28 @@ def test_leaderboard_entry_and_drawing_in_chromium(server, browser):  # noqa: F8
 
 
 HEADER, ROW = 35, 35  # the grid's header and row heights, in CSS pixels (Streamlit's defaults)
+# Every text of the compact board's four columns (header and cells, from the grid's accessible table) measured by
+# the browser in the grid's fonts, the widest of each column, and the grid's whole width.
+TEXTS = """
+const g = document.querySelector('[data-testid="stDataFrame"]');
+const ctx = document.createElement('canvas').getContext('2d');
+const widest = [0, 0, 0, 0], texts = [[], [], [], []];
+g.querySelectorAll('th').forEach((t, c) => { if (c < 4) { ctx.font = "600 14px 'Source Sans', sans-serif";
+  widest[c] = Math.max(widest[c], ctx.measureText(t.textContent).width); texts[c].push(t.textContent); } });
+ctx.font = "14px 'Source Sans', sans-serif";
+for (const cell of g.querySelectorAll('[id^="glide-cell-"]')) {
+  const c = Number(cell.id.split('-')[2]);
+  if (c < 4) { widest[c] = Math.max(widest[c], ctx.measureText(cell.textContent).width); texts[c].push(cell.textContent); }
+}
+return {widest: widest, texts: texts, total: g.querySelector('.dvn-scroller').scrollWidth};
+"""
 
 
 @pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)])
-def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width, height):  # noqa: F811
+def test_board_shows_who_is_winning_at_a_glance(server, fx, browser, tmp_path, width, height):  # noqa: F811
     """At a desktop's and a phone's size the leader's rank, name and score are in view without scrolling
-    sideways, and tapping a name opens that entry's page in the same tab and the same session (no reload)."""
+    sideways, with room for eight rows on the first screen and no text wider than its column; tapping a name opens
+    that entry's page in the same tab and the same session (no reload)."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -83,8 +105,17 @@ def test_board_shows_who_is_winning_at_a_glance(server, browser, tmp_path, width
         browser.save_screenshot(str(shots / f"board_{width}x{height}.png"))
         box = browser.execute_script(GRID)
         assert box["width"] == width and box["page"] <= width, box  # nothing on the page scrolls sideways
-        assert 0 <= box["left"] and box["right"] <= width and box["overflow"] <= 0, box  # every column in view
-        assert box["top"] + HEADER + ROW <= height, box  # the leader's row is in view without scrolling down
+        assert 0 <= box["left"] and box["right"] <= width, box
+        assert box["top"] + HEADER + 8 * ROW <= height, box  # eight rows fit on the first screen
+        board = views.board_view(make_engine(str(fx.revealed_db)), True).board
+        widths = list(stats.compact_widths(board, "Guest ↑ (95% CI)").values())
+        measured = browser.execute_script(TEXTS)
+        assert measured["total"] >= sum(widths) - 2, (measured["total"], widths)  # at least these (a desktop stretches)
+        for column, (need, room) in enumerate(zip(measured["widest"], widths)):
+            assert need + 16 <= room, (measured["texts"][column], need, room)  # 8 px padding each side: not cut
+        assert box["left"] + sum(widths[:3]) <= width, (box, widths)  # rank, name and score side by side
+        if width >= 1000:
+            assert box["overflow"] <= 0, box  # on a desktop every column is in view
         # The fixture's leader (see test_dashboard.py's reference ranking): Eve, 43 of the 100 guest digits.
         assert box["rank"] == "🥇 1" and box["name"] == "eve" and \
             box["score"].startswith("43% ("), box

@@ -222,6 +222,21 @@ def test_head_to_head_says_how_many_and_shows_them_all(server, fx, sized):
     shot(driver, f"head_to_head_{width}x{height}")
 
 
+# Every text of every chart (axis titles and labels, legends) that reaches past its chart or ends in an ellipsis.
+CLIPPED = """
+        const out = [];
+        for (const svg of document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')) {
+          const box = svg.getBoundingClientRect();
+          for (const t of svg.querySelectorAll('text')) {
+            const r = t.getBoundingClientRect();
+            if (!t.textContent) continue;
+            if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1
+                || t.textContent.endsWith('…')) out.push(t.textContent);
+          }
+        }
+        return out;"""
+
+
 @pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
 def test_what_worked_charts_fill_their_columns(server, sized):
     driver, width, height = sized
@@ -240,19 +255,13 @@ def test_what_worked_charts_fill_their_columns(server, sized):
     for container, chart, chart_height, inside in sizes:
         assert inside and chart <= container + 1 and chart >= 0.9 * container, sizes  # full width, not clipped
         assert chart_height >= 200, sizes
-    clipped = driver.execute_script("""
-        const out = [];
-        for (const svg of document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')) {
-          const box = svg.getBoundingClientRect();
-          for (const t of svg.querySelectorAll('text')) {
-            const r = t.getBoundingClientRect();
-            if (!t.textContent) continue;
-            if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1
-                || t.textContent.endsWith('…')) out.push(t.textContent);
-          }
-        }
-        return out;""")
+    clipped = driver.execute_script(CLIPPED)
     assert not clipped, f"chart text cut off: {clipped}"  # axis titles, labels and legends whole
+    assert count_when_painted(driver, '[data-testid="stDataFrame"] .dvn-scroller', 1) >= 1
+    overflow = driver.execute_script(
+        "return Array.from(document.querySelectorAll('[data-testid=\"stDataFrame\"] .dvn-scroller'))"
+        ".map(s => s.scrollWidth - s.clientWidth)")
+    assert all(o <= 0 for o in overflow), f"a table's last column is cut by {max(overflow)} px"  # no sideways scroll
     headings = driver.execute_script(
         "return Array.from(document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] strong'))"
         ".map(s => s.innerText)")
@@ -274,6 +283,9 @@ def test_board_screenshots_for_the_readme(server, sized):
     assert count_when_painted(driver, '[data-testid="stDataFrame"] canvas', 1) >= 1
     time.sleep(2.0)
     no_sideways_scroll(driver)
+    assert count_when_painted(driver, '[data-testid="stVegaLiteChart"] svg.marks', 1) >= 1
+    clipped = driver.execute_script(CLIPPED)
+    assert not clipped, f"the interval chart's text is cut: {clipped}"  # its legend and axis title whole
     path = shot(driver, f"board_{width}x{height}", full=False)
     folder = DOCS if os.environ.get("UPDATE_README_SHOTS") == "1" else SHOTS
     folder.mkdir(exist_ok=True)

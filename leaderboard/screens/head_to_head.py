@@ -67,5 +67,6 @@ if duel.images is not None:
     st.image([figures.digit_picture(duel.images[i], 4) for i in shown],
              caption=[f"{duel.labels[i]}: A{duel.pred_a[i]}{'✓' if duel.pred_a[i] == duel.labels[i] else '✗'} "
                       f"B{duel.pred_b[i]}{'✓' if duel.pred_b[i] == duel.labels[i] else '✗'}" for i in shown])
-st.caption(f"Digits {start + 1:,}–{stop:,} of {len(r.disagree):,}. Under each digit: its true label, then A = {name_a} "
+st.caption(f"Digits {start + 1:,}–{stop:,} of {len(r.disagree):,}. Under each digit: its true label, then "
+           f"A = {name_a} "
            f"and B = {name_b} with their readings; ✓ right, ✗ wrong.")
