@@ -114,8 +114,8 @@ def run_progress(run: dict | None, job: Job, entries: int) -> tuple[float, str]:
         fraction = min(done / entries, 0.99) if entries else 0.0
         if now and now.get("total"):  # the entry being evaluated counts for the part of its images done
             fraction = min((done + now["done"] / now["total"]) / entries, 0.99) if entries else 0.0
-        return fraction, (f"run #{run['id']} on {run.get('device') or '?'}: {done} of {entries} entries evaluated so "
-                          f"far (unchanged entries are skipped)" + (f"; now {entry_progress(now)}" if now else ""))
+        return fraction, (f"run #{run['id']} on {run.get('device') or '?'}: {done:,} of {entries:,} entries evaluated "
+                          f"so far (unchanged entries are skipped)" + (f"; now {entry_progress(now)}" if now else ""))
     code = job.returncode
     if code == 0:
         return 1.0, "finished"

@@ -20,10 +20,10 @@ def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
     t, p = np.meshgrid(DIGITS, DIGITS, indexing="ij")
     counts = confusion.ravel()
     return pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": counts, "share": share.ravel(),
-                         "correct": (t == p).ravel(), "count_label": [str(c) if c else "" for c in counts]})
+                         "correct": (t == p).ravel(), "count_label": [f"{c:,}" if c else "" for c in counts]})
 
 
-# The matrix's cell text shrinks with the chart (a phone's 30-pixel cells hold "1135" at 8 px) and never grows past 12.
+# The matrix's cell text shrinks with the chart (a phone's 30-pixel cells hold "1,135" at 8 px) and never grows past 12.
 CELL_FONT = "clamp(width / 34, 7, 12)"
 
 
@@ -71,7 +71,7 @@ def recall_chart(recall: np.ndarray, misread: np.ndarray | None = None) -> alt.L
     recall = np.asarray(recall, dtype=float)
     misread = np.zeros(len(recall), int) if misread is None else np.asarray(misread, dtype=int)
     df = pd.DataFrame({"digit": DIGITS, "recall": recall, "misread": misread,
-                       "label": [f"{m} ✗" if m else "" for m in misread]})
+                       "label": [f"{m:,} ✗" if m else "" for m in misread]})
     low, high = recall_range(recall)
     base = alt.Chart(df).encode(
         x=alt.X("digit:O", title="true digit", axis=alt.Axis(labelAngle=0)),
@@ -96,18 +96,22 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
     df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"])]
     df["versus"] = [LEVEL if w is True else BEHIND for w in df["with_leader"]]
     order = df["label"].tolist()
-    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=220))
+    # Names up to 140 px beside the axis, so that a phone's chart keeps room for the intervals and its axis title;
+    # the legend's two entries one under the other, never cut.
+    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=140))
     colour = alt.Color("versus:N", scale=alt.Scale(domain=[LEVEL, BEHIND], range=["#2e7d32", "#9e9e9e"]),
-                       legend=alt.Legend(title=None, orient="top"))
+                       legend=alt.Legend(title=None, orient="top", direction="vertical", labelLimit=0))
     rule = alt.Chart(df).mark_rule(strokeWidth=6, opacity=0.35).encode(
-        y=y, x=alt.X(f"{low}:Q", title="accuracy with 95% interval (higher is better)", axis=alt.Axis(format="%"),
+        y=y, x=alt.X(f"{low}:Q", title="accuracy, 95% interval (higher is better)", axis=alt.Axis(format="%"),
                      scale=alt.Scale(zero=False)), x2=f"{high}:Q", color=colour)
     dot = alt.Chart(df).mark_point(filled=True, size=70).encode(
         y=y, x=f"{value}:Q", color=colour,
         tooltip=[alt.Tooltip("display_name:N", title="entry"), alt.Tooltip(f"{value}:Q", title="accuracy", format=".1%"),
                  alt.Tooltip(f"{low}:Q", title="95% low", format=".1%"),
                  alt.Tooltip(f"{high}:Q", title="95% high", format=".1%"), alt.Tooltip("versus:N", title="vs #1")])
-    return (rule + dot).properties(height=alt.Step(26))
+    # 26 pixels a row, as wide as the page: a height in pixels (not a per-row step, which Vega would not fit and
+    # would say so in the console) and only the width fitted.
+    return (rule + dot).properties(height=26 * len(df), autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
 def history_chart(history: pd.DataFrame) -> alt.Chart:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+from math import ceil
 from urllib.parse import quote
 
 import numpy as np
@@ -44,7 +46,8 @@ def build_board(ranked: Board, history: pd.DataFrame | None = None) -> pd.DataFr
 BOARD_COLUMNS = ["medal", "rank", "place", "with_leader", "p_vs_leader", "separation", "display_name", "entry",
                  "link", "author", "score", "guest_accuracy", "guest_ci", "guest_ci_low", "guest_ci_high",
                  "mnist_accuracy", "mnist_ci", "mnist_ci_low", "mnist_ci_high", "params", "images_per_second",
-                 "evaluated_at", "status", "state", "history", "versions", "evaluation_id", "memorised"]
+                 "evaluated_at", "status", "state", "history", "versions", "evaluation_id", "memorised",
+                 "hyperparameters"]
 
 
 def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | None = None) -> dict:
@@ -76,7 +79,8 @@ def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | N
             "mnist_ci_low": mnist.ci_low if mnist else None, "mnist_ci_high": mnist.ci_high if mnist else None,
             "params": s.params, "images_per_second": s.images_per_second,
             "evaluated_at": s.started_at, "status": status, "state": state_text(row, status),
-            "history": [], "versions": 1, "evaluation_id": s.evaluation_id, "memorised": row.memorised}
+            "history": [], "versions": 1, "evaluation_id": s.evaluation_id, "memorised": row.memorised,
+            "hyperparameters": dict(s.hyperparameters)}
 
 
 def entry_link(name: str, display_name: str) -> str:
@@ -85,6 +89,50 @@ def entry_link(name: str, display_name: str) -> str:
 
 
 LINK_TEXT = r"#(.*)$"  # LinkColumn's display_text: the fragment of entry_link
+NAME_COLUMN = "display_name"  # the board's name column: a tap on one of its cells opens that entry's page, in-app
+
+
+def text_width(texts, least: int = 0, most: int | None = None) -> int:
+    """Pixels for a grid column to show its longest text whole in the grid's 14 px Source Sans (``char_px``), plus
+    its cell padding; at least ``least``, at most ``most``."""
+    width = max(least, ceil(max((sum(char_px(c) for c in str(t)) for t in texts), default=0)) + CELL_PADDING)
+    return width if most is None else min(width, most)
+
+
+def compact_widths(board: pd.DataFrame, score_title: str) -> dict[str, int]:
+    """The compact board's column widths: each as wide as its longest text (header included); the name's at most 160
+    px, so that on a 390 px phone the rank, the name and the score (the first screen's reason to be) are in view
+    side by side, the status a swipe away when it does not fit."""
+    return {"place": text_width(board["place"], 40), NAME_COLUMN: text_width(board["display_name"], 96, 160),
+            "score": text_width([*board["score"], score_title]), "state": text_width([*board["state"], "Status"], 64)}
+
+
+CELL_PADDING = 20  # the grid's 8 px each side, and a little room
+NARROW, WIDE = frozenset("iljtfrI.,;:'!|()[] "), frozenset("MWmw@%")
+
+
+def char_px(c: str) -> float:
+    """A character's width in the grid's 14 px Source Sans, a little over what Chromium measures (``W`` 11.2, ``e``
+    6.3, ``i`` 3.4, a digit 7.0, an emoji 14)."""
+    if unicodedata.east_asian_width(c) in "WF":
+        return 15.0
+    if c in NARROW:
+        return 4.2
+    if c in WIDE:
+        return 12.0
+    if c.isupper():
+        return 9.0
+    return 7.2
+
+
+def picked_entry(selection, entries: list[str]) -> str | None:
+    """The entry whose name was tapped last on the board, from its cell selection (``{"cells": [[row, column]]}``,
+    rows as positions in the table shown, ``entries`` in the same order); None for a tap elsewhere or nothing."""
+    cells = (selection or {}).get("cells") or []
+    if not cells:
+        return None
+    row, column = cells[-1]
+    return entries[row] if column == NAME_COLUMN and 0 <= row < len(entries) else None
 
 
 def score_text(score, kind: str) -> str:
@@ -133,12 +181,20 @@ def literal_table(values: dict) -> dict[str, list[str]]:
 
 
 def guest_set_text(dataset) -> str:
-    """Which guest set results are on, from its stored source (``harness.data.guest``): the shipped sample, used
-    while mystery_digits/ holds no digits of its own, or the organisers' import."""
+    """Which guest set results are on, from its stored source (``harness.data.task.load_guest``): the shipped
+    sample, used while the guest folder holds no digits of its own; ``folder:NAME``, the folder the evaluation read
+    (``mystery_digits`` unless given with ``--mystery``); or ``folder``, a set stored before the folder was noted."""
+    size = f"{dataset.size:,}"
     if dataset.source == "sample":
-        return (f"the shipped **sample** set of {dataset.size} digits from `mystery_digits/_sample/`, not a guest's "
+        return (f"the shipped **sample** set of {size} digits from `mystery_digits/_sample/`, not a guest's "
                 "own (the organisers have imported no real guest set)")
-    return f"the guest's {dataset.size} handwritten digits, imported by the organisers into `mystery_digits/`"
+    kind, _, folder = dataset.source.partition(":")
+    if kind == "folder" and folder == "mystery_digits":
+        return f"the guest's {size} handwritten digits, put by the organisers into `mystery_digits/`"
+    if kind == "folder" and folder:
+        return (f"the guest's {size} handwritten digits, read from the folder {literal(folder + '/')} that the "
+                "organisers gave the evaluation (`--mystery`)")
+    return f"the guest's {size} handwritten digits, read from the guest folder that the organisers gave the evaluation"
 
 
 def one_line(text: str | None) -> str:
@@ -151,6 +207,16 @@ def one_line(text: str | None) -> str:
 
 def format_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def chance_text(p: float) -> str:
+    """How often chance alone would do it, in words: ``less than once in 1,000 times``, ``about 3 times in 1,000``,
+    ``4% of the time``; never a power of ten."""
+    if p < 0.001:
+        return "less than once in 1,000 times"
+    if p < 0.01:
+        return f"about {round(p * 1000):,} times in 1,000"
+    return f"{100 * p:.0f}% of the time"
 
 
 def p_text(p: float) -> str:
@@ -173,7 +239,12 @@ def hyperparameter_columns(summaries: list[EvalSummary]) -> pd.DataFrame:
 
 
 def _text(value) -> str:
-    return "" if value is None else str(value)
+    """A hyperparameter as a cell shows it: a list as ``affine, slant``, never Python's ``['affine', 'slant']``."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
 
 
 def filter_board(board: pd.DataFrame, search: str = "", statuses: list[str] | None = None,
@@ -205,10 +276,36 @@ CSV_COLUMNS = {"rank": "rank", "with_leader": "level with the leader", "p_vs_lea
                "versions": "versions", "memorised": "memorised"}
 NOT_IN_CSV = {"hp: command"}  # a shell line, not a figure: it belongs on the entry's page
 
+# The recipe columns of the board's CSV: {column: the entry.toml [hyperparameters] keys it is read from, first found
+# first}. One flat value each (a list as "affine+slant", true/false as yes/no, a table left empty); the rest of
+# entry.toml (hashes, torch and Python versions, the command) is on the entry's page and in `harness.export`.
+RECIPE = {"architecture": ("arch", "architecture"), "optimizer": ("optimizer",),
+          "learning rate": ("lr", "learning_rate"), "schedule": ("schedule",), "batch size": ("batch_size",),
+          "epochs": ("epochs",), "weight decay": ("weight_decay",), "dropout": ("dropout",),
+          "label smoothing": ("label_smoothing",), "augmentation": ("augment", "augmentation"),
+          "seed": ("seed",), "validation accuracy": ("validation_accuracy",), "training seconds": ("train_seconds",)}
+
+
+def recipe(hyperparameters: dict | None) -> dict[str, str]:
+    """An entry's recipe as the CSV's flat columns (``RECIPE``): empty where entry.toml records nothing."""
+    hp = hyperparameters if isinstance(hyperparameters, dict) else {}
+    return {column: _flat(next((hp[k] for k in keys if k in hp), None)) for column, keys in RECIPE.items()}
+
+
+def _flat(value) -> str:
+    if value is None or isinstance(value, dict):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return "+".join(_flat(v) for v in value) or "none"
+    return " ".join(str(value).split())
+
 
 def board_csv(board: pd.DataFrame, revealed: bool) -> str:
-    """The board as CSV: integer ranks, accuracies to 4 decimals, p to 4, whole images per second, ISO times in UTC
-    without microseconds; before the reveal the guest columns are left out entirely."""
+    """The board as CSV: its columns (integer ranks, accuracies to 4 decimals, p to 4, whole images per second, ISO
+    times in UTC without microseconds), then the ``RECIPE`` columns; before the reveal the guest columns are left
+    out entirely."""
     columns = {k: v for k, v in CSV_COLUMNS.items() if k in board.columns and (revealed or not k.startswith("guest"))}
     out = board[list(columns)].copy()
     for column in out.columns:
@@ -221,8 +318,9 @@ def board_csv(board: pd.DataFrame, revealed: bool) -> str:
         out["with_leader"] = out["with_leader"].map({True: "yes", False: "no"}).fillna("")
     if "evaluated_at" in out.columns:
         out["evaluated_at"] = [iso_utc(t) for t in out["evaluated_at"]]
-    hp = [c for c in board.columns if c.startswith("hp: ") and c not in NOT_IN_CSV]
-    return pd.concat([out.rename(columns=columns), board[hp]], axis=1).to_csv(index=False)
+    given = board["hyperparameters"] if "hyperparameters" in board.columns else [None] * len(board)
+    recipes = pd.DataFrame([recipe(h) for h in given], columns=list(RECIPE), index=out.index)
+    return pd.concat([out.rename(columns=columns), recipes], axis=1).to_csv(index=False)
 
 
 def iso_utc(when) -> str:
@@ -288,11 +386,10 @@ class HeadToHead:
         if n == 0:
             return (f"{name_a} and {name_b} got exactly the same digits right, so nothing separates them "
                     f"(p = 1).")
-        chance = f"{100 * self.p_value:.0f}%" if self.p_value >= 0.01 else f"{100 * self.p_value:.2g}%"
-        lead = (f"Of the {n} digits that only one of them read right, {name_a} got {self.only_a} and {name_b} "
-                f"got {self.only_b}. ")
+        lead = (f"Of the {n:,} digits that only one of them read right, {name_a} got {self.only_a:,} and {name_b} "
+                f"got {self.only_b:,}. ")
         odds = (f"If the two were equally good, a split at least this uneven would happen by chance "
-                f"{chance} of the time (exact McNemar test, {p_text(self.p_value)}). ")
+                f"{chance_text(self.p_value)} (exact McNemar test, {p_text(self.p_value)}). ")
         if self.p_value >= alpha:
             return lead + odds + "So the data cannot tell them apart: they are tied."
         better = name_a if self.only_a > self.only_b else name_b

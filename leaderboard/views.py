@@ -182,3 +182,33 @@ def sealed_view(engine: Engine, evaluation_id: int, entry_name: str, revealed: b
             return None, "Enter the code of the member who owns this entry to read its log on the guest's digits."
     details = q.sealed(engine, evaluation_id, revealed)
     return details, "" if details else "No separate run on the guest's digits was stored for this evaluation."
+
+
+def times(n: int) -> str:
+    """``once``, ``twice``, ``3 times``, ``1,200 times``."""
+    return {1: "once", 2: "twice"}.get(n, f"{n:,} times")
+
+
+def version_text(v, rules: Competition) -> str:
+    """One version of an entry for the Organiser's list, in plain words: "Version 3 · submitted 2027-01-10
+    23:30:00+00:00 (on time) · evaluated twice", with "its files are no longer stored" when only its hash is left."""
+    shown = rules.local(v.submitted_at).isoformat(timespec="seconds")
+    state = "late" if rules.is_late(v.submitted_at) else "on time"
+    extra = f", overridden: {v.override_reason}" if v.overridden else ""
+    evaluated = f"evaluated {times(v.evaluations)}" if v.evaluations else "not evaluated yet"
+    return (f"Version {v.number} · submitted {shown} ({state}{extra}) · {evaluated}"
+            + ("" if v.files_kept else " · its files are no longer stored"))
+
+
+def newest_first(history: list) -> list[int]:
+    """The version numbers of ``history`` (oldest first, as ``harness.versions.history`` gives them), newest first."""
+    return [v.number for v in sorted(history, key=lambda v: v.number, reverse=True)]
+
+
+def moderation_text(entry_name: str, state: str, reason: str) -> str:
+    """The organiser's confirmation, one sentence, once an entry was hidden, disqualified or made visible again."""
+    if state == "visible":
+        return f"{entry_name} is visible again on every page."
+    if state == "hidden":
+        return f"{entry_name} is now hidden from every page (reason: {reason.strip()})."
+    return f"{entry_name} is now disqualified: shown unranked with the reason “{reason.strip()}”."

@@ -130,6 +130,54 @@ def wait_for_text(driver, text: str, timeout: float = 45) -> str:
     raise AssertionError(f"{text!r} did not appear; the page shows: {body[-1500:]}")
 
 
+def find(driver, css: str, timeout: float = 30, xpath: bool = False, hidden: bool = False):
+    """The first displayed element matching ``css`` (an XPath when ``xpath``) once the page has painted it; with
+    ``hidden``, one that need not be displayed (a file input under its button)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+    by = "xpath" if xpath else "css selector"
+
+    def shown(d):
+        try:
+            return next((e for e in d.find_elements(by, css) if hidden or e.is_displayed()), False)
+        except StaleElementReferenceException:  # repainted between finding and asking: look again
+            return False
+    return WebDriverWait(driver, timeout).until(shown, f"nothing matching {css!r} painted within {timeout:g} s")
+
+
+def button(driver, label: str, timeout: float = 30, enabled: bool = True):
+    """The displayed button whose text is ``label`` once the page has painted it (and enabled it, when
+    ``enabled``)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def ready(d):
+        try:
+            return next((b for b in d.find_elements("tag name", "button")
+                         if b.text.strip() == label and b.is_displayed() and (b.is_enabled() or not enabled)), False)
+        except StaleElementReferenceException:
+            return False
+    return WebDriverWait(driver, timeout).until(ready, f"no {'enabled ' if enabled else ''}{label!r} button "
+                                                       f"within {timeout:g} s")
+
+
+def click(driver, label: str, timeout: float = 30) -> None:
+    """Press the button whose text is ``label`` once it is painted and enabled (again if Streamlit repainted it
+    between finding and pressing)."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+    deadline = time.time() + timeout
+    while True:
+        target = button(driver, label, max(deadline - time.time(), 1))
+        try:
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", target)
+            target.click()
+            return
+        except (StaleElementReferenceException, ElementClickInterceptedException):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.25)
+
+
 def count_when_painted(driver, selector: str, at_least: int, timeout: float = 30) -> int:
     """How many elements match ``selector`` once at least ``at_least`` have painted (or the timeout passed)."""
     deadline, found = time.time() + timeout, 0

@@ -17,6 +17,7 @@ from PIL import Image
 from harness.store import results as store
 from harness import runner
 from harness.store.engine import make_engine
+from harness.data.task import guest_source
 from harness.entries.discovery import discover
 from tests.entries import class_means, template_weights, write_entry
 
@@ -84,7 +85,7 @@ def build(root: Path, train_images: np.ndarray, train_labels: np.ndarray, test_i
         store.DatasetSpec(kind="mnist", content_hash="dash-mnist-500", labels=test_labels[:N_MNIST].astype(np.int64),
                           images=test_images[:N_MNIST], source="MNIST test (first 500)"),
         store.DatasetSpec(kind="guest", content_hash="dash-guest-100", labels=guest_labels, images=guest_images,
-                          source="folder", preprocess_version="test", files=tuple(files)),
+                          source=guest_source("folder", mystery), preprocess_version="test", files=tuple(files)),
     ]
     db = root / "sealed.db"
     engine = make_engine(str(db))

@@ -175,6 +175,29 @@ def test_history_takes_each_versions_accuracy(fx):
     assert ada["accuracy"].tolist() == expected
 
 
+# Widths in pixels that headless Chromium measured (canvas measureText, 14 px Source Sans, the grid's font).
+MEASURED = {"Bob's quick one": 92, "43% (34–53)": 71, "99.69% (99.6–99.8)": 110, "disqualified": 69,
+            "Guest ↑ (95% CI)": 99, "MNIST ↑ (95% CI)": 103, "🥇 1": 27, "Baseline: robust CNN": 123,
+            "memorised? ≈ #1": 99, "superseded": 68, "WWWWWWWWWW": 110, "iiiiiiiiii": 34}
+
+
+@pytest.mark.parametrize("text, measured", MEASURED.items())
+def test_a_grid_column_is_as_wide_as_its_longest_text(text, measured):
+    """Room for the text and the cell's 8 px padding each side, and not much more."""
+    assert measured + 16 <= stats.text_width([text]) <= 1.6 * measured + 24
+    assert stats.text_width(["ab", text, ""]) == stats.text_width([text])  # the longest decides
+    assert stats.text_width([text], most=40) == 40 and stats.text_width([text], least=400) == 400
+
+
+def test_a_tapped_name_picks_its_entry_and_nothing_else_does():
+    entries = ["eve", "ada", "dee"]
+    assert stats.picked_entry({"cells": [[1, "display_name"]], "rows": []}, entries) == "ada"
+    assert stats.picked_entry({"cells": [[0, "score"]]}, entries) is None  # a tap on a score stays on the board
+    assert stats.picked_entry({"cells": [[0, "display_name"], [2, "display_name"]]}, entries) == "dee"  # the last
+    assert stats.picked_entry({"cells": [[3, "display_name"]]}, entries) is None
+    assert stats.picked_entry({"cells": []}, entries) is None and stats.picked_entry(None, entries) is None
+
+
 def test_filter_sort_and_csv():
     board = pd.DataFrame({"display_name": ["A one", "B two", "C three"], "entry": ["a", "b", "c"],
                           "author": ["Ada", "Bob", "Cy"], "status": ["ok", "failed: x", "ok"],
@@ -188,6 +211,10 @@ def test_filter_sort_and_csv():
                          images_per_second=[1234.567, None, 99.5], versions=[2, 1, 1],
                          evaluated_at=[datetime(2026, 3, 1, 12, 0, 5, 123456), None,
                                        datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))],
+                         hyperparameters=[{"lr": 0.1, "augment": ["affine", "slant", "stroke"], "nesterov": True,
+                                           "command": "python -m harness.train", "torch_version": "2.14.1",
+                                           "train_data_sha256": "8fd8" * 16, "arch": "lenet5"},
+                                          {}, {"learning_rate": 0.2, "augment": [], "architecture": {"a": 1}}],
                          **{"hp: lr": ["0.1", "", "0.2"], "hp: command": ["python -m harness.train", "", "x"]})
     rows = list(csv.DictReader(io.StringIO(stats.board_csv(board, revealed=True))))
     assert rows[0]["rank"] == "1" and rows[1]["rank"] == "" and rows[2]["rank"] == "2"
@@ -196,7 +223,16 @@ def test_filter_sort_and_csv():
     assert rows[0]["last evaluated"] == "2026-03-01T12:00:05+00:00"
     assert rows[2]["last evaluated"] == "2026-03-01T12:00:00+00:00"  # 13:00 at +01:00, in UTC
     assert rows[0]["level with the leader"] == "yes" and rows[2]["level with the leader"] == "no"
-    assert rows[0]["hp: lr"] == "0.1" and "hp: command" not in rows[0]
+    recipe = ["architecture", "optimizer", "learning rate", "schedule", "batch size", "epochs", "weight decay",
+              "dropout", "label smoothing", "augmentation", "seed", "validation accuracy", "training seconds"]
+    assert list(rows[0]) == ["rank", "level with the leader", "p vs leader (Holm)", "entry", "folder", "author",
+                             "guest accuracy", "mnist accuracy", "parameters", "images per second", "last evaluated",
+                             "status", "versions", *recipe]  # the board's columns, then the flat recipe: no hashes, no hp:
+    assert (rows[0]["architecture"], rows[0]["learning rate"], rows[0]["augmentation"]) == \
+        ("lenet5", "0.1", "affine+slant+stroke")
+    assert (rows[2]["architecture"], rows[2]["learning rate"], rows[2]["augmentation"]) == ("", "0.2", "none")
+    assert all(rows[1][c] == "" for c in recipe)
+    assert not any("8fd8" in v or "2.14.1" in v or "harness.train" in v for r in rows for v in r.values())
 
 
 def test_mistakes_pairs_and_consensus_against_hand_counts():
@@ -230,6 +266,22 @@ def test_head_to_head_in_plain_words():
     assert "cannot tell them apart" in close.verdict("Ada", "Bob")
 
 
+def test_head_to_head_says_chance_in_words_and_counts_with_commas():
+    labels = np.zeros(3000, int)
+    a, b = np.zeros(3000, int), np.zeros(3000, int)
+    b[:1200] = 1        # B misreads 1,200 digits that A reads right
+    a[2000:2003] = 1    # A misreads 3 that B reads right: p is about 1e-350, "1.1e-201%"-like before
+    words = stats.head_to_head(labels, a, b).verdict("Ada", "Bob")
+    assert ("Of the 1,203 digits that only one of them read right, Ada got 1,200 and Bob got 3. If the two were "
+            "equally good, a split at least this uneven would happen by chance less than once in 1,000 times "
+            "(exact McNemar test, p < 0.001). So Ada is genuinely better") in words
+    assert "e-" not in words
+    ten = stats.head_to_head(np.zeros(10, int), np.zeros(10, int), np.ones(10, int))  # 10 to 0: p = 2/2^10
+    assert "about 2 times in 1,000 (exact McNemar test, p = 0.002)" in ten.verdict("Ada", "Bob")
+    assert [stats.chance_text(p) for p in (0.0004, 0.0049, 0.0129, 0.5)] == [
+        "less than once in 1,000 times", "about 5 times in 1,000", "1% of the time", "50% of the time"]
+
+
 def test_figures_have_axis_titles_and_counts():
     confusion = np.arange(100).reshape(10, 10)
     spec = figures.confusion_chart(confusion, "CM").to_dict()
@@ -258,7 +310,7 @@ def test_confusion_matrix_gives_errors_their_own_scale():
     assert spec["resolve"] == {"scale": {"color": "independent"}}
     rows = next(iter(spec["datasets"].values()))
     labels = {(r["true"], r["predicted"]): r["count_label"] for r in rows}
-    assert labels[(4, 9)] == "11" and labels[(1, 1)] == "1135" and labels[(0, 1)] == ""
+    assert labels[(4, 9)] == "11" and labels[(1, 1)] == "1,135" and labels[(0, 1)] == ""
 
 
 def test_four_digit_counts_fit_their_cells_at_a_phones_width():
@@ -296,10 +348,26 @@ def test_a_clicked_cell_and_pages_and_the_guest_set_named():
     assert stats.pages(108, 60) == [(0, 60), (60, 108)] and stats.pages(0, 60) == []
     assert sum(b - a for a, b in stats.pages(1234, 60)) == 1234
     sample = queries.DatasetInfo(1, "guest", 100, "sample", "v")
-    real = queries.DatasetInfo(2, "guest", 87, "folder", "v")
     assert "shipped **sample** set of 100 digits from `mystery_digits/_sample/`" in stats.guest_set_text(sample)
-    assert stats.guest_set_text(real) == ("the guest's 87 handwritten digits, imported by the organisers into "
-                                          "`mystery_digits/`")
+
+
+@pytest.mark.parametrize("source, said", [
+    ("folder:mystery_digits", "the guest's 1,592 handwritten digits, put by the organisers into `mystery_digits/`"),
+    ("folder:semeion_2", "the guest's 1,592 handwritten digits, read from the folder semeion\\_2/ that the "
+                         "organisers gave the evaluation (`--mystery`)"),
+    ("folder", "the guest's 1,592 handwritten digits, read from the guest folder that the organisers gave the "
+               "evaluation"),
+])
+def test_the_guest_set_is_described_by_where_it_came_from(source, said):
+    """A set read with ``--mystery semeion_2`` is never said to be in mystery_digits/; the size has its comma."""
+    assert stats.guest_set_text(queries.DatasetInfo(2, "guest", 1592, source, "v")) == said
+
+
+def test_the_store_notes_the_folder_the_guest_set_was_read_from(tmp_path):
+    from harness.data.task import guest_source
+    assert guest_source("folder", tmp_path / "semeion_2") == "folder:semeion_2"
+    assert guest_source("folder", REPO / "mystery_digits") == "folder:mystery_digits"
+    assert guest_source("sample", tmp_path / "anything") == "sample"
 
 
 HOSTILE = ["**x**](javascript:alert(1))", "<img src=x onerror=alert(1)>", ":red[boom] $x$ a_b_c",
@@ -327,6 +395,8 @@ def test_interval_chart_shows_the_top_entries_and_who_is_level_with_the_leader()
     assert colour["scale"]["domain"] == [figures.LEVEL, figures.BEHIND] and "group" not in str(spec).lower()
     everything = figures.interval_chart(board, "guest_ci_low", "guest_ci_high", "guest_accuracy").to_dict()
     assert len(next(iter(everything["datasets"].values()))) == n
+    # 26 pixels a row in pixels, only the width fitted: nothing for Vega to drop with a console warning
+    assert (spec["height"], everything["height"], spec["autosize"]["type"]) == (26 * 20, 26 * n, "fit-x")
 
 
 def test_password_and_settings():
@@ -456,10 +526,10 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
     at = page()
     assert "sealed until the reveal" in at.info[0].value
     table = at.dataframe[0].value
-    assert table["link"].tolist()[:2] == ["entry?entry=ada#Ada%27s%20template", "entry?entry=dee#Dee%27s%20copy"]
+    assert table["display_name"].tolist()[:2] == ["Ada's template", "Dee's copy"]
     size = views.board_view(make_engine(str(fx.db)), revealed=False).datasets["mnist"].size
     assert any(m.value.startswith(f"**The {size:,} MNIST test digits") for m in at.markdown)
-    assert table.columns.tolist() == ["place", "link", "score", "state"]  # the compact view, all that is sent
+    assert table.columns.tolist() == ["place", "display_name", "score", "state"]  # the compact view, all that is sent
     assert table["place"].tolist()[:2] == ["🥇 1", "🥇 1"]  # Dee reads exactly like Ada: the same rank and medal
     assert table["state"].tolist()[:3] == ["leader", "leader", "≈ #1"]  # joint leaders, then level with them
     assert any("Broken entry" in m.value and "weights do not fit" in m.value for m in at.markdown)
@@ -498,18 +568,18 @@ def test_leaderboard_page_revealed(fx, monkeypatch):
     assert "Ranked by the guest's 100 handwritten digits" in at.success[0].value
     compact = at.dataframe[0].value
     results = guest_results(fx.revealed_db)
-    eve = compact[compact["link"].str.startswith("entry?entry=eve#")].iloc[0]
+    eve = compact[compact["display_name"] == "eve"].iloc[0]
     assert eve["score"].startswith(f"{100 * results['eve']:.0f}% (")
     assert any(m.value.startswith("**The guest's 100 digits") for m in at.markdown)
     at.toggle[1].set_value(True).run()  # "All columns"
     table = at.dataframe[0].value
     assert {"author", "guest_pct", "mnist_pct", "separation", "params", "speed"} <= set(table.columns)
     assert "hp: command" not in table.columns and "entry" not in table.columns and "history" not in table.columns
-    ada = table[table["link"].str.startswith("entry?entry=ada#")].iloc[0]
+    ada = table[table["display_name"] == "Ada's template"].iloc[0]
     assert ada["guest_pct"] == pytest.approx(100 * results["ada"])
     assert len(ada["history_pct"]) == 2
     at.text_input[0].input("bob").run()
-    assert at.dataframe[0].value["link"].tolist() == ["entry?entry=bob#Bob%27s%20quick%20one"]
+    assert at.dataframe[0].value["display_name"].tolist() == ["Bob's quick one"]
 
 
 def test_entry_page_revealed(fx, monkeypatch):
@@ -598,8 +668,8 @@ def test_guest_gallery_page_revealed(fx, monkeypatch):
     hardest = fx.guest_files[int(view.consensus["index"].iloc[0])]
     assert hardest in captions and captions.index(hardest) == 1  # right after the explanation
     assert {m.label: m.value for m in at.metric}["Entries counted"] == "4"
-    assert at.markdown[0].value == ("The digits: the guest's 100 handwritten digits, imported by the organisers into "
-                                    "`mystery_digits/`.")
+    assert at.markdown[0].value == ("The digits: the guest's 100 handwritten digits, read from the folder mystery/ "
+                                    "that the organisers gave the evaluation (`--mystery`).")
 
 
 def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
@@ -633,6 +703,13 @@ def test_organiser_reveals_and_disqualifies(fx, monkeypatch, tmp_path):
     at.text_input[0].input("used the test labels")
     next(b for b in at.button if b.label == "Apply").click().run()
     assert store.moderation(engine) == {"bob": ("disqualified", "used the test labels")}
+    said = [seen(s.value) for s in at.success]
+    assert "bob is now disqualified: shown unranked with the reason “used the test labels”." in said, said
+    form = (next(s for s in at.selectbox if s.key == "moderate_entry"), next(r for r in at.radio
+            if r.key == "moderate_state"), next(t for t in at.text_input if t.key == "moderate_reason"))
+    assert [w.value for w in form] == [form[0].options[0], "visible", ""]  # the form is empty again
+    at.run()  # the confirmation is said once
+    assert not any("now disqualified" in seen(s.value) for s in at.success)
     log = at.dataframe[-1].value
     assert log["action"].tolist()[:3] == ["disqualify", "reveal", "login"]
     assert "login-failed" in log["action"].tolist()
@@ -670,8 +747,10 @@ def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
     engine = make_engine(str(db))
     for name in ("bob", "ada", "bob"):  # reference: each entry's versions' content hashes, read from the store
         next(s for s in at.selectbox if s.key == "override_entry").set_value(name).run()
-        hashes = queries.versions(engine, name)["content hash"].tolist()
-        assert len(version().options) == len(hashes) and all(h in o for h, o in zip(hashes, version().options))
+        stored = queries.versions(engine, name).sort_values("version", ascending=False)  # newest first
+        said = [f"Version {n} · submitted {t:%Y-%m-%dT%H:%M:%S}"
+                for n, t in zip(stored["version"], stored["submitted"])]
+        assert len(version().options) == len(said) and all(o.startswith(w) for w, o in zip(said, version().options))
     assert len(queries.versions(engine, "ada")) == 2
 
 
@@ -680,7 +759,7 @@ def test_organiser_names_the_guest_set_and_confirms_a_reveal_on_the_sample(fx, m
     db = tmp_path / "sample.db"
     shutil.copy(fx.db, db)
     at = organiser(fx, monkeypatch, db)
-    assert any("the guest's 100 handwritten digits, imported by the organisers" in m.value for m in at.markdown)
+    assert any("the guest's 100 handwritten digits, read from the folder mystery/" in m.value for m in at.markdown)
     assert not next(b for b in at.button if b.label == "Reveal the guest results").disabled
     with sqlite3.connect(db) as con:
         con.execute("UPDATE datasets SET source = 'sample' WHERE kind = 'guest'")
@@ -792,7 +871,10 @@ def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
     at.button[0].click().run()
     form_entry = next(s for s in at.selectbox if s.key == "override_entry")
     form_entry.set_value("ada").run()
-    next(s for s in at.selectbox if s.key == "override_version").set_value(2)
+    versions_box = next(s for s in at.selectbox if s.key == "override_version")
+    assert versions_box.value == 2 and versions_box.options[0].startswith("Version 2 · submitted ")  # newest first
+    assert "evaluated once" in versions_box.options[0] and "(s)" not in " ".join(versions_box.options)
+    versions_box.set_value(2)
     next(t for t in at.text_input if t.label.startswith("Counts as submitted")).input(
         (deadline - (second - first) / 4).isoformat(timespec="seconds"))
     next(t for t in at.text_input if t.key == "override_reason").input("upload failed before the deadline")
@@ -803,6 +885,24 @@ def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
     board = views.board_view(make_engine(str(db)), False, competition.load()).board
     assert board["entry"].tolist().count("ada") == 1  # version 2 now counts; nothing late
     assert store.audit_log(make_engine(str(db)))[0]["action"] == "version-time"
+
+
+def test_versions_are_listed_newest_first_in_plain_words():
+    from harness.scoring.competition import Competition
+    from harness.store.versions import VersionInfo
+    at = datetime(2027, 1, 10, 23, 30)
+    rules = Competition()
+    old = VersionInfo(1, 11, "a" * 64, at, at, None, False, 1, False)
+    new = VersionInfo(2, 12, "b" * 64, at, at, "upload failed", True, 2, True)
+    fresh = VersionInfo(3, 13, "c" * 64, at, at, None, False, 0, True)
+    assert views.newest_first([old, new, fresh]) == [3, 2, 1]
+    shown = rules.local(at).isoformat(timespec="seconds")
+    assert views.version_text(old, rules) == (f"Version 1 · submitted {shown} (on time) · evaluated once · its "
+                                              "files are no longer stored")
+    assert views.version_text(new, rules) == (f"Version 2 · submitted {shown} (on time, overridden: upload failed) "
+                                              "· evaluated twice")
+    assert views.version_text(fresh, rules).endswith("· not evaluated yet")
+    assert [views.times(n) for n in (1, 2, 3, 1200)] == ["once", "twice", "3 times", "1,200 times"]
 
 
 def synthetic_board(n: int = 200, seed: int = 7) -> scoring_board.Board:
@@ -849,7 +949,7 @@ def test_leaderboard_page_with_two_hundred_entries(fx, monkeypatch):
     assert chart_rows() == 200
     shown = stats.board_display(stats.build_board(big), True)
     rows = list(csv.DictReader(io.StringIO(stats.board_csv(shown, True))))
-    assert len(rows) == 200 and rows[0]["rank"] == "1" and "hp: command" not in rows[0]
+    assert len(rows) == 200 and rows[0]["rank"] == "1" and not [c for c in rows[0] if c.startswith("hp:")]
 
 
 def test_folders_left_out_for_their_names_are_rows_saying_why(tmp_path, monkeypatch, means):

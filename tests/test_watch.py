@@ -166,7 +166,7 @@ def test_the_watcher_scores_every_entry_again_when_the_guests_digits_arrive(tmp_
                                      .where(Dataset.kind == "guest").order_by(Evaluation.id)).all()
         assert session.scalar(select(func.count()).select_from(EntryVersion)) == 1
     assert guest_sets[0][1] == "sample"
-    assert len(guest_sets) == 2 and guest_sets[1][1:] == ("folder", load_guest_set(mystery).content_hash, 20)
+    assert len(guest_sets) == 2 and guest_sets[1][1:] == ("folder:mystery", load_guest_set(mystery).content_hash, 20)
     engine.dispose()
 
 

@@ -80,8 +80,15 @@ def load_guest(folder: str | Path | None) -> tuple[DatasetSpec | None, list[str]
         notes.append(f"no real guest digits in {folder}: using the shipped SAMPLE guest set "
                      f"({len(guest.labels)} digits; see {folder}/README.md to add the real ones).")
     return DatasetSpec(kind="guest", content_hash=guest.content_hash, labels=guest.labels,
-                       images=to_uint8(guest.images[:, 0]), source=guest.source, preprocess_version=PREPROCESS_VERSION,
+                       images=to_uint8(guest.images[:, 0]), source=guest_source(guest.source, folder),
+                       preprocess_version=PREPROCESS_VERSION,
                        files=tuple(guest.files)), notes
+
+
+def guest_source(source: str, folder: Path) -> str:
+    """What the store keeps as the guest set's source: ``sample``, or ``folder:NAME`` with the name (not the path) of
+    the folder it was read from, so that pages can say where the digits came from."""
+    return source if source == "sample" else f"folder:{folder.resolve().name}"[:200]  # the column holds 200
 
 
 MNIST_DIGITS = Task(

@@ -81,11 +81,11 @@ with right:
     for name, slot in slots.items():
         show(slot, results.get(name), names[name])
     if answers is None:  # read now: each entry's row fills in as it answers
-        verdict.info(f"Asking {len(entries)} entries…")
+        verdict.info(f"Asking {len(entries):,} entries…")
         for result in draw.read_all(pool, entries, digit):
             results[result.entry] = result
             show(slots[result.entry], result, names[result.entry])
-            verdict.info(f"{len(results)} of {len(entries)} entries have answered…")
+            verdict.info(f"{len(results):,} of {len(entries):,} entries have answered…")
         state["answers"] = (key, list(results.values()))
     club = draw.consensus(list(results.values()))
     if club is None:

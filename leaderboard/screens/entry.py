@@ -54,7 +54,7 @@ cols[0].metric("MNIST accuracy ↑", f"{100 * mnist.accuracy:.2f}%" if mnist els
 guest = view.sets.get("guest")
 if revealed:
     cols[1].metric("Guest accuracy ↑", f"{100 * guest.accuracy:.0f}%" if guest else "–",
-                   help=f"{guest.correct} of {guest.total} right, on {stats.guest_set_text(guest.dataset)}; 95% "
+                   help=f"{guest.correct:,} of {guest.total:,} right, on {stats.guest_set_text(guest.dataset)}; 95% "
                         f"interval {100 * guest.ci[0]:.0f}–{100 * guest.ci[1]:.0f}%" if guest else None)
 else:
     cols[1].metric("Guest accuracy ↑", "🔒 sealed", help="Sealed until the reveal")
@@ -101,7 +101,7 @@ for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
         pred = pick_cols[1].selectbox("Read as", figures.DIGITS, key=pred_key)
         pick_cols[2].caption("Click a cell of the matrix, or choose a pair here.")
         chosen = stats.pair_samples(result.labels, result.predicted, result.confidence, true, pred)
-        st.markdown(f"**{len(chosen)} digit{'s' if len(chosen) != 1 else ''} with true {true} read as {pred}**"
+        st.markdown(f"**{len(chosen):,} digit{'s' if len(chosen) != 1 else ''} with true {true} read as {pred}**"
                     + (" (first 30, most confident first)" if len(chosen) > 30 else ""))
         if images is not None and len(chosen):
             st.image([figures.digit_picture(images[i]) for i in chosen[:30]],

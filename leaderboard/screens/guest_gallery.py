@@ -19,16 +19,16 @@ c = view.consensus
 st.markdown(f"The digits: {stats.guest_set_text(view.dataset)}.")
 n_entries = len(view.entries)
 cols = st.columns(3)
-cols[0].metric("Guest digits", f"{len(c)}")
-cols[1].metric("Entries counted", f"{n_entries}")
-cols[2].metric("Read right by every entry", f"{int((c['right'] == n_entries).sum())}" if n_entries else "–")
+cols[0].metric("Guest digits", f"{len(c):,}")
+cols[1].metric("Entries counted", f"{n_entries:,}")
+cols[2].metric("Read right by every entry", f"{int((c['right'] == n_entries).sum()):,}" if n_entries else "–")
 st.caption("Hardest digits first: fewest entries read them right. Left: the digit as written; right: as the models "
            "saw it (normalised 28×28). 'Consensus' is the most common reading and the share of entries that gave it.")
 
 per_row = st.select_slider("Digits per row", options=[4, 5, 6, 8], value=5)
 sizes = [v for v in (24, 48, 96, 200) if v < len(c)] + [len(c)]
 limit = st.select_slider("Show", options=sizes, value=min(48, len(c)) if min(48, len(c)) in sizes else len(c),
-                         format_func=lambda v: "all" if v == len(c) else str(v))
+                         format_func=lambda v: "all" if v == len(c) else f"{v:,}")
 rows = c.head(limit).to_dict("records")
 for start in range(0, len(rows), per_row):
     columns = st.columns(per_row)
@@ -40,6 +40,6 @@ for start in range(0, len(rows), per_row):
             pictures = ([str(original)] if original else []) + (
                 [figures.digit_picture(view.images[i], 2)] if view.images is not None else [])
             st.image(pictures, width=64)
-            st.markdown(f"**{d['label']}** · {d['right']}/{d['entries']} right  \n"
+            st.markdown(f"**{d['label']}** · {d['right']:,}/{d['entries']:,} right  \n"
                         f"consensus {d['consensus']} ({100 * d['consensus_share']:.0f}%)")
             st.caption(stats.literal(view.files[i]) if i < len(view.files) else f"#{i}")

@@ -37,17 +37,18 @@ if duel is None:
 r = duel.result
 name_a, name_b = stats.literal(labels[a]), stats.literal(labels[b])
 on = stats.guest_set_text(view.datasets["guest"]) if kind == "guest" else f"the {r.total:,} MNIST test digits"
-st.markdown(f"**They read {len(r.disagree)} of the {r.total:,} digits differently**; all of them are below.  \n"
+st.markdown(f"**They read {len(r.disagree):,} of the {r.total:,} digits differently**; all of them are below.  \n"
             f"Compared on {on}.")
 cols = st.columns(3)
-cols[0].metric(name_a, f"{100 * r.correct_a / r.total:.2f}%", help=f"{r.correct_a} of {r.total} right")
-cols[1].metric(name_b, f"{100 * r.correct_b / r.total:.2f}%", help=f"{r.correct_b} of {r.total} right")
-cols[2].metric("p-value (exact McNemar)", f"{r.p_value:.3g}")
+cols[0].metric(name_a, f"{100 * r.correct_a / r.total:.2f}%", help=f"{r.correct_a:,} of {r.total:,} right")
+cols[1].metric(name_b, f"{100 * r.correct_b / r.total:.2f}%", help=f"{r.correct_b:,} of {r.total:,} right")
+cols[2].metric("p-value (exact McNemar)", stats.format_p(r.p_value),
+               help="How often chance alone would split the digits this unevenly, were the two equally good")
 st.markdown(f"#### In plain words\n{r.verdict(name_a, name_b)}")
-st.caption(f"Only {name_a} right: {r.only_a} · only {name_b} right: {r.only_b} · both wrong: {r.both_wrong} · "
-           f"different readings: {len(r.disagree)} of {r.total} digits.")
+st.caption(f"Only {name_a} right: {r.only_a:,} · only {name_b} right: {r.only_b:,} · both wrong: {r.both_wrong:,} · "
+           f"different readings: {len(r.disagree):,} of {r.total:,} digits.")
 
-st.subheader(f"The {len(r.disagree)} digits on which they disagree")
+st.subheader(f"The {len(r.disagree):,} digits on which they disagree")
 if not len(r.disagree):
     st.success("They read every digit the same way.")
     st.stop()
@@ -56,7 +57,7 @@ pages = stats.pages(len(r.disagree), PAGE)
 number = 1
 if 1 < len(pages) <= 12:
     number = st.segmented_control("Page", list(range(1, len(pages) + 1)), default=1, key=f"page_{a}_{b}_{kind}",
-                                  format_func=lambda n: f"{pages[n - 1][0] + 1}–{pages[n - 1][1]}") or 1
+                                  format_func=lambda n: f"{pages[n - 1][0] + 1:,}–{pages[n - 1][1]:,}") or 1
 elif len(pages) > 12:
     number = st.number_input(f"Page (of {len(pages)}, {PAGE} digits each)", 1, len(pages), 1,
                              key=f"page_{a}_{b}_{kind}")
@@ -66,5 +67,6 @@ if duel.images is not None:
     st.image([figures.digit_picture(duel.images[i], 4) for i in shown],
              caption=[f"{duel.labels[i]}: A{duel.pred_a[i]}{'✓' if duel.pred_a[i] == duel.labels[i] else '✗'} "
                       f"B{duel.pred_b[i]}{'✓' if duel.pred_b[i] == duel.labels[i] else '✗'}" for i in shown])
-st.caption(f"Digits {start + 1}–{stop} of {len(r.disagree)}. Under each digit: its true label, then A = {name_a} "
+st.caption(f"Digits {start + 1:,}–{stop:,} of {len(r.disagree):,}. Under each digit: its true label, then "
+           f"A = {name_a} "
            f"and B = {name_b} with their readings; ✓ right, ✗ wrong.")

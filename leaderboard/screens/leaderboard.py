@@ -14,16 +14,22 @@ board = view.board
 
 rules = cache.rules()
 st.title(f"🏆 {rules.title}")
-if not revealed:
-    st.info("🔒 **The guest result is sealed until the reveal.** The board is ranked by MNIST test accuracy for now; "
-            "the guest columns open when the organisers reveal them.")
-elif view.primary == "guest":
-    n = view.datasets["guest"].size
-    (st.warning if view.datasets["guest"].source == "sample" else st.success)(
-        f"Ranked by {stats.guest_set_text(view.datasets['guest'])}; one digit = {100 / n:.2g} percentage "
-        f"point{'' if n == 100 else 's'}. Then by MNIST.")
-else:
-    st.warning("Revealed, but not every entry has a result on the current guest set: ranked by MNIST.")
+
+
+def ranked_by() -> None:
+    """Which digits rank the board (under the table: on a phone the table comes first)."""
+    if not revealed:
+        st.info("🔒 **The guest result is sealed until the reveal.** The board is ranked by MNIST test accuracy for "
+                "now; the guest columns open when the organisers reveal them.")
+    elif view.primary == "guest":
+        n = view.datasets["guest"].size
+        (st.warning if view.datasets["guest"].source == "sample" else st.success)(
+            f"Ranked by {stats.guest_set_text(view.datasets['guest'])}; one digit = {100 / n:.2g} percentage "
+            f"point{'' if n == 100 else 's'}. Then by MNIST.")
+    else:
+        st.warning("Revealed, but not every entry has a result on the current guest set: ranked by MNIST.")
+
+
 if view.verdict:
     st.markdown(f"**{stats.literal(view.verdict)}**")  # it names the leader: the member's words
 
@@ -31,6 +37,7 @@ if left_out:  # a folder name or file name discovery refuses: never evaluated, s
     st.dataframe([{"entry": name, "left out because": why} for name, why in sorted(left_out.items())],
                  hide_index=True, key="left_out_table")
 if board.empty:
+    ranked_by()
     st.warning("No evaluations yet. Run `python -m harness.evaluate` to score the entries in `submissions/`.")
     st.stop()
 
@@ -50,18 +57,20 @@ with st.expander("Filter, sort, all columns"):
 shown = stats.board_display(stats.filter_board(board, search, statuses, sort_by, descending), revealed)
 
 kind = view.primary
-PLACE_WIDTH, NAME_WIDTH = 48, 120  # with the score (104) and status (64): 336 px, inside a 390 px phone
 score_title = f"{'Guest' if kind == 'guest' else 'MNIST'} ↑ (95% CI)"
+widths = stats.compact_widths(board, score_title)
 hp_columns = [c for c in shown.columns if c.startswith("hp: ") and c not in stats.NOT_IN_CSV]
 guest_column = (st.column_config.ProgressColumn("Guest accuracy ↑", min_value=0, max_value=100, format="%.0f%%",
                                                 help="Share of the guest's digits read right")
                 if revealed else st.column_config.TextColumn("Guest accuracy ↑", help="Sealed until the reveal"))
 config = {
-    "place": st.column_config.TextColumn("#", width=PLACE_WIDTH, pinned=True, help="Rank: 1 is best; equal scores share it"),
-    "link": st.column_config.LinkColumn("Entry", display_text=stats.LINK_TEXT, width=NAME_WIDTH, pinned=True,
-                                        help="Open the entry's page"),
-    "score": st.column_config.TextColumn(score_title, width=104, help="The ranked accuracy and its 95% interval"),
-    "state": st.column_config.TextColumn("Status", width=64,
+    "place": st.column_config.TextColumn("#", width=widths["place"], pinned=True,
+                                         help="Rank: 1 is best; equal scores share it"),
+    stats.NAME_COLUMN: st.column_config.TextColumn("Entry", width=widths[stats.NAME_COLUMN], pinned=True,
+                                                   help="Tap a name to open the entry's page"),
+    "score": st.column_config.TextColumn(score_title, width=widths["score"],
+                                         help="The ranked accuracy and its 95% interval"),
+    "state": st.column_config.TextColumn("Status", width=widths["state"],
                                          help="≈ #1: the digits cannot separate it from #1 (exact McNemar "
                                               "test, Holm-corrected over the board)"),
     "author": st.column_config.TextColumn("Author", width=110),
@@ -80,13 +89,18 @@ config = {
     "versions": st.column_config.NumberColumn("Versions", format="%d", width=80),
     **{c: st.column_config.TextColumn(c.removeprefix("hp: "), help="hyperparameter") for c in hp_columns},
 }
-order = ["place", "link", "score", "state"]
+order = ["place", stats.NAME_COLUMN, "score", "state"]
 if details:
     order += ["author", "guest_pct", "guest_ci", "mnist_pct", "separation", "params", "speed", "status",
               "evaluated_at", "history_pct", "versions", *hp_columns]
-st.dataframe(shown[order], column_config=config, hide_index=True, key="board_table", placeholder="",
-             height=min(38 + 35 * len(shown), 740))
-st.caption("Click a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
+table = st.dataframe(shown[order], column_config=config, hide_index=True, key="board_table", placeholder="",
+                     height=min(38 + 35 * len(shown), 38 + 35 * 14), on_select="rerun", selection_mode="single-cell")
+# At most 14 rows high: on a phone's 844 px the page around the table still scrolls under the thumb.
+picked = stats.picked_entry(table.selection, shown["entry"].tolist())
+if picked is not None:  # in this tab and this session: no reload
+    st.switch_page("screens/entry.py", query_params={"entry": picked})
+ranked_by()
+st.caption("Tap a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
            "the number of entries, cannot separate it from #1 (α = 0.05).")
 if rules.deadline is not None:
     when = rules.deadline.astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d %H:%M %Z")

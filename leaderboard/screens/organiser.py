@@ -9,7 +9,7 @@ from harness.store import results as store
 from harness import versions
 from harness.errors import HarnessError
 from harness.store import reads as queries
-from leaderboard import admin, cache, config, draw, member_codes, stats
+from leaderboard import admin, cache, config, draw, member_codes, stats, views
 
 settings = cache.settings()
 engine = cache.current_engine()
@@ -89,12 +89,16 @@ st.subheader("Hide or disqualify an entry")
 board = cache.board(settings.db_url, revealed)
 names = sorted(set(board.board["entry"]) | set(board.hidden))
 current = store.moderation(engine)
+MODERATE = ("moderate_entry", "moderate_state", "moderate_reason")  # the form's widgets: emptied once applied
+if "moderated" in st.session_state:  # what the last Apply did, said once; the form back at its defaults
+    st.success(stats.literal(st.session_state.pop("moderated")))
+    st.session_state.update(dict(zip(MODERATE, (names[0] if names else None, "visible", ""))))
 with st.form("moderate"):
-    name = st.selectbox("Entry", names)
-    state = st.radio("Make it", list(store.MODERATION_STATES), horizontal=True,
+    name = st.selectbox("Entry", names, key=MODERATE[0])
+    state = st.radio("Make it", list(store.MODERATION_STATES), horizontal=True, key=MODERATE[1],
                      format_func={"visible": "visible (undo)", "hidden": "hidden from every page",
                                   "disqualified": "disqualified (shown unranked, with the reason)"}.get)
-    reason = st.text_input("Reason (required to hide or disqualify)")
+    reason = st.text_input("Reason (required to hide or disqualify)", key=MODERATE[2])
     if st.form_submit_button("Apply"):
         try:
             changed = admin.moderate(engine, name, state, reason)
@@ -102,6 +106,7 @@ with st.form("moderate"):
             st.error(stats.literal(exc))
         else:
             if changed:
+                st.session_state["moderated"] = views.moderation_text(name, state, reason)
                 cache.clear()
                 st.rerun()
             st.info(f"Nothing to change: {stats.literal(name)} is already {state}.")
@@ -115,13 +120,18 @@ st.caption(f"Deadline: {rules.deadline.isoformat() if rules.deadline else 'none'
            "time is when the harness first saw it; correct it here when, say, an upload failed before the deadline.")
 entry_name = st.selectbox("Entry", names, key="override_entry")  # outside the form: the versions follow it
 history = versions.history(engine, entry_name) if entry_name else []
+OVERRIDE = ("override_when", "override_reason", "override_clear")  # the form's fields: emptied once saved
+if "version_saved" in st.session_state:
+    st.success(stats.literal(st.session_state.pop("version_saved")))
+    st.session_state.update(dict(zip(OVERRIDE, ("", "", False))))
 with st.form("version_time"):
-    choice = st.selectbox("Version", [v.number for v in history],
-                          format_func=lambda n: versions.describe(history[n - 1], rules), key="override_version")
+    by_number = {v.number: v for v in history}
+    choice = st.selectbox("Version (newest first)", views.newest_first(history),
+                          format_func=lambda n: views.version_text(by_number[n], rules), key="override_version")
     when = st.text_input(f"Counts as submitted at (ISO time; without an offset: {rules.timezone})",
-                         placeholder="2027-01-10T23:30:00")
-    why = st.text_input("Reason (required; kept in the audit log)", key="override_reason")
-    clear = st.checkbox("Drop the override instead (back to when the harness first saw it)")
+                         placeholder="2027-01-10T23:30:00", key=OVERRIDE[0])
+    why = st.text_input("Reason (required; kept in the audit log)", key=OVERRIDE[1])
+    clear = st.checkbox("Drop the override instead (back to when the harness first saw it)", key=OVERRIDE[2])
     if st.form_submit_button("Save") and choice:
         try:
             at = None if clear else versions.parse_time(when, rules.timezone)
@@ -129,8 +139,9 @@ with st.form("version_time"):
         except HarnessError as exc:
             st.error(stats.literal(exc))
         else:
-            st.success(stats.literal(f"{entry_name}: {versions.describe(changed, rules)}"))
+            st.session_state["version_saved"] = f"{entry_name}: {views.version_text(changed, rules)}."
             cache.clear()
+            st.rerun()
 
 member_codes.section(engine)
 
