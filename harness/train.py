@@ -287,7 +287,8 @@ def run(argv: list[str]) -> int:
         raise HarnessError(f"{args.resume} was written by another version of harness.train; start the run afresh.")
     check_target(args.out, args.overwrite)
     args.author = entry_author(args.author, args.out)
-    print(f"Author: {args.author} (--author changes it).", file=sys.stderr)
+    if not args.quiet:
+        print(f"Author: {args.author} (--author changes it).", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

@@ -104,7 +104,7 @@ def test_an_entry_over_the_size_limit_fails_unread_and_its_neighbours_are_evalua
     assert board["big"]["error"] == (f"the entry's files take {total:,} bytes, more than the limit of 5e-05 GB; make "
                                      "them smaller, or ask the organiser to raise max_entry_gb in competition.toml.")
     assert f"entry folder 'odd' is left out: {BAD_NAME}" in " ".join(captured.err.split())
-    assert "odd" not in board
+    assert board["odd"]["status"] == "left out" and board["odd"].get("mnist") is None  # a row saying why, never scored
     assert kept_folders == ["good"]  # big's bytes were never read to be kept
     engine = make_engine(db)
     with Session(engine) as session:
