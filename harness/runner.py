@@ -139,10 +139,11 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     public = [spec for spec in datasets if spec.kind != TASK.secret.kind]
     secret = [spec for spec in datasets if spec.kind == TASK.secret.kind]
     total = sum(len(spec.images) for spec in datasets)
-    copied = _copies(public)
+    main = next((spec for spec in public if spec.kind == TASK.public.kind and len(spec.images)), None)
+    chosen, copies = _copies(main) if main is not None else (None, None)
     images = {spec.kind: spec.images for spec in public}
-    if copied is not None:
-        images[TASK.public.kind] = np.concatenate([images[TASK.public.kind], copied[1]])
+    if main is not None:
+        images[main.kind] = np.concatenate([main.images, copies])
 
     def first_progress(at: Progress) -> None:
         if on_progress:
@@ -158,42 +159,36 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     if record.status != "ok":
         return record
     outputs = dict(first.outputs)
-    if copied is not None:
-        n = len(outputs[TASK.public.kind]) - len(copied[1])
-        outputs[TASK.public.kind], copy_outputs = outputs[TASK.public.kind][:n], outputs[TASK.public.kind][n:]
+    if main is not None:  # the copies' outputs follow the set's own
+        outputs[main.kind], copy_outputs = outputs[main.kind][:len(main.images)], outputs[main.kind][len(main.images):]
     try:
         record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, outputs[spec.kind], TASK.num_classes)
                           for spec in public}
     except ValueError as exc:
         record.status, record.error = "failed", str(exc)
         return record
-    if copied is not None:
-        spec = next(s for s in public if s.kind == TASK.public.kind)
-        as_given = record.metrics[dataset_ids[spec.kind]].predicted[copied[0]]
-        record.memorisation = store.Memorisation(*memorisation_counts(spec.labels[copied[0]], as_given,
-                                                                      copy_outputs.argmax(1)))
     record.images_per_second = first.images_per_second
-    if TASK.public.kind in dataset_ids and dataset_ids[TASK.public.kind] in record.metrics:
-        record.output_kind = record.metrics[dataset_ids[TASK.public.kind]].output_kind
+    if main is not None:
+        as_given = record.metrics[dataset_ids[main.kind]]
+        record.output_kind = as_given.output_kind
+        record.memorisation = store.Memorisation(*memorisation_counts(main.labels[chosen], as_given.predicted[chosen],
+                                                                      copy_outputs.argmax(1)))
     if secret:
-        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predict,
-                      lambda: on_progress(Progress(total - sum(len(s.images) for s in secret), total))
-                      if on_progress else None)
+        if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
+            on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
+        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predict)
     return record
 
 
-def _copies(public: list[store.DatasetSpec]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Which public images get a changed copy for the memorisation check, and the copies (secret randomness)."""
-    spec = next((s for s in public if s.kind == TASK.public.kind), None)
-    if spec is None or len(spec.images) == 0:
-        return None
+def _copies(spec: store.DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Which images of the public set get a changed copy for the memorisation check, and the copies (drawn from the
+    OS's entropy)."""
     return changed_copies(spec.images, MEMO_COPIES, np.random.default_rng(secrets.randbits(128)))
 
 
 def _secret_phase(record: store.Record, entry: Entry, secret: list[store.DatasetSpec], dataset_ids: dict[str, int],
-                  limits: Limits, preload_torchvision: bool, predict: Callable, started: Callable) -> None:
+                  limits: Limits, preload_torchvision: bool, predict: Callable) -> None:
     """The secret sets in a process of their own; only their outputs reach ``record``, all else is sealed."""
-    started()  # progress stays where the public phase left it: the entry's own count would be a channel
     second = predict(entry, {spec.kind: spec.images for spec in secret}, limits,
                      preload_torchvision=preload_torchvision, on_progress=None, secret=True)
     sealed_error = second.error
