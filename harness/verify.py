@@ -8,6 +8,9 @@ with no successful evaluation (it failed) has nothing to verify and is only repo
 The organiser's moderation comes from ``harness.scoring.standings``: a disqualified entry is re-scored (its results are
 still shown, unranked) and said to be disqualified; a hidden one is shown on no board, so it is not re-scored,
 and the line says so.
+Each entry is re-run under the limits its stored evaluation ran under (time and memory, kept with it), so an entry
+scored under ``[limits] timeout = "20 min"`` is re-checked under 20 minutes; ``--timeout`` overrides the time, and an
+evaluation stored before limits were kept gets the competition's own (``--config``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from harness.store import leftovers
-from harness.scoring import standings
+from harness.scoring import competition, standings
 from harness.store import results as store
 from harness import __version__, cli, runner
 from harness.store.engine import make_engine
 from harness.store.schema import Evaluation, unpack
 from harness.entries.discovery import discover, select as select_entries
 from harness.isolation import Limits
+from harness.isolation.prediction import resolve_device
 
 
 @dataclass
@@ -46,6 +50,15 @@ def dataset_spec(result) -> store.DatasetSpec:
     d = result.dataset
     return store.DatasetSpec(kind=d.kind, content_hash=d.content_hash, labels=unpack(d.labels),
                              images=unpack(d.images), source=d.source, preprocess_version=d.preprocess_version)
+
+
+def limits_of(evaluation: Evaluation, timeout: float | None, rules: competition.Competition, device: str) -> Limits:
+    """The limits to re-run ``evaluation`` under: the ones it ran under (``timeout`` overrides the time), else, for
+    one stored before limits were kept, the competition's time limit for its images and the default memory."""
+    images = sum(r.total for r in evaluation.results)
+    seconds = timeout if timeout is not None else evaluation.timeout or rules.time_limit(images)
+    memory = evaluation.memory_limit or Limits.memory
+    return Limits(timeout=seconds, memory=memory, device=device)
 
 
 def verify_one(entry, evaluation: Evaluation, limits: Limits) -> Check:
@@ -95,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_db_argument(p)
     p.add_argument("--only", action="append", metavar="NAME", help="verify only this entry (repeatable)")
     cli.add_device_argument(p, default="cpu")
-    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per entry (default: the time limit each stored evaluation ran under)")
+    competition.add_argument(p)
     args = p.parse_args(argv)
     return cli.run(lambda: verify_all(args, Console(soft_wrap=True, highlight=False)), stream=sys.stdout)
 
@@ -107,8 +122,9 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
     entries = select_entries(discover(args.submissions, skipped), args.only)
     for sentence in skipped:
         console.print(f"[yellow]warning:[/yellow] {sentence}")
+    rules = competition.load(args.config)
     stored = latest_ok(engine)
-    limits = Limits(timeout=args.timeout, device=args.device)
+    device = resolve_device(args.device)
     checks = []
     leftovers.remove_dead_folders()
     moderated = standings.moderation(engine)
@@ -122,7 +138,7 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
             checks.append(Check(entry.name, "nothing", "nothing to verify: it has no successful stored evaluation (it "
                                                        "failed, or was never evaluated), so nothing can differ."))
             continue
-        check = verify_one(entry, stored[entry.name], limits)
+        check = verify_one(entry, stored[entry.name], limits_of(stored[entry.name], args.timeout, rules, device))
         if state == standings.DISQUALIFIED:
             check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
         checks.append(check)

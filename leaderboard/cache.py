@@ -114,9 +114,16 @@ def entries_for_drawing(folder: str):
 
 
 @st.cache_resource(show_spinner=False)
-def warm_pool():
-    """The entries kept warm for Draw-a-digit: one pool per server process, shared by every visitor."""
+def _warm_pool():
     return draw_warm_pool()
+
+
+def warm_pool():
+    """The entries kept warm for Draw-a-digit: one pool per server process, shared by every visitor, within the
+    memory budget of competition.toml as it reads now."""
+    pool = _warm_pool()
+    pool.memory_budget = rules().warm_memory
+    return pool
 
 
 @st.cache_resource

@@ -28,7 +28,7 @@ from harness.scoring.metrics import detect_output_kind, to_probabilities
 TIMEOUT_S = 20.0
 MEMORY_BYTES = 4 * 1024 ** 3
 LIMITS = Limits(timeout=TIMEOUT_S, memory=MEMORY_BYTES, device="cpu", batch_size=1)
-WARM_CAP = 12            # entries kept warm at once (each holds its model and torch: about 300 MB)
+WARM_CAP = 12            # entries kept warm at once, and within competition.toml's [dashboard] warm_memory
 IDLE_SECONDS = 15 * 60   # a warm entry nobody has asked for this long is shut down
 
 
@@ -100,9 +100,27 @@ def predict(entry: Entry, digit: np.ndarray, timeout: float = TIMEOUT_S) -> Pred
     return reading(entry, ran)
 
 
-def warm_pool() -> isolation.WarmPool:
-    """The pool of warm entries the page asks (the dashboard keeps one per server process)."""
-    return isolation.WarmPool(LIMITS, cap=WARM_CAP, idle_seconds=IDLE_SECONDS)
+def warm_pool(memory_budget: int | None = None) -> isolation.WarmPool:
+    """The pool of warm entries the page asks (the dashboard keeps one per server process; its memory budget is
+    competition.toml's ``[dashboard] warm_memory``, set again on every page run so that an edit applies)."""
+    return isolation.WarmPool(LIMITS, cap=WARM_CAP, idle_seconds=IDLE_SECONDS, memory_budget=memory_budget)
+
+
+def memory_text(n: int) -> str:
+    """Bytes as a person reads them, in the units the budget is written in (1 GiB = 1,024 MiB)."""
+    return f"{n / 1024 ** 3:.1f} GiB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:,.0f} MiB"
+
+
+def warm_note(memory: dict[str, int], budget: int | None, entries: int) -> str | None:
+    """What the page says about the entries kept loaded within the memory budget: how many, what they hold (None:
+    no budget, so nothing was measured)."""
+    if budget is None:
+        return None
+    held = sum(memory.values())
+    note = (f"{len(memory):,} of {entries:,} entries are kept loaded between drawings, holding {memory_text(held)} "
+            f"of the {memory_text(budget)} set by `[dashboard] warm_memory` in competition.toml")
+    return note + ("; the others load again for each drawing, which takes a few seconds more." if
+                   len(memory) < entries else ".")
 
 
 def read_all(pool: isolation.WarmPool, entries: Sequence[Entry], digit: np.ndarray) -> Iterator[Prediction]:
@@ -139,5 +157,6 @@ def without_strokes(drawing: dict | None, edit: int, last_only: bool = True) -> 
     return {**(drawing or {}), "objects": objects[:-1] if last_only else [], "edit": edit}
 
 
-__all__ = ["ImageProblem", "Prediction", "consensus", "digit_key", "entries_on_disk", "has_ink", "model_input",
-           "normalise_drawing", "predict", "probability_bars", "read_all", "reading", "warm_pool", "without_strokes"]
+__all__ = ["ImageProblem", "Prediction", "consensus", "digit_key", "entries_on_disk", "has_ink", "memory_text",
+           "model_input", "normalise_drawing", "predict", "probability_bars", "read_all", "reading", "warm_note",
+           "warm_pool", "without_strokes"]

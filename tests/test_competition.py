@@ -61,6 +61,14 @@ def test_environment_variable_names_the_file(tmp_path, monkeypatch):
     ('max_entry_gb = inf\n', "'max_entry_gb' = inf must be a positive number"),
     ('max_entry_gb = nan\n', "'max_entry_gb' = nan must be a positive number"),
     ('max_entry_gb = true\n', "'max_entry_gb' = True must be a positive number"),
+    ('[dashboard]\nwarm_memory = "lots"\n', "dashboard.warm_memory = 'lots' is not a size; write bytes"),
+    ('[dashboard]\nwarm_memory = "2 GB of it"\n', "dashboard.warm_memory = '2 GB of it' is not a size"),
+    ('[dashboard]\nwarm_memory = "2 TB"\n', "dashboard.warm_memory = '2 TB' is not a size"),
+    ('[dashboard]\nwarm_memory = 0\n', "dashboard.warm_memory = 0 is not a size"),
+    ('[dashboard]\nwarm_memory = nan\n', "dashboard.warm_memory = nan is not a size"),
+    ('[dashboard]\nwarm_memory = true\n', "dashboard.warm_memory = True is not a size"),
+    ('[dashboard]\nwarm = "2 GiB"\n', "unknown key dashboard.warm; the key is warm_memory."),
+    ('dashboard = 3\n', "'dashboard' must be a table"),
 ])
 def test_invalid_files_give_one_sentence_naming_the_problem(tmp_path, text, message):
     path = tmp_path / "competition.toml"
@@ -111,6 +119,15 @@ def test_max_entry_gb_is_in_gigabytes_of_a_billion_bytes(value, expected):
     import tomllib
     rules = parse(tomllib.loads(f"max_entry_gb = {value}\n"))
     assert rules.max_entry_bytes == expected and rules.as_dict()["max_entry_gb"] == float(value)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('"2 GiB"', 2 * 1024 ** 3), ('"800 MB"', 800_000_000), ('"1.5 gib"', 3 * 2 ** 29), ("1000000", 1_000_000),
+    ('"512 MiB"', 512 * 2 ** 20), ('"64kB"', 64_000)])
+def test_warm_memory_is_a_size_in_bytes(value, expected):
+    import tomllib
+    assert parse(tomllib.loads(f"[dashboard]\nwarm_memory = {value}\n")).warm_memory == expected
+    assert parse({}).warm_memory == 2 * 1024 ** 3  # the default: room on an 8 GiB server
 
 
 def test_metric_table_covers_what_the_ranking_reads():

@@ -48,8 +48,13 @@ class Canvas:
 class Pool:
     """Stands in for the warm pool: every entry reads a 3, but the broken one, answering in reverse order."""
 
+    memory_budget = 2 * 1024 ** 3
+
     def __init__(self):
         self.asked, self.prepared = [], []
+
+    def memory(self):
+        return {"dee": 300 * 2 ** 20}
 
     def prepare(self, entries):
         self.prepared.append([e.name for e in entries])
@@ -91,6 +96,8 @@ def test_nothing_is_read_until_the_button_then_every_entry_fills_in(stand_ins, m
     expected = draw.model_input(draw.normalise_drawing(drawing_of(mnist_test.images[0])))
     assert images.dtype == np.uint8 and np.array_equal(images, expected)  # the drawing, as the models see it
     assert {m.label: m.value for m in at.metric} == {"The club reads": "3"}
+    assert "1 of 5 entries are kept loaded between drawings, holding 300 MiB of the 2.0 GiB set by" in \
+        " ".join(c.value for c in at.caption)
     text = " ".join(m.value for m in at.markdown)
     for name in ("Ada's template", "Bob's quick one", "Dee's copy", "eve"):
         assert f"**{name}**  \nreads **3** · 94% sure" in text  # softmax of logits 5 vs 0: e⁵/(e⁵ + 9)
@@ -138,10 +145,11 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_m
     use_db(monkeypatch, fx, fx.db)
     image = mnist_test.images[0]
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", Canvas(drawing_of(image)).module())
-    pool = draw.warm_pool()
+    pool = draw.warm_pool(memory_budget=1024 ** 3)
     monkeypatch.setattr(cache, "warm_pool", lambda: pool)
     try:
         at = button(page("screens/draw.py"), "Read my digit").click().run(timeout=120)
+        held = pool.memory()  # measured after each answer; the broken one never loads
     finally:
         pool.close()
     assert not at.exception
@@ -150,3 +158,17 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_m
     text = " ".join(m.value for m in at.markdown)
     assert f"**Dee's copy**  \nreads **{expected}**" in text
     assert any("weights do not fit" in e.value for e in at.error)
+    assert "dee" in held and 50 * 2 ** 20 < held["dee"] < 2 ** 30
+    assert any(c.value.startswith(f"{len(held)} of ") and "of the 1.0 GiB set by `[dashboard] warm_memory`" in c.value
+               for c in at.caption), [c.value for c in at.caption]
+
+
+def test_the_warm_note_says_what_is_kept_within_the_budget():
+    assert draw.warm_note({}, None, 3) is None
+    assert draw.warm_note({"a": 300 * 2 ** 20, "b": 724 * 2 ** 20}, 2 * 1024 ** 3, 2) == (
+        "2 of 2 entries are kept loaded between drawings, holding 1.0 GiB of the 2.0 GiB set by "
+        "`[dashboard] warm_memory` in competition.toml.")
+    assert draw.warm_note({"a": 283 * 2 ** 20}, 512 * 2 ** 20, 1_200) == (
+        "1 of 1,200 entries are kept loaded between drawings, holding 283 MiB of the 512 MiB set by "
+        "`[dashboard] warm_memory` in competition.toml; the others load again for each drawing, which takes a few "
+        "seconds more.")

@@ -97,3 +97,37 @@ def test_a_near_tie_is_told_apart_from_a_difference():
                       [0.3, 0.3, 0.4] + [0.0] * 7,         # top two 0.4 and 0.3: not a tie
                       [0.4986, 0.5005, 0.001] + [0.0] * 7])  # 1.9e-3 apart: a tie
     assert near_tie(probs.astype(np.float32)).tolist() == [True, False, False, True]
+
+
+def test_verify_re_runs_each_entry_under_the_limits_it_was_scored_under(tmp_path, means, mnist_dir, capsys,
+                                                                        monkeypatch):
+    """Scored under [limits] timeout = "40 s" and --memory-limit 3: verify re-runs it under exactly those (not a
+    fixed 300 s); --timeout overrides the time; an evaluation stored before limits were kept gets the rules' own."""
+    subs = tmp_path / "subs"
+    write_entry(subs, "alpha", weights=template_weights(means))
+    config = tmp_path / "competition.toml"
+    config.write_text('[limits]\ntimeout = "40 s"\n')
+    db = f"sqlite:///{tmp_path / 'lb.db'}"
+    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir), "--config",
+                          str(config), "--mystery", str(tmp_path / "none"), "--device", "cpu",
+                          "--memory-limit", "3"]) == 0
+    seen = []
+    real = verify.runner.evaluate_one
+
+    def spy(entry, specs, ids, limits, *args, **kwargs):
+        seen.append((limits.timeout, limits.memory))
+        return real(entry, specs, ids, limits, *args, **kwargs)
+
+    monkeypatch.setattr(verify.runner, "evaluate_one", spy)
+    args = ["--submissions", str(subs), "--db", db]
+    assert verify.main(args) == 0 and seen[-1] == (40.0, 3 * 1024 ** 3)
+    assert verify.main(args + ["--timeout", "77"]) == 0 and seen[-1] == (77.0, 3 * 1024 ** 3)
+
+    engine = make_engine(db)
+    with Session(engine) as session, session.begin():  # as if stored before the limits were kept
+        result = session.scalars(select(Result)).first()
+        result.evaluation.timeout, result.evaluation.memory_limit = None, None
+    config.write_text("[limits]\nseconds_per_1000_images = 10\n")
+    assert verify.main(args + ["--config", str(config)]) == 0
+    assert seen[-1] == (101.0, 8 * 1024 ** 3)  # 10 s per 1,000 of its 10,100 images (MNIST + the sample); 8 GiB
+    assert "✓ alpha: 10100 predictions identical." in capsys.readouterr().out

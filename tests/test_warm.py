@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from harness.entries.discovery import discover
-from harness.isolation import Limits, WarmPool, predict, sandbox, users, warm
+from harness.isolation import Limits, WarmPool, cgroups, predict, sandbox, users, warm
 from tests.conftest import REPO
-from tests.entries import template_predictions, template_weights, with_forward, write_entry
+from tests.entries import before_return, template_predictions, template_weights, with_forward, write_entry
 
 LIMITS = Limits(timeout=30, memory=2 * 1024 ** 3, device="cpu", batch_size=1)
 
@@ -251,6 +251,60 @@ def test_an_entry_cannot_see_another_entrys_images(sandboxed, pools, tmp_path):
     read = answers["spy"]
     assert read.status == "ok", read.error
     assert read.outputs["draw"][0, :2].tolist() == [0.0, 1.0]  # nothing elsewhere; in /in only its own image
+
+
+HOG_MIB = 300
+HOG = before_return(f"self.__dict__.setdefault('hog', torch.ones({HOG_MIB} * 2 ** 20 // 4))")
+MIB = 2 ** 20
+
+
+@pytest.mark.parametrize("counted_by", ["cgroup", "uss"])
+def test_a_warm_entrys_memory_is_what_its_processes_hold(sandboxed, pools, tmp_path, mnist_test, means, monkeypatch,
+                                                          counted_by):
+    if counted_by == "uss":  # no cgroup: the unique memory of its processes
+        monkeypatch.setattr(cgroups, "create", lambda *a, **k: (_ for _ in ()).throw(cgroups.Unavailable("test")))
+    pool = pools()
+    small = entry(tmp_path, "small", weights=template_weights(means))
+    big = entry(tmp_path, "big", code=HOG, weights=template_weights(means))
+    for e in (small, big):
+        assert pool.ask(e, mnist_test.images[:1]).status == "ok"
+    assert pool.memory() == {}  # no budget: nothing is measured
+    used = {name: warm.memory() for name, warm in pool._entries.items()}
+    assert (pool._entries["big"]._cgroup is not None) == (counted_by == "cgroup")
+    # The one difference between the two is the tensor the big one holds: 300 MiB, within 10%.
+    assert 0.9 * HOG_MIB <= (used["big"] - used["small"]) / MIB <= 1.1 * HOG_MIB, used
+    assert 50 * MIB < used["small"] < 2048 * MIB, used  # torch and a linear layer
+
+
+def test_the_memory_budget_keeps_the_most_recently_used_that_fit(sandboxed, pools, tmp_path, mnist_test, means):
+    a, b = (entry(tmp_path, name, weights=template_weights(means)) for name in ("a", "b"))
+    big = entry(tmp_path, "big", code=HOG, weights=template_weights(means))
+    one = mnist_test.images[:1]
+    probe = pools()
+    assert probe.ask(a, one).status == "ok"
+    small = probe._entries["a"].memory()
+    probe.close()
+
+    pool = pools(memory_budget=2 * small + 150 * MIB)  # two small ones fit, or the big one (small + 300 MiB) alone
+    for e in (a, b):
+        assert pool.ask(e, one).status == "ok"
+    assert pool.warm() == ["a", "b"] and set(pool.memory()) == {"a", "b"}
+    assert pool.ask(big, one).status == "ok"
+    assert pool.warm() == ["big"]  # a (least recently used) went, then b: the big one needs the room of both
+    assert sum(pool.memory().values()) <= pool.memory_budget
+    assert pool.ask(a, one).status == "ok" and pool.warm() == ["a"] and pool.starts("a") == 2  # loaded again
+
+    tight = pools(memory_budget=small + 100 * MIB)  # the big one alone needs more
+    assert tight.ask(a, one).status == "ok" and tight.warm() == ["a"]
+    answer = tight.ask(big, one)
+    assert answer.status == "ok", answer.error  # it answers, and is shut down: never kept over the budget
+    assert tight.warm() == [] and tight.memory() == {}
+    assert tight.ask(big, one).status == "ok" and tight.starts("big") == 2
+    tight.prepare([a])  # preparing skips what cannot fit beside the others; here it fits, and loads
+    deadline = time.monotonic() + 60
+    while tight.warm() != ["a"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tight.warm() == ["a"]
 
 
 def test_cap_idle_shutdown_and_close(sandboxed, pools, tmp_path, mnist_test, means):

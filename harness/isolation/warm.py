@@ -9,8 +9,10 @@ resident-memory watch. The first request's time limit covers loading the model t
 ``CPU_REQUESTS`` one-off runs' worth, and it is started afresh (its model loaded again) before a request that would
 find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A process that dies, breaks a
 limit or stops answering is killed, its failure is that request's one sentence, and the next request starts it
-afresh. :class:`WarmPool` keeps at most ``cap`` entries warm (the least recently used goes first), shuts down those
-idle for ``idle_seconds`` and all of them when the host process exits.
+afresh. :class:`WarmPool` keeps at most ``cap`` entries warm and, with a ``memory_budget``, at most that many bytes
+of them (each entry's memory as its cgroup counts it, else the unique memory of its processes, measured after
+each load and request; the least recently used goes first, and an entry that alone needs more than the budget
+answers and is shut down), shuts down those idle for ``idle_seconds`` and all of them when the host process exits.
 
 Nothing here is ranked: there is no secret order, and what an entry answers is only its reading of the images.
 """
@@ -175,6 +177,26 @@ class WarmEntry:
             return Prediction("ok", None, outputs={"draw": outputs}, device=self.device, seconds=ended - started,
                               timed_seconds=ended - went, peak_memory=peak, sandboxed=self.sandboxed,
                               protections=process.missing_protections(self.sandboxed, self._uid(), self._no_cgroup))
+
+    def memory(self) -> int:
+        """The bytes the warm process holds now: its cgroup's count (every page charged to it), else the unique
+        memory (USS) of the entry's processes, which leaves out what they share with others (0: not running)."""
+        if not self.alive:
+            return 0
+        if self._cgroup is not None:
+            used = self._cgroup.usage()
+            if used:
+                return used
+        total = 0
+        for p in self._entry_processes():
+            try:
+                total += p.memory_full_info().uss
+            except psutil.Error:
+                try:
+                    total += p.memory_info().rss  # no access to its smaps: resident memory, an upper bound
+                except psutil.Error:
+                    pass
+        return total
 
     def prepare(self) -> None:
         """Start the process and load the model now, if it is not running, so that a later request finds it warm
@@ -443,11 +465,16 @@ class WarmPool:
     """
 
     def __init__(self, limits: Limits, cap: int = CAP, idle_seconds: float = IDLE_SECONDS,
-                 sandboxed: bool | None = None):
+                 sandboxed: bool | None = None, memory_budget: int | None = None):
+        """``memory_budget``: the most bytes the warm entries may hold together (None: no budget, only ``cap``)."""
         if cap < 1:
             raise ValueError(f"a warm pool needs a cap of at least 1 entry, not {cap}.")
+        if memory_budget is not None and memory_budget <= 0:
+            raise ValueError(f"a warm pool's memory budget must be a positive number of bytes, not {memory_budget}.")
         self.limits = replace(limits, device=resolve_device(limits.device))
         self.cap, self.idle_seconds, self.sandboxed = cap, idle_seconds, sandboxed
+        self.memory_budget = memory_budget
+        self._memory: dict[str, int] = {}  # by entry name: its bytes when last measured (after a load or request)
         self._entries: OrderedDict[str, WarmEntry] = OrderedDict()  # by entry name, least recently used first
         self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(max_workers=cap, thread_name_prefix="warm-entry")
@@ -474,7 +501,7 @@ class WarmPool:
         """Start loading every entry that is not warm, without waiting (a page that will ask soon calls it)."""
         self._check_open()
         for entry in entries:
-            self._threads.submit(lambda e=entry: self._get(e).prepare())
+            self._threads.submit(self._prepare, entry)
 
     def starts(self, name: str) -> int:
         """How many times the entry's process has been started (its model loaded) while it was kept here."""
@@ -486,6 +513,13 @@ class WarmPool:
         """The entries whose process is running now, least recently used first."""
         with self._lock:
             return [name for name, warm in self._entries.items() if warm.alive]
+
+    def memory(self) -> dict[str, int]:
+        """{entry: bytes} for the warm entries, as last measured after their last load or request (measured only
+        under a memory budget)."""
+        with self._lock:
+            return {name: self._memory[name] for name, warm in self._entries.items()
+                    if warm.alive and name in self._memory}
 
     def close(self) -> None:
         """Shut every warm entry down (the pool cannot be used afterwards)."""
@@ -502,7 +536,52 @@ class WarmPool:
             raise RuntimeError("this warm pool has been closed; make a new one.")
 
     def _ask(self, entry: Entry, images: np.ndarray) -> Prediction:
-        return self._get(entry).ask(images)
+        warm = self._get(entry)
+        answer = warm.ask(images)
+        self._fit(warm)
+        return answer
+
+    def _prepare(self, entry: Entry) -> None:
+        """Load the entry ahead of a request, unless it would not fit the memory budget (by the mean size of the
+        entries measured so far): preparing more than fits would only shut down others that were loaded for it."""
+        if self.memory_budget is not None:
+            with self._lock:
+                warm = self._entries.get(entry.name)
+                if warm is not None and warm.alive and warm.entry.content_hash == entry.content_hash:
+                    return
+                sizes = [self._memory[n] for n, w in self._entries.items() if w.alive and n in self._memory]
+            if sizes and sum(sizes) + sum(sizes) / len(sizes) > self.memory_budget:
+                return
+        warm = self._get(entry)
+        warm.prepare()
+        self._fit(warm)
+
+    def _fit(self, latest: WarmEntry) -> None:
+        """Measure ``latest`` and shut down the least recently used entries until the warm ones fit the memory
+        budget; ``latest`` itself goes only when it alone needs more than the budget. An entry that is answering
+        (its lock held) is measured later, never stopped mid-request."""
+        if self.memory_budget is None:
+            return
+        with latest.lock:
+            used = latest.memory()
+        with self._lock:
+            if self._entries.get(latest.entry.name) is latest:
+                self._memory[latest.entry.name] = used
+            order = [w for w in self._entries.values() if w.alive]  # least recently used first
+        total = sum(self._memory.get(w.entry.name, 0) for w in order)
+        for warm in [w for w in order if w is not latest] + [latest]:
+            if total <= self.memory_budget:
+                break
+            if warm is latest and len([w for w in order if w.alive]) > 1:
+                continue  # the others go first; it is the one just asked for
+            if not warm.lock.acquire(blocking=False):
+                continue
+            try:
+                warm.close()
+            finally:
+                warm.lock.release()
+            with self._lock:
+                total -= self._memory.pop(warm.entry.name, 0)
 
     def _get(self, entry: Entry) -> WarmEntry:
         """The entry's warm process holder (a new one when its files changed), making room under the cap."""
@@ -521,6 +600,9 @@ class WarmPool:
         for old in evicted:
             with old.lock:
                 old.close()
+            with self._lock:
+                if self._entries.get(old.entry.name) is not warm:
+                    self._memory.pop(old.entry.name, None)
         return warm
 
     def _reap(self) -> None:

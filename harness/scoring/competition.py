@@ -27,10 +27,14 @@ METRICS = {"guest_accuracy": ("guest", "accuracy", True), "mnist_accuracy": ("mn
            "params": (None, "params", False), "images_per_second": (None, "images_per_second", True)}
 PRIMARY_METRICS = ("guest_accuracy", "mnist_accuracy")
 ENTRIES_PER_MEMBER = ("one", "several")
-KEYS = {"title", "deadline", "timezone", "reveal", "entries_per_member", "max_entry_gb", "ranking", "limits"}
+KEYS = {"title", "deadline", "timezone", "reveal", "entries_per_member", "max_entry_gb", "ranking", "limits",
+        "dashboard"}
 GB = 1_000_000_000
 RANKING_KEYS = {"primary", "tie_break"}
 LIMITS_KEYS = {"timeout", "seconds_per_1000_images"}
+DASHBOARD_KEYS = {"warm_memory"}
+DEFAULT_WARM_MEMORY = 2 * 1024 ** 3  # bytes the dashboard's warm entries may hold together: room on an 8 GiB server
+BYTE_UNITS = {"b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
 DEFAULT_TIMEOUT = 300.0  # seconds per entry when neither the command line nor the rules set one
 UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60, "minute": 60, "minutes": 60,
          "h": 3600, "hour": 3600, "hours": 3600}
@@ -52,6 +56,7 @@ class Competition:
     max_entry_gb: float = 2.0                 # an entry whose files take more fails unread (GB = 10^9 bytes)
     timeout: float | None = None              # [limits] seconds per entry (loading, warm-up, all its images)
     seconds_per_1000_images: float | None = None  # [limits] or this many seconds per 1,000 images handed over
+    warm_memory: int = DEFAULT_WARM_MEMORY    # [dashboard] bytes Draw-a-digit's warm entries may hold together
     source: str = "built-in defaults"
 
     def time_limit(self, images: int) -> float:
@@ -82,7 +87,8 @@ class Competition:
                 "timezone": self.timezone, "reveal": self.reveal, "primary": self.primary,
                 "tie_break": list(self.tie_break), "entries_per_member": self.entries_per_member,
                 "max_entry_gb": self.max_entry_gb, "timeout": self.timeout,
-                "seconds_per_1000_images": self.seconds_per_1000_images, "source": self.source}
+                "seconds_per_1000_images": self.seconds_per_1000_images, "warm_memory": self.warm_memory,
+                "source": self.source}
 
     def guest_revealed(self, organiser_flag: bool, now_utc: datetime | None = None) -> bool:
         """Whether guest results may be shown, given the organiser's reveal button state."""
@@ -166,6 +172,7 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
     if isinstance(max_gb, bool) or not isinstance(max_gb, (int, float)) or not 0 < max_gb < float("inf"):
         raise fail(f"'max_entry_gb' = {max_gb!r} must be a positive number of gigabytes, such as 2 or 0.5.")
     timeout, per_1000 = _limits(data.get("limits", {}), fail)
+    warm_memory = _dashboard(data.get("dashboard", {}), fail)
     primary = ranking.get("primary", "guest_accuracy")
     if primary not in PRIMARY_METRICS:
         raise fail(f"ranking.primary = {primary!r} must be one of {', '.join(PRIMARY_METRICS)}.")
@@ -179,7 +186,7 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
         raise fail(f"ranking.tie_break repeats the primary metric {primary!r}; remove it.")
     return Competition(title=title.strip(), deadline=deadline, timezone=zone, reveal=reveal, primary=primary,
                        tie_break=tuple(tie_break), entries_per_member=per_member, max_entry_gb=float(max_gb),
-                       timeout=timeout, seconds_per_1000_images=per_1000, source=source)
+                       timeout=timeout, seconds_per_1000_images=per_1000, warm_memory=warm_memory, source=source)
 
 
 def _limits(limits, fail) -> tuple[float | None, float | None]:
@@ -205,6 +212,34 @@ def _limits(limits, fail) -> tuple[float | None, float | None]:
                        "such as 240.")
         per_1000 = float(per_1000)
     return timeout, per_1000
+
+
+def _dashboard(table, fail) -> int:
+    """[dashboard]: ``warm_memory``, the most the entries kept warm for Draw-a-digit may hold together."""
+    if not isinstance(table, dict):
+        raise fail("'dashboard' must be a table ([dashboard] with warm_memory = \"2 GiB\").")
+    unknown = sorted(set(table) - DASHBOARD_KEYS)
+    if unknown:
+        raise fail(f"unknown key dashboard.{unknown[0]}; the key is warm_memory.")
+    value = table.get("warm_memory", DEFAULT_WARM_MEMORY)
+    size = byte_size(value)
+    if size is None:
+        raise fail(f"dashboard.warm_memory = {value!r} is not a size; write bytes (2147483648) or a string such as "
+                   "\"2 GiB\" or \"800 MB\".")
+    return size
+
+
+def byte_size(value) -> int | None:
+    """A positive size in bytes from a number of bytes or a string "<number> <unit>" (B, kB, MB, GB, KiB, MiB,
+    GiB), else None."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", value.lower())
+        if not match or match.group(2) not in BYTE_UNITS:
+            return None
+        value = float(match.group(1)) * BYTE_UNITS[match.group(2)]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < float("inf"):
+        return None
+    return int(value)
 
 
 def _seconds(value) -> float | None:

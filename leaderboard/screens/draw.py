@@ -87,6 +87,9 @@ with right:
             show(slots[result.entry], result, names[result.entry])
             verdict.info(f"{len(results):,} of {len(entries):,} entries have answered…")
         state["answers"] = (key, list(results.values()))
+    note = draw.warm_note(pool.memory(), pool.memory_budget, len(entries))
+    if note:
+        st.caption(note)
     club = draw.consensus(list(results.values()))
     if club is None:
         verdict.warning("No entry could read the drawing; each one's problem is below.")
