@@ -63,9 +63,9 @@ def main() -> int:
             pool.predict(entries[1], images, limits)
             here, there, gap = [], [], 0.0
             for entry in entries:
-                seconds, a = timed(lambda: predict(entry, images, limits))
+                seconds, a = timed(lambda e=entry: predict(e, images, limits))
                 here.append(seconds)
-                seconds, b = timed(lambda: pool.predict(entry, images, limits))
+                seconds, b = timed(lambda e=entry: pool.predict(e, images, limits))
                 there.append(seconds)
                 assert a.status == b.status == "ok", (a.error, b.error)
                 gap = max(gap, float(abs(a.outputs["mnist"] - b.outputs["mnist"]).max()))

@@ -189,3 +189,34 @@ def test_a_worker_with_another_harness_version_is_refused_in_one_sentence(schedu
     assert str(info.value).startswith("the cluster's worker tcp://127.0.0.1:")
     assert str(info.value).endswith(f" runs harness {real}, this machine 0.0.1; install the same version on every "
                                     f"worker of {scheduler} and restart them.")
+
+
+def test_the_shared_sets_are_scattered_to_the_workers_once_not_sent_with_every_entry(entries, mnist_test, scheduler,
+                                                                                     means):
+    """Two entries on the whole MNIST test set: its 7.8 MB of images go to the workers once, in blocks, with no
+    warning about a large task; each entry's own changed copies (new blocks) travel once each; the outputs are the
+    entry's as a local run computes them."""
+    import warnings
+
+    import numpy as np
+
+    from harness.isolation import Limits, predict
+
+    limits = Limits(timeout=120, device="cpu", batch_size=64)
+    mnist = mnist_test.images
+    with cluster.connect(scheduler) as pool, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        first = pool.predict(entries[0], {"mnist": mnist}, limits)
+        assert pool.scattered_bytes == mnist.nbytes  # 10 blocks, the last one short
+        second = pool.predict(entries[1], {"mnist": mnist}, limits)
+        assert pool.scattered_bytes == mnist.nbytes  # nothing new: the blocks were on the workers already
+        copies = mnist[:1000] ^ 1
+        third = pool.predict(entries[0], {"mnist": np.concatenate([mnist, copies])}, limits)
+        # New: the blocks from MNIST's last whole block on (rows 9,216 to 11,000); the nine before were there already
+        assert pool.scattered_bytes == mnist.nbytes + (len(mnist) + len(copies) - 9 * cluster.BLOCK_ROWS) * 28 * 28
+    assert not [w for w in said if "large graph" in str(w.message)], [str(w.message) for w in said]
+    assert first.status == second.status == third.status == "ok"
+    here = predict(entries[0], {"mnist": mnist}, limits)
+    np.testing.assert_array_equal(first.outputs["mnist"].argmax(1), template_predictions(mnist, means))
+    np.testing.assert_allclose(first.outputs["mnist"], here.outputs["mnist"], atol=1e-4)
+    np.testing.assert_array_equal(third.outputs["mnist"][:len(mnist)].argmax(1), template_predictions(mnist, means))

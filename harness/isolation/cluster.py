@@ -1,7 +1,10 @@
 """Running entries on a Dask cluster: the same front door, ``predict``, on another machine's worker.
 
 The host keeps everything else (discovery, versions, claims, scoring, storing). For each entry it sends a worker the
-entry's files as bytes (no shared filesystem is needed) and the images; the worker writes the files into a private
+entry's files as bytes (no shared filesystem is needed, and a retry on another worker needs them in the task) and
+the images, scattered to every worker once in blocks of rows (``BLOCK_ROWS``, keyed by their content), so that the
+sets every entry shares (MNIST alone is 7.8 MB) travel once per run, not once per entry; the worker joins the
+blocks back into each set, writes the files into a private
 folder, checks that they hash to the version the host described, and runs them through
 ``harness.isolation.predict`` with the same ``Limits``: its own sandbox where bubblewrap works, the timing measured
 by the worker's harness process, outside the entry's process. The host gets the ``Prediction`` back.
@@ -23,7 +26,9 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 import warnings
+from concurrent.futures import CancelledError
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
@@ -49,6 +54,8 @@ RESULT_MARGIN = 120.0    # seconds beyond the entry's time limit (each attempt) 
 WORKER_CONFIG = {"distributed.worker.daemon": False,
                  "distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
 _LOCAL = re.compile(r"local:(\d+)")
+BLOCK_ROWS = 1024        # images per scattered block (784 KiB of 28×28 uint8)
+KEPT_CALLS = 4           # the blocks of this many recent calls stay on the workers (the shared sets, in practice)
 
 # A test hook: a worker that finds a file named after the entry in this folder kills its own process before running
 # the entry, as many times as the file says. Only the tests set it.
@@ -98,6 +105,39 @@ class Cluster:
     def __init__(self, client, tries: int = ALLOWED_FAILURES + 1):
         self.client = client
         self.tries = tries  # how many workers may die on one entry before it fails: the scheduler's setting, plus one
+        self._blocks: dict[str, object] = {}      # block digest -> its future, on every worker
+        self._recent: list[set[str]] = []         # the digests each recent call used, newest last
+        self._blocks_lock = threading.Lock()
+        self.scattered_bytes = 0                  # bytes of images scattered so far (each block once)
+
+    def _forget_blocks(self) -> None:
+        """Drop every scattered block (one was lost with a worker): the next call scatters them again."""
+        with self._blocks_lock:
+            for future in self._blocks.values():
+                future.release()
+            self._blocks, self._recent = {}, []
+
+    def _scattered(self, images: dict[str, np.ndarray]) -> dict[str, list]:
+        """{set: [its blocks' futures]}: each block of ``BLOCK_ROWS`` images scattered to every worker the first
+        time it is seen (by content), kept while one of the last ``KEPT_CALLS`` calls used it."""
+        with self._blocks_lock:
+            used, out = set(), {}
+            for kind, array in images.items():
+                futures = []
+                for start in range(0, max(len(array), 1), BLOCK_ROWS):
+                    block = np.ascontiguousarray(array[start:start + BLOCK_ROWS])
+                    digest = hashlib.sha256(repr((block.dtype.str, block.shape)).encode() + block.tobytes()).hexdigest()
+                    if digest not in self._blocks:
+                        self._blocks[digest] = self.client.scatter(block, broadcast=True, hash=False)
+                        self.scattered_bytes += block.nbytes
+                    futures.append(self._blocks[digest])
+                    used.add(digest)
+                out[kind] = futures
+            self._recent = (self._recent + [used])[-KEPT_CALLS:]
+            kept = set().union(*self._recent)
+            for digest in [d for d in self._blocks if d not in kept]:
+                self._blocks.pop(digest).release()
+            return out
 
     @property
     def width(self) -> int:
@@ -134,24 +174,32 @@ class Cluster:
                               "new version.", device=limits.device)
         distributed = _import_distributed()
         resources = self._resources(limits.device)
-        with warnings.catch_warnings():  # the files travel in the task on purpose: a retry needs them
-            warnings.simplefilter("ignore")
-            future = self.client.submit(run_on_worker, entry.name, entry.content_hash, files, images, limits,
-                                        preload_torchvision, secret, pure=False, resources=resources,
-                                        key=f"entry-{entry.content_hash[:16]}-{os.urandom(4).hex()}")
+        died = Prediction("failed", f"a worker of the cluster died while running the entry, on each of {self.tries} "
+                          "tries; the entry was not scored: look for a worker that runs out of memory or is stopped.",
+                          device=limits.device)
         wait = limits.timeout * (ALLOWED_FAILURES + 1) + RESULT_MARGIN
-        try:
-            prediction, folder = future.result(timeout=wait)
-        except TimeoutError:
-            future.cancel()
-            return Prediction("failed", f"the cluster returned no result within {wait:g} s; check that its workers "
-                              "are running (dask worker) and not stuck.", device=limits.device)
-        except distributed.KilledWorker:
-            return Prediction("failed", f"a worker of the cluster died while running the entry, on each of {self.tries} "
-                              "tries; the entry was not scored: look for a worker that runs out of memory or is "
-                              "stopped.", device=limits.device)
-        finally:
-            future.release()
+        for attempt in range(1, self.tries + 1):
+            blocks = self._scattered(images)
+            with warnings.catch_warnings():  # the entry's files travel in the task on purpose: a retry needs them
+                warnings.filterwarnings("ignore", message="Sending large graph")  # over 10 MB of files
+                future = self.client.submit(run_on_worker, entry.name, entry.content_hash, files, blocks, limits,
+                                            preload_torchvision, secret, pure=False, resources=resources,
+                                            key=f"entry-{entry.content_hash[:16]}-{os.urandom(4).hex()}")
+            try:
+                prediction, folder = future.result(timeout=wait)
+                break
+            except TimeoutError:
+                future.cancel()
+                return Prediction("failed", f"the cluster returned no result within {wait:g} s; check that its "
+                                  "workers are running (dask worker) and not stuck.", device=limits.device)
+            except distributed.KilledWorker:
+                return died
+            except CancelledError:  # a worker that died took image blocks the scheduler had not copied elsewhere
+                self._forget_blocks()
+                if attempt == self.tries:
+                    return died
+            finally:
+                future.release()
         return _host_paths(prediction, folder, entry.folder)
 
 
@@ -176,10 +224,11 @@ def _host_paths(prediction: Prediction, worker_folder: str, host_folder: Path) -
     return replace(prediction, error=fix(prediction.error), log=fix(prediction.log) or "")
 
 
-def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images: dict[str, np.ndarray],
+def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images: dict[str, list[np.ndarray]],
                   limits: Limits, preload_torchvision: bool, secret: bool = False) -> tuple[Prediction, str]:
-    """On a worker: write the files, check them against the host's hash, run them through ``predict``; the
-    prediction and the folder it ran from (which the host replaces with its own in messages)."""
+    """On a worker: write the files, check them against the host's hash, join each set's blocks, run them through
+    ``predict``; the prediction and the folder it ran from (which the host replaces with its own in messages)."""
+    images = {kind: np.concatenate(blocks) for kind, blocks in images.items()}
     marker = Path(os.environ.get(_KILL_MARKER_ENV) or "/nonexistent") / name
     if marker.is_file():
         left = int(marker.read_text()) - 1
