@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness import cli
 from harness.errors import HarnessError
@@ -41,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 def report(r: dict) -> int:
     """Print what ``check`` found about a working entry."""
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
-                  f"finite, any batch size.")
+    console.print(f"[green]✓[/green] {r['entry']} ({escape(r['display_name'])}) loads and runs: output [N, 10] "
+                  f"{r['output_kind']}, finite, any batch size.")
     params = "unreadable" if r["params"] is None else f"{r['params']:,}"
     speed = "—" if r["images_per_second"] is None else f"{r['images_per_second']:,.0f}"
     console.print(f"  parameters: {params}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "
@@ -51,7 +52,7 @@ def report(r: dict) -> int:
     if r["accuracy"] is not None:
         console.print(f"  accuracy on {r['sample']}: {100 * r['accuracy']:.1f}%")
         if r["diagnosis"]:
-            console.print(f"  [yellow]diagnosis:[/yellow] {r['diagnosis']}")
+            console.print(f"  [yellow]diagnosis:[/yellow] {escape(r['diagnosis'])}")  # it may say [constructor]
         elif r["accuracy"] < DIAGNOSE_BELOW:
             console.print(f"  [yellow]warning:[/yellow] under {100 * DIAGNOSE_BELOW:.0f}% and none of the usual input "
                           "conventions (normalisation, polarity, 0-255, size) does better; see 'Input' in "

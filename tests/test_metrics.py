@@ -168,6 +168,41 @@ def test_mcnemar_no_discordant_pairs_is_one():
     assert m.mcnemar_exact(a, a.copy()) == 1.0
 
 
+def test_discordant_counts_each_way():
+    assert m.discordant(*paired(4, 9)) == (4, 9)
+    with pytest.raises(ValueError, match="1-D arrays of equal length"):
+        m.discordant([True, False], [True])
+
+
+def test_sign_test_by_hand():
+    # 11 of 12 discordant pairs one way: P(X >= 11) = (C(12,11) + C(12,12)) / 2**12 = 13 / 4096
+    assert m.sign_test_p(11, 1) == pytest.approx(13 / 4096, rel=1e-12)
+    assert m.sign_test_p(10, 0) == pytest.approx(1 / 1024, rel=1e-12)  # the fewest pairs that reach p < 0.001
+    assert m.sign_test_p(9, 0) == pytest.approx(1 / 512, rel=1e-12)
+    assert m.sign_test_p(0, 3) == 1.0 and m.sign_test_p(0, 0) == 1.0
+    assert m.sign_test_p(2, 2) == pytest.approx(11 / 16)  # P(X >= 2), X ~ Bin(4, 1/2) = (6 + 4 + 1) / 16
+
+
+def test_sign_test_matches_scipy_stats_binomtest():
+    for better in range(0, 40, 3):
+        for worse in range(0, 40, 4):
+            if better + worse:
+                expected = binomtest(better, better + worse, 0.5, alternative="greater").pvalue
+                assert m.sign_test_p(better, worse) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_above_rate_by_hand_and_against_scipy():
+    # 3 of 3 at 1/2: 1/8; 2 or more of 3 at 1/10: 3 * 0.01 * 0.9 + 0.001 = 0.028
+    assert m.above_rate_p(3, 3, 0.5) == pytest.approx(1 / 8)
+    assert m.above_rate_p(2, 3, 0.1) == pytest.approx(0.028)
+    assert m.above_rate_p(0, 5, 0.3) == 1.0
+    for k, n, rate in ((220, 2000, 0.1135), (1950, 2000, 0.1135), (7, 40, 0.1), (1, 1, 0.2)):
+        assert m.above_rate_p(k, n, rate) == pytest.approx(binomtest(k, n, rate, alternative="greater").pvalue,
+                                                           rel=1e-6)
+    with pytest.raises(ValueError, match="successes <= total"):
+        m.above_rate_p(4, 3, 0.5)
+
+
 def wrong_on(k, n=100):
     c = np.ones(n, dtype=bool)
     c[:k] = False

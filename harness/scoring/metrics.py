@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import bdtr, ndtri  # binomial CDF and normal quantile (scipy.stats takes seconds to import)
+from scipy.special import bdtr, bdtrc, ndtri  # binomial CDF and its complement, normal quantile (scipy.stats is slow)
 
 KINDS = ("probabilities", "log_probabilities", "logits")
 
@@ -115,6 +115,31 @@ def mcnemar_exact(correct_a, correct_b) -> float:
         return 1.0
     # Under H0 the discordant pairs split like a fair coin: p = 2 * P(X <= min(b, c)), X ~ Bin(b + c, 1/2).
     return float(min(1.0, 2 * bdtr(min(only_a, only_b), only_a + only_b, 0.5)))
+
+
+def discordant(correct_a, correct_b) -> tuple[int, int]:
+    """The discordant pairs of paired per-sample correctness: (right only in a, right only in b)."""
+    a, b = _paired_1d(correct_a, correct_b, "correct_a and correct_b")
+    a, b = a.astype(bool), b.astype(bool)
+    return int(np.count_nonzero(a & ~b)), int(np.count_nonzero(~a & b))
+
+
+def sign_test_p(better: int, worse: int) -> float:
+    """One-sided exact sign test (McNemar's exact test, one-sided) on discordant pairs: the chance of ``better`` or
+    more of the ``better + worse`` pairs going one way if each went either way like a fair coin, P(X >= better),
+    X ~ Bin(better + worse, 1/2); 1.0 when there are no discordant pairs."""
+    if better < 0 or worse < 0:
+        raise ValueError(f"Expected counts of discordant pairs, got {better} and {worse}.")
+    n = better + worse
+    return 1.0 if n == 0 else float(bdtr(worse, n, 0.5))  # P(X >= better) = P(X <= worse) by symmetry
+
+
+def above_rate_p(successes: int, total: int, rate: float) -> float:
+    """One-sided exact binomial test: P(X >= successes), X ~ Bin(total, rate), the chance of reading this many
+    right at ``rate`` (e.g. by guessing); 1.0 when there is nothing to count."""
+    if not 0 <= successes <= total or not 0 <= rate <= 1:
+        raise ValueError(f"Expected 0 <= successes <= total and a rate in [0, 1], got {successes}, {total}, {rate}.")
+    return 1.0 if successes == 0 else float(bdtrc(successes - 1, total, rate))
 
 
 MEMO_ALPHA = 0.001  # the memorisation check flags an entry whose p-value is below this
