@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from harness.store import members
 from harness.store.engine import make_engine
