@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -45,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
                    "--submissions (e.g. from the dashboard's Submit page) until Ctrl-C or SIGTERM")
     p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
                    help=f"with --watch, how often to look for new versions (default: {DEFAULT_INTERVAL:g})")
+    p.add_argument("--parent", type=int, metavar="PID", help="with --watch, stop as on SIGTERM when process PID, "
+                   "this one's parent, ends (the dashboard starts its watcher so)")
     return p
 
 
@@ -104,6 +108,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         raise HarnessError("--timeout and --memory-limit must be positive numbers.")
     if args.watch:
         return watch(args, argv, console)
+    if args.parent is not None:
+        raise HarnessError("--parent applies to --watch only; leave it out, or add --watch.")
     if args.cluster:
         from harness.isolation.cluster import address_problem
         if address_problem(args.cluster):
@@ -174,15 +180,35 @@ def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: com
             or (limits is not None and runner.outgrown(engine, found[e.name], limits))]
 
 
+def follow_parent(pid: int) -> None:
+    """SIGTERM this process when ``pid``, its parent, ends (Linux's parent-death signal, set before the parent is
+    checked so that no moment is missed); a HarnessError if ``pid`` is not (or no longer) its parent."""
+    from harness.isolation.limits import die_with_parent
+    die_with_parent(signal.SIGTERM)
+    if os.getppid() != pid:
+        raise HarnessError(f"--parent {pid} is not this process's parent (it has ended, or another process started "
+                           "this one); start the watcher from the process it should stop with, or leave --parent out.")
+
+
+def in_queue_order(engine, entries: list) -> list:
+    """``entries`` in the order the board shows their versions waiting (``reads.queue``: oldest upload first), then
+    the others (new folders the store has not seen) by name."""
+    from harness.store.reads import queue
+    order = {q.entry_name: i for i, q in enumerate(sorted(queue(engine), key=lambda q: (q.first_seen_at,
+                                                                                         q.version_id)))}
+    return sorted(entries, key=lambda e: (order.get(e.name, len(order)), e.name))
+
+
 def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:
     """Look for new versions every --interval seconds and evaluate them, until Ctrl-C or SIGTERM (exit 0).
 
     The sets are read at the start, and the guest's digits again whenever their folder changes and then stays the
     same for one round (an import in progress is not read half-way); every entry is then scored on the new set.
     Each round is an ordinary run, so watchers and manual runs claim each version before scoring it and never score
-    one twice; a round interrupted by a signal leaves its version unclaimed for the next run.
+    one twice; a round interrupted by a signal leaves its version unclaimed for the next run. A round scores the
+    oldest upload first (the queue the board shows). With --parent (the dashboard's own watcher) it also stops when
+    that process ends.
     """
-    import signal
     import time
     from dataclasses import replace
     from datetime import datetime
@@ -200,6 +226,8 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
     engine = make_engine(args.db)
     evaluated = 0
     try:
+        if args.parent is not None:
+            follow_parent(args.parent)
         guest_state = changing = folder_state(args.mystery)
         datasets, notes = load_datasets(args)
         options = runner.Options(device=args.device, timeout=time_limit(args, rules, datasets),
@@ -224,8 +252,10 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
                     for note in notes:
                         console.print(note)
                 changing = now
-                todo = pending(engine, select(discover(args.submissions, []), args.only), datasets, rules,
-                               options.limits)
+                if args.parent is not None and os.getppid() != args.parent:  # in case the signal was missed
+                    raise KeyboardInterrupt
+                todo = in_queue_order(engine, pending(engine, select(discover(args.submissions, []), args.only),
+                                                      datasets, rules, options.limits))
                 if todo:
                     console.print(f"{datetime.now():%H:%M:%S} new: {', '.join(e.name for e in todo)}")
                     summary = runner.run(engine, todo, datasets, options, competition=rules,

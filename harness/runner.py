@@ -275,26 +275,29 @@ class _Scoring:
             self.on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
 
     @contextmanager
-    def progress(self, entry: Entry):
-        """What to do as ``entry`` progresses: tell the caller at once, and note the latest count in the store from
-        a background thread every PROGRESS_SECONDS and at the end (for the dashboard; the watcher that times the
-        entry never waits for the database)."""
-        latest: list[Progress] = []
+    def progress(self, job: Job):
+        """What to do as ``job``'s entry progresses: tell the caller at once, and note the latest count in the store
+        from a background thread, at once (none done yet), every PROGRESS_SECONDS and at the end (for the
+        dashboard; the watcher that times the entry never waits for the database)."""
+        entry = job.entry
+        total = sum(len(spec.images) for spec in self.datasets)
+        public = sum(len(spec.images) for spec in self.datasets if spec.kind != TASK.secret.kind)
+        latest: list[Progress] = [Progress(0, total)]
         stop = threading.Event()
 
         def note() -> None:
-            noted = None
+            noted, last = None, False
             while True:
-                last = stop.wait(PROGRESS_SECONDS)
                 if latest and latest[-1] is not noted:
                     noted = latest[-1]
                     try:
                         store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
-                                            noted.seconds_left)
+                                            noted.seconds_left, job.version_id, public)
                     except Exception:  # a database hiccup must not stop the entry; the next note tries again
                         pass
                 if last:
                     return
+                last = stop.wait(PROGRESS_SECONDS)
 
         def report(progress: Progress) -> None:
             latest[:] = [progress]
@@ -313,7 +316,7 @@ class _Scoring:
         """Score the job under our claim on ``key``, store the result, then let the claim go."""
         run_id = self.summary.run_id
         try:
-            with heartbeat(self.engine, key, run_id), self.progress(job.entry) as report:
+            with heartbeat(self.engine, key, run_id), self.progress(job) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
                                       report, self.predict)
             record.timeout, record.memory_limit = self.limits.timeout, self.limits.memory

@@ -10,12 +10,18 @@ import streamlit as st
 
 from harness.scoring.competition import CompetitionConfigError, load
 
+from leaderboard import cache
+
 st.set_page_config(page_title="MNIST club leaderboard", page_icon="🏆", layout="wide")
 try:
     load()  # competition.toml ($COMPETITION_CONFIG): every page reads it; a broken file stops here, clearly
 except CompetitionConfigError as exc:
     st.error(f"The competition rules cannot be read: {exc}")
     st.stop()
+try:
+    cache.scorer()  # the watcher that scores uploads, once per server process ($LEADERBOARD_EVALUATE=off: none)
+except ValueError as exc:
+    st.error(str(exc))
 
 # On a phone the title takes two or three lines, not five, and the page starts nearer the top: the board's table
 # (with its first rows) is on the first screen.

@@ -15,10 +15,12 @@ from harness.store.engine import make_engine
 from harness.store import reads as queries
 
 from leaderboard import config, views
+from leaderboard import scorer as scoring_service
 from leaderboard.draw import entries_on_disk
 from leaderboard.draw import warm_pool as draw_warm_pool
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
+PENDING_TTL = 2  # seconds: the queue and the progress of the upload being scored
 
 
 def settings() -> config.Settings:
@@ -47,12 +49,26 @@ def revealed() -> bool:
 # Each cached loader takes ``rules_key`` (the rules' repr) so that an edit of competition.toml is a new key.
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _board(url: str, is_revealed: bool, rules_key: str) -> views.BoardView:
+def _board(url: str, is_revealed: bool, rules_key: str, newest: int) -> views.BoardView:
     return views.board_view(engine(url), is_revealed, rules())
 
 
 def board(url: str, is_revealed: bool) -> views.BoardView:
-    return _board(url, is_revealed, repr(rules()))
+    """The board, read again as soon as a new evaluation is stored (a pending upload's result shows at once)."""
+    return _board(url, is_revealed, repr(rules()), queries.newest_evaluation(engine(url)))
+
+
+@st.cache_data(ttl=PENDING_TTL, show_spinner=False)
+def pending(url: str):
+    """The uploads waiting to be scored or being scored, as the board's pending rows."""
+    return views.pending(engine(url))
+
+
+@st.cache_resource(show_spinner=False)
+def scorer() -> scoring_service.Scorer | None:
+    """The watcher that scores uploads beside this server process, started on the first page view (None when
+    $LEADERBOARD_EVALUATE=off); a ValueError when $LEADERBOARD_EVALUATE_ARGS cannot be read."""
+    return scoring_service.start(settings())
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

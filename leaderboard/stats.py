@@ -15,7 +15,7 @@ from harness.scoring.board import Board
 from harness.scoring.metrics import mcnemar_exact
 from harness.scoring.ranking import ALPHA, Row
 
-from harness.store.reads import EvalSummary
+from harness.store.reads import EvalSummary, Queued
 
 MEDALS = {1: "🥇", 2: "🥈", 3: "🥉"}
 SEALED = "🔒 sealed"
@@ -81,6 +81,58 @@ def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | N
             "evaluated_at": s.started_at, "status": status, "state": state_text(row, status),
             "history": [], "versions": 1, "evaluation_id": s.evaluation_id, "memorised": row.memorised,
             "hyperparameters": dict(s.hyperparameters)}
+
+
+PENDING = "pending"  # the status of a row for an upload not scored yet: never ranked, no score
+PENDING_PLACE = "⏳"
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def pending_text(q: Queued, short: bool = False) -> str:
+    """Where an upload is: "queued, 2nd in line", "being scored: 1,280/10,000 images" (the public sets' images
+    only), "being scored: starting" or "... finishing"; ``short`` for the score cell ("scoring 1,280/10,000")."""
+    if q.place is not None:
+        return f"queued, {ordinal(q.place)} in line"
+    head = "scoring" if short else "being scored:"
+    if not q.done or not q.public:
+        return f"{head} starting"
+    if q.done >= q.public:
+        return f"{head} finishing"
+    return f"{head} {q.done:,}/{q.public:,}" + ("" if short else " images")
+
+
+def pending_rows(queue: list[Queued]) -> pd.DataFrame:
+    """The uploads waiting to be scored, or being scored, as rows of the board (``build_board``'s columns): no rank,
+    no score, nothing of any set; the score cell says where the upload is, the status says it in full."""
+    records = [{**dict.fromkeys(BOARD_COLUMNS), "medal": "", "place": PENDING_PLACE, "separation": "",
+                "display_name": q.display_name, "entry": q.entry_name, "link": entry_link(q.entry_name, q.display_name),
+                "author": q.author or "", "score": pending_text(q, short=True), "guest_ci": "", "mnist_ci": "",
+                "status": f"{PENDING}: {pending_text(q)} (version {q.version})", "state": PENDING, "history": [],
+                "versions": q.version, "hyperparameters": {}} for q in queue]
+    return pd.DataFrame.from_records(records, columns=BOARD_COLUMNS)
+
+
+def with_pending(board: pd.DataFrame, pending: pd.DataFrame) -> pd.DataFrame:
+    """The pending rows first (the member who just uploaded finds theirs without scrolling), then the board."""
+    if not len(pending):
+        return board
+    if not len(board):
+        return pending.reset_index(drop=True)
+    return pd.concat([pending, board], ignore_index=True)
+
+
+def is_pending(board: pd.DataFrame) -> pd.Series:
+    return board["status"].str.startswith(f"{PENDING}:")
+
+
+def queue_key(pending: pd.DataFrame) -> tuple:
+    """What a visitor sees of the queue: a change means the page should be drawn again."""
+    return tuple(zip(pending["entry"], pending["status"]))
 
 
 def entry_link(name: str, display_name: str) -> str:

@@ -40,6 +40,11 @@ def board_view(engine: Engine, revealed: bool, rules: Competition | None = None)
     return BoardView(table, ranked.datasets, ranked.primary, revealed, hidden, board.verdict(ranked))
 
 
+def pending(engine: Engine) -> pd.DataFrame:
+    """The uploads not scored yet, as the board's pending rows (``stats.pending_rows``): never ranked, no score."""
+    return stats.pending_rows(q.queue(engine))
+
+
 @dataclass
 class SetView:
     """One entry's results on one dataset, with what is needed to show its samples."""

@@ -42,6 +42,19 @@ def default_competition(tmp_path_factory):
         os.environ["COMPETITION_CONFIG"] = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def dashboards_score_nothing():
+    """A dashboard started by a test (AppTest or ``streamlit run``) starts no watcher of its own, unless the test
+    asks for one (``LEADERBOARD_EVALUATE=on``): tests that score start their own runs."""
+    previous = os.environ.get("LEADERBOARD_EVALUATE")
+    os.environ["LEADERBOARD_EVALUATE"] = "off"
+    yield
+    if previous is None:
+        os.environ.pop("LEADERBOARD_EVALUATE", None)
+    else:
+        os.environ["LEADERBOARD_EVALUATE"] = previous
+
+
 def mnist_folder() -> Path:
     """Where the tests read MNIST: ``$MNIST_DIR``, else ``../shared/datasets/mnist``."""
     return Path(os.environ.get("MNIST_DIR") or SHARED / "mnist")

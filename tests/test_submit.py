@@ -143,8 +143,8 @@ def test_a_folder_the_training_kit_wrote_is_accepted_without_its_curve_and_notes
     upload = dict(kit, **{"README.md": b"# my LeNet\n", "train.log": b"epoch 1\n"})
     at = submit(site.ada, "ada-lenet", list(upload.items()))
     assert [seen(s.value) for s in at.success] == [
-        "Accepted: ada-lenet version 1 is stored and queued for evaluation; it appears on the Leaderboard once the "
-        "evaluation watcher has scored it."] and not at.error
+        "Accepted: ada-lenet version 1 is stored and will be scored in a few minutes; it appears on the "
+        "Leaderboard as pending until then, then with its score."] and not at.error
     assert [seen(i.value) for i in at.info] == [
         "Left out, as not part of an entry (not stored): README.md, curve.csv, curve.png, train.log; only the model, "
         "its weights and entry.toml are kept."]
@@ -191,8 +191,8 @@ def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
     first = baseline_files()
     at = submit(site.ada, "ada-lenet", first)
     assert [seen(s.value) for s in at.success] == [
-        "Accepted: ada-lenet version 1 is stored and queued for evaluation; it appears on the Leaderboard once the "
-        "evaluation watcher has scored it."] and not at.error
+        "Accepted: ada-lenet version 1 is stored and will be scored in a few minutes; it appears on the "
+        "Leaderboard as pending until then, then with its score."] and not at.error
     accuracy = next(m for m in at.metric if m.label.startswith("Accuracy"))
     assert accuracy.value == "99.6%"  # the baseline reads 498 of the first 500 MNIST test digits (test_check_diagnosis)
     folder = site.subs / "ada-lenet"

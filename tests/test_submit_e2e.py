@@ -97,7 +97,7 @@ def test_a_member_submits_in_the_browser_and_the_watcher_ranks_it(site, browser,
         time.sleep(0.3)
     shoot(browser, "submit_form")
     click(browser, "Check and submit")
-    wait_for_text(browser, "Accepted: ada-lenet version 1 is stored and queued for evaluation", timeout=120)
+    wait_for_text(browser, "Accepted: ada-lenet version 1 is stored and will be scored in a few minutes", timeout=120)
     body = wait_for_text(browser, "61,706")  # the metrics paint after the verdict
     assert "99.6%" in body and "61,706" in body  # the check's accuracy on 500 digits, LeNet-5's parameter count
     for path in shoot(browser, "submit_accepted", '[data-testid="stAlert"]'):

@@ -22,9 +22,10 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def die_with_parent() -> None:
-    """SIGKILL this process when its parent ends (set after any change of user, which clears it)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+def die_with_parent(signum: int = 9) -> None:
+    """Send this process ``signum`` (SIGKILL) when its parent ends (set after any change of user, which clears it).
+    Linux sends it when the parent *thread* that started this process ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
 
 def become_user(uid: int, keep_reading: bool = False) -> None:

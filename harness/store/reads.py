@@ -8,15 +8,16 @@ Which evaluations count is decided above, in ``harness.scoring.board``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from harness.store import results as store
-from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, unpack
+from harness.store.schema import (Claim, Dataset, Entry, EntryVersion, Evaluation, Moderation, Result, Run, unpack,
+                                  utcnow)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,12 @@ def versions(engine: Engine, entry_name: str, is_late=lambda submitted_at: False
                           "evaluations": r.evaluations} for i, r in enumerate(rows)])
 
 
+def newest_evaluation(engine: Engine) -> int:
+    """The newest evaluation's id (0 when there is none): a new one means the board has changed."""
+    with Session(engine) as session:
+        return int(session.scalar(select(func.max(Evaluation.id))) or 0)
+
+
 def latest_run(engine: Engine) -> dict | None:
     with Session(engine) as session:
         run = session.scalar(select(Run).order_by(Run.id.desc()).limit(1))
@@ -279,3 +286,58 @@ def latest_run(engine: Engine) -> dict | None:
         return {"id": run.id, "started_at": run.started_at, "finished_at": run.finished_at, "status": run.status,
                 "evaluations": int(done), "argv": list(run.argv or []), "device": run.device,
                 "progress": run.progress}
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An entry's newest version with no evaluation yet: waiting to be scored (``place`` 1 is next) or being scored
+    (``place`` None; ``done`` of ``public`` images of the public sets, as the scoring run last noted them)."""
+    entry_name: str
+    display_name: str
+    author: str | None
+    version: int               # 1, 2, ... among the entry's versions
+    version_id: int
+    first_seen_at: datetime    # naive UTC: when it arrived (the queue's order)
+    place: int | None = None
+    done: int | None = None
+    public: int | None = None
+
+
+def queue(engine: Engine, alive_seconds: float = 30.0) -> list[Queued]:
+    """The versions waiting to be scored, those being scored first, then oldest first: each visible entry's newest
+    version that has no evaluation. A version is being scored when a running run, whose claim was renewed in the
+    last ``alive_seconds`` (the runner's claim lease), last noted progress on it.
+
+    Only the public phase's count is read: a run's progress stays where the public sets left it while the entry
+    holds the secret set, and ``public`` counts the public images only, so nothing here depends on the secret phase.
+    """
+    newest = (select(EntryVersion.entry_id, func.max(EntryVersion.id).label("id"),
+                     func.count(EntryVersion.id).label("versions")).group_by(EntryVersion.entry_id).subquery())
+    scored = exists(select(Evaluation.id).where(Evaluation.version_id == EntryVersion.id))
+    moderated = select(Moderation.entry_name).where(Moderation.state != "visible")
+    alive = exists(select(Claim.eval_key).where(Claim.run_id == Run.id,
+                                                Claim.claimed_at >= utcnow() - timedelta(seconds=alive_seconds)))
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Entry.name, EntryVersion.id, EntryVersion.display_name, EntryVersion.author,
+                   EntryVersion.first_seen_at, newest.c.versions)
+            .join(newest, newest.c.id == EntryVersion.id).join(Entry, Entry.id == EntryVersion.entry_id)
+            .where(~scored, Entry.name.not_in(moderated))
+            .order_by(EntryVersion.first_seen_at, EntryVersion.id)).all()
+        noted = session.scalars(select(Run.progress).where(Run.status == "running", Run.finished_at.is_(None),
+                                                           alive)).all() if rows else []
+    scoring: dict = {}
+    for progress in noted:  # keyed by version id; a run of an older harness noted the entry's name only
+        if isinstance(progress, dict) and isinstance(progress.get("done"), int):
+            scoring[progress.get("version_id") or progress.get("entry")] = progress
+    out, place = [], 0
+    for r in rows:
+        progress = scoring.get(r.id) or scoring.get(r.name)
+        if progress is None:
+            place += 1
+            out.append(Queued(r.name, r.display_name, r.author, int(r.versions), r.id, r.first_seen_at, place))
+            continue
+        public = progress.get("public") or progress.get("total")
+        out.append(Queued(r.name, r.display_name, r.author, int(r.versions), r.id, r.first_seen_at, None,
+                          min(int(progress["done"]), int(public)), int(public)))
+    return sorted(out, key=lambda q: q.place is not None)  # stable: being scored first, then the queue's order

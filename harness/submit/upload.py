@@ -10,7 +10,7 @@ nothing). The files are written into a folder beside the entry's (``submissions/
 ignores) and checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the
 previous version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
 new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
-The evaluation watcher (``python -m harness.evaluate --watch``) then scores it.
+The evaluation watcher (``python -m harness.evaluate --watch``, which the dashboard runs beside itself) then scores it.
 """
 
 from __future__ import annotations
@@ -368,8 +368,8 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
         if not ended:  # an unexpected error: the reservation still counts, with what happened
             members.end_upload(engine, upload_id, "failed", "the upload stopped with an unexpected error")
     late = rules.is_late(info.submitted_at)
-    sentences = [f"Accepted: {entry_name} version {info.number} is stored and queued for evaluation; it appears on "
-                 "the Leaderboard once the evaluation watcher has scored it."]
+    sentences = [f"Accepted: {entry_name} version {info.number} is stored and will be scored in a few minutes; "
+                 "it appears on the Leaderboard as pending until then, then with its score."]
     if info.number != len(history):
         sentences[0] = (f"Accepted: these files are {entry_name}'s version {info.number}, already stored; the "
                         "folder holds them again.")

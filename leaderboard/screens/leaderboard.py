@@ -9,10 +9,12 @@ from leaderboard import cache, figures, stats
 url = cache.settings().db_url
 left_out = cache.left_out(str(cache.settings().submissions))  # folders not evaluated: a row each, saying why
 revealed = cache.revealed()
-view = cache.board(url, revealed)
+pending = cache.pending(url)  # uploads not scored yet: rows of their own, never ranked (read before the board, so
+view = cache.board(url, revealed)  # that a result stored in between shows twice for a moment, never not at all)
 board = view.board
 
 rules = cache.rules()
+QUEUE_SECONDS = 3  # how often a page showing pending uploads looks at the queue
 st.title(f"🏆 {rules.title}")
 
 
@@ -36,12 +38,21 @@ if view.verdict:
 if left_out:  # a folder name or file name discovery refuses: never evaluated, so never in the board below
     st.dataframe([{"entry": name, "left out because": why} for name, why in sorted(left_out.items())],
                  hide_index=True, key="left_out_table")
-if board.empty:
+if len(pending):  # drawn again as the queue moves, until the last upload's result is on the board
+    seen = stats.queue_key(pending)
+
+    @st.fragment(run_every=QUEUE_SECONDS)
+    def follow_queue():
+        if stats.queue_key(cache.pending(url)) != seen:
+            st.rerun()
+
+    follow_queue()
+if board.empty and not len(pending):
     ranked_by()
     st.warning("No evaluations yet. Run `python -m harness.evaluate` to score the entries in `submissions/`.")
     st.stop()
 
-STATUSES = ["ok", "failed", "late", "superseded", "disqualified"]
+STATUSES = ["ok", "failed", "late", "superseded", "disqualified", stats.PENDING]
 sort_labels = {"rank": "Rank", "mnist_accuracy": "MNIST accuracy", "params": "Parameters",
                "images_per_second": "Speed", "evaluated_at": "Last evaluated"}
 if revealed:
@@ -54,11 +65,12 @@ with st.expander("Filter, sort, all columns"):
     descending = left.toggle("Descending",
                              value=sort_by in ("mnist_accuracy", "guest_accuracy", "images_per_second"))
     details = middle.toggle("All columns", value=False, help="Author, both accuracies, parameters, speed, history…")
-shown = stats.board_display(stats.filter_board(board, search, statuses, sort_by, descending), revealed)
+shown = stats.board_display(stats.filter_board(stats.with_pending(board, pending), search, statuses, sort_by,
+                                               descending), revealed)
 
 kind = view.primary
 score_title = f"{'Guest' if kind == 'guest' else 'MNIST'} ↑ (95% CI)"
-widths = stats.compact_widths(board, score_title)
+widths = stats.compact_widths(stats.with_pending(board, pending), score_title)
 hp_columns = [c for c in shown.columns if c.startswith("hp: ") and c not in stats.NOT_IN_CSV]
 guest_column = (st.column_config.ProgressColumn("Guest accuracy ↑", min_value=0, max_value=100, format="%.0f%%",
                                                 help="Share of the guest's digits read right")
@@ -97,7 +109,7 @@ table = st.dataframe(shown[order], column_config=config, hide_index=True, key="b
                      height=min(38 + 35 * len(shown), 38 + 35 * 14), on_select="rerun", selection_mode="single-cell")
 # At most 14 rows high: on a phone's 844 px the page around the table still scrolls under the thumb.
 picked = stats.picked_entry(table.selection, shown["entry"].tolist())
-if picked is not None:  # in this tab and this session: no reload
+if picked is not None and picked in set(board["entry"]):  # a new entry's pending row has no page yet  # in this tab and this session: no reload
     st.switch_page("screens/entry.py", query_params={"entry": picked})
 ranked_by()
 st.caption("Tap a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
@@ -109,14 +121,18 @@ if rules.deadline is not None:
     else:
         st.caption(f"Deadline: **{when}**. Each entry's latest version submitted by then is the one ranked.")
 
-failed = shown[shown["status"] != "ok"]
+waiting = stats.is_pending(shown)
+if waiting.any():
+    st.caption("⏳ Pending: an upload waiting to be scored, or being scored (a few minutes); it is never ranked "
+               "until its result is here. This page follows it.")
+failed = shown[(shown["status"] != "ok") & ~waiting]
 if len(failed):
     st.subheader("Not ranked")
     for _, row in failed.iterrows():
         st.markdown(f"- **{stats.literal(row['display_name'])}** ({stats.literal(row['entry'])}): "
                     f"{stats.literal(row['status'])}")
 
-st.download_button("Download the board as CSV", stats.board_csv(shown, revealed), file_name="leaderboard.csv",
+st.download_button("Download the board as CSV", stats.board_csv(shown[~waiting], revealed), file_name="leaderboard.csv",
                    mime="text/csv", icon="⬇️")
 
 low, high, value = f"{kind}_ci_low", f"{kind}_ci_high", f"{kind}_accuracy"

@@ -10,6 +10,7 @@ from harness import versions
 from harness.errors import HarnessError
 from harness.store import reads as queries
 from leaderboard import admin, cache, config, draw, member_codes, stats, views
+from leaderboard import scorer as scoring_service
 
 settings = cache.settings()
 engine = cache.current_engine()
@@ -56,6 +57,14 @@ else:
         admin.set_revealed(engine, True)
         cache.clear()
         st.rerun()
+
+st.subheader("Scoring uploads")
+try:
+    scorer = cache.scorer()
+except ValueError as exc:
+    scorer = None
+    st.error(str(exc))
+st.caption(stats.literal(scorer.status() if scorer is not None else scoring_service.off_sentence()))
 
 st.subheader("Re-run the evaluation")
 jobs = cache.jobs()  # shared by every session of this server: a reload keeps the progress

@@ -14,7 +14,8 @@ except ValueError as exc:
 st.caption(f"Upload `model.py` with its weights (`weights.pt` or `weights.safetensors`), or a `model.pt2`, plus "
            f"`entry.toml` if you have one (or all of them in one `.zip`); the folder `harness.train` writes can be "
            f"uploaded as it is (its curve, plots, logs and README are left out). The files are checked at once in a "
-           f"sandbox; if the check passes they become your entry's new version and are queued for evaluation. Up to "
+           f"sandbox; if the check passes they become your entry's new version, which is scored in a few minutes: "
+           f"it appears on the Leaderboard as pending, then with its score. Up to "
            f"{limits.max_bytes / 1e6:g} MB per upload, {limits.per_hour} checked uploads per hour. The organiser gives "
            f"you your personal code.")
 
