@@ -139,6 +139,8 @@ def test_clicking_a_confusion_cell_shows_that_pair(server, fx, sized):
     assert count_when_painted(driver, '[data-testid="stVegaLiteChart"] svg.marks', 2) >= 2
     time.sleep(1.0)
     no_sideways_scroll(driver)
+    clipped = driver.execute_script(CLIPPED)
+    assert not clipped, f"chart text cut off: {clipped}"  # the matrix's and the recall chart's titles whole
     shot(driver, f"entry_before_click_{width}x{height}")
     chart = find(driver, '[data-testid="stVegaLiteChart"]')
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chart)
@@ -227,9 +229,10 @@ CLIPPED = """
         const out = [];
         for (const svg of document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')) {
           const box = svg.getBoundingClientRect();
+          if (box.width === 0) continue;  // in a tab not open
           for (const t of svg.querySelectorAll('text')) {
             const r = t.getBoundingClientRect();
-            if (!t.textContent) continue;
+            if (!t.textContent || getComputedStyle(t).opacity === '0') continue;  // a label Vega hid for overlap
             if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1
                 || t.textContent.endsWith('…')) out.push(t.textContent);
           }
