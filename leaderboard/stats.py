@@ -130,15 +130,19 @@ LINES = 3
 
 def compact_widths(board: pd.DataFrame, score_title: str) -> dict[str, int]:
     """The compact board's column widths, from the texts they hold (one line for the rank and every header; cells
-    wrap at spaces, at most ``LINES`` lines): the score and status as narrow as two lines allow, the name in as few
-    lines as the rest of a phone's width allows (wider for a very long name, the status then a swipe away; longer
-    than three lines of that, it is cut). On a desktop the grid stretches the name, score and status to fill the
-    page, so that each reads on one line."""
+    wrap at spaces, at most ``LINES`` lines): all on one line when that fits a phone's ``PHONE_ROOM``; else the
+    score's interval and the status on a second line, the name in as few lines as the rest of the width allows
+    (wider for a very long name, the status then a swipe away; longer than three lines of that, it is cut). On a
+    desktop the grid stretches the name, score and status to fill the page, so that each reads on one line."""
     widths = {"place": text_width([*board["place"], "#"], 40),
-              "score": max(text_width([score_title]), wrapped_width(board["score"], 2)),
               "state": max(text_width(["Status"]), wrapped_width(board["state"], 2))}
-    names, rest = board["display_name"], PHONE_ROOM - sum(widths.values())
+    names, scores = board["display_name"], [*board["score"]]
     one, most = wrapped_width(names, 1, 96), wrapped_width(names, LINES, 96)
+    score_one = max(text_width([score_title]), wrapped_width(scores, 1))
+    if sum(widths.values()) + one + score_one <= PHONE_ROOM:  # all on one line
+        return {"place": widths["place"], NAME_COLUMN: one, "score": score_one, "state": widths["state"]}
+    widths["score"] = max(text_width([score_title]), wrapped_width(scores, 2))  # the interval on a line of its own
+    rest = PHONE_ROOM - sum(widths.values())
     # A name too long for three lines beside the status: the status goes a swipe away, the score stays in view.
     widths[NAME_COLUMN] = one if one <= rest else rest if most <= rest else min(most, rest + widths["state"])
     return {c: widths[c] for c in ("place", NAME_COLUMN, "score", "state")}

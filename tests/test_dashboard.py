@@ -223,7 +223,7 @@ def test_the_compact_board_fits_a_phone_and_long_names_wrap():
     assert widths["place"] + widths["display_name"] + widths["score"] <= stats.PHONE_ROOM < sum(widths.values())
     short = stats.compact_widths(compact_board(["ada", "bob"], ["43% (34–53)", "40% (31–50)"], ["leader", ""]),
                                  "Guest ↑")
-    assert short["display_name"] == 96 and short["score"] == stats.text_width(["Guest ↑"])  # nothing to wrap
+    assert short["display_name"] == 96 and short["score"] == stats.text_width(["43% (34–53)"])  # nothing wraps
 
 
 def test_a_tapped_name_picks_its_entry_and_nothing_else_does():
