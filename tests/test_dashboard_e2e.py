@@ -12,9 +12,9 @@ from harness.data import mnist
 from harness.store.engine import make_engine
 from leaderboard import stats, views
 from tests import dashboard_fixtures
-from tests.browser import SHOTS as SHOTS_DIR
 from tests.browser import (  # noqa: F401 - fixture
     GRID,
+    SHOTS,
     browser,
     count_when_painted,
     dashboard,
@@ -122,8 +122,8 @@ def board_is_whole(driver, widths: list[int], height: int) -> dict:
 @pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)])
 def test_board_shows_who_is_winning_at_a_glance(server, fx, browser, tmp_path, width, height):  # noqa: F811
     """At a desktop's and a phone's size the leader's rank, name and score are in view without scrolling
-    sideways, with room for eight rows on the first screen and no text wider than its column; tapping a name opens
-    that entry's page in the same tab and the same session (no reload)."""
+    sideways, with room for eight rows on the first screen and no text cut (each wrapped at its column's width, as
+    the grid wraps it); tapping a name opens that entry's page in the same tab and the same session (no reload)."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -238,5 +238,5 @@ def test_two_hundred_entries_on_a_phone_and_a_laptop(big_server, browser, width,
             "const s = document.querySelector('[data-testid=\"stDataFrame\"] .dvn-scroller');"
             "return [s.scrollHeight, s.clientHeight]")
         assert scroller[0] > scroller[1]  # the 200 rows scroll inside a box 8 rows high
-        SHOTS_DIR.mkdir(exist_ok=True)
-        browser.save_screenshot(str(SHOTS_DIR / f"board_200_{width}x{height}.png"))
+        SHOTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(SHOTS / f"board_200_{width}x{height}.png"))
