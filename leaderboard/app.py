@@ -25,7 +25,7 @@ except ValueError as exc:
 
 # On a phone the title takes two or three lines, not five, and the page starts nearer the top: the board's table
 # (with its first rows) is on the first screen.
-st.html("<style>@media (max-width: 640px) { h1 { font-size: 1.6rem !important; } "
+st.html("<style>@media (max-width: 640px) { h1 { font-size: 1.3rem !important; padding-top: 0 !important; } "
         "[data-testid='stMainBlockContainer'] { padding-top: 3.5rem !important; } }</style>")
 
 PAGES = [

@@ -27,6 +27,9 @@ def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
 CELL_FONT = "clamp(width / 34, 7, 12)"
 
 
+EDGE = {"left": 6, "right": 6, "top": 6, "bottom": 6}  # room for a title's or an axis title's glyphs at the edge
+
+
 def confusion_chart(confusion: np.ndarray, title: str, height: int = 540) -> alt.LayerChart:
     """Heatmap with counts, as wide as its column. The diagonal (read right) is blue by its share of the true digit;
     the errors are orange on their own scale, from one misreading to the most frequent, so that an 11-count error
@@ -55,7 +58,7 @@ def confusion_chart(confusion: np.ndarray, title: str, height: int = 540) -> alt
         color=alt.condition("(datum.correct && datum.share > 0.5) || (!datum.correct && datum.count > "
                             f"{worst / 2})", alt.value("white"), alt.value("#222")))
     return alt.layer(frame, right, wrong, outline, text).resolve_scale(color="independent").properties(
-        width="container", height=height)
+        width="container", height=height, padding=EDGE)
 
 
 def recall_range(recall: np.ndarray) -> tuple[float, float]:
@@ -81,10 +84,11 @@ def recall_chart(recall: np.ndarray, misread: np.ndarray | None = None) -> alt.L
                  alt.Tooltip("misread:Q", title="misread")])
     bars = base.mark_bar(clip=True)
     labels = base.mark_text(dy=-6, fontSize=10, color="#b34700").encode(text="label:N")
-    return (bars + labels).properties(height=220, width="container")
+    return (bars + labels).properties(height=220, width="container", padding=EDGE)
 
 
 LEVEL, BEHIND = "cannot be separated from the leader", "behind the leader"
+ROW_PX = 40  # the interval chart's row: the name, and its interval under it
 
 
 def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: int | None = None) -> alt.LayerChart:
@@ -96,22 +100,27 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
     df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"])]
     df["versus"] = [LEVEL if w is True else BEHIND for w in df["with_leader"]]
     order = df["label"].tolist()
-    # Names up to 140 px beside the axis, so that a phone's chart keeps room for the intervals and its axis title;
-    # the legend's two entries one under the other, never cut.
-    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=140))
+    # Each name on a line of its own above its interval, as wide as the chart (not beside an axis, where a phone
+    # would cut it), so that the plot, its axis title and the legend (its two entries one under the other) keep the
+    # whole width.
+    y = alt.Y("label:N", sort=order, title=None, axis=None, scale=alt.Scale(paddingInner=0, paddingOuter=0))
     colour = alt.Color("versus:N", scale=alt.Scale(domain=[LEVEL, BEHIND], range=["#2e7d32", "#9e9e9e"]),
                        legend=alt.Legend(title=None, orient="top", direction="vertical", labelLimit=0))
-    rule = alt.Chart(df).mark_rule(strokeWidth=6, opacity=0.35).encode(
-        y=y, x=alt.X(f"{low}:Q", title="accuracy, 95% interval (higher is better)", axis=alt.Axis(format="%"),
-                     scale=alt.Scale(zero=False)), x2=f"{high}:Q", color=colour)
-    dot = alt.Chart(df).mark_point(filled=True, size=70).encode(
+    x = alt.X(f"{low}:Q", title="accuracy, 95% interval (higher is better)", axis=alt.Axis(format="%", labelFlush=True),
+              scale=alt.Scale(zero=False))
+    rule = alt.Chart(df).mark_rule(strokeWidth=6, opacity=0.35, yOffset=ROW_PX / 4).encode(
+        y=y, x=x, x2=f"{high}:Q", color=colour)
+    dot = alt.Chart(df).mark_point(filled=True, size=70, yOffset=ROW_PX / 4).encode(
         y=y, x=f"{value}:Q", color=colour,
         tooltip=[alt.Tooltip("display_name:N", title="entry"), alt.Tooltip(f"{value}:Q", title="accuracy", format=".1%"),
                  alt.Tooltip(f"{low}:Q", title="95% low", format=".1%"),
                  alt.Tooltip(f"{high}:Q", title="95% high", format=".1%"), alt.Tooltip("versus:N", title="vs #1")])
-    # 26 pixels a row, as wide as the page: a height in pixels (not a per-row step, which Vega would not fit and
+    name = alt.Chart(df).mark_text(align="left", baseline="middle", yOffset=-ROW_PX / 5, fontSize=12, limit=0).encode(
+        y=y, x=alt.value(0), text="label:N")
+    # ROW_PX pixels a row, as wide as the page: a height in pixels (not a per-row step, which Vega would not fit and
     # would say so in the console) and only the width fitted.
-    return (rule + dot).properties(height=26 * len(df), autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+    return (rule + dot + name).properties(height=ROW_PX * len(df),
+                                          autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
 def history_chart(history: pd.DataFrame) -> alt.Chart:
@@ -137,7 +146,7 @@ def fill_column(chart: alt.TopLevelMixin, height: int = 300) -> alt.TopLevelMixi
     """A chart as wide as its column, ``height`` pixels tall, without a title of its own (the page writes it above,
     where it wraps on a phone instead of being clipped)."""
     return chart.properties(title="", width="container", height=height,
-                            padding={"left": 6, "right": 6, "top": 6, "bottom": 6})  # room for glyphs at the edge
+                            padding=EDGE)
 
 
 def digit_picture(image: np.ndarray, scale: int = 3) -> np.ndarray:

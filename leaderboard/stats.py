@@ -147,16 +147,57 @@ NAME_COLUMN = "display_name"  # the board's name column: a tap on one of its cel
 def text_width(texts, least: int = 0, most: int | None = None) -> int:
     """Pixels for a grid column to show its longest text whole in the grid's 14 px Source Sans (``char_px``), plus
     its cell padding; at least ``least``, at most ``most``."""
-    width = max(least, ceil(max((sum(char_px(c) for c in str(t)) for t in texts), default=0)) + CELL_PADDING)
+    width = max(least, ceil(round(max((sum(char_px(c) for c in str(t)) for t in texts), default=0), 6)) + CELL_PADDING)
     return width if most is None else min(width, most)
 
 
+def wrapped_width(texts, lines: int, least: int = 0) -> int:
+    """Pixels for a grid column whose cells wrap at spaces: the narrowest in which every text takes at most
+    ``lines`` lines (``char_px`` widths plus the cell padding), at least ``least``."""
+    def fits(room: float, text: str) -> bool:
+        used, n = None, 1
+        for word in str(text).split():
+            w = sum(char_px(c) for c in word) - 1e-6  # float noise: 26.4 + 4.2 + 44.4 fits in 75
+            if w > room:
+                return False
+            if used is None:
+                used = w
+            elif used + char_px(" ") + w <= room:
+                used += char_px(" ") + w
+            else:
+                used, n = w, n + 1
+        return n <= lines
+    texts = [t for t in texts if str(t).strip()]
+    low, high = 0, max((ceil(round(sum(char_px(c) for c in str(t)), 6)) for t in texts), default=0)
+    while low < high:  # the narrowest room that fits every text
+        middle = (low + high) // 2
+        low, high = (low, middle) if all(fits(middle, t) for t in texts) else (middle + 1, high)
+    return max(least, high + CELL_PADDING)
+
+
+PHONE_ROOM = 336  # the board's width inside a 390 px phone: 16 px margins, the grid's border and scroll bar
+ROW_HEIGHT = 65  # taller than 64 px (4rem), the grid wraps a cell's text: up to three lines of 14 px text
+LINES = 3
+
+
 def compact_widths(board: pd.DataFrame, score_title: str) -> dict[str, int]:
-    """The compact board's column widths: each as wide as its longest text (header included); the name's at most 160
-    px, so that on a 390 px phone the rank, the name and the score (the first screen's reason to be) are in view
-    side by side, the status a swipe away when it does not fit."""
-    return {"place": text_width(board["place"], 40), NAME_COLUMN: text_width(board["display_name"], 96, 160),
-            "score": text_width([*board["score"], score_title]), "state": text_width([*board["state"], "Status"], 64)}
+    """The compact board's column widths, from the texts they hold (one line for the rank and every header; cells
+    wrap at spaces, at most ``LINES`` lines): all on one line when that fits a phone's ``PHONE_ROOM``; else the
+    score's interval and the status on a second line, the name in as few lines as the rest of the width allows
+    (wider for a very long name, the status then a swipe away; longer than three lines of that, it is cut). On a
+    desktop the grid stretches the name, score and status to fill the page, so that each reads on one line."""
+    widths = {"place": text_width([*board["place"], "#"], 40),
+              "state": max(text_width(["Status"]), wrapped_width(board["state"], 2))}
+    names, scores = board["display_name"], [*board["score"]]
+    one, most = wrapped_width(names, 1, 96), wrapped_width(names, LINES, 96)
+    score_one = max(text_width([score_title]), wrapped_width(scores, 1))
+    if sum(widths.values()) + one + score_one <= PHONE_ROOM:  # all on one line
+        return {"place": widths["place"], NAME_COLUMN: one, "score": score_one, "state": widths["state"]}
+    widths["score"] = max(text_width([score_title]), wrapped_width(scores, 2))  # the interval on a line of its own
+    rest = PHONE_ROOM - sum(widths.values())
+    # A name too long for three lines beside the status: the status goes a swipe away, the score stays in view.
+    widths[NAME_COLUMN] = one if one <= rest else rest if most <= rest else min(most, rest + widths["state"])
+    return {c: widths[c] for c in ("place", NAME_COLUMN, "score", "state")}
 
 
 CELL_PADDING = 20  # the grid's 8 px each side, and a little room

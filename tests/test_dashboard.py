@@ -189,6 +189,43 @@ def test_a_grid_column_is_as_wide_as_its_longest_text(text, measured):
     assert stats.text_width([text], most=40) == 40 and stats.text_width([text], least=400) == 400
 
 
+@pytest.mark.parametrize("text, measured", MEASURED.items())
+def test_a_wrapping_column_holds_its_words(text, measured):
+    """On one line a wrapping column is as wide as the text; on more, at least as wide as its widest word (the
+    words of MEASURED measured alone are a little narrower than the whole) and never wider than one line."""
+    assert stats.wrapped_width([text], 1) == stats.text_width([text])
+    assert stats.wrapped_width([text], 3) <= stats.wrapped_width([text], 2) <= stats.text_width([text])
+    widest_word = max(stats.text_width([w]) for w in text.split())
+    assert stats.wrapped_width([text], 2) >= widest_word and stats.wrapped_width([text, "ab"], 2, least=500) == 500
+
+
+def compact_board(names: list[str], scores: list[str], states: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"place": [f"{i + 1}" for i in range(len(names))], "display_name": names, "score": scores,
+                         "state": states})
+
+
+def test_the_compact_board_fits_a_phone_and_long_names_wrap():
+    """The committed entries' names (MNIST scores, one disqualified): all four columns in a 390 px phone's 336 px,
+    the longest name wrapped in the rest of the phone's width (narrower than the whole name). A name too long
+    for three lines pushes the status off the phone's screen, never the score."""
+    names = ["Baseline: robust CNN", "Baseline: strong CNN", "Exported CNN (torch.export)", "Baseline: LeNet-5",
+             "Baseline: logistic regression", "Organiser's LeNet"]
+    scores = ["99.69% (99.6–99.8)", "99.64% (99.5–99.7)", "99.46% (99.3–99.6)", "99.14% (98.9–99.3)",
+              "92.36% (91.8–92.9)", ""]
+    states = ["leader", "", "", "", "", "disqualified"]
+    widths = stats.compact_widths(compact_board(names, scores, states), "MNIST ↑")
+    assert sum(widths.values()) <= stats.PHONE_ROOM
+    assert stats.text_width(["regression"]) < widths["display_name"] < stats.text_width(names)  # wrapped, whole
+    assert widths["display_name"] == stats.PHONE_ROOM - widths["place"] - widths["score"] - widths["state"]
+    assert widths["score"] < stats.text_width(scores) and widths["state"] >= stats.text_width(["disqualified"])
+    long = "An entry whose name goes on and on, well past anything that three lines of a phone could hold at all"
+    widths = stats.compact_widths(compact_board([long, *names], ["", *scores], ["", *states]), "MNIST ↑")
+    assert widths["place"] + widths["display_name"] + widths["score"] <= stats.PHONE_ROOM < sum(widths.values())
+    short = stats.compact_widths(compact_board(["ada", "bob"], ["43% (34–53)", "40% (31–50)"], ["leader", ""]),
+                                 "Guest ↑")
+    assert short["display_name"] == 96 and short["score"] == stats.text_width(["43% (34–53)"])  # nothing wraps
+
+
 def test_a_tapped_name_picks_its_entry_and_nothing_else_does():
     entries = ["eve", "ada", "dee"]
     assert stats.picked_entry({"cells": [[1, "display_name"]], "rows": []}, entries) == "ada"
@@ -395,8 +432,10 @@ def test_interval_chart_shows_the_top_entries_and_who_is_level_with_the_leader()
     assert colour["scale"]["domain"] == [figures.LEVEL, figures.BEHIND] and "group" not in str(spec).lower()
     everything = figures.interval_chart(board, "guest_ci_low", "guest_ci_high", "guest_accuracy").to_dict()
     assert len(next(iter(everything["datasets"].values()))) == n
-    # 26 pixels a row in pixels, only the width fitted: nothing for Vega to drop with a console warning
-    assert (spec["height"], everything["height"], spec["autosize"]["type"]) == (26 * 20, 26 * n, "fit-x")
+    # ROW_PX pixels a row in pixels, only the width fitted: nothing for Vega to drop with a console warning
+    assert (spec["height"], everything["height"], spec["autosize"]["type"]) == (40 * 20, 40 * n, "fit-x")
+    name = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "text")  # its own line, never cut
+    assert name["encoding"]["text"]["field"] == "label" and name["mark"]["limit"] == 0
 
 
 def test_password_and_settings():

@@ -139,6 +139,8 @@ def test_clicking_a_confusion_cell_shows_that_pair(server, fx, sized):
     assert count_when_painted(driver, '[data-testid="stVegaLiteChart"] svg.marks', 2) >= 2
     time.sleep(1.0)
     no_sideways_scroll(driver)
+    clipped = driver.execute_script(CLIPPED)
+    assert not clipped, f"chart text cut off: {clipped}"  # the matrix's and the recall chart's titles whole
     shot(driver, f"entry_before_click_{width}x{height}")
     chart = find(driver, '[data-testid="stVegaLiteChart"]')
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chart)
@@ -227,9 +229,10 @@ CLIPPED = """
         const out = [];
         for (const svg of document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')) {
           const box = svg.getBoundingClientRect();
+          if (box.width === 0) continue;  // in a tab not open
           for (const t of svg.querySelectorAll('text')) {
             const r = t.getBoundingClientRect();
-            if (!t.textContent) continue;
+            if (!t.textContent || getComputedStyle(t).opacity === '0') continue;  // a label Vega hid for overlap
             if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1
                 || t.textContent.endsWith('…')) out.push(t.textContent);
           }
@@ -325,7 +328,8 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
         time.sleep(0.5)
     body = browser.execute_script("return document.body.innerText")
     assert "done ·" in body, body[-1500:]
-    assert button(browser, "Start the evaluation").is_enabled()  # enabled again by the fragment, without a reload
+    button(browser, "Start the evaluation")  # enabled again by the fragment, without a reload (waits for it: the
+    # fragment repaints the button, so a reference taken once may be stale by the time it is asked)
     deadline, log = time.time() + 15, []
     while time.time() < deadline and "re-run" not in log:  # the audit log (the last grid) shows the run, unreloaded
         log = browser.execute_script("""

@@ -171,6 +171,12 @@ def test_verdict_names_entries_level_with_the_leader_when_they_are_not_the_top_k
         "The guest's 100 digits cannot separate 1 entry from the leader, a: c (exact McNemar tests against the "
         "leader, Holm-corrected, α = 0.05).")
     assert ranking.verdict([row("a", 1.0, 0.99)], "x") == ""  # not ranked: nothing to say
+    many = [row("lead", 1.0, 0.99), row("gap", 0.95, 0.99)] + [row(f"e{i}", 0.9, 0.99) for i in range(63)]
+    for r in many:
+        r.with_leader = r.name != "gap"
+    assert ranking.verdict(many, "the guest's 1,592 digits") == (  # three names and a count, not 63 names
+        "The guest's 1,592 digits cannot separate 63 entries from the leader, lead: e0, e1, e2 and 60 more, marked "
+        "≈ #1 on the board (exact McNemar tests against the leader, Holm-corrected, α = 0.05).")
 
 
 def test_a_newer_entry_or_version_that_failed_never_supersedes_a_working_one():

@@ -119,6 +119,9 @@ def rank(rows: list[Row], alpha: float = ALPHA, primary: str = "guest_accuracy",
     return ok + failed + unranked
 
 
+NAMED = 3  # the verdict names at most this many entries level with the leader
+
+
 def verdict(rows: list[Row], digits: str) -> str:
     """One plain sentence: how many entries ``digits`` (e.g. "the guest's 100 digits") cannot separate from the
     leader; empty when the rows carry no separation."""
@@ -131,7 +134,9 @@ def verdict(rows: list[Row], digits: str) -> str:
         return f"{digits[0].upper()}{digits[1:]} put {ranked[0].display_name} clearly ahead ({how})."
     if level == ranked[:len(level)]:
         return f"{digits[0].upper()}{digits[1:]} cannot separate the top {len(level)} ({how})."
-    names = ", ".join(r.display_name for r in level[1:])
-    count = f"{len(level) - 1} {'entry' if len(level) == 2 else 'entries'}"
+    named = [r.display_name for r in level[1:NAMED + 1]]  # a few by name: the sentence stays a sentence
+    more = len(level) - 1 - len(named)
+    names = ", ".join(named) + (f" and {more:,} more, marked ≈ #1 on the board" if more else "")
+    count = f"{len(level) - 1:,} {'entry' if len(level) == 2 else 'entries'}"
     return (f"{digits[0].upper()}{digits[1:]} cannot separate {count} from the leader, "
             f"{ranked[0].display_name}: {names} ({how}).")

@@ -57,6 +57,7 @@ sort_labels = {"rank": "Rank", "mnist_accuracy": "MNIST accuracy", "params": "Pa
                "images_per_second": "Speed", "evaluated_at": "Last evaluated"}
 if revealed:
     sort_labels["guest_accuracy"] = "Guest accuracy"
+board_slot = st.container()  # the table first, its controls under it: on a phone the first screen is the board
 with st.expander("Filter, sort, all columns"):
     left, middle, right = st.columns(3)  # side by side on a desktop, stacked on a phone
     search = left.text_input("Filter by entry or author", placeholder="e.g. Ada")
@@ -69,7 +70,7 @@ shown = stats.board_display(stats.filter_board(stats.with_pending(board, pending
                                                descending), revealed)
 
 kind = view.primary
-score_title = f"{'Guest' if kind == 'guest' else 'MNIST'} ↑ (95% CI)"
+score_title = f"{'Guest' if kind == 'guest' else 'MNIST'} ↑"  # one line on a phone; the interval's in the help
 widths = stats.compact_widths(stats.with_pending(board, pending), score_title)
 hp_columns = [c for c in shown.columns if c.startswith("hp: ") and c not in stats.NOT_IN_CSV]
 guest_column = (st.column_config.ProgressColumn("Guest accuracy ↑", min_value=0, max_value=100, format="%.0f%%",
@@ -78,10 +79,10 @@ guest_column = (st.column_config.ProgressColumn("Guest accuracy ↑", min_value=
 config = {
     "place": st.column_config.TextColumn("#", width=widths["place"], pinned=True,
                                          help="Rank: 1 is best; equal scores share it"),
-    stats.NAME_COLUMN: st.column_config.TextColumn("Entry", width=widths[stats.NAME_COLUMN], pinned=True,
+    stats.NAME_COLUMN: st.column_config.TextColumn("Entry", width=widths[stats.NAME_COLUMN],
                                                    help="Tap a name to open the entry's page"),
     "score": st.column_config.TextColumn(score_title, width=widths["score"],
-                                         help="The ranked accuracy and its 95% interval"),
+                                         help="The ranked accuracy, then its 95% interval in brackets"),
     "state": st.column_config.TextColumn("Status", width=widths["state"],
                                          help="≈ #1: the digits cannot separate it from #1 (exact McNemar "
                                               "test, Holm-corrected over the board)"),
@@ -105,11 +106,13 @@ order = ["place", stats.NAME_COLUMN, "score", "state"]
 if details:
     order += ["author", "guest_pct", "guest_ci", "mnist_pct", "separation", "params", "speed", "status",
               "evaluated_at", "history_pct", "versions", *hp_columns]
-table = st.dataframe(shown[order], column_config=config, hide_index=True, key="board_table", placeholder="",
-                     height=min(38 + 35 * len(shown), 38 + 35 * 14), on_select="rerun", selection_mode="single-cell")
-# At most 14 rows high: on a phone's 844 px the page around the table still scrolls under the thumb.
+rows = stats.ROW_HEIGHT  # rows this tall wrap a cell's text: a long name takes two or three lines, never cut
+table = board_slot.dataframe(shown[order], column_config=config, hide_index=True, key="board_table",
+                             placeholder="", height=min(37 + rows * len(shown), 37 + rows * 8), row_height=rows,
+                             on_select="rerun", selection_mode="single-cell")
+# At most eight rows high (557 px): on a phone's 844 px the page around the table still scrolls under the thumb.
 picked = stats.picked_entry(table.selection, shown["entry"].tolist())
-if picked is not None and picked in set(board["entry"]):  # a new entry's pending row has no page yet  # in this tab and this session: no reload
+if picked is not None and picked in set(board["entry"]):  # in this tab and session; a pending row has no page
     st.switch_page("screens/entry.py", query_params={"entry": picked})
 ranked_by()
 st.caption("Tap a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
