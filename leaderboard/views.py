@@ -191,13 +191,15 @@ def times(n: int) -> str:
 
 def version_text(v, rules: Competition) -> str:
     """One version of an entry for the Organiser's list, in plain words: "Version 3 · submitted 2027-01-10
-    23:30:00+00:00 (on time) · evaluated twice", with "its files are no longer stored" when only its hash is left."""
+    23:30:00+00:00 (on time) · evaluated twice", with "its files are no longer stored" when only its hash is left, or
+    "its files were removed to save space" when the organiser's ``[storage] keep_versions`` let them go."""
     shown = rules.local(v.submitted_at).isoformat(timespec="seconds")
     state = "late" if rules.is_late(v.submitted_at) else "on time"
     extra = f", overridden: {v.override_reason}" if v.overridden else ""
     evaluated = f"evaluated {times(v.evaluations)}" if v.evaluations else "not evaluated yet"
     return (f"Version {v.number} · submitted {shown} ({state}{extra}) · {evaluated}"
-            + ("" if v.files_kept else " · its files are no longer stored"))
+            + ("" if v.files_kept else " · its files were removed to save space (its results stay)"
+               if v.files_pruned else " · its files are no longer stored"))
 
 
 def newest_first(history: list) -> list[int]:
