@@ -202,6 +202,30 @@ def version_text(v, rules: Competition) -> str:
                if v.files_pruned else " · its files are no longer stored"))
 
 
+def storage_text(engine: Engine, rules: Competition) -> str:
+    """The database's size on disk, how much of it the versions' files take, and the rule that bounds them, in
+    plain words for the Organiser page (markdown; nothing in it is an entry's)."""
+    from harness.store import db_errors, snapshots, space
+    total, files = space.database_bytes(engine), snapshots.stored_bytes(engine)
+    kept, pruned = snapshots.version_counts(engine)
+    where = (f"the SQLite file `{db_errors.sqlite_file(engine.url)}`" if engine.dialect.name == "sqlite"
+             else f"the {engine.dialect.name} database `{engine.url.database}`")
+    share = f" ({files / total:.0%})" if total else ""
+    removed = f"; {pruned:,} had theirs removed to save space, their results kept" if pruned else ""
+    said = (f"The database takes **{space.size_text(total)}** ({where}); the versions' files take "
+            f"**{space.size_text(files)}** of it{share}: {kept:,} version{'s' if kept != 1 else ''} keep their "
+            f"files{removed}.")
+    source = "`competition.toml`" if rules.source == "built-in defaults" else f"`{rules.source}`"
+    if rules.keep_versions is None:
+        return said + (" Every version's files are kept (`[storage] keep_versions = \"all\"`, the default). To keep "
+                       "only each entry's ranked version and its last 2, add `[storage]` with `keep_versions = 2` to "
+                       f"{source}, then see what it frees with `python -m harness.versions --prune --dry-run`.")
+    n = rules.keep_versions
+    return said + (f" Each entry keeps the files of its ranked version, of every version the board shows and of its "
+                   f"last {n} (`[storage] keep_versions = {n}` in {source}); each evaluation run removes the "
+                   "others' files, and `python -m harness.versions --prune` also gives the room back to the disk.")
+
+
 def newest_first(history: list) -> list[int]:
     """The version numbers of ``history`` (oldest first, as ``harness.versions.history`` gives them), newest first."""
     return [v.number for v in sorted(history, key=lambda v: v.number, reverse=True)]

@@ -227,6 +227,14 @@ def _batches(items: list[str], size: int = 500) -> Iterator[list[str]]:
         yield items[i:i + size]
 
 
+def version_counts(engine: Engine) -> tuple[int, int]:
+    """How many versions keep their files, and how many had them removed to save space."""
+    with Session(engine) as session:
+        rows = dict(session.execute(select(VersionFiles.pruned_at.is_(None), func.count())
+                                    .group_by(VersionFiles.pruned_at.is_(None))).all())
+    return int(rows.get(True, 0)), int(rows.get(False, 0))
+
+
 def stored_bytes(engine: Engine) -> int:
     """The bytes of every kept file (each once) and of the zips kept before revision 0004."""
     with Session(engine) as session:
