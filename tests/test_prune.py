@@ -253,3 +253,28 @@ def test_verify_says_the_evaluated_versions_files_were_pruned_and_exits_0(tmp_pa
     out = " ".join(capsys.readouterr().out.split())
     assert "– alpha: the files of the evaluated version " in out and "were removed to save space ([storage] " \
         "keep_versions in competition.toml), so it cannot be re-scored; its stored results stand, nothing differs." in out
+
+
+def test_a_file_pruned_while_a_new_version_sharing_it_is_kept_is_stored_again(tmp_path, db_url, monkeypatch):
+    """A run keeps v2, which shares v1's weights, while another process drops v1's files between keep's look at what
+    is stored and its insert: keep notices the shared file is gone and stores it again, so v2 restores whole."""
+    engine, other = make_engine(db_url), make_engine(db_url)
+    folder = write_entry(tmp_path / "subs", "ada", code=TEMPLATE_CODE)
+    v1, _ = new_version(engine, folder, 3, 0)
+    (folder / "model.py").write_text(TEMPLATE_CODE + "\n# v2: same weights\n")
+    entry = load_entry(folder)
+    v2 = store.ensure_version(engine, entry)
+    store_file, dropped = snapshots._store_file, []
+
+    def racing(session, sha, path):
+        if not dropped:  # the first new file: the other process prunes v1 now
+            dropped.append(snapshots.drop_files(other, [v1]))
+        store_file(session, sha, path)
+    monkeypatch.setattr(snapshots, "_store_file", racing)
+    assert snapshots.keep(engine, v2, entry) is True
+    assert dropped[0].versions == 1
+    restored = snapshots.restore(engine, v2, "ada", tmp_path / "r2")
+    assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == {p.name: p.read_bytes()
+                                                                          for p in folder.iterdir()}
+    engine.dispose()
+    other.dispose()

@@ -195,21 +195,22 @@ def drop_files(engine: Engine, version_ids: Iterable[int], dry_run: bool = False
     The versions' rows and manifests stay (marked ``pruned_at``), and so does everything else about them: their
     evaluations, results and predictions."""
     wanted = set(version_ids)
+    kept = (select(VersionFiles.version_id, VersionFiles.manifest,
+                   func.coalesce(func.length(VersionFiles.archive), 0).label("zip"))
+            .where(VersionFiles.pruned_at.is_(None)))
     with Session(engine) as session, session.begin():
+        if not any(r.version_id in wanted for r in session.execute(kept)):
+            return Freed(0, 0)  # the common case on every run: no lock taken
         if not dry_run and engine.dialect.name == "postgresql":
             # keep() of a concurrent run waits until we are done (or we wait for it), so no file it shares goes
             session.execute(text("LOCK TABLE version_files IN SHARE ROW EXCLUSIVE MODE"))
-        rows = session.execute(select(VersionFiles.version_id, VersionFiles.manifest,
-                                      func.coalesce(func.length(VersionFiles.archive), 0).label("zip"))
-                               .where(VersionFiles.pruned_at.is_(None))).all()
-        going = [r for r in rows if r.version_id in wanted]
+        going = [r for r in session.execute(kept).all() if r.version_id in wanted]
         if not going:
             return Freed(0, 0)
         if not dry_run:  # first: on SQLite this write takes the lock, so what is read below stays true
             session.execute(update(VersionFiles).where(VersionFiles.version_id.in_([r.version_id for r in going]))
                             .values(pruned_at=utcnow(), archive=None))
-            rows = session.execute(select(VersionFiles.version_id, VersionFiles.manifest)
-                                   .where(VersionFiles.pruned_at.is_(None))).all()
+        rows = session.execute(kept).all()  # after the update: the versions that keep their files
         held = {sha for r in rows if r.version_id not in wanted for sha in (r.manifest or {}).values()}
         shas = {sha for r in going for sha in (r.manifest or {}).values()} - held
         freed = sum(r.zip for r in going)
