@@ -15,7 +15,8 @@ run stores them). Each version is kept as a run keeps it; with ``keep_versions =
 ``harness.runner.plan`` does. A sample of members is really written to an SQLite file (the full club would not fit on
 this disk); members are independent, so the full size is the empty database plus the sample's growth per member times
 ``members`` (a linear extrapolation, said as such). The file is measured as the runs leave it (SQLite reuses freed
-pages but never shrinks) and after ``python -m harness.versions --prune`` (VACUUM).
+pages but never shrinks; its write-ahead log, as large as the largest write, is added once, not per member) and after
+``python -m harness.versions --prune`` (VACUUM).
 """
 
 from __future__ import annotations
@@ -137,12 +138,14 @@ def one_club(tmp: Path, weights: dict, members: int, versions: int, keep: int | 
             store.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"bench-{version_id}",
                                   record=store.Record(status="ok", error=None, seconds=1.0, device="cpu", params=0,
                                                       metrics=metrics()))
-    left = space.database_bytes(engine)
+    wal = Path(f"{db}-wal")
+    wal = wal.stat().st_size if wal.exists() else 0  # one log for the file, as large as its largest write: not per member
+    left = space.database_bytes(engine) - wal
     files = snapshots.stored_bytes(engine)
     vacuumed = space.reclaim(engine).after
     engine.dispose()
     db.unlink()
-    return {"empty": empty, "left": left, "vacuumed": vacuumed, "files": files,
+    return {"empty": empty, "left": left, "wal": wal, "vacuumed": vacuumed, "files": files,
             "per_version": sum(per_version) / len(per_version)}
 
 
@@ -164,7 +167,7 @@ def club(args: argparse.Namespace) -> None:
                 return int(got["empty"] + (size - got["empty"]) * args.members / sample)
             scale = args.members / sample
             print(f"| {name} | {size_text(int(got['per_version']))} | {'all' if keep is None else f'last {keep}'} | "
-                  f"{sample} members, extrapolated x{scale:g} | {size_text(full(got['left']))} | "
+                  f"{sample} members, extrapolated x{scale:g} | {size_text(full(got['left']) + got['wal'])} | "
                   f"{size_text(full(got['vacuumed']))} | {size_text(int(got['files'] * scale))} |", flush=True)
 
 

@@ -95,11 +95,11 @@ def prune(engine, rules: competition.Competition, dry_run: bool) -> int:
     if dry_run:
         print(f"Would remove {what}; nothing deleted (--dry-run).")
         return 0
-    if not freed.versions:
+    if freed.versions:
+        store.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {n}")
+        print(f"Removed {what}; their evaluations and results stay.")
+    else:  # the runs may have removed files already: the room they freed can still go back to the disk
         print("Nothing to remove: every version the rule lets go has no files left.")
-        return 0
-    store.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {n}")
-    print(f"Removed {what}; their evaluations and results stay.")
     room = space.reclaim(engine)
     print(f"Database: {space.size_text(before)} before pruning, {space.size_text(room.after)} after. {room.note}")
     return 0

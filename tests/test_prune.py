@@ -194,7 +194,10 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
         assert "PostgreSQL vacuumed the file tables" in out
     assert store.audit_log(engine)[0]["action"] == "prune-files"
     assert versions_cli.main(args) == 0
-    assert "Nothing to remove" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Nothing to remove" in out and "Database: " in out
+    if engine.dialect.name == "sqlite":
+        assert "The SQLite file has no free room to give back." in out
 
 
 def test_prune_command_bad_uses_get_one_sentence(tmp_path, capsys):
@@ -212,7 +215,7 @@ def test_prune_command_bad_uses_get_one_sentence(tmp_path, capsys):
     assert "error: name an entry" in capsys.readouterr().err
 
 
-def test_a_run_prunes_after_keeping_a_new_version_when_the_rule_is_set(tmp_path, db_url):
+def test_a_run_prunes_after_keeping_a_new_version_when_the_rule_is_set(tmp_path, db_url, capsys):
     """The watcher and harness.evaluate plan each run: once the new version is kept, the rule applies."""
     engine = make_engine(db_url)
     folder = write_entry(tmp_path / "subs", "ada", code=TEMPLATE_CODE)
@@ -231,6 +234,15 @@ def test_a_run_prunes_after_keeping_a_new_version_when_the_rule_is_set(tmp_path,
                      "keep_versions = 1; their results stay (python -m harness.versions --prune shrinks the database "
                      "file)."]
     assert [v.files_kept for v in history(engine, "ada")] == [False, False, True]
+    config = tmp_path / "rules.toml"  # the room the run freed goes back to the disk with --prune
+    config.write_text("[storage]\nkeep_versions = 1\n")
+    before = space.database_bytes(engine)
+    assert versions_cli.main(["--prune", "--db", db_url, "--config", str(config)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Nothing to remove" in out and f"Database: {space.size_text(before)} before pruning, " in out
+    if engine.dialect.name == "sqlite":
+        assert "SQLite rewrote the file without the freed room (VACUUM)." in out
+        assert space.database_bytes(engine) <= before - 2 * old_weights
     engine.dispose()
 
 

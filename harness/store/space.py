@@ -63,6 +63,10 @@ def reclaim(engine: Engine) -> Reclaimed:
         return Reclaimed(None, None, "an in-memory database has no file to shrink.")
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            free = connection.execute(text("PRAGMA freelist_count")).scalar()
+            if not free:
+                connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+                return Reclaimed(before, database_bytes(engine), "The SQLite file has no free room to give back.")
             connection.execute(text("VACUUM"))
             connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     except DBAPIError as exc:
