@@ -15,7 +15,8 @@ run stores them). Each version is kept as a run keeps it; with ``keep_versions =
 ``harness.runner.plan`` does. A sample of members is really written to an SQLite file (the full club would not fit on
 this disk); members are independent, so the full size is the empty database plus the sample's growth per member times
 ``members`` (a linear extrapolation, said as such). The file is measured as the runs leave it (SQLite reuses freed
-pages but never shrinks; its write-ahead log, as large as the largest write, is added once, not per member) and after
+pages but never shrinks: the sample's free pages and write-ahead log, as large as the largest write, are added once,
+not per member, since the room one member's pruning frees is reused by the next one's version) and after
 ``python -m harness.versions --prune`` (VACUUM).
 """
 
@@ -51,6 +52,7 @@ def main() -> None:
     p.add_argument("--keep", type=int, default=2, help="keep_versions to compare with keeping all (default: 2)")
     p.add_argument("--cnn-sample", type=int, default=20, help="members really written with the small CNN")
     p.add_argument("--resnet-sample", type=int, default=2, help="members really written with the ResNet-50")
+    p.add_argument("--only", choices=list(MODELS), help="measure one model only")
     args = p.parse_args()
     if args.club:
         club(args)
@@ -158,6 +160,8 @@ def club(args: argparse.Namespace) -> None:
           "| of which versions' files |")
     print("|---|---|---|---|---|---|---|")
     for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample)):
+        if args.only and name != args.only:
+            continue
         weights = make()
         for keep in (None, args.keep):
             with tempfile.TemporaryDirectory(prefix="bench-club-") as tmp:
@@ -166,8 +170,10 @@ def club(args: argparse.Namespace) -> None:
             def full(size: int) -> int:  # linear in members: each member's versions are its own
                 return int(got["empty"] + (size - got["empty"]) * args.members / sample)
             scale = args.members / sample
+            # the room pruning frees is reused by the next member's version, so it is counted once, not per member
+            free = got["left"] + got["wal"] - got["vacuumed"]
             print(f"| {name} | {size_text(int(got['per_version']))} | {'all' if keep is None else f'last {keep}'} | "
-                  f"{sample} members, extrapolated x{scale:g} | {size_text(full(got['left']) + got['wal'])} | "
+                  f"{sample} members, extrapolated x{scale:g} | {size_text(full(got['vacuumed']) + free)} | "
                   f"{size_text(full(got['vacuumed']))} | {size_text(int(got['files'] * scale))} |", flush=True)
 
 

@@ -186,8 +186,9 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
     assert f"Removed the files of 1 version ({space.size_text(freed)} that no kept version shares); their evaluations " \
            "and results stay." in out
     assert snapshots.stored_bytes(engine) == stored - freed
-    assert f"Database: {space.size_text(size_before)} before pruning, " in out
-    if engine.dialect.name == "sqlite":
+    assert "before pruning, " in out
+    if engine.dialect.name == "sqlite":  # PostgreSQL's own size moves by itself (statistics, autovacuum)
+        assert f"Database: {space.size_text(size_before)} before pruning, " in out
         assert "SQLite rewrote the file without the freed room (VACUUM)." in out
         assert space.database_bytes(engine) <= size_before - freed  # the file shrank by at least what was freed
     else:
@@ -239,8 +240,9 @@ def test_a_run_prunes_after_keeping_a_new_version_when_the_rule_is_set(tmp_path,
     before = space.database_bytes(engine)
     assert versions_cli.main(["--prune", "--db", db_url, "--config", str(config)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "Nothing to remove" in out and f"Database: {space.size_text(before)} before pruning, " in out
-    if engine.dialect.name == "sqlite":
+    assert "Nothing to remove" in out and "before pruning, " in out
+    if engine.dialect.name == "sqlite":  # PostgreSQL's own size moves by itself (statistics, autovacuum)
+        assert f"Database: {space.size_text(before)} before pruning, " in out
         assert "SQLite rewrote the file without the freed room (VACUUM)." in out
         assert space.database_bytes(engine) <= before - 2 * old_weights
     engine.dispose()
