@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from harness.store import claims
 from harness.store import leftovers
 from harness.entries import parameters
-from harness.store import snapshots
-from harness.scoring import standings
+from harness.store import snapshots, space
+from harness.scoring import retention, standings
 from harness.store import results as store
 from harness import __version__
 from harness.scoring.competition import Competition
@@ -226,6 +227,7 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
         else:
             snapshots.keep(engine, version_id, entry)
         jobs.append(Job(entry, version_id))
+    notes.extend(prune(engine, competition))
     counted = standings.counted_versions(standings.version_rows(engine), competition)
     for job in list(jobs):
         on_time = counted.get(job.entry.name)
@@ -249,6 +251,25 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
             jobs.append(Job(replace(restored, metadata_error=too_big) if too_big else restored, on_time.version_id,
                             restored=True))
     return jobs, notes
+
+
+def prune(engine: Engine, competition: Competition) -> list[str]:
+    """Apply ``[storage] keep_versions`` once the new versions are kept (cheap when there is nothing to remove): a
+    note saying what went, or why nothing could."""
+    if competition.keep_versions is None:
+        return []
+    try:
+        freed = retention.prune(engine, competition)
+    except SQLAlchemyError as exc:
+        return [f"the files of old versions were not pruned this time ({type(exc).__name__}); the next run tries "
+                "again."]
+    if not freed.versions:
+        return []
+    what = (f"the files of {freed.versions:,} old version{'s' if freed.versions != 1 else ''} "
+            f"({space.size_text(freed.bytes)})")
+    store.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {competition.keep_versions}")
+    return [f"removed {what} by [storage] keep_versions = {competition.keep_versions}; their results stay "
+            "(python -m harness.versions --prune shrinks the database file)."]
 
 
 @dataclass

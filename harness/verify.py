@@ -2,7 +2,8 @@
 
 Each entry's newest stored evaluation is re-run in its own (sandboxed) process on the very images it was
 scored on (kept in the database, MNIST and guest alike), and every per-sample prediction is compared with the
-stored one. An entry whose files changed since that evaluation cannot be re-scored and is reported as such. The exit
+stored one. An entry whose files changed since that evaluation cannot be re-scored and is reported as such (and said
+to have had its files removed to save space when ``[storage] keep_versions`` pruned that version). The exit
 status is 1 only for a real difference (a prediction, or a re-run that fails where the stored one worked); an entry
 with no successful evaluation (it failed) has nothing to verify and is only reported.
 The organiser's moderation comes from ``harness.scoring.standings``: a disqualified entry is re-scored (its results are
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from harness.store import leftovers
+from rich.markup import escape
+from harness.store import leftovers, snapshots
 from harness.scoring import competition, standings
 from harness.store import results as store
 from harness import __version__, cli, runner
@@ -36,7 +38,7 @@ from harness.isolation.prediction import resolve_device
 @dataclass
 class Check:
     name: str
-    status: str          # "same", "different", "changed", "failed" (the re-run), "nothing" (to verify), "hidden"
+    status: str          # "same", "different", "changed", "pruned", "failed" (the re-run), "nothing", "hidden"
     detail: str
 
 
@@ -61,8 +63,12 @@ def limits_of(evaluation: Evaluation, timeout: float | None, rules: competition.
     return Limits(timeout=seconds, memory=memory, device=device)
 
 
-def verify_one(entry, evaluation: Evaluation, limits: Limits) -> Check:
+def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Check:
     if entry.content_hash != evaluation.version.content_hash:
+        if engine is not None and snapshots.pruned(engine, evaluation.version_id):
+            return Check(entry.name, "pruned", f"the files of the evaluated version "
+                         f"{evaluation.version.content_hash[:12]} were removed to save space ([storage] keep_versions "
+                         "in competition.toml), so it cannot be re-scored; its stored results stand, nothing differs.")
         return Check(entry.name, "changed", "its files changed since the stored evaluation; run harness.evaluate.")
     specs = [dataset_spec(r) for r in evaluation.results]
     ids = {r.dataset.kind: r.dataset_id for r in evaluation.results}
@@ -138,14 +144,16 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
             checks.append(Check(entry.name, "nothing", "nothing to verify: it has no successful stored evaluation (it "
                                                        "failed, or was never evaluated), so nothing can differ."))
             continue
-        check = verify_one(entry, stored[entry.name], limits_of(stored[entry.name], args.timeout, rules, device))
+        check = verify_one(entry, stored[entry.name], limits_of(stored[entry.name], args.timeout, rules, device),
+                           engine)
         if state == standings.DISQUALIFIED:
             check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
         checks.append(check)
     marks = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
+             "pruned": "[yellow]–[/yellow]",
              "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
     for check in checks:
-        console.print(f"{marks[check.status]} {check.name}: {check.detail}")
+        console.print(f"{marks[check.status]} {escape(check.name)}: {escape(check.detail)}")
     return 1 if any(c.status in ("different", "failed") for c in checks) else 0
 
 

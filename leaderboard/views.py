@@ -196,13 +196,39 @@ def times(n: int) -> str:
 
 def version_text(v, rules: Competition) -> str:
     """One version of an entry for the Organiser's list, in plain words: "Version 3 · submitted 2027-01-10
-    23:30:00+00:00 (on time) · evaluated twice", with "its files are no longer stored" when only its hash is left."""
+    23:30:00+00:00 (on time) · evaluated twice", with "its files are no longer stored" when only its hash is left, or
+    "its files were removed to save space" when the organiser's ``[storage] keep_versions`` let them go."""
     shown = rules.local(v.submitted_at).isoformat(timespec="seconds")
     state = "late" if rules.is_late(v.submitted_at) else "on time"
     extra = f", overridden: {v.override_reason}" if v.overridden else ""
     evaluated = f"evaluated {times(v.evaluations)}" if v.evaluations else "not evaluated yet"
     return (f"Version {v.number} · submitted {shown} ({state}{extra}) · {evaluated}"
-            + ("" if v.files_kept else " · its files are no longer stored"))
+            + ("" if v.files_kept else " · its files were removed to save space (its results stay)"
+               if v.files_pruned else " · its files are no longer stored"))
+
+
+def storage_text(engine: Engine, rules: Competition) -> str:
+    """The database's size on disk, how much of it the versions' files take, and the rule that bounds them, in
+    plain words for the Organiser page (markdown; nothing in it is an entry's)."""
+    from harness.store import db_errors, snapshots, space
+    total, files = space.database_bytes(engine), snapshots.stored_bytes(engine)
+    kept, pruned = snapshots.version_counts(engine)
+    where = (f"the SQLite file `{db_errors.sqlite_file(engine.url)}`" if engine.dialect.name == "sqlite"
+             else f"the {engine.dialect.name} database `{engine.url.database}`")
+    share = f" ({files / total:.0%})" if total else ""
+    removed = f"; {pruned:,} had theirs removed to save space, their results kept" if pruned else ""
+    said = (f"The database takes **{space.size_text(total)}** ({where}); the versions' files take "
+            f"**{space.size_text(files)}** of it{share}: {kept:,} version{'s' if kept != 1 else ''} keep their "
+            f"files{removed}.")
+    source = "`competition.toml`" if rules.source == "built-in defaults" else f"`{rules.source}`"
+    if rules.keep_versions is None:
+        return said + (" Every version's files are kept (`[storage] keep_versions = \"all\"`, the default). To keep "
+                       "only each entry's ranked version and its last 2, add `[storage]` with `keep_versions = 2` to "
+                       f"{source}, then see what it frees with `python -m harness.versions --prune --dry-run`.")
+    n = rules.keep_versions
+    return said + (f" Each entry keeps the files of its ranked version, of every version the board shows and of its "
+                   f"last {n} (`[storage] keep_versions = {n}` in {source}); each evaluation run removes the "
+                   "others' files, and `python -m harness.versions --prune` also gives the room back to the disk.")
 
 
 def newest_first(history: list) -> list[int]:

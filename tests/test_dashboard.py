@@ -1011,3 +1011,32 @@ def test_folders_left_out_for_their_names_are_rows_saying_why(tmp_path, monkeypa
         {"entry": "my entry", "left out because": "its folder name is not allowed: rename it using letters, digits, "
                                                   "'-', '_', '.'"},
         {"entry": "odd", "left out because": "a file's name is not valid UTF-8: rename the file"}]
+
+
+def test_organiser_page_shows_the_database_size_and_what_the_versions_files_take(fx, monkeypatch, tmp_path):
+    import os
+    import sqlite3
+    from harness import versions as versions_cli
+    db = tmp_path / "org.db"
+    shutil.copy(fx.db, db)
+    at = organiser(fx, monkeypatch, db)
+    size = sum(os.path.getsize(p) for p in (db, Path(f"{db}-wal")) if p.exists())  # what the page just measured
+    with sqlite3.connect(db) as raw:  # the reference, in plain SQL: every kept file once
+        files = raw.execute("SELECT sum(size) FROM file_blobs").fetchone()[0]
+        kept = raw.execute("SELECT count(*) FROM version_files").fetchone()[0]
+    said = next(seen(m.value) for m in at.markdown if "The database takes" in m.value)
+    assert said.startswith(f"The database takes {size / 1e6:,.1f} MB (the SQLite file {db}); the versions' files "
+                           f"take {files / 1e6:,.1f} MB of it ({files / size:.0%}): {kept} versions keep their files. "
+                           "Every version's files are kept"), said
+
+    rules_file(tmp_path, monkeypatch, "[storage]\nkeep_versions = 0\n")  # ada's first version is neither shown nor last
+    assert versions_cli.main(["--prune", "--db", str(db)]) == 0
+    at.run()
+    said = next(seen(m.value) for m in at.markdown if "The database takes" in m.value)
+    assert (f"{kept - 1} versions keep their files; 1 had theirs removed to save space, their results kept. Each "
+            "entry keeps the files of its ranked version, of every version the board shows and of its last 0 "
+            f"([storage] keep_versions = 0 in {tmp_path / 'competition.toml'})") in said, said
+    next(s for s in at.selectbox if s.key == "override_entry").set_value("ada").run()
+    options = next(s for s in at.selectbox if s.key == "override_version").options
+    assert options[-1].startswith("Version 1 · ") and options[-1].endswith(
+        " · its files were removed to save space (its results stay)") and "removed" not in options[0]

@@ -28,13 +28,14 @@ METRICS = {"guest_accuracy": ("guest", "accuracy", True), "mnist_accuracy": ("mn
 PRIMARY_METRICS = ("guest_accuracy", "mnist_accuracy")
 ENTRIES_PER_MEMBER = ("one", "several")
 KEYS = {"title", "deadline", "timezone", "reveal", "entries_per_member", "max_entry_gb", "ranking", "limits",
-        "dashboard"}
+        "dashboard", "storage"}
 GB = 1_000_000_000
 RANKING_KEYS = {"primary", "tie_break"}
 LIMITS_KEYS = {"timeout", "seconds_per_1000_images"}
 DASHBOARD_KEYS = {"warm_memory"}
 DEFAULT_WARM_MEMORY = 2 * 1024 ** 3  # bytes the dashboard's warm entries may hold together: room on an 8 GiB server
 BYTE_UNITS = {"b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
+STORAGE_KEYS = {"keep_versions"}
 DEFAULT_TIMEOUT = 300.0  # seconds per entry when neither the command line nor the rules set one
 UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60, "minute": 60, "minutes": 60,
          "h": 3600, "hour": 3600, "hours": 3600}
@@ -57,6 +58,9 @@ class Competition:
     timeout: float | None = None              # [limits] seconds per entry (loading, warm-up, all its images)
     seconds_per_1000_images: float | None = None  # [limits] or this many seconds per 1,000 images handed over
     warm_memory: int = DEFAULT_WARM_MEMORY    # [dashboard] bytes Draw-a-digit's warm entries may hold together
+    # [storage] keep_versions: None ("all") keeps every version's files; N keeps the files of each entry's last N
+    # versions besides the one ranked (``harness.scoring.retention``); results are never dropped
+    keep_versions: int | None = None
     source: str = "built-in defaults"
 
     def time_limit(self, images: int) -> float:
@@ -88,7 +92,7 @@ class Competition:
                 "tie_break": list(self.tie_break), "entries_per_member": self.entries_per_member,
                 "max_entry_gb": self.max_entry_gb, "timeout": self.timeout,
                 "seconds_per_1000_images": self.seconds_per_1000_images, "warm_memory": self.warm_memory,
-                "source": self.source}
+                "keep_versions": "all" if self.keep_versions is None else self.keep_versions, "source": self.source}
 
     def guest_revealed(self, organiser_flag: bool, now_utc: datetime | None = None) -> bool:
         """Whether guest results may be shown, given the organiser's reveal button state."""
@@ -173,6 +177,7 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
         raise fail(f"'max_entry_gb' = {max_gb!r} must be a positive number of gigabytes, such as 2 or 0.5.")
     timeout, per_1000 = _limits(data.get("limits", {}), fail)
     warm_memory = _dashboard(data.get("dashboard", {}), fail)
+    keep_versions = _storage(data.get("storage", {}), fail)
     primary = ranking.get("primary", "guest_accuracy")
     if primary not in PRIMARY_METRICS:
         raise fail(f"ranking.primary = {primary!r} must be one of {', '.join(PRIMARY_METRICS)}.")
@@ -186,7 +191,24 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
         raise fail(f"ranking.tie_break repeats the primary metric {primary!r}; remove it.")
     return Competition(title=title.strip(), deadline=deadline, timezone=zone, reveal=reveal, primary=primary,
                        tie_break=tuple(tie_break), entries_per_member=per_member, max_entry_gb=float(max_gb),
-                       timeout=timeout, seconds_per_1000_images=per_1000, warm_memory=warm_memory, source=source)
+                       timeout=timeout, seconds_per_1000_images=per_1000, warm_memory=warm_memory,
+                       keep_versions=keep_versions, source=source)
+
+
+def _storage(storage, fail) -> int | None:
+    """[storage] keep_versions: "all" (None) or how many of each entry's newest versions keep their files."""
+    if not isinstance(storage, dict):
+        raise fail("'storage' must be a table ([storage] with keep_versions = \"all\" or a number such as 2).")
+    unknown = sorted(set(storage) - STORAGE_KEYS)
+    if unknown:
+        raise fail(f"unknown key storage.{unknown[0]}; the only key is keep_versions.")
+    keep = storage.get("keep_versions", "all")
+    if keep == "all":
+        return None
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise fail(f"storage.keep_versions = {keep!r} must be \"all\" (keep every version's files) or a whole "
+                   "number of versions, such as 2 (each entry's ranked version and its last 2 keep their files).")
+    return keep
 
 
 def _limits(limits, fail) -> tuple[float | None, float | None]:

@@ -110,6 +110,8 @@ class VersionFiles(Base):
     manifest: Mapped[Optional[dict[str, Any]]]  # {path in the entry folder: sha256 of its bytes in file_blobs}
     archive: Mapped[Optional[bytes]] = mapped_column(LargeBinary)  # before revision 0004: all files as one zip
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # when the files were removed to save space (harness.scoring.retention); the manifest stays, the bytes go
+    pruned_at: Mapped[Optional[datetime]]
 
 
 class FileBlob(Base):

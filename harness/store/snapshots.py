@@ -8,6 +8,10 @@ who changes one line of ``model.py`` adds a few kilobytes, not another copy of t
 ``CHUNK_BYTES`` is kept as ordered chunks (``file_chunks``, schema revision 0005), since one database value holds at
 most 1 GB; files are read, stored and restored a chunk at a time, so a large file is never held in memory whole.
 Versions kept before revision 0004 are one zip each and are still read.
+
+:func:`drop_files` removes the files of versions the organiser chose not to keep (``[storage] keep_versions``, applied
+by ``harness.scoring.retention``): the row and its manifest stay, marked ``pruned_at``, and a file's bytes go only
+when no kept version holds it any more.
 """
 
 from __future__ import annotations
@@ -15,22 +19,30 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harness.entries.discovery import Entry, digest, entry_files, load_entry, read_chunks
-from harness.store.schema import FileBlob, FileChunk, VersionFiles
+from harness.store.schema import FileBlob, FileChunk, VersionFiles, utcnow
 
 ATTEMPTS = 5  # a concurrent run may add the same file between our look and our insert: look again
 CHUNK_BYTES = 64 * 1024 ** 2  # larger files are kept in pieces of this size
 
 
+PRUNED = "its files were removed to save space ([storage] keep_versions in competition.toml)"
+
+
 class _Changed(Exception):
     """A file changed while it was being stored: the version on disk is no longer the one described."""
+
+
+class _Gone(Exception):
+    """A file this version shares with another was removed (pruned) while the version was being stored."""
 
 
 def _utf8(name: str) -> bool:
@@ -42,8 +54,9 @@ def _utf8(name: str) -> bool:
 
 
 def _kept(session: Session, version_id: int) -> bool:
-    """Whether the version's files are stored (without loading them)."""
-    return session.scalar(select(VersionFiles.version_id).where(VersionFiles.version_id == version_id)) is not None
+    """Whether the version's files are stored (without loading them); a pruned version's are not."""
+    return session.scalar(select(VersionFiles.version_id).where(VersionFiles.version_id == version_id,
+                                                                VersionFiles.pruned_at.is_(None))) is not None
 
 
 def keep(engine: Engine, version_id: int, entry: Entry) -> bool:
@@ -68,9 +81,19 @@ def keep(engine: Engine, version_id: int, entry: Entry) -> bool:
                 for sha, path in by_sha.items():
                     if sha not in there:
                         _store_file(session, sha, path)
-                session.add(VersionFiles(version_id=version_id, manifest=manifest))
+                pruned = session.get(VersionFiles, version_id)
+                if pruned is not None:  # its files were removed to save space and the same content came back
+                    pruned.manifest, pruned.archive, pruned.pruned_at, pruned.stored_at = manifest, None, None, utcnow()
+                else:
+                    session.add(VersionFiles(version_id=version_id, manifest=manifest))
+                session.flush()
+                # drop_files may have removed a shared file after we looked: it locks version_files first, so once
+                # our row is in, what we count here stays
+                if session.scalar(select(func.count()).select_from(FileBlob)
+                                  .where(FileBlob.sha256.in_(list(by_sha)))) != len(by_sha):
+                    raise _Gone
             return True
-        except IntegrityError:  # the same file or version inserted by another run meanwhile: look again
+        except (IntegrityError, _Gone):  # the same file or version inserted (or a file pruned) meanwhile: look again
             continue
         except _Changed:
             return False
@@ -126,14 +149,23 @@ def _write(version_id: int, folder: Path, files: Iterator[tuple[str, Iterator[by
                              "match its SHA-256.")
 
 
+def pruned(engine: Engine, version_id: int) -> bool:
+    """Whether the version's files were removed to save space (``drop_files``)."""
+    with Session(engine) as session:
+        return session.scalar(select(VersionFiles.pruned_at).where(VersionFiles.version_id == version_id)) is not None
+
+
 def restore(engine: Engine, version_id: int, entry_name: str, parent: Path) -> Entry | None:
     """Write a stored version's files into ``parent/entry_name`` and describe it; None when its files were not kept.
 
-    Files are written a chunk at a time and checked against their SHA-256 (a ValueError when one does not match)."""
+    Files are written a chunk at a time and checked against their SHA-256 (a ValueError when one does not match, or
+    when they were removed to save space)."""
     with Session(engine) as session:
         row = session.get(VersionFiles, version_id)
         if row is None:
             return None
+        if row.pruned_at is not None:
+            raise ValueError(PRUNED)
         folder = parent / entry_name
         folder.mkdir(parents=True, exist_ok=False)
         if row.manifest is None:  # kept before revision 0004: one zip
@@ -147,3 +179,66 @@ def restore(engine: Engine, version_id: int, entry_name: str, parent: Path) -> E
                 raise ValueError(f"stored files of version {version_id} are incomplete: {len(missing)} file(s) missing.")
             _write(version_id, folder, ((name, _chunks(session, sha), sha) for name, sha in manifest.items()))
     return load_entry(folder)
+
+
+@dataclass(frozen=True)
+class Freed:
+    """What dropping versions' files frees: how many versions lose their files, and the bytes of the files that no
+    kept version holds (a file shared with a kept version stays, and is not counted)."""
+    versions: int
+    bytes: int
+
+
+def drop_files(engine: Engine, version_ids: Iterable[int], dry_run: bool = False) -> Freed:
+    """Remove the stored files of ``version_ids`` (those still kept); with ``dry_run``, only count what would go.
+
+    The versions' rows and manifests stay (marked ``pruned_at``), and so does everything else about them: their
+    evaluations, results and predictions."""
+    wanted = set(version_ids)
+    kept = (select(VersionFiles.version_id, VersionFiles.manifest,
+                   func.coalesce(func.length(VersionFiles.archive), 0).label("zip"))
+            .where(VersionFiles.pruned_at.is_(None)))
+    with Session(engine) as session, session.begin():
+        if not any(r.version_id in wanted for r in session.execute(kept)):
+            return Freed(0, 0)  # the common case on every run: no lock taken
+        if not dry_run and engine.dialect.name == "postgresql":
+            # keep() of a concurrent run waits until we are done (or we wait for it), so no file it shares goes
+            session.execute(text("LOCK TABLE version_files IN SHARE ROW EXCLUSIVE MODE"))
+        going = [r for r in session.execute(kept).all() if r.version_id in wanted]
+        if not going:
+            return Freed(0, 0)
+        if not dry_run:  # first: on SQLite this write takes the lock, so what is read below stays true
+            session.execute(update(VersionFiles).where(VersionFiles.version_id.in_([r.version_id for r in going]))
+                            .values(pruned_at=utcnow(), archive=None))
+        rows = session.execute(kept).all()  # after the update: the versions that keep their files
+        held = {sha for r in rows if r.version_id not in wanted for sha in (r.manifest or {}).values()}
+        shas = {sha for r in going for sha in (r.manifest or {}).values()} - held
+        freed = sum(r.zip for r in going)
+        for batch in _batches(sorted(shas)):
+            freed += session.scalar(select(func.coalesce(func.sum(FileBlob.size), 0))
+                                    .where(FileBlob.sha256.in_(batch))) or 0
+            if not dry_run:
+                session.execute(delete(FileChunk).where(FileChunk.sha256.in_(batch)))
+                session.execute(delete(FileBlob).where(FileBlob.sha256.in_(batch)))
+    return Freed(len(going), int(freed))
+
+
+def _batches(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def version_counts(engine: Engine) -> tuple[int, int]:
+    """How many versions keep their files, and how many had them removed to save space."""
+    with Session(engine) as session:
+        rows = dict(session.execute(select(VersionFiles.pruned_at.is_(None), func.count())
+                                    .group_by(VersionFiles.pruned_at.is_(None))).all())
+    return int(rows.get(True, 0)), int(rows.get(False, 0))
+
+
+def stored_bytes(engine: Engine) -> int:
+    """The bytes of every kept file (each once) and of the zips kept before revision 0004."""
+    with Session(engine) as session:
+        blobs = session.scalar(select(func.coalesce(func.sum(FileBlob.size), 0))) or 0
+        zips = session.scalar(select(func.coalesce(func.sum(func.length(VersionFiles.archive)), 0))) or 0
+    return int(blobs) + int(zips)

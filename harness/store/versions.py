@@ -26,6 +26,7 @@ class VersionInfo:
     overridden: bool
     evaluations: int
     files_kept: bool
+    files_pruned: bool = False  # removed to save space ([storage] keep_versions); its results stay
 
 
 def history(engine: Engine, entry_name: str) -> list[VersionInfo]:
@@ -40,13 +41,14 @@ def history(engine: Engine, entry_name: str) -> list[VersionInfo]:
             select(EntryVersion.id, EntryVersion.content_hash, EntryVersion.first_seen_at,
                    EntryVersion.submitted_at, EntryVersion.submitted_at_override, EntryVersion.override_reason,
                    evaluations.c.n,
-                   VersionFiles.version_id.label("kept"))
+                   VersionFiles.version_id.label("kept"), VersionFiles.pruned_at)
             .join(Entry, EntryVersion.entry_id == Entry.id)
             .outerjoin(evaluations, evaluations.c.version_id == EntryVersion.id)
             .outerjoin(VersionFiles, VersionFiles.version_id == EntryVersion.id)
             .where(Entry.name == entry_name).order_by(EntryVersion.first_seen_at, EntryVersion.id)).all()
     return [VersionInfo(i + 1, r.id, r.content_hash, r.first_seen_at, r.submitted_at,
-                        r.override_reason, r.submitted_at_override is not None, r.n or 0, r.kept is not None)
+                        r.override_reason, r.submitted_at_override is not None, r.n or 0,
+                        r.kept is not None and r.pruned_at is None, r.pruned_at is not None)
             for i, r in enumerate(rows)]
 
 

@@ -154,6 +154,9 @@ with st.form("version_time"):
 
 member_codes.section(engine)
 
+st.subheader("Storage")
+st.markdown(views.storage_text(engine, rules))
+
 st.subheader("Audit log")
 st.dataframe(pd.DataFrame(store.audit_log(engine), columns=["at", "action", "entry", "detail"]), hide_index=True,
              width="stretch", column_config={"at": st.column_config.DatetimeColumn("time (UTC)",
