@@ -8,7 +8,7 @@ Populations (each a folder of labelled pictures read by the guest pipeline, as t
 - ``mnist-test``: MNIST's 10,000 test digits (US Census staff and students; the population entries train on).
 - ``semeion-tune`` / ``semeion-held-out``: Semeion (~80 writers, Italy, scanned, thresholded 16×16), split per digit
   in file order by scripts/semeion_halves.py; ``baseline-robust`` trains on the tuning half (``--extra``).
-- ``uci-tune`` / ``uci-held-out``: the 13 writers of UCI optical digits' test part (Turkey, NIST forms, 8×8 counts),
+- ``uci-tune`` / ``uci-held-out``: the 13 writers of UCI optical digits' test part (collected in Istanbul on NIST forms; 8×8 counts),
   split the same way by scripts/uci_digits.py. ``semeion`` and ``uci`` are the two halves together.
 - ``sample``: mystery_digits/_sample, 100 of the UCI digits (its tuning half) as simulated photos: derived from
   ``uci``, not another population, and too small to rank (shown for reference only).
