@@ -23,6 +23,7 @@ Loads each entry in this process, as scripts/stranger_lab.py does: for entries y
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -95,15 +96,36 @@ def entry_folders(extra: list[Path]) -> list[Path]:
     return [*committed, *lab, *extra]
 
 
-def evaluate_all(folders: list[Path], sets: dict) -> dict:
-    """{entry: {"trained_on": [...], "correct": {population: bool array}}}."""
+def fingerprint(folder: Path, sets: dict) -> str:
+    """sha256 of the entry folder's files and of every population's digits and labels: the cache key."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(path.relative_to(folder).as_posix().encode())
+        h.update(path.read_bytes())
+    for name, (x, y) in sorted(sets.items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+        h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()[:24]
+
+
+def evaluate_all(folders: list[Path], sets: dict, cache: Path | None = None) -> dict:
+    """{entry: {"trained_on": [...], "correct": {population: bool array}}}; with ``cache``, an entry whose files and
+    populations are unchanged is read back from ``cache/<name>-<fingerprint>.npz`` instead of being run again."""
     out = {}
     for folder in folders:
         metadata = read_metadata(folder)
-        model = load_model(folder, metadata, module_name=None)
-        torch.manual_seed(0)
-        out[folder.name] = {"folder": str(folder), "trained_on": sorted(trained_on(metadata)),
-                            "correct": {name: correct(model, x, y) for name, (x, y) in sets.items()}}
+        stored = cache / f"{folder.name}-{fingerprint(folder, sets)}.npz" if cache else None
+        if stored is not None and stored.is_file():
+            with np.load(stored) as saved:
+                hits = {name: saved[name] for name in sets}
+        else:
+            model = load_model(folder, metadata, module_name=None)
+            hits = {name: correct(model, x, y) for name, (x, y) in sets.items()}
+            if stored is not None:
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(stored, **hits)
+        out[folder.name] = {"folder": str(folder), "trained_on": sorted(trained_on(metadata)), "correct": hits}
         print(f"scored {folder.name}", file=sys.stderr)
     return out
 
@@ -177,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sets = populations(args.semeion, args.mnist_dir, args.build)
-    results = evaluate_all(entry_folders(args.entry), sets)
+    results = evaluate_all(entry_folders(args.entry), sets, args.build / "populations-cache")
     cells = table(results, sets)
     loo = leave_one_out(results, cells)
     print(markdown(results, cells, loo))

@@ -127,3 +127,15 @@ def test_trained_on_reads_the_extra_folders_from_entry_toml():
     from harness.entries.discovery import read_metadata
     assert pops.trained_on(read_metadata(ROOT / "submissions" / "baseline-robust")) == {"semeion"}
     assert pops.trained_on(read_metadata(ROOT / "submissions" / "baseline-strong")) == set()
+
+
+def test_the_cache_key_changes_with_the_entry_and_with_the_digits(tmp_path):
+    pops = _script("populations")
+    (tmp_path / "weights.pt").write_bytes(b"a")
+    sets = {"uci": (np.zeros((2, 28, 28), np.uint8), np.array([1, 2]))}
+    key = pops.fingerprint(tmp_path, sets)
+    assert pops.fingerprint(tmp_path, sets) == key
+    (tmp_path / "weights.pt").write_bytes(b"b")
+    assert pops.fingerprint(tmp_path, sets) != key
+    moved = pops.fingerprint(tmp_path, sets)
+    assert pops.fingerprint(tmp_path, {"uci": (sets["uci"][0], np.array([1, 3]))}) != moved
