@@ -1040,3 +1040,15 @@ def test_organiser_page_shows_the_database_size_and_what_the_versions_files_take
     options = next(s for s in at.selectbox if s.key == "override_version").options
     assert options[-1].startswith("Version 1 · ") and options[-1].endswith(
         " · its files were removed to save space (its results stay)") and "removed" not in options[0]
+
+
+def test_an_empty_board_tells_a_member_how_to_get_on_it(fx, monkeypatch, tmp_path):
+    """No evaluation stored yet: the board and an entry's page speak to a member (the Submit page), not in commands."""
+    use_db(monkeypatch, fx, tmp_path / "empty.db")
+    at = page()
+    assert [i.value for i in at.info][-1:] == [
+        "No entries scored yet. Upload one on the Submit page: it shows here as pending, then with its score "
+        "(organisers: entries in `submissions/` are scored by the dashboard, or by `python -m harness.evaluate`)."]
+    at = page("screens/entry.py", entry="anything")
+    assert "No entries scored yet: an entry's page opens once it has a score on the Leaderboard." in \
+        [i.value for i in at.info]

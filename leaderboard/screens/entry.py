@@ -10,7 +10,7 @@ board = cache.board(url, revealed).board
 entries = list(dict.fromkeys(zip(board["entry"], board["display_name"])))  # an entry with a late version: once
 st.title("🔎 Entry")
 if not entries:
-    st.warning("No evaluations yet. Run `python -m harness.evaluate` first.")
+    st.info("No entries scored yet: an entry's page opens once it has a score on the Leaderboard.")
     st.stop()
 
 names = [name for name, _ in entries]

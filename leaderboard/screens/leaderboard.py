@@ -49,7 +49,8 @@ if len(pending):  # drawn again as the queue moves, until the last upload's resu
     follow_queue()
 if board.empty and not len(pending):
     ranked_by()
-    st.warning("No evaluations yet. Run `python -m harness.evaluate` to score the entries in `submissions/`.")
+    st.info("No entries scored yet. Upload one on the Submit page: it shows here as pending, then with its score "
+            "(organisers: entries in `submissions/` are scored by the dashboard, or by `python -m harness.evaluate`).")
     st.stop()
 
 STATUSES = ["ok", "failed", "late", "superseded", "disqualified", stats.PENDING]
