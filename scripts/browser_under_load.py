@@ -8,11 +8,12 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BROWSER_TESTS = ["tests/test_dashboard_e2e.py", "tests/test_dashboard_pages_e2e.py", "tests/test_submit_e2e.py",
-                 "tests/test_draw_e2e.py"]
+BROWSER_TESTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
+                       if "tests.browser" in p.read_text(encoding="utf-8"))  # every test that drives Chromium
 
 
 def spin() -> None:
@@ -29,8 +30,10 @@ def main() -> int:
         p.start()
     try:
         for run in range(1, args.times + 1):
+            started = time.monotonic()
             code = subprocess.call([sys.executable, "-m", "pytest", "-q", *(pytest_args or BROWSER_TESTS)], cwd=REPO)
-            print(f"run {run} of {args.times}: {'passed' if code == 0 else f'failed (exit {code})'}", flush=True)
+            print(f"run {run} of {args.times}: {'passed' if code == 0 else f'failed (exit {code})'} in "
+                  f"{time.monotonic() - started:.0f} s", flush=True)
             if code:
                 return code
         return 0
