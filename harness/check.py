@@ -12,7 +12,12 @@ from rich.console import Console
 from harness import cli
 from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
-from harness.submit.checking import DIAGNOSE_BELOW, CheckFailed, check, diagnose  # noqa: F401  (check.check, as before)
+from harness.isolation.process import duration
+from harness.scoring import competition
+from harness.submit.checking import (DIAGNOSE_BELOW, SAMPLE, CheckFailed, check,  # noqa: F401  (check.check, as before)
+                                     diagnose)
+
+MNIST_TEST = 10_000  # images in MNIST's test set, the public set of a full evaluation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,11 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     cli.add_device_argument(p, default="cpu")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--mystery", type=Path, default=Path("mystery_digits"),
+                   help="guest digits folder, counted for the estimate of a full evaluation (default: mystery_digits)")
+    competition.add_argument(p)
     p.add_argument("--verbose", action="store_true",
                    help="on a failure, also print what the entry's process printed (e.g. every mismatched weight key)")
     args = p.parse_args(argv)
+    return cli.run(lambda: run(args), status=1, stream=sys.stdout,
+                   interrupted=f"the check keeps nothing; run `python -m harness.check {args.entry}` again.")
+
+
+def run(args) -> int:
     try:
-        return report(check(args.entry, args.mnist_dir, args.device, args.timeout))
+        return report(check(args.entry, args.mnist_dir, args.device, args.timeout), estimate(args))
     except HarnessError as exc:
         cli.say_error(exc, sys.stdout)
         if "time limit" in limits_hit(str(exc)):
@@ -38,8 +51,44 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def report(r: dict) -> int:
-    """Print what ``check`` found about a working entry."""
+def guest_count(folder: Path) -> int:
+    """How many guest digits an evaluation would run: the image files in ``folder``, else in the shipped sample
+    (counted, not read)."""
+    from harness.data import guest
+    where = Path(folder) if guest.has_guest_files(folder) else guest.sample_guest_dir()
+    return sum(f.suffix.lower() in guest.IMAGE_SUFFIXES for f in guest.candidate_files(where))
+
+
+def estimate(args):
+    """A function of check's report: the line that says how long a full evaluation of the entry would take here
+    (MNIST test, the memorisation copies, the guest digits; two processes, each loaded and warmed up) against the
+    competition's time limit, or None without a speed."""
+    from harness.runner import MEMO_COPIES
+    guest = guest_count(args.mystery)
+    try:
+        rules = competition.load(args.config)
+    except HarnessError:
+        rules = competition.parse({})
+    limit = rules.time_limit(MNIST_TEST + guest)
+
+    def line(r: dict) -> str | None:
+        if not r["images_per_second"]:
+            return None
+        seconds = 2 * r["load_seconds"] + (MNIST_TEST + MEMO_COPIES + guest) / r["images_per_second"]
+        where = "GPU" if str(r["device"]).startswith("cuda") else "CPU"
+        said = (f"a full evaluation takes about {duration(seconds)} on this {where} ({MNIST_TEST:,} MNIST images + "
+                f"{MEMO_COPIES:,} memorisation copies + {guest:,} guest digits, and two loads of "
+                f"{r['load_seconds']:.1f} s)")
+        if seconds <= limit:
+            return f"{said}, within its time limit of {duration(limit)}."
+        return (f"{said}, over its time limit of {duration(limit)}: raise it with `python -m harness.evaluate "
+                f"--timeout {60 * (seconds * 1.5 // 60 + 1):.0f}` or under [limits] in competition.toml, or make the "
+                "model faster.")
+    return line
+
+
+def report(r: dict, estimate=None) -> int:
+    """Print what ``check`` found about a working entry (and ``estimate(r)``: the time a full evaluation takes)."""
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
                   f"finite, any batch size.")
@@ -48,6 +97,12 @@ def report(r: dict) -> int:
     console.print(f"  parameters: {params}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "
                   f"load: {r['load_seconds']:.2f} s   speed: {speed} images/s on {r['sample']} "
                   f"({r['device']})")
+    if r.get("sample_size", SAMPLE) < SAMPLE:
+        console.print(f"  a slow model: {r['sample_size']} of the usual {SAMPLE} images, so that the check answers "
+                      "in about a minute.")
+    said = estimate(r) if estimate is not None else None
+    if said:
+        console.print(f"  estimate: {said}")
     if r["accuracy"] is not None:
         console.print(f"  accuracy on {r['sample']}: {100 * r['accuracy']:.1f}%")
         if r["diagnosis"]:

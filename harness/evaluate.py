@@ -95,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
     console = Console(stderr=args.json, soft_wrap=True, width=None if stream.isatty() else 200)
-    return cli.run(lambda: evaluate(args, argv, console), stream=stream)
+    return cli.run(lambda: evaluate(args, argv, console), stream=stream, interrupted=lambda: interrupted(args))
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: every entry finished before it is stored; the one running was not, and is free again."""
+    return (f"the entries finished before Ctrl-C are stored in {shown_url(resolve_url(args.db))}, the one that was "
+            "running is not; run the same command again to evaluate the rest (finished entries are skipped).")
 
 
 def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:

@@ -147,7 +147,7 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
 
     def first_progress(at: Progress) -> None:
         if on_progress:
-            on_progress(Progress(min(at.done, total), total, at.seconds_left))
+            on_progress(replace(at, done=min(at.done, total), total=total))  # its phase too
 
     first = predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=first_progress)
     params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
@@ -290,7 +290,7 @@ class _Scoring:
                     noted = latest[-1]
                     try:
                         store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
-                                            noted.seconds_left)
+                                            noted.seconds_left, noted.phase)
                     except Exception:  # a database hiccup must not stop the entry; the next note tries again
                         pass
                 if last:

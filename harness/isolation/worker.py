@@ -29,11 +29,14 @@ import torch
 
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
-from harness.isolation.exchange import GO_FILE, PROGRESS_FILE, READY_FILE, write_progress
+from harness.isolation.exchange import GO_FILE, LOADING, PROGRESS_FILE, READY_FILE, WARMING_UP, write_phase, write_progress
 from harness.entries.loading import EntryError, load_model, set_eval
 
-CPU_BATCH = 128
-CUDA_BATCH = 8192
+CPU_BATCH = 128    # the largest batch on the CPU; a slow model gets a smaller one (see choose_batch)
+CUDA_BATCH = 8192  # the largest batch on CUDA; smaller where the warm-up's memory says it would not fit
+BATCH_SECONDS = 1.0  # a batch the harness sizes takes about this long: progress, and the estimate, come after each
+FIRST_PROBE = 2      # images in the first, timed warm-up batch (a 224-px ResNet-50 does it in a fraction of a second)
+CUDA_MEMORY_SHARE = 0.5  # on CUDA a batch may use this share of the memory the process may still allocate
 RESULT_FILE = "result.json"
 GO_POLL_SECONDS = 0.001
 LOG_HEAD_BYTES = LOG_TAIL_BYTES = 64 * 1024  # what is kept of an entry's printed output: its start and its end
@@ -93,6 +96,10 @@ class Counter:
         self.fd = os.open(out_dir / PROGRESS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         self.done = 0
 
+    def phase(self, name: str) -> None:
+        """Say what the process is doing before it has images (``exchange.LOADING``, ``exchange.WARMING_UP``)."""
+        write_phase(self.fd, name)
+
     def add(self, images: int) -> None:
         self.done += images
         write_progress(self.fd, self.done)
@@ -139,6 +146,50 @@ def warm_up(model, images: torch.Tensor, device: torch.device, batch_size: int, 
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()  # run_batches will find a batch size that fits
     torch.cuda.synchronize()
+
+
+def power_of_two_at_most(n: float, largest: int) -> int:
+    """The largest power of two not over ``n``, between 1 and ``largest`` (``largest`` itself once ``n`` reaches it)."""
+    if n >= largest:
+        return largest
+    return 1 << (max(int(n), 1).bit_length() - 1)
+
+
+def choose_batch(seconds_per_image: float, largest: int = CPU_BATCH, target: float = BATCH_SECONDS) -> int:
+    """The CPU batch size for a model that takes ``seconds_per_image``: as many images as it does in ``target``
+    seconds (a power of two, at most ``largest``). A digits CNN (microseconds an image) keeps ``largest``; a 224-px
+    ResNet-50 (a tenth of a second) gets a few, so that its warm-up and its first estimate take seconds, not minutes."""
+    if seconds_per_image <= 0:
+        return largest
+    return power_of_two_at_most(target / seconds_per_image, largest)
+
+
+def fitting_batch(bytes_per_image: float, room: float, largest: int = CUDA_BATCH,
+                  share: float = CUDA_MEMORY_SHARE) -> int:
+    """The CUDA batch size whose activations (``bytes_per_image`` each, as the warm-up's peak showed) take at most
+    ``share`` of the ``room`` left on the GPU: a power of two, at most ``largest``."""
+    if bytes_per_image <= 0:
+        return largest
+    return power_of_two_at_most(room * share / bytes_per_image, largest)
+
+
+def seconds_per_image(model, images: torch.Tensor, where: str) -> float:
+    """The model's time per image on a batch of FIRST_PROBE images, after one untimed pass over them (the first
+    pass pays for lazy set-up). Only the batch size follows from it: nothing ranked."""
+    first = to_device(images[:FIRST_PROBE], torch.device("cpu"))
+    run_batches(model, first, len(first), where)  # an error here is the entry's own, as in the timed run
+    started = time.perf_counter()
+    run_batches(model, first, len(first), where)
+    return (time.perf_counter() - started) / len(first)
+
+
+def cuda_room(device: torch.device, gpu_memory: int | None) -> float:
+    """Bytes this process may still allocate on the GPU: what the device has free (plus what our allocator holds
+    unused), within the cap."""
+    free, _ = torch.cuda.mem_get_info(device)
+    allocated = torch.cuda.memory_allocated(device)
+    room = free + torch.cuda.memory_reserved(device) - allocated
+    return min(room, gpu_memory - allocated) if gpu_memory else room
 
 
 def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> torch.memory_format:
@@ -215,18 +266,33 @@ class Loaded:
 
 
 def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size: int | None = None,
-         gpu_memory: int | None = None) -> Loaded:
-    """Load the entry's model and warm it up on synthetic images (on CPU: pick its memory layout)."""
+         gpu_memory: int | None = None, on_phase=None) -> Loaded:
+    """Load the entry's model and warm it up on synthetic images; ``on_phase`` hears when warming up starts.
+
+    Without ``batch_size`` the warm-up picks one: on CPU from the model's time on FIRST_PROBE images
+    (:func:`choose_batch`), on CUDA from the memory the warm-up batch took (:func:`fitting_batch`). On CPU it also
+    picks the memory layout, on a batch no larger than the one a slow model gets, so a heavy model warms up in
+    seconds whatever its input size.
+    """
     dev = pick_device(device)
     capped = cap_gpu_memory(dev, gpu_memory)
     model = set_eval(load_model(folder, metadata).to(dev))
-    batch_size = batch_size or (CUDA_BATCH if dev.type == "cuda" else CPU_BATCH)
-    probe = host_tensor(probe_images(batch_size).numpy(), dev)
+    if on_phase is not None:
+        on_phase(WARMING_UP)
+    probe = host_tensor(probe_images(CPU_BATCH).numpy(), dev)
+    where = "the warm-up images"
     layout = None
     if dev.type == "cuda":
-        warm_up(model, probe, dev, batch_size, "the warm-up images")
+        torch.cuda.reset_peak_memory_stats(dev)
+        before = torch.cuda.memory_allocated(dev)
+        warm_up(model, probe, dev, batch_size or CUDA_BATCH, where)
+        if not batch_size:
+            used = (torch.cuda.max_memory_allocated(dev) - before) / len(probe)
+            batch_size = fitting_batch(used, cuda_room(dev, gpu_memory))
     else:
-        layout = probe_layout(model, probe, batch_size, "the warm-up images")
+        fits = choose_batch(seconds_per_image(model, probe, where))
+        batch_size = batch_size or fits
+        layout = probe_layout(model, probe[:min(batch_size, fits)], batch_size, where)
     return Loaded(model, dev, batch_size, layout, capped)
 
 
@@ -249,10 +315,11 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
     most ``gpu_memory`` bytes of the GPU. Returns the summary it also saves (device and batch size; nothing in it
     is ranked).
     """
-    loaded = load(folder, metadata, device, batch_size, gpu_memory)
+    counter = Counter(out_dir)
+    counter.phase(LOADING)
+    loaded = load(folder, metadata, device, batch_size, gpu_memory, counter.phase)
     if inputs:
         wait_for_go(out_dir, next(iter(inputs.values())).parent / GO_FILE)
-    counter = Counter(out_dir)
     for name, path in inputs.items():
         outputs = answer(loaded, path, f"the {name} images", counter)
         np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)

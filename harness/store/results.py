@@ -161,12 +161,14 @@ def finish_run(engine: Engine, run_id: int, status: str = "finished") -> None:
         run.finished_at, run.status, run.progress = utcnow(), status, None
 
 
-def note_progress(engine: Engine, run_id: int, entry: str, done: int, total: int, seconds_left: float | None) -> None:
-    """Where the run is: ``entry`` has done ``done`` of ``total`` images, about ``seconds_left`` to go."""
+def note_progress(engine: Engine, run_id: int, entry: str, done: int, total: int, seconds_left: float | None,
+                  phase: str = "predicting") -> None:
+    """Where the run is: ``entry`` is ``phase`` (loading, warming up, predicting) and has done ``done`` of ``total``
+    images, about ``seconds_left`` to go."""
     with Session(engine) as session, session.begin():
         session.get(Run, run_id).progress = {
             "entry": entry, "done": int(done), "total": int(total), "at": utcnow().isoformat(),
-            "seconds_left": None if seconds_left is None else round(float(seconds_left), 1)}
+            "seconds_left": None if seconds_left is None else round(float(seconds_left), 1), "phase": phase}
 
 
 def find_evaluation(engine: Engine, eval_key: str) -> int | None:

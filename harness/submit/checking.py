@@ -5,6 +5,7 @@ wrongly. ``python -m harness.check`` prints it; the dashboard's Submit page runs
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ from harness.isolation import Limits, predict
 from harness.isolation.process import GIB
 from harness.scoring.metrics import detect_output_kind
 
-SAMPLE = 500
-BATCH = 200  # 500 images in batches of 200: the last batch of 100 checks that any batch size works
+SAMPLE = 500           # images the check runs, when the model is fast enough to run them within BUDGET_SECONDS
+PROBE, PROBE_BATCH = 25, 10  # the first run: 25 images in batches of 9, 9 and 7 (any batch size must work), timed
+BUDGET_SECONDS = 45.0  # a slow model's check (a 224-px ResNet-50 on a laptop) answers in about this much, and a minute
+DIAGNOSIS_MIN = 20     # the fewest images a diagnosis runs on, however slow the model
 DIAGNOSE_BELOW = 0.90  # the committed baselines read 97-99% of the sample: below this, try the usual conventions
 FIXED_GAIN = 0.20      # a convention that lifts accuracy by this much fixes it, even if still under DIAGNOSE_BELOW
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # as in harness/adapters.py, which this process does not import (torch)
@@ -56,17 +59,35 @@ class CheckFailed(HarnessError):
 
 
 def sample_images(mnist_dir: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Up to SAMPLE MNIST test images (uint8) with labels, or random noise when MNIST is not at hand."""
+    """Up to SAMPLE MNIST test images (uint8) with labels, or random noise when MNIST is not at hand, and what they
+    are ("MNIST test images", "random images (MNIST not found)": the check says how many it ran)."""
     try:
         split = mnist.load_split(mnist.resolve_dir(mnist_dir), "test", allow_download=False)
-        return split.images[:SAMPLE], split.labels[:SAMPLE], f"the first {SAMPLE} MNIST test images"
+        return split.images[:SAMPLE], split.labels[:SAMPLE], "MNIST test images"
     except HarnessError:
         rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (SAMPLE, 28, 28), dtype=np.uint8), None, f"{SAMPLE} random images (MNIST not found)"
+        return rng.integers(0, 256, (SAMPLE, 28, 28), dtype=np.uint8), None, "random images (MNIST not found)"
 
 
-def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeout: float = 120.0) -> dict:
-    """Load and run the entry in its own process; returns a report dict or raises HarnessError."""
+def affordable(images_per_second: float | None, load_seconds: float, seconds: float, most: int, least: int) -> int:
+    """How many images one run of the entry can take in ``seconds``, at its speed and its time to load and warm up
+    (each run is a fresh process): between ``least`` and ``most``."""
+    if not images_per_second:
+        return most
+    return int(min(max(images_per_second * (seconds - load_seconds), least), most))
+
+
+def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeout: float = 120.0,
+          budget: float = BUDGET_SECONDS) -> dict:
+    """Load and run the entry in its own process; returns a report dict or raises HarnessError.
+
+    A first run on PROBE images in batches of odd sizes checks the contract and times the model; the main run then
+    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless
+    the model is slow), and a diagnosis, if needed, gets a sample sized for the rest. The report's
+    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a
+    full evaluation starts from.
+    """
+    started = time.monotonic()
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
@@ -77,13 +98,19 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     if entry.metadata_error:
         raise HarnessError(entry.metadata_error)
     images, labels, described = sample_images(mnist_dir)
-    limits = Limits(timeout=timeout, memory=8 * GIB, device=device, batch_size=BATCH)
-    prediction = predict(entry, {"check": images}, limits)  # in a secret order, as in a real evaluation
-    if prediction.status != "ok":
+    limits = Limits(timeout=timeout, memory=8 * GIB, device=device)
+    # in a secret order, as in a real evaluation
+    probe = predict(entry, {"check": images[:PROBE]}, dataclasses.replace(limits, batch_size=PROBE_BATCH))
+    if probe.status != "ok":
         hint = None
-        if " in the model" in (prediction.error or "") or "forward returned shape" in (prediction.error or ""):
+        if " in the model" in (probe.error or "") or "forward returned shape" in (probe.error or ""):
             hint = diagnose(entry, images, labels, limits, None, SHAPE_CONVENTIONS, "it runs and reads")
-        raise CheckFailed(f"{entry.name}: {prediction.error}", hint, prediction.log)
+        raise CheckFailed(f"{entry.name}: {probe.error}", hint, probe.log)
+    load_seconds = probe.seconds - (probe.timed_seconds or 0.0)
+    n = affordable(probe.images_per_second, load_seconds, (budget - (time.monotonic() - started)) / 2, SAMPLE, PROBE)
+    prediction = predict(entry, {"check": images[:n]}, limits) if n > PROBE else probe
+    if prediction.status != "ok":
+        raise CheckFailed(f"{entry.name}: {prediction.error}", None, prediction.log)
     params, refusal = parameters.measure(entry)  # counted only once the entry has run
     if refusal:
         raise CheckFailed(f"{entry.name}: {refusal}", None, prediction.log)
@@ -93,13 +120,20 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
               "output_kind": detect_output_kind(outputs),
               "images_per_second": prediction.images_per_second,
               "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
-              "sample": described, "accuracy": None, "device": prediction.device}
+              "sample": f"the first {n} {described}", "sample_size": n, "accuracy": None, "device": prediction.device}
     report["diagnosis"] = None
     if labels is not None:
-        report["accuracy"] = accuracy = float((outputs.argmax(1) == labels).mean())
+        report["accuracy"] = accuracy = float((outputs.argmax(1) == labels[:n]).mean())
         if accuracy < DIAGNOSE_BELOW:
-            report["diagnosis"] = diagnose(entry, images, labels, limits, accuracy, VALUE_CONVENTIONS,
+            # each convention is a run of its own: a slow model's diagnosis gets fewer images, its accuracy on
+            # them the figure to beat
+            left = budget - (time.monotonic() - started)
+            m = affordable(prediction.images_per_second, report["load_seconds"],
+                           left / max(len(VALUE_CONVENTIONS), 1), n, min(DIAGNOSIS_MIN, n))
+            report["diagnosis"] = diagnose(entry, images[:m], labels[:m], limits,
+                                           float((outputs[:m].argmax(1) == labels[:m]).mean()), VALUE_CONVENTIONS,
                                            "your model reads")
+            report["diagnosis_sample"] = m
     return report
 
 
