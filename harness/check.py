@@ -8,14 +8,15 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness import cli
 from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
 from harness.scoring import competition
-from harness.submit.checking import (DIAGNOSE_BELOW, SAMPLE, CheckFailed, check,  # noqa: F401  (check.check, as before)
-                                     diagnose)
+from harness.submit.checking import (BUDGET_SECONDS, DIAGNOSE_BELOW, SAMPLE, CheckFailed,  # noqa: F401  (check.check,
+                                     check, diagnose)                                      # as before)
 
 MNIST_TEST = 10_000  # images in MNIST's test set, the public set of a full evaluation
 
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     cli.add_device_argument(p, default="cpu")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--budget", type=float, default=BUDGET_SECONDS, metavar="SECONDS",
+                   help=f"about how long the check may take on a slow model: a larger budget runs more of the {SAMPLE} "
+                        f"images and the input-convention diagnosis (default: {BUDGET_SECONDS:g})")
     p.add_argument("--mystery", type=Path, default=Path("mystery_digits"),
                    help="guest digits folder, counted for the estimate of a full evaluation (default: mystery_digits)")
     competition.add_argument(p)
@@ -38,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     try:
-        return report(check(args.entry, args.mnist_dir, args.device, args.timeout), estimate(args))
+        return report(check(args.entry, args.mnist_dir, args.device, args.timeout, args.budget), estimate(args),
+                      args)
     except HarnessError as exc:
         cli.say_error(exc, sys.stdout)
         if "time limit" in limits_hit(str(exc)):
@@ -87,7 +92,7 @@ def estimate(args):
     return line
 
 
-def report(r: dict, estimate=None) -> int:
+def report(r: dict, estimate=None, args=None) -> int:
     """Print what ``check`` found about a working entry (and ``estimate(r)``: the time a full evaluation takes)."""
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[green]✓[/green] {r['entry']} ({r['display_name']}) loads and runs: output [N, 10] {r['output_kind']}, "
@@ -102,10 +107,16 @@ def report(r: dict, estimate=None) -> int:
                       "in about a minute.")
     said = estimate(r) if estimate is not None else None
     if said:
-        console.print(f"  estimate: {said}")
+        console.print(f"  estimate: {escape(said)}")  # "[limits]" is not markup
     if r["accuracy"] is not None:
         console.print(f"  accuracy on {r['sample']}: {100 * r['accuracy']:.1f}%")
-        if r["diagnosis"]:
+        if r.get("diagnosis_skipped"):
+            more = r["diagnosis_skipped"]
+            again = "" if args is None else (f"; `python -m harness.check {args.entry} --budget "
+                                              f"{60 * ((args.budget + more) // 60 + 1):.0f}` tries them")
+            console.print(f"  [yellow]diagnosis:[/yellow] not tried: under {100 * DIAGNOSE_BELOW:.0f}%, but the usual "
+                          f"input conventions would take about {duration(more)} more at this speed{again}.")
+        elif r["diagnosis"]:
             console.print(f"  [yellow]diagnosis:[/yellow] {r['diagnosis']}")
         elif r["accuracy"] < DIAGNOSE_BELOW:
             console.print(f"  [yellow]warning:[/yellow] under {100 * DIAGNOSE_BELOW:.0f}% and none of the usual input "

@@ -306,11 +306,16 @@ def sleepy_entry(root, name, load=0.0, nap=0.3):
     return discover(root)[name]
 
 
-@pytest.mark.parametrize(("seconds", "batch"), [
-    (1e-5, 128), (1 / 128, 128), (1 / 100, 64), (0.15, 4), (0.3, 2), (0.6, 1), (5.0, 1), (0.0, 128)])
-def test_the_cpu_batch_is_what_the_model_does_in_a_second_as_a_power_of_two(seconds, batch):
-    assert worker.BATCH_SECONDS == 1.0 and worker.CPU_BATCH == 128
-    assert worker.choose_batch(seconds) == batch
+@pytest.mark.parametrize(("flops", "batch", "probe"), [
+    (15_680, 128, 128),      # a linear model on 784 pixels: 2 × 784 × 10
+    (24e6, 128, 128),        # the PyTorch example's digits CNN
+    (3.63e9, 32, 8),         # a 224-px ResNet-18: 55 images in 200 GFLOPs -> 32; 13.8 in 50 -> 8
+    (8.17e9, 16, 4),         # a 224-px ResNet-50: 24.5 -> 16; 6.1 -> 4
+    (100e9, 2, 1), (1e12, 1, 1), (0.0, 128, 128)])  # 0: the count failed, the largest batch as before
+def test_the_cpu_batch_holds_200_gflops_as_a_power_of_two(flops, batch, probe):
+    assert (worker.BATCH_FLOPS, worker.PROBE_FLOPS, worker.CPU_BATCH) == (200e9, 50e9, 128)
+    assert worker.choose_batch(flops) == batch
+    assert worker.choose_batch(flops, budget=worker.PROBE_FLOPS) == probe
 
 
 @pytest.mark.parametrize(("per_image", "room", "batch"), [
@@ -322,14 +327,18 @@ def test_the_cuda_batch_fits_half_the_room_the_warm_up_measured(per_image, room,
     assert worker.fitting_batch(per_image, room) == batch
 
 
-def test_a_slow_model_warms_up_on_small_batches_and_gets_a_small_one(tmp_path):
-    """0.3 s a forward pass: 0.15 s an image on the 2-image probe, so a batch of 4 (1 s); the layout probe runs on 4
-    images, not 128, even when a larger batch is asked for."""
-    entry = sleepy_entry(tmp_path, "sleepy")
+def test_a_costly_model_warms_up_on_small_batches_and_gets_a_small_one(tmp_path, monkeypatch):
+    """Conv2d(1, 10, 28) on a 28×28 image: 2 × 10 × 784 = 15,680 FLOPs, counted on 2 images. With a batch budget
+    of 45 such images and a probe budget of 11: a batch of 32, a layout probe on 8 images, not 128, even when a
+    larger batch is asked for."""
+    monkeypatch.setattr(worker, "BATCH_FLOPS", 45 * 15_680)
+    monkeypatch.setattr(worker, "PROBE_FLOPS", 11 * 15_680)
+    entry = sleepy_entry(tmp_path, "costly", nap=0.0)
     loaded = worker.load(entry.folder, entry.metadata, "cpu")
-    assert loaded.batch_size == 4 and loaded.model.seen == [2, 2, 4, 4]
+    assert worker.flops_per_image(loaded.model, worker.probe_images(2), "test") == 15_680
+    assert loaded.batch_size == 32 and loaded.model.seen[:3] == [2, 8, 8]
     asked = worker.load(entry.folder, entry.metadata, "cpu", batch_size=64)
-    assert asked.batch_size == 64 and asked.model.seen == [2, 2, 4, 4]
+    assert asked.batch_size == 64 and asked.model.seen == [2, 8, 8]
 
 
 def test_a_fast_model_keeps_the_largest_batch_and_batching_does_not_change_its_outputs(tmp_path, mnist_test):
@@ -353,15 +362,15 @@ def test_a_fast_model_keeps_the_largest_batch_and_batching_does_not_change_its_o
 def test_progress_names_its_phase_loading_warming_up_then_images_with_an_estimate(tmp_path):
     entry = sleepy_entry(tmp_path, "sleepy", load=0.5, nap=0.3)
     seen: list[Progress] = []
-    got = predict(entry, {"mnist": np.zeros((40, 28, 28), np.uint8)}, Limits(timeout=120, device="cpu"),
-                  on_progress=seen.append)
+    got = predict(entry, {"mnist": np.zeros((40, 28, 28), np.uint8)},
+                  Limits(timeout=120, device="cpu", batch_size=8), on_progress=seen.append)
     assert got.status == "ok", got.error
     phases = [p.phase for p in seen]
     assert [phase for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]] == \
         ["loading", "warming up", "predicting"]
     assert all(p.done == 0 and p.seconds_left is None for p in seen if p.phase != "predicting")
     estimated = [p for p in seen if p.phase == "predicting" and p.seconds_left]
-    assert estimated and estimated[0].done < 40  # an estimate before the end: after the first batch of 4
+    assert estimated and estimated[0].done < 40  # an estimate before the end: after the first batch of 8
     assert process.describe("sleepy", seen[0]) == "sleepy: loading"
     assert process.describe("sleepy", Progress(0, 40, None, "warming up")) == "sleepy: warming up"
     assert process.describe("sleepy", Progress(4, 40, 2.7)) == "sleepy: 4 of 40 images, about 3 s left"

@@ -17,6 +17,7 @@ import ctypes
 import errno
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -26,16 +27,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
 from harness.isolation.exchange import GO_FILE, LOADING, PROGRESS_FILE, READY_FILE, WARMING_UP, write_phase, write_progress
 from harness.entries.loading import EntryError, load_model, set_eval
 
-CPU_BATCH = 128    # the largest batch on the CPU; a slow model gets a smaller one (see choose_batch)
+CPU_BATCH = 128    # the largest batch on the CPU; a costly model gets a smaller one (see choose_batch)
 CUDA_BATCH = 8192  # the largest batch on CUDA; smaller where the warm-up's memory says it would not fit
-BATCH_SECONDS = 1.0  # a batch the harness sizes takes about this long: progress, and the estimate, come after each
-FIRST_PROBE = 2      # images in the first, timed warm-up batch (a 224-px ResNet-50 does it in a fraction of a second)
+# A batch the harness sizes on CPU holds about this much arithmetic (FLOPs: 2 × the multiply-adds of its conv and
+# linear layers, see flops_per_image): about 2 s on a 2-core CPU. A digits CNN (tens of MFLOPs an image) keeps CPU_BATCH; a 224-px ResNet-50
+# (8.2 GFLOPs) gets 16, so its first estimate comes seconds after go and its warm-up costs seconds, not minutes.
+BATCH_FLOPS = 200e9
+PROBE_FLOPS = 50e9  # ... and the batch the layout is probed on (twice, untimed)
+FIRST_PROBE = 2     # images in the first, counted warm-up pass (2, not 1: a model that squeezes its batch works)
 CUDA_MEMORY_SHARE = 0.5  # on CUDA a batch may use this share of the memory the process may still allocate
 RESULT_FILE = "result.json"
 GO_POLL_SECONDS = 0.001
@@ -155,13 +161,14 @@ def power_of_two_at_most(n: float, largest: int) -> int:
     return 1 << (max(int(n), 1).bit_length() - 1)
 
 
-def choose_batch(seconds_per_image: float, largest: int = CPU_BATCH, target: float = BATCH_SECONDS) -> int:
-    """The CPU batch size for a model that takes ``seconds_per_image``: as many images as it does in ``target``
-    seconds (a power of two, at most ``largest``). A digits CNN (microseconds an image) keeps ``largest``; a 224-px
-    ResNet-50 (a tenth of a second) gets a few, so that its warm-up and its first estimate take seconds, not minutes."""
-    if seconds_per_image <= 0:
+def choose_batch(flops_per_image: float, largest: int = CPU_BATCH, budget: float | None = None) -> int:
+    """The CPU batch size for a model that costs ``flops_per_image``: as many images as fit in ``budget`` FLOPs
+    (BATCH_FLOPS by default), a power of two, at most ``largest``; ``largest`` when the cost is unknown (0). It
+    depends on the model alone, not on how busy the machine is, so a model gets the same batch (and the same float
+    rounding) on every run."""
+    if flops_per_image <= 0:
         return largest
-    return power_of_two_at_most(target / seconds_per_image, largest)
+    return power_of_two_at_most((budget or BATCH_FLOPS) / flops_per_image, largest)
 
 
 def fitting_batch(bytes_per_image: float, room: float, largest: int = CUDA_BATCH,
@@ -173,14 +180,29 @@ def fitting_batch(bytes_per_image: float, room: float, largest: int = CUDA_BATCH
     return power_of_two_at_most(room * share / bytes_per_image, largest)
 
 
-def seconds_per_image(model, images: torch.Tensor, where: str) -> float:
-    """The model's time per image on a batch of FIRST_PROBE images, after one untimed pass over them (the first
-    pass pays for lazy set-up). Only the batch size follows from it: nothing ranked."""
+def flops_per_image(model, images: torch.Tensor, where: str) -> float:
+    """The arithmetic of one image's forward pass: 2 × multiply-adds of its convolution and linear layers, counted
+    by forward hooks on FIRST_PROBE warm-up images (this is also the untimed first pass that pays for lazy set-up).
+    Layers called as functions are not seen, so a model built that way counts as cheap (0: the largest batch, as
+    before). Only the batch size follows from it: nothing ranked."""
+    counted = [0]
+
+    def conv(module, inputs, output) -> None:
+        per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        counted[0] += 2 * per_output * (output.numel() if isinstance(output, torch.Tensor) else 0)
+
+    def linear(module, inputs, output) -> None:
+        counted[0] += 2 * module.in_features * (output.numel() if isinstance(output, torch.Tensor) else 0)
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.modules.conv._ConvNd) else linear)
+             for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
     first = to_device(images[:FIRST_PROBE], torch.device("cpu"))
-    run_batches(model, first, len(first), where)  # an error here is the entry's own, as in the timed run
-    started = time.perf_counter()
-    run_batches(model, first, len(first), where)
-    return (time.perf_counter() - started) / len(first)
+    try:
+        run_batches(model, first, len(first), where)  # an error here is the entry's own, as in the timed run
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counted[0] / len(first)
 
 
 def cuda_room(device: torch.device, gpu_memory: int | None) -> float:
@@ -269,10 +291,11 @@ def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size
          gpu_memory: int | None = None, on_phase=None) -> Loaded:
     """Load the entry's model and warm it up on synthetic images; ``on_phase`` hears when warming up starts.
 
-    Without ``batch_size`` the warm-up picks one: on CPU from the model's time on FIRST_PROBE images
-    (:func:`choose_batch`), on CUDA from the memory the warm-up batch took (:func:`fitting_batch`). On CPU it also
-    picks the memory layout, on a batch no larger than the one a slow model gets, so a heavy model warms up in
-    seconds whatever its input size.
+    Without ``batch_size`` the warm-up picks one: on CPU from the model's arithmetic per image, counted on
+    FIRST_PROBE images (:func:`choose_batch`, BATCH_FLOPS a batch), on CUDA from the memory the warm-up batch took
+    (:func:`fitting_batch`). On CPU it also picks the memory layout, on a batch of PROBE_FLOPS (128 images for a
+    digits model, as before; 4 for a 224-px ResNet-50), so a heavy model warms up in seconds whatever its input
+    size.
     """
     dev = pick_device(device)
     capped = cap_gpu_memory(dev, gpu_memory)
@@ -290,9 +313,10 @@ def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size
             used = (torch.cuda.max_memory_allocated(dev) - before) / len(probe)
             batch_size = fitting_batch(used, cuda_room(dev, gpu_memory))
     else:
-        fits = choose_batch(seconds_per_image(model, probe, where))
-        batch_size = batch_size or fits
-        layout = probe_layout(model, probe[:min(batch_size, fits)], batch_size, where)
+        flops = flops_per_image(model, probe, where)
+        batch_size = batch_size or choose_batch(flops)
+        layout = probe_layout(model, probe[:min(batch_size, choose_batch(flops, budget=PROBE_FLOPS))], batch_size,
+                              where)
     return Loaded(model, dev, batch_size, layout, capped)
 
 
