@@ -77,9 +77,10 @@ def estimate(args):
     limit = rules.time_limit(MNIST_TEST + guest)
 
     def line(r: dict) -> str | None:
-        if not r["images_per_second"]:
+        rate = r.get("estimate_images_per_second") or r["images_per_second"]
+        if not rate:
             return None
-        seconds = 2 * r["load_seconds"] + (MNIST_TEST + MEMO_COPIES + guest) / r["images_per_second"]
+        seconds = 2 * r["load_seconds"] + (MNIST_TEST + MEMO_COPIES + guest) / rate
         where = "GPU" if str(r["device"]).startswith("cuda") else "CPU"
         said = (f"a full evaluation takes about {duration(seconds)} on this {where} ({MNIST_TEST:,} MNIST images + "
                 f"{MEMO_COPIES:,} memorisation copies + {guest:,} guest digits, and two loads of "
