@@ -446,6 +446,9 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
             for job, key, older in waiting:
                 scoring.wait_for_other_run(job, key, older)
             status = "finished"
+        except KeyboardInterrupt:  # Ctrl-C may come between a claim and the block that lets it go
+            claims.release_all(engine, summary.run_id)
+            raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
             store.finish_run(engine, summary.run_id, status)

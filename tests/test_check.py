@@ -88,8 +88,9 @@ def test_a_model_that_needs_3_channels_is_told_the_adapter(tmp_path, mnist_dir, 
 def test_a_slow_model_is_checked_on_fewer_images_within_the_budget_and_says_what_it_skipped(tmp_path, mnist_dir,
                                                                                              means, capsys):
     shuffled = means[[3, 4, 5, 6, 7, 8, 9, 0, 1, 2]]  # under 90%: a diagnosis would be due
-    folder = write_entry(tmp_path, "slow", code=before_return("import time\ntime.sleep(0.02 * len(x))"),
-                         weights=template_weights(shuffled))  # 50 images/s at any batch size: 500 would take 10 s
+    folder = write_entry(tmp_path, "slow", code=before_return("import time\ntime.sleep(0.1 * len(x))"),
+                         weights=template_weights(shuffled))  # 10 images/s at any batch size: 500 would take 50 s,
+    # and a diagnosis on DIAGNOSIS_MIN = 20 images, five runs of 2 s each, over the budget whatever the machine
     assert check.main([str(folder), "--mnist-dir", str(mnist_dir), "--budget", "6", "--mystery",
                        str(tmp_path / "none")]) == 0
     out = " ".join(capsys.readouterr().out.split())

@@ -19,8 +19,8 @@ whose peak is the one reported; elsewhere the watch of resident memory is all, a
 The entry's speed is timed here, from outside its process: from the moment the images are handed over
 (after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
 
-The entry's process also counts the images it has done in a progress file. That count is only its claim, so it is
-used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
+The entry's process also says its phase (loading, warming up) and then counts the images it has done in a progress
+file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
 here on the host's clock since ``go``, says it cannot finish within its time limit (it would fail anyway).
 """
 
