@@ -1,4 +1,5 @@
-"""``python -m harness.check submissions/<entry>``: validate one entry in seconds, before evaluation (the core is
+"""``python -m harness.check submissions/<entry>``: validate one entry in seconds (a slow one within about a minute,
+on fewer images), before evaluation, and estimate how long its full evaluation would take (the core is
 ``harness.submit.checking``, which the dashboard's Submit page runs too)."""
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
 from harness.scoring import competition
-from harness.submit.checking import (BUDGET_SECONDS, DIAGNOSE_BELOW, SAMPLE, CheckFailed,  # noqa: F401  (check.check,
-                                     check, diagnose)                                      # as before)
+from harness.submit.checking import BUDGET_SECONDS, DIAGNOSE_BELOW, SAMPLE, CheckFailed, check
+from harness.submit.checking import diagnose  # noqa: F401  (check.diagnose, as before)
 
 MNIST_TEST = 10_000  # images in MNIST's test set, the public set of a full evaluation
 

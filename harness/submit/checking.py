@@ -20,7 +20,7 @@ from harness.isolation.process import GIB, needs_torchvision
 from harness.scoring.metrics import detect_output_kind
 
 SAMPLE = 500           # images the check runs, when the model is fast enough to run them within BUDGET_SECONDS
-BATCH = 200  # 500 images in batches of 200: even_batch makes them 167, 167 and 166
+BATCH = 200            # 500 images in batches of 200: even_batch makes them 167, 167 and 166
 PROBE, PROBE_BATCH = 11, 6  # the first run, timed: 11 images in batches of 6 and 5 (any batch size must work)
 BUDGET_SECONDS = 45.0  # a slow model's check (a 224-px ResNet-50 on a laptop) keeps to about this, well within a minute
 DIAGNOSIS_MIN = 20     # the fewest images a diagnosis runs on; when even that does not fit the budget, it is not tried
@@ -89,8 +89,10 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
 
     A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
     takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless
-    the model is slow; none beyond the probe's when even those do not fit), and a diagnosis, if needed, gets a sample sized for the rest (or, when even DIAGNOSIS_MIN
-    images would not fit, is not tried: ``diagnosis_skipped`` says what it would cost, in seconds). The report's
+    the model is slow; none beyond the probe's when even those do not fit), and a diagnosis, if needed, gets a
+    sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
+    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The
+    report's
     ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a
     full evaluation starts from.
     """
@@ -106,7 +108,6 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
         raise HarnessError(entry.metadata_error)
     images, labels, described = sample_images(mnist_dir)
     limits = Limits(timeout=timeout, memory=8 * GIB, device=device)
-    # in a secret order, as in a real evaluation
     torchvision = needs_torchvision([entry])  # imported once by the sandbox, not by each run's process
     probe = predict(entry, {"check": images[:PROBE]}, dataclasses.replace(limits, batch_size=PROBE_BATCH),
                     preload_torchvision=torchvision)
