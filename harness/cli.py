@@ -1,5 +1,6 @@
 """What the ``python -m harness.<command>`` commands share: the ``--db`` and ``--device`` flags, and how a
-problem the user can fix ends a command: ``error: <one sentence>`` and an exit status, never a traceback."""
+problem the user can fix ends a command: ``error: <one sentence>`` and an exit status, never a traceback; Ctrl-C
+ends one with ``interrupted: <what was kept, how to resume>`` and status 130."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TextIO
 from harness.errors import HarnessError
 
 DEVICES = ("auto", "cpu", "cuda")
+INTERRUPTED = 130  # a command's exit status after Ctrl-C, as the shell gives one killed by SIGINT (128 + 2)
 
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +40,27 @@ def say_error(exc: BaseException, stream: TextIO | None = None) -> None:
     console.print(Text.assemble(("error:", "red"), " ", str(exc)))  # Text: brackets in the sentence are not markup
 
 
+def say_interrupted(sentence: str, stream: TextIO | None = None) -> int:
+    """``interrupted: <sentence>`` on ``stream`` (stderr by default); returns INTERRUPTED. A second Ctrl-C while it
+    is said is ignored (the command is already ending)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print(f"\ninterrupted: {sentence}", file=stream or sys.stderr, flush=True)
+    return INTERRUPTED
+
+
 def run(body: Callable[[], int], *, status: int = 2, stream: TextIO | None = None,
-        errors: tuple[type[Exception], ...] = (HarnessError,)) -> int:
+        errors: tuple[type[Exception], ...] = (HarnessError,),
+        interrupted: str | Callable[[], str] | None = None) -> int:
     """``body()``'s exit status; one of ``errors`` (a HarnessError by default) instead prints ``error: <sentence>``
-    on ``stream`` (stderr by default) and gives ``status`` (2 by default)."""
+    on ``stream`` (stderr by default) and gives ``status`` (2 by default). Ctrl-C prints ``interrupted: <sentence>``
+    (``interrupted``, or what it returns: what was kept and how to resume) on stderr and gives INTERRUPTED (130)."""
     try:
         return body()
     except errors as exc:
         say_error(exc, stream)
         return status
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        return say_interrupted(interrupted() if callable(interrupted) else interrupted)

@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
                    "(default: [limits] in competition.toml, else 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: 128 on CPU, 8192 on CUDA, halved on CUDA out-of-memory)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: on CPU what the model does in about 2 s, at most 128; on "
+                   "CUDA what fits half the free GPU memory, at most 8192, halved on out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
@@ -99,7 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
     console = Console(stderr=args.json, soft_wrap=True, width=None if stream.isatty() else 200)
-    return cli.run(lambda: evaluate(args, argv, console), stream=stream)
+    return cli.run(lambda: evaluate(args, argv, console), stream=stream, interrupted=lambda: interrupted(args))
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: every entry finished before it is stored; the one running was not, and is free again."""
+    return (f"the entries finished before Ctrl-C are stored in {shown_url(resolve_url(args.db))}, the one that was "
+            "running is not; run the same command again to evaluate the rest (finished entries are skipped).")
 
 
 def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console) -> int:

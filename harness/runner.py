@@ -148,7 +148,7 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
 
     def first_progress(at: Progress) -> None:
         if on_progress:
-            on_progress(Progress(min(at.done, total), total, at.seconds_left))
+            on_progress(replace(at, done=min(at.done, total), total=total))  # its phase too
 
     first = predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=first_progress)
     params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
@@ -313,7 +313,7 @@ class _Scoring:
                     noted = latest[-1]
                     try:
                         store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
-                                            noted.seconds_left, job.version_id, public)
+                                            noted.seconds_left, noted.phase, job.version_id, public)
                     except Exception:  # a database hiccup must not stop the entry; the next note tries again
                         pass
                 if last:
@@ -470,6 +470,9 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
             for job, key, older in waiting:
                 scoring.wait_for_other_run(job, key, older)
             status = "finished"
+        except KeyboardInterrupt:  # Ctrl-C may come between a claim and the block that lets it go
+            claims.release_all(engine, summary.run_id)
+            raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
             store.finish_run(engine, summary.run_id, status)

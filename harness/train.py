@@ -293,6 +293,7 @@ def run(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     checkpoint = args.checkpoint or CHECKPOINT_DIR / f"{args.out.name}.pt"
+    _checkpoint[:] = [checkpoint]
 
     data = load_data(config, args.mnist_dir, download=not args.no_download)
     model, code, model_class, constructor = build_model(config, args.model_file, args.model_class)
@@ -308,9 +309,8 @@ def run(argv: list[str]) -> int:
     finally:
         progress.close()
     if result.interrupted:
-        print(f"Interrupted: checkpoint saved to {checkpoint}.\nContinue with: python -m harness.train --resume {checkpoint}",
-              file=sys.stderr)
-        return 130
+        return cli.say_interrupted(f"the checkpoint is saved in {checkpoint}; continue with `python -m harness.train "
+                                   f"--resume {checkpoint}`.")
     metadata = metadata_for(args, config, argv, model, model_class, constructor, data, result)
     out = write_entry(args.out, result.model, metadata=metadata, history=result.state.history, model_code=code,
                       model_class=model_class, constructor=constructor, export=args.export, overwrite=args.overwrite)
@@ -346,7 +346,18 @@ def entry_author(author: str | None, out: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return cli.run(lambda: run(argv), status=1)
+    return cli.run(lambda: run(argv), status=1, interrupted=interrupted)
+
+
+def interrupted() -> str:
+    """What a Ctrl-C outside the training loop (which saves a checkpoint itself) leaves."""
+    saved = _checkpoint[0] if _checkpoint and _checkpoint[0].is_file() else None
+    if saved is not None:
+        return f"the last checkpoint is in {saved}; continue with `python -m harness.train --resume {saved}`."
+    return "no checkpoint was saved yet; run the same command again."
+
+
+_checkpoint: list[Path] = []  # the checkpoint of the run under way (for the sentence after Ctrl-C)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Ch
     return Check(entry.name, "same", f"{sum(r.total for r in evaluation.results)} predictions identical.")
 
 
+MARKS = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
+         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
 TIE_MARGIN = 2e-3  # stored probabilities are float16: about 1e-3 of resolution near 1
 
 
@@ -118,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds per entry (default: the time limit each stored evaluation ran under)")
     competition.add_argument(p)
     args = p.parse_args(argv)
-    return cli.run(lambda: verify_all(args, Console(soft_wrap=True, highlight=False)), stream=sys.stdout)
+    return cli.run(lambda: verify_all(args, Console(soft_wrap=True, highlight=False)), stream=sys.stdout,
+                   interrupted="verify changes nothing in the database and the entries above were verified; run the "
+                               "same command again, or `python -m harness.verify --only NAME` for the others.")
 
 
 def verify_all(args: argparse.Namespace, console: Console) -> int:
@@ -131,29 +135,29 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
     rules = competition.load(args.config)
     stored = latest_ok(engine)
     device = resolve_device(args.device)
-    checks = []
+    checks: list[Check] = []
+
+    def say(check: Check) -> None:  # each line as soon as it is known: Ctrl-C keeps what was verified on screen
+        checks.append(check)
+        console.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.detail)}")
+
     leftovers.remove_dead_folders()
     moderated = standings.moderation(engine)
     for entry in entries:
         state, reason = moderated.get(entry.name, ("visible", ""))
         if state == standings.HIDDEN:
-            checks.append(Check(entry.name, "hidden", f"hidden by the organisers ({reason}): not re-scored; "
-                                                      "restore it on the Organiser page to verify it."))
+            say(Check(entry.name, "hidden", f"hidden by the organisers ({reason}): not re-scored; restore it on the "
+                                            "Organiser page to verify it."))
             continue
         if entry.name not in stored:
-            checks.append(Check(entry.name, "nothing", "nothing to verify: it has no successful stored evaluation (it "
-                                                       "failed, or was never evaluated), so nothing can differ."))
+            say(Check(entry.name, "nothing", "nothing to verify: it has no successful stored evaluation (it failed, or "
+                                             "was never evaluated), so nothing can differ."))
             continue
         check = verify_one(entry, stored[entry.name], limits_of(stored[entry.name], args.timeout, rules, device),
                            engine)
         if state == standings.DISQUALIFIED:
             check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
-        checks.append(check)
-    marks = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
-             "pruned": "[yellow]–[/yellow]",
-             "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
-    for check in checks:
-        console.print(f"{marks[check.status]} {escape(check.name)}: {escape(check.detail)}")
+        say(check)
     return 1 if any(c.status in ("different", "failed") for c in checks) else 0
 
 

@@ -99,9 +99,11 @@ def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list
 
 
 def entry_progress(noted: dict) -> str:
-    """The entry being evaluated, as the run noted it: "resnet18: 1,280/10,100 images, about 29 min left"."""
-    from harness.isolation.process import Progress, describe
-    return describe(noted["entry"], Progress(noted["done"], noted["total"], noted.get("seconds_left")))
+    """The entry being evaluated, as the run noted it: "resnet18: warming up", "resnet18: 1,280 of 10,100 images,
+    about 29 min left"."""
+    from harness.isolation.process import PREDICTING, Progress, describe
+    return describe(noted["entry"], Progress(noted["done"], noted["total"], noted.get("seconds_left"),
+                                             str(noted.get("phase") or PREDICTING)))
 
 
 def run_progress(run: dict | None, job: Job, entries: int) -> tuple[float, str]:

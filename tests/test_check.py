@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from harness import check
@@ -88,3 +89,41 @@ def test_a_model_that_needs_3_channels_is_told_the_adapter(tmp_path, mnist_dir, 
     assert lines[0].startswith("error: rgb: IndexError in the model (model.py line 16)")
     assert lines[1] == (f"  with 3 channels it runs and reads {100 * expected:.1f}% of these images: add "
                         "`InputAdapter(channels=3)` in front of it (see 'Input' in submissions/README.md).")
+
+
+def test_a_slow_model_is_checked_on_fewer_images_within_the_budget_and_says_what_it_skipped(tmp_path, mnist_dir,
+                                                                                             means, capsys):
+    shuffled = means[[3, 4, 5, 6, 7, 8, 9, 0, 1, 2]]  # under 90%: a diagnosis would be due
+    folder = write_entry(tmp_path, "slow", code=before_return("import time\ntime.sleep(0.1 * len(x))"),
+                         weights=template_weights(shuffled))  # 10 images/s at any batch size: 500 would take 50 s,
+    # and a diagnosis on DIAGNOSIS_MIN = 20 images, five runs of 2 s each, over the budget whatever the machine
+    assert check.main([str(folder), "--mnist-dir", str(mnist_dir), "--budget", "6", "--mystery",
+                       str(tmp_path / "none")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    found = re.search(r"a slow model: (\d+) of the usual 500 images, so that the check answers in about a minute\.",
+                      out)
+    assert found and 11 <= int(found.group(1)) < 500, out
+    assert f"accuracy on the first {found.group(1)} MNIST test images" in out
+    assert re.search(r"diagnosis: not tried: under 90%, but the usual input conventions would take about \d+ s more "
+                     rf"at this speed; `python -m harness.check {folder} --budget \d+` tries them\.", out), out
+    assert re.search(r"estimate: a full evaluation takes about \d+ (s|min|h) on this CPU \(10,000 MNIST images \+ "
+                     r"1,000 memorisation copies \+ 100 guest digits, and two loads of [\d.]+ s\), (within|over) its "
+                     r"time limit of", out), out
+    assert "[limits]" in out or "within its time limit" in out  # shown as written, not taken for markup
+
+
+def test_the_estimate_of_a_full_evaluation_is_its_images_at_the_checked_speed_plus_two_loads(tmp_path):
+    config = tmp_path / "competition.toml"
+    config.write_text('[limits]\ntimeout = "20 min"\n')
+    args = argparse.Namespace(mystery=tmp_path / "none", config=str(config))  # no guest digits: the sample's 100
+    line = check.estimate(args)
+    # 2 loads of 5 s + (10,000 + 1,000 copies + 100 guest) images at 10/s = 1,120 s
+    assert line({"images_per_second": 10.0, "load_seconds": 5.0, "device": "cpu, channels-last"}) == (
+        "a full evaluation takes about 19 min on this CPU (10,000 MNIST images + 1,000 memorisation copies + 100 guest "
+        "digits, and two loads of 5.0 s), within its time limit of 20 min.")
+    # at 5/s: 2,230 s, over 20 min; the flag offered leaves half as much again, in whole minutes (56 min)
+    assert line({"images_per_second": 5.0, "load_seconds": 5.0, "device": "cpu"}) == (
+        "a full evaluation takes about 37 min on this CPU (10,000 MNIST images + 1,000 memorisation copies + 100 guest "
+        "digits, and two loads of 5.0 s), over its time limit of 20 min: raise it with `python -m harness.evaluate "
+        "--timeout 3360` or under [limits] in competition.toml, or make the model faster.")
+    assert line({"images_per_second": None, "load_seconds": 5.0, "device": "cpu"}) is None

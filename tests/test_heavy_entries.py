@@ -1,5 +1,6 @@
 """Heavy entries: an entry that cannot finish within its time limit is stopped early with an estimate; progress
-is shown while it runs; the organiser sets the limit in competition.toml; the device is resolved once, before any
+is shown while it runs, phase by phase (loading, warming up, images); a slow model warms up on small batches and
+gets a batch it does in about a second; the organiser sets the limit in competition.toml; the device is resolved once, before any
 limit, and the sandbox lets in the GPU only for CUDA."""
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 from sqlalchemy.orm import Session
+from torch import nn
 
 from harness import evaluate, runner
 from harness.entries.discovery import discover
-from harness.isolation import Limits, Progress, predict, prediction, process, sandbox_command
+from harness.isolation import Limits, Progress, exchange, predict, prediction, process, sandbox_command, worker
 from harness.isolation.limits import limit_process
 from harness.scoring import competition
 from harness.store import reads, results as store
@@ -112,7 +114,7 @@ def test_the_estimate_is_the_host_clock_arithmetic():
     assert process._Estimate(2000, 60.0, "cuda", None).update(job, 3.0, 0.0, 1.0) is None  # 51 s fits in 60 × 1.2
     assert process.duration(3120) == "52 min" and process.duration(5400) == "1.5 h"
     assert process.describe("resnet18", Progress(1280, 10100, 29 * 60)) == \
-        "resnet18: 1,280/10,100 images, about 29 min left"
+        "resnet18: 1,280 of 10,100 images, about 29 min left"
 
 
 @pytest.mark.parametrize(("limits", "seconds"), [
@@ -239,7 +241,7 @@ def test_run_progress_is_stored_and_shown_on_the_organiser_page(tmp_path):
     fraction, text = admin.run_progress(run, Running(), 4)
     assert fraction == pytest.approx((0 + 1280 / 10100) / 4)
     assert text == (f"run #{run_id} on cpu: 0 of 4 entries evaluated so far (unchanged entries are skipped); "
-                    "now resnet18: 1,280/10,100 images, about 29 min left")
+                    "now resnet18: 1,280 of 10,100 images, about 29 min left")
     store.finish_run(engine, run_id)
     assert reads.latest_run(engine)["progress"] is None
 
@@ -273,3 +275,118 @@ def test_a_run_reports_each_entry_and_notes_its_progress_in_the_store(tmp_path, 
     done = [d for _, d, _ in heard]
     assert heard[0] == ("pixels", 0, 300) and done == sorted(done) and heard[-1] == ("pixels", 300, 300)
     assert noted[-1][:3] == ("pixels", 300, 300)  # the last note, written once the entry ended
+
+
+SLEEPY_CONV = '''
+import time
+from torch import nn
+
+
+class Net(nn.Module):
+    """A conv model that takes {nap} s a forward pass, whatever the batch, and notes each batch's size."""
+
+    def __init__(self):
+        super().__init__()
+        time.sleep({load})
+        self.conv = nn.Conv2d(1, 10, 28)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(len(x))
+        time.sleep({nap})
+        return self.conv(x).flatten(1)
+'''
+
+
+def sleepy_entry(root, name, load=0.0, nap=0.3):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 10, 28)
+    write_entry(root, name, code=SLEEPY_CONV.format(load=load, nap=nap),
+                weights={"conv.weight": conv.weight.detach(), "conv.bias": conv.bias.detach()})
+    return discover(root)[name]
+
+
+@pytest.mark.parametrize(("flops", "batch", "probe"), [
+    (15_680, 128, 128),      # a linear model on 784 pixels: 2 × 784 × 10
+    (24e6, 128, 128),        # the PyTorch example's digits CNN
+    (3.63e9, 32, 8),         # a 224-px ResNet-18: 55 images in 200 GFLOPs -> 32; 13.8 in 50 -> 8
+    (8.17e9, 16, 4),         # a 224-px ResNet-50: 24.5 -> 16; 6.1 -> 4
+    (100e9, 2, 1), (1e12, 1, 1), (0.0, 128, 128)])  # 0: the count failed, the largest batch as before
+def test_the_cpu_batch_holds_200_gflops_as_a_power_of_two(flops, batch, probe):
+    assert (worker.BATCH_FLOPS, worker.PROBE_FLOPS, worker.CPU_BATCH) == (200e9, 50e9, 128)
+    assert worker.choose_batch(flops) == batch
+    assert worker.choose_batch(flops, budget=worker.PROBE_FLOPS) == probe
+
+
+@pytest.mark.parametrize(("per_image", "room", "batch"), [
+    (100e6, 8e9, 32),      # a 224-px ResNet-50's activations, 8 GB free: half of it holds 40 images -> 32
+    (1e3, 80e9, 8192),     # a digits MLP: the largest batch
+    (10e9, 8e9, 1),        # one image does not even fit in half the room: 1, and halving on OOM as before
+])
+def test_the_cuda_batch_fits_half_the_room_the_warm_up_measured(per_image, room, batch):
+    assert worker.fitting_batch(per_image, room) == batch
+
+
+def test_a_costly_model_warms_up_on_small_batches_and_gets_a_small_one(tmp_path, monkeypatch):
+    """Conv2d(1, 10, 28) on a 28×28 image: 2 × 10 × 784 = 15,680 FLOPs, counted on 2 images. With a batch budget
+    of 45 such images and a probe budget of 11: a batch of 32, a layout probe on 8 images, not 128, even when a
+    larger batch is asked for."""
+    monkeypatch.setattr(worker, "BATCH_FLOPS", 45 * 15_680)
+    monkeypatch.setattr(worker, "PROBE_FLOPS", 11 * 15_680)
+    entry = sleepy_entry(tmp_path, "costly", nap=0.0)
+    loaded = worker.load(entry.folder, entry.metadata, "cpu")
+    assert worker.flops_per_image(loaded.model, worker.probe_images(2), "test") == 15_680
+    assert loaded.batch_size == 32 and loaded.model.seen[:3] == [2, 8, 8]
+    asked = worker.load(entry.folder, entry.metadata, "cpu", batch_size=64)
+    assert asked.batch_size == 64 and asked.model.seen == [2, 8, 8]
+
+
+def test_a_fast_model_keeps_the_largest_batch_and_batching_does_not_change_its_outputs(tmp_path, mnist_test):
+    fast = sleepy_entry(tmp_path, "fast", nap=0.0)
+    loaded = worker.load(fast.folder, fast.metadata, "cpu")
+    assert loaded.batch_size == worker.CPU_BATCH
+    path = tmp_path / "images.npy"
+    np.save(path, mnist_test.images[:300, None])
+    small = worker.load(fast.folder, fast.metadata, "cpu", batch_size=3)
+    got = worker.answer(loaded, path, "the test images")
+    again = worker.answer(small, path, "the test images")
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 10, 28)  # the same weights, run here in one batch without the harness
+    with torch.inference_mode():
+        reference = conv(torch.tensor(mnist_test.images[:300, None]).float() / 255).flatten(1).numpy()
+    for outputs in (got, again):
+        np.testing.assert_allclose(outputs, reference, rtol=1e-4, atol=1e-4)
+        assert (outputs.argmax(1) == reference.argmax(1)).all()
+
+
+def test_progress_names_its_phase_loading_warming_up_then_images_with_an_estimate(tmp_path):
+    entry = sleepy_entry(tmp_path, "sleepy", load=0.5, nap=0.3)
+    seen: list[Progress] = []
+    got = predict(entry, {"mnist": np.zeros((40, 28, 28), np.uint8)},
+                  Limits(timeout=120, device="cpu", batch_size=8), on_progress=seen.append)
+    assert got.status == "ok", got.error
+    phases = [p.phase for p in seen]
+    assert [phase for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]] == \
+        ["loading", "warming up", "predicting"]
+    assert all(p.done == 0 and p.seconds_left is None for p in seen if p.phase != "predicting")
+    estimated = [p for p in seen if p.phase == "predicting" and p.seconds_left]
+    assert estimated and estimated[0].done < 40  # an estimate before the end: after the first batch of 8
+    assert process.describe("sleepy", seen[0]) == "sleepy: loading"
+    assert process.describe("sleepy", Progress(0, 40, None, "warming up")) == "sleepy: warming up"
+    assert process.describe("sleepy", Progress(4, 40, 2.7)) == "sleepy: 4 of 40 images, about 3 s left"
+
+
+def test_the_phase_is_read_only_when_it_is_one_of_the_known_words(tmp_path):
+    fd = os.open(tmp_path / exchange.PROGRESS_FILE, os.O_WRONLY | os.O_CREAT)
+    for written, phase, done in [(exchange.LOADING, "loading", 0), (exchange.WARMING_UP, "warming up", 0),
+                                 ("<script>", None, 0), ("12", None, 12)]:
+        exchange.write_phase(fd, written) if not written.isdigit() else exchange.write_progress(fd, int(written))
+        assert (exchange.read_phase(tmp_path), exchange.read_progress(tmp_path)) == (phase, done)
+    os.close(fd)
+
+
+def test_the_dashboard_shows_the_noted_phase(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
+    run_id = store.start_run(engine, "cpu", [])
+    store.note_progress(engine, run_id, "resnet50", 0, 10100, None, "warming up")
+    assert admin.entry_progress(reads.latest_run(engine)["progress"]) == "resnet50: warming up"

@@ -1,5 +1,6 @@
 """The files exchanged with an entry's process, sandboxed or not: its images, handed over only at ``go``, its
-progress (images done so far: only ever used to show progress and to stop early, never ranked), and its log, read
+progress (its phase, loading or warming up, then images done so far: only ever used to show progress and to stop
+early, never ranked), and its log, read
 back cut to its start and end."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 
 READY_FILE, GO_FILE = "ready", "go"  # the entry says ready in its output folder; the host says go beside the images
 PROGRESS_FILE = "progress"  # images done so far, written by the entry's process in its output folder
+LOADING, WARMING_UP = "loading", "warming up"  # what the progress file says before the first image is done
+PHASES = (LOADING, WARMING_UP)
 PROGRESS_WIDTH = 20  # the count is rewritten in place, padded to this many characters
 LOG_LIMIT = 20_000  # bytes of an entry's own output kept with its evaluation (its start and its end)
 
@@ -33,23 +36,39 @@ def write_progress(fd: int, done: int) -> None:
     os.pwrite(fd, f"{done:>{PROGRESS_WIDTH}}\n".encode(), 0)
 
 
-def read_progress(out_dir: Path) -> int:
-    """The entry's own count of images done (0 when absent or unreadable); never follows a link nor reads more
-    than one line. It is the entry's claim: good only for showing progress and for stopping early."""
+def write_phase(fd: int, phase: str) -> None:
+    """Say the phase (one of PHASES) at the start of the open progress file, until the first count replaces it."""
+    os.pwrite(fd, f"{phase:>{PROGRESS_WIDTH}}\n".encode(), 0)
+
+
+def _read_line(out_dir: Path) -> str:
+    """The progress file's line ("" when absent or unreadable); never follows a link nor reads more than one line."""
     try:
         fd = os.open(out_dir / PROGRESS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return 0
+        return ""
     try:
-        text = os.read(fd, PROGRESS_WIDTH + 1)
+        return os.read(fd, PROGRESS_WIDTH + 1).decode("ascii", errors="replace").strip()
     except OSError:
-        return 0
+        return ""
     finally:
         os.close(fd)
+
+
+def read_progress(out_dir: Path) -> int:
+    """The entry's own count of images done (0 when absent, unreadable or still a phase). It is the entry's claim:
+    good only for showing progress and for stopping early."""
     try:
-        return max(int(text.strip() or 0), 0)
+        return max(int(_read_line(out_dir) or 0), 0)
     except ValueError:
         return 0
+
+
+def read_phase(out_dir: Path) -> str | None:
+    """What the entry's process says it is doing before its first image is done: one of PHASES, else None. Its
+    claim, good only for showing progress."""
+    line = _read_line(out_dir)
+    return line if line in PHASES else None
 
 
 def head_and_tail(path: Path, limit: int = LOG_LIMIT) -> tuple[bytes, int]:

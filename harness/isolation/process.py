@@ -19,8 +19,8 @@ whose peak is the one reported; elsewhere the watch of resident memory is all, a
 The entry's speed is timed here, from outside its process: from the moment the images are handed over
 (after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
 
-The entry's process also counts the images it has done in a progress file. That count is only its claim, so it is
-used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
+The entry's process also says its phase (loading, warming up) and then counts the images it has done in a progress
+file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
 here on the host's clock since ``go``, says it cannot finish within its time limit (it would fail anyway).
 """
 
@@ -45,7 +45,7 @@ from harness.isolation import sandbox
 from harness.isolation import sandbox_command, sandbox_server
 from harness.store import trees
 from harness.contract import EntryMetadata
-from harness.isolation.exchange import READY_FILE, hand_over, head_and_tail, read_progress
+from harness.isolation.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
 
 GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
@@ -57,20 +57,28 @@ ESTIMATE_AFTER_SECONDS = 2.0  # the speed must have been seen for this long sinc
 ESTIMATE_MARGIN = 1.2       # ... and the estimate must exceed the time limit by this factor
 
 
+PREDICTING = "predicting"  # the phase once the images are handed over (before it: exchange.LOADING, WARMING_UP)
+
+
 @dataclass(frozen=True)
 class Progress:
-    """How far an entry has got: images done (the entry's own count, capped at the total) of the total, and the
-    seconds left at the speed timed on the host's clock since go (None until a first batch is done)."""
+    """How far an entry has got: its phase (loading, warming up, then predicting), images done (the entry's own
+    count, capped at the total) of the total, and the seconds left at the speed timed on the host's clock since go
+    (None until a first batch is done)."""
     done: int
     total: int
     seconds_left: float | None = None
+    phase: str = PREDICTING
 
 
 def describe(name: str, progress: Progress) -> str:
-    """One entry's progress in a few words: "resnet18: 1,280/10,100 images, about 29 min left"."""
+    """One entry's progress in a few words: "resnet18: loading", "resnet18: warming up", "resnet18: 1,280 of 10,100
+    images, about 29 min left"."""
+    if progress.phase != PREDICTING:
+        return f"{name}: {progress.phase}"
     left = progress.seconds_left
     soon = f", about {duration(left)} left" if left and progress.done < progress.total else ""
-    return f"{name}: {progress.done:,}/{progress.total:,} images{soon}"
+    return f"{name}: {progress.done:,} of {progress.total:,} images{soon}"
 
 
 def duration(seconds: float) -> str:
@@ -237,6 +245,10 @@ class _ForkedJob:
         """The entry's own count of images done (shown, never ranked)."""
         return read_progress(self.out_dir)
 
+    def phase(self) -> str | None:
+        """What the entry's process says it is doing before its images: loading, warming up (shown, never ranked)."""
+        return read_phase(self.out_dir)
+
     def processes(self) -> list[psutil.Process]:
         """The entry's process and everything it started, orphans included (the fork server adopts them, and its
         cgroup holds them all)."""
@@ -371,12 +383,16 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
     """Poll the entry until it ends or breaks a limit; hand over its images once it says it is ready and time it
     from then until its process exits (the exit wakes the wait at once, so the clock stops without polling).
 
-    Once it has the images, the entry's count of images done (of ``total``) is reported to ``on_progress`` and
-    stops it early when, at its speed so far, it would need more than its time limit."""
+    Before that, ``on_progress`` hears its phase (loading, then warming up, as its process says); once it has the
+    images, its count of images done (of ``total``), which also stops it early when, at its speed so far, it would
+    need more than its time limit."""
     started = time.perf_counter()
     peak, reason, went = 0, None, None
     procs, listed_at = [], float("-inf")
     estimate = _Estimate(total, timeout, device, on_progress)
+    phase, phase_read = LOADING, 0.0
+    if on_progress:
+        on_progress(Progress(0, total, phase=phase))
     while True:
         if job.wait(POLL_SECONDS):
             ended = time.perf_counter()
@@ -389,6 +405,11 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
             went = time.perf_counter()
             if on_progress:
                 on_progress(Progress(0, total))
+        elif went is None and on_progress and elapsed - phase_read >= PROGRESS_SECONDS:
+            phase_read, said = elapsed, job.phase()
+            if said is not None and said != phase:
+                phase = said
+                on_progress(Progress(0, total, phase=phase))
         if not procs or elapsed - listed_at >= LIST_SECONDS:
             # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
             procs, listed_at = job.processes(), elapsed

@@ -34,7 +34,7 @@ import psutil
 from harness.isolation.limits import cpu_seconds
 from harness.isolation.sandbox_command import command
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
-from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_progress
+from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
 from harness.store import trees
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
@@ -130,6 +130,10 @@ class Job:
     def progress(self) -> int:
         """The entry's own count of images done (shown, never ranked)."""
         return read_progress(self.box.root / "out")
+
+    def phase(self) -> str | None:
+        """What the entry's process says it is doing before its images: loading, warming up (shown, never ranked)."""
+        return read_phase(self.box.root / "out")
 
     def wait(self, seconds: float) -> bool:
         """True once the server reports that the entry's process has exited."""

@@ -17,6 +17,7 @@ import ctypes
 import errno
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -26,14 +27,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
-from harness.isolation.exchange import GO_FILE, PROGRESS_FILE, READY_FILE, write_progress
+from harness.isolation.exchange import (GO_FILE, LOADING, PROGRESS_FILE, READY_FILE, WARMING_UP, write_phase,
+                                       write_progress)
 from harness.entries.loading import EntryError, load_model, set_eval
 
-CPU_BATCH = 128
-CUDA_BATCH = 8192
+CPU_BATCH = 128    # the largest batch on the CPU; a costly model gets a smaller one (see choose_batch)
+CUDA_BATCH = 8192  # the largest batch on CUDA; smaller where the warm-up's memory says it would not fit
+# A batch the harness sizes on CPU holds about this much arithmetic (FLOPs: 2 × the multiply-adds of its conv and
+# linear layers, see flops_per_image): about 2 s on a 2-core CPU. A digits CNN (tens of MFLOPs an image) keeps CPU_BATCH; a 224-px ResNet-50
+# (8.2 GFLOPs) gets 16, so its first estimate comes seconds after go and its warm-up costs seconds, not minutes.
+BATCH_FLOPS = 200e9
+PROBE_FLOPS = 50e9  # ... and the batch the layout is probed on (twice, untimed)
+FIRST_PROBE = 2     # images in the first, counted warm-up pass (2, not 1: a model that squeezes its batch works)
+CUDA_MEMORY_SHARE = 0.5  # on CUDA a batch may use this share of the memory the process may still allocate
 RESULT_FILE = "result.json"
 GO_POLL_SECONDS = 0.001
 LOG_HEAD_BYTES = LOG_TAIL_BYTES = 64 * 1024  # what is kept of an entry's printed output: its start and its end
@@ -93,6 +103,10 @@ class Counter:
         self.fd = os.open(out_dir / PROGRESS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         self.done = 0
 
+    def phase(self, name: str) -> None:
+        """Say what the process is doing before it has images (``exchange.LOADING``, ``exchange.WARMING_UP``)."""
+        write_phase(self.fd, name)
+
     def add(self, images: int) -> None:
         self.done += images
         write_progress(self.fd, self.done)
@@ -139,6 +153,66 @@ def warm_up(model, images: torch.Tensor, device: torch.device, batch_size: int, 
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()  # run_batches will find a batch size that fits
     torch.cuda.synchronize()
+
+
+def power_of_two_at_most(n: float, largest: int) -> int:
+    """The largest power of two not over ``n``, between 1 and ``largest`` (``largest`` itself once ``n`` reaches it)."""
+    if n >= largest:
+        return largest
+    return 1 << (max(int(n), 1).bit_length() - 1)
+
+
+def choose_batch(flops_per_image: float, largest: int = CPU_BATCH, budget: float | None = None) -> int:
+    """The CPU batch size for a model that costs ``flops_per_image``: as many images as fit in ``budget`` FLOPs
+    (BATCH_FLOPS by default), a power of two, at most ``largest``; ``largest`` when the cost is unknown (0). It
+    depends on the model alone, not on how busy the machine is, so a model gets the same batch (and the same float
+    rounding) on every run."""
+    if flops_per_image <= 0:
+        return largest
+    return power_of_two_at_most((budget or BATCH_FLOPS) / flops_per_image, largest)
+
+
+def fitting_batch(bytes_per_image: float, room: float, largest: int = CUDA_BATCH,
+                  share: float = CUDA_MEMORY_SHARE) -> int:
+    """The CUDA batch size whose activations (``bytes_per_image`` each, as the warm-up's peak showed) take at most
+    ``share`` of the ``room`` left on the GPU: a power of two, at most ``largest``."""
+    if bytes_per_image <= 0:
+        return largest
+    return power_of_two_at_most(room * share / bytes_per_image, largest)
+
+
+def flops_per_image(model, images: torch.Tensor, where: str) -> float:
+    """The arithmetic of one image's forward pass: 2 × multiply-adds of its convolution and linear layers, counted
+    by forward hooks on FIRST_PROBE warm-up images (this is also the untimed first pass that pays for lazy set-up).
+    Layers called as functions are not seen, so a model built that way counts as cheap (0: the largest batch, as
+    before). Only the batch size follows from it: nothing ranked."""
+    counted = [0]
+
+    def conv(module, inputs, output) -> None:
+        per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        counted[0] += 2 * per_output * (output.numel() if isinstance(output, torch.Tensor) else 0)
+
+    def linear(module, inputs, output) -> None:
+        counted[0] += 2 * module.in_features * (output.numel() if isinstance(output, torch.Tensor) else 0)
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.modules.conv._ConvNd) else linear)
+             for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    first = to_device(images[:FIRST_PROBE], torch.device("cpu"))
+    try:
+        run_batches(model, first, len(first), where)  # an error here is the entry's own, as in the timed run
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counted[0] / len(first)
+
+
+def cuda_room(device: torch.device, gpu_memory: int | None) -> float:
+    """Bytes this process may still allocate on the GPU: what the device has free (plus what our allocator holds
+    unused), within the cap."""
+    free, _ = torch.cuda.mem_get_info(device)
+    allocated = torch.cuda.memory_allocated(device)
+    room = free + torch.cuda.memory_reserved(device) - allocated
+    return min(room, gpu_memory - allocated) if gpu_memory else room
 
 
 def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> torch.memory_format:
@@ -215,18 +289,35 @@ class Loaded:
 
 
 def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size: int | None = None,
-         gpu_memory: int | None = None) -> Loaded:
-    """Load the entry's model and warm it up on synthetic images (on CPU: pick its memory layout)."""
+         gpu_memory: int | None = None, on_phase=None) -> Loaded:
+    """Load the entry's model and warm it up on synthetic images; ``on_phase`` hears when warming up starts.
+
+    Without ``batch_size`` the warm-up picks one: on CPU from the model's arithmetic per image, counted on
+    FIRST_PROBE images (:func:`choose_batch`, BATCH_FLOPS a batch), on CUDA from the memory the warm-up batch took
+    (:func:`fitting_batch`). On CPU it also picks the memory layout, on a batch of PROBE_FLOPS (128 images for a
+    digits model, as before; 4 for a 224-px ResNet-50), so a heavy model warms up in seconds whatever its input
+    size.
+    """
     dev = pick_device(device)
     capped = cap_gpu_memory(dev, gpu_memory)
     model = set_eval(load_model(folder, metadata).to(dev))
-    batch_size = batch_size or (CUDA_BATCH if dev.type == "cuda" else CPU_BATCH)
-    probe = host_tensor(probe_images(batch_size).numpy(), dev)
+    if on_phase is not None:
+        on_phase(WARMING_UP)
+    probe = host_tensor(probe_images(CPU_BATCH).numpy(), dev)
+    where = "the warm-up images"
     layout = None
     if dev.type == "cuda":
-        warm_up(model, probe, dev, batch_size, "the warm-up images")
+        torch.cuda.reset_peak_memory_stats(dev)
+        before = torch.cuda.memory_allocated(dev)
+        warm_up(model, probe, dev, batch_size or CUDA_BATCH, where)
+        if not batch_size:
+            used = (torch.cuda.max_memory_allocated(dev) - before) / len(probe)
+            batch_size = fitting_batch(used, cuda_room(dev, gpu_memory))
     else:
-        layout = probe_layout(model, probe, batch_size, "the warm-up images")
+        flops = flops_per_image(model, probe, where)
+        batch_size = batch_size or choose_batch(flops)
+        layout = probe_layout(model, probe[:min(batch_size, choose_batch(flops, budget=PROBE_FLOPS))], batch_size,
+                              where)
     return Loaded(model, dev, batch_size, layout, capped)
 
 
@@ -249,10 +340,11 @@ def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Pat
     most ``gpu_memory`` bytes of the GPU. Returns the summary it also saves (device and batch size; nothing in it
     is ranked).
     """
-    loaded = load(folder, metadata, device, batch_size, gpu_memory)
+    counter = Counter(out_dir)
+    counter.phase(LOADING)
+    loaded = load(folder, metadata, device, batch_size, gpu_memory, counter.phase)
     if inputs:
         wait_for_go(out_dir, next(iter(inputs.values())).parent / GO_FILE)
-    counter = Counter(out_dir)
     for name, path in inputs.items():
         outputs = answer(loaded, path, f"the {name} images", counter)
         np.save(out_dir / f"outputs_{name}.npy", outputs, allow_pickle=False)

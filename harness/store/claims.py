@@ -61,6 +61,12 @@ def release(engine: Engine, eval_key: str, run_id: int) -> None:
         connection.execute(delete(Claim).where(Claim.eval_key == eval_key, Claim.run_id == run_id))
 
 
+def release_all(engine: Engine, run_id: int) -> None:
+    """Drop every claim of this run (it is ending: Ctrl-C), so the next run need not wait for their leases."""
+    with engine.begin() as connection:
+        connection.execute(delete(Claim).where(Claim.run_id == run_id))
+
+
 def wait_for_evaluation(engine: Engine, eval_key: str, run_id: int, lease_seconds: float, poll: float = 0.5,
                         find: Callable[[Engine, str], int | None] = store.find_evaluation) -> int | None:
     """Wait while another run holds the claim on ``eval_key``: the id of the evaluation it stores, or None

@@ -162,14 +162,15 @@ def finish_run(engine: Engine, run_id: int, status: str = "finished") -> None:
 
 
 def note_progress(engine: Engine, run_id: int, entry: str, done: int, total: int, seconds_left: float | None,
-                  version_id: int | None = None, public: int | None = None) -> None:
-    """Where the run is: ``entry`` (its version ``version_id``) has done ``done`` of ``total`` images, of which
-    ``public`` are the public sets' (the board shows those only), about ``seconds_left`` to go."""
+                  phase: str = "predicting", version_id: int | None = None, public: int | None = None) -> None:
+    """Where the run is: ``entry`` (its version ``version_id``) is ``phase`` (loading, warming up, predicting) and has
+    done ``done`` of ``total`` images, of which ``public`` are the public sets' (the board shows those only), about
+    ``seconds_left`` to go."""
     with Session(engine) as session, session.begin():
         session.get(Run, run_id).progress = {
             "entry": entry, "version_id": version_id, "done": int(done), "total": int(total),
             "public": None if public is None else int(public), "at": utcnow().isoformat(),
-            "seconds_left": None if seconds_left is None else round(float(seconds_left), 1)}
+            "seconds_left": None if seconds_left is None else round(float(seconds_left), 1), "phase": phase}
 
 
 def find_evaluation(engine: Engine, eval_key: str) -> int | None:

@@ -9,6 +9,7 @@ board. A convention is named only when a paired test on the same images says it 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,11 +21,14 @@ from harness.entries import parameters
 from harness.entries.discovery import Entry, TrialMetadata, load_entry
 from harness.errors import HarnessError
 from harness.isolation import Limits, predict
-from harness.isolation.process import GIB
+from harness.isolation.process import GIB, needs_torchvision
 from harness.scoring.metrics import above_rate_p, detect_output_kind, discordant, sign_test_p
 
-SAMPLE = 500
-BATCH = 200  # 500 images in batches of 200: the last batch of 100 checks that any batch size works
+SAMPLE = 500           # images the check runs, when the model is fast enough to run them within BUDGET_SECONDS
+BATCH = 200            # 500 images in batches of 200: even_batch makes them 167, 167 and 166
+PROBE, PROBE_BATCH = 11, 6  # the first run, timed: 11 images in batches of 6 and 5 (any batch size must work)
+BUDGET_SECONDS = 45.0  # a slow model's check (a 224-px ResNet-50 on a laptop) keeps to about this, well within a minute
+DIAGNOSIS_MIN = 20     # the fewest images a diagnosis runs on; when even that does not fit the budget, it is not tried
 DIAGNOSE_BELOW = 0.90  # the committed baselines read 97-99% of the sample: below this with no fix named, a warning
 ALPHA = 0.001            # a convention is named when the sign test gives p below ALPHA / (conventions tried)
 DIAGNOSIS_IMAGES = 2000  # the most MNIST test images the conventions are tried on (500 cannot show a 2-point loss)
@@ -76,17 +80,48 @@ class CheckFailed(HarnessError):
 
 
 def sample_images(mnist_dir: str | None, count: int = SAMPLE) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The first ``count`` MNIST test images (uint8) with labels, or random noise when MNIST is not at hand."""
+    """The first ``count`` MNIST test images (uint8) with labels, or random noise when MNIST is not at hand, and what
+    they are (:func:`described`)."""
     try:
         split = mnist.load_split(mnist.resolve_dir(mnist_dir), "test", allow_download=False)
-        return split.images[:count], split.labels[:count], f"the first {count} MNIST test images"
+        return split.images[:count], split.labels[:count], described(count, True)
     except HarnessError:
         rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), None, f"{count} random images (MNIST not found)"
+        return rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), None, described(count, False)
 
 
-def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeout: float = 120.0) -> dict:
-    """Load and run the entry in its own process; returns a report dict or raises HarnessError."""
+def described(count: int, mnist_found: bool) -> str:
+    """What the first ``count`` sample images are, as the check says it."""
+    return f"the first {count} MNIST test images" if mnist_found else f"{count} random images (MNIST not found)"
+
+
+def affordable(images_per_second: float | None, load_seconds: float, seconds: float, most: int, least: int) -> int:
+    """How many images one run of the entry can take in ``seconds``, at its speed and its time to load and warm up
+    (each run is a fresh process): between ``least`` and ``most``."""
+    if not images_per_second:
+        return most
+    return int(min(max(images_per_second * (seconds - load_seconds), least), most))
+
+
+def diagnosis_seconds(images: int, images_per_second: float | None, load_seconds: float, conventions: tuple) -> float:
+    """What a diagnosis on ``images`` images costs: one run of the entry per convention, each loaded afresh."""
+    return len(conventions) * (load_seconds + images / (images_per_second or float("inf")))
+
+
+def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeout: float = 120.0,
+          budget: float = BUDGET_SECONDS) -> dict:
+    """Load and run the entry in its own process; returns a report dict or raises HarnessError.
+
+    A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
+    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless
+    the model is slow; none beyond the probe's when even those do not fit), and a diagnosis, if needed, gets a
+    sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
+    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The
+    report's
+    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a
+    full evaluation starts from.
+    """
+    started = time.monotonic()
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
@@ -96,14 +131,23 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     entry = load_entry(folder)
     if entry.metadata_error:
         raise HarnessError(entry.metadata_error)
-    images, labels, described = sample_images(mnist_dir)
-    limits = Limits(timeout=timeout, memory=8 * GIB, device=device, batch_size=BATCH)
-    prediction = predict(entry, {"check": images}, limits)  # in a secret order, as in a real evaluation
-    if prediction.status != "ok":
+    images, labels, _ = sample_images(mnist_dir)
+    limits = Limits(timeout=timeout, memory=8 * GIB, device=device)
+    torchvision = needs_torchvision([entry])  # imported once by the sandbox, not by each run's process
+    probe = predict(entry, {"check": images[:PROBE]}, dataclasses.replace(limits, batch_size=PROBE_BATCH),
+                    preload_torchvision=torchvision)
+    if probe.status != "ok":
         hint = None
-        if " in the model" in (prediction.error or "") or "forward returned shape" in (prediction.error or ""):
+        if " in the model" in (probe.error or "") or "forward returned shape" in (probe.error or ""):
             hint = diagnose(entry, images, labels, limits, None, SHAPE_CONVENTIONS, "it runs and reads")
-        raise CheckFailed(f"{entry.name}: {prediction.error}", hint, prediction.log)
+        raise CheckFailed(f"{entry.name}: {probe.error}", hint, probe.log)
+    load_seconds = probe.seconds - (probe.timed_seconds or 0.0)
+    n = affordable(probe.images_per_second, load_seconds, (budget - (time.monotonic() - started)) / 2, SAMPLE, PROBE)
+    prediction = probe if n <= PROBE else predict(  # a slow model's at the batch an evaluation would use
+        entry, {"check": images[:n]}, dataclasses.replace(limits, batch_size=BATCH if n == SAMPLE else None),
+        preload_torchvision=torchvision)
+    if prediction.status != "ok":
+        raise CheckFailed(f"{entry.name}: {prediction.error}", None, prediction.log)
     params, refusal = parameters.measure(entry)  # counted only once the entry has run
     if refusal:
         raise CheckFailed(f"{entry.name}: {refusal}", None, prediction.log)
@@ -112,19 +156,30 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
               "params": params, "weights_bytes": entry.weights_bytes,
               "output_kind": detect_output_kind(outputs),
               "images_per_second": prediction.images_per_second,
+              # each run's figure includes its fixed costs (reading, writing, exiting): the faster one is nearer
+              "estimate_images_per_second": max(probe.images_per_second or 0.0, prediction.images_per_second or 0.0)
+              or None,
               "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
-              "sample": described, "accuracy": None, "device": prediction.device}
+              "sample": described(n, labels is not None), "sample_size": n, "accuracy": None, "device": prediction.device}
     report["diagnosis"] = None
     if labels is not None:
-        report["accuracy"] = float((outputs.argmax(1) == labels).mean())
-        count = affordable_sample(prediction.images_per_second)
-        if count <= len(images):
-            found = diagnose_inputs(entry, images, labels, limits, sample=count, as_given=outputs.argmax(1),
-                                    described=f"the first {count} MNIST test images")
+        report["accuracy"] = float((outputs.argmax(1) == labels[:n]).mean())
+        # each convention is a run of its own, loaded afresh: a slow model's diagnosis gets fewer images, and none
+        # when even DIAGNOSIS_MIN would not fit what is left of the budget (the report says what they would cost)
+        rate, load, least = prediction.images_per_second, report["load_seconds"], min(DIAGNOSIS_MIN, n)
+        left = budget - (time.monotonic() - started)
+        count = min(affordable_sample(rate),
+                    affordable(rate, load, left / (len(VALUE_CONVENTIONS) + 1), DIAGNOSIS_IMAGES, 0))
+        if count < least:
+            report["diagnosis_skipped"] = diagnosis_seconds(least, rate, load, VALUE_CONVENTIONS)
         else:
-            pool, pool_labels, described = sample_images(mnist_dir, count)
-            found = diagnose_inputs(entry, pool, pool_labels, limits, described=described)
-        report["diagnosis"] = found.sentence
+            if count <= n:
+                found = diagnose_inputs(entry, images, labels, limits, sample=count, as_given=outputs.argmax(1),
+                                        described=f"the first {count} MNIST test images")
+            else:
+                pool, pool_labels, said = sample_images(mnist_dir, count)
+                found = diagnose_inputs(entry, pool, pool_labels, limits, described=said)
+            report["diagnosis"], report["diagnosis_sample"] = found.sentence, found.images
     return report
 
 
