@@ -125,8 +125,13 @@ def test_head_to_head_and_what_worked_show_names_as_text(hostile, monkeypatch):
 class FailingPool:
     """Stands in for the warm pool: ``boom`` fails with the hostile sentence, the others read a 3."""
 
+    memory_budget = None  # no budget: nothing measured, no note
+
     def prepare(self, entries):
         pass
+
+    def memory(self):
+        return {}
 
     def ask_all(self, entries, images):
         for e in entries:
