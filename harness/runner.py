@@ -26,6 +26,7 @@ from harness import __version__
 from harness.scoring.competition import Competition
 from harness.entries.discovery import Entry
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
+from harness.isolation.exchange import LOADING
 from harness.isolation.process import GIB, needs_torchvision
 from harness.data.task import TASK
 from harness.data.copies import changed_copies
@@ -303,7 +304,7 @@ class _Scoring:
         entry = job.entry
         total = sum(len(spec.images) for spec in self.datasets)
         public = sum(len(spec.images) for spec in self.datasets if spec.kind != TASK.secret.kind)
-        latest: list[Progress] = [Progress(0, total)]
+        latest: list[Progress] = [Progress(0, total, phase=LOADING)]  # nothing has run yet
         stop = threading.Event()
 
         def note() -> None:

@@ -109,8 +109,8 @@ def test_a_run_notes_the_version_it_scores_at_once(tmp_path, monkeypatch, small_
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
     runner.run(engine, [load_entry(folder)], [small_mnist], runner.Options(device="cpu", batch_size=50), argv=[])
     version_id = store.ensure_version(engine, load_entry(folder))
-    assert noted[0] == ("zeros", 0, 300, None, version_id, 300)
-    assert noted[-1][:2] == ("zeros", 300) and noted[-1][4:] == (version_id, 300)
+    assert noted[0] == ("zeros", 0, 300, None, "loading", version_id, 300)
+    assert noted[-1][:2] == ("zeros", 300) and noted[-1][5:] == (version_id, 300)
 
 
 @pytest.mark.parametrize(("n", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"),
