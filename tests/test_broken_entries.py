@@ -25,8 +25,9 @@ CASES = {
     "shape-mismatch": (TEMPLATE_CODE, "shape", "fc.weight is [10, 100] in the weights but [10, 784] in the model"),
     "pickled-model": (TEMPLATE_CODE, "pickled", "needs pickled Python code to load"),
     "not-a-state-dict": (TEMPLATE_CODE, "list", "does not hold a state_dict"),
-    # 300 digits and the memorisation check's 300 changed copies of them: five even batches of 120
-    "wrong-shape": (before_return("return torch.zeros(len(x), 5)"), "good", "forward returned shape [120, 5] for a batch of 120"),
+    # caught on the worker's first warm-up pass (FIRST_PROBE synthetic images), before any scored image
+    "wrong-shape": (before_return("return torch.zeros(len(x), 5)"), "good",
+                    "forward returned shape [2, 5] for a batch of 2 on the warm-up images; it must return [2, 10]"),
     "int-output": (before_return("return torch.zeros(len(x), 10, dtype=torch.long)"), "good", "forward returned torch.int64"),
     "nan-output": (before_return("return torch.full((len(x), 10), float('nan'))"), "good", "NaN or infinite values"),
     "not-a-tensor": (before_return("return {'logits': 1}"), "good", "forward returned dict"),

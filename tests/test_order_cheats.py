@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.isolation import order
+from harness.isolation import order, worker
 from harness.store import results as store
 from harness import evaluate, runner
 from harness.store.engine import make_engine
@@ -223,7 +223,9 @@ def test_the_cheats_win_when_the_order_is_known(tmp_path, monkeypatch, means, so
     monkeypatch.setattr(runner, "MEMO_COPIES", 0)
     for kind, spec in (("mnist", sorted_mnist), ("guest", guest)):
         (tmp_path / kind).mkdir()
-        subs = write_entries(tmp_path / kind / "subs", means, by_label(spec.labels))
+        # the stream it knows: the worker's counted warm-up pass (FIRST_PROBE synthetic images: read them), then the set
+        known = [(worker.FIRST_PROBE, -1)] + by_label(spec.labels)
+        subs = write_entries(tmp_path / kind / "subs", means, known)
         acc = accuracies(tmp_path / kind, subs, [sorted_mnist, guest])
         assert acc["honest", kind] < 0.85
         assert acc["position-cheat", kind] == 1.0, (kind, acc)
