@@ -211,7 +211,8 @@ def test_unknown_entry_and_no_deploy_button(server, browser):
 def test_head_to_head_says_how_many_and_shows_them_all(server, fx, sized):
     driver, width, height = sized
     driver.get(f"{server}/head-to-head")
-    body = wait_for_text(driver, "digits differently")
+    wait_for_text(driver, "digits differently")
+    body = wait_for_text(driver, "In plain words")  # painted after the count: wait for both before reading their order
     engine = make_engine(str(fx.revealed_db))
     board = views.board_view(engine, True).board
     ok = board[board["status"] == "ok"]["entry"].tolist()
