@@ -38,8 +38,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
                    "(default: [limits] in competition.toml, else 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: on CPU what the model does in about 2 s, at most 128; on "
-                   "CUDA what fits half the free GPU memory, at most 8192, halved on out-of-memory)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: on CPU the power of two that holds "
+                   "about 200 GFLOPs of the model's arithmetic, at most 128; on CUDA what fits half the free GPU "
+                   "memory, at most 8192, halved on out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
