@@ -114,7 +114,7 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
 
     A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
     takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless
-    the model is slow; none beyond the probe's when even those do not fit), and a diagnosis, if needed, gets a
+    the model is slow; none beyond the probe's when even those do not fit), and the convention diagnosis (every entry) gets a
     sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
     says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The
     report's
@@ -216,7 +216,7 @@ def affordable_sample(images_per_second: float | None, seconds: float = DIAGNOSI
     ``most``); SAMPLE when its speed is unknown. The process starts come on top (one per run)."""
     if not images_per_second:
         return SAMPLE
-    return max(1, min(most, int(images_per_second * seconds / runs)))
+    return affordable(images_per_second, 0.0, seconds / runs, most, 1)  # inference only: no load counted here
 
 
 @dataclasses.dataclass(frozen=True)
