@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BROWSER_TESTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
+BROWSER_TESTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")
                        if "tests.browser" in p.read_text(encoding="utf-8"))  # every test that drives Chromium
 
 
