@@ -24,7 +24,7 @@ from harness.scoring import retention, standings
 from harness.store import results as store
 from harness import __version__
 from harness.scoring.competition import Competition
-from harness.entries.discovery import Entry
+from harness.entries.discovery import EntryFolder
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
 from harness.isolation.exchange import LOADING
 from harness.isolation.process import GIB, needs_torchvision
@@ -84,7 +84,7 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def eval_key(entry: Entry, datasets: list[store.DatasetSpec], max_entry_bytes: int | None = None) -> str:
+def eval_key(entry: EntryFolder, datasets: list[store.DatasetSpec], max_entry_bytes: int | None = None) -> str:
     """Same entry and content × same datasets × same harness version → same key → no need to re-evaluate.
 
     An entry refused for its size also keys on the limit, so that raising the limit evaluates it."""
@@ -106,7 +106,7 @@ def outgrown(engine: Engine, evaluation_id: int, limits: Limits) -> bool:
         ("memory limit" in hit and (memory is None or limits.memory > memory))
 
 
-def size_problem(entry: Entry, competition: Competition) -> str | None:
+def size_problem(entry: EntryFolder, competition: Competition) -> str | None:
     """One sentence when the entry's files take more than the competition allows (they are then never read)."""
     if entry.total_bytes <= competition.max_entry_bytes:
         return None
@@ -124,7 +124,7 @@ def secret_failure() -> str:
     return f"failed on {TASK.secret.title}; why is sealed until the reveal (the organiser sees it then)."
 
 
-def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
+def evaluate_one(entry: EntryFolder, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
                  on_progress: Callable[[Progress], None] | None = None, predict: Callable = predict) -> store.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
@@ -188,8 +188,8 @@ def _copies(spec: store.DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     return changed_copies(spec.images, MEMO_COPIES, np.random.default_rng(secrets.randbits(128)))
 
 
-def _secret_phase(record: store.Record, entry: Entry, secret: list[store.DatasetSpec], dataset_ids: dict[str, int],
-                  limits: Limits, preload_torchvision: bool, predict: Callable) -> None:
+def _secret_phase(record: store.Record, entry: EntryFolder, secret: list[store.DatasetSpec],
+                  dataset_ids: dict[str, int], limits: Limits, preload_torchvision: bool, predict: Callable) -> None:
     """The secret sets in a process of their own; only their outputs reach ``record``, all else is sealed."""
     second = predict(entry, {spec.kind: spec.images for spec in secret}, limits,
                      preload_torchvision=preload_torchvision, on_progress=None, secret=True)
@@ -210,14 +210,15 @@ def _secret_phase(record: store.Record, entry: Entry, secret: list[store.Dataset
 
 
 @dataclass
-class Job:
+class VersionToScore:
     """One entry version to score: the folder on disk, or a stored version restored into the work folder."""
-    entry: Entry
+    entry: EntryFolder
     version_id: int
     restored: bool = False  # the on-time version, restored from the store because the folder has changed since
 
 
-def plan(engine: Engine, entries: list[Entry], competition: Competition, work: Path) -> tuple[list[Job], list[str]]:
+def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
+         work: Path) -> tuple[list[VersionToScore], list[str]]:
     """Each entry's folder as it is now, plus its on-time version when a later one replaced it in the folder."""
     jobs, notes = [], []
     for entry in entries:
@@ -227,7 +228,7 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
             entry = replace(entry, metadata_error=too_big)
         else:
             snapshots.keep(engine, version_id, entry)
-        jobs.append(Job(entry, version_id))
+        jobs.append(VersionToScore(entry, version_id))
     notes.extend(prune(engine, competition))
     counted = standings.counted_versions(standings.version_rows(engine), competition)
     for job in list(jobs):
@@ -249,8 +250,8 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
                          "its hash; not re-scored.")
         else:
             too_big = size_problem(restored, competition)
-            jobs.append(Job(replace(restored, metadata_error=too_big) if too_big else restored, on_time.version_id,
-                            restored=True))
+            jobs.append(VersionToScore(replace(restored, metadata_error=too_big) if too_big else restored,
+                                       on_time.version_id, restored=True))
     return jobs, notes
 
 
@@ -283,11 +284,11 @@ class _Scoring:
     limits: Limits
     summary: RunSummary
     preload_tv: bool
-    on_entry: Callable[[Entry, str], None] | None
-    on_progress: Callable[[Entry, Progress], None] | None = None
+    on_entry: Callable[[EntryFolder, str], None] | None
+    on_progress: Callable[[EntryFolder, Progress], None] | None = None
     predict: Callable = predict
 
-    def done(self, job: Job, evaluation_id: int, outcome: str) -> None:
+    def done(self, job: VersionToScore, evaluation_id: int, outcome: str) -> None:
         if not job.restored:
             self.summary.evaluation_ids[job.entry.name] = evaluation_id
             self.summary.outcome[job.entry.name] = outcome
@@ -297,7 +298,7 @@ class _Scoring:
             self.on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
 
     @contextmanager
-    def progress(self, job: Job):
+    def progress(self, job: VersionToScore):
         """What to do as ``job``'s entry progresses: tell the caller at once, and note the latest count in the store
         from a background thread, at once (none done yet), every PROGRESS_SECONDS and at the end (for the
         dashboard; the watcher that times the entry never waits for the database)."""
@@ -334,7 +335,7 @@ class _Scoring:
             stop.set()
             thread.join()
 
-    def evaluate(self, job: Job, key: str) -> None:
+    def evaluate(self, job: VersionToScore, key: str) -> None:
         """Score the job under our claim on ``key``, store the result, then let the claim go."""
         run_id = self.summary.run_id
         try:
@@ -348,7 +349,7 @@ class _Scoring:
         if evaluation_id is not None:
             self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
 
-    def save(self, job: Job, key: str, record: store.Record) -> int | None:
+    def save(self, job: VersionToScore, key: str, record: store.Record) -> int | None:
         """Store the record; when a value in it makes the store fail, store the entry's failure with one sentence
         instead, and if even that fails, say so in the run's notes (None) so that the run goes on."""
         try:
@@ -370,7 +371,7 @@ class _Scoring:
                                       f"({type(exc).__name__}); it is scored again by the next run.")
             return None
 
-    def evaluate_claimed(self, job: Job, key: str, older: int | None) -> None:
+    def evaluate_claimed(self, job: VersionToScore, key: str, older: int | None) -> None:
         """Evaluate under our claim, unless a run that held the key before us stored a result newer than
         ``older`` (None: always evaluate, as --force asks on first sight)."""
         found = store.find_evaluation(self.engine, key) if older is not None else None
@@ -380,7 +381,7 @@ class _Scoring:
         else:
             self.evaluate(job, key)
 
-    def first_pass(self, job: Job, key: str) -> tuple[Job, str, int] | None:
+    def first_pass(self, job: VersionToScore, key: str) -> tuple[VersionToScore, str, int] | None:
         """Score the job now, or take its stored result; when another run holds the key, what to wait for."""
         force = self.options.force
         existing = None if force else store.find_evaluation(self.engine, key)
@@ -392,7 +393,7 @@ class _Scoring:
             return job, key, (store.find_evaluation(self.engine, key) or 0) if force else existing or 0
         return None
 
-    def wait_for_other_run(self, job: Job, key: str, older: int) -> None:
+    def wait_for_other_run(self, job: VersionToScore, key: str, older: int) -> None:
         """Another run is scoring this key: take its result, or take over the key if that run gave up."""
         def newer(eng: Engine, k: str) -> int | None:
             found = store.find_evaluation(eng, k)
@@ -425,7 +426,7 @@ class Backend:
 
 
 @contextmanager
-def backend(options: Options, entries: list[Entry]) -> Iterator[Backend]:
+def backend(options: Options, entries: list[EntryFolder]) -> Iterator[Backend]:
     """This machine, one entry at a time, or the Dask cluster at ``options.cluster``, as many as it has workers."""
     if not options.cluster:
         yield Backend(predict, resolve_device)
@@ -435,10 +436,10 @@ def backend(options: Options, entries: list[Entry]) -> Iterator[Backend]:
         yield Backend(pool.predict, pool.resolve_device, pool.width)
 
 
-def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec], options: Options, argv: list[str],
-        on_entry: Callable[[Entry, str], None] | None = None, competition: Competition | None = None,
+def run(engine: Engine, entries: list[EntryFolder], datasets: list[store.DatasetSpec], options: Options,
+        argv: list[str], on_entry: Callable[[EntryFolder, str], None] | None = None, competition: Competition | None = None,
         on_plan: Callable[[int], None] | None = None,
-        on_progress: Callable[[Entry, Progress], None] | None = None) -> RunSummary:
+        on_progress: Callable[[EntryFolder, Progress], None] | None = None) -> RunSummary:
     """Evaluate every new or changed entry version (all with ``force``); each result is committed on its own.
 
     The device is resolved once, before any entry runs ("auto": "cuda" where PyTorch sees a GPU, else "cpu"), and

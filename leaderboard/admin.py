@@ -52,7 +52,7 @@ def evaluation_command(settings: Settings, force: bool = False, only: list[str] 
 
 
 @dataclass
-class Job:
+class BackgroundRun:
     """A background process started from the dashboard, with its log file."""
     argv: list[str]
     log_path: Path
@@ -75,7 +75,7 @@ class Job:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> Job:
+def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> BackgroundRun:
     """Start ``argv`` in the background (own session, output to a log file, ``db_url`` as $LEADERBOARD_DB) and
     return at once."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -87,10 +87,10 @@ def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> Job:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
                                    env=env, start_new_session=True)
-    return Job(argv=argv, log_path=log_path, started_at=started, process=process)
+    return BackgroundRun(argv=argv, log_path=log_path, started_at=started, process=process)
 
 
-def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list[str] | None = None) -> Job:
+def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list[str] | None = None) -> BackgroundRun:
     job = start_job(evaluation_command(settings, force, only), settings.jobs, settings.db_url)
     store.log_action(engine, "re-run", f"{'forced ' if force else ''}evaluation"
                      f"{' of ' + ', '.join(only) if only else ' of every entry'} started (pid {job.process.pid}, "
@@ -106,7 +106,7 @@ def entry_progress(noted: dict) -> str:
                                              str(noted.get("phase") or PREDICTING)))
 
 
-def run_progress(run: dict | None, job: Job, entries: int) -> tuple[float, str]:
+def run_progress(run: dict | None, job: BackgroundRun, entries: int) -> tuple[float, str]:
     """(fraction done, one line) for a job from the newest run in the database and the job's state."""
     if job.running:
         if run is None or run["started_at"] < job.started_at.replace(microsecond=0):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.task import TASK
-from harness.entries.discovery import Entry
+from harness.entries.discovery import EntryFolder
 from harness.isolation import limits as resource_limits
 from harness.isolation import order, process
 from harness.isolation.process import Progress
@@ -78,7 +78,7 @@ class Prediction:
         return images / self.timed_seconds if self.timed_seconds else None
 
 
-def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
+def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
             sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None,
             secret: bool = False) -> Prediction:
     """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, 28, 28]) and return its outputs.

@@ -41,7 +41,7 @@ import numpy as np
 import psutil
 
 from harness.data.task import TASK
-from harness.entries.discovery import Entry
+from harness.entries.discovery import EntryFolder
 from harness.isolation import cgroups, process, sandbox, sandbox_command, users
 from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
@@ -94,7 +94,7 @@ def _running(process: psutil.Process) -> bool:
 class WarmEntry:
     """One entry's long-lived process; :meth:`ask` starts it when needed. One request at a time."""
 
-    def __init__(self, entry: Entry, limits: Limits, sandboxed: bool | None = None,
+    def __init__(self, entry: EntryFolder, limits: Limits, sandboxed: bool | None = None,
                  starting: threading.Semaphore | None = None):
         """``starting``: shared by entries that should not load at the same time (see :class:`WarmPool`)."""
         self.entry, self.limits = entry, limits
@@ -485,19 +485,19 @@ class WarmPool:
         threading.Thread(target=self._reap, name="warm-reaper", daemon=True).start()
         atexit.register(self.close)
 
-    def ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+    def ask(self, entry: EntryFolder, images: np.ndarray) -> Prediction:
         """One entry's outputs for ``images`` (uint8 [N, 28, 28]), warm after the first request."""
         self._check_open()
         return self._threads.submit(self._ask, entry, images).result()
 
-    def ask_all(self, entries: Sequence[Entry], images: np.ndarray) -> Iterator[tuple[Entry, Prediction]]:
+    def ask_all(self, entries: Sequence[EntryFolder], images: np.ndarray) -> Iterator[tuple[EntryFolder, Prediction]]:
         """Every entry's outputs for the same images, yielded as each one answers (the fastest first)."""
         self._check_open()
         futures = {self._threads.submit(self._ask, entry, images): entry for entry in entries}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
-    def prepare(self, entries: Sequence[Entry]) -> None:
+    def prepare(self, entries: Sequence[EntryFolder]) -> None:
         """Start loading every entry that is not warm, without waiting (a page that will ask soon calls it)."""
         self._check_open()
         for entry in entries:
@@ -535,13 +535,13 @@ class WarmPool:
         if self._closed.is_set():
             raise RuntimeError("this warm pool has been closed; make a new one.")
 
-    def _ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+    def _ask(self, entry: EntryFolder, images: np.ndarray) -> Prediction:
         warm = self._get(entry)
         answer = warm.ask(images)
         self._fit(warm)
         return answer
 
-    def _prepare(self, entry: Entry) -> None:
+    def _prepare(self, entry: EntryFolder) -> None:
         """Load the entry ahead of a request, unless it would not fit the memory budget (by the mean size of the
         entries measured so far): preparing more than fits would only shut down others that were loaded for it."""
         if self.memory_budget is not None:
@@ -583,7 +583,7 @@ class WarmPool:
             with self._lock:
                 total -= self._memory.pop(warm.entry.name, 0)
 
-    def _get(self, entry: Entry) -> WarmEntry:
+    def _get(self, entry: EntryFolder) -> WarmEntry:
         """The entry's warm process holder (a new one when its files changed), making room under the cap."""
         evicted = []
         with self._lock:

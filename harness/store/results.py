@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from harness import __version__
 from harness.data.task import DatasetSpec  # noqa: F401  (the sets the store keeps)
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
-from harness.entries.discovery import Entry as EntryOnDisk
+from harness.entries.discovery import EntryFolder
 from harness.store.leftovers import this_process
 
 GUEST_REVEALED = "guest_revealed"
@@ -86,7 +86,7 @@ class Memorisation:
     only_copy: int
 
 
-def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
+def ensure_version(engine: Engine, entry: EntryFolder) -> int:
     """The id of this entry content's version row, creating the entry and version on first sight.
 
     Two runs may see a new entry at once: the one whose insert hits the unique constraint reads the other's row."""
@@ -116,7 +116,7 @@ def ensure_version(engine: Engine, entry: EntryOnDisk) -> int:
                 raise
 
 
-def has_unseen(engine: Engine, entries: list[EntryOnDisk]) -> bool:
+def has_unseen(engine: Engine, entries: list[EntryFolder]) -> bool:
     """Whether some entry's folder holds content the store has never seen (so a run will evaluate it)."""
     with Session(engine) as session:
         known = {(name, content) for name, content in

@@ -18,7 +18,7 @@ import numpy as np
 from harness.contract import name_problem
 from harness.data import mnist
 from harness.entries import parameters
-from harness.entries.discovery import Entry, TrialMetadata, load_entry
+from harness.entries.discovery import EntryFolder, TrialMetadata, load_entry
 from harness.errors import HarnessError
 from harness.isolation import Limits, predict
 from harness.isolation.process import GIB, needs_torchvision
@@ -183,7 +183,7 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     return report
 
 
-def try_convention(entry: Entry, images: np.ndarray, labels: np.ndarray | None, limits: Limits,
+def try_convention(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None, limits: Limits,
                    adapter: dict) -> float | None:
     """The entry's accuracy on ``images`` with ``InputAdapter(**adapter)`` in front of its model, run in its own
     process like any run (1.0 without labels when it runs); None when it fails."""
@@ -193,7 +193,7 @@ def try_convention(entry: Entry, images: np.ndarray, labels: np.ndarray | None, 
     return 1.0 if labels is None else float((predicted == labels).mean())
 
 
-def diagnose(entry: Entry, images: np.ndarray, labels: np.ndarray | None, limits: Limits, accuracy: float | None,
+def diagnose(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None, limits: Limits, accuracy: float | None,
              conventions: tuple, verb: str) -> str | None:
     """For an entry that fails on [N, 1, 28, 28]: the sentence naming the input shape that makes it run (the best of
     ``conventions`` that runs, with the accuracy it then reaches), or None when none does. Each costs one run of the
@@ -236,7 +236,7 @@ class InputDiagnosis:
     """What :func:`diagnose_inputs` found: the accuracy as given, each convention tried (none when no convention
     could have been shown better, see ``skipped``), the level each was tested at, and the one named (or None)."""
 
-    entry: Entry
+    entry: EntryFolder
     described: str
     images: int
     accuracy: float
@@ -257,7 +257,7 @@ class InputDiagnosis:
                 f"under {self.level:.2g}). {fix(self.entry, c)}")
 
 
-def fix(entry: Entry, convention: Convention) -> str:
+def fix(entry: EntryFolder, convention: Convention) -> str:
     """The sentence saying where to write ``convention``: in entry.toml for the training kit's models (their
     [constructor] normalises with ``mean`` and ``std``), else at the start of forward in model.py, else (an
     exported program) in front of the exported model."""
@@ -279,7 +279,7 @@ def fix(entry: Entry, convention: Convention) -> str:
             f"`{convention.adapter_line}` in front of the model {see}.")
 
 
-def diagnose_inputs(entry: Entry, images: np.ndarray, labels: np.ndarray, limits: Limits, *,
+def diagnose_inputs(entry: EntryFolder, images: np.ndarray, labels: np.ndarray, limits: Limits, *,
                     sample: int | None = None, as_given: np.ndarray | None = None,
                     conventions: tuple[Convention, ...] = VALUE_CONVENTIONS, alpha: float = ALPHA,
                     described: str = "these images") -> InputDiagnosis:
@@ -321,7 +321,7 @@ def diagnose_inputs(entry: Entry, images: np.ndarray, labels: np.ndarray, limits
     return InputDiagnosis(**found, tried=tuple(tried), named=named)
 
 
-def predict_with(entry: Entry, images: np.ndarray, limits: Limits, adapter: dict) -> np.ndarray | None:
+def predict_with(entry: EntryFolder, images: np.ndarray, limits: Limits, adapter: dict) -> np.ndarray | None:
     """The entry's predicted classes on ``images`` with ``InputAdapter(**adapter)`` in front of its model, run in its
     own process like any run; None when it fails."""
     trial = dataclasses.replace(entry, metadata=TrialMetadata(**vars(entry.metadata), adapter=adapter))

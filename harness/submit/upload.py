@@ -1,5 +1,5 @@
 """One upload from the dashboard's Submit page: the member's code, the entry's name and its files in, one typed
-``Outcome`` out (accepted or refused, with the sentences the member reads).
+``UploadOutcome`` out (accepted or refused, with the sentences the member reads).
 
 In order: the code names the member; the entry must be theirs (or nobody's yet); only the entry's own file names,
 as plain UTF-8 names (the known extra files a folder holds, ``EXTRA_NAMES`` and ``EXTRA_SUFFIXES``, are left out
@@ -64,7 +64,7 @@ class UploadLimits:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class UploadOutcome:
     """What became of an upload: ``sentences`` is what the member reads, in order."""
     accepted: bool
     sentences: list[str]
@@ -75,8 +75,8 @@ class Outcome:
     files: list[str] = field(default_factory=list)
 
 
-def refused(sentence: str, member: str | None = None) -> Outcome:
-    return Outcome(False, [sentence], member)
+def refused(sentence: str, member: str | None = None) -> UploadOutcome:
+    return UploadOutcome(False, [sentence], member)
 
 
 def size_text(n: int) -> str:
@@ -287,7 +287,7 @@ def keep_version(engine: Engine, folder: Path, rules: Competition) -> int:
 
 def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files: list[tuple[str, bytes]],
            rules: Competition, limits: UploadLimits = UploadLimits(), mnist_dir: str | None = None,
-           now: datetime | None = None, address: str | None = None) -> Outcome:
+           now: datetime | None = None, address: str | None = None) -> UploadOutcome:
     """Check an upload in the sandbox and, when it passes, make it the entry's new version (see the module).
     ``address`` is the visitor's IP address (None: local): wrong codes are limited per address and per member."""
     submissions, now = Path(submissions), now or utcnow()
@@ -319,7 +319,7 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
                          "stored and in its folder; nothing was checked, and this upload does not count towards your "
                          "hourly limit."] + ([left_out_note(extras)] if extras else [])
             members.log_upload(engine, member, entry_name, size, "unchanged", sentences[0], same.content_hash)
-            return Outcome(True, sentences, member, None, same.number, False, [name for name, _ in files])
+            return UploadOutcome(True, sentences, member, None, same.number, False, [name for name, _ in files])
     problem = problem or rate_problem(engine, member, limits, now)
     if problem:
         members.log_upload(engine, member, entry_name, size, "refused", problem)
@@ -347,7 +347,7 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
             sentences = [f"The check failed, so nothing was stored: {exc}"] + ([f"Diagnosis: {hint}"] if hint else [])
             members.end_upload(engine, upload_id, "failed", " ".join(sentences))
             ended = True
-            return Outcome(False, sentences, member)
+            return UploadOutcome(False, sentences, member)
         with locked(submissions):
             if not members.claim_entry(engine, entry_name, member):
                 problem = f"The entry {entry_name!r} was just taken by another member; choose another name."
@@ -383,4 +383,4 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     elif report.get("accuracy") is not None and report["accuracy"] < checking.DIAGNOSE_BELOW:
         sentences.append(f"Warning: it reads {100 * report['accuracy']:.1f}% of the check's images, and none of the "
                          "usual input conventions does better; see 'Input' in submissions/README.md.")
-    return Outcome(True, sentences, member, report, info.number, late, [name for name, _ in files])
+    return UploadOutcome(True, sentences, member, report, info.number, late, [name for name, _ in files])
