@@ -16,8 +16,8 @@ from harness.store import reads as queries
 
 from leaderboard import config, views
 from leaderboard import scorer as scoring_service
-from leaderboard.draw import entries_on_disk
-from leaderboard.draw import warm_pool as draw_warm_pool
+from leaderboard.drawing import entries_on_disk
+from leaderboard.drawing import warm_pool as draw_warm_pool
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
 PENDING_TTL = 2  # seconds: the queue and the progress of the upload being scored

@@ -24,7 +24,7 @@ from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store import reads as queries
 from harness.scoring import board as scoring_board
-from leaderboard import admin, config, draw, figures, stats, views
+from leaderboard import admin, config, drawing, figures, stats, views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
 from tests.entries import class_means, template_predictions
@@ -527,16 +527,16 @@ def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test,
     # A test digit drawn as black ink on a white 280×280 RGBA canvas.
     ink = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(mnist_test.images[0]).resize((280, 280)))
     rgba = np.dstack([255 - ink] * 3 + [np.full_like(ink, 255)]).astype(np.uint8)
-    assert draw.has_ink(rgba) and not draw.has_ink(np.full((50, 50, 4), 255, np.uint8))
-    digit = draw.normalise_drawing(rgba)
+    assert drawing.has_ink(rgba) and not drawing.has_ink(np.full((50, 50, 4), 255, np.uint8))
+    digit = drawing.normalise_drawing(rgba)
     assert digit.shape == (28, 28) and digit.dtype == np.float32 and digit.max() > 0.9
-    entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
-    got = draw.predict(entry, digit)
+    entry = next(e for e in drawing.entries_on_disk(fx.submissions) if e.name == "dee")
+    got = drawing.predict(entry, digit)
     assert got.error is None and got.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    expected = template_predictions(draw.model_input(digit), train_means)[0]
+    expected = template_predictions(drawing.model_input(digit), train_means)[0]
     assert got.digit == expected
-    broken = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "broken")
-    assert "weights do not fit" in draw.predict(broken, digit).error
+    broken = next(e for e in drawing.entries_on_disk(fx.submissions) if e.name == "broken")
+    assert "weights do not fit" in drawing.predict(broken, digit).error
 
 
 def test_the_drawn_digit_goes_through_the_guest_sets_uint8_step(fx, monkeypatch):
@@ -550,8 +550,8 @@ def test_the_drawn_digit_goes_through_the_guest_sets_uint8_step(fx, monkeypatch)
 
     monkeypatch.setattr(prediction, "predict", front_door)
     digit = np.random.default_rng(1).random((28, 28), dtype=np.float32)  # levels between uint8's
-    entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
-    assert draw.predict(entry, digit).digit == 3
+    entry = next(e for e in drawing.entries_on_disk(fx.submissions) if e.name == "dee")
+    assert drawing.predict(entry, digit).digit == 3
     (sent,) = handed["images"].values()
     assert sent.dtype == np.uint8 and sent.shape == (1, 28, 28)
     assert np.array_equal(sent[0], np.clip(np.rint(digit * 255), 0, 255).astype(np.uint8))
@@ -576,7 +576,7 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
 
 
 @pytest.mark.parametrize("path", [None, "screens/entry.py", "screens/head_to_head.py", "screens/guest_gallery.py",
-                                  "screens/draw.py", "screens/organiser.py", "screens/what_worked.py"])
+                                  "screens/drawing.py", "screens/organiser.py", "screens/what_worked.py"])
 def test_no_page_shows_guest_results_before_the_reveal(fx, monkeypatch, path):
     use_db(monkeypatch, fx, fx.db, password="pw")
     at = page(path, entry="ada")
@@ -713,7 +713,7 @@ def test_guest_gallery_page_revealed(fx, monkeypatch):
 
 def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.db)
-    at = page("screens/draw.py")
+    at = page("screens/drawing.py")
     assert "Draw a digit on the canvas" in at.info[0].value
 
 

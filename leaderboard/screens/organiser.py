@@ -9,7 +9,8 @@ from harness.store import results as store
 from harness import versions
 from harness.errors import HarnessError
 from harness.store import reads as queries
-from leaderboard import admin, cache, config, draw, member_codes, stats, views
+from leaderboard import admin, cache, config, drawing, stats, views
+from leaderboard.screens import member_codes
 from leaderboard import scorer as scoring_service
 
 settings = cache.settings()
@@ -82,7 +83,7 @@ def job_progress():
         st.caption("No evaluation started from the dashboard since the server started.")
         return
     job = jobs[-1]
-    entries = len(draw.entries_on_disk(settings.submissions))
+    entries = len(drawing.entries_on_disk(settings.submissions))
     fraction, text = admin.run_progress(queries.latest_run(engine), job, entries)
     st.progress(fraction, text=stats.literal(f"{'running' if job.running else 'done'} · {text}"))
     st.code(job.log_tail() or "(no output yet)", language=None)
