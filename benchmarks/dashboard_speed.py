@@ -33,7 +33,7 @@ from sqlalchemy import insert
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.store import results as store
+from harness.store import flags
 from harness.store.engine import make_engine
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, pack, utcnow  # noqa: E402
 from harness.scoring.metrics import confusion_matrix, precision_recall, wilson_interval  # noqa: E402
@@ -250,7 +250,7 @@ def main() -> int:
     print(f"\n{args.entries} entries × {args.evaluations} evaluations, MNIST {args.mnist} + guest 100; "
           f"cold caches; median of {args.repeat} (min–max), seconds of server time")
     for revealed in (False, True):
-        store.set_flag(engine, store.GUEST_REVEALED, "true" if revealed else "false")
+        flags.set_flag(engine, flags.GUEST_REVEALED, "true" if revealed else "false")
         for name, page, target, query in (("leaderboard", None, 1.5, {}),
                                           ("entry page", "screens/entry.py", 1.0, {"entry": "entry-042"})):
             times = time_page(app, page, args.repeat, **query)
@@ -258,7 +258,7 @@ def main() -> int:
             ok &= med < target
             print(f"  {'revealed' if revealed else 'sealed  '}  {name:12s} {med:6.3f} s ({min(times):.3f}–"
                   f"{max(times):.3f})  target < {target} s  {'ok' if med < target else 'TOO SLOW'}")
-    store.set_flag(engine, store.GUEST_REVEALED, "false")
+    flags.set_flag(engine, flags.GUEST_REVEALED, "false")
     return 0 if ok else 1
 
 

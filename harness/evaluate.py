@@ -14,7 +14,8 @@ from rich.console import Console
 from harness import cli
 from harness.scoring import competition
 from harness.isolation import process as isolation
-from harness.store import results as store
+from harness.store import evaluations, versions
+from harness.data.task import DatasetSpec
 from harness.store.engine import make_engine, resolve_url, shown_url
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
@@ -54,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
+def load_datasets(args) -> tuple[list[DatasetSpec], list[str]]:
     """The task's public set (MNIST test) and its secret one (the guest's digits, else the shipped sample), and notes
     about what was used."""
     from harness.data.guest import GuestSetError
@@ -67,7 +68,7 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     return [public] + ([secret] if secret is not None else []), notes + more
 
 
-def time_limit(args, rules: competition.Competition, datasets: list[store.DatasetSpec]) -> float:
+def time_limit(args, rules: competition.Competition, datasets: list[DatasetSpec]) -> float:
     """Seconds per entry: --timeout when given, else the competition's [limits] for these sets' images."""
     if args.timeout is not None:
         return args.timeout
@@ -131,7 +132,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
         raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
-    if not args.cluster and (args.force or store.has_unseen(engine, entries)):  # start the sandbox while the rest loads
+    # start the sandbox while the rest loads
+    if not args.cluster and (args.force or versions.has_unseen(engine, entries)):
         isolation.prestart(isolation.needs_torchvision(entries), args.device)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -177,12 +179,12 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     return 1 if args.strict and failed else 0
 
 
-def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: competition.Competition,
+def pending(engine, entries: list, datasets: list[DatasetSpec], rules: competition.Competition,
             limits=None) -> list:
     """The entries whose folder holds a version not yet scored on these sets (by this harness), or scored with a
     failure on a limit that ``limits`` (``isolation.Limits``) raise."""
     from harness import runner
-    found = {e.name: store.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
+    found = {e.name: evaluations.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
              for e in entries}
     return [e for e in entries if found[e.name] is None
             or (limits is not None and runner.outgrown(engine, found[e.name], limits))]
@@ -199,9 +201,9 @@ def follow_parent(pid: int) -> None:
 
 
 def in_queue_order(engine, entries: list) -> list:
-    """``entries`` in the order the board shows their versions waiting (``reads.queue``: oldest upload first), then
-    the others (new folders the store has not seen) by name."""
-    from harness.store.reads import queue
+    """``entries`` in the order the board shows their versions waiting (``harness.store.runs.queue``: oldest upload
+    first), then the others (new folders the store has not seen) by name."""
+    from harness.store.runs import queue
     order = {q.entry_name: i for i, q in enumerate(sorted(queue(engine), key=lambda q: (q.first_seen_at,
                                                                                          q.version_id)))}
     return sorted(entries, key=lambda e: (order.get(e.name, len(order)), e.name))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness import cli
 from harness.scoring import board, competition
-from harness.store import reads
+from harness.store import eval_sets
 from harness.store.engine import make_engine
 from harness.errors import HarnessError
 
@@ -37,7 +37,7 @@ def standings(engine, rules: competition.Competition, revealed: bool) -> list[di
     """Ranked rows (the version each entry submitted by the deadline, late ones unranked) with their audit trail;
     guest fields only when ``revealed``."""
     ranked = board.read(engine, rules, is_revealed=revealed)
-    sets = reads.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
+    sets = eval_sets.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
     out = []
     for row in ranked.rows:
         s = ranked.summaries[row.evaluation_id]

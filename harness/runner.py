@@ -21,7 +21,8 @@ from harness.store import leftovers
 from harness.entries import parameters
 from harness.store import snapshots, space
 from harness.scoring import retention, standings
-from harness.store import results as store
+from harness.store import audit, eval_sets, evaluations, runs, versions
+from harness.data.task import DatasetSpec
 from harness import __version__
 from harness.scoring.competition import Competition
 from harness.entries.discovery import EntryFolder
@@ -84,7 +85,7 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def eval_key(entry: EntryFolder, datasets: list[store.DatasetSpec], max_entry_bytes: int | None = None) -> str:
+def eval_key(entry: EntryFolder, datasets: list[DatasetSpec], max_entry_bytes: int | None = None) -> str:
     """Same entry and content × same datasets × same harness version → same key → no need to re-evaluate.
 
     An entry refused for its size also keys on the limit, so that raising the limit evaluates it."""
@@ -97,7 +98,7 @@ def eval_key(entry: EntryFolder, datasets: list[store.DatasetSpec], max_entry_by
 def outgrown(engine: Engine, evaluation_id: int, limits: Limits) -> bool:
     """Whether a stored evaluation failed on a limit (time or memory) that is larger now, or that was not recorded
     (stored before migration 0010): then it is evaluated again rather than taken as it is."""
-    failed = store.failure_and_limits(engine, evaluation_id)
+    failed = evaluations.failure_and_limits(engine, evaluation_id)
     if failed is None:
         return False
     error, timeout, memory = failed
@@ -124,15 +125,16 @@ def secret_failure() -> str:
     return f"failed on {TASK.secret.title}; why is sealed until the reveal (the organiser sees it then)."
 
 
-def evaluate_one(entry: EntryFolder, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
+def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
-                 on_progress: Callable[[Progress], None] | None = None, predict: Callable = predict) -> store.Record:
+                 on_progress: Callable[[Progress], None] | None = None,
+                 predict: Callable = predict) -> evaluations.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     Two phases, each in a process of its own: the public sets first, with changed copies of some public images
     mixed in (the memorisation check), and their outputs, log, time and memory are collected; only then does a
     second process receive the secret set, and of that phase only the outputs are used: its log, error, time and
-    memory are kept sealed (``store.Sealed``), and its failure reads only :func:`secret_failure`.
+    memory are kept sealed (``evaluations.Sealed``), and its failure reads only :func:`secret_failure`.
 
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
     from its weights file, the speed is timed from outside its process on the public phase
@@ -153,9 +155,9 @@ def evaluate_one(entry: EntryFolder, datasets: list[store.DatasetSpec], dataset_
 
     first = predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=first_progress)
     params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
-    record = store.Record(status=first.status, error=first.error, seconds=first.seconds,
-                          device=first.device, params=params, peak_memory_bytes=first.peak_memory,
-                          log=first.log or None, sandboxed=first.sandboxed)
+    record = evaluations.Record(status=first.status, error=first.error, seconds=first.seconds,
+                                device=first.device, params=params, peak_memory_bytes=first.peak_memory,
+                                log=first.log or None, sandboxed=first.sandboxed)
     if refusal:  # counted only when the entry ran: a refused entry's files are never read here
         record.status, record.error = "failed", refusal
     if record.status != "ok":
@@ -173,8 +175,8 @@ def evaluate_one(entry: EntryFolder, datasets: list[store.DatasetSpec], dataset_
     if main is not None:
         as_given = record.metrics[dataset_ids[main.kind]]
         record.output_kind = as_given.output_kind
-        record.memorisation = store.Memorisation(*memorisation_counts(main.labels[chosen], as_given.predicted[chosen],
-                                                                      copy_outputs.argmax(1)))
+        record.memorisation = evaluations.Memorisation(*memorisation_counts(
+            main.labels[chosen], as_given.predicted[chosen], copy_outputs.argmax(1)))
     if secret:
         if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
             on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
@@ -182,13 +184,13 @@ def evaluate_one(entry: EntryFolder, datasets: list[store.DatasetSpec], dataset_
     return record
 
 
-def _copies(spec: store.DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+def _copies(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """Which images of the public set get a changed copy for the memorisation check, and the copies (drawn from the
     OS's entropy)."""
     return changed_copies(spec.images, MEMO_COPIES, np.random.default_rng(secrets.randbits(128)))
 
 
-def _secret_phase(record: store.Record, entry: EntryFolder, secret: list[store.DatasetSpec],
+def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[DatasetSpec],
                   dataset_ids: dict[str, int], limits: Limits, preload_torchvision: bool, predict: Callable) -> None:
     """The secret sets in a process of their own; only their outputs reach ``record``, all else is sealed."""
     second = predict(entry, {spec.kind: spec.images for spec in secret}, limits,
@@ -200,8 +202,8 @@ def _secret_phase(record: store.Record, entry: EntryFolder, secret: list[store.D
                                                                      TASK.num_classes) for spec in secret})
         except ValueError as exc:
             sealed_error = str(exc)
-    record.sealed = store.Sealed(error=sealed_error, log=second.log or None, seconds=second.seconds,
-                                 peak_memory_bytes=second.peak_memory)
+    record.sealed = evaluations.Sealed(error=sealed_error, log=second.log or None, seconds=second.seconds,
+                                       peak_memory_bytes=second.peak_memory)
     if second.sandboxed is False:
         record.sandboxed = False
     if sealed_error is not None:
@@ -222,7 +224,7 @@ def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
     """Each entry's folder as it is now, plus its on-time version when a later one replaced it in the folder."""
     jobs, notes = [], []
     for entry in entries:
-        version_id = store.ensure_version(engine, entry)
+        version_id = versions.ensure_version(engine, entry)
         too_big = size_problem(entry, competition)
         if too_big:  # fails unread: neither kept nor copied into the sandbox
             entry = replace(entry, metadata_error=too_big)
@@ -269,7 +271,7 @@ def prune(engine: Engine, competition: Competition) -> list[str]:
         return []
     what = (f"the files of {freed.versions:,} old version{'s' if freed.versions != 1 else ''} "
             f"({space.size_text(freed.bytes)})")
-    store.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {competition.keep_versions}")
+    audit.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {competition.keep_versions}")
     return [f"removed {what} by [storage] keep_versions = {competition.keep_versions}; their results stay "
             "(python -m harness.versions --prune shrinks the database file)."]
 
@@ -278,7 +280,7 @@ def prune(engine: Engine, competition: Competition) -> list[str]:
 class _Scoring:
     """The state of one run while it scores its jobs: what it needs to evaluate one and to record the outcome."""
     engine: Engine
-    datasets: list[store.DatasetSpec]
+    datasets: list[DatasetSpec]
     dataset_ids: dict[str, int]
     options: Options
     limits: Limits
@@ -314,8 +316,8 @@ class _Scoring:
                 if latest and latest[-1] is not noted:
                     noted = latest[-1]
                     try:
-                        store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
-                                            noted.seconds_left, noted.phase, job.version_id, public)
+                        runs.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
+                                           noted.seconds_left, noted.phase, job.version_id, public)
                     except Exception:  # a database hiccup must not stop the entry; the next note tries again
                         pass
                 if last:
@@ -349,12 +351,12 @@ class _Scoring:
         if evaluation_id is not None:
             self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
 
-    def save(self, job: VersionToScore, key: str, record: store.Record) -> int | None:
+    def save(self, job: VersionToScore, key: str, record: evaluations.Record) -> int | None:
         """Store the record; when a value in it makes the store fail, store the entry's failure with one sentence
         instead, and if even that fails, say so in the run's notes (None) so that the run goes on."""
         try:
-            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
-                                         eval_key=key, record=record)
+            return evaluations.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                               eval_key=key, record=record)
         except Exception as exc:  # noqa: BLE001 - whatever one entry's figures do to the store is that entry's failure
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}" if str(exc) else type(exc).__name__
             if record.sealed is not None:  # the secret phase's output may be why: say nothing more than that
@@ -364,8 +366,8 @@ class _Scoring:
             record.status, record.error, record.params, record.metrics = "failed", sentence, None, {}
             record.images_per_second = record.output_kind = record.sealed = record.memorisation = None
         try:
-            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
-                                         eval_key=key, record=record)
+            return evaluations.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                               eval_key=key, record=record)
         except Exception as exc:  # noqa: BLE001 - the run goes on with the next entry
             self.summary.notes.append(f"{job.entry.name}: neither its result nor its failure could be stored "
                                       f"({type(exc).__name__}); it is scored again by the next run.")
@@ -374,7 +376,7 @@ class _Scoring:
     def evaluate_claimed(self, job: VersionToScore, key: str, older: int | None) -> None:
         """Evaluate under our claim, unless a run that held the key before us stored a result newer than
         ``older`` (None: always evaluate, as --force asks on first sight)."""
-        found = store.find_evaluation(self.engine, key) if older is not None else None
+        found = evaluations.find_evaluation(self.engine, key) if older is not None else None
         if found is not None and found > older:
             claims.release(self.engine, key, self.summary.run_id)
             self.done(job, found, UNCHANGED)
@@ -384,19 +386,19 @@ class _Scoring:
     def first_pass(self, job: VersionToScore, key: str) -> tuple[VersionToScore, str, int] | None:
         """Score the job now, or take its stored result; when another run holds the key, what to wait for."""
         force = self.options.force
-        existing = None if force else store.find_evaluation(self.engine, key)
+        existing = None if force else evaluations.find_evaluation(self.engine, key)
         if existing is not None and not outgrown(self.engine, existing, self.limits):
             self.done(job, existing, UNCHANGED)
         elif claims.try_claim(self.engine, key, self.summary.run_id, CLAIM_LEASE_SECONDS):  # a raised limit: anew
             self.evaluate_claimed(job, key, older=None if force else existing or 0)
         else:  # with --force (or a raised limit), only an evaluation newer than the one there now will do
-            return job, key, (store.find_evaluation(self.engine, key) or 0) if force else existing or 0
+            return job, key, (evaluations.find_evaluation(self.engine, key) or 0) if force else existing or 0
         return None
 
     def wait_for_other_run(self, job: VersionToScore, key: str, older: int) -> None:
         """Another run is scoring this key: take its result, or take over the key if that run gave up."""
         def newer(eng: Engine, k: str) -> int | None:
-            found = store.find_evaluation(eng, k)
+            found = evaluations.find_evaluation(eng, k)
             return found if found is not None and found > older else None
 
         run_id = self.summary.run_id
@@ -436,7 +438,7 @@ def backend(options: Options, entries: list[EntryFolder]) -> Iterator[Backend]:
         yield Backend(pool.predict, pool.resolve_device, pool.width)
 
 
-def run(engine: Engine, entries: list[EntryFolder], datasets: list[store.DatasetSpec], options: Options,
+def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec], options: Options,
         argv: list[str], on_entry: Callable[[EntryFolder, str], None] | None = None, competition: Competition | None = None,
         on_plan: Callable[[int], None] | None = None,
         on_progress: Callable[[EntryFolder, Progress], None] | None = None) -> RunSummary:
@@ -454,10 +456,10 @@ def run(engine: Engine, entries: list[EntryFolder], datasets: list[store.Dataset
     """
     competition = competition or Competition()
     leftovers.clean(engine)  # runs killed on this host: marked interrupted, their claims and folders gone
-    dataset_ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in datasets}
+    dataset_ids = {spec.kind: eval_sets.ensure_dataset(engine, spec) for spec in datasets}
     with backend(options, entries) as where:
         options = replace(options, device=where.resolve_device(options.device))
-        summary = RunSummary(run_id=store.start_run(engine, options.device, argv), device=options.device)
+        summary = RunSummary(run_id=runs.start_run(engine, options.device, argv), device=options.device)
         work = leftovers.temp_folder("run")
         status = "failed"
         try:
@@ -477,5 +479,5 @@ def run(engine: Engine, entries: list[EntryFolder], datasets: list[store.Dataset
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            store.finish_run(engine, summary.run_id, status)
+            runs.finish_run(engine, summary.run_id, status)
     return summary

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from harness.store import results as store
+from harness.store import audit, flags, moderation
 from harness.store.schema import utcnow
 
 from leaderboard.config import REPO, Settings
@@ -26,18 +26,18 @@ def password_ok(given: str, configured: str | None) -> bool:
 
 
 def set_revealed(engine: Engine, revealed: bool) -> None:
-    store.set_flag(engine, store.GUEST_REVEALED, "true" if revealed else "false")
-    store.log_action(engine, "reveal" if revealed else "seal",
+    flags.set_flag(engine, flags.GUEST_REVEALED, "true" if revealed else "false")
+    audit.log_action(engine, "reveal" if revealed else "seal",
                      "guest results revealed" if revealed else "guest results sealed again")
 
 
 def moderate(engine: Engine, entry_name: str, state: str, reason: str = "") -> bool:
     """Hide, disqualify or restore an entry (logged) unless that is already its state with that reason; True when
     something changed. An "Apply" that changes nothing writes no audit line."""
-    current_state, current_reason = store.moderation(engine).get(entry_name, ("visible", ""))
+    current_state, current_reason = moderation.decisions(engine).get(entry_name, ("visible", ""))
     if state == current_state and (state == "visible" or reason.strip() == current_reason):
         return False
-    store.set_moderation(engine, entry_name, state, reason)
+    moderation.set_moderation(engine, entry_name, state, reason)
     return True
 
 
@@ -92,7 +92,7 @@ def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> Back
 
 def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list[str] | None = None) -> BackgroundRun:
     job = start_job(evaluation_command(settings, force, only), settings.jobs, settings.db_url)
-    store.log_action(engine, "re-run", f"{'forced ' if force else ''}evaluation"
+    audit.log_action(engine, "re-run", f"{'forced ' if force else ''}evaluation"
                      f"{' of ' + ', '.join(only) if only else ' of every entry'} started (pid {job.process.pid}, "
                      f"log {job.log_path})")
     return job

@@ -12,7 +12,7 @@ from harness.scoring import board as scoring_board, competition
 from harness.scoring.competition import Competition
 from harness.store.engine import make_engine
 
-from harness.store import reads as queries
+from harness.store import eval_sets, evaluations
 
 from leaderboard import config, views
 from leaderboard import scorer as scoring_service
@@ -55,7 +55,7 @@ def _board(url: str, is_revealed: bool, rules_key: str, newest: int) -> views.Bo
 
 def board(url: str, is_revealed: bool) -> views.BoardView:
     """The board, read again as soon as a new evaluation is stored (a pending upload's result shows at once)."""
-    return _board(url, is_revealed, repr(rules()), queries.newest_evaluation(engine(url)))
+    return _board(url, is_revealed, repr(rules()), evaluations.newest_evaluation(engine(url)))
 
 
 @st.cache_data(ttl=PENDING_TTL, show_spinner=False)
@@ -75,7 +75,7 @@ def scorer() -> scoring_service.Scorer | None:
 def _insights_frame(url: str, is_revealed: bool, rules_key: str):
     from harness.scoring import insights
     eng = engine(url)
-    return insights.frame(scoring_board.latest(eng, queries.current_datasets(eng, is_revealed), rules()), is_revealed)
+    return insights.frame(scoring_board.latest(eng, eval_sets.current_datasets(eng, is_revealed), rules()), is_revealed)
 
 
 def insights_frame(url: str, is_revealed: bool):
@@ -94,7 +94,7 @@ def entry(url: str, name: str, is_revealed: bool) -> views.EntryView | None:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def dataset_images(url: str, dataset_id: int) -> tuple[np.ndarray | None, list[str]]:
     """Datasets never change once stored, so their images are shared read-only across sessions."""
-    images, files = queries.dataset_images(engine(url), dataset_id)
+    images, files = eval_sets.dataset_images(engine(url), dataset_id)
     if images is not None:
         images.setflags(write=False)
     return images, files

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.store import results as store
+from harness.store import evaluations
+from harness.data.task import DatasetSpec
 from harness import runner
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
@@ -19,7 +20,8 @@ def evaluate(tmp_path, datasets, options=CPU):
     """Run every entry under tmp_path/subs; returns {name: Evaluation} from a fresh database."""
     engine = make_engine(f"sqlite:///{tmp_path / 'results.db'}")
     summary = runner.run(engine, list(discover(tmp_path / "subs").values()), datasets, options, argv=[])
-    return {e.version.entry.name: e for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))}
+    stored = evaluations.load_evaluations(engine, list(summary.evaluation_ids.values()))
+    return {e.version.entry.name: e for e in stored}
 
 
 def predicted(evaluation, kind="mnist"):
@@ -124,7 +126,7 @@ def test_resnet_that_wants_3x224(tmp_path, small_mnist):
     from torchvision.models import resnet18
     net = resnet18(num_classes=10).eval()
     write_entry(tmp_path / "subs", "resnet", code=code, weights={f"net.{k}": v for k, v in net.state_dict().items()})
-    tiny = store.DatasetSpec("mnist", "tiny-8", small_mnist.labels[:8], small_mnist.images[:8], "test")
+    tiny = DatasetSpec("mnist", "tiny-8", small_mnist.labels[:8], small_mnist.images[:8], "test")
     ev = evaluate(tmp_path, [tiny])["resnet"]
     assert ev.status == "ok", ev.error
     x = torch.nn.functional.interpolate(torch.from_numpy(tiny.images[:, None] / 255.0).float(), size=224,

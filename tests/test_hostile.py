@@ -320,7 +320,7 @@ def test_an_entrys_words_are_not_markup_in_the_terminal_table():
     from rich.console import Console
 
     from harness.scoring import ranking, report
-    from harness.store.reads import Score
+    from harness.store.evaluations import Score
     forged = "[white on white]1[/white on white] [bold]winner"
     ok = ranking.Row(name="x", display_name=forged, author="[red]ada[/red]", status="ok", error=None,
                      mnist=Score(0, 0, 9, 10, 0.9, 0.5, 0.99), guest=None, params=1, images_per_second=1.0,

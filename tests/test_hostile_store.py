@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from harness.store import snapshots
-from harness.store import results as store
-from harness import evaluate, runner, verify, versions
+from harness.store import runs, versions
+from harness import evaluate, runner, verify, versions as versions_cli
 from harness.store import upgrade as migrate
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
@@ -72,7 +72,7 @@ def test_a_file_renamed_to_a_bad_name_after_discovery_is_not_kept(tmp_path, mean
     folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = load_entry(folder)
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     write_bad_name(folder)
     assert snapshots.keep(engine, version_id, entry) is False
     with Session(engine) as session:
@@ -193,9 +193,10 @@ def test_a_full_disk_stops_the_run_with_one_sentence_and_keeps_what_was_stored(t
 def test_versions_and_verify_stop_with_one_sentence_on_a_read_only_database(tmp_path, evaluated, capsys):
     _, db = evaluated
     url = f"sqlite:///file:{db}?mode=ro&uri=true"
-    assert versions.main(["ada", "--db", url]) == 0  # reading works
+    assert versions_cli.main(["ada", "--db", url]) == 0  # reading works
     assert "1  " in capsys.readouterr().out
-    assert versions.main(["ada", "--db", url, "--set-time", "1", "2027-01-10T23:30:00+01:00", "--reason", "mail"]) == 2
+    assert versions_cli.main(["ada", "--db", url, "--set-time", "1", "2027-01-10T23:30:00+01:00", "--reason",
+                              "mail"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith(f"error: the database {db} is read-only (attempt to write a readonly database);")
     # A database that needs a schema upgrade cannot be upgraded read-only: verify says so.
@@ -213,7 +214,7 @@ def test_versions_and_verify_stop_with_one_sentence_on_a_read_only_database(tmp_
 
 def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_url):
     engine = make_engine(db_url)
-    store.start_run(engine, "cpu", ["first"])
+    runs.start_run(engine, "cpu", ["first"])
     engine.dispose()
     if db_url.startswith("sqlite"):
         path = db_url.removeprefix("sqlite:///")
@@ -222,7 +223,7 @@ def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_ur
         read_only, where = db_url + "?options=-c%20default_transaction_read_only%3Don", db_url.rsplit("@", 1)[1]
     engine = make_engine(read_only)
     with pytest.raises(HarnessError) as info:
-        store.start_run(engine, "cpu", ["second"])
+        runs.start_run(engine, "cpu", ["second"])
     assert str(info.value).startswith(f"the database {where}")
     assert "is read-only (" in str(info.value) and str(info.value).endswith(
         "give this user write access to it and to its folder, or choose another database with --db." if

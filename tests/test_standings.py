@@ -9,7 +9,7 @@ import pytest
 
 from harness.scoring import board, ranking
 from harness.scoring.competition import Competition
-from harness.store.reads import Score
+from harness.store.evaluations import Score
 from harness.scoring.competition import parse
 from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks)
 

@@ -430,7 +430,7 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     minute the page refuses every code, Ada's right one included, with one sentence saying when to retry; the
     organiser's audit log counts the 10 wrong codes and the limit once; nothing is uploaded or stored."""
     from collections import Counter
-    from harness.store import results as store
+    from harness.store import audit
     ident = site.ada.partition("-")[0]
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
@@ -447,7 +447,7 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     assert len(set(said[10:])) == 1 and said[10].startswith(
         "Too many wrong codes from your address and for this code's member in the last minute; try again after ")
     assert said[10].endswith(" UTC.") and said[10].count(".") == 1  # one sentence with the time
-    counts = Counter(row["action"] for row in store.audit_log(site.engine))
+    counts = Counter(row["action"] for row in audit.audit_log(site.engine))
     assert (counts["code-wrong"], counts["code-limited"]) == (10, 1)
     assert nothing_stored(site) and uploads(site) == []
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.scoring.competition import METRICS
 from harness.scoring.metrics import against, memorisation_p, memorised
-from harness.store.reads import Score
+from harness.store.evaluations import Score
 
 ALPHA = 0.05  # paired tests against a medal position, Holm-corrected: results differing at this level separate
 MEDAL_POSITIONS = 3

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from harness.scoring.metrics import memorisation_p
 from harness.scoring.ranking import Row, verdict
-from harness.store.reads import Score
+from harness.store.evaluations import Score
 
 
 def _pct(score: Score | None) -> str:

@@ -198,7 +198,7 @@ class Evaluation(Base):
     timeout: Mapped[Optional[float]]
     memory_limit: Mapped[Optional[int]] = mapped_column(ByteCount)
     # The secret phase (the entry's second process, the only one that held the secret set): everything it produced
-    # besides its outputs, never shown before the reveal (harness.store.reads.sealed). None: no secret phase ran.
+    # besides its outputs, never shown before the reveal (harness.store.evaluations.sealed). None: no secret phase ran.
     sealed_error: Mapped[Optional[str]] = mapped_column(EntryText())
     sealed_log: Mapped[Optional[str]] = mapped_column(EntryText())
     sealed_seconds: Mapped[Optional[float]]

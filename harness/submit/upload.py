@@ -39,7 +39,6 @@ from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
 from harness.scoring.competition import Competition
 from harness.store import members, snapshots
-from harness.store import results as store
 from harness.store import versions
 from harness.store.schema import Entry, EntryOwner, utcnow
 from harness.submit import checking
@@ -279,7 +278,7 @@ def keep_version(engine: Engine, folder: Path, rules: Competition) -> int:
     """Record the folder's content as a version of its entry and keep its files in the store (as a run's plan
     does; an entry over the size limit is recorded, not kept); its version id."""
     entry = load_entry(folder)
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     if entry.total_bytes <= rules.max_entry_bytes:
         snapshots.keep(engine, version_id, entry)
     return version_id
