@@ -107,4 +107,4 @@ def verdict(board: Board) -> str:
     info = board.datasets.get(board.primary)
     size = f"{info.size:,} " if info is not None else ""
     digits = f"the guest's {size}digits" if board.primary == "guest" else f"the {size}MNIST test digits"
-    return ranking.verdict(board.rows, digits)
+    return ranking.leader_sentence(board.rows, digits)

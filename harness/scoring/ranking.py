@@ -119,10 +119,10 @@ def rank(rows: list[Row], alpha: float = ALPHA, primary: str = "guest_accuracy",
     return ok + failed + unranked
 
 
-NAMED = 3  # the verdict names at most this many entries level with the leader
+NAMED = 3  # the leader sentence names at most this many entries level with the leader
 
 
-def verdict(rows: list[Row], digits: str) -> str:
+def leader_sentence(rows: list[Row], digits: str) -> str:
     """One plain sentence: how many entries ``digits`` (e.g. "the guest's 100 digits") cannot separate from the
     leader; empty when the rows carry no separation."""
     ranked = [r for r in rows if r.with_leader is not None]
