@@ -72,12 +72,6 @@ class EntryView:
     late: evaluations.EvalSummary | None = None  # a version submitted after the deadline, shown but not ranked
 
 
-def visible_entries(engine: Engine, revealed: bool, rules: Competition | None = None) -> list[tuple[str, str]]:
-    """(entry name, display name) of every entry not hidden, in board order (each once)."""
-    view = board_view(engine, revealed, rules)
-    return list(dict.fromkeys(zip(view.board["entry"], view.board["display_name"])))
-
-
 def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | None = None) -> EntryView | None:
     """Everything the entry page shows, for the evaluation that counts (its on-time version, else its late
     one); None if unknown or hidden."""
