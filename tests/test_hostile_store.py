@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from harness.store import snapshots
 from harness.store import runs, versions
 from harness import evaluate, runner, verify, versions as versions_cli
-from harness.store import upgrade as migrate
+from harness.store import upgrade
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
 from harness.entries.discovery import discover, load_entry
@@ -203,13 +203,13 @@ def test_versions_and_verify_stop_with_one_sentence_on_a_read_only_database(tmp_
     old = tmp_path / "old.db"
     raw = create_engine(f"sqlite:///{old}")
     with raw.begin() as connection:
-        command.upgrade(migrate.config(connection), "0004")
+        command.upgrade(upgrade.config(connection), "0004")
     raw.dispose()
     assert verify.main(["--db", f"sqlite:///file:{old}?mode=ro&uri=true", "--submissions", str(tmp_path / "subs")]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert out.startswith(f"error: the database {old} is read-only (attempt to write a readonly database);")
     with raw.connect() as connection:
-        assert migrate.current(connection) == "0004"
+        assert upgrade.current(connection) == "0004"
 
 
 def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_url):

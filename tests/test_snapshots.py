@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from harness.store import snapshots
 from harness.store import versions
-from harness.store import upgrade as migrate
+from harness.store import upgrade
 from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, FileBlob, FileChunk
 from harness.entries.discovery import load_entry
@@ -64,7 +64,7 @@ def test_a_zip_kept_before_revision_0004_still_restores(tmp_path, means):
     entry = load_entry(folder)
     raw = create_engine(url)
     with raw.begin() as connection:
-        command.upgrade(migrate.config(connection), "0003")
+        command.upgrade(upgrade.config(connection), "0003")
     raw.dispose()
     # As revision 0003's harness stored it: the version row and one uncompressed zip of its files.
     buf = io.BytesIO()
@@ -200,7 +200,7 @@ def test_a_blob_kept_by_revision_0004_still_restores(tmp_path, means):
     entry = load_entry(folder)
     raw = create_engine(url)
     with raw.begin() as connection:
-        command.upgrade(migrate.config(connection), "0004")
+        command.upgrade(upgrade.config(connection), "0004")
         connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) VALUES (1, 'ada', '2026-11-30 10:00:00')")
         connection.exec_driver_sql(
             "INSERT INTO entry_versions (id, entry_id, content_hash, code_hash, weights_hash, weights_bytes, "
