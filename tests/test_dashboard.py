@@ -575,7 +575,7 @@ def test_leaderboard_page_sealed(fx, monkeypatch):
 
 
 @pytest.mark.parametrize("path", [None, "screens/entry.py", "screens/head_to_head.py", "screens/guest_gallery.py",
-                                  "screens/drawing.py", "screens/organiser.py", "screens/what_worked.py"])
+                                  "screens/draw.py", "screens/organiser.py", "screens/what_worked.py"])
 def test_no_page_shows_guest_results_before_the_reveal(fx, monkeypatch, path):
     use_db(monkeypatch, fx, fx.db, password="pw")
     at = page(path, entry="ada")
@@ -712,7 +712,7 @@ def test_guest_gallery_page_revealed(fx, monkeypatch):
 
 def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.db)
-    at = page("screens/drawing.py")
+    at = page("screens/draw.py")
     assert "Draw a digit on the canvas" in at.info[0].value
 
 

@@ -84,7 +84,7 @@ def stand_ins(fx, monkeypatch, mnist_test):  # noqa: F811 - fixture
 
 def test_nothing_is_read_until_the_button_then_every_entry_fills_in(stand_ins, mnist_test):
     canvas, pool = stand_ins
-    at = page("screens/drawing.py")
+    at = page("screens/draw.py")
     assert [i.value for i in at.info] == ["Press **Read my digit** when the drawing is finished."]
     assert pool.asked == [] and pool.prepared == [["ada", "bob", "broken", "dee", "eve"]]  # loading, not asking
     assert not at.metric and not button(at, "Read my digit").disabled
@@ -119,7 +119,7 @@ def test_nothing_is_read_until_the_button_then_every_entry_fills_in(stand_ins, m
 def test_a_blank_canvas_cannot_be_read(stand_ins):
     canvas, pool = stand_ins
     canvas.image, canvas.strokes = np.full((280, 280, 4), 255, np.uint8), []
-    at = page("screens/drawing.py")
+    at = page("screens/draw.py")
     assert "Draw a digit on the canvas" in at.info[0].value
     assert button(at, "Read my digit").disabled and button(at, "Undo").disabled and button(at, "Clear").disabled
     assert pool.asked == []
@@ -127,7 +127,7 @@ def test_a_blank_canvas_cannot_be_read(stand_ins):
 
 def test_undo_and_clear_redraw_the_canvas_from_what_is_left(stand_ins):
     canvas, _ = stand_ins
-    at = page("screens/drawing.py")
+    at = page("screens/draw.py")
     assert canvas.calls[-1]["initial_drawing"] is None
     at = button(at, "Undo").click().run()
     undone = canvas.calls[-1]["initial_drawing"]
@@ -148,7 +148,7 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_m
     pool = drawing.warm_pool(memory_budget=1024 ** 3)
     monkeypatch.setattr(cache, "warm_pool", lambda: pool)
     try:
-        at = button(page("screens/drawing.py"), "Read my digit").click().run(timeout=120)
+        at = button(page("screens/draw.py"), "Read my digit").click().run(timeout=120)
         held = pool.memory()  # measured after each answer; the broken one never loads
     finally:
         pool.close()
