@@ -14,7 +14,8 @@ EVALUATE = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/pyt
 TESTS = "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest"
 DASHBOARD = ".venv/bin/streamlit run leaderboard/app.py"
 PAGES = sorted((REPO / "docs").glob("*.md"))
-LINKED = [REPO / "README.md", *PAGES, *(REPO / d / "README.md" for d in ("submissions", "leaderboard", "mystery_digits"))]
+FOLDERS = ("submissions", "leaderboard", "mystery_digits")  # the folders whose READMEs link to docs/
+LINKED = [REPO / "README.md", *PAGES, *(REPO / folder / "README.md" for folder in FOLDERS)]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)|<img src=\"([^\"]+)\"")
 
 
