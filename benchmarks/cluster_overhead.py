@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-from dataclasses import replace
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +32,7 @@ from benchmarks.entries import LINEAR, resnet, write_entry  # noqa: E402
 from harness.data import mnist  # noqa: E402
 from harness.entries.discovery import load_entry  # noqa: E402
 from harness.isolation import Limits, cluster, predict, process  # noqa: E402
+
 
 def timed(call) -> tuple[float, object]:
     start = time.perf_counter()

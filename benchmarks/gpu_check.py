@@ -28,12 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.harness_speed import CNN_CODE, make_entries  # noqa: E402
-from harness.data import mnist
-from harness.store import results as store
 from harness import runner  # noqa: E402
+from harness.data import mnist
+from harness.entries.discovery import discover  # noqa: E402
+from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store.schema import unpack  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
 
 
 def timed_cuda(fn, repeats=5) -> float:

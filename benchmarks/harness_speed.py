@@ -30,11 +30,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.data import mnist
-from harness.store import results as store
 from harness import runner  # noqa: E402
-from harness.store.engine import make_engine  # noqa: E402
+from harness.data import mnist
 from harness.entries.discovery import discover  # noqa: E402
+from harness.store import results as store
+from harness.store.engine import make_engine  # noqa: E402
 
 CNN_CODE = '''
 import torch

@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.isolation import sandbox
 from benchmarks.entries import LINEAR, write_entry  # noqa: E402
 from harness.contract import EntryMetadata  # noqa: E402
+from harness.isolation import sandbox
 from harness.isolation.process import run_isolated  # noqa: E402
 
 CNN = '''

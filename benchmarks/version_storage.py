@@ -33,10 +33,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.store import snapshots
-from harness.store import results as store
-from harness.store.engine import make_engine  # noqa: E402
 from harness.entries.discovery import load_entry  # noqa: E402
+from harness.store import results as store, snapshots
+from harness.store.engine import make_engine  # noqa: E402
 
 
 def database_bytes(path: Path) -> int:

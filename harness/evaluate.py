@@ -12,13 +12,13 @@ from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
-from harness.scoring import competition
-from harness.isolation import process as isolation
-from harness.store import results as store
-from harness.store.engine import make_engine, resolve_url, shown_url
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
+from harness.isolation import process as isolation
 from harness.isolation.process import GIB
+from harness.scoring import competition
+from harness.store import results as store
+from harness.store.engine import make_engine, resolve_url, shown_url
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 DEFAULT_MYSTERY = Path("mystery_digits")

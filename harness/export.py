@@ -15,14 +15,14 @@ import csv
 import hashlib
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import cli
+from harness.errors import HarnessError
 from harness.scoring import board, competition
 from harness.store import reads
 from harness.store.engine import make_engine
-from harness.errors import HarnessError
 
 COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "display_name", "author", "status", "error",
            "submitted_at", "submitted_at_overridden", "override_reason", "guest_accuracy",
@@ -80,7 +80,7 @@ def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "guest_revealed": revealed, "competition": (rules or competition.Competition()).as_dict(),
               "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
               "entries": rows}

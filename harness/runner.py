@@ -16,21 +16,18 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from harness.store import claims
-from harness.store import leftovers
-from harness.entries import parameters
-from harness.store import snapshots, space
-from harness.scoring import retention, standings
-from harness.store import results as store
 from harness import __version__
-from harness.scoring.competition import Competition
+from harness.data.copies import changed_copies
+from harness.data.task import TASK
+from harness.entries import parameters
 from harness.entries.discovery import Entry
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
 from harness.isolation.exchange import LOADING
 from harness.isolation.process import GIB, needs_torchvision
-from harness.data.task import TASK
-from harness.data.copies import changed_copies
+from harness.scoring import retention, standings
+from harness.scoring.competition import Competition
 from harness.scoring.metrics import memorisation_counts, summarize
+from harness.store import claims, leftovers, results as store, snapshots, space
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
 CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)

@@ -24,16 +24,13 @@ from pathlib import Path
 import torch
 import torchvision
 
-from harness.training import architectures
-from harness.training import augment
-from harness.training import presets
-from harness.training import recipes
 from harness import cli
 from harness.contract import name_problem
-from harness.training.entry_writer import check_target, weight_bytes, write_entry
 from harness.errors import HarnessError
-from harness.training.model_setup import build_model
+from harness.training import architectures, augment, presets, recipes
+from harness.training.entry_writer import check_target, weight_bytes, write_entry
 from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data
+from harness.training.model_setup import build_model
 
 KIT_AUTHOR = "MNIST club training kit"  # the club's baselines' author (submissions/baseline-*), never a member's
 

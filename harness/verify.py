@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from harness.store import leftovers, snapshots
-from harness.scoring import competition, standings
-from harness.store import results as store
+
 from harness import __version__, cli, runner
-from harness.store.engine import make_engine
-from harness.store.schema import Evaluation, unpack
 from harness.entries.discovery import discover, select as select_entries
 from harness.isolation import Limits
 from harness.isolation.prediction import resolve_device
+from harness.scoring import competition, standings
+from harness.store import leftovers, results as store, snapshots
+from harness.store.engine import make_engine
+from harness.store.schema import Evaluation, unpack
 
 
 @dataclass

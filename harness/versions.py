@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from harness import cli
 from harness.errors import HarnessError
 from harness.scoring import competition, retention

@@ -14,7 +14,6 @@ from harness.data.task import TASK
 from harness.scoring.board import Board
 from harness.scoring.metrics import mcnemar_exact
 from harness.scoring.ranking import ALPHA, Row
-
 from harness.store.reads import EvalSummary, Queued
 
 MEDALS = {1: "🥇", 2: "🥈", 3: "🥉"}

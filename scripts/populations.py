@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import semeion_halves  # noqa: E402
 import uci_digits  # noqa: E402
+
 from harness.data.guest import load_guest_set, sample_guest_dir  # noqa: E402
 from harness.data.mnist import load_split  # noqa: E402
 from harness.data.preprocess import to_uint8  # noqa: E402

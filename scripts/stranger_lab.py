@@ -30,8 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import train
 from semeion_halves import split
+
+from harness import train
 from harness.data.guest import load_guest_set
 from harness.data.mnist import load_split
 from harness.training.loop import evaluate, fit, load_data, to_tensor

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.store import results as store
 from harness import runner
-from harness.store.engine import make_engine
 from harness.data.task import guest_source
 from harness.entries.discovery import discover
+from harness.store import results as store
+from harness.store.engine import make_engine
 from tests.entries import class_means, template_weights, write_entry
 
 GUEST_TOKEN = "mysteryink"   # in every guest file name: must never appear on a page before the reveal

@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy import ndimage
 
+from harness import train
 from harness.data import preprocess
 from harness.training import augment
-from harness import train
 
 
 def fixed(monkeypatch, value: float) -> None:

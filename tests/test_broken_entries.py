@@ -11,7 +11,6 @@ from harness import runner
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.test_contract import evaluate, predicted
 
-
 CASES = {
     # name: (code, weights kind, expected fragment of the error)
     "syntax-error": ("import torch\nclass Net(torch.nn.Module:\n    pass\n", "good", "model.py line 2: syntax error"),
@@ -119,10 +118,11 @@ def test_links_and_paths_outside_the_entry_are_refused_unread(tmp_path, small_mn
         assert results[name].status == "failed" and results[name].results == []
     assert results["good"].status == "ok"
     # Nothing of the target reached the store: not in any kept version's files.
-    from harness.store.engine import make_engine
-    from harness.store.schema import FileBlob, VersionFiles
     from sqlalchemy import select
     from sqlalchemy.orm import Session
+
+    from harness.store.engine import make_engine
+    from harness.store.schema import FileBlob, VersionFiles
     with Session(make_engine(f"sqlite:///{tmp_path / 'results.db'}")) as session:
         kept = session.scalars(select(FileBlob.data)).all()
         names = [name for m in session.scalars(select(VersionFiles.manifest)) for name in m]

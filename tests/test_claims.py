@@ -14,11 +14,10 @@ import torch
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from harness.store import claims
-from harness.store import results as store
+from harness.entries.discovery import discover
+from harness.store import claims, results as store
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Dataset, Entry, EntryVersion, utcnow
-from harness.entries.discovery import discover
 from tests.entries import write_entry
 
 RACERS = 8

@@ -183,9 +183,8 @@ def test_a_worker_with_another_harness_version_is_refused_in_one_sentence(schedu
     import harness
     real = harness.__version__
     monkeypatch.setattr(harness, "__version__", "0.0.1")  # this process only: the workers keep the real one
-    with pytest.raises(HarnessError) as info:
-        with cluster.connect(scheduler):
-            pass
+    with pytest.raises(HarnessError) as info, cluster.connect(scheduler):
+        pass
     assert str(info.value).startswith("the cluster's worker tcp://127.0.0.1:")
     assert str(info.value).endswith(f" runs harness {real}, this machine 0.0.1; install the same version on every "
                                     f"worker of {scheduler} and restart them.")

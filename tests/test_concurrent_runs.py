@@ -60,10 +60,10 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
 def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mnist, means):
     from datetime import timedelta
 
-    from harness.store import results as store
     from harness import runner
-    from harness.store.schema import utcnow
     from harness.entries.discovery import discover
+    from harness.store import results as store
+    from harness.store.schema import utcnow
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]
@@ -82,10 +82,9 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mni
 def test_a_fresh_claim_makes_the_run_wait_for_the_holders_result(tmp_path, db_url, small_mnist, means):
     import threading
 
-    from harness.store import claims
-    from harness.store import results as store
     from harness import runner
     from harness.entries.discovery import discover
+    from harness.store import claims, results as store
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.store import results as store
 from harness import runner
+from harness.entries.discovery import discover
+from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
-from harness.entries.discovery import discover
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 
 CPU = runner.Options(device="cpu", timeout=60)

@@ -20,10 +20,9 @@ from scipy.stats import binomtest
 from streamlit.testing.v1 import AppTest
 
 from harness.data import mnist
-from harness.store import results as store
-from harness.store.engine import make_engine
-from harness.store import reads as queries
 from harness.scoring import board as scoring_board
+from harness.store import reads as queries, results as store
+from harness.store.engine import make_engine
 from leaderboard import admin, config, draw, figures, stats, views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
@@ -471,9 +470,8 @@ def test_moderation_and_audit_log(fx, tmp_path):
 
 def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
     """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.scoring.standings."""
-    from harness.scoring import standings
+    from harness.scoring import insights, standings
     from harness.scoring.competition import Competition
-    from harness.scoring import insights
     db = tmp_path / "dq.db"
     shutil.copy(fx.revealed_db, db)
     engine = make_engine(str(db))
@@ -830,6 +828,7 @@ def test_what_worked_page_revealed(fx, monkeypatch):
 def ada_version_times(db) -> list:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
+
     from harness.store.schema import Entry, EntryVersion
     with Session(make_engine(str(db))) as session:
         return list(session.scalars(select(EntryVersion.first_seen_at).join(Entry).where(Entry.name == "ada")
@@ -1016,6 +1015,7 @@ def test_folders_left_out_for_their_names_are_rows_saying_why(tmp_path, monkeypa
 def test_organiser_page_shows_the_database_size_and_what_the_versions_files_take(fx, monkeypatch, tmp_path):
     import os
     import sqlite3
+
     from harness import versions as versions_cli
     db = tmp_path / "org.db"
     shutil.copy(fx.db, db)

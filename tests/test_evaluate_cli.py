@@ -18,12 +18,11 @@ from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
 from harness import evaluate
-from harness.store.engine import make_engine
-from harness.store.schema import Dataset, Entry, Evaluation, EntryVersion, Result, Run
 from harness.data.guest import load_guest_set
+from harness.store.engine import make_engine
+from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run
 from tests.conftest import REPO
-from tests.entries import (TEMPLATE_CODE, before_return, class_means, template_predictions, template_weights,
-                            write_entry)
+from tests.entries import TEMPLATE_CODE, before_return, class_means, template_predictions, template_weights, write_entry
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ import csv
 import hashlib
 import json
 
-from harness.store import results as store
 from harness import evaluate, export
+from harness.store import results as store
 from harness.store.engine import make_engine
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 

@@ -21,14 +21,12 @@ from alembic import command
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.store import snapshots
-from harness.store import results as store
 from harness import evaluate, runner, verify, versions
-from harness.store import upgrade as migrate
-from harness.store.engine import make_engine
-from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
 from harness.entries.discovery import discover, load_entry
 from harness.errors import HarnessError
+from harness.store import results as store, snapshots, upgrade as migrate
+from harness.store.engine import make_engine
+from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
 from tests.conftest import REPO
 from tests.entries import before_return, template_weights, write_entry
 

@@ -14,8 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from harness.errors import HarnessError
-from harness.store import members
-from harness.store import results as store
+from harness.store import members, results as store
 from harness.store.engine import make_engine
 from harness.store.schema import MemberCode, utcnow
 

@@ -19,10 +19,23 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from harness import migrate as migrate_command
+from harness.errors import HarnessError
 from harness.store import upgrade as migrate
 from harness.store.engine import make_engine
-from harness.store.schema import AuditLog, Base, Claim, Dataset, Entry, EntryVersion, Evaluation, Flag, Moderation, Run, VersionFiles, unpack
-from harness.errors import HarnessError
+from harness.store.schema import (
+    AuditLog,
+    Base,
+    Claim,
+    Dataset,
+    Entry,
+    EntryVersion,
+    Evaluation,
+    Flag,
+    Moderation,
+    Run,
+    VersionFiles,
+    unpack,
+)
 from tests.conftest import REPO
 
 OLD_DUMP = Path(__file__).parent / "data" / "leaderboard_c82d84d.sql"  # made by the harness's db.py at c82d84d

@@ -16,11 +16,11 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from harness.data import mnist
+from harness.entries.discovery import discover
+from harness.errors import HarnessError
 from harness.store import results as store
 from harness.store.engine import make_engine, resolve_url
 from harness.store.schema import EntryVersion, Evaluation
-from harness.entries.discovery import discover
-from harness.errors import HarnessError
 from tests.entries import write_entry
 
 

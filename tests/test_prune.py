@@ -4,7 +4,7 @@ one the board shows, never a result), counts only the bytes no kept version shar
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from leaderboard import views
 from tests.entries import TEMPLATE_CODE, template_weights, with_forward, write_entry
 
 START = datetime(2027, 1, 1, 12, 0)
-DEADLINE = datetime(2027, 1, 3, 12, 0, tzinfo=timezone.utc)  # after the third version, before the fourth
+DEADLINE = datetime(2027, 1, 3, 12, 0, tzinfo=UTC)  # after the third version, before the fourth
 
 
 def new_version(engine, folder: Path, seed: int, day: int, numbers: int = 20_000) -> tuple[int, dict[str, bytes]]:

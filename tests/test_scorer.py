@@ -22,7 +22,6 @@ from harness.entries.discovery import load_entry
 from harness.evaluate import in_queue_order, main as evaluate_main
 from harness.store import claims, results as store
 from harness.store.engine import make_engine
-from harness.store.reads import queue
 from harness.store.schema import Claim, EntryVersion, utcnow
 from leaderboard import config, scorer, stats, views
 from tests.conftest import REPO

@@ -17,8 +17,7 @@ import pytest
 
 from harness import runner
 from harness.entries.discovery import load_entry
-from harness.store import members, reads
-from harness.store import results as store
+from harness.store import members, reads, results as store
 from harness.store.engine import make_engine
 from leaderboard import views
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry

@@ -17,12 +17,10 @@ from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from harness.store import snapshots
-from harness.store import results as store
-from harness.store import upgrade as migrate
+from harness.entries.discovery import load_entry
+from harness.store import results as store, snapshots, upgrade as migrate
 from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, FileBlob, FileChunk
-from harness.entries.discovery import load_entry
 from tests.entries import template_weights, write_entry
 
 

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 
 from harness.scoring import board, ranking
-from harness.scoring.competition import Competition
+from harness.scoring.competition import Competition, parse
+from harness.scoring.standings import (
+    DISQUALIFIED,
+    LATE,
+    RANKED,
+    SUPERSEDED,
+    VersionRow,
+    counted_versions,
+    member,
+    picks,
+)
 from harness.store.reads import Score
-from harness.scoring.competition import parse
-from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks)
 
 DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}
 
@@ -141,6 +149,7 @@ def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leade
         "The guest's 100 digits cannot separate the top 2 (exact McNemar tests against the leader, "
         "Holm-corrected, α = 0.05).")
     from rich.console import Console
+
     from harness.scoring import report
     console = Console(record=True, width=160)
     report.print_table(console, out, True, [])

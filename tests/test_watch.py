@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harness.store.engine import make_engine
-from harness.store.schema import Claim, Evaluation, EntryVersion
+from harness.store.schema import Claim, EntryVersion, Evaluation
 from tests.conftest import REPO
 from tests.entries import before_return, template_weights, write_entry
 

@@ -23,8 +23,18 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from harness.data.preprocess import (SHEET_MAX_PIXELS, ImageProblem, contrast_floor, ink_map, normalize_image,
-                                     open_image, reduce_size, smooth_level, smoothed_ink, to_grayscale)
+from harness.data.preprocess import (
+    SHEET_MAX_PIXELS,
+    ImageProblem,
+    contrast_floor,
+    ink_map,
+    normalize_image,
+    open_image,
+    reduce_size,
+    smooth_level,
+    smoothed_ink,
+    to_grayscale,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "mystery_digits"
 MIN_PIECE = 0.004      # a written digit: ink at the contrast floor in one piece of this fraction of the box

@@ -28,8 +28,8 @@ import re
 import shutil
 import threading
 import warnings
-from concurrent.futures import CancelledError
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path

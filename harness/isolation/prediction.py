@@ -16,8 +16,7 @@ import numpy as np
 
 from harness.data.task import TASK
 from harness.entries.discovery import Entry
-from harness.isolation import limits as resource_limits
-from harness.isolation import order, process
+from harness.isolation import limits as resource_limits, order, process
 from harness.isolation.process import Progress
 from harness.store.leftovers import temp_folder
 

@@ -40,12 +40,10 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation import cgroups, limits, users
-from harness.isolation import sandbox
-from harness.isolation import sandbox_command, sandbox_server
-from harness.store import trees
 from harness.contract import EntryMetadata
+from harness.isolation import cgroups, limits, sandbox, sandbox_command, sandbox_server, users
 from harness.isolation.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
+from harness.store import trees
 
 GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import psutil
 
+from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
 from harness.isolation.limits import cpu_seconds
 from harness.isolation.sandbox_command import command
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
-from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
 from harness.store import trees
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
@@ -105,9 +105,8 @@ def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
     if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
         os.close(fd)
         return False
-    with os.fdopen(fd, "rb") as fh:
-        with open(dst, "wb") as out:
-            shutil.copyfileobj(fh, out)
+    with os.fdopen(fd, "rb") as fh, open(dst, "wb") as out:
+        shutil.copyfileobj(fh, out)
     return True
 
 

@@ -31,9 +31,16 @@ from torch import nn
 
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
-from harness.isolation.exchange import (GO_FILE, LOADING, PROGRESS_FILE, READY_FILE, WARMING_UP, write_phase,
-                                       write_progress)
 from harness.entries.loading import EntryError, load_model, set_eval
+from harness.isolation.exchange import (
+    GO_FILE,
+    LOADING,
+    PROGRESS_FILE,
+    READY_FILE,
+    WARMING_UP,
+    write_phase,
+    write_progress,
+)
 
 CPU_BATCH = 128    # the largest batch on the CPU; a costly model gets a smaller one (see choose_batch)
 CUDA_BATCH = 8192  # the largest batch on CUDA; smaller where the warm-up's memory says it would not fit

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -76,13 +76,13 @@ class Competition:
     @property
     def deadline_utc(self) -> datetime | None:
         """The deadline as a naive UTC datetime, comparable with the store's timestamps."""
-        return None if self.deadline is None else self.deadline.astimezone(timezone.utc).replace(tzinfo=None)
+        return None if self.deadline is None else self.deadline.astimezone(UTC).replace(tzinfo=None)
 
     def is_late(self, submitted_at_utc: datetime) -> bool:
         return self.deadline_utc is not None and submitted_at_utc > self.deadline_utc
 
     def deadline_passed(self, now_utc: datetime | None = None) -> bool:
-        now = now_utc or datetime.now(timezone.utc).replace(tzinfo=None)
+        now = now_utc or datetime.now(UTC).replace(tzinfo=None)
         return self.deadline_utc is not None and now > self.deadline_utc
 
     def as_dict(self) -> dict:
@@ -106,7 +106,7 @@ class Competition:
 
     def local(self, utc_naive: datetime) -> datetime:
         """A store timestamp (naive UTC) in the competition's time zone."""
-        return utc_naive.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(self.timezone))
+        return utc_naive.replace(tzinfo=UTC).astimezone(ZoneInfo(self.timezone))
 
 
 def add_argument(parser) -> None:

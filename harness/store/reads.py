@@ -16,8 +16,18 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from harness.store import results as store
-from harness.store.schema import (Claim, Dataset, Entry, EntryVersion, Evaluation, Moderation, Result, Run, unpack,
-                                  utcnow)
+from harness.store.schema import (
+    Claim,
+    Dataset,
+    Entry,
+    EntryVersion,
+    Evaluation,
+    Moderation,
+    Result,
+    Run,
+    unpack,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Protocol
 
 import numpy as np
@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from harness import __version__
 from harness.data.task import DatasetSpec  # noqa: F401  (the sets the store keeps)
-from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 from harness.entries.discovery import Entry as EntryOnDisk
 from harness.store.leftovers import this_process
+from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 
 GUEST_REVEALED = "guest_revealed"
 

@@ -38,9 +38,7 @@ from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES
 from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
 from harness.scoring.competition import Competition
-from harness.store import members, snapshots
-from harness.store import results as store
-from harness.store import versions
+from harness.store import members, results as store, snapshots, versions
 from harness.store.schema import Entry, EntryOwner, utcnow
 from harness.submit import checking
 

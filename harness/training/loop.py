@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.training import augment
-from harness.training import recipes
-from harness.errors import HarnessError
 from harness.data.guest import GuestSet, GuestSetError, has_guest_files, load_guest_set
 from harness.data.mnist import load_split, resolve_dir
 from harness.data.preprocess import to_uint8
+from harness.errors import HarnessError
+from harness.training import augment, recipes
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         aug = data.pop("augment", {}) or {}
         aug = augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})

@@ -1,6 +1,7 @@
 """Draw a digit: nothing runs until "Read my digit"; then every warm entry reads the drawing and fills in its row."""
 
 import streamlit as st
+
 # streamlit-drawable-canvas registers its frontend when imported: import it inside a Streamlit run only.
 from streamlit_drawable_canvas import st_canvas
 

@@ -5,12 +5,10 @@ import os
 import pandas as pd
 import streamlit as st
 
-from harness.store import results as store
 from harness import versions
 from harness.errors import HarnessError
-from harness.store import reads as queries
-from leaderboard import admin, cache, config, draw, member_codes, stats, views
-from leaderboard import scorer as scoring_service
+from harness.store import reads as queries, results as store
+from leaderboard import admin, cache, config, draw, member_codes, scorer as scoring_service, stats, views
 
 settings = cache.settings()
 engine = cache.current_engine()

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from harness.scoring import insights
-
 from leaderboard import cache, figures, stats
 
 url = cache.settings().db_url

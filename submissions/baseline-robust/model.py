@@ -4,7 +4,6 @@
 import torch
 from torch import nn
 
-
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
