@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shutil
@@ -42,10 +43,8 @@ def heartbeat(engine: Engine, key: str, run_id: int, every: float = HEARTBEAT_SE
 
     def beat() -> None:
         while not stop.wait(every):
-            try:
+            with contextlib.suppress(Exception):  # a database hiccup: the next beat tries again; the lease covers several beats
                 claims.refresh(engine, key, run_id)
-            except Exception:  # a database hiccup: the next beat tries again; the lease covers several beats
-                pass
 
     thread = threading.Thread(target=beat, name=f"claim-{key[:8]}", daemon=True)
     thread.start()
@@ -309,11 +308,9 @@ class _Scoring:
             while True:
                 if latest and latest[-1] is not noted:
                     noted = latest[-1]
-                    try:
+                    with contextlib.suppress(Exception):  # a database hiccup must not stop the entry; the next note tries again
                         store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
                                             noted.seconds_left, noted.phase, job.version_id, public)
-                    except Exception:  # a database hiccup must not stop the entry; the next note tries again
-                        pass
                 if last:
                     return
                 last = stop.wait(PROGRESS_SECONDS)

@@ -23,6 +23,7 @@ Loads each entry in this process, as scripts/stranger_lab.py does: for entries y
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -74,10 +75,8 @@ def populations(semeion: Path, mnist_dir: Path, build: Path) -> dict[str, tuple[
 @torch.inference_mode()
 def correct(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> np.ndarray:
     """Per digit, whether the model reads it right (images as the harness's worker hands them: uint8 / 255)."""
-    try:
+    with contextlib.suppress(NotImplementedError):  # a torch.export archive refuses eval(): it was exported in eval mode
         model.eval()
-    except NotImplementedError:   # a torch.export archive refuses eval(): it was exported in eval mode
-        pass
     preds = []
     for start in range(0, len(images), batch):
         x = torch.from_numpy(images[start:start + batch]).unsqueeze(1).float().div_(255)

@@ -6,6 +6,7 @@ the run with one sentence and exit status 2, and everything stored before stays 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -265,10 +266,8 @@ def test_a_killed_run_is_marked_interrupted_and_leaves_no_claim_or_folder(tmp_pa
         os.kill(first.pid, signal.SIGKILL)  # the harness alone, as `kill -9 PID` would
         first.wait()
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)  # whatever it left running
-        except ProcessLookupError:
-            pass
     [(key, killed_run)] = claims_now()
     with Session(engine) as session:
         killed = session.get(Run, killed_run)

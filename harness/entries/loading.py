@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import pickle
@@ -246,8 +247,6 @@ def with_adapter(model: nn.Module, metadata: EntryMetadata) -> nn.Module:
 
 def set_eval(model: nn.Module) -> nn.Module:
     """``model.eval()``; exported programs are already frozen in eval mode and may refuse the call."""
-    try:
+    with contextlib.suppress(NotImplementedError, RuntimeError):
         model.eval()
-    except (NotImplementedError, RuntimeError):
-        pass
     return model

@@ -262,10 +262,8 @@ class _ForkedJob:
     def kill(self) -> None:
         """SIGKILL the entry's process group and every process it left, until none is left (daemons included);
         then remove its scratch folder, whatever it left there."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         sandbox.kill_all(self.processes)
         trees.remove(scratch_folder(self.out_dir))
 
@@ -282,10 +280,8 @@ def _cgroup_processes(cgroup: cgroups.Cgroup | None, known: set[int]) -> list[ps
     procs = []
     for pid in cgroup.pids() if cgroup is not None else []:
         if pid not in known:
-            try:
+            with contextlib.suppress(psutil.Error):
                 procs.append(psutil.Process(pid))
-            except psutil.Error:
-                pass
     return procs
 
 
@@ -299,10 +295,8 @@ def _memory(procs: list[psutil.Process]) -> int:
     copies sharing the same pages are not counted many times over."""
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_full_info().pss if len(procs) > 1 else p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -411,10 +405,8 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
         if not procs or elapsed - listed_at >= LIST_SECONDS:
             # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
             procs, listed_at = job.processes(), elapsed
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, _memory(procs))
-        except psutil.Error:
-            pass
         cgroup = getattr(job, "cgroup", None)
         if memory_limit and (peak > memory_limit or (cgroup is not None and cgroup.over_limit())):
             reason = memory_limit_reason(memory_limit)

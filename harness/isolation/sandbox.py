@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import json
 import os
 import pickle
@@ -88,10 +89,8 @@ def kill_all(listing) -> None:
         if not procs:
             return
         for p in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         psutil.wait_procs(procs, timeout=0.05)
 
 

@@ -13,6 +13,7 @@ So the images cannot be read (or answered in advance) before the clock starts.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import io
@@ -407,10 +408,8 @@ class CappedLog(io.TextIOBase):
         data = str(text).encode("utf-8", "replace")
         shown = data[:max(self.head_left, 0)]
         if shown:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(self.fd, shown)
-            except OSError:
-                pass
             self.head_left -= len(shown)
         rest = data[len(shown):]
         if rest:
@@ -424,10 +423,8 @@ class CappedLog(io.TextIOBase):
         """Write the kept end of the output, after a line that says how much was cut."""
         end = (f"\n[… {self.cut:,} bytes of output cut …]\n".encode() if self.cut else b"") + bytes(self.tail)
         self.tail.clear()
-        try:
+        with contextlib.suppress(OSError):
             os.write(self.fd, end)
-        except OSError:
-            pass
 
 
 def failure(exc: BaseException, folder: Path, log: CappedLog) -> str:
