@@ -158,7 +158,7 @@ def club(args: argparse.Namespace) -> None:
     print("| model | files per version | kept | measured on | database as the runs leave it | after --prune (VACUUM) "
           "| of which versions' files |")
     print("|---|---|---|---|---|---|---|")
-    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample)):
+    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample), strict=True):
         if args.only and name != args.only:
             continue
         weights = make()

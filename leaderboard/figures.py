@@ -97,7 +97,7 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
     df = board.dropna(subset=[value, low, high])
     df = (df if top is None else df.head(top)).copy()
     df[value] = df[value].astype(float)
-    df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"])]
+    df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"], strict=True)]
     df["versus"] = [LEVEL if w is True else BEHIND for w in df["with_leader"]]
     order = df["label"].tolist()
     # Each name on a line of its own above its interval, as wide as the chart (not beside an axis, where a phone

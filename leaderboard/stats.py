@@ -131,7 +131,7 @@ def is_pending(board: pd.DataFrame) -> pd.Series:
 
 def queue_key(pending: pd.DataFrame) -> tuple:
     """What a visitor sees of the queue: a change means the page should be drawn again."""
-    return tuple(zip(pending["entry"], pending["status"]))
+    return tuple(zip(pending["entry"], pending["status"], strict=True))
 
 
 def entry_link(name: str, display_name: str) -> str:

@@ -74,7 +74,7 @@ class EntryView:
 def visible_entries(engine: Engine, revealed: bool, rules: Competition | None = None) -> list[tuple[str, str]]:
     """(entry name, display name) of every entry not hidden, in board order (each once)."""
     view = board_view(engine, revealed, rules)
-    return list(dict.fromkeys(zip(view.board["entry"], view.board["display_name"])))
+    return list(dict.fromkeys(zip(view.board["entry"], view.board["display_name"], strict=True)))
 
 
 def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | None = None) -> EntryView | None:

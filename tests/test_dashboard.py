@@ -98,7 +98,7 @@ def seen(markdown: str) -> str:
 
 def guest_results(db) -> dict[str, float]:
     view = views.board_view(make_engine(str(db)), revealed=True)
-    return dict(zip(view.board["entry"], view.board["guest_accuracy"]))
+    return dict(zip(view.board["entry"], view.board["guest_accuracy"], strict=True))
 
 
 # --- the plain functions ----------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_board_ranks_like_the_harness_and_marks_ties(fx):
         running = max(running, min(1.0, (m - k) * raw[i]))
         adjusted[i] = running
     assert row.loc[names[0], "separation"] == "leader" and row.loc[names[0], "state"] == "leader"
-    for below, p in zip(names[1:], adjusted):
+    for below, p in zip(names[1:], adjusted, strict=True):
         assert row.loc[below, "p_vs_leader"] == pytest.approx(p)
         assert row.loc[below, "with_leader"] == (p >= 0.05)
         assert row.loc[below, "separation"].startswith("level with #1" if p >= 0.05 else "behind #1")
@@ -786,8 +786,8 @@ def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
         next(s for s in at.selectbox if s.key == "override_entry").set_value(name).run()
         stored = queries.versions(engine, name).sort_values("version", ascending=False)  # newest first
         said = [f"Version {n} · submitted {t:%Y-%m-%dT%H:%M:%S}"
-                for n, t in zip(stored["version"], stored["submitted"])]
-        assert len(version().options) == len(said) and all(o.startswith(w) for w, o in zip(said, version().options))
+                for n, t in zip(stored["version"], stored["submitted"], strict=True)]
+        assert len(version().options) == len(said) and all(o.startswith(w) for w, o in zip(said, version().options, strict=True))
     assert len(queries.versions(engine, "ada")) == 2
 
 

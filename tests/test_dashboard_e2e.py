@@ -204,7 +204,7 @@ def big_server(tmp_path_factory):
     store.set_flag(make_engine(str(db)), store.GUEST_REVEALED, "true")
     top = views.board_view(make_engine(str(db)), True).board["entry"].tolist()[:len(LONG_NAMES)]
     with sqlite3.connect(db) as con:  # the long names where a first screen shows them
-        for entry, name in zip(top, LONG_NAMES):
+        for entry, name in zip(top, LONG_NAMES, strict=False):
             con.execute("UPDATE entry_versions SET display_name = ? WHERE entry_id = "
                         "(SELECT id FROM entries WHERE name = ?)", (name, entry))
     (root / "submissions").mkdir()

@@ -58,7 +58,7 @@ def five_versions(tmp_path, db_url):
     is not evaluated yet), v4 is the evaluated late one; bob: one version."""
     engine = make_engine(db_url)
     folder = write_entry(tmp_path / "subs", "ada", code=TEMPLATE_CODE, toml='author = "Ada"\n')
-    made = [new_version(engine, folder, seed, day) for seed, day in zip(range(5), range(5))]
+    made = [new_version(engine, folder, seed, day) for seed, day in zip(range(5), range(5), strict=True)]
     ids = [v for v, _ in made]
     evaluated(engine, ids[0])
     evaluated(engine, ids[3])

@@ -46,7 +46,7 @@ def failed(engine, run_id: int, version_id: int) -> None:
 
 def shown(engine) -> list[tuple[str, str, str, str]]:
     rows = views.pending(engine)
-    return list(zip(rows["entry"], rows["place"], rows["score"], rows["status"]))
+    return list(zip(rows["entry"], rows["place"], rows["score"], rows["status"], strict=True))
 
 
 def test_the_queue_is_oldest_first_and_names_the_version_being_scored(db_url, tmp_path):

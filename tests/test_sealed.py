@@ -234,8 +234,8 @@ def test_the_changed_copies_differ_from_their_originals_by_nothing_a_person_sees
     assert (copy[original == 255] == 255).all()
     specks = paper & (copy > 0)
     assert (specks.sum(axis=(1, 2)) == 4).all() and set(np.unique(copy[specks])) <= {1, 2}
-    for image, spots in zip(original, specks):
+    for image, spots in zip(original, specks, strict=True):
         ink = np.argwhere(image > 0)
         for y, x in np.argwhere(spots):
             assert np.abs(ink - [y, x]).max(axis=1).min() >= 3  # Chebyshev distance to the nearest ink pixel
-    assert all(not np.array_equal(a, b) for a, b in zip(original, copy))
+    assert all(not np.array_equal(a, b) for a, b in zip(original, copy, strict=True))

@@ -208,7 +208,7 @@ def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
     assert [p.name for p in site.subs.iterdir() if p.name.startswith(".upload-")] == []  # no folder left behind
     versions = history(site.engine, "ada-lenet")
     assert len(versions) == 2 and all(v.files_kept for v in versions)
-    for version, files in zip(versions, (first, second)):
+    for version, files in zip(versions, (first, second), strict=True):
         restored = snapshots.restore(site.engine, version.version_id, "ada-lenet", tmp_path / str(version.number))
         assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == dict(files)
     assert members.owner(site.engine, "ada-lenet") == "Ada" and uploads(site) == [("Ada", "accepted")] * 2

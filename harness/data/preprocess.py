@@ -251,7 +251,7 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
     ys, xs = boxes[main - 1]
     gy, gx = (ys.stop - ys.start) / 5, (xs.stop - xs.start) / 5
     keep = np.zeros(n + 1, dtype=bool)
-    for i, (area, (by, bx)) in enumerate(zip(areas, boxes), start=1):
+    for i, (area, (by, bx)) in enumerate(zip(areas, boxes, strict=True), start=1):
         near = by.start >= ys.start - gy and by.stop <= ys.stop + gy and bx.start >= xs.start - gx and bx.stop <= xs.stop + gx
         keep[i] = area >= 0.15 * areas[main - 1] or (near and area >= 0.02 * areas[main - 1])
     return keep[labels]

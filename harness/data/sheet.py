@@ -160,7 +160,7 @@ def find_markers(candidates: list[tuple[float, float, float, float]]) -> np.ndar
 def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 3×3 projective map taking 4 points ``src`` to ``dst`` (direct linear transform)."""
     rows = []
-    for (x, y), (u, v) in zip(src, dst):
+    for (x, y), (u, v) in zip(src, dst, strict=False):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
     _, _, vt = np.linalg.svd(np.array(rows, dtype=np.float64))

@@ -197,7 +197,7 @@ def extra_digits(folder: Path, refused: set[bytes]) -> GuestSet:
         raise HarnessError(f"--extra {folder} has no labelled digit the pipeline can read; put the images in folders "
                            "named 0–9 (or name them like 7_001.png).")
     # Compared after normalisation, so that a copy saved again in another format is caught as well.
-    shared = [name for name, image in zip(digits.files, digits.images) if to_uint8(image).tobytes() in refused]
+    shared = [name for name, image in zip(digits.files, digits.images, strict=True) if to_uint8(image).tobytes() in refused]
     if shared:
         raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0]}, the same "
                            f"picture as one in {GUEST_FOLDER}/): entries are ranked on those, so training on them "
