@@ -45,7 +45,7 @@ def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int
     labels = {"mnist": rng.integers(0, 10, n_mnist), "guest": rng.integers(0, 10, n_guest)}
     with engine.begin() as conn:
         ids = {}
-        for i, kind in enumerate(("mnist", "guest")):
+        for kind in ("mnist", "guest"):
             n = len(labels[kind])
             ids[kind] = conn.execute(insert(Dataset).values(
                 kind=kind, content_hash=f"bench-{kind}", size=n, source="benchmark", preprocess_version="bench",

@@ -166,7 +166,8 @@ def club(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory(prefix="bench-club-") as tmp:
                 got = one_club(Path(tmp), weights, sample, versions, keep)
 
-            def full(size: int) -> int:  # linear in members: each member's versions are its own
+            def full(size: int, got: dict = got, sample: int = sample) -> int:
+                """Linear in members: each member's versions are its own (this pass's sizes bound, not looked up)."""
                 return int(got["empty"] + (size - got["empty"]) * args.members / sample)
             scale = args.members / sample
             # the room pruning frees is reused by the next member's version, so it is counted once, not per member

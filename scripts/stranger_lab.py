@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     data = load_data(config, args.mnist_dir or known.mnist_dir, download=False)
     model, _, _, _ = build_model(config, args.model_file, args.model_class)
     started = time.perf_counter()
-    result = fit(model, data, config)
+    fit(model, data, config)
     seconds = time.perf_counter() - started
     (gx, gy, parts), (tx, ty) = scoring_sets(known.semeion, args.mnist_dir or known.mnist_dir)
     row = {"name": known.name, "args": rest, "epochs": config.epochs, "train_s": round(seconds, 1),

@@ -174,9 +174,9 @@ def test_tls_needs_the_three_certificate_files(tmp_path):
 
 def test_an_unreachable_scheduler_is_one_sentence(monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_SECONDS", 2.0)
-    with pytest.raises(HarnessError, match=r"^cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 "):
-        with cluster.connect("tcp://127.0.0.1:9"):
-            pass
+    with (pytest.raises(HarnessError, match=r"^cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 "),
+          cluster.connect("tcp://127.0.0.1:9")):
+        pass
 
 
 def test_a_worker_with_another_harness_version_is_refused_in_one_sentence(scheduler, monkeypatch):

@@ -40,7 +40,7 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
     runs.append(subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True))
     outputs = [p.communicate(timeout=400) for p in runs]
-    for p, (out, err) in zip(runs, outputs, strict=True):
+    for p, (_out, err) in zip(runs, outputs, strict=True):
         assert p.returncode == 0, err
     boards = [json.loads(out)["entries"] for out, _ in outputs]
     engine = make_engine(db_url)

@@ -780,7 +780,9 @@ def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
     db = tmp_path / "org.db"
     shutil.copy(fx.db, db)
     at = organiser(fx, monkeypatch, db)
-    version = lambda: next(s for s in at.selectbox if s.key == "override_version")
+    def version():
+        return next(s for s in at.selectbox if s.key == "override_version")
+
     engine = make_engine(str(db))
     for name in ("bob", "ada", "bob"):  # reference: each entry's versions' content hashes, read from the store
         next(s for s in at.selectbox if s.key == "override_entry").set_value(name).run()

@@ -308,8 +308,9 @@ def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
     assert outcome.accepted, outcome.sentences
     assert {p.name: p.read_bytes() for p in (site.subs / "ada-lenet").iterdir()} == dict(files)
 
-    def refused(archive: bytes, limits: UploadLimits = UploadLimits()) -> str:
-        outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("entry.zip", archive)], rules, limits)
+    def refused(archive: bytes, limits: UploadLimits | None = None) -> str:
+        outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("entry.zip", archive)], rules,
+                         limits or UploadLimits())
         assert not outcome.accepted and len(outcome.sentences) == 1
         return outcome.sentences[0]
 

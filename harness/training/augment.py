@@ -117,7 +117,9 @@ def refit(images: torch.Tensor, threshold: float = 0.3) -> torch.Tensor:
     mass = images[:, 0].sum(dim=(1, 2)).clamp(min=1e-6)
     cy = (images[:, 0].sum(dim=2) * idx).sum(dim=1) / mass
     cx = (images[:, 0].sum(dim=1) * idx).sum(dim=1) / mass
-    to_norm = lambda p: (2 * p + 1) / SIDE - 1                    # pixel centre -> [-1, 1] (align_corners=False)
+    def to_norm(p):  # pixel centre -> [-1, 1] (align_corners=False)
+        return (2 * p + 1) / SIDE - 1
+
     offset = to_norm(torch.tensor(CENTRE))
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
