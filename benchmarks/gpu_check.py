@@ -95,7 +95,8 @@ def main() -> None:
         bomb = subs / "cuda-bomb"
         shutil.copytree(subs / "cnn-00", bomb)
         (bomb / "model.py").write_text(CNN_CODE.replace("x = F.relu(self.conv1(x))",
-                                                        "torch.empty(1 << 45, device=x.device)\n        x = F.relu(self.conv1(x))"))
+                                                        "torch.empty(1 << 45, device=x.device)\n        x = "
+                                                        "F.relu(self.conv1(x))"))
         entries = list(discover(subs).values())
         results = {}
         for label, device in (("cpu", "cpu"), ("cuda", args.device)):

@@ -28,7 +28,8 @@ DEFAULT_INTERVAL = 10.0  # seconds between two looks with --watch
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.evaluate",
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
-    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
+    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS,
+                   help="folder of entries (default: submissions)")
     p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
     competition.add_argument(p)
     cli.add_db_argument(p)
@@ -38,12 +39,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
                    "(default: [limits] in competition.toml, else 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: on CPU the power of two that holds "
+    p.add_argument("--batch-size", type=int,
+                   help="images per forward pass (default: on CPU the power of two that holds "
                    "about 200 GFLOPs of the model's arithmetic, at most 128; on CUDA what fits half the free GPU "
                    "memory, at most 8192, halved on out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any entry failed or an entry folder was left out")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout (human output on stderr)")
     p.add_argument("--watch", action="store_true", help="keep running: evaluate each new version as it appears in "
                    "--submissions (e.g. from the dashboard's Submit page) until Ctrl-C or SIGTERM")

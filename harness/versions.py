@@ -54,8 +54,8 @@ def show_or_override(args: argparse.Namespace) -> int:
     rules = competition.load(args.config)
     if args.prune:
         if args.entry:
-            raise HarnessError(f"--prune applies to every entry; drop {args.entry!r}: python -m harness.versions --prune"
-                               f"{' --dry-run' if args.dry_run else ''}.")
+            raise HarnessError(f"--prune applies to every entry; drop {args.entry!r}: python -m harness.versions "
+                               f"--prune{' --dry-run' if args.dry_run else ''}.")
         return prune(make_engine(args.db), rules, args.dry_run)
     if args.dry_run:
         raise HarnessError("--dry-run goes with --prune: python -m harness.versions --prune --dry-run.")

@@ -111,7 +111,8 @@ def main() -> None:
     print(f"cycles between subsystems: {len(sub_cycles)}")
     for comp in sub_cycles:
         print("  " + " <-> ".join(comp))
-    print(f"harness -> leaderboard arrows: {sum(1 for a, b in edges if a.startswith('harness') and b.startswith('leaderboard'))}")
+    print("harness -> leaderboard arrows: "
+          f"{sum(1 for a, b in edges if a.startswith('harness') and b.startswith('leaderboard'))}")
 
 
 if __name__ == "__main__":

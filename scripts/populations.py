@@ -185,7 +185,8 @@ def markdown(results: dict, cells: dict, loo: list[dict]) -> str:
     for entry in results:
         if entry != REFERENCE:
             lines.append(f"| `{entry}` | " + " | ".join(
-                f"{cells[n][entry]['only_this']}/{cells[n][entry]['only_reference']}, p={cells[n][entry]['mcnemar_p']:.2g}"
+                f"{cells[n][entry]['only_this']}/{cells[n][entry]['only_reference']}, "
+                f"p={cells[n][entry]['mcnemar_p']:.2g}"
                 for n in names) + " |")
     lines += ["", "Leave one population out:", ""]
     for choice in loo:

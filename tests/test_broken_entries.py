@@ -27,7 +27,8 @@ CASES = {
     # caught on the worker's first warm-up pass (FIRST_PROBE synthetic images), before any scored image
     "wrong-shape": (before_return("return torch.zeros(len(x), 5)"), "good",
                     "forward returned shape [2, 5] for a batch of 2 on the warm-up images; it must return [2, 10]"),
-    "int-output": (before_return("return torch.zeros(len(x), 10, dtype=torch.long)"), "good", "forward returned torch.int64"),
+    "int-output": (before_return("return torch.zeros(len(x), 10, dtype=torch.long)"), "good",
+                   "forward returned torch.int64"),
     "nan-output": (before_return("return torch.full((len(x), 10), float('nan'))"), "good", "NaN or infinite values"),
     "not-a-tensor": (before_return("return {'logits': 1}"), "good", "forward returned dict"),
     "raises": (before_return("raise ValueError('kaboom')"), "good", "ValueError in the model (model.py line 16): kaboom"),

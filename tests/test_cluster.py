@@ -167,7 +167,8 @@ def test_tls_needs_the_three_certificate_files(tmp_path):
     with pytest.raises(HarnessError) as info:
         cluster.security(str(tmp_path))
     assert str(info.value) == (f"$LEADERBOARD_CLUSTER_TLS_DIR ({tmp_path}) lacks cert.pem, key.pem; put the cluster's "
-                               "CA certificate in ca.pem and this machine's certificate and key in cert.pem and key.pem.")
+                               "CA certificate in ca.pem and this machine's certificate and key in cert.pem and "
+                               "key.pem.")
     with pytest.raises(HarnessError, match=r"set \$LEADERBOARD_CLUSTER_TLS_DIR"):
         cluster.security(None)
 

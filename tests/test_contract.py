@@ -191,8 +191,8 @@ def test_the_contract_needs_no_torch_and_the_adapters_need_no_contract():
              "assert 'torch' not in sys.modules, 'torch imported'\n"
              "from harness.contract import IMAGENET_MEAN, IMAGENET_STD, MNIST_MEAN, MNIST_STD, InputAdapter\n"
              "from harness import adapters\n"
-             "assert (IMAGENET_MEAN, MNIST_MEAN, InputAdapter) == (adapters.IMAGENET_MEAN, 0.1307, adapters.InputAdapter)\n"
-             "assert 'harness.contract' in sys.modules\n")
+             "assert (IMAGENET_MEAN, MNIST_MEAN, InputAdapter) == (adapters.IMAGENET_MEAN, 0.1307, "
+             "adapters.InputAdapter)\nassert 'harness.contract' in sys.modules\n")
     assert subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True).stderr == ""
     alone = "import sys\nimport harness.adapters\nassert 'harness.contract' not in sys.modules\n"
     assert subprocess.run([sys.executable, "-c", alone], cwd=root, capture_output=True, text=True).stderr == ""

@@ -43,7 +43,8 @@ def subs(tmp_path, means, mnist_dir) -> Path:
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     weak = class_means(train.images[:30], train.labels[:30])
     folder = tmp_path / "subs"
-    write_entry(folder, "strong", weights=template_weights(means), toml='author = "Ada"\ndisplay_name = "Strong template"\n')
+    write_entry(folder, "strong", weights=template_weights(means),
+                toml='author = "Ada"\ndisplay_name = "Strong template"\n')
     write_entry(folder, "weak", weights=template_weights(weak), toml='author = "Bob"\n')
     write_entry(folder, "broken", weights={})
     return folder

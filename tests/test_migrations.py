@@ -133,8 +133,8 @@ def test_tables_from_an_unknown_older_harness_are_refused(tmp_path):
 
 def test_processes_starting_at_once_on_a_fresh_database_create_it_once(db_url):
     start = time.time() + 3  # after every process has imported the harness
-    code = ("import sys, time; from harness.store.engine import make_engine; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
-            "make_engine(sys.argv[1])")
+    code = ("import sys, time; from harness.store.engine import make_engine; time.sleep(max(0, float(sys.argv[2]) - "
+            "time.time())); make_engine(sys.argv[1])")
     procs = [subprocess.Popen([sys.executable, "-c", code, db_url, str(start)], cwd=REPO, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]

@@ -292,8 +292,8 @@ def test_a_missing_data_directory_is_named(tmp_path, capsys):
 def test_a_model_file_that_cannot_classify_is_refused_before_training(tmp_path, capsys):
     model_file = tmp_path / "wrong.py"
     model_file.write_text("import torch\n\n\nclass Net(torch.nn.Module):\n"
-                          "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(784, 5)\n\n"
-                          "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+                          "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(784, "
+                          "5)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
     assert cli(tmp_path, "--model-file", str(model_file), "--limit", "100")[0] == 1
     assert "returns shape (2, 5)" in capsys.readouterr().err
     assert not (tmp_path / "entry").exists()

@@ -110,7 +110,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
                          "only the weights: torch.save(model.state_dict(), 'weights.pt').") from exc
     except Exception as exc:
         raise EntryError(f"{path.name} is not a readable PyTorch weights file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); save it again with torch.save(model.state_dict(), ...).") from exc
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); save it again with "
+                         "torch.save(model.state_dict(), ...).") from exc
     return _unwrap_state_dict(obj, path)
 
 

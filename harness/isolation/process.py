@@ -514,7 +514,8 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                                     gpu_memory, cgroup)
                 except (sandbox.SandboxError, OSError) as exc:
                     box.close()
-                    return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
+                    return Outcome(result={"status": "failed",
+                                           "error": f"the sandbox could not start the entry ({exc})."},
                                    seconds=0.0, peak_rss=0, log="", sandboxed=True,
                                    protections=missing_protections(True, None, no_cgroup))
             else:

@@ -77,7 +77,8 @@ def check_output(out, batch: int, where: str) -> torch.Tensor:
         raise EntryError(f"forward returned shape {list(out.shape)} for a batch of {batch} on {where}; it must return "
                          f"[{batch}, {TASK.num_classes}] (one score per digit).")
     if not out.is_floating_point():
-        raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or log-probabilities).")
+        raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or "
+                         "log-probabilities).")
     return out.float()
 
 
@@ -147,7 +148,8 @@ def run_batches(model, resident: torch.Tensor, batch_size: int, where: str, coun
                 counter.add(len(batch))
         result = torch.cat(outputs) if outputs else torch.zeros((0, TASK.num_classes))
         if not torch.isfinite(result).all():
-            raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its normalisation.")
+            raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its "
+                             "normalisation.")
     if len(result) != len(resident):
         raise EntryError(f"only {len(result)} of {len(resident)} images were evaluated on {where}.")
     return result.cpu().numpy()

@@ -162,7 +162,8 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
     except (ZoneInfoNotFoundError, ValueError):
         zone = None
     if not isinstance(zone, str):
-        raise fail(f"'timezone' = {data.get('timezone')!r} is not a time zone name; use e.g. \"Europe/Paris\" or \"UTC\".")
+        raise fail(f"'timezone' = {data.get('timezone')!r} is not a time zone name; use e.g. \"Europe/Paris\" or "
+                   "\"UTC\".")
     deadline = _deadline(data.get("deadline"), zone if "timezone" in data else None, fail)
     reveal = data.get("reveal", "organiser")
     if reveal not in REVEALS:

@@ -104,8 +104,9 @@ def memorisation_sentence(row: Row) -> str:
     """The flag of an entry that reads the exact public images far better than their changed copies."""
     pairs, only_original, only_copy = row.memorisation
     return (f"MEMORISED? {row.name} read {only_original:,} of {pairs:,} MNIST test digits right only as given and "
-            f"{only_copy:,} only as an imperceptibly changed copy (p = {memorisation_p(only_original, only_copy):.1e}): "
-            "it looks up the public test set rather than reading the digits; its MNIST score means nothing.")
+            f"{only_copy:,} only as an imperceptibly changed copy (p = "
+            f"{memorisation_p(only_original, only_copy):.1e}): it looks up the public test set rather than reading the "
+            "digits; its MNIST score means nothing.")
 
 
 def left_out_row(name: str, why: str) -> dict:

@@ -70,4 +70,5 @@ def _try_forward(model: torch.nn.Module, what: str) -> None:
     finally:
         model.train()
     if getattr(out, "shape", None) != (2, 10):
-        raise HarnessError(f"{what} returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 2; it must be [2, 10].")
+        raise HarnessError(f"{what} returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 2; it must be [2, "
+                           "10].")

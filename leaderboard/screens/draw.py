@@ -70,7 +70,8 @@ def show(slot, result: draw.Prediction | None, name: str) -> None:
         if result is None:
             text.markdown(f"**{stats.literal(name)}**  \nreading…")
         else:
-            text.markdown(f"**{stats.literal(name)}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} sure")
+            text.markdown(f"**{stats.literal(name)}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} "
+                          "sure")
             bars.altair_chart(draw.probability_bars(result.probabilities), width="stretch", height=110)
 
 
