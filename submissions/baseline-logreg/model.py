@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 

@@ -4,6 +4,7 @@
 import torch
 from torch import nn
 
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
