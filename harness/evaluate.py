@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
     p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS,
                    help="folder of entries (default: submissions)")
-    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
+    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY,
+                   help="guest digits folder (default: mystery_digits)")
     competition.add_argument(p)
     cli.add_db_argument(p)
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
@@ -133,7 +134,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
-        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
+        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see "
+                           "submissions/README.md).")
     if not args.cluster and (args.force or store.has_unseen(engine, entries)):  # start the sandbox while the rest loads
         isolation.prestart(isolation.needs_torchvision(entries), args.device)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

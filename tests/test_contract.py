@@ -45,13 +45,15 @@ def test_member_variants_give_identical_predictions(tmp_path, small_mnist, means
     # The organiser's way: normalise with mean 0.5/std 0.5 inside forward, return log_softmax.
     write_entry(subs, "half-logsoftmax", code=TEMPLATE_CODE.replace(
         "return self.scale * self.fc(x.flatten(1) - 0.5)",
-        "x = (x - 0.5) / 0.5\n        return F.log_softmax(self.scale * self.fc(x.flatten(1) * 0.5), dim=1)"), weights=w)
+        "x = (x - 0.5) / 0.5\n        return F.log_softmax(self.scale * self.fc(x.flatten(1) * 0.5), "
+        "dim=1)"), weights=w)
     # Normalised with MNIST's statistics through the harness's InputAdapter, returning probabilities.
     write_entry(subs, "mnist-norm-softmax", code=TEMPLATE_CODE.replace(
         "super().__init__()", "super().__init__()\n        from harness.contract import InputAdapter\n"
         "        self.adapt = InputAdapter(mean=0.1307, std=0.3081)").replace(
         "return self.scale * self.fc(x.flatten(1) - 0.5)",
-        "x = self.adapt(x) * 0.3081 + 0.1307\n        return (self.scale * self.fc(x.flatten(1) - 0.5)).softmax(1)"), weights=w)
+        "x = self.adapt(x) * 0.3081 + 0.1307\n        return (self.scale * self.fc(x.flatten(1) - "
+        "0.5)).softmax(1)"), weights=w)
     write_entry(subs, "safetensors", weights=w, weights_name="weights.safetensors")
     write_entry(subs, "checkpoint-dict", weights={"epoch": torch.tensor(3),
                                                   "state_dict": {"module.fc.weight": w["fc.weight"]}})

@@ -225,7 +225,8 @@ def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_ur
     assert str(info.value).startswith(f"the database {where}")
     assert "is read-only (" in str(info.value) and str(info.value).endswith(
         "give this user write access to it and to its folder, or choose another database with --db." if
-        db_url.startswith("sqlite") else "connect as a user that may write to it, or choose another database with --db.")
+        db_url.startswith("sqlite") else "connect as a user that may write to it, or choose another database with "
+                                         "--db.")
     with Session(engine) as session:
         assert session.scalars(select(Run.argv)).all() == [["first"]]
     engine.dispose()

@@ -524,7 +524,8 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                     job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
                                         preload_torchvision, user.uid if user else None, gpu_memory, cgroup)
                 except (OSError, psutil.Error) as exc:
-                    return Outcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
+                    return Outcome(result={"status": "failed",
+                                           "error": f"the entry's process could not start ({exc})."},
                                    seconds=0.0, peak_rss=0, log="",
                                    protections=missing_protections(False, user and user.uid, no_cgroup))
             try:

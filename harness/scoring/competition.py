@@ -133,7 +133,8 @@ def load(arg: str | os.PathLike | None = None) -> Competition:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise CompetitionConfigError(f"cannot read the competition config {path} ({exc}); check its permissions.") from exc
+        raise CompetitionConfigError(f"cannot read the competition config {path} ({exc}); check its "
+                                     "permissions.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise CompetitionConfigError(f"{path} is not valid TOML ({exc}); fix the line it names.") from exc
     return parse(data, str(path))
@@ -285,7 +286,8 @@ def _deadline(value, zone: str | None, fail) -> datetime | None:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise fail(f"'deadline' = {value!r} is not a date and time; write e.g. 2027-01-10T23:59:00+01:00.") from None
+            raise fail(f"'deadline' = {value!r} is not a date and time; write e.g. "
+                       "2027-01-10T23:59:00+01:00.") from None
     elif isinstance(value, date) and not isinstance(value, datetime):
         raise fail(f"'deadline' = {value} has no time of day; write e.g. {value}T23:59:00 with a time zone.")
     if not isinstance(value, datetime):

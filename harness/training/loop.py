@@ -274,7 +274,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, weights_only=True)
     except FileNotFoundError as exc:
-        raise HarnessError(f"There is no checkpoint at {path}; pass the path printed when the run was interrupted.") from exc
+        raise HarnessError(f"There is no checkpoint at {path}; pass the path printed when the run was "
+                           "interrupted.") from exc
     except Exception as exc:
         raise HarnessError(f"{path} is not a checkpoint written by harness.train ({exc}).") from exc
 
