@@ -52,7 +52,8 @@ def main() -> int:
     images = {"mnist": test.images[:args.images]}
     limits = Limits(timeout=600, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        entries = [load_entry(write_entry(Path(tmp), f"linear-{i:02d}", LINEAR, seed=len(f"linear-{i:02d}"))) for i in range(args.entries)]
+        entries = [load_entry(write_entry(Path(tmp), f"linear-{i:02d}", LINEAR, seed=len(f"linear-{i:02d}")))
+                   for i in range(args.entries)]
         process.prestart(False, "cpu")
         predict(entries[0], images, limits)  # the local sandbox warm, as the cluster's workers are after connect
         start, pool_ctx = time.perf_counter(), cluster.connect("local:2")

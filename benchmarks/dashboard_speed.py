@@ -57,7 +57,8 @@ def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int
                                                  started_at=utcnow())).inserted_primary_key[0]
         start = utcnow() - timedelta(days=10)
         for e in range(entries):
-            entry_id = conn.execute(insert(Entry).values(name=f"entry-{e:03d}", created_at=start)).inserted_primary_key[0]
+            entry_id = conn.execute(
+                insert(Entry).values(name=f"entry-{e:03d}", created_at=start)).inserted_primary_key[0]
             skill = rng.uniform(0.85, 0.995)
             for v in range(evaluations):
                 version_id = conn.execute(insert(EntryVersion).values(

@@ -102,7 +102,8 @@ def main() -> None:
         for label, device in (("cpu", "cpu"), ("cuda", args.device)):
             engine = make_engine(f"sqlite:///{work / (label + '.db')}")
             summary = runner.run(engine, entries, [spec], runner.Options(device=device, timeout=600), [])
-            results[label] = {e.version.entry.name: e for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))}
+            results[label] = {e.version.entry.name: e
+                              for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))}
         agreement = {}
         for name, cpu_ev in results["cpu"].items():
             gpu_ev = results["cuda"][name]

@@ -54,7 +54,8 @@ def throughput(config: TrainConfig, data: Data, repeats: int = 3, warmup: int = 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", nargs="+", default=architectures.list_architectures(), choices=architectures.list_architectures())
+    p.add_argument("--arch", nargs="+", default=architectures.list_architectures(),
+                   choices=architectures.list_architectures())
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=4096, help="images per measurement")
     p.add_argument("--repeats", type=int, default=3, help="measurements per case; the best counts")

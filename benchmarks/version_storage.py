@@ -140,7 +140,8 @@ def one_club(tmp: Path, weights: dict, members: int, versions: int, keep: int | 
                                   record=store.Record(status="ok", error=None, seconds=1.0, device="cpu", params=0,
                                                       metrics=metrics()))
     wal = Path(f"{db}-wal")
-    wal = wal.stat().st_size if wal.exists() else 0  # one log for the file, as large as its largest write: not per member
+    # one log for the file, as large as its largest write: not per member
+    wal = wal.stat().st_size if wal.exists() else 0
     left = space.database_bytes(engine) - wal
     files = snapshots.stored_bytes(engine)
     vacuumed = space.reclaim(engine).after

@@ -24,7 +24,8 @@ from harness.scoring import board, competition
 from harness.store import reads
 from harness.store.engine import make_engine
 
-COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "display_name", "author", "status", "error",
+COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "display_name", "author", "status",
+           "error",
            "submitted_at", "submitted_at_overridden", "override_reason", "guest_accuracy",
            "guest_correct", "guest_total", "mnist_accuracy", "mnist_correct", "mnist_total", "params",
            "content_hash", "code_hash", "weights_hash", "mnist_dataset_hash", "guest_dataset_hash",
@@ -44,7 +45,8 @@ def standings(engine, rules: competition.Competition, revealed: bool) -> list[di
         guest = row.guest if revealed else None
         out.append({
             "rank": row.rank, "with_leader": row.with_leader,
-            "p_vs_leader": None if row.p_vs_leader is None else round(row.p_vs_leader, 6), "standing": row.standing, "note": row.note,
+            "p_vs_leader": None if row.p_vs_leader is None else round(row.p_vs_leader, 6), "standing": row.standing,
+            "note": row.note,
             "name": row.name, "display_name": row.display_name, "author": row.author, "status": row.status,
             "error": row.error, "submitted_at": row.submitted_at,
             "submitted_at_overridden": s.overridden, "override_reason": s.override_reason,

@@ -43,7 +43,8 @@ def heartbeat(engine: Engine, key: str, run_id: int, every: float = HEARTBEAT_SE
 
     def beat() -> None:
         while not stop.wait(every):
-            with contextlib.suppress(Exception):  # a database hiccup: the next beat tries again; the lease covers several beats
+            # a database hiccup: the next beat tries again; the lease covers several beats
+            with contextlib.suppress(Exception):
                 claims.refresh(engine, key, run_id)
 
     thread = threading.Thread(target=beat, name=f"claim-{key[:8]}", daemon=True)
@@ -308,7 +309,8 @@ class _Scoring:
             while True:
                 if latest and latest[-1] is not noted:
                     noted = latest[-1]
-                    with contextlib.suppress(Exception):  # a database hiccup must not stop the entry; the next note tries again
+                    # a database hiccup must not stop the entry; the next note tries again
+                    with contextlib.suppress(Exception):
                         store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
                                             noted.seconds_left, noted.phase, job.version_id, public)
                 if last:

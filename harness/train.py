@@ -130,7 +130,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                         f"{', '.join(augment.list_augmentations())}; 'none' turns off a preset's")
     g.add_argument("--degrees", type=float, default=a.degrees, help="affine: rotation, ± degrees")
     g.add_argument("--translate", type=_fraction, default=a.translate, help="affine: shift, fraction of the side")
-    g.add_argument("--scale", type=_positive(float), nargs=2, default=list(a.scale), metavar=("MIN", "MAX"), help="affine: zoom range")
+    g.add_argument("--scale", type=_positive(float), nargs=2, default=list(a.scale), metavar=("MIN", "MAX"),
+                   help="affine: zoom range")
     g.add_argument("--shear", type=float, default=a.shear, help="affine: shear, ± degrees")
     g.add_argument("--elastic-alpha", type=_positive(float), default=a.elastic_alpha)
     g.add_argument("--elastic-sigma", type=_positive(float), default=a.elastic_sigma)
@@ -178,7 +179,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size, epochs=args.epochs, val_fraction=args.val_fraction, limit=args.limit,
         extra=tuple(str(f) for f in args.extra), extra_repeat=args.extra_repeat,
         augment=augment.AugmentConfig(
-            names=tuple(n for n in args.augment if n != "none"), degrees=args.degrees, translate=args.translate, scale=tuple(args.scale),
+            names=tuple(n for n in args.augment if n != "none"), degrees=args.degrees, translate=args.translate,
+            scale=tuple(args.scale),
             shear=args.shear, elastic_alpha=args.elastic_alpha, elastic_sigma=args.elastic_sigma,
             crop_padding=args.crop_padding, erasing_p=args.erasing_p, rotate=args.rotate, slant=args.slant,
             aspect=args.aspect, warp=args.warp, stroke=args.stroke),
@@ -217,13 +219,14 @@ def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class:
         "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "python_version": platform.python_version(),
     })
+    others = f", plus {sum(e.images for e in data.extra):,} digits by other writers" if data.extra else ""
     return {
         "display_name": args.display_name or args.out.name,
         "author": args.author,
         "description": args.description or f"{config.arch} trained with python -m harness.train "
                        f"({config.optimizer}, lr {config.lr:g}, {config.epochs} epochs"
                        f"{', augment ' + '+'.join(config.augment.names) if config.augment.names else ''}"
-                       f"{f', plus {sum(e.images for e in data.extra):,} digits by other writers' if data.extra else ''}).",
+                       f"{others}).",
         **({} if args.export else {"model_class": model_class, "weights": "weights.pt"}),
         **({"constructor": constructor} if constructor and not args.export else {}),
         "hyperparameters": hyper,
@@ -253,7 +256,8 @@ class Progress:
             self.rate = None
         elif event == "batch":
             self.rate = info["images_per_s"] if self.rate is None else 0.9 * self.rate + 0.1 * info["images_per_s"]
-            stats = f"loss {state.loss_sum / state.seen:.4f}  acc {100 * state.correct / state.seen:.2f}%  {self.rate:,.0f} img/s"
+            stats = (f"loss {state.loss_sum / state.seen:.4f}  acc {100 * state.correct / state.seen:.2f}%  "
+                     f"{self.rate:,.0f} img/s")
             self.bar.update(self.task, completed=state.step, stats=stats)
             if not self.console.is_terminal and state.step % max(1, info["steps"] // 5) == 0:
                 self.console.print(f"epoch {state.epoch + 1}/{self.epochs} step {state.step}/{info['steps']}  {stats}")
@@ -275,7 +279,8 @@ def run(argv: list[str]) -> int:
     parser, args = parse(argv)
     resume = None
     if args.resume is not None:
-        extra = [a for a in argv if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
+        extra = [a for a in argv
+                 if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
         if extra:
             parser.error(f"--resume continues with the settings the run started with; drop {' '.join(extra)}")
         resume = load_checkpoint(args.resume)

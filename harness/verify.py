@@ -100,7 +100,8 @@ def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Ch
 
 
 MARKS = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
-         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
+         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]",
+         "nothing": "[yellow]–[/yellow]"}
 TIE_MARGIN = 2e-3  # stored probabilities are float16: about 1e-3 of resolution near 1
 
 

@@ -1,7 +1,7 @@
 """``python -m harness.versions ENTRY``: an entry's version history, and the organiser's submission-time override.
 
     python -m harness.versions ada                       # list versions: when seen, counted time, late or not
-    python -m harness.versions ada --set-time 2 2027-01-10T23:30:00+01:00 --reason "upload failed at 23:40, mail at 23:30"
+    python -m harness.versions ada --set-time 2 2027-01-10T23:30+01:00 --reason "upload failed at 23:40, mail at 23:30"
     python -m harness.versions ada --clear 2 --reason "mistake"
     python -m harness.versions --prune --dry-run         # what [storage] keep_versions in competition.toml would free
     python -m harness.versions --prune                   # remove those files (results stay), then shrink the database

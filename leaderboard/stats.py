@@ -71,7 +71,8 @@ def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | N
             "author": s.author or "",
             "score": score_text(ranked_score, kind) if rank is not None else "",
             "guest_accuracy": (guest.accuracy if guest else None) if revealed else SEALED,
-            "guest_ci": (f"{100 * guest.ci_low:.1f}–{100 * guest.ci_high:.1f}%" if guest else "") if revealed else SEALED,
+            "guest_ci": ((f"{100 * guest.ci_low:.1f}–{100 * guest.ci_high:.1f}%" if guest else "") if revealed
+                         else SEALED),
             "guest_ci_low": guest.ci_low if guest else None, "guest_ci_high": guest.ci_high if guest else None,
             "mnist_accuracy": mnist.accuracy if mnist else None,
             "mnist_ci": f"{100 * mnist.ci_low:.2f}–{100 * mnist.ci_high:.2f}%" if mnist else "",

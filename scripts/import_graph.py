@@ -41,7 +41,8 @@ def arrows(found: dict[str, Path]) -> set[tuple[str, str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
                 targets = [f"{base}.{a.name}" for a in node.names] + [base]
             for target in targets:
                 while target and target not in found:

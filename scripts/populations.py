@@ -8,8 +8,8 @@ Populations (each a folder of labelled pictures read by the guest pipeline, as t
 - ``mnist-test``: MNIST's 10,000 test digits (US Census staff and students; the population entries train on).
 - ``semeion-tune`` / ``semeion-held-out``: Semeion (~80 writers, Italy, scanned, thresholded 16×16), split per digit
   in file order by scripts/semeion_halves.py; ``baseline-robust`` trains on the tuning half (``--extra``).
-- ``uci-tune`` / ``uci-held-out``: the 13 writers of UCI optical digits' test part (collected in Istanbul on NIST forms; 8×8 counts),
-  split the same way by scripts/uci_digits.py. ``semeion`` and ``uci`` are the two halves together.
+- ``uci-tune`` / ``uci-held-out``: the 13 writers of UCI optical digits' test part (collected in Istanbul on NIST
+  forms; 8×8 counts), split the same way by scripts/uci_digits.py. ``semeion`` and ``uci`` are the two halves together.
 - ``sample``: mystery_digits/_sample, 100 of the UCI digits (its tuning half) as simulated photos: derived from
   ``uci``, not another population, and too small to rank (shown for reference only).
 
@@ -61,7 +61,8 @@ def populations(semeion: Path, mnist_dir: Path, build: Path) -> dict[str, tuple[
     out = {}
     test = load_split(str(mnist_dir), "test", allow_download=False)
     out["mnist-test"] = (np.asarray(test.images, dtype=np.uint8), np.asarray(test.labels, dtype=np.int64))
-    for name, folder in (("semeion-tune", build / "semeion" / "tune"), ("semeion-held-out", build / "semeion" / "held-out"),
+    for name, folder in (("semeion-tune", build / "semeion" / "tune"),
+                         ("semeion-held-out", build / "semeion" / "held-out"),
                          ("uci-tune", build / "uci" / "tune"), ("uci-held-out", build / "uci" / "held-out"),
                          ("sample", sample_guest_dir())):
         guest = load_guest_set(folder)
@@ -75,7 +76,7 @@ def populations(semeion: Path, mnist_dir: Path, build: Path) -> dict[str, tuple[
 @torch.inference_mode()
 def correct(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> np.ndarray:
     """Per digit, whether the model reads it right (images as the harness's worker hands them: uint8 / 255)."""
-    with contextlib.suppress(NotImplementedError):  # a torch.export archive refuses eval(): it was exported in eval mode
+    with contextlib.suppress(NotImplementedError):  # a torch.export archive refuses eval(): exported in eval mode
         model.eval()
     preds = []
     for start in range(0, len(images), batch):
@@ -147,7 +148,8 @@ def table(results: dict, sets: dict) -> dict:
 
 
 def leave_one_out(results: dict, cells: dict) -> list[dict]:
-    """Choose on A's held-out half among entries that never saw B; report the choice on all of B against the reference."""
+    """Choose on A's held-out half among entries that never saw B; report the choice on all of B against the
+    reference."""
     out = []
     for choose_on, report_on in PAIRS:
         candidates = [e for e, r in results.items() if report_on not in r["trained_on"]]

@@ -171,7 +171,8 @@ def load_guest_set(folder: Path) -> GuestSet:
     csv_path = folder / "labels.csv"
     csv_labels = read_labels_csv(csv_path) if csv_path.is_file() else {}
     present = {rel.as_posix() for rel in files}
-    skipped = [(name, "listed in labels.csv but there is no such file.") for name in sorted(csv_labels) if name not in present]
+    skipped = [(name, "listed in labels.csv but there is no such file.")
+               for name in sorted(csv_labels) if name not in present]
 
     labelled: list[tuple[Path, int]] = []
     for rel in files:

@@ -266,7 +266,8 @@ def import_sheet(photo: Path, out: Path = DEFAULT_OUT, layout: Layout = LAYOUT) 
         markers = find_markers(candidates)
     except SheetProblem as e:
         debug = out / f"_debug-{photo.stem}.png"
-        save_debug(Image.fromarray(np.round(small * 255).astype(np.uint8)), [(x, y) for _, x, y, _ in candidates], debug)
+        save_debug(Image.fromarray(np.round(small * 255).astype(np.uint8)), [(x, y) for _, x, y, _ in candidates],
+                   debug)
         raise SheetProblem(f"cannot import {photo.name}: {e}; photograph the whole sheet flat with all four "
                            f"black corner squares visible (candidates circled in {debug})") from None
     page = rectify(img, markers / scale, layout)

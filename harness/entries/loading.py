@@ -151,7 +151,8 @@ def describe_mismatch(state: dict[str, torch.Tensor], model: nn.Module, others: 
     saved, wanted = set(state), set(expected)
     if others:
         found, also = next(iter(others.items()))
-        return f"these weights fit class {found} in {CODE_FILE}, not {name}: set model_class = \"{found}\" in entry.toml{also}."
+        return (f"these weights fit class {found} in {CODE_FILE}, not {name}: set model_class = \"{found}\" "
+                f"in entry.toml{also}.")
     change = _prefix_change(saved, wanted)
     if change:
         extra, prefix = change

@@ -20,8 +20,9 @@ The entry's speed is timed here, from outside its process: from the moment the i
 (after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
 
 The entry's process also says its phase (loading, warming up) and then counts the images it has done in a progress
-file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
-here on the host's clock since ``go``, says it cannot finish within its time limit (it would fail anyway).
+file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping
+at once an entry whose speed, timed here on the host's clock since ``go``, says it cannot finish within its time
+limit (it would fail anyway).
 """
 
 from __future__ import annotations

@@ -240,7 +240,8 @@ class Sandbox:
         _make_readable(staged)
         names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (Job.go)
         job = {"folder": f"{ENTRIES}/{folder.name}", "metadata": metadata, "inputs": names, "device": device,
-               "batch_size": batch_size, "gpu_memory": gpu_memory, "memory_limit": memory_limit, "cpu_seconds": cpu_seconds(timeout),
+               "batch_size": batch_size, "gpu_memory": gpu_memory, "memory_limit": memory_limit,
+               "cpu_seconds": cpu_seconds(timeout),
                "tasks": tasks_of(self.uid) + TASK_HEADROOM, "preload": [m for m in preload if m not in self.preloaded]}
         self.preloaded.update(preload)
         self.proc.stdin.write(base64.b64encode(pickle.dumps(job)) + b"\n")

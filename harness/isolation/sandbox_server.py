@@ -104,7 +104,8 @@ def serve(preload: list[str]) -> None:
             with contextlib.suppress(Exception):  # the entry's own import will report it
                 importlib.import_module(module)
             # What the server's own import wrote there (no entry runs now) is the server's: kept like the rest.
-            keep = {folder: names | frozenset(set(os.listdir(folder)) - before[folder]) for folder, names in keep.items()}
+            keep = {folder: names | frozenset(set(os.listdir(folder)) - before[folder])
+                    for folder, names in keep.items()}
         if not wipe_scratch(keep):
             send({"error": "what the previous entry left in the sandbox's /tmp could not be removed"})
             continue

@@ -7,12 +7,13 @@ process, under the same limits as :func:`harness.isolation.predict`: the same us
 address space, file size and process count, and for each request the same wall-clock time limit and
 resident-memory watch. The first request's time limit covers loading the model too. CPU time: the process's cap is
 ``CPU_REQUESTS`` one-off runs' worth, and it is started afresh (its model loaded again) before a request that would
-find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A process that dies, breaks a
-limit or stops answering is killed, its failure is that request's one sentence, and the next request starts it
-afresh. :class:`WarmPool` keeps at most ``cap`` entries warm and, with a ``memory_budget``, at most that many bytes
-of them (each entry's memory as its cgroup counts it, else the unique memory of its processes, measured after
-each load and request; the least recently used goes first, and an entry that alone needs more than the budget
-answers and is shut down), shuts down those idle for ``idle_seconds`` and all of them when the host process exits.
+find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A
+process that dies, breaks a limit or stops answering is killed, its failure is that request's one sentence, and the
+next request starts it afresh. :class:`WarmPool` keeps at most ``cap`` entries warm and, with a ``memory_budget``, at
+most that many bytes of them (each entry's memory as its cgroup counts it, else the unique memory of its processes,
+measured after each load and request; the least recently used goes first, and an entry that alone needs more than the
+budget answers and is shut down), shuts down those idle for ``idle_seconds`` and all of them when the host process
+exits.
 
 Nothing here is ranked: there is no secret order, and what an entry answers is only its reading of the images.
 """

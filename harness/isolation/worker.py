@@ -46,8 +46,9 @@ from harness.isolation.exchange import (
 CPU_BATCH = 128    # the largest batch on the CPU; a costly model gets a smaller one (see choose_batch)
 CUDA_BATCH = 8192  # the largest batch on CUDA; smaller where the warm-up's memory says it would not fit
 # A batch the harness sizes on CPU holds about this much arithmetic (FLOPs: 2 × the multiply-adds of its conv and
-# linear layers, see flops_per_image): about 2 s on a 2-core CPU. A digits CNN (tens of MFLOPs an image) keeps CPU_BATCH; a 224-px ResNet-50
-# (8.2 GFLOPs) gets 16, so its first estimate comes seconds after go and its warm-up costs seconds, not minutes.
+# linear layers, see flops_per_image): about 2 s on a 2-core CPU. A digits CNN (tens of MFLOPs an image) keeps
+# CPU_BATCH; a 224-px ResNet-50 (8.2 GFLOPs) gets 16, so its first estimate comes seconds after go and its warm-up
+# costs seconds, not minutes.
 BATCH_FLOPS = 200e9
 PROBE_FLOPS = 50e9  # ... and the batch the layout is probed on (twice, untimed)
 FIRST_PROBE = 2     # images in the first, counted warm-up pass (2, not 1: a model that squeezes its batch works)
@@ -121,7 +122,8 @@ class Counter:
         write_progress(self.fd, self.done)
 
 
-def run_batches(model, resident: torch.Tensor, batch_size: int, where: str, counter: Counter | None = None) -> np.ndarray:
+def run_batches(model, resident: torch.Tensor, batch_size: int, where: str,
+                counter: Counter | None = None) -> np.ndarray:
     """Forward every image once, in order, from images already on the device; outputs come back in one copy.
 
     On a CUDA out-of-memory error the batch is halved and the same images are tried again. ``counter`` counts the
@@ -436,7 +438,8 @@ def failure(exc: BaseException, folder: Path, log: CappedLog) -> str:
     if isinstance(exc, SystemExit):
         return f"the entry called sys.exit({exc.code!r}); an entry must not exit the process."
     if isinstance(exc, MemoryError):
-        return "the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the memory limit."
+        return ("the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the "
+                "memory limit.")
     frames = traceback.extract_tb(exc.__traceback__)
     user = [f for f in frames if Path(f.filename).resolve().is_relative_to(Path(folder).resolve())]
     where = f" ({Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
@@ -458,8 +461,8 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
     log = CappedLog()
     sys.stdout = sys.stderr = log
     try:
-        result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size,
-                                 gpu_memory)
+        result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device,
+                                 batch_size, gpu_memory)
     except BaseException as exc:  # anything the entry's own code raises
         result = {"status": "failed", "error": failure(exc, Path(folder), log)}
     if os.getpid() != pid:  # a copy the entry forked: only the entry's own process reports

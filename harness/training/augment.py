@@ -94,7 +94,8 @@ def stroke(images: torch.Tensor, width: float) -> torch.Tensor:
     w = _uniform(len(images), -width, width).view(-1, 1, 1, 1)
     thick = F.max_pool2d(images, 3, 1, 1)
     thicker = F.max_pool2d(thick, 3, 1, 1)
-    grown = torch.where(w <= 1, images + w.clamp(0, 1) * (thick - images), thick + (w - 1).clamp(0, 1) * (thicker - thick))
+    grown = torch.where(w <= 1, images + w.clamp(0, 1) * (thick - images),
+                        thick + (w - 1).clamp(0, 1) * (thicker - thick))
     cut = 0.6 * (-w).clamp(0, 1)
     thinned = ((images - cut) / (1 - cut)).clamp(0, 1)
     return torch.where(w >= 0, grown, thinned)
