@@ -131,7 +131,8 @@ def test_resnet_that_wants_3x224(tmp_path, small_mnist):
     assert ev.status == "ok", ev.error
     x = torch.nn.functional.interpolate(torch.from_numpy(tiny.images[:, None] / 255.0).float(), size=224,
                                         mode="bilinear").expand(-1, 3, -1, -1)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.inference_mode():
         reference = net((x - mean) / std).argmax(1).numpy()
     assert np.array_equal(predicted(ev), reference)

@@ -261,9 +261,10 @@ def test_filter_sort_and_csv():
     assert rows[0]["level with the leader"] == "yes" and rows[2]["level with the leader"] == "no"
     recipe = ["architecture", "optimizer", "learning rate", "schedule", "batch size", "epochs", "weight decay",
               "dropout", "label smoothing", "augmentation", "seed", "validation accuracy", "training seconds"]
+    # the board's columns, then the flat recipe: no hashes, no hp:
     assert list(rows[0]) == ["rank", "level with the leader", "p vs leader (Holm)", "entry", "folder", "author",
                              "guest accuracy", "mnist accuracy", "parameters", "images per second", "last evaluated",
-                             "status", "versions", *recipe]  # the board's columns, then the flat recipe: no hashes, no hp:
+                             "status", "versions", *recipe]
     assert (rows[0]["architecture"], rows[0]["learning rate"], rows[0]["augmentation"]) == \
         ("lenet5", "0.1", "affine+slant+stroke")
     assert (rows[2]["architecture"], rows[2]["learning rate"], rows[2]["augmentation"]) == ("", "0.2", "none")
@@ -469,7 +470,8 @@ def test_moderation_and_audit_log(fx, tmp_path):
 
 
 def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
-    """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.scoring.standings."""
+    """The board, the entry page, the guest gallery and What worked all take bob's standing from
+    harness.scoring.standings."""
     from harness.scoring import insights, standings
     from harness.scoring.competition import Competition
     db = tmp_path / "dq.db"
@@ -789,7 +791,8 @@ def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
         stored = queries.versions(engine, name).sort_values("version", ascending=False)  # newest first
         said = [f"Version {n} · submitted {t:%Y-%m-%dT%H:%M:%S}"
                 for n, t in zip(stored["version"], stored["submitted"], strict=True)]
-        assert len(version().options) == len(said) and all(o.startswith(w) for w, o in zip(said, version().options, strict=True))
+        assert len(version().options) == len(said) and all(o.startswith(w)
+                                                           for w, o in zip(said, version().options, strict=True))
     assert len(queries.versions(engine, "ada")) == 2
 
 
@@ -860,7 +863,8 @@ def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch,
     evals = {e.version.first_seen_at: e for e in store.load_evaluations(engine, store.newest_evaluation_ids(engine))
              + store.load_evaluations(engine, list(range(1, 20))) if e.version.entry.name == "ada"}
     assert ranked["mnist_accuracy"] == next(r.accuracy for r in evals[first].results if r.dataset.kind == "mnist")
-    assert ada.loc[late, "mnist_accuracy"] == next(r.accuracy for r in evals[second].results if r.dataset.kind == "mnist")
+    assert ada.loc[late, "mnist_accuracy"] == next(r.accuracy for r in evals[second].results
+                                                   if r.dataset.kind == "mnist")
     assert ranked["rank"] >= 1 and np.isnan(ada.loc[late, "rank"])
     # Dee no longer shares Ada's rank: Ada's on-time (weak) version is the one ranked, ordered by guest accuracy.
     row = board[board["status"] == "ok"].set_index("entry")

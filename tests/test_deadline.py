@@ -78,7 +78,8 @@ def test_late_versions_rescoring_and_override(tmp_path, mnist_dir, means, capsys
     guest = load_guest_set(second_guest)
     with Session(engine) as session:
         ev = session.get(Evaluation, ranked["evaluation_id"])
-        result = session.scalar(select(Result).join(Dataset).where(Result.evaluation_id == ev.id, Dataset.kind == "guest"))
+        result = session.scalar(select(Result).join(Dataset)
+                                .where(Result.evaluation_id == ev.id, Dataset.kind == "guest"))
         assert result.dataset.content_hash == guest.content_hash
         predicted = unpack(result.predicted)
         seen = unpack(result.dataset.images)

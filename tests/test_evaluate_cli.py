@@ -245,7 +245,8 @@ def test_existing_results_survive_a_failed_run(tmp_path, db_url, subs, mnist_dir
 def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path, means, mnist_dir, guest_dir):
     """Kill the whole harness mid-run; every stored evaluation is complete, and a re-run does only the rest."""
     subs = tmp_path / "subs"
-    slow = ("import time\n" + (REPO / "tests" / "entries.py").read_text().split("TEMPLATE_CODE = '''")[1].split("'''")[0]
+    template = (REPO / "tests" / "entries.py").read_text().split("TEMPLATE_CODE = '''")[1].split("'''")[0]
+    slow = ("import time\n" + template
             .replace("return self.scale", "time.sleep(0.6)\n        return self.scale"))
     for i in range(6):
         write_entry(subs, f"slow-{i}", code=slow, weights=template_weights(means))

@@ -46,7 +46,8 @@ def test_export_of_an_empty_database(tmp_path, db_url, capsys):
 
 
 def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_url, means, mnist_dir, capsys):
-    """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one absent."""
+    """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one
+    absent."""
     from harness.data import mnist
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     subs = tmp_path / "subs"

@@ -270,7 +270,8 @@ def test_unsandboxed_file_size_limit_applies(plain, tmp_path, means, monkeypatch
     monkeypatch.setattr(sandbox_server, "FILE_LIMIT", 16 * 1024 * 1024)
     shared = tmp_path / "shared"
     shared.mkdir()
-    os.chmod(shared, 0o777)  # writable by the entry (uid nobody under root); a fresh path, so no stale file is in the way
+    # writable by the entry (uid nobody under root); a fresh path, so no stale file is in the way
+    os.chmod(shared, 0o777)
     target = shared / "big-output"
     folder = write_entry(tmp_path / "subs", "big-file", weights=template_weights(means), code=writes_big_file(target))
     outcome = plain(folder)

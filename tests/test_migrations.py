@@ -71,7 +71,8 @@ def test_database_made_before_migrations_is_upgraded_with_its_rows(tmp_path):
                 evaluation.log, evaluation.sandboxed, evaluation.run.argv) == \
             ("a" * 64, "ok", 1.25, 123_456_789, "hello from alpha", True, ["--device", "cpu"])
         result = evaluation.results[0]
-        assert (result.correct, result.total, result.precision, result.confusion) == (3, 4, [1.0, None], [[1, 0], [1, 2]])
+        assert (result.correct, result.total, result.precision, result.confusion) == \
+            (3, 4, [1.0, None], [[1, 0], [1, 2]])
         assert unpack(result.predicted).tolist() == [7, 2, 1, 6]
         assert unpack(result.dataset.labels).tolist() == [7, 2, 1, 0]
         assert np.array_equal(unpack(result.dataset.images), np.arange(4 * 28 * 28, dtype=np.uint8).reshape(4, 28, 28))

@@ -48,7 +48,8 @@ def test_corrupt_test_file_is_refused_by_md5(mnist_dir, tmp_path):
 
 def test_truncated_training_file_is_reported(mnist_dir, tmp_path):
     shutil.copy(mnist_dir / "train-labels-idx1-ubyte.gz", tmp_path)
-    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes((mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()[:5000])
+    cut = (mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()[:5000]
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(cut)
     with pytest.raises(HarnessError, match="is not a readable IDX file"):
         mnist.load_split(tmp_path, "train", allow_download=False)
 
