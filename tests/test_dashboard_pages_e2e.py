@@ -1,6 +1,6 @@
 """The entry, head-to-head, What worked and organiser pages in a real headless Chromium, at a desktop's 1440×900 and
 a phone's 390×844 (tests/browser.py starts the server and the browser). Screenshots go to screenshots/
-(git-ignored); the board's two go to docs/ for the README."""
+(git-ignored); the board's two go to docs/ for docs/dashboard.md."""
 
 from __future__ import annotations
 
@@ -280,8 +280,9 @@ def test_what_worked_charts_fill_their_columns(server, sized):
 
 @pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
 def test_board_screenshots_for_the_readme(server, sized):
-    """The board at a desktop's and a phone's width, as the README shows it (under 300 KB). Written to screenshots/;
-    with UPDATE_README_SHOTS=1 to docs/board-*.png, the README's pictures (a test run leaves tracked files alone)."""
+    """The board at a desktop's and a phone's width, as docs/dashboard.md shows it (under 300 KB). Written to
+    screenshots/; with UPDATE_README_SHOTS=1 to docs/board-*.png, the pictures in docs/dashboard.md (a test run leaves
+    tracked files alone)."""
     from PIL import Image
     driver, width, height = sized
     driver.get(f"{server}/")
