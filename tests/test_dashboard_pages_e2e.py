@@ -17,6 +17,7 @@ from harness.store.engine import make_engine
 from leaderboard import views
 from tests import dashboard_fixtures
 from tests.browser import (
+    PATIENCE,
     SHOTS,
     button,
     chromium,
@@ -325,7 +326,7 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     assert not reveal.is_enabled()  # until the organiser confirms it is the sample set
 
     click(browser, "Start the evaluation")
-    running = wait_for_text(browser, "running ·", timeout=30)
+    running = wait_for_text(browser, "running ·", timeout=PATIENCE)
     assert not button(browser, "Start the evaluation", enabled=False).is_enabled(), running[-800:]  # one at a time
     deadline = time.time() + 240
     while time.time() < deadline and "done ·" not in browser.execute_script("return document.body.innerText"):
