@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.entries.discovery import discover  # noqa: E402
 from harness.isolation import WarmPool  # noqa: E402
-from harness.scoring import competition  # noqa: E402
+from harness.common import competition  # noqa: E402
 from leaderboard.draw import LIMITS, memory_text  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from harness import cli
 from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
-from harness.scoring import competition
+from harness.common import competition
 from harness.submit.checking import BUDGET_SECONDS, DIAGNOSE_BELOW, SAMPLE, CheckFailed, check
 from harness.submit.checking import diagnose  # noqa: F401  (check.diagnose, as before)
 

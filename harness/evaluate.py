@@ -12,7 +12,7 @@ from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
-from harness.scoring import competition
+from harness.common import competition
 from harness.isolation import process as isolation
 from harness.store import results as store
 from harness.store.engine import make_engine, resolve_url, shown_url

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import cli
-from harness.scoring import board, competition
+from harness.common import competition
+from harness.scoring import board
 from harness.store import reads
 from harness.store.engine import make_engine
 from harness.errors import HarnessError

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import cli
-from harness.scoring import competition
+from harness.common import competition
 from harness.store.engine import make_engine
 from harness.errors import HarnessError
 from harness.scoring import board, insights

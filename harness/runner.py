@@ -23,7 +23,7 @@ from harness.store import snapshots, space
 from harness.scoring import retention, standings
 from harness.store import results as store
 from harness import __version__
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.entries.discovery import Entry
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
 from harness.isolation.exchange import LOADING

@@ -25,7 +25,8 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from harness.store import leftovers, snapshots
-from harness.scoring import competition, standings
+from harness.common import competition
+from harness.scoring import standings
 from harness.store import results as store
 from harness import __version__, cli, runner
 from harness.store.engine import make_engine

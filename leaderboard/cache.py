@@ -8,8 +8,9 @@ import numpy as np
 import streamlit as st
 
 from harness.entries.discovery import left_out_folders
-from harness.scoring import board as scoring_board, competition
-from harness.scoring.competition import Competition
+from harness.common import competition
+from harness.scoring import board as scoring_board
+from harness.common.competition import Competition
 from harness.store.engine import make_engine
 
 from harness.store import reads as queries

@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from harness.scoring import board, standings
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.data.guest import sample_guest_dir
 
 from harness.store import reads as q

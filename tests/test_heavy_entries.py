@@ -22,7 +22,7 @@ from harness import evaluate, runner
 from harness.entries.discovery import discover
 from harness.isolation import Limits, Progress, exchange, predict, prediction, process, sandbox_command, worker
 from harness.isolation.limits import limit_process
-from harness.scoring import competition
+from harness.common import competition
 from harness.store import reads, results as store
 from harness.store.engine import make_engine
 from harness.store.schema import Run

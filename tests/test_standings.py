@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from harness.scoring import board, ranking
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.store.reads import Score
-from harness.scoring.competition import parse
+from harness.common.competition import parse
 from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks)
 
 DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}

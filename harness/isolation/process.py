@@ -43,7 +43,7 @@ import psutil
 from harness.isolation import cgroups, limits, users
 from harness.isolation import sandbox
 from harness.isolation import sandbox_command, sandbox_server
-from harness.store import trees
+from harness.common import trees
 from harness.contract import EntryMetadata
 from harness.isolation.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
 

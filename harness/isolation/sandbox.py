@@ -35,7 +35,7 @@ from harness.isolation.limits import cpu_seconds
 from harness.isolation.sandbox_command import command
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
 from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
-from harness.store import trees
+from harness.common import trees
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
 COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out

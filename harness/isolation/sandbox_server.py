@@ -14,7 +14,7 @@ import pickle
 import sys
 
 from harness.isolation.limits import limit_process
-from harness.store import trees
+from harness.common import trees
 
 NOBODY = 65534              # the user an entry runs as when the harness runs as root
 FILE_LIMIT = 1024 ** 3      # largest file an entry may write

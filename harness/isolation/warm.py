@@ -45,7 +45,7 @@ from harness.entries.discovery import Entry
 from harness.isolation import cgroups, process, sandbox, sandbox_command, users
 from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
-from harness.store import trees
+from harness.common import trees
 from harness.store.leftovers import temp_folder
 
 CAP = 8                # entries kept warm at once

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from harness.store import results as store
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.store.schema import Entry, EntryOwner, EntryVersion, Evaluation
 
 RANKED, LATE, SUPERSEDED, DISQUALIFIED = "ranked", "late", "superseded", "disqualified"

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 from sqlalchemy import Engine, delete, select, update
 
-from harness.store import trees
+from harness.common import trees
 from harness.store.schema import Claim, Run
 
 PID_FOLDER = re.compile(r"^harness-(\d+)-")

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, name_problem
 from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.store import members, snapshots
 from harness.store import results as store
 from harness.store import versions
