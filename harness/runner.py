@@ -24,6 +24,7 @@ from harness.scoring import retention, standings
 from harness.store import results as store
 from harness import __version__
 from harness.common.competition import Competition
+from harness.common.tempfolders import temp_folder
 from harness.entries.discovery import Entry
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
 from harness.isolation.exchange import LOADING
@@ -457,7 +458,7 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
     with backend(options, entries) as where:
         options = replace(options, device=where.resolve_device(options.device))
         summary = RunSummary(run_id=store.start_run(engine, options.device, argv), device=options.device)
-        work = leftovers.temp_folder("run")
+        work = temp_folder("run")
         status = "failed"
         try:
             jobs, summary.notes = plan(engine, entries, competition, work)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from harness.store import leftovers, snapshots
-from harness.common import competition
+from harness.store import snapshots
+from harness.common import competition, tempfolders
 from harness.scoring import standings
 from harness.store import results as store
 from harness import __version__, cli, runner
@@ -142,7 +142,7 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
         checks.append(check)
         console.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.detail)}")
 
-    leftovers.remove_dead_folders()
+    tempfolders.remove_dead_folders()
     moderated = standings.moderation(engine)
     for entry in entries:
         state, reason = moderated.get(entry.name, ("visible", ""))

@@ -19,7 +19,7 @@ from harness.entries.discovery import Entry
 from harness.isolation import limits as resource_limits
 from harness.isolation import order, process
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
+from harness.common.tempfolders import temp_folder
 
 DEVICES = ("auto", "cpu", "cuda")
 LIMIT_NAMES = ("time limit", "memory limit")  # how this package's messages name the limit that stopped an entry

@@ -171,7 +171,7 @@ class Sandbox:
         ("cpu" or "cuda"): where its entries run; only "cuda" lets them reach the GPU."""
         self.device = device
         self.as_root = os.getuid() == 0 if as_root is None else as_root
-        self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.store.leftovers
+        self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.common.tempfolders
         self.uid = entry_uid(self.as_root)
         for name in ("entries", "in", "out"):
             (self.root / name).mkdir()

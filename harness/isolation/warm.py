@@ -46,7 +46,7 @@ from harness.isolation import cgroups, process, sandbox, sandbox_command, users
 from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
 from harness.common import trees
-from harness.store.leftovers import temp_folder
+from harness.common.tempfolders import temp_folder
 
 CAP = 8                # entries kept warm at once
 IDLE_SECONDS = 600.0   # a warm entry unused this long is shut down

@@ -15,7 +15,7 @@ from harness import __version__
 from harness.data.task import DatasetSpec  # noqa: F401  (the sets the store keeps)
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 from harness.entries.discovery import Entry as EntryOnDisk
-from harness.store.leftovers import this_process
+from harness.common.tempfolders import this_process
 
 GUEST_REVEALED = "guest_revealed"
 
@@ -145,7 +145,7 @@ def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
 
 
 def start_run(engine: Engine, device: str, argv: list[str]) -> int:
-    """A new "running" run, with this process's host, pid and start time (see ``harness.store.leftovers``)."""
+    """A new "running" run, with this process's host, pid and start time (see ``harness.common.tempfolders``)."""
     host, pid, started = this_process()
     with Session(engine) as session, session.begin():
         run = Run(harness_version=__version__, torch_version=metadata.version("torch"), python_version=sys.version.split()[0],
