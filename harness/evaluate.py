@@ -191,7 +191,7 @@ def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: com
 def follow_parent(pid: int) -> None:
     """SIGTERM this process when ``pid``, its parent, ends (Linux's parent-death signal, set before the parent is
     checked so that no moment is missed); a HarnessError if ``pid`` is not (or no longer) its parent."""
-    from harness.isolation.limits import die_with_parent
+    from harness.isolation.inside.rlimits import die_with_parent
     die_with_parent(signal.SIGTERM)
     if os.getppid() != pid:
         raise HarnessError(f"--parent {pid} is not this process's parent (it has ended, or another process started "

@@ -27,7 +27,7 @@ from harness.common.competition import Competition
 from harness.common.tempfolders import temp_folder
 from harness.entries.discovery import Entry
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
-from harness.isolation.exchange import LOADING
+from harness.isolation.inside.exchange import LOADING
 from harness.isolation.process import GIB, needs_torchvision
 from harness.data.task import TASK
 from harness.data.copies import changed_copies

@@ -172,7 +172,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
 
 
 def test_worker_scales_uint8_to_unit_range_exactly():
-    from harness.isolation.worker import to_device
+    from harness.isolation.inside.worker import to_device
     raw = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16).repeat(2, 0)
     x = to_device(np.pad(raw, ((0, 0), (0, 0), (6, 6), (6, 6))), torch.device("cpu"))
     assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0

@@ -20,8 +20,9 @@ from torch import nn
 
 from harness import evaluate, runner
 from harness.entries.discovery import discover
-from harness.isolation import Limits, Progress, exchange, predict, prediction, process, sandbox_command, worker
-from harness.isolation.limits import limit_process
+from harness.isolation import Limits, Progress, predict, prediction, process, sandbox_command
+from harness.isolation.inside import exchange, worker
+from harness.isolation.inside.rlimits import limit_process
 from harness.common import competition
 from harness.store import reads, results as store
 from harness.store.engine import make_engine

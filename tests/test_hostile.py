@@ -21,7 +21,7 @@ import pytest
 from harness.isolation import cgroups
 from harness.isolation import process as isolation
 from harness.isolation import sandbox
-from harness.isolation import sandbox_server
+from harness.isolation.inside import sandbox_server
 from harness.isolation import users
 from harness import runner
 from harness.contract import EntryMetadata
@@ -52,7 +52,7 @@ HIDES_PARAMETERS = TEMPLATE_CODE.replace(
 WRAPS_REPORTING = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
     import time
     import torch
-    import harness.isolation.worker as _worker
+    import harness.isolation.inside.worker as _worker
     _write = _worker.write_result
     def _forged(out_dir, result):
         result = dict(result, params=1, seconds={"mnist": 1e-9, "guest": 1e-9}, counts={"mnist": 10**9},

@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.isolation import order, worker
+from harness.isolation import order
+from harness.isolation.inside import worker
 from harness.store import results as store
 from harness import evaluate, runner
 from harness.store.engine import make_engine

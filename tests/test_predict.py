@@ -156,7 +156,8 @@ def test_images_must_be_uint8_like_the_stored_sets(tmp_path, images):
 
 def test_the_front_door_is_imported_lazily():
     """The sandbox's server imports this package inside the entry's process: that must not load the host side."""
-    code = ("import sys, harness.isolation, harness.isolation.sandbox_server, harness.isolation.exchange\n"
+    code = ("import sys, harness.isolation, harness.isolation.inside.exchange\n"
+            "import harness.isolation.inside.sandbox_server\n"
             "assert not {'harness.isolation.process', 'harness.isolation.prediction', 'sqlalchemy',\n"
             "            'multiprocessing'} & set(sys.modules), sorted(sys.modules)\n"
             "from harness.isolation import Prediction, predict\n"

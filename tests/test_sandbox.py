@@ -23,7 +23,7 @@ import torch
 from harness.isolation import process as isolation
 from harness.isolation import sandbox
 from harness.isolation import sandbox_command
-from harness.isolation import sandbox_server
+from harness.isolation.inside import sandbox_server
 from harness import runner
 from harness.contract import EntryMetadata
 from tests.conftest import REPO

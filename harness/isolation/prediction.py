@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.data.task import TASK
 from harness.entries.discovery import Entry
-from harness.isolation import limits as resource_limits
+from harness.isolation.inside import rlimits
 from harness.isolation import order, process
 from harness.isolation.process import Progress
 from harness.common.tempfolders import temp_folder
@@ -42,7 +42,7 @@ class Limits:
     @property
     def cpu_seconds(self) -> int:
         """The CPU-time limit that goes with the time limit: every core busy for the whole of it."""
-        return resource_limits.cpu_seconds(self.timeout)
+        return rlimits.cpu_seconds(self.timeout)
 
 
 def resolve_device(requested: str) -> str:

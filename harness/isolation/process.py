@@ -10,14 +10,14 @@ Without the sandbox, under a root harness, the entry's process still drops to a 
 shared with no other process: ``harness.isolation.users``; it keeps only the right to read files) before the model
 is imported, so the process, file-size and CPU limits apply and it can signal no other process; it gets a private
 TMPDIR, removed at its end; and the fork server adopts whatever the entry leaves running, so all of it is killed at
-the entry's end (``harness.isolation.reaper``). What it cannot give: a private view of the files.
+the entry's end (``harness.isolation.inside.reaper``). What it cannot give: a private view of the files.
 
 In both modes, where the host allows it, the entry's processes run in a cgroup of their own
 (``harness.isolation.cgroups``) whose memory limit counts every page they hold, memfd and tmpfs files included, and
 whose peak is the one reported; elsewhere the watch of resident memory is all, and the result says so.
 
 The entry's speed is timed here, from outside its process: from the moment the images are handed over
-(after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
+(after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.inside.worker``).
 
 The entry's process also says its phase (loading, warming up) and then counts the images it has done in a progress
 file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
@@ -40,12 +40,13 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation import cgroups, limits, users
+from harness.isolation import cgroups, users
 from harness.isolation import sandbox
-from harness.isolation import sandbox_command, sandbox_server
+from harness.isolation import sandbox_command
+from harness.isolation.inside import rlimits, sandbox_server
 from harness.common import trees
 from harness.contract import EntryMetadata
-from harness.isolation.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
+from harness.isolation.inside.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
 
 GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
@@ -115,11 +116,11 @@ _job_lock = threading.Lock()  # the sandbox runs one entry at a time (the dashbo
 
 def context(preload_torchvision: bool = False) -> mp.context.BaseContext:
     """The fork-server context, with torch (and torchvision when entries use it) imported once; the fork server
-    adopts the processes entries leave behind (``harness.isolation.reaper``)."""
+    adopts the processes entries leave behind (``harness.isolation.inside.reaper``)."""
     global _context
     if _context is None:
         _context = mp.get_context("forkserver")
-        _context.set_forkserver_preload(["harness.isolation.reaper", "harness.isolation.worker"] +
+        _context.set_forkserver_preload(["harness.isolation.inside.reaper", "harness.isolation.inside.worker"] +
                                         (["torchvision"] if preload_torchvision else []))
     return _context
 
@@ -180,11 +181,11 @@ def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir
     os.close(log)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    limits.limit_process(memory_limit, device, cpu_seconds, tasks, file_size)
+    rlimits.limit_process(memory_limit, device, cpu_seconds, tasks, file_size)
     if uid is not None:
-        limits.become_user(uid, keep_reading=True)
-    limits.die_with_parent()  # a harness killed with -9 takes its fork server along, and the entry with it
-    from harness.isolation import worker
+        rlimits.become_user(uid, keep_reading=True)
+    rlimits.die_with_parent()  # a harness killed with -9 takes its fork server along, and the entry with it
+    from harness.isolation.inside import worker
     worker.main(folder, metadata, inputs, out_dir, device, batch_size, gpu_memory)
     os._exit(0)  # skip atexit hooks an entry may have registered
 
@@ -510,7 +511,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
     trees.remove(out_dir)  # nothing an earlier call left may pass for this one's result
     out_dir.mkdir(parents=True)
     preload = ["torchvision"] if preload_torchvision else []
-    cpu = limits.cpu_seconds(timeout)
+    cpu = rlimits.cpu_seconds(timeout)
     with _job_lock:
         box = None if sandboxed is False else sandbox.shared(preload, device, secret)
         if sandboxed and box is None:

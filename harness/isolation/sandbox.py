@@ -10,7 +10,7 @@ process in the sandbox but the server and empties the shared folders, and the se
 caller's identity inside a user namespace; the sandbox's own root and the folders bwrap creates are read-only.
 
 This module is the host side; ``harness.isolation.sandbox_command`` builds the bwrap command line and
-``harness.isolation.sandbox_server`` is what runs inside it.
+``harness.isolation.inside.sandbox_server`` is what runs inside it.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation.limits import cpu_seconds
+from harness.isolation.inside.rlimits import cpu_seconds
 from harness.isolation.sandbox_command import command
-from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
-from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
+from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, NOBODY
+from harness.isolation.inside.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
 from harness.common import trees
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count

@@ -31,7 +31,7 @@ from torch import nn
 
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
-from harness.isolation.exchange import (GO_FILE, LOADING, PROGRESS_FILE, READY_FILE, WARMING_UP, write_phase,
+from harness.isolation.inside.exchange import (GO_FILE, LOADING, PROGRESS_FILE, READY_FILE, WARMING_UP, write_phase,
                                        write_progress)
 from harness.entries.loading import EntryError, load_model, set_eval
 
