@@ -43,7 +43,8 @@ import psutil
 from harness.isolation import cgroups, users
 from harness.isolation import sandbox
 from harness.isolation import sandbox_command
-from harness.isolation.inside import rlimits, sandbox_server
+from harness.isolation.inside import rlimits, sandbox_server, unsandboxed
+from harness.isolation.inside.unsandboxed import LOG_FILE, SCRATCH_SUFFIX
 from harness.common import trees
 from harness.contract import EntryMetadata
 from harness.isolation.inside.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
@@ -51,8 +52,6 @@ from harness.isolation.inside.exchange import LOADING, READY_FILE, hand_over, he
 GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
-LOG_FILE = "entry.log"
-SCRATCH_SUFFIX = ".tmp"  # next to an unsandboxed entry's output folder: its private TMPDIR
 PROGRESS_SECONDS = 0.1      # how often the entry's count of images done is read
 ESTIMATE_AFTER_SECONDS = 2.0  # the speed must have been seen for this long since go before it can stop an entry
 ESTIMATE_MARGIN = 1.2       # ... and the estimate must exceed the time limit by this factor
@@ -120,7 +119,8 @@ def context(preload_torchvision: bool = False) -> mp.context.BaseContext:
     global _context
     if _context is None:
         _context = mp.get_context("forkserver")
-        _context.set_forkserver_preload(["harness.isolation.inside.reaper", "harness.isolation.inside.worker"] +
+        _context.set_forkserver_preload(["harness.isolation.inside.reaper", "harness.isolation.inside.worker",
+                                         "harness.isolation.inside.unsandboxed"] +
                                         (["torchvision"] if preload_torchvision else []))
     return _context
 
@@ -164,38 +164,13 @@ def missing_protections(sandboxed: bool, uid: int | None, cgroup_missing: str | 
     return tuple(missing)
 
 
-def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
-           batch_size: int | None, memory_limit: int, cpu_seconds: int, tasks: int, file_size: int,
-           uid: int | None, gpu_memory: int | None, cgroup: list[str] | None = None) -> None:
-    for procs in cgroup or []:  # first of all: every page it touches from now on is charged to its cgroup
-        with open(procs, "w") as fh:
-            fh.write(str(os.getpid()))
-    for name in ("TMPDIR", "TMP", "TEMP"):  # a scratch folder of its own, removed at its end (as the sandbox's /tmp)
-        os.environ[name] = os.path.join(os.path.dirname(out_dir), os.path.basename(out_dir) + SCRATCH_SUFFIX)
-    import tempfile
-    tempfile.tempdir = None
-    os.setsid()  # own session and process group: nothing the entry starts keeps the harness's terminal
-    log = os.open(os.path.join(out_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    rlimits.limit_process(memory_limit, device, cpu_seconds, tasks, file_size)
-    if uid is not None:
-        rlimits.become_user(uid, keep_reading=True)
-    rlimits.die_with_parent()  # a harness killed with -9 takes its fork server along, and the entry with it
-    from harness.isolation.inside import worker
-    worker.main(folder, metadata, inputs, out_dir, device, batch_size, gpu_memory)
-    os._exit(0)  # skip atexit hooks an entry may have registered
-
-
 @contextlib.contextmanager
 def _main_module_hidden():
     """Start children without re-running the caller's ``__main__`` (a script, pytest, streamlit) in them.
 
     multiprocessing re-imports the main module in every fork-server child; the child only needs
-    ``harness.isolation.process._child``, so the main module's name and path are hidden while the child starts.
+    ``harness.isolation.inside.unsandboxed.main``, so the main module's name and path are hidden while the child
+    starts.
     """
     main = sys.modules["__main__"]
     saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
@@ -461,7 +436,7 @@ def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path]
         os.chown(out_dir, uid, uid)
         os.chown(scratch, uid, uid)
     tasks = sandbox.tasks_of(os.getuid() if uid is None else uid) + sandbox.TASK_HEADROOM
-    proc = ctx.Process(target=_child, args=(str(folder), metadata, {k: str(v) for k, v in staged.items()},
+    proc = ctx.Process(target=unsandboxed.main, args=(str(folder), metadata, {k: str(v) for k, v in staged.items()},
                                             str(out_dir), device, batch_size, memory_limit, cpu_seconds, tasks,
                                             sandbox_server.FILE_LIMIT, uid, gpu_memory,
                                             [str(f / "cgroup.procs") for f in cgroup.folders] if cgroup else None),

@@ -26,7 +26,7 @@ def main(encoded: str) -> None:
         sandbox_server.become_entry_user()
         rlimits.limit_process(job["memory_limit"], job["device"], job["cpu_seconds"], job["tasks"],
                              sandbox_server.FILE_LIMIT)
-    else:  # as process._child: limits first, then the user (kept able to read Python wherever it is installed)
+    else:  # as unsandboxed.main: limits first, then the user (kept able to read Python wherever it is installed)
         rlimits.limit_process(job["memory_limit"], job["device"], job["cpu_seconds"], job["tasks"],
                              sandbox_server.FILE_LIMIT)
         if job["uid"] is not None:
