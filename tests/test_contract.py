@@ -158,7 +158,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
     def look(folder, metadata, inputs, out_dir, **_):
         seen["files"] = sorted(p.name for p in inputs["mnist"].parent.iterdir())
         seen["images"], seen["order"] = np.load(inputs["mnist"]), inputs.orders["mnist"]
-        return process.Outcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
+        return process.RunOutcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
 
     monkeypatch.setattr(process, "run_isolated", look)
     entry = discover(write_entry(tmp_path / "subs", "plain", weights=template_weights(means)).parent)["plain"]

@@ -157,7 +157,7 @@ def test_auto_is_resolved_in_the_host_and_the_child_gets_the_resolved_device(tmp
 
     def fake(folder, metadata, inputs, out_dir, **kwargs):
         given.append((kwargs["device"], kwargs["gpu_memory"]))
-        return process.Outcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
+        return process.RunOutcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
 
     monkeypatch.setattr(process, "run_isolated", fake)
     entry = entry_of(tmp_path, "any", SLOW)

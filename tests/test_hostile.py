@@ -354,7 +354,7 @@ HOARDS_MEMFD = before_return(textwrap.dedent("""
 MODES = ["sandbox, root layout", "sandbox, user layout", "plain"]
 
 
-def run_in(mode: str, folder: Path, tmp_path: Path, **kwargs) -> isolation.Outcome:
+def run_in(mode: str, folder: Path, tmp_path: Path, **kwargs) -> isolation.RunOutcome:
     """One entry run in ``mode`` (see isolation_mode) on 4 zero images."""
     images = tmp_path / "images_mnist.npy"
     np.save(images, np.zeros((4, 1, 28, 28), np.uint8))

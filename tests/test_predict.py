@@ -129,7 +129,7 @@ def test_what_the_entrys_process_wrote_is_checked(tmp_path, monkeypatch, images,
         out_dir.mkdir()
         if written is not None:
             np.save(out_dir / "outputs_a.npy", written)
-        return process.Outcome(result={"status": "ok", "device": "cpu"}, seconds=2.0, peak_rss=1, log="",
+        return process.RunOutcome(result={"status": "ok", "device": "cpu"}, seconds=2.0, peak_rss=1, log="",
                                timed_seconds=1.0)
 
     monkeypatch.setattr(process, "run_isolated", claims_ok)

@@ -99,7 +99,8 @@ def over_time(needed: float, rate: float, total: int, timeout: float, device: st
 
 
 @dataclass
-class Outcome:
+class RunOutcome:
+    """How one run of an entry's process ended, measured here on the host (what ``run_isolated`` returns)."""
     result: dict          # the worker's result.json (status ok/failed, error; nothing in it is ranked)
     seconds: float        # wall time of the whole child process
     peak_rss: int         # bytes
@@ -472,7 +473,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                  device: str = "cpu", timeout: float = 300.0, memory_limit: int = 8 * GIB,
                  batch_size: int | None = None, preload_torchvision: bool = False,
                  sandboxed: bool | None = None, gpu_memory: int | None = None, total: int = 0,
-                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Outcome:
+                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> RunOutcome:
     """Evaluate one entry in a fresh child process and say how it ended.
 
     ``device`` is "cpu" or "cuda", resolved before any limit applies. ``sandboxed``: None uses the bubblewrap
@@ -500,7 +501,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                                     gpu_memory, cgroup)
                 except (sandbox.SandboxError, OSError) as exc:
                     box.close()
-                    return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
+                    return RunOutcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
                                    seconds=0.0, peak_rss=0, log="", sandboxed=True,
                                    protections=missing_protections(True, None, no_cgroup))
             else:
@@ -509,7 +510,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                     job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
                                         preload_torchvision, user.uid if user else None, gpu_memory, cgroup)
                 except (OSError, psutil.Error) as exc:
-                    return Outcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
+                    return RunOutcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
                                    seconds=0.0, peak_rss=0, log="",
                                    protections=missing_protections(False, user and user.uid, no_cgroup))
             try:
@@ -533,6 +534,6 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
         if result.get("error"):
             result["error"] = sandbox.host_paths(result["error"], folder)
         log = sandbox.host_paths(log, folder)
-    return Outcome(result=result, seconds=watched.seconds, peak_rss=watched.peak, log=log, sandboxed=box is not None,
+    return RunOutcome(result=result, seconds=watched.seconds, peak_rss=watched.peak, log=log, sandboxed=box is not None,
                    timed_seconds=watched.timed if result.get("status") == "ok" else None,
                    protections=missing_protections(box is not None, user.uid if user else None, no_cgroup))

@@ -111,7 +111,7 @@ def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
     return True
 
 
-class Job:
+class SandboxJob:
     """One entry running in the sandbox; the watcher in ``harness.isolation.process`` polls it."""
 
     def __init__(self, box: Sandbox, inputs: dict[str, Path], staged: dict[str, Path], cgroup=None):
@@ -233,14 +233,14 @@ class Sandbox:
 
     def start(self, folder: Path, metadata, inputs: dict[str, Path], device: str, batch_size: int | None,
               memory_limit: int, timeout: float, preload: list[str], gpu_memory: int | None = None,
-              cgroup=None) -> Job:
+              cgroup=None) -> SandboxJob:
         """Stage one entry's folder and images, then fork its process inside the sandbox; it runs only once it is in
         ``cgroup`` (a ``harness.isolation.cgroups.Cgroup``), when there is one."""
         self.clear()  # nothing of an earlier entry may remain, even after an interrupted run
         staged = self.root / "entries" / folder.name
         shutil.copytree(folder, staged, symlinks=True)
         _make_readable(staged)
-        names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (Job.go)
+        names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (SandboxJob.go)
         job = {"folder": f"{ENTRIES}/{folder.name}", "metadata": metadata, "inputs": names, "device": device,
                "batch_size": batch_size, "gpu_memory": gpu_memory, "memory_limit": memory_limit, "cpu_seconds": cpu_seconds(timeout),
                "tasks": tasks_of(self.uid) + TASK_HEADROOM, "preload": [m for m in preload if m not in self.preloaded]}
@@ -257,7 +257,7 @@ class Sandbox:
                 cgroup.add(p.pid)
         self.proc.stdin.write(b"go\n")
         self.proc.stdin.flush()
-        return Job(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()}, cgroup)
+        return SandboxJob(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()}, cgroup)
 
     def entry_processes(self) -> list[psutil.Process]:
         try:
