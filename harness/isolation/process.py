@@ -501,18 +501,16 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                                     gpu_memory, cgroup)
                 except (sandbox.SandboxError, OSError) as exc:
                     box.close()
-                    return RunOutcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
-                                   seconds=0.0, peak_rss=0, log="", sandboxed=True,
-                                   protections=missing_protections(True, None, no_cgroup))
+                    return _not_started(f"the sandbox could not start the entry ({exc}).", True,
+                                        missing_protections(True, None, no_cgroup))
             else:
                 try:
                     user = entry_user()
                     job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
                                         preload_torchvision, user.uid if user else None, gpu_memory, cgroup)
                 except (OSError, psutil.Error) as exc:
-                    return RunOutcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
-                                   seconds=0.0, peak_rss=0, log="",
-                                   protections=missing_protections(False, user and user.uid, no_cgroup))
+                    return _not_started(f"the entry's process could not start ({exc}).", False,
+                                        missing_protections(False, user and user.uid, no_cgroup))
             try:
                 watched = _watch(job, timeout, memory_limit, total, device, on_progress)
                 job.finish(out_dir)
@@ -526,14 +524,27 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                 cgroup.remove()
             if user is not None:  # its processes are all gone: the uid may go to another entry
                 user.release()
+    return _ended(watched, job, folder, out_dir, cpu, box is not None,
+                  missing_protections(box is not None, user.uid if user else None, no_cgroup))
+
+
+def _not_started(error: str, sandboxed: bool, protections: tuple[str, ...]) -> RunOutcome:
+    """The outcome of an entry whose process could not be started."""
+    return RunOutcome(result={"status": "failed", "error": error}, seconds=0.0, peak_rss=0, log="",
+                      sandboxed=sandboxed, protections=protections)
+
+
+def _ended(watched: _Watched, job, folder: Path, out_dir: Path, cpu: int, sandboxed: bool,
+           protections: tuple[str, ...]) -> RunOutcome:
+    """How the entry's run ended: its result.json unless it was stopped (else why its process ended early), what it
+    printed, and its time from go when it succeeded."""
     result = None if watched.reason else _read_result(out_dir)
     log = _read_log(out_dir)
     if result is None:
         result = {"status": "failed", "error": watched.reason or _exit_reason(job.exitcode, cpu, job.log_bytes)}
-    if box is not None:  # messages name the entry's folder as the member knows it, not the sandbox's path
+    if sandboxed:  # messages name the entry's folder as the member knows it, not the sandbox's path
         if result.get("error"):
             result["error"] = sandbox.host_paths(result["error"], folder)
         log = sandbox.host_paths(log, folder)
-    return RunOutcome(result=result, seconds=watched.seconds, peak_rss=watched.peak, log=log, sandboxed=box is not None,
-                   timed_seconds=watched.timed if result.get("status") == "ok" else None,
-                   protections=missing_protections(box is not None, user.uid if user else None, no_cgroup))
+    return RunOutcome(result=result, seconds=watched.seconds, peak_rss=watched.peak, log=log, sandboxed=sandboxed,
+                      timed_seconds=watched.timed if result.get("status") == "ok" else None, protections=protections)
