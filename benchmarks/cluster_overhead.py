@@ -7,7 +7,7 @@ per entry is the cluster's overhead (target ≤ 0.5 s). The one-time start (the 
 reported apart. Then the same entries run two at a time on the two workers, as ``runner`` does.
 
 (2) ``--resnet50 N``: a ResNet-50 at 3×224×224 (random weights, InputAdapter as in submissions/README.md) predicts N
-MNIST test images through ``predict`` on this machine: the per-image rate behind the README's table.
+MNIST test images through ``predict`` on this machine: the per-image rate behind docs/cluster.md's table.
 
     python benchmarks/cluster_overhead.py                    # 8 entries, 1,000 images: about 30 s on 2 cores
     python benchmarks/cluster_overhead.py --entries 4 --resnet50 50

@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import REPO
 
-TOP_LIMIT = 16  # modules at the top of harness/: the commands, the contract, the run loop, errors
+TOP_LIMIT = 17  # modules at the top of harness/: the commands, __main__ (the `harness` command), the contract,
+# the run loop, errors
 
 
 def test_import_contracts_are_kept():

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.browser import browser, needs_chromium, shot, wait_for_text  # noqa: F401 - fixture
+from tests.browser import PATIENCE, browser, needs_chromium, shot, wait_for_text  # noqa: F401 - fixture
 from tests.test_dashboard_e2e import fx, server  # noqa: F401 - fixtures
 
 pytestmark = needs_chromium
@@ -75,7 +75,7 @@ def click_button(driver, label: str, touch: bool = False) -> None:
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
     from selenium.webdriver.common.by import By
-    deadline = time.time() + 30
+    deadline = time.time() + PATIENCE
     while True:
         buttons = [b for b in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] button')
                    if b.text.strip().endswith(label) and b.is_enabled()]

@@ -405,7 +405,7 @@ def kills(pids: list[int]) -> str:
 
 def test_an_unsandboxed_entry_can_signal_no_process_but_its_own(plain, tmp_path, means):
     if os.getuid() != 0:
-        pytest.skip("under a user's harness an unsandboxed entry keeps that user's identity (see the README's table)")
+        pytest.skip("under a user's harness an unsandboxed entry keeps that user's identity (see the table in docs/scoring.md)")
     from harness.isolation import WarmPool
     from harness.isolation.prediction import Limits
     from harness.entries.discovery import discover

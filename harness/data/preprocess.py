@@ -316,7 +316,8 @@ def mnist_aspect(aspect: float) -> float:
     MNIST's digits are tall (the height fills the 20-pixel box in 93% of them; median width/height
     0.7), so a model trained on it reads a wide or box-stretched digit poorly. Narrowing only the
     excess leaves MNIST-shaped digits alone: the reference model scores the same on MNIST test with and
-    without this step, and better on Semeion, whose digits are stretched to fill a square (figures: README).
+    without this step, and better on Semeion, whose digits are stretched to fill a square (figures: docs/organiser.md,
+    "Guest digits").
     """
     return aspect if aspect <= ASPECT_KNEE else ASPECT_KNEE + ASPECT_SLOPE * (aspect - ASPECT_KNEE)
 

@@ -11,6 +11,8 @@ model); it imports nothing from the host side here.
 
 ``predict``, ``Limits`` and ``Prediction`` are imported on first use: importing a module of ``inside/`` runs this
 file inside the entry's process, which must not pay for the host side (psutil, multiprocessing).
+
+How an entry is run and what it may do: docs/scoring.md.
 """
 
 _FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device", "limits_hit")

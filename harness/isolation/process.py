@@ -1,27 +1,19 @@
 """Run each entry in its own process, with limits on time, memory, CPU time and (sandboxed) processes.
 
-Processes are forked from a fork server that has already imported torch, so isolation costs
-milliseconds per entry instead of a fresh interpreter's seconds. Where bubblewrap works the fork server
-runs inside its sandbox (``harness.isolation.sandbox``); elsewhere it is multiprocessing's fork server and the
-outcome says ``sandboxed=False``. A crash, hang, memory blow-up or ``sys.exit`` in an entry ends only
-that entry's process; the harness records why.
+Processes are forked from a fork server that has already imported torch, so isolation costs milliseconds per entry
+instead of a fresh interpreter's seconds. The fork server runs inside the bubblewrap sandbox where it works
+(``harness.isolation.sandbox``); elsewhere it is multiprocessing's and the outcome says ``sandboxed=False``, and under
+a root harness the entry's process drops to a uid of its own before the model is imported
+(``harness.isolation.users``) while the fork server adopts and kills whatever it leaves running
+(``harness.isolation.inside.reaper``). Memory is held by a cgroup of the entry's own where the host allows it
+(``harness.isolation.cgroups``), else by a watch of resident memory. A crash, hang, memory blow-up or ``sys.exit``
+ends only that entry's process; the harness records why.
 
-Without the sandbox, under a root harness, the entry's process still drops to a uid of its own (no account's,
-shared with no other process: ``harness.isolation.users``; it keeps only the right to read files) before the model
-is imported, so the process, file-size and CPU limits apply and it can signal no other process; it gets a private
-TMPDIR, removed at its end; and the fork server adopts whatever the entry leaves running, so all of it is killed at
-the entry's end (``harness.isolation.inside.reaper``). What it cannot give: a private view of the files.
+The entry is timed here, on the host's clock, from handing over the images until its process exits (see
+``harness.isolation.inside.worker``). Its progress file (phase, then images done) is only its claim: it is used to
+show progress and to stop at once an entry whose speed says it cannot finish within its time limit.
 
-In both modes, where the host allows it, the entry's processes run in a cgroup of their own
-(``harness.isolation.cgroups``) whose memory limit counts every page they hold, memfd and tmpfs files included, and
-whose peak is the one reported; elsewhere the watch of resident memory is all, and the result says so.
-
-The entry's speed is timed here, from outside its process: from the moment the images are handed over
-(after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.inside.worker``).
-
-The entry's process also says its phase (loading, warming up) and then counts the images it has done in a progress
-file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
-here on the host's clock since ``go``, says it cannot finish within its time limit (it would fail anyway).
+What each mode lets an entry do, and why: docs/scoring.md, "Isolation and sandbox".
 """
 
 from __future__ import annotations

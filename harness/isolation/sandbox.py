@@ -1,16 +1,13 @@
 """Evaluate entries inside a bubblewrap sandbox: one sandboxed fork server per harness process.
 
-Inside the sandbox an entry sees only the system libraries and the Python environment (read-only), the
-harness package, its own folder (``/entries/<name>``, read-only), its image files (``/in``, read-only, no
-labels), a private writable ``/out`` and a small ``/tmp``. There is no network. The server imports torch
-once; each entry is one fork that drops to an unprivileged user (when the harness runs as root) and gets
-limits on CPU time, address space, file size and process count. After each entry the host kills every
-process in the sandbox but the server and empties the shared folders, and the server empties ``/tmp`` and
-``/dev/shm`` before the next one, so no entry sees another's files. Under a non-root harness the entry keeps the
-caller's identity inside a user namespace; the sandbox's own root and the folders bwrap creates are read-only.
-
 This module is the host side; ``harness.isolation.sandbox_command`` builds the bwrap command line and
-``harness.isolation.inside.sandbox_server`` is what runs inside it.
+``harness.isolation.inside.sandbox_server`` is what runs inside it. After each entry the host kills every process in
+the sandbox but the server and empties the shared folders, and the server empties ``/tmp`` and ``/dev/shm`` before
+the next one. Under a non-root harness the sandbox's own root and the folders bwrap creates are read-only.
+
+Inside, an entry sees the Python environment and the harness read-only, its folder at ``/entries/<name>`` and its
+images at ``/in`` read-only, a private ``/out`` and a small ``/tmp``, and no network; what that keeps it from doing:
+docs/scoring.md, "Isolation and sandbox".
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> to
     """On CPU, the memory layout to run the model in: channels-last where it gives the same outputs, else the usual one.
 
     In channels-last (NHWC) memory, oneDNN runs convolutions and max-pooling without reordering, which makes a conv
-    model's forward pass faster (figures: README, "Speed"). The layout changes only where numbers
+    model's forward pass faster (figures: docs/performance.md, "Speed"). The layout changes only where numbers
     sit in memory, not what the model computes, but a model can still break in it: ``x.view(n, -1)`` after a conv
     layer raises. So the first batch runs both ways, untimed: the model keeps channels-last only if that run
     succeeds with the same predictions and outputs equal to float rounding. Otherwise it is put back as it was.
@@ -361,7 +361,7 @@ def keep_freed_memory() -> None:
     """Tell glibc to keep large freed blocks instead of unmapping them.
 
     By default every batch's activations are mmapped, unmapped and faulted in again, which slows a fresh
-    process's first pass over the images (figures: README, "Speed").
+    process's first pass over the images (figures: docs/performance.md, "Speed").
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
