@@ -178,8 +178,9 @@ def main() -> None:
         batch = 8192 if args.device == "cuda" else 128
         bare = {b: bare_seconds(split.images, args.device, b) for b in sorted({64, 128, batch, 10000})}
         out["bare_forward_seconds_by_batch"] = bare
-        # On CPU the harness runs this CNN in channels-last memory (harness.isolation.worker.probe_layout): the model's
-        # own compute there is the channels-last pass, and (a) is charged against that, not the slower usual layout.
+        # On CPU the harness runs this CNN in channels-last memory (harness.isolation.inside.worker.probe_layout): the
+        # model's own compute there is the channels-last pass, and (a) is charged against that, not the slower usual
+        # layout.
         own = (bare_seconds(split.images, args.device, batch, torch.channels_last) if args.device == "cpu"
                else bare[batch])
         out["bare_forward_seconds_as_run_by_harness"] = own

@@ -111,7 +111,8 @@ def fake_results(engine, rng: np.random.Generator) -> tuple[dict, object]:
 
 def one_club(tmp: Path, weights: dict, members: int, versions: int, keep: int | None) -> dict:
     """Write ``members`` members' ``versions`` versions into a fresh SQLite file; its sizes."""
-    from harness.scoring import competition, retention
+    from harness.common import competition
+    from harness.scoring import retention
     from harness.store import space
     db = tmp / f"club-{keep}.db"
     engine = make_engine(f"sqlite:///{db}")

@@ -12,11 +12,11 @@ from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
+from harness.common import competition
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
 from harness.isolation import process as isolation
 from harness.isolation.process import GIB
-from harness.scoring import competition
 from harness.store import results as store
 from harness.store.engine import make_engine, resolve_url, shown_url
 
@@ -196,7 +196,7 @@ def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: com
 def follow_parent(pid: int) -> None:
     """SIGTERM this process when ``pid``, its parent, ends (Linux's parent-death signal, set before the parent is
     checked so that no moment is missed); a HarnessError if ``pid`` is not (or no longer) its parent."""
-    from harness.isolation.limits import die_with_parent
+    from harness.isolation.inside.rlimits import die_with_parent
     die_with_parent(signal.SIGTERM)
     if os.getppid() != pid:
         raise HarnessError(f"--parent {pid} is not this process's parent (it has ended, or another process started "

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
-from harness.scoring import board, competition
+from harness.scoring import board
 from harness.store import reads
 from harness.store.engine import make_engine
 

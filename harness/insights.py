@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
-from harness.scoring import board, competition, insights
+from harness.scoring import board, insights
 from harness.store import reads
 from harness.store.engine import make_engine
 

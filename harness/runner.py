@@ -18,15 +18,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from harness import __version__
+from harness.common.competition import Competition
+from harness.common.tempfolders import temp_folder
 from harness.data.copies import changed_copies
 from harness.data.task import TASK
 from harness.entries import parameters
 from harness.entries.discovery import Entry
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
-from harness.isolation.exchange import LOADING
+from harness.isolation.inside.exchange import LOADING
 from harness.isolation.process import GIB, needs_torchvision
 from harness.scoring import retention, standings
-from harness.scoring.competition import Competition
 from harness.scoring.metrics import memorisation_counts, summarize
 from harness.store import claims, leftovers, results as store, snapshots, space
 
@@ -453,7 +454,7 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
     with backend(options, entries) as where:
         options = replace(options, device=where.resolve_device(options.device))
         summary = RunSummary(run_id=store.start_run(engine, options.device, argv), device=options.device)
-        work = leftovers.temp_folder("run")
+        work = temp_folder("run")
         status = "failed"
         try:
             jobs, summary.notes = plan(engine, entries, competition, work)

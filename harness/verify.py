@@ -26,11 +26,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import __version__, cli, runner
+from harness.common import competition, tempfolders
 from harness.entries.discovery import discover, select as select_entries
 from harness.isolation import Limits
 from harness.isolation.prediction import resolve_device
-from harness.scoring import competition, standings
-from harness.store import leftovers, results as store, snapshots
+from harness.scoring import standings
+from harness.store import results as store, snapshots
 from harness.store.engine import make_engine
 from harness.store.schema import Evaluation, unpack
 
@@ -142,7 +143,7 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
         checks.append(check)
         console.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.detail)}")
 
-    leftovers.remove_dead_folders()
+    tempfolders.remove_dead_folders()
     moderated = standings.moderation(engine)
     for entry in entries:
         state, reason = moderated.get(entry.name, ("visible", ""))

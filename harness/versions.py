@@ -17,8 +17,9 @@ import argparse
 import sys
 
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
-from harness.scoring import competition, retention
+from harness.scoring import retention
 from harness.store import results as store, space
 from harness.store.engine import make_engine
 from harness.store.versions import VersionInfo, find, history, override, parse_time  # noqa: F401  (the dashboard's too)

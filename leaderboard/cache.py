@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from harness.common import competition
+from harness.common.competition import Competition
 from harness.entries.discovery import left_out_folders
-from harness.scoring import board as scoring_board, competition
-from harness.scoring.competition import Competition
+from harness.scoring import board as scoring_board
 from harness.store import reads as queries
 from harness.store.engine import make_engine
 from leaderboard import config, scorer as scoring_service, views

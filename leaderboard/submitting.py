@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import Engine
 
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.submit.upload import MB, Outcome, UploadLimits, submit
 
 UPLOAD_MB_ENV = "LEADERBOARD_UPLOAD_MB"                 # default 200: MB per upload, all files together

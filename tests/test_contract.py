@@ -161,7 +161,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
     def look(folder, metadata, inputs, out_dir, **_):
         seen["files"] = sorted(p.name for p in inputs["mnist"].parent.iterdir())
         seen["images"], seen["order"] = np.load(inputs["mnist"]), inputs.orders["mnist"]
-        return process.Outcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
+        return process.RunOutcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
 
     monkeypatch.setattr(process, "run_isolated", look)
     entry = discover(write_entry(tmp_path / "subs", "plain", weights=template_weights(means)).parent)["plain"]
@@ -175,7 +175,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
 
 
 def test_worker_scales_uint8_to_unit_range_exactly():
-    from harness.isolation.worker import to_device
+    from harness.isolation.inside.worker import to_device
     raw = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16).repeat(2, 0)
     x = to_device(np.pad(raw, ((0, 0), (0, 0), (6, 6), (6, 6))), torch.device("cpu"))
     assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0

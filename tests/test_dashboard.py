@@ -472,8 +472,8 @@ def test_moderation_and_audit_log(fx, tmp_path):
 def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
     """The board, the entry page, the guest gallery and What worked all take bob's standing from
     harness.scoring.standings."""
+    from harness.common.competition import Competition
     from harness.scoring import insights, standings
-    from harness.scoring.competition import Competition
     db = tmp_path / "dq.db"
     shutil.copy(fx.revealed_db, db)
     engine = make_engine(str(db))
@@ -852,7 +852,7 @@ def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch,
     first, second = ada_version_times(fx.revealed_db)
     deadline = first + (second - first) / 2  # between Ada's two versions (naive UTC)
     rules_file(tmp_path, monkeypatch, f'title = "Winter cup"\ndeadline = {deadline.isoformat()}Z\n')
-    from harness.scoring import competition
+    from harness.common import competition
     engine = make_engine(str(fx.revealed_db))
     board = views.board_view(engine, True, competition.load()).board
     ada = board[board["entry"] == "ada"].set_index("status")
@@ -925,14 +925,14 @@ def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
     next(b for b in at.button if b.label == "Save").click().run()
     assert not at.error, [e.value for e in at.error]
     assert any("(on time, overridden: upload failed before the deadline)" in seen(s.value) for s in at.success)
-    from harness.scoring import competition
+    from harness.common import competition
     board = views.board_view(make_engine(str(db)), False, competition.load()).board
     assert board["entry"].tolist().count("ada") == 1  # version 2 now counts; nothing late
     assert store.audit_log(make_engine(str(db)))[0]["action"] == "version-time"
 
 
 def test_versions_are_listed_newest_first_in_plain_words():
-    from harness.scoring.competition import Competition
+    from harness.common.competition import Competition
     from harness.store.versions import VersionInfo
     at = datetime(2027, 1, 10, 23, 30)
     rules = Competition()

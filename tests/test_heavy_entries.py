@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 from torch import nn
 
 from harness import evaluate, runner
+from harness.common import competition
 from harness.entries.discovery import discover
-from harness.isolation import Limits, Progress, exchange, predict, prediction, process, sandbox_command, worker
-from harness.isolation.limits import limit_process
-from harness.scoring import competition
+from harness.isolation import Limits, Progress, predict, prediction, process, sandbox_command
+from harness.isolation.inside import exchange, worker
+from harness.isolation.inside.rlimits import limit_process
 from harness.store import reads, results as store
 from harness.store.engine import make_engine
 from harness.store.schema import Run
@@ -156,7 +157,7 @@ def test_auto_is_resolved_in_the_host_and_the_child_gets_the_resolved_device(tmp
 
     def fake(folder, metadata, inputs, out_dir, **kwargs):
         given.append((kwargs["device"], kwargs["gpu_memory"]))
-        return process.Outcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
+        return process.RunOutcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
 
     monkeypatch.setattr(process, "run_isolated", fake)
     entry = entry_of(tmp_path, "any", SLOW)

@@ -310,10 +310,11 @@ def test_a_running_run_of_a_live_process_or_another_host_is_left_alone(tmp_path)
     later process, and one on another machine (which keeps the lease rule) are told apart."""
     from datetime import timedelta
 
+    from harness.common.tempfolders import this_process
     from harness.store import leftovers
     from harness.store.schema import utcnow
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    host, pid, started = leftovers.this_process()
+    host, pid, started = this_process()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         rows = {"alive": (host, pid, started), "other-host": ("elsewhere.example", 1, started),

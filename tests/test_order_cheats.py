@@ -20,7 +20,8 @@ from PIL import Image
 from harness import evaluate, runner
 from harness.data.guest import load_guest_set
 from harness.entries.discovery import discover
-from harness.isolation import order, worker
+from harness.isolation import order
+from harness.isolation.inside import worker
 from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store.schema import unpack

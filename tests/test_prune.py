@@ -13,8 +13,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from harness import evaluate, runner, verify, versions as versions_cli
+from harness.common import competition
 from harness.entries.discovery import load_entry
-from harness.scoring import competition, retention
+from harness.scoring import retention
 from harness.store import results as store, snapshots, space
 from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, Evaluation, FileBlob, FileChunk, VersionFiles

@@ -154,8 +154,8 @@ def test_the_sealed_part_is_stored_and_shown_only_after_the_reveal_to_whom_it_be
     shown, _ = views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False, member_code=ada)
     assert secret <= set(shown.log.split())
     # What every reader of the board gets holds the public log alone.
+    from harness.common.competition import Competition
     from harness.scoring import board
-    from harness.scoring.competition import Competition
     summary = board.read(engine, Competition(), is_revealed=True).summaries[evaluation_id]
     assert not secret & set(summary.log.split())
 

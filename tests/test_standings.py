@@ -7,8 +7,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from harness.common.competition import Competition, parse
 from harness.scoring import board, ranking
-from harness.scoring.competition import Competition, parse
 from harness.scoring.standings import (
     DISQUALIFIED,
     LATE,

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.common.tempfolders import temp_folder
 from harness.entries.discovery import Entry, entry_files, load_entry, read_chunks
 from harness.errors import HarnessError
 from harness.isolation.prediction import Limits, Prediction, predict
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
 
 ENV_ADDRESS = "LEADERBOARD_CLUSTER"             # the default for --cluster
 ENV_TLS_DIR = "LEADERBOARD_CLUSTER_TLS_DIR"     # ca.pem, cert.pem and key.pem for a tls:// scheduler

@@ -1,7 +1,7 @@
 """Entries kept warm: each one loaded once in its own long-lived process, answering repeated small requests (the
 dashboard's drawings) in a fraction of a one-off run's time.
 
-A warm entry runs ``harness.isolation.warm_server`` in a bubblewrap sandbox of its own where bubblewrap works (it
+A warm entry runs ``harness.isolation.inside.warm_server`` in a bubblewrap sandbox of its own where bubblewrap works (it
 sees its folder, its own requests' images and nothing else: never another entry's images), else as a plain
 process, under the same limits as :func:`harness.isolation.predict`: the same user (nobody under a root host),
 address space, file size and process count, and for each request the same wall-clock time limit and
@@ -42,18 +42,18 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from harness.common import trees
+from harness.common.tempfolders import temp_folder
 from harness.data.task import TASK
 from harness.entries.discovery import Entry
 from harness.isolation import cgroups, process, sandbox, sandbox_command, users
+from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
 from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
-from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
-from harness.store import trees
-from harness.store.leftovers import temp_folder
 
 CAP = 8                # entries kept warm at once
 IDLE_SECONDS = 600.0   # a warm entry unused this long is shut down
 OUTPUT_BYTES = 1024 ** 2  # largest outputs file read back (a drawing's is 168 bytes)
-MODULE = "harness.isolation.warm_server"
+MODULE = "harness.isolation.inside.warm_server"
 CPU_REQUESTS = 10  # a warm process's CPU-time cap, in whole requests' worth (a one-off run's cap each)
 
 

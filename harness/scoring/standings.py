@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.store import results as store
 from harness.store.schema import Entry, EntryOwner, EntryVersion, Evaluation
 

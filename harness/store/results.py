@@ -12,9 +12,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from harness import __version__
+from harness.common.tempfolders import this_process
 from harness.data.task import DatasetSpec  # noqa: F401  (the sets the store keeps)
 from harness.entries.discovery import Entry as EntryOnDisk
-from harness.store.leftovers import this_process
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 
 GUEST_REVEALED = "guest_revealed"
@@ -145,7 +145,7 @@ def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
 
 
 def start_run(engine: Engine, device: str, argv: list[str]) -> int:
-    """A new "running" run, with this process's host, pid and start time (see ``harness.store.leftovers``)."""
+    """A new "running" run, with this process's host, pid and start time (see ``harness.common.tempfolders``)."""
     host, pid, started = this_process()
     with Session(engine) as session, session.begin():
         run = Run(harness_version=__version__, torch_version=metadata.version("torch"),

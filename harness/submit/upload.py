@@ -34,10 +34,10 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from harness.common.competition import Competition
 from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, name_problem
 from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
-from harness.scoring.competition import Competition
 from harness.store import members, results as store, snapshots, versions
 from harness.store.schema import Entry, EntryOwner, utcnow
 from harness.submit import checking
