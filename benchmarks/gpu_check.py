@@ -28,13 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.harness_speed import CNN_CODE, make_entries  # noqa: E402
-from harness.data import mnist
-from harness.store import evaluations
-from harness.data.task import DatasetSpec
 from harness import runner  # noqa: E402
+from harness.data import mnist
+from harness.data.task import DatasetSpec  # noqa: E402
+from harness.entries.discovery import discover  # noqa: E402
+from harness.store import evaluations  # noqa: E402
 from harness.store.engine import make_engine
 from harness.store.schema import unpack  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
 
 
 def timed_cuda(fn, repeats=5) -> float:
@@ -96,7 +96,8 @@ def main() -> None:
         bomb = subs / "cuda-bomb"
         shutil.copytree(subs / "cnn-00", bomb)
         (bomb / "model.py").write_text(CNN_CODE.replace("x = F.relu(self.conv1(x))",
-                                                        "torch.empty(1 << 45, device=x.device)\n        x = F.relu(self.conv1(x))"))
+                                                        "torch.empty(1 << 45, device=x.device)\n        x = "
+                                                        "F.relu(self.conv1(x))"))
         entries = list(discover(subs).values())
         results = {}
         for label, device in (("cpu", "cpu"), ("cuda", args.device)):

@@ -33,11 +33,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.store import snapshots
-from harness.store import eval_sets, evaluations, runs, versions
-from harness.data.task import DatasetSpec
-from harness.store.engine import make_engine  # noqa: E402
+from harness.data.task import DatasetSpec  # noqa: E402
 from harness.entries.discovery import load_entry  # noqa: E402
+from harness.store import eval_sets, evaluations, runs, snapshots, versions  # noqa: E402
+from harness.store.engine import make_engine  # noqa: E402
 
 
 def database_bytes(path: Path) -> int:
@@ -113,7 +112,8 @@ def fake_results(engine, rng: np.random.Generator) -> tuple[dict, object]:
 
 def one_club(tmp: Path, weights: dict, members: int, rounds: int, keep: int | None) -> dict:
     """Write ``members`` members' ``rounds`` versions into a fresh SQLite file; its sizes."""
-    from harness.scoring import competition, retention
+    from harness.common import competition
+    from harness.scoring import retention
     from harness.store import space
     db = tmp / f"club-{keep}.db"
     engine = make_engine(f"sqlite:///{db}")
@@ -142,7 +142,8 @@ def one_club(tmp: Path, weights: dict, members: int, rounds: int, keep: int | No
             evaluations.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"bench-{version_id}",
                                         record=record)
     wal = Path(f"{db}-wal")
-    wal = wal.stat().st_size if wal.exists() else 0  # one log for the file, as large as its largest write: not per member
+    # one log for the file, as large as its largest write: not per member
+    wal = wal.stat().st_size if wal.exists() else 0
     left = space.database_bytes(engine) - wal
     files = snapshots.stored_bytes(engine)
     vacuumed = space.reclaim(engine).after
@@ -160,7 +161,7 @@ def club(args: argparse.Namespace) -> None:
     print("| model | files per version | kept | measured on | database as the runs leave it | after --prune (VACUUM) "
           "| of which versions' files |")
     print("|---|---|---|---|---|---|---|")
-    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample)):
+    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample), strict=True):
         if args.only and name != args.only:
             continue
         weights = make()
@@ -168,7 +169,8 @@ def club(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory(prefix="bench-club-") as tmp:
                 got = one_club(Path(tmp), weights, sample, versions, keep)
 
-            def full(size: int) -> int:  # linear in members: each member's versions are its own
+            def full(size: int, got: dict = got, sample: int = sample) -> int:
+                """Linear in members: each member's versions are its own (this pass's sizes bound, not looked up)."""
                 return int(got["empty"] + (size - got["empty"]) * args.members / sample)
             scale = args.members / sample
             # the room pruning frees is reused by the next member's version, so it is counted once, not per member

@@ -12,14 +12,14 @@ from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
-from harness.scoring import competition
-from harness.isolation import process as isolation
-from harness.store import evaluations, versions
+from harness.common import competition
 from harness.data.task import DatasetSpec
-from harness.store.engine import make_engine, resolve_url, shown_url
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
+from harness.isolation import process as isolation
 from harness.isolation.process import GIB
+from harness.store import evaluations, versions
+from harness.store.engine import make_engine, resolve_url, shown_url
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 DEFAULT_MYSTERY = Path("mystery_digits")
@@ -29,8 +29,10 @@ DEFAULT_INTERVAL = 10.0  # seconds between two looks with --watch
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.evaluate",
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
-    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
-    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
+    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS,
+                   help="folder of entries (default: submissions)")
+    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY,
+                   help="guest digits folder (default: mystery_digits)")
     competition.add_argument(p)
     cli.add_db_argument(p)
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
@@ -39,12 +41,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
                    "(default: [limits] in competition.toml, else 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: on CPU the power of two that holds "
+    p.add_argument("--batch-size", type=int,
+                   help="images per forward pass (default: on CPU the power of two that holds "
                    "about 200 GFLOPs of the model's arithmetic, at most 128; on CUDA what fits half the free GPU "
                    "memory, at most 8192, halved on out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any entry failed or an entry folder was left out")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout (human output on stderr)")
     p.add_argument("--watch", action="store_true", help="keep running: evaluate each new version as it appears in "
                    "--submissions (e.g. from the dashboard's Submit page) until Ctrl-C or SIGTERM")
@@ -131,7 +135,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
-        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
+        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see "
+                           "submissions/README.md).")
     # start the sandbox while the rest loads
     if not args.cluster and (args.force or versions.has_unseen(engine, entries)):
         isolation.prestart(isolation.needs_torchvision(entries), args.device)
@@ -193,7 +198,7 @@ def pending(engine, entries: list, datasets: list[DatasetSpec], rules: competiti
 def follow_parent(pid: int) -> None:
     """SIGTERM this process when ``pid``, its parent, ends (Linux's parent-death signal, set before the parent is
     checked so that no moment is missed); a HarnessError if ``pid`` is not (or no longer) its parent."""
-    from harness.isolation.limits import die_with_parent
+    from harness.isolation.inside.rlimits import die_with_parent
     die_with_parent(signal.SIGTERM)
     if os.getppid() != pid:
         raise HarnessError(f"--parent {pid} is not this process's parent (it has ended, or another process started "

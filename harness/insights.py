@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import cli
-from harness.scoring import competition
-from harness.store.engine import make_engine
+from harness.common import competition
 from harness.errors import HarnessError
 from harness.scoring import board, insights
 from harness.store import eval_sets
+from harness.store.engine import make_engine
 
 
 def factor_table(df, factor: str, metric: str) -> Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shutil
@@ -16,22 +17,19 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from harness.store import claims
-from harness.store import leftovers
-from harness.entries import parameters
-from harness.store import snapshots, space
-from harness.scoring import retention, standings
-from harness.store import audit, eval_sets, evaluations, runs, versions
-from harness.data.task import DatasetSpec
 from harness import __version__
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
+from harness.common.tempfolders import temp_folder
+from harness.data.copies import changed_copies
+from harness.data.task import TASK, DatasetSpec
+from harness.entries import parameters
 from harness.entries.discovery import EntryFolder
 from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
-from harness.isolation.exchange import LOADING
+from harness.isolation.inside.exchange import LOADING
 from harness.isolation.process import GIB, needs_torchvision
-from harness.data.task import TASK
-from harness.data.copies import changed_copies
+from harness.scoring import retention, standings
 from harness.scoring.metrics import memorisation_counts, summarize
+from harness.store import audit, claims, eval_sets, evaluations, leftovers, runs, snapshots, space, versions
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
 CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)
@@ -46,10 +44,9 @@ def heartbeat(engine: Engine, key: str, run_id: int, every: float = HEARTBEAT_SE
 
     def beat() -> None:
         while not stop.wait(every):
-            try:
+            # a database hiccup: the next beat tries again; the lease covers several beats
+            with contextlib.suppress(Exception):
                 claims.refresh(engine, key, run_id)
-            except Exception:  # a database hiccup: the next beat tries again; the lease covers several beats
-                pass
 
     thread = threading.Thread(target=beat, name=f"claim-{key[:8]}", daemon=True)
     thread.start()
@@ -315,11 +312,10 @@ class _Scoring:
             while True:
                 if latest and latest[-1] is not noted:
                     noted = latest[-1]
-                    try:
+                    # a database hiccup must not stop the entry; the next note tries again
+                    with contextlib.suppress(Exception):
                         runs.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
-                                           noted.seconds_left, noted.phase, job.version_id, public)
-                    except Exception:  # a database hiccup must not stop the entry; the next note tries again
-                        pass
+                                            noted.seconds_left, noted.phase, job.version_id, public)
                 if last:
                     return
                 last = stop.wait(PROGRESS_SECONDS)
@@ -438,8 +434,8 @@ def backend(options: Options, entries: list[EntryFolder]) -> Iterator[Backend]:
         yield Backend(pool.predict, pool.resolve_device, pool.width)
 
 
-def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec], options: Options,
-        argv: list[str], on_entry: Callable[[EntryFolder, str], None] | None = None, competition: Competition | None = None,
+def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec], options: Options, argv: list[str],
+        on_entry: Callable[[EntryFolder, str], None] | None = None, competition: Competition | None = None,
         on_plan: Callable[[int], None] | None = None,
         on_progress: Callable[[EntryFolder, Progress], None] | None = None) -> RunSummary:
     """Evaluate every new or changed entry version (all with ``force``); each result is committed on its own.
@@ -460,7 +456,7 @@ def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec],
     with backend(options, entries) as where:
         options = replace(options, device=where.resolve_device(options.device))
         summary = RunSummary(run_id=runs.start_run(engine, options.device, argv), device=options.device)
-        work = leftovers.temp_folder("run")
+        work = temp_folder("run")
         status = "failed"
         try:
             jobs, summary.notes = plan(engine, entries, competition, work)

@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from harness.store import leftovers, snapshots
-from harness.scoring import competition, standings
-from harness.store import evaluations, moderation
-from harness.data.task import DatasetSpec
+
 from harness import __version__, cli, runner
-from harness.store.engine import make_engine
-from harness.store.schema import Evaluation, unpack
+from harness.common import competition, tempfolders
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover, select as select_entries
 from harness.isolation import Limits
 from harness.isolation.prediction import resolve_device
+from harness.scoring import standings
+from harness.store import evaluations, moderation, snapshots
+from harness.store.engine import make_engine
+from harness.store.schema import Evaluation, unpack
 
 
 @dataclass
@@ -101,7 +102,8 @@ def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Ch
 
 
 MARKS = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
-         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
+         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]",
+         "nothing": "[yellow]–[/yellow]"}
 TIE_MARGIN = 2e-3  # stored probabilities are float16: about 1e-3 of resolution near 1
 
 
@@ -142,7 +144,7 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
         checks.append(check)
         console.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.detail)}")
 
-    leftovers.remove_dead_folders()
+    tempfolders.remove_dead_folders()
     moderated = moderation.decisions(engine)
     for entry in entries:
         state, reason = moderated.get(entry.name, ("visible", ""))

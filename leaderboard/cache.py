@@ -7,17 +7,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from harness.common import competition
+from harness.common.competition import Competition
 from harness.entries.discovery import left_out_folders
-from harness.scoring import board as scoring_board, competition
-from harness.scoring.competition import Competition
-from harness.store.engine import make_engine
-
+from harness.scoring import board as scoring_board
 from harness.store import eval_sets, evaluations
-
-from leaderboard import config, views
-from leaderboard import scorer as scoring_service
-from leaderboard.drawing import entries_on_disk
-from leaderboard.drawing import warm_pool as draw_warm_pool
+from harness.store.engine import make_engine
+from leaderboard import config, scorer as scoring_service, views
+from leaderboard.drawing import entries_on_disk, warm_pool as draw_warm_pool
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
 PENDING_TTL = 2  # seconds: the queue and the progress of the upload being scored

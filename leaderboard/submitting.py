@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 from sqlalchemy import Engine
 
-from harness.scoring.competition import Competition
-from harness.submit.upload import MB, UploadOutcome, UploadLimits, submit
+from harness.common.competition import Competition
+from harness.submit.upload import MB, UploadLimits, UploadOutcome, submit
 
 UPLOAD_MB_ENV = "LEADERBOARD_UPLOAD_MB"                 # default 200: MB per upload, all files together
 UPLOADS_PER_HOUR_ENV = "LEADERBOARD_UPLOADS_PER_HOUR"   # default 6: checked uploads per member per hour

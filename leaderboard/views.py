@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from harness.scoring import board, standings
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.data.guest import sample_guest_dir
-
+from harness.scoring import board, standings
 from harness.store import eval_sets, evaluations, moderation, predictions, runs, versions
 from leaderboard import stats
 

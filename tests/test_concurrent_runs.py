@@ -12,6 +12,7 @@ import time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from harness.store import evaluations, runs, versions
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Evaluation, Run
 from tests.conftest import REPO
@@ -40,7 +41,7 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
     runs.append(subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True))
     outputs = [p.communicate(timeout=400) for p in runs]
-    for p, (out, err) in zip(runs, outputs):
+    for p, (_out, err) in zip(runs, outputs, strict=True):
         assert p.returncode == 0, err
     boards = [json.loads(out)["entries"] for out, _ in outputs]
     engine = make_engine(db_url)
@@ -60,10 +61,9 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
 def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mnist, means):
     from datetime import timedelta
 
-    from harness.store import runs
     from harness import runner
-    from harness.store.schema import utcnow
     from harness.entries.discovery import discover
+    from harness.store.schema import utcnow
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]
@@ -82,10 +82,9 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mni
 def test_a_fresh_claim_makes_the_run_wait_for_the_holders_result(tmp_path, db_url, small_mnist, means):
     import threading
 
-    from harness.store import claims
-    from harness.store import evaluations, runs, versions
     from harness import runner
     from harness.entries.discovery import discover
+    from harness.store import claims
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]

@@ -12,8 +12,7 @@ import tomllib
 
 import pytest
 
-from harness import __main__ as console
-from harness import check
+from harness import __main__ as console, check
 from tests.conftest import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())

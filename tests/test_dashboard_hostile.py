@@ -15,8 +15,8 @@ from markdown_it import MarkdownIt
 
 from harness import isolation, runner
 from harness.data import mnist
-from harness.entries.discovery import discover
 from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
 from harness.store.engine import make_engine
 from leaderboard import cache, views
 from tests.entries import class_means, template_weights, write_entry
@@ -158,7 +158,7 @@ def test_the_organiser_page_shows_names_as_text(hostile, monkeypatch):
     assert_literal(at)
 
 
-def test_the_submit_page_shows_the_members_file_names_as_text(site):
+def test_the_submit_page_shows_the_members_file_names_as_text(site):  # noqa: F811 - fixture
     """A refused upload's sentence quotes the member's own file name: shown as written, no link or image."""
     name = "[organiser notice](http:evil) ![x](http:evil.png) <b>bold</b>"  # a plain file name: no '/'
     at = submit(site.ada, "ada-net", [(name, b"x"), ("model.py", b"")])

@@ -21,9 +21,9 @@ from tests.browser import (
     SHOTS,
     button,
     chromium,
+    click,
     count_when_painted,
     dashboard,
-    click,
     dashboard_env,
     find,
     needs_chromium,
@@ -106,7 +106,9 @@ return Object.fromEntries(Array.from(t.querySelectorAll('tr')).map(r => [r.cells
 """
 CELLS = """
 const rects = arguments[0].querySelectorAll('g.mark-rect')[0].querySelectorAll('path');
-return Array.from(rects).map(p => { const r = p.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; });
+return Array.from(rects).map(p => {
+  const r = p.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];
+});
 """
 
 
@@ -337,7 +339,8 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     while time.time() < deadline and "re-run" not in log:  # the audit log (the last grid) shows the run, unreloaded
         log = browser.execute_script("""
             const grids = document.querySelectorAll('[data-testid="stDataFrame"]');
-            return Array.from(grids[grids.length - 1].querySelectorAll('[id^="glide-cell-"]')).map(c => c.textContent)""")
+            const cells = grids[grids.length - 1].querySelectorAll('[id^="glide-cell-"]');
+            return Array.from(cells).map(c => c.textContent)""")
         time.sleep(0.3)
     assert "re-run" in log, log
     from harness.store import audit

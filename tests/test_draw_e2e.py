@@ -57,11 +57,11 @@ def stroke(driver, points: list[tuple[float, float]], touch: bool = False) -> No
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
     x, y, w, h = canvas_box(driver)
-    actions = ActionBuilder(driver, mouse=PointerInput(interaction.POINTER_TOUCH if touch else interaction.POINTER_MOUSE,
-                                                       "finger" if touch else "mouse"))
+    kind = interaction.POINTER_TOUCH if touch else interaction.POINTER_MOUSE
+    actions = ActionBuilder(driver, mouse=PointerInput(kind, "finger" if touch else "mouse"))
     pointer = actions.pointer_action
-    (fx, fy), rest = points[0], points[1:]
-    pointer.move_to_location(int(x + fx * w), int(y + fy * h)).pointer_down()
+    (x0, y0), rest = points[0], points[1:]
+    pointer.move_to_location(int(x + x0 * w), int(y + y0 * h)).pointer_down()
     for (ax, ay), (bx, by) in zip(points[:-1], rest, strict=True):
         for t in range(1, 9):
             pointer.move_to_location(int(x + (ax + (bx - ax) * t / 8) * w), int(y + (ay + (by - ay) * t / 8) * h))

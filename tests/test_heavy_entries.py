@@ -1,7 +1,7 @@
 """Heavy entries: an entry that cannot finish within its time limit is stopped early with an estimate; progress
 is shown while it runs, phase by phase (loading, warming up, images); a slow model warms up on small batches and
-gets a batch it does in about a second; the organiser sets the limit in competition.toml; the device is resolved once, before any
-limit, and the sandbox lets in the GPU only for CUDA."""
+gets a batch it does in about a second; the organiser sets the limit in competition.toml; the device is resolved
+once, before any limit, and the sandbox lets in the GPU only for CUDA."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 from torch import nn
 
 from harness import evaluate, runner
-from harness.entries.discovery import discover
-from harness.isolation import Limits, Progress, exchange, predict, prediction, process, sandbox_command, worker
-from harness.isolation.limits import limit_process
-from harness.scoring import competition
-from harness.store import runs
+from harness.common import competition
 from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.isolation import Limits, Progress, predict, prediction, process, sandbox_command
+from harness.isolation.inside import exchange, worker
+from harness.isolation.inside.rlimits import limit_process
+from harness.store import runs
 from harness.store.engine import make_engine
 from harness.store.schema import Run
 from leaderboard import admin
@@ -157,7 +158,7 @@ def test_auto_is_resolved_in_the_host_and_the_child_gets_the_resolved_device(tmp
 
     def fake(folder, metadata, inputs, out_dir, **kwargs):
         given.append((kwargs["device"], kwargs["gpu_memory"]))
-        return process.Outcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
+        return process.RunOutcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
 
     monkeypatch.setattr(process, "run_isolated", fake)
     entry = entry_of(tmp_path, "any", SLOW)

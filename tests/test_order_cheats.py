@@ -17,14 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.isolation import order, worker
-from harness.store import evaluations
-from harness.data.task import DatasetSpec
 from harness import evaluate, runner
+from harness.data.guest import load_guest_set
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.isolation import order
+from harness.isolation.inside import worker
+from harness.store import evaluations
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
-from harness.entries.discovery import discover
-from harness.data.guest import load_guest_set
 from tests.entries import write_entry
 
 CPU = runner.Options(device="cpu")

@@ -78,7 +78,6 @@ def shoot(driver, name: str, show: str | None = None) -> list[Path]:
 
 
 def test_a_member_submits_in_the_browser_and_the_watcher_ranks_it(site, browser, tmp_path):  # noqa: F811 - fixture
-    from selenium.webdriver.common.by import By
     upload = tmp_path / "upload"
     upload.mkdir()
     for name in ("model.py", "weights.pt"):

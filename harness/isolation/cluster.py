@@ -22,19 +22,19 @@ import re
 import shutil
 import threading
 import warnings
-from concurrent.futures import CancelledError
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from harness.common.tempfolders import temp_folder
 from harness.entries.discovery import EntryFolder, entry_files, load_entry, read_chunks
 from harness.errors import HarnessError
 from harness.isolation.prediction import Limits, Prediction, predict
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
 
 ENV_ADDRESS = "LEADERBOARD_CLUSTER"             # the default for --cluster
 ENV_TLS_DIR = "LEADERBOARD_CLUSTER_TLS_DIR"     # ca.pem, cert.pem and key.pem for a tls:// scheduler

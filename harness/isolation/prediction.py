@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.common.tempfolders import temp_folder
 from harness.data.task import TASK
 from harness.entries.discovery import EntryFolder
-from harness.isolation import limits as resource_limits
 from harness.isolation import order, process
+from harness.isolation.inside import rlimits
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
 
 DEVICES = ("auto", "cpu", "cuda")
 LIMIT_NAMES = ("time limit", "memory limit")  # how this package's messages name the limit that stopped an entry
@@ -42,7 +42,7 @@ class Limits:
     @property
     def cpu_seconds(self) -> int:
         """The CPU-time limit that goes with the time limit: every core busy for the whole of it."""
-        return resource_limits.cpu_seconds(self.timeout)
+        return rlimits.cpu_seconds(self.timeout)
 
 
 def resolve_device(requested: str) -> str:

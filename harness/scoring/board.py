@@ -14,8 +14,8 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from harness.common.competition import METRICS, Competition
 from harness.scoring import ranking, standings
-from harness.scoring.competition import METRICS, Competition
 from harness.store import eval_sets, evaluations, flags, predictions
 from harness.store.eval_sets import DatasetInfo
 from harness.store.evaluations import EvalSummary

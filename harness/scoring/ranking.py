@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.scoring.competition import METRICS
+from harness.common.competition import METRICS
 from harness.scoring.metrics import against, memorisation_p, memorised
 from harness.store.evaluations import Score
 

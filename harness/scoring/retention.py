@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from harness.common.competition import Competition
 from harness.scoring import standings
-from harness.scoring.competition import Competition
 from harness.store import moderation, snapshots
 
 

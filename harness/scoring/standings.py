@@ -21,8 +21,8 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from harness.common.competition import Competition
 from harness.store import moderation
-from harness.scoring.competition import Competition
 from harness.store.schema import Entry, EntryOwner, EntryVersion, Evaluation
 
 RANKED, LATE, SUPERSEDED, DISQUALIFIED = "ranked", "late", "superseded", "disqualified"

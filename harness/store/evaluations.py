@@ -231,7 +231,8 @@ def summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, D
     rows = session.execute(
         select(Evaluation.id, Evaluation.status, Evaluation.error, Evaluation.device, Evaluation.started_at,
                Evaluation.seconds, Evaluation.params, Evaluation.images_per_second, Evaluation.peak_memory_bytes,
-               Evaluation.output_kind, Evaluation.log, Evaluation.sandboxed, EntryVersion.id.label("version_id"), EntryVersion.display_name,
+               Evaluation.output_kind, Evaluation.log, Evaluation.sandboxed, EntryVersion.id.label("version_id"),
+               EntryVersion.display_name,
                EntryVersion.author, EntryVersion.description, EntryVersion.hyperparameters, EntryVersion.constructor,
                EntryVersion.content_hash, EntryVersion.code_hash, EntryVersion.weights_hash,
                EntryVersion.weights_bytes, EntryVersion.submitted_at_override, EntryVersion.override_reason,

@@ -12,16 +12,17 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from harness import __version__
-from harness.store.leftovers import this_process
+from harness.common.tempfolders import this_process
 from harness.store.schema import Claim, Entry, EntryVersion, Evaluation, Moderation, Run, utcnow
 
 
 def start_run(engine: Engine, device: str, argv: list[str]) -> int:
-    """A new "running" run, with this process's host, pid and start time (see ``harness.store.leftovers``)."""
+    """A new "running" run, with this process's host, pid and start time (see ``harness.common.tempfolders``)."""
     host, pid, started = this_process()
     with Session(engine) as session, session.begin():
-        run = Run(harness_version=__version__, torch_version=metadata.version("torch"), python_version=sys.version.split()[0],
-                  device=device, argv=list(argv), host=host, pid=pid, process_started_at=started)
+        run = Run(harness_version=__version__, torch_version=metadata.version("torch"),
+                  python_version=sys.version.split()[0], device=device, argv=list(argv), host=host, pid=pid,
+                  process_started_at=started)
         session.add(run)
         session.flush()
         return run.id

@@ -5,7 +5,7 @@ submitted (always with a reason, written to the audit log). The command is ``pyt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -102,7 +102,8 @@ def table(engine: Engine, entry_name: str, is_late=lambda submitted_at: False) -
                    EntryVersion.override_reason, EntryVersion.display_name, EntryVersion.content_hash,
                    EntryVersion.weights_hash, EntryVersion.code_hash, EntryVersion.hyperparameters,
                    func.count(Evaluation.id).label("evaluations"))
-            .join(Entry, EntryVersion.entry_id == Entry.id).outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
+            .join(Entry, EntryVersion.entry_id == Entry.id)
+            .outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
             .where(Entry.name == entry_name).group_by(EntryVersion.id).order_by(EntryVersion.id)).all()
     return pd.DataFrame([{"version": i + 1, "first seen": r.first_seen_at,
                           "submitted": r.submitted_at, "late": is_late(r.submitted_at),
@@ -131,7 +132,7 @@ def parse_time(text: str, zone: str) -> datetime:
         raise HarnessError(f"{text!r} is not a date and time; write e.g. 2027-01-10T23:30:00+01:00.") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(zone))
-    return when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.astimezone(UTC).replace(tzinfo=None)
 
 
 def override(engine: Engine, entry_name: str, ref: str, when_utc: datetime | None, reason: str) -> VersionInfo:

@@ -113,13 +113,12 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     """Load and run the entry in its own process; returns a report dict or raises HarnessError.
 
     A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
-    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless
-    the model is slow; none beyond the probe's when even those do not fit), and the convention diagnosis (every entry) gets a
-    sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
-    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The
-    report's
-    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a
-    full evaluation starts from.
+    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless the
+    model is slow; none beyond the probe's when even those do not fit), and the convention diagnosis (every entry) gets
+    a sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
+    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The report's
+    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a full
+    evaluation starts from.
     """
     started = time.monotonic()
     entry = entry_to_check(Path(folder))
