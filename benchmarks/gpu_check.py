@@ -100,7 +100,7 @@ def main() -> None:
         results = {}
         for label, device in (("cpu", "cpu"), ("cuda", args.device)):
             engine = make_engine(f"sqlite:///{work / (label + '.db')}")
-            summary = runner.run(engine, entries, [spec], runner.Options(device=device, timeout=600), [])
+            summary = runner.run(engine, entries, [spec], runner.Options(runner.Limits(device=device, timeout=600)), [])
             results[label] = {e.version.entry.name: e for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))}
         agreement = {}
         for name, cpu_ev in results["cpu"].items():

@@ -12,7 +12,7 @@ from harness.store.schema import unpack
 from harness.entries.discovery import discover
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 
-CPU = runner.Options(device="cpu", timeout=60)
+CPU = runner.Options(runner.Limits(device="cpu", timeout=60))
 
 
 def evaluate(tmp_path, datasets, options=CPU):

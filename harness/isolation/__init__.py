@@ -9,7 +9,7 @@ keeps entries loaded, each in a sandbox of its own, for repeated small requests 
 modules of this package inside the entry's process, which must not pay for the host side (psutil, multiprocessing).
 """
 
-_FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device", "limits_hit")
+_FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device", "limits_hit", "Predictor")
 _WARM = ("WarmPool",)  # entries kept loaded for repeated small requests (``warm``: the dashboard's drawings)
 
 

@@ -44,10 +44,10 @@ from harness.isolation import cgroups, limits, users
 from harness.isolation import sandbox
 from harness.isolation import sandbox_command, sandbox_server
 from harness.store import trees
+from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, cpu_seconds
 from harness.contract import EntryMetadata
 from harness.isolation.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
 
-GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
 LOG_FILE = "entry.log"
@@ -493,7 +493,7 @@ def prestart(preload_torchvision: bool = False, device: str = "cpu") -> None:
 
 
 def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, *,
-                 device: str = "cpu", timeout: float = 300.0, memory_limit: int = 8 * GIB,
+                 device: str = "cpu", timeout: float = DEFAULT_TIMEOUT, memory_limit: int = DEFAULT_MEMORY,
                  batch_size: int | None = None, preload_torchvision: bool = False,
                  sandboxed: bool | None = None, gpu_memory: int | None = None, total: int = 0,
                  on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Outcome:
@@ -510,7 +510,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
     trees.remove(out_dir)  # nothing an earlier call left may pass for this one's result
     out_dir.mkdir(parents=True)
     preload = ["torchvision"] if preload_torchvision else []
-    cpu = limits.cpu_seconds(timeout)
+    cpu = cpu_seconds(timeout)
     with _job_lock:
         box = None if sandboxed is False else sandbox.shared(preload, device, secret)
         if sandboxed and box is None:

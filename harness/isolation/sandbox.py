@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation.limits import cpu_seconds
+from harness.common.limits import cpu_seconds
 from harness.isolation.sandbox_command import command
 from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
 from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
