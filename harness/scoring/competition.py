@@ -3,7 +3,8 @@
 The harness and the dashboard read the same file: ``--config``, else $COMPETITION_CONFIG, else
 ``competition.toml`` in the working directory. Without that default file the built-in defaults apply
 (no deadline, reveal by the organiser, guest accuracy then MNIST accuracy, several entries per member).
-An invalid file raises one :class:`CompetitionConfigError` sentence naming the key and how to fix it.
+An invalid file raises one :class:`CompetitionConfigError` sentence naming the key and how to fix it: pydantic models
+(``_Rules`` and its tables) check each key by its type, and ``MESSAGES`` holds the sentence for each key.
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ def _non_blank(title: str) -> str:
 
 
 def _listed(value):
+    """A single tie-break metric as a list of one."""
     return [value] if isinstance(value, str) else value
 
 
@@ -319,13 +321,13 @@ class _Rules(BaseModel):
     @field_validator("timezone", mode="before")
     @classmethod
     def _zone(cls, zone):
-        try:
-            ZoneInfo(zone) if isinstance(zone, str) else None
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = None
-        if not isinstance(zone, str):
-            raise ValueError("not a time zone")
-        return zone
+        if isinstance(zone, str):
+            try:
+                ZoneInfo(zone)
+                return zone
+            except (ZoneInfoNotFoundError, ValueError):
+                pass
+        raise ValueError("not a time zone")
 
     @field_validator("deadline", mode="before")
     @classmethod
