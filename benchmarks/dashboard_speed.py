@@ -33,10 +33,10 @@ from sqlalchemy import insert
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness.scoring.metrics import confusion_matrix, precision_recall, wilson_interval  # noqa: E402
 from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, pack, utcnow  # noqa: E402
-from harness.scoring.metrics import confusion_matrix, precision_recall, wilson_interval  # noqa: E402
 
 
 def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int = 100, seed: int = 0) -> None:
@@ -45,7 +45,7 @@ def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int
     labels = {"mnist": rng.integers(0, 10, n_mnist), "guest": rng.integers(0, 10, n_guest)}
     with engine.begin() as conn:
         ids = {}
-        for i, kind in enumerate(("mnist", "guest")):
+        for kind in ("mnist", "guest"):
             n = len(labels[kind])
             ids[kind] = conn.execute(insert(Dataset).values(
                 kind=kind, content_hash=f"bench-{kind}", size=n, source="benchmark", preprocess_version="bench",
@@ -57,7 +57,8 @@ def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int
                                                  started_at=utcnow())).inserted_primary_key[0]
         start = utcnow() - timedelta(days=10)
         for e in range(entries):
-            entry_id = conn.execute(insert(Entry).values(name=f"entry-{e:03d}", created_at=start)).inserted_primary_key[0]
+            entry_id = conn.execute(
+                insert(Entry).values(name=f"entry-{e:03d}", created_at=start)).inserted_primary_key[0]
             skill = rng.uniform(0.85, 0.995)
             for v in range(evaluations):
                 version_id = conn.execute(insert(EntryVersion).values(

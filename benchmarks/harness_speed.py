@@ -30,11 +30,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.data import mnist
-from harness.store import results as store
 from harness import runner  # noqa: E402
-from harness.store.engine import make_engine  # noqa: E402
+from harness.data import mnist
 from harness.entries.discovery import discover  # noqa: E402
+from harness.store import results as store
+from harness.store.engine import make_engine  # noqa: E402
 
 CNN_CODE = '''
 import torch
@@ -178,9 +178,10 @@ def main() -> None:
         batch = 8192 if args.device == "cuda" else 128
         bare = {b: bare_seconds(split.images, args.device, b) for b in sorted({64, 128, batch, 10000})}
         out["bare_forward_seconds_by_batch"] = bare
-        # On CPU the harness runs this CNN in channels-last memory (harness.isolation.worker.probe_layout): the model's own
-        # compute there is the channels-last pass, and (a) is charged against that, not the slower usual layout.
-        own = bare_seconds(split.images, args.device, batch, torch.channels_last) if args.device == "cpu" else bare[batch]
+        # On CPU the harness runs this CNN in channels-last memory (harness.isolation.worker.probe_layout): the model's
+        # own compute there is the channels-last pass, and (a) is charged against that, not the slower usual layout.
+        own = (bare_seconds(split.images, args.device, batch, torch.channels_last) if args.device == "cpu"
+               else bare[batch])
         out["bare_forward_seconds_as_run_by_harness"] = own
         spec = store.DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
         engine = make_engine(f"sqlite:///{work / 'a.db'}")

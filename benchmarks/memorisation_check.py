@@ -32,7 +32,7 @@ from harness.entries.discovery import discover  # noqa: E402
 from harness.isolation import Limits  # noqa: E402
 from harness.scoring.metrics import memorisation_p, memorised  # noqa: E402
 from harness.store import results as store  # noqa: E402
-from tests.entries import class_means, template_weights, write_entry  # noqa: E402
+from tests.entries import class_means, write_entry  # noqa: E402
 from tests.test_sealed import MEMORISER_CODE, memoriser_weights  # noqa: E402
 
 NEAREST_CODE = '''

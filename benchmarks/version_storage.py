@@ -33,10 +33,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.store import snapshots
-from harness.store import results as store
-from harness.store.engine import make_engine  # noqa: E402
 from harness.entries.discovery import load_entry  # noqa: E402
+from harness.store import results as store, snapshots
+from harness.store.engine import make_engine  # noqa: E402
 
 
 def database_bytes(path: Path) -> int:
@@ -141,7 +140,8 @@ def one_club(tmp: Path, weights: dict, members: int, versions: int, keep: int | 
                                   record=store.Record(status="ok", error=None, seconds=1.0, device="cpu", params=0,
                                                       metrics=metrics()))
     wal = Path(f"{db}-wal")
-    wal = wal.stat().st_size if wal.exists() else 0  # one log for the file, as large as its largest write: not per member
+    # one log for the file, as large as its largest write: not per member
+    wal = wal.stat().st_size if wal.exists() else 0
     left = space.database_bytes(engine) - wal
     files = snapshots.stored_bytes(engine)
     vacuumed = space.reclaim(engine).after
@@ -159,7 +159,7 @@ def club(args: argparse.Namespace) -> None:
     print("| model | files per version | kept | measured on | database as the runs leave it | after --prune (VACUUM) "
           "| of which versions' files |")
     print("|---|---|---|---|---|---|---|")
-    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample)):
+    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample), strict=True):
         if args.only and name != args.only:
             continue
         weights = make()
@@ -167,7 +167,8 @@ def club(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory(prefix="bench-club-") as tmp:
                 got = one_club(Path(tmp), weights, sample, versions, keep)
 
-            def full(size: int) -> int:  # linear in members: each member's versions are its own
+            def full(size: int, got: dict = got, sample: int = sample) -> int:
+                """Linear in members: each member's versions are its own (this pass's sizes bound, not looked up)."""
                 return int(got["empty"] + (size - got["empty"]) * args.members / sample)
             scale = args.members / sample
             # the room pruning frees is reused by the next member's version, so it is counted once, not per member

@@ -16,8 +16,14 @@ from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
 from harness.scoring import competition
-from harness.submit.checking import BUDGET_SECONDS, CHECK_TIMEOUT, DIAGNOSE_BELOW, SAMPLE, CheckFailed, check
-from harness.submit.checking import diagnose  # noqa: F401  (check.diagnose, as before)
+from harness.submit.checking import (
+    BUDGET_SECONDS,
+    CHECK_TIMEOUT,
+    DIAGNOSE_BELOW,
+    SAMPLE,
+    check,
+    diagnose,  # noqa: F401  (check.diagnose, as before)
+)
 
 MNIST_TEST = 10_000  # images in MNIST's test set, the public set of a full evaluation
 

@@ -14,13 +14,13 @@ from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
-from harness.scoring import competition
-from harness.isolation import process as isolation
-from harness.store import results as store
-from harness.store.engine import make_engine, resolve_url, shown_url
+from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, Limits
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
-from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, Limits
+from harness.isolation import process as isolation
+from harness.scoring import competition
+from harness.store import results as store
+from harness.store.engine import make_engine, resolve_url, shown_url
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 DEFAULT_MYSTERY = Path("mystery_digits")
@@ -30,8 +30,10 @@ DEFAULT_INTERVAL = 10.0  # seconds between two looks with --watch
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.evaluate",
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
-    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
-    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
+    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS,
+                   help="folder of entries (default: submissions)")
+    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY,
+                   help="guest digits folder (default: mystery_digits)")
     competition.add_argument(p)
     cli.add_db_argument(p)
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
@@ -41,12 +43,14 @@ def parser() -> argparse.ArgumentParser:
                    f"(default: [limits] in competition.toml, else {DEFAULT_TIMEOUT:g})")
     p.add_argument("--memory-limit", type=float, default=DEFAULT_MEMORY / GIB,
                    help=f"GiB of memory allowed per entry (default: {DEFAULT_MEMORY / GIB:g})")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: on CPU the power of two that holds "
+    p.add_argument("--batch-size", type=int,
+                   help="images per forward pass (default: on CPU the power of two that holds "
                    "about 200 GFLOPs of the model's arithmetic, at most 128; on CUDA what fits half the free GPU "
                    "memory, at most 8192, halved on out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any entry failed or an entry folder was left out")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout (human output on stderr)")
     p.add_argument("--watch", action="store_true", help="keep running: evaluate each new version as it appears in "
                    "--submissions (e.g. from the dashboard's Submit page) until Ctrl-C or SIGTERM")
@@ -165,7 +169,8 @@ def to_evaluate(args: argparse.Namespace, skipped: list[str], left_out: dict[str
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
-        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
+        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see "
+                           "submissions/README.md).")
     return entries
 
 
@@ -189,7 +194,8 @@ def run_with_progress(engine, entries: list, datasets: list[store.DatasetSpec], 
                           on_plan=lambda n: progress.update(task, total=n), on_progress=on_progress)
 
 
-def run_notes(args: argparse.Namespace, rules: competition.Competition, rows: list, summary, timeout: float) -> list[str]:
+def run_notes(args: argparse.Namespace, rules: competition.Competition, rows: list, summary,
+              timeout: float) -> list[str]:
     """The notes under the table that say how the run went: the counts, the flags behind the limits that stopped
     entries (``timeout``: the time limit that applied), the deadline."""
     from harness import runner

@@ -10,11 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import cli
-from harness.scoring import competition
-from harness.store.engine import make_engine
 from harness.errors import HarnessError
-from harness.scoring import board, insights
+from harness.scoring import board, competition, insights
 from harness.store import reads
+from harness.store.engine import make_engine
 
 
 def factor_table(df, factor: str, metric: str) -> Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shutil
@@ -16,23 +17,20 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from harness.store import claims
-from harness.store import leftovers
-from harness.entries import parameters
-from harness.store import snapshots, space
-from harness.scoring import retention, standings
-from harness.store import results as store
 from harness import __version__
-from harness.scoring.competition import Competition
-from harness.entries.discovery import Entry
 from harness.common.limits import Limits
-from harness.isolation import Progress, limits_hit
-from harness.isolation.prediction import LOCAL, Predictor
-from harness.isolation.exchange import LOADING
-from harness.isolation.process import needs_torchvision
-from harness.data.task import TASK
 from harness.data.copies import changed_copies
+from harness.data.task import TASK
+from harness.entries import parameters
+from harness.entries.discovery import Entry
+from harness.isolation import Progress, limits_hit
+from harness.isolation.exchange import LOADING
+from harness.isolation.prediction import LOCAL, Predictor
+from harness.isolation.process import needs_torchvision
+from harness.scoring import retention, standings
+from harness.scoring.competition import Competition
 from harness.scoring.metrics import memorisation_counts, summarize
+from harness.store import claims, leftovers, results as store, snapshots, space
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
 CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)
@@ -47,10 +45,9 @@ def heartbeat(engine: Engine, key: str, run_id: int, every: float = HEARTBEAT_SE
 
     def beat() -> None:
         while not stop.wait(every):
-            try:
+            # a database hiccup: the next beat tries again; the lease covers several beats
+            with contextlib.suppress(Exception):
                 claims.refresh(engine, key, run_id)
-            except Exception:  # a database hiccup: the next beat tries again; the lease covers several beats
-                pass
 
     thread = threading.Thread(target=beat, name=f"claim-{key[:8]}", daemon=True)
     thread.start()
@@ -311,11 +308,10 @@ class _Scoring:
             while True:
                 if latest and latest[-1] is not noted:
                     noted = latest[-1]
-                    try:
+                    # a database hiccup must not stop the entry; the next note tries again
+                    with contextlib.suppress(Exception):
                         store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
                                             noted.seconds_left, noted.phase, job.version_id, public)
-                    except Exception:  # a database hiccup must not stop the entry; the next note tries again
-                        pass
                 if last:
                     return
                 last = stop.wait(PROGRESS_SECONDS)

@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from harness.store import leftovers, snapshots
-from harness.scoring import competition, standings
-from harness.store import results as store
+
 from harness import __version__, cli, runner
+from harness.common.limits import Limits
+from harness.entries.discovery import discover, select as select_entries
+from harness.isolation.prediction import resolve_device
+from harness.scoring import competition, standings
+from harness.store import leftovers, results as store, snapshots
 from harness.store.engine import make_engine
 from harness.store.schema import Evaluation, unpack
-from harness.entries.discovery import discover, select as select_entries
-from harness.common.limits import Limits
-from harness.isolation.prediction import resolve_device
 
 
 @dataclass
@@ -100,7 +100,8 @@ def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Ch
 
 
 MARKS = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
-         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
+         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]",
+         "nothing": "[yellow]–[/yellow]"}
 TIE_MARGIN = 2e-3  # stored probabilities are float16: about 1e-3 of resolution near 1
 
 

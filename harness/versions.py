@@ -1,7 +1,7 @@
 """``python -m harness.versions ENTRY``: an entry's version history, and the organiser's submission-time override.
 
     python -m harness.versions ada                       # list versions: when seen, counted time, late or not
-    python -m harness.versions ada --set-time 2 2027-01-10T23:30:00+01:00 --reason "upload failed at 23:40, mail at 23:30"
+    python -m harness.versions ada --set-time 2 2027-01-10T23:30+01:00 --reason "upload failed at 23:40, mail at 23:30"
     python -m harness.versions ada --clear 2 --reason "mistake"
     python -m harness.versions --prune --dry-run         # what [storage] keep_versions in competition.toml would free
     python -m harness.versions --prune                   # remove those files (results stay), then shrink the database
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from harness import cli
 from harness.errors import HarnessError
 from harness.scoring import competition, retention
@@ -53,8 +54,8 @@ def show_or_override(args: argparse.Namespace) -> int:
     rules = competition.load(args.config)
     if args.prune:
         if args.entry:
-            raise HarnessError(f"--prune applies to every entry; drop {args.entry!r}: python -m harness.versions --prune"
-                               f"{' --dry-run' if args.dry_run else ''}.")
+            raise HarnessError(f"--prune applies to every entry; drop {args.entry!r}: python -m harness.versions "
+                               f"--prune{' --dry-run' if args.dry_run else ''}.")
         return prune(make_engine(args.db), rules, args.dry_run)
     if args.dry_run:
         raise HarnessError("--dry-run goes with --prune: python -m harness.versions --prune --dry-run.")

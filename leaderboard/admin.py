@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 
 from harness.store import results as store
 from harness.store.schema import utcnow
-
 from leaderboard.config import REPO, Settings
 
 

@@ -10,14 +10,10 @@ import streamlit as st
 from harness.entries.discovery import left_out_folders
 from harness.scoring import board as scoring_board, competition
 from harness.scoring.competition import Competition
-from harness.store.engine import make_engine
-
 from harness.store import reads as queries
-
-from leaderboard import config, views
-from leaderboard import scorer as scoring_service
-from leaderboard.draw import entries_on_disk
-from leaderboard.draw import warm_pool as draw_warm_pool
+from harness.store.engine import make_engine
+from leaderboard import config, scorer as scoring_service, views
+from leaderboard.draw import entries_on_disk, warm_pool as draw_warm_pool
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
 PENDING_TTL = 2  # seconds: the queue and the progress of the upload being scored

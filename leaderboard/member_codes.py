@@ -8,8 +8,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from harness.errors import HarnessError
-from harness.store import members
-from harness.store import results as store
+from harness.store import members, results as store
 from leaderboard import stats
 
 NEW_CODE = "member_codes.new"  # session key: the code just issued, shown until the organiser dismisses it

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from harness.data.guest import sample_guest_dir
 from harness.scoring import board, standings
 from harness.scoring.competition import Competition
-from harness.data.guest import sample_guest_dir
-
 from harness.store import reads as q
 from leaderboard import stats
 
@@ -75,7 +74,7 @@ class EntryView:
 def visible_entries(engine: Engine, revealed: bool, rules: Competition | None = None) -> list[tuple[str, str]]:
     """(entry name, display name) of every entry not hidden, in board order (each once)."""
     view = board_view(engine, revealed, rules)
-    return list(dict.fromkeys(zip(view.board["entry"], view.board["display_name"])))
+    return list(dict.fromkeys(zip(view.board["entry"], view.board["display_name"], strict=True)))
 
 
 def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | None = None) -> EntryView | None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.store import results as store
 from harness import runner
-from harness.store.engine import make_engine
 from harness.data.task import guest_source
 from harness.entries.discovery import discover
+from harness.store import results as store
+from harness.store.engine import make_engine
 from tests.entries import class_means, template_weights, write_entry
 
 GUEST_TOKEN = "mysteryink"   # in every guest file name: must never appear on a page before the reveal
@@ -76,7 +76,7 @@ def build(root: Path, train_images: np.ndarray, train_labels: np.ndarray, test_i
     guest_images = train_images[50000:50000 + N_GUEST]
     guest_labels = train_labels[50000:50000 + N_GUEST].astype(np.int64)
     files = []
-    for i, (image, label) in enumerate(zip(guest_images, guest_labels)):
+    for i, (image, label) in enumerate(zip(guest_images, guest_labels, strict=True)):
         rel = f"{label}/{GUEST_TOKEN}_{i:03d}.png"
         (mystery / str(label)).mkdir(parents=True, exist_ok=True)
         Image.fromarray(255 - image).resize((112, 112), Image.BICUBIC).save(mystery / rel)

@@ -1,5 +1,6 @@
 """The shape of the code holds: the layers, the harness kept free of the dashboard, and no cycle between the
-harness's subpackages, as declared for import-linter in pyproject.toml; and few modules at the top of harness/."""
+harness's subpackages, as declared for import-linter in pyproject.toml; few modules at the top of harness/; and ruff,
+with the rules in pyproject.toml ([tool.ruff]), finds nothing anywhere in the repository."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 from tests.conftest import REPO
 
-TOP_LIMIT = 16  # modules at the top of harness/: the commands, the contract, the run loop, errors
+TOP_LIMIT = 17  # modules at the top of harness/: the commands, __main__ (the `harness` command), the contract,
+# the run loop, errors
 
 
 def test_import_contracts_are_kept():
@@ -22,6 +24,16 @@ def test_import_contracts_are_kept():
     done = subprocess.run([lint, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "3 kept, 0 broken" in done.stdout
+
+
+def test_ruff_finds_nothing():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    done = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", "."], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "All checks passed!" in done.stdout
 
 
 def test_the_top_of_harness_holds_few_modules():

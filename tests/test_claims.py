@@ -14,11 +14,10 @@ import torch
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from harness.store import claims
-from harness.store import results as store
+from harness.entries.discovery import discover
+from harness.store import claims, results as store
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Dataset, Entry, EntryVersion, utcnow
-from harness.entries.discovery import discover
 from tests.entries import write_entry
 
 RACERS = 8
@@ -63,7 +62,8 @@ def test_of_runs_racing_for_a_key_exactly_one_wins(engine):
 def test_an_expired_claim_is_taken_over_by_exactly_one_run(engine):
     dead, *alive = runs(engine, RACERS + 1)
     with engine.begin() as connection:
-        connection.execute(insert(Claim).values(eval_key="k", run_id=dead, claimed_at=utcnow() - timedelta(seconds=120)))
+        connection.execute(insert(Claim).values(eval_key="k", run_id=dead,
+                                                claimed_at=utcnow() - timedelta(seconds=120)))
     assert not claims.try_claim(engine, "k", alive[0], lease_seconds=600)  # not expired under a longer lease
     won = race(claims.try_claim, [(engine, "k", run_id, 60) for run_id in alive])
     assert won.count(True) == 1

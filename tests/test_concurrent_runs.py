@@ -40,7 +40,7 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
     runs.append(subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True))
     outputs = [p.communicate(timeout=400) for p in runs]
-    for p, (out, err) in zip(runs, outputs):
+    for p, (_out, err) in zip(runs, outputs, strict=True):
         assert p.returncode == 0, err
     boards = [json.loads(out)["entries"] for out, _ in outputs]
     engine = make_engine(db_url)
@@ -60,10 +60,10 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
 def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mnist, means):
     from datetime import timedelta
 
-    from harness.store import results as store
     from harness import runner
-    from harness.store.schema import utcnow
     from harness.entries.discovery import discover
+    from harness.store import results as store
+    from harness.store.schema import utcnow
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]
@@ -83,10 +83,9 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mni
 def test_a_fresh_claim_makes_the_run_wait_for_the_holders_result(tmp_path, db_url, small_mnist, means):
     import threading
 
-    from harness.store import claims
-    from harness.store import results as store
     from harness import runner
     from harness.entries.discovery import discover
+    from harness.store import claims, results as store
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]

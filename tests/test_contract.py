@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.store import results as store
 from harness import runner
+from harness.entries.discovery import discover
+from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
-from harness.entries.discovery import discover
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 
 CPU = runner.Options(runner.Limits(device="cpu", timeout=60))
@@ -45,13 +45,15 @@ def test_member_variants_give_identical_predictions(tmp_path, small_mnist, means
     # The organiser's way: normalise with mean 0.5/std 0.5 inside forward, return log_softmax.
     write_entry(subs, "half-logsoftmax", code=TEMPLATE_CODE.replace(
         "return self.scale * self.fc(x.flatten(1) - 0.5)",
-        "x = (x - 0.5) / 0.5\n        return F.log_softmax(self.scale * self.fc(x.flatten(1) * 0.5), dim=1)"), weights=w)
+        "x = (x - 0.5) / 0.5\n        return F.log_softmax(self.scale * self.fc(x.flatten(1) * 0.5), "
+        "dim=1)"), weights=w)
     # Normalised with MNIST's statistics through the harness's InputAdapter, returning probabilities.
     write_entry(subs, "mnist-norm-softmax", code=TEMPLATE_CODE.replace(
         "super().__init__()", "super().__init__()\n        from harness.contract import InputAdapter\n"
         "        self.adapt = InputAdapter(mean=0.1307, std=0.3081)").replace(
         "return self.scale * self.fc(x.flatten(1) - 0.5)",
-        "x = self.adapt(x) * 0.3081 + 0.1307\n        return (self.scale * self.fc(x.flatten(1) - 0.5)).softmax(1)"), weights=w)
+        "x = self.adapt(x) * 0.3081 + 0.1307\n        return (self.scale * self.fc(x.flatten(1) - "
+        "0.5)).softmax(1)"), weights=w)
     write_entry(subs, "safetensors", weights=w, weights_name="weights.safetensors")
     write_entry(subs, "checkpoint-dict", weights={"epoch": torch.tensor(3),
                                                   "state_dict": {"module.fc.weight": w["fc.weight"]}})
@@ -129,7 +131,8 @@ def test_resnet_that_wants_3x224(tmp_path, small_mnist):
     assert ev.status == "ok", ev.error
     x = torch.nn.functional.interpolate(torch.from_numpy(tiny.images[:, None] / 255.0).float(), size=224,
                                         mode="bilinear").expand(-1, 3, -1, -1)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.inference_mode():
         reference = net((x - mean) / std).argmax(1).numpy()
     assert np.array_equal(predicted(ev), reference)
@@ -191,8 +194,8 @@ def test_the_contract_needs_no_torch_and_the_adapters_need_no_contract():
              "assert 'torch' not in sys.modules, 'torch imported'\n"
              "from harness.contract import IMAGENET_MEAN, IMAGENET_STD, MNIST_MEAN, MNIST_STD, InputAdapter\n"
              "from harness import adapters\n"
-             "assert (IMAGENET_MEAN, MNIST_MEAN, InputAdapter) == (adapters.IMAGENET_MEAN, 0.1307, adapters.InputAdapter)\n"
-             "assert 'harness.contract' in sys.modules\n")
+             "assert (IMAGENET_MEAN, MNIST_MEAN, InputAdapter) == (adapters.IMAGENET_MEAN, 0.1307, "
+             "adapters.InputAdapter)\nassert 'harness.contract' in sys.modules\n")
     assert subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True).stderr == ""
     alone = "import sys\nimport harness.adapters\nassert 'harness.contract' not in sys.modules\n"
     assert subprocess.run([sys.executable, "-c", alone], cwd=root, capture_output=True, text=True).stderr == ""

@@ -20,10 +20,9 @@ from scipy.stats import binomtest
 from streamlit.testing.v1 import AppTest
 
 from harness.data import mnist
-from harness.store import results as store
-from harness.store.engine import make_engine
-from harness.store import reads as queries
 from harness.scoring import board as scoring_board
+from harness.store import reads as queries, results as store
+from harness.store.engine import make_engine
 from leaderboard import admin, config, draw, figures, stats, views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
@@ -99,7 +98,7 @@ def seen(markdown: str) -> str:
 
 def guest_results(db) -> dict[str, float]:
     view = views.board_view(make_engine(str(db)), revealed=True)
-    return dict(zip(view.board["entry"], view.board["guest_accuracy"]))
+    return dict(zip(view.board["entry"], view.board["guest_accuracy"], strict=True))
 
 
 # --- the plain functions ----------------------------------------------------------------------------------------
@@ -138,7 +137,7 @@ def test_board_ranks_like_the_harness_and_marks_ties(fx):
         running = max(running, min(1.0, (m - k) * raw[i]))
         adjusted[i] = running
     assert row.loc[names[0], "separation"] == "leader" and row.loc[names[0], "state"] == "leader"
-    for below, p in zip(names[1:], adjusted):
+    for below, p in zip(names[1:], adjusted, strict=True):
         assert row.loc[below, "p_vs_leader"] == pytest.approx(p)
         assert row.loc[below, "with_leader"] == (p >= 0.05)
         assert row.loc[below, "separation"].startswith("level with #1" if p >= 0.05 else "behind #1")
@@ -262,9 +261,10 @@ def test_filter_sort_and_csv():
     assert rows[0]["level with the leader"] == "yes" and rows[2]["level with the leader"] == "no"
     recipe = ["architecture", "optimizer", "learning rate", "schedule", "batch size", "epochs", "weight decay",
               "dropout", "label smoothing", "augmentation", "seed", "validation accuracy", "training seconds"]
+    # the board's columns, then the flat recipe: no hashes, no hp:
     assert list(rows[0]) == ["rank", "level with the leader", "p vs leader (Holm)", "entry", "folder", "author",
                              "guest accuracy", "mnist accuracy", "parameters", "images per second", "last evaluated",
-                             "status", "versions", *recipe]  # the board's columns, then the flat recipe: no hashes, no hp:
+                             "status", "versions", *recipe]
     assert (rows[0]["architecture"], rows[0]["learning rate"], rows[0]["augmentation"]) == \
         ("lenet5", "0.1", "affine+slant+stroke")
     assert (rows[2]["architecture"], rows[2]["learning rate"], rows[2]["augmentation"]) == ("", "0.2", "none")
@@ -470,10 +470,10 @@ def test_moderation_and_audit_log(fx, tmp_path):
 
 
 def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
-    """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.scoring.standings."""
-    from harness.scoring import standings
+    """The board, the entry page, the guest gallery and What worked all take bob's standing from
+    harness.scoring.standings."""
+    from harness.scoring import insights, standings
     from harness.scoring.competition import Competition
-    from harness.scoring import insights
     db = tmp_path / "dq.db"
     shutil.copy(fx.revealed_db, db)
     engine = make_engine(str(db))
@@ -782,14 +782,17 @@ def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
     db = tmp_path / "org.db"
     shutil.copy(fx.db, db)
     at = organiser(fx, monkeypatch, db)
-    version = lambda: next(s for s in at.selectbox if s.key == "override_version")
+    def version():
+        return next(s for s in at.selectbox if s.key == "override_version")
+
     engine = make_engine(str(db))
     for name in ("bob", "ada", "bob"):  # reference: each entry's versions' content hashes, read from the store
         next(s for s in at.selectbox if s.key == "override_entry").set_value(name).run()
         stored = queries.versions(engine, name).sort_values("version", ascending=False)  # newest first
         said = [f"Version {n} · submitted {t:%Y-%m-%dT%H:%M:%S}"
-                for n, t in zip(stored["version"], stored["submitted"])]
-        assert len(version().options) == len(said) and all(o.startswith(w) for w, o in zip(said, version().options))
+                for n, t in zip(stored["version"], stored["submitted"], strict=True)]
+        assert len(version().options) == len(said) and all(o.startswith(w)
+                                                           for w, o in zip(said, version().options, strict=True))
     assert len(queries.versions(engine, "ada")) == 2
 
 
@@ -830,6 +833,7 @@ def test_what_worked_page_revealed(fx, monkeypatch):
 def ada_version_times(db) -> list:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
+
     from harness.store.schema import Entry, EntryVersion
     with Session(make_engine(str(db))) as session:
         return list(session.scalars(select(EntryVersion.first_seen_at).join(Entry).where(Entry.name == "ada")
@@ -859,7 +863,8 @@ def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch,
     evals = {e.version.first_seen_at: e for e in store.load_evaluations(engine, store.newest_evaluation_ids(engine))
              + store.load_evaluations(engine, list(range(1, 20))) if e.version.entry.name == "ada"}
     assert ranked["mnist_accuracy"] == next(r.accuracy for r in evals[first].results if r.dataset.kind == "mnist")
-    assert ada.loc[late, "mnist_accuracy"] == next(r.accuracy for r in evals[second].results if r.dataset.kind == "mnist")
+    assert ada.loc[late, "mnist_accuracy"] == next(r.accuracy for r in evals[second].results
+                                                   if r.dataset.kind == "mnist")
     assert ranked["rank"] >= 1 and np.isnan(ada.loc[late, "rank"])
     # Dee no longer shares Ada's rank: Ada's on-time (weak) version is the one ranked, ordered by guest accuracy.
     row = board[board["status"] == "ok"].set_index("entry")
@@ -1016,6 +1021,7 @@ def test_folders_left_out_for_their_names_are_rows_saying_why(tmp_path, monkeypa
 def test_organiser_page_shows_the_database_size_and_what_the_versions_files_take(fx, monkeypatch, tmp_path):
     import os
     import sqlite3
+
     from harness import versions as versions_cli
     db = tmp_path / "org.db"
     shutil.copy(fx.db, db)

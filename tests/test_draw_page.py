@@ -101,8 +101,9 @@ def test_nothing_is_read_until_the_button_then_every_entry_fills_in(stand_ins, m
     text = " ".join(m.value for m in at.markdown)
     for name in ("Ada's template", "Bob's quick one", "Dee's copy", "eve"):
         assert f"**{name}**  \nreads **3** · 94% sure" in text  # softmax of logits 5 vs 0: e⁵/(e⁵ + 9)
-    assert [seen(e.value) for e in at.error] == ["Problem: the weights do not fit the model (missing keys \"fc.weight\"); "
-                                           "save the state_dict of this exact model."]  # in full, never cut
+    assert [seen(e.value) for e in at.error] == ["Problem: the weights do not fit the model (missing keys "
+                                           "\"fc.weight\"); save the state_dict of this exact "
+                                           "model."]  # in full, never cut
     charts = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     assert len(charts) == 4  # one probability chart per entry that answered, over the digits 0–9
     assert all(c["encoding"]["x"]["field"] == "digit" and c["encoding"]["x"]["type"] == "ordinal" for c in charts)

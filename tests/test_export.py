@@ -6,8 +6,8 @@ import csv
 import hashlib
 import json
 
-from harness.store import results as store
 from harness import evaluate, export
+from harness.store import results as store
 from harness.store.engine import make_engine
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
@@ -21,7 +21,8 @@ def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_t
                           "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
     assert export.main(["--db", db, "--out", str(tmp_path / "sealed"), "--signed-off-by", "Org"]) == 0
     assert "guest results sealed" in capsys.readouterr().out
-    rows = list(csv.DictReader(open(tmp_path / "sealed" / "standings.csv")))
+    with open(tmp_path / "sealed" / "standings.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["name"] for r in rows] == ["alpha", "broken"]
     expected = int((template_predictions(mnist_test.images, means) == mnist_test.labels).sum())
     assert int(rows[0]["mnist_correct"]) == expected and rows[0]["rank"] == "1"
@@ -34,7 +35,8 @@ def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_t
 
     store.set_flag(make_engine(db), store.GUEST_REVEALED, "true")
     assert export.main(["--db", db, "--out", str(tmp_path / "final"), "--signed-off-by", "Org"]) == 0
-    final = list(csv.DictReader(open(tmp_path / "final" / "standings.csv")))
+    with open(tmp_path / "final" / "standings.csv") as f:
+        final = list(csv.DictReader(f))
     assert final[0]["guest_total"] == "100" and len(final[0]["guest_dataset_hash"]) == 64
 
 
@@ -44,7 +46,8 @@ def test_export_of_an_empty_database(tmp_path, db_url, capsys):
 
 
 def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_url, means, mnist_dir, capsys):
-    """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one absent."""
+    """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one
+    absent."""
     from harness.data import mnist
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     subs = tmp_path / "subs"
@@ -72,7 +75,8 @@ def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_ur
 
     store.set_flag(engine, store.GUEST_REVEALED, "true")
     assert export.main(["--db", db_url, "--out", str(tmp_path / "out"), "--signed-off-by", "Org"]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "out" / "standings.csv")))
+    with open(tmp_path / "out" / "standings.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [(r["name"], r["rank"], r["standing"], r["note"]) for r in rows] == [
         ("honest", "1", "ranked", ""), ("cheat", "", "disqualified", "trained on the test set")]
     record = json.loads((tmp_path / "out" / "standings.json").read_text())

@@ -1,7 +1,7 @@
 """Heavy entries: an entry that cannot finish within its time limit is stopped early with an estimate; progress
 is shown while it runs, phase by phase (loading, warming up, images); a slow model warms up on small batches and
-gets a batch it does in about a second; the organiser sets the limit in competition.toml; the device is resolved once, before any
-limit, and the sandbox lets in the GPU only for CUDA."""
+gets a batch it does in about a second; the organiser sets the limit in competition.toml; the device is resolved
+once, before any limit, and the sandbox lets in the GPU only for CUDA."""
 
 from __future__ import annotations
 

@@ -18,13 +18,9 @@ import numpy as np
 import psutil
 import pytest
 
-from harness.isolation import cgroups
-from harness.isolation import process as isolation
-from harness.isolation import sandbox
-from harness.isolation import sandbox_server
-from harness.isolation import users
 from harness import runner
 from harness.contract import EntryMetadata
+from harness.isolation import cgroups, process as isolation, sandbox, sandbox_server, users
 from harness.store.schema import unpack
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.test_contract import evaluate, predicted
@@ -274,7 +270,8 @@ def test_unsandboxed_file_size_limit_applies(plain, tmp_path, means, monkeypatch
     monkeypatch.setattr(sandbox_server, "FILE_LIMIT", 16 * 1024 * 1024)
     shared = tmp_path / "shared"
     shared.mkdir()
-    os.chmod(shared, 0o777)  # writable by the entry (uid nobody under root); a fresh path, so no stale file is in the way
+    # writable by the entry (uid nobody under root); a fresh path, so no stale file is in the way
+    os.chmod(shared, 0o777)
     target = shared / "big-output"
     folder = write_entry(tmp_path / "subs", "big-file", weights=template_weights(means), code=writes_big_file(target))
     outcome = plain(folder)
@@ -405,10 +402,11 @@ def kills(pids: list[int]) -> str:
 
 def test_an_unsandboxed_entry_can_signal_no_process_but_its_own(plain, tmp_path, means):
     if os.getuid() != 0:
-        pytest.skip("under a user's harness an unsandboxed entry keeps that user's identity (see the README's table)")
+        pytest.skip("under a user's harness an unsandboxed entry keeps that user's identity (see the table in "
+                    "docs/scoring.md)")
+    from harness.entries.discovery import discover
     from harness.isolation import WarmPool
     from harness.isolation.prediction import Limits
-    from harness.entries.discovery import discover
     write_entry(tmp_path / "warm", "neighbour", weights=template_weights(means))
     neighbour = discover(tmp_path / "warm", skipped=[])["neighbour"]
     pool = WarmPool(Limits(timeout=60, memory=2 * 1024 ** 3, device="cpu", batch_size=1), sandboxed=False)

@@ -6,6 +6,7 @@ the run with one sentence and exit status 2, and everything stored before stays 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,14 +22,12 @@ from alembic import command
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.store import snapshots
-from harness.store import results as store
 from harness import evaluate, runner, verify, versions
-from harness.store import upgrade as migrate
-from harness.store.engine import make_engine
-from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
 from harness.entries.discovery import discover, load_entry
 from harness.errors import HarnessError
+from harness.store import results as store, snapshots, upgrade as migrate
+from harness.store.engine import make_engine
+from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
 from tests.conftest import REPO
 from tests.entries import before_return, template_weights, write_entry
 
@@ -227,7 +226,8 @@ def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_ur
     assert str(info.value).startswith(f"the database {where}")
     assert "is read-only (" in str(info.value) and str(info.value).endswith(
         "give this user write access to it and to its folder, or choose another database with --db." if
-        db_url.startswith("sqlite") else "connect as a user that may write to it, or choose another database with --db.")
+        db_url.startswith("sqlite") else "connect as a user that may write to it, or choose another database with "
+                                         "--db.")
     with Session(engine) as session:
         assert session.scalars(select(Run.argv)).all() == [["first"]]
     engine.dispose()
@@ -268,10 +268,8 @@ def test_a_killed_run_is_marked_interrupted_and_leaves_no_claim_or_folder(tmp_pa
         os.kill(first.pid, signal.SIGKILL)  # the harness alone, as `kill -9 PID` would
         first.wait()
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)  # whatever it left running
-        except ProcessLookupError:
-            pass
     [(key, killed_run)] = claims_now()
     with Session(engine) as session:
         killed = session.get(Run, killed_run)

@@ -19,10 +19,23 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from harness import migrate as migrate_command
+from harness.errors import HarnessError
 from harness.store import upgrade as migrate
 from harness.store.engine import make_engine
-from harness.store.schema import AuditLog, Base, Claim, Dataset, Entry, EntryVersion, Evaluation, Flag, Moderation, Run, VersionFiles, unpack
-from harness.errors import HarnessError
+from harness.store.schema import (
+    AuditLog,
+    Base,
+    Claim,
+    Dataset,
+    Entry,
+    EntryVersion,
+    Evaluation,
+    Flag,
+    Moderation,
+    Run,
+    VersionFiles,
+    unpack,
+)
 from tests.conftest import REPO
 
 OLD_DUMP = Path(__file__).parent / "data" / "leaderboard_c82d84d.sql"  # made by the harness's db.py at c82d84d
@@ -58,7 +71,8 @@ def test_database_made_before_migrations_is_upgraded_with_its_rows(tmp_path):
                 evaluation.log, evaluation.sandboxed, evaluation.run.argv) == \
             ("a" * 64, "ok", 1.25, 123_456_789, "hello from alpha", True, ["--device", "cpu"])
         result = evaluation.results[0]
-        assert (result.correct, result.total, result.precision, result.confusion) == (3, 4, [1.0, None], [[1, 0], [1, 2]])
+        assert (result.correct, result.total, result.precision, result.confusion) == \
+            (3, 4, [1.0, None], [[1, 0], [1, 2]])
         assert unpack(result.predicted).tolist() == [7, 2, 1, 6]
         assert unpack(result.dataset.labels).tolist() == [7, 2, 1, 0]
         assert np.array_equal(unpack(result.dataset.images), np.arange(4 * 28 * 28, dtype=np.uint8).reshape(4, 28, 28))
@@ -120,8 +134,8 @@ def test_tables_from_an_unknown_older_harness_are_refused(tmp_path):
 
 def test_processes_starting_at_once_on_a_fresh_database_create_it_once(db_url):
     start = time.time() + 3  # after every process has imported the harness
-    code = ("import sys, time; from harness.store.engine import make_engine; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
-            "make_engine(sys.argv[1])")
+    code = ("import sys, time; from harness.store.engine import make_engine; time.sleep(max(0, float(sys.argv[2]) - "
+            "time.time())); make_engine(sys.argv[1])")
     procs = [subprocess.Popen([sys.executable, "-c", code, db_url, str(start)], cwd=REPO, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]

@@ -16,11 +16,11 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from harness.data import mnist
+from harness.entries.discovery import discover
+from harness.errors import HarnessError
 from harness.store import results as store
 from harness.store.engine import make_engine, resolve_url
 from harness.store.schema import EntryVersion, Evaluation
-from harness.entries.discovery import discover
-from harness.errors import HarnessError
 from tests.entries import write_entry
 
 
@@ -48,7 +48,8 @@ def test_corrupt_test_file_is_refused_by_md5(mnist_dir, tmp_path):
 
 def test_truncated_training_file_is_reported(mnist_dir, tmp_path):
     shutil.copy(mnist_dir / "train-labels-idx1-ubyte.gz", tmp_path)
-    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes((mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()[:5000])
+    cut = (mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()[:5000]
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(cut)
     with pytest.raises(HarnessError, match="is not a readable IDX file"):
         mnist.load_split(tmp_path, "train", allow_download=False)
 

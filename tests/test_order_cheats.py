@@ -17,13 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
+from harness import evaluate, runner
+from harness.data.guest import load_guest_set
+from harness.entries.discovery import discover
 from harness.isolation import order, worker
 from harness.store import results as store
-from harness import evaluate, runner
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
-from harness.entries.discovery import discover
-from harness.data.guest import load_guest_set
 from tests.entries import write_entry
 
 CPU = runner.Options(runner.Limits(device="cpu"))

@@ -4,7 +4,7 @@ one the board shows, never a result), counts only the bytes no kept version shar
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from leaderboard import views
 from tests.entries import TEMPLATE_CODE, template_weights, with_forward, write_entry
 
 START = datetime(2027, 1, 1, 12, 0)
-DEADLINE = datetime(2027, 1, 3, 12, 0, tzinfo=timezone.utc)  # after the third version, before the fourth
+DEADLINE = datetime(2027, 1, 3, 12, 0, tzinfo=UTC)  # after the third version, before the fourth
 
 
 def new_version(engine, folder: Path, seed: int, day: int, numbers: int = 20_000) -> tuple[int, dict[str, bytes]]:
@@ -58,7 +58,7 @@ def five_versions(tmp_path, db_url):
     is not evaluated yet), v4 is the evaluated late one; bob: one version."""
     engine = make_engine(db_url)
     folder = write_entry(tmp_path / "subs", "ada", code=TEMPLATE_CODE, toml='author = "Ada"\n')
-    made = [new_version(engine, folder, seed, day) for seed, day in zip(range(5), range(5))]
+    made = [new_version(engine, folder, seed, day) for seed, day in zip(range(5), range(5), strict=True)]
     ids = [v for v, _ in made]
     evaluated(engine, ids[0])
     evaluated(engine, ids[3])
@@ -183,8 +183,8 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
     size_before = space.database_bytes(engine)
     assert versions_cli.main(args) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"Removed the files of 1 version ({space.size_text(freed)} that no kept version shares); their evaluations " \
-           "and results stay." in out
+    assert f"Removed the files of 1 version ({space.size_text(freed)} that no kept version shares); their " \
+           "evaluations and results stay." in out
     assert snapshots.stored_bytes(engine) == stored - freed
     assert "before pruning, " in out
     if engine.dialect.name == "sqlite":  # PostgreSQL's own size moves by itself (statistics, autovacuum)
@@ -203,7 +203,8 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
 
 def test_prune_command_bad_uses_get_one_sentence(tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'lb.db'}"
-    assert versions_cli.main(["--prune", "--db", db]) == 0  # the default rule keeps everything: it says how to change it
+    # the default rule keeps everything: it says how to change it
+    assert versions_cli.main(["--prune", "--db", db]) == 0
     assert "nothing to prune. To keep only each entry's ranked version and its last 2, add [storage] with " \
            "keep_versions = 2" in " ".join(capsys.readouterr().out.split())
     assert versions_cli.main(["ada", "--prune", "--db", db]) == 2
@@ -266,7 +267,8 @@ def test_verify_says_the_evaluated_versions_files_were_pruned_and_exits_0(tmp_pa
     assert verify.main(["--submissions", str(subs), "--db", db]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "– alpha: the files of the evaluated version " in out and "were removed to save space ([storage] " \
-        "keep_versions in competition.toml), so it cannot be re-scored; its stored results stand, nothing differs." in out
+        "keep_versions in competition.toml), so it cannot be re-scored; its stored results stand, nothing " \
+        "differs." in out
 
 
 def test_a_file_pruned_while_a_new_version_sharing_it_is_kept_is_stored_again(tmp_path, db_url, monkeypatch):

@@ -22,7 +22,6 @@ from harness.entries.discovery import load_entry
 from harness.evaluate import in_queue_order, main as evaluate_main
 from harness.store import claims, results as store
 from harness.store.engine import make_engine
-from harness.store.reads import queue
 from harness.store.schema import Claim, EntryVersion, utcnow
 from leaderboard import config, scorer, stats, views
 from tests.conftest import REPO
@@ -47,7 +46,7 @@ def failed(engine, run_id: int, version_id: int) -> None:
 
 def shown(engine) -> list[tuple[str, str, str, str]]:
     rows = views.pending(engine)
-    return list(zip(rows["entry"], rows["place"], rows["score"], rows["status"]))
+    return list(zip(rows["entry"], rows["place"], rows["score"], rows["status"], strict=True))
 
 
 def test_the_queue_is_oldest_first_and_names_the_version_being_scored(db_url, tmp_path):

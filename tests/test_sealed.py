@@ -17,8 +17,7 @@ import pytest
 
 from harness import runner
 from harness.entries.discovery import load_entry
-from harness.store import members, reads
-from harness.store import results as store
+from harness.store import members, reads, results as store
 from harness.store.engine import make_engine
 from leaderboard import views
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
@@ -149,8 +148,9 @@ def test_the_sealed_part_is_stored_and_shown_only_after_the_reveal_to_whom_it_be
     ada = members.issue_code(engine, "Ada")
     bob = members.issue_code(engine, "Bob")
     members.give_entry(engine, "printer", "Ada")
-    assert views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False, member_code=bob)[0] is None
-    assert views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False, member_code="x")[0] is None
+    for code in (bob, "x"):
+        assert views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False,
+                                 member_code=code)[0] is None
     shown, _ = views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False, member_code=ada)
     assert secret <= set(shown.log.split())
     # What every reader of the board gets holds the public log alone.
@@ -235,8 +235,8 @@ def test_the_changed_copies_differ_from_their_originals_by_nothing_a_person_sees
     assert (copy[original == 255] == 255).all()
     specks = paper & (copy > 0)
     assert (specks.sum(axis=(1, 2)) == 4).all() and set(np.unique(copy[specks])) <= {1, 2}
-    for image, spots in zip(original, specks):
+    for image, spots in zip(original, specks, strict=True):
         ink = np.argwhere(image > 0)
         for y, x in np.argwhere(spots):
             assert np.abs(ink - [y, x]).max(axis=1).min() >= 3  # Chebyshev distance to the nearest ink pixel
-    assert all(not np.array_equal(a, b) for a, b in zip(original, copy))
+    assert all(not np.array_equal(a, b) for a, b in zip(original, copy, strict=True))

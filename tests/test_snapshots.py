@@ -17,12 +17,10 @@ from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from harness.store import snapshots
-from harness.store import results as store
-from harness.store import upgrade as migrate
+from harness.entries.discovery import load_entry
+from harness.store import results as store, snapshots, upgrade as migrate
 from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, FileBlob, FileChunk
-from harness.entries.discovery import load_entry
 from tests.entries import template_weights, write_entry
 
 
@@ -73,7 +71,8 @@ def test_a_zip_kept_before_revision_0004_still_restores(tmp_path, means):
             zf.writestr(name, data)
     raw = create_engine(url)
     with raw.begin() as connection:
-        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) VALUES (1, 'ada', '2026-11-27 10:00:00')")
+        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) "
+                                   "VALUES (1, 'ada', '2026-11-27 10:00:00')")
         connection.exec_driver_sql(
             "INSERT INTO entry_versions (id, entry_id, content_hash, code_hash, weights_hash, weights_bytes, "
             "display_name, author, description, hyperparameters, constructor, first_seen_at) VALUES "
@@ -201,7 +200,8 @@ def test_a_blob_kept_by_revision_0004_still_restores(tmp_path, means):
     raw = create_engine(url)
     with raw.begin() as connection:
         command.upgrade(migrate.config(connection), "0004")
-        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) VALUES (1, 'ada', '2026-11-30 10:00:00')")
+        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) "
+                                   "VALUES (1, 'ada', '2026-11-30 10:00:00')")
         connection.exec_driver_sql(
             "INSERT INTO entry_versions (id, entry_id, content_hash, code_hash, weights_hash, weights_bytes, "
             "display_name, author, description, hyperparameters, constructor, first_seen_at) VALUES "

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 
 from harness.scoring import board, ranking
-from harness.scoring.competition import Competition
+from harness.scoring.competition import Competition, parse
+from harness.scoring.standings import (
+    DISQUALIFIED,
+    LATE,
+    RANKED,
+    SUPERSEDED,
+    VersionRow,
+    counted_versions,
+    member,
+    picks,
+)
 from harness.store.reads import Score
-from harness.scoring.competition import parse
-from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks)
 
 DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}
 
@@ -129,7 +137,7 @@ def test_mnist_primary_and_unranked_rows():
 
 def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leader():
     # Nested masks: k more wrong digits than the leader is k discordant digits, raw p = 2 * 0.5**k.
-    rows = [row(n, acc, 0.99) for n, acc in zip("edcba", (0.70, 0.80, 0.90, 0.97, 1.00))]
+    rows = [row(n, acc, 0.99) for n, acc in zip("edcba", (0.70, 0.80, 0.90, 0.97, 1.00), strict=True)]
     out = ranking.rank(rows)
     assert [(r.name, r.rank) for r in out] == [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]
     assert [r.with_leader for r in out] == [True, True, False, False, False]
@@ -141,6 +149,7 @@ def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leade
         "The guest's 100 digits cannot separate the top 2 (exact McNemar tests against the leader, "
         "Holm-corrected, α = 0.05).")
     from rich.console import Console
+
     from harness.scoring import report
     console = Console(record=True, width=160)
     report.print_table(console, out, True, [])
@@ -165,7 +174,7 @@ def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
 
 def test_verdict_names_entries_level_with_the_leader_when_they_are_not_the_top_k():
     rows = [row(n, acc, 0.99) for n, acc in (("a", 1.0), ("b", 0.9), ("c", 0.89))]
-    for r, level in zip(rows, (True, False, True)):
+    for r, level in zip(rows, (True, False, True), strict=True):
         r.with_leader = level
     assert ranking.verdict(rows, "the guest's 100 digits") == (
         "The guest's 100 digits cannot separate 1 entry from the leader, a: c (exact McNemar tests against the "

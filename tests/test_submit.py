@@ -5,7 +5,7 @@ check stores nothing and shows the check's own sentence. The organiser's code se
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select
@@ -208,7 +208,7 @@ def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
     assert [p.name for p in site.subs.iterdir() if p.name.startswith(".upload-")] == []  # no folder left behind
     versions = history(site.engine, "ada-lenet")
     assert len(versions) == 2 and all(v.files_kept for v in versions)
-    for version, files in zip(versions, (first, second)):
+    for version, files in zip(versions, (first, second), strict=True):
         restored = snapshots.restore(site.engine, version.version_id, "ada-lenet", tmp_path / str(version.number))
         assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == dict(files)
     assert members.owner(site.engine, "ada-lenet") == "Ada" and uploads(site) == [("Ada", "accepted")] * 2
@@ -256,12 +256,12 @@ def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
 
 
 def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_no_new_one(site):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from harness.scoring.competition import Competition
     from harness.scoring.standings import counted_versions, version_rows
     from harness.submit.upload import submit as upload
-    past = Competition(deadline=datetime(2026, 1, 10, 23, 59, tzinfo=timezone.utc))
+    past = Competition(deadline=datetime(2026, 1, 10, 23, 59, tzinfo=UTC))
     first = upload(site.engine, site.subs, "ada-lenet", site.ada, baseline_files(), Competition())
     assert first.accepted and first.version == 1 and not first.late
     toml = (BASELINE / "entry.toml").read_bytes().replace(b'"Baseline: LeNet-5"', b'"Late LeNet"')
@@ -271,7 +271,7 @@ def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_n
                                  "not ranked; your on-time version still counts.")
     # the standings agree: under a deadline between the two uploads, version 1 is the one that counts
     between = Competition(deadline=datetime.fromisoformat(history(site.engine, "ada-lenet")[0].first_seen_at
-                                                           .isoformat()).replace(tzinfo=timezone.utc))
+                                                           .isoformat()).replace(tzinfo=UTC))
     counted = counted_versions(version_rows(site.engine), between)
     assert counted["ada-lenet"].version_id == history(site.engine, "ada-lenet")[0].version_id
     again = upload(site.engine, site.subs, "ada-lenet", site.ada, baseline_files(), Competition())
@@ -298,8 +298,7 @@ def zipped(entries: list[tuple[str, bytes]], links: tuple[str, ...] = ()) -> byt
 
 def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
     from harness.scoring.competition import Competition
-    from harness.submit.upload import UploadLimits
-    from harness.submit.upload import submit as upload
+    from harness.submit.upload import UploadLimits, submit as upload
     rules = Competition()
     files = baseline_files()
     # Finder's zip of the folder: one top folder, plus __MACOSX and .DS_Store, which are left out
@@ -309,8 +308,9 @@ def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
     assert outcome.accepted, outcome.sentences
     assert {p.name: p.read_bytes() for p in (site.subs / "ada-lenet").iterdir()} == dict(files)
 
-    def refused(archive: bytes, limits: UploadLimits = UploadLimits()) -> str:
-        outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("entry.zip", archive)], rules, limits)
+    def refused(archive: bytes, limits: UploadLimits | None = None) -> str:
+        outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("entry.zip", archive)], rules,
+                         limits or UploadLimits())
         assert not outcome.accepted and len(outcome.sentences) == 1
         return outcome.sentences[0]
 
@@ -430,6 +430,7 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     minute the page refuses every code, Ada's right one included, with one sentence saying when to retry; the
     organiser's audit log counts the 10 wrong codes and the limit once; nothing is uploaded or stored."""
     from collections import Counter
+
     from harness.store import results as store
     ident = site.ada.partition("-")[0]
     at = AppTest.from_file(APP, default_timeout=120)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harness.store import results as store
 from harness import __version__, evaluate, verify
+from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store.schema import Result, pack, unpack
 from tests.entries import template_weights, with_forward, write_entry

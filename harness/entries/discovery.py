@@ -117,7 +117,8 @@ def read_metadata(folder: Path) -> EntryMetadata:
     known = {f.name for f in fields(EntryMetadata)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise HarnessError(f"{path} has unknown key(s) {', '.join(unknown)}; the known keys are {', '.join(sorted(known))}.")
+        raise HarnessError(f"{path} has unknown key(s) {', '.join(unknown)}; the known keys are "
+                           f"{', '.join(sorted(known))}.")
     for key in ("constructor", "hyperparameters"):
         if key in data and not isinstance(data[key], dict):
             raise HarnessError(f"{path}: '{key}' must be a table ([{key}]), not {type(data[key]).__name__}.")
@@ -238,8 +239,8 @@ def _collector(skipped: list[str] | None, left_out: dict[str, str] | None):
 def _folders(submissions: Path, leave_out) -> list[Path]:
     """The folders that may be entries, each left out with ``leave_out`` when its name or its files' names say not."""
     if not submissions.is_dir():
-        raise HarnessError(f"the submissions folder {submissions} does not exist; create it and add one folder per entry "
-                           "(see submissions/README.md), or point --submissions at it.")
+        raise HarnessError(f"the submissions folder {submissions} does not exist; create it and add one folder per "
+                           "entry (see submissions/README.md), or point --submissions at it.")
     by_key: dict[str, list[Path]] = {}
     for folder in sorted(p for p in submissions.iterdir() if p.is_dir()):
         if folder.name.startswith((".", "_")) or folder.name == "__pycache__":

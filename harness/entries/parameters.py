@@ -189,7 +189,8 @@ def from_safetensors(path: Path) -> int:
             raise Unreadable(f"{path.name}'s tensor {key!r} does not match the bytes stored for it; save it again "
                              "with safetensors.torch.save_file(model.state_dict(), ...).")
         storages[(int(begin), int(end))] = (nbytes, {itemsize})
-    return _storage_total(storages, path.name, size, "save it again with safetensors.torch.save_file(model.state_dict(), ...)")
+    return _storage_total(storages, path.name, size, "save it again with "
+                                                     "safetensors.torch.save_file(model.state_dict(), ...)")
 
 
 def _json(data: bytes, what: str):

@@ -7,6 +7,8 @@ keeps entries loaded, each in a sandbox of its own, for repeated small requests 
 
 ``predict``, ``Limits`` and ``Prediction`` are imported on first use: the sandbox's server and the worker import
 modules of this package inside the entry's process, which must not pay for the host side (psutil, multiprocessing).
+
+How an entry is run and what it may do: docs/scoring.md.
 """
 
 _FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device", "limits_hit", "Predictor")

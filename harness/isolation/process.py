@@ -1,27 +1,19 @@
 """Run each entry in its own process, with limits on time, memory, CPU time and (sandboxed) processes.
 
-Processes are forked from a fork server that has already imported torch, so isolation costs
-milliseconds per entry instead of a fresh interpreter's seconds. Where bubblewrap works the fork server
-runs inside its sandbox (``harness.isolation.sandbox``); elsewhere it is multiprocessing's fork server and the
-outcome says ``sandboxed=False``. A crash, hang, memory blow-up or ``sys.exit`` in an entry ends only
-that entry's process; the harness records why.
+Processes are forked from a fork server that has already imported torch, so isolation costs milliseconds per entry
+instead of a fresh interpreter's seconds. The fork server runs inside the bubblewrap sandbox where it works
+(``harness.isolation.sandbox``); elsewhere it is multiprocessing's and the outcome says ``sandboxed=False``, and under
+a root harness the entry's process drops to a uid of its own before the model is imported
+(``harness.isolation.users``) while the fork server adopts and kills whatever it leaves running
+(``harness.isolation.reaper``). Memory is held by a cgroup of the entry's own where the host allows it
+(``harness.isolation.cgroups``), else by a watch of resident memory. A crash, hang, memory blow-up or ``sys.exit``
+ends only that entry's process; the harness records why.
 
-Without the sandbox, under a root harness, the entry's process still drops to a uid of its own (no account's,
-shared with no other process: ``harness.isolation.users``; it keeps only the right to read files) before the model
-is imported, so the process, file-size and CPU limits apply and it can signal no other process; it gets a private
-TMPDIR, removed at its end; and the fork server adopts whatever the entry leaves running, so all of it is killed at
-the entry's end (``harness.isolation.reaper``). What it cannot give: a private view of the files.
+The entry is timed here, on the host's clock, from handing over the images until its process exits (see
+``harness.isolation.worker``). Its progress file (phase, then images done) is only its claim: it is used to show
+progress and to stop at once an entry whose speed says it cannot finish within its time limit.
 
-In both modes, where the host allows it, the entry's processes run in a cgroup of their own
-(``harness.isolation.cgroups``) whose memory limit counts every page they hold, memfd and tmpfs files included, and
-whose peak is the one reported; elsewhere the watch of resident memory is all, and the result says so.
-
-The entry's speed is timed here, from outside its process: from the moment the images are handed over
-(after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
-
-The entry's process also says its phase (loading, warming up) and then counts the images it has done in a progress
-file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
-here on the host's clock since ``go``, says it cannot finish within its time limit (it would fail anyway).
+What each mode lets an entry do, and why: docs/scoring.md, "Isolation and sandbox".
 """
 
 from __future__ import annotations
@@ -40,13 +32,11 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation import cgroups, limits, users
-from harness.isolation import sandbox
-from harness.isolation import sandbox_command, sandbox_server
-from harness.store import trees
 from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, cpu_seconds
 from harness.contract import EntryMetadata
+from harness.isolation import cgroups, limits, sandbox, sandbox_command, sandbox_server, users
 from harness.isolation.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
+from harness.store import trees
 
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
@@ -264,10 +254,8 @@ class _ForkedJob:
     def kill(self) -> None:
         """SIGKILL the entry's process group and every process it left, until none is left (daemons included);
         then remove its scratch folder, whatever it left there."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         sandbox.kill_all(self.processes)
         trees.remove(scratch_folder(self.out_dir))
 
@@ -284,10 +272,8 @@ def _cgroup_processes(cgroup: cgroups.Cgroup | None, known: set[int]) -> list[ps
     procs = []
     for pid in cgroup.pids() if cgroup is not None else []:
         if pid not in known:
-            try:
+            with contextlib.suppress(psutil.Error):
                 procs.append(psutil.Process(pid))
-            except psutil.Error:
-                pass
     return procs
 
 
@@ -301,10 +287,8 @@ def _memory(procs: list[psutil.Process]) -> int:
     copies sharing the same pages are not counted many times over."""
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_full_info().pss if len(procs) > 1 else p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -413,10 +397,8 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
         if not procs or elapsed - listed_at >= LIST_SECONDS:
             # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
             procs, listed_at = job.processes(), elapsed
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, _memory(procs))
-        except psutil.Error:
-            pass
         cgroup = getattr(job, "cgroup", None)
         if memory_limit and (peak > memory_limit or (cgroup is not None and cgroup.over_limit())):
             reason = memory_limit_reason(memory_limit)
@@ -524,7 +506,8 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                                     gpu_memory, cgroup)
                 except (sandbox.SandboxError, OSError) as exc:
                     box.close()
-                    return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
+                    return Outcome(result={"status": "failed",
+                                           "error": f"the sandbox could not start the entry ({exc})."},
                                    seconds=0.0, peak_rss=0, log="", sandboxed=True,
                                    protections=missing_protections(True, None, no_cgroup))
             else:
@@ -533,7 +516,8 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                     job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
                                         preload_torchvision, user.uid if user else None, gpu_memory, cgroup)
                 except (OSError, psutil.Error) as exc:
-                    return Outcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
+                    return Outcome(result={"status": "failed",
+                                           "error": f"the entry's process could not start ({exc})."},
                                    seconds=0.0, peak_rss=0, log="",
                                    protections=missing_protections(False, user and user.uid, no_cgroup))
             try:

@@ -53,7 +53,8 @@ def python_paths() -> list[str]:
     return [str(p) for p in kept]
 
 
-def command(root: Path, as_root: bool, device: str = "cpu", module: str = "harness.isolation.sandbox_server") -> list[str]:
+def command(root: Path, as_root: bool, device: str = "cpu",
+            module: str = "harness.isolation.sandbox_server") -> list[str]:
     """The bwrap command line that starts ``module`` (the fork server, or one warm entry:
     ``harness.isolation.warm_server``) with ``root``'s entries/, in/ and out/ mounted, and the GPU only when entries
     run on ``device`` "cuda"."""

@@ -8,6 +8,7 @@ stream. The host side is ``harness.isolation.sandbox``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pickle
@@ -100,12 +101,11 @@ def serve(preload: list[str]) -> None:
             if module in sys.modules:
                 continue
             before = {folder: set(os.listdir(folder)) for folder in keep}
-            try:
+            with contextlib.suppress(Exception):  # the entry's own import will report it
                 importlib.import_module(module)
-            except Exception:  # the entry's own import will report it
-                pass
             # What the server's own import wrote there (no entry runs now) is the server's: kept like the rest.
-            keep = {folder: names | frozenset(set(os.listdir(folder)) - before[folder]) for folder, names in keep.items()}
+            keep = {folder: names | frozenset(set(os.listdir(folder)) - before[folder])
+                    for folder, names in keep.items()}
         if not wipe_scratch(keep):
             send({"error": "what the previous entry left in the sandbox's /tmp could not be removed"})
             continue

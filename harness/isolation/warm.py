@@ -7,12 +7,13 @@ process, under the same limits as :func:`harness.isolation.predict`: the same us
 address space, file size and process count, and for each request the same wall-clock time limit and
 resident-memory watch. The first request's time limit covers loading the model too. CPU time: the process's cap is
 ``CPU_REQUESTS`` one-off runs' worth, and it is started afresh (its model loaded again) before a request that would
-find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A process that dies, breaks a
-limit or stops answering is killed, its failure is that request's one sentence, and the next request starts it
-afresh. :class:`WarmPool` keeps at most ``cap`` entries warm and, with a ``memory_budget``, at most that many bytes
-of them (each entry's memory as its cgroup counts it, else the unique memory of its processes, measured after
-each load and request; the least recently used goes first, and an entry that alone needs more than the budget
-answers and is shut down), shuts down those idle for ``idle_seconds`` and all of them when the host process exits.
+find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A
+process that dies, breaks a limit or stops answering is killed, its failure is that request's one sentence, and the
+next request starts it afresh. :class:`WarmPool` keeps at most ``cap`` entries warm and, with a ``memory_budget``, at
+most that many bytes of them (each entry's memory as its cgroup counts it, else the unique memory of its processes,
+measured after each load and request; the least recently used goes first, and an entry that alone needs more than the
+budget answers and is shut down), shuts down those idle for ``idle_seconds`` and all of them when the host process
+exits.
 
 Nothing here is ranked: there is no secret order, and what an entry answers is only its reading of the images.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import json
 import os
 import pickle
@@ -192,10 +194,8 @@ class WarmEntry:
             try:
                 total += p.memory_full_info().uss
             except psutil.Error:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss  # no access to its smaps: resident memory, an upper bound
-                except psutil.Error:
-                    pass
         return total
 
     def prepare(self) -> None:
@@ -225,10 +225,8 @@ class WarmEntry:
                 self._proc.kill()
             self._proc.wait()
             for stream in (self._proc.stdin, self._proc.stdout):
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
             self._proc = None
         if self._cgroup is not None:
             self._cgroup.remove()
@@ -309,10 +307,8 @@ class WarmEntry:
             inside = set(self._cgroup.pids()) if self._cgroup is not None else None
             outside = [p for p in procs if inside is not None and p.pid not in inside]
             for p in outside:
-                try:
+                with contextlib.suppress(OSError):  # gone meanwhile: the next listing says
                     self._cgroup.add(p.pid)
-                except OSError:
-                    pass  # gone meanwhile: the next listing says
             if waiting and not outside:
                 self._keep = {p.pid for p in procs if p not in waiting}
                 break
@@ -333,19 +329,15 @@ class WarmEntry:
             if not running:
                 break
             for p in running:
-                try:
+                with contextlib.suppress(psutil.Error):
                     p.suspend()
-                except psutil.Error:
-                    pass
 
     def _resume(self) -> None:
         if self._cgroup is not None:
             self._cgroup.thaw()
         for p in self._entry_processes() if self._stopped else []:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.resume()
-            except psutil.Error:
-                pass
         self._stopped = False
 
     def _wait_ready(self, started: float) -> int:
@@ -376,10 +368,8 @@ class WarmEntry:
         """Whether the process has one whole request's CPU time left under its cap (else a fresh one is started)."""
         used = 0.0
         for p in self._entry_processes():
-            try:
+            with contextlib.suppress(psutil.Error):  # gone already: the request will say so
                 used = max(used, sum(p.cpu_times()[:2]))  # the limit holds per process
-            except psutil.Error:
-                pass  # gone already: the request will say so
         return used + self.limits.cpu_seconds <= self._cpu_limit
 
     def _receive(self, started: float, peak: int) -> tuple[dict, int]:

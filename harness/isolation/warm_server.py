@@ -16,7 +16,7 @@ import sys
 
 
 def main(encoded: str) -> None:
-    while not os.read(0, 1) in (b"\n", b""):  # the host has put this process in its cgroup (or has none)
+    while os.read(0, 1) not in (b"\n", b""):  # the host has put this process in its cgroup (or has none)
         pass
     protocol = os.dup(1)
     os.dup2(2, 1)  # anything printed by imports goes to stderr, never into the protocol

@@ -9,7 +9,6 @@ import altair as alt
 import pandas as pd
 
 from harness.scoring.standings import DISQUALIFIED
-
 from harness.store.reads import EvalSummary
 
 FACTORS = {

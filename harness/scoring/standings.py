@@ -21,8 +21,8 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.store import results as store
 from harness.scoring.competition import Competition
+from harness.store import results as store
 from harness.store.schema import Entry, EntryOwner, EntryVersion, Evaluation
 
 RANKED, LATE, SUPERSEDED, DISQUALIFIED = "ranked", "late", "superseded", "disqualified"

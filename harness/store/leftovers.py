@@ -14,7 +14,7 @@ import re
 import socket
 import stat
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -33,7 +33,7 @@ def this_process() -> tuple[str, int, datetime]:
 
 
 def _started(process: psutil.Process) -> datetime:
-    return datetime.fromtimestamp(process.create_time(), timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(process.create_time(), UTC).replace(tzinfo=None)
 
 
 def gone(pid: int, started: datetime | None = None) -> bool:

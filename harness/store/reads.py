@@ -16,8 +16,18 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from harness.store import results as store
-from harness.store.schema import (Claim, Dataset, Entry, EntryVersion, Evaluation, Moderation, Result, Run, unpack,
-                                  utcnow)
+from harness.store.schema import (
+    Claim,
+    Dataset,
+    Entry,
+    EntryVersion,
+    Evaluation,
+    Moderation,
+    Result,
+    Run,
+    unpack,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,8 @@ def summaries(session: Session, evaluation_ids: list[int], datasets: dict[str, D
     rows = session.execute(
         select(Evaluation.id, Evaluation.status, Evaluation.error, Evaluation.device, Evaluation.started_at,
                Evaluation.seconds, Evaluation.params, Evaluation.images_per_second, Evaluation.peak_memory_bytes,
-               Evaluation.output_kind, Evaluation.log, Evaluation.sandboxed, EntryVersion.id.label("version_id"), EntryVersion.display_name,
+               Evaluation.output_kind, Evaluation.log, Evaluation.sandboxed, EntryVersion.id.label("version_id"),
+               EntryVersion.display_name,
                EntryVersion.author, EntryVersion.description, EntryVersion.hyperparameters, EntryVersion.constructor,
                EntryVersion.content_hash, EntryVersion.code_hash, EntryVersion.weights_hash,
                EntryVersion.weights_bytes, EntryVersion.submitted_at_override, EntryVersion.override_reason,
@@ -261,7 +272,8 @@ def versions(engine: Engine, entry_name: str, is_late=lambda submitted_at: False
                    EntryVersion.override_reason, EntryVersion.display_name, EntryVersion.content_hash,
                    EntryVersion.weights_hash, EntryVersion.code_hash, EntryVersion.hyperparameters,
                    func.count(Evaluation.id).label("evaluations"))
-            .join(Entry, EntryVersion.entry_id == Entry.id).outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
+            .join(Entry, EntryVersion.entry_id == Entry.id)
+            .outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
             .where(Entry.name == entry_name).group_by(EntryVersion.id).order_by(EntryVersion.id)).all()
     return pd.DataFrame([{"version": i + 1, "first seen": r.first_seen_at,
                           "submitted": r.submitted_at, "late": is_late(r.submitted_at),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Protocol
 
 import numpy as np
@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from harness import __version__
 from harness.data.task import DatasetSpec  # noqa: F401  (the sets the store keeps)
-from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 from harness.entries.discovery import Entry as EntryOnDisk
 from harness.store.leftovers import this_process
+from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Flag, Result, Run, pack, utcnow
 
 GUEST_REVEALED = "guest_revealed"
 
@@ -148,8 +148,9 @@ def start_run(engine: Engine, device: str, argv: list[str]) -> int:
     """A new "running" run, with this process's host, pid and start time (see ``harness.store.leftovers``)."""
     host, pid, started = this_process()
     with Session(engine) as session, session.begin():
-        run = Run(harness_version=__version__, torch_version=metadata.version("torch"), python_version=sys.version.split()[0],
-                  device=device, argv=list(argv), host=host, pid=pid, process_started_at=started)
+        run = Run(harness_version=__version__, torch_version=metadata.version("torch"),
+                  python_version=sys.version.split()[0], device=device, argv=list(argv), host=host, pid=pid,
+                  process_started_at=started)
         session.add(run)
         session.flush()
         return run.id

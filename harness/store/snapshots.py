@@ -176,7 +176,8 @@ def restore(engine: Engine, version_id: int, entry_name: str, parent: Path) -> E
             there = set(session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(set(manifest.values())))))
             missing = set(manifest.values()) - there
             if missing:
-                raise ValueError(f"stored files of version {version_id} are incomplete: {len(missing)} file(s) missing.")
+                raise ValueError(f"stored files of version {version_id} are incomplete: {len(missing)} file(s) "
+                                 "missing.")
             _write(version_id, folder, ((name, _chunks(session, sha), sha) for name, sha in manifest.items()))
     return load_entry(folder)
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
@@ -71,7 +71,7 @@ def parse_time(text: str, zone: str) -> datetime:
         raise HarnessError(f"{text!r} is not a date and time; write e.g. 2027-01-10T23:30:00+01:00.") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(zone))
-    return when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.astimezone(UTC).replace(tzinfo=None)
 
 
 def override(engine: Engine, entry_name: str, ref: str, when_utc: datetime | None, reason: str) -> VersionInfo:

@@ -116,13 +116,12 @@ def check(folder: Path, mnist_dir: str | None = None, limits: Limits = LIMITS,
     HarnessError.
 
     A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
-    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless
-    the model is slow; none beyond the probe's when even those do not fit), and the convention diagnosis (every entry) gets a
-    sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
-    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The
-    report's
-    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a
-    full evaluation starts from.
+    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless the
+    model is slow; none beyond the probe's when even those do not fit), and the convention diagnosis (every entry) gets
+    a sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
+    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The report's
+    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a full
+    evaluation starts from.
     """
     started = time.monotonic()
     folder = Path(folder)
@@ -162,7 +161,8 @@ def check(folder: Path, mnist_dir: str | None = None, limits: Limits = LIMITS,
               "estimate_images_per_second": max(probe.images_per_second or 0.0, prediction.images_per_second or 0.0)
               or None,
               "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
-              "sample": described(n, labels is not None), "sample_size": n, "accuracy": None, "device": prediction.device}
+              "sample": described(n, labels is not None), "sample_size": n, "accuracy": None,
+              "device": prediction.device}
     report["diagnosis"] = None
     if labels is not None:
         report["accuracy"] = float((outputs.argmax(1) == labels[:n]).mean())

@@ -8,8 +8,8 @@ the entry's folder already holds, as its stored version, cost nothing (nothing i
 otherwise at most ``per_hour`` checked uploads per member in any hour (counted from the store, so a restart resets
 nothing). The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery
 ignores) and checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the
-previous version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
-new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
+previous version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and
+the new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
 The evaluation watcher (``python -m harness.evaluate --watch``, which the dashboard runs beside itself) then scores it.
 """
 
@@ -38,9 +38,7 @@ from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES
 from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
 from harness.scoring.competition import Competition
-from harness.store import members, snapshots
-from harness.store import results as store
-from harness.store import versions
+from harness.store import members, results as store, snapshots, versions
 from harness.store.schema import Entry, EntryOwner, utcnow
 from harness.submit import checking
 

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.training import augment
-from harness.training import recipes
-from harness.errors import HarnessError
 from harness.data.guest import GuestSet, GuestSetError, has_guest_files, load_guest_set
 from harness.data.mnist import load_split, resolve_dir
 from harness.data.preprocess import to_uint8
+from harness.errors import HarnessError
+from harness.training import augment, recipes
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,8 @@ class TrainConfig:
     augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
     seed: int = 0
 
-    ARCH_KNOBS = ("hidden", "channels", "kernel_size", "convs_per_stage", "dropout", "activation", "resize", "crop", "mean", "std")
+    ARCH_KNOBS = ("hidden", "channels", "kernel_size", "convs_per_stage", "dropout", "activation", "resize", "crop",
+                  "mean", "std")
 
     def constructor(self) -> dict:
         """The architecture knobs that were set, as keyword arguments."""
@@ -70,7 +70,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         aug = data.pop("augment", {}) or {}
         aug = augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
@@ -198,7 +198,8 @@ def extra_digits(folder: Path, refused: set[bytes]) -> GuestSet:
         raise HarnessError(f"--extra {folder} has no labelled digit the pipeline can read; put the images in folders "
                            "named 0–9 (or name them like 7_001.png).")
     # Compared after normalisation, so that a copy saved again in another format is caught as well.
-    shared = [name for name, image in zip(digits.files, digits.images) if to_uint8(image).tobytes() in refused]
+    shared = [name for name, image in zip(digits.files, digits.images, strict=True)
+              if to_uint8(image).tobytes() in refused]
     if shared:
         raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0]}, the same "
                            f"picture as one in {GUEST_FOLDER}/): entries are ranked on those, so training on them "
@@ -275,7 +276,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, weights_only=True)
     except FileNotFoundError as exc:
-        raise HarnessError(f"There is no checkpoint at {path}; pass the path printed when the run was interrupted.") from exc
+        raise HarnessError(f"There is no checkpoint at {path}; pass the path printed when the run was "
+                           "interrupted.") from exc
     except Exception as exc:
         raise HarnessError(f"{path} is not a checkpoint written by harness.train ({exc}).") from exc
 
@@ -335,7 +337,8 @@ def fit(model: nn.Module, data: Data, config: TrainConfig, *, checkpoint: Path |
                 progress("batch", state, {"steps": steps_per_epoch, "images_per_s": len(y) / max(elapsed, 1e-9)})
             val_loss, val_acc = evaluate(model, data.val_x, data.val_y, loss_fn)
             state.history.append(asdict(EpochRecord(
-                epoch=state.epoch + 1, train_loss=state.loss_sum / state.seen, train_accuracy=state.correct / state.seen,
+                epoch=state.epoch + 1, train_loss=state.loss_sum / state.seen,
+                train_accuracy=state.correct / state.seen,
                 val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"],
                 seconds=state.epoch_seconds)))
             progress("epoch_end", state, state.history[-1])

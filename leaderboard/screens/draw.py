@@ -1,6 +1,7 @@
 """Draw a digit: nothing runs until "Read my digit"; then every warm entry reads the drawing and fills in its row."""
 
 import streamlit as st
+
 # streamlit-drawable-canvas registers its frontend when imported: import it inside a Streamlit run only.
 from streamlit_drawable_canvas import st_canvas
 
@@ -69,7 +70,8 @@ def show(slot, result: draw.Prediction | None, name: str) -> None:
         if result is None:
             text.markdown(f"**{stats.literal(name)}**  \nreading…")
         else:
-            text.markdown(f"**{stats.literal(name)}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} sure")
+            text.markdown(f"**{stats.literal(name)}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} "
+                          "sure")
             bars.altair_chart(draw.probability_bars(result.probabilities), width="stretch", height=110)
 
 

@@ -32,7 +32,7 @@ limit = st.select_slider("Show", options=sizes, value=min(48, len(c)) if min(48,
 rows = c.head(limit).to_dict("records")
 for start in range(0, len(rows), per_row):
     columns = st.columns(per_row)
-    for column, d in zip(columns, rows[start:start + per_row]):
+    for column, d in zip(columns, rows[start:start + per_row], strict=False):
         i = int(d["index"])
         with column.container(border=True):
             original = views.original_picture(settings.mystery, view.dataset.source, view.files[i]) \

@@ -15,7 +15,7 @@ if len(ok) < 2:
     st.stop()
 
 names = ok["entry"].tolist()
-labels = dict(zip(ok["entry"], ok["display_name"]))
+labels = dict(zip(ok["entry"], ok["display_name"], strict=True))
 left, middle, right = st.columns([2, 2, 1])
 a = left.selectbox("First entry", names, index=0, format_func=labels.get)
 b = middle.selectbox("Second entry", names, index=1, format_func=labels.get)

@@ -5,12 +5,10 @@ import os
 import pandas as pd
 import streamlit as st
 
-from harness.store import results as store
 from harness import versions
 from harness.errors import HarnessError
-from harness.store import reads as queries
-from leaderboard import admin, cache, config, draw, member_codes, stats, views
-from leaderboard import scorer as scoring_service
+from harness.store import reads as queries, results as store
+from leaderboard import admin, cache, config, draw, member_codes, scorer as scoring_service, stats, views
 
 settings = cache.settings()
 engine = cache.current_engine()
@@ -101,7 +99,7 @@ current = store.moderation(engine)
 MODERATE = ("moderate_entry", "moderate_state", "moderate_reason")  # the form's widgets: emptied once applied
 if "moderated" in st.session_state:  # what the last Apply did, said once; the form back at its defaults
     st.success(stats.literal(st.session_state.pop("moderated")))
-    st.session_state.update(dict(zip(MODERATE, (names[0] if names else None, "visible", ""))))
+    st.session_state.update(dict(zip(MODERATE, (names[0] if names else None, "visible", ""), strict=True)))
 with st.form("moderate"):
     name = st.selectbox("Entry", names, key=MODERATE[0])
     state = st.radio("Make it", list(store.MODERATION_STATES), horizontal=True, key=MODERATE[1],
@@ -132,7 +130,7 @@ history = versions.history(engine, entry_name) if entry_name else []
 OVERRIDE = ("override_when", "override_reason", "override_clear")  # the form's fields: emptied once saved
 if "version_saved" in st.session_state:
     st.success(stats.literal(st.session_state.pop("version_saved")))
-    st.session_state.update(dict(zip(OVERRIDE, ("", "", False))))
+    st.session_state.update(dict(zip(OVERRIDE, ("", "", False), strict=True)))
 with st.form("version_time"):
     by_number = {v.number: v for v in history}
     choice = st.selectbox("Version (newest first)", views.newest_first(history),
