@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
-from harness.scoring import competition
 from harness.submit.checking import (
     BUDGET_SECONDS,
     CHECK_TIMEOUT,

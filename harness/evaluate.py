@@ -14,12 +14,13 @@ from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
+from harness.common import competition
 from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, Limits
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
 from harness.isolation import process as isolation
-from harness.scoring import competition
-from harness.store import results as store
+from harness.store import evaluations, versions
 from harness.store.engine import make_engine, resolve_url, shown_url
 
 DEFAULT_SUBMISSIONS = Path("submissions")
@@ -61,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
+def load_datasets(args) -> tuple[list[DatasetSpec], list[str]]:
     """The task's public set (MNIST test) and its secret one (the guest's digits, else the shipped sample), and notes
     about what was used."""
     from harness.data.guest import GuestSetError
@@ -74,14 +75,14 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     return [public] + ([secret] if secret is not None else []), notes + more
 
 
-def entry_limits(args, rules: competition.Competition, datasets: list[store.DatasetSpec]) -> Limits:
+def entry_limits(args, rules: competition.Competition, datasets: list[DatasetSpec]) -> Limits:
     """What each entry's process may use: the competition's [limits] for these sets' images, each value overridden by
     its flag (--timeout when given, --memory-limit, --device, --batch-size)."""
     return rules.limits(sum(len(d.labels) for d in datasets), timeout=args.timeout,
                         memory=int(args.memory_limit * GIB), device=args.device, batch_size=args.batch_size)
 
 
-def time_limit(args, rules: competition.Competition, datasets: list[store.DatasetSpec]) -> float:
+def time_limit(args, rules: competition.Competition, datasets: list[DatasetSpec]) -> float:
     """Seconds per entry: --timeout when given, else the competition's [limits] for these sets' images."""
     return entry_limits(args, rules, datasets).timeout
 
@@ -139,7 +140,8 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     skipped: list[str] = []
     left_out: dict[str, str] = {}  # {folder: why}: a row each on the board
     entries = to_evaluate(args, skipped, left_out)
-    if not args.cluster and (args.force or store.has_unseen(engine, entries)):  # start the sandbox while the rest loads
+    # start the sandbox while the rest loads
+    if not args.cluster and (args.force or versions.has_unseen(engine, entries)):
         isolation.prestart(isolation.needs_torchvision(entries), args.device)
     from harness import runner
     from harness.scoring import board, report
@@ -174,7 +176,7 @@ def to_evaluate(args: argparse.Namespace, skipped: list[str], left_out: dict[str
     return entries
 
 
-def run_with_progress(engine, entries: list, datasets: list[store.DatasetSpec], options, rules: competition.Competition,
+def run_with_progress(engine, entries: list, datasets: list[DatasetSpec], options, rules: competition.Competition,
                       argv: list[str], console: Console):
     """``runner.run`` under a progress bar: each entry's outcome, and its images done while it runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -211,12 +213,12 @@ def run_notes(args: argparse.Namespace, rules: competition.Competition, rows: li
     return notes
 
 
-def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: competition.Competition,
+def pending(engine, entries: list, datasets: list[DatasetSpec], rules: competition.Competition,
             limits=None) -> list:
     """The entries whose folder holds a version not yet scored on these sets (by this harness), or scored with a
     failure on a limit that ``limits`` (``isolation.Limits``) raise."""
     from harness import runner
-    found = {e.name: store.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
+    found = {e.name: evaluations.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
              for e in entries}
     return [e for e in entries if found[e.name] is None
             or (limits is not None and runner.outgrown(engine, found[e.name], limits))]
@@ -225,7 +227,7 @@ def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: com
 def follow_parent(pid: int) -> None:
     """SIGTERM this process when ``pid``, its parent, ends (Linux's parent-death signal, set before the parent is
     checked so that no moment is missed); a HarnessError if ``pid`` is not (or no longer) its parent."""
-    from harness.isolation.limits import die_with_parent
+    from harness.isolation.inside.rlimits import die_with_parent
     die_with_parent(signal.SIGTERM)
     if os.getppid() != pid:
         raise HarnessError(f"--parent {pid} is not this process's parent (it has ended, or another process started "
@@ -233,9 +235,9 @@ def follow_parent(pid: int) -> None:
 
 
 def in_queue_order(engine, entries: list) -> list:
-    """``entries`` in the order the board shows their versions waiting (``reads.queue``: oldest upload first), then
-    the others (new folders the store has not seen) by name."""
-    from harness.store.reads import queue
+    """``entries`` in the order the board shows their versions waiting (``harness.store.runs.queue``: oldest upload
+    first), then the others (new folders the store has not seen) by name."""
+    from harness.store.runs import queue
     order = {q.entry_name: i for i, q in enumerate(sorted(queue(engine), key=lambda q: (q.first_seen_at,
                                                                                          q.version_id)))}
     return sorted(entries, key=lambda e: (order.get(e.name, len(order)), e.name))
@@ -285,7 +287,7 @@ class Watcher:
     console: Console
     rules: competition.Competition
     engine: object
-    datasets: list[store.DatasetSpec] = field(default_factory=list)
+    datasets: list[DatasetSpec] = field(default_factory=list)
     limits: Limits = Limits()
     guest_state: object = None       # the guest folder's state the sets were read from
     changing: object = None          # its state at the last look

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
-from harness.scoring import board, competition
-from harness.store import reads
+from harness.scoring import board
+from harness.store import eval_sets
 from harness.store.engine import make_engine
 
 COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "display_name", "author", "status",
@@ -38,7 +39,7 @@ def standings(engine, rules: competition.Competition, revealed: bool) -> list[di
     """Ranked rows (the version each entry submitted by the deadline, late ones unranked) with their audit trail;
     guest fields only when ``revealed``."""
     ranked = board.read(engine, rules, is_revealed=revealed)
-    sets = reads.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
+    sets = eval_sets.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
     out = []
     for row in ranked.rows:
         s = ranked.summaries[row.evaluation_id]

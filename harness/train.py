@@ -74,6 +74,14 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     d = TrainConfig()
     p.add_argument("--preset", choices=list(presets.PRESETS), default=preset,
                    help="start from a tested recipe; flags given as well override it. " + presets.describe())
+    for add_group in (_entry_flags, _architecture_flags, _recipe_flags, _data_flags, _run_flags):
+        add_group(p, d)
+    if preset is not None:
+        p.set_defaults(**presets.PRESETS[preset].settings)
+    return p
+
+
+def _entry_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("entry")
     g.add_argument("--out", type=Path, help="entry folder to write, e.g. submissions/my-cnn (required)")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -85,6 +93,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                         "only for the club's baselines, --out baseline-*)")
     g.add_argument("--description", default=None)
 
+
+def _architecture_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("architecture (unset knobs take the architecture's default)")
     g.add_argument("--arch", default=d.arch, choices=architectures.list_architectures())
     g.add_argument("--model-file", type=Path, help="train your own nn.Module from this file instead of --arch")
@@ -102,6 +112,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                    help=f"normalisation mean (default {architectures.MNIST_MEAN}; 0 with --std 1 for none)")
     g.add_argument("--std", type=_positive(float), help=f"normalisation std (default {architectures.MNIST_STD})")
 
+
+def _recipe_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("recipe")
     g.add_argument("--loss", default=d.loss, choices=list(recipes.LOSSES))
     g.add_argument("--label-smoothing", type=_fraction, default=d.label_smoothing, help="cross-entropy only")
@@ -114,6 +126,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_positive(int), default=d.batch_size)
     g.add_argument("--epochs", type=_positive(int), default=d.epochs)
 
+
+def _data_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     a = d.augment
     g = p.add_argument_group("data and augmentation")
     g.add_argument("--val-fraction", type=_fraction, default=d.val_fraction,
@@ -148,6 +162,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--mnist-dir", help="folder with the MNIST files (default: $MNIST_DIR, else ./data/mnist)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
 
+
+def _run_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--threads", type=_positive(int),
@@ -156,9 +172,6 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                    help=f"where Ctrl-C and each epoch save a checkpoint (default: {CHECKPOINT_DIR}/<entry>.pt)")
     g.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue an interrupted run; takes no other flag")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    if preset is not None:
-        p.set_defaults(**presets.PRESETS[preset].settings)
-    return p
 
 
 def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:

@@ -17,11 +17,12 @@ import argparse
 import sys
 
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
-from harness.scoring import competition, retention
-from harness.store import results as store, space
+from harness.scoring import retention
+from harness.store import audit, space
 from harness.store.engine import make_engine
-from harness.store.versions import VersionInfo, find, history, override, parse_time  # noqa: F401  (the dashboard's too)
+from harness.store.versions import VersionInfo, history, override, parse_time
 
 
 def describe(v: VersionInfo, rules: competition.Competition) -> str:
@@ -97,7 +98,7 @@ def prune(engine, rules: competition.Competition, dry_run: bool) -> int:
         print(f"Would remove {what}; nothing deleted (--dry-run).")
         return 0
     if freed.versions:
-        store.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {n}")
+        audit.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {n}")
         print(f"Removed {what}; their evaluations and results stay.")
     else:  # the runs may have removed files already: the room they freed can still go back to the disk
         print("Nothing to remove: every version the rule lets go has no files left.")

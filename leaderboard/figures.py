@@ -136,14 +136,6 @@ def history_chart(history: pd.DataFrame) -> alt.Chart:
         tooltip=["version", "set", alt.Tooltip("accuracy:Q", format=".2%"), "started_at"]).properties(height=220)
 
 
-def probability_chart(probabilities: np.ndarray) -> alt.Chart:
-    df = pd.DataFrame({"digit": DIGITS, "probability": np.asarray(probabilities, dtype=float)})
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        tooltip=["digit", alt.Tooltip("probability:Q", format=".1%")]).properties(height=160)
-
-
 def fill_column(chart: alt.TopLevelMixin, height: int = 300) -> alt.TopLevelMixin:
     """A chart as wide as its column, ``height`` pixels tall, without a title of its own (the page writes it above,
     where it wraps on a phone instead of being clipped)."""

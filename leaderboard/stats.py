@@ -14,7 +14,8 @@ from harness.data.task import TASK
 from harness.scoring.board import Board
 from harness.scoring.metrics import mcnemar_exact
 from harness.scoring.ranking import ALPHA, Row
-from harness.store.reads import EvalSummary, Queued
+from harness.store.evaluations import EvalSummary
+from harness.store.runs import Queued
 
 MEDALS = {1: "🥇", 2: "🥈", 3: "🥉"}
 SEALED = "🔒 sealed"

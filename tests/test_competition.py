@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from harness.scoring import competition
-from harness.scoring.competition import CompetitionConfigError, load, parse
+from harness.common import competition
+from harness.common.competition import CompetitionConfigError, load, parse
 from tests.conftest import REPO
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from harness import runner
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover
-from harness.store import results as store
+from harness.store import evaluations
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
@@ -19,7 +20,8 @@ def evaluate(tmp_path, datasets, options=CPU):
     """Run every entry under tmp_path/subs; returns {name: Evaluation} from a fresh database."""
     engine = make_engine(f"sqlite:///{tmp_path / 'results.db'}")
     summary = runner.run(engine, list(discover(tmp_path / "subs").values()), datasets, options, argv=[])
-    return {e.version.entry.name: e for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))}
+    stored = evaluations.load_evaluations(engine, list(summary.evaluation_ids.values()))
+    return {e.version.entry.name: e for e in stored}
 
 
 def predicted(evaluation, kind="mnist"):
@@ -126,7 +128,7 @@ def test_resnet_that_wants_3x224(tmp_path, small_mnist):
     from torchvision.models import resnet18
     net = resnet18(num_classes=10).eval()
     write_entry(tmp_path / "subs", "resnet", code=code, weights={f"net.{k}": v for k, v in net.state_dict().items()})
-    tiny = store.DatasetSpec("mnist", "tiny-8", small_mnist.labels[:8], small_mnist.images[:8], "test")
+    tiny = DatasetSpec("mnist", "tiny-8", small_mnist.labels[:8], small_mnist.images[:8], "test")
     ev = evaluate(tmp_path, [tiny])["resnet"]
     assert ev.status == "ok", ev.error
     x = torch.nn.functional.interpolate(torch.from_numpy(tiny.images[:, None] / 255.0).float(), size=224,
@@ -161,7 +163,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
     def look(folder, metadata, inputs, out_dir, **_):
         seen["files"] = sorted(p.name for p in inputs["mnist"].parent.iterdir())
         seen["images"], seen["order"] = np.load(inputs["mnist"]), inputs.orders["mnist"]
-        return process.Outcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
+        return process.RunOutcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
 
     monkeypatch.setattr(process, "run_isolated", look)
     entry = discover(write_entry(tmp_path / "subs", "plain", weights=template_weights(means)).parent)["plain"]
@@ -175,7 +177,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
 
 
 def test_worker_scales_uint8_to_unit_range_exactly():
-    from harness.isolation.worker import to_device
+    from harness.isolation.inside.worker import to_device
     raw = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16).repeat(2, 0)
     x = to_device(np.pad(raw, ((0, 0), (0, 0), (6, 6), (6, 6))), torch.device("cpu"))
     assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0

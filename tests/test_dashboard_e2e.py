@@ -197,11 +197,11 @@ def big_server(tmp_path_factory):
     import sqlite3
 
     from benchmarks.dashboard_speed import build
-    from harness.store import results as store
+    from harness.store import flags
     root = tmp_path_factory.mktemp("big")
     db = root / "big.db"
     build(db, entries=200, evaluations=1, n_mnist=500)
-    store.set_flag(make_engine(str(db)), store.GUEST_REVEALED, "true")
+    flags.set_flag(make_engine(str(db)), flags.GUEST_REVEALED, "true")
     top = views.board_view(make_engine(str(db)), True).board["entry"].tolist()[:len(LONG_NAMES)]
     with sqlite3.connect(db) as con:  # the long names where a first screen shows them
         for entry, name in zip(top, LONG_NAMES, strict=False):

@@ -15,8 +15,8 @@ from markdown_it import MarkdownIt
 
 from harness import isolation, runner
 from harness.data import mnist
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover
-from harness.store import results as store
 from harness.store.engine import make_engine
 from leaderboard import cache, views
 from tests.entries import class_means, template_weights, write_entry
@@ -75,8 +75,8 @@ def hostile(tmp_path_factory, mnist_dir, mnist_test):
     write_entry(subs, "boom", code=f"import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n"
                                    f"        raise RuntimeError({ERROR!r})\n",
                 weights=template_weights(np.zeros((10, 784))), toml=f"author = {AUTHOR!r}\n".replace("'", '"'))
-    datasets = [store.DatasetSpec(kind="mnist", content_hash="hostile-mnist-500", labels=mnist_test.labels[:500]
-                                  .astype(np.int64), images=mnist_test.images[:500], source="MNIST test (first 500)")]
+    datasets = [DatasetSpec(kind="mnist", content_hash="hostile-mnist-500", labels=mnist_test.labels[:500]
+                            .astype(np.int64), images=mnist_test.images[:500], source="MNIST test (first 500)")]
     db = root / "hostile.db"
     engine = make_engine(str(db))
     runner.run(engine, list(discover(subs).values()), datasets,

@@ -343,8 +343,8 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
             return Array.from(cells).map(c => c.textContent)""")
         time.sleep(0.3)
     assert "re-run" in log, log
-    from harness.store import results as store
-    assert store.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
+    from harness.store import audit
+    assert audit.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
     shot(browser, "organiser_after_run")
 
 
@@ -383,11 +383,11 @@ def test_apply_says_what_it_did_and_empties_the_form(hostile, sized):
 
     apply("hidden from every page", f"checked at {width} px", f"eve is now hidden from every page (reason: checked "
                                                                f"at {width} px).")
-    from harness.store import results as store
-    assert store.moderation(make_engine(str(db)))["eve"] == ("hidden", f"checked at {width} px")
+    from harness.store import moderation
+    assert moderation.decisions(make_engine(str(db)))["eve"] == ("hidden", f"checked at {width} px")
     shot(driver, f"organiser_hidden_{width}x{height}", full=False)
     apply("visible (undo)", "", "eve is visible again on every page.")
-    assert store.moderation(make_engine(str(db))).get("eve", ("visible", ""))[0] == "visible"
+    assert moderation.decisions(make_engine(str(db))).get("eve", ("visible", ""))[0] == "visible"
 
 
 # Each page opened by its own address, what it says once painted, and what must have painted.

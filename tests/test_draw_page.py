@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from harness import isolation
-from leaderboard import cache, draw
+from leaderboard import cache, drawing
 from tests.entries import template_predictions
 from tests.test_dashboard import fx, page, seen, train_means, use_db  # noqa: F401 - fixtures
 
@@ -93,7 +93,7 @@ def test_nothing_is_read_until_the_button_then_every_entry_fills_in(stand_ins, m
     assert not at.exception
     (names, images), = pool.asked
     assert names == ["ada", "bob", "broken", "dee", "eve"]
-    expected = draw.model_input(draw.normalise_drawing(drawing_of(mnist_test.images[0])))
+    expected = drawing.model_input(drawing.normalise_drawing(drawing_of(mnist_test.images[0])))
     assert images.dtype == np.uint8 and np.array_equal(images, expected)  # the drawing, as the models see it
     assert {m.label: m.value for m in at.metric} == {"The club reads": "3"}
     assert "1 of 5 entries are kept loaded between drawings, holding 300 MiB of the 2.0 GiB set by" in \
@@ -146,7 +146,7 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_m
     use_db(monkeypatch, fx, fx.db)
     image = mnist_test.images[0]
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", Canvas(drawing_of(image)).module())
-    pool = draw.warm_pool(memory_budget=1024 ** 3)
+    pool = drawing.warm_pool(memory_budget=1024 ** 3)
     monkeypatch.setattr(cache, "warm_pool", lambda: pool)
     try:
         at = button(page("screens/draw.py"), "Read my digit").click().run(timeout=120)
@@ -154,8 +154,8 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_m
     finally:
         pool.close()
     assert not at.exception
-    digit = draw.normalise_drawing(drawing_of(image))
-    expected = template_predictions(draw.model_input(digit), train_means)[0]  # Dee holds these class means
+    digit = drawing.normalise_drawing(drawing_of(image))
+    expected = template_predictions(drawing.model_input(digit), train_means)[0]  # Dee holds these class means
     text = " ".join(m.value for m in at.markdown)
     assert f"**Dee's copy**  \nreads **{expected}**" in text
     assert any("weights do not fit" in e.value for e in at.error)
@@ -165,11 +165,11 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_m
 
 
 def test_the_warm_note_says_what_is_kept_within_the_budget():
-    assert draw.warm_note({}, None, 3) is None
-    assert draw.warm_note({"a": 300 * 2 ** 20, "b": 724 * 2 ** 20}, 2 * 1024 ** 3, 2) == (
+    assert drawing.warm_note({}, None, 3) is None
+    assert drawing.warm_note({"a": 300 * 2 ** 20, "b": 724 * 2 ** 20}, 2 * 1024 ** 3, 2) == (
         "2 of 2 entries are kept loaded between drawings, holding 1.0 GiB of the 2.0 GiB set by "
         "`[dashboard] warm_memory` in competition.toml.")
-    assert draw.warm_note({"a": 283 * 2 ** 20}, 512 * 2 ** 20, 1_200) == (
+    assert drawing.warm_note({"a": 283 * 2 ** 20}, 512 * 2 ** 20, 1_200) == (
         "1 of 1,200 entries are kept loaded between drawings, holding 283 MiB of the 512 MiB set by "
         "`[dashboard] warm_memory` in competition.toml; the others load again for each drawing, which takes a few "
         "seconds more.")

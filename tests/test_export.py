@@ -7,7 +7,7 @@ import hashlib
 import json
 
 from harness import evaluate, export
-from harness.store import results as store
+from harness.store import flags, moderation
 from harness.store.engine import make_engine
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
@@ -33,7 +33,7 @@ def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_t
     assert record["signed_off_by"] == "Org" and record["guest_revealed"] is False
     assert record["csv_sha256"] == hashlib.sha256((tmp_path / "sealed" / "standings.csv").read_bytes()).hexdigest()
 
-    store.set_flag(make_engine(db), store.GUEST_REVEALED, "true")
+    flags.set_flag(make_engine(db), flags.GUEST_REVEALED, "true")
     assert export.main(["--db", db, "--out", str(tmp_path / "final"), "--signed-off-by", "Org"]) == 0
     with open(tmp_path / "final" / "standings.csv") as f:
         final = list(csv.DictReader(f))
@@ -61,8 +61,8 @@ def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_ur
     assert sorted(e["rank"] for e in before.values()) == [1, 2, 3]  # all three ranked until the organiser acts
 
     engine = make_engine(db_url)
-    store.set_moderation(engine, "cheat", "disqualified", "trained on the test set")
-    store.set_moderation(engine, "withdrawn", "hidden", "asked to withdraw")
+    moderation.set_moderation(engine, "cheat", "disqualified", "trained on the test set")
+    moderation.set_moderation(engine, "withdrawn", "hidden", "asked to withdraw")
     assert evaluate.main(argv) == 0
     out, err = capsys.readouterr()
     entries = json.loads(out)["entries"]
@@ -73,7 +73,7 @@ def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_ur
     assert "│ DQ │ cheat" in terminal and "cheat (disqualified by the organisers): trained on the test set." in terminal
     assert "│ withdrawn" not in terminal and "withdrawn (" not in terminal  # no row, no note (progress may name it)
 
-    store.set_flag(engine, store.GUEST_REVEALED, "true")
+    flags.set_flag(engine, flags.GUEST_REVEALED, "true")
     assert export.main(["--db", db_url, "--out", str(tmp_path / "out"), "--signed-off-by", "Org"]) == 0
     with open(tmp_path / "out" / "standings.csv") as f:
         rows = list(csv.DictReader(f))

@@ -20,7 +20,8 @@ import pytest
 
 from harness import runner
 from harness.contract import EntryMetadata
-from harness.isolation import cgroups, process as isolation, sandbox, sandbox_server, users
+from harness.isolation import cgroups, process as isolation, sandbox, users
+from harness.isolation.inside import sandbox_server
 from harness.store.schema import unpack
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.test_contract import evaluate, predicted
@@ -48,7 +49,7 @@ HIDES_PARAMETERS = TEMPLATE_CODE.replace(
 WRAPS_REPORTING = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
     import time
     import torch
-    import harness.isolation.worker as _worker
+    import harness.isolation.inside.worker as _worker
     _write = _worker.write_result
     def _forged(out_dir, result):
         result = dict(result, params=1, seconds={"mnist": 1e-9, "guest": 1e-9}, counts={"mnist": 10**9},
@@ -317,7 +318,7 @@ def test_an_entrys_words_are_not_markup_in_the_terminal_table():
     from rich.console import Console
 
     from harness.scoring import ranking, report
-    from harness.store.reads import Score
+    from harness.store.evaluations import Score
     forged = "[white on white]1[/white on white] [bold]winner"
     ok = ranking.Row(name="x", display_name=forged, author="[red]ada[/red]", status="ok", error=None,
                      mnist=Score(0, 0, 9, 10, 0.9, 0.5, 0.99), guest=None, params=1, images_per_second=1.0,
@@ -351,7 +352,7 @@ HOARDS_MEMFD = before_return(textwrap.dedent("""
 MODES = ["sandbox, root layout", "sandbox, user layout", "plain"]
 
 
-def run_in(mode: str, folder: Path, tmp_path: Path, **kwargs) -> isolation.Outcome:
+def run_in(mode: str, folder: Path, tmp_path: Path, **kwargs) -> isolation.RunOutcome:
     """One entry run in ``mode`` (see isolation_mode) on 4 zero images."""
     images = tmp_path / "images_mnist.npy"
     np.save(images, np.zeros((4, 1, 28, 28), np.uint8))

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 
 from harness import check, evaluate
+from harness.common.competition import parse
 from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, Limits
+from harness.data.task import DatasetSpec
 from harness.isolation import prediction
 from harness.isolation.cluster import Cluster
-from harness.scoring.competition import parse
-from harness.store.results import DatasetSpec
 
 
 def test_the_defaults_are_300_s_and_8_gib():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.isolation.worker import probe_layout
+from harness.isolation.inside.worker import probe_layout
 from tests.entries import TEMPLATE_CODE, template_predictions, write_entry
 from tests.test_contract import evaluate, predicted
 

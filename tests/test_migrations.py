@@ -18,9 +18,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
-from harness import migrate as migrate_command
+from harness import migrate
 from harness.errors import HarnessError
-from harness.store import upgrade as migrate
+from harness.store import upgrade
 from harness.store.engine import make_engine
 from harness.store.schema import (
     AuditLog,
@@ -44,7 +44,7 @@ WHEN = datetime(2026, 11, 20, 18, 30, 5, 123456)
 
 def revision(engine) -> str | None:
     with engine.connect() as connection:
-        return migrate.current(connection)
+        return upgrade.current(connection)
 
 
 def schema_diff(engine) -> list:
@@ -57,7 +57,7 @@ def test_database_made_before_migrations_is_upgraded_with_its_rows(tmp_path):
     with sqlite3.connect(path) as con:
         con.executescript(OLD_DUMP.read_text())
     engine = make_engine(f"sqlite:///{path}")
-    assert revision(engine) == migrate.head()
+    assert revision(engine) == upgrade.head()
     assert schema_diff(engine) == []
     with Session(engine) as session:
         version = session.scalars(select(EntryVersion)).one()
@@ -88,13 +88,13 @@ def test_a_postgresql_database_made_before_migrations_is_upgraded(pg_url):
     """As create_all made it (the baseline revision's tables, no alembic_version), with a row kept."""
     engine = create_engine(pg_url)
     with engine.begin() as connection:
-        command.upgrade(migrate.config(connection), migrate.BASELINE)
+        command.upgrade(upgrade.config(connection), upgrade.BASELINE)
         connection.execute(text("DROP TABLE alembic_version"))
         connection.execute(text("INSERT INTO runs (started_at, harness_version, torch_version, python_version, device, "
                                 "argv, status) VALUES (now(), '0.1.0', '2.5', '3.11', 'cpu', '[]', 'finished')"))
     engine.dispose()
     engine = make_engine(pg_url)
-    assert revision(engine) == migrate.head() and schema_diff(engine) == []
+    assert revision(engine) == upgrade.head() and schema_diff(engine) == []
     with Session(engine) as session:
         assert session.scalars(select(Run.status)).all() == ["finished"]
     engine.dispose()
@@ -102,7 +102,7 @@ def test_a_postgresql_database_made_before_migrations_is_upgraded(pg_url):
 
 def test_migrations_make_the_schema_of_db_py(db_url):
     engine = make_engine(db_url)
-    assert revision(engine) == migrate.head()
+    assert revision(engine) == upgrade.head()
     assert schema_diff(engine) == []
     engine.dispose()
 
@@ -121,7 +121,7 @@ def test_a_database_at_head_is_not_migrated_again(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'lb.db'}"
     make_engine(url)
     monkeypatch.setattr(command, "upgrade", lambda *a, **k: pytest.fail("upgrade ran on a database at head"))
-    assert revision(make_engine(url)) == migrate.head()
+    assert revision(make_engine(url)) == upgrade.head()
 
 
 def test_tables_from_an_unknown_older_harness_are_refused(tmp_path):
@@ -141,27 +141,27 @@ def test_processes_starting_at_once_on_a_fresh_database_create_it_once(db_url):
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     engine = make_engine(db_url)
-    assert revision(engine) == migrate.head() and schema_diff(engine) == []
+    assert revision(engine) == upgrade.head() and schema_diff(engine) == []
     assert "claims" in inspect(engine).get_table_names()
     engine.dispose()
 
 
 def test_migrate_command_prints_the_revisions(tmp_path, capsys):
     db = str(tmp_path / "lb.db")
-    assert migrate_command.main(["--db", db]) == 0
-    assert f"revision none -> {migrate.head()}." in capsys.readouterr().out
-    assert migrate_command.main(["--db", db]) == 0
-    assert f"already at revision {migrate.head()}." in capsys.readouterr().out
+    assert migrate.main(["--db", db]) == 0
+    assert f"revision none -> {upgrade.head()}." in capsys.readouterr().out
+    assert migrate.main(["--db", db]) == 0
+    assert f"already at revision {upgrade.head()}." in capsys.readouterr().out
 
 
 def test_migrations_need_no_alembic_ini_and_run_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert migrate.head() == sorted(s.revision for s in migrate.scripts().walk_revisions())[-1]
-    assert revision(make_engine("sqlite:///here.db")) == migrate.head()
+    assert upgrade.head() == sorted(s.revision for s in upgrade.scripts().walk_revisions())[-1]
+    assert revision(make_engine("sqlite:///here.db")) == upgrade.head()
     assert not (tmp_path / "alembic.ini").exists()
 
 
 def test_the_quick_head_is_alembics_head():
     """make_engine reads the head from the file names so that a database at head costs no alembic import."""
-    assert migrate.head() == migrate.scripts().get_current_head()
-    assert [s.revision for s in migrate.scripts().walk_revisions()][0] == migrate.head()
+    assert upgrade.head() == upgrade.scripts().get_current_head()
+    assert [s.revision for s in upgrade.scripts().walk_revisions()][0] == upgrade.head()

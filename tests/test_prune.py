@@ -13,9 +13,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from harness import evaluate, runner, verify, versions as versions_cli
+from harness.common import competition
 from harness.entries.discovery import load_entry
-from harness.scoring import competition, retention
-from harness.store import results as store, snapshots, space
+from harness.scoring import retention
+from harness.store import audit, evaluations, runs, snapshots, space, versions
 from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, Evaluation, FileBlob, FileChunk, VersionFiles
 from harness.store.versions import history
@@ -32,7 +33,7 @@ def new_version(engine, folder: Path, seed: int, day: int, numbers: int = 20_000
     torch.manual_seed(seed)
     torch.save({"w": torch.randn(numbers)}, folder / "weights.pt")
     entry = load_entry(folder)
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     assert snapshots.keep(engine, version_id, entry) is True
     with Session(engine) as session, session.begin():
         session.execute(update(EntryVersion).where(EntryVersion.id == version_id)
@@ -41,10 +42,11 @@ def new_version(engine, folder: Path, seed: int, day: int, numbers: int = 20_000
 
 
 def evaluated(engine, version_id: int, status: str = "ok") -> int:
-    run_id = store.start_run(engine, "cpu", [])
-    return store.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"key-{version_id}",
-                                 record=store.Record(status=status, error=None if status == "ok" else "it failed.",
-                                                     seconds=1.0, device="cpu", params=10))
+    run_id = runs.start_run(engine, "cpu", [])
+    record = evaluations.Record(status=status, error=None if status == "ok" else "it failed.", seconds=1.0,
+                                device="cpu", params=10)
+    return evaluations.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"key-{version_id}",
+                                       record=record)
 
 
 def blob_shas(engine) -> set[str]:
@@ -124,7 +126,7 @@ def test_the_ranked_shown_and_last_versions_keep_their_files_the_others_lose_onl
     for name, data in files[1].items():
         (v2 / name).write_bytes(data)
     entry = load_entry(v2)
-    assert store.ensure_version(engine, entry) == ids[1] and snapshots.keep(engine, ids[1], entry) is True
+    assert versions.ensure_version(engine, entry) == ids[1] and snapshots.keep(engine, ids[1], entry) is True
     assert blob_shas(engine) == before and history(engine, "ada")[1].files_kept
     restored = snapshots.restore(engine, ids[1], "ada", tmp_path / "r2-again")
     assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == files[1]
@@ -193,7 +195,7 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
         assert space.database_bytes(engine) <= size_before - freed  # the file shrank by at least what was freed
     else:
         assert "PostgreSQL vacuumed the file tables" in out
-    assert store.audit_log(engine)[0]["action"] == "prune-files"
+    assert audit.audit_log(engine)[0]["action"] == "prune-files"
     assert versions_cli.main(args) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Nothing to remove" in out and "Database: " in out
@@ -279,7 +281,7 @@ def test_a_file_pruned_while_a_new_version_sharing_it_is_kept_is_stored_again(tm
     v1, _ = new_version(engine, folder, 3, 0)
     (folder / "model.py").write_text(TEMPLATE_CODE + "\n# v2: same weights\n")
     entry = load_entry(folder)
-    v2 = store.ensure_version(engine, entry)
+    v2 = versions.ensure_version(engine, entry)
     store_file, dropped = snapshots._store_file, []
 
     def racing(session, sha, path):

@@ -22,7 +22,8 @@ import torch
 
 from harness import runner
 from harness.contract import EntryMetadata
-from harness.isolation import process as isolation, sandbox, sandbox_command, sandbox_server
+from harness.isolation import process as isolation, sandbox, sandbox_command
+from harness.isolation.inside import sandbox_server
 from tests.conftest import REPO
 from tests.entries import before_return, template_predictions, template_weights, write_entry
 from tests.test_contract import evaluate, predicted

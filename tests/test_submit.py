@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from harness.store import members, snapshots
+from harness.store import audit, members, snapshots
 from harness.store.engine import make_engine
 from harness.store.schema import Entry, MemberCode, Upload
 from harness.store.versions import history
@@ -258,7 +258,7 @@ def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
 def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_no_new_one(site):
     from datetime import datetime
 
-    from harness.scoring.competition import Competition
+    from harness.common.competition import Competition
     from harness.scoring.standings import counted_versions, version_rows
     from harness.submit.upload import submit as upload
     past = Competition(deadline=datetime(2026, 1, 10, 23, 59, tzinfo=UTC))
@@ -297,7 +297,7 @@ def zipped(entries: list[tuple[str, bytes]], links: tuple[str, ...] = ()) -> byt
 
 
 def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
-    from harness.scoring.competition import Competition
+    from harness.common.competition import Competition
     from harness.submit.upload import UploadLimits, submit as upload
     rules = Competition()
     files = baseline_files()
@@ -366,7 +366,7 @@ def test_a_staging_folder_left_a_day_ago_is_removed_and_a_recent_one_kept(site):
     import os
     import time
 
-    from harness.scoring.competition import Competition
+    from harness.common.competition import Competition
     from harness.submit.upload import submit as upload
     old, recent = site.subs / ".upload-dead", site.subs / ".upload-busy"
     for folder in (old, recent):
@@ -382,7 +382,7 @@ def test_two_uploads_at_once_by_one_member_cannot_both_beat_the_hourly_limit(sit
     meanwhile sees it: with one upload an hour, exactly one of two simultaneous uploads is checked."""
     import threading
 
-    from harness.scoring.competition import load
+    from harness.common.competition import load
     from harness.submit.upload import UploadLimits, submit as upload
     limits, results, start = UploadLimits(per_hour=1), [], threading.Barrier(2)
 
@@ -431,7 +431,6 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     organiser's audit log counts the 10 wrong codes and the limit once; nothing is uploaded or stored."""
     from collections import Counter
 
-    from harness.store import results as store
     ident = site.ada.partition("-")[0]
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
@@ -448,7 +447,7 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     assert len(set(said[10:])) == 1 and said[10].startswith(
         "Too many wrong codes from your address and for this code's member in the last minute; try again after ")
     assert said[10].endswith(" UTC.") and said[10].count(".") == 1  # one sentence with the time
-    counts = Counter(row["action"] for row in store.audit_log(site.engine))
+    counts = Counter(row["action"] for row in audit.audit_log(site.engine))
     assert (counts["code-wrong"], counts["code-limited"]) == (10, 1)
     assert nothing_stored(site) and uploads(site) == []
 

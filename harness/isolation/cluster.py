@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.entries.discovery import Entry, entry_files, load_entry, read_chunks
+from harness.common.tempfolders import temp_folder
+from harness.entries.discovery import EntryFolder, entry_files, load_entry, read_chunks
 from harness.errors import HarnessError
 from harness.isolation.prediction import Limits, Prediction, predict
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
 
 ENV_ADDRESS = "LEADERBOARD_CLUSTER"             # the default for --cluster
 ENV_TLS_DIR = "LEADERBOARD_CLUSTER_TLS_DIR"     # ca.pem, cert.pem and key.pem for a tls:// scheduler
@@ -155,7 +155,7 @@ class Cluster:
         has_gpu = any("GPU" in (w.get("resources") or {}) for w in info.get("workers", {}).values())
         return {"GPU": 1} if has_gpu else None
 
-    def predict(self, entry: Entry, images: dict[str, np.ndarray], limits: Limits, *,
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False,
                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Prediction:
         """Run ``entry`` on a worker; what ``harness.isolation.predict`` would return here. Progress is not
@@ -202,7 +202,7 @@ def _takes_n_workers(client) -> bool:
     return "n_workers" in inspect.signature(client.scheduler_info).parameters
 
 
-def _read_files(entry: Entry) -> dict[str, bytes] | None:
+def _read_files(entry: EntryFolder) -> dict[str, bytes] | None:
     """The entry's files as bytes by path, when they still hash to ``entry.content_hash`` (else None)."""
     files = {p.relative_to(entry.folder).as_posix(): b"".join(read_chunks(p)) for p in entry_files(entry.folder)}
     whole = hashlib.sha256()  # as ``harness.entries.discovery.digest`` hashes a folder, here over the bytes read

@@ -16,11 +16,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from harness.common.limits import Limits
+from harness.common.tempfolders import temp_folder
 from harness.data.task import TASK
-from harness.entries.discovery import Entry
+from harness.entries.discovery import EntryFolder
 from harness.isolation import order, process
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
 
 LIMIT_NAMES = ("time limit", "memory limit")  # how this package's messages name the limit that stopped an entry
 DEVICE_CHARS = 40  # the worker's description of its device, as kept (it comes from the entry's process)
@@ -59,7 +59,7 @@ class Prediction:
         return images / self.timed_seconds if self.timed_seconds else None
 
 
-def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
+def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
             sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None,
             secret: bool = False) -> Prediction:
     """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, 28, 28]) and return its outputs.
@@ -119,7 +119,7 @@ class Predictor(Protocol):
     def resolve_device(self, requested: str) -> str:
         """Where "auto" runs its entries ("cpu" or "cuda"); "cpu" and "cuda" as they are."""
 
-    def predict(self, entry: Entry, images: dict[str, np.ndarray], limits: Limits, *,
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
                 secret: bool = False) -> Prediction:
         """The entry's outputs for each set of ``images`` (uint8 [N, 28, 28]) in the given order, under ``limits``,
@@ -134,7 +134,7 @@ class Local:
     def resolve_device(self, requested: str) -> str:
         return resolve_device(requested)
 
-    def predict(self, entry: Entry, images: dict[str, np.ndarray], limits: Limits, *,
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
                 secret: bool = False) -> Prediction:
         return predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=on_progress,

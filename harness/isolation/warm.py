@@ -1,7 +1,7 @@
 """Entries kept warm: each one loaded once in its own long-lived process, answering repeated small requests (the
 dashboard's drawings) in a fraction of a one-off run's time.
 
-A warm entry runs ``harness.isolation.warm_server`` in a bubblewrap sandbox of its own where bubblewrap works (it
+A warm entry runs ``harness.isolation.inside.warm_server`` in a bubblewrap sandbox of its own where bubblewrap works (it
 sees its folder, its own requests' images and nothing else: never another entry's images), else as a plain
 process, under the same limits as :func:`harness.isolation.predict`: the same user (nobody under a root host),
 address space, file size and process count, and for each request the same wall-clock time limit and
@@ -42,18 +42,18 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from harness.common import trees
+from harness.common.tempfolders import temp_folder
 from harness.data.task import TASK
-from harness.entries.discovery import Entry
+from harness.entries.discovery import EntryFolder
 from harness.isolation import cgroups, process, sandbox, sandbox_command, users
+from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
 from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
-from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
-from harness.store import trees
-from harness.store.leftovers import temp_folder
 
 CAP = 8                # entries kept warm at once
 IDLE_SECONDS = 600.0   # a warm entry unused this long is shut down
 OUTPUT_BYTES = 1024 ** 2  # largest outputs file read back (a drawing's is 168 bytes)
-MODULE = "harness.isolation.warm_server"
+MODULE = "harness.isolation.inside.warm_server"
 CPU_REQUESTS = 10  # a warm process's CPU-time cap, in whole requests' worth (a one-off run's cap each)
 
 
@@ -96,7 +96,7 @@ def _running(process: psutil.Process) -> bool:
 class WarmEntry:
     """One entry's long-lived process; :meth:`ask` starts it when needed. One request at a time."""
 
-    def __init__(self, entry: Entry, limits: Limits, sandboxed: bool | None = None,
+    def __init__(self, entry: EntryFolder, limits: Limits, sandboxed: bool | None = None,
                  starting: threading.Semaphore | None = None):
         """``starting``: shared by entries that should not load at the same time (see :class:`WarmPool`)."""
         self.entry, self.limits = entry, limits
@@ -475,12 +475,12 @@ class WarmPool:
         threading.Thread(target=self._reap, name="warm-reaper", daemon=True).start()
         atexit.register(self.close)
 
-    def ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+    def ask(self, entry: EntryFolder, images: np.ndarray) -> Prediction:
         """One entry's outputs for ``images`` (uint8 [N, 28, 28]), warm after the first request."""
         self._check_open()
         return self._threads.submit(self._ask, entry, images).result()
 
-    def ask_all(self, entries: Sequence[Entry], images: np.ndarray) -> Iterator[tuple[Entry, Prediction]]:
+    def ask_all(self, entries: Sequence[EntryFolder], images: np.ndarray) -> Iterator[tuple[EntryFolder, Prediction]]:
         """Every entry's outputs for the same images, yielded as each one answers (the fastest first)."""
         self._check_open()
         futures = {self._threads.submit(self._ask, entry, images): entry for entry in entries}
@@ -495,7 +495,7 @@ class WarmPool:
     def resolve_device(self, requested: str) -> str:
         return resolve_device(requested)
 
-    def predict(self, entry: Entry, images: dict[str, np.ndarray], limits: Limits, *,
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[process.Progress], None] | None = None,
                 secret: bool = False) -> Prediction:
         """The front door's call answered by the warm entry: every set in one request, in the order given (there is
@@ -516,7 +516,7 @@ class WarmPool:
             answer.outputs[kind], start = outputs[start:start + len(images[kind])], start + len(images[kind])
         return answer
 
-    def prepare(self, entries: Sequence[Entry]) -> None:
+    def prepare(self, entries: Sequence[EntryFolder]) -> None:
         """Start loading every entry that is not warm, without waiting (a page that will ask soon calls it)."""
         self._check_open()
         for entry in entries:
@@ -554,13 +554,13 @@ class WarmPool:
         if self._closed.is_set():
             raise RuntimeError("this warm pool has been closed; make a new one.")
 
-    def _ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+    def _ask(self, entry: EntryFolder, images: np.ndarray) -> Prediction:
         warm = self._get(entry)
         answer = warm.ask(images)
         self._fit(warm)
         return answer
 
-    def _prepare(self, entry: Entry) -> None:
+    def _prepare(self, entry: EntryFolder) -> None:
         """Load the entry ahead of a request, unless it would not fit the memory budget (by the mean size of the
         entries measured so far): preparing more than fits would only shut down others that were loaded for it."""
         if self.memory_budget is not None:
@@ -602,7 +602,7 @@ class WarmPool:
             with self._lock:
                 total -= self._memory.pop(warm.entry.name, 0)
 
-    def _get(self, entry: Entry) -> WarmEntry:
+    def _get(self, entry: EntryFolder) -> WarmEntry:
         """The entry's warm process holder (a new one when its files changed), making room under the cap."""
         evicted = []
         with self._lock:

@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.scoring.metrics import memorisation_p
-from harness.scoring.ranking import Row, verdict
-from harness.store.reads import Score
+from harness.scoring.ranking import Row, leader_sentence
+from harness.store.evaluations import Score
 
 
 def _pct(score: Score | None) -> str:
@@ -87,7 +87,7 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
             console.print(f"{row.name} ({why}): {row.note.rstrip('.')}.", markup=False, highlight=False)
     leader = next((r for r in rows if r.with_leader is not None and r.correct_mask is not None), None)
     if leader is not None:
-        console.print(verdict(rows, f"the {len(leader.correct_mask):,} digits ranked on"), markup=False,
+        console.print(leader_sentence(rows, f"the {len(leader.correct_mask):,} digits ranked on"), markup=False,
                       highlight=False)
     if any(r.with_leader and r.rank != 1 for r in rows):
         console.print("'≈' marks an entry that the digits cannot separate from the leader.")

@@ -207,7 +207,7 @@ class Evaluation(Base):
     timeout: Mapped[float | None]
     memory_limit: Mapped[int | None] = mapped_column(ByteCount)
     # The secret phase (the entry's second process, the only one that held the secret set): everything it produced
-    # besides its outputs, never shown before the reveal (harness.store.reads.sealed). None: no secret phase ran.
+    # besides its outputs, never shown before the reveal (harness.store.evaluations.sealed). None: no secret phase ran.
     sealed_error: Mapped[str | None] = mapped_column(EntryText())
     sealed_log: Mapped[str | None] = mapped_column(EntryText())
     sealed_seconds: Mapped[float | None]

@@ -298,14 +298,8 @@ def fit(model: nn.Module, data: Data, config: TrainConfig, *, checkpoint: Path |
     schedule = recipes.build_schedule(config.schedule, optimizer, config.lr, config.epochs * steps_per_epoch,
                                       steps_per_epoch)
     transform = augment.build_transform(config.augment)
-    state = TrainState()
     torch.manual_seed(config.seed)  # dropout and augmentation draw from the global generator
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["schedule"])
-        state = TrainState(**resume["state"])
-        torch.set_rng_state(resume["rng"])
+    state = TrainState() if resume is None else resumed(resume, model, optimizer, schedule)
     progress = progress or (lambda event, state, info: None)
     model.train()
     with StopFlag() as stop:
@@ -317,35 +311,63 @@ def fit(model: nn.Module, data: Data, config: TrainConfig, *, checkpoint: Path |
                     if checkpoint is not None:
                         save_checkpoint(checkpoint, config, list(argv), model, optimizer, schedule, state)
                     return Result(model, state, True, checkpoint)
-                started = time.perf_counter()
-                idx = order[state.step * config.batch_size:(state.step + 1) * config.batch_size]
-                x, y = augment.augment_batch(data.train_x[idx], transform), data.train_y[idx]
-                out = model(x)
-                loss = loss_fn(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                state.step += 1
-                state.global_step += 1
-                state.loss_sum += loss.item() * len(y)
-                state.correct += int((out.argmax(dim=1) == y).sum())
-                state.seen += len(y)
-                elapsed = time.perf_counter() - started
-                state.epoch_seconds += elapsed
-                state.seconds += elapsed
-                progress("batch", state, {"steps": steps_per_epoch, "images_per_s": len(y) / max(elapsed, 1e-9)})
-            val_loss, val_acc = evaluate(model, data.val_x, data.val_y, loss_fn)
-            state.history.append(asdict(EpochRecord(
-                epoch=state.epoch + 1, train_loss=state.loss_sum / state.seen,
-                train_accuracy=state.correct / state.seen,
-                val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"],
-                seconds=state.epoch_seconds)))
-            progress("epoch_end", state, state.history[-1])
-            state.epoch += 1
-            state.step = state.correct = state.seen = 0
-            state.loss_sum = state.epoch_seconds = 0.0
+                speed = train_step(model, data, order, config.batch_size, transform, loss_fn, optimizer, schedule,
+                                   state)
+                progress("batch", state, {"steps": steps_per_epoch, "images_per_s": speed})
+            progress("epoch_end", state, end_epoch(model, data, loss_fn, optimizer, state))
+            next_epoch(state)
             if checkpoint is not None and state.epoch < config.epochs:
                 save_checkpoint(checkpoint, config, list(argv), model, optimizer, schedule, state)
     model.eval()
     return Result(model, state, False, checkpoint)
+
+
+def resumed(resume: dict, model: nn.Module, optimizer, schedule) -> TrainState:
+    """Where a loaded checkpoint left off: the model, optimizer, schedule and random state as they were."""
+    model.load_state_dict(resume["model"])
+    optimizer.load_state_dict(resume["optimizer"])
+    schedule.load_state_dict(resume["schedule"])
+    state = TrainState(**resume["state"])
+    torch.set_rng_state(resume["rng"])
+    return state
+
+
+def train_step(model: nn.Module, data: Data, order: torch.Tensor, batch_size: int, transform, loss_fn, optimizer,
+               schedule, state: TrainState) -> float:
+    """The epoch's next mini-batch (``state.step`` in ``order``): forward, backward, an optimizer and a schedule
+    step, counted in ``state``; its images per second."""
+    started = time.perf_counter()
+    idx = order[state.step * batch_size:(state.step + 1) * batch_size]
+    x, y = augment.augment_batch(data.train_x[idx], transform), data.train_y[idx]
+    out = model(x)
+    loss = loss_fn(out, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    state.step += 1
+    state.global_step += 1
+    state.loss_sum += loss.item() * len(y)
+    state.correct += int((out.argmax(dim=1) == y).sum())
+    state.seen += len(y)
+    elapsed = time.perf_counter() - started
+    state.epoch_seconds += elapsed
+    state.seconds += elapsed
+    return len(y) / max(elapsed, 1e-9)
+
+
+def end_epoch(model: nn.Module, data: Data, loss_fn, optimizer, state: TrainState) -> dict:
+    """Validate at the end of an epoch and add its record to ``state.history``; the record."""
+    val_loss, val_acc = evaluate(model, data.val_x, data.val_y, loss_fn)
+    state.history.append(asdict(EpochRecord(
+        epoch=state.epoch + 1, train_loss=state.loss_sum / state.seen, train_accuracy=state.correct / state.seen,
+        val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"],
+        seconds=state.epoch_seconds)))
+    return state.history[-1]
+
+
+def next_epoch(state: TrainState) -> None:
+    """Start the next epoch's counts."""
+    state.epoch += 1
+    state.step = state.correct = state.seen = 0
+    state.loss_sum = state.epoch_seconds = 0.0

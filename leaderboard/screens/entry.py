@@ -23,7 +23,7 @@ if name is None:  # an unknown ?entry=: say so rather than open another entry in
     st.error(f"No entry called “{stats.literal(wanted)}”; choose one from the list.")
     st.stop()
 st.query_params["entry"] = name
-view = cache.entry(url, name, revealed)
+view = cache.entry(url, name, revealed, cache.rules())
 if view is None:
     st.error(f"No visible entry named {stats.literal(name)}.")
     st.stop()

@@ -10,7 +10,7 @@ if not cache.revealed():
     st.info("🔒 The guest's digits are sealed until the reveal. Come back when the organisers open them.")
     st.stop()
 
-view = cache.guest(settings.db_url)
+view = cache.guest(settings.db_url, cache.rules())
 if view is None:
     st.warning("No guest digits have been evaluated yet.")
     st.stop()

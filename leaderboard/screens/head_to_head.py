@@ -30,7 +30,7 @@ if a == b:
     st.info("Pick two different entries.")
     st.stop()
 
-duel = cache.duel(url, a, b, kind, revealed)
+duel = cache.duel(url, a, b, kind, revealed, cache.rules())
 if duel is None:
     st.warning("These two entries have no results on the same digits.")
     st.stop()

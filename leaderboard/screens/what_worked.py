@@ -7,7 +7,7 @@ from leaderboard import cache, figures, stats
 
 url = cache.settings().db_url
 revealed = cache.revealed()
-df = cache.insights_frame(url, revealed)
+df = cache.insights_frame(url, revealed, cache.rules())
 st.title("🧪 What worked")
 st.caption("Every successfully evaluated entry's recorded hyperparameters (entry.toml) beside its accuracy. "
            "Entries that recorded no value for a knob are left out of that chart. Few entries per group means "

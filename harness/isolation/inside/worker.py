@@ -33,7 +33,7 @@ from torch import nn
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
 from harness.entries.loading import EntryError, load_model, set_eval
-from harness.isolation.exchange import (
+from harness.isolation.inside.exchange import (
     GO_FILE,
     LOADING,
     PROGRESS_FILE,
