@@ -102,7 +102,7 @@ def main() -> None:
         results = {}
         for label, device in (("cpu", "cpu"), ("cuda", args.device)):
             engine = make_engine(f"sqlite:///{work / (label + '.db')}")
-            summary = runner.run(engine, entries, [spec], runner.Options(device=device, timeout=600), [])
+            summary = runner.run(engine, entries, [spec], runner.Options(runner.Limits(device=device, timeout=600)), [])
             stored = evaluations.load_evaluations(engine, list(summary.evaluation_ids.values()))
             results[label] = {e.version.entry.name: e for e in stored}
         agreement = {}

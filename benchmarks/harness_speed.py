@@ -187,9 +187,10 @@ def main() -> None:
         spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
         engine = make_engine(f"sqlite:///{work / 'a.db'}")
         entries = list(discover(subs).values())
-        runner.run(engine, entries[:1], [spec], runner.Options(device=args.device), [])  # starts the fork server
+        # starts the fork server
+        runner.run(engine, entries[:1], [spec], runner.Options(runner.Limits(device=args.device)), [])
         t = time.perf_counter()
-        runner.run(engine, entries, [spec], runner.Options(device=args.device, force=True), [])
+        runner.run(engine, entries, [spec], runner.Options(runner.Limits(device=args.device), force=True), [])
         per_entry = (time.perf_counter() - t) / len(entries)
         out["a_harness_seconds_per_entry"] = per_entry
         out["a_overhead_seconds_per_entry"] = per_entry - own

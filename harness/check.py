@@ -18,6 +18,7 @@ from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
 from harness.submit.checking import (
     BUDGET_SECONDS,
+    CHECK_TIMEOUT,
     DIAGNOSE_BELOW,
     SAMPLE,
     check,
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("entry", type=Path, help="the entry folder, e.g. submissions/my-cnn")
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     cli.add_device_argument(p, default="cpu")
-    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--timeout", type=float, default=CHECK_TIMEOUT)
     p.add_argument("--budget", type=float, default=BUDGET_SECONDS, metavar="SECONDS",
                    help=f"about how long the check may take on a slow model: a larger budget runs more of the {SAMPLE} "
                         f"images and the input-convention diagnosis (default: {BUDGET_SECONDS:g})")
@@ -48,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     try:
-        return report(check(args.entry, args.mnist_dir, args.device, args.timeout, args.budget), estimate(args),
-                      args)
+        rules = competition_rules(args.config)
+        # each of the check's runs: the competition's limits, with the check's own time (--timeout) and --device
+        limits = rules.limits(MNIST_TEST, timeout=args.timeout, device=args.device)
+        return report(check(args.entry, args.mnist_dir, limits, args.budget), estimate(args, rules), args)
     except HarnessError as exc:
         cli.say_error(exc, sys.stdout)
         if "time limit" in limits_hit(str(exc)):
@@ -70,17 +73,21 @@ def guest_count(folder: Path) -> int:
     return sum(f.suffix.lower() in guest.IMAGE_SUFFIXES for f in guest.candidate_files(where))
 
 
-def estimate(args):
+def competition_rules(config: str | None) -> competition.Competition:
+    """The competition's rules (``--config``), or its defaults when the file is invalid: the check goes on."""
+    try:
+        return competition.load(config)
+    except HarnessError:
+        return competition.parse({})
+
+
+def estimate(args, rules: competition.Competition | None = None):
     """A function of check's report: the line that says how long a full evaluation of the entry would take here
     (MNIST test, the memorisation copies, the guest digits; two processes, each loaded and warmed up) against the
-    competition's time limit, or None without a speed."""
+    competition's time limit (``rules``, else ``--config``'s), or None without a speed."""
     from harness.runner import MEMO_COPIES
     guest = guest_count(args.mystery)
-    try:
-        rules = competition.load(args.config)
-    except HarnessError:
-        rules = competition.parse({})
-    limit = rules.time_limit(MNIST_TEST + guest)
+    limit = (rules or competition_rules(args.config)).limits(MNIST_TEST + guest).timeout
 
     def line(r: dict) -> str | None:
         rate = r.get("estimate_images_per_second") or r["images_per_second"]

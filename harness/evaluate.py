@@ -6,6 +6,8 @@ import argparse
 import os
 import signal
 import sys
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -13,11 +15,11 @@ from rich.console import Console
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
 from harness.common import competition
+from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, Limits
 from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
 from harness.isolation import process as isolation
-from harness.isolation.process import GIB
 from harness.store import evaluations, versions
 from harness.store.engine import make_engine, resolve_url, shown_url
 
@@ -39,8 +41,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_device_argument(p, default="auto")
     cli.add_cluster_argument(p)
     p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
-                   "(default: [limits] in competition.toml, else 300)")
-    p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
+                   f"(default: [limits] in competition.toml, else {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--memory-limit", type=float, default=DEFAULT_MEMORY / GIB,
+                   help=f"GiB of memory allowed per entry (default: {DEFAULT_MEMORY / GIB:g})")
     p.add_argument("--batch-size", type=int,
                    help="images per forward pass (default: on CPU the power of two that holds "
                    "about 200 GFLOPs of the model's arithmetic, at most 128; on CUDA what fits half the free GPU "
@@ -72,11 +75,16 @@ def load_datasets(args) -> tuple[list[DatasetSpec], list[str]]:
     return [public] + ([secret] if secret is not None else []), notes + more
 
 
+def entry_limits(args, rules: competition.Competition, datasets: list[DatasetSpec]) -> Limits:
+    """What each entry's process may use: the competition's [limits] for these sets' images, each value overridden by
+    its flag (--timeout when given, --memory-limit, --device, --batch-size)."""
+    return rules.limits(sum(len(d.labels) for d in datasets), timeout=args.timeout,
+                        memory=int(args.memory_limit * GIB), device=args.device, batch_size=args.batch_size)
+
+
 def time_limit(args, rules: competition.Competition, datasets: list[DatasetSpec]) -> float:
     """Seconds per entry: --timeout when given, else the competition's [limits] for these sets' images."""
-    if args.timeout is not None:
-        return args.timeout
-    return rules.time_limit(sum(len(d.labels) for d in datasets))
+    return entry_limits(args, rules, datasets).timeout
 
 
 def limit_flags(errors: list[str | None], args, timeout: float | None = None) -> str | None:
@@ -131,23 +139,49 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     engine = make_engine(args.db)
     skipped: list[str] = []
     left_out: dict[str, str] = {}  # {folder: why}: a row each on the board
+    entries = to_evaluate(args, skipped, left_out)
+    # start the sandbox while the rest loads
+    if not args.cluster and (args.force or versions.has_unseen(engine, entries)):
+        isolation.prestart(isolation.needs_torchvision(entries), args.device)
+    from harness import runner
+    from harness.scoring import board, report
+    datasets, notes = load_datasets(args)
+    limits = entry_limits(args, rules, datasets)
+    options = runner.Options(limits, force=args.force, cluster=args.cluster)
+    summary = run_with_progress(engine, entries, datasets, options, rules,
+                                masked(sys.argv[1:] if argv is None else argv), console)
+    rows = board.read(engine, rules, is_revealed=True, names={e.name for e in entries}).rows  # the organiser's view
+    notes = skipped + summary.notes + notes + run_notes(args, rules, rows, summary, limits.timeout)
+    has_guest = any(d.kind == "guest" for d in datasets)
+    report.print_table(console, rows, has_guest, notes,
+                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title), left_out)
+    if args.json:
+        meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
+                         "preprocess_version": d.preprocess_version} for d in datasets}
+        print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict(),
+                             left_out))
+    failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
+    return 1 if args.strict and failed else 0
+
+
+def to_evaluate(args: argparse.Namespace, skipped: list[str], left_out: dict[str, str]) -> list:
+    """The entries in --submissions (those named by --only), else a HarnessError; ``skipped`` and ``left_out`` get
+    what cannot be evaluated (see ``discover``)."""
     entries = select(discover(args.submissions, skipped, left_out), args.only)
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
         raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see "
                            "submissions/README.md).")
-    # start the sandbox while the rest loads
-    if not args.cluster and (args.force or versions.has_unseen(engine, entries)):
-        isolation.prestart(isolation.needs_torchvision(entries), args.device)
+    return entries
+
+
+def run_with_progress(engine, entries: list, datasets: list[DatasetSpec], options, rules: competition.Competition,
+                      argv: list[str], console: Console):
+    """``runner.run`` under a progress bar: each entry's outcome, and its images done while it runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness import runner
-    from harness.scoring import board, report
-    datasets, notes = load_datasets(args)
-    timeout = time_limit(args, rules, datasets)
-    options = runner.Options(device=args.device, timeout=timeout, memory_limit=int(args.memory_limit * GIB),
-                             force=args.force, batch_size=args.batch_size, cluster=args.cluster)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("evaluating", total=len(entries))
@@ -158,30 +192,25 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         def on_progress(entry, at):
             progress.update(task, description=isolation.describe(entry.name, at))
 
-        summary = runner.run(engine, entries, datasets, options, argv=masked(sys.argv[1:] if argv is None else argv),
-                             on_entry=on_entry, competition=rules,
-                             on_plan=lambda n: progress.update(task, total=n), on_progress=on_progress)
-    notes = skipped + summary.notes + notes
-    rows = board.read(engine, rules, is_revealed=True, names={e.name for e in entries}).rows  # the organiser's view
-    has_guest = any(d.kind == "guest" for d in datasets)
+        return runner.run(engine, entries, datasets, options, argv=argv, on_entry=on_entry, competition=rules,
+                          on_plan=lambda n: progress.update(task, total=n), on_progress=on_progress)
+
+
+def run_notes(args: argparse.Namespace, rules: competition.Competition, rows: list, summary,
+              timeout: float) -> list[str]:
+    """The notes under the table that say how the run went: the counts, the flags behind the limits that stopped
+    entries (``timeout``: the time limit that applied), the deadline."""
+    from harness import runner
     counts = {k: list(summary.outcome.values()).count(k) for k in (runner.EVALUATED, runner.FAILED, runner.UNCHANGED)}
-    notes.append(f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
-                 f"(stored in {shown_url(resolve_url(args.db))}).")
+    notes = [f"{counts['evaluated']} evaluated, {counts['failed']} failed, {counts['unchanged']} unchanged "
+             f"(stored in {shown_url(resolve_url(args.db))})."]
     hint = limit_flags([r.error for r in rows if r.status != "ok"], args, timeout)
     if hint:
         notes.append(hint)
     if rules.deadline is not None:
         notes.append(f"deadline {rules.deadline.isoformat()}: versions first seen later are shown as late, "
                      "not ranked.")
-    report.print_table(console, rows, has_guest, notes,
-                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title), left_out)
-    if args.json:
-        meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
-                         "preprocess_version": d.preprocess_version} for d in datasets}
-        print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict(),
-                             left_out))
-    failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
-    return 1 if args.strict and failed else 0
+    return notes
 
 
 def pending(engine, entries: list, datasets: list[DatasetSpec], rules: competition.Competition,
@@ -225,11 +254,6 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
     that process ends.
     """
     import time
-    from dataclasses import replace
-    from datetime import datetime
-
-    from harness import runner
-    from harness.data.guest import folder_state
     if args.interval <= 0:
         raise HarnessError("--interval must be a positive number of seconds.")
 
@@ -237,60 +261,97 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
-    rules = competition.load(args.config)
-    engine = make_engine(args.db)
-    evaluated = 0
+    watcher = Watcher(args, masked(sys.argv[1:] if argv is None else argv), console, competition.load(args.config),
+                      make_engine(args.db))
     try:
         if args.parent is not None:
             follow_parent(args.parent)
-        guest_state = changing = folder_state(args.mystery)
-        datasets, notes = load_datasets(args)
-        options = runner.Options(device=args.device, timeout=time_limit(args, rules, datasets),
-                                 memory_limit=int(args.memory_limit * GIB), batch_size=args.batch_size,
-                                 cluster=args.cluster)
-        for note in notes:
-            console.print(note)
-        console.print(f"watching {args.submissions} and {args.mystery} every {args.interval:g} s (stored in "
-                      f"{shown_url(resolve_url(args.db))}); Ctrl-C stops.")
+        watcher.start()
         while True:
-            try:
-                now = folder_state(args.mystery)
-                if now != guest_state and now == changing:    # changed, and settled for a round
-                    guest_state = now
-                    datasets, notes = load_datasets(args)
-                    options = replace(options, timeout=time_limit(args, rules, datasets))
-                    guest = next((d for d in datasets if d.kind == "guest"), None)
-                    where = "the shipped sample" if guest is not None and guest.source == "sample" else args.mystery
-                    shown = "none" if guest is None else f"{len(guest.labels)} digits ({where})"
-                    console.print(f"{datetime.now():%H:%M:%S} the guest's digits changed: now {shown}; "
-                                  "every entry is scored on them.")
-                    for note in notes:
-                        console.print(note)
-                changing = now
-                if args.parent is not None and os.getppid() != args.parent:  # in case the signal was missed
-                    raise KeyboardInterrupt
-                todo = in_queue_order(engine, pending(engine, select(discover(args.submissions, []), args.only),
-                                                      datasets, rules, options.limits))
-                if todo:
-                    console.print(f"{datetime.now():%H:%M:%S} new: {', '.join(e.name for e in todo)}")
-                    summary = runner.run(engine, todo, datasets, options, competition=rules,
-                                         argv=masked(sys.argv[1:] if argv is None else argv),
-                                         on_entry=lambda e, outcome: console.print(f"  {e.name}: {outcome}"))
-                    evaluated += sum(o != runner.UNCHANGED for o in summary.outcome.values())
-            except HarnessError as exc:  # the next round tries again (a database restarting, a folder renamed)
-                cli.say_error(exc, sys.stderr)
-            except Exception as exc:  # noqa: BLE001 - a bug or a hostile entry stops one round, never the watcher
-                first = str(exc).splitlines()[0][:200] if str(exc) else ""
-                cli.say_error(HarnessError(f"{datetime.now():%H:%M:%S} this round stopped on {type(exc).__name__}"
-                                           f"{' (' + first + ')' if first else ''}; the next round tries again."),
-                              sys.stderr)
+            watcher.round()
             time.sleep(args.interval)
     except KeyboardInterrupt:
-        console.print(f"stopped; {evaluated} version(s) evaluated while watching.")
+        console.print(f"stopped; {watcher.evaluated} version(s) evaluated while watching.")
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        engine.dispose()
+        watcher.engine.dispose()
+
+
+@dataclass
+class Watcher:
+    """``--watch`` between its rounds: the sets the entries are scored on, the limits that go with them, and the
+    state of the guest's folder."""
+    args: argparse.Namespace
+    argv: list[str]                  # the command line, as stored with each run
+    console: Console
+    rules: competition.Competition
+    engine: object
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    limits: Limits = Limits()
+    guest_state: object = None       # the guest folder's state the sets were read from
+    changing: object = None          # its state at the last look
+    evaluated: int = 0               # versions evaluated so far
+
+    def start(self) -> None:
+        """Read the sets and say what is watched."""
+        from harness.data.guest import folder_state
+        self.guest_state = self.changing = folder_state(self.args.mystery)
+        for note in self.load():
+            self.console.print(note)
+        self.console.print(f"watching {self.args.submissions} and {self.args.mystery} every {self.args.interval:g} s "
+                           f"(stored in {shown_url(resolve_url(self.args.db))}); Ctrl-C stops.")
+
+    def load(self) -> list[str]:
+        """Read the sets (and the limits for their images); notes about what was used."""
+        datasets, notes = load_datasets(self.args)
+        self.datasets, self.limits = datasets, entry_limits(self.args, self.rules, datasets)
+        return notes
+
+    def round(self) -> None:
+        """One look: the guest's digits, then every version not scored yet. Whatever stops it is said in one line,
+        and the next round tries again; Ctrl-C, SIGTERM and the end of --parent stop the watcher."""
+        try:
+            self.follow_guest()
+            if self.args.parent is not None and os.getppid() != self.args.parent:  # in case the signal was missed
+                raise KeyboardInterrupt
+            self.score_new()
+        except HarnessError as exc:  # the next round tries again (a database restarting, a folder renamed)
+            cli.say_error(exc, sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - a bug or a hostile entry stops one round, never the watcher
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            cli.say_error(HarnessError(f"{datetime.now():%H:%M:%S} this round stopped on {type(exc).__name__}"
+                                       f"{' (' + first + ')' if first else ''}; the next round tries again."),
+                          sys.stderr)
+
+    def follow_guest(self) -> None:
+        """Read the sets again when the guest's folder has changed and then stayed the same for a round."""
+        from harness.data.guest import folder_state
+        now = folder_state(self.args.mystery)
+        if now != self.guest_state and now == self.changing:    # changed, and settled for a round
+            self.guest_state = now
+            notes = self.load()
+            guest = next((d for d in self.datasets if d.kind == "guest"), None)
+            where = "the shipped sample" if guest is not None and guest.source == "sample" else self.args.mystery
+            shown = "none" if guest is None else f"{len(guest.labels)} digits ({where})"
+            self.console.print(f"{datetime.now():%H:%M:%S} the guest's digits changed: now {shown}; "
+                               "every entry is scored on them.")
+            for note in notes:
+                self.console.print(note)
+        self.changing = now
+
+    def score_new(self) -> None:
+        """Evaluate the versions not scored yet on these sets, oldest upload first."""
+        from harness import runner
+        args = self.args
+        todo = in_queue_order(self.engine, pending(self.engine, select(discover(args.submissions, []), args.only),
+                                                   self.datasets, self.rules, self.limits))
+        if todo:
+            self.console.print(f"{datetime.now():%H:%M:%S} new: {', '.join(e.name for e in todo)}")
+            summary = runner.run(self.engine, todo, self.datasets, runner.Options(self.limits, cluster=args.cluster),
+                                 competition=self.rules, argv=self.argv,
+                                 on_entry=lambda e, outcome: self.console.print(f"  {e.name}: {outcome}"))
+            self.evaluated += sum(o != runner.UNCHANGED for o in summary.outcome.values())
 
 
 if __name__ == "__main__":

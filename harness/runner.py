@@ -19,14 +19,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from harness import __version__
 from harness.common.competition import Competition
+from harness.common.limits import Limits
 from harness.common.tempfolders import temp_folder
 from harness.data.copies import changed_copies
 from harness.data.task import TASK, DatasetSpec
 from harness.entries import parameters
 from harness.entries.discovery import EntryFolder
-from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
+from harness.isolation import Progress, limits_hit
 from harness.isolation.inside.exchange import LOADING
-from harness.isolation.process import GIB, needs_torchvision
+from harness.isolation.prediction import LOCAL, Predictor
+from harness.isolation.process import needs_torchvision
 from harness.scoring import retention, standings
 from harness.scoring.metrics import memorisation_counts, summarize
 from harness.store import audit, claims, eval_sets, evaluations, leftovers, runs, snapshots, space, versions
@@ -59,17 +61,9 @@ def heartbeat(engine: Engine, key: str, run_id: int, every: float = HEARTBEAT_SE
 
 @dataclass
 class Options:
-    device: str = "auto"
-    timeout: float = 300.0
-    memory_limit: int = 8 * GIB
+    limits: Limits = Limits()   # what each entry's process may use (its device "auto" is resolved by ``run``)
     force: bool = False
-    batch_size: int | None = None
     cluster: str | None = None  # a Dask cluster's address (harness.isolation.cluster); None: on this machine
-
-    @property
-    def limits(self) -> Limits:
-        """What each entry's process may use."""
-        return Limits(timeout=self.timeout, memory=self.memory_limit, device=self.device, batch_size=self.batch_size)
 
 
 @dataclass
@@ -125,7 +119,7 @@ def secret_failure() -> str:
 def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
-                 predict: Callable = predict) -> evaluations.Record:
+                 predictor: Predictor = LOCAL) -> evaluations.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     Two phases, each in a process of its own: the public sets first, with changed copies of some public images
@@ -135,7 +129,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
 
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
     from its weights file, the speed is timed from outside its process on the public phase
-    (``harness.isolation.process``). ``predict``: the front door, or a cluster's (``harness.isolation.cluster``).
+    (``harness.isolation.process``). ``predictor``: where it runs (this machine, or a cluster: ``backend``).
     """
     public = [spec for spec in datasets if spec.kind != TASK.secret.kind]
     secret = [spec for spec in datasets if spec.kind == TASK.secret.kind]
@@ -150,7 +144,8 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
         if on_progress:
             on_progress(replace(at, done=min(at.done, total), total=total))  # its phase too
 
-    first = predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=first_progress)
+    first = predictor.predict(entry, images, limits, preload_torchvision=preload_torchvision,
+                              on_progress=first_progress)
     params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
     record = evaluations.Record(status=first.status, error=first.error, seconds=first.seconds,
                                 device=first.device, params=params, peak_memory_bytes=first.peak_memory,
@@ -177,7 +172,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     if secret:
         if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
             on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
-        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predict)
+        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predictor)
     return record
 
 
@@ -188,10 +183,10 @@ def _copies(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[DatasetSpec],
-                  dataset_ids: dict[str, int], limits: Limits, preload_torchvision: bool, predict: Callable) -> None:
+                  dataset_ids: dict[str, int], limits: Limits, preload_torchvision: bool, predictor: Predictor) -> None:
     """The secret sets in a process of their own; only their outputs reach ``record``, all else is sealed."""
-    second = predict(entry, {spec.kind: spec.images for spec in secret}, limits,
-                     preload_torchvision=preload_torchvision, on_progress=None, secret=True)
+    second = predictor.predict(entry, {spec.kind: spec.images for spec in secret}, limits,
+                               preload_torchvision=preload_torchvision, on_progress=None, secret=True)
     sealed_error = second.error
     if second.status == "ok":
         try:
@@ -280,12 +275,15 @@ class _Scoring:
     datasets: list[DatasetSpec]
     dataset_ids: dict[str, int]
     options: Options
-    limits: Limits
     summary: RunSummary
     preload_tv: bool
     on_entry: Callable[[EntryFolder, str], None] | None
     on_progress: Callable[[EntryFolder, Progress], None] | None = None
-    predict: Callable = predict
+    predictor: Predictor = LOCAL
+
+    @property
+    def limits(self) -> Limits:
+        return self.options.limits
 
     def done(self, job: VersionToScore, evaluation_id: int, outcome: str) -> None:
         if not job.restored:
@@ -339,7 +337,7 @@ class _Scoring:
         try:
             with heartbeat(self.engine, key, run_id), self.progress(job) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
-                                      report, self.predict)
+                                      report, self.predictor)
             record.timeout, record.memory_limit = self.limits.timeout, self.limits.memory
             evaluation_id = self.save(job, key, record)
         finally:
@@ -408,30 +406,23 @@ class _Scoring:
                 return
 
 
-@dataclass
-class Backend:
-    """Where entries run: ``predict`` (the front door's arguments), how "auto" resolves, how many entries at once."""
-    predict: Callable
-    resolve_device: Callable[[str], str]
-    width: int = 1
-
-    def each(self, body: Callable, items: list) -> Iterator:
-        """``body`` over ``items`` in order, up to ``width`` at once (threads waiting on the cluster)."""
-        if self.width == 1:
-            return map(body, items)
-        with ThreadPoolExecutor(self.width, thread_name_prefix="entry") as pool:
-            return iter(list(pool.map(body, items)))
+def each(width: int, body: Callable, items: list) -> Iterator:
+    """``body`` over ``items`` in order, up to ``width`` at once (threads waiting on the cluster)."""
+    if width == 1:
+        return map(body, items)
+    with ThreadPoolExecutor(width, thread_name_prefix="entry") as pool:
+        return iter(list(pool.map(body, items)))
 
 
 @contextmanager
-def backend(options: Options, entries: list[EntryFolder]) -> Iterator[Backend]:
+def backend(options: Options, entries: list[EntryFolder]) -> Iterator[Predictor]:
     """This machine, one entry at a time, or the Dask cluster at ``options.cluster``, as many as it has workers."""
     if not options.cluster:
-        yield Backend(predict, resolve_device)
+        yield LOCAL
         return
     from harness.isolation import cluster
-    with cluster.connect(options.cluster, needs_torchvision(entries), options.device) as pool:
-        yield Backend(pool.predict, pool.resolve_device, pool.width)
+    with cluster.connect(options.cluster, needs_torchvision(entries), options.limits.device) as pool:
+        yield pool
 
 
 def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec], options: Options, argv: list[str],
@@ -454,19 +445,23 @@ def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec],
     leftovers.clean(engine)  # runs killed on this host: marked interrupted, their claims and folders gone
     dataset_ids = {spec.kind: eval_sets.ensure_dataset(engine, spec) for spec in datasets}
     with backend(options, entries) as where:
-        options = replace(options, device=where.resolve_device(options.device))
-        summary = RunSummary(run_id=runs.start_run(engine, options.device, argv), device=options.device)
+        device = where.resolve_device(options.limits.device)
+        options = replace(options, limits=replace(options.limits, device=device))
+        summary = RunSummary(run_id=runs.start_run(engine, device, argv), device=device)
         work = temp_folder("run")
         status = "failed"
         try:
             jobs, summary.notes = plan(engine, entries, competition, work)
             if on_plan:
                 on_plan(len(jobs))
-            scoring = _Scoring(engine, datasets, dataset_ids, options, options.limits, summary,
-                               needs_torchvision([j.entry for j in jobs]), on_entry, on_progress, where.predict)
+            scoring = _Scoring(engine, datasets, dataset_ids, options, summary,
+                               needs_torchvision([j.entry for j in jobs]), on_entry, on_progress, where)
             limit = competition.max_entry_bytes
-            waiting = [w for w in where.each(lambda job: scoring.first_pass(job, eval_key(job.entry, datasets, limit)),
-                                             jobs) if w is not None]
+
+            def first_pass(job: VersionToScore) -> tuple[VersionToScore, str, int] | None:
+                return scoring.first_pass(job, eval_key(job.entry, datasets, limit))
+
+            waiting = [w for w in each(where.width, first_pass, jobs) if w is not None]
             for job, key, older in waiting:
                 scoring.wait_for_other_run(job, key, older)
             status = "finished"

@@ -27,9 +27,9 @@ from rich.markup import escape
 
 from harness import __version__, cli, runner
 from harness.common import competition, tempfolders
+from harness.common.limits import Limits
 from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover, select as select_entries
-from harness.isolation import Limits
 from harness.isolation.prediction import resolve_device
 from harness.scoring import standings
 from harness.store import evaluations, moderation, snapshots
@@ -58,11 +58,11 @@ def dataset_spec(result) -> DatasetSpec:
 
 def limits_of(evaluation: Evaluation, timeout: float | None, rules: competition.Competition, device: str) -> Limits:
     """The limits to re-run ``evaluation`` under: the ones it ran under (``timeout`` overrides the time), else, for
-    one stored before limits were kept, the competition's time limit for its images and the default memory."""
-    images = sum(r.total for r in evaluation.results)
-    seconds = timeout if timeout is not None else evaluation.timeout or rules.time_limit(images)
-    memory = evaluation.memory_limit or Limits.memory
-    return Limits(timeout=seconds, memory=memory, device=device)
+    one stored before limits were kept, the competition's limits for its images (its time limit, the default
+    memory)."""
+    return rules.limits(sum(r.total for r in evaluation.results),
+                        timeout=timeout if timeout is not None else evaluation.timeout or None,
+                        memory=evaluation.memory_limit or None, device=device)
 
 
 def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Check:

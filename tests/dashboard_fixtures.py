@@ -89,7 +89,7 @@ def build(root: Path, train_images: np.ndarray, train_labels: np.ndarray, test_i
     ]
     db = root / "sealed.db"
     engine = make_engine(str(db))
-    options = runner.Options(device="cpu", timeout=120)
+    options = runner.Options(runner.Limits(device="cpu", timeout=120))
     runner.run(engine, list(discover(subs).values()), datasets, options, argv=["fixture", "1"])
     # Ada improves her entry: a second version, evaluated in a second run.
     write_entry(subs, "ada", weights=template_weights(strong))

@@ -68,7 +68,7 @@ def outcome(tmp_path_factory, small_mnist, means):
         write_entry(subs, "good", weights=template_weights(means))
         (subs / "bad-toml").mkdir()
         (subs / "bad-toml" / "entry.toml").write_text("author = \n")
-        options = runner.Options(device="cpu", timeout=timeout, memory_limit=1024 ** 3)
+        options = runner.Options(runner.Limits(device="cpu", timeout=timeout, memory=1024 ** 3))
         results[group] = evaluate(tmp, [small_mnist], options)
     return {**results["hangs"], **{k: v for k, v in results["rest"].items() if k != "hangs"}}
 

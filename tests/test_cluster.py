@@ -55,7 +55,7 @@ def entries(tmp_path, means, mnist_dir):
 
 def score(db, entries, datasets, cluster_address=None):
     engine = make_engine(str(db))
-    options = runner.Options(device="cpu", timeout=120, batch_size=64, cluster=cluster_address)
+    options = runner.Options(runner.Limits(device="cpu", timeout=120, batch_size=64), cluster=cluster_address)
     summary = runner.run(engine, entries, datasets, options, argv=[])
     return engine, summary
 

@@ -72,7 +72,8 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mni
     key = runner.eval_key(entry, [small_mnist])
     with Session(engine) as session, session.begin():
         session.add(Claim(eval_key=key, run_id=crashed, claimed_at=utcnow() - timedelta(hours=1)))
-    summary = runner.run(engine, [entry], [small_mnist], runner.Options(device="cpu", timeout=60), ["test"])
+    summary = runner.run(engine, [entry], [small_mnist], runner.Options(runner.Limits(device="cpu", timeout=60)),
+                         ["test"])
     assert summary.outcome == {"ada": runner.EVALUATED}
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Claim)) == 0
@@ -104,7 +105,8 @@ def test_a_fresh_claim_makes_the_run_wait_for_the_holders_result(tmp_path, db_ur
 
     thread = threading.Thread(target=holder_finishes)
     thread.start()
-    summary = runner.run(engine, [entry], [small_mnist], runner.Options(device="cpu", timeout=60), ["waiter"])
+    summary = runner.run(engine, [entry], [small_mnist], runner.Options(runner.Limits(device="cpu", timeout=60)),
+                         ["waiter"])
     thread.join()
     assert summary.outcome == {"ada": runner.UNCHANGED}
     assert summary.evaluation_ids["ada"] == stored["id"]  # the holder's evaluation, not a second one

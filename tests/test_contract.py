@@ -13,7 +13,7 @@ from harness.store.engine import make_engine
 from harness.store.schema import unpack
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 
-CPU = runner.Options(device="cpu", timeout=60)
+CPU = runner.Options(runner.Limits(device="cpu", timeout=60))
 
 
 def evaluate(tmp_path, datasets, options=CPU):

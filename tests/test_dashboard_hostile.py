@@ -79,8 +79,8 @@ def hostile(tmp_path_factory, mnist_dir, mnist_test):
                             .astype(np.int64), images=mnist_test.images[:500], source="MNIST test (first 500)")]
     db = root / "hostile.db"
     engine = make_engine(str(db))
-    runner.run(engine, list(discover(subs).values()), datasets, runner.Options(device="cpu", timeout=120),
-               argv=["hostile"])
+    runner.run(engine, list(discover(subs).values()), datasets,
+               runner.Options(runner.Limits(device="cpu", timeout=120)), argv=["hostile"])
     engine.dispose()
     return type("Hostile", (), {"db": db, "submissions": subs, "mystery": root / "mystery"})()
 

@@ -199,10 +199,10 @@ def test_the_address_space_limit_applies_on_the_cpu_only():
 
 def test_a_run_records_the_resolved_device(tmp_path, monkeypatch):
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    assert runner.run(engine, [], [], runner.Options(device="auto"), argv=[]).device == "cpu"
+    assert runner.run(engine, [], [], runner.Options(runner.Limits(device="auto")), argv=[]).device == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(sandbox_command, "gpu_devices", lambda: ["/dev/nvidia0", "/dev/nvidiactl"])
-    summary = runner.run(engine, [], [], runner.Options(device="auto"), argv=[])
+    summary = runner.run(engine, [], [], runner.Options(runner.Limits(device="auto")), argv=[])
     with Session(engine) as session:
         assert [run.device for run in session.query(Run).order_by(Run.id)] == ["cpu", "cuda"]
     assert summary.device == "cuda" and runs.latest_run(engine)["device"] == "cuda"
@@ -271,8 +271,8 @@ def test_a_run_reports_each_entry_and_notes_its_progress_in_the_store(tmp_path, 
     noted, heard = [], []
     monkeypatch.setattr(runs, "note_progress", lambda engine, run_id, *at: noted.append(at))
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    summary = runner.run(engine, [entry], [small_mnist], runner.Options(device="cpu", batch_size=50), argv=[],
-                         on_progress=lambda e, at: heard.append((e.name, at.done, at.total)))
+    summary = runner.run(engine, [entry], [small_mnist], runner.Options(runner.Limits(device="cpu", batch_size=50)),
+                         argv=[], on_progress=lambda e, at: heard.append((e.name, at.done, at.total)))
     assert summary.outcome == {"pixels": runner.EVALUATED}
     done = [d for _, d, _ in heard]
     assert heard[0] == ("pixels", 0, 300) and done == sorted(done) and heard[-1] == ("pixels", 300, 300)

@@ -101,7 +101,7 @@ def honest_alone(tmp_path_factory, small_mnist, means):
     """The honest entry evaluated on its own: its stored bytes are what a hostile neighbour must not change."""
     tmp = tmp_path_factory.mktemp("alone")
     write_entry(tmp / "subs", "honest", weights=template_weights(means))
-    return evaluate(tmp, [small_mnist], runner.Options(device="cpu", timeout=120))["honest"]
+    return evaluate(tmp, [small_mnist], runner.Options(runner.Limits(device="cpu", timeout=120)))["honest"]
 
 
 @pytest.fixture(scope="module", params=["sandbox, root layout", "sandbox, user layout", "plain"])
@@ -116,7 +116,7 @@ def cheats(request, tmp_path_factory, small_mnist, means):
     write_entry(subs, "wraps-reporting", code=WRAPS_REPORTING, weights=weights)
     write_entry(subs, "peeks-early", code=PEEKS_EARLY, weights=weights)
     with isolation_mode(request.param):
-        evaluations = evaluate(tmp, [small_mnist], runner.Options(device="cpu", timeout=120))
+        evaluations = evaluate(tmp, [small_mnist], runner.Options(runner.Limits(device="cpu", timeout=120)))
     assert all(ev.sandboxed == (request.param != "plain") for ev in evaluations.values())
     return evaluations
 

@@ -217,7 +217,7 @@ def test_malformed_pt2_entries_fail_alone_and_their_neighbours_are_scored(malfor
         (subs / folder.name / "model.pt2").write_bytes((folder / "model.pt2").read_bytes())
     write_entry(subs, "good", weights=template_weights(means))
     write_entry(subs, "zz-good", weights=template_weights(means))
-    results = evaluate(tmp_path, [small_mnist], runner.Options(device="cpu", timeout=120))
+    results = evaluate(tmp_path, [small_mnist], runner.Options(runner.Limits(device="cpu", timeout=120)))
     expected = template_predictions(small_mnist.images, means)
     for name in ("good", "zz-good"):
         assert results[name].status == "ok", results[name].error
@@ -266,7 +266,7 @@ def test_a_figure_the_store_cannot_hold_fails_that_entry_alone(tmp_path, small_m
     measure = parameters.measure
     monkeypatch.setattr(parameters, "measure",
                         lambda entry: (2 ** 63, None) if entry.name == "a-huge" else measure(entry))
-    results = evaluate(tmp_path, [small_mnist], runner.Options(device="cpu", timeout=120))
+    results = evaluate(tmp_path, [small_mnist], runner.Options(runner.Limits(device="cpu", timeout=120)))
     assert results["a-huge"].status == "failed" and one_sentence(results["a-huge"].error)
     assert "could not be stored" in results["a-huge"].error and results["a-huge"].params is None
     assert results["good"].status == "ok" and results["good"].params == 7840

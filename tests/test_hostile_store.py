@@ -62,7 +62,8 @@ def test_a_file_name_that_is_not_utf8_leaves_its_entry_out_and_the_rest_is_evalu
     with pytest.raises(HarnessError, match="^entry folder 'odd': its file 'w"):
         load_entry(subs / "odd")  # harness.check and restores see the same sentence
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    summary = runner.run(engine, list(entries.values()), [small_mnist], runner.Options(device="cpu", timeout=60), [])
+    summary = runner.run(engine, list(entries.values()), [small_mnist],
+                         runner.Options(runner.Limits(device="cpu", timeout=60)), [])
     assert summary.outcome == {"good": runner.EVALUATED}
 
 

@@ -28,7 +28,7 @@ from harness.store.engine import make_engine
 from harness.store.schema import unpack
 from tests.entries import write_entry
 
-CPU = runner.Options(device="cpu")
+CPU = runner.Options(runner.Limits(device="cpu"))
 PER_LABEL = 30  # guest digits per label folder
 # The only chance in these scores is the order the harness draws. Over 5,000 simulated permutations (numpy,
 # the same models) the shuffled cheats never came near the honest model: on the 300 sorted guest digits the
@@ -244,7 +244,7 @@ def test_each_run_draws_a_new_order_and_stored_predictions_do_not_depend_on_it(t
     stored = []
     for _ in range(2):
         summary = runner.run(engine, list(discover(tmp_path / "subs").values()), [sorted_mnist, guest],
-                             runner.Options(device="cpu", force=True), argv=[])
+                             runner.Options(runner.Limits(device="cpu"), force=True), argv=[])
         (ev,) = evaluations.load_evaluations(engine, [summary.evaluation_ids["honest"]])
         stored.append({r.dataset.kind: (r.predicted, r.confidence, r.probabilities) for r in ev.results})
     handed = len(sorted_mnist.images) + min(runner.MEMO_COPIES, len(sorted_mnist.images))  # with the copies

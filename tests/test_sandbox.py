@@ -157,7 +157,7 @@ def hostile(box, tmp_path_factory, small_mnist, means, mnist_dir):
             write_entry(subs, "scratch-2-finds", code=FINDS_SCRATCH, weights=weights)
             write_entry(subs, "leaves-process", code=LEAVES_PROCESS, weights=weights)
             write_entry(subs, "memory-50gb", code=MEMORY_50GB, weights=weights)
-        options = runner.Options(device="cpu", timeout=timeout, memory_limit=2 * 1024 ** 3)
+        options = runner.Options(runner.Limits(device="cpu", timeout=timeout, memory=2 * 1024 ** 3))
         runs[group] = evaluate(tmp, [small_mnist], options)
         if group == "rest":
             db_path = tmp / "results.db"

@@ -106,7 +106,8 @@ def test_a_run_notes_the_version_it_scores_at_once(tmp_path, monkeypatch, small_
     noted = []
     monkeypatch.setattr(runs, "note_progress", lambda engine, run_id, *at: noted.append(at))
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    runner.run(engine, [load_entry(folder)], [small_mnist], runner.Options(device="cpu", batch_size=50), argv=[])
+    runner.run(engine, [load_entry(folder)], [small_mnist], runner.Options(runner.Limits(device="cpu", batch_size=50)),
+               argv=[])
     version_id = versions.ensure_version(engine, load_entry(folder))
     assert noted[0] == ("zeros", 0, 300, None, "loading", version_id, 300)
     assert noted[-1][:2] == ("zeros", 300) and noted[-1][5:] == (version_id, 300)

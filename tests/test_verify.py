@@ -131,3 +131,32 @@ def test_verify_re_runs_each_entry_under_the_limits_it_was_scored_under(tmp_path
     assert verify.main(args + ["--config", str(config)]) == 0
     assert seen[-1] == (101.0, 8 * 1024 ** 3)  # 10 s per 1,000 of its 10,100 images (MNIST + the sample); 8 GiB
     assert "✓ alpha: 10100 predictions identical." in capsys.readouterr().out
+
+
+def test_verify_re_runs_an_entry_scored_under_a_20_min_limit_under_1200_s(tmp_path, means, mnist_dir, capsys,
+                                                                          monkeypatch):
+    """competition.toml's [limits] timeout = "20 min" is the one Limits value the evaluation ran under (1,200 s, and the
+    default 8 GiB), stored with it; verify re-runs it under 1,200 s, whatever the rules it is given say now."""
+    subs = tmp_path / "subs"
+    write_entry(subs, "alpha", weights=template_weights(means))
+    config = tmp_path / "competition.toml"
+    config.write_text('[limits]\ntimeout = "20 min"\n')
+    seen = []
+    real = verify.runner.evaluate_one
+
+    def spy(entry, specs, ids, limits, *args, **kwargs):
+        seen.append((limits.timeout, limits.memory, limits.device))
+        return real(entry, specs, ids, limits, *args, **kwargs)
+
+    monkeypatch.setattr(verify.runner, "evaluate_one", spy)
+    db = f"sqlite:///{tmp_path / 'lb.db'}"
+    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir), "--config",
+                          str(config), "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    assert seen == [(1200.0, 8 * 1024 ** 3, "cpu")]
+    with Session(make_engine(db)) as session:
+        stored = session.scalars(select(Result)).first().evaluation
+        assert (stored.timeout, stored.memory_limit) == (1200.0, 8 * 1024 ** 3)
+    config.write_text('[limits]\ntimeout = "1 min"\n')  # the rules have changed since: the stored limit stands
+    assert verify.main(["--submissions", str(subs), "--db", db, "--config", str(config)]) == 0
+    assert seen[-1] == (1200.0, 8 * 1024 ** 3, "cpu")
+    assert "✓ alpha: 10100 predictions identical." in capsys.readouterr().out

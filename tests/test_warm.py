@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from harness.entries.discovery import discover
-from harness.isolation import Limits, WarmPool, cgroups, predict, sandbox, users, warm
+from harness.isolation import Limits, Predictor, WarmPool, cgroups, predict, sandbox, users, warm
 from tests.conftest import REPO
 from tests.entries import before_return, template_predictions, template_weights, with_forward, write_entry
 
@@ -149,6 +150,23 @@ def test_unsandboxed_warm_entry_runs_as_a_uid_of_its_own_and_loads_once(pools, t
         uid = psutil.Process(pid).uids().real
         assert uid >= users.FIRST_UID and uid not in {u.pw_uid for u in pwd.getpwall()}
         assert {p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid} == {pid}
+
+
+def test_a_warm_pool_is_a_predictor_answering_each_set_as_the_front_door_does(pools, tmp_path, mnist_test, means):
+    """``WarmPool.predict``, the call the run loop makes (``harness.isolation.Predictor``): every set in one request,
+    each set's outputs back under its name; never a secret set, and only under the pool's own limits."""
+    pool = pools(sandboxed=False)
+    dee = entry(tmp_path, "dee", weights=template_weights(means))
+    sets = {"a": mnist_test.images[:5], "b": mnist_test.images[5:12]}
+    assert isinstance(pool, Predictor) and pool.width == pool.cap and pool.resolve_device("cpu") == "cpu"
+    got = pool.predict(dee, sets, LIMITS)
+    assert got.status == "ok" and list(got.outputs) == ["a", "b"] and pool.starts("dee") == 1
+    for kind, images in sets.items():
+        assert np.array_equal(got.outputs[kind].argmax(1), template_predictions(images, means))
+    with pytest.raises(ValueError, match="a warm pool never runs a secret set"):
+        pool.predict(dee, sets, LIMITS, secret=True)
+    with pytest.raises(ValueError, match="this warm pool runs its entries under"):
+        pool.predict(dee, sets, replace(LIMITS, timeout=60))
 
 
 def test_answers_equal_predicts_for_every_committed_entry(sandboxed, pools, mnist_test):

@@ -15,7 +15,7 @@ file inside the entry's process, which must not pay for the host side (psutil, m
 How an entry is run and what it may do: docs/scoring.md.
 """
 
-_FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device", "limits_hit")
+_FRONT_DOOR = ("predict", "Limits", "Prediction", "Progress", "resolve_device", "limits_hit", "Predictor")
 _WARM = ("WarmPool",)  # entries kept loaded for repeated small requests (``warm``: the dashboard's drawings)
 
 

@@ -11,38 +11,19 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from harness.common.limits import Limits
 from harness.common.tempfolders import temp_folder
 from harness.data.task import TASK
 from harness.entries.discovery import EntryFolder
 from harness.isolation import order, process
-from harness.isolation.inside import rlimits
 from harness.isolation.process import Progress
 
-DEVICES = ("auto", "cpu", "cuda")
 LIMIT_NAMES = ("time limit", "memory limit")  # how this package's messages name the limit that stopped an entry
 DEVICE_CHARS = 40  # the worker's description of its device, as kept (it comes from the entry's process)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What an entry's process may use, set once by the command that runs it."""
-    timeout: float = 300.0            # seconds of wall time for the whole process: loading, warm-up, predictions
-    memory: int = 8 * process.GIB     # bytes of resident memory, all the entry's processes together
-    device: str = "auto"              # "auto" (a CUDA GPU where PyTorch sees one), "cpu" or "cuda"
-    batch_size: int | None = None     # images per forward pass; None: the worker's default for the device
-    gpu_memory: int | None = None     # bytes of GPU memory the entry may allocate on CUDA; None: as ``memory``
-
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}.")
-
-    @property
-    def cpu_seconds(self) -> int:
-        """The CPU-time limit that goes with the time limit: every core busy for the whole of it."""
-        return rlimits.cpu_seconds(self.timeout)
 
 
 def resolve_device(requested: str) -> str:
@@ -124,6 +105,43 @@ def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *
         return prediction
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Where entries run, as the run loop sees it: this machine (:class:`Local`), a Dask cluster
+    (``harness.isolation.cluster.Cluster``) or entries kept warm (``harness.isolation.warm.WarmPool``)."""
+
+    @property
+    def width(self) -> int:
+        """How many entries it runs at once."""
+
+    def resolve_device(self, requested: str) -> str:
+        """Where "auto" runs its entries ("cpu" or "cuda"); "cpu" and "cuda" as they are."""
+
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
+                preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
+                secret: bool = False) -> Prediction:
+        """The entry's outputs for each set of ``images`` (uint8 [N, 28, 28]) in the given order, under ``limits``,
+        or its failure in one sentence: what :func:`predict` returns."""
+
+
+class Local:
+    """This machine: one entry at a time, through the front door (:func:`predict`)."""
+
+    width = 1
+
+    def resolve_device(self, requested: str) -> str:
+        return resolve_device(requested)
+
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
+                preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
+                secret: bool = False) -> Prediction:
+        return predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=on_progress,
+                       secret=secret)
+
+
+LOCAL = Local()
 
 
 def _outputs(out_dir: Path, kind: str, shuffled: order.Shuffled) -> np.ndarray:

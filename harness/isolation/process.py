@@ -33,13 +33,13 @@ from pathlib import Path
 import psutil
 
 from harness.common import trees
+from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, cpu_seconds
 from harness.contract import EntryMetadata
 from harness.isolation import cgroups, sandbox, sandbox_command, users
-from harness.isolation.inside import rlimits, sandbox_server, unsandboxed
+from harness.isolation.inside import sandbox_server, unsandboxed
 from harness.isolation.inside.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
 from harness.isolation.inside.unsandboxed import LOG_FILE, SCRATCH_SUFFIX
 
-GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
 PROGRESS_SECONDS = 0.1      # how often the entry's count of images done is read
@@ -452,7 +452,7 @@ def prestart(preload_torchvision: bool = False, device: str = "cpu") -> None:
 
 
 def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, *,
-                 device: str = "cpu", timeout: float = 300.0, memory_limit: int = 8 * GIB,
+                 device: str = "cpu", timeout: float = DEFAULT_TIMEOUT, memory_limit: int = DEFAULT_MEMORY,
                  batch_size: int | None = None, preload_torchvision: bool = False,
                  sandboxed: bool | None = None, gpu_memory: int | None = None, total: int = 0,
                  on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> RunOutcome:
@@ -469,7 +469,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
     trees.remove(out_dir)  # nothing an earlier call left may pass for this one's result
     out_dir.mkdir(parents=True)
     preload = ["torchvision"] if preload_torchvision else []
-    cpu = rlimits.cpu_seconds(timeout)
+    cpu = cpu_seconds(timeout)
     with _job_lock:
         box = None if sandboxed is False else sandbox.shared(preload, device, secret)
         if sandboxed and box is None:

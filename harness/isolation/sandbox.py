@@ -30,8 +30,8 @@ from pathlib import Path
 import psutil
 
 from harness.common import trees
+from harness.common.limits import cpu_seconds
 from harness.isolation.inside.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
-from harness.isolation.inside.rlimits import cpu_seconds
 from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, NOBODY
 from harness.isolation.sandbox_command import command
 

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -486,6 +486,35 @@ class WarmPool:
         futures = {self._threads.submit(self._ask, entry, images): entry for entry in entries}
         for future in as_completed(futures):
             yield futures[future], future.result()
+
+    @property
+    def width(self) -> int:
+        """How many entries answer at once (a :class:`harness.isolation.prediction.Predictor`)."""
+        return self.cap
+
+    def resolve_device(self, requested: str) -> str:
+        return resolve_device(requested)
+
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
+                preload_torchvision: bool = False, on_progress: Callable[[process.Progress], None] | None = None,
+                secret: bool = False) -> Prediction:
+        """The front door's call answered by the warm entry: every set in one request, in the order given (there is
+        no secret order: nothing a warm entry answers is ranked). ``limits`` must be the pool's own, set when its
+        processes start; a secret set never goes to a process that answers public requests. ``on_progress`` hears
+        nothing and ``preload_torchvision`` changes nothing (the entry's process imports what it needs)."""
+        if secret:
+            raise ValueError("a warm pool never runs a secret set: its processes answer public requests too.")
+        if replace(limits, device=resolve_device(limits.device)) != self.limits:
+            raise ValueError(f"this warm pool runs its entries under {self.limits}, not {limits}; make a pool with "
+                             "those limits.")
+        answer = self.ask(entry, np.concatenate(list(images.values())))
+        if answer.status != "ok":
+            return answer
+        outputs, start = answer.outputs["draw"], 0
+        answer.outputs = {}
+        for kind in images:
+            answer.outputs[kind], start = outputs[start:start + len(images[kind])], start + len(images[kind])
+        return answer
 
     def prepare(self, entries: Sequence[EntryFolder]) -> None:
         """Start loading every entry that is not warm, without waiting (a page that will ask soon calls it)."""

@@ -21,12 +21,14 @@ from harness.entries import parameters
 from harness.entries.discovery import EntryFolder, TrialMetadata, load_entry
 from harness.errors import HarnessError
 from harness.isolation import Limits, Prediction, predict
-from harness.isolation.process import GIB, needs_torchvision
+from harness.isolation.process import needs_torchvision
 from harness.scoring.metrics import above_rate_p, detect_output_kind, discordant, sign_test_p
 
 SAMPLE = 500           # images the check runs, when the model is fast enough to run them within BUDGET_SECONDS
 BATCH = 200            # 500 images in batches of 200: even_batch makes them 167, 167 and 166
 PROBE, PROBE_BATCH = 11, 6  # the first run, timed: 11 images in batches of 6 and 5 (any batch size must work)
+CHECK_TIMEOUT = 120.0  # seconds each of the check's runs of the entry may take, loading included
+LIMITS = Limits(timeout=CHECK_TIMEOUT, device="cpu")  # each run's, by default (the default memory)
 BUDGET_SECONDS = 45.0  # a slow model's check (a 224-px ResNet-50 on a laptop) keeps to about this, well within a minute
 DIAGNOSIS_MIN = 20     # the fewest images a diagnosis runs on; when even that does not fit the budget, it is not tried
 DIAGNOSE_BELOW = 0.90  # the committed baselines read 97-99% of the sample: below this with no fix named, a warning
@@ -108,9 +110,10 @@ def diagnosis_seconds(images: int, images_per_second: float | None, load_seconds
     return len(conventions) * (load_seconds + images / (images_per_second or float("inf")))
 
 
-def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeout: float = 120.0,
+def check(folder: Path, mnist_dir: str | None = None, limits: Limits = LIMITS,
           budget: float = BUDGET_SECONDS) -> dict:
-    """Load and run the entry in its own process; returns a report dict or raises HarnessError.
+    """Load and run the entry in its own process under ``limits`` (each run); returns a report dict or raises
+    HarnessError.
 
     A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
     takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless the
@@ -123,7 +126,6 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     started = time.monotonic()
     entry = entry_to_check(Path(folder))
     images, labels, _ = sample_images(mnist_dir)
-    limits = Limits(timeout=timeout, memory=8 * GIB, device=device)
     torchvision = needs_torchvision([entry])  # imported once by the sandbox, not by each run's process
     probe = run_probe(entry, images, labels, limits, torchvision)
     load_seconds = probe.seconds - (probe.timed_seconds or 0.0)

@@ -27,7 +27,7 @@ import tomllib
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
@@ -57,7 +57,7 @@ class UploadLimits:
     """What one member may upload: bytes per upload (all files together) and checked uploads per rolling hour."""
     max_bytes: int = 200 * MB
     per_hour: int = 6
-    check_timeout: float = 120.0  # seconds for the check's run of the entry (loading included)
+    check_timeout: float = checking.CHECK_TIMEOUT  # seconds for the check's run of the entry (loading included)
     wrong_codes_per_minute: int = members.WRONG_CODES_PER_MINUTE  # per member and per address (guessing)
 
 
@@ -370,7 +370,7 @@ def check_and_place(engine: Engine, submissions: Path, entry_name: str, member: 
         staged = stage / entry_name
         write_files(staged, files)
         try:
-            report = checking.check(staged, mnist_dir, "cpu", limits.check_timeout)
+            report = checking.check(staged, mnist_dir, replace(checking.LIMITS, timeout=limits.check_timeout))
         except HarnessError as exc:
             hint = getattr(exc, "hint", None)
             sentences = [f"The check failed, so nothing was stored: {exc}"] + ([f"Diagnosis: {hint}"] if hint else [])

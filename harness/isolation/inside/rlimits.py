@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import resource
 
@@ -65,8 +64,3 @@ def limit_process(memory_limit: int, device: str, cpu_seconds: int | None = None
         resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
     if file_size:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-
-
-def cpu_seconds(timeout: float) -> int:
-    """The CPU-time cap that goes with a wall-clock timeout: every core busy for the whole timeout."""
-    return math.ceil(timeout * (os.cpu_count() or 1)) + 1
