@@ -154,9 +154,9 @@ def _drop(admin, name: str, attempts: int = 20) -> None:
             time.sleep(0.5)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path) -> str:
-    """A fresh, empty database of each kind: an SQLite file, then a PostgreSQL database."""
+    """A fresh, empty database of each kind: an SQLite file, then a PostgreSQL database (marked ``postgres``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'lb.db'}"
     return request.getfixturevalue("pg_url")

@@ -26,7 +26,7 @@ from tests.browser import (  # noqa: F401 - fixture
     window,
 )
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture(scope="module")

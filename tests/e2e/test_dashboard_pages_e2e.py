@@ -38,7 +38,7 @@ HOSTILE_NAME = "**x**](javascript:alert(1)) <b>bold</b>"
 HOSTILE_AUTHOR = "[click me](javascript:alert(2)) :red[red] $x$"
 PASSWORD = "e2e-organiser"
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from tests.browser import browser, needs_chromium, shot, wait_for_text  # noqa: F401 - fixture
 from tests.e2e.test_dashboard_e2e import fx, server  # noqa: F401 - fixtures
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 ENTRIES = ("Ada's template", "Bob's quick one", "Dee's copy", "eve", "Broken entry")  # tests/dashboard_fixtures.py
 

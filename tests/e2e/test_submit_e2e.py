@@ -31,7 +31,7 @@ from tests.browser import (  # noqa: F401 - fixture
 )
 from tests.conftest import REPO
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 BASELINE = REPO / "submissions" / "baseline-lenet5"
 DISPLAY = "Ada's LeNet"

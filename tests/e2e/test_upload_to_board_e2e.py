@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from harness.store import members
 from harness.store.engine import make_engine
@@ -32,7 +33,7 @@ from tests.browser import (  # noqa: F401 - fixture
 from tests.conftest import REPO
 from tests.entries import TEMPLATE_CODE, template_weights, write_entry
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 # The board's first rows as the grid's cells: rank, name, score, status (the cells painted in view).
 ROWS = """

@@ -469,6 +469,7 @@ def test_moderation_and_audit_log(fx, tmp_path):
     assert "eve" in set(views.board_view(engine, revealed=True).board["entry"])
 
 
+@pytest.mark.slow
 def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
     """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.scoring.standings."""
     from harness.scoring import standings
@@ -621,6 +622,7 @@ def test_leaderboard_page_revealed(fx, monkeypatch):
     assert at.dataframe[0].value["display_name"].tolist() == ["Bob's quick one"]
 
 
+@pytest.mark.slow
 def test_entry_page_revealed(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.revealed_db)
     at = page("screens/entry.py", entry="ada")
@@ -659,6 +661,7 @@ def test_entry_page_shows_the_failure(fx, monkeypatch):
     assert any("The latest evaluation failed" in e.value and "weights do not fit" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_head_to_head_page(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.revealed_db)
     at = page("screens/head_to_head.py")
@@ -677,6 +680,7 @@ def test_head_to_head_page(fx, monkeypatch):
     assert sealed.radio[0].value == "mnist" and sealed.radio[0].options == ["MNIST test (ranked)"]
 
 
+@pytest.mark.slow
 def test_head_to_head_shows_every_disagreement_a_page_at_a_time(fx, monkeypatch):
     """On MNIST's 500 the weakest and the strongest entry disagree on more than 60 digits: every one of them is on
     exactly one page."""
@@ -793,6 +797,7 @@ def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
     assert len(queries.versions(engine, "ada")) == 2
 
 
+@pytest.mark.slow
 def test_organiser_names_the_guest_set_and_confirms_a_reveal_on_the_sample(fx, monkeypatch, tmp_path):
     import sqlite3
     db = tmp_path / "sample.db"
@@ -844,6 +849,7 @@ def rules_file(tmp_path, monkeypatch, text: str):
     return path
 
 
+@pytest.mark.slow
 def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch, tmp_path):
     first, second = ada_version_times(fx.revealed_db)
     deadline = first + (second - first) / 2  # between Ada's two versions (naive UTC)

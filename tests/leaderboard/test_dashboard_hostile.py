@@ -158,6 +158,7 @@ def test_the_organiser_page_shows_names_as_text(hostile, monkeypatch):
     assert_literal(at)
 
 
+@pytest.mark.slow
 def test_the_submit_page_shows_the_members_file_names_as_text(site):
     """A refused upload's sentence quotes the member's own file name: shown as written, no link or image."""
     name = "[organiser notice](http:evil) ![x](http:evil.png) <b>bold</b>"  # a plain file name: no '/'

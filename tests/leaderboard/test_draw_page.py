@@ -141,6 +141,7 @@ def test_undo_and_clear_redraw_the_canvas_from_what_is_left(stand_ins):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_means):  # noqa: F811 - fixtures
     use_db(monkeypatch, fx, fx.db)
     image = mnist_test.images[0]

@@ -164,6 +164,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_the_watcher_stops_when_the_dashboard_process_ends(tmp_path, mnist_dir, how):
     """A process that starts the watcher as the dashboard does, then ends (killed, or stopped); the real watcher
@@ -187,6 +188,7 @@ def test_the_watcher_stops_when_the_dashboard_process_ends(tmp_path, mnist_dir, 
     assert "stopped; 0 version(s) evaluated while watching." in log.read_text()
 
 
+@pytest.mark.slow
 def test_parent_is_refused_without_watch_and_when_it_is_not_the_parent(tmp_path, capsys):
     assert evaluate_main(["--parent", "1", "--db", str(tmp_path / "lb.db")]) == 2
     assert "--parent applies to --watch only; leave it out, or add --watch." in capsys.readouterr().out

@@ -135,6 +135,7 @@ def test_a_bad_file_name_is_refused(site, name):
     assert nothing_stored(site)
 
 
+@pytest.mark.slow
 def test_a_folder_the_training_kit_wrote_is_accepted_without_its_curve_and_notes(site, tmp_path):
     """baseline-lenet5 was written by harness.train: its folder holds curve.csv and curve.png beside the entry; with
     a README.md and a training log added, the whole folder is accepted, the extras named in one note and not stored."""
@@ -155,6 +156,7 @@ def test_a_folder_the_training_kit_wrote_is_accepted_without_its_curve_and_notes
     assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == {name: kit[name] for name in FILES}
 
 
+@pytest.mark.slow
 def test_re_uploading_the_same_files_costs_nothing(site, monkeypatch):
     """With one checked upload an hour: the kit's folder is accepted; uploading the same files again (with or without
     the curve) says nothing changed and is neither checked nor counted, so the hour's one upload is still the first;
@@ -187,6 +189,7 @@ def test_missing_weights_and_a_bad_entry_name_are_refused(site):
     assert nothing_stored(site)
 
 
+@pytest.mark.slow
 def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
     first = baseline_files()
     at = submit(site.ada, "ada-lenet", first)
@@ -255,6 +258,7 @@ def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
     assert not at.code  # shown once
 
 
+@pytest.mark.slow
 def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_no_new_one(site):
     from datetime import datetime, timezone
 
@@ -296,6 +300,7 @@ def zipped(entries: list[tuple[str, bytes]], links: tuple[str, ...] = ()) -> byt
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
     from harness.scoring.competition import Competition
     from harness.submit.upload import UploadLimits
@@ -332,6 +337,7 @@ def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
     assert len(history(site.engine, "ada-lenet")) == 1  # none of the refused ones stored anything
 
 
+@pytest.mark.slow
 def test_an_upload_that_reads_inverted_digits_is_accepted_with_the_checks_diagnosis(site, monkeypatch):
     """The baseline repackaged so that it computes what a model trained on inverted digits would (mean' = 1 - mean,
     std' = -std, as in test_check_diagnosis): it runs, reads the check's digits badly, and the page says which
@@ -347,6 +353,7 @@ def test_an_upload_that_reads_inverted_digits_is_accepted_with_the_checks_diagno
         in diagnosis[0] and "Set mean = 0.1307 and std = 0.3081 under [constructor] in entry.toml" in diagnosis[0]
 
 
+@pytest.mark.slow
 def test_an_upload_that_forgot_its_normalisation_is_told_the_line_to_add(site, monkeypatch):
     """The club's commonest mistake (tests/data/forgot-normalisation: trained on (x-0.5)/0.5, submitted without
     it) reads 95.6% of the check's digits: accepted, and the page names the fix as harness.check does (on all 2000
@@ -362,6 +369,7 @@ def test_an_upload_that_forgot_its_normalisation_is_told_the_line_to_add(site, m
     assert "Add `x = (x - 0.5) / 0.5` as the first line of Net.forward in model.py" in diagnosis[0]
 
 
+@pytest.mark.slow
 def test_a_staging_folder_left_a_day_ago_is_removed_and_a_recent_one_kept(site):
     import os
     import time
@@ -377,6 +385,7 @@ def test_a_staging_folder_left_a_day_ago_is_removed_and_a_recent_one_kept(site):
     assert not old.exists() and recent.is_dir()
 
 
+@pytest.mark.slow
 def test_two_uploads_at_once_by_one_member_cannot_both_beat_the_hourly_limit(site):
     """The hourly count is reserved under the upload lock before the check runs (seconds), so a second upload started
     meanwhile sees it: with one upload an hour, exactly one of two simultaneous uploads is checked."""
@@ -425,6 +434,7 @@ def test_the_organisers_code_section_shows_a_members_name_as_typed(site, monkeyp
     assert members.owners(site.engine).get("mal-net") == hostile
 
 
+@pytest.mark.slow
 def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     """The cheat on the page itself: a visitor types guess after guess at Ada's code. After 10 wrong ones in a
     minute the page refuses every code, Ada's right one included, with one sentence saying when to retry; the
@@ -452,6 +462,7 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     assert nothing_stored(site) and uploads(site) == []
 
 
+@pytest.mark.slow
 def test_stride0_tensors_of_two_to_the_62_elements_are_neither_a_crash_nor_a_figure(site, means):
     """The upload that once stopped every run: two float tensors of 2^62 elements over one stored value each. A
     model that loads them strictly fails the check with its one sentence; one that drops them is accepted, and the

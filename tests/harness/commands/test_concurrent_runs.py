@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ if not getattr(self, "_slept", False):
 """)
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist_dir, means):
     subs = tmp_path / "subs"
     for name in ("ada", "bob", "cy"):
@@ -57,6 +59,7 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
     assert {e["status"] for e in boards[0]} == {"ok"}
 
 
+@pytest.mark.slow
 def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mnist, means):
     from datetime import timedelta
 

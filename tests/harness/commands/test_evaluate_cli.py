@@ -64,6 +64,7 @@ def count(db: str, model) -> int:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, mnist_test, means, guest_dir, capsys):
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--json")) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -87,6 +88,7 @@ def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, m
     assert doc["datasets"]["guest"]["size"] == 50 and doc["datasets"]["mnist"]["size"] == 10000
 
 
+@pytest.mark.slow
 def test_rerun_skips_unchanged_and_reevaluates_changed(tmp_path, db_url, subs, mnist_dir, guest_dir, capsys):
     args = cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)
     assert evaluate.main(args) == 0
@@ -104,6 +106,7 @@ def test_rerun_skips_unchanged_and_reevaluates_changed(tmp_path, db_url, subs, m
     assert count(db_url, Evaluation) == 5 and count(db_url, Result) == 8  # two per successful evaluation
 
 
+@pytest.mark.postgres
 def test_postgresql_stores_what_sqlite_stores(tmp_path, pg_url, subs, mnist_dir, guest_dir, capsys):
     """One full evaluation into each database: the same ranking, metrics and stored predictions."""
     docs, predicted = {}, {}
@@ -136,6 +139,7 @@ def test_postgresql_stores_what_sqlite_stores(tmp_path, pg_url, subs, mnist_dir,
     assert all(isinstance(blob, bytes) for blob in pg_predicted.values())
 
 
+@pytest.mark.slow
 def test_new_guest_set_triggers_reevaluation(tmp_path, subs, mnist_dir, guest_dir, capsys):
     args = cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong")
     evaluate.main(args)
@@ -145,6 +149,7 @@ def test_new_guest_set_triggers_reevaluation(tmp_path, subs, mnist_dir, guest_di
     assert "1 evaluated" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_strict_turns_entry_failures_into_exit_code(tmp_path, subs, mnist_dir, guest_dir, capsys):
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict")) == 1
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict", "--only", "strong")) == 0
@@ -182,6 +187,7 @@ def test_empty_submissions_folder(tmp_path, mnist_dir, guest_dir, capsys):
     assert "holds no entries" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_folders_that_cannot_be_entries_are_left_out_and_the_rest_evaluated(tmp_path, subs, mnist_dir, guest_dir,
                                                                            means, capsys):
     """A bad folder name, two names that differ only in case, or an unreadable file: one sentence each; the other
@@ -233,6 +239,7 @@ def test_unknown_flag_is_rejected_by_argparse(capsys):
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_existing_results_survive_a_failed_run(tmp_path, db_url, subs, mnist_dir, guest_dir, capsys):
     args = cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)
     evaluate.main(args)
@@ -242,6 +249,7 @@ def test_existing_results_survive_a_failed_run(tmp_path, db_url, subs, mnist_dir
     assert count(db_url, Result) == before
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path, means, mnist_dir, guest_dir):
     """Kill the whole harness mid-run; every stored evaluation is complete, and a re-run does only the rest."""
     subs = tmp_path / "subs"
@@ -279,6 +287,7 @@ def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path,
     assert f"{6 - done} evaluated, 0 failed, {done} unchanged" in " ".join(out.stdout.split())
 
 
+@pytest.mark.slow
 def test_corrupt_guest_image_is_skipped_and_reported(tmp_path, subs, mnist_dir, guest_dir, capsys):
     (guest_dir / "3" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong", "--json")) == 0
@@ -298,6 +307,7 @@ def test_guest_label_folder_that_is_not_a_digit_stops_before_anything_is_stored(
     assert count(db_url, Evaluation) == 0
 
 
+@pytest.mark.slow
 def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, guest_dir, capsys, monkeypatch):
     monkeypatch.setenv("HARNESS_SANDBOX", "off")
     import harness.isolation.sandbox
@@ -310,6 +320,7 @@ def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, gues
     assert "NOT SANDBOXED: strong ran as plain child processes" in " ".join(captured.err.split())
 
 
+@pytest.mark.slow
 def test_an_entry_stopped_by_a_limit_gets_the_flag_under_the_table(tmp_path, mnist_dir, means, capsys):
     subs = tmp_path / "subs"
     write_entry(subs, "spins", code=before_return("while True:\n    pass"), weights=template_weights(means))
@@ -321,6 +332,7 @@ def test_an_entry_stopped_by_a_limit_gets_the_flag_under_the_table(tmp_path, mni
     assert "memory limit:" not in out
 
 
+@pytest.mark.slow
 def test_an_entry_that_failed_on_the_time_limit_is_evaluated_again_when_it_is_raised(tmp_path, mnist_dir, means,
                                                                                       capsys):
     """An entry that sleeps 5 s on import fails under --timeout 3; the same limit again leaves it unchanged; a

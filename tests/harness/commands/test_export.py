@@ -6,6 +6,8 @@ import csv
 import hashlib
 import json
 
+import pytest
+
 from harness.store import results as store
 from harness import evaluate, export
 from harness.store.engine import make_engine
@@ -43,6 +45,7 @@ def test_export_of_an_empty_database(tmp_path, db_url, capsys):
     assert "holds no evaluations yet" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_url, means, mnist_dir, capsys):
     """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one absent."""
     from harness.data import mnist

@@ -20,6 +20,8 @@ import pytest
 from harness import cli
 from tests.entries import before_return, template_weights, write_entry
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 SLOW = before_return("import time\ntime.sleep(0.5)")  # the template entry, half a second a batch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,6 +13,7 @@ from harness.store.schema import Result, pack, unpack
 from tests.entries import template_weights, with_forward, write_entry
 
 
+@pytest.mark.slow
 def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, means, mnist_dir, capsys):
     subs = tmp_path / "subs"
     write_entry(subs, "alpha", weights=template_weights(means))
@@ -45,6 +47,7 @@ def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, mea
     assert "~ beta: its files changed since the stored evaluation" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_an_entry_that_simply_failed_has_nothing_to_verify_and_exits_0(tmp_path, means, mnist_dir, capsys):
     """alpha works, broken's forward raises: its evaluation failed, so verify has nothing to compare for it and says
     so; only a real difference (alpha's tampered prediction) exits 1."""
@@ -68,6 +71,7 @@ def test_an_entry_that_simply_failed_has_nothing_to_verify_and_exits_0(tmp_path,
     assert verify.main(["--submissions", str(subs), "--db", db]) == 1
 
 
+@pytest.mark.slow
 def test_verify_says_an_entry_is_hidden_or_disqualified(tmp_path, means, mnist_dir, capsys):
     subs = tmp_path / "subs"
     write_entry(subs, "alpha", weights=template_weights(means))
@@ -99,6 +103,7 @@ def test_a_near_tie_is_told_apart_from_a_difference():
     assert near_tie(probs.astype(np.float32)).tolist() == [True, False, False, True]
 
 
+@pytest.mark.slow
 def test_verify_re_runs_each_entry_under_the_limits_it_was_scored_under(tmp_path, means, mnist_dir, capsys,
                                                                         monkeypatch):
     """Scored under [limits] timeout = "40 s" and --memory-limit 3: verify re-runs it under exactly those (not a

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -60,6 +61,7 @@ def stop(watcher: subprocess.Popen) -> str:
     return watcher.communicate(timeout=60)[0]
 
 
+@pytest.mark.slow
 def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, db_url, mnist_dir, means):
     """On SQLite and PostgreSQL."""
     subs, mystery = tmp_path / "subs", tmp_path / "mystery"
@@ -105,6 +107,7 @@ def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, 
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_sigterm_during_an_evaluation_stops_the_watcher_and_leaves_the_version_to_the_next(tmp_path, mnist_dir,
                                                                                             means):
     subs, mystery = tmp_path / "subs", tmp_path / "mystery"
@@ -133,6 +136,7 @@ def test_sigterm_during_an_evaluation_stops_the_watcher_and_leaves_the_version_t
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_the_watcher_scores_every_entry_again_when_the_guests_digits_arrive(tmp_path, mnist_dir, means, semeion_dir):
     """The organiser imports the guest's digits while a watcher runs: without a restart, the entry is scored on them."""
     import shutil
@@ -170,6 +174,7 @@ def test_the_watcher_scores_every_entry_again_when_the_guests_digits_arrive(tmp_
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_guest_folder_that_cannot_be_read_is_said_once_and_the_watcher_keeps_its_sets(tmp_path, mnist_dir, means,
                                                                                        semeion_dir):
     import shutil
@@ -227,6 +232,7 @@ def test_a_round_that_raises_anything_is_said_in_one_line_and_the_watcher_goes_o
     assert "1 version(s) evaluated while watching" in said.out
 
 
+@pytest.mark.slow
 def test_stride0_tensors_beside_a_good_entry_never_stop_the_watcher(tmp_path, mnist_dir, means):
     """The upload that once killed ``--watch``: float tensors of 2^62 elements over one stored value. Every entry is
     stored (the strict one failed with its sentence, the one that drops them scored with the values it stores) and

@@ -84,6 +84,7 @@ def bombs(tmp_path_factory) -> dict[str, Path]:
     return {"png": huge_png(root / "7_huge.png"), "tiff": huge_float_tiff(root / "3_huge.tif")}
 
 
+@pytest.mark.sandbox
 def test_the_crafted_files_are_what_they_claim(bombs):
     """Reference: Pillow reads their headers as the sizes and modes the report measured (the decoding itself is
     what the budget avoids; a small crafted file decodes to exactly its zeros)."""
@@ -101,6 +102,7 @@ def test_the_crafted_files_are_what_they_claim(bombs):
         assert im.size == (40, 30) and not np.asarray(im).any()
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("kind", ["png", "tiff"])
 def test_an_image_over_the_budget_is_refused_from_its_header_at_once(bombs, kind):
     start = time.perf_counter()
@@ -118,6 +120,7 @@ def test_the_budgets_sit_between_a_phone_photo_and_a_bomb():
     assert preprocess.pixel_problem(4001, 4000, "x.png").startswith("x.png is 4,001×4,000 pixels (16 megapixels)")
 
 
+@pytest.mark.slow
 def test_the_sheet_import_has_its_own_larger_budget(tmp_path):
     photo = huge_png(tmp_path / "sheet.png", 8000, 7000)  # 56 MP: over the sheet's budget
     with pytest.raises(ImageProblem, match=r"sheet\.png is 8,000×7,000 pixels \(56 megapixels\), more than the 50 "):
@@ -160,6 +163,7 @@ def load_in_child(folder: Path, cache: Path) -> tuple[dict, float, float]:
     return json.loads(out), usage.ru_maxrss / 1024, time.perf_counter() - start
 
 
+@pytest.mark.sandbox
 def test_a_guest_folder_with_bombs_costs_no_more_memory_than_a_normal_one(bombs, tmp_path):
     from tests.harness.data.test_guest import put, sample_file
     normal, hostile = tmp_path / "normal", tmp_path / "hostile"

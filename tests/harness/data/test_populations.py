@@ -45,6 +45,7 @@ def test_bitmap_recovers_the_32x32_bitmap_the_counts_were_made_from():
         assert uci.bitmap(np.zeros((8, 8), np.uint8)).sum() == 0
 
 
+@pytest.mark.slow
 def test_halves_are_disjoint_in_index_order_and_hold_the_sample():
     pytest.importorskip("sklearn")
     _, labels = uci.load()
@@ -64,6 +65,7 @@ def test_halves_are_disjoint_in_index_order_and_hold_the_sample():
                for i in [int(p.stem.split("_")[1])])
 
 
+@pytest.mark.slow
 def test_a_committed_model_reads_the_pictures_and_not_the_raw_counts():
     """The route matters: baseline-strong reads the pipeline's 28×28 of the estimated bitmaps well, and the pipeline
     handed the 8×8 grey counts as they are markedly worse (broken strokes)."""

@@ -195,6 +195,7 @@ def test_empty_and_blank_images_say_so():
         normalize_image(Image.new("RGBA", (50, 50), (0, 0, 0, 0)))
 
 
+@pytest.mark.slow
 @needs_semeion
 def test_reference_model_reads_normalised_semeion_digits():
     """Fidelity regression on every 4th Semeion digit with the benchmark's fixed reference CNN

@@ -17,6 +17,8 @@ from harness.data.sheet import LAYOUT, SheetProblem, homography, import_sheet, r
 from harness.sheet import main
 from tests.conftest import SEMEION
 
+pytestmark = pytest.mark.slow
+
 needs_semeion = pytest.mark.usefixtures("semeion_dir")  # skipped without ../shared, failed under CI
 
 

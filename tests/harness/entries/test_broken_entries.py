@@ -11,6 +11,8 @@ from harness import runner
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.harness.entries.test_contract import evaluate, predicted
 
+pytestmark = pytest.mark.sandbox
+
 
 CASES = {
     # name: (code, weights kind, expected fragment of the error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from harness.store import results as store
@@ -38,6 +39,7 @@ def test_template_entry_matches_numpy_reference(tmp_path, small_mnist, means):
     assert ev.params == 7840
 
 
+@pytest.mark.slow
 def test_member_variants_give_identical_predictions(tmp_path, small_mnist, means):
     """log_softmax with 0.5/0.5 normalisation, softmax with MNIST's 0.1307/0.3081, safetensors, checkpoints."""
     subs = tmp_path / "subs"
@@ -99,6 +101,7 @@ class Wide(nn.Module):
     assert ev.version.hyperparameters == {"optimizer": "none"}
 
 
+@pytest.mark.slow
 def test_resnet_that_wants_3x224(tmp_path, small_mnist):
     """A torchvision ResNet fine-tuned at 3×224×224 plugs in with InputAdapter inside forward."""
     code = '''
@@ -135,6 +138,7 @@ def test_resnet_that_wants_3x224(tmp_path, small_mnist):
     assert np.array_equal(predicted(ev), reference)
 
 
+@pytest.mark.slow
 def test_code_free_torch_export_entry(tmp_path, small_mnist, means):
     scope = {}
     exec(TEMPLATE_CODE, scope)
@@ -179,6 +183,7 @@ def test_worker_scales_uint8_to_unit_range_exactly():
     assert np.array_equal(x.numpy()[:, :, 6:22, 6:22], raw.astype(np.float32) / np.float32(255))
 
 
+@pytest.mark.slow
 def test_the_contract_needs_no_torch_and_the_adapters_need_no_contract():
     """The harness's own process reads the contract and finds entries without torch; the adapters (copied into the
     training kit's model.py files) import nothing from the harness, so the two modules do not import each other."""

@@ -210,6 +210,7 @@ def test_malformed_pt2_configs_are_one_sentence_each_from_the_count(malformed):
         assert "model.pt2" in sentence and "torch.export.save" in sentence, (what, sentence)
 
 
+@pytest.mark.slow
 def test_malformed_pt2_entries_fail_alone_and_their_neighbours_are_scored(malformed, small_mnist, means, tmp_path):
     subs = tmp_path / "subs"
     for folder in malformed.iterdir():
@@ -229,6 +230,7 @@ def test_malformed_pt2_entries_fail_alone_and_their_neighbours_are_scored(malfor
 
 # --- figures no store can hold, through the command line ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_stride0_tensors_through_harness_evaluate(tmp_path, means, mnist_dir, mnist_test):
     """Two float tensors of 2^62 elements on 8 bytes: refused by the model, the entry fails with one sentence; taken
     by a model that ignores them, the count is the values stored (7840 + one per stride-0 storage). The neighbour's
@@ -327,6 +329,7 @@ def bombs(tmp_path_factory, means) -> dict[str, Path]:
     return {"honest": honest, "bomb-pt": bomb_pt, "honest-pt2": real_pt2.parent, "bomb-pt2": bomb_pt2}
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("kind", ["pt", "pt2"])
 def test_a_zip_bomb_is_refused_before_it_is_read(bombs, kind, tmp_path):
     bomb = bombs[f"bomb-{kind}"]

@@ -15,6 +15,8 @@ from harness.store.engine import make_engine
 from harness.store.schema import Entry as EntryRow, EntryVersion, Evaluation, Result
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
+pytestmark = pytest.mark.slow
+
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402  (installed with distributed)
 

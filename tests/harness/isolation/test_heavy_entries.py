@@ -206,6 +206,7 @@ def test_a_run_records_the_resolved_device(tmp_path, monkeypatch):
     assert summary.device == "cuda" and reads.latest_run(engine)["device"] == "cuda"
 
 
+@pytest.mark.slow
 def test_the_evaluate_command_reports_the_device_it_used_and_the_limit_from_the_rules(tmp_path, mnist_dir, means,
                                                                                       capsys):
     subs = tmp_path / "subs"
@@ -359,6 +360,7 @@ def test_a_fast_model_keeps_the_largest_batch_and_batching_does_not_change_its_o
         assert (outputs.argmax(1) == reference.argmax(1)).all()
 
 
+@pytest.mark.slow
 def test_progress_names_its_phase_loading_warming_up_then_images_with_an_estimate(tmp_path):
     entry = sleepy_entry(tmp_path, "sleepy", load=0.5, nap=0.3)
     seen: list[Progress] = []

@@ -29,6 +29,8 @@ from harness.store.schema import unpack
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.harness.entries.test_contract import evaluate, predicted
 
+pytestmark = pytest.mark.sandbox
+
 SLEEP = 0.4  # seconds each forward call of a slow cheat sleeps: a floor under any honest time
 
 # Every clock the worker (or anything) could read stands still, except for a nanosecond per call.

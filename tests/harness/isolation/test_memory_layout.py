@@ -9,6 +9,7 @@ mean is the template's score. So their predictions are known independently (nump
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from harness.isolation.worker import probe_layout
@@ -50,6 +51,7 @@ def conv_model(code: str, means: np.ndarray) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow
 def test_conv_entries_run_channels_last_only_when_outputs_agree(tmp_path, small_mnist, means):
     subs = tmp_path / "subs"
     for name, code in (("flatten", FLATTEN), ("view", VIEW), ("strided", STRIDED)):

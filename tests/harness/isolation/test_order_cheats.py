@@ -26,6 +26,8 @@ from harness.entries.discovery import discover
 from harness.data.guest import load_guest_set
 from tests.entries import write_entry
 
+pytestmark = pytest.mark.slow
+
 CPU = runner.Options(device="cpu")
 PER_LABEL = 30  # guest digits per label folder
 # The only chance in these scores is the order the harness draws. Over 5,000 simulated permutations (numpy,

@@ -89,6 +89,7 @@ def test_a_failing_entry_gives_a_failed_prediction_with_one_sentence(tmp_path, i
     assert "ValueError: kaboom" in got.log  # its traceback, in its log
 
 
+@pytest.mark.slow
 def test_the_time_limit_is_named_as_a_limit(tmp_path, images):
     entry = entry_of(tmp_path / "subs", "spins", before_return("while True:\n    pass").replace(
         "self.fc = nn.Linear(784, 10, bias=False)", "self.unused = nn.Linear(1, 1)"))
@@ -99,6 +100,7 @@ def test_the_time_limit_is_named_as_a_limit(tmp_path, images):
     assert prediction.limits_hit(got.error) == ["time limit"]
 
 
+@pytest.mark.slow
 def test_a_missing_gpu_is_said_without_naming_a_flag(tmp_path, images):
     import torch
     if torch.cuda.is_available():

@@ -30,6 +30,8 @@ from tests.conftest import REPO
 from tests.entries import before_return, template_predictions, template_weights, write_entry
 from tests.harness.entries.test_contract import evaluate, predicted
 
+pytestmark = pytest.mark.sandbox
+
 
 @pytest.fixture(scope="module", params=["root harness", "user harness"])
 def box(request):

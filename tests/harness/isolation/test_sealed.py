@@ -24,6 +24,8 @@ from leaderboard import views
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 from tests.harness.isolation.test_hostile import isolation_mode
 
+pytestmark = pytest.mark.sandbox
+
 MODES = ["sandbox, root layout", "sandbox, user layout", "plain"]
 SECRET_SLEEP = 3.0  # seconds the timing cheat sleeps on the secret set
 

@@ -22,6 +22,8 @@ from harness.isolation import Limits, WarmPool, cgroups, predict, sandbox, users
 from tests.conftest import REPO
 from tests.entries import before_return, template_predictions, template_weights, with_forward, write_entry
 
+pytestmark = pytest.mark.sandbox
+
 LIMITS = Limits(timeout=30, memory=2 * 1024 ** 3, device="cpu", batch_size=1)
 
 COUNTING = '''

@@ -8,6 +8,7 @@ import shutil
 from datetime import datetime, timezone
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,8 @@ from harness.store.schema import AuditLog, Dataset, Evaluation, Result, unpack
 from harness.data.guest import load_guest_set
 from tests.conftest import semeion_folder
 from tests.entries import class_means, template_predictions, template_weights, write_entry
+
+pytestmark = pytest.mark.slow
 
 
 def guest_folder(root, offset):

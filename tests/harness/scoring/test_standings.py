@@ -205,6 +205,7 @@ def test_a_newer_entry_or_version_that_failed_never_supersedes_a_working_one():
                                ("cleo-1", 5, RANKED), ("cleo-2", 6, RANKED)]
 
 
+@pytest.mark.slow
 def test_a_kit_entry_no_longer_supersedes_the_baselines(tmp_path, monkeypatch):
     """Under one entry per member, the committed baselines (their authors read from their entry.toml) keep the
     standings they have without a member's kit entry, whose author harness.train now takes from the login name."""

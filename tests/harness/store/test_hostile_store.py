@@ -47,6 +47,7 @@ def cli(tmp_path, subs, mnist_dir, db, *extra) -> list[str]:
 
 # --- 1. file names that are not UTF-8 -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_leaves_its_entry_out_and_the_rest_is_evaluated(tmp_path, small_mnist, means):
     subs = tmp_path / "subs"
     write_bad_name(write_entry(subs, "odd", weights=template_weights(means)))
@@ -81,6 +82,7 @@ def test_a_file_renamed_to_a_bad_name_after_discovery_is_not_kept(tmp_path, mean
 
 # --- 2. entries too big to keep ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_entry_over_the_size_limit_fails_unread_and_its_neighbours_are_evaluated(tmp_path, mnist_dir, means,
                                                                                     monkeypatch, capsys):
     subs = tmp_path / "subs"
@@ -146,6 +148,7 @@ def immutable(db: Path) -> str:
     return str(db)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["mode=ro", "immutable"])
 def test_a_read_only_database_stops_the_run_with_one_sentence(tmp_path, evaluated, mnist_dir, how, capsys):
     subs, db = evaluated
@@ -165,6 +168,7 @@ def test_a_read_only_database_stops_the_run_with_one_sentence(tmp_path, evaluate
     assert stored_results(str(db)) == before
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_with_one_sentence_and_keeps_what_was_stored(tmp_path, evaluated, mnist_dir,
                                                                                monkeypatch, capsys):
     """SQLite's max_page_count stands in for a full disk: the next write that needs a page fails (SQLITE_FULL)."""
@@ -190,6 +194,7 @@ def test_a_full_disk_stops_the_run_with_one_sentence_and_keeps_what_was_stored(t
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+@pytest.mark.slow
 def test_versions_and_verify_stop_with_one_sentence_on_a_read_only_database(tmp_path, evaluated, capsys):
     _, db = evaluated
     url = f"sqlite:///file:{db}?mode=ro&uri=true"
@@ -242,6 +247,7 @@ if not getattr(self, "_slept", False):
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_marked_interrupted_and_leaves_no_claim_or_folder(tmp_path, db_url, mnist_dir, means):
     subs = tmp_path / "subs"
     write_entry(subs, "sleepy", code=SLEEPY, weights=template_weights(means))

@@ -135,6 +135,7 @@ def test_guessing_ids_from_one_address_is_limited_per_address(engine):
         r["detail"] for r in store.audit_log(engine)]
 
 
+@pytest.mark.slow
 def test_the_limit_holds_across_dashboard_processes(engine, db_url, tmp_path):
     """Ten wrong codes typed in another process (another dashboard server) limit this one: the count is stored."""
     ada = members.issue_code(engine, "Ada")

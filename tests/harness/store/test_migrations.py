@@ -70,6 +70,7 @@ def test_database_made_before_migrations_is_upgraded_with_its_rows(tmp_path):
         assert len(session.scalars(select(Dataset)).all()) == 1 and len(session.scalars(select(Entry)).all()) == 1
 
 
+@pytest.mark.postgres
 def test_a_postgresql_database_made_before_migrations_is_upgraded(pg_url):
     """As create_all made it (the baseline revision's tables, no alembic_version), with a row kept."""
     engine = create_engine(pg_url)
@@ -118,6 +119,7 @@ def test_tables_from_an_unknown_older_harness_are_refused(tmp_path):
         make_engine(f"sqlite:///{path}")
 
 
+@pytest.mark.slow
 def test_processes_starting_at_once_on_a_fresh_database_create_it_once(db_url):
     start = time.time() + 3  # after every process has imported the harness
     code = ("import sys, time; from harness.store.engine import make_engine; time.sleep(max(0, float(sys.argv[2]) - time.time())); "

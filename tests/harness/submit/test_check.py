@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import re
 
+import pytest
+
 from harness import check
 from tests.entries import before_return, template_predictions, template_weights, with_forward, write_entry
 
 
+@pytest.mark.slow
 def test_good_entry_report(tmp_path, mnist_dir, mnist_test, means, capsys):
     folder = write_entry(tmp_path, "good", weights=template_weights(means), toml='display_name = "Good one"\n')
     assert check.main([str(folder), "--mnist-dir", str(mnist_dir)]) == 0
@@ -20,6 +23,7 @@ def test_good_entry_report(tmp_path, mnist_dir, mnist_test, means, capsys):
     assert f"accuracy on the first 500 MNIST test images: {100 * expected:.1f}%" in out
 
 
+@pytest.mark.slow
 def test_broken_entry_exits_nonzero_with_reason(tmp_path, mnist_dir, means, capsys):
     folder = write_entry(tmp_path, "fixed-batch", code=with_forward("return self.fc(x.view(200, -1))"),
                          weights=template_weights(means))
@@ -28,6 +32,7 @@ def test_broken_entry_exits_nonzero_with_reason(tmp_path, mnist_dir, means, caps
     assert out.startswith("error: fixed-batch: RuntimeError in the model (model.py line 16)")
 
 
+@pytest.mark.slow
 def test_an_inverted_entry_is_told_the_fix_and_the_accuracy_it_gives(tmp_path, mnist_dir, mnist_test, means, capsys):
     inverted = with_forward("return self.scale * self.fc((1 - x).flatten(1) - 0.5)")
     folder = write_entry(tmp_path, "inverted", code=inverted, weights=template_weights(means))
@@ -48,6 +53,7 @@ def test_an_inverted_entry_is_told_the_fix_and_the_accuracy_it_gives(tmp_path, m
                         "`InputAdapter(mean=1, std=-1)` in front of the model (see 'Input' in submissions/README.md).")
 
 
+@pytest.mark.slow
 def test_no_convention_helps_a_model_that_cannot_read_digits(tmp_path, mnist_dir, means, capsys):
     shuffled = means[[3, 4, 5, 6, 7, 8, 9, 0, 1, 2]]  # every class's template under another digit's name
     folder = write_entry(tmp_path, "shuffled", weights=template_weights(shuffled))
@@ -71,6 +77,7 @@ def test_without_mnist_uses_random_images(tmp_path, means, monkeypatch, capsys):
     assert "500 random images (MNIST not found)" in out and "accuracy on" not in out
 
 
+@pytest.mark.slow
 def test_an_entry_over_the_time_limit_is_told_the_flag(tmp_path, means, capsys):
     folder = write_entry(tmp_path, "spins", code=before_return("while True:\n    pass"), weights=template_weights(means))
     assert check.main([str(folder), "--timeout", "3"]) == 1
@@ -80,6 +87,7 @@ def test_an_entry_over_the_time_limit_is_told_the_flag(tmp_path, means, capsys):
                      f"  time limit: raise it with `python -m harness.check {folder} --timeout 6` (now 3 s)"]
 
 
+@pytest.mark.slow
 def test_a_model_that_needs_3_channels_is_told_the_adapter(tmp_path, mnist_dir, mnist_test, means, capsys):
     three = with_forward("return self.scale * self.fc(x[:, 2].flatten(1) - 0.5)")  # reads the third channel
     folder = write_entry(tmp_path, "rgb", code=three, weights=template_weights(means))

@@ -31,6 +31,8 @@ from harness.isolation.process import GIB
 from harness.submit import checking
 from harness.train import main as train
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 BASELINE = REPO / "submissions" / "baseline-lenet5"
 FORGOT = REPO / "tests" / "data" / "forgot-normalisation"

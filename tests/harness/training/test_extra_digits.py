@@ -57,6 +57,7 @@ def test_extra_digits_are_normalised_like_the_guest_set_and_repeated(mnist_dir, 
     assert data.extra[0].content_hash == load_guest_set(folder).content_hash
 
 
+@pytest.mark.slow
 def test_the_guest_set_is_refused_as_training_data(mnist_dir, semeion_dir, tmp_path, monkeypatch):
     """The cheat: training on the digits the entries are ranked on, by naming the folder or by copying its files."""
     monkeypatch.chdir(tmp_path)
@@ -89,6 +90,7 @@ def test_extra_folders_without_digits_are_named_in_one_sentence(mnist_dir, tmp_p
     assert not (tmp_path / "entry").exists()
 
 
+@pytest.mark.slow
 def test_the_entry_records_which_extra_digits_it_was_trained_on(mnist_dir, semeion_dir, tmp_path, capsys):
     folder = copy_digits(semeion_files(semeion_dir, 2), tmp_path / "others")
     code = main(["--arch", "logreg", "--limit", "300", "--epochs", "1", "--extra", str(folder), "--extra-repeat", "2",
@@ -113,6 +115,7 @@ def test_augment_none_turns_off_a_presets_augmentations():
     assert config_from_args(args).augment.names == ()
 
 
+@pytest.mark.slow
 def test_other_writers_digits_help_a_model_read_writers_it_has_not_seen(mnist_dir, semeion_dir, tmp_path):
     """The same small CNN and MNIST images, with and without 300 Semeion digits of its first writers; scored on
     300 digits of later writers (files 100 onwards per digit), whom neither run saw."""

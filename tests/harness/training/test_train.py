@@ -91,6 +91,7 @@ def test_a_few_hundred_steps_reach_a_sensible_accuracy(small_data, test_digits):
     assert result.history[-1].train_loss < result.history[0].train_loss
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_same_seed_same_weights_other_seed_other_weights(small_data):
     config = TrainConfig(arch="logreg", epochs=1, batch_size=50, augment=augment.AugmentConfig(names=("affine",)))
@@ -100,6 +101,7 @@ def test_same_seed_same_weights_other_seed_other_weights(small_data):
     assert not torch.equal(a.model.linear.weight, c.model.linear.weight)
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(small_data, tmp_path):
     """Dropout, augmentation, Adam moments and the one-cycle schedule all have to come back exactly."""
@@ -160,6 +162,7 @@ def _gz_payload(path: Path, header: int) -> bytes:
         return fh.read()[header:]
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_cli_writes_a_complete_self_contained_entry(tmp_path, test_digits, monkeypatch):
     for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # getpass reads the first of these that is set
@@ -204,6 +207,7 @@ def test_cli_writes_a_complete_self_contained_entry(tmp_path, test_digits, monke
     assert accuracy(model.eval(), *test_digits) > 0.7
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_export_writes_a_code_free_entry_with_a_dynamic_batch(tmp_path, test_digits):
     code, _ = cli(tmp_path, "--arch", "cnn", "--channels", "4", "8", "8", "--epochs", "1", "--limit", "1000", "--export")
