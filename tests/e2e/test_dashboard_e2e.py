@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from harness.data import mnist
 from harness.store.engine import make_engine
 from leaderboard import stats, views
 from tests import dashboard_fixtures
@@ -27,13 +26,6 @@ from tests.browser import (  # noqa: F401 - fixture
 )
 
 pytestmark = [pytest.mark.browser, needs_chromium]
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory, mnist_dir, mnist_test):
-    train = mnist.load_split(mnist_dir, "train", allow_download=False)
-    return dashboard_fixtures.build(tmp_path_factory.mktemp("e2e"), train.images, train.labels, mnist_test.images,
-                                    mnist_test.labels)
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from harness.data import mnist
 from harness.store.engine import make_engine
 from leaderboard import views
-from tests import dashboard_fixtures
 from tests.browser import (
     SHOTS,
     button,
@@ -39,13 +37,6 @@ HOSTILE_AUTHOR = "[click me](javascript:alert(2)) :red[red] $x$"
 PASSWORD = "e2e-organiser"
 
 pytestmark = [pytest.mark.browser, needs_chromium]
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory, mnist_dir, mnist_test):
-    train = mnist.load_split(mnist_dir, "train", allow_download=False)
-    return dashboard_fixtures.build(tmp_path_factory.mktemp("pages"), train.images, train.labels, mnist_test.images,
-                                    mnist_test.labels)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.browser import browser, needs_chromium, shot, wait_for_text  # noqa: F401 - fixture
-from tests.e2e.test_dashboard_e2e import fx, server  # noqa: F401 - fixtures
+from tests.e2e.test_dashboard_e2e import server  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 

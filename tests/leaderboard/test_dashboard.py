@@ -19,7 +19,6 @@ import streamlit as st
 from scipy.stats import binomtest
 from streamlit.testing.v1 import AppTest
 
-from harness.data import mnist
 from harness.store import results as store
 from harness.store.engine import make_engine
 from harness.store import reads as queries
@@ -27,22 +26,9 @@ from harness.scoring import board as scoring_board
 from leaderboard import admin, config, draw, figures, stats, views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
-from tests.entries import class_means, template_predictions
+from tests.entries import template_predictions
 
 APP = str(REPO / "leaderboard" / "app.py")
-
-
-@pytest.fixture(scope="session")
-def fx(tmp_path_factory, mnist_dir, mnist_test) -> dashboard_fixtures.Fixture:
-    train = mnist.load_split(mnist_dir, "train", allow_download=False)
-    return dashboard_fixtures.build(tmp_path_factory.mktemp("dash"), train.images, train.labels, mnist_test.images,
-                                    mnist_test.labels)
-
-
-@pytest.fixture(scope="session")
-def train_means(mnist_dir) -> np.ndarray:
-    train = mnist.load_split(mnist_dir, "train", allow_download=False)
-    return class_means(train.images[:20000], train.labels[:20000])
 
 
 def use_db(monkeypatch, fx, db, password: str | None = None):
@@ -524,7 +510,7 @@ def test_background_job_reports_progress(tmp_path):
     assert probe.log_tail() == "postgresql+psycopg://u:secret@db/club"
 
 
-def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test, train_means):
+def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test, means):
     # A test digit drawn as black ink on a white 280×280 RGBA canvas.
     ink = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(mnist_test.images[0]).resize((280, 280)))
     rgba = np.dstack([255 - ink] * 3 + [np.full_like(ink, 255)]).astype(np.uint8)
@@ -534,7 +520,7 @@ def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test,
     entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
     got = draw.predict(entry, digit)
     assert got.error is None and got.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    expected = template_predictions(draw.model_input(digit), train_means)[0]
+    expected = template_predictions(draw.model_input(digit), means)[0]
     assert got.digit == expected
     broken = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "broken")
     assert "weights do not fit" in draw.predict(broken, digit).error

@@ -17,7 +17,7 @@ from PIL import Image
 from harness import isolation
 from leaderboard import cache, draw
 from tests.entries import template_predictions
-from tests.leaderboard.test_dashboard import fx, page, seen, train_means, use_db  # noqa: F401 - fixtures
+from tests.leaderboard.test_dashboard import page, seen, use_db
 
 STROKES = [{"type": "path", "path": [["M", 1, 1]]}, {"type": "path", "path": [["M", 2, 2]]}]
 
@@ -142,7 +142,7 @@ def test_undo_and_clear_redraw_the_canvas_from_what_is_left(stand_ins):
 
 
 @pytest.mark.slow
-def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_means):  # noqa: F811 - fixtures
+def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, means):
     use_db(monkeypatch, fx, fx.db)
     image = mnist_test.images[0]
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", Canvas(drawing_of(image)).module())
@@ -155,7 +155,7 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, train_m
         pool.close()
     assert not at.exception
     digit = draw.normalise_drawing(drawing_of(image))
-    expected = template_predictions(draw.model_input(digit), train_means)[0]  # Dee holds these class means
+    expected = template_predictions(draw.model_input(digit), means)[0]  # Dee holds these class means
     text = " ".join(m.value for m in at.markdown)
     assert f"**Dee's copy**  \nreads **{expected}**" in text
     assert any("weights do not fit" in e.value for e in at.error)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Evaluation, Run
-from tests.conftest import REPO
+from tests.conftest import REPO, evaluate_args, evaluate_command
 from tests.entries import before_return, template_weights, write_entry
 
 SLOW = before_return("""
@@ -34,8 +33,7 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
     mystery = tmp_path / "mystery"
     mystery.mkdir()
     make_engine(db_url).dispose()  # the schema exists before the race (creating it at once is tested elsewhere)
-    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
-            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--json"]
+    argv = evaluate_command(*evaluate_args(subs, mnist_dir, mystery, db_url, "--json"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     runs = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
     time.sleep(0.3)

@@ -8,7 +8,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from harness import evaluate
 from harness.store.engine import make_engine
 from harness.store.schema import Dataset, Entry, Evaluation, EntryVersion, Result, Run
 from harness.data.guest import load_guest_set
-from tests.conftest import REPO
+from tests.conftest import REPO, evaluate_args, evaluate_command
 from tests.entries import (TEMPLATE_CODE, before_return, class_means, template_predictions, template_weights,
                             write_entry)
 
@@ -50,11 +49,6 @@ def subs(tmp_path, means, mnist_dir) -> Path:
     return folder
 
 
-def cli(tmp_path, subs, mnist_dir, mystery, *extra, db: str | None = None) -> list[str]:
-    return ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(mystery),
-            "--db", db or str(tmp_path / "lb.db"), "--device", "cpu", *extra]
-
-
 def count(db: str, model) -> int:
     engine = make_engine(db)
     try:
@@ -66,7 +60,7 @@ def count(db: str, model) -> int:
 
 @pytest.mark.slow
 def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, mnist_test, means, guest_dir, capsys):
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--json")) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--json")) == 0
     doc = json.loads(capsys.readouterr().out)
     by_name = {e["name"]: e for e in doc["entries"]}
     assert [e["name"] for e in doc["entries"]] == ["strong", "weak", "broken"]
@@ -90,7 +84,7 @@ def test_json_ranking_matches_independent_reference(tmp_path, subs, mnist_dir, m
 
 @pytest.mark.slow
 def test_rerun_skips_unchanged_and_reevaluates_changed(tmp_path, db_url, subs, mnist_dir, guest_dir, capsys):
-    args = cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)
+    args = evaluate_args(subs, mnist_dir, guest_dir, db_url)
     assert evaluate.main(args) == 0
     assert count(db_url, Evaluation) == 3
     capsys.readouterr()
@@ -111,7 +105,7 @@ def test_postgresql_stores_what_sqlite_stores(tmp_path, pg_url, subs, mnist_dir,
     """One full evaluation into each database: the same ranking, metrics and stored predictions."""
     docs, predicted = {}, {}
     for db in (f"sqlite:///{tmp_path / 'lb.db'}", pg_url):
-        assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--json", db=db)) == 0
+        assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, db, "--json")) == 0
         captured = capsys.readouterr()
         doc = json.loads(captured.out)
         password = make_url(db).password
@@ -141,7 +135,7 @@ def test_postgresql_stores_what_sqlite_stores(tmp_path, pg_url, subs, mnist_dir,
 
 @pytest.mark.slow
 def test_new_guest_set_triggers_reevaluation(tmp_path, subs, mnist_dir, guest_dir, capsys):
-    args = cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong")
+    args = evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--only", "strong")
     evaluate.main(args)
     shutil.rmtree(guest_dir / "9")
     capsys.readouterr()
@@ -151,8 +145,9 @@ def test_new_guest_set_triggers_reevaluation(tmp_path, subs, mnist_dir, guest_di
 
 @pytest.mark.slow
 def test_strict_turns_entry_failures_into_exit_code(tmp_path, subs, mnist_dir, guest_dir, capsys):
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict")) == 1
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict", "--only", "strong")) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--strict")) == 1
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--strict", "--only",
+                                       "strong")) == 0
 
 
 def test_no_guest_digits_says_so(tmp_path, subs, mnist_dir, capsys, monkeypatch):
@@ -160,7 +155,8 @@ def test_no_guest_digits_says_so(tmp_path, subs, mnist_dir, capsys, monkeypatch)
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setattr(harness.data.guest, "SAMPLE_DIR", tmp_path / "no-sample")
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, empty, "--only", "strong", "--json")) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, empty, tmp_path / "lb.db", "--only", "strong",
+                                       "--json")) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert doc["entries"][0]["guest"] is None and "guest" not in doc["datasets"]
@@ -176,14 +172,14 @@ def test_no_guest_digits_says_so(tmp_path, subs, mnist_dir, capsys, monkeypatch)
     (["--timeout", "0"], "must be positive"),
 ])
 def test_bad_flags_give_one_clear_sentence(tmp_path, subs, mnist_dir, guest_dir, capsys, extra, message):
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir) + extra) == 2
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db") + extra) == 2
     out = capsys.readouterr().out
     assert message in " ".join(out.split())
 
 
 def test_empty_submissions_folder(tmp_path, mnist_dir, guest_dir, capsys):
     (tmp_path / "none").mkdir()
-    assert evaluate.main(cli(tmp_path, tmp_path / "none", mnist_dir, guest_dir)) == 2
+    assert evaluate.main(evaluate_args(tmp_path / "none", mnist_dir, guest_dir, tmp_path / "lb.db")) == 2
     assert "holds no entries" in capsys.readouterr().out
 
 
@@ -200,7 +196,7 @@ def test_folders_that_cannot_be_entries_are_left_out_and_the_rest_evaluated(tmp_
     locked = write_entry(subs, "locked", weights=weights)
     (locked / "model.py").chmod(0)
     readable = os.access(locked / "model.py", os.R_OK)  # root reads anything: no unreadable file to test then
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--json")) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--json")) == 0
     captured = capsys.readouterr()
     err = " ".join(captured.err.split())
     assert ("entry folder name 'my entry' is not allowed; rename it using letters, digits, '-', '_' and '.' "
@@ -222,12 +218,13 @@ def test_folders_that_cannot_be_entries_are_left_out_and_the_rest_evaluated(tmp_
     table = [line for line in captured.err.splitlines() if "│" in line]  # the terminal board has a row each
     assert any("✗" in line and "my entry" in line and "left out:" in line for line in table)
     assert any("✗" in line and "Twin" in line for line in table)
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--strict", "--only", "strong")) == 1
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--strict", "--only",
+                                       "strong")) == 1
 
 
 def test_only_folders_that_cannot_be_entries(tmp_path, mnist_dir, guest_dir, capsys):
     write_entry(tmp_path / "odd", "bad name!", weights={})
-    assert evaluate.main(cli(tmp_path, tmp_path / "odd", mnist_dir, guest_dir)) == 2
+    assert evaluate.main(evaluate_args(tmp_path / "odd", mnist_dir, guest_dir, tmp_path / "lb.db")) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert "holds no entry that can be evaluated: entry folder name 'bad name!' is not allowed" in out
 
@@ -241,7 +238,7 @@ def test_unknown_flag_is_rejected_by_argparse(capsys):
 
 @pytest.mark.slow
 def test_existing_results_survive_a_failed_run(tmp_path, db_url, subs, mnist_dir, guest_dir, capsys):
-    args = cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)
+    args = evaluate_args(subs, mnist_dir, guest_dir, db_url)
     evaluate.main(args)
     before = count(db_url, Result)
     assert evaluate.main(args + ["--only", "nobody"]) == 2
@@ -258,7 +255,7 @@ def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path,
     for i in range(6):
         write_entry(subs, f"slow-{i}", code=slow, weights=template_weights(means))
     db = tmp_path / "lb.db"
-    cmd = [sys.executable, "-m", "harness.evaluate", *cli(tmp_path, subs, mnist_dir, guest_dir), "--batch-size", "5000"]
+    cmd = evaluate_command(*evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db"), "--batch-size", "5000")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     try:
@@ -290,7 +287,8 @@ def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path,
 @pytest.mark.slow
 def test_corrupt_guest_image_is_skipped_and_reported(tmp_path, subs, mnist_dir, guest_dir, capsys):
     (guest_dir / "3" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong", "--json")) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--only", "strong",
+                                       "--json")) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert doc["entries"][0]["guest"]["total"] == 50
@@ -302,7 +300,7 @@ def test_guest_label_folder_that_is_not_a_digit_stops_before_anything_is_stored(
                                                                                  guest_dir, capsys):
     (guest_dir / "seven").mkdir()
     shutil.copy(next((guest_dir / "7").glob("*.png")), guest_dir / "seven" / "x.png")
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, db=db_url)) == 2
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, db_url)) == 2
     assert "seven" in capsys.readouterr().out
     assert count(db_url, Evaluation) == 0
 
@@ -313,7 +311,8 @@ def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, gues
     import harness.isolation.sandbox
     monkeypatch.setattr(harness.isolation.sandbox, "_box", None)  # forget this process's sandbox for the test
     monkeypatch.setattr(harness.isolation.sandbox, "_unavailable", None)
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, guest_dir, "--only", "strong", "--json")) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, guest_dir, tmp_path / "lb.db", "--only", "strong",
+                                       "--json")) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["entries"][0]["sandboxed"] is False
     assert "entries run without a sandbox (HARNESS_SANDBOX is off)" in captured.err
@@ -324,7 +323,8 @@ def test_results_say_whether_they_were_sandboxed(tmp_path, subs, mnist_dir, gues
 def test_an_entry_stopped_by_a_limit_gets_the_flag_under_the_table(tmp_path, mnist_dir, means, capsys):
     subs = tmp_path / "subs"
     write_entry(subs, "spins", code=before_return("while True:\n    pass"), weights=template_weights(means))
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, tmp_path / "no-guests", "--timeout", "3")) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "no-guests", tmp_path / "lb.db", "--timeout",
+                                       "3")) == 0
     out = capsys.readouterr().out
     assert "took longer than its time limit of 3 s and was stopped" in " ".join(out.split())
     assert any(line.startswith("time limit: raise it with `python -m harness.evaluate --timeout 6` (now 3 s), or "
@@ -341,8 +341,8 @@ def test_an_entry_that_failed_on_the_time_limit_is_evaluated_again_when_it_is_ra
     write_entry(subs, "slow", code=TEMPLATE_CODE + "\nimport time\ntime.sleep(5)\n", weights=template_weights(means))
 
     def run(timeout: str) -> tuple[str, str, str]:
-        assert evaluate.main(cli(tmp_path, subs, mnist_dir, tmp_path / "no-guests", "--timeout", timeout,
-                                 "--json")) == 0
+        assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "no-guests", tmp_path / "lb.db", "--timeout",
+                                           timeout, "--json")) == 0
         doc = json.loads(capsys.readouterr().out)
         (row,) = doc["entries"]
         counts = next(n for n in doc["notes"] if " evaluated, " in n)

@@ -11,6 +11,7 @@ import pytest
 from harness.store import results as store
 from harness import evaluate, export
 from harness.store.engine import make_engine
+from tests.conftest import evaluate_args
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
 
@@ -19,8 +20,7 @@ def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_t
     write_entry(subs, "alpha", weights=template_weights(means), toml='author = "Ada"\n')
     write_entry(subs, "broken", weights={})
     db = db_url
-    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
-                          "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db)) == 0
     assert export.main(["--db", db, "--out", str(tmp_path / "sealed"), "--signed-off-by", "Org"]) == 0
     assert "guest results sealed" in capsys.readouterr().out
     rows = list(csv.DictReader(open(tmp_path / "sealed" / "standings.csv")))
@@ -54,8 +54,7 @@ def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_ur
     write_entry(subs, "cheat", weights=template_weights(means))
     write_entry(subs, "honest", weights=template_weights(class_means(train.images[:100], train.labels[:100])))
     write_entry(subs, "withdrawn", weights=template_weights(class_means(train.images[:30], train.labels[:30])))
-    argv = ["--submissions", str(subs), "--db", db_url, "--mnist-dir", str(mnist_dir),
-            "--mystery", str(tmp_path / "none"), "--device", "cpu", "--json"]
+    argv = evaluate_args(subs, mnist_dir, tmp_path / "none", db_url, "--json")
     assert evaluate.main(argv) == 0
     before = {e["name"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
     assert sorted(e["rank"] for e in before.values()) == [1, 2, 3]  # all three ranked until the organiser acts

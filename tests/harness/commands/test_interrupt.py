@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from harness import cli
+from tests.conftest import evaluate_args
 from tests.entries import before_return, template_weights, write_entry
 
 pytestmark = pytest.mark.slow
@@ -92,8 +93,7 @@ def test_ctrl_c_in_evaluate_keeps_the_entries_finished_and_says_how_to_go_on(tmp
     write_entry(subs, "a-quick", weights=template_weights(means))
     write_entry(subs, "b-slow", code=SLOW, weights=template_weights(means))
     db = tmp_path / "lb.db"
-    proc = start(["harness.evaluate", "--submissions", str(subs), "--db", str(db), "--mnist-dir", str(mnist_dir),
-                  "--mystery", str(tmp_path / "none"), "--device", "cpu"], tmp_path)
+    proc = start(["harness.evaluate", *evaluate_args(subs, mnist_dir, tmp_path / "none", db)], tmp_path)
     wait_for(lambda: db.exists() and evaluations(db) == ["a-quick"] and running_an_entry(proc), proc)
     code, out, err = ctrl_c(proc)
     assert_one_sentence(code, out, err, f"the entries finished before Ctrl-C are stored in sqlite:///{db}, the one "
@@ -117,8 +117,7 @@ def test_ctrl_c_in_verify(tmp_path, mnist_dir, means):
     subs = tmp_path / "subs"
     write_entry(subs, "quick", weights=template_weights(means))
     db = tmp_path / "lb.db"
-    done = start(["harness.evaluate", "--submissions", str(subs), "--db", str(db), "--mnist-dir", str(mnist_dir),
-                  "--mystery", str(tmp_path / "none"), "--device", "cpu"], tmp_path)
+    done = start(["harness.evaluate", *evaluate_args(subs, mnist_dir, tmp_path / "none", db)], tmp_path)
     assert done.wait(timeout=300) == 0, done.communicate()
     proc = start(["harness.verify", "--submissions", str(subs), "--db", str(db)], tmp_path)
     wait_for(lambda: running_an_entry(proc), proc)

@@ -10,6 +10,7 @@ from harness.store import results as store
 from harness import __version__, evaluate, verify
 from harness.store.engine import make_engine
 from harness.store.schema import Result, pack, unpack
+from tests.conftest import evaluate_args
 from tests.entries import template_weights, with_forward, write_entry
 
 
@@ -19,8 +20,7 @@ def test_verify_finds_tampered_results_and_changed_entries(tmp_path, db_url, mea
     write_entry(subs, "alpha", weights=template_weights(means))
     write_entry(subs, "beta", weights=template_weights(means[::-1].copy()))
     db = db_url
-    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
-                          "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db)) == 0
     capsys.readouterr()
     args = ["--submissions", str(subs), "--db", db]
     assert verify.main(args) == 0
@@ -55,8 +55,7 @@ def test_an_entry_that_simply_failed_has_nothing_to_verify_and_exits_0(tmp_path,
     write_entry(subs, "alpha", weights=template_weights(means))
     write_entry(subs, "broken", code=with_forward("raise RuntimeError('no')"), weights=template_weights(means))
     db = f"sqlite:///{tmp_path / 'lb.db'}"
-    evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
-                   "--mystery", str(tmp_path / "none"), "--device", "cpu"])
+    evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db))
     engine = make_engine(db)
     assert {e.version.entry.name: e.status for e in store.load_evaluations(engine, store.newest_evaluation_ids(
         engine))} == {"alpha": "ok", "broken": "failed"}
@@ -77,8 +76,7 @@ def test_verify_says_an_entry_is_hidden_or_disqualified(tmp_path, means, mnist_d
     write_entry(subs, "alpha", weights=template_weights(means))
     write_entry(subs, "beta", weights=template_weights(means[::-1].copy()))
     db = f"sqlite:///{tmp_path / 'lb.db'}"
-    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir),
-                          "--mystery", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db)) == 0
     engine = make_engine(db)
     store.set_moderation(engine, "alpha", "hidden", "asked to withdraw")
     store.set_moderation(engine, "beta", "disqualified", "copied weights")
@@ -113,9 +111,8 @@ def test_verify_re_runs_each_entry_under_the_limits_it_was_scored_under(tmp_path
     config = tmp_path / "competition.toml"
     config.write_text('[limits]\ntimeout = "40 s"\n')
     db = f"sqlite:///{tmp_path / 'lb.db'}"
-    assert evaluate.main(["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir), "--config",
-                          str(config), "--mystery", str(tmp_path / "none"), "--device", "cpu",
-                          "--memory-limit", "3"]) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db, "--config", str(config),
+                                       "--memory-limit", "3")) == 0
     seen = []
     real = verify.runner.evaluate_one
 

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Evaluation, EntryVersion
-from tests.conftest import REPO
+from tests.conftest import REPO, evaluate_args, evaluate_command
 from tests.entries import before_return, template_weights, write_entry
 
 SLOW = before_return("""
@@ -49,8 +48,7 @@ def wait_for(engine, evaluations: int, procs, timeout: float = 300) -> None:
 
 def start_watcher(cwd, subs, mystery, db_url: str, mnist_dir, interval: float) -> subprocess.Popen:
     """A real ``python -m harness.evaluate --watch`` process, its output (stdout and stderr) in a pipe."""
-    argv = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
-            "--mystery", str(mystery), "--db", db_url, "--device", "cpu", "--watch", "--interval", str(interval)]
+    argv = evaluate_command(*evaluate_args(subs, mnist_dir, mystery, db_url, "--watch", "--interval", str(interval)))
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
     return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -69,8 +67,7 @@ def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, 
     for name in ("ada", "bob"):
         write_entry(subs, name, code=SLOW, weights=template_weights(means))
     engine = make_engine(db_url)
-    base = [sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--mnist-dir", str(mnist_dir),
-            "--mystery", str(mystery), "--db", db_url, "--device", "cpu"]
+    base = evaluate_command(*evaluate_args(subs, mnist_dir, mystery, db_url))
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
     logs = [open(tmp_path / f"watch{i}.log", "w+") for i in range(2)]
     watchers = [subprocess.Popen(base + ["--watch", "--interval", "0.5"], cwd=tmp_path, env=env, stdout=log,

@@ -15,11 +15,9 @@ from scipy import ndimage
 
 from harness.data.photo_sim import photograph
 from harness.data.preprocess import ImageProblem, normalize_image, open_image
-from tests.conftest import SEMEION, mnist_folder
+from tests.conftest import SEMEION, mnist_folder, needs_mnist, needs_semeion
 
 MNIST = mnist_folder()
-needs_semeion = pytest.mark.usefixtures("semeion_dir")  # skipped without ../shared, failed under CI
-needs_mnist = pytest.mark.usefixtures("mnist_dir")
 
 
 def semeion_files(per_digit: int = 3) -> list[Path]:

@@ -15,11 +15,9 @@ from harness.data.guest import load_guest_set
 from harness.data.preprocess import normalize_image
 from harness.data.sheet import LAYOUT, SheetProblem, homography, import_sheet, render_template
 from harness.sheet import main
-from tests.conftest import SEMEION
+from tests.conftest import SEMEION, needs_semeion
 
 pytestmark = pytest.mark.slow
-
-needs_semeion = pytest.mark.usefixtures("semeion_dir")  # skipped without ../shared, failed under CI
 
 
 def semeion_digit(label: int, k: int) -> np.ndarray:

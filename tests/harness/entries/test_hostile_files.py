@@ -23,7 +23,7 @@ from torch import nn
 from harness import runner
 from harness.entries import parameters
 from harness.entries.discovery import load_entry
-from tests.conftest import REPO
+from tests.conftest import REPO, evaluate_args, evaluate_command
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 from tests.harness.entries.test_contract import evaluate, predicted
 
@@ -243,9 +243,8 @@ def test_stride0_tensors_through_harness_evaluate(tmp_path, means, mnist_dir, mn
     assert (subs / "stride0" / "weights.pt").stat().st_size < 100_000
     mystery = tmp_path / "mystery"
     mystery.mkdir()
-    done = subprocess.run([sys.executable, "-m", "harness.evaluate", "--submissions", str(subs), "--db",
-                           str(tmp_path / "lb.db"), "--mnist-dir", str(mnist_dir), "--mystery", str(mystery),
-                           "--device", "cpu", "--json"], cwd=REPO, capture_output=True, text=True, timeout=600,
+    done = subprocess.run(evaluate_command(*evaluate_args(subs, mnist_dir, mystery, tmp_path / "lb.db", "--json")),
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr

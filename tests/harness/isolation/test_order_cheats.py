@@ -24,6 +24,7 @@ from harness.store.engine import make_engine
 from harness.store.schema import unpack
 from harness.entries.discovery import discover
 from harness.data.guest import load_guest_set
+from tests.conftest import evaluate_args
 from tests.entries import write_entry
 
 pytestmark = pytest.mark.slow
@@ -193,8 +194,7 @@ def test_cheats_gain_nothing_through_harness_evaluate(tmp_path, mnist_dir, mnist
                                                       capsys):
     """The whole command: real MNIST (10,000, skipped by the position cheat), then the sorted guest folder."""
     subs = write_entries(tmp_path / "subs", means, [(len(mnist_test.labels), -1), *by_label(guest.labels)])
-    argv = ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(guest_folder),
-            "--db", str(tmp_path / "lb.db"), "--device", "cpu", "--json"]
+    argv = evaluate_args(subs, mnist_dir, guest_folder, tmp_path / "lb.db", "--json")
     assert evaluate.main(argv) == 0
     entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
     honest = entries["honest"]

@@ -21,6 +21,7 @@ from harness.store import members, reads
 from harness.store import results as store
 from harness.store.engine import make_engine
 from leaderboard import views
+from tests.conftest import evaluate_args
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 from tests.harness.isolation.test_hostile import isolation_mode
 
@@ -197,8 +198,7 @@ def test_an_entry_that_memorised_the_public_test_set_is_flagged(tmp_path, mnist_
                 weights=memoriser_weights(means, mnist_test.images, mnist_test.labels))
     (tmp_path / "no-guest").mkdir()
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    argv = ["--submissions", str(subs), "--mystery", str(tmp_path / "no-guest"), "--db", db, "--mnist-dir",
-            str(mnist_dir), "--device", "cpu"]
+    argv = evaluate_args(subs, mnist_dir, tmp_path / "no-guest", db)
     assert evaluate.main(argv + ["--json"]) == 0
     out = capsys.readouterr()
     entries = {e["name"]: e for e in json.loads(out.out)["entries"]}

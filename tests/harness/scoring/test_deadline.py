@@ -16,7 +16,7 @@ from harness import evaluate, export, versions
 from harness.store.engine import make_engine
 from harness.store.schema import AuditLog, Dataset, Evaluation, Result, unpack
 from harness.data.guest import load_guest_set
-from tests.conftest import semeion_folder
+from tests.conftest import evaluate_args, semeion_folder
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
 pytestmark = pytest.mark.slow
@@ -33,9 +33,7 @@ def guest_folder(root, offset):
 
 
 def run(tmp_path, mnist_dir, mystery, config):
-    args = ["--submissions", str(tmp_path / "subs"), "--mnist-dir", str(mnist_dir), "--mystery", str(mystery),
-            "--db", str(tmp_path / "lb.db"), "--device", "cpu", "--config", str(config), "--json"]
-    return args
+    return evaluate_args(tmp_path / "subs", mnist_dir, mystery, tmp_path / "lb.db", "--config", str(config), "--json")
 
 
 def board(capsys, args) -> dict:

@@ -9,26 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import numpy as np
-import pytest
 import torch
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from harness.store import claims
 from harness.store import results as store
-from harness.store.engine import make_engine
 from harness.store.schema import Claim, Dataset, Entry, EntryVersion, utcnow
 from harness.entries.discovery import discover
 from tests.entries import write_entry
 
 RACERS = 8
-
-
-@pytest.fixture()
-def engine(db_url):
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def runs(engine, n: int) -> list[int]:

@@ -29,7 +29,7 @@ from harness.store.engine import make_engine
 from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
 from harness.entries.discovery import discover, load_entry
 from harness.errors import HarnessError
-from tests.conftest import REPO
+from tests.conftest import REPO, evaluate_args, evaluate_command
 from tests.entries import before_return, template_weights, write_entry
 
 BAD_NAME = "its file 'w\\xff.pt' has a name that is not valid UTF-8; rename it using letters, digits, '-', '_' and '.'."
@@ -38,11 +38,6 @@ BAD_NAME = "its file 'w\\xff.pt' has a name that is not valid UTF-8; rename it u
 def write_bad_name(folder: Path, name: bytes = b"w\xff.pt") -> None:
     with open(os.path.join(os.fsencode(folder), name), "wb") as fh:
         fh.write(b"not utf-8 named")
-
-
-def cli(tmp_path, subs, mnist_dir, db, *extra) -> list[str]:
-    return ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(tmp_path / "none"),
-            "--db", db, "--device", "cpu", *extra]
 
 
 # --- 1. file names that are not UTF-8 -----------------------------------------------------------------------------
@@ -98,7 +93,8 @@ def test_an_entry_over_the_size_limit_fails_unread_and_its_neighbours_are_evalua
     monkeypatch.setattr(snapshots, "keep", lambda engine, vid, entry: kept_folders.append(entry.name) or
                         real_keep(engine, vid, entry))
     db = f"sqlite:///{tmp_path / 'lb.db'}"
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, db, "--json", "--config", str(config))) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db, "--json", "--config",
+                                       str(config))) == 0
     captured = capsys.readouterr()
     board = {e["name"]: e for e in json.loads(captured.out)["entries"]}
     assert board["good"]["status"] == "ok"
@@ -114,7 +110,8 @@ def test_an_entry_over_the_size_limit_fails_unread_and_its_neighbours_are_evalua
         assert session.scalar(select(func.max(FileBlob.size))) < total
     # The organiser raises the limit: the entry is evaluated, without --force.
     config.write_text("max_entry_gb = 1\n")
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, db, "--json", "--config", str(config))) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db, "--json", "--config",
+                                       str(config))) == 0
     board = {e["name"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
     assert board["big"]["status"] == "ok" and board["good"]["status"] == "ok"
     assert kept_folders == ["good", "big", "good"]
@@ -136,7 +133,7 @@ def evaluated(tmp_path, mnist_dir, means) -> tuple[Path, Path]:
     subs = tmp_path / "subs"
     write_entry(subs, "ada", weights=template_weights(means))
     db = tmp_path / "lb.db"
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, str(db))) == 0
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db)) == 0
     write_entry(subs, "bob", weights=template_weights(means[::-1].copy()))
     (subs / "bob" / "extra.bin").write_bytes(os.urandom(300_000))
     return subs, db
@@ -155,7 +152,7 @@ def test_a_read_only_database_stops_the_run_with_one_sentence(tmp_path, evaluate
     before = stored_results(str(db))
     url = f"sqlite:///file:{db}?mode=ro&uri=true" if how == "mode=ro" else immutable(db)
     try:
-        out = subprocess.run([sys.executable, "-m", "harness.evaluate", *cli(tmp_path, subs, mnist_dir, url)],
+        out = subprocess.run(evaluate_command(*evaluate_args(subs, mnist_dir, tmp_path / "none", url)),
                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                              timeout=300)
     finally:
@@ -184,7 +181,7 @@ def test_a_full_disk_stops_the_run_with_one_sentence_and_keeps_what_was_stored(t
         dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
 
     monkeypatch.setattr(db_module, "_sqlite_pragmas", tiny_disk)
-    assert evaluate.main(cli(tmp_path, subs, mnist_dir, str(db))) == 2
+    assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db)) == 2
     said = " ".join(capsys.readouterr().out.split())
     assert (f"error: the disk holding the database {db} is full (database or disk is full); free space in "
             f"{db.parent}, or choose another database with --db; what was stored before is kept.") in said
@@ -254,7 +251,7 @@ def test_a_killed_run_is_marked_interrupted_and_leaves_no_claim_or_folder(tmp_pa
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     make_engine(db_url).dispose()
-    argv = [sys.executable, "-m", "harness.evaluate", *cli(tmp_path, subs, mnist_dir, db_url)]
+    argv = evaluate_command(*evaluate_args(subs, mnist_dir, tmp_path / "none", db_url))
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
     engine = make_engine(db_url)
 

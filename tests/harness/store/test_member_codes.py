@@ -20,13 +20,6 @@ from harness.store.engine import make_engine
 from harness.store.schema import MemberCode, utcnow
 
 
-@pytest.fixture()
-def engine(db_url):
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
 def test_a_code_is_stored_as_a_salted_scrypt_hash_never_in_plain_text(engine, db_url):
     code = members.issue_code(engine, "  Ada ")
     ident, _, secret = code.partition("-")

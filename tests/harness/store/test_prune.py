@@ -20,6 +20,7 @@ from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, Evaluation, FileBlob, FileChunk, VersionFiles
 from harness.store.versions import history
 from leaderboard import views
+from tests.conftest import evaluate_args
 from tests.entries import TEMPLATE_CODE, template_weights, with_forward, write_entry
 
 START = datetime(2027, 1, 1, 12, 0)
@@ -256,8 +257,7 @@ def test_verify_says_the_evaluated_versions_files_were_pruned_and_exits_0(tmp_pa
     db = f"sqlite:///{tmp_path / 'lb.db'}"
     config = tmp_path / "rules.toml"
     config.write_text('[storage]\nkeep_versions = 1\n')
-    run = ["--submissions", str(subs), "--db", db, "--mnist-dir", str(mnist_dir), "--mystery", str(tmp_path / "none"),
-           "--device", "cpu", "--config", str(config)]
+    run = evaluate_args(subs, mnist_dir, tmp_path / "none", db, "--config", str(config))
     assert evaluate.main(run) == 0
     (folder / "model.py").write_text(with_forward("raise RuntimeError('no')"))
     evaluate.main(run)

@@ -23,11 +23,10 @@ from harness.adapters import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 from harness.train import main
 from harness.training import architectures, augment
 from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data, to_tensor
-from tests.conftest import REPO, mnist_folder
+from tests.conftest import REPO, mnist_folder, needs_mnist
 
 ROOT = Path(__file__).resolve().parents[3]
 MNIST = mnist_folder()
-needs_mnist = pytest.mark.usefixtures("mnist_dir")  # skipped without ../shared or $MNIST_DIR, failed under CI
 # Every entry folder committed in submissions/ (named as harness.entries.discovery names them), not a fixed list.
 COMMITTED = sorted(p.name for p in (ROOT / "submissions").iterdir()
                    if p.is_dir() and not p.name.startswith((".", "_")))
