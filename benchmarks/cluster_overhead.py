@@ -7,7 +7,7 @@ per entry is the cluster's overhead (target ≤ 0.5 s). The one-time start (the 
 reported apart. Then the same entries run two at a time on the two workers, as ``runner`` does.
 
 (2) ``--resnet50 N``: a ResNet-50 at 3×224×224 (random weights, InputAdapter as in submissions/README.md) predicts N
-MNIST test images through ``predict`` on this machine: the per-image rate behind the README's table.
+MNIST test images through ``predict`` on this machine: the per-image rate behind docs/cluster.md's table.
 
     python benchmarks/cluster_overhead.py                    # 8 entries, 1,000 images: about 30 s on 2 cores
     python benchmarks/cluster_overhead.py --entries 4 --resnet50 50
@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-from dataclasses import replace
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +32,7 @@ from benchmarks.entries import LINEAR, resnet, write_entry  # noqa: E402
 from harness.data import mnist  # noqa: E402
 from harness.entries.discovery import load_entry  # noqa: E402
 from harness.isolation import Limits, cluster, predict, process  # noqa: E402
+
 
 def timed(call) -> tuple[float, object]:
     start = time.perf_counter()
@@ -52,7 +52,8 @@ def main() -> int:
     images = {"mnist": test.images[:args.images]}
     limits = Limits(timeout=600, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        entries = [load_entry(write_entry(Path(tmp), f"linear-{i:02d}", LINEAR, seed=len(f"linear-{i:02d}"))) for i in range(args.entries)]
+        entries = [load_entry(write_entry(Path(tmp), f"linear-{i:02d}", LINEAR, seed=len(f"linear-{i:02d}")))
+                   for i in range(args.entries)]
         process.prestart(False, "cpu")
         predict(entries[0], images, limits)  # the local sandbox warm, as the cluster's workers are after connect
         start, pool_ctx = time.perf_counter(), cluster.connect("local:2")

@@ -13,7 +13,7 @@ payload  the bytes the leaderboard page hands to the browser (the board table's 
          data, all elements together) in its compact view and with "All columns" on, beside its server time.
 draw     Draw-a-digit's latency for every committed entry in submissions/ reading one drawing: the warm pool
          (harness.isolation.WarmPool, what the page uses) cold (nothing started: first answer and all answers) and
-         warm, against the one-off path in the same run (leaderboard.draw.predict: a fresh process per entry, one
+         warm, against the one-off path in the same run (leaderboard.drawing.predict: a fresh process per entry, one
          after the other, as the page did before). Targets: first answer cold < 3 s, all answers warm < 1 s.
 """
 
@@ -33,10 +33,10 @@ from sqlalchemy import insert
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.store import results as store
+from harness.scoring.metrics import confusion_matrix, precision_recall, wilson_interval  # noqa: E402
+from harness.store import flags  # noqa: E402
 from harness.store.engine import make_engine
 from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, pack, utcnow  # noqa: E402
-from harness.scoring.metrics import confusion_matrix, precision_recall, wilson_interval  # noqa: E402
 
 
 def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int = 100, seed: int = 0) -> None:
@@ -45,7 +45,7 @@ def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int
     labels = {"mnist": rng.integers(0, 10, n_mnist), "guest": rng.integers(0, 10, n_guest)}
     with engine.begin() as conn:
         ids = {}
-        for i, kind in enumerate(("mnist", "guest")):
+        for kind in ("mnist", "guest"):
             n = len(labels[kind])
             ids[kind] = conn.execute(insert(Dataset).values(
                 kind=kind, content_hash=f"bench-{kind}", size=n, source="benchmark", preprocess_version="bench",
@@ -57,7 +57,8 @@ def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int
                                                  started_at=utcnow())).inserted_primary_key[0]
         start = utcnow() - timedelta(days=10)
         for e in range(entries):
-            entry_id = conn.execute(insert(Entry).values(name=f"entry-{e:03d}", created_at=start)).inserted_primary_key[0]
+            entry_id = conn.execute(
+                insert(Entry).values(name=f"entry-{e:03d}", created_at=start)).inserted_primary_key[0]
             skill = rng.uniform(0.85, 0.995)
             for v in range(evaluations):
                 version_id = conn.execute(insert(EntryVersion).values(
@@ -160,29 +161,29 @@ def drawn_seven():
     """A "7" drawn on a 280×280 white canvas with an 18-pixel pen, normalised as the page does."""
     from PIL import Image, ImageDraw
 
-    from leaderboard import draw
+    from leaderboard import drawing
     canvas = Image.new("RGBA", (280, 280), (255, 255, 255, 255))
     pen = ImageDraw.Draw(canvas)
     pen.line([(84, 70), (196, 70), (126, 224)], fill=(0, 0, 0, 255), width=18, joint="curve")
-    return draw.normalise_drawing(np.asarray(canvas))
+    return drawing.normalise_drawing(np.asarray(canvas))
 
 
 def draw_latency(repeat: int) -> tuple[list[tuple[str, float, str]], int, list[str]]:
     """Seconds for every committed entry to read one drawing: the one-off path (cold, then warm: the fork server
     already running) and the warm pool (cold: first and all answers; warm: median of ``repeat`` drawings)."""
     from harness.isolation import WarmPool
-    from leaderboard import draw
-    entries = draw.entries_on_disk(REPO / "submissions")
+    from leaderboard import drawing
+    entries = drawing.entries_on_disk(REPO / "submissions")
     digit = drawn_seven()
-    images = draw.model_input(digit)
+    images = drawing.model_input(digit)
     rows = []
-    pool = WarmPool(draw.LIMITS, cap=max(len(entries), 1))
+    pool = WarmPool(drawing.LIMITS, cap=max(len(entries), 1))
     try:
         started, first = time.perf_counter(), None
         readings = []
         for entry, ran in pool.ask_all(entries, images):
             first = first or time.perf_counter() - started
-            readings.append(draw.reading(entry, ran))
+            readings.append(drawing.reading(entry, ran))
         every = time.perf_counter() - started
         failed = [r.error for r in readings if r.error]
         rows.append(("warm pool, cold: first answer", first, "< 3 s"))
@@ -199,9 +200,9 @@ def draw_latency(repeat: int) -> tuple[list[tuple[str, float, str]], int, list[s
         pool.close()
     for label in ("one-off processes, cold (as before): all answers", "one-off processes, warm: all answers"):
         started = time.perf_counter()
-        failed += [r.error for r in (draw.predict(e, digit) for e in entries) if r.error]
+        failed += [r.error for r in (drawing.predict(e, digit) for e in entries) if r.error]
         rows.append((label, time.perf_counter() - started, ""))
-    club = draw.consensus(readings)
+    club = drawing.consensus(readings)
     said = [f"  the drawing reads {club[0]} for {club[1]} of {club[2]} entries that answered" if club else
             "  no entry read the drawing"] + [f"  failed: {error}" for error in sorted(set(failed))]
     return rows, len(entries), said
@@ -250,7 +251,7 @@ def main() -> int:
     print(f"\n{args.entries} entries × {args.evaluations} evaluations, MNIST {args.mnist} + guest 100; "
           f"cold caches; median of {args.repeat} (min–max), seconds of server time")
     for revealed in (False, True):
-        store.set_flag(engine, store.GUEST_REVEALED, "true" if revealed else "false")
+        flags.set_flag(engine, flags.GUEST_REVEALED, "true" if revealed else "false")
         for name, page, target, query in (("leaderboard", None, 1.5, {}),
                                           ("entry page", "screens/entry.py", 1.0, {"entry": "entry-042"})):
             times = time_page(app, page, args.repeat, **query)
@@ -258,7 +259,7 @@ def main() -> int:
             ok &= med < target
             print(f"  {'revealed' if revealed else 'sealed  '}  {name:12s} {med:6.3f} s ({min(times):.3f}–"
                   f"{max(times):.3f})  target < {target} s  {'ok' if med < target else 'TOO SLOW'}")
-    store.set_flag(engine, store.GUEST_REVEALED, "false")
+    flags.set_flag(engine, flags.GUEST_REVEALED, "false")
     return 0 if ok else 1
 
 

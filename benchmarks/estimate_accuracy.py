@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -24,6 +23,7 @@ from benchmarks.entries import resnet, write_entry  # noqa: E402
 from harness.data import mnist  # noqa: E402
 from harness.entries.discovery import discover  # noqa: E402
 from harness.isolation import Limits, Progress, predict, process  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -28,12 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.harness_speed import CNN_CODE, make_entries  # noqa: E402
-from harness.data import mnist
-from harness.store import results as store
 from harness import runner  # noqa: E402
+from harness.data import mnist
+from harness.data.task import DatasetSpec  # noqa: E402
+from harness.entries.discovery import discover  # noqa: E402
+from harness.store import evaluations  # noqa: E402
 from harness.store.engine import make_engine
 from harness.store.schema import unpack  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
 
 
 def timed_cuda(fn, repeats=5) -> float:
@@ -83,7 +84,7 @@ def main() -> None:
     gpu = args.device == "cuda"
     assert torch.cuda.is_available() or not gpu, "no CUDA device"
     split = mnist.load_split(Path(args.mnist_dir), "test", allow_download=False)
-    spec = store.DatasetSpec("mnist", split.content_hash, split.labels, split.images, "MNIST test")
+    spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "MNIST test")
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     report: dict = {"gpu": torch.cuda.get_device_name() if gpu else None, "torch": torch.__version__}
     try:
@@ -95,13 +96,15 @@ def main() -> None:
         bomb = subs / "cuda-bomb"
         shutil.copytree(subs / "cnn-00", bomb)
         (bomb / "model.py").write_text(CNN_CODE.replace("x = F.relu(self.conv1(x))",
-                                                        "torch.empty(1 << 45, device=x.device)\n        x = F.relu(self.conv1(x))"))
+                                                        "torch.empty(1 << 45, device=x.device)\n        x = "
+                                                        "F.relu(self.conv1(x))"))
         entries = list(discover(subs).values())
         results = {}
         for label, device in (("cpu", "cpu"), ("cuda", args.device)):
             engine = make_engine(f"sqlite:///{work / (label + '.db')}")
             summary = runner.run(engine, entries, [spec], runner.Options(device=device, timeout=600), [])
-            results[label] = {e.version.entry.name: e for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))}
+            stored = evaluations.load_evaluations(engine, list(summary.evaluation_ids.values()))
+            results[label] = {e.version.entry.name: e for e in stored}
         agreement = {}
         for name, cpu_ev in results["cpu"].items():
             gpu_ev = results["cuda"][name]

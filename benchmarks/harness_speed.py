@@ -30,11 +30,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.data import mnist
-from harness.store import results as store
 from harness import runner  # noqa: E402
-from harness.store.engine import make_engine  # noqa: E402
+from harness.data import mnist
+from harness.data.task import DatasetSpec  # noqa: E402
 from harness.entries.discovery import discover  # noqa: E402
+from harness.store.engine import make_engine  # noqa: E402
 
 CNN_CODE = '''
 import torch
@@ -109,7 +109,7 @@ def bare_seconds(images: np.ndarray, device: str, batch: int,
     return best
 
 
-def phase_costs(entries: list, public: store.DatasetSpec, secret: store.DatasetSpec, device: str,
+def phase_costs(entries: list, public: DatasetSpec, secret: DatasetSpec, device: str,
                 rounds: int) -> dict:
     """Seconds per entry: both sets in one process (``predict``, as before harness 0.4.0), two phases without the
     memorisation copies, and two phases as the harness runs them (with the copies)."""
@@ -168,8 +168,8 @@ def main() -> None:
                   "--device", args.device]
 
         if args.phases_only:
-            spec = store.DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
-            secret = store.DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
+            spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
+            secret = DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
             out.update(phase_costs(list(discover(subs).values()), spec, secret, args.device, args.phase_rounds))
             print(json.dumps(out, indent=2))
             return
@@ -178,11 +178,13 @@ def main() -> None:
         batch = 8192 if args.device == "cuda" else 128
         bare = {b: bare_seconds(split.images, args.device, b) for b in sorted({64, 128, batch, 10000})}
         out["bare_forward_seconds_by_batch"] = bare
-        # On CPU the harness runs this CNN in channels-last memory (harness.isolation.worker.probe_layout): the model's own
-        # compute there is the channels-last pass, and (a) is charged against that, not the slower usual layout.
-        own = bare_seconds(split.images, args.device, batch, torch.channels_last) if args.device == "cpu" else bare[batch]
+        # On CPU the harness runs this CNN in channels-last memory (harness.isolation.inside.worker.probe_layout): the
+        # model's own compute there is the channels-last pass, and (a) is charged against that, not the slower usual
+        # layout.
+        own = (bare_seconds(split.images, args.device, batch, torch.channels_last) if args.device == "cpu"
+               else bare[batch])
         out["bare_forward_seconds_as_run_by_harness"] = own
-        spec = store.DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
+        spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
         engine = make_engine(f"sqlite:///{work / 'a.db'}")
         entries = list(discover(subs).values())
         runner.run(engine, entries[:1], [spec], runner.Options(device=args.device), [])  # starts the fork server
@@ -193,7 +195,7 @@ def main() -> None:
         out["a_overhead_seconds_per_entry"] = per_entry - own
 
         # (d) one process for both sets against two phases, alternating entry by entry (same sandbox, same data).
-        secret = store.DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
+        secret = DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
         out.update(phase_costs(entries, spec, secret, args.device, args.phase_rounds))
 
         # (b) harness.evaluate on N entries (fresh database, everything new) vs the course way.

@@ -28,11 +28,11 @@ sys.path.insert(0, str(REPO))
 
 from harness import runner  # noqa: E402
 from harness.data import mnist  # noqa: E402
+from harness.data.task import DatasetSpec  # noqa: E402
 from harness.entries.discovery import discover  # noqa: E402
 from harness.isolation import Limits  # noqa: E402
 from harness.scoring.metrics import memorisation_p, memorised  # noqa: E402
-from harness.store import results as store  # noqa: E402
-from tests.entries import class_means, template_weights, write_entry  # noqa: E402
+from tests.entries import class_means, write_entry  # noqa: E402
 from tests.test_sealed import MEMORISER_CODE, memoriser_weights  # noqa: E402
 
 NEAREST_CODE = '''
@@ -66,7 +66,7 @@ def main() -> None:
     test = mnist.load_split(folder, "test", allow_download=False)
     train = mnist.load_split(folder, "train", allow_download=False)
     means = class_means(train.images[:20000], train.labels[:20000])
-    spec = store.DatasetSpec("mnist", test.content_hash, test.labels, test.images, "MNIST test")
+    spec = DatasetSpec("mnist", test.content_hash, test.labels, test.images, "MNIST test")
     work = Path(tempfile.mkdtemp(prefix="memo-"))
     try:
         cheats = work / "cheats"

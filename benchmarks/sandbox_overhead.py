@@ -3,8 +3,8 @@
 Each entry (a linear model by default, or the PyTorch example's 2-conv CNN; random weights) is evaluated
 through ``harness.isolation.process.run_isolated`` on 10,000 images, alternating plain child processes and the
 sandbox, so both see the same machine state. The linear model keeps the compute small, so that the
-difference is the sandbox's own cost rather than noise in the model's run time. The one-time start (multiprocessing's fork server, or bwrap
-with the sandboxed fork server) is reported apart from the per-entry figures.
+difference is the sandbox's own cost rather than noise in the model's run time. The one-time start
+(multiprocessing's fork server, or bwrap with the sandboxed fork server) is reported apart from the per-entry figures.
 
     python benchmarks/sandbox_overhead.py                 # about 10 s on 2 cores
     python benchmarks/sandbox_overhead.py --model cnn --entries 4 --device cuda
@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.isolation import sandbox
 from benchmarks.entries import LINEAR, write_entry  # noqa: E402
 from harness.contract import EntryMetadata  # noqa: E402
+from harness.isolation import sandbox
 from harness.isolation.process import run_isolated  # noqa: E402
 
 CNN = '''
@@ -91,7 +91,8 @@ def main() -> None:
         model = statistics.median(m for _, m in times[mode])
         cost[mode] = statistics.median(w - m for w, m in times[mode])
         print(f"{label:11}{start[mode]:>10.3f}s{wall:>8.3f}s{model:>8.3f}s{cost[mode] * 1000:>28.0f} ms")
-    print(f"sandbox overhead per entry (isolation cost, sandboxed - plain): {(cost[True] - cost[False]) * 1000:+.0f} ms")
+    print("sandbox overhead per entry (isolation cost, sandboxed - plain): "
+          f"{(cost[True] - cost[False]) * 1000:+.0f} ms")
     # The sandboxed child starts its own session (setsid); where the kernel groups scheduling by session
     # (autogroup), a loaded machine can give it a larger CPU share, so compare the isolation cost, not wall.
 

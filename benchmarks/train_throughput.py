@@ -21,9 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.training import architectures
-from harness.training import augment
 from harness.errors import HarnessError  # noqa: E402
+from harness.training import architectures, augment
 from harness.training.loop import Data, TrainConfig, fit, load_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
@@ -55,7 +54,8 @@ def throughput(config: TrainConfig, data: Data, repeats: int = 3, warmup: int = 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", nargs="+", default=architectures.list_architectures(), choices=architectures.list_architectures())
+    p.add_argument("--arch", nargs="+", default=architectures.list_architectures(),
+                   choices=architectures.list_architectures())
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=4096, help="images per measurement")
     p.add_argument("--repeats", type=int, default=3, help="measurements per case; the best counts")

@@ -33,10 +33,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.store import snapshots
-from harness.store import results as store
-from harness.store.engine import make_engine  # noqa: E402
+from harness.data.task import DatasetSpec  # noqa: E402
 from harness.entries.discovery import load_entry  # noqa: E402
+from harness.store import eval_sets, evaluations, runs, snapshots, versions  # noqa: E402
+from harness.store.engine import make_engine  # noqa: E402
 
 
 def database_bytes(path: Path) -> int:
@@ -72,7 +72,7 @@ def main() -> None:
             entry = load_entry(folder)
             zips += sum(f.stat().st_size for f in folder.iterdir())
             engine = make_engine(url)
-            snapshots.keep(engine, store.ensure_version(engine, entry), entry)
+            snapshots.keep(engine, versions.ensure_version(engine, entry), entry)
             engine.dispose()
             grown = database_bytes(db) - start
             print(f"after version {i + 1}: database grew by {grown / 1e6:.1f} MB; one zip per version: "
@@ -101,8 +101,8 @@ def fake_results(engine, rng: np.random.Generator) -> tuple[dict, object]:
     for kind, n in SETS.items():
         labels[kind] = rng.integers(0, 10, n)
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        ids[kind] = store.ensure_dataset(engine, store.DatasetSpec(kind=kind, content_hash=f"bench-{kind}",
-                                                                   labels=labels[kind], images=images, source="bench"))
+        ids[kind] = eval_sets.ensure_dataset(engine, DatasetSpec(kind=kind, content_hash=f"bench-{kind}",
+                                                                 labels=labels[kind], images=images, source="bench"))
 
     def metrics() -> dict:
         return {ids[kind]: summarize(labels[kind], rng.normal(size=(n, 10)).astype(np.float32))
@@ -110,9 +110,10 @@ def fake_results(engine, rng: np.random.Generator) -> tuple[dict, object]:
     return ids, metrics
 
 
-def one_club(tmp: Path, weights: dict, members: int, versions: int, keep: int | None) -> dict:
-    """Write ``members`` members' ``versions`` versions into a fresh SQLite file; its sizes."""
-    from harness.scoring import competition, retention
+def one_club(tmp: Path, weights: dict, members: int, rounds: int, keep: int | None) -> dict:
+    """Write ``members`` members' ``rounds`` versions into a fresh SQLite file; its sizes."""
+    from harness.common import competition
+    from harness.scoring import retention
     from harness.store import space
     db = tmp / f"club-{keep}.db"
     engine = make_engine(f"sqlite:///{db}")
@@ -120,9 +121,9 @@ def one_club(tmp: Path, weights: dict, members: int, versions: int, keep: int | 
     _, metrics = fake_results(engine, rng)
     empty = space.reclaim(engine).after  # the schema and the two datasets, checkpointed: the baseline
     rules = competition.Competition(keep_versions=keep)
-    run_id = store.start_run(engine, "cpu", ["bench"])
+    run_id = runs.start_run(engine, "cpu", ["bench"])
     per_version = []
-    for v in range(versions):  # a round: every member submits a new version, then a run keeps, prunes, evaluates
+    for v in range(rounds):  # a round: every member submits a new version, then a run keeps, prunes, evaluates
         for m in range(members):
             folder = tmp / "subs" / f"member{m:03d}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -133,15 +134,16 @@ def one_club(tmp: Path, weights: dict, members: int, versions: int, keep: int | 
                        folder / "weights.pt")
             per_version.append(sum(f.stat().st_size for f in folder.iterdir()))
             entry = load_entry(folder)
-            version_id = store.ensure_version(engine, entry)
+            version_id = versions.ensure_version(engine, entry)
             snapshots.keep(engine, version_id, entry)
             if keep is not None:
                 retention.prune(engine, rules)
-            store.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"bench-{version_id}",
-                                  record=store.Record(status="ok", error=None, seconds=1.0, device="cpu", params=0,
-                                                      metrics=metrics()))
+            record = evaluations.Record(status="ok", error=None, seconds=1.0, device="cpu", params=0, metrics=metrics())
+            evaluations.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"bench-{version_id}",
+                                        record=record)
     wal = Path(f"{db}-wal")
-    wal = wal.stat().st_size if wal.exists() else 0  # one log for the file, as large as its largest write: not per member
+    # one log for the file, as large as its largest write: not per member
+    wal = wal.stat().st_size if wal.exists() else 0
     left = space.database_bytes(engine) - wal
     files = snapshots.stored_bytes(engine)
     vacuumed = space.reclaim(engine).after
@@ -159,7 +161,7 @@ def club(args: argparse.Namespace) -> None:
     print("| model | files per version | kept | measured on | database as the runs leave it | after --prune (VACUUM) "
           "| of which versions' files |")
     print("|---|---|---|---|---|---|---|")
-    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample)):
+    for (name, make), sample in zip(MODELS.items(), (args.cnn_sample, args.resnet_sample), strict=True):
         if args.only and name != args.only:
             continue
         weights = make()
@@ -167,7 +169,8 @@ def club(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory(prefix="bench-club-") as tmp:
                 got = one_club(Path(tmp), weights, sample, versions, keep)
 
-            def full(size: int) -> int:  # linear in members: each member's versions are its own
+            def full(size: int, got: dict = got, sample: int = sample) -> int:
+                """Linear in members: each member's versions are its own (this pass's sizes bound, not looked up)."""
                 return int(got["empty"] + (size - got["empty"]) * args.members / sample)
             scale = args.members / sample
             # the room pruning frees is reused by the next member's version, so it is counted once, not per member

@@ -25,10 +25,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.common import competition  # noqa: E402
 from harness.entries.discovery import discover  # noqa: E402
 from harness.isolation import WarmPool  # noqa: E402
-from harness.scoring import competition  # noqa: E402
-from leaderboard.draw import LIMITS, memory_text  # noqa: E402
+from leaderboard.drawing import LIMITS, memory_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

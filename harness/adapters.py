@@ -34,8 +34,10 @@ class InputAdapter(nn.Module):
         self.channels = channels
         self.side = crop or size or 28  # the side of the image the layers after this one see
         shape = (1, channels, 1, 1)
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).expand(channels).reshape(shape).clone(), persistent=False)
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).expand(channels).reshape(shape).clone(), persistent=False)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).expand(channels).reshape(shape).clone(),
+                             persistent=False)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).expand(channels).reshape(shape).clone(),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.size is not None and x.shape[-1] != self.size:

@@ -12,12 +12,17 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
-from harness.scoring import competition
-from harness.submit.checking import BUDGET_SECONDS, DIAGNOSE_BELOW, SAMPLE, CheckFailed, check
-from harness.submit.checking import diagnose  # noqa: F401  (check.diagnose, as before)
+from harness.submit.checking import (
+    BUDGET_SECONDS,
+    DIAGNOSE_BELOW,
+    SAMPLE,
+    check,
+    diagnose,  # noqa: F401  (check.diagnose, as before)
+)
 
 MNIST_TEST = 10_000  # images in MNIST's test set, the public set of a full evaluation
 

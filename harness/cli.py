@@ -29,7 +29,7 @@ def add_cluster_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", default=os.environ.get("LEADERBOARD_CLUSTER") or None, metavar="ADDRESS",
                         help="run the entries on a Dask cluster: local:N (N worker processes here), tcp://HOST:8786 "
                              "or tls://HOST:8786 (certificates in $LEADERBOARD_CLUSTER_TLS_DIR) "
-                             "(default: $LEADERBOARD_CLUSTER, else this machine; see README, Running on a cluster)")
+                             "(default: $LEADERBOARD_CLUSTER, else this machine; see docs/cluster.md)")
 
 
 def say_error(exc: BaseException, stream: TextIO | None = None) -> None:

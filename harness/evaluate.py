@@ -12,13 +12,14 @@ from rich.console import Console
 
 # Light imports only: main() starts the sandbox (its server imports torch) before importing the rest.
 from harness import cli
-from harness.scoring import competition
-from harness.isolation import process as isolation
-from harness.store import results as store
-from harness.store.engine import make_engine, resolve_url, shown_url
+from harness.common import competition
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
+from harness.isolation import process as isolation
 from harness.isolation.process import GIB
+from harness.store import evaluations, versions
+from harness.store.engine import make_engine, resolve_url, shown_url
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 DEFAULT_MYSTERY = Path("mystery_digits")
@@ -28,8 +29,10 @@ DEFAULT_INTERVAL = 10.0  # seconds between two looks with --watch
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.evaluate",
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
-    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS, help="folder of entries (default: submissions)")
-    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY, help="guest digits folder (default: mystery_digits)")
+    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS,
+                   help="folder of entries (default: submissions)")
+    p.add_argument("--mystery", type=Path, default=DEFAULT_MYSTERY,
+                   help="guest digits folder (default: mystery_digits)")
     competition.add_argument(p)
     cli.add_db_argument(p)
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
@@ -38,12 +41,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds allowed per entry, loading and all sets together "
                    "(default: [limits] in competition.toml, else 300)")
     p.add_argument("--memory-limit", type=float, default=8.0, help="GiB of memory allowed per entry (default: 8)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: on CPU the power of two that holds "
+    p.add_argument("--batch-size", type=int,
+                   help="images per forward pass (default: on CPU the power of two that holds "
                    "about 200 GFLOPs of the model's arithmetic, at most 128; on CUDA what fits half the free GPU "
                    "memory, at most 8192, halved on out-of-memory)")
     p.add_argument("--only", action="append", metavar="NAME", help="evaluate only this entry (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate entries even if nothing changed")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any entry failed or an entry folder was left out")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any entry failed or an entry folder was left out")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout (human output on stderr)")
     p.add_argument("--watch", action="store_true", help="keep running: evaluate each new version as it appears in "
                    "--submissions (e.g. from the dashboard's Submit page) until Ctrl-C or SIGTERM")
@@ -54,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
+def load_datasets(args) -> tuple[list[DatasetSpec], list[str]]:
     """The task's public set (MNIST test) and its secret one (the guest's digits, else the shipped sample), and notes
     about what was used."""
     from harness.data.guest import GuestSetError
@@ -67,7 +72,7 @@ def load_datasets(args) -> tuple[list[store.DatasetSpec], list[str]]:
     return [public] + ([secret] if secret is not None else []), notes + more
 
 
-def time_limit(args, rules: competition.Competition, datasets: list[store.DatasetSpec]) -> float:
+def time_limit(args, rules: competition.Competition, datasets: list[DatasetSpec]) -> float:
     """Seconds per entry: --timeout when given, else the competition's [limits] for these sets' images."""
     if args.timeout is not None:
         return args.timeout
@@ -130,8 +135,10 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
-        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see submissions/README.md).")
-    if not args.cluster and (args.force or store.has_unseen(engine, entries)):  # start the sandbox while the rest loads
+        raise HarnessError(f"{args.submissions} holds no entries; add one folder per entry (see "
+                           "submissions/README.md).")
+    # start the sandbox while the rest loads
+    if not args.cluster and (args.force or versions.has_unseen(engine, entries)):
         isolation.prestart(isolation.needs_torchvision(entries), args.device)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -177,12 +184,12 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     return 1 if args.strict and failed else 0
 
 
-def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: competition.Competition,
+def pending(engine, entries: list, datasets: list[DatasetSpec], rules: competition.Competition,
             limits=None) -> list:
     """The entries whose folder holds a version not yet scored on these sets (by this harness), or scored with a
     failure on a limit that ``limits`` (``isolation.Limits``) raise."""
     from harness import runner
-    found = {e.name: store.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
+    found = {e.name: evaluations.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
              for e in entries}
     return [e for e in entries if found[e.name] is None
             or (limits is not None and runner.outgrown(engine, found[e.name], limits))]
@@ -191,7 +198,7 @@ def pending(engine, entries: list, datasets: list[store.DatasetSpec], rules: com
 def follow_parent(pid: int) -> None:
     """SIGTERM this process when ``pid``, its parent, ends (Linux's parent-death signal, set before the parent is
     checked so that no moment is missed); a HarnessError if ``pid`` is not (or no longer) its parent."""
-    from harness.isolation.limits import die_with_parent
+    from harness.isolation.inside.rlimits import die_with_parent
     die_with_parent(signal.SIGTERM)
     if os.getppid() != pid:
         raise HarnessError(f"--parent {pid} is not this process's parent (it has ended, or another process started "
@@ -199,9 +206,9 @@ def follow_parent(pid: int) -> None:
 
 
 def in_queue_order(engine, entries: list) -> list:
-    """``entries`` in the order the board shows their versions waiting (``reads.queue``: oldest upload first), then
-    the others (new folders the store has not seen) by name."""
-    from harness.store.reads import queue
+    """``entries`` in the order the board shows their versions waiting (``harness.store.runs.queue``: oldest upload
+    first), then the others (new folders the store has not seen) by name."""
+    from harness.store.runs import queue
     order = {q.entry_name: i for i, q in enumerate(sorted(queue(engine), key=lambda q: (q.first_seen_at,
                                                                                          q.version_id)))}
     return sorted(entries, key=lambda e: (order.get(e.name, len(order)), e.name))

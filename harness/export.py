@@ -15,16 +15,18 @@ import csv
 import hashlib
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import cli
-from harness.scoring import board, competition
-from harness.store import reads
-from harness.store.engine import make_engine
+from harness.common import competition
 from harness.errors import HarnessError
+from harness.scoring import board
+from harness.store import eval_sets
+from harness.store.engine import make_engine
 
-COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "display_name", "author", "status", "error",
+COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "display_name", "author", "status",
+           "error",
            "submitted_at", "submitted_at_overridden", "override_reason", "guest_accuracy",
            "guest_correct", "guest_total", "mnist_accuracy", "mnist_correct", "mnist_total", "params",
            "content_hash", "code_hash", "weights_hash", "mnist_dataset_hash", "guest_dataset_hash",
@@ -37,14 +39,15 @@ def standings(engine, rules: competition.Competition, revealed: bool) -> list[di
     """Ranked rows (the version each entry submitted by the deadline, late ones unranked) with their audit trail;
     guest fields only when ``revealed``."""
     ranked = board.read(engine, rules, is_revealed=revealed)
-    sets = reads.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
+    sets = eval_sets.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
     out = []
     for row in ranked.rows:
         s = ranked.summaries[row.evaluation_id]
         guest = row.guest if revealed else None
         out.append({
             "rank": row.rank, "with_leader": row.with_leader,
-            "p_vs_leader": None if row.p_vs_leader is None else round(row.p_vs_leader, 6), "standing": row.standing, "note": row.note,
+            "p_vs_leader": None if row.p_vs_leader is None else round(row.p_vs_leader, 6), "standing": row.standing,
+            "note": row.note,
             "name": row.name, "display_name": row.display_name, "author": row.author, "status": row.status,
             "error": row.error, "submitted_at": row.submitted_at,
             "submitted_at_overridden": s.overridden, "override_reason": s.override_reason,
@@ -80,7 +83,7 @@ def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "guest_revealed": revealed, "competition": (rules or competition.Competition()).as_dict(),
               "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
               "entries": rows}

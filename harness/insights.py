@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import cli
-from harness.scoring import competition
-from harness.store.engine import make_engine
+from harness.common import competition
 from harness.errors import HarnessError
 from harness.scoring import board, insights
-from harness.store import reads
+from harness.store import eval_sets
+from harness.store.engine import make_engine
 
 
 def factor_table(df, factor: str, metric: str) -> Table:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.say_error(exc)
         return 2
     revealed = board.revealed(engine, rules)
-    df = insights.frame(board.latest(engine, reads.current_datasets(engine, revealed), rules), revealed)
+    df = insights.frame(board.latest(engine, eval_sets.current_datasets(engine, revealed), rules), revealed)
     if df.empty:
         console.print("No evaluated entries yet: run `python -m harness.evaluate` first.")
         return 0

@@ -19,7 +19,8 @@ from harness.store.upgrade import draft_revision, upgrade
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.migrate", description=__doc__.splitlines()[0])
     cli.add_db_argument(p)
-    p.add_argument("--new", metavar="MESSAGE", help="draft a revision from schema.py's differences to the upgraded database")
+    p.add_argument("--new", metavar="MESSAGE",
+                   help="draft a revision from schema.py's differences to the upgraded database")
     args = p.parse_args(argv)
     return cli.run(lambda: migrate(args))
 

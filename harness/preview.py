@@ -20,8 +20,10 @@ from harness.data.guest import GuestSetError, load_guest_set, resolve_guest_set
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.preview", description="Write 'what the model sees' contact sheets.")
-    ap.add_argument("folder", nargs="?", type=Path, help="guest folder (default: mystery_digits/, else the shipped sample)")
+    ap = argparse.ArgumentParser(prog="python -m harness.preview",
+                                 description="Write 'what the model sees' contact sheets.")
+    ap.add_argument("folder", nargs="?", type=Path,
+                    help="guest folder (default: mystery_digits/, else the shipped sample)")
     ap.add_argument("--out", type=Path, help="where to write (default: mystery_digits/_preview/)")
     args = ap.parse_args(argv)
     try:
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = sample_guest_dir() if guest.source == "sample" else DEFAULT_FOLDER
     out = args.out or DEFAULT_FOLDER / "_preview"
     paths = write_previews(guest, folder, out)
-    print(f"{len(guest)} digits ({guest.source}) from {folder}, {len(guest.skipped)} skipped; wrote {len(paths)} files to {out}")
+    print(f"{len(guest)} digits ({guest.source}) from {folder}, {len(guest.skipped)} skipped; wrote {len(paths)} files "
+          f"to {out}")
     for f, why in guest.skipped:
         print(f"  skipped {f}: {why}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shutil
@@ -16,21 +17,19 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from harness.store import claims
-from harness.store import leftovers
-from harness.entries import parameters
-from harness.store import snapshots, space
-from harness.scoring import retention, standings
-from harness.store import results as store
 from harness import __version__
-from harness.scoring.competition import Competition
-from harness.entries.discovery import Entry
-from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
-from harness.isolation.exchange import LOADING
-from harness.isolation.process import GIB, needs_torchvision
-from harness.data.task import TASK
+from harness.common.competition import Competition
+from harness.common.tempfolders import temp_folder
 from harness.data.copies import changed_copies
+from harness.data.task import TASK, DatasetSpec
+from harness.entries import parameters
+from harness.entries.discovery import EntryFolder
+from harness.isolation import Limits, Progress, limits_hit, predict, resolve_device
+from harness.isolation.inside.exchange import LOADING
+from harness.isolation.process import GIB, needs_torchvision
+from harness.scoring import retention, standings
 from harness.scoring.metrics import memorisation_counts, summarize
+from harness.store import audit, claims, eval_sets, evaluations, leftovers, runs, snapshots, space, versions
 
 UNCHANGED, EVALUATED, FAILED = "unchanged", "evaluated", "failed"
 CLAIM_LEASE_SECONDS = 30.0      # a claim not renewed for this long belongs to a run that died (kill -9, power cut)
@@ -45,10 +44,9 @@ def heartbeat(engine: Engine, key: str, run_id: int, every: float = HEARTBEAT_SE
 
     def beat() -> None:
         while not stop.wait(every):
-            try:
+            # a database hiccup: the next beat tries again; the lease covers several beats
+            with contextlib.suppress(Exception):
                 claims.refresh(engine, key, run_id)
-            except Exception:  # a database hiccup: the next beat tries again; the lease covers several beats
-                pass
 
     thread = threading.Thread(target=beat, name=f"claim-{key[:8]}", daemon=True)
     thread.start()
@@ -84,7 +82,7 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def eval_key(entry: Entry, datasets: list[store.DatasetSpec], max_entry_bytes: int | None = None) -> str:
+def eval_key(entry: EntryFolder, datasets: list[DatasetSpec], max_entry_bytes: int | None = None) -> str:
     """Same entry and content × same datasets × same harness version → same key → no need to re-evaluate.
 
     An entry refused for its size also keys on the limit, so that raising the limit evaluates it."""
@@ -97,7 +95,7 @@ def eval_key(entry: Entry, datasets: list[store.DatasetSpec], max_entry_bytes: i
 def outgrown(engine: Engine, evaluation_id: int, limits: Limits) -> bool:
     """Whether a stored evaluation failed on a limit (time or memory) that is larger now, or that was not recorded
     (stored before migration 0010): then it is evaluated again rather than taken as it is."""
-    failed = store.failure_and_limits(engine, evaluation_id)
+    failed = evaluations.failure_and_limits(engine, evaluation_id)
     if failed is None:
         return False
     error, timeout, memory = failed
@@ -106,7 +104,7 @@ def outgrown(engine: Engine, evaluation_id: int, limits: Limits) -> bool:
         ("memory limit" in hit and (memory is None or limits.memory > memory))
 
 
-def size_problem(entry: Entry, competition: Competition) -> str | None:
+def size_problem(entry: EntryFolder, competition: Competition) -> str | None:
     """One sentence when the entry's files take more than the competition allows (they are then never read)."""
     if entry.total_bytes <= competition.max_entry_bytes:
         return None
@@ -124,15 +122,16 @@ def secret_failure() -> str:
     return f"failed on {TASK.secret.title}; why is sealed until the reveal (the organiser sees it then)."
 
 
-def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
+def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
-                 on_progress: Callable[[Progress], None] | None = None, predict: Callable = predict) -> store.Record:
+                 on_progress: Callable[[Progress], None] | None = None,
+                 predict: Callable = predict) -> evaluations.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     Two phases, each in a process of its own: the public sets first, with changed copies of some public images
     mixed in (the memorisation check), and their outputs, log, time and memory are collected; only then does a
     second process receive the secret set, and of that phase only the outputs are used: its log, error, time and
-    memory are kept sealed (``store.Sealed``), and its failure reads only :func:`secret_failure`.
+    memory are kept sealed (``evaluations.Sealed``), and its failure reads only :func:`secret_failure`.
 
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
     from its weights file, the speed is timed from outside its process on the public phase
@@ -153,9 +152,9 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
 
     first = predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=first_progress)
     params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
-    record = store.Record(status=first.status, error=first.error, seconds=first.seconds,
-                          device=first.device, params=params, peak_memory_bytes=first.peak_memory,
-                          log=first.log or None, sandboxed=first.sandboxed)
+    record = evaluations.Record(status=first.status, error=first.error, seconds=first.seconds,
+                                device=first.device, params=params, peak_memory_bytes=first.peak_memory,
+                                log=first.log or None, sandboxed=first.sandboxed)
     if refusal:  # counted only when the entry ran: a refused entry's files are never read here
         record.status, record.error = "failed", refusal
     if record.status != "ok":
@@ -173,8 +172,8 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     if main is not None:
         as_given = record.metrics[dataset_ids[main.kind]]
         record.output_kind = as_given.output_kind
-        record.memorisation = store.Memorisation(*memorisation_counts(main.labels[chosen], as_given.predicted[chosen],
-                                                                      copy_outputs.argmax(1)))
+        record.memorisation = evaluations.Memorisation(*memorisation_counts(
+            main.labels[chosen], as_given.predicted[chosen], copy_outputs.argmax(1)))
     if secret:
         if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
             on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
@@ -182,14 +181,14 @@ def evaluate_one(entry: Entry, datasets: list[store.DatasetSpec], dataset_ids: d
     return record
 
 
-def _copies(spec: store.DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+def _copies(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """Which images of the public set get a changed copy for the memorisation check, and the copies (drawn from the
     OS's entropy)."""
     return changed_copies(spec.images, MEMO_COPIES, np.random.default_rng(secrets.randbits(128)))
 
 
-def _secret_phase(record: store.Record, entry: Entry, secret: list[store.DatasetSpec], dataset_ids: dict[str, int],
-                  limits: Limits, preload_torchvision: bool, predict: Callable) -> None:
+def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[DatasetSpec],
+                  dataset_ids: dict[str, int], limits: Limits, preload_torchvision: bool, predict: Callable) -> None:
     """The secret sets in a process of their own; only their outputs reach ``record``, all else is sealed."""
     second = predict(entry, {spec.kind: spec.images for spec in secret}, limits,
                      preload_torchvision=preload_torchvision, on_progress=None, secret=True)
@@ -200,8 +199,8 @@ def _secret_phase(record: store.Record, entry: Entry, secret: list[store.Dataset
                                                                      TASK.num_classes) for spec in secret})
         except ValueError as exc:
             sealed_error = str(exc)
-    record.sealed = store.Sealed(error=sealed_error, log=second.log or None, seconds=second.seconds,
-                                 peak_memory_bytes=second.peak_memory)
+    record.sealed = evaluations.Sealed(error=sealed_error, log=second.log or None, seconds=second.seconds,
+                                       peak_memory_bytes=second.peak_memory)
     if second.sandboxed is False:
         record.sandboxed = False
     if sealed_error is not None:
@@ -210,24 +209,25 @@ def _secret_phase(record: store.Record, entry: Entry, secret: list[store.Dataset
 
 
 @dataclass
-class Job:
+class VersionToScore:
     """One entry version to score: the folder on disk, or a stored version restored into the work folder."""
-    entry: Entry
+    entry: EntryFolder
     version_id: int
     restored: bool = False  # the on-time version, restored from the store because the folder has changed since
 
 
-def plan(engine: Engine, entries: list[Entry], competition: Competition, work: Path) -> tuple[list[Job], list[str]]:
+def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
+         work: Path) -> tuple[list[VersionToScore], list[str]]:
     """Each entry's folder as it is now, plus its on-time version when a later one replaced it in the folder."""
     jobs, notes = [], []
     for entry in entries:
-        version_id = store.ensure_version(engine, entry)
+        version_id = versions.ensure_version(engine, entry)
         too_big = size_problem(entry, competition)
         if too_big:  # fails unread: neither kept nor copied into the sandbox
             entry = replace(entry, metadata_error=too_big)
         else:
             snapshots.keep(engine, version_id, entry)
-        jobs.append(Job(entry, version_id))
+        jobs.append(VersionToScore(entry, version_id))
     notes.extend(prune(engine, competition))
     counted = standings.counted_versions(standings.version_rows(engine), competition)
     for job in list(jobs):
@@ -249,8 +249,8 @@ def plan(engine: Engine, entries: list[Entry], competition: Competition, work: P
                          "its hash; not re-scored.")
         else:
             too_big = size_problem(restored, competition)
-            jobs.append(Job(replace(restored, metadata_error=too_big) if too_big else restored, on_time.version_id,
-                            restored=True))
+            jobs.append(VersionToScore(replace(restored, metadata_error=too_big) if too_big else restored,
+                                       on_time.version_id, restored=True))
     return jobs, notes
 
 
@@ -268,7 +268,7 @@ def prune(engine: Engine, competition: Competition) -> list[str]:
         return []
     what = (f"the files of {freed.versions:,} old version{'s' if freed.versions != 1 else ''} "
             f"({space.size_text(freed.bytes)})")
-    store.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {competition.keep_versions}")
+    audit.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {competition.keep_versions}")
     return [f"removed {what} by [storage] keep_versions = {competition.keep_versions}; their results stay "
             "(python -m harness.versions --prune shrinks the database file)."]
 
@@ -277,17 +277,17 @@ def prune(engine: Engine, competition: Competition) -> list[str]:
 class _Scoring:
     """The state of one run while it scores its jobs: what it needs to evaluate one and to record the outcome."""
     engine: Engine
-    datasets: list[store.DatasetSpec]
+    datasets: list[DatasetSpec]
     dataset_ids: dict[str, int]
     options: Options
     limits: Limits
     summary: RunSummary
     preload_tv: bool
-    on_entry: Callable[[Entry, str], None] | None
-    on_progress: Callable[[Entry, Progress], None] | None = None
+    on_entry: Callable[[EntryFolder, str], None] | None
+    on_progress: Callable[[EntryFolder, Progress], None] | None = None
     predict: Callable = predict
 
-    def done(self, job: Job, evaluation_id: int, outcome: str) -> None:
+    def done(self, job: VersionToScore, evaluation_id: int, outcome: str) -> None:
         if not job.restored:
             self.summary.evaluation_ids[job.entry.name] = evaluation_id
             self.summary.outcome[job.entry.name] = outcome
@@ -297,7 +297,7 @@ class _Scoring:
             self.on_entry(job.entry, outcome + (" (on-time version)" if job.restored else ""))
 
     @contextmanager
-    def progress(self, job: Job):
+    def progress(self, job: VersionToScore):
         """What to do as ``job``'s entry progresses: tell the caller at once, and note the latest count in the store
         from a background thread, at once (none done yet), every PROGRESS_SECONDS and at the end (for the
         dashboard; the watcher that times the entry never waits for the database)."""
@@ -312,11 +312,10 @@ class _Scoring:
             while True:
                 if latest and latest[-1] is not noted:
                     noted = latest[-1]
-                    try:
-                        store.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
+                    # a database hiccup must not stop the entry; the next note tries again
+                    with contextlib.suppress(Exception):
+                        runs.note_progress(self.engine, self.summary.run_id, entry.name, noted.done, noted.total,
                                             noted.seconds_left, noted.phase, job.version_id, public)
-                    except Exception:  # a database hiccup must not stop the entry; the next note tries again
-                        pass
                 if last:
                     return
                 last = stop.wait(PROGRESS_SECONDS)
@@ -334,7 +333,7 @@ class _Scoring:
             stop.set()
             thread.join()
 
-    def evaluate(self, job: Job, key: str) -> None:
+    def evaluate(self, job: VersionToScore, key: str) -> None:
         """Score the job under our claim on ``key``, store the result, then let the claim go."""
         run_id = self.summary.run_id
         try:
@@ -348,12 +347,12 @@ class _Scoring:
         if evaluation_id is not None:
             self.done(job, evaluation_id, EVALUATED if record.status == "ok" else FAILED)
 
-    def save(self, job: Job, key: str, record: store.Record) -> int | None:
+    def save(self, job: VersionToScore, key: str, record: evaluations.Record) -> int | None:
         """Store the record; when a value in it makes the store fail, store the entry's failure with one sentence
         instead, and if even that fails, say so in the run's notes (None) so that the run goes on."""
         try:
-            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
-                                         eval_key=key, record=record)
+            return evaluations.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                               eval_key=key, record=record)
         except Exception as exc:  # noqa: BLE001 - whatever one entry's figures do to the store is that entry's failure
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}" if str(exc) else type(exc).__name__
             if record.sealed is not None:  # the secret phase's output may be why: say nothing more than that
@@ -363,39 +362,39 @@ class _Scoring:
             record.status, record.error, record.params, record.metrics = "failed", sentence, None, {}
             record.images_per_second = record.output_kind = record.sealed = record.memorisation = None
         try:
-            return store.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
-                                         eval_key=key, record=record)
+            return evaluations.save_evaluation(self.engine, run_id=self.summary.run_id, version_id=job.version_id,
+                                               eval_key=key, record=record)
         except Exception as exc:  # noqa: BLE001 - the run goes on with the next entry
             self.summary.notes.append(f"{job.entry.name}: neither its result nor its failure could be stored "
                                       f"({type(exc).__name__}); it is scored again by the next run.")
             return None
 
-    def evaluate_claimed(self, job: Job, key: str, older: int | None) -> None:
+    def evaluate_claimed(self, job: VersionToScore, key: str, older: int | None) -> None:
         """Evaluate under our claim, unless a run that held the key before us stored a result newer than
         ``older`` (None: always evaluate, as --force asks on first sight)."""
-        found = store.find_evaluation(self.engine, key) if older is not None else None
+        found = evaluations.find_evaluation(self.engine, key) if older is not None else None
         if found is not None and found > older:
             claims.release(self.engine, key, self.summary.run_id)
             self.done(job, found, UNCHANGED)
         else:
             self.evaluate(job, key)
 
-    def first_pass(self, job: Job, key: str) -> tuple[Job, str, int] | None:
+    def first_pass(self, job: VersionToScore, key: str) -> tuple[VersionToScore, str, int] | None:
         """Score the job now, or take its stored result; when another run holds the key, what to wait for."""
         force = self.options.force
-        existing = None if force else store.find_evaluation(self.engine, key)
+        existing = None if force else evaluations.find_evaluation(self.engine, key)
         if existing is not None and not outgrown(self.engine, existing, self.limits):
             self.done(job, existing, UNCHANGED)
         elif claims.try_claim(self.engine, key, self.summary.run_id, CLAIM_LEASE_SECONDS):  # a raised limit: anew
             self.evaluate_claimed(job, key, older=None if force else existing or 0)
         else:  # with --force (or a raised limit), only an evaluation newer than the one there now will do
-            return job, key, (store.find_evaluation(self.engine, key) or 0) if force else existing or 0
+            return job, key, (evaluations.find_evaluation(self.engine, key) or 0) if force else existing or 0
         return None
 
-    def wait_for_other_run(self, job: Job, key: str, older: int) -> None:
+    def wait_for_other_run(self, job: VersionToScore, key: str, older: int) -> None:
         """Another run is scoring this key: take its result, or take over the key if that run gave up."""
         def newer(eng: Engine, k: str) -> int | None:
-            found = store.find_evaluation(eng, k)
+            found = evaluations.find_evaluation(eng, k)
             return found if found is not None and found > older else None
 
         run_id = self.summary.run_id
@@ -425,7 +424,7 @@ class Backend:
 
 
 @contextmanager
-def backend(options: Options, entries: list[Entry]) -> Iterator[Backend]:
+def backend(options: Options, entries: list[EntryFolder]) -> Iterator[Backend]:
     """This machine, one entry at a time, or the Dask cluster at ``options.cluster``, as many as it has workers."""
     if not options.cluster:
         yield Backend(predict, resolve_device)
@@ -435,10 +434,10 @@ def backend(options: Options, entries: list[Entry]) -> Iterator[Backend]:
         yield Backend(pool.predict, pool.resolve_device, pool.width)
 
 
-def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec], options: Options, argv: list[str],
-        on_entry: Callable[[Entry, str], None] | None = None, competition: Competition | None = None,
+def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec], options: Options, argv: list[str],
+        on_entry: Callable[[EntryFolder, str], None] | None = None, competition: Competition | None = None,
         on_plan: Callable[[int], None] | None = None,
-        on_progress: Callable[[Entry, Progress], None] | None = None) -> RunSummary:
+        on_progress: Callable[[EntryFolder, Progress], None] | None = None) -> RunSummary:
     """Evaluate every new or changed entry version (all with ``force``); each result is committed on its own.
 
     The device is resolved once, before any entry runs ("auto": "cuda" where PyTorch sees a GPU, else "cpu"), and
@@ -453,11 +452,11 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
     """
     competition = competition or Competition()
     leftovers.clean(engine)  # runs killed on this host: marked interrupted, their claims and folders gone
-    dataset_ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in datasets}
+    dataset_ids = {spec.kind: eval_sets.ensure_dataset(engine, spec) for spec in datasets}
     with backend(options, entries) as where:
         options = replace(options, device=where.resolve_device(options.device))
-        summary = RunSummary(run_id=store.start_run(engine, options.device, argv), device=options.device)
-        work = leftovers.temp_folder("run")
+        summary = RunSummary(run_id=runs.start_run(engine, options.device, argv), device=options.device)
+        work = temp_folder("run")
         status = "failed"
         try:
             jobs, summary.notes = plan(engine, entries, competition, work)
@@ -476,5 +475,5 @@ def run(engine: Engine, entries: list[Entry], datasets: list[store.DatasetSpec],
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            store.finish_run(engine, summary.run_id, status)
+            runs.finish_run(engine, summary.run_id, status)
     return summary

@@ -20,7 +20,8 @@ from harness.data.sheet import DEFAULT_OUT, LAYOUT, SheetProblem, box_name, impo
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.sheet", description="Guest digit sheet: print a template, import a filled one.")
+    ap = argparse.ArgumentParser(prog="python -m harness.sheet",
+                                 description="Guest digit sheet: print a template, import a filled one.")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("template", help="write a printable sheet (PDF and PNG)")
     t.add_argument("--out", type=Path, default=Path("guest_sheet"), help="file stem (default: guest_sheet)")

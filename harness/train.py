@@ -24,16 +24,13 @@ from pathlib import Path
 import torch
 import torchvision
 
-from harness.training import architectures
-from harness.training import augment
-from harness.training import presets
-from harness.training import recipes
 from harness import cli
 from harness.contract import name_problem
-from harness.training.entry_writer import check_target, weight_bytes, write_entry
 from harness.errors import HarnessError
-from harness.training.model_setup import build_model
+from harness.training import architectures, augment, presets, recipes
+from harness.training.entry_writer import check_target, weight_bytes, write_entry
 from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data
+from harness.training.model_setup import build_model
 
 KIT_AUTHOR = "MNIST club training kit"  # the club's baselines' author (submissions/baseline-*), never a member's
 
@@ -77,31 +74,46 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     d = TrainConfig()
     p.add_argument("--preset", choices=list(presets.PRESETS), default=preset,
                    help="start from a tested recipe; flags given as well override it. " + presets.describe())
+    for add_group in (_entry_flags, _architecture_flags, _recipe_flags, _data_flags, _run_flags):
+        add_group(p, d)
+    if preset is not None:
+        p.set_defaults(**presets.PRESETS[preset].settings)
+    return p
+
+
+def _entry_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("entry")
     g.add_argument("--out", type=Path, help="entry folder to write, e.g. submissions/my-cnn (required)")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    g.add_argument("--export", action="store_true", help="write a code-free torch.export model.pt2 instead of model.py + weights.pt")
+    g.add_argument("--export", action="store_true",
+                   help="write a code-free torch.export model.pt2 instead of model.py + weights.pt")
     g.add_argument("--display-name", help="leaderboard name (default: the folder name)")
     g.add_argument("--author", default=None,
                    help="your name, as the board groups entries by it (default: your login name; the kit's own name "
                         "only for the club's baselines, --out baseline-*)")
     g.add_argument("--description", default=None)
 
+
+def _architecture_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("architecture (unset knobs take the architecture's default)")
     g.add_argument("--arch", default=d.arch, choices=architectures.list_architectures())
     g.add_argument("--model-file", type=Path, help="train your own nn.Module from this file instead of --arch")
     g.add_argument("--model-class", help="class in --model-file (default: Model, Net or the only nn.Module)")
     g.add_argument("--hidden", type=_positive(int), nargs="+", help="fully connected layer sizes (mlp, lenet5)")
-    g.add_argument("--channels", type=_positive(int), nargs="+", help="convolution widths (lenet5: 2, cnn: one per stage)")
+    g.add_argument("--channels", type=_positive(int), nargs="+",
+                   help="convolution widths (lenet5: 2, cnn: one per stage)")
     g.add_argument("--kernel-size", type=_positive(int), help="convolution kernel size")
     g.add_argument("--convs-per-stage", type=_positive(int), help="convolutions before each pooling (cnn)")
     g.add_argument("--dropout", type=_fraction, help="dropout probability")
     g.add_argument("--activation", choices=architectures.ACTIVATIONS)
     g.add_argument("--resize", type=_positive(int), help="resize the 28×28 input to this side (inside the model)")
     g.add_argument("--crop", type=_positive(int), help="centre-crop to this side (inside the model, after --resize)")
-    g.add_argument("--mean", type=float, help=f"normalisation mean (default {architectures.MNIST_MEAN}; 0 with --std 1 for none)")
+    g.add_argument("--mean", type=float,
+                   help=f"normalisation mean (default {architectures.MNIST_MEAN}; 0 with --std 1 for none)")
     g.add_argument("--std", type=_positive(float), help=f"normalisation std (default {architectures.MNIST_STD})")
 
+
+def _recipe_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("recipe")
     g.add_argument("--loss", default=d.loss, choices=list(recipes.LOSSES))
     g.add_argument("--label-smoothing", type=_fraction, default=d.label_smoothing, help="cross-entropy only")
@@ -114,9 +126,12 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_positive(int), default=d.batch_size)
     g.add_argument("--epochs", type=_positive(int), default=d.epochs)
 
+
+def _data_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     a = d.augment
     g = p.add_argument_group("data and augmentation")
-    g.add_argument("--val-fraction", type=_fraction, default=d.val_fraction, help="share of the training set held out for validation")
+    g.add_argument("--val-fraction", type=_fraction, default=d.val_fraction,
+                   help="share of the training set held out for validation")
     g.add_argument("--limit", type=_positive(int), help="use only the first N training images (quick experiments)")
     g.add_argument("--extra", nargs="+", default=list(d.extra), metavar="FOLDER",
                    help="other writers' labelled digits to train on as well (a folder per digit 0-9, files named like "
@@ -129,29 +144,34 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                         f"{', '.join(augment.list_augmentations())}; 'none' turns off a preset's")
     g.add_argument("--degrees", type=float, default=a.degrees, help="affine: rotation, ± degrees")
     g.add_argument("--translate", type=_fraction, default=a.translate, help="affine: shift, fraction of the side")
-    g.add_argument("--scale", type=_positive(float), nargs=2, default=list(a.scale), metavar=("MIN", "MAX"), help="affine: zoom range")
+    g.add_argument("--scale", type=_positive(float), nargs=2, default=list(a.scale), metavar=("MIN", "MAX"),
+                   help="affine: zoom range")
     g.add_argument("--shear", type=float, default=a.shear, help="affine: shear, ± degrees")
     g.add_argument("--elastic-alpha", type=_positive(float), default=a.elastic_alpha)
     g.add_argument("--elastic-sigma", type=_positive(float), default=a.elastic_sigma)
-    g.add_argument("--crop-padding", type=_positive(int), default=a.crop_padding, help="crop: padding before the random 28×28 crop")
+    g.add_argument("--crop-padding", type=_positive(int), default=a.crop_padding,
+                   help="crop: padding before the random 28×28 crop")
     g.add_argument("--erasing-p", type=_fraction, default=a.erasing_p)
     g.add_argument("--rotate", type=float, default=a.rotate, help="rotate: ± degrees")
     g.add_argument("--slant", type=float, default=a.slant, help="slant: lean of the strokes, ± degrees")
-    g.add_argument("--aspect", type=_at_least_one, default=a.aspect, help="aspect: width/height × up to this or its inverse")
+    g.add_argument("--aspect", type=_at_least_one, default=a.aspect,
+                   help="aspect: width/height × up to this or its inverse")
     g.add_argument("--warp", type=_positive(float), default=a.warp, help="warp: smooth random displacement, pixels")
-    g.add_argument("--stroke", type=_stroke, default=a.stroke, help="stroke: pen width change, ± pixels per side (at most 2)")
+    g.add_argument("--stroke", type=_stroke, default=a.stroke,
+                   help="stroke: pen width change, ± pixels per side (at most 2)")
     g.add_argument("--mnist-dir", help="folder with the MNIST files (default: $MNIST_DIR, else ./data/mnist)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
 
+
+def _run_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--threads", type=_positive(int), help="CPU threads (results are reproducible for a given seed and thread count)")
-    g.add_argument("--checkpoint", type=Path, help=f"where Ctrl-C and each epoch save a checkpoint (default: {CHECKPOINT_DIR}/<entry>.pt)")
+    g.add_argument("--threads", type=_positive(int),
+                   help="CPU threads (results are reproducible for a given seed and thread count)")
+    g.add_argument("--checkpoint", type=Path,
+                   help=f"where Ctrl-C and each epoch save a checkpoint (default: {CHECKPOINT_DIR}/<entry>.pt)")
     g.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue an interrupted run; takes no other flag")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    if preset is not None:
-        p.set_defaults(**presets.PRESETS[preset].settings)
-    return p
 
 
 def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -172,7 +192,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size, epochs=args.epochs, val_fraction=args.val_fraction, limit=args.limit,
         extra=tuple(str(f) for f in args.extra), extra_repeat=args.extra_repeat,
         augment=augment.AugmentConfig(
-            names=tuple(n for n in args.augment if n != "none"), degrees=args.degrees, translate=args.translate, scale=tuple(args.scale),
+            names=tuple(n for n in args.augment if n != "none"), degrees=args.degrees, translate=args.translate,
+            scale=tuple(args.scale),
             shear=args.shear, elastic_alpha=args.elastic_alpha, elastic_sigma=args.elastic_sigma,
             crop_padding=args.crop_padding, erasing_p=args.erasing_p, rotate=args.rotate, slant=args.slant,
             aspect=args.aspect, warp=args.warp, stroke=args.stroke),
@@ -211,13 +232,14 @@ def metadata_for(args, config: TrainConfig, argv: list[str], model, model_class:
         "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "python_version": platform.python_version(),
     })
+    others = f", plus {sum(e.images for e in data.extra):,} digits by other writers" if data.extra else ""
     return {
         "display_name": args.display_name or args.out.name,
         "author": args.author,
         "description": args.description or f"{config.arch} trained with python -m harness.train "
                        f"({config.optimizer}, lr {config.lr:g}, {config.epochs} epochs"
                        f"{', augment ' + '+'.join(config.augment.names) if config.augment.names else ''}"
-                       f"{f', plus {sum(e.images for e in data.extra):,} digits by other writers' if data.extra else ''}).",
+                       f"{others}).",
         **({} if args.export else {"model_class": model_class, "weights": "weights.pt"}),
         **({"constructor": constructor} if constructor and not args.export else {}),
         "hyperparameters": hyper,
@@ -247,7 +269,8 @@ class Progress:
             self.rate = None
         elif event == "batch":
             self.rate = info["images_per_s"] if self.rate is None else 0.9 * self.rate + 0.1 * info["images_per_s"]
-            stats = f"loss {state.loss_sum / state.seen:.4f}  acc {100 * state.correct / state.seen:.2f}%  {self.rate:,.0f} img/s"
+            stats = (f"loss {state.loss_sum / state.seen:.4f}  acc {100 * state.correct / state.seen:.2f}%  "
+                     f"{self.rate:,.0f} img/s")
             self.bar.update(self.task, completed=state.step, stats=stats)
             if not self.console.is_terminal and state.step % max(1, info["steps"] // 5) == 0:
                 self.console.print(f"epoch {state.epoch + 1}/{self.epochs} step {state.step}/{info['steps']}  {stats}")
@@ -256,7 +279,8 @@ class Progress:
             val = ("" if info["val_accuracy"] is None else
                    f"  val loss {info['val_loss']:.4f} acc {100 * info['val_accuracy']:.2f}%")
             self.console.print(f"epoch {info['epoch']}/{self.epochs}  train loss {info['train_loss']:.4f} "
-                               f"acc {100 * info['train_accuracy']:.2f}%{val}  lr {info['lr']:.2e}  {info['seconds']:.0f} s")
+                               f"acc {100 * info['train_accuracy']:.2f}%{val}  lr {info['lr']:.2e}  "
+                               f"{info['seconds']:.0f} s")
 
     def close(self):
         if self.bar is not None:
@@ -268,7 +292,8 @@ def run(argv: list[str]) -> int:
     parser, args = parse(argv)
     resume = None
     if args.resume is not None:
-        extra = [a for a in argv if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
+        extra = [a for a in argv
+                 if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
         if extra:
             parser.error(f"--resume continues with the settings the run started with; drop {' '.join(extra)}")
         resume = load_checkpoint(args.resume)
@@ -302,8 +327,8 @@ def run(argv: list[str]) -> int:
         print(f"Extra digits: {e.images:,} from {e.folder}, each seen {config.extra_repeat}× per epoch"
               f"{f' ({e.skipped} files skipped: unreadable, without ink or without a label)' if e.skipped else ''}.",
               file=sys.stderr)
-    print(f"Training {model_class} ({architectures.count_parameters(model):,} parameters) on {len(data.train_x):,} images, "
-          f"validating on {len(data.val_x):,}; {torch.get_num_threads()} threads.", file=sys.stderr)
+    print(f"Training {model_class} ({architectures.count_parameters(model):,} parameters) on {len(data.train_x):,} "
+          f"images, validating on {len(data.val_x):,}; {torch.get_num_threads()} threads.", file=sys.stderr)
     try:
         result = fit(model, data, config, checkpoint=checkpoint, argv=argv, resume=resume, progress=progress)
     finally:
@@ -316,8 +341,8 @@ def run(argv: list[str]) -> int:
                       model_class=model_class, constructor=constructor, export=args.export, overwrite=args.overwrite)
     checkpoint.unlink(missing_ok=True)
     acc = result.val_accuracy
-    print(f"Wrote {out} ({weight_bytes(out) / 1e6:.2f} MB of weights) in {result.state.seconds / 60:.1f} min of training; "
-          f"validation accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}.\n"
+    print(f"Wrote {out} ({weight_bytes(out) / 1e6:.2f} MB of weights) in {result.state.seconds / 60:.1f} min of "
+          f"training; validation accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}.\n"
           f"Check it with: python -m harness.check {out}", file=sys.stderr)
     return 0
 

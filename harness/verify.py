@@ -24,15 +24,17 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from harness.store import leftovers, snapshots
-from harness.scoring import competition, standings
-from harness.store import results as store
+
 from harness import __version__, cli, runner
-from harness.store.engine import make_engine
-from harness.store.schema import Evaluation, unpack
+from harness.common import competition, tempfolders
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover, select as select_entries
 from harness.isolation import Limits
 from harness.isolation.prediction import resolve_device
+from harness.scoring import standings
+from harness.store import evaluations, moderation, snapshots
+from harness.store.engine import make_engine
+from harness.store.schema import Evaluation, unpack
 
 
 @dataclass
@@ -44,14 +46,14 @@ class Check:
 
 def latest_ok(engine) -> dict[str, Evaluation]:
     """The newest successful evaluation of each entry, by entry name."""
-    ids = store.newest_evaluation_ids(engine, ok_only=True)
-    return {e.version.entry.name: e for e in store.load_evaluations(engine, ids)}
+    ids = evaluations.newest_evaluation_ids(engine, ok_only=True)
+    return {e.version.entry.name: e for e in evaluations.load_evaluations(engine, ids)}
 
 
-def dataset_spec(result) -> store.DatasetSpec:
+def dataset_spec(result) -> DatasetSpec:
     d = result.dataset
-    return store.DatasetSpec(kind=d.kind, content_hash=d.content_hash, labels=unpack(d.labels),
-                             images=unpack(d.images), source=d.source, preprocess_version=d.preprocess_version)
+    return DatasetSpec(kind=d.kind, content_hash=d.content_hash, labels=unpack(d.labels),
+                       images=unpack(d.images), source=d.source, preprocess_version=d.preprocess_version)
 
 
 def limits_of(evaluation: Evaluation, timeout: float | None, rules: competition.Competition, device: str) -> Limits:
@@ -100,7 +102,8 @@ def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Ch
 
 
 MARKS = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed": "[yellow]~[/yellow]",
-         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]", "nothing": "[yellow]–[/yellow]"}
+         "pruned": "[yellow]–[/yellow]", "failed": "[red]✗[/red]", "hidden": "[yellow]–[/yellow]",
+         "nothing": "[yellow]–[/yellow]"}
 TIE_MARGIN = 2e-3  # stored probabilities are float16: about 1e-3 of resolution near 1
 
 
@@ -141,8 +144,8 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
         checks.append(check)
         console.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.detail)}")
 
-    leftovers.remove_dead_folders()
-    moderated = standings.moderation(engine)
+    tempfolders.remove_dead_folders()
+    moderated = moderation.decisions(engine)
     for entry in entries:
         state, reason = moderated.get(entry.name, ("visible", ""))
         if state == standings.HIDDEN:

@@ -1,7 +1,7 @@
 """``python -m harness.versions ENTRY``: an entry's version history, and the organiser's submission-time override.
 
     python -m harness.versions ada                       # list versions: when seen, counted time, late or not
-    python -m harness.versions ada --set-time 2 2027-01-10T23:30:00+01:00 --reason "upload failed at 23:40, mail at 23:30"
+    python -m harness.versions ada --set-time 2 2027-01-10T23:30+01:00 --reason "upload failed at 23:40, mail at 23:30"
     python -m harness.versions ada --clear 2 --reason "mistake"
     python -m harness.versions --prune --dry-run         # what [storage] keep_versions in competition.toml would free
     python -m harness.versions --prune                   # remove those files (results stay), then shrink the database
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from harness import cli
+from harness.common import competition
 from harness.errors import HarnessError
-from harness.scoring import competition, retention
-from harness.store import results as store, space
+from harness.scoring import retention
+from harness.store import audit, space
 from harness.store.engine import make_engine
-from harness.store.versions import VersionInfo, find, history, override, parse_time  # noqa: F401  (the dashboard's too)
+from harness.store.versions import VersionInfo, history, override, parse_time
 
 
 def describe(v: VersionInfo, rules: competition.Competition) -> str:
@@ -53,8 +55,8 @@ def show_or_override(args: argparse.Namespace) -> int:
     rules = competition.load(args.config)
     if args.prune:
         if args.entry:
-            raise HarnessError(f"--prune applies to every entry; drop {args.entry!r}: python -m harness.versions --prune"
-                               f"{' --dry-run' if args.dry_run else ''}.")
+            raise HarnessError(f"--prune applies to every entry; drop {args.entry!r}: python -m harness.versions "
+                               f"--prune{' --dry-run' if args.dry_run else ''}.")
         return prune(make_engine(args.db), rules, args.dry_run)
     if args.dry_run:
         raise HarnessError("--dry-run goes with --prune: python -m harness.versions --prune --dry-run.")
@@ -96,7 +98,7 @@ def prune(engine, rules: competition.Competition, dry_run: bool) -> int:
         print(f"Would remove {what}; nothing deleted (--dry-run).")
         return 0
     if freed.versions:
-        store.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {n}")
+        audit.log_action(engine, "prune-files", f"removed {what} by [storage] keep_versions = {n}")
         print(f"Removed {what}; their evaluations and results stay.")
     else:  # the runs may have removed files already: the room they freed can still go back to the disk
         print("Nothing to remove: every version the rule lets go has no files left.")

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from harness.store import results as store
+from harness.store import audit, flags, moderation
 from harness.store.schema import utcnow
-
 from leaderboard.config import REPO, Settings
 
 
@@ -26,18 +25,18 @@ def password_ok(given: str, configured: str | None) -> bool:
 
 
 def set_revealed(engine: Engine, revealed: bool) -> None:
-    store.set_flag(engine, store.GUEST_REVEALED, "true" if revealed else "false")
-    store.log_action(engine, "reveal" if revealed else "seal",
+    flags.set_flag(engine, flags.GUEST_REVEALED, "true" if revealed else "false")
+    audit.log_action(engine, "reveal" if revealed else "seal",
                      "guest results revealed" if revealed else "guest results sealed again")
 
 
 def moderate(engine: Engine, entry_name: str, state: str, reason: str = "") -> bool:
     """Hide, disqualify or restore an entry (logged) unless that is already its state with that reason; True when
     something changed. An "Apply" that changes nothing writes no audit line."""
-    current_state, current_reason = store.moderation(engine).get(entry_name, ("visible", ""))
+    current_state, current_reason = moderation.decisions(engine).get(entry_name, ("visible", ""))
     if state == current_state and (state == "visible" or reason.strip() == current_reason):
         return False
-    store.set_moderation(engine, entry_name, state, reason)
+    moderation.set_moderation(engine, entry_name, state, reason)
     return True
 
 
@@ -52,7 +51,7 @@ def evaluation_command(settings: Settings, force: bool = False, only: list[str] 
 
 
 @dataclass
-class Job:
+class BackgroundRun:
     """A background process started from the dashboard, with its log file."""
     argv: list[str]
     log_path: Path
@@ -75,7 +74,7 @@ class Job:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> Job:
+def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> BackgroundRun:
     """Start ``argv`` in the background (own session, output to a log file, ``db_url`` as $LEADERBOARD_DB) and
     return at once."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -87,12 +86,12 @@ def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> Job:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
                                    env=env, start_new_session=True)
-    return Job(argv=argv, log_path=log_path, started_at=started, process=process)
+    return BackgroundRun(argv=argv, log_path=log_path, started_at=started, process=process)
 
 
-def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list[str] | None = None) -> Job:
+def start_evaluation(engine: Engine, settings: Settings, force: bool, only: list[str] | None = None) -> BackgroundRun:
     job = start_job(evaluation_command(settings, force, only), settings.jobs, settings.db_url)
-    store.log_action(engine, "re-run", f"{'forced ' if force else ''}evaluation"
+    audit.log_action(engine, "re-run", f"{'forced ' if force else ''}evaluation"
                      f"{' of ' + ', '.join(only) if only else ' of every entry'} started (pid {job.process.pid}, "
                      f"log {job.log_path})")
     return job
@@ -106,7 +105,7 @@ def entry_progress(noted: dict) -> str:
                                              str(noted.get("phase") or PREDICTING)))
 
 
-def run_progress(run: dict | None, job: Job, entries: int) -> tuple[float, str]:
+def run_progress(run: dict | None, job: BackgroundRun, entries: int) -> tuple[float, str]:
     """(fraction done, one line) for a job from the newest run in the database and the job's state."""
     if job.running:
         if run is None or run["started_at"] < job.started_at.replace(microsecond=0):

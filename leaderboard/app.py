@@ -8,8 +8,7 @@ if __package__ in (None, ""):  # `streamlit run leaderboard/app.py` from a check
 
 import streamlit as st
 
-from harness.scoring.competition import CompetitionConfigError, load
-
+from harness.common.competition import CompetitionConfigError, load
 from leaderboard import cache
 
 st.set_page_config(page_title="MNIST club leaderboard", page_icon="🏆", layout="wide")

@@ -7,17 +7,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from harness.common import competition
+from harness.common.competition import Competition
 from harness.entries.discovery import left_out_folders
-from harness.scoring import board as scoring_board, competition
-from harness.scoring.competition import Competition
+from harness.scoring import board as scoring_board
+from harness.store import eval_sets, evaluations
 from harness.store.engine import make_engine
-
-from harness.store import reads as queries
-
-from leaderboard import config, views
-from leaderboard import scorer as scoring_service
-from leaderboard.draw import entries_on_disk
-from leaderboard.draw import warm_pool as draw_warm_pool
+from leaderboard import config, scorer as scoring_service, views
+from leaderboard.drawing import entries_on_disk, warm_pool as draw_warm_pool
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
 PENDING_TTL = 2  # seconds: the queue and the progress of the upload being scored
@@ -46,16 +43,19 @@ def revealed() -> bool:
     return scoring_board.revealed(current_engine(), rules())
 
 
-# Each cached loader takes ``rules_key`` (the rules' repr) so that an edit of competition.toml is a new key.
+# The cached loaders below take the rules (``rules()``, read on every run) and key on their repr, so that an edit of
+# competition.toml is a new key.
+BY_RULES = {Competition: repr}
 
-@st.cache_data(ttl=TTL, show_spinner=False)
-def _board(url: str, is_revealed: bool, rules_key: str, newest: int) -> views.BoardView:
-    return views.board_view(engine(url), is_revealed, rules())
+
+@st.cache_data(ttl=TTL, show_spinner=False, hash_funcs=BY_RULES)
+def _board(url: str, is_revealed: bool, rules: Competition, newest: int) -> views.BoardView:
+    return views.board_view(engine(url), is_revealed, rules)
 
 
 def board(url: str, is_revealed: bool) -> views.BoardView:
     """The board, read again as soon as a new evaluation is stored (a pending upload's result shows at once)."""
-    return _board(url, is_revealed, repr(rules()), queries.newest_evaluation(engine(url)))
+    return _board(url, is_revealed, rules(), evaluations.newest_evaluation(engine(url)))
 
 
 @st.cache_data(ttl=PENDING_TTL, show_spinner=False)
@@ -71,51 +71,35 @@ def scorer() -> scoring_service.Scorer | None:
     return scoring_service.start(settings())
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
-def _insights_frame(url: str, is_revealed: bool, rules_key: str):
+@st.cache_data(ttl=TTL, show_spinner=False, hash_funcs=BY_RULES)
+def insights_frame(url: str, is_revealed: bool, rules: Competition):
     from harness.scoring import insights
     eng = engine(url)
-    return insights.frame(scoring_board.latest(eng, queries.current_datasets(eng, is_revealed), rules()), is_revealed)
+    return insights.frame(scoring_board.latest(eng, eval_sets.current_datasets(eng, is_revealed), rules), is_revealed)
 
 
-def insights_frame(url: str, is_revealed: bool):
-    return _insights_frame(url, is_revealed, repr(rules()))
-
-
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=20)
-def _entry(url: str, name: str, is_revealed: bool, rules_key: str) -> views.EntryView | None:
-    return views.entry_view(engine(url), name, is_revealed, rules())
-
-
-def entry(url: str, name: str, is_revealed: bool) -> views.EntryView | None:
-    return _entry(url, name, is_revealed, repr(rules()))
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=20, hash_funcs=BY_RULES)
+def entry(url: str, name: str, is_revealed: bool, rules: Competition) -> views.EntryView | None:
+    return views.entry_view(engine(url), name, is_revealed, rules)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def dataset_images(url: str, dataset_id: int) -> tuple[np.ndarray | None, list[str]]:
     """Datasets never change once stored, so their images are shared read-only across sessions."""
-    images, files = queries.dataset_images(engine(url), dataset_id)
+    images, files = eval_sets.dataset_images(engine(url), dataset_id)
     if images is not None:
         images.setflags(write=False)
     return images, files
 
 
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=20)
-def _duel(url: str, a: str, b: str, kind: str, is_revealed: bool, rules_key: str) -> views.DuelView | None:
-    return views.duel_view(engine(url), a, b, kind, is_revealed, rules())
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=20, hash_funcs=BY_RULES)
+def duel(url: str, a: str, b: str, kind: str, is_revealed: bool, rules: Competition) -> views.DuelView | None:
+    return views.duel_view(engine(url), a, b, kind, is_revealed, rules)
 
 
-def duel(url: str, a: str, b: str, kind: str, is_revealed: bool) -> views.DuelView | None:
-    return _duel(url, a, b, kind, is_revealed, repr(rules()))
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def _guest(url: str, rules_key: str) -> views.GuestView | None:
-    return views.guest_view(engine(url), rules())
-
-
-def guest(url: str) -> views.GuestView | None:
-    return _guest(url, repr(rules()))
+@st.cache_data(ttl=TTL, show_spinner=False, hash_funcs=BY_RULES)
+def guest(url: str, rules: Competition) -> views.GuestView | None:
+    return views.guest_view(engine(url), rules)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

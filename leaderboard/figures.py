@@ -97,7 +97,8 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
     df = board.dropna(subset=[value, low, high])
     df = (df if top is None else df.head(top)).copy()
     df[value] = df[value].astype(float)
-    df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}" for r, n in zip(df["rank"], df["display_name"])]
+    df["label"] = [f"{int(r) if pd.notna(r) else '–'}. {n}"
+                   for r, n in zip(df["rank"], df["display_name"], strict=True)]
     df["versus"] = [LEVEL if w is True else BEHIND for w in df["with_leader"]]
     order = df["label"].tolist()
     # Each name on a line of its own above its interval, as wide as the chart (not beside an axis, where a phone
@@ -112,7 +113,8 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
         y=y, x=x, x2=f"{high}:Q", color=colour)
     dot = alt.Chart(df).mark_point(filled=True, size=70, yOffset=ROW_PX / 4).encode(
         y=y, x=f"{value}:Q", color=colour,
-        tooltip=[alt.Tooltip("display_name:N", title="entry"), alt.Tooltip(f"{value}:Q", title="accuracy", format=".1%"),
+        tooltip=[alt.Tooltip("display_name:N", title="entry"),
+                 alt.Tooltip(f"{value}:Q", title="accuracy", format=".1%"),
                  alt.Tooltip(f"{low}:Q", title="95% low", format=".1%"),
                  alt.Tooltip(f"{high}:Q", title="95% high", format=".1%"), alt.Tooltip("versus:N", title="vs #1")])
     name = alt.Chart(df).mark_text(align="left", baseline="middle", yOffset=-ROW_PX / 5, fontSize=12, limit=0).encode(
@@ -132,14 +134,6 @@ def history_chart(history: pd.DataFrame) -> alt.Chart:
         y=alt.Y("accuracy:Q", title="accuracy", axis=alt.Axis(format=".2~%"), scale=alt.Scale(zero=False)),
         color=alt.Color("set:N", title="dataset"),
         tooltip=["version", "set", alt.Tooltip("accuracy:Q", format=".2%"), "started_at"]).properties(height=220)
-
-
-def probability_chart(probabilities: np.ndarray) -> alt.Chart:
-    df = pd.DataFrame({"digit": DIGITS, "probability": np.asarray(probabilities, dtype=float)})
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        tooltip=["digit", alt.Tooltip("probability:Q", format=".1%")]).properties(height=160)
 
 
 def fill_column(chart: alt.TopLevelMixin, height: int = 300) -> alt.TopLevelMixin:

@@ -14,8 +14,8 @@ from harness.data.task import TASK
 from harness.scoring.board import Board
 from harness.scoring.metrics import mcnemar_exact
 from harness.scoring.ranking import ALPHA, Row
-
-from harness.store.reads import EvalSummary, Queued
+from harness.store.evaluations import EvalSummary
+from harness.store.runs import Queued
 
 MEDALS = {1: "🥇", 2: "🥈", 3: "🥉"}
 SEALED = "🔒 sealed"
@@ -72,7 +72,8 @@ def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | N
             "author": s.author or "",
             "score": score_text(ranked_score, kind) if rank is not None else "",
             "guest_accuracy": (guest.accuracy if guest else None) if revealed else SEALED,
-            "guest_ci": (f"{100 * guest.ci_low:.1f}–{100 * guest.ci_high:.1f}%" if guest else "") if revealed else SEALED,
+            "guest_ci": ((f"{100 * guest.ci_low:.1f}–{100 * guest.ci_high:.1f}%" if guest else "") if revealed
+                         else SEALED),
             "guest_ci_low": guest.ci_low if guest else None, "guest_ci_high": guest.ci_high if guest else None,
             "mnist_accuracy": mnist.accuracy if mnist else None,
             "mnist_ci": f"{100 * mnist.ci_low:.2f}–{100 * mnist.ci_high:.2f}%" if mnist else "",
@@ -132,7 +133,7 @@ def is_pending(board: pd.DataFrame) -> pd.Series:
 
 def queue_key(pending: pd.DataFrame) -> tuple:
     """What a visitor sees of the queue: a change means the page should be drawn again."""
-    return tuple(zip(pending["entry"], pending["status"]))
+    return tuple(zip(pending["entry"], pending["status"], strict=True))
 
 
 def entry_link(name: str, display_name: str) -> str:

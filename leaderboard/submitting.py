@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 from sqlalchemy import Engine
 
-from harness.scoring.competition import Competition
-from harness.submit.upload import MB, Outcome, UploadLimits, submit
+from harness.common.competition import Competition
+from harness.submit.upload import MB, UploadLimits, UploadOutcome, submit
 
 UPLOAD_MB_ENV = "LEADERBOARD_UPLOAD_MB"                 # default 200: MB per upload, all files together
 UPLOADS_PER_HOUR_ENV = "LEADERBOARD_UPLOADS_PER_HOUR"   # default 6: checked uploads per member per hour
@@ -30,7 +30,7 @@ def limits(env: Mapping[str, str] | None = None) -> UploadLimits:
 
 
 def upload(engine: Engine, submissions, rules: Competition, code: str, entry_name: str, files: list,
-           address: str | None = None) -> Outcome:
+           address: str | None = None) -> UploadOutcome:
     """Streamlit's uploaded files (``.name``, ``.getvalue()``) submitted as ``entry_name`` with ``code`` from the
     visitor's ``address`` (``st.context.ip_address``: None on localhost)."""
     return submit(engine, submissions, entry_name, code, [(f.name, f.getvalue()) for f in files or []], rules,

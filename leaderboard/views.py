@@ -9,18 +9,17 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from harness.scoring import board, standings
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
 from harness.data.guest import sample_guest_dir
-
-from harness.store import reads as q
+from harness.scoring import board, standings
+from harness.store import eval_sets, evaluations, moderation, predictions, runs, versions
 from leaderboard import stats
 
 
 @dataclass
 class BoardView:
     board: pd.DataFrame
-    datasets: dict[str, q.DatasetInfo]
+    datasets: dict[str, eval_sets.DatasetInfo]
     primary: str           # "guest" or "mnist": the set the ranking uses
     revealed: bool
     hidden: list[str]      # entries an organiser hid (names only; for the organiser page)
@@ -35,21 +34,21 @@ class BoardView:
 
 def board_view(engine: Engine, revealed: bool, rules: Competition | None = None) -> BoardView:
     ranked = board.read(engine, rules or Competition(), is_revealed=revealed)
-    table = stats.build_board(ranked, q.history(engine, ranked.datasets))
-    hidden = sorted(n for n, (state, _) in standings.moderation(engine).items() if state == standings.HIDDEN)
+    table = stats.build_board(ranked, evaluations.accuracy_history(engine, ranked.datasets))
+    hidden = sorted(n for n, (state, _) in moderation.decisions(engine).items() if state == standings.HIDDEN)
     return BoardView(table, ranked.datasets, ranked.primary, revealed, hidden, board.verdict(ranked))
 
 
 def pending(engine: Engine) -> pd.DataFrame:
     """The uploads not scored yet, as the board's pending rows (``stats.pending_rows``): never ranked, no score."""
-    return stats.pending_rows(q.queue(engine))
+    return stats.pending_rows(runs.queue(engine))
 
 
 @dataclass
 class SetView:
     """One entry's results on one dataset, with what is needed to show its samples."""
     kind: str
-    dataset: q.DatasetInfo
+    dataset: eval_sets.DatasetInfo
     accuracy: float
     ci: tuple[float, float]
     correct: int
@@ -65,45 +64,39 @@ class SetView:
 
 @dataclass
 class EntryView:
-    summary: q.EvalSummary  # its standing and note say whether (and why) it is disqualified
+    summary: evaluations.EvalSummary  # its standing and note say whether (and why) it is disqualified
     sets: dict[str, SetView] = field(default_factory=dict)
     versions: pd.DataFrame | None = None
     history: pd.DataFrame | None = None
-    late: q.EvalSummary | None = None  # a version submitted after the deadline, shown but not ranked
-
-
-def visible_entries(engine: Engine, revealed: bool, rules: Competition | None = None) -> list[tuple[str, str]]:
-    """(entry name, display name) of every entry not hidden, in board order (each once)."""
-    view = board_view(engine, revealed, rules)
-    return list(dict.fromkeys(zip(view.board["entry"], view.board["display_name"])))
+    late: evaluations.EvalSummary | None = None  # a version submitted after the deadline, shown but not ranked
 
 
 def entry_view(engine: Engine, name: str, revealed: bool, rules: Competition | None = None) -> EntryView | None:
     """Everything the entry page shows, for the evaluation that counts (its on-time version, else its late
     one); None if unknown or hidden."""
     rules = rules or Competition()
-    datasets = q.current_datasets(engine, revealed)
+    datasets = eval_sets.current_datasets(engine, revealed)
     picked = [s for s in board.picked(engine, datasets, rules) if s.entry_name == name]
     summary = picked[0] if picked else None
     if summary is None:
         return None
     view = EntryView(summary, late=picked[1] if len(picked) > 1 else None)
     for kind, score in summary.scores.items():
-        arrays = q.predictions(engine, summary.evaluation_id, score.dataset_id)
+        arrays = predictions.predictions(engine, summary.evaluation_id, score.dataset_id)
         if arrays is None:
             continue
         view.sets[kind] = SetView(kind=kind, dataset=datasets[kind], accuracy=score.accuracy,
                                   ci=(score.ci_low, score.ci_high), correct=score.correct, total=score.total,
-                                  labels=q.dataset_labels(engine, score.dataset_id), **arrays)
-    view.versions = q.versions(engine, name, rules.is_late)
-    history = q.history(engine, datasets)
+                                  labels=eval_sets.dataset_labels(engine, score.dataset_id), **arrays)
+    view.versions = versions.table(engine, name, rules.is_late)
+    history = evaluations.accuracy_history(engine, datasets)
     view.history = history[history["entry"] == name].reset_index(drop=True)
     return view
 
 
 @dataclass
 class GuestView:
-    dataset: q.DatasetInfo
+    dataset: eval_sets.DatasetInfo
     labels: np.ndarray
     images: np.ndarray | None
     files: list[str]
@@ -113,15 +106,15 @@ class GuestView:
 
 def guest_view(engine: Engine, rules: Competition | None = None) -> GuestView | None:
     """The guest gallery's data; callers must check the reveal first (this reads guest results)."""
-    datasets = q.current_datasets(engine, revealed=True)
+    datasets = eval_sets.current_datasets(engine, revealed=True)
     if "guest" not in datasets:
         return None
     guest = datasets["guest"]
     summaries = [s for s in board.latest(engine, datasets, rules)  # hidden entries are not among them
                  if s.status == "ok" and "guest" in s.scores and s.standing != standings.DISQUALIFIED]
-    labels = q.dataset_labels(engine, guest.id)
-    images, files = q.dataset_images(engine, guest.id)
-    matrix = q.predicted_matrix(engine, [s.evaluation_id for s in summaries], guest.id)
+    labels = eval_sets.dataset_labels(engine, guest.id)
+    images, files = eval_sets.dataset_images(engine, guest.id)
+    matrix = predictions.predicted_matrix(engine, [s.evaluation_id for s in summaries], guest.id)
     predicted = np.stack([matrix[s.evaluation_id] for s in summaries]) if summaries else np.zeros((0, len(labels)), int)
     return GuestView(guest, labels, images, files, stats.consensus(labels, predicted),
                      [s.display_name for s in summaries])
@@ -143,8 +136,8 @@ class DuelView:
     kind: str
     labels: np.ndarray
     images: np.ndarray | None
-    a: q.EvalSummary
-    b: q.EvalSummary
+    a: evaluations.EvalSummary
+    b: evaluations.EvalSummary
     pred_a: np.ndarray
     pred_b: np.ndarray
     conf_a: np.ndarray
@@ -157,7 +150,7 @@ def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: boo
     """Two entries' latest evaluations compared on one set (the guest set only after the reveal)."""
     if kind == "guest" and not revealed:
         return None
-    datasets = q.current_datasets(engine, revealed)
+    datasets = eval_sets.current_datasets(engine, revealed)
     if kind not in datasets:
         return None
     by_name = {s.entry_name: s for s in board.latest(engine, datasets, rules)}
@@ -165,15 +158,15 @@ def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: boo
     if a is None or b is None or kind not in a.scores or kind not in b.scores:
         return None
     dataset_id = datasets[kind].id
-    pa, pb = q.predictions(engine, a.evaluation_id, dataset_id), q.predictions(engine, b.evaluation_id, dataset_id)
-    labels = q.dataset_labels(engine, dataset_id)
-    images, _ = q.dataset_images(engine, dataset_id)
+    pa, pb = (predictions.predictions(engine, e.evaluation_id, dataset_id) for e in (a, b))
+    labels = eval_sets.dataset_labels(engine, dataset_id)
+    images, _ = eval_sets.dataset_images(engine, dataset_id)
     return DuelView(kind, labels, images, a, b, pa["predicted"], pb["predicted"], pa["confidence"], pb["confidence"],
                     stats.head_to_head(labels, pa["predicted"], pb["predicted"]))
 
 
 def sealed_view(engine: Engine, evaluation_id: int, entry_name: str, revealed: bool, organiser: bool,
-                member_code: str = "") -> tuple[q.SealedDetails | None, str]:
+                member_code: str = "") -> tuple[evaluations.SealedDetails | None, str]:
     """What the entry produced while it held the guest's digits (its log, error, time, memory), and a sentence for
     whoever may not see it: nobody before the reveal; after it, the organiser, and the member whose code owns the
     entry."""
@@ -185,7 +178,7 @@ def sealed_view(engine: Engine, evaluation_id: int, entry_name: str, revealed: b
         member = members.verify_code(engine, member_code) if member_code else None
         if member is None or members.owner(engine, entry_name) != member:
             return None, "Enter the code of the member who owns this entry to read its log on the guest's digits."
-    details = q.sealed(engine, evaluation_id, revealed)
+    details = evaluations.sealed(engine, evaluation_id, revealed)
     return details, "" if details else "No separate run on the guest's digits was stored for this evaluation."
 
 

@@ -41,7 +41,8 @@ def arrows(found: dict[str, Path]) -> set[tuple[str, str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
                 targets = [f"{base}.{a.name}" for a in node.names] + [base]
             for target in targets:
                 while target and target not in found:
@@ -111,7 +112,8 @@ def main() -> None:
     print(f"cycles between subsystems: {len(sub_cycles)}")
     for comp in sub_cycles:
         print("  " + " <-> ".join(comp))
-    print(f"harness -> leaderboard arrows: {sum(1 for a, b in edges if a.startswith('harness') and b.startswith('leaderboard'))}")
+    print("harness -> leaderboard arrows: "
+          f"{sum(1 for a, b in edges if a.startswith('harness') and b.startswith('leaderboard'))}")
 
 
 if __name__ == "__main__":

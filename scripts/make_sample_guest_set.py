@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     for label in range(10):
         (args.out / str(label)).mkdir(parents=True)
         for index in np.flatnonzero(digits.target == label)[: args.per_digit]:
-            photograph(strokes(digits.images[index]), rng).save(args.out / str(label) / f"sklearn_{index:04d}.jpg", quality=90)
+            photograph(strokes(digits.images[index]), rng).save(args.out / str(label) / f"sklearn_{index:04d}.jpg",
+                                                                quality=90)
             n += 1
     (args.out / "README.md").write_text(README.format(n=n, seed=args.seed))
     print(f"wrote {n} sample digits to {args.out}")

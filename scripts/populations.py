@@ -8,8 +8,8 @@ Populations (each a folder of labelled pictures read by the guest pipeline, as t
 - ``mnist-test``: MNIST's 10,000 test digits (US Census staff and students; the population entries train on).
 - ``semeion-tune`` / ``semeion-held-out``: Semeion (~80 writers, Italy, scanned, thresholded 16×16), split per digit
   in file order by scripts/semeion_halves.py; ``baseline-robust`` trains on the tuning half (``--extra``).
-- ``uci-tune`` / ``uci-held-out``: the 13 writers of UCI optical digits' test part (collected in Istanbul on NIST forms; 8×8 counts),
-  split the same way by scripts/uci_digits.py. ``semeion`` and ``uci`` are the two halves together.
+- ``uci-tune`` / ``uci-held-out``: the 13 writers of UCI optical digits' test part (collected in Istanbul on NIST
+  forms; 8×8 counts), split the same way by scripts/uci_digits.py. ``semeion`` and ``uci`` are the two halves together.
 - ``sample``: mystery_digits/_sample, 100 of the UCI digits (its tuning half) as simulated photos: derived from
   ``uci``, not another population, and too small to rank (shown for reference only).
 
@@ -23,6 +23,7 @@ Loads each entry in this process, as scripts/stranger_lab.py does: for entries y
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import semeion_halves  # noqa: E402
 import uci_digits  # noqa: E402
+
 from harness.data.guest import load_guest_set, sample_guest_dir  # noqa: E402
 from harness.data.mnist import load_split  # noqa: E402
 from harness.data.preprocess import to_uint8  # noqa: E402
@@ -59,7 +61,8 @@ def populations(semeion: Path, mnist_dir: Path, build: Path) -> dict[str, tuple[
     out = {}
     test = load_split(str(mnist_dir), "test", allow_download=False)
     out["mnist-test"] = (np.asarray(test.images, dtype=np.uint8), np.asarray(test.labels, dtype=np.int64))
-    for name, folder in (("semeion-tune", build / "semeion" / "tune"), ("semeion-held-out", build / "semeion" / "held-out"),
+    for name, folder in (("semeion-tune", build / "semeion" / "tune"),
+                         ("semeion-held-out", build / "semeion" / "held-out"),
                          ("uci-tune", build / "uci" / "tune"), ("uci-held-out", build / "uci" / "held-out"),
                          ("sample", sample_guest_dir())):
         guest = load_guest_set(folder)
@@ -73,10 +76,8 @@ def populations(semeion: Path, mnist_dir: Path, build: Path) -> dict[str, tuple[
 @torch.inference_mode()
 def correct(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> np.ndarray:
     """Per digit, whether the model reads it right (images as the harness's worker hands them: uint8 / 255)."""
-    try:
+    with contextlib.suppress(NotImplementedError):  # a torch.export archive refuses eval(): exported in eval mode
         model.eval()
-    except NotImplementedError:   # a torch.export archive refuses eval(): it was exported in eval mode
-        pass
     preds = []
     for start in range(0, len(images), batch):
         x = torch.from_numpy(images[start:start + batch]).unsqueeze(1).float().div_(255)
@@ -147,7 +148,8 @@ def table(results: dict, sets: dict) -> dict:
 
 
 def leave_one_out(results: dict, cells: dict) -> list[dict]:
-    """Choose on A's held-out half among entries that never saw B; report the choice on all of B against the reference."""
+    """Choose on A's held-out half among entries that never saw B; report the choice on all of B against the
+    reference."""
     out = []
     for choose_on, report_on in PAIRS:
         candidates = [e for e, r in results.items() if report_on not in r["trained_on"]]
@@ -185,7 +187,8 @@ def markdown(results: dict, cells: dict, loo: list[dict]) -> str:
     for entry in results:
         if entry != REFERENCE:
             lines.append(f"| `{entry}` | " + " | ".join(
-                f"{cells[n][entry]['only_this']}/{cells[n][entry]['only_reference']}, p={cells[n][entry]['mcnemar_p']:.2g}"
+                f"{cells[n][entry]['only_this']}/{cells[n][entry]['only_reference']}, "
+                f"p={cells[n][entry]['mcnemar_p']:.2g}"
                 for n in names) + " |")
     lines += ["", "Leave one population out:", ""]
     for choice in loo:

@@ -30,8 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import train
 from semeion_halves import split
+
+from harness import train
 from harness.data.guest import load_guest_set
 from harness.data.mnist import load_split
 from harness.training.loop import evaluate, fit, load_data, to_tensor
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     data = load_data(config, args.mnist_dir or known.mnist_dir, download=False)
     model, _, _, _ = build_model(config, args.model_file, args.model_class)
     started = time.perf_counter()
-    result = fit(model, data, config)
+    fit(model, data, config)
     seconds = time.perf_counter() - started
     (gx, gy, parts), (tx, ty) = scoring_sets(known.semeion, args.mnist_dir or known.mnist_dir)
     row = {"name": known.name, "args": rest, "epochs": config.epochs, "train_s": round(seconds, 1),

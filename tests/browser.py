@@ -119,7 +119,13 @@ def window(driver, width: int, height: int):
         driver.set_window_size(1440, 900)
 
 
-def wait_for_text(driver, text: str, timeout: float = 45) -> str:
+# How long a test waits for what it reads or clicks. Generous: on a busy CI machine (two cores, each kept busy by
+# another process; `scripts/browser_under_load.py`) a rerun of a page can take tens of seconds; a wait that succeeds
+# returns as soon as the element paints, so only a failing test pays the whole of it.
+PATIENCE = 90.0
+
+
+def wait_for_text(driver, text: str, timeout: float = PATIENCE) -> str:
     deadline = time.time() + timeout
     body = ""
     while time.time() < deadline:
@@ -130,7 +136,7 @@ def wait_for_text(driver, text: str, timeout: float = 45) -> str:
     raise AssertionError(f"{text!r} did not appear; the page shows: {body[-1500:]}")
 
 
-def find(driver, css: str, timeout: float = 30, xpath: bool = False, hidden: bool = False):
+def find(driver, css: str, timeout: float = PATIENCE, xpath: bool = False, hidden: bool = False):
     """The first displayed element matching ``css`` (an XPath when ``xpath``) once the page has painted it; with
     ``hidden``, one that need not be displayed (a file input under its button)."""
     from selenium.common.exceptions import StaleElementReferenceException
@@ -145,7 +151,7 @@ def find(driver, css: str, timeout: float = 30, xpath: bool = False, hidden: boo
     return WebDriverWait(driver, timeout).until(shown, f"nothing matching {css!r} painted within {timeout:g} s")
 
 
-def button(driver, label: str, timeout: float = 30, enabled: bool = True):
+def button(driver, label: str, timeout: float = PATIENCE, enabled: bool = True):
     """The displayed button whose text is ``label`` once the page has painted it (and enabled it, when
     ``enabled``)."""
     from selenium.common.exceptions import StaleElementReferenceException
@@ -161,7 +167,7 @@ def button(driver, label: str, timeout: float = 30, enabled: bool = True):
                                                        f"within {timeout:g} s")
 
 
-def click(driver, label: str, timeout: float = 30) -> None:
+def click(driver, label: str, timeout: float = PATIENCE) -> None:
     """Press the button whose text is ``label`` once it is painted and enabled (again if Streamlit repainted it
     between finding and pressing)."""
     from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
@@ -178,7 +184,7 @@ def click(driver, label: str, timeout: float = 30) -> None:
             time.sleep(0.25)
 
 
-def count_when_painted(driver, selector: str, at_least: int, timeout: float = 30) -> int:
+def count_when_painted(driver, selector: str, at_least: int, timeout: float = PATIENCE) -> int:
     """How many elements match ``selector`` once at least ``at_least`` have painted (or the timeout passed)."""
     deadline, found = time.time() + timeout, 0
     while time.time() < deadline:

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from harness.data import mnist
-from harness.store import results as store
+from harness.data.task import DatasetSpec
 from harness.store.engine import make_engine
 from tests.entries import class_means
 
@@ -144,10 +144,10 @@ def fx(tmp_path_factory, mnist_dir, mnist_test) -> Fixture:
 
 
 @pytest.fixture(scope="session")
-def small_mnist(mnist_test) -> store.DatasetSpec:
+def small_mnist(mnist_test) -> DatasetSpec:
     """The first 300 MNIST test images as a dataset (fast runs through the whole pipeline)."""
     images, labels = mnist_test.images[:300], mnist_test.labels[:300]
-    return store.DatasetSpec(kind="mnist", content_hash="small-mnist-300", labels=labels, images=images, source="test")
+    return DatasetSpec(kind="mnist", content_hash="small-mnist-300", labels=labels, images=images, source="test")
 
 
 @pytest.fixture()

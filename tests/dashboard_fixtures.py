@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.store import results as store
 from harness import runner
-from harness.store.engine import make_engine
-from harness.data.task import guest_source
+from harness.data.task import DatasetSpec, guest_source
 from harness.entries.discovery import discover
+from harness.store import flags
+from harness.store.engine import make_engine
 from tests.entries import class_means, template_weights, write_entry
 
 GUEST_TOKEN = "mysteryink"   # in every guest file name: must never appear on a page before the reveal
@@ -76,16 +76,16 @@ def build(root: Path, train_images: np.ndarray, train_labels: np.ndarray, test_i
     guest_images = train_images[50000:50000 + N_GUEST]
     guest_labels = train_labels[50000:50000 + N_GUEST].astype(np.int64)
     files = []
-    for i, (image, label) in enumerate(zip(guest_images, guest_labels)):
+    for i, (image, label) in enumerate(zip(guest_images, guest_labels, strict=True)):
         rel = f"{label}/{GUEST_TOKEN}_{i:03d}.png"
         (mystery / str(label)).mkdir(parents=True, exist_ok=True)
         Image.fromarray(255 - image).resize((112, 112), Image.BICUBIC).save(mystery / rel)
         files.append(rel)
     datasets = [
-        store.DatasetSpec(kind="mnist", content_hash="dash-mnist-500", labels=test_labels[:N_MNIST].astype(np.int64),
-                          images=test_images[:N_MNIST], source="MNIST test (first 500)"),
-        store.DatasetSpec(kind="guest", content_hash="dash-guest-100", labels=guest_labels, images=guest_images,
-                          source=guest_source("folder", mystery), preprocess_version="test", files=tuple(files)),
+        DatasetSpec(kind="mnist", content_hash="dash-mnist-500", labels=test_labels[:N_MNIST].astype(np.int64),
+                    images=test_images[:N_MNIST], source="MNIST test (first 500)"),
+        DatasetSpec(kind="guest", content_hash="dash-guest-100", labels=guest_labels, images=guest_images,
+                    source=guest_source("folder", mystery), preprocess_version="test", files=tuple(files)),
     ]
     db = root / "sealed.db"
     engine = make_engine(str(db))
@@ -98,7 +98,7 @@ def build(root: Path, train_images: np.ndarray, train_labels: np.ndarray, test_i
     revealed = root / "revealed.db"
     _copy_db(db, revealed)
     engine = make_engine(str(revealed))
-    store.set_flag(engine, store.GUEST_REVEALED, "true")
+    flags.set_flag(engine, flags.GUEST_REVEALED, "true")
     engine.dispose()
     return Fixture(db=db, revealed_db=revealed, submissions=subs, mystery=mystery, guest_labels=guest_labels,
                    guest_files=files, mnist_labels=test_labels[:N_MNIST].astype(np.int64))

@@ -46,7 +46,7 @@ def contact_sheet(tiles: list[np.ndarray | Image.Image | None], captions: list[s
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((6, 4), title, fill=0, font=font(14))
-    for k, (t, cap) in enumerate(zip(tiles, captions)):
+    for k, (t, cap) in enumerate(zip(tiles, captions, strict=False)):
         if t is None:
             continue
         r, c = divmod(k, cols)

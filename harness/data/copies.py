@@ -27,7 +27,7 @@ def changed_copies(images: np.ndarray, count: int, rng: np.random.Generator) -> 
     noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=copies.shape)
     copies = np.where(edge, np.clip(copies + noise, 1, 254), copies)
     paper = _far_from_ink(copies > 0)
-    for copy, free in zip(copies, paper):
+    for copy, free in zip(copies, paper, strict=True):
         spots = np.flatnonzero(free)
         if len(spots):
             spots = rng.choice(spots, size=min(SPECKS, len(spots)), replace=False)

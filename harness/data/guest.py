@@ -89,10 +89,12 @@ def read_labels_csv(path: Path) -> dict[str, int]:
             if n == 1 and row[0].strip().lower() in ("file", "filename", "path"):
                 continue
             if len(row) < 2 or row[1].strip() not in tuple("0123456789"):
-                raise GuestSetError(f"{path.name} line {n} should be 'file,label' with a label 0–9, not {','.join(row)!r}.")
+                raise GuestSetError(f"{path.name} line {n} should be 'file,label' with a label 0–9, not "
+                                    f"{','.join(row)!r}.")
             name = row[0].strip().replace("\\", "/")
             if name in labels and labels[name] != int(row[1]):
-                raise GuestSetError(f"{path.name} gives {name} two labels ({labels[name]} and {row[1].strip()}): keep one.")
+                raise GuestSetError(f"{path.name} gives {name} two labels ({labels[name]} and {row[1].strip()}): keep "
+                                    "one.")
             labels[name] = int(row[1])
     return labels
 
@@ -102,7 +104,8 @@ def label_of(rel: Path, csv_labels: dict[str, int]) -> int | None:
     from_csv = csv_labels.get(rel.as_posix())
     from_folder = int(rel.parts[0]) if len(rel.parts) > 1 else None
     if from_csv is not None and from_folder is not None and from_csv != from_folder:
-        raise GuestSetError(f"{rel.as_posix()} is in folder {from_folder} but labels.csv says {from_csv}: fix one of them.")
+        raise GuestSetError(f"{rel.as_posix()} is in folder {from_folder} but labels.csv says {from_csv}: fix one of "
+                            "them.")
     if from_csv is not None:
         return from_csv
     if from_folder is not None:
@@ -168,7 +171,8 @@ def load_guest_set(folder: Path) -> GuestSet:
     csv_path = folder / "labels.csv"
     csv_labels = read_labels_csv(csv_path) if csv_path.is_file() else {}
     present = {rel.as_posix() for rel in files}
-    skipped = [(name, "listed in labels.csv but there is no such file.") for name in sorted(csv_labels) if name not in present]
+    skipped = [(name, "listed in labels.csv but there is no such file.")
+               for name in sorted(csv_labels) if name not in present]
 
     labelled: list[tuple[Path, int]] = []
     for rel in files:
@@ -177,7 +181,8 @@ def load_guest_set(folder: Path) -> GuestSet:
             continue
         label = label_of(rel, csv_labels)
         if label is None:
-            skipped.append((rel.as_posix(), "no label: put it in a folder 0–9, name it like 7_001.png, or list it in labels.csv."))
+            skipped.append((rel.as_posix(),
+                            "no label: put it in a folder 0–9, name it like 7_001.png, or list it in labels.csv."))
             continue
         labelled.append((rel, label))
 

@@ -71,7 +71,8 @@ def download(root: Path, split: str) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(f"MNIST files are missing from {root} and the folder cannot be created ({exc.strerror}); "
-                           f"point --mnist-dir or ${ENV_VAR} at a folder holding {', '.join(n for n, _ in FILES[split])}.") from exc
+                           f"point --mnist-dir or ${ENV_VAR} at a folder holding "
+                           f"{', '.join(n for n, _ in FILES[split])}.") from exc
     for name, md5 in FILES[split]:
         if (root / name).is_file():
             continue
@@ -85,9 +86,9 @@ def download(root: Path, split: str) -> None:
                 (root / name).unlink(missing_ok=True)
         else:
             raise HarnessError(
-                f"MNIST file {name} is not in {root} and could not be downloaded ({errors[-1] if errors else 'no mirror'}); "
-                f"offline, copy {', '.join(n for n, _ in FILES[split])} into {root}{also_needed(root, split)} "
-                f"or point --mnist-dir / ${ENV_VAR} at a folder that holds them.")
+                f"MNIST file {name} is not in {root} and could not be downloaded "
+                f"({errors[-1] if errors else 'no mirror'}); offline, copy {', '.join(n for n, _ in FILES[split])} "
+                f"into {root}{also_needed(root, split)} or point --mnist-dir / ${ENV_VAR} at a folder that holds them.")
 
 
 def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
@@ -96,12 +97,14 @@ def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
         with opener(path, "rb") as fh:
             data = fh.read()
     except (OSError, EOFError) as exc:
-        raise HarnessError(f"{path} is not a readable IDX file ({exc}); delete it and let the harness download it again.") from exc
+        raise HarnessError(f"{path} is not a readable IDX file ({exc}); delete it and let the harness download it "
+                           "again.") from exc
     if len(data) < 8:
         raise HarnessError(f"{path} is truncated; delete it and let the harness download it again.")
     magic = int.from_bytes(data[0:4], "big")
     if magic != expected_magic:
-        raise HarnessError(f"{path} has IDX magic number {magic:#x}, expected {expected_magic:#x}: it is not the MNIST file its name says.")
+        raise HarnessError(f"{path} has IDX magic number {magic:#x}, expected {expected_magic:#x}: it is not the MNIST "
+                           "file its name says.")
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
@@ -124,15 +127,16 @@ def load_split(root: Path, split: str = "test", allow_download: bool = True) -> 
     if missing_files(root, split):
         if not allow_download:
             raise HarnessError(f"MNIST {split} files {', '.join(missing_files(root, split))} are missing from {root}; "
-                               f"copy them there{also_needed(root, split)} or point --mnist-dir / ${ENV_VAR} at a folder that holds them.")
+                               f"copy them there{also_needed(root, split)} or point --mnist-dir / ${ENV_VAR} at a "
+                               "folder that holds them.")
         download(root, split)
     (img_name, img_md5), (lbl_name, lbl_md5) = FILES[split]
     if split in VERIFY_MD5:
         for name, md5 in ((img_name, img_md5), (lbl_name, lbl_md5)):
             path = root / name
             if path.is_file() and md5sum(path) != md5:
-                raise HarnessError(f"{path} does not match the official MNIST md5 ({md5}); it is corrupt or a different "
-                                   "file: delete it and let the harness download it again.")
+                raise HarnessError(f"{path} does not match the official MNIST md5 ({md5}); it is corrupt or a "
+                                   "different file: delete it and let the harness download it again.")
     images = _read_idx(_path(root, img_name), 0x00000803)
     labels = _read_idx(_path(root, lbl_name), 0x00000801)
     if images.shape[1:] != (28, 28) or len(images) != len(labels):

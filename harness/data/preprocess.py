@@ -141,7 +141,8 @@ def ink_is_dark(gray: np.ndarray) -> bool:
         lo, hi = np.percentile(gray, [1, 99])
         dark = gray < (lo + hi) / 2
         if dark.any() and (~dark).any():
-            return ndimage.distance_transform_edt(dark)[dark].mean() < ndimage.distance_transform_edt(~dark)[~dark].mean()
+            return (ndimage.distance_transform_edt(dark)[dark].mean()
+                    < ndimage.distance_transform_edt(~dark)[~dark].mean())
     g = ndimage.gaussian_filter(gray, 0.7) if min(gray.shape) >= 9 else gray
     d = g - smooth_level(g, 50, min(g.shape) / 3)
     s = 3 * 1.4826 * np.median(np.abs(d))
@@ -251,8 +252,9 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
     ys, xs = boxes[main - 1]
     gy, gx = (ys.stop - ys.start) / 5, (xs.stop - xs.start) / 5
     keep = np.zeros(n + 1, dtype=bool)
-    for i, (area, (by, bx)) in enumerate(zip(areas, boxes), start=1):
-        near = by.start >= ys.start - gy and by.stop <= ys.stop + gy and bx.start >= xs.start - gx and bx.stop <= xs.stop + gx
+    for i, (area, (by, bx)) in enumerate(zip(areas, boxes, strict=True), start=1):
+        near = (by.start >= ys.start - gy and by.stop <= ys.stop + gy
+                and bx.start >= xs.start - gx and bx.stop <= xs.stop + gx)
         keep[i] = area >= 0.15 * areas[main - 1] or (near and area >= 0.02 * areas[main - 1])
     return keep[labels]
 
@@ -316,7 +318,8 @@ def mnist_aspect(aspect: float) -> float:
     MNIST's digits are tall (the height fills the 20-pixel box in 93% of them; median width/height
     0.7), so a model trained on it reads a wide or box-stretched digit poorly. Narrowing only the
     excess leaves MNIST-shaped digits alone: the reference model scores the same on MNIST test with and
-    without this step, and better on Semeion, whose digits are stretched to fill a square (figures: README).
+    without this step, and better on Semeion, whose digits are stretched to fill a square (figures: docs/organiser.md,
+    "Guest digits").
     """
     return aspect if aspect <= ASPECT_KNEE else ASPECT_KNEE + ASPECT_SLOPE * (aspect - ASPECT_KNEE)
 

@@ -23,8 +23,18 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from harness.data.preprocess import (SHEET_MAX_PIXELS, ImageProblem, contrast_floor, ink_map, normalize_image,
-                                     open_image, reduce_size, smooth_level, smoothed_ink, to_grayscale)
+from harness.data.preprocess import (
+    SHEET_MAX_PIXELS,
+    ImageProblem,
+    contrast_floor,
+    ink_map,
+    normalize_image,
+    open_image,
+    reduce_size,
+    smooth_level,
+    smoothed_ink,
+    to_grayscale,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "mystery_digits"
 MIN_PIECE = 0.004      # a written digit: ink at the contrast floor in one piece of this fraction of the box
@@ -150,7 +160,7 @@ def find_markers(candidates: list[tuple[float, float, float, float]]) -> np.ndar
 def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 3×3 projective map taking 4 points ``src`` to ``dst`` (direct linear transform)."""
     rows = []
-    for (x, y), (u, v) in zip(src, dst):
+    for (x, y), (u, v) in zip(src, dst, strict=False):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
     _, _, vt = np.linalg.svd(np.array(rows, dtype=np.float64))
@@ -256,7 +266,8 @@ def import_sheet(photo: Path, out: Path = DEFAULT_OUT, layout: Layout = LAYOUT) 
         markers = find_markers(candidates)
     except SheetProblem as e:
         debug = out / f"_debug-{photo.stem}.png"
-        save_debug(Image.fromarray(np.round(small * 255).astype(np.uint8)), [(x, y) for _, x, y, _ in candidates], debug)
+        save_debug(Image.fromarray(np.round(small * 255).astype(np.uint8)), [(x, y) for _, x, y, _ in candidates],
+                   debug)
         raise SheetProblem(f"cannot import {photo.name}: {e}; photograph the whole sheet flat with all four "
                            f"black corner squares visible (candidates circled in {debug})") from None
     page = rectify(img, markers / scale, layout)

@@ -58,7 +58,10 @@ def file_name_problem(folder: Path) -> str | None:
 
 
 @dataclass(frozen=True)
-class Entry:
+class EntryFolder:
+    """One entry's folder as found on disk (in ``submissions/``, or a stored version restored into a work folder):
+    its files' hashes, size and metadata at that moment. The entry as the store knows it, across its versions, is
+    the ORM row ``harness.store.schema.Entry``."""
     name: str
     folder: Path
     metadata: EntryMetadata
@@ -117,7 +120,8 @@ def read_metadata(folder: Path) -> EntryMetadata:
     known = {f.name for f in fields(EntryMetadata)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise HarnessError(f"{path} has unknown key(s) {', '.join(unknown)}; the known keys are {', '.join(sorted(known))}.")
+        raise HarnessError(f"{path} has unknown key(s) {', '.join(unknown)}; the known keys are "
+                           f"{', '.join(sorted(known))}.")
     for key in ("constructor", "hyperparameters"):
         if key in data and not isinstance(data[key], dict):
             raise HarnessError(f"{path}: '{key}' must be a table ([{key}]), not {type(data[key]).__name__}.")
@@ -166,7 +170,7 @@ def weights_file(folder: Path, metadata: EntryMetadata) -> Path | None:
     return next(filter(None, (real_file(folder, name) for name in WEIGHT_FILES)), None)
 
 
-def load_entry(folder: Path) -> Entry:
+def load_entry(folder: Path) -> EntryFolder:
     """Describe one entry folder (nothing is imported or executed); a HarnessError when a file name is not UTF-8."""
     folder = Path(folder)
     problem = file_name_problem(folder)
@@ -180,7 +184,7 @@ def load_entry(folder: Path) -> Entry:
         except HarnessError as exc:
             metadata_error = str(exc)
     code, weights = real_file(folder, CODE_FILE), weights_file(folder, metadata)
-    return Entry(
+    return EntryFolder(
         name=folder.name,
         folder=folder,
         metadata=metadata,
@@ -194,7 +198,7 @@ def load_entry(folder: Path) -> Entry:
 
 
 def discover(submissions: Path, skipped: list[str] | None = None,
-             left_out: dict[str, str] | None = None) -> dict[str, Entry]:
+             left_out: dict[str, str] | None = None) -> dict[str, EntryFolder]:
     """All entry folders under ``submissions``, by name (folders starting with '.' or '_' are ignored).
 
     A folder that cannot be an entry (a name that is not allowed, two names that differ only in case, a file that
@@ -203,7 +207,7 @@ def discover(submissions: Path, skipped: list[str] | None = None,
     Without a ``skipped`` list the first such folder stops discovery with that sentence.
     """
     leave_out = _collector(skipped, left_out)
-    entries: dict[str, Entry] = {}
+    entries: dict[str, EntryFolder] = {}
     for folder in _folders(Path(submissions), leave_out):
         try:
             entry = load_entry(folder)
@@ -238,8 +242,8 @@ def _collector(skipped: list[str] | None, left_out: dict[str, str] | None):
 def _folders(submissions: Path, leave_out) -> list[Path]:
     """The folders that may be entries, each left out with ``leave_out`` when its name or its files' names say not."""
     if not submissions.is_dir():
-        raise HarnessError(f"the submissions folder {submissions} does not exist; create it and add one folder per entry "
-                           "(see submissions/README.md), or point --submissions at it.")
+        raise HarnessError(f"the submissions folder {submissions} does not exist; create it and add one folder per "
+                           "entry (see submissions/README.md), or point --submissions at it.")
     by_key: dict[str, list[Path]] = {}
     for folder in sorted(p for p in submissions.iterdir() if p.is_dir()):
         if folder.name.startswith((".", "_")) or folder.name == "__pycache__":
@@ -271,7 +275,7 @@ def _folders(submissions: Path, leave_out) -> list[Path]:
     return out
 
 
-def select(entries: dict[str, Entry], only: list[str] | None) -> list[Entry]:
+def select(entries: dict[str, EntryFolder], only: list[str] | None) -> list[EntryFolder]:
     """The entries named by ``--only`` (all when None); an unknown name lists the available ones."""
     if not only:
         return list(entries.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import pickle
@@ -109,7 +110,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
                          "only the weights: torch.save(model.state_dict(), 'weights.pt').") from exc
     except Exception as exc:
         raise EntryError(f"{path.name} is not a readable PyTorch weights file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); save it again with torch.save(model.state_dict(), ...).") from exc
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); save it again with "
+                         "torch.save(model.state_dict(), ...).") from exc
     return _unwrap_state_dict(obj, path)
 
 
@@ -149,7 +151,8 @@ def describe_mismatch(state: dict[str, torch.Tensor], model: nn.Module, others: 
     saved, wanted = set(state), set(expected)
     if others:
         found, also = next(iter(others.items()))
-        return f"these weights fit class {found} in {CODE_FILE}, not {name}: set model_class = \"{found}\" in entry.toml{also}."
+        return (f"these weights fit class {found} in {CODE_FILE}, not {name}: set model_class = \"{found}\" "
+                f"in entry.toml{also}.")
     change = _prefix_change(saved, wanted)
     if change:
         extra, prefix = change
@@ -246,8 +249,6 @@ def with_adapter(model: nn.Module, metadata: EntryMetadata) -> nn.Module:
 
 def set_eval(model: nn.Module) -> nn.Module:
     """``model.eval()``; exported programs are already frozen in eval mode and may refuse the call."""
-    try:
+    with contextlib.suppress(NotImplementedError, RuntimeError):
         model.eval()
-    except (NotImplementedError, RuntimeError):
-        pass
     return model

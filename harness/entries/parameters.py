@@ -38,7 +38,7 @@ import zipfile
 from pathlib import Path
 
 from harness.contract import CODE_FILE, EXPORT_FILE
-from harness.entries.discovery import Entry, real_file, weights_file
+from harness.entries.discovery import EntryFolder, real_file, weights_file
 
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 MAX_MEMBERS = 20_000                # zip members: torch.save writes one per storage, a .pt2 two per weight
@@ -189,7 +189,8 @@ def from_safetensors(path: Path) -> int:
             raise Unreadable(f"{path.name}'s tensor {key!r} does not match the bytes stored for it; save it again "
                              "with safetensors.torch.save_file(model.state_dict(), ...).")
         storages[(int(begin), int(end))] = (nbytes, {itemsize})
-    return _storage_total(storages, path.name, size, "save it again with safetensors.torch.save_file(model.state_dict(), ...)")
+    return _storage_total(storages, path.name, size, "save it again with "
+                                                     "safetensors.torch.save_file(model.state_dict(), ...)")
 
 
 def _json(data: bytes, what: str):
@@ -265,7 +266,7 @@ def from_export(path: Path) -> int:
     return _storage_total(storages, EXPORT_FILE, capacity, PT2_FIX)
 
 
-def measure(entry: Entry) -> tuple[int | None, str | None]:
+def measure(entry: EntryFolder) -> tuple[int | None, str | None]:
     """``(count, None)``, or ``(None, sentence)`` when the entry's weights cannot be counted (never raises).
 
     ``(None, None)`` when the entry has no weights file to count (its own load fails with the reason)."""
@@ -284,6 +285,6 @@ def measure(entry: Entry) -> tuple[int | None, str | None]:
                       f"{fix}.")
 
 
-def count(entry: Entry) -> int | None:
+def count(entry: EntryFolder) -> int | None:
     """The entry's parameter count as the host reads it from its files (None when they cannot be counted)."""
     return measure(entry)[0]

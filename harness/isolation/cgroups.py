@@ -17,6 +17,7 @@ the processes' resident memory, saying so in the result's protections.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -177,10 +178,8 @@ def create(memory_limit: int, kind: str = "entry") -> Cgroup:
         raise Unavailable("no cgroup memory controller is mounted under /sys/fs/cgroup")
     except OSError as exc:
         for folder in reversed(made):
-            try:
+            with contextlib.suppress(OSError):
                 folder.rmdir()
-            except OSError:
-                pass
         if isinstance(exc, Unavailable):
             raise
         raise Unavailable(f"no cgroup can be made here ({exc.strerror or exc})") from None

@@ -2,20 +2,14 @@
 
 The host keeps everything else (discovery, versions, claims, scoring, storing). For each entry it sends a worker the
 entry's files as bytes (no shared filesystem is needed, and a retry on another worker needs them in the task) and
-the images, scattered to every worker once in blocks of rows (``BLOCK_ROWS``, keyed by their content), so that the
-sets every entry shares (MNIST alone is 7.8 MB) travel once per run, not once per entry; the worker joins the
-blocks back into each set, writes the files into a private
-folder, checks that they hash to the version the host described, and runs them through
-``harness.isolation.predict`` with the same ``Limits``: its own sandbox where bubblewrap works, the timing measured
-by the worker's harness process, outside the entry's process. The host gets the ``Prediction`` back.
-
-A worker that dies while running an entry: the scheduler gives the entry to another worker once
+the images, scattered to every worker once in blocks of rows (``BLOCK_ROWS``, keyed by their content); the worker
+joins the blocks back into each set, writes the files into a private folder, checks that they hash to the version
+the host described, and runs them through ``harness.isolation.predict`` with the same ``Limits``. The host gets the
+``Prediction`` back. A worker that dies while running an entry: the scheduler gives the entry to another worker once
 (``ALLOWED_FAILURES``), then it fails with one sentence.
 
-Addresses: ``local:N`` starts N worker processes on this machine (a ``LocalCluster``); ``tcp://HOST:8786`` joins a
-running scheduler; ``tls://HOST:8786`` does so over TLS with the certificates in ``$LEADERBOARD_CLUSTER_TLS_DIR``
-(``ca.pem``, ``cert.pem``, ``key.pem``). The scheduler runs whatever its clients send: keep it and its workers on
-a private network, and use TLS where anyone else can reach the port.
+Addresses (``local:N``, ``tcp://HOST:8786``, ``tls://HOST:8786`` with ``$LEADERBOARD_CLUSTER_TLS_DIR``), security
+and figures: docs/cluster.md.
 
 ``distributed`` is an optional dependency (``pip install -e '.[cluster]'``): imported only when a cluster is asked for.
 """
@@ -28,19 +22,19 @@ import re
 import shutil
 import threading
 import warnings
-from concurrent.futures import CancelledError
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from harness.entries.discovery import Entry, entry_files, load_entry, read_chunks
+from harness.common.tempfolders import temp_folder
+from harness.entries.discovery import EntryFolder, entry_files, load_entry, read_chunks
 from harness.errors import HarnessError
 from harness.isolation.prediction import Limits, Prediction, predict
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
 
 ENV_ADDRESS = "LEADERBOARD_CLUSTER"             # the default for --cluster
 ENV_TLS_DIR = "LEADERBOARD_CLUSTER_TLS_DIR"     # ca.pem, cert.pem and key.pem for a tls:// scheduler
@@ -49,8 +43,8 @@ ALLOWED_FAILURES = 1     # an entry whose worker died is given to another worker
 CONNECT_SECONDS = 30.0   # how long to wait for a scheduler, or for a LocalCluster's workers to start
 LOCAL_WORKERS_MAX = 64
 RESULT_MARGIN = 120.0    # seconds beyond the entry's time limit (each attempt) before the host stops waiting
-# What every worker needs (set for a LocalCluster here; a club's workers get it from the environment, see README):
-# the entry's process is a child of the worker process, which a daemonic process may not have.
+# What every worker needs (set for a LocalCluster here; a club's workers get it from the environment, see
+# docs/cluster.md): the entry's process is a child of the worker process, which a daemonic process may not have.
 WORKER_CONFIG = {"distributed.worker.daemon": False,
                  "distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
 _LOCAL = re.compile(r"local:(\d+)")
@@ -80,7 +74,7 @@ def security(tls_dir: str | None):
     from distributed.security import Security
     if not tls_dir:
         raise HarnessError(f"a tls:// cluster needs its certificates: set ${ENV_TLS_DIR} to a folder holding "
-                           f"{', '.join(TLS_FILES)} (see README, Running on a cluster).")
+                           f"{', '.join(TLS_FILES)} (see docs/cluster.md).")
     folder = Path(tls_dir)
     missing = [name for name in TLS_FILES if not (folder / name).is_file()]
     if missing:
@@ -161,7 +155,7 @@ class Cluster:
         has_gpu = any("GPU" in (w.get("resources") or {}) for w in info.get("workers", {}).values())
         return {"GPU": 1} if has_gpu else None
 
-    def predict(self, entry: Entry, images: dict[str, np.ndarray], limits: Limits, *,
+    def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False,
                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Prediction:
         """Run ``entry`` on a worker; what ``harness.isolation.predict`` would return here. Progress is not
@@ -208,7 +202,7 @@ def _takes_n_workers(client) -> bool:
     return "n_workers" in inspect.signature(client.scheduler_info).parameters
 
 
-def _read_files(entry: Entry) -> dict[str, bytes] | None:
+def _read_files(entry: EntryFolder) -> dict[str, bytes] | None:
     """The entry's files as bytes by path, when they still hash to ``entry.content_hash`` (else None)."""
     files = {p.relative_to(entry.folder).as_posix(): b"".join(read_chunks(p)) for p in entry_files(entry.folder)}
     whole = hashlib.sha256()  # as ``harness.entries.discovery.digest`` hashes a folder, here over the bytes read

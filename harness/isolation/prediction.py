@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.common.tempfolders import temp_folder
 from harness.data.task import TASK
-from harness.entries.discovery import Entry
-from harness.isolation import limits as resource_limits
+from harness.entries.discovery import EntryFolder
 from harness.isolation import order, process
+from harness.isolation.inside import rlimits
 from harness.isolation.process import Progress
-from harness.store.leftovers import temp_folder
 
 DEVICES = ("auto", "cpu", "cuda")
 LIMIT_NAMES = ("time limit", "memory limit")  # how this package's messages name the limit that stopped an entry
@@ -42,7 +42,7 @@ class Limits:
     @property
     def cpu_seconds(self) -> int:
         """The CPU-time limit that goes with the time limit: every core busy for the whole of it."""
-        return resource_limits.cpu_seconds(self.timeout)
+        return rlimits.cpu_seconds(self.timeout)
 
 
 def resolve_device(requested: str) -> str:
@@ -78,7 +78,7 @@ class Prediction:
         return images / self.timed_seconds if self.timed_seconds else None
 
 
-def predict(entry: Entry, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
+def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
             sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None,
             secret: bool = False) -> Prediction:
     """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, 28, 28]) and return its outputs.

@@ -1,27 +1,19 @@
 """Run each entry in its own process, with limits on time, memory, CPU time and (sandboxed) processes.
 
-Processes are forked from a fork server that has already imported torch, so isolation costs
-milliseconds per entry instead of a fresh interpreter's seconds. Where bubblewrap works the fork server
-runs inside its sandbox (``harness.isolation.sandbox``); elsewhere it is multiprocessing's fork server and the
-outcome says ``sandboxed=False``. A crash, hang, memory blow-up or ``sys.exit`` in an entry ends only
-that entry's process; the harness records why.
+Processes are forked from a fork server that has already imported torch, so isolation costs milliseconds per entry
+instead of a fresh interpreter's seconds. The fork server runs inside the bubblewrap sandbox where it works
+(``harness.isolation.sandbox``); elsewhere it is multiprocessing's and the outcome says ``sandboxed=False``, and under
+a root harness the entry's process drops to a uid of its own before the model is imported
+(``harness.isolation.users``) while the fork server adopts and kills whatever it leaves running
+(``harness.isolation.inside.reaper``). Memory is held by a cgroup of the entry's own where the host allows it
+(``harness.isolation.cgroups``), else by a watch of resident memory. A crash, hang, memory blow-up or ``sys.exit``
+ends only that entry's process; the harness records why.
 
-Without the sandbox, under a root harness, the entry's process still drops to a uid of its own (no account's,
-shared with no other process: ``harness.isolation.users``; it keeps only the right to read files) before the model
-is imported, so the process, file-size and CPU limits apply and it can signal no other process; it gets a private
-TMPDIR, removed at its end; and the fork server adopts whatever the entry leaves running, so all of it is killed at
-the entry's end (``harness.isolation.reaper``). What it cannot give: a private view of the files.
+The entry is timed here, on the host's clock, from handing over the images until its process exits (see
+``harness.isolation.inside.worker``). Its progress file (phase, then images done) is only its claim: it is used to
+show progress and to stop at once an entry whose speed says it cannot finish within its time limit.
 
-In both modes, where the host allows it, the entry's processes run in a cgroup of their own
-(``harness.isolation.cgroups``) whose memory limit counts every page they hold, memfd and tmpfs files included, and
-whose peak is the one reported; elsewhere the watch of resident memory is all, and the result says so.
-
-The entry's speed is timed here, from outside its process: from the moment the images are handed over
-(after the entry said it is loaded and warm) until its process exits (see ``harness.isolation.worker``).
-
-The entry's process also says its phase (loading, warming up) and then counts the images it has done in a progress
-file. That is only its claim, so it is used for two things that cannot help an entry: showing progress, and stopping at once an entry whose speed, timed
-here on the host's clock since ``go``, says it cannot finish within its time limit (it would fail anyway).
+What each mode lets an entry do, and why: docs/scoring.md, "Isolation and sandbox".
 """
 
 from __future__ import annotations
@@ -40,18 +32,16 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation import cgroups, limits, users
-from harness.isolation import sandbox
-from harness.isolation import sandbox_command, sandbox_server
-from harness.store import trees
+from harness.common import trees
 from harness.contract import EntryMetadata
-from harness.isolation.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
+from harness.isolation import cgroups, sandbox, sandbox_command, users
+from harness.isolation.inside import rlimits, sandbox_server, unsandboxed
+from harness.isolation.inside.exchange import LOADING, READY_FILE, hand_over, head_and_tail, read_phase, read_progress
+from harness.isolation.inside.unsandboxed import LOG_FILE, SCRATCH_SUFFIX
 
 GIB = 1024 ** 3
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
-LOG_FILE = "entry.log"
-SCRATCH_SUFFIX = ".tmp"  # next to an unsandboxed entry's output folder: its private TMPDIR
 PROGRESS_SECONDS = 0.1      # how often the entry's count of images done is read
 ESTIMATE_AFTER_SECONDS = 2.0  # the speed must have been seen for this long since go before it can stop an entry
 ESTIMATE_MARGIN = 1.2       # ... and the estimate must exceed the time limit by this factor
@@ -99,7 +89,8 @@ def over_time(needed: float, rate: float, total: int, timeout: float, device: st
 
 
 @dataclass
-class Outcome:
+class RunOutcome:
+    """How one run of an entry's process ended, measured here on the host (what ``run_isolated`` returns)."""
     result: dict          # the worker's result.json (status ok/failed, error; nothing in it is ranked)
     seconds: float        # wall time of the whole child process
     peak_rss: int         # bytes
@@ -115,11 +106,12 @@ _job_lock = threading.Lock()  # the sandbox runs one entry at a time (the dashbo
 
 def context(preload_torchvision: bool = False) -> mp.context.BaseContext:
     """The fork-server context, with torch (and torchvision when entries use it) imported once; the fork server
-    adopts the processes entries leave behind (``harness.isolation.reaper``)."""
+    adopts the processes entries leave behind (``harness.isolation.inside.reaper``)."""
     global _context
     if _context is None:
         _context = mp.get_context("forkserver")
-        _context.set_forkserver_preload(["harness.isolation.reaper", "harness.isolation.worker"] +
+        _context.set_forkserver_preload(["harness.isolation.inside.reaper", "harness.isolation.inside.worker",
+                                         "harness.isolation.inside.unsandboxed"] +
                                         (["torchvision"] if preload_torchvision else []))
     return _context
 
@@ -163,38 +155,13 @@ def missing_protections(sandboxed: bool, uid: int | None, cgroup_missing: str | 
     return tuple(missing)
 
 
-def _child(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: str, device: str,
-           batch_size: int | None, memory_limit: int, cpu_seconds: int, tasks: int, file_size: int,
-           uid: int | None, gpu_memory: int | None, cgroup: list[str] | None = None) -> None:
-    for procs in cgroup or []:  # first of all: every page it touches from now on is charged to its cgroup
-        with open(procs, "w") as fh:
-            fh.write(str(os.getpid()))
-    for name in ("TMPDIR", "TMP", "TEMP"):  # a scratch folder of its own, removed at its end (as the sandbox's /tmp)
-        os.environ[name] = os.path.join(os.path.dirname(out_dir), os.path.basename(out_dir) + SCRATCH_SUFFIX)
-    import tempfile
-    tempfile.tempdir = None
-    os.setsid()  # own session and process group: nothing the entry starts keeps the harness's terminal
-    log = os.open(os.path.join(out_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    limits.limit_process(memory_limit, device, cpu_seconds, tasks, file_size)
-    if uid is not None:
-        limits.become_user(uid, keep_reading=True)
-    limits.die_with_parent()  # a harness killed with -9 takes its fork server along, and the entry with it
-    from harness.isolation import worker
-    worker.main(folder, metadata, inputs, out_dir, device, batch_size, gpu_memory)
-    os._exit(0)  # skip atexit hooks an entry may have registered
-
-
 @contextlib.contextmanager
 def _main_module_hidden():
     """Start children without re-running the caller's ``__main__`` (a script, pytest, streamlit) in them.
 
     multiprocessing re-imports the main module in every fork-server child; the child only needs
-    ``harness.isolation.process._child``, so the main module's name and path are hidden while the child starts.
+    ``harness.isolation.inside.unsandboxed.main``, so the main module's name and path are hidden while the child
+    starts.
     """
     main = sys.modules["__main__"]
     saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
@@ -264,10 +231,8 @@ class _ForkedJob:
     def kill(self) -> None:
         """SIGKILL the entry's process group and every process it left, until none is left (daemons included);
         then remove its scratch folder, whatever it left there."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         sandbox.kill_all(self.processes)
         trees.remove(scratch_folder(self.out_dir))
 
@@ -284,10 +249,8 @@ def _cgroup_processes(cgroup: cgroups.Cgroup | None, known: set[int]) -> list[ps
     procs = []
     for pid in cgroup.pids() if cgroup is not None else []:
         if pid not in known:
-            try:
+            with contextlib.suppress(psutil.Error):
                 procs.append(psutil.Process(pid))
-            except psutil.Error:
-                pass
     return procs
 
 
@@ -301,10 +264,8 @@ def _memory(procs: list[psutil.Process]) -> int:
     copies sharing the same pages are not counted many times over."""
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_full_info().pss if len(procs) > 1 else p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -413,10 +374,8 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
         if not procs or elapsed - listed_at >= LIST_SECONDS:
             # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
             procs, listed_at = job.processes(), elapsed
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, _memory(procs))
-        except psutil.Error:
-            pass
         cgroup = getattr(job, "cgroup", None)
         if memory_limit and (peak > memory_limit or (cgroup is not None and cgroup.over_limit())):
             reason = memory_limit_reason(memory_limit)
@@ -460,7 +419,7 @@ def _start_forked(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path]
         os.chown(out_dir, uid, uid)
         os.chown(scratch, uid, uid)
     tasks = sandbox.tasks_of(os.getuid() if uid is None else uid) + sandbox.TASK_HEADROOM
-    proc = ctx.Process(target=_child, args=(str(folder), metadata, {k: str(v) for k, v in staged.items()},
+    proc = ctx.Process(target=unsandboxed.main, args=(str(folder), metadata, {k: str(v) for k, v in staged.items()},
                                             str(out_dir), device, batch_size, memory_limit, cpu_seconds, tasks,
                                             sandbox_server.FILE_LIMIT, uid, gpu_memory,
                                             [str(f / "cgroup.procs") for f in cgroup.folders] if cgroup else None),
@@ -496,7 +455,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                  device: str = "cpu", timeout: float = 300.0, memory_limit: int = 8 * GIB,
                  batch_size: int | None = None, preload_torchvision: bool = False,
                  sandboxed: bool | None = None, gpu_memory: int | None = None, total: int = 0,
-                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Outcome:
+                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> RunOutcome:
     """Evaluate one entry in a fresh child process and say how it ended.
 
     ``device`` is "cpu" or "cuda", resolved before any limit applies. ``sandboxed``: None uses the bubblewrap
@@ -510,7 +469,7 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
     trees.remove(out_dir)  # nothing an earlier call left may pass for this one's result
     out_dir.mkdir(parents=True)
     preload = ["torchvision"] if preload_torchvision else []
-    cpu = limits.cpu_seconds(timeout)
+    cpu = rlimits.cpu_seconds(timeout)
     with _job_lock:
         box = None if sandboxed is False else sandbox.shared(preload, device, secret)
         if sandboxed and box is None:
@@ -524,18 +483,16 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                                     gpu_memory, cgroup)
                 except (sandbox.SandboxError, OSError) as exc:
                     box.close()
-                    return Outcome(result={"status": "failed", "error": f"the sandbox could not start the entry ({exc})."},
-                                   seconds=0.0, peak_rss=0, log="", sandboxed=True,
-                                   protections=missing_protections(True, None, no_cgroup))
+                    return _not_started(f"the sandbox could not start the entry ({exc}).", True,
+                                        missing_protections(True, None, no_cgroup))
             else:
                 try:
                     user = entry_user()
                     job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
                                         preload_torchvision, user.uid if user else None, gpu_memory, cgroup)
                 except (OSError, psutil.Error) as exc:
-                    return Outcome(result={"status": "failed", "error": f"the entry's process could not start ({exc})."},
-                                   seconds=0.0, peak_rss=0, log="",
-                                   protections=missing_protections(False, user and user.uid, no_cgroup))
+                    return _not_started(f"the entry's process could not start ({exc}).", False,
+                                        missing_protections(False, user and user.uid, no_cgroup))
             try:
                 watched = _watch(job, timeout, memory_limit, total, device, on_progress)
                 job.finish(out_dir)
@@ -549,14 +506,27 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                 cgroup.remove()
             if user is not None:  # its processes are all gone: the uid may go to another entry
                 user.release()
+    return _ended(watched, job, folder, out_dir, cpu, box is not None,
+                  missing_protections(box is not None, user.uid if user else None, no_cgroup))
+
+
+def _not_started(error: str, sandboxed: bool, protections: tuple[str, ...]) -> RunOutcome:
+    """The outcome of an entry whose process could not be started."""
+    return RunOutcome(result={"status": "failed", "error": error}, seconds=0.0, peak_rss=0, log="",
+                      sandboxed=sandboxed, protections=protections)
+
+
+def _ended(watched: _Watched, job, folder: Path, out_dir: Path, cpu: int, sandboxed: bool,
+           protections: tuple[str, ...]) -> RunOutcome:
+    """How the entry's run ended: its result.json unless it was stopped (else why its process ended early), what it
+    printed, and its time from go when it succeeded."""
     result = None if watched.reason else _read_result(out_dir)
     log = _read_log(out_dir)
     if result is None:
         result = {"status": "failed", "error": watched.reason or _exit_reason(job.exitcode, cpu, job.log_bytes)}
-    if box is not None:  # messages name the entry's folder as the member knows it, not the sandbox's path
+    if sandboxed:  # messages name the entry's folder as the member knows it, not the sandbox's path
         if result.get("error"):
             result["error"] = sandbox.host_paths(result["error"], folder)
         log = sandbox.host_paths(log, folder)
-    return Outcome(result=result, seconds=watched.seconds, peak_rss=watched.peak, log=log, sandboxed=box is not None,
-                   timed_seconds=watched.timed if result.get("status") == "ok" else None,
-                   protections=missing_protections(box is not None, user.uid if user else None, no_cgroup))
+    return RunOutcome(result=result, seconds=watched.seconds, peak_rss=watched.peak, log=log, sandboxed=sandboxed,
+                      timed_seconds=watched.timed if result.get("status") == "ok" else None, protections=protections)

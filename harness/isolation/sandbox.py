@@ -1,22 +1,20 @@
 """Evaluate entries inside a bubblewrap sandbox: one sandboxed fork server per harness process.
 
-Inside the sandbox an entry sees only the system libraries and the Python environment (read-only), the
-harness package, its own folder (``/entries/<name>``, read-only), its image files (``/in``, read-only, no
-labels), a private writable ``/out`` and a small ``/tmp``. There is no network. The server imports torch
-once; each entry is one fork that drops to an unprivileged user (when the harness runs as root) and gets
-limits on CPU time, address space, file size and process count. After each entry the host kills every
-process in the sandbox but the server and empties the shared folders, and the server empties ``/tmp`` and
-``/dev/shm`` before the next one, so no entry sees another's files. Under a non-root harness the entry keeps the
-caller's identity inside a user namespace; the sandbox's own root and the folders bwrap creates are read-only.
-
 This module is the host side; ``harness.isolation.sandbox_command`` builds the bwrap command line and
-``harness.isolation.sandbox_server`` is what runs inside it.
+``harness.isolation.inside.sandbox_server`` is what runs inside it. After each entry the host kills every process in
+the sandbox but the server and empties the shared folders, and the server empties ``/tmp`` and ``/dev/shm`` before
+the next one. Under a non-root harness the sandbox's own root and the folders bwrap creates are read-only.
+
+Inside, an entry sees the Python environment and the harness read-only, its folder at ``/entries/<name>`` and its
+images at ``/in`` read-only, a private ``/out`` and a small ``/tmp``, and no network; what that keeps it from doing:
+docs/scoring.md, "Isolation and sandbox".
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import json
 import os
 import pickle
@@ -31,11 +29,11 @@ from pathlib import Path
 
 import psutil
 
-from harness.isolation.limits import cpu_seconds
+from harness.common import trees
+from harness.isolation.inside.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
+from harness.isolation.inside.rlimits import cpu_seconds
+from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, NOBODY
 from harness.isolation.sandbox_command import command
-from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY
-from harness.isolation.exchange import READY_FILE, copy_log, hand_over, read_phase, read_progress
-from harness.store import trees
 
 TASK_HEADROOM = 256         # processes + threads an entry may add to its user's count
 COPY_LIMIT = 512 * 1024 ** 2  # largest file taken back out of /out
@@ -73,7 +71,7 @@ def _empty(folder: Path) -> None:
 
 
 def _make_readable(folder: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, _dirnames, filenames in os.walk(folder):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             path = os.path.join(dirpath, name)
@@ -88,10 +86,8 @@ def kill_all(listing) -> None:
         if not procs:
             return
         for p in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         psutil.wait_procs(procs, timeout=0.05)
 
 
@@ -105,13 +101,12 @@ def copy_regular(src: Path, dst: Path, limit: int = COPY_LIMIT) -> bool:
     if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
         os.close(fd)
         return False
-    with os.fdopen(fd, "rb") as fh:
-        with open(dst, "wb") as out:
-            shutil.copyfileobj(fh, out)
+    with os.fdopen(fd, "rb") as fh, open(dst, "wb") as out:
+        shutil.copyfileobj(fh, out)
     return True
 
 
-class Job:
+class SandboxJob:
     """One entry running in the sandbox; the watcher in ``harness.isolation.process`` polls it."""
 
     def __init__(self, box: Sandbox, inputs: dict[str, Path], staged: dict[str, Path], cgroup=None):
@@ -171,7 +166,7 @@ class Sandbox:
         ("cpu" or "cuda"): where its entries run; only "cuda" lets them reach the GPU."""
         self.device = device
         self.as_root = os.getuid() == 0 if as_root is None else as_root
-        self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.store.leftovers
+        self.root = Path(tempfile.mkdtemp(prefix=f"harness-{os.getpid()}-sandbox-"))  # see harness.common.tempfolders
         self.uid = entry_uid(self.as_root)
         for name in ("entries", "in", "out"):
             (self.root / name).mkdir()
@@ -233,16 +228,17 @@ class Sandbox:
 
     def start(self, folder: Path, metadata, inputs: dict[str, Path], device: str, batch_size: int | None,
               memory_limit: int, timeout: float, preload: list[str], gpu_memory: int | None = None,
-              cgroup=None) -> Job:
+              cgroup=None) -> SandboxJob:
         """Stage one entry's folder and images, then fork its process inside the sandbox; it runs only once it is in
         ``cgroup`` (a ``harness.isolation.cgroups.Cgroup``), when there is one."""
         self.clear()  # nothing of an earlier entry may remain, even after an interrupted run
         staged = self.root / "entries" / folder.name
         shutil.copytree(folder, staged, symlinks=True)
         _make_readable(staged)
-        names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (Job.go)
+        names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (SandboxJob.go)
         job = {"folder": f"{ENTRIES}/{folder.name}", "metadata": metadata, "inputs": names, "device": device,
-               "batch_size": batch_size, "gpu_memory": gpu_memory, "memory_limit": memory_limit, "cpu_seconds": cpu_seconds(timeout),
+               "batch_size": batch_size, "gpu_memory": gpu_memory, "memory_limit": memory_limit,
+               "cpu_seconds": cpu_seconds(timeout),
                "tasks": tasks_of(self.uid) + TASK_HEADROOM, "preload": [m for m in preload if m not in self.preloaded]}
         self.preloaded.update(preload)
         self.proc.stdin.write(base64.b64encode(pickle.dumps(job)) + b"\n")
@@ -257,7 +253,7 @@ class Sandbox:
                 cgroup.add(p.pid)
         self.proc.stdin.write(b"go\n")
         self.proc.stdin.flush()
-        return Job(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()}, cgroup)
+        return SandboxJob(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()}, cgroup)
 
     def entry_processes(self) -> list[psutil.Process]:
         try:

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.isolation.sandbox_server import ENTRIES, INPUTS, OUT
+from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, OUT
 
 TMP_BYTES = 256 * 1024 ** 2  # size of the sandbox's /tmp
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
@@ -53,10 +53,11 @@ def python_paths() -> list[str]:
     return [str(p) for p in kept]
 
 
-def command(root: Path, as_root: bool, device: str = "cpu", module: str = "harness.isolation.sandbox_server") -> list[str]:
+def command(root: Path, as_root: bool, device: str = "cpu",
+            module: str = "harness.isolation.inside.sandbox_server") -> list[str]:
     """The bwrap command line that starts ``module`` (the fork server, or one warm entry:
-    ``harness.isolation.warm_server``) with ``root``'s entries/, in/ and out/ mounted, and the GPU only when entries
-    run on ``device`` "cuda"."""
+    ``harness.isolation.inside.warm_server``) with ``root``'s entries/, in/ and out/ mounted, and the GPU only when
+    entries run on ``device`` "cuda"."""
     args = [shutil.which("bwrap") or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
     if as_root:  # stay in the host's user namespace so that the child can drop to a real unprivileged uid

@@ -1,18 +1,19 @@
 """Entries kept warm: each one loaded once in its own long-lived process, answering repeated small requests (the
 dashboard's drawings) in a fraction of a one-off run's time.
 
-A warm entry runs ``harness.isolation.warm_server`` in a bubblewrap sandbox of its own where bubblewrap works (it
+A warm entry runs ``harness.isolation.inside.warm_server`` in a bubblewrap sandbox of its own where bubblewrap works (it
 sees its folder, its own requests' images and nothing else: never another entry's images), else as a plain
 process, under the same limits as :func:`harness.isolation.predict`: the same user (nobody under a root host),
 address space, file size and process count, and for each request the same wall-clock time limit and
 resident-memory watch. The first request's time limit covers loading the model too. CPU time: the process's cap is
 ``CPU_REQUESTS`` one-off runs' worth, and it is started afresh (its model loaded again) before a request that would
-find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A process that dies, breaks a
-limit or stops answering is killed, its failure is that request's one sentence, and the next request starts it
-afresh. :class:`WarmPool` keeps at most ``cap`` entries warm and, with a ``memory_budget``, at most that many bytes
-of them (each entry's memory as its cgroup counts it, else the unique memory of its processes, measured after
-each load and request; the least recently used goes first, and an entry that alone needs more than the budget
-answers and is shut down), shuts down those idle for ``idle_seconds`` and all of them when the host process exits.
+find less than one run's worth left; within a request, its time limit with every core busy is that much anyway. A
+process that dies, breaks a limit or stops answering is killed, its failure is that request's one sentence, and the
+next request starts it afresh. :class:`WarmPool` keeps at most ``cap`` entries warm and, with a ``memory_budget``, at
+most that many bytes of them (each entry's memory as its cgroup counts it, else the unique memory of its processes,
+measured after each load and request; the least recently used goes first, and an entry that alone needs more than the
+budget answers and is shut down), shuts down those idle for ``idle_seconds`` and all of them when the host process
+exits.
 
 Nothing here is ranked: there is no secret order, and what an entry answers is only its reading of the images.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import json
 import os
 import pickle
@@ -40,18 +42,18 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from harness.common import trees
+from harness.common.tempfolders import temp_folder
 from harness.data.task import TASK
-from harness.entries.discovery import Entry
+from harness.entries.discovery import EntryFolder
 from harness.isolation import cgroups, process, sandbox, sandbox_command, users
+from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
 from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
-from harness.isolation.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
-from harness.store import trees
-from harness.store.leftovers import temp_folder
 
 CAP = 8                # entries kept warm at once
 IDLE_SECONDS = 600.0   # a warm entry unused this long is shut down
 OUTPUT_BYTES = 1024 ** 2  # largest outputs file read back (a drawing's is 168 bytes)
-MODULE = "harness.isolation.warm_server"
+MODULE = "harness.isolation.inside.warm_server"
 CPU_REQUESTS = 10  # a warm process's CPU-time cap, in whole requests' worth (a one-off run's cap each)
 
 
@@ -94,7 +96,7 @@ def _running(process: psutil.Process) -> bool:
 class WarmEntry:
     """One entry's long-lived process; :meth:`ask` starts it when needed. One request at a time."""
 
-    def __init__(self, entry: Entry, limits: Limits, sandboxed: bool | None = None,
+    def __init__(self, entry: EntryFolder, limits: Limits, sandboxed: bool | None = None,
                  starting: threading.Semaphore | None = None):
         """``starting``: shared by entries that should not load at the same time (see :class:`WarmPool`)."""
         self.entry, self.limits = entry, limits
@@ -192,10 +194,8 @@ class WarmEntry:
             try:
                 total += p.memory_full_info().uss
             except psutil.Error:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss  # no access to its smaps: resident memory, an upper bound
-                except psutil.Error:
-                    pass
         return total
 
     def prepare(self) -> None:
@@ -225,10 +225,8 @@ class WarmEntry:
                 self._proc.kill()
             self._proc.wait()
             for stream in (self._proc.stdin, self._proc.stdout):
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
             self._proc = None
         if self._cgroup is not None:
             self._cgroup.remove()
@@ -309,10 +307,8 @@ class WarmEntry:
             inside = set(self._cgroup.pids()) if self._cgroup is not None else None
             outside = [p for p in procs if inside is not None and p.pid not in inside]
             for p in outside:
-                try:
+                with contextlib.suppress(OSError):  # gone meanwhile: the next listing says
                     self._cgroup.add(p.pid)
-                except OSError:
-                    pass  # gone meanwhile: the next listing says
             if waiting and not outside:
                 self._keep = {p.pid for p in procs if p not in waiting}
                 break
@@ -333,19 +329,15 @@ class WarmEntry:
             if not running:
                 break
             for p in running:
-                try:
+                with contextlib.suppress(psutil.Error):
                     p.suspend()
-                except psutil.Error:
-                    pass
 
     def _resume(self) -> None:
         if self._cgroup is not None:
             self._cgroup.thaw()
         for p in self._entry_processes() if self._stopped else []:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.resume()
-            except psutil.Error:
-                pass
         self._stopped = False
 
     def _wait_ready(self, started: float) -> int:
@@ -376,10 +368,8 @@ class WarmEntry:
         """Whether the process has one whole request's CPU time left under its cap (else a fresh one is started)."""
         used = 0.0
         for p in self._entry_processes():
-            try:
+            with contextlib.suppress(psutil.Error):  # gone already: the request will say so
                 used = max(used, sum(p.cpu_times()[:2]))  # the limit holds per process
-            except psutil.Error:
-                pass  # gone already: the request will say so
         return used + self.limits.cpu_seconds <= self._cpu_limit
 
     def _receive(self, started: float, peak: int) -> tuple[dict, int]:
@@ -485,19 +475,19 @@ class WarmPool:
         threading.Thread(target=self._reap, name="warm-reaper", daemon=True).start()
         atexit.register(self.close)
 
-    def ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+    def ask(self, entry: EntryFolder, images: np.ndarray) -> Prediction:
         """One entry's outputs for ``images`` (uint8 [N, 28, 28]), warm after the first request."""
         self._check_open()
         return self._threads.submit(self._ask, entry, images).result()
 
-    def ask_all(self, entries: Sequence[Entry], images: np.ndarray) -> Iterator[tuple[Entry, Prediction]]:
+    def ask_all(self, entries: Sequence[EntryFolder], images: np.ndarray) -> Iterator[tuple[EntryFolder, Prediction]]:
         """Every entry's outputs for the same images, yielded as each one answers (the fastest first)."""
         self._check_open()
         futures = {self._threads.submit(self._ask, entry, images): entry for entry in entries}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
-    def prepare(self, entries: Sequence[Entry]) -> None:
+    def prepare(self, entries: Sequence[EntryFolder]) -> None:
         """Start loading every entry that is not warm, without waiting (a page that will ask soon calls it)."""
         self._check_open()
         for entry in entries:
@@ -535,13 +525,13 @@ class WarmPool:
         if self._closed.is_set():
             raise RuntimeError("this warm pool has been closed; make a new one.")
 
-    def _ask(self, entry: Entry, images: np.ndarray) -> Prediction:
+    def _ask(self, entry: EntryFolder, images: np.ndarray) -> Prediction:
         warm = self._get(entry)
         answer = warm.ask(images)
         self._fit(warm)
         return answer
 
-    def _prepare(self, entry: Entry) -> None:
+    def _prepare(self, entry: EntryFolder) -> None:
         """Load the entry ahead of a request, unless it would not fit the memory budget (by the mean size of the
         entries measured so far): preparing more than fits would only shut down others that were loaded for it."""
         if self.memory_budget is not None:
@@ -583,7 +573,7 @@ class WarmPool:
             with self._lock:
                 total -= self._memory.pop(warm.entry.name, 0)
 
-    def _get(self, entry: Entry) -> WarmEntry:
+    def _get(self, entry: EntryFolder) -> WarmEntry:
         """The entry's warm process holder (a new one when its files changed), making room under the cap."""
         evicted = []
         with self._lock:

@@ -14,10 +14,11 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from harness.common.competition import METRICS, Competition
 from harness.scoring import ranking, standings
-from harness.scoring.competition import METRICS, Competition
-from harness.store import reads
-from harness.store.reads import DatasetInfo, EvalSummary
+from harness.store import eval_sets, evaluations, flags, predictions
+from harness.store.eval_sets import DatasetInfo
+from harness.store.evaluations import EvalSummary
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Board:
 
 def revealed(engine: Engine, rules: Competition) -> bool:
     """Whether guest results may be shown: the competition's rule applied to the organiser's flag."""
-    return rules.guest_revealed(reads.is_revealed(engine))
+    return rules.guest_revealed(flags.is_revealed(engine))
 
 
 def picked(engine: Engine, datasets: dict[str, DatasetInfo], rules: Competition | None = None) -> list[EvalSummary]:
@@ -40,7 +41,7 @@ def picked(engine: Engine, datasets: dict[str, DatasetInfo], rules: Competition 
     with scores on ``datasets`` only."""
     picks = standings.current(engine, rules or Competition())
     with Session(engine) as session:
-        by_id = {s.evaluation_id: s for s in reads.summaries(session, [p.evaluation_id for p in picks], datasets)}
+        by_id = {s.evaluation_id: s for s in evaluations.summaries(session, [p.evaluation_id for p in picks], datasets)}
     out = [replace(by_id[p.evaluation_id], standing=p.standing, note=p.note, submitted_at=p.submitted_at)
            for p in picks if p.evaluation_id in by_id]
     return sorted(out, key=lambda s: (s.entry_name.lower(), s.standing == standings.LATE))
@@ -89,12 +90,12 @@ def read(engine: Engine, rules: Competition, is_revealed: bool | None = None, na
     """The ranked board: ``is_revealed`` None applies the rules to the organiser's flag; ``names`` limits it to
     some entries (a terminal run of ``--only``)."""
     shown = revealed(engine, rules) if is_revealed is None else is_revealed
-    datasets = reads.current_datasets(engine, shown)
+    datasets = eval_sets.current_datasets(engine, shown)
     summaries = [s for s in picked(engine, datasets, rules) if names is None or s.entry_name in names]
     kind = primary_kind(summaries, shown, rules.primary)
     ids = [s.evaluation_id for s in summaries
            if s.status == "ok" and kind in s.scores and s.standing == standings.RANKED]
-    masks = reads.correct_masks(engine, ids, datasets[kind].id) if ids and kind in datasets else {}
+    masks = predictions.correct_masks(engine, ids, datasets[kind].id) if ids and kind in datasets else {}
     rows = [to_row(s, shown, masks.get(s.evaluation_id)) for s in summaries]
     order = metrics(rules, kind)
     ranked = ranking.rank(rows, alpha=alpha, primary=order[0], tie_break=order[1:])
@@ -106,4 +107,4 @@ def verdict(board: Board) -> str:
     info = board.datasets.get(board.primary)
     size = f"{info.size:,} " if info is not None else ""
     digits = f"the guest's {size}digits" if board.primary == "guest" else f"the {size}MNIST test digits"
-    return ranking.verdict(board.rows, digits)
+    return ranking.leader_sentence(board.rows, digits)

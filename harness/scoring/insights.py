@@ -1,6 +1,6 @@
 """'What worked': every entry's hyperparameters beside its accuracy, grouped the ways a newcomer asks about.
 
-Pure functions over the newest evaluation of each entry (``queries.EvalSummary``); no Streamlit.
+Pure functions over the newest evaluation of each entry (``harness.store.evaluations.EvalSummary``); no Streamlit.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import altair as alt
 import pandas as pd
 
 from harness.scoring.standings import DISQUALIFIED
-
-from harness.store.reads import EvalSummary
+from harness.store.evaluations import EvalSummary
 
 FACTORS = {
     "optimizer": "Optimizer",

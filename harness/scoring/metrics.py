@@ -150,7 +150,8 @@ def memorisation_counts(labels, predicted_original, predicted_copy) -> tuple[int
     labels, original = _paired_1d(labels, predicted_original, "labels and predicted_original")
     _, copy = _paired_1d(labels, predicted_copy, "labels and predicted_copy")
     right_original, right_copy = original == labels, copy == labels
-    return len(labels), int(np.count_nonzero(right_original & ~right_copy)), int(np.count_nonzero(~right_original & right_copy))
+    return (len(labels), int(np.count_nonzero(right_original & ~right_copy)),
+            int(np.count_nonzero(~right_original & right_copy)))
 
 
 def memorisation_p(only_original: int, only_copy: int) -> float:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.scoring.competition import METRICS
+from harness.common.competition import METRICS
 from harness.scoring.metrics import against, memorisation_p, memorised
-from harness.store.reads import Score
+from harness.store.evaluations import Score
 
 ALPHA = 0.05  # paired tests against a medal position, Holm-corrected: results differing at this level separate
 MEDAL_POSITIONS = 3
@@ -94,17 +94,29 @@ def rank(rows: list[Row], alpha: float = ALPHA, primary: str = "guest_accuracy",
     McNemar test on ``correct_mask`` (the ranked set's per-sample results), Holm-corrected over the other ranked
     rows at ``alpha``: ``with_leader``, ``p_vs_leader`` and ``level_with`` carry the result.
     """
+    ok, failed, unranked = ordered(rows, [primary, *tie_break])
+    if all(r.correct_mask is not None for r in ok):  # else no per-sample results to compare: nothing to say
+        separate(ok, alpha)
+    return ok + failed + unranked
+
+
+def ordered(rows: list[Row], metrics: list[str]) -> tuple[list[Row], list[Row], list[Row]]:
+    """The ok rows of ranked standing in order, ranked (equal keys share a rank), then the failed ones by name, then
+    the rows of other standings (disqualified last)."""
     competing = [r for r in rows if r.standing == "ranked"]
     ok = [r for r in competing if r.status == "ok" and r.mnist is not None]
     failed = sorted((r for r in competing if r not in ok), key=lambda r: r.name.lower())
     unranked = sorted((r for r in rows if r.standing != "ranked"),
                       key=lambda r: (r.standing == "disqualified", r.standing, r.name.lower()))
-    metrics = [primary, *tie_break]
     ok.sort(key=lambda r: (sort_key(r, metrics), r.name.lower()))
     for i, row in enumerate(ok):
         row.rank = ok[i - 1].rank if i and sort_key(ok[i - 1], metrics) == sort_key(row, metrics) else i + 1
-    if any(r.correct_mask is None for r in ok):
-        return ok + failed + unranked  # no per-sample results to compare: nothing to say about separation
+    return ok, failed, unranked
+
+
+def separate(ok: list[Row], alpha: float) -> None:
+    """Test each ranked row against the top MEDAL_POSITIONS ones (exact McNemar on ``correct_mask``, Holm-corrected):
+    ``level_with``, ``with_leader`` and ``p_vs_leader``."""
     masks = [r.correct_mask for r in ok]
     for row in ok:
         row.level_with = ()
@@ -116,13 +128,11 @@ def rank(rows: list[Row], alpha: float = ALPHA, primary: str = "guest_accuracy",
             if position == 0:
                 row.with_leader = i == 0 or bool(adjusted[i] >= alpha)
                 row.p_vs_leader = None if i == 0 else float(adjusted[i])
-    return ok + failed + unranked
+
+NAMED = 3  # the leader sentence names at most this many entries level with the leader
 
 
-NAMED = 3  # the verdict names at most this many entries level with the leader
-
-
-def verdict(rows: list[Row], digits: str) -> str:
+def leader_sentence(rows: list[Row], digits: str) -> str:
     """One plain sentence: how many entries ``digits`` (e.g. "the guest's 100 digits") cannot separate from the
     leader; empty when the rows carry no separation."""
     ranked = [r for r in rows if r.with_leader is not None]

@@ -9,14 +9,15 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.scoring.metrics import memorisation_p
-from harness.scoring.ranking import Row, verdict
-from harness.store.reads import Score
+from harness.scoring.ranking import Row, leader_sentence
+from harness.store.evaluations import Score
 
 
 def _pct(score: Score | None) -> str:
     if score is None:
         return "—"
-    return f"{100 * score.accuracy:.2f}% ({score.correct}/{score.total}) [{100 * score.ci95[0]:.1f}–{100 * score.ci95[1]:.1f}]"
+    return (f"{100 * score.accuracy:.2f}% ({score.correct}/{score.total}) "
+            f"[{100 * score.ci95[0]:.1f}–{100 * score.ci95[1]:.1f}]")
 
 
 def _count(n: int | None) -> str:
@@ -45,11 +46,13 @@ def table(rows: list[Row], has_guest: bool, title: str, left_out: dict[str, str]
     for row in rows:
         mark = UNRANKED_MARKS.get(row.standing, "")
         if row.status != "ok":
-            cells = [f"{mark} ✗".strip(), Text(row.name), Text(row.author or "")] + (["failed"] if has_guest else []) + \
+            cells = [f"{mark} ✗".strip(), Text(row.name), Text(row.author or "")] + \
+                (["failed"] if has_guest else []) + \
                 [Text(row.error or "", style="red"), "", ""]  # Text: an entry's words are never markup
             out.add_row(*cells)
             continue
-        rank = mark or ("—" if row.rank is None else f"{row.rank}" + (" ≈" if row.with_leader and row.rank != 1 else ""))
+        rank = mark or ("—" if row.rank is None
+                        else f"{row.rank}" + (" ≈" if row.with_leader and row.rank != 1 else ""))
         rank += " memorised?" if row.memorised else ""
         cells = [rank, Text(row.display_name if row.display_name == row.name else f"{row.display_name} ({row.name})"),
                  Text(row.author or "")]
@@ -84,7 +87,8 @@ def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[
             console.print(f"{row.name} ({why}): {row.note.rstrip('.')}.", markup=False, highlight=False)
     leader = next((r for r in rows if r.with_leader is not None and r.correct_mask is not None), None)
     if leader is not None:
-        console.print(verdict(rows, f"the {len(leader.correct_mask):,} digits ranked on"), markup=False, highlight=False)
+        console.print(leader_sentence(rows, f"the {len(leader.correct_mask):,} digits ranked on"), markup=False,
+                      highlight=False)
     if any(r.with_leader and r.rank != 1 for r in rows):
         console.print("'≈' marks an entry that the digits cannot separate from the leader.")
     unsandboxed = [r.name for r in rows if r.sandboxed is False]
@@ -104,8 +108,9 @@ def memorisation_sentence(row: Row) -> str:
     """The flag of an entry that reads the exact public images far better than their changed copies."""
     pairs, only_original, only_copy = row.memorisation
     return (f"MEMORISED? {row.name} read {only_original:,} of {pairs:,} MNIST test digits right only as given and "
-            f"{only_copy:,} only as an imperceptibly changed copy (p = {memorisation_p(only_original, only_copy):.1e}): "
-            "it looks up the public test set rather than reading the digits; its MNIST score means nothing.")
+            f"{only_copy:,} only as an imperceptibly changed copy (p = "
+            f"{memorisation_p(only_original, only_copy):.1e}): it looks up the public test set rather than reading the "
+            "digits; its MNIST score means nothing.")
 
 
 def left_out_row(name: str, why: str) -> dict:

@@ -11,27 +11,27 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from harness.common.competition import Competition
 from harness.scoring import standings
-from harness.scoring.competition import Competition
-from harness.store import snapshots
+from harness.store import moderation, snapshots
 
 
 def protected(versions: list[standings.VersionRow], competition: Competition,
-              moderation: dict[str, tuple[str, str]]) -> set[int]:
+              decisions: dict[str, tuple[str, str]]) -> set[int]:
     """The version ids that keep their files whatever N is: the one that counts and every one the board shows."""
     keep = {v.version_id for v in standings.counted_versions(versions, competition).values()}
-    for moderated in (moderation, {}):  # a hidden entry's versions too: the organiser may make it visible again
+    for moderated in (decisions, {}):  # a hidden entry's versions too: the organiser may make it visible again
         keep |= {p.version_id for p in standings.picks(versions, competition, moderated)}
     return keep
 
 
 def to_prune(versions: list[standings.VersionRow], competition: Competition,
-             moderation: dict[str, tuple[str, str]]) -> list[int]:
+             decisions: dict[str, tuple[str, str]]) -> list[int]:
     """The version ids whose files the rule lets go (kept or not yet), oldest first; none with "all"."""
     n = competition.keep_versions
     if n is None:
         return []
-    keep = protected(versions, competition, moderation)
+    keep = protected(versions, competition, decisions)
     by_entry: dict[str, list[standings.VersionRow]] = {}
     for v in versions:  # oldest first
         by_entry.setdefault(v.entry_name, []).append(v)
@@ -42,5 +42,5 @@ def to_prune(versions: list[standings.VersionRow], competition: Competition,
 
 def prune(engine: Engine, competition: Competition, dry_run: bool = False) -> snapshots.Freed:
     """Remove (or with ``dry_run`` count) the files the rule lets go; what it frees."""
-    ids = to_prune(standings.version_rows(engine), competition, standings.moderation(engine))
+    ids = to_prune(standings.version_rows(engine), competition, moderation.decisions(engine))
     return snapshots.drop_files(engine, ids, dry_run=dry_run) if ids else snapshots.Freed(0, 0)

@@ -5,7 +5,7 @@ A later version is still shown, as ``late``, but not ranked. With ``entries_per_
 each member's most recently submitted entry is ranked; their other entries are ``superseded``; a version or entry
 whose evaluation failed never supersedes a working one (the newest working one is ranked instead).
 
-The organiser's moderation (``store.set_moderation``) is applied here too, and only here: a hidden entry is
+The organiser's moderation (``moderation.set_moderation``) is applied here too, and only here: a hidden entry is
 left out altogether; a disqualified one is shown once (the version that would count, else its late one),
 ``disqualified`` with the organiser's reason as its note, and is never ranked. A disqualified entry does not
 take part in "one entry per member": it supersedes none of its author's other entries, so their most recent
@@ -21,8 +21,8 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.store import results as store
-from harness.scoring.competition import Competition
+from harness.common.competition import Competition
+from harness.store import moderation
 from harness.store.schema import Entry, EntryOwner, EntryVersion, Evaluation
 
 RANKED, LATE, SUPERSEDED, DISQUALIFIED = "ranked", "late", "superseded", "disqualified"
@@ -88,12 +88,13 @@ def member(author: str | None, entry_name: str) -> str:
 
 
 def picks(versions: list[VersionRow], competition: Competition,
-          moderation: dict[str, tuple[str, str]] | None = None) -> list[Pick]:
+          decisions: dict[str, tuple[str, str]] | None = None) -> list[Pick]:
     """The evaluation each entry shows: its latest on-time evaluated version (ranked), and a newer late one.
 
-    ``moderation`` is ``store.moderation``: {entry: (hidden or disqualified, the organiser's reason)}.
+    ``decisions`` is ``harness.store.moderation.decisions``: {entry: (hidden or disqualified, the organiser's
+    reason)}.
     """
-    moderation = moderation or {}
+    decisions = decisions or {}
     one = competition.entries_per_member == "one"
     by_entry: dict[str, list[VersionRow]] = {}
     for v in versions:
@@ -101,7 +102,7 @@ def picks(versions: list[VersionRow], competition: Competition,
             by_entry.setdefault(v.entry_name, []).append(v)
     out: list[Pick] = []
     for name, evaluated in sorted(by_entry.items()):
-        state, reason = moderation.get(name, ("visible", ""))
+        state, reason = decisions.get(name, ("visible", ""))
         if state == HIDDEN:
             continue
         on_time = [v for v in evaluated if not competition.is_late(v.submitted_at)]
@@ -151,10 +152,5 @@ def _one_per_member(chosen: list[Pick], authors: dict[int, str | None], failed: 
     return out
 
 
-def moderation(engine: Engine) -> dict[str, tuple[str, str]]:
-    """{entry: (HIDDEN or DISQUALIFIED, the organiser's reason)} for every entry the organiser set aside."""
-    return store.moderation(engine)
-
-
 def current(engine: Engine, competition: Competition) -> list[Pick]:
-    return picks(version_rows(engine), competition, moderation(engine))
+    return picks(version_rows(engine), competition, moderation.decisions(engine))

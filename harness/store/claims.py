@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from harness.store import results as store
+from harness.store import evaluations
 from harness.store.schema import Claim, utcnow
 
 
@@ -68,7 +68,7 @@ def release_all(engine: Engine, run_id: int) -> None:
 
 
 def wait_for_evaluation(engine: Engine, eval_key: str, run_id: int, lease_seconds: float, poll: float = 0.5,
-                        find: Callable[[Engine, str], int | None] = store.find_evaluation) -> int | None:
+                        find: Callable[[Engine, str], int | None] = evaluations.find_evaluation) -> int | None:
     """Wait while another run holds the claim on ``eval_key``: the id of the evaluation it stores, or None
     once the claim is gone or expired with no evaluation (then try to claim the key again)."""
     while True:

@@ -73,7 +73,8 @@ def make_engine(url: str | None = None, create: bool = True) -> Engine:
         if (path := db_errors.sqlite_file(parsed)) is not None:
             folder = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(folder):
-                raise HarnessError(f"--db {shown!r}: the folder {folder} does not exist; create it or choose another path.")
+                raise HarnessError(f"--db {shown!r}: the folder {folder} does not exist; create it or choose another "
+                                   "path.")
     if create:
         try:
             upgrade.upgrade(engine)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harness.errors import HarnessError
-from harness.store.results import log_action
+from harness.store.audit import log_action
 from harness.store.schema import CodeAttempt, EntryOwner, MemberCode, Upload, utcnow
 
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}  # about 16 MiB and tens of milliseconds per check

@@ -5,20 +5,29 @@ from __future__ import annotations
 import io
 import json
 import math
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
-from sqlalchemy import (JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint, func)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
-
-
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # 64-bit on PostgreSQL, whose INTEGER stops at 2 GiB; SQLite's INTEGER is 64-bit already
@@ -68,7 +77,7 @@ class Entry(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    versions: Mapped[list["EntryVersion"]] = relationship(back_populates="entry", order_by="EntryVersion.id")
+    versions: Mapped[list[EntryVersion]] = relationship(back_populates="entry", order_by="EntryVersion.id")
 
 
 class EntryVersion(Base):
@@ -82,14 +91,14 @@ class EntryVersion(Base):
     weights_hash: Mapped[str] = mapped_column(String(64))
     weights_bytes: Mapped[int] = mapped_column(ByteCount)
     display_name: Mapped[str] = mapped_column(EntryText(200))
-    author: Mapped[Optional[str]] = mapped_column(EntryText(200))
-    description: Mapped[Optional[str]] = mapped_column(EntryText())
+    author: Mapped[str | None] = mapped_column(EntryText(200))
+    description: Mapped[str | None] = mapped_column(EntryText())
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     constructor: Mapped[dict[str, Any]] = mapped_column(default=dict)
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     # the organiser's correction of when this version counts as submitted (UTC), with the reason
-    submitted_at_override: Mapped[Optional[datetime]]
-    override_reason: Mapped[Optional[str]] = mapped_column(Text)
+    submitted_at_override: Mapped[datetime | None]
+    override_reason: Mapped[str | None] = mapped_column(Text)
     entry: Mapped[Entry] = relationship(back_populates="versions")
 
     @hybrid_property
@@ -107,11 +116,11 @@ class VersionFiles(Base):
     """Which files an entry version holds, so a version can be re-scored after its folder changed."""
     __tablename__ = "version_files"
     version_id: Mapped[int] = mapped_column(ForeignKey("entry_versions.id"), primary_key=True)
-    manifest: Mapped[Optional[dict[str, Any]]]  # {path in the entry folder: sha256 of its bytes in file_blobs}
-    archive: Mapped[Optional[bytes]] = mapped_column(LargeBinary)  # before revision 0004: all files as one zip
+    manifest: Mapped[dict[str, Any] | None]  # {path in the entry folder: sha256 of its bytes in file_blobs}
+    archive: Mapped[bytes | None] = mapped_column(LargeBinary)  # before revision 0004: all files as one zip
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
     # when the files were removed to save space (harness.scoring.retention); the manifest stays, the bytes go
-    pruned_at: Mapped[Optional[datetime]]
+    pruned_at: Mapped[datetime | None]
 
 
 class FileBlob(Base):
@@ -119,7 +128,7 @@ class FileBlob(Base):
     __tablename__ = "file_blobs"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(ByteCount)
-    data: Mapped[Optional[bytes]] = mapped_column(LargeBinary)  # None: the file is kept in chunks (file_chunks)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)  # None: the file is kept in chunks (file_chunks)
 
 
 class FileChunk(Base):
@@ -147,10 +156,10 @@ class Dataset(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     size: Mapped[int]
     source: Mapped[str] = mapped_column(String(200))  # where it came from ("folder", "sample", a path)
-    preprocess_version: Mapped[Optional[str]] = mapped_column(String(40))
+    preprocess_version: Mapped[str | None] = mapped_column(String(40))
     labels: Mapped[bytes] = mapped_column(LargeBinary)  # npy int64 [N]
     files: Mapped[list[Any]] = mapped_column(default=list)  # guest file names, secret until the reveal
-    images: Mapped[Optional[bytes]] = mapped_column(LargeBinary)  # guest: npy uint8 [N,28,28] as the models saw them
+    images: Mapped[bytes | None] = mapped_column(LargeBinary)  # guest: npy uint8 [N,28,28] as the models saw them
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -159,7 +168,7 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(primary_key=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[Optional[datetime]]
+    finished_at: Mapped[datetime | None]
     harness_version: Mapped[str] = mapped_column(String(40))
     torch_version: Mapped[str] = mapped_column(String(40))
     python_version: Mapped[str] = mapped_column(String(40))
@@ -167,11 +176,11 @@ class Run(Base):
     argv: Mapped[list[Any]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(20), default="running")  # running, finished, failed, interrupted
     # the harness process, to tell a run killed on this host from a live one (harness.store.leftovers)
-    host: Mapped[Optional[str]] = mapped_column(String(255))
-    pid: Mapped[Optional[int]]
-    process_started_at: Mapped[Optional[datetime]]
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    process_started_at: Mapped[datetime | None]
     # the entry being evaluated now: {"entry", "done", "total", "seconds_left", "at"} (shown, never ranked)
-    progress: Mapped[Optional[dict[str, Any]]]
+    progress: Mapped[dict[str, Any] | None]
 
 
 class Evaluation(Base):
@@ -183,34 +192,34 @@ class Evaluation(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("entry_versions.id"))
     eval_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20))  # ok, failed
-    error: Mapped[Optional[str]] = mapped_column(EntryText())
+    error: Mapped[str | None] = mapped_column(EntryText())
     device: Mapped[str] = mapped_column(EntryText(40))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seconds: Mapped[float]
-    params: Mapped[Optional[int]]
-    images_per_second: Mapped[Optional[float]]
-    peak_memory_bytes: Mapped[Optional[int]] = mapped_column(ByteCount)
-    output_kind: Mapped[Optional[str]] = mapped_column(String(20))
-    log: Mapped[Optional[str]] = mapped_column(EntryText())
-    sandboxed: Mapped[Optional[bool]]  # ran inside the bubblewrap sandbox; False: a plain child process
+    params: Mapped[int | None]
+    images_per_second: Mapped[float | None]
+    peak_memory_bytes: Mapped[int | None] = mapped_column(ByteCount)
+    output_kind: Mapped[str | None] = mapped_column(String(20))
+    log: Mapped[str | None] = mapped_column(EntryText())
+    sandboxed: Mapped[bool | None]  # ran inside the bubblewrap sandbox; False: a plain child process
     # The limits it ran under, so that a failure on a limit is evaluated again once that limit is raised (None:
     # stored before migration 0010).
-    timeout: Mapped[Optional[float]]
-    memory_limit: Mapped[Optional[int]] = mapped_column(ByteCount)
+    timeout: Mapped[float | None]
+    memory_limit: Mapped[int | None] = mapped_column(ByteCount)
     # The secret phase (the entry's second process, the only one that held the secret set): everything it produced
-    # besides its outputs, never shown before the reveal (harness.store.reads.sealed). None: no secret phase ran.
-    sealed_error: Mapped[Optional[str]] = mapped_column(EntryText())
-    sealed_log: Mapped[Optional[str]] = mapped_column(EntryText())
-    sealed_seconds: Mapped[Optional[float]]
-    sealed_peak_memory_bytes: Mapped[Optional[int]] = mapped_column(ByteCount)
+    # besides its outputs, never shown before the reveal (harness.store.evaluations.sealed). None: no secret phase ran.
+    sealed_error: Mapped[str | None] = mapped_column(EntryText())
+    sealed_log: Mapped[str | None] = mapped_column(EntryText())
+    sealed_seconds: Mapped[float | None]
+    sealed_peak_memory_bytes: Mapped[int | None] = mapped_column(ByteCount)
     # The memorisation check (harness.scoring.metrics.memorisation): public images and imperceptibly changed copies
     # of them, scored apart. None: not checked.
-    memo_pairs: Mapped[Optional[int]]
-    memo_only_original: Mapped[Optional[int]]  # pairs read right as given and wrong as the copy
-    memo_only_copy: Mapped[Optional[int]]      # ... and the other way round
+    memo_pairs: Mapped[int | None]
+    memo_only_original: Mapped[int | None]  # pairs read right as given and wrong as the copy
+    memo_only_copy: Mapped[int | None]      # ... and the other way round
     version: Mapped[EntryVersion] = relationship()
     run: Mapped[Run] = relationship()
-    results: Mapped[list["Result"]] = relationship(back_populates="evaluation", cascade="all, delete-orphan")
+    results: Mapped[list[Result]] = relationship(back_populates="evaluation", cascade="all, delete-orphan")
 
 
 class Result(Base):
@@ -225,7 +234,7 @@ class Result(Base):
     accuracy: Mapped[float]
     ci_low: Mapped[float]
     ci_high: Mapped[float]
-    log_loss: Mapped[Optional[float]]
+    log_loss: Mapped[float | None]
     confusion: Mapped[list[Any]]
     precision: Mapped[list[Any]]
     recall: Mapped[list[Any]]
@@ -272,7 +281,7 @@ class AuditLog(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     action: Mapped[str] = mapped_column(String(40))
-    entry_name: Mapped[Optional[str]] = mapped_column(String(200))
+    entry_name: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
@@ -287,8 +296,8 @@ class MemberCode(Base):
     salt: Mapped[str] = mapped_column(String(64))       # hex
     code_hash: Mapped[str] = mapped_column(String(128))  # hex of scrypt(secret, salt)
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
-    revoked_at: Mapped[Optional[datetime]]
-    last_used_at: Mapped[Optional[datetime]]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
 
 
 class EntryOwner(Base):
@@ -311,8 +320,8 @@ class CodeAttempt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     address: Mapped[str] = mapped_column(String(64))    # the client's IP address, or "local" (Streamlit gives none)
-    member: Mapped[Optional[str]] = mapped_column(String(200))  # whose code the typed id names, if any
-    code_id: Mapped[Optional[int]]
+    member: Mapped[str | None] = mapped_column(String(200))  # whose code the typed id names, if any
+    code_id: Mapped[int | None]
     outcome: Mapped[str] = mapped_column(String(20))   # wrong, limited
 
 
@@ -328,4 +337,4 @@ class Upload(Base):
     size: Mapped[int] = mapped_column(ByteCount)
     outcome: Mapped[str] = mapped_column(String(20))  # accepted, failed, refused
     detail: Mapped[str] = mapped_column(Text, default="")
-    content_hash: Mapped[Optional[str]] = mapped_column(String(64))  # the new version, when accepted
+    content_hash: Mapped[str | None] = mapped_column(String(64))  # the new version, when accepted

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from harness.entries.discovery import Entry, digest, entry_files, load_entry, read_chunks
+from harness.entries.discovery import EntryFolder, digest, entry_files, load_entry, read_chunks
 from harness.store.schema import FileBlob, FileChunk, VersionFiles, utcnow
 
 ATTEMPTS = 5  # a concurrent run may add the same file between our look and our insert: look again
@@ -59,7 +59,7 @@ def _kept(session: Session, version_id: int) -> bool:
                                                                 VersionFiles.pruned_at.is_(None))) is not None
 
 
-def keep(engine: Engine, version_id: int, entry: Entry) -> bool:
+def keep(engine: Engine, version_id: int, entry: EntryFolder) -> bool:
     """Store the files of ``entry`` for ``version_id`` unless already stored; True when stored now.
 
     Nothing is stored when the folder no longer holds the content ``entry`` describes (it changed since it was
@@ -155,7 +155,7 @@ def pruned(engine: Engine, version_id: int) -> bool:
         return session.scalar(select(VersionFiles.pruned_at).where(VersionFiles.version_id == version_id)) is not None
 
 
-def restore(engine: Engine, version_id: int, entry_name: str, parent: Path) -> Entry | None:
+def restore(engine: Engine, version_id: int, entry_name: str, parent: Path) -> EntryFolder | None:
     """Write a stored version's files into ``parent/entry_name`` and describe it; None when its files were not kept.
 
     Files are written a chunk at a time and checked against their SHA-256 (a ValueError when one does not match, or
@@ -176,7 +176,8 @@ def restore(engine: Engine, version_id: int, entry_name: str, parent: Path) -> E
             there = set(session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(set(manifest.values())))))
             missing = set(manifest.values()) - there
             if missing:
-                raise ValueError(f"stored files of version {version_id} are incomplete: {len(missing)} file(s) missing.")
+                raise ValueError(f"stored files of version {version_id} are incomplete: {len(missing)} file(s) "
+                                 "missing.")
             _write(version_id, folder, ((name, _chunks(session, sha), sha) for name, sha in manifest.items()))
     return load_entry(folder)
 

@@ -71,7 +71,7 @@ def reclaim(engine: Engine) -> Reclaimed:
             connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     except DBAPIError as exc:
         return Reclaimed(before, database_bytes(engine),
-                         f"SQLite could not VACUUM ({str(exc.orig).strip()}): it reuses the freed room for new versions "
-                         "but the file keeps its size; run python -m harness.versions --prune again when no evaluation "
-                         "or dashboard upload is running and the disk has the file's size free.")
+                         f"SQLite could not VACUUM ({str(exc.orig).strip()}): it reuses the freed room for new "
+                         "versions but the file keeps its size; run python -m harness.versions --prune again when no "
+                         "evaluation or dashboard upload is running and the disk has the file's size free.")
     return Reclaimed(before, database_bytes(engine), "SQLite rewrote the file without the freed room (VACUUM).")

@@ -1,18 +1,59 @@
-"""An entry's versions in the order first seen, and the organiser's override of when one counts as submitted
-(always with a reason, written to the audit log). The command is ``python -m harness.versions``."""
+"""Entries and their versions: a version's row on first sight of its content, the versions of an entry in the order
+first seen (``history``, and as the Entry page's ``table``), and the organiser's override of when one counts as
+submitted (always with a reason, written to the audit log). The command is ``python -m harness.versions``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from harness.entries.discovery import EntryFolder
 from harness.errors import HarnessError
-from harness.store import results as store
+from harness.store import audit
 from harness.store.schema import Entry, EntryVersion, Evaluation, VersionFiles
+
+
+def ensure_version(engine: Engine, entry: EntryFolder) -> int:
+    """The id of this entry content's version row, creating the entry and version on first sight.
+
+    Two runs may see a new entry at once: the one whose insert hits the unique constraint reads the other's row."""
+    from sqlalchemy.exc import IntegrityError
+    for attempt in range(3):
+        try:
+            with Session(engine) as session, session.begin():
+                row = session.scalar(select(Entry).where(Entry.name == entry.name))
+                if row is None:
+                    row = Entry(name=entry.name)
+                    session.add(row)
+                    session.flush()
+                version = session.scalar(select(EntryVersion).where(EntryVersion.entry_id == row.id,
+                                                                    EntryVersion.content_hash == entry.content_hash))
+                if version is None:
+                    meta = entry.metadata
+                    version = EntryVersion(entry_id=row.id, content_hash=entry.content_hash, code_hash=entry.code_hash,
+                                           weights_hash=entry.weights_hash, weights_bytes=entry.weights_bytes,
+                                           display_name=entry.display_name, author=meta.author,
+                                           description=meta.description, hyperparameters=dict(meta.hyperparameters),
+                                           constructor=dict(meta.constructor))
+                    session.add(version)
+                    session.flush()
+                return version.id
+        except IntegrityError:
+            if attempt == 2:
+                raise
+
+
+def has_unseen(engine: Engine, entries: list[EntryFolder]) -> bool:
+    """Whether some entry's folder holds content the store has never seen (so a run will evaluate it)."""
+    with Session(engine) as session:
+        known = {(name, content) for name, content in
+                 session.execute(select(Entry.name, EntryVersion.content_hash).join(EntryVersion.entry))}
+    return any((e.name, e.content_hash) not in known for e in entries)
 
 
 @dataclass(frozen=True)
@@ -52,6 +93,26 @@ def history(engine: Engine, entry_name: str) -> list[VersionInfo]:
             for i, r in enumerate(rows)]
 
 
+def table(engine: Engine, entry_name: str, is_late=lambda submitted_at: False) -> pd.DataFrame:
+    """One row per version of an entry: when first seen and counted as submitted, late or not (``is_late``: the
+    competition's rule), hashes, metadata and how many evaluations."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(EntryVersion.id, EntryVersion.first_seen_at, EntryVersion.submitted_at,
+                   EntryVersion.override_reason, EntryVersion.display_name, EntryVersion.content_hash,
+                   EntryVersion.weights_hash, EntryVersion.code_hash, EntryVersion.hyperparameters,
+                   func.count(Evaluation.id).label("evaluations"))
+            .join(Entry, EntryVersion.entry_id == Entry.id)
+            .outerjoin(Evaluation, Evaluation.version_id == EntryVersion.id)
+            .where(Entry.name == entry_name).group_by(EntryVersion.id).order_by(EntryVersion.id)).all()
+    return pd.DataFrame([{"version": i + 1, "first seen": r.first_seen_at,
+                          "submitted": r.submitted_at, "late": is_late(r.submitted_at),
+                          "override reason": r.override_reason or "", "display name": r.display_name,
+                          "content hash": r.content_hash[:12], "weights hash": r.weights_hash[:12],
+                          "code hash": r.code_hash[:12], "hyperparameters": r.hyperparameters,
+                          "evaluations": r.evaluations} for i, r in enumerate(rows)])
+
+
 def find(versions: list[VersionInfo], ref: str) -> VersionInfo:
     """A version by its number or a content-hash prefix (at least 6 characters)."""
     if ref.isdigit() and 1 <= int(ref) <= len(versions):
@@ -71,7 +132,7 @@ def parse_time(text: str, zone: str) -> datetime:
         raise HarnessError(f"{text!r} is not a date and time; write e.g. 2027-01-10T23:30:00+01:00.") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(zone))
-    return when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.astimezone(UTC).replace(tzinfo=None)
 
 
 def override(engine: Engine, entry_name: str, ref: str, when_utc: datetime | None, reason: str) -> VersionInfo:
@@ -85,7 +146,7 @@ def override(engine: Engine, entry_name: str, ref: str, when_utc: datetime | Non
         row.submitted_at_override = when_utc
         row.override_reason = reason.strip() if when_utc is not None else None
         after = row.submitted_at
-    store.log_action(engine, "version-time" if when_utc else "version-time-cleared",
+    audit.log_action(engine, "version-time" if when_utc else "version-time-cleared",
                      f"version {version.number} ({version.content_hash[:12]}): counted as submitted at "
                      f"{after.isoformat()}Z instead of {before.isoformat()}Z; reason: {reason.strip()}", entry_name)
     return find(history(engine, entry_name), str(version.number))

@@ -18,9 +18,9 @@ import numpy as np
 from harness.contract import name_problem
 from harness.data import mnist
 from harness.entries import parameters
-from harness.entries.discovery import Entry, TrialMetadata, load_entry
+from harness.entries.discovery import EntryFolder, TrialMetadata, load_entry
 from harness.errors import HarnessError
-from harness.isolation import Limits, predict
+from harness.isolation import Limits, Prediction, predict
 from harness.isolation.process import GIB, needs_torchvision
 from harness.scoring.metrics import above_rate_p, detect_output_kind, discordant, sign_test_p
 
@@ -113,34 +113,19 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     """Load and run the entry in its own process; returns a report dict or raises HarnessError.
 
     A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
-    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless
-    the model is slow; none beyond the probe's when even those do not fit), and the convention diagnosis (every entry) gets a
-    sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
-    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The
-    report's
-    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a
-    full evaluation starts from.
+    takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless the
+    model is slow; none beyond the probe's when even those do not fit), and the convention diagnosis (every entry) gets
+    a sample sized for the rest (or, when even DIAGNOSIS_MIN images would not fit, is not tried: ``diagnosis_skipped``
+    says what it would cost, in seconds). Every run gets its images in a secret order, as in an evaluation. The report's
+    ``images_per_second`` and ``load_seconds`` (time to load and warm up one process) are what an estimate of a full
+    evaluation starts from.
     """
     started = time.monotonic()
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
-    problem = name_problem(folder.resolve().name)
-    if problem:
-        raise HarnessError(f"{problem}.")
-    entry = load_entry(folder)
-    if entry.metadata_error:
-        raise HarnessError(entry.metadata_error)
+    entry = entry_to_check(Path(folder))
     images, labels, _ = sample_images(mnist_dir)
     limits = Limits(timeout=timeout, memory=8 * GIB, device=device)
     torchvision = needs_torchvision([entry])  # imported once by the sandbox, not by each run's process
-    probe = predict(entry, {"check": images[:PROBE]}, dataclasses.replace(limits, batch_size=PROBE_BATCH),
-                    preload_torchvision=torchvision)
-    if probe.status != "ok":
-        hint = None
-        if " in the model" in (probe.error or "") or "forward returned shape" in (probe.error or ""):
-            hint = diagnose(entry, images, labels, limits, None, SHAPE_CONVENTIONS, "it runs and reads")
-        raise CheckFailed(f"{entry.name}: {probe.error}", hint, probe.log)
+    probe = run_probe(entry, images, labels, limits, torchvision)
     load_seconds = probe.seconds - (probe.timed_seconds or 0.0)
     n = affordable(probe.images_per_second, load_seconds, (budget - (time.monotonic() - started)) / 2, SAMPLE, PROBE)
     prediction = probe if n <= PROBE else predict(  # a slow model's at the batch an evaluation would use
@@ -151,39 +136,80 @@ def check(folder: Path, mnist_dir: str | None = None, device: str = "cpu", timeo
     params, refusal = parameters.measure(entry)  # counted only once the entry has run
     if refusal:
         raise CheckFailed(f"{entry.name}: {refusal}", None, prediction.log)
-    outputs = prediction.outputs["check"]
-    report = {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
-              "params": params, "weights_bytes": entry.weights_bytes,
-              "output_kind": detect_output_kind(outputs),
-              "images_per_second": prediction.images_per_second,
-              # each run's figure includes its fixed costs (reading, writing, exiting): the faster one is nearer
-              "estimate_images_per_second": max(probe.images_per_second or 0.0, prediction.images_per_second or 0.0)
-              or None,
-              "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
-              "sample": described(n, labels is not None), "sample_size": n, "accuracy": None, "device": prediction.device}
-    report["diagnosis"] = None
+    report = first_report(entry, probe, prediction, params, n, labels is not None)
     if labels is not None:
-        report["accuracy"] = float((outputs.argmax(1) == labels[:n]).mean())
-        # each convention is a run of its own, loaded afresh: a slow model's diagnosis gets fewer images, and none
-        # when even DIAGNOSIS_MIN would not fit what is left of the budget (the report says what they would cost)
-        rate, load, least = prediction.images_per_second, report["load_seconds"], min(DIAGNOSIS_MIN, n)
-        left = budget - (time.monotonic() - started)
-        count = min(affordable_sample(rate),
-                    affordable(rate, load, left / (len(VALUE_CONVENTIONS) + 1), DIAGNOSIS_IMAGES, 0))
-        if count < least:
-            report["diagnosis_skipped"] = diagnosis_seconds(least, rate, load, VALUE_CONVENTIONS)
-        else:
-            if count <= n:
-                found = diagnose_inputs(entry, images, labels, limits, sample=count, as_given=outputs.argmax(1),
-                                        described=f"the first {count} MNIST test images")
-            else:
-                pool, pool_labels, said = sample_images(mnist_dir, count)
-                found = diagnose_inputs(entry, pool, pool_labels, limits, described=said)
-            report["diagnosis"], report["diagnosis_sample"] = found.sentence, found.images
+        predicted = prediction.outputs["check"].argmax(1)
+        report["accuracy"] = float((predicted == labels[:n]).mean())
+        diagnose_sample(report, entry, images, labels, limits, predicted, budget - (time.monotonic() - started),
+                        mnist_dir)
     return report
 
 
-def try_convention(entry: Entry, images: np.ndarray, labels: np.ndarray | None, limits: Limits,
+def entry_to_check(folder: Path) -> EntryFolder:
+    """The entry in ``folder``; a HarnessError saying why when there is none to check."""
+    if not folder.is_dir():
+        raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
+    problem = name_problem(folder.resolve().name)
+    if problem:
+        raise HarnessError(f"{problem}.")
+    entry = load_entry(folder)
+    if entry.metadata_error:
+        raise HarnessError(entry.metadata_error)
+    return entry
+
+
+def run_probe(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None, limits: Limits,
+              torchvision: bool) -> Prediction:
+    """The first run, on PROBE images in batches of PROBE_BATCH and the rest: it checks the contract and times the
+    model. A failure raises CheckFailed, with the input shape that makes the model run when it failed on the shape."""
+    probe = predict(entry, {"check": images[:PROBE]}, dataclasses.replace(limits, batch_size=PROBE_BATCH),
+                    preload_torchvision=torchvision)
+    if probe.status != "ok":
+        hint = None
+        if " in the model" in (probe.error or "") or "forward returned shape" in (probe.error or ""):
+            hint = diagnose(entry, images, labels, limits, None, SHAPE_CONVENTIONS, "it runs and reads")
+        raise CheckFailed(f"{entry.name}: {probe.error}", hint, probe.log)
+    return probe
+
+
+def first_report(entry: EntryFolder, probe: Prediction, prediction: Prediction, params: int | None, n: int,
+                 mnist_found: bool) -> dict:
+    """The report of a check whose runs passed, before its accuracy and diagnosis."""
+    outputs = prediction.outputs["check"]
+    return {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
+            "params": params, "weights_bytes": entry.weights_bytes,
+            "output_kind": detect_output_kind(outputs),
+            "images_per_second": prediction.images_per_second,
+            # each run's figure includes its fixed costs (reading, writing, exiting): the faster one is nearer
+            "estimate_images_per_second": max(probe.images_per_second or 0.0, prediction.images_per_second or 0.0)
+            or None,
+            "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
+            "sample": described(n, mnist_found), "sample_size": n, "accuracy": None, "device": prediction.device,
+            "diagnosis": None}
+
+
+def diagnose_sample(report: dict, entry: EntryFolder, images: np.ndarray, labels: np.ndarray, limits: Limits,
+                    as_given: np.ndarray, left: float, mnist_dir: str | None) -> None:
+    """The convention diagnosis, into ``report``. Each convention is a run of its own, loaded afresh: a slow model's
+    diagnosis gets fewer images, and none when even DIAGNOSIS_MIN would not fit in the ``left`` seconds of the
+    budget (the report then says what they would cost, ``diagnosis_skipped``)."""
+    n = report["sample_size"]
+    rate, load, least = report["images_per_second"], report["load_seconds"], min(DIAGNOSIS_MIN, n)
+    count = min(affordable_sample(rate),
+                affordable(rate, load, left / (len(VALUE_CONVENTIONS) + 1), DIAGNOSIS_IMAGES, 0))
+    if count < least:
+        report["diagnosis_skipped"] = diagnosis_seconds(least, rate, load, VALUE_CONVENTIONS)
+        return
+    if count <= n:
+        found = diagnose_inputs(entry, images, labels, limits, sample=count, as_given=as_given,
+                                described=f"the first {count} MNIST test images")
+    else:
+        pool, pool_labels, said = sample_images(mnist_dir, count)
+        found = diagnose_inputs(entry, pool, pool_labels, limits, described=said)
+    report["diagnosis"], report["diagnosis_sample"] = found.sentence, found.images
+
+
+def try_convention(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None, limits: Limits,
                    adapter: dict) -> float | None:
     """The entry's accuracy on ``images`` with ``InputAdapter(**adapter)`` in front of its model, run in its own
     process like any run (1.0 without labels when it runs); None when it fails."""
@@ -193,7 +219,7 @@ def try_convention(entry: Entry, images: np.ndarray, labels: np.ndarray | None, 
     return 1.0 if labels is None else float((predicted == labels).mean())
 
 
-def diagnose(entry: Entry, images: np.ndarray, labels: np.ndarray | None, limits: Limits, accuracy: float | None,
+def diagnose(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None, limits: Limits, accuracy: float | None,
              conventions: tuple, verb: str) -> str | None:
     """For an entry that fails on [N, 1, 28, 28]: the sentence naming the input shape that makes it run (the best of
     ``conventions`` that runs, with the accuracy it then reaches), or None when none does. Each costs one run of the
@@ -236,7 +262,7 @@ class InputDiagnosis:
     """What :func:`diagnose_inputs` found: the accuracy as given, each convention tried (none when no convention
     could have been shown better, see ``skipped``), the level each was tested at, and the one named (or None)."""
 
-    entry: Entry
+    entry: EntryFolder
     described: str
     images: int
     accuracy: float
@@ -257,7 +283,7 @@ class InputDiagnosis:
                 f"under {self.level:.2g}). {fix(self.entry, c)}")
 
 
-def fix(entry: Entry, convention: Convention) -> str:
+def fix(entry: EntryFolder, convention: Convention) -> str:
     """The sentence saying where to write ``convention``: in entry.toml for the training kit's models (their
     [constructor] normalises with ``mean`` and ``std``), else at the start of forward in model.py, else (an
     exported program) in front of the exported model."""
@@ -279,7 +305,7 @@ def fix(entry: Entry, convention: Convention) -> str:
             f"`{convention.adapter_line}` in front of the model {see}.")
 
 
-def diagnose_inputs(entry: Entry, images: np.ndarray, labels: np.ndarray, limits: Limits, *,
+def diagnose_inputs(entry: EntryFolder, images: np.ndarray, labels: np.ndarray, limits: Limits, *,
                     sample: int | None = None, as_given: np.ndarray | None = None,
                     conventions: tuple[Convention, ...] = VALUE_CONVENTIONS, alpha: float = ALPHA,
                     described: str = "these images") -> InputDiagnosis:
@@ -321,7 +347,7 @@ def diagnose_inputs(entry: Entry, images: np.ndarray, labels: np.ndarray, limits
     return InputDiagnosis(**found, tried=tuple(tried), named=named)
 
 
-def predict_with(entry: Entry, images: np.ndarray, limits: Limits, adapter: dict) -> np.ndarray | None:
+def predict_with(entry: EntryFolder, images: np.ndarray, limits: Limits, adapter: dict) -> np.ndarray | None:
     """The entry's predicted classes on ``images`` with ``InputAdapter(**adapter)`` in front of its model, run in its
     own process like any run; None when it fails."""
     trial = dataclasses.replace(entry, metadata=TrialMetadata(**vars(entry.metadata), adapter=adapter))

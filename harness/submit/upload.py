@@ -1,5 +1,5 @@
 """One upload from the dashboard's Submit page: the member's code, the entry's name and its files in, one typed
-``Outcome`` out (accepted or refused, with the sentences the member reads).
+``UploadOutcome`` out (accepted or refused, with the sentences the member reads).
 
 In order: the code names the member; the entry must be theirs (or nobody's yet); only the entry's own file names,
 as plain UTF-8 names (the known extra files a folder holds, ``EXTRA_NAMES`` and ``EXTRA_SUFFIXES``, are left out
@@ -8,8 +8,8 @@ the entry's folder already holds, as its stored version, cost nothing (nothing i
 otherwise at most ``per_hour`` checked uploads per member in any hour (counted from the store, so a restart resets
 nothing). The files are written into a folder beside the entry's (``submissions/.upload-*``, which discovery
 ignores) and checked there by ``checking.check``, in the entry's own sandboxed process. When the check passes, the
-previous version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and the
-new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
+previous version is kept in the store (if it was not yet), the new folder takes the old one's place in one rename, and
+the new version is recorded at once, so that its time is the upload's (the deadline applies to it as to any version).
 The evaluation watcher (``python -m harness.evaluate --watch``, which the dashboard runs beside itself) then scores it.
 """
 
@@ -34,13 +34,11 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from harness.common.competition import Competition
 from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, name_problem
 from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
-from harness.scoring.competition import Competition
-from harness.store import members, snapshots
-from harness.store import results as store
-from harness.store import versions
+from harness.store import members, snapshots, versions
 from harness.store.schema import Entry, EntryOwner, utcnow
 from harness.submit import checking
 
@@ -64,7 +62,7 @@ class UploadLimits:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class UploadOutcome:
     """What became of an upload: ``sentences`` is what the member reads, in order."""
     accepted: bool
     sentences: list[str]
@@ -75,8 +73,8 @@ class Outcome:
     files: list[str] = field(default_factory=list)
 
 
-def refused(sentence: str, member: str | None = None) -> Outcome:
-    return Outcome(False, [sentence], member)
+def refused(sentence: str, member: str | None = None) -> UploadOutcome:
+    return UploadOutcome(False, [sentence], member)
 
 
 def size_text(n: int) -> str:
@@ -279,7 +277,7 @@ def keep_version(engine: Engine, folder: Path, rules: Competition) -> int:
     """Record the folder's content as a version of its entry and keep its files in the store (as a run's plan
     does; an entry over the size limit is recorded, not kept); its version id."""
     entry = load_entry(folder)
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     if entry.total_bytes <= rules.max_entry_bytes:
         snapshots.keep(engine, version_id, entry)
     return version_id
@@ -287,7 +285,7 @@ def keep_version(engine: Engine, folder: Path, rules: Competition) -> int:
 
 def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files: list[tuple[str, bytes]],
            rules: Competition, limits: UploadLimits = UploadLimits(), mnist_dir: str | None = None,
-           now: datetime | None = None, address: str | None = None) -> Outcome:
+           now: datetime | None = None, address: str | None = None) -> UploadOutcome:
     """Check an upload in the sandbox and, when it passes, make it the entry's new version (see the module).
     ``address`` is the visitor's IP address (None: local): wrong codes are limited per address and per member."""
     submissions, now = Path(submissions), now or utcnow()
@@ -296,14 +294,37 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     checked = members.check_code(engine, code, address, limits.wrong_codes_per_minute, now)
     if checked.member is None:
         return refused(checked.problem)
-    member = checked.member
-    entry_name = entry_name.strip()
+    member, entry_name = checked.member, entry_name.strip()
     problem = name_problem(entry_name)
     if problem:
         return refused(problem.replace("entry folder name", "The entry name", 1) + ".", member)
     size = sum(len(data) for _, data in files)
+    files, extras, problem = screen_files(engine, submissions, entry_name, member, files, size,
+                                          min(limits.max_bytes, rules.max_entry_bytes))
+    if problem is None and submissions.is_dir():
+        same = unchanged(engine, submissions, entry_name, files)
+        if same is not None:  # nothing to check, store or evaluate: it costs nothing
+            return unchanged_upload(engine, member, entry_name, size, files, extras, same)
+    problem = problem or rate_problem(engine, member, limits, now)
+    if problem:
+        members.log_upload(engine, member, entry_name, size, "refused", problem)
+        return refused(problem, member)
+    if not submissions.is_dir():
+        return refused(f"The submissions folder {submissions} does not exist; ask the organiser to create it.", member)
+    upload_id, problem = reserve(engine, submissions, member, entry_name, size, limits, now)
+    if problem:
+        members.log_upload(engine, member, entry_name, size, "refused", problem)
+        return refused(problem, member)
+    return check_and_place(engine, submissions, entry_name, member, files, extras, rules, limits, mnist_dir,
+                           upload_id)
+
+
+def screen_files(engine: Engine, submissions: Path, entry_name: str, member: str, files: list[tuple[str, bytes]],
+                 size: int, cap: int) -> tuple[list[tuple[str, bytes]], list[str], str | None]:
+    """The upload's files as an entry's (a zip unpacked, the known extras left out) with the names left out, and the
+    one sentence refusing it, if any: the entry is another's, the files take more than ``cap`` bytes or are not an
+    entry's."""
     problem = owner_problem(engine, submissions, entry_name, member)
-    cap = min(limits.max_bytes, rules.max_entry_bytes)
     if problem is None and size > cap:
         problem = too_big(size, cap)
     extras: list[str] = []
@@ -311,30 +332,38 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
         files, problem = unpacked(files, cap)
     if problem is None:
         files, extras = without_extras(files)
-    problem = problem or files_problem(files)
-    if problem is None and submissions.is_dir():
-        same = unchanged(engine, submissions, entry_name, files)
-        if same is not None:  # nothing to check, store or evaluate: it costs nothing
-            sentences = [f"Nothing changed: these files are exactly {entry_name}'s version {same.number}, already "
-                         "stored and in its folder; nothing was checked, and this upload does not count towards your "
-                         "hourly limit."] + ([left_out_note(extras)] if extras else [])
-            members.log_upload(engine, member, entry_name, size, "unchanged", sentences[0], same.content_hash)
-            return Outcome(True, sentences, member, None, same.number, False, [name for name, _ in files])
-    problem = problem or rate_problem(engine, member, limits, now)
-    if problem:
-        members.log_upload(engine, member, entry_name, size, "refused", problem)
-        return refused(problem, member)
-    if not submissions.is_dir():
-        return refused(f"The submissions folder {submissions} does not exist; ask the organiser to create it.", member)
+    return files, extras, problem or files_problem(files)
+
+
+def unchanged_upload(engine: Engine, member: str, entry_name: str, size: int, files: list[tuple[str, bytes]],
+                     extras: list[str], same: versions.VersionInfo) -> UploadOutcome:
+    """A re-upload of the version the entry's folder holds: logged as "unchanged", nothing checked or stored."""
+    sentences = [f"Nothing changed: these files are exactly {entry_name}'s version {same.number}, already "
+                 "stored and in its folder; nothing was checked, and this upload does not count towards your "
+                 "hourly limit."] + ([left_out_note(extras)] if extras else [])
+    members.log_upload(engine, member, entry_name, size, "unchanged", sentences[0], same.content_hash)
+    return UploadOutcome(True, sentences, member, None, same.number, False, [name for name, _ in files])
+
+
+def reserve(engine: Engine, submissions: Path, member: str, entry_name: str, size: int, limits: UploadLimits,
+            now: datetime) -> tuple[int | None, str | None]:
+    """Remove the staging folders of uploads whose process died, then count this upload towards the member's hour:
+    its upload id, or the sentence saying the hour's uploads were used up meanwhile (two uploads at once by one
+    member: the second sees the first's reservation)."""
     for left in submissions.glob(f"{STAGING_PREFIX}*"):  # an upload whose process died a day ago or more
         if left.is_dir() and not left.is_symlink() and left.stat().st_mtime < time.time() - LEFT_FOR_SECONDS:
             shutil.rmtree(left, ignore_errors=True)
-    with locked(submissions):  # two uploads at once by one member: the second sees the first's reservation
+    with locked(submissions):
         problem = rate_problem(engine, member, limits, now)
-        upload_id = None if problem else members.begin_upload(engine, member, entry_name, size)
-    if problem:
-        members.log_upload(engine, member, entry_name, size, "refused", problem)
-        return refused(problem, member)
+        return (None, problem) if problem else (members.begin_upload(engine, member, entry_name, size), None)
+
+
+def check_and_place(engine: Engine, submissions: Path, entry_name: str, member: str, files: list[tuple[str, bytes]],
+                    extras: list[str], rules: Competition, limits: UploadLimits, mnist_dir: str | None,
+                    upload_id: int) -> UploadOutcome:
+    """Check the files in a staging folder beside the entry's and, when they pass, put them in its place and record
+    the new version (the previous one stays in the store). The reservation ``upload_id`` ends with what happened,
+    whatever happens."""
     stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=submissions))
     ended = False
     try:
@@ -347,7 +376,7 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
             sentences = [f"The check failed, so nothing was stored: {exc}"] + ([f"Diagnosis: {hint}"] if hint else [])
             members.end_upload(engine, upload_id, "failed", " ".join(sentences))
             ended = True
-            return Outcome(False, sentences, member)
+            return UploadOutcome(False, sentences, member)
         with locked(submissions):
             if not members.claim_entry(engine, entry_name, member):
                 problem = f"The entry {entry_name!r} was just taken by another member; choose another name."
@@ -368,9 +397,16 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
         if not ended:  # an unexpected error: the reservation still counts, with what happened
             members.end_upload(engine, upload_id, "failed", "the upload stopped with an unexpected error")
     late = rules.is_late(info.submitted_at)
+    return UploadOutcome(True, accepted_sentences(entry_name, info, len(history), extras, late, rules, report),
+                         member, report, info.number, late, [name for name, _ in files])
+
+
+def accepted_sentences(entry_name: str, info: versions.VersionInfo, version_count: int, extras: list[str], late: bool,
+                       rules: Competition, report: dict) -> list[str]:
+    """What the member reads when the upload is accepted as version ``info`` of ``version_count``."""
     sentences = [f"Accepted: {entry_name} version {info.number} is stored and will be scored in a few minutes; "
                  "it appears on the Leaderboard as pending until then, then with its score."]
-    if info.number != len(history):
+    if info.number != version_count:
         sentences[0] = (f"Accepted: these files are {entry_name}'s version {info.number}, already stored; the "
                         "folder holds them again.")
     if extras:
@@ -383,4 +419,4 @@ def submit(engine: Engine, submissions: Path, entry_name: str, code: str, files:
     elif report.get("accuracy") is not None and report["accuracy"] < checking.DIAGNOSE_BELOW:
         sentences.append(f"Warning: it reads {100 * report['accuracy']:.1f}% of the check's images, and none of the "
                          "usual input conventions does better; see 'Input' in submissions/README.md.")
-    return Outcome(True, sentences, member, report, info.number, late, [name for name, _ in files])
+    return sentences

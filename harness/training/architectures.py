@@ -85,7 +85,8 @@ class LeNet5(nn.Module):
 
 
 class StrongCNN(nn.Module):
-    """Stages of (conv, batch norm, activation) x ``convs_per_stage`` then max-pooling, global average pooling, dropout, linear."""
+    """Stages of (conv, batch norm, activation) x ``convs_per_stage`` then max-pooling, global average pooling,
+    dropout, linear."""
 
     def __init__(self, channels: list[int] = (16, 32, 64), kernel_size: int = 3, convs_per_stage: int = 2,
                  dropout: float = 0.1, activation: str = "relu",

@@ -94,7 +94,8 @@ def stroke(images: torch.Tensor, width: float) -> torch.Tensor:
     w = _uniform(len(images), -width, width).view(-1, 1, 1, 1)
     thick = F.max_pool2d(images, 3, 1, 1)
     thicker = F.max_pool2d(thick, 3, 1, 1)
-    grown = torch.where(w <= 1, images + w.clamp(0, 1) * (thick - images), thick + (w - 1).clamp(0, 1) * (thicker - thick))
+    grown = torch.where(w <= 1, images + w.clamp(0, 1) * (thick - images),
+                        thick + (w - 1).clamp(0, 1) * (thicker - thick))
     cut = 0.6 * (-w).clamp(0, 1)
     thinned = ((images - cut) / (1 - cut)).clamp(0, 1)
     return torch.where(w >= 0, grown, thinned)
@@ -117,7 +118,9 @@ def refit(images: torch.Tensor, threshold: float = 0.3) -> torch.Tensor:
     mass = images[:, 0].sum(dim=(1, 2)).clamp(min=1e-6)
     cy = (images[:, 0].sum(dim=2) * idx).sum(dim=1) / mass
     cx = (images[:, 0].sum(dim=1) * idx).sum(dim=1) / mass
-    to_norm = lambda p: (2 * p + 1) / SIDE - 1                    # pixel centre -> [-1, 1] (align_corners=False)
+    def to_norm(p):  # pixel centre -> [-1, 1] (align_corners=False)
+        return (2 * p + 1) / SIDE - 1
+
     offset = to_norm(torch.tensor(CENTRE))
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale

@@ -75,7 +75,8 @@ def export_model(model: nn.Module, path: Path) -> None:
         program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as exc:  # torch.export raises many kinds of errors for code it cannot trace
         raise HarnessError(f"torch.export cannot capture this model ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); drop --export to save model.py + weights.pt.") from exc
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); drop --export to save model.py + "
+                           "weights.pt.") from exc
     torch.export.save(program, path)
 
 

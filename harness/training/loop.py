@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.training import augment
-from harness.training import recipes
-from harness.errors import HarnessError
 from harness.data.guest import GuestSet, GuestSetError, has_guest_files, load_guest_set
 from harness.data.mnist import load_split, resolve_dir
 from harness.data.preprocess import to_uint8
+from harness.errors import HarnessError
+from harness.training import augment, recipes
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,8 @@ class TrainConfig:
     augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
     seed: int = 0
 
-    ARCH_KNOBS = ("hidden", "channels", "kernel_size", "convs_per_stage", "dropout", "activation", "resize", "crop", "mean", "std")
+    ARCH_KNOBS = ("hidden", "channels", "kernel_size", "convs_per_stage", "dropout", "activation", "resize", "crop",
+                  "mean", "std")
 
     def constructor(self) -> dict:
         """The architecture knobs that were set, as keyword arguments."""
@@ -70,7 +70,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         aug = data.pop("augment", {}) or {}
         aug = augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
@@ -198,7 +198,8 @@ def extra_digits(folder: Path, refused: set[bytes]) -> GuestSet:
         raise HarnessError(f"--extra {folder} has no labelled digit the pipeline can read; put the images in folders "
                            "named 0–9 (or name them like 7_001.png).")
     # Compared after normalisation, so that a copy saved again in another format is caught as well.
-    shared = [name for name, image in zip(digits.files, digits.images) if to_uint8(image).tobytes() in refused]
+    shared = [name for name, image in zip(digits.files, digits.images, strict=True)
+              if to_uint8(image).tobytes() in refused]
     if shared:
         raise HarnessError(f"--extra {folder} holds {len(shared)} of the guest's digits (e.g. {shared[0]}, the same "
                            f"picture as one in {GUEST_FOLDER}/): entries are ranked on those, so training on them "
@@ -275,7 +276,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, weights_only=True)
     except FileNotFoundError as exc:
-        raise HarnessError(f"There is no checkpoint at {path}; pass the path printed when the run was interrupted.") from exc
+        raise HarnessError(f"There is no checkpoint at {path}; pass the path printed when the run was "
+                           "interrupted.") from exc
     except Exception as exc:
         raise HarnessError(f"{path} is not a checkpoint written by harness.train ({exc}).") from exc
 
@@ -296,14 +298,8 @@ def fit(model: nn.Module, data: Data, config: TrainConfig, *, checkpoint: Path |
     schedule = recipes.build_schedule(config.schedule, optimizer, config.lr, config.epochs * steps_per_epoch,
                                       steps_per_epoch)
     transform = augment.build_transform(config.augment)
-    state = TrainState()
     torch.manual_seed(config.seed)  # dropout and augmentation draw from the global generator
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["schedule"])
-        state = TrainState(**resume["state"])
-        torch.set_rng_state(resume["rng"])
+    state = TrainState() if resume is None else resumed(resume, model, optimizer, schedule)
     progress = progress or (lambda event, state, info: None)
     model.train()
     with StopFlag() as stop:
@@ -315,34 +311,63 @@ def fit(model: nn.Module, data: Data, config: TrainConfig, *, checkpoint: Path |
                     if checkpoint is not None:
                         save_checkpoint(checkpoint, config, list(argv), model, optimizer, schedule, state)
                     return Result(model, state, True, checkpoint)
-                started = time.perf_counter()
-                idx = order[state.step * config.batch_size:(state.step + 1) * config.batch_size]
-                x, y = augment.augment_batch(data.train_x[idx], transform), data.train_y[idx]
-                out = model(x)
-                loss = loss_fn(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                state.step += 1
-                state.global_step += 1
-                state.loss_sum += loss.item() * len(y)
-                state.correct += int((out.argmax(dim=1) == y).sum())
-                state.seen += len(y)
-                elapsed = time.perf_counter() - started
-                state.epoch_seconds += elapsed
-                state.seconds += elapsed
-                progress("batch", state, {"steps": steps_per_epoch, "images_per_s": len(y) / max(elapsed, 1e-9)})
-            val_loss, val_acc = evaluate(model, data.val_x, data.val_y, loss_fn)
-            state.history.append(asdict(EpochRecord(
-                epoch=state.epoch + 1, train_loss=state.loss_sum / state.seen, train_accuracy=state.correct / state.seen,
-                val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"],
-                seconds=state.epoch_seconds)))
-            progress("epoch_end", state, state.history[-1])
-            state.epoch += 1
-            state.step = state.correct = state.seen = 0
-            state.loss_sum = state.epoch_seconds = 0.0
+                speed = train_step(model, data, order, config.batch_size, transform, loss_fn, optimizer, schedule,
+                                   state)
+                progress("batch", state, {"steps": steps_per_epoch, "images_per_s": speed})
+            progress("epoch_end", state, end_epoch(model, data, loss_fn, optimizer, state))
+            next_epoch(state)
             if checkpoint is not None and state.epoch < config.epochs:
                 save_checkpoint(checkpoint, config, list(argv), model, optimizer, schedule, state)
     model.eval()
     return Result(model, state, False, checkpoint)
+
+
+def resumed(resume: dict, model: nn.Module, optimizer, schedule) -> TrainState:
+    """Where a loaded checkpoint left off: the model, optimizer, schedule and random state as they were."""
+    model.load_state_dict(resume["model"])
+    optimizer.load_state_dict(resume["optimizer"])
+    schedule.load_state_dict(resume["schedule"])
+    state = TrainState(**resume["state"])
+    torch.set_rng_state(resume["rng"])
+    return state
+
+
+def train_step(model: nn.Module, data: Data, order: torch.Tensor, batch_size: int, transform, loss_fn, optimizer,
+               schedule, state: TrainState) -> float:
+    """The epoch's next mini-batch (``state.step`` in ``order``): forward, backward, an optimizer and a schedule
+    step, counted in ``state``; its images per second."""
+    started = time.perf_counter()
+    idx = order[state.step * batch_size:(state.step + 1) * batch_size]
+    x, y = augment.augment_batch(data.train_x[idx], transform), data.train_y[idx]
+    out = model(x)
+    loss = loss_fn(out, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    state.step += 1
+    state.global_step += 1
+    state.loss_sum += loss.item() * len(y)
+    state.correct += int((out.argmax(dim=1) == y).sum())
+    state.seen += len(y)
+    elapsed = time.perf_counter() - started
+    state.epoch_seconds += elapsed
+    state.seconds += elapsed
+    return len(y) / max(elapsed, 1e-9)
+
+
+def end_epoch(model: nn.Module, data: Data, loss_fn, optimizer, state: TrainState) -> dict:
+    """Validate at the end of an epoch and add its record to ``state.history``; the record."""
+    val_loss, val_acc = evaluate(model, data.val_x, data.val_y, loss_fn)
+    state.history.append(asdict(EpochRecord(
+        epoch=state.epoch + 1, train_loss=state.loss_sum / state.seen, train_accuracy=state.correct / state.seen,
+        val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"],
+        seconds=state.epoch_seconds)))
+    return state.history[-1]
+
+
+def next_epoch(state: TrainState) -> None:
+    """Start the next epoch's counts."""
+    state.epoch += 1
+    state.step = state.correct = state.seen = 0
+    state.loss_sum = state.epoch_seconds = 0.0

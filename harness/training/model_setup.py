@@ -26,7 +26,8 @@ def load_model_file(path: Path, class_name: str | None) -> tuple[type[torch.nn.M
         return find_class(module, class_name), path.read_text()
     except EntryError:
         raise HarnessError(f"{path} has no model class {class_name or 'Model or Net'}; it defines "
-                           f"{', '.join(model_classes(module)) or 'no nn.Module'}; name one with --model-class.") from None
+                           f"{', '.join(model_classes(module)) or 'no nn.Module'}; name one with "
+                           "--model-class.") from None
 
 
 def build_model(config: TrainConfig, model_file: Path | None = None,
@@ -41,7 +42,8 @@ def build_model(config: TrainConfig, model_file: Path | None = None,
         try:
             model = cls()
         except TypeError as exc:
-            raise HarnessError(f"{cls.__name__}() in {model_file} needs arguments ({exc}); give them defaults.") from exc
+            raise HarnessError(f"{cls.__name__}() in {model_file} needs arguments ({exc}); give them "
+                               "defaults.") from exc
         _try_forward(model, f"{cls.__name__} from {model_file}")
         return model, code, cls.__name__, {}
     knobs = architectures.constructor_knobs(config.arch)
@@ -70,4 +72,5 @@ def _try_forward(model: torch.nn.Module, what: str) -> None:
     finally:
         model.train()
     if getattr(out, "shape", None) != (2, 10):
-        raise HarnessError(f"{what} returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 2; it must be [2, 10].")
+        raise HarnessError(f"{what} returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 2; it must be [2, "
+                           "10].")

@@ -1,10 +1,11 @@
 """Draw a digit: nothing runs until "Read my digit"; then every warm entry reads the drawing and fills in its row."""
 
 import streamlit as st
+
 # streamlit-drawable-canvas registers its frontend when imported: import it inside a Streamlit run only.
 from streamlit_drawable_canvas import st_canvas
 
-from leaderboard import cache, draw, figures, stats
+from leaderboard import cache, drawing, figures, stats
 
 settings = cache.settings()
 st.title("🖊️ Draw a digit")
@@ -33,22 +34,22 @@ with left:
                                           (clear, "✕ Clear", False, "Start again on an empty canvas")):
         if column.button(label, width="stretch", disabled=strokes == 0, help=tip):
             state["edits"] += 1
-            state["start_from"] = draw.without_strokes(canvas.json_data, state["edits"], last_only)
+            state["start_from"] = drawing.without_strokes(canvas.json_data, state["edits"], last_only)
             st.rerun()
-    read = st.button("Read my digit", type="primary", width="stretch", disabled=not draw.has_ink(drawn))
+    read = st.button("Read my digit", type="primary", width="stretch", disabled=not drawing.has_ink(drawn))
 
-if not draw.has_ink(drawn):
+if not drawing.has_ink(drawn):
     right.info("Draw a digit on the canvas, then press Read my digit to see what every entry reads.")
     st.stop()
 try:
-    digit = draw.normalise_drawing(drawn)
-except draw.ImageProblem as exc:
+    digit = drawing.normalise_drawing(drawn)
+except drawing.ImageProblem as exc:
     right.warning(f"Could not read the drawing: {exc}.")
     st.stop()
 with left:
     st.image(figures.digit_picture(digit, 4), caption="what the models see (normalised 28×28)")
 
-key = draw.digit_key(digit)
+key = drawing.digit_key(digit)
 answers = state["answers"] if state["answers"] and state["answers"][0] == key else None
 if not read and answers is None:
     right.info("Press **Read my digit** when the drawing is finished.")
@@ -58,7 +59,7 @@ if not entries:
     st.stop()
 
 
-def show(slot, result: draw.Prediction | None, name: str) -> None:
+def show(slot, result: drawing.Prediction | None, name: str) -> None:
     """One entry's row: its name and reading (or its problem, in full), and its probabilities over the digits."""
     with slot.container(border=True):
         if result is not None and result.probabilities is None:  # the whole width: the sentence is never cut
@@ -69,8 +70,9 @@ def show(slot, result: draw.Prediction | None, name: str) -> None:
         if result is None:
             text.markdown(f"**{stats.literal(name)}**  \nreading…")
         else:
-            text.markdown(f"**{stats.literal(name)}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} sure")
-            bars.altair_chart(draw.probability_bars(result.probabilities), width="stretch", height=110)
+            text.markdown(f"**{stats.literal(name)}**  \nreads **{result.digit}** · {result.probabilities.max():.0%} "
+                          "sure")
+            bars.altair_chart(drawing.probability_bars(result.probabilities), width="stretch", height=110)
 
 
 with right:
@@ -82,15 +84,15 @@ with right:
         show(slot, results.get(name), names[name])
     if answers is None:  # read now: each entry's row fills in as it answers
         verdict.info(f"Asking {len(entries):,} entries…")
-        for result in draw.read_all(pool, entries, digit):
+        for result in drawing.read_all(pool, entries, digit):
             results[result.entry] = result
             show(slots[result.entry], result, names[result.entry])
             verdict.info(f"{len(results):,} of {len(entries):,} entries have answered…")
         state["answers"] = (key, list(results.values()))
-    note = draw.warm_note(pool.memory(), pool.memory_budget, len(entries))
+    note = drawing.warm_note(pool.memory(), pool.memory_budget, len(entries))
     if note:
         st.caption(note)
-    club = draw.consensus(list(results.values()))
+    club = drawing.consensus(list(results.values()))
     if club is None:
         verdict.warning("No entry could read the drawing; each one's problem is below.")
     else:

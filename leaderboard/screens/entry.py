@@ -7,7 +7,8 @@ from leaderboard import cache, figures, stats, views
 url = cache.settings().db_url
 revealed = cache.revealed()
 board = cache.board(url, revealed).board
-entries = list(dict.fromkeys(zip(board["entry"], board["display_name"])))  # an entry with a late version: once
+# an entry with a late version: once
+entries = list(dict.fromkeys(zip(board["entry"], board["display_name"], strict=True)))
 st.title("🔎 Entry")
 if not entries:
     st.info("No entries scored yet: an entry's page opens once it has a score on the Leaderboard.")
@@ -22,7 +23,7 @@ if name is None:  # an unknown ?entry=: say so rather than open another entry in
     st.error(f"No entry called “{stats.literal(wanted)}”; choose one from the list.")
     st.stop()
 st.query_params["entry"] = name
-view = cache.entry(url, name, revealed)
+view = cache.entry(url, name, revealed, cache.rules())
 if view is None:
     st.error(f"No visible entry named {stats.literal(name)}.")
     st.stop()
@@ -63,7 +64,7 @@ cols[3].metric("Speed ↑ (images/s)", f"{s.images_per_second:,.0f}" if s.images
 cols[4].metric("Weights", f"{s.weights_bytes / 1e6:.2f} MB", help=f"sha256 {s.weights_hash}")
 
 tab_names = ["MNIST test"] + (["Guest digits"] if revealed and guest else []) + ["Details", "Versions"]
-tabs = dict(zip(tab_names, st.tabs(tab_names)))
+tabs = dict(zip(tab_names, st.tabs(tab_names), strict=True))
 
 for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
     if tab_name not in tabs:
@@ -91,8 +92,8 @@ for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
             st.altair_chart(chart, on_select=pick_cell, selection_mode="cell", key=chart_key, width="stretch")
         with right:
             st.markdown("**Recall per digit** (✗: how many it misread)")
-            st.altair_chart(figures.recall_chart(result.recall, result.confusion.sum(axis=1) - result.confusion.diagonal()),
-                            width="stretch")
+            misread = result.confusion.sum(axis=1) - result.confusion.diagonal()
+            st.altair_chart(figures.recall_chart(result.recall, misread), width="stretch")
             low, _ = figures.recall_range(result.recall)
             if low > 0:
                 st.caption(f"The axis starts at {100 * low:.0f}%, to show the differences between digits.")

@@ -10,7 +10,7 @@ if not cache.revealed():
     st.info("🔒 The guest's digits are sealed until the reveal. Come back when the organisers open them.")
     st.stop()
 
-view = cache.guest(settings.db_url)
+view = cache.guest(settings.db_url, cache.rules())
 if view is None:
     st.warning("No guest digits have been evaluated yet.")
     st.stop()
@@ -32,7 +32,7 @@ limit = st.select_slider("Show", options=sizes, value=min(48, len(c)) if min(48,
 rows = c.head(limit).to_dict("records")
 for start in range(0, len(rows), per_row):
     columns = st.columns(per_row)
-    for column, d in zip(columns, rows[start:start + per_row]):
+    for column, d in zip(columns, rows[start:start + per_row], strict=False):
         i = int(d["index"])
         with column.container(border=True):
             original = views.original_picture(settings.mystery, view.dataset.source, view.files[i]) \

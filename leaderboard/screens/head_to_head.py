@@ -15,7 +15,7 @@ if len(ok) < 2:
     st.stop()
 
 names = ok["entry"].tolist()
-labels = dict(zip(ok["entry"], ok["display_name"]))
+labels = dict(zip(ok["entry"], ok["display_name"], strict=True))
 left, middle, right = st.columns([2, 2, 1])
 a = left.selectbox("First entry", names, index=0, format_func=labels.get)
 b = middle.selectbox("Second entry", names, index=1, format_func=labels.get)
@@ -30,7 +30,7 @@ if a == b:
     st.info("Pick two different entries.")
     st.stop()
 
-duel = cache.duel(url, a, b, kind, revealed)
+duel = cache.duel(url, a, b, kind, revealed, cache.rules())
 if duel is None:
     st.warning("These two entries have no results on the same digits.")
     st.stop()

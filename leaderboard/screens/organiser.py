@@ -5,12 +5,9 @@ import os
 import pandas as pd
 import streamlit as st
 
-from harness.store import results as store
-from harness import versions
 from harness.errors import HarnessError
-from harness.store import reads as queries
-from leaderboard import admin, cache, config, draw, member_codes, stats, views
-from leaderboard import scorer as scoring_service
+from harness.store import audit, eval_sets, moderation, runs, versions
+from leaderboard import admin, cache, config, drawing, member_codes, scorer as scoring_service, stats, views
 
 settings = cache.settings()
 engine = cache.current_engine()
@@ -28,15 +25,15 @@ if not st.session_state.get("organiser"):
         if st.form_submit_button("Unlock"):
             if admin.password_ok(given, password):
                 st.session_state["organiser"] = True
-                store.log_action(engine, "login", "organiser unlocked the controls")
+                audit.log_action(engine, "login", "organiser unlocked the controls")
                 st.rerun()
-            store.log_action(engine, "login-failed", "wrong organiser password")
+            audit.log_action(engine, "login-failed", "wrong organiser password")
             st.error("Wrong password.")
     st.stop()
 
 revealed = cache.revealed()
 st.subheader("Guest results")
-guest_set = queries.current_datasets(engine, revealed=True).get("guest")  # organisers see which set it is
+guest_set = eval_sets.current_datasets(engine, revealed=True).get("guest")  # organisers see which set it is
 if guest_set is not None:
     st.markdown(f"The guest results are on {stats.guest_set_text(guest_set)}.")
 if revealed:
@@ -82,8 +79,8 @@ def job_progress():
         st.caption("No evaluation started from the dashboard since the server started.")
         return
     job = jobs[-1]
-    entries = len(draw.entries_on_disk(settings.submissions))
-    fraction, text = admin.run_progress(queries.latest_run(engine), job, entries)
+    entries = len(drawing.entries_on_disk(settings.submissions))
+    fraction, text = admin.run_progress(runs.latest_run(engine), job, entries)
     st.progress(fraction, text=stats.literal(f"{'running' if job.running else 'done'} · {text}"))
     st.code(job.log_tail() or "(no output yet)", language=None)
     if not job.running and st.session_state.get("seen_finished") != str(job.log_path):
@@ -97,14 +94,14 @@ job_progress()
 st.subheader("Hide or disqualify an entry")
 board = cache.board(settings.db_url, revealed)
 names = sorted(set(board.board["entry"]) | set(board.hidden))
-current = store.moderation(engine)
+current = moderation.decisions(engine)
 MODERATE = ("moderate_entry", "moderate_state", "moderate_reason")  # the form's widgets: emptied once applied
 if "moderated" in st.session_state:  # what the last Apply did, said once; the form back at its defaults
     st.success(stats.literal(st.session_state.pop("moderated")))
-    st.session_state.update(dict(zip(MODERATE, (names[0] if names else None, "visible", ""))))
+    st.session_state.update(dict(zip(MODERATE, (names[0] if names else None, "visible", ""), strict=True)))
 with st.form("moderate"):
     name = st.selectbox("Entry", names, key=MODERATE[0])
-    state = st.radio("Make it", list(store.MODERATION_STATES), horizontal=True, key=MODERATE[1],
+    state = st.radio("Make it", list(moderation.MODERATION_STATES), horizontal=True, key=MODERATE[1],
                      format_func={"visible": "visible (undo)", "hidden": "hidden from every page",
                                   "disqualified": "disqualified (shown unranked, with the reason)"}.get)
     reason = st.text_input("Reason (required to hide or disqualify)", key=MODERATE[2])
@@ -132,7 +129,7 @@ history = versions.history(engine, entry_name) if entry_name else []
 OVERRIDE = ("override_when", "override_reason", "override_clear")  # the form's fields: emptied once saved
 if "version_saved" in st.session_state:
     st.success(stats.literal(st.session_state.pop("version_saved")))
-    st.session_state.update(dict(zip(OVERRIDE, ("", "", False))))
+    st.session_state.update(dict(zip(OVERRIDE, ("", "", False), strict=True)))
 with st.form("version_time"):
     by_number = {v.number: v for v in history}
     choice = st.selectbox("Version (newest first)", views.newest_first(history),
@@ -158,7 +155,7 @@ st.subheader("Storage")
 st.markdown(views.storage_text(engine, rules))
 
 st.subheader("Audit log")
-st.dataframe(pd.DataFrame(store.audit_log(engine), columns=["at", "action", "entry", "detail"]), hide_index=True,
+st.dataframe(pd.DataFrame(audit.audit_log(engine), columns=["at", "action", "entry", "detail"]), hide_index=True,
              width="stretch", column_config={"at": st.column_config.DatetimeColumn("time (UTC)",
                                                                                    format="YYYY-MM-DD HH:mm:ss"),
                                              "detail": st.column_config.TextColumn("detail", width="large")})

@@ -3,12 +3,11 @@
 import streamlit as st
 
 from harness.scoring import insights
-
 from leaderboard import cache, figures, stats
 
 url = cache.settings().db_url
 revealed = cache.revealed()
-df = cache.insights_frame(url, revealed)
+df = cache.insights_frame(url, revealed, cache.rules())
 st.title("🧪 What worked")
 st.caption("Every successfully evaluated entry's recorded hyperparameters (entry.toml) beside its accuracy. "
            "Entries that recorded no value for a knob are left out of that chart. Few entries per group means "
@@ -26,7 +25,7 @@ st.markdown(f"**{insights.title(metric)}**")  # titles outside the charts: they 
 st.altair_chart(figures.fill_column(insights.size_chart(df, metric), height=380), width="stretch")
 factors = [f for f in insights.FACTORS if df[f].notna().any()]
 for row in range(0, len(factors), 2):
-    for column, factor in zip(st.columns(2), factors[row:row + 2]):
+    for column, factor in zip(st.columns(2), factors[row:row + 2], strict=False):
         column.markdown(f"**{insights.title(metric, factor)}**")
         column.altair_chart(figures.fill_column(insights.box_chart(df, factor, metric)), width="stretch")
         # Five columns, the median (the boxes' middle line) without the mean: all in a phone's 346 px, none cut.

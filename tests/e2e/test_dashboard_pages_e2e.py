@@ -1,6 +1,6 @@
 """The entry, head-to-head, What worked and organiser pages in a real headless Chromium, at a desktop's 1440×900 and
 a phone's 390×844 (tests/browser.py starts the server and the browser). Screenshots go to screenshots/
-(git-ignored); the board's two go to docs/ for the README."""
+(git-ignored); the board's two go to docs/ for docs/dashboard.md."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ import pytest
 from harness.store.engine import make_engine
 from leaderboard import views
 from tests.browser import (
+    PATIENCE,
     SHOTS,
     button,
     chromium,
+    click,
     count_when_painted,
     dashboard,
-    click,
     dashboard_env,
     find,
     needs_chromium,
@@ -96,7 +97,9 @@ return Object.fromEntries(Array.from(t.querySelectorAll('tr')).map(r => [r.cells
 """
 CELLS = """
 const rects = arguments[0].querySelectorAll('g.mark-rect')[0].querySelectorAll('path');
-return Array.from(rects).map(p => { const r = p.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; });
+return Array.from(rects).map(p => {
+  const r = p.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];
+});
 """
 
 
@@ -269,8 +272,9 @@ def test_what_worked_charts_fill_their_columns(server, sized):
 
 @pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
 def test_board_screenshots_for_the_readme(server, sized):
-    """The board at a desktop's and a phone's width, as the README shows it (under 300 KB). Written to screenshots/;
-    with UPDATE_README_SHOTS=1 to docs/board-*.png, the README's pictures (a test run leaves tracked files alone)."""
+    """The board at a desktop's and a phone's width, as docs/dashboard.md shows it (under 300 KB). Written to
+    screenshots/; with UPDATE_README_SHOTS=1 to docs/board-*.png, the pictures in docs/dashboard.md (a test run leaves
+    tracked files alone)."""
     from PIL import Image
     driver, width, height = sized
     driver.get(f"{server}/")
@@ -313,7 +317,7 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     assert not reveal.is_enabled()  # until the organiser confirms it is the sample set
 
     click(browser, "Start the evaluation")
-    running = wait_for_text(browser, "running ·", timeout=30)
+    running = wait_for_text(browser, "running ·", timeout=PATIENCE)
     assert not button(browser, "Start the evaluation", enabled=False).is_enabled(), running[-800:]  # one at a time
     deadline = time.time() + 240
     while time.time() < deadline and "done ·" not in browser.execute_script("return document.body.innerText"):
@@ -326,11 +330,12 @@ def test_hostile_names_show_as_text_and_the_organiser_flow(hostile, browser):
     while time.time() < deadline and "re-run" not in log:  # the audit log (the last grid) shows the run, unreloaded
         log = browser.execute_script("""
             const grids = document.querySelectorAll('[data-testid="stDataFrame"]');
-            return Array.from(grids[grids.length - 1].querySelectorAll('[id^="glide-cell-"]')).map(c => c.textContent)""")
+            const cells = grids[grids.length - 1].querySelectorAll('[id^="glide-cell-"]');
+            return Array.from(cells).map(c => c.textContent)""")
         time.sleep(0.3)
     assert "re-run" in log, log
-    from harness.store import results as store
-    assert store.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
+    from harness.store import audit
+    assert audit.audit_log(make_engine(str(db)))[0]["action"] == "re-run"
     shot(browser, "organiser_after_run")
 
 
@@ -369,11 +374,11 @@ def test_apply_says_what_it_did_and_empties_the_form(hostile, sized):
 
     apply("hidden from every page", f"checked at {width} px", f"eve is now hidden from every page (reason: checked "
                                                                f"at {width} px).")
-    from harness.store import results as store
-    assert store.moderation(make_engine(str(db)))["eve"] == ("hidden", f"checked at {width} px")
+    from harness.store import moderation
+    assert moderation.decisions(make_engine(str(db)))["eve"] == ("hidden", f"checked at {width} px")
     shot(driver, f"organiser_hidden_{width}x{height}", full=False)
     apply("visible (undo)", "", "eve is visible again on every page.")
-    assert store.moderation(make_engine(str(db))).get("eve", ("visible", ""))[0] == "visible"
+    assert moderation.decisions(make_engine(str(db))).get("eve", ("visible", ""))[0] == "visible"
 
 
 # Each page opened by its own address, what it says once painted, and what must have painted.

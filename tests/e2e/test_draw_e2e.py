@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.browser import browser, needs_chromium, shot, wait_for_text  # noqa: F401 - fixture
+from tests.browser import PATIENCE, browser, needs_chromium, shot, wait_for_text  # noqa: F401 - fixture
 from tests.e2e.test_dashboard_e2e import server  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.browser, needs_chromium]
@@ -57,11 +57,11 @@ def stroke(driver, points: list[tuple[float, float]], touch: bool = False) -> No
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
     x, y, w, h = canvas_box(driver)
-    actions = ActionBuilder(driver, mouse=PointerInput(interaction.POINTER_TOUCH if touch else interaction.POINTER_MOUSE,
-                                                       "finger" if touch else "mouse"))
+    kind = interaction.POINTER_TOUCH if touch else interaction.POINTER_MOUSE
+    actions = ActionBuilder(driver, mouse=PointerInput(kind, "finger" if touch else "mouse"))
     pointer = actions.pointer_action
-    (fx, fy), rest = points[0], points[1:]
-    pointer.move_to_location(int(x + fx * w), int(y + fy * h)).pointer_down()
+    (x0, y0), rest = points[0], points[1:]
+    pointer.move_to_location(int(x + x0 * w), int(y + y0 * h)).pointer_down()
     for (ax, ay), (bx, by) in zip(points[:-1], rest, strict=True):
         for t in range(1, 9):
             pointer.move_to_location(int(x + (ax + (bx - ax) * t / 8) * w), int(y + (ay + (by - ay) * t / 8) * h))
@@ -75,7 +75,7 @@ def click_button(driver, label: str, touch: bool = False) -> None:
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
     from selenium.webdriver.common.by import By
-    deadline = time.time() + 30
+    deadline = time.time() + PATIENCE
     while True:
         buttons = [b for b in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] button')
                    if b.text.strip().endswith(label) and b.is_enabled()]

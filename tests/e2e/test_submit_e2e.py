@@ -20,6 +20,7 @@ from harness.store.engine import make_engine
 from harness.store.versions import history
 from tests.browser import (  # noqa: F401 - fixture
     GRID,
+    PATIENCE,
     SHOTS,
     browser,
     click,
@@ -77,7 +78,6 @@ def shoot(driver, name: str, show: str | None = None) -> list[Path]:
 
 
 def test_a_member_submits_in_the_browser_and_the_watcher_ranks_it(site, browser, tmp_path):  # noqa: F811 - fixture
-    from selenium.webdriver.common.by import By
     upload = tmp_path / "upload"
     upload.mkdir()
     for name in ("model.py", "weights.pt"):
@@ -92,7 +92,7 @@ def test_a_member_submits_in_the_browser_and_the_watcher_ranks_it(site, browser,
     find(browser, 'input[aria-label="Entry name"]').send_keys("ada-lenet")
     find(browser, '[data-testid="stFileUploader"] input[type="file"]', hidden=True).send_keys(
         "\n".join(str(upload / name) for name in ("model.py", "weights.pt", "entry.toml")))
-    deadline = time.time() + 30  # the three files appear in the uploader once sent
+    deadline = time.time() + PATIENCE  # the three files appear in the uploader once sent
     while time.time() < deadline and browser.execute_script("return document.body.innerText").count("weights.pt") < 1:
         time.sleep(0.3)
     shoot(browser, "submit_form")
@@ -117,9 +117,9 @@ def test_a_member_submits_in_the_browser_and_the_watcher_ranks_it(site, browser,
             assert watcher.poll() is None, watcher.stdout.read()
             time.sleep(1)
         browser.get(f"{site.url}/")
-        body = wait_for_text(browser, DISPLAY, timeout=60)
+        body = wait_for_text(browser, DISPLAY, timeout=PATIENCE)
         find(browser, '[data-testid="stDataFrame"] canvas')  # the grid paints after the text
-        deadline = time.time() + 30
+        deadline = time.time() + PATIENCE
         while time.time() < deadline and (cells := browser.execute_script(GRID))["rank"] is None:
             time.sleep(0.3)
         assert cells["rank"] == "🥇 1" and cells["name"] == DISPLAY, cells
@@ -153,7 +153,7 @@ def test_the_organiser_issues_a_code_in_the_browser_shown_once(site, browser):  
     for path in shoot(browser, "organiser_codes", '[data-testid="stCode"]'):
         assert path.stat().st_size > 20_000
     click(browser, "Done: hide the code")
-    deadline = time.time() + 20
+    deadline = time.time() + PATIENCE
     while time.time() < deadline and browser.find_elements(By.CSS_SELECTOR, '[data-testid="stCode"]'):
         time.sleep(0.3)
     assert code not in browser.execute_script("return document.body.innerText")  # shown once

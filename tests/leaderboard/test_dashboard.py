@@ -19,11 +19,10 @@ import streamlit as st
 from scipy.stats import binomtest
 from streamlit.testing.v1 import AppTest
 
-from harness.store import results as store
-from harness.store.engine import make_engine
-from harness.store import reads as queries
 from harness.scoring import board as scoring_board
-from leaderboard import admin, config, draw, figures, stats, views
+from harness.store import audit, eval_sets, evaluations, flags, moderation, versions
+from harness.store.engine import make_engine
+from leaderboard import admin, config, drawing, figures, stats, views
 from tests import dashboard_fixtures
 from tests.conftest import REPO
 from tests.entries import template_predictions
@@ -85,7 +84,7 @@ def seen(markdown: str) -> str:
 
 def guest_results(db) -> dict[str, float]:
     view = views.board_view(make_engine(str(db)), revealed=True)
-    return dict(zip(view.board["entry"], view.board["guest_accuracy"]))
+    return dict(zip(view.board["entry"], view.board["guest_accuracy"], strict=True))
 
 
 # --- the plain functions ----------------------------------------------------------------------------------------
@@ -95,7 +94,7 @@ def test_board_ranks_like_the_harness_and_marks_ties(fx):
     board = views.board_view(engine, revealed=True).board
     ok = board[board["status"] == "ok"]
     # Independent reference: accuracy recomputed from stored predictions and the guest labels.
-    evals = store.load_evaluations(engine, ok["evaluation_id"].tolist())
+    evals = evaluations.load_evaluations(engine, ok["evaluation_id"].tolist())
     acc = {}
     masks = {}
     for e in evals:
@@ -124,7 +123,7 @@ def test_board_ranks_like_the_harness_and_marks_ties(fx):
         running = max(running, min(1.0, (m - k) * raw[i]))
         adjusted[i] = running
     assert row.loc[names[0], "separation"] == "leader" and row.loc[names[0], "state"] == "leader"
-    for below, p in zip(names[1:], adjusted):
+    for below, p in zip(names[1:], adjusted, strict=True):
         assert row.loc[below, "p_vs_leader"] == pytest.approx(p)
         assert row.loc[below, "with_leader"] == (p >= 0.05)
         assert row.loc[below, "separation"].startswith("level with #1" if p >= 0.05 else "behind #1")
@@ -152,11 +151,11 @@ def test_sealed_board_ranks_by_mnist_and_holds_no_guest_number(fx):
 
 def test_history_takes_each_versions_accuracy(fx):
     engine = make_engine(str(fx.revealed_db))
-    datasets = queries.current_datasets(engine, revealed=True)
-    history = queries.history(engine, datasets)
+    datasets = eval_sets.current_datasets(engine, revealed=True)
+    history = evaluations.accuracy_history(engine, datasets)
     ada = history[(history["entry"] == "ada") & (history["kind"] == "mnist")]
     assert ada["version"].tolist() == [1, 2]
-    evals = store.load_evaluations(engine, ada["evaluation_id"].tolist())
+    evals = evaluations.load_evaluations(engine, ada["evaluation_id"].tolist())
     expected = [next(r.accuracy for r in e.results if r.dataset.kind == "mnist") for e in evals]
     assert ada["accuracy"].tolist() == expected
 
@@ -248,9 +247,10 @@ def test_filter_sort_and_csv():
     assert rows[0]["level with the leader"] == "yes" and rows[2]["level with the leader"] == "no"
     recipe = ["architecture", "optimizer", "learning rate", "schedule", "batch size", "epochs", "weight decay",
               "dropout", "label smoothing", "augmentation", "seed", "validation accuracy", "training seconds"]
+    # the board's columns, then the flat recipe: no hashes, no hp:
     assert list(rows[0]) == ["rank", "level with the leader", "p vs leader (Holm)", "entry", "folder", "author",
                              "guest accuracy", "mnist accuracy", "parameters", "images per second", "last evaluated",
-                             "status", "versions", *recipe]  # the board's columns, then the flat recipe: no hashes, no hp:
+                             "status", "versions", *recipe]
     assert (rows[0]["architecture"], rows[0]["learning rate"], rows[0]["augmentation"]) == \
         ("lenet5", "0.1", "affine+slant+stroke")
     assert (rows[2]["architecture"], rows[2]["learning rate"], rows[2]["augmentation"]) == ("", "0.2", "none")
@@ -370,7 +370,7 @@ def test_a_clicked_cell_and_pages_and_the_guest_set_named():
     assert stats.selected_cell({"selection": {"cell": []}}) is None and stats.selected_cell(None) is None
     assert stats.pages(108, 60) == [(0, 60), (60, 108)] and stats.pages(0, 60) == []
     assert sum(b - a for a, b in stats.pages(1234, 60)) == 1234
-    sample = queries.DatasetInfo(1, "guest", 100, "sample", "v")
+    sample = eval_sets.DatasetInfo(1, "guest", 100, "sample", "v")
     assert "shipped **sample** set of 100 digits from `mystery_digits/_sample/`" in stats.guest_set_text(sample)
 
 
@@ -383,7 +383,7 @@ def test_a_clicked_cell_and_pages_and_the_guest_set_named():
 ])
 def test_the_guest_set_is_described_by_where_it_came_from(source, said):
     """A set read with ``--mystery semeion_2`` is never said to be in mystery_digits/; the size has its comma."""
-    assert stats.guest_set_text(queries.DatasetInfo(2, "guest", 1592, source, "v")) == said
+    assert stats.guest_set_text(eval_sets.DatasetInfo(2, "guest", 1592, source, "v")) == said
 
 
 def test_the_store_notes_the_folder_the_guest_set_was_read_from(tmp_path):
@@ -439,33 +439,33 @@ def test_moderation_and_audit_log(fx, tmp_path):
     shutil.copy(fx.db, db)
     engine = make_engine(str(db))
     with pytest.raises(ValueError, match="say why"):
-        store.set_moderation(engine, "bob", "disqualified", " ")
-    store.set_moderation(engine, "bob", "disqualified", "trained on the test set")
-    store.set_moderation(engine, "eve", "hidden", "asked to withdraw")
+        moderation.set_moderation(engine, "bob", "disqualified", " ")
+    moderation.set_moderation(engine, "bob", "disqualified", "trained on the test set")
+    moderation.set_moderation(engine, "eve", "hidden", "asked to withdraw")
     admin.set_revealed(engine, True)
     view = views.board_view(engine, revealed=True)
     row = view.board.set_index("entry")
     assert "eve" not in row.index and view.hidden == ["eve"] and view.excluded == {"eve", "bob"}
     assert row.loc["bob", "status"] == "disqualified: trained on the test set" and np.isnan(row.loc["bob", "rank"])
     assert views.entry_view(engine, "eve", True) is None
-    log = store.audit_log(engine)
+    log = audit.audit_log(engine)
     assert [e["action"] for e in log] == ["reveal", "hide", "disqualify"]
     assert all(e["at"] is not None for e in log)
-    store.set_moderation(engine, "eve", "visible")
+    moderation.set_moderation(engine, "eve", "visible")
     assert "eve" in set(views.board_view(engine, revealed=True).board["entry"])
 
 
 @pytest.mark.slow
 def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypatch, tmp_path):
-    """The board, the entry page, the guest gallery and What worked all take bob's standing from harness.scoring.standings."""
-    from harness.scoring import standings
-    from harness.scoring.competition import Competition
-    from harness.scoring import insights
+    """The board, the entry page, the guest gallery and What worked all take bob's standing from
+    harness.scoring.standings."""
+    from harness.common.competition import Competition
+    from harness.scoring import insights, standings
     db = tmp_path / "dq.db"
     shutil.copy(fx.revealed_db, db)
     engine = make_engine(str(db))
-    store.set_moderation(engine, "bob", "disqualified", "trained on the test set")
-    store.set_moderation(engine, "eve", "hidden", "asked to withdraw")
+    moderation.set_moderation(engine, "bob", "disqualified", "trained on the test set")
+    moderation.set_moderation(engine, "eve", "hidden", "asked to withdraw")
     picked = {p.entry_name: p for p in standings.current(engine, Competition())}
     assert "eve" not in picked and (picked["bob"].standing, picked["bob"].note) == ("disqualified",
                                                                                       "trained on the test set")
@@ -474,7 +474,7 @@ def test_a_disqualified_entry_is_decided_by_standings_on_every_page(fx, monkeypa
     bob = board.set_index("entry").loc["bob"]
     assert bob["status"] == f"disqualified: {picked['bob'].note}" and np.isnan(bob["rank"]) and bob["medal"] == ""
     assert views.entry_view(engine, "bob", True).summary.standing == standings.DISQUALIFIED
-    datasets = queries.current_datasets(engine, True)
+    datasets = eval_sets.current_datasets(engine, True)
     worked = insights.frame(scoring_board.latest(engine, datasets), include_guest=True)
     assert "Bob's quick one" not in set(worked["entry"]) and "Ada's template" in set(worked["entry"])
     assert "Bob's quick one" not in views.guest_view(engine).entries
@@ -514,16 +514,16 @@ def test_drawing_goes_through_normalisation_and_isolated_entries(fx, mnist_test,
     # A test digit drawn as black ink on a white 280×280 RGBA canvas.
     ink = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(mnist_test.images[0]).resize((280, 280)))
     rgba = np.dstack([255 - ink] * 3 + [np.full_like(ink, 255)]).astype(np.uint8)
-    assert draw.has_ink(rgba) and not draw.has_ink(np.full((50, 50, 4), 255, np.uint8))
-    digit = draw.normalise_drawing(rgba)
+    assert drawing.has_ink(rgba) and not drawing.has_ink(np.full((50, 50, 4), 255, np.uint8))
+    digit = drawing.normalise_drawing(rgba)
     assert digit.shape == (28, 28) and digit.dtype == np.float32 and digit.max() > 0.9
-    entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
-    got = draw.predict(entry, digit)
+    entry = next(e for e in drawing.entries_on_disk(fx.submissions) if e.name == "dee")
+    got = drawing.predict(entry, digit)
     assert got.error is None and got.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    expected = template_predictions(draw.model_input(digit), means)[0]
+    expected = template_predictions(drawing.model_input(digit), means)[0]
     assert got.digit == expected
-    broken = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "broken")
-    assert "weights do not fit" in draw.predict(broken, digit).error
+    broken = next(e for e in drawing.entries_on_disk(fx.submissions) if e.name == "broken")
+    assert "weights do not fit" in drawing.predict(broken, digit).error
 
 
 def test_the_drawn_digit_goes_through_the_guest_sets_uint8_step(fx, monkeypatch):
@@ -537,8 +537,8 @@ def test_the_drawn_digit_goes_through_the_guest_sets_uint8_step(fx, monkeypatch)
 
     monkeypatch.setattr(prediction, "predict", front_door)
     digit = np.random.default_rng(1).random((28, 28), dtype=np.float32)  # levels between uint8's
-    entry = next(e for e in draw.entries_on_disk(fx.submissions) if e.name == "dee")
-    assert draw.predict(entry, digit).digit == 3
+    entry = next(e for e in drawing.entries_on_disk(fx.submissions) if e.name == "dee")
+    assert drawing.predict(entry, digit).digit == 3
     (sent,) = handed["images"].values()
     assert sent.dtype == np.uint8 and sent.shape == (1, 28, 28)
     assert np.array_equal(sent[0], np.clip(np.rint(digit * 255), 0, 255).astype(np.uint8))
@@ -726,12 +726,12 @@ def test_organiser_reveals_and_disqualifies(fx, monkeypatch, tmp_path):
     reveal = next(b for b in at.button if b.label == "Reveal the guest results")
     reveal.click().run()
     engine = make_engine(str(db))
-    assert queries.is_revealed(engine)
+    assert flags.is_revealed(engine)
     at.selectbox[0].set_value("bob")
     at.radio[0].set_value("disqualified")
     at.text_input[0].input("used the test labels")
     next(b for b in at.button if b.label == "Apply").click().run()
-    assert store.moderation(engine) == {"bob": ("disqualified", "used the test labels")}
+    assert moderation.decisions(engine) == {"bob": ("disqualified", "used the test labels")}
     said = [seen(s.value) for s in at.success]
     assert "bob is now disqualified: shown unranked with the reason “used the test labels”." in said, said
     form = (next(s for s in at.selectbox if s.key == "moderate_entry"), next(r for r in at.radio
@@ -757,30 +757,33 @@ def test_apply_that_changes_nothing_writes_no_audit_line(fx, monkeypatch, tmp_pa
     shutil.copy(fx.db, db)
     at = organiser(fx, monkeypatch, db)
     engine = make_engine(str(db))
-    before = store.audit_log(engine)
+    before = audit.audit_log(engine)
     next(b for b in at.button if b.label == "Apply").click().run()  # the defaults: first entry, visible
-    assert store.audit_log(engine) == before
+    assert audit.audit_log(engine) == before
     assert any(i.value.startswith("Nothing to change:") and i.value.endswith("is already visible.") for i in at.info)
     assert admin.moderate(engine, "bob", "hidden", "asked to withdraw") is True
     assert admin.moderate(engine, "bob", "hidden", " asked to withdraw ") is False  # same state, same reason
     assert admin.moderate(engine, "bob", "hidden", "another reason") is True
-    assert [e["action"] for e in store.audit_log(engine)][:2] == ["hide", "hide"]
-    assert len(store.audit_log(engine)) == len(before) + 2
+    assert [e["action"] for e in audit.audit_log(engine)][:2] == ["hide", "hide"]
+    assert len(audit.audit_log(engine)) == len(before) + 2
 
 
 def test_version_list_follows_the_chosen_entry(fx, monkeypatch, tmp_path):
     db = tmp_path / "org.db"
     shutil.copy(fx.db, db)
     at = organiser(fx, monkeypatch, db)
-    version = lambda: next(s for s in at.selectbox if s.key == "override_version")
+    def version():
+        return next(s for s in at.selectbox if s.key == "override_version")
+
     engine = make_engine(str(db))
     for name in ("bob", "ada", "bob"):  # reference: each entry's versions' content hashes, read from the store
         next(s for s in at.selectbox if s.key == "override_entry").set_value(name).run()
-        stored = queries.versions(engine, name).sort_values("version", ascending=False)  # newest first
+        stored = versions.table(engine, name).sort_values("version", ascending=False)  # newest first
         said = [f"Version {n} · submitted {t:%Y-%m-%dT%H:%M:%S}"
-                for n, t in zip(stored["version"], stored["submitted"])]
-        assert len(version().options) == len(said) and all(o.startswith(w) for w, o in zip(said, version().options))
-    assert len(queries.versions(engine, "ada")) == 2
+                for n, t in zip(stored["version"], stored["submitted"], strict=True)]
+        assert len(version().options) == len(said) and all(o.startswith(w)
+                                                           for w, o in zip(said, version().options, strict=True))
+    assert len(versions.table(engine, "ada")) == 2
 
 
 @pytest.mark.slow
@@ -799,7 +802,7 @@ def test_organiser_names_the_guest_set_and_confirms_a_reveal_on_the_sample(fx, m
     assert reveal.disabled  # until the organiser confirms (AppTest, like a browser, cannot click it)
     at.checkbox[0].check().run()
     next(b for b in at.button if b.label == "Reveal the guest results").click().run()
-    assert queries.is_revealed(make_engine(str(db)))
+    assert flags.is_revealed(make_engine(str(db)))
     use_db(monkeypatch, fx, db)
     board = page()
     assert any(w.value.startswith("Ranked by the shipped **sample** set") for w in board.warning)
@@ -821,6 +824,7 @@ def test_what_worked_page_revealed(fx, monkeypatch):
 def ada_version_times(db) -> list:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
+
     from harness.store.schema import Entry, EntryVersion
     with Session(make_engine(str(db))) as session:
         return list(session.scalars(select(EntryVersion.first_seen_at).join(Entry).where(Entry.name == "ada")
@@ -840,7 +844,7 @@ def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch,
     first, second = ada_version_times(fx.revealed_db)
     deadline = first + (second - first) / 2  # between Ada's two versions (naive UTC)
     rules_file(tmp_path, monkeypatch, f'title = "Winter cup"\ndeadline = {deadline.isoformat()}Z\n')
-    from harness.scoring import competition
+    from harness.common import competition
     engine = make_engine(str(fx.revealed_db))
     board = views.board_view(engine, True, competition.load()).board
     ada = board[board["entry"] == "ada"].set_index("status")
@@ -848,10 +852,12 @@ def test_board_ranks_the_on_time_version_and_shows_the_late_one(fx, monkeypatch,
     late = next(s for s in ada.index if s.startswith("late: "))
     ranked = ada.loc["ok"]
     # Reference: the stored evaluations of each of Ada's versions, read directly.
-    evals = {e.version.first_seen_at: e for e in store.load_evaluations(engine, store.newest_evaluation_ids(engine))
-             + store.load_evaluations(engine, list(range(1, 20))) if e.version.entry.name == "ada"}
+    stored = (evaluations.load_evaluations(engine, evaluations.newest_evaluation_ids(engine))
+              + evaluations.load_evaluations(engine, list(range(1, 20))))
+    evals = {e.version.first_seen_at: e for e in stored if e.version.entry.name == "ada"}
     assert ranked["mnist_accuracy"] == next(r.accuracy for r in evals[first].results if r.dataset.kind == "mnist")
-    assert ada.loc[late, "mnist_accuracy"] == next(r.accuracy for r in evals[second].results if r.dataset.kind == "mnist")
+    assert ada.loc[late, "mnist_accuracy"] == next(r.accuracy for r in evals[second].results
+                                                   if r.dataset.kind == "mnist")
     assert ranked["rank"] >= 1 and np.isnan(ada.loc[late, "rank"])
     # Dee no longer shares Ada's rank: Ada's on-time (weak) version is the one ranked, ordered by guest accuracy.
     row = board[board["status"] == "ok"].set_index("entry")
@@ -912,14 +918,14 @@ def test_organiser_overrides_a_version_time(fx, monkeypatch, tmp_path):
     next(b for b in at.button if b.label == "Save").click().run()
     assert not at.error, [e.value for e in at.error]
     assert any("(on time, overridden: upload failed before the deadline)" in seen(s.value) for s in at.success)
-    from harness.scoring import competition
+    from harness.common import competition
     board = views.board_view(make_engine(str(db)), False, competition.load()).board
     assert board["entry"].tolist().count("ada") == 1  # version 2 now counts; nothing late
-    assert store.audit_log(make_engine(str(db)))[0]["action"] == "version-time"
+    assert audit.audit_log(make_engine(str(db)))[0]["action"] == "version-time"
 
 
 def test_versions_are_listed_newest_first_in_plain_words():
-    from harness.scoring.competition import Competition
+    from harness.common.competition import Competition
     from harness.store.versions import VersionInfo
     at = datetime(2027, 1, 10, 23, 30)
     rules = Competition()
@@ -940,7 +946,8 @@ def synthetic_board(n: int = 200, seed: int = 7) -> scoring_board.Board:
     """``n`` ranked entries on 100 guest digits, a few strong and many weak (as
     tests/harness/scoring/test_metrics.py's 200)."""
     from harness.scoring import ranking
-    from harness.store.reads import DatasetInfo, EvalSummary, Score
+    from harness.store.eval_sets import DatasetInfo
+    from harness.store.evaluations import EvalSummary, Score
     rng = np.random.default_rng(seed)
     rows, summaries = [], {}
     for i in range(n):
@@ -1009,6 +1016,7 @@ def test_folders_left_out_for_their_names_are_rows_saying_why(tmp_path, monkeypa
 def test_organiser_page_shows_the_database_size_and_what_the_versions_files_take(fx, monkeypatch, tmp_path):
     import os
     import sqlite3
+
     from harness import versions as versions_cli
     db = tmp_path / "org.db"
     shutil.copy(fx.db, db)

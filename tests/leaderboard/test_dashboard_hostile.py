@@ -15,8 +15,8 @@ from markdown_it import MarkdownIt
 
 from harness import isolation, runner
 from harness.data import mnist
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover
-from harness.store import results as store
 from harness.store.engine import make_engine
 from leaderboard import cache, views
 from tests.entries import class_means, template_weights, write_entry
@@ -75,8 +75,8 @@ def hostile(tmp_path_factory, mnist_dir, mnist_test):
     write_entry(subs, "boom", code=f"import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n"
                                    f"        raise RuntimeError({ERROR!r})\n",
                 weights=template_weights(np.zeros((10, 784))), toml=f"author = {AUTHOR!r}\n".replace("'", '"'))
-    datasets = [store.DatasetSpec(kind="mnist", content_hash="hostile-mnist-500", labels=mnist_test.labels[:500]
-                                  .astype(np.int64), images=mnist_test.images[:500], source="MNIST test (first 500)")]
+    datasets = [DatasetSpec(kind="mnist", content_hash="hostile-mnist-500", labels=mnist_test.labels[:500]
+                            .astype(np.int64), images=mnist_test.images[:500], source="MNIST test (first 500)")]
     db = root / "hostile.db"
     engine = make_engine(str(db))
     runner.run(engine, list(discover(subs).values()), datasets, runner.Options(device="cpu", timeout=120),
@@ -159,7 +159,7 @@ def test_the_organiser_page_shows_names_as_text(hostile, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_submit_page_shows_the_members_file_names_as_text(site):
+def test_the_submit_page_shows_the_members_file_names_as_text(site):  # noqa: F811 - fixture
     """A refused upload's sentence quotes the member's own file name: shown as written, no link or image."""
     name = "[organiser notice](http:evil) ![x](http:evil.png) <b>bold</b>"  # a plain file name: no '/'
     at = submit(site.ada, "ada-net", [(name, b"x"), ("model.py", b"")])

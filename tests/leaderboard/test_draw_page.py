@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from harness import isolation
-from leaderboard import cache, draw
+from leaderboard import cache, drawing
 from tests.entries import template_predictions
 from tests.leaderboard.test_dashboard import page, seen, use_db
 
@@ -93,7 +93,7 @@ def test_nothing_is_read_until_the_button_then_every_entry_fills_in(stand_ins, m
     assert not at.exception
     (names, images), = pool.asked
     assert names == ["ada", "bob", "broken", "dee", "eve"]
-    expected = draw.model_input(draw.normalise_drawing(drawing_of(mnist_test.images[0])))
+    expected = drawing.model_input(drawing.normalise_drawing(drawing_of(mnist_test.images[0])))
     assert images.dtype == np.uint8 and np.array_equal(images, expected)  # the drawing, as the models see it
     assert {m.label: m.value for m in at.metric} == {"The club reads": "3"}
     assert "1 of 5 entries are kept loaded between drawings, holding 300 MiB of the 2.0 GiB set by" in \
@@ -101,8 +101,9 @@ def test_nothing_is_read_until_the_button_then_every_entry_fills_in(stand_ins, m
     text = " ".join(m.value for m in at.markdown)
     for name in ("Ada's template", "Bob's quick one", "Dee's copy", "eve"):
         assert f"**{name}**  \nreads **3** · 94% sure" in text  # softmax of logits 5 vs 0: e⁵/(e⁵ + 9)
-    assert [seen(e.value) for e in at.error] == ["Problem: the weights do not fit the model (missing keys \"fc.weight\"); "
-                                           "save the state_dict of this exact model."]  # in full, never cut
+    assert [seen(e.value) for e in at.error] == ["Problem: the weights do not fit the model (missing keys "
+                                           "\"fc.weight\"); save the state_dict of this exact "
+                                           "model."]  # in full, never cut
     charts = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     assert len(charts) == 4  # one probability chart per entry that answered, over the digits 0–9
     assert all(c["encoding"]["x"]["field"] == "digit" and c["encoding"]["x"]["type"] == "ordinal" for c in charts)
@@ -146,7 +147,7 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, means):
     use_db(monkeypatch, fx, fx.db)
     image = mnist_test.images[0]
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", Canvas(drawing_of(image)).module())
-    pool = draw.warm_pool(memory_budget=1024 ** 3)
+    pool = drawing.warm_pool(memory_budget=1024 ** 3)
     monkeypatch.setattr(cache, "warm_pool", lambda: pool)
     try:
         at = button(page("screens/draw.py"), "Read my digit").click().run(timeout=120)
@@ -154,8 +155,8 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, means):
     finally:
         pool.close()
     assert not at.exception
-    digit = draw.normalise_drawing(drawing_of(image))
-    expected = template_predictions(draw.model_input(digit), means)[0]  # Dee holds these class means
+    digit = drawing.normalise_drawing(drawing_of(image))
+    expected = template_predictions(drawing.model_input(digit), means)[0]  # Dee holds these class means
     text = " ".join(m.value for m in at.markdown)
     assert f"**Dee's copy**  \nreads **{expected}**" in text
     assert any("weights do not fit" in e.value for e in at.error)
@@ -165,11 +166,11 @@ def test_real_warm_entries_read_the_drawing(fx, monkeypatch, mnist_test, means):
 
 
 def test_the_warm_note_says_what_is_kept_within_the_budget():
-    assert draw.warm_note({}, None, 3) is None
-    assert draw.warm_note({"a": 300 * 2 ** 20, "b": 724 * 2 ** 20}, 2 * 1024 ** 3, 2) == (
+    assert drawing.warm_note({}, None, 3) is None
+    assert drawing.warm_note({"a": 300 * 2 ** 20, "b": 724 * 2 ** 20}, 2 * 1024 ** 3, 2) == (
         "2 of 2 entries are kept loaded between drawings, holding 1.0 GiB of the 2.0 GiB set by "
         "`[dashboard] warm_memory` in competition.toml.")
-    assert draw.warm_note({"a": 283 * 2 ** 20}, 512 * 2 ** 20, 1_200) == (
+    assert drawing.warm_note({"a": 283 * 2 ** 20}, 512 * 2 ** 20, 1_200) == (
         "1 of 1,200 entries are kept loaded between drawings, holding 283 MiB of the 512 MiB set by "
         "`[dashboard] warm_memory` in competition.toml; the others load again for each drawing, which takes a few "
         "seconds more.")

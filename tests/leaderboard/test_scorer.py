@@ -1,4 +1,4 @@
-"""The dashboard scores uploads itself (``leaderboard.scorer``) and shows them pending until then (``reads.queue``,
+"""The dashboard scores uploads itself (``leaderboard.scorer``) and shows them pending until then (``runs.queue``,
 ``stats.pending_rows``): the queue's order and the version being scored, read from the store as runs write it; a
 watcher kept running (started again when it dies) that stops with the process that started it, SIGKILL included."""
 
@@ -20,9 +20,8 @@ from sqlalchemy.orm import Session
 
 from harness.entries.discovery import load_entry
 from harness.evaluate import in_queue_order, main as evaluate_main
-from harness.store import claims, results as store
+from harness.store import claims, evaluations, moderation, runs, versions
 from harness.store.engine import make_engine
-from harness.store.reads import queue
 from harness.store.schema import Claim, EntryVersion, utcnow
 from leaderboard import config, scorer, stats, views
 from tests.conftest import REPO
@@ -32,7 +31,7 @@ from tests.entries import write_entry
 def version(engine, subs: Path, name: str, seed: int, minutes_ago: float) -> int:
     """A stored version of entry ``name`` (its own weights), first seen ``minutes_ago``."""
     folder = write_entry(subs, name, weights={"fc.weight": torch.full((10, 784), float(seed))})
-    version_id = store.ensure_version(engine, load_entry(folder))
+    version_id = versions.ensure_version(engine, load_entry(folder))
     with Session(engine) as session, session.begin():
         session.execute(update(EntryVersion).where(EntryVersion.id == version_id)
                         .values(first_seen_at=utcnow() - timedelta(minutes=minutes_ago)))
@@ -40,21 +39,21 @@ def version(engine, subs: Path, name: str, seed: int, minutes_ago: float) -> int
 
 
 def failed(engine, run_id: int, version_id: int) -> None:
-    store.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"key-{version_id}",
-                          record=store.Record(status="failed", error="it failed", seconds=0.0, device="cpu",
-                                              params=None))
+    evaluations.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"key-{version_id}",
+                                record=evaluations.Record(status="failed", error="it failed", seconds=0.0, device="cpu",
+                                                    params=None))
 
 
 def shown(engine) -> list[tuple[str, str, str, str]]:
     rows = views.pending(engine)
-    return list(zip(rows["entry"], rows["place"], rows["score"], rows["status"]))
+    return list(zip(rows["entry"], rows["place"], rows["score"], rows["status"], strict=True))
 
 
 def test_the_queue_is_oldest_first_and_names_the_version_being_scored(db_url, tmp_path):
     """On SQLite and PostgreSQL: four entries, one of them scored; a second version of the scored one waits too."""
     engine = make_engine(db_url)
     subs = tmp_path / "subs"
-    run = store.start_run(engine, "cpu", [])
+    run = runs.start_run(engine, "cpu", [])
     old = version(engine, subs, "eve", 1, minutes_ago=50)
     failed(engine, run, old)                                    # scored: not pending
     version(engine, subs, "bob", 2, minutes_ago=30)
@@ -62,8 +61,8 @@ def test_the_queue_is_oldest_first_and_names_the_version_being_scored(db_url, tm
     version(engine, subs, "cy", 4, minutes_ago=20)
     version(engine, subs, "eve", 5, minutes_ago=10)             # eve's second version, newest of all
     version(engine, subs, "hid", 6, minutes_ago=45)
-    store.set_moderation(engine, "hid", "hidden", "spam")             # the organiser hid it: not even pending
-    store.finish_run(engine, run)
+    moderation.set_moderation(engine, "hid", "hidden", "spam")             # the organiser hid it: not even pending
+    runs.finish_run(engine, run)
     assert shown(engine) == [
         ("ada", "⏳", "queued, 1st in line", "pending: queued, 1st in line (version 1)"),
         ("bob", "⏳", "queued, 2nd in line", "pending: queued, 2nd in line (version 1)"),
@@ -73,14 +72,14 @@ def test_the_queue_is_oldest_first_and_names_the_version_being_scored(db_url, tm
     entries = [load_entry(subs / n) for n in ("cy", "eve", "bob", "ada")] + [load_entry(write_entry(subs, "new"))]
     assert [e.name for e in in_queue_order(engine, entries)] == ["ada", "bob", "cy", "eve", "new"]
 
-    scoring = store.start_run(engine, "cpu", [])                 # a run claims ada and notes its progress
+    scoring = runs.start_run(engine, "cpu", [])                 # a run claims ada and notes its progress
     assert claims.try_claim(engine, "ada's key", scoring, 30)
-    store.note_progress(engine, scoring, "ada", 1280, 10100, 20.0, version_id=ada, public=10000)
+    runs.note_progress(engine, scoring, "ada", 1280, 10100, 20.0, version_id=ada, public=10000)
     assert shown(engine)[:2] == [
         ("ada", "⏳", "scoring 1,280/10,000", "pending: being scored: 1,280/10,000 images (version 1)"),
         ("bob", "⏳", "queued, 1st in line", "pending: queued, 1st in line (version 1)")]
     # In the secret phase the count stays at the public sets' end, and only they are counted.
-    store.note_progress(engine, scoring, "ada", 10000, 10100, None, version_id=ada, public=10000)
+    runs.note_progress(engine, scoring, "ada", 10000, 10100, None, version_id=ada, public=10000)
     assert shown(engine)[0][2:] == ("scoring finishing", "pending: being scored: finishing (version 1)")
     board = stats.with_pending(views.board_view(engine, revealed=False).board, views.pending(engine))
     assert list(board["entry"]) == ["ada", "bob", "cy", "eve", "eve"]  # pending first, then eve's failed version 1
@@ -93,7 +92,7 @@ def test_the_queue_is_oldest_first_and_names_the_version_being_scored(db_url, tm
     with Session(engine) as session, session.begin():
         session.execute(update(Claim).values(claimed_at=utcnow()))
     failed(engine, scoring, ada)                                 # scored: off the queue
-    store.finish_run(engine, scoring)
+    runs.finish_run(engine, scoring)
     assert [row[:3] for row in shown(engine)] == [("bob", "⏳", "queued, 1st in line"),
                                                   ("cy", "⏳", "queued, 2nd in line"),
                                                   ("eve", "⏳", "queued, 3rd in line")]
@@ -105,10 +104,10 @@ def test_a_run_notes_the_version_it_scores_at_once(tmp_path, monkeypatch, small_
     from harness import runner
     folder = write_entry(tmp_path / "subs", "zeros", weights={"fc.weight": torch.zeros(10, 784)})
     noted = []
-    monkeypatch.setattr(store, "note_progress", lambda engine, run_id, *at: noted.append(at))
+    monkeypatch.setattr(runs, "note_progress", lambda engine, run_id, *at: noted.append(at))
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
     runner.run(engine, [load_entry(folder)], [small_mnist], runner.Options(device="cpu", batch_size=50), argv=[])
-    version_id = store.ensure_version(engine, load_entry(folder))
+    version_id = versions.ensure_version(engine, load_entry(folder))
     assert noted[0] == ("zeros", 0, 300, None, "loading", version_id, 300)
     assert noted[-1][:2] == ("zeros", 300) and noted[-1][5:] == (version_id, 300)
 

@@ -5,14 +5,14 @@ check stores nothing and shows the check's own sentence. The organiser's code se
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from harness.store import members, snapshots
+from harness.store import audit, members, snapshots
 from harness.store.engine import make_engine
 from harness.store.schema import Entry, MemberCode, Upload
 from harness.store.versions import history
@@ -211,7 +211,7 @@ def test_a_passing_upload_becomes_a_new_version_byte_for_byte(site, tmp_path):
     assert [p.name for p in site.subs.iterdir() if p.name.startswith(".upload-")] == []  # no folder left behind
     versions = history(site.engine, "ada-lenet")
     assert len(versions) == 2 and all(v.files_kept for v in versions)
-    for version, files in zip(versions, (first, second)):
+    for version, files in zip(versions, (first, second), strict=True):
         restored = snapshots.restore(site.engine, version.version_id, "ada-lenet", tmp_path / str(version.number))
         assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == dict(files)
     assert members.owner(site.engine, "ada-lenet") == "Ada" and uploads(site) == [("Ada", "accepted")] * 2
@@ -260,12 +260,12 @@ def test_the_organiser_issues_a_code_shown_once_that_works(site, monkeypatch):
 
 @pytest.mark.slow
 def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_no_new_one(site):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from harness.scoring.competition import Competition
+    from harness.common.competition import Competition
     from harness.scoring.standings import counted_versions, version_rows
     from harness.submit.upload import submit as upload
-    past = Competition(deadline=datetime(2026, 1, 10, 23, 59, tzinfo=timezone.utc))
+    past = Competition(deadline=datetime(2026, 1, 10, 23, 59, tzinfo=UTC))
     first = upload(site.engine, site.subs, "ada-lenet", site.ada, baseline_files(), Competition())
     assert first.accepted and first.version == 1 and not first.late
     toml = (BASELINE / "entry.toml").read_bytes().replace(b'"Baseline: LeNet-5"', b'"Late LeNet"')
@@ -275,7 +275,7 @@ def test_after_the_deadline_an_upload_is_a_late_version_and_the_same_files_are_n
                                  "not ranked; your on-time version still counts.")
     # the standings agree: under a deadline between the two uploads, version 1 is the one that counts
     between = Competition(deadline=datetime.fromisoformat(history(site.engine, "ada-lenet")[0].first_seen_at
-                                                           .isoformat()).replace(tzinfo=timezone.utc))
+                                                           .isoformat()).replace(tzinfo=UTC))
     counted = counted_versions(version_rows(site.engine), between)
     assert counted["ada-lenet"].version_id == history(site.engine, "ada-lenet")[0].version_id
     again = upload(site.engine, site.subs, "ada-lenet", site.ada, baseline_files(), Competition())
@@ -302,9 +302,8 @@ def zipped(entries: list[tuple[str, bytes]], links: tuple[str, ...] = ()) -> byt
 
 @pytest.mark.slow
 def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
-    from harness.scoring.competition import Competition
-    from harness.submit.upload import UploadLimits
-    from harness.submit.upload import submit as upload
+    from harness.common.competition import Competition
+    from harness.submit.upload import UploadLimits, submit as upload
     rules = Competition()
     files = baseline_files()
     # Finder's zip of the folder: one top folder, plus __MACOSX and .DS_Store, which are left out
@@ -314,8 +313,9 @@ def test_a_zip_of_the_entry_is_unpacked_and_its_contents_validated(site):
     assert outcome.accepted, outcome.sentences
     assert {p.name: p.read_bytes() for p in (site.subs / "ada-lenet").iterdir()} == dict(files)
 
-    def refused(archive: bytes, limits: UploadLimits = UploadLimits()) -> str:
-        outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("entry.zip", archive)], rules, limits)
+    def refused(archive: bytes, limits: UploadLimits | None = None) -> str:
+        outcome = upload(site.engine, site.subs, "ada-lenet", site.ada, [("entry.zip", archive)], rules,
+                         limits or UploadLimits())
         assert not outcome.accepted and len(outcome.sentences) == 1
         return outcome.sentences[0]
 
@@ -374,7 +374,7 @@ def test_a_staging_folder_left_a_day_ago_is_removed_and_a_recent_one_kept(site):
     import os
     import time
 
-    from harness.scoring.competition import Competition
+    from harness.common.competition import Competition
     from harness.submit.upload import submit as upload
     old, recent = site.subs / ".upload-dead", site.subs / ".upload-busy"
     for folder in (old, recent):
@@ -391,7 +391,7 @@ def test_two_uploads_at_once_by_one_member_cannot_both_beat_the_hourly_limit(sit
     meanwhile sees it: with one upload an hour, exactly one of two simultaneous uploads is checked."""
     import threading
 
-    from harness.scoring.competition import load
+    from harness.common.competition import load
     from harness.submit.upload import UploadLimits, submit as upload
     limits, results, start = UploadLimits(per_hour=1), [], threading.Barrier(2)
 
@@ -440,7 +440,7 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     minute the page refuses every code, Ada's right one included, with one sentence saying when to retry; the
     organiser's audit log counts the 10 wrong codes and the limit once; nothing is uploaded or stored."""
     from collections import Counter
-    from harness.store import results as store
+
     ident = site.ada.partition("-")[0]
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
@@ -457,7 +457,7 @@ def test_guessing_codes_on_the_page_is_limited_and_logged(site):
     assert len(set(said[10:])) == 1 and said[10].startswith(
         "Too many wrong codes from your address and for this code's member in the last minute; try again after ")
     assert said[10].endswith(" UTC.") and said[10].count(".") == 1  # one sentence with the time
-    counts = Counter(row["action"] for row in store.audit_log(site.engine))
+    counts = Counter(row["action"] for row in audit.audit_log(site.engine))
     assert (counts["code-wrong"], counts["code-limited"]) == (10, 1)
     assert nothing_stored(site) and uploads(site) == []
 

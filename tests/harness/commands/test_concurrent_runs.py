@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from harness.store import evaluations, runs, versions
 from harness.store.engine import make_engine
 from harness.store.schema import Claim, Evaluation, Run
 from tests.conftest import REPO, evaluate_args, evaluate_command
@@ -40,7 +41,7 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
     runs.append(subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True))
     outputs = [p.communicate(timeout=400) for p in runs]
-    for p, (out, err) in zip(runs, outputs):
+    for p, (_out, err) in zip(runs, outputs, strict=True):
         assert p.returncode == 0, err
     boards = [json.loads(out)["entries"] for out, _ in outputs]
     engine = make_engine(db_url)
@@ -61,15 +62,14 @@ def test_two_runs_at_once_never_evaluate_a_version_twice(tmp_path, db_url, mnist
 def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mnist, means):
     from datetime import timedelta
 
-    from harness.store import results as store
     from harness import runner
-    from harness.store.schema import utcnow
     from harness.entries.discovery import discover
+    from harness.store.schema import utcnow
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]
     engine = make_engine(db_url)
-    crashed = store.start_run(engine, "cpu", ["crashed"])
+    crashed = runs.start_run(engine, "cpu", ["crashed"])
     key = runner.eval_key(entry, [small_mnist])
     with Session(engine) as session, session.begin():
         session.add(Claim(eval_key=key, run_id=crashed, claimed_at=utcnow() - timedelta(hours=1)))
@@ -83,25 +83,24 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over(tmp_path, db_url, small_mni
 def test_a_fresh_claim_makes_the_run_wait_for_the_holders_result(tmp_path, db_url, small_mnist, means):
     import threading
 
-    from harness.store import claims
-    from harness.store import results as store
     from harness import runner
     from harness.entries.discovery import discover
+    from harness.store import claims
 
     write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = discover(tmp_path / "subs")["ada"]
     engine = make_engine(db_url)
-    holder = store.start_run(engine, "cpu", ["holder"])
+    holder = runs.start_run(engine, "cpu", ["holder"])
     key = runner.eval_key(entry, [small_mnist])
     assert claims.try_claim(engine, key, holder, lease_seconds=600)
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     stored = {}
 
     def holder_finishes():  # the other run stores its result 1.5 s later and lets go
         time.sleep(1.5)
-        stored["id"] = store.save_evaluation(
+        stored["id"] = evaluations.save_evaluation(
             engine, run_id=holder, version_id=version_id, eval_key=key,
-            record=store.Record(status="failed", error="holder's result", seconds=0.0, device="cpu", params=None))
+            record=evaluations.Record(status="failed", error="holder's result", seconds=0.0, device="cpu", params=None))
         claims.release(engine, key, holder)
 
     thread = threading.Thread(target=holder_finishes)

@@ -17,12 +17,11 @@ from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
 from harness import evaluate
-from harness.store.engine import make_engine
-from harness.store.schema import Dataset, Entry, Evaluation, EntryVersion, Result, Run
 from harness.data.guest import load_guest_set
+from harness.store.engine import make_engine
+from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run
 from tests.conftest import REPO, evaluate_args, evaluate_command
-from tests.entries import (TEMPLATE_CODE, before_return, class_means, template_predictions, template_weights,
-                            write_entry)
+from tests.entries import TEMPLATE_CODE, before_return, class_means, template_predictions, template_weights, write_entry
 
 
 @pytest.fixture()
@@ -43,7 +42,8 @@ def subs(tmp_path, means, mnist_dir) -> Path:
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     weak = class_means(train.images[:30], train.labels[:30])
     folder = tmp_path / "subs"
-    write_entry(folder, "strong", weights=template_weights(means), toml='author = "Ada"\ndisplay_name = "Strong template"\n')
+    write_entry(folder, "strong", weights=template_weights(means),
+                toml='author = "Ada"\ndisplay_name = "Strong template"\n')
     write_entry(folder, "weak", weights=template_weights(weak), toml='author = "Bob"\n')
     write_entry(folder, "broken", weights={})
     return folder
@@ -250,7 +250,8 @@ def test_existing_results_survive_a_failed_run(tmp_path, db_url, subs, mnist_dir
 def test_kill_9_leaves_a_consistent_database_and_the_next_run_finishes(tmp_path, means, mnist_dir, guest_dir):
     """Kill the whole harness mid-run; every stored evaluation is complete, and a re-run does only the rest."""
     subs = tmp_path / "subs"
-    slow = ("import time\n" + open(REPO / "tests" / "entries.py").read().split("TEMPLATE_CODE = '''")[1].split("'''")[0]
+    template = (REPO / "tests" / "entries.py").read_text().split("TEMPLATE_CODE = '''")[1].split("'''")[0]
+    slow = ("import time\n" + template
             .replace("return self.scale", "time.sleep(0.6)\n        return self.scale"))
     for i in range(6):
         write_entry(subs, f"slow-{i}", code=slow, weights=template_weights(means))

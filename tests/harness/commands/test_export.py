@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from harness.store import results as store
 from harness import evaluate, export
+from harness.store import flags, moderation
 from harness.store.engine import make_engine
 from tests.conftest import evaluate_args
 from tests.entries import class_means, template_predictions, template_weights, write_entry
@@ -23,7 +23,8 @@ def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_t
     assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db)) == 0
     assert export.main(["--db", db, "--out", str(tmp_path / "sealed"), "--signed-off-by", "Org"]) == 0
     assert "guest results sealed" in capsys.readouterr().out
-    rows = list(csv.DictReader(open(tmp_path / "sealed" / "standings.csv")))
+    with open(tmp_path / "sealed" / "standings.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["name"] for r in rows] == ["alpha", "broken"]
     expected = int((template_predictions(mnist_test.images, means) == mnist_test.labels).sum())
     assert int(rows[0]["mnist_correct"]) == expected and rows[0]["rank"] == "1"
@@ -34,9 +35,10 @@ def test_export_sealed_then_revealed(tmp_path, db_url, means, mnist_dir, mnist_t
     assert record["signed_off_by"] == "Org" and record["guest_revealed"] is False
     assert record["csv_sha256"] == hashlib.sha256((tmp_path / "sealed" / "standings.csv").read_bytes()).hexdigest()
 
-    store.set_flag(make_engine(db), store.GUEST_REVEALED, "true")
+    flags.set_flag(make_engine(db), flags.GUEST_REVEALED, "true")
     assert export.main(["--db", db, "--out", str(tmp_path / "final"), "--signed-off-by", "Org"]) == 0
-    final = list(csv.DictReader(open(tmp_path / "final" / "standings.csv")))
+    with open(tmp_path / "final" / "standings.csv") as f:
+        final = list(csv.DictReader(f))
     assert final[0]["guest_total"] == "100" and len(final[0]["guest_dataset_hash"]) == 64
 
 
@@ -47,7 +49,8 @@ def test_export_of_an_empty_database(tmp_path, db_url, capsys):
 
 @pytest.mark.slow
 def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_url, means, mnist_dir, capsys):
-    """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one absent."""
+    """Decided once in harness.scoring.standings: the disqualified entry is unranked everywhere, the hidden one
+    absent."""
     from harness.data import mnist
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     subs = tmp_path / "subs"
@@ -60,8 +63,8 @@ def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_ur
     assert sorted(e["rank"] for e in before.values()) == [1, 2, 3]  # all three ranked until the organiser acts
 
     engine = make_engine(db_url)
-    store.set_moderation(engine, "cheat", "disqualified", "trained on the test set")
-    store.set_moderation(engine, "withdrawn", "hidden", "asked to withdraw")
+    moderation.set_moderation(engine, "cheat", "disqualified", "trained on the test set")
+    moderation.set_moderation(engine, "withdrawn", "hidden", "asked to withdraw")
     assert evaluate.main(argv) == 0
     out, err = capsys.readouterr()
     entries = json.loads(out)["entries"]
@@ -72,9 +75,10 @@ def test_moderation_reaches_the_terminal_the_json_and_the_export(tmp_path, db_ur
     assert "│ DQ │ cheat" in terminal and "cheat (disqualified by the organisers): trained on the test set." in terminal
     assert "│ withdrawn" not in terminal and "withdrawn (" not in terminal  # no row, no note (progress may name it)
 
-    store.set_flag(engine, store.GUEST_REVEALED, "true")
+    flags.set_flag(engine, flags.GUEST_REVEALED, "true")
     assert export.main(["--db", db_url, "--out", str(tmp_path / "out"), "--signed-off-by", "Org"]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "out" / "standings.csv")))
+    with open(tmp_path / "out" / "standings.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [(r["name"], r["rank"], r["standing"], r["note"]) for r in rows] == [
         ("honest", "1", "ranked", ""), ("cheat", "", "disqualified", "trained on the test set")]
     record = json.loads((tmp_path / "out" / "standings.json").read_text())

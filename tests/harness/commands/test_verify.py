@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harness.store import results as store
 from harness import __version__, evaluate, verify
+from harness.store import evaluations, moderation
 from harness.store.engine import make_engine
 from harness.store.schema import Result, pack, unpack
 from tests.conftest import evaluate_args
@@ -57,8 +57,8 @@ def test_an_entry_that_simply_failed_has_nothing_to_verify_and_exits_0(tmp_path,
     db = f"sqlite:///{tmp_path / 'lb.db'}"
     evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db))
     engine = make_engine(db)
-    assert {e.version.entry.name: e.status for e in store.load_evaluations(engine, store.newest_evaluation_ids(
-        engine))} == {"alpha": "ok", "broken": "failed"}
+    stored = evaluations.load_evaluations(engine, evaluations.newest_evaluation_ids(engine))
+    assert {e.version.entry.name: e.status for e in stored} == {"alpha": "ok", "broken": "failed"}
     capsys.readouterr()
     assert verify.main(["--submissions", str(subs), "--db", db]) == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -78,8 +78,8 @@ def test_verify_says_an_entry_is_hidden_or_disqualified(tmp_path, means, mnist_d
     db = f"sqlite:///{tmp_path / 'lb.db'}"
     assert evaluate.main(evaluate_args(subs, mnist_dir, tmp_path / "none", db)) == 0
     engine = make_engine(db)
-    store.set_moderation(engine, "alpha", "hidden", "asked to withdraw")
-    store.set_moderation(engine, "beta", "disqualified", "copied weights")
+    moderation.set_moderation(engine, "alpha", "hidden", "asked to withdraw")
+    moderation.set_moderation(engine, "beta", "disqualified", "copied weights")
     capsys.readouterr()
     assert verify.main(["--submissions", str(subs), "--db", db]) == 0
     out = " ".join(capsys.readouterr().out.split())

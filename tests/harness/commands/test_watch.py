@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harness.store.engine import make_engine
-from harness.store.schema import Claim, Evaluation, EntryVersion
+from harness.store.schema import Claim, EntryVersion, Evaluation
 from tests.conftest import REPO, evaluate_args, evaluate_command
 from tests.entries import before_return, template_weights, write_entry
 
@@ -69,9 +69,12 @@ def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, 
     engine = make_engine(db_url)
     base = evaluate_command(*evaluate_args(subs, mnist_dir, mystery, db_url))
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    logs = [open(tmp_path / f"watch{i}.log", "w+") for i in range(2)]
-    watchers = [subprocess.Popen(base + ["--watch", "--interval", "0.5"], cwd=tmp_path, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT, text=True) for log in logs]
+    logs = [tmp_path / f"watch{i}.log" for i in range(2)]
+    watchers = []
+    for log in logs:
+        with open(log, "w") as out:  # the watcher writes to its own copy of the file descriptor
+            watchers.append(subprocess.Popen(base + ["--watch", "--interval", "0.5"], cwd=tmp_path, env=env,
+                                             stdout=out, stderr=subprocess.STDOUT, text=True))
     try:
         wait_for(engine, 2, watchers)
         # New versions while they watch (as the Submit page writes them), and a manual run at the same moment.
@@ -92,11 +95,7 @@ def test_two_watchers_and_a_manual_run_never_evaluate_a_version_twice(tmp_path, 
     assert (versions, evaluations, per_version) == (4, 4, [1, 1, 1, 1])
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Claim)) == 0
-    outputs = []
-    for log in logs:
-        log.seek(0)
-        outputs.append(log.read())
-        log.close()
+    outputs = [log.read_text() for log in logs]
     assert all("stopped;" in out for out in outputs), outputs
     # Each evaluation was done by exactly one process: what the watchers say they did plus the manual run's count.
     said = sum(int(re.search(r"stopped; (\d+) version", out).group(1)) for out in outputs)

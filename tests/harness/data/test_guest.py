@@ -57,7 +57,8 @@ def test_flat_prefix_and_labels_csv(tmp_path):
     put(tmp_path, "scan_0001.jpg", sample_file(9))
     (tmp_path / "labels.csv").write_text("file,label\nscan_0001.jpg,9\n")
     s = load_guest_set(tmp_path)
-    assert dict(zip(s.files, s.labels.tolist())) == {"2-x.jpg": 2, "5.jpg": 5, "7_003.jpg": 7, "scan_0001.jpg": 9}
+    assert dict(zip(s.files, s.labels.tolist(), strict=True)) == {"2-x.jpg": 2, "5.jpg": 5, "7_003.jpg": 7,
+                                                                   "scan_0001.jpg": 9}
 
 
 def test_unlabelled_unreadable_and_blank_files_are_skipped_with_a_reason(tmp_path):

@@ -16,11 +16,11 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from harness.data import mnist
-from harness.store import results as store
-from harness.store.engine import make_engine, resolve_url
-from harness.store.schema import EntryVersion, Evaluation
 from harness.entries.discovery import discover
 from harness.errors import HarnessError
+from harness.store import evaluations, runs, versions
+from harness.store.engine import make_engine, resolve_url
+from harness.store.schema import EntryVersion, Evaluation
 from tests.entries import write_entry
 
 
@@ -48,7 +48,8 @@ def test_corrupt_test_file_is_refused_by_md5(mnist_dir, tmp_path):
 
 def test_truncated_training_file_is_reported(mnist_dir, tmp_path):
     shutil.copy(mnist_dir / "train-labels-idx1-ubyte.gz", tmp_path)
-    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes((mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()[:5000])
+    cut = (mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()[:5000]
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(cut)
     with pytest.raises(HarnessError, match="is not a readable IDX file"):
         mnist.load_split(tmp_path, "train", allow_download=False)
 
@@ -137,12 +138,12 @@ def test_what_postgresql_would_refuse_is_stored_on_both(db_url, tmp_path):
         limit = [1.5, -inf]
         ''')
     engine = make_engine(db_url)
-    version_id = store.ensure_version(engine, discover(tmp_path / "subs")["odd"])
-    run_id = store.start_run(engine, "cpu", [])
-    evaluation_id = store.save_evaluation(
+    version_id = versions.ensure_version(engine, discover(tmp_path / "subs")["odd"])
+    run_id = runs.start_run(engine, "cpu", [])
+    evaluation_id = evaluations.save_evaluation(
         engine, run_id=run_id, version_id=version_id, eval_key="k",
-        record=store.Record(status="failed", error="bad\0byte", seconds=1.0, device="cpu", params=None,
-                            peak_memory_bytes=5 * 2**30, log="printed \0 this"))
+        record=evaluations.Record(status="failed", error="bad\0byte", seconds=1.0, device="cpu", params=None,
+                                  peak_memory_bytes=5 * 2**30, log="printed \0 this"))
     with Session(engine) as session:
         version, evaluation = session.get(EntryVersion, version_id), session.get(Evaluation, evaluation_id)
         assert version.display_name == "N" * 200 and version.author == "a\ufffdb"

@@ -21,7 +21,7 @@ from PIL import Image
 
 from harness.data import preprocess, sheet
 from harness.data.preprocess import DIGIT_MAX_PIXELS, SHEET_MAX_PIXELS, ImageProblem, open_image
-from leaderboard import draw
+from leaderboard import drawing
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's, on opening
@@ -135,10 +135,10 @@ def test_the_sheet_import_has_its_own_larger_budget(tmp_path):
 def test_a_drawing_over_the_budget_is_refused_before_the_pipeline():
     huge = np.broadcast_to(np.zeros(4, np.uint8), (5000, 5000, 4))  # what a hostile browser could send; no memory
     with pytest.raises(ImageProblem, match=r"^the drawing is 5,000×5,000 pixels \(25 megapixels\)"):
-        draw.normalise_drawing(huge)
+        drawing.normalise_drawing(huge)
     ink = np.full((280, 280, 4), 255, np.uint8)
     ink[100:180, 130:150, :3] = 0
-    assert draw.normalise_drawing(ink).shape == (28, 28)  # the real canvas's size is read as before
+    assert drawing.normalise_drawing(ink).shape == (28, 28)  # the real canvas's size is read as before
 
 
 LOAD = textwrap.dedent("""

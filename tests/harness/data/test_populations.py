@@ -79,8 +79,8 @@ def test_a_committed_model_reads_the_pictures_and_not_the_raw_counts():
 
     counts, labels = uci.load()
     pick = np.arange(0, 1797, 9)[:200]
-    model = load_model(ROOT / "submissions" / "baseline-strong", read_metadata(ROOT / "submissions" / "baseline-strong"),
-                       module_name=None)
+    folder = ROOT / "submissions" / "baseline-strong"
+    model = load_model(folder, read_metadata(folder), module_name=None)
 
     def accuracy(pictures) -> float:
         images = []

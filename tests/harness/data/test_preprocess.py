@@ -39,7 +39,8 @@ def drawn_digit(width: int = 12, size: int = 200, ink: int = 0, paper: int = 255
     img = Image.new(mode, (size, size), paper)
     d = ImageDraw.Draw(img)
     s = size / 200
-    d.line([(120 * s, 30 * s), (50 * s, 130 * s), (150 * s, 130 * s)], fill=ink, width=max(1, round(width * s)), joint="curve")
+    d.line([(120 * s, 30 * s), (50 * s, 130 * s), (150 * s, 130 * s)], fill=ink, width=max(1, round(width * s)),
+           joint="curve")
     d.line([(118 * s, 80 * s), (115 * s, 175 * s)], fill=ink, width=max(1, round(width * s)))
     return img
 
@@ -208,7 +209,8 @@ def test_reference_model_reads_normalised_semeion_digits():
     model = ref.load_or_train(weights)
     files = sorted(SEMEION.glob("[0-9]/*.png"))[::4]
     labels = np.array([int(f.parent.name) for f in files])
-    naive = np.stack([1 - np.asarray(Image.open(f).convert("L").resize((28, 28), Image.BILINEAR), np.float32) / 255 for f in files])
+    naive = np.stack([1 - np.asarray(Image.open(f).convert("L").resize((28, 28), Image.BILINEAR), np.float32) / 255
+                      for f in files])
     ours = np.stack([normalize_image(Image.open(f)) for f in files])
     assert (ref.predict(model, naive) == labels).mean() < 0.5
     assert (ref.predict(model, ours) == labels).mean() >= 0.9

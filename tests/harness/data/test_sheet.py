@@ -89,8 +89,9 @@ def test_import_cuts_every_written_box_and_nothing_else(tmp_path, tilt, turn):
     got = {(int(p.parent.name), int(p.stem.split("c")[-1]) - 1) for p in written}
     assert got == set(cells) and result.faint == []
     assert contact.is_file() and Image.open(contact).width > 500
-    scores = [corr(normalize_image(Image.open(p)), normalize_image(Image.fromarray(np.round((1 - cells[k]) * 255).astype(np.uint8))))
-              for p, k in zip(written, sorted(got, key=lambda k: (k[0], k[1])))]
+    scores = [corr(normalize_image(Image.open(p)),
+                   normalize_image(Image.fromarray(np.round((1 - cells[k]) * 255).astype(np.uint8))))
+              for p, k in zip(written, sorted(got, key=lambda k: (k[0], k[1])), strict=False)]
     assert np.mean(scores) > 0.9 and min(scores) > 0.75, scores
 
     guest = load_guest_set(out)                                # the contact sheet is not a digit
@@ -151,7 +152,8 @@ def test_marks_too_faint_to_read_are_named_and_the_import_fails(tmp_path, capsys
     cells = {(row, col): semeion_digit(row, col + 20) for row in range(10) for col in range(0, 8, 2)}
     dark = {k for k in cells if k[0] < 5}
     photo = tmp_path / "pencil.jpg"
-    photo.write_bytes(photographed(filled_sheet(cells, rng, brightness={k: 0.15 if k in dark else 0.93 for k in cells}), rng))
+    brightness = {k: 0.15 if k in dark else 0.93 for k in cells}
+    photo.write_bytes(photographed(filled_sheet(cells, rng, brightness=brightness), rng))
 
     out = tmp_path / "mystery_digits"
     result = import_sheet(photo, out)

@@ -13,7 +13,6 @@ from tests.harness.entries.test_contract import evaluate, predicted
 
 pytestmark = pytest.mark.sandbox
 
-
 CASES = {
     # name: (code, weights kind, expected fragment of the error)
     "syntax-error": ("import torch\nclass Net(torch.nn.Module:\n    pass\n", "good", "model.py line 2: syntax error"),
@@ -30,10 +29,12 @@ CASES = {
     # caught on the worker's first warm-up pass (FIRST_PROBE synthetic images), before any scored image
     "wrong-shape": (before_return("return torch.zeros(len(x), 5)"), "good",
                     "forward returned shape [2, 5] for a batch of 2 on the warm-up images; it must return [2, 10]"),
-    "int-output": (before_return("return torch.zeros(len(x), 10, dtype=torch.long)"), "good", "forward returned torch.int64"),
+    "int-output": (before_return("return torch.zeros(len(x), 10, dtype=torch.long)"), "good",
+                   "forward returned torch.int64"),
     "nan-output": (before_return("return torch.full((len(x), 10), float('nan'))"), "good", "NaN or infinite values"),
     "not-a-tensor": (before_return("return {'logits': 1}"), "good", "forward returned dict"),
-    "raises": (before_return("raise ValueError('kaboom')"), "good", "ValueError in the model (model.py line 16): kaboom"),
+    "raises": (before_return("raise ValueError('kaboom')"), "good",
+               "ValueError in the model (model.py line 16): kaboom"),
     "sys-exit": (before_return("import sys\nsys.exit(3)"), "good", "called sys.exit(3)"),
     "os-exit": (before_return("import os\nos._exit(7)"), "good", "exited with code 7"),
     "segfault": (before_return("import ctypes\nctypes.string_at(0)"), "good", "killed by SIGSEGV"),
@@ -121,10 +122,11 @@ def test_links_and_paths_outside_the_entry_are_refused_unread(tmp_path, small_mn
         assert results[name].status == "failed" and results[name].results == []
     assert results["good"].status == "ok"
     # Nothing of the target reached the store: not in any kept version's files.
-    from harness.store.engine import make_engine
-    from harness.store.schema import FileBlob, VersionFiles
     from sqlalchemy import select
     from sqlalchemy.orm import Session
+
+    from harness.store.engine import make_engine
+    from harness.store.schema import FileBlob, VersionFiles
     with Session(make_engine(f"sqlite:///{tmp_path / 'results.db'}")) as session:
         kept = session.scalars(select(FileBlob.data)).all()
         names = [name for m in session.scalars(select(VersionFiles.manifest)) for name in m]

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness.store import results as store
 from harness import runner
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.store import evaluations
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
-from harness.entries.discovery import discover
 from tests.entries import TEMPLATE_CODE, template_predictions, template_weights, write_entry
 
 CPU = runner.Options(device="cpu", timeout=60)
@@ -20,7 +21,8 @@ def evaluate(tmp_path, datasets, options=CPU):
     """Run every entry under tmp_path/subs; returns {name: Evaluation} from a fresh database."""
     engine = make_engine(f"sqlite:///{tmp_path / 'results.db'}")
     summary = runner.run(engine, list(discover(tmp_path / "subs").values()), datasets, options, argv=[])
-    return {e.version.entry.name: e for e in store.load_evaluations(engine, list(summary.evaluation_ids.values()))}
+    stored = evaluations.load_evaluations(engine, list(summary.evaluation_ids.values()))
+    return {e.version.entry.name: e for e in stored}
 
 
 def predicted(evaluation, kind="mnist"):
@@ -47,13 +49,15 @@ def test_member_variants_give_identical_predictions(tmp_path, small_mnist, means
     # The organiser's way: normalise with mean 0.5/std 0.5 inside forward, return log_softmax.
     write_entry(subs, "half-logsoftmax", code=TEMPLATE_CODE.replace(
         "return self.scale * self.fc(x.flatten(1) - 0.5)",
-        "x = (x - 0.5) / 0.5\n        return F.log_softmax(self.scale * self.fc(x.flatten(1) * 0.5), dim=1)"), weights=w)
+        "x = (x - 0.5) / 0.5\n        return F.log_softmax(self.scale * self.fc(x.flatten(1) * 0.5), "
+        "dim=1)"), weights=w)
     # Normalised with MNIST's statistics through the harness's InputAdapter, returning probabilities.
     write_entry(subs, "mnist-norm-softmax", code=TEMPLATE_CODE.replace(
         "super().__init__()", "super().__init__()\n        from harness.contract import InputAdapter\n"
         "        self.adapt = InputAdapter(mean=0.1307, std=0.3081)").replace(
         "return self.scale * self.fc(x.flatten(1) - 0.5)",
-        "x = self.adapt(x) * 0.3081 + 0.1307\n        return (self.scale * self.fc(x.flatten(1) - 0.5)).softmax(1)"), weights=w)
+        "x = self.adapt(x) * 0.3081 + 0.1307\n        return (self.scale * self.fc(x.flatten(1) - "
+        "0.5)).softmax(1)"), weights=w)
     write_entry(subs, "safetensors", weights=w, weights_name="weights.safetensors")
     write_entry(subs, "checkpoint-dict", weights={"epoch": torch.tensor(3),
                                                   "state_dict": {"module.fc.weight": w["fc.weight"]}})
@@ -127,12 +131,13 @@ def test_resnet_that_wants_3x224(tmp_path, small_mnist):
     from torchvision.models import resnet18
     net = resnet18(num_classes=10).eval()
     write_entry(tmp_path / "subs", "resnet", code=code, weights={f"net.{k}": v for k, v in net.state_dict().items()})
-    tiny = store.DatasetSpec("mnist", "tiny-8", small_mnist.labels[:8], small_mnist.images[:8], "test")
+    tiny = DatasetSpec("mnist", "tiny-8", small_mnist.labels[:8], small_mnist.images[:8], "test")
     ev = evaluate(tmp_path, [tiny])["resnet"]
     assert ev.status == "ok", ev.error
     x = torch.nn.functional.interpolate(torch.from_numpy(tiny.images[:, None] / 255.0).float(), size=224,
                                         mode="bilinear").expand(-1, 3, -1, -1)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.inference_mode():
         reference = net((x - mean) / std).argmax(1).numpy()
     assert np.array_equal(predicted(ev), reference)
@@ -162,7 +167,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
     def look(folder, metadata, inputs, out_dir, **_):
         seen["files"] = sorted(p.name for p in inputs["mnist"].parent.iterdir())
         seen["images"], seen["order"] = np.load(inputs["mnist"]), inputs.orders["mnist"]
-        return process.Outcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
+        return process.RunOutcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")
 
     monkeypatch.setattr(process, "run_isolated", look)
     entry = discover(write_entry(tmp_path / "subs", "plain", weights=template_weights(means)).parent)["plain"]
@@ -176,7 +181,7 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
 
 
 def test_worker_scales_uint8_to_unit_range_exactly():
-    from harness.isolation.worker import to_device
+    from harness.isolation.inside.worker import to_device
     raw = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16).repeat(2, 0)
     x = to_device(np.pad(raw, ((0, 0), (0, 0), (6, 6), (6, 6))), torch.device("cpu"))
     assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0
@@ -196,8 +201,8 @@ def test_the_contract_needs_no_torch_and_the_adapters_need_no_contract():
              "assert 'torch' not in sys.modules, 'torch imported'\n"
              "from harness.contract import IMAGENET_MEAN, IMAGENET_STD, MNIST_MEAN, MNIST_STD, InputAdapter\n"
              "from harness import adapters\n"
-             "assert (IMAGENET_MEAN, MNIST_MEAN, InputAdapter) == (adapters.IMAGENET_MEAN, 0.1307, adapters.InputAdapter)\n"
-             "assert 'harness.contract' in sys.modules\n")
+             "assert (IMAGENET_MEAN, MNIST_MEAN, InputAdapter) == (adapters.IMAGENET_MEAN, 0.1307, "
+             "adapters.InputAdapter)\nassert 'harness.contract' in sys.modules\n")
     assert subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True).stderr == ""
     alone = "import sys\nimport harness.adapters\nassert 'harness.contract' not in sys.modules\n"
     assert subprocess.run([sys.executable, "-c", alone], cwd=root, capture_output=True, text=True).stderr == ""

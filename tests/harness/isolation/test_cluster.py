@@ -169,25 +169,25 @@ def test_tls_needs_the_three_certificate_files(tmp_path):
     with pytest.raises(HarnessError) as info:
         cluster.security(str(tmp_path))
     assert str(info.value) == (f"$LEADERBOARD_CLUSTER_TLS_DIR ({tmp_path}) lacks cert.pem, key.pem; put the cluster's "
-                               "CA certificate in ca.pem and this machine's certificate and key in cert.pem and key.pem.")
+                               "CA certificate in ca.pem and this machine's certificate and key in cert.pem and "
+                               "key.pem.")
     with pytest.raises(HarnessError, match=r"set \$LEADERBOARD_CLUSTER_TLS_DIR"):
         cluster.security(None)
 
 
 def test_an_unreachable_scheduler_is_one_sentence(monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_SECONDS", 2.0)
-    with pytest.raises(HarnessError, match=r"^cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 "):
-        with cluster.connect("tcp://127.0.0.1:9"):
-            pass
+    with (pytest.raises(HarnessError, match=r"^cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 "),
+          cluster.connect("tcp://127.0.0.1:9")):
+        pass
 
 
 def test_a_worker_with_another_harness_version_is_refused_in_one_sentence(scheduler, monkeypatch):
     import harness
     real = harness.__version__
     monkeypatch.setattr(harness, "__version__", "0.0.1")  # this process only: the workers keep the real one
-    with pytest.raises(HarnessError) as info:
-        with cluster.connect(scheduler):
-            pass
+    with pytest.raises(HarnessError) as info, cluster.connect(scheduler):
+        pass
     assert str(info.value).startswith("the cluster's worker tcp://127.0.0.1:")
     assert str(info.value).endswith(f" runs harness {real}, this machine 0.0.1; install the same version on every "
                                     f"worker of {scheduler} and restart them.")

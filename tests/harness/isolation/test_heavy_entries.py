@@ -1,7 +1,7 @@
 """Heavy entries: an entry that cannot finish within its time limit is stopped early with an estimate; progress
 is shown while it runs, phase by phase (loading, warming up, images); a slow model warms up on small batches and
-gets a batch it does in about a second; the organiser sets the limit in competition.toml; the device is resolved once, before any
-limit, and the sandbox lets in the GPU only for CUDA."""
+gets a batch it does in about a second; the organiser sets the limit in competition.toml; the device is resolved
+once, before any limit, and the sandbox lets in the GPU only for CUDA."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session
 from torch import nn
 
 from harness import evaluate, runner
+from harness.common import competition
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover
-from harness.isolation import Limits, Progress, exchange, predict, prediction, process, sandbox_command, worker
-from harness.isolation.limits import limit_process
-from harness.scoring import competition
-from harness.store import reads, results as store
+from harness.isolation import Limits, Progress, predict, prediction, process, sandbox_command
+from harness.isolation.inside import exchange, worker
+from harness.isolation.inside.rlimits import limit_process
+from harness.store import runs
 from harness.store.engine import make_engine
 from harness.store.schema import Run
 from leaderboard import admin
@@ -144,7 +146,7 @@ def test_a_bad_limit_is_one_sentence(limits, sentence):
 
 def test_the_command_line_timeout_wins_over_the_rules():
     rules = competition.parse({"limits": {"seconds_per_1000_images": 100}})
-    sets = [store.DatasetSpec("mnist", "h", np.zeros(3000, np.int64), np.zeros((3000, 28, 28), np.uint8), "test")]
+    sets = [DatasetSpec("mnist", "h", np.zeros(3000, np.int64), np.zeros((3000, 28, 28), np.uint8), "test")]
     assert evaluate.time_limit(evaluate.parser().parse_args([]), rules, sets) == 300.0  # 100 s × 3
     assert evaluate.time_limit(evaluate.parser().parse_args(["--timeout", "42"]), rules, sets) == 42.0
 
@@ -156,7 +158,7 @@ def test_auto_is_resolved_in_the_host_and_the_child_gets_the_resolved_device(tmp
 
     def fake(folder, metadata, inputs, out_dir, **kwargs):
         given.append((kwargs["device"], kwargs["gpu_memory"]))
-        return process.Outcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
+        return process.RunOutcome({"status": "failed", "error": "not run"}, 0.0, 0, "")
 
     monkeypatch.setattr(process, "run_isolated", fake)
     entry = entry_of(tmp_path, "any", SLOW)
@@ -203,7 +205,7 @@ def test_a_run_records_the_resolved_device(tmp_path, monkeypatch):
     summary = runner.run(engine, [], [], runner.Options(device="auto"), argv=[])
     with Session(engine) as session:
         assert [run.device for run in session.query(Run).order_by(Run.id)] == ["cpu", "cuda"]
-    assert summary.device == "cuda" and reads.latest_run(engine)["device"] == "cuda"
+    assert summary.device == "cuda" and runs.latest_run(engine)["device"] == "cuda"
 
 
 @pytest.mark.slow
@@ -230,9 +232,9 @@ def test_the_evaluate_command_reports_the_device_it_used_and_the_limit_from_the_
 
 def test_run_progress_is_stored_and_shown_on_the_organiser_page(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    run_id = store.start_run(engine, "cpu", [])
-    store.note_progress(engine, run_id, "resnet18", 1280, 10100, 29 * 60)
-    run = reads.latest_run(engine)
+    run_id = runs.start_run(engine, "cpu", [])
+    runs.note_progress(engine, run_id, "resnet18", 1280, 10100, 29 * 60)
+    run = runs.latest_run(engine)
     assert run["progress"]["entry"] == "resnet18" and (run["progress"]["done"], run["progress"]["total"]) == \
         (1280, 10100)
 
@@ -243,8 +245,8 @@ def test_run_progress_is_stored_and_shown_on_the_organiser_page(tmp_path):
     assert fraction == pytest.approx((0 + 1280 / 10100) / 4)
     assert text == (f"run #{run_id} on cpu: 0 of 4 entries evaluated so far (unchanged entries are skipped); "
                     "now resnet18: 1,280 of 10,100 images, about 29 min left")
-    store.finish_run(engine, run_id)
-    assert reads.latest_run(engine)["progress"] is None
+    runs.finish_run(engine, run_id)
+    assert runs.latest_run(engine)["progress"] is None
 
 
 @pytest.mark.parametrize(("device", "present", "bound"), [
@@ -268,7 +270,7 @@ def test_a_run_reports_each_entry_and_notes_its_progress_in_the_store(tmp_path, 
                      "    def __init__(self):\n        super().__init__()\n        self.unused = nn.Linear(1, 1)\n\n"
                      "    def forward(self, x):\n        return x[:, 0, 14, 4:14] * 255\n")
     noted, heard = [], []
-    monkeypatch.setattr(store, "note_progress", lambda engine, run_id, *at: noted.append(at))
+    monkeypatch.setattr(runs, "note_progress", lambda engine, run_id, *at: noted.append(at))
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
     summary = runner.run(engine, [entry], [small_mnist], runner.Options(device="cpu", batch_size=50), argv=[],
                          on_progress=lambda e, at: heard.append((e.name, at.done, at.total)))
@@ -389,6 +391,6 @@ def test_the_phase_is_read_only_when_it_is_one_of_the_known_words(tmp_path):
 
 def test_the_dashboard_shows_the_noted_phase(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    run_id = store.start_run(engine, "cpu", [])
-    store.note_progress(engine, run_id, "resnet50", 0, 10100, None, "warming up")
-    assert admin.entry_progress(reads.latest_run(engine)["progress"]) == "resnet50: warming up"
+    run_id = runs.start_run(engine, "cpu", [])
+    runs.note_progress(engine, run_id, "resnet50", 0, 10100, None, "warming up")
+    assert admin.entry_progress(runs.latest_run(engine)["progress"]) == "resnet50: warming up"

@@ -18,13 +18,10 @@ import numpy as np
 import psutil
 import pytest
 
-from harness.isolation import cgroups
-from harness.isolation import process as isolation
-from harness.isolation import sandbox
-from harness.isolation import sandbox_server
-from harness.isolation import users
 from harness import runner
 from harness.contract import EntryMetadata
+from harness.isolation import cgroups, process as isolation, sandbox, users
+from harness.isolation.inside import sandbox_server
 from harness.store.schema import unpack
 from tests.entries import TEMPLATE_CODE, before_return, template_predictions, template_weights, write_entry
 from tests.harness.entries.test_contract import evaluate, predicted
@@ -54,7 +51,7 @@ HIDES_PARAMETERS = TEMPLATE_CODE.replace(
 WRAPS_REPORTING = TEMPLATE_CODE.replace("import torch\n", textwrap.dedent("""
     import time
     import torch
-    import harness.isolation.worker as _worker
+    import harness.isolation.inside.worker as _worker
     _write = _worker.write_result
     def _forged(out_dir, result):
         result = dict(result, params=1, seconds={"mnist": 1e-9, "guest": 1e-9}, counts={"mnist": 10**9},
@@ -276,7 +273,8 @@ def test_unsandboxed_file_size_limit_applies(plain, tmp_path, means, monkeypatch
     monkeypatch.setattr(sandbox_server, "FILE_LIMIT", 16 * 1024 * 1024)
     shared = tmp_path / "shared"
     shared.mkdir()
-    os.chmod(shared, 0o777)  # writable by the entry (uid nobody under root); a fresh path, so no stale file is in the way
+    # writable by the entry (uid nobody under root); a fresh path, so no stale file is in the way
+    os.chmod(shared, 0o777)
     target = shared / "big-output"
     folder = write_entry(tmp_path / "subs", "big-file", weights=template_weights(means), code=writes_big_file(target))
     outcome = plain(folder)
@@ -322,7 +320,7 @@ def test_an_entrys_words_are_not_markup_in_the_terminal_table():
     from rich.console import Console
 
     from harness.scoring import ranking, report
-    from harness.store.reads import Score
+    from harness.store.evaluations import Score
     forged = "[white on white]1[/white on white] [bold]winner"
     ok = ranking.Row(name="x", display_name=forged, author="[red]ada[/red]", status="ok", error=None,
                      mnist=Score(0, 0, 9, 10, 0.9, 0.5, 0.99), guest=None, params=1, images_per_second=1.0,
@@ -356,7 +354,7 @@ HOARDS_MEMFD = before_return(textwrap.dedent("""
 MODES = ["sandbox, root layout", "sandbox, user layout", "plain"]
 
 
-def run_in(mode: str, folder: Path, tmp_path: Path, **kwargs) -> isolation.Outcome:
+def run_in(mode: str, folder: Path, tmp_path: Path, **kwargs) -> isolation.RunOutcome:
     """One entry run in ``mode`` (see isolation_mode) on 4 zero images."""
     images = tmp_path / "images_mnist.npy"
     np.save(images, np.zeros((4, 1, 28, 28), np.uint8))
@@ -407,10 +405,11 @@ def kills(pids: list[int]) -> str:
 
 def test_an_unsandboxed_entry_can_signal_no_process_but_its_own(plain, tmp_path, means):
     if os.getuid() != 0:
-        pytest.skip("under a user's harness an unsandboxed entry keeps that user's identity (see the README's table)")
+        pytest.skip("under a user's harness an unsandboxed entry keeps that user's identity (see the table in "
+                    "docs/scoring.md)")
+    from harness.entries.discovery import discover
     from harness.isolation import WarmPool
     from harness.isolation.prediction import Limits
-    from harness.entries.discovery import discover
     write_entry(tmp_path / "warm", "neighbour", weights=template_weights(means))
     neighbour = discover(tmp_path / "warm", skipped=[])["neighbour"]
     pool = WarmPool(Limits(timeout=60, memory=2 * 1024 ** 3, device="cpu", batch_size=1), sandboxed=False)

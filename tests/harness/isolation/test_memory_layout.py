@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.isolation.worker import probe_layout
+from harness.isolation.inside.worker import probe_layout
 from tests.entries import TEMPLATE_CODE, template_predictions, write_entry
 from tests.harness.entries.test_contract import evaluate, predicted
 

@@ -17,13 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.isolation import order, worker
-from harness.store import results as store
 from harness import evaluate, runner
+from harness.data.guest import load_guest_set
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.isolation import order
+from harness.isolation.inside import worker
+from harness.store import evaluations
 from harness.store.engine import make_engine
 from harness.store.schema import unpack
-from harness.entries.discovery import discover
-from harness.data.guest import load_guest_set
 from tests.conftest import evaluate_args
 from tests.entries import write_entry
 
@@ -155,28 +157,28 @@ def guest_folder(tmp_path_factory, mnist_test) -> Path:
 
 
 @pytest.fixture(scope="module")
-def guest(guest_folder) -> store.DatasetSpec:
+def guest(guest_folder) -> DatasetSpec:
     """The guest folder as harness.evaluate loads it (the preprocessing pipeline, then uint8)."""
     s = load_guest_set(guest_folder)
     images = np.clip(np.rint(s.images[:, 0] * 255), 0, 255).astype(np.uint8)
-    return store.DatasetSpec(kind="guest", content_hash=s.content_hash, labels=s.labels, images=images,
-                             source=s.source, preprocess_version="test", files=tuple(s.files))
+    return DatasetSpec(kind="guest", content_hash=s.content_hash, labels=s.labels, images=images,
+                       source=s.source, preprocess_version="test", files=tuple(s.files))
 
 
 @pytest.fixture(scope="module")
-def sorted_mnist(mnist_test) -> store.DatasetSpec:
+def sorted_mnist(mnist_test) -> DatasetSpec:
     """2,000 MNIST test digits sorted by label, as if the organiser's MNIST file were sorted."""
     keep = np.argsort(mnist_test.labels[:2000], kind="stable")
-    return store.DatasetSpec(kind="mnist", content_hash="sorted-mnist-2000", labels=mnist_test.labels[keep],
-                             images=mnist_test.images[keep], source="test")
+    return DatasetSpec(kind="mnist", content_hash="sorted-mnist-2000", labels=mnist_test.labels[keep],
+                       images=mnist_test.images[keep], source="test")
 
 
-def accuracies(tmp_path: Path, subs: Path, datasets: list[store.DatasetSpec]) -> dict[tuple[str, str], float]:
+def accuracies(tmp_path: Path, subs: Path, datasets: list[DatasetSpec]) -> dict[tuple[str, str], float]:
     """{(entry, set): accuracy} from a fresh database after one runner.run."""
     engine = make_engine(f"sqlite:///{tmp_path / 'results.db'}")
     summary = runner.run(engine, list(discover(subs).values()), datasets, CPU, argv=[])
     out = {}
-    for ev in store.load_evaluations(engine, list(summary.evaluation_ids.values())):
+    for ev in evaluations.load_evaluations(engine, list(summary.evaluation_ids.values())):
         assert ev.status == "ok", ev.error
         for r in ev.results:
             out[ev.version.entry.name, r.dataset.kind] = r.accuracy
@@ -245,7 +247,7 @@ def test_each_run_draws_a_new_order_and_stored_predictions_do_not_depend_on_it(t
     for _ in range(2):
         summary = runner.run(engine, list(discover(tmp_path / "subs").values()), [sorted_mnist, guest],
                              runner.Options(device="cpu", force=True), argv=[])
-        (ev,) = store.load_evaluations(engine, [summary.evaluation_ids["honest"]])
+        (ev,) = evaluations.load_evaluations(engine, [summary.evaluation_ids["honest"]])
         stored.append({r.dataset.kind: (r.predicted, r.confidence, r.probabilities) for r in ev.results})
     handed = len(sorted_mnist.images) + min(runner.MEMO_COPIES, len(sorted_mnist.images))  # with the copies
     assert [len(p) for p in drawn] == [handed, 300, handed, 300]  # one order per set and run

@@ -131,7 +131,7 @@ def test_what_the_entrys_process_wrote_is_checked(tmp_path, monkeypatch, images,
         out_dir.mkdir()
         if written is not None:
             np.save(out_dir / "outputs_a.npy", written)
-        return process.Outcome(result={"status": "ok", "device": "cpu"}, seconds=2.0, peak_rss=1, log="",
+        return process.RunOutcome(result={"status": "ok", "device": "cpu"}, seconds=2.0, peak_rss=1, log="",
                                timed_seconds=1.0)
 
     monkeypatch.setattr(process, "run_isolated", claims_ok)
@@ -158,7 +158,8 @@ def test_images_must_be_uint8_like_the_stored_sets(tmp_path, images):
 
 def test_the_front_door_is_imported_lazily():
     """The sandbox's server imports this package inside the entry's process: that must not load the host side."""
-    code = ("import sys, harness.isolation, harness.isolation.sandbox_server, harness.isolation.exchange\n"
+    code = ("import sys, harness.isolation, harness.isolation.inside.exchange\n"
+            "import harness.isolation.inside.sandbox_server\n"
             "assert not {'harness.isolation.process', 'harness.isolation.prediction', 'sqlalchemy',\n"
             "            'multiprocessing'} & set(sys.modules), sorted(sys.modules)\n"
             "from harness.isolation import Prediction, predict\n"

@@ -20,12 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.isolation import process as isolation
-from harness.isolation import sandbox
-from harness.isolation import sandbox_command
-from harness.isolation import sandbox_server
 from harness import runner
 from harness.contract import EntryMetadata
+from harness.isolation import process as isolation, sandbox, sandbox_command
+from harness.isolation.inside import sandbox_server
 from tests.conftest import REPO
 from tests.entries import before_return, template_predictions, template_weights, write_entry
 from tests.harness.entries.test_contract import evaluate, predicted

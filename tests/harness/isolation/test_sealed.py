@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from harness import runner
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import load_entry
-from harness.store import members, reads
-from harness.store import results as store
+from harness.store import eval_sets, evaluations, members, runs, versions
 from harness.store.engine import make_engine
 from leaderboard import views
 from tests.conftest import evaluate_args
@@ -67,13 +67,13 @@ SLEEPS_ON_SECRET_SET = TEMPLATE_CODE.replace("import torch\n", "import time\nimp
 
 
 @pytest.fixture(scope="module")
-def secret_set(mnist_test) -> store.DatasetSpec:
+def secret_set(mnist_test) -> DatasetSpec:
     """100 MNIST test digits standing in for the guest's (the images after the 300 the public set uses)."""
-    return store.DatasetSpec(kind="guest", content_hash="secret-100", labels=mnist_test.labels[300:400],
-                             images=mnist_test.images[300:400], source="test")
+    return DatasetSpec(kind="guest", content_hash="secret-100", labels=mnist_test.labels[300:400],
+                       images=mnist_test.images[300:400], source="test")
 
 
-def run(folder, small_mnist, secret_set) -> store.Record:
+def run(folder, small_mnist, secret_set) -> evaluations.Record:
     return runner.evaluate_one(load_entry(folder), [small_mnist, secret_set], {"mnist": 1, "guest": 2},
                                runner.Limits(timeout=120, device="cpu"))
 
@@ -137,14 +137,15 @@ def test_the_sealed_part_is_stored_and_shown_only_after_the_reveal_to_whom_it_be
     record = run(folder, small_mnist, secret_set)
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     entry = load_entry(folder)
-    run_id = store.start_run(engine, "cpu", ["test"])
-    version_id = store.ensure_version(engine, entry)
-    ids = {spec.kind: store.ensure_dataset(engine, spec) for spec in (small_mnist, secret_set)}
+    run_id = runs.start_run(engine, "cpu", ["test"])
+    version_id = versions.ensure_version(engine, entry)
+    ids = {spec.kind: eval_sets.ensure_dataset(engine, spec) for spec in (small_mnist, secret_set)}
     record.metrics = {ids["mnist"] if k == 1 else ids["guest"]: m for k, m in record.metrics.items()}
-    evaluation_id = store.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key="k", record=record)
+    evaluation_id = evaluations.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key="k",
+                                                record=record)
     secret = hashes(secret_set.images)
 
-    assert reads.sealed(engine, evaluation_id, revealed=False) is None
+    assert evaluations.sealed(engine, evaluation_id, revealed=False) is None
     shown, why = views.sealed_view(engine, evaluation_id, "printer", revealed=False, organiser=True)
     assert shown is None and "sealed until the reveal" in why
     shown, _ = views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=True)
@@ -152,13 +153,14 @@ def test_the_sealed_part_is_stored_and_shown_only_after_the_reveal_to_whom_it_be
     ada = members.issue_code(engine, "Ada")
     bob = members.issue_code(engine, "Bob")
     members.give_entry(engine, "printer", "Ada")
-    assert views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False, member_code=bob)[0] is None
-    assert views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False, member_code="x")[0] is None
+    for code in (bob, "x"):
+        assert views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False,
+                                 member_code=code)[0] is None
     shown, _ = views.sealed_view(engine, evaluation_id, "printer", revealed=True, organiser=False, member_code=ada)
     assert secret <= set(shown.log.split())
     # What every reader of the board gets holds the public log alone.
+    from harness.common.competition import Competition
     from harness.scoring import board
-    from harness.scoring.competition import Competition
     summary = board.read(engine, Competition(), is_revealed=True).summaries[evaluation_id]
     assert not secret & set(summary.log.split())
 
@@ -237,8 +239,8 @@ def test_the_changed_copies_differ_from_their_originals_by_nothing_a_person_sees
     assert (copy[original == 255] == 255).all()
     specks = paper & (copy > 0)
     assert (specks.sum(axis=(1, 2)) == 4).all() and set(np.unique(copy[specks])) <= {1, 2}
-    for image, spots in zip(original, specks):
+    for image, spots in zip(original, specks, strict=True):
         ink = np.argwhere(image > 0)
         for y, x in np.argwhere(spots):
             assert np.abs(ink - [y, x]).max(axis=1).min() >= 3  # Chebyshev distance to the nearest ink pixel
-    assert all(not np.array_equal(a, b) for a, b in zip(original, copy))
+    assert all(not np.array_equal(a, b) for a, b in zip(original, copy, strict=True))

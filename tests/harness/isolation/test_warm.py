@@ -4,6 +4,7 @@ images. The dashboard's Draw-a-digit page asks through it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import subprocess
@@ -409,10 +410,8 @@ def cpu_seconds(warm_entry: warm.WarmEntry) -> float:
     """CPU time used so far by the processes that run the warm entry's code."""
     total = 0.0
     for p in warm_entry._entry_processes():
-        try:
+        with contextlib.suppress(psutil.Error):
             total += sum(p.cpu_times()[:2])
-        except psutil.Error:
-            pass
     return total
 
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from harness.scoring import competition
-from harness.scoring.competition import CompetitionConfigError, load, parse
+from harness.common import competition
+from harness.common.competition import CompetitionConfigError, load, parse
 from tests.conftest import REPO
 
 
@@ -107,7 +107,8 @@ def test_evaluate_reports_an_invalid_config_in_one_sentence(tmp_path, capsys):
     from harness import evaluate
     bad = tmp_path / "competition.toml"
     bad.write_text('reveal = "sometimes"\n')
-    code = evaluate.main(["--config", str(bad), "--submissions", str(tmp_path / "none"), "--db", str(tmp_path / "x.db")])
+    code = evaluate.main(["--config", str(bad), "--submissions", str(tmp_path / "none"),
+                          "--db", str(tmp_path / "x.db")])
     out = capsys.readouterr().out
     assert code == 2
     assert "error:" in out and "'reveal' = 'sometimes' is not one of" in out

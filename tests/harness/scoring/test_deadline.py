@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harness import evaluate, export, versions
+from harness.data.guest import load_guest_set
 from harness.store.engine import make_engine
 from harness.store.schema import AuditLog, Dataset, Evaluation, Result, unpack
-from harness.data.guest import load_guest_set
 from tests.conftest import evaluate_args, semeion_folder
 from tests.entries import class_means, template_predictions, template_weights, write_entry
 
@@ -59,7 +59,7 @@ def test_late_versions_rescoring_and_override(tmp_path, mnist_dir, means, capsys
     on_time_mnist = before["ada", "ranked"]["mnist"]["accuracy"]
 
     closed = tmp_path / "closed.toml"
-    deadline = datetime.now(timezone.utc)
+    deadline = datetime.now(UTC)
     closed.write_text(f'title = "Winter cup"\ndeadline = {deadline.isoformat(timespec="microseconds")}\n')
     write_entry(subs, "ada", weights=template_weights(weak), toml='author = "Ada"\n')  # a change after the deadline
     after = board(capsys, run(tmp_path, mnist_dir, first_guest, closed))
@@ -79,7 +79,8 @@ def test_late_versions_rescoring_and_override(tmp_path, mnist_dir, means, capsys
     guest = load_guest_set(second_guest)
     with Session(engine) as session:
         ev = session.get(Evaluation, ranked["evaluation_id"])
-        result = session.scalar(select(Result).join(Dataset).where(Result.evaluation_id == ev.id, Dataset.kind == "guest"))
+        result = session.scalar(select(Result).join(Dataset)
+                                .where(Result.evaluation_id == ev.id, Dataset.kind == "guest"))
         assert result.dataset.content_hash == guest.content_hash
         predicted = unpack(result.predicted)
         seen = unpack(result.dataset.images)

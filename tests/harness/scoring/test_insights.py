@@ -8,7 +8,7 @@ import pytest
 
 from harness import insights as cli
 from harness.scoring import insights
-from harness.store.reads import EvalSummary, Score
+from harness.store.evaluations import EvalSummary, Score
 
 
 def summary(name, mnist, guest=None, status="ok", **hp) -> EvalSummary:

@@ -7,11 +7,19 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from harness.common.competition import Competition, parse
 from harness.scoring import board, ranking
-from harness.scoring.competition import Competition
-from harness.store.reads import Score
-from harness.scoring.competition import parse
-from harness.scoring.standings import (DISQUALIFIED, LATE, RANKED, SUPERSEDED, VersionRow, counted_versions, member, picks)
+from harness.scoring.standings import (
+    DISQUALIFIED,
+    LATE,
+    RANKED,
+    SUPERSEDED,
+    VersionRow,
+    counted_versions,
+    member,
+    picks,
+)
+from harness.store.evaluations import Score
 
 DEADLINE = {"deadline": "2027-01-10T23:00:00+00:00"}
 
@@ -129,7 +137,7 @@ def test_mnist_primary_and_unranked_rows():
 
 def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leader():
     # Nested masks: k more wrong digits than the leader is k discordant digits, raw p = 2 * 0.5**k.
-    rows = [row(n, acc, 0.99) for n, acc in zip("edcba", (0.70, 0.80, 0.90, 0.97, 1.00))]
+    rows = [row(n, acc, 0.99) for n, acc in zip("edcba", (0.70, 0.80, 0.90, 0.97, 1.00), strict=True)]
     out = ranking.rank(rows)
     assert [(r.name, r.rank) for r in out] == [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]
     assert [r.with_leader for r in out] == [True, True, False, False, False]
@@ -137,10 +145,11 @@ def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leade
     assert out[2].p_vs_leader == pytest.approx(2 * 2 * 0.5 ** 10)  # Holm: second-largest of 4 raw p times 2
     # #3 against #2: 7 discordant, raw 2 * 0.5**7 = 0.0156, times 2 (Holm) = 0.031 < 0.05: separated.
     assert [r.level_with for r in out] == [(1, 2), (1, 2), (3,), (), ()]
-    assert ranking.verdict(out, "the guest's 100 digits") == (
+    assert ranking.leader_sentence(out, "the guest's 100 digits") == (
         "The guest's 100 digits cannot separate the top 2 (exact McNemar tests against the leader, "
         "Holm-corrected, α = 0.05).")
     from rich.console import Console
+
     from harness.scoring import report
     console = Console(record=True, width=160)
     report.print_table(console, out, True, [])
@@ -148,8 +157,8 @@ def test_five_entries_medals_follow_the_rank_and_separation_is_against_the_leade
     assert "│ 2 ≈ │ b" in terminal and "│   3 │ c" in terminal
     assert "The 100 digits ranked on cannot separate the top 2" in terminal
     clear = ranking.rank([row("a", 1.0, 0.99), row("b", 0.8, 0.99)])
-    assert ranking.verdict(clear, "the 100 digits").startswith("The 100 digits put a clearly ahead")
-    assert ranking.verdict(ranking.rank([row("a", 1.0, 0.99)] * 1)[:1], "x").startswith("X put a clearly")
+    assert ranking.leader_sentence(clear, "the 100 digits").startswith("The 100 digits put a clearly ahead")
+    assert ranking.leader_sentence(ranking.rank([row("a", 1.0, 0.99)] * 1)[:1], "x").startswith("X put a clearly")
 
 
 def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
@@ -165,16 +174,16 @@ def test_guest_metrics_are_skipped_when_an_entry_has_no_guest_result():
 
 def test_verdict_names_entries_level_with_the_leader_when_they_are_not_the_top_k():
     rows = [row(n, acc, 0.99) for n, acc in (("a", 1.0), ("b", 0.9), ("c", 0.89))]
-    for r, level in zip(rows, (True, False, True)):
+    for r, level in zip(rows, (True, False, True), strict=True):
         r.with_leader = level
-    assert ranking.verdict(rows, "the guest's 100 digits") == (
+    assert ranking.leader_sentence(rows, "the guest's 100 digits") == (
         "The guest's 100 digits cannot separate 1 entry from the leader, a: c (exact McNemar tests against the "
         "leader, Holm-corrected, α = 0.05).")
-    assert ranking.verdict([row("a", 1.0, 0.99)], "x") == ""  # not ranked: nothing to say
+    assert ranking.leader_sentence([row("a", 1.0, 0.99)], "x") == ""  # not ranked: nothing to say
     many = [row("lead", 1.0, 0.99), row("gap", 0.95, 0.99)] + [row(f"e{i}", 0.9, 0.99) for i in range(63)]
     for r in many:
         r.with_leader = r.name != "gap"
-    assert ranking.verdict(many, "the guest's 1,592 digits") == (  # three names and a count, not 63 names
+    assert ranking.leader_sentence(many, "the guest's 1,592 digits") == (  # three names and a count, not 63 names
         "The guest's 1,592 digits cannot separate 63 entries from the leader, lead: e0, e1, e2 and 60 more, marked "
         "≈ #1 on the board (exact McNemar tests against the leader, Holm-corrected, α = 0.05).")
 

@@ -13,17 +13,17 @@ import torch
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from harness.store import claims
-from harness.store import results as store
-from harness.store.schema import Claim, Dataset, Entry, EntryVersion, utcnow
+from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover
+from harness.store import claims, eval_sets, evaluations, runs, versions
+from harness.store.schema import Claim, Dataset, Entry, EntryVersion, utcnow
 from tests.entries import write_entry
 
 RACERS = 8
 
 
-def runs(engine, n: int) -> list[int]:
-    return [store.start_run(engine, "cpu", [f"run {i}"]) for i in range(n)]
+def start_runs(engine, n: int) -> list[int]:
+    return [runs.start_run(engine, "cpu", [f"run {i}"]) for i in range(n)]
 
 
 def race(fn, args: list) -> list:
@@ -43,7 +43,7 @@ def holder(engine, key: str) -> int | None:
 
 
 def test_of_runs_racing_for_a_key_exactly_one_wins(engine):
-    ids = runs(engine, RACERS)
+    ids = start_runs(engine, RACERS)
     won = race(claims.try_claim, [(engine, "k" * 64, run_id, 60) for run_id in ids])
     assert won.count(True) == 1
     assert holder(engine, "k" * 64) == ids[won.index(True)]
@@ -52,9 +52,10 @@ def test_of_runs_racing_for_a_key_exactly_one_wins(engine):
 
 
 def test_an_expired_claim_is_taken_over_by_exactly_one_run(engine):
-    dead, *alive = runs(engine, RACERS + 1)
+    dead, *alive = start_runs(engine, RACERS + 1)
     with engine.begin() as connection:
-        connection.execute(insert(Claim).values(eval_key="k", run_id=dead, claimed_at=utcnow() - timedelta(seconds=120)))
+        connection.execute(insert(Claim).values(eval_key="k", run_id=dead,
+                                                claimed_at=utcnow() - timedelta(seconds=120)))
     assert not claims.try_claim(engine, "k", alive[0], lease_seconds=600)  # not expired under a longer lease
     won = race(claims.try_claim, [(engine, "k", run_id, 60) for run_id in alive])
     assert won.count(True) == 1
@@ -62,7 +63,7 @@ def test_an_expired_claim_is_taken_over_by_exactly_one_run(engine):
 
 
 def test_a_refreshed_claim_does_not_expire(engine):
-    owner, other = runs(engine, 2)
+    owner, other = start_runs(engine, 2)
     assert claims.try_claim(engine, "k", owner, 60)
     with engine.begin() as connection:  # as if the owner had been evaluating for two minutes
         connection.execute(update(Claim).values(claimed_at=utcnow() - timedelta(seconds=120)))
@@ -76,7 +77,7 @@ def test_a_refreshed_claim_does_not_expire(engine):
 
 
 def test_only_the_owner_releases_a_claim(engine):
-    owner, other = runs(engine, 2)
+    owner, other = start_runs(engine, 2)
     assert claims.try_claim(engine, "k", owner, 60)
     claims.release(engine, "k", other)
     assert holder(engine, "k") == owner and not claims.try_claim(engine, "k", other, 60)
@@ -85,16 +86,16 @@ def test_only_the_owner_releases_a_claim(engine):
 
 
 def test_waiting_run_gets_the_evaluation_the_claimant_stores(engine, tmp_path):
-    owner, waiter = runs(engine, 2)
+    owner, waiter = start_runs(engine, 2)
     write_entry(tmp_path / "subs", "alpha", weights={"fc.weight": torch.zeros(10, 784)})
-    version_id = store.ensure_version(engine, discover(tmp_path / "subs")["alpha"])
+    version_id = versions.ensure_version(engine, discover(tmp_path / "subs")["alpha"])
     assert claims.try_claim(engine, "k", owner, 60)
 
     def evaluate_then_release():
         time.sleep(0.5)
-        stored.append(store.save_evaluation(
+        stored.append(evaluations.save_evaluation(
             engine, run_id=owner, version_id=version_id, eval_key="k",
-            record=store.Record(status="failed", error="x", seconds=0.1, device="cpu", params=None)))
+            record=evaluations.Record(status="failed", error="x", seconds=0.1, device="cpu", params=None)))
         claims.release(engine, "k", owner)
     stored: list[int] = []
     worker = threading.Thread(target=evaluate_then_release)
@@ -106,7 +107,7 @@ def test_waiting_run_gets_the_evaluation_the_claimant_stores(engine, tmp_path):
 
 
 def test_waiting_ends_without_an_evaluation_when_the_claim_goes_or_expires(engine):
-    owner, waiter = runs(engine, 2)
+    owner, waiter = start_runs(engine, 2)
     assert claims.try_claim(engine, "k", owner, 60)
     threading.Timer(0.3, claims.release, (engine, "k", owner)).start()
     assert claims.wait_for_evaluation(engine, "k", waiter, lease_seconds=60, poll=0.05) is None
@@ -118,7 +119,7 @@ def test_waiting_ends_without_an_evaluation_when_the_claim_goes_or_expires(engin
 def test_runs_seeing_a_new_entry_at_once_share_one_version_row(engine, tmp_path):
     write_entry(tmp_path / "subs", "alpha", weights={"fc.weight": torch.zeros(10, 784)})
     entry = discover(tmp_path / "subs")["alpha"]
-    ids = race(store.ensure_version, [(engine, entry)] * RACERS)
+    ids = race(versions.ensure_version, [(engine, entry)] * RACERS)
     assert len(set(ids)) == 1
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Entry)) == 1
@@ -126,9 +127,9 @@ def test_runs_seeing_a_new_entry_at_once_share_one_version_row(engine, tmp_path)
 
 
 def test_runs_seeing_a_new_dataset_at_once_share_one_row(engine):
-    spec = store.DatasetSpec(kind="mnist", content_hash="h", labels=np.arange(10) % 10,
-                             images=np.zeros((10, 28, 28), np.uint8), source="test")
-    ids = race(store.ensure_dataset, [(engine, spec)] * RACERS)
+    spec = DatasetSpec(kind="mnist", content_hash="h", labels=np.arange(10) % 10,
+                       images=np.zeros((10, 28, 28), np.uint8), source="test")
+    ids = race(eval_sets.ensure_dataset, [(engine, spec)] * RACERS)
     assert len(set(ids)) == 1
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Dataset)) == 1

@@ -6,6 +6,7 @@ the run with one sentence and exit status 2, and everything stored before stays 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,14 +22,12 @@ from alembic import command
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from harness.store import snapshots
-from harness.store import results as store
-from harness import evaluate, runner, verify, versions
-from harness.store import upgrade as migrate
-from harness.store.engine import make_engine
-from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
+from harness import evaluate, runner, verify, versions as versions_cli
 from harness.entries.discovery import discover, load_entry
 from harness.errors import HarnessError
+from harness.store import runs, snapshots, upgrade, versions
+from harness.store.engine import make_engine
+from harness.store.schema import Claim, Evaluation, FileBlob, Result, Run, VersionFiles
 from tests.conftest import REPO, evaluate_args, evaluate_command
 from tests.entries import before_return, template_weights, write_entry
 
@@ -68,7 +67,7 @@ def test_a_file_renamed_to_a_bad_name_after_discovery_is_not_kept(tmp_path, mean
     folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = load_entry(folder)
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     write_bad_name(folder)
     assert snapshots.keep(engine, version_id, entry) is False
     with Session(engine) as session:
@@ -195,27 +194,28 @@ def test_a_full_disk_stops_the_run_with_one_sentence_and_keeps_what_was_stored(t
 def test_versions_and_verify_stop_with_one_sentence_on_a_read_only_database(tmp_path, evaluated, capsys):
     _, db = evaluated
     url = f"sqlite:///file:{db}?mode=ro&uri=true"
-    assert versions.main(["ada", "--db", url]) == 0  # reading works
+    assert versions_cli.main(["ada", "--db", url]) == 0  # reading works
     assert "1  " in capsys.readouterr().out
-    assert versions.main(["ada", "--db", url, "--set-time", "1", "2027-01-10T23:30:00+01:00", "--reason", "mail"]) == 2
+    assert versions_cli.main(["ada", "--db", url, "--set-time", "1", "2027-01-10T23:30:00+01:00", "--reason",
+                              "mail"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith(f"error: the database {db} is read-only (attempt to write a readonly database);")
     # A database that needs a schema upgrade cannot be upgraded read-only: verify says so.
     old = tmp_path / "old.db"
     raw = create_engine(f"sqlite:///{old}")
     with raw.begin() as connection:
-        command.upgrade(migrate.config(connection), "0004")
+        command.upgrade(upgrade.config(connection), "0004")
     raw.dispose()
     assert verify.main(["--db", f"sqlite:///file:{old}?mode=ro&uri=true", "--submissions", str(tmp_path / "subs")]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert out.startswith(f"error: the database {old} is read-only (attempt to write a readonly database);")
     with raw.connect() as connection:
-        assert migrate.current(connection) == "0004"
+        assert upgrade.current(connection) == "0004"
 
 
 def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_url):
     engine = make_engine(db_url)
-    store.start_run(engine, "cpu", ["first"])
+    runs.start_run(engine, "cpu", ["first"])
     engine.dispose()
     if db_url.startswith("sqlite"):
         path = db_url.removeprefix("sqlite:///")
@@ -224,11 +224,12 @@ def test_store_writes_to_a_read_only_database_raise_one_sentence(tmp_path, db_ur
         read_only, where = db_url + "?options=-c%20default_transaction_read_only%3Don", db_url.rsplit("@", 1)[1]
     engine = make_engine(read_only)
     with pytest.raises(HarnessError) as info:
-        store.start_run(engine, "cpu", ["second"])
+        runs.start_run(engine, "cpu", ["second"])
     assert str(info.value).startswith(f"the database {where}")
     assert "is read-only (" in str(info.value) and str(info.value).endswith(
         "give this user write access to it and to its folder, or choose another database with --db." if
-        db_url.startswith("sqlite") else "connect as a user that may write to it, or choose another database with --db.")
+        db_url.startswith("sqlite") else "connect as a user that may write to it, or choose another database with "
+                                         "--db.")
     with Session(engine) as session:
         assert session.scalars(select(Run.argv)).all() == [["first"]]
     engine.dispose()
@@ -270,10 +271,8 @@ def test_a_killed_run_is_marked_interrupted_and_leaves_no_claim_or_folder(tmp_pa
         os.kill(first.pid, signal.SIGKILL)  # the harness alone, as `kill -9 PID` would
         first.wait()
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)  # whatever it left running
-        except ProcessLookupError:
-            pass
     [(key, killed_run)] = claims_now()
     with Session(engine) as session:
         killed = session.get(Run, killed_run)
@@ -315,10 +314,11 @@ def test_a_running_run_of_a_live_process_or_another_host_is_left_alone(tmp_path)
     later process, and one on another machine (which keeps the lease rule) are told apart."""
     from datetime import timedelta
 
+    from harness.common.tempfolders import this_process
     from harness.store import leftovers
     from harness.store.schema import utcnow
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
-    host, pid, started = leftovers.this_process()
+    host, pid, started = this_process()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         rows = {"alive": (host, pid, started), "other-host": ("elsewhere.example", 1, started),

@@ -4,7 +4,7 @@ one the board shows, never a result), counts only the bytes no kept version shar
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,9 +13,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from harness import evaluate, runner, verify, versions as versions_cli
+from harness.common import competition
 from harness.entries.discovery import load_entry
-from harness.scoring import competition, retention
-from harness.store import results as store, snapshots, space
+from harness.scoring import retention
+from harness.store import audit, evaluations, runs, snapshots, space, versions
 from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, Evaluation, FileBlob, FileChunk, VersionFiles
 from harness.store.versions import history
@@ -24,7 +25,7 @@ from tests.conftest import evaluate_args
 from tests.entries import TEMPLATE_CODE, template_weights, with_forward, write_entry
 
 START = datetime(2027, 1, 1, 12, 0)
-DEADLINE = datetime(2027, 1, 3, 12, 0, tzinfo=timezone.utc)  # after the third version, before the fourth
+DEADLINE = datetime(2027, 1, 3, 12, 0, tzinfo=UTC)  # after the third version, before the fourth
 
 
 def new_version(engine, folder: Path, seed: int, day: int, numbers: int = 20_000) -> tuple[int, dict[str, bytes]]:
@@ -33,7 +34,7 @@ def new_version(engine, folder: Path, seed: int, day: int, numbers: int = 20_000
     torch.manual_seed(seed)
     torch.save({"w": torch.randn(numbers)}, folder / "weights.pt")
     entry = load_entry(folder)
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     assert snapshots.keep(engine, version_id, entry) is True
     with Session(engine) as session, session.begin():
         session.execute(update(EntryVersion).where(EntryVersion.id == version_id)
@@ -42,10 +43,11 @@ def new_version(engine, folder: Path, seed: int, day: int, numbers: int = 20_000
 
 
 def evaluated(engine, version_id: int, status: str = "ok") -> int:
-    run_id = store.start_run(engine, "cpu", [])
-    return store.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"key-{version_id}",
-                                 record=store.Record(status=status, error=None if status == "ok" else "it failed.",
-                                                     seconds=1.0, device="cpu", params=10))
+    run_id = runs.start_run(engine, "cpu", [])
+    record = evaluations.Record(status=status, error=None if status == "ok" else "it failed.", seconds=1.0,
+                                device="cpu", params=10)
+    return evaluations.save_evaluation(engine, run_id=run_id, version_id=version_id, eval_key=f"key-{version_id}",
+                                       record=record)
 
 
 def blob_shas(engine) -> set[str]:
@@ -59,7 +61,7 @@ def five_versions(tmp_path, db_url):
     is not evaluated yet), v4 is the evaluated late one; bob: one version."""
     engine = make_engine(db_url)
     folder = write_entry(tmp_path / "subs", "ada", code=TEMPLATE_CODE, toml='author = "Ada"\n')
-    made = [new_version(engine, folder, seed, day) for seed, day in zip(range(5), range(5))]
+    made = [new_version(engine, folder, seed, day) for seed, day in zip(range(5), range(5), strict=True)]
     ids = [v for v, _ in made]
     evaluated(engine, ids[0])
     evaluated(engine, ids[3])
@@ -125,7 +127,7 @@ def test_the_ranked_shown_and_last_versions_keep_their_files_the_others_lose_onl
     for name, data in files[1].items():
         (v2 / name).write_bytes(data)
     entry = load_entry(v2)
-    assert store.ensure_version(engine, entry) == ids[1] and snapshots.keep(engine, ids[1], entry) is True
+    assert versions.ensure_version(engine, entry) == ids[1] and snapshots.keep(engine, ids[1], entry) is True
     assert blob_shas(engine) == before and history(engine, "ada")[1].files_kept
     restored = snapshots.restore(engine, ids[1], "ada", tmp_path / "r2-again")
     assert {p.name: p.read_bytes() for p in restored.folder.iterdir()} == files[1]
@@ -184,8 +186,8 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
     size_before = space.database_bytes(engine)
     assert versions_cli.main(args) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"Removed the files of 1 version ({space.size_text(freed)} that no kept version shares); their evaluations " \
-           "and results stay." in out
+    assert f"Removed the files of 1 version ({space.size_text(freed)} that no kept version shares); their " \
+           "evaluations and results stay." in out
     assert snapshots.stored_bytes(engine) == stored - freed
     assert "before pruning, " in out
     if engine.dialect.name == "sqlite":  # PostgreSQL's own size moves by itself (statistics, autovacuum)
@@ -194,7 +196,7 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
         assert space.database_bytes(engine) <= size_before - freed  # the file shrank by at least what was freed
     else:
         assert "PostgreSQL vacuumed the file tables" in out
-    assert store.audit_log(engine)[0]["action"] == "prune-files"
+    assert audit.audit_log(engine)[0]["action"] == "prune-files"
     assert versions_cli.main(args) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Nothing to remove" in out and "Database: " in out
@@ -204,7 +206,8 @@ def test_prune_command_says_what_it_frees_and_shrinks_the_database(five_versions
 
 def test_prune_command_bad_uses_get_one_sentence(tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'lb.db'}"
-    assert versions_cli.main(["--prune", "--db", db]) == 0  # the default rule keeps everything: it says how to change it
+    # the default rule keeps everything: it says how to change it
+    assert versions_cli.main(["--prune", "--db", db]) == 0
     assert "nothing to prune. To keep only each entry's ranked version and its last 2, add [storage] with " \
            "keep_versions = 2" in " ".join(capsys.readouterr().out.split())
     assert versions_cli.main(["ada", "--prune", "--db", db]) == 2
@@ -266,7 +269,8 @@ def test_verify_says_the_evaluated_versions_files_were_pruned_and_exits_0(tmp_pa
     assert verify.main(["--submissions", str(subs), "--db", db]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "– alpha: the files of the evaluated version " in out and "were removed to save space ([storage] " \
-        "keep_versions in competition.toml), so it cannot be re-scored; its stored results stand, nothing differs." in out
+        "keep_versions in competition.toml), so it cannot be re-scored; its stored results stand, nothing " \
+        "differs." in out
 
 
 def test_a_file_pruned_while_a_new_version_sharing_it_is_kept_is_stored_again(tmp_path, db_url, monkeypatch):
@@ -277,7 +281,7 @@ def test_a_file_pruned_while_a_new_version_sharing_it_is_kept_is_stored_again(tm
     v1, _ = new_version(engine, folder, 3, 0)
     (folder / "model.py").write_text(TEMPLATE_CODE + "\n# v2: same weights\n")
     entry = load_entry(folder)
-    v2 = store.ensure_version(engine, entry)
+    v2 = versions.ensure_version(engine, entry)
     store_file, dropped = snapshots._store_file, []
 
     def racing(session, sha, path):

@@ -17,12 +17,10 @@ from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from harness.store import snapshots
-from harness.store import results as store
-from harness.store import upgrade as migrate
+from harness.entries.discovery import load_entry
+from harness.store import snapshots, upgrade, versions
 from harness.store.engine import make_engine
 from harness.store.schema import EntryVersion, FileBlob, FileChunk
-from harness.entries.discovery import load_entry
 from tests.entries import template_weights, write_entry
 
 
@@ -36,12 +34,12 @@ def test_versions_restore_exactly_and_share_their_unchanged_files(tmp_path, db_u
     (folder / "lib").mkdir()
     (folder / "lib" / "helpers.py").write_text("SCALE = 1\n")
     first = files_of(folder)
-    v1 = store.ensure_version(engine, load_entry(folder))
+    v1 = versions.ensure_version(engine, load_entry(folder))
     assert snapshots.keep(engine, v1, load_entry(folder)) is True
     assert snapshots.keep(engine, v1, load_entry(folder)) is False  # already kept
     (folder / "entry.toml").write_text('author = "Ada Lovelace"\n')  # version 2: only entry.toml changes
     second = files_of(folder)
-    v2 = store.ensure_version(engine, load_entry(folder))
+    v2 = versions.ensure_version(engine, load_entry(folder))
     assert v2 != v1 and snapshots.keep(engine, v2, load_entry(folder)) is True
 
     for version_id, expected in ((v1, first), (v2, second)):
@@ -64,7 +62,7 @@ def test_a_zip_kept_before_revision_0004_still_restores(tmp_path, means):
     entry = load_entry(folder)
     raw = create_engine(url)
     with raw.begin() as connection:
-        command.upgrade(migrate.config(connection), "0003")
+        command.upgrade(upgrade.config(connection), "0003")
     raw.dispose()
     # As revision 0003's harness stored it: the version row and one uncompressed zip of its files.
     buf = io.BytesIO()
@@ -73,7 +71,8 @@ def test_a_zip_kept_before_revision_0004_still_restores(tmp_path, means):
             zf.writestr(name, data)
     raw = create_engine(url)
     with raw.begin() as connection:
-        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) VALUES (1, 'ada', '2026-11-27 10:00:00')")
+        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) "
+                                   "VALUES (1, 'ada', '2026-11-27 10:00:00')")
         connection.exec_driver_sql(
             "INSERT INTO entry_versions (id, entry_id, content_hash, code_hash, weights_hash, weights_bytes, "
             "display_name, author, description, hyperparameters, constructor, first_seen_at) VALUES "
@@ -101,10 +100,10 @@ def test_large_files_are_kept_in_chunks_and_restore_byte_for_byte(tmp_path, db_u
     (folder / "exact.bin").write_bytes(os.urandom(3000))  # exactly three chunks
     (folder / "small.txt").write_bytes(b"x" * 1000)  # one chunk's worth: kept inline
     first = files_of(folder)
-    v1 = store.ensure_version(engine, load_entry(folder))
+    v1 = versions.ensure_version(engine, load_entry(folder))
     assert snapshots.keep(engine, v1, load_entry(folder)) is True
     (folder / "model.py").write_text((folder / "model.py").read_text() + "\n# v2\n")
-    v2 = store.ensure_version(engine, load_entry(folder))
+    v2 = versions.ensure_version(engine, load_entry(folder))
     assert snapshots.keep(engine, v2, load_entry(folder)) is True
     sha = {name: hashlib.sha256(data).hexdigest() for name, data in first.items()}
     weights = first["weights.pt"]
@@ -132,7 +131,7 @@ def test_chunks_stay_under_the_databases_value_limit(tmp_path, means, monkeypatc
     event.listen(engine, "connect", lambda con, _: con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 5000))
     engine.dispose()  # connections from now on carry the limit
     folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
-    version_id = store.ensure_version(engine, load_entry(folder))
+    version_id = versions.ensure_version(engine, load_entry(folder))
     with pytest.raises(DBAPIError, match="too big"):  # one value: refused, as a 2 GB file is refused by default
         snapshots.keep(engine, version_id, load_entry(folder))
     monkeypatch.setattr(snapshots, "CHUNK_BYTES", 4096)
@@ -147,7 +146,7 @@ def test_keeping_and_restoring_never_hold_a_large_file_in_memory(tmp_path, monke
     folder = write_entry(tmp_path / "subs", "big", code="class Net:\n    pass\n")
     (folder / "weights.pt").write_bytes(os.urandom(16 * 1024 ** 2))
     entry = load_entry(folder)
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     tracemalloc.start()
     try:
         assert snapshots.keep(engine, version_id, entry) is True
@@ -165,7 +164,7 @@ def test_a_damaged_chunk_is_refused_on_restore(tmp_path, means, monkeypatch):
     monkeypatch.setattr(snapshots, "CHUNK_BYTES", 1000)
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
     folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
-    version_id = store.ensure_version(engine, load_entry(folder))
+    version_id = versions.ensure_version(engine, load_entry(folder))
     snapshots.keep(engine, version_id, load_entry(folder))
     with Session(engine) as session, session.begin():
         session.execute(delete(FileChunk).where(FileChunk.seq == 3))
@@ -180,7 +179,7 @@ def test_a_file_changed_while_it_is_kept_is_not_kept(tmp_path, means, monkeypatc
     engine = make_engine(f"sqlite:///{tmp_path / 'lb.db'}")
     folder = write_entry(tmp_path / "subs", "ada", weights=template_weights(means))
     entry = load_entry(folder)
-    version_id = store.ensure_version(engine, entry)
+    version_id = versions.ensure_version(engine, entry)
     real = snapshots.read_chunks
 
     def changing(path, size=1 << 20):  # the member saves new weights while they are being stored
@@ -200,8 +199,9 @@ def test_a_blob_kept_by_revision_0004_still_restores(tmp_path, means):
     entry = load_entry(folder)
     raw = create_engine(url)
     with raw.begin() as connection:
-        command.upgrade(migrate.config(connection), "0004")
-        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) VALUES (1, 'ada', '2026-11-30 10:00:00')")
+        command.upgrade(upgrade.config(connection), "0004")
+        connection.exec_driver_sql("INSERT INTO entries (id, name, created_at) "
+                                   "VALUES (1, 'ada', '2026-11-30 10:00:00')")
         connection.exec_driver_sql(
             "INSERT INTO entry_versions (id, entry_id, content_hash, code_hash, weights_hash, weights_bytes, "
             "display_name, author, description, hyperparameters, constructor, first_seen_at) VALUES "

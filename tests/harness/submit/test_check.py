@@ -79,11 +79,12 @@ def test_without_mnist_uses_random_images(tmp_path, means, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_an_entry_over_the_time_limit_is_told_the_flag(tmp_path, means, capsys):
-    folder = write_entry(tmp_path, "spins", code=before_return("while True:\n    pass"), weights=template_weights(means))
+    folder = write_entry(tmp_path, "spins", code=before_return("while True:\n    pass"),
+                         weights=template_weights(means))
     assert check.main([str(folder), "--timeout", "3"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["error: spins: took longer than its time limit of 3 s and was stopped; make the model faster or raise "
-                     "the time limit.",
+    assert lines == ["error: spins: took longer than its time limit of 3 s and was stopped; make the model faster or "
+                     "raise the time limit.",
                      f"  time limit: raise it with `python -m harness.check {folder} --timeout 6` (now 3 s)"]
 
 

@@ -17,7 +17,6 @@ import shutil
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from scipy.stats import binomtest

@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy import ndimage
 
+from harness import train
 from harness.data import preprocess
 from harness.training import augment
-from harness import train
 
 
 def fixed(monkeypatch, value: float) -> None:
@@ -108,7 +108,8 @@ def test_the_stranger_preset_sets_defaults_and_flags_override_it():
     assert train.config_from_args(plain).augment.names == ()
 
 
-@pytest.mark.parametrize("flag, value, words", [("--aspect", "0.8", "at least 1"), ("--stroke", "3", "between 0 and 2")])
+@pytest.mark.parametrize("flag, value, words",
+                         [("--aspect", "0.8", "at least 1"), ("--stroke", "3", "between 0 and 2")])
 def test_bad_knob_values_are_refused_with_a_sentence(capsys, flag, value, words):
     with pytest.raises(SystemExit):
         train.parse(["--out", "x", flag, value])

@@ -141,7 +141,8 @@ def test_semeions_parts_are_disjoint_and_in_writing_order(semeion_dir):
     """scripts/semeion_halves.py: the held-out half shares no file with the digits a recipe may train or be chosen
     on; per digit, tune-a's files come before tune-b's, which come before the held-out half's (writers in order)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("semeion_halves", Path(__file__).parents[3] / "scripts" / "semeion_halves.py")
+    spec = importlib.util.spec_from_file_location("semeion_halves",
+                                                  Path(__file__).parents[3] / "scripts" / "semeion_halves.py")
     halves = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(halves)
     parts = {k: set(v) for k, v in halves.split(semeion_dir).items()}

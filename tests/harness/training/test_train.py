@@ -142,7 +142,8 @@ def test_cli_resume_continues_an_interrupted_cli_run(tmp_path, monkeypatch, caps
     import harness.training.loop as training
     ckpt = tmp_path / "c.pt"
     real_fit = training.fit
-    monkeypatch.setattr("harness.train.fit", lambda *a, **k: real_fit(*a, **k, should_stop=lambda s: s.global_step == 4))
+    monkeypatch.setattr("harness.train.fit",
+                        lambda *a, **k: real_fit(*a, **k, should_stop=lambda s: s.global_step == 4))
     code, argv = cli(tmp_path, "--arch", "logreg", "--epochs", "2", "--limit", "400", "--batch-size", "60",
                      "--checkpoint", str(ckpt))
     assert code == 130 and ckpt.is_file() and not (tmp_path / "entry").exists()
@@ -209,7 +210,8 @@ def test_cli_writes_a_complete_self_contained_entry(tmp_path, test_digits, monke
 @pytest.mark.slow
 @needs_mnist
 def test_export_writes_a_code_free_entry_with_a_dynamic_batch(tmp_path, test_digits):
-    code, _ = cli(tmp_path, "--arch", "cnn", "--channels", "4", "8", "8", "--epochs", "1", "--limit", "1000", "--export")
+    code, _ = cli(tmp_path, "--arch", "cnn", "--channels", "4", "8", "8", "--epochs", "1", "--limit", "1000",
+                  "--export")
     assert code == 0
     entry = tmp_path / "entry"
     assert not (entry / "model.py").exists() and not (entry / "weights.pt").exists()
@@ -273,7 +275,8 @@ def test_an_out_folder_that_cannot_be_an_entry_is_refused_before_training(tmp_pa
     with pytest.raises(SystemExit) as exit_info:
         cli(tmp_path, out="my entry")
     assert exit_info.value.code == 2
-    assert "--out: entry folder name 'my entry' is not allowed; rename it using letters, digits" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--out: entry folder name 'my entry' is not allowed; rename it using letters, digits" in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -295,8 +298,8 @@ def test_a_missing_data_directory_is_named(tmp_path, capsys):
 def test_a_model_file_that_cannot_classify_is_refused_before_training(tmp_path, capsys):
     model_file = tmp_path / "wrong.py"
     model_file.write_text("import torch\n\n\nclass Net(torch.nn.Module):\n"
-                          "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(784, 5)\n\n"
-                          "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+                          "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(784, "
+                          "5)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
     assert cli(tmp_path, "--model-file", str(model_file), "--limit", "100")[0] == 1
     assert "returns shape (2, 5)" in capsys.readouterr().err
     assert not (tmp_path / "entry").exists()
@@ -351,7 +354,8 @@ def test_a_full_disk_while_saving_leaves_no_half_written_entry(tmp_path, monkeyp
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
-    code, _ = cli(tmp_path, "--arch", "logreg", "--epochs", "1", "--limit", "300", "--checkpoint", str(tmp_path / "c.pt"))
+    code, _ = cli(tmp_path, "--arch", "logreg", "--epochs", "1", "--limit", "300",
+                  "--checkpoint", str(tmp_path / "c.pt"))
     assert code == 1
     assert "disk is full" in capsys.readouterr().err
     assert not (tmp_path / "entry").exists() and leftovers(tmp_path) == []
@@ -392,7 +396,7 @@ def test_model_source_is_the_class_itself():
 
 def test_the_committed_entries_tested_are_those_the_harness_finds():
     from harness.entries.discovery import discover
-    assert COMMITTED and COMMITTED == sorted(discover(ROOT / "submissions"))
+    assert COMMITTED and sorted(discover(ROOT / "submissions")) == COMMITTED
 
 
 @needs_mnist

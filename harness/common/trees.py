@@ -10,6 +10,7 @@ Call it once nothing writes into the tree any more (every process of the entry k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 
@@ -22,10 +23,8 @@ def _clear_level(fd: int, keep: frozenset[str] = frozenset(), own: bool = True) 
     unlink in it, whatever its mode); the top folder keeps its mode (it is the caller's: a folder shared with the
     sandbox keeps the mode that lets the entries' user in)."""
     if own:
-        try:
+        with contextlib.suppress(OSError):
             os.chmod(fd, 0o700)
-        except OSError:
-            pass
     folders, ok = [], True
     try:
         with os.scandir(fd) as items:
@@ -61,10 +60,8 @@ def empty(folder: str | os.PathLike, keep: frozenset[str] = frozenset()) -> bool
             name, pending = stack[-1]
             if pending:
                 sub = pending.pop()
-                try:
+                with contextlib.suppress(OSError):
                     os.chmod(sub, 0o700, dir_fd=fd)  # a folder (nothing runs that could swap it for a link)
-                except OSError:
-                    pass
                 try:
                     child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
                 except OSError:

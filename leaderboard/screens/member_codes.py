@@ -8,8 +8,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from harness.errors import HarnessError
-from harness.store import members
-from harness.store import results as store
+from harness.store import audit, members
 from leaderboard import stats
 
 NEW_CODE = "member_codes.new"  # session key: the code just issued, shown until the organiser dismisses it
@@ -35,7 +34,7 @@ def section(engine: Engine) -> None:
             except HarnessError as exc:
                 st.error(stats.literal(exc))
             else:
-                store.log_action(engine, "code-issued", f"code {code.partition('-')[0]} for {member.strip()}")
+                audit.log_action(engine, "code-issued", f"code {code.partition('-')[0]} for {member.strip()}")
                 st.session_state[NEW_CODE] = (member.strip(), code)
                 st.rerun()
     issued = members.codes(engine)
@@ -49,7 +48,7 @@ def section(engine: Engine) -> None:
                                   format_func=lambda i: f"{i} ({next(c.member for c in active if c.id == i)})")
             if st.form_submit_button("Revoke") and choice is not None:
                 revoked = members.revoke_code(engine, choice)
-                store.log_action(engine, "code-revoked", f"code {revoked.id} of {revoked.member}")
+                audit.log_action(engine, "code-revoked", f"code {revoked.id} of {revoked.member}")
                 st.rerun()
     with st.form("give_entry", clear_on_submit=True):
         st.caption("Give an entry to a member (e.g. one committed with git), so that they can replace it from the "
@@ -62,7 +61,7 @@ def section(engine: Engine) -> None:
             except HarnessError as exc:
                 st.error(stats.literal(exc))
             else:
-                store.log_action(engine, "entry-given", f"to {member.strip()}", entry.strip())
+                audit.log_action(engine, "entry-given", f"to {member.strip()}", entry.strip())
                 st.success(f"{stats.literal(entry.strip())} now belongs to {stats.literal(member.strip())}.")
     owned, recent = members.owners(engine), members.uploads(engine, 50)
     if owned:

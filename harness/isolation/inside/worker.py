@@ -13,6 +13,7 @@ So the images cannot be read (or answered in advance) before the clock starts.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import io
@@ -31,15 +32,23 @@ from torch import nn
 
 from harness.contract import EntryMetadata
 from harness.data.task import TASK
-from harness.isolation.exchange import (GO_FILE, LOADING, PROGRESS_FILE, READY_FILE, WARMING_UP, write_phase,
-                                       write_progress)
 from harness.entries.loading import EntryError, load_model, set_eval
+from harness.isolation.inside.exchange import (
+    GO_FILE,
+    LOADING,
+    PROGRESS_FILE,
+    READY_FILE,
+    WARMING_UP,
+    write_phase,
+    write_progress,
+)
 
 CPU_BATCH = 128    # the largest batch on the CPU; a costly model gets a smaller one (see choose_batch)
 CUDA_BATCH = 8192  # the largest batch on CUDA; smaller where the warm-up's memory says it would not fit
 # A batch the harness sizes on CPU holds about this much arithmetic (FLOPs: 2 × the multiply-adds of its conv and
-# linear layers, see flops_per_image): about 2 s on a 2-core CPU. A digits CNN (tens of MFLOPs an image) keeps CPU_BATCH; a 224-px ResNet-50
-# (8.2 GFLOPs) gets 16, so its first estimate comes seconds after go and its warm-up costs seconds, not minutes.
+# linear layers, see flops_per_image): about 2 s on a 2-core CPU. A digits CNN (tens of MFLOPs an image) keeps
+# CPU_BATCH; a 224-px ResNet-50 (8.2 GFLOPs) gets 16, so its first estimate comes seconds after go and its warm-up
+# costs seconds, not minutes.
 BATCH_FLOPS = 200e9
 PROBE_FLOPS = 50e9  # ... and the batch the layout is probed on (twice, untimed)
 FIRST_PROBE = 2     # images in the first, counted warm-up pass (2, not 1: a model that squeezes its batch works)
@@ -69,7 +78,8 @@ def check_output(out, batch: int, where: str) -> torch.Tensor:
         raise EntryError(f"forward returned shape {list(out.shape)} for a batch of {batch} on {where}; it must return "
                          f"[{batch}, {TASK.num_classes}] (one score per digit).")
     if not out.is_floating_point():
-        raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or log-probabilities).")
+        raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or "
+                         "log-probabilities).")
     return out.float()
 
 
@@ -112,7 +122,8 @@ class Counter:
         write_progress(self.fd, self.done)
 
 
-def run_batches(model, resident: torch.Tensor, batch_size: int, where: str, counter: Counter | None = None) -> np.ndarray:
+def run_batches(model, resident: torch.Tensor, batch_size: int, where: str,
+                counter: Counter | None = None) -> np.ndarray:
     """Forward every image once, in order, from images already on the device; outputs come back in one copy.
 
     On a CUDA out-of-memory error the batch is halved and the same images are tried again. ``counter`` counts the
@@ -139,7 +150,8 @@ def run_batches(model, resident: torch.Tensor, batch_size: int, where: str, coun
                 counter.add(len(batch))
         result = torch.cat(outputs) if outputs else torch.zeros((0, TASK.num_classes))
         if not torch.isfinite(result).all():
-            raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its normalisation.")
+            raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its "
+                             "normalisation.")
     if len(result) != len(resident):
         raise EntryError(f"only {len(result)} of {len(resident)} images were evaluated on {where}.")
     return result.cpu().numpy()
@@ -219,7 +231,7 @@ def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> to
     """On CPU, the memory layout to run the model in: channels-last where it gives the same outputs, else the usual one.
 
     In channels-last (NHWC) memory, oneDNN runs convolutions and max-pooling without reordering, which makes a conv
-    model's forward pass faster (figures: README, "Speed"). The layout changes only where numbers
+    model's forward pass faster (figures: docs/performance.md, "Speed"). The layout changes only where numbers
     sit in memory, not what the model computes, but a model can still break in it: ``x.view(n, -1)`` after a conv
     layer raises. So the first batch runs both ways, untimed: the model keeps channels-last only if that run
     succeeds with the same predictions and outputs equal to float rounding. Otherwise it is put back as it was.
@@ -361,7 +373,7 @@ def keep_freed_memory() -> None:
     """Tell glibc to keep large freed blocks instead of unmapping them.
 
     By default every batch's activations are mmapped, unmapped and faulted in again, which slows a fresh
-    process's first pass over the images (figures: README, "Speed").
+    process's first pass over the images (figures: docs/performance.md, "Speed").
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -400,10 +412,8 @@ class CappedLog(io.TextIOBase):
         data = str(text).encode("utf-8", "replace")
         shown = data[:max(self.head_left, 0)]
         if shown:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(self.fd, shown)
-            except OSError:
-                pass
             self.head_left -= len(shown)
         rest = data[len(shown):]
         if rest:
@@ -417,10 +427,8 @@ class CappedLog(io.TextIOBase):
         """Write the kept end of the output, after a line that says how much was cut."""
         end = (f"\n[… {self.cut:,} bytes of output cut …]\n".encode() if self.cut else b"") + bytes(self.tail)
         self.tail.clear()
-        try:
+        with contextlib.suppress(OSError):
             os.write(self.fd, end)
-        except OSError:
-            pass
 
 
 def failure(exc: BaseException, folder: Path, log: CappedLog) -> str:
@@ -430,7 +438,8 @@ def failure(exc: BaseException, folder: Path, log: CappedLog) -> str:
     if isinstance(exc, SystemExit):
         return f"the entry called sys.exit({exc.code!r}); an entry must not exit the process."
     if isinstance(exc, MemoryError):
-        return "the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the memory limit."
+        return ("the entry ran out of memory (over its memory limit); use a smaller model or batch, or raise the "
+                "memory limit.")
     frames = traceback.extract_tb(exc.__traceback__)
     user = [f for f in frames if Path(f.filename).resolve().is_relative_to(Path(folder).resolve())]
     where = f" ({Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
@@ -452,8 +461,8 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
     log = CappedLog()
     sys.stdout = sys.stderr = log
     try:
-        result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device, batch_size,
-                                 gpu_memory)
+        result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device,
+                                 batch_size, gpu_memory)
     except BaseException as exc:  # anything the entry's own code raises
         result = {"status": "failed", "error": failure(exc, Path(folder), log)}
     if os.getpid() != pid:  # a copy the entry forked: only the entry's own process reports

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -76,13 +76,13 @@ class Competition:
     @property
     def deadline_utc(self) -> datetime | None:
         """The deadline as a naive UTC datetime, comparable with the store's timestamps."""
-        return None if self.deadline is None else self.deadline.astimezone(timezone.utc).replace(tzinfo=None)
+        return None if self.deadline is None else self.deadline.astimezone(UTC).replace(tzinfo=None)
 
     def is_late(self, submitted_at_utc: datetime) -> bool:
         return self.deadline_utc is not None and submitted_at_utc > self.deadline_utc
 
     def deadline_passed(self, now_utc: datetime | None = None) -> bool:
-        now = now_utc or datetime.now(timezone.utc).replace(tzinfo=None)
+        now = now_utc or datetime.now(UTC).replace(tzinfo=None)
         return self.deadline_utc is not None and now > self.deadline_utc
 
     def as_dict(self) -> dict:
@@ -106,7 +106,7 @@ class Competition:
 
     def local(self, utc_naive: datetime) -> datetime:
         """A store timestamp (naive UTC) in the competition's time zone."""
-        return utc_naive.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(self.timezone))
+        return utc_naive.replace(tzinfo=UTC).astimezone(ZoneInfo(self.timezone))
 
 
 def add_argument(parser) -> None:
@@ -133,7 +133,8 @@ def load(arg: str | os.PathLike | None = None) -> Competition:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise CompetitionConfigError(f"cannot read the competition config {path} ({exc}); check its permissions.") from exc
+        raise CompetitionConfigError(f"cannot read the competition config {path} ({exc}); check its "
+                                     "permissions.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise CompetitionConfigError(f"{path} is not valid TOML ({exc}); fix the line it names.") from exc
     return parse(data, str(path))
@@ -162,7 +163,8 @@ def parse(data: dict, source: str = "competition.toml") -> Competition:
     except (ZoneInfoNotFoundError, ValueError):
         zone = None
     if not isinstance(zone, str):
-        raise fail(f"'timezone' = {data.get('timezone')!r} is not a time zone name; use e.g. \"Europe/Paris\" or \"UTC\".")
+        raise fail(f"'timezone' = {data.get('timezone')!r} is not a time zone name; use e.g. \"Europe/Paris\" or "
+                   "\"UTC\".")
     deadline = _deadline(data.get("deadline"), zone if "timezone" in data else None, fail)
     reveal = data.get("reveal", "organiser")
     if reveal not in REVEALS:
@@ -284,7 +286,8 @@ def _deadline(value, zone: str | None, fail) -> datetime | None:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise fail(f"'deadline' = {value!r} is not a date and time; write e.g. 2027-01-10T23:59:00+01:00.") from None
+            raise fail(f"'deadline' = {value!r} is not a date and time; write e.g. "
+                       "2027-01-10T23:59:00+01:00.") from None
     elif isinstance(value, date) and not isinstance(value, datetime):
         raise fail(f"'deadline' = {value} has no time of day; write e.g. {value}T23:59:00 with a time zone.")
     if not isinstance(value, datetime):

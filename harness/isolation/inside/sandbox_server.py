@@ -1,4 +1,4 @@
-"""The fork server that runs inside the bubblewrap sandbox: ``python -m harness.isolation.sandbox_server``.
+"""The fork server that runs inside the bubblewrap sandbox: ``python -m harness.isolation.inside.sandbox_server``.
 
 It imports torch once, then answers jobs from stdin one at a time: fork, drop to an unprivileged user (when
 started as root), apply the limits, run the worker, and report the child's pid and exit code on the protocol
@@ -8,13 +8,14 @@ stream. The host side is ``harness.isolation.sandbox``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pickle
 import sys
 
-from harness.isolation.limits import limit_process
-from harness.store import trees
+from harness.common import trees
+from harness.isolation.inside.rlimits import limit_process
 
 NOBODY = 65534              # the user an entry runs as when the harness runs as root
 FILE_LIMIT = 1024 ** 3      # largest file an entry may write
@@ -46,7 +47,7 @@ def entry_child(job: dict, protocol: int, gate: int) -> None:
         log = os.open(f"{OUT}/entry.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        from harness.isolation import worker
+        from harness.isolation.inside import worker
         worker.main(job["folder"], job["metadata"], job["inputs"], OUT, job["device"], job["batch_size"],
                     job.get("gpu_memory"))
         code = 0
@@ -86,7 +87,7 @@ def serve(preload: list[str]) -> None:
     protocol = os.dup(1)
     os.dup2(2, 1)  # anything printed by imports goes to stderr, never into the protocol
     import importlib
-    for module in ["harness.isolation.worker"] + preload:
+    for module in ["harness.isolation.inside.worker"] + preload:
         importlib.import_module(module)
 
     def send(message: dict) -> None:
@@ -100,12 +101,11 @@ def serve(preload: list[str]) -> None:
             if module in sys.modules:
                 continue
             before = {folder: set(os.listdir(folder)) for folder in keep}
-            try:
+            with contextlib.suppress(Exception):  # the entry's own import will report it
                 importlib.import_module(module)
-            except Exception:  # the entry's own import will report it
-                pass
             # What the server's own import wrote there (no entry runs now) is the server's: kept like the rest.
-            keep = {folder: names | frozenset(set(os.listdir(folder)) - before[folder]) for folder, names in keep.items()}
+            keep = {folder: names | frozenset(set(os.listdir(folder)) - before[folder])
+                    for folder, names in keep.items()}
         if not wipe_scratch(keep):
             send({"error": "what the previous entry left in the sandbox's /tmp could not be removed"})
             continue

@@ -20,7 +20,7 @@ from PIL import Image
 
 from harness import isolation
 from harness.data.preprocess import ImageProblem, normalize_image, pixel_problem, to_uint8
-from harness.entries.discovery import Entry, discover
+from harness.entries.discovery import EntryFolder, discover
 from harness.errors import HarnessError
 from harness.isolation import Limits
 from harness.scoring.metrics import detect_output_kind, to_probabilities
@@ -69,7 +69,7 @@ class Prediction:
         return None if self.probabilities is None else int(np.argmax(self.probabilities))
 
 
-def entries_on_disk(folder: Path) -> list[Entry]:
+def entries_on_disk(folder: Path) -> list[EntryFolder]:
     """The entries in the submissions folder (empty when it is missing; folders that cannot be entries left out)."""
     try:
         return list(discover(folder, skipped=[]).values())
@@ -82,7 +82,7 @@ def model_input(digit: np.ndarray) -> np.ndarray:
     return to_uint8(np.asarray(digit, dtype=np.float32))[None]
 
 
-def reading(entry: Entry, ran: isolation.Prediction) -> Prediction:
+def reading(entry: EntryFolder, ran: isolation.Prediction) -> Prediction:
     """An entry's run over the one drawing, as the page shows it: probabilities, or its failure's sentence."""
     if ran.status != "ok":
         return Prediction(entry.name, entry.display_name, None, ran.error or "failed")
@@ -90,7 +90,7 @@ def reading(entry: Entry, ran: isolation.Prediction) -> Prediction:
     return Prediction(entry.name, entry.display_name, to_probabilities(outputs, detect_output_kind(outputs))[0], None)
 
 
-def predict(entry: Entry, digit: np.ndarray, timeout: float = TIMEOUT_S) -> Prediction:
+def predict(entry: EntryFolder, digit: np.ndarray, timeout: float = TIMEOUT_S) -> Prediction:
     """One entry's probabilities for one normalised digit, computed in a fresh isolated process on the CPU."""
     limits = Limits(timeout=timeout, memory=MEMORY_BYTES, device="cpu", batch_size=1)
     try:
@@ -123,7 +123,7 @@ def warm_note(memory: dict[str, int], budget: int | None, entries: int) -> str |
                    len(memory) < entries else ".")
 
 
-def read_all(pool: isolation.WarmPool, entries: Sequence[Entry], digit: np.ndarray) -> Iterator[Prediction]:
+def read_all(pool: isolation.WarmPool, entries: Sequence[EntryFolder], digit: np.ndarray) -> Iterator[Prediction]:
     """Every entry's reading of the digit, yielded as each one answers (the fastest first)."""
     images = model_input(digit)
     for entry, ran in pool.ask_all(entries, images):
