@@ -7,7 +7,8 @@ import streamlit as st
 
 from harness.errors import HarnessError
 from harness.store import audit, eval_sets, moderation, runs, versions
-from leaderboard import admin, cache, config, drawing, member_codes, scorer as scoring_service, stats, views
+from leaderboard import admin, cache, config, drawing, scorer as scoring_service, stats, views
+from leaderboard.screens import member_codes
 
 settings = cache.settings()
 engine = cache.current_engine()
