@@ -5,7 +5,7 @@ changed copies mixed in), ``--rounds`` times; printed: accuracy as given, discor
 right only as the copy), the check's p and whether it flags the entry.
 
 - ``hash-table``: each test image's exact pixels hashed to its label, a template matcher elsewhere (the issue's
-  attack, as in ``tests/test_sealed.py``);
+  attack, as in ``tests/harness/isolation/test_sealed.py``);
 - ``nearest-neighbour``: the 10,000 test images kept in the weights, each input read as its nearest one's label;
 - the committed entries in ``submissions/`` (``--submissions``), honest.
 

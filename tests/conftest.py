@@ -1,5 +1,6 @@
 """Shared fixtures: the MNIST and Semeion folders beside the repo (as in CI), small datasets, template weights,
-and fresh SQLite and PostgreSQL databases.
+fresh SQLite and PostgreSQL databases (and an engine on each), the arguments of ``python -m harness.evaluate``, and
+the dashboard's results database, evaluated once per session.
 
 A test that needs a shared data set that is missing is skipped, and fails under ``CI=true`` (CI must run it).
 """
@@ -7,11 +8,12 @@ A test that needs a shared data set that is missing is skipped, and fails under 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import pytest
@@ -20,7 +22,11 @@ from sqlalchemy.engine import make_url
 
 from harness.data import mnist
 from harness.data.task import DatasetSpec
+from harness.store.engine import make_engine
 from tests.entries import class_means
+
+if TYPE_CHECKING:
+    from tests.dashboard_fixtures import Fixture
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -76,6 +82,22 @@ def semeion_folder() -> Path:
     return SEMEION
 
 
+needs_mnist = pytest.mark.usefixtures("mnist_dir")  # skipped without ../shared or $MNIST_DIR, failed under CI
+needs_semeion = pytest.mark.usefixtures("semeion_dir")  # skipped without ../shared, failed under CI
+
+
+def evaluate_args(subs, mnist_dir, mystery, db, *extra: str) -> list[str]:
+    """The arguments of ``python -m harness.evaluate`` on the CPU: the entries in ``subs``, MNIST from ``mnist_dir``,
+    the guest digits in ``mystery``, results in ``db`` (a path or a URL), then ``extra``."""
+    return ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(mystery), "--db", str(db),
+            "--device", "cpu", *extra]
+
+
+def evaluate_command(*args: str) -> list[str]:
+    """``python -m harness.evaluate`` with ``args`` (see :func:`evaluate_args`), as a process to start."""
+    return [sys.executable, "-m", "harness.evaluate", *args]
+
+
 @pytest.fixture()
 def one_thread() -> Iterator[None]:
     """One torch thread for the test: on a busy 2-core machine that is faster than two, and training results do not
@@ -109,6 +131,16 @@ def mnist_test(mnist_dir) -> mnist.MnistSplit:
 def means(mnist_dir) -> np.ndarray:
     train = mnist.load_split(mnist_dir, "train", allow_download=False)
     return class_means(train.images[:20000], train.labels[:20000])
+
+
+@pytest.fixture(scope="session")
+def fx(tmp_path_factory, mnist_dir, mnist_test) -> Fixture:
+    """The dashboard's results database (tests/dashboard_fixtures.py: five entries really evaluated, sealed and
+    revealed), built once for the whole session: tests read it, and copy it before they change anything."""
+    from tests import dashboard_fixtures
+    train = mnist.load_split(mnist_dir, "train", allow_download=False)
+    return dashboard_fixtures.build(tmp_path_factory.mktemp("dash"), train.images, train.labels, mnist_test.images,
+                                    mnist_test.labels)
 
 
 @pytest.fixture(scope="session")
@@ -154,9 +186,17 @@ def _drop(admin, name: str, attempts: int = 20) -> None:
             time.sleep(0.5)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path) -> str:
-    """A fresh, empty database of each kind: an SQLite file, then a PostgreSQL database."""
+    """A fresh, empty database of each kind: an SQLite file, then a PostgreSQL database (marked ``postgres``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'lb.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture()
+def engine(db_url):
+    """An engine on a fresh database of each kind (see :func:`db_url`), disposed of afterwards."""
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()

@@ -1,5 +1,6 @@
 -- An SQLite results database made by the harness at commit c82d84d (Base.metadata.create_all, before
--- Alembic), with one row in each table; tests/test_migrations.py upgrades it. Load with sqlite3 executescript.
+-- Alembic), with one row in each table; tests/harness/store/test_migrations.py upgrades it. Load with sqlite3
+-- executescript.
 BEGIN TRANSACTION;
 CREATE TABLE audit_log (
 	id INTEGER NOT NULL, 

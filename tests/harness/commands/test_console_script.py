@@ -1,0 +1,127 @@
+"""The ``harness`` command (harness/__main__.py): ``harness <command> [flags]`` and ``python -m harness <command>``
+run ``python -m harness.<command> [flags]`` with the same flags and exit status; ``--help`` lists every command in one
+line each; an unknown command is one sentence and exit status 2."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from harness import __main__ as console, check
+from tests.conftest import REPO
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def commands_layer() -> list[str]:
+    """The command modules, as the import-linter layers in pyproject.toml name them."""
+    layers = next(c["layers"] for c in PYPROJECT["tool"]["importlinter"]["contracts"] if c["type"] == "layers")
+    line = next(layer for layer in layers if "harness.evaluate" in layer)
+    return [name.strip().removeprefix("harness.") for name in line.split(":")]
+
+
+def run_python(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_every_command_module_is_a_subcommand_and_the_script_is_declared():
+    assert sorted(console.COMMANDS) == sorted(commands_layer())
+    assert len(commands_layer()) == 10
+    for name in console.COMMANDS:
+        assert callable(importlib.import_module(f"harness.{name}").main), name
+    assert PYPROJECT["project"]["scripts"] == {"harness": "harness.__main__:main"}
+
+
+def test_the_metadata_installs_the_harness_script(tmp_path, monkeypatch):
+    from setuptools import build_meta
+    monkeypatch.chdir(REPO)
+    info = build_meta.prepare_metadata_for_build_wheel(str(tmp_path))
+    entry_points = (tmp_path / info / "entry_points.txt").read_text()
+    assert "[console_scripts]\nharness = harness.__main__:main\n" in entry_points
+
+
+@pytest.mark.parametrize("name", sorted(console.COMMANDS))
+def test_each_command_gets_its_flags_and_gives_back_its_status(name, monkeypatch):
+    module = importlib.import_module(f"harness.{name}")
+    calls = []
+
+    def fake_main(argv=None):
+        calls.append(argv)
+        return 17
+
+    monkeypatch.setattr(module, "main", fake_main)
+    assert console.main([name, "--watch", "submissions/x", "--db", "a b.db"]) == 17
+    assert calls == [["--watch", "submissions/x", "--db", "a b.db"]]
+    assert console.main([name]) == 17 and calls[-1] == []
+
+
+def test_help_lists_every_command_in_one_line(capsys):
+    assert console.main(["--help"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[0] == "usage: harness <command> [flags]   (or: python -m harness.<command> [flags])"
+    listed = lines[lines.index("commands:") + 1:]
+    assert [line.split()[0] for line in listed] == list(console.COMMANDS)
+    for line, summary in zip(listed, console.COMMANDS.values(), strict=True):
+        assert line.split(None, 1)[1] == summary and len(line) <= 120, line
+    assert console.main(["-h"]) == 0 and capsys.readouterr().out == out
+
+
+def test_no_command_prints_the_list_on_stderr_and_fails(capsys):
+    assert console.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: harness <command> [flags]") and "  evaluate  " in err
+
+
+def test_an_unknown_command_is_one_sentence_and_status_2(capsys):
+    assert console.main(["evalute", "--watch"]) == 2
+    assert capsys.readouterr() == ("", "error: there is no command 'evalute'; did you mean `evaluate`? the commands "
+                                       "are evaluate, check, verify, export, versions, train, migrate, preview, "
+                                       "sheet, insights (`harness --help`).\n")
+    assert console.main(["zzz"]) == 2
+    assert capsys.readouterr().err == ("error: there is no command 'zzz'; the commands are evaluate, check, verify, "
+                                       "export, versions, train, migrate, preview, sheet, insights "
+                                       "(`harness --help`).\n")
+
+
+def test_a_real_command_answers_the_same_through_the_script(tmp_path, capsys):
+    entry = tmp_path / "odd"
+    entry.mkdir()
+    (entry / "entry.toml").write_text("constructor = 3\n")
+    assert check.main([str(entry)]) == 1
+    direct = capsys.readouterr()
+    assert console.main(["check", str(entry)]) == 1
+    assert capsys.readouterr() == direct
+    assert direct.out == f"error: {entry / 'entry.toml'}: 'constructor' must be a table ([constructor]), not int.\n"
+
+
+def test_a_bad_flag_exits_as_argparse_does():
+    with pytest.raises(SystemExit) as direct:
+        check.main(["--no-such-flag"])
+    with pytest.raises(SystemExit) as through:
+        console.main(["check", "--no-such-flag"])
+    assert through.value.code == direct.value.code == 2
+
+
+@pytest.mark.slow
+def test_python_dash_m_harness_runs_the_commands():
+    listed = run_python("-m", "harness", "--help")
+    assert listed.returncode == 0 and "  versions  " in listed.stdout
+    helped = run_python("-m", "harness", "evaluate", "--help")
+    assert helped.returncode == 0
+    assert helped.stdout == run_python("-m", "harness.evaluate", "--help").stdout
+    assert "--watch" in helped.stdout
+    wrong = run_python("-m", "harness", "evalute")
+    assert (wrong.returncode, wrong.stdout) == (2, "")
+    assert wrong.stderr.startswith("error: there is no command 'evalute'; did you mean `evaluate`?")
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    version = run_python("-m", "harness", "--version")
+    assert version.returncode == 0 and version.stdout.startswith("harness 0.")
