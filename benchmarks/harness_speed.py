@@ -3,7 +3,8 @@
 (a) harness overhead per entry beyond the bare model compute (same model, same batches, in-process);
 (b) ``python -m harness.evaluate`` on 10 entries vs. the course way: one Python process per model with
     torchvision ``MNIST`` + ``ToTensor`` + ``DataLoader(batch_size=64)``;
-(c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries;
+(c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries (wall seconds, and CPU seconds,
+    which hardly move with the machine's load);
 (d) what sealing the secret set costs per entry: the public set and a 100-digit secret set in one process (the
     design before harness 0.4.0) against two phases (``runner.evaluate_one``), without and with the memorisation
     check's 1,000 changed copies; the three alternate, entry by entry, in the same run.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -139,9 +141,18 @@ def phase_costs(entries: list, public: store.DatasetSpec, secret: store.DatasetS
 
 
 def timed(cmd: list[str], **kw) -> float:
+    return timed_cpu(cmd, **kw)[0]
+
+
+def timed_cpu(cmd: list[str], **kw) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the command and what it waited for) of one command: the CPU
+    figure hardly moves with the machine's load, the wall one does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO, **kw)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -221,7 +232,7 @@ def main() -> None:
             make_entries(many, args.unchanged)
             cmd = [py, "-m", "harness.evaluate", *common, "--submissions", str(many), "--db", str(work / "c.db")]
             timed(cmd)
-            out["c_unchanged_rerun_seconds"] = timed(cmd)
+            out["c_unchanged_rerun_seconds"], out["c_unchanged_rerun_cpu_seconds"] = timed_cpu(cmd)
             out["c_entries"] = args.unchanged
     finally:
         shutil.rmtree(work, ignore_errors=True)
