@@ -3,13 +3,14 @@
 (a) harness overhead per entry beyond the bare model compute (same model, same batches, in-process);
 (b) ``python -m harness.evaluate`` on 10 entries vs. the course way: one Python process per model with
     torchvision ``MNIST`` + ``ToTensor`` + ``DataLoader(batch_size=64)``;
-(c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries;
+(c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries (wall seconds, and CPU seconds,
+    which hardly move with the machine's load);
 (d) what sealing the secret set costs per entry: the public set and a 100-digit secret set in one process (the
     design before harness 0.4.0) against two phases (``runner.evaluate_one``), without and with the memorisation
     check's 1,000 changed copies; the three alternate, entry by entry, in the same run.
 
 Usage: ``python benchmarks/harness_speed.py [--mnist-dir DIR] [--device cpu|cuda] [--entries 10] [--unchanged 50]
-[--phases-only] [--phase-rounds 3]``
+[--parts a,b,c,d] [--phases-only] [--phase-rounds 3]``; ``--parts a,c`` measures (a) and (c) alone (a minute, not ten).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -139,9 +141,18 @@ def phase_costs(entries: list, public: DatasetSpec, secret: DatasetSpec, device:
 
 
 def timed(cmd: list[str], **kw) -> float:
+    return timed_cpu(cmd, **kw)[0]
+
+
+def timed_cpu(cmd: list[str], **kw) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the command and what it waited for) of one command: the CPU
+    figure hardly moves with the machine's load, the wall one does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO, **kw)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -152,13 +163,18 @@ def main() -> None:
     p.add_argument("--unchanged", type=int, default=50)
     p.add_argument("--skip-course", action="store_true")
     p.add_argument("--phase-rounds", type=int, default=3, help="(d): rounds over the entries, each way")
-    p.add_argument("--phases-only", action="store_true", help="measure (d) alone")
+    p.add_argument("--phases-only", action="store_true", help="measure (d) alone (as --parts d)")
+    p.add_argument("--parts", default="a,b,c,d", help="which parts to measure, e.g. a,c (default: all four)")
     args = p.parse_args()
+    parts = {"d"} if args.phases_only else set(args.parts.replace(" ", "").split(","))
+    if not parts or parts - set("abcd"):
+        p.error(f"--parts takes letters among a, b, c, d separated by commas, not {args.parts!r}")
     mnist_dir = mnist.resolve_dir(args.mnist_dir)
     split = mnist.load_split(mnist_dir, "test", allow_download=False)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     py = sys.executable
-    out: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    out: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "parts": ",".join(sorted(parts))}
     try:
         subs = work / "subs"
         make_entries(subs, args.entries)
@@ -167,41 +183,42 @@ def main() -> None:
         common = ["--submissions", str(subs), "--mnist-dir", str(mnist_dir), "--mystery", str(empty_guest),
                   "--device", args.device]
 
-        if args.phases_only:
-            spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
-            secret = DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
-            out.update(phase_costs(list(discover(subs).values()), spec, secret, args.device, args.phase_rounds))
+        spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
+        secret = DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
+        entries = list(discover(subs).values())
+        if parts == {"d"}:
+            out.update(phase_costs(entries, spec, secret, args.device, args.phase_rounds))
             print(json.dumps(out, indent=2))
             return
 
-        # (a) overhead per entry: runner wall time per entry minus the bare forward pass.
-        batch = 8192 if args.device == "cuda" else 128
-        bare = {b: bare_seconds(split.images, args.device, b) for b in sorted({64, 128, batch, 10000})}
-        out["bare_forward_seconds_by_batch"] = bare
-        # On CPU the harness runs this CNN in channels-last memory (harness.isolation.inside.worker.probe_layout): the
-        # model's own compute there is the channels-last pass, and (a) is charged against that, not the slower usual
-        # layout.
-        own = (bare_seconds(split.images, args.device, batch, torch.channels_last) if args.device == "cpu"
-               else bare[batch])
-        out["bare_forward_seconds_as_run_by_harness"] = own
-        spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
-        engine = make_engine(f"sqlite:///{work / 'a.db'}")
-        entries = list(discover(subs).values())
-        # starts the fork server
-        runner.run(engine, entries[:1], [spec], runner.Options(runner.Limits(device=args.device)), [])
-        t = time.perf_counter()
-        runner.run(engine, entries, [spec], runner.Options(runner.Limits(device=args.device), force=True), [])
-        per_entry = (time.perf_counter() - t) / len(entries)
-        out["a_harness_seconds_per_entry"] = per_entry
-        out["a_overhead_seconds_per_entry"] = per_entry - own
+        if "a" in parts:  # (a) overhead per entry: runner wall time per entry minus the bare forward pass.
+            batch = 8192 if args.device == "cuda" else 128
+            bare = {b: bare_seconds(split.images, args.device, b) for b in sorted({64, 128, batch, 10000})}
+            out["bare_forward_seconds_by_batch"] = bare
+            # On CPU the harness runs this CNN in channels-last memory (harness.isolation.inside.worker.probe_layout):
+            # the model's own compute there is the channels-last pass, and (a) is charged against that, not the
+            # slower usual layout.
+            own = bare_seconds(split.images, args.device, batch, torch.channels_last) if args.device == "cpu" \
+                else bare[batch]
+            out["bare_forward_seconds_as_run_by_harness"] = own
+            engine = make_engine(f"sqlite:///{work / 'a.db'}")
+            limits = runner.Limits(device=args.device)
+            runner.run(engine, entries[:1], [spec], runner.Options(limits), [])  # starts the fork server
+            t = time.perf_counter()
+            runner.run(engine, entries, [spec], runner.Options(limits, force=True), [])
+            per_entry = (time.perf_counter() - t) / len(entries)
+            out["a_harness_seconds_per_entry"] = per_entry
+            out["a_overhead_seconds_per_entry"] = per_entry - own
+            # of which, by design: the bare pass over the memorisation check's changed copies, scored with the set
+            out["a_memorisation_copies_bare_seconds"] = own * runner.MEMO_COPIES / len(split.images)
 
-        # (d) one process for both sets against two phases, alternating entry by entry (same sandbox, same data).
-        secret = DatasetSpec("guest", "bench-secret", split.labels[:100], split.images[:100], "bench")
-        out.update(phase_costs(entries, spec, secret, args.device, args.phase_rounds))
+        if "d" in parts:  # (d) one process for both sets against two phases, alternating entry by entry
+            out.update(phase_costs(entries, spec, secret, args.device, args.phase_rounds))
 
-        # (b) harness.evaluate on N entries (fresh database, everything new) vs the course way.
-        out["b_harness_evaluate_seconds"] = timed([py, "-m", "harness.evaluate", *common, "--db", str(work / "b.db")])
-        if not args.skip_course:
+        if "b" in parts:  # (b) harness.evaluate on N entries (fresh database, everything new) vs the course way.
+            out["b_harness_evaluate_seconds"] = timed([py, "-m", "harness.evaluate", *common,
+                                                       "--db", str(work / "b.db")])
+        if "b" in parts and not args.skip_course:
             raw = work / "tv" / "MNIST" / "raw"
             raw.mkdir(parents=True)
             for name, _ in mnist.FILES["test"] + mnist.FILES["train"]:  # torchvision checks all four
@@ -212,13 +229,13 @@ def main() -> None:
             out["b_course_seconds"] = sum(timed([py, str(script), str(e.folder), str(work / "tv")]) for e in entries)
             out["b_speedup"] = out["b_course_seconds"] / out["b_harness_evaluate_seconds"]
 
-        # (c) re-run with nothing changed, many entries.
-        many = work / "many"
-        make_entries(many, args.unchanged)
-        cmd = [py, "-m", "harness.evaluate", *common, "--submissions", str(many), "--db", str(work / "c.db")]
-        timed(cmd)
-        out["c_unchanged_rerun_seconds"] = timed(cmd)
-        out["c_entries"] = args.unchanged
+        if "c" in parts:  # (c) re-run with nothing changed, many entries.
+            many = work / "many"
+            make_entries(many, args.unchanged)
+            cmd = [py, "-m", "harness.evaluate", *common, "--submissions", str(many), "--db", str(work / "c.db")]
+            timed(cmd)
+            out["c_unchanged_rerun_seconds"], out["c_unchanged_rerun_cpu_seconds"] = timed_cpu(cmd)
+            out["c_entries"] = args.unchanged
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out, indent=2))

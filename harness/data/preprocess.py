@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy import ndimage
 
 PREPROCESS_VERSION = "guest-3"
 """Bump whenever the output of :func:`normalize_image` changes: the guest set is re-evaluated."""
@@ -45,6 +44,17 @@ MIN_CONTRAST = 0.08           # weakest ink accepted, as a fraction of the paper
 # phone photo or a 600 dpi A4 scan (35 MP) of the whole printable sheet (``python -m harness.sheet import``).
 DIGIT_MAX_PIXELS = 16_000_000
 SHEET_MAX_PIXELS = 50_000_000
+
+
+class _Ndimage:
+    """``scipy.ndimage``, imported on first use: a guest set read from its cache needs none of it (about 0.2 s)."""
+
+    def __getattr__(self, name: str):
+        from scipy import ndimage as module
+        return getattr(module, name)
+
+
+ndimage = _Ndimage()
 
 
 class ImageProblem(ValueError):

@@ -87,17 +87,30 @@ def files_digest(files: dict[str, bytes]) -> str:
     return _digest((PurePath(name), [data]) for name, data in sorted(files.items(), key=lambda f: PurePath(f[0])))
 
 
-def _digest(files, each: dict[str, str] | None = None) -> str:
+def _digest(files, each: dict[str, str] | None = None, alone: dict[PurePath, str] | None = None) -> str:
+    """The digest of (relative name, chunks) pairs, each file read once; ``each`` (when given) gets every file's own
+    SHA-256, and ``alone`` the digest ``digest([path], root)`` would give for each file named among its keys."""
     whole = hashlib.sha256()
     for name, chunks in files:
-        whole.update(os.fsencode(name) + b"\0")
-        one = hashlib.sha256()
-        for chunk in chunks:
-            whole.update(chunk)
-            one.update(chunk)
-        whole.update(b"\0")
+        head = os.fsencode(name) + b"\0"
+        whole.update(head)
+        hashes = [whole]
+        one = single = None
         if each is not None:
+            one = hashlib.sha256()
+            hashes.append(one)
+        if alone is not None and name in alone:
+            single = hashlib.sha256(head)
+            hashes.append(single)
+        for chunk in chunks:
+            for h in hashes:
+                h.update(chunk)
+        whole.update(b"\0")
+        if one is not None:
             each[name.as_posix()] = one.hexdigest()
+        if single is not None:
+            single.update(b"\0")
+            alone[name] = single.hexdigest()
     return whole.hexdigest()
 
 
@@ -184,13 +197,23 @@ def load_entry(folder: Path) -> EntryFolder:
         except HarnessError as exc:
             metadata_error = str(exc)
     code, weights = real_file(folder, CODE_FILE), weights_file(folder, metadata)
+    # the code's and the weights' own digests come from the same read as the content's (a weights file is read once)
+    listed = set(files)
+    alone = {path.relative_to(folder): "" for path in (code, weights) if path is not None and path in listed}
+    content_hash = _digest(((path.relative_to(folder), read_chunks(path)) for path in files), alone=alone)
+
+    def own(path: Path | None) -> str:
+        if path is None:
+            return ""
+        return alone.get(path.relative_to(folder)) or digest([path], folder)
+
     return EntryFolder(
         name=folder.name,
         folder=folder,
         metadata=metadata,
-        content_hash=digest(files, folder),
-        code_hash=digest([code], folder) if code else "",
-        weights_hash=digest([weights], folder) if weights else "",
+        content_hash=content_hash,
+        code_hash=own(code),
+        weights_hash=own(weights),
         weights_bytes=weights.stat().st_size if weights else 0,
         metadata_error=metadata_error,
         total_bytes=sum(path.stat().st_size for path in files),
