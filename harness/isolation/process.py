@@ -339,6 +339,17 @@ class _Estimate:
         return None
 
 
+def _limit_broken(job, peak: int, memory_limit: int, elapsed: float, timeout: float) -> str | None:
+    """Why the running entry must be stopped now (its memory, then its time), or None."""
+    cgroup = getattr(job, "cgroup", None)
+    if memory_limit and (peak > memory_limit or (cgroup is not None and cgroup.over_limit())):
+        return memory_limit_reason(memory_limit)
+    if elapsed > timeout:
+        return (f"took longer than its time limit of {timeout:g} s and was stopped; make the model faster or "
+                "raise the time limit.")
+    return None
+
+
 def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str = "cpu",
            on_progress: Callable[[Progress], None] | None = None) -> _Watched:
     """Poll the entry until it ends or breaks a limit; hand over its images once it says it is ready and time it
@@ -376,13 +387,8 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
             procs, listed_at = job.processes(), elapsed
         with contextlib.suppress(psutil.Error):
             peak = max(peak, _memory(procs))
-        cgroup = getattr(job, "cgroup", None)
-        if memory_limit and (peak > memory_limit or (cgroup is not None and cgroup.over_limit())):
-            reason = memory_limit_reason(memory_limit)
-        elif elapsed > timeout:
-            reason = (f"took longer than its time limit of {timeout:g} s and was stopped; make the model faster or "
-                      "raise the time limit.")
-        elif went is not None and total:
+        reason = _limit_broken(job, peak, memory_limit, elapsed, timeout)
+        if reason is None and went is not None and total:
             reason = estimate.update(job, time.perf_counter(), started, went)
         if reason:
             job.kill()
