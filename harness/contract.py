@@ -59,6 +59,19 @@ CLASS_NAMES = ("Model", "Net")
 
 
 @dataclass(frozen=True)
+class Interface:
+    """What an entry's process receives and must answer, by the competition's task (``harness.data.task``): images
+    of ``input_shape`` (channels, height, width) with values in ``value_range``, and ``num_classes`` scores each.
+    The harness sets it; an entry never does."""
+    input_shape: tuple[int, int, int] = INPUT_SHAPE
+    num_classes: int = NUM_CLASSES
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+
+DIGITS = Interface()  # the MNIST warm-up's
+
+
+@dataclass(frozen=True)
 class EntryMetadata:
     """What ``entry.toml`` says about an entry (all optional)."""
 
@@ -69,6 +82,11 @@ class EntryMetadata:
     weights: str | None = None
     constructor: dict = field(default_factory=dict)
     hyperparameters: dict = field(default_factory=dict)
+    # not from entry.toml: the task's inputs and outputs, set by the harness when it hands the entry to its process
+    interface: Interface = DIGITS
+
+
+HOST_FIELDS = ("interface",)  # EntryMetadata's fields that entry.toml cannot set
 
 
 def name_problem(name: str) -> str | None:

@@ -16,7 +16,7 @@ from rich.console import Console
 from harness import cli
 from harness.common import competition
 from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GIB, Limits
-from harness.data.task import DatasetSpec
+from harness.data.task import DatasetSpec, is_secret, task_of
 from harness.entries.discovery import discover, select
 from harness.errors import HarnessError
 from harness.isolation import process as isolation
@@ -62,14 +62,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_datasets(args) -> tuple[list[DatasetSpec], list[str]]:
-    """The task's public set (MNIST test) and its secret one (the guest's digits, else the shipped sample), and notes
-    about what was used."""
+def settle(args) -> competition.Competition:
+    """The competition's rules, with ``args`` pointed into its folder (``--competition``) and ``args.mystery`` set to
+    the secret set's folder: --mystery when given, else the task's [task.secret] folder, else mystery_digits."""
+    folder = competition.settle(args, submissions=DEFAULT_SUBMISSIONS)
+    rules = competition.load(args.config)
+    if args.mystery is DEFAULT_MYSTERY:
+        args.mystery = rules.task.secret.folder if rules.task else (folder or Path()) / DEFAULT_MYSTERY
+    return rules
+
+
+def load_datasets(args, rules: competition.Competition | None = None) -> tuple[list[DatasetSpec], list[str]]:
+    """The task's public set (MNIST test, or its [task.public] folder) and its secret one (the guest's digits, else
+    the shipped sample; or the task's secret folder: ``args.mystery``), and notes about what was used."""
     from harness.data.guest import GuestSetError
-    from harness.data.task import TASK
-    public, notes = TASK.public.load(args.mnist_dir)
+    from harness.data.task import task_of
+    task = task_of(rules)
     try:
-        secret, more = TASK.secret.load(args.mystery)
+        public, notes = task.public.load(args.mnist_dir if rules is None or rules.task is None else None)
+        if public is None:
+            raise HarnessError(f"{task.public.title} has no labelled pictures in {rules.task.public.folder}; put "
+                               "them in a folder per class (see docs/organiser.md).")
+        secret, more = task.secret.load(args.mystery)
     except GuestSetError as exc:
         raise HarnessError(str(exc)) from exc
     return [public] + ([secret] if secret is not None else []), notes + more
@@ -135,26 +149,28 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         from harness.isolation.cluster import address_problem
         if address_problem(args.cluster):
             raise HarnessError(address_problem(args.cluster))
-    rules = competition.load(args.config)
+    rules = settle(args)
     engine = make_engine(args.db)
     skipped: list[str] = []
     left_out: dict[str, str] = {}  # {folder: why}: a row each on the board
-    entries = to_evaluate(args, skipped, left_out)
+    entries = to_evaluate(args, skipped, left_out, rules)
     # start the sandbox while the rest loads
     if not args.cluster and (args.force or versions.has_unseen(engine, entries)):
         isolation.prestart(isolation.needs_torchvision(entries), args.device)
     from harness import runner
     from harness.scoring import board, report
-    datasets, notes = load_datasets(args)
+    datasets, notes = load_datasets(args, rules)
     limits = entry_limits(args, rules, datasets)
     options = runner.Options(limits, force=args.force, cluster=args.cluster)
     summary = run_with_progress(engine, entries, datasets, options, rules,
                                 masked(sys.argv[1:] if argv is None else argv), console)
     rows = board.read(engine, rules, is_revealed=True, names={e.name for e in entries}).rows  # the organiser's view
     notes = skipped + summary.notes + notes + run_notes(args, rules, rows, summary, limits.timeout)
-    has_guest = any(d.kind == "guest" for d in datasets)
+    has_guest = any(is_secret(d.kind) for d in datasets)
+    sets = ("MNIST test", "guest") if rules.task is None else (rules.task.public.title, rules.task.secret.title)
     report.print_table(console, rows, has_guest, notes,
-                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title), left_out)
+                       report.title([rules.primary, *rules.tie_break], has_guest, rules.title,
+                                    None if rules.task is None else sets), left_out, sets)
     if args.json:
         meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                          "preprocess_version": d.preprocess_version} for d in datasets}
@@ -164,10 +180,11 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
     return 1 if args.strict and failed else 0
 
 
-def to_evaluate(args: argparse.Namespace, skipped: list[str], left_out: dict[str, str]) -> list:
+def to_evaluate(args: argparse.Namespace, skipped: list[str], left_out: dict[str, str],
+                rules: competition.Competition | None = None) -> list:
     """The entries in --submissions (those named by --only), else a HarnessError; ``skipped`` and ``left_out`` get
     what cannot be evaluated (see ``discover``)."""
-    entries = select(discover(args.submissions, skipped, left_out), args.only)
+    entries = select(discover(args.submissions, skipped, left_out, task_of(rules).interface), args.only)
     if not entries and skipped:
         raise HarnessError(f"{args.submissions} holds no entry that can be evaluated: {skipped[0]}")
     if not entries:
@@ -261,8 +278,8 @@ def watch(args: argparse.Namespace, argv: list[str] | None, console: Console) ->
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
-    watcher = Watcher(args, masked(sys.argv[1:] if argv is None else argv), console, competition.load(args.config),
-                      make_engine(args.db))
+    rules = settle(args)
+    watcher = Watcher(args, masked(sys.argv[1:] if argv is None else argv), console, rules, make_engine(args.db))
     try:
         if args.parent is not None:
             follow_parent(args.parent)
@@ -304,7 +321,7 @@ class Watcher:
 
     def load(self) -> list[str]:
         """Read the sets (and the limits for their images); notes about what was used."""
-        datasets, notes = load_datasets(self.args)
+        datasets, notes = load_datasets(self.args, self.rules)
         self.datasets, self.limits = datasets, entry_limits(self.args, self.rules, datasets)
         return notes
 
@@ -331,7 +348,7 @@ class Watcher:
         if now != self.guest_state and now == self.changing:    # changed, and settled for a round
             self.guest_state = now
             notes = self.load()
-            guest = next((d for d in self.datasets if d.kind == "guest"), None)
+            guest = next((d for d in self.datasets if is_secret(d.kind)), None)
             where = "the shipped sample" if guest is not None and guest.source == "sample" else self.args.mystery
             shown = "none" if guest is None else f"{len(guest.labels)} digits ({where})"
             self.console.print(f"{datetime.now():%H:%M:%S} the guest's digits changed: now {shown}; "
@@ -344,7 +361,8 @@ class Watcher:
         """Evaluate the versions not scored yet on these sets, oldest upload first."""
         from harness import runner
         args = self.args
-        todo = in_queue_order(self.engine, pending(self.engine, select(discover(args.submissions, []), args.only),
+        found = discover(args.submissions, [], interface=task_of(self.rules).interface)
+        todo = in_queue_order(self.engine, pending(self.engine, select(found, args.only),
                                                    self.datasets, self.rules, self.limits))
         if todo:
             self.console.print(f"{datetime.now():%H:%M:%S} new: {', '.join(e.name for e in todo)}")

@@ -22,7 +22,7 @@ from harness.common.competition import Competition
 from harness.common.limits import Limits
 from harness.common.tempfolders import temp_folder
 from harness.data.copies import changed_copies
-from harness.data.task import TASK, DatasetSpec
+from harness.data.task import MNIST_DIGITS, DatasetSpec, Task, is_secret, task_of
 from harness.entries import parameters
 from harness.entries.discovery import EntryFolder
 from harness.isolation import Progress, limits_hit
@@ -111,15 +111,15 @@ def size_problem(entry: EntryFolder, competition: Competition) -> str | None:
 MEMO_COPIES = 1000  # public images scored against a changed copy of themselves (harness.data.copies), per entry
 
 
-def secret_failure() -> str:
+def secret_failure(task: Task = MNIST_DIGITS) -> str:
     """What is shown of a failure while the entry held the secret set: that it failed there, nothing more."""
-    return f"failed on {TASK.secret.title}; why is sealed until the reveal (the organiser sees it then)."
+    return f"failed on {task.secret.title}; why is sealed until the reveal (the organiser sees it then)."
 
 
 def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
-                 predictor: Predictor = LOCAL) -> evaluations.Record:
+                 predictor: Predictor = LOCAL, task: Task = MNIST_DIGITS) -> evaluations.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     Two phases, each in a process of its own: the public sets first, with changed copies of some public images
@@ -130,11 +130,13 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     What is ranked besides the outputs is measured here, never reported by the entry: the parameter count is read
     from its weights file, the speed is timed from outside its process on the public phase
     (``harness.isolation.process``). ``predictor``: where it runs (this machine, or a cluster: ``backend``).
+    ``task``: what the entry receives and answers (its process is told, whatever the entry's folder says).
     """
-    public = [spec for spec in datasets if spec.kind != TASK.secret.kind]
-    secret = [spec for spec in datasets if spec.kind == TASK.secret.kind]
+    entry = replace(entry, metadata=replace(entry.metadata, interface=task.interface))
+    public = [spec for spec in datasets if not is_secret(spec.kind)]
+    secret = [spec for spec in datasets if is_secret(spec.kind)]
     total = sum(len(spec.images) for spec in datasets)
-    main = next((spec for spec in public if spec.kind == TASK.public.kind and len(spec.images)), None)
+    main = next((spec for spec in public if spec.kind == task.public.kind and len(spec.images)), None)
     chosen, copies = _copies(main) if main is not None else (None, None)
     images = {spec.kind: spec.images for spec in public}
     if main is not None:
@@ -158,7 +160,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     if main is not None:  # the copies' outputs follow the set's own
         outputs[main.kind], copy_outputs = outputs[main.kind][:len(main.images)], outputs[main.kind][len(main.images):]
     try:
-        record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, outputs[spec.kind], TASK.num_classes)
+        record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, outputs[spec.kind], task.num_classes)
                           for spec in public}
     except ValueError as exc:
         record.status, record.error = "failed", str(exc)
@@ -172,7 +174,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     if secret:
         if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
             on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
-        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predictor)
+        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predictor, task)
     return record
 
 
@@ -183,7 +185,8 @@ def _copies(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[DatasetSpec],
-                  dataset_ids: dict[str, int], limits: Limits, preload_torchvision: bool, predictor: Predictor) -> None:
+                  dataset_ids: dict[str, int], limits: Limits, preload_torchvision: bool, predictor: Predictor,
+                  task: Task = MNIST_DIGITS) -> None:
     """The secret sets in a process of their own; only their outputs reach ``record``, all else is sealed."""
     second = predictor.predict(entry, {spec.kind: spec.images for spec in secret}, limits,
                                preload_torchvision=preload_torchvision, on_progress=None, secret=True)
@@ -191,7 +194,7 @@ def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[D
     if second.status == "ok":
         try:
             record.metrics.update({dataset_ids[spec.kind]: summarize(spec.labels, second.outputs[spec.kind],
-                                                                     TASK.num_classes) for spec in secret})
+                                                                     task.num_classes) for spec in secret})
         except ValueError as exc:
             sealed_error = str(exc)
     record.sealed = evaluations.Sealed(error=sealed_error, log=second.log or None, seconds=second.seconds,
@@ -199,7 +202,7 @@ def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[D
     if second.sandboxed is False:
         record.sandboxed = False
     if sealed_error is not None:
-        record.status, record.error = "failed", secret_failure()
+        record.status, record.error = "failed", secret_failure(task)
         record.metrics, record.images_per_second = {}, None
 
 
@@ -280,6 +283,7 @@ class _Scoring:
     on_entry: Callable[[EntryFolder, str], None] | None
     on_progress: Callable[[EntryFolder, Progress], None] | None = None
     predictor: Predictor = LOCAL
+    task: Task = MNIST_DIGITS
 
     @property
     def limits(self) -> Limits:
@@ -301,7 +305,7 @@ class _Scoring:
         dashboard; the watcher that times the entry never waits for the database)."""
         entry = job.entry
         total = sum(len(spec.images) for spec in self.datasets)
-        public = sum(len(spec.images) for spec in self.datasets if spec.kind != TASK.secret.kind)
+        public = sum(len(spec.images) for spec in self.datasets if not is_secret(spec.kind))
         latest: list[Progress] = [Progress(0, total, phase=LOADING)]  # nothing has run yet
         stop = threading.Event()
 
@@ -337,7 +341,7 @@ class _Scoring:
         try:
             with heartbeat(self.engine, key, run_id), self.progress(job) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
-                                      report, self.predictor)
+                                      report, self.predictor, self.task)
             record.timeout, record.memory_limit = self.limits.timeout, self.limits.memory
             evaluation_id = self.save(job, key, record)
         finally:
@@ -455,7 +459,8 @@ def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec],
             if on_plan:
                 on_plan(len(jobs))
             scoring = _Scoring(engine, datasets, dataset_ids, options, summary,
-                               needs_torchvision([j.entry for j in jobs]), on_entry, on_progress, where)
+                               needs_torchvision([j.entry for j in jobs]), on_entry, on_progress, where,
+                               task_of(competition))
             limit = competition.max_entry_bytes
 
             def first_pass(job: VersionToScore) -> tuple[VersionToScore, str, int] | None:

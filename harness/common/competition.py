@@ -35,13 +35,23 @@ from harness.common.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
 from harness.errors import HarnessError
 
 ENV_VAR = "COMPETITION_CONFIG"
+FOLDER_ENV = "LEADERBOARD_COMPETITION"
 DEFAULT_PATH = Path("competition.toml")
+FOLDER_DB = "leaderboard.db"  # a competition folder's own results database
 REVEALS = ("organiser", "hidden", "revealed", "after-deadline")
-# metric name -> (dataset kind, attribute, higher is better)
-METRICS = {"guest_accuracy": ("guest", "accuracy", True), "mnist_accuracy": ("mnist", "accuracy", True),
-           "guest_log_loss": ("guest", "log_loss", False), "mnist_log_loss": ("mnist", "log_loss", False),
-           "params": (None, "params", False), "images_per_second": (None, "images_per_second", True)}
+
+
+def metrics_for(public: str, secret: str) -> dict[str, tuple[str | None, str, bool]]:
+    """metric name -> (dataset kind, attribute, higher is better), for sets stored under these kinds."""
+    return {f"{secret}_accuracy": (secret, "accuracy", True), f"{public}_accuracy": (public, "accuracy", True),
+            f"{secret}_log_loss": (secret, "log_loss", False), f"{public}_log_loss": (public, "log_loss", False),
+            "params": (None, "params", False), "images_per_second": (None, "images_per_second", True)}
+
+
+METRICS = metrics_for("mnist", "guest")          # the warm-up's (no [task] table)
+TASK_METRICS = metrics_for("public", "secret")   # a competition with a [task] table
 PRIMARY_METRICS = ("guest_accuracy", "mnist_accuracy")
+TASK_PRIMARY_METRICS = ("secret_accuracy", "public_accuracy")
 ENTRIES_PER_MEMBER = ("one", "several")
 GB = 1_000_000_000
 DEFAULT_WARM_MEMORY = 2 * 1024 ** 3  # bytes the dashboard's warm entries may hold together: room on an 8 GiB server
@@ -52,6 +62,43 @@ UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60, "minute": 60, "
 
 class CompetitionConfigError(HarnessError):
     """competition.toml is missing (when named explicitly), unreadable or has an invalid value."""
+
+
+SECRET_KINDS = ("guest", "secret")  # the secret set's kind in the store: the warm-up's, and every other task's
+
+
+def is_secret(kind: str) -> bool:
+    """Whether results on the set of this kind are sealed until the reveal."""
+    return kind in SECRET_KINDS
+
+
+PREPROCESSES = ("digits", "resize")  # how a raw picture becomes an input: see harness.data.task
+
+
+@dataclass(frozen=True)
+class SetRules:
+    """One of the task's two sets as ``[task.public]`` / ``[task.secret]`` says: its title and where it is."""
+    title: str
+    folder: Path                                # class folders, or images with a labels.csv
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    """The ``[task]`` table: what the competition is about (``harness.data.task.task_of`` builds the Task)."""
+    title: str
+    classes: tuple[str, ...]
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+    value_range: tuple[float, float] = (0.0, 1.0)
+    preprocess: str = "resize"                  # digits | resize
+    public: SetRules = SetRules("public set", Path("public"))
+    secret: SetRules = SetRules("secret set", Path("secret"))
+    train: Path | None = None                   # the training kit's folder (same layout)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.channels, self.height, self.width
 
 
 @dataclass(frozen=True)
@@ -71,6 +118,20 @@ class Competition:
     # versions besides the one ranked (``harness.scoring.retention``); results are never dropped
     keep_versions: int | None = None
     source: str = "built-in defaults"
+    # [task]: None is the club's warm-up (MNIST test in public, the guest's digits in secret); paths in it are
+    # resolved against the folder of the config file
+    task: TaskRules | None = None
+
+    @property
+    def set_kinds(self) -> tuple[str, str]:
+        """The names the store gives the public and the secret set's results: MNIST's ("mnist", "guest"), else
+        ("public", "secret")."""
+        return ("mnist", "guest") if self.task is None else ("public", "secret")
+
+    @property
+    def metrics(self) -> dict[str, tuple[str | None, str, bool]]:
+        """This competition's metric names -> (set kind, attribute, higher is better)."""
+        return metrics_for(*self.set_kinds)
 
     def time_limit(self, images: int) -> float:
         """The seconds each entry may take to predict ``images`` images (all sets together), by the rules."""
@@ -109,7 +170,12 @@ class Competition:
                 "tie_break": list(self.tie_break), "entries_per_member": self.entries_per_member,
                 "max_entry_gb": self.max_entry_gb, "timeout": self.timeout,
                 "seconds_per_1000_images": self.seconds_per_1000_images, "warm_memory": self.warm_memory,
-                "keep_versions": "all" if self.keep_versions is None else self.keep_versions, "source": self.source}
+                "keep_versions": "all" if self.keep_versions is None else self.keep_versions, "source": self.source,
+                "task": None if self.task is None else {
+                    "title": self.task.title, "classes": list(self.task.classes),
+                    "input_shape": list(self.task.input_shape),
+                    "value_range": list(self.task.value_range), "preprocess": self.task.preprocess,
+                    "public": self.task.public.title, "secret": self.task.secret.title}}
 
     def guest_revealed(self, organiser_flag: bool, now_utc: datetime | None = None) -> bool:
         """Whether guest results may be shown, given the organiser's reveal button state."""
@@ -127,8 +193,40 @@ class Competition:
 
 
 def add_argument(parser) -> None:
-    """The ``--config`` option every command that reads the rules takes."""
+    """The ``--config`` and ``--competition`` options every command that reads the rules takes (then call
+    :func:`settle`)."""
     parser.add_argument("--config", help=f"competition rules file (default: ${ENV_VAR} or ./{DEFAULT_PATH})")
+    parser.add_argument("--competition", metavar="DIR",
+                        help="the competition's folder: its competition.toml, submissions/ and its own "
+                             f"{FOLDER_DB} (default: ${FOLDER_ENV}, else the working directory's files)")
+
+
+def competition_folder(arg: str | os.PathLike | None = None) -> Path | None:
+    """The competition folder named by ``--competition`` or $LEADERBOARD_COMPETITION, or None."""
+    named = arg or os.environ.get(FOLDER_ENV)
+    return Path(named) if named else None
+
+
+def settle(args, **defaults: Path) -> Path | None:
+    """Point the command's paths into the competition folder (``--competition DIR`` or $LEADERBOARD_COMPETITION):
+    ``--config`` to DIR/competition.toml, ``--db`` to DIR/leaderboard.db, and each attribute in ``defaults`` (e.g.
+    ``submissions=DEFAULT_SUBMISSIONS``) still holding that very default object to the same name inside DIR; a value
+    given on the command line stays. Returns the folder, or None when no competition folder is named."""
+    folder = competition_folder(getattr(args, "competition", None))
+    if folder is None:
+        return None
+    if not (folder / DEFAULT_PATH.name).is_file():
+        said = "does not exist" if not folder.is_dir() else f"has no {DEFAULT_PATH.name}"
+        raise CompetitionConfigError(f"the competition folder {folder} {said}; create it with a {DEFAULT_PATH.name} "
+                                     f"(see docs/organiser.md) or point --competition/${FOLDER_ENV} elsewhere.")
+    if getattr(args, "config", None) is None:
+        args.config = str(folder / DEFAULT_PATH.name)
+    if hasattr(args, "db") and args.db is None:
+        args.db = str(folder / FOLDER_DB)
+    for name, default in defaults.items():
+        if getattr(args, name, None) is default:
+            setattr(args, name, folder / default)
+    return folder
 
 
 def resolve_path(arg: str | os.PathLike | None = None) -> tuple[Path, bool]:
@@ -154,17 +252,17 @@ def load(arg: str | os.PathLike | None = None) -> Competition:
                                      "permissions.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise CompetitionConfigError(f"{path} is not valid TOML ({exc}); fix the line it names.") from exc
-    return parse(data, str(path))
+    return parse(data, str(path), path.parent)
 
 
-def parse(data: dict, source: str = "competition.toml") -> Competition:
+def parse(data: dict, source: str = "competition.toml", base: Path | None = None) -> Competition:
     """The rules in ``data`` (competition.toml's tables), else CompetitionConfigError: one sentence naming the first
     problem (the keys are checked in the order of the file's documentation: top-level keys and [ranking]'s first)."""
     try:
         rules = _Rules.model_validate(data)
     except ValidationError as exc:
         raise CompetitionConfigError(f"{source}: {_sentence(exc.errors()[0])}") from None
-    return rules.competition(source)
+    return rules.competition(source, base)
 
 
 SAID = "competition_rule"  # the error type of a sentence a validator wrote itself
@@ -191,8 +289,22 @@ MESSAGES = {
     ("storage", "keep_versions"): "storage.keep_versions = {input!r} must be \"all\" (keep every version's files) or a "
                                   "whole number of versions, such as 2 (each entry's ranked version and its last 2 "
                                   "keep their files).",
-    ("ranking", "primary"): "ranking.primary = {input!r} must be one of " + ", ".join(PRIMARY_METRICS) + ".",
-    ("ranking", "tie_break"): "ranking.tie_break has {input!r}; use a list of " + ", ".join(METRICS) + ".",
+    ("ranking", "primary"): "ranking.primary = {input!r} must be one of " + ", ".join(PRIMARY_METRICS) + " (or, "
+                            "with a [task] table, " + ", ".join(TASK_PRIMARY_METRICS) + ").",
+    ("ranking", "tie_break"): "ranking.tie_break has {input!r}; use a list of " + ", ".join(METRICS) + " (or, with "
+                              "a [task] table, " + ", ".join(TASK_METRICS) + ").",
+    ("task", "title"): "task.title must be a non-empty string, such as \"Five shapes\".",
+    ("task", "classes"): "task.classes must be a list of at least two different, non-empty class names, such as "
+                         "[\"circle\", \"square\"].",
+    ("task", "channels"): "task.channels = {input!r} must be 1 (grey) or 3 (colour).",
+    ("task", "height"): "task.height = {input!r} must be a whole number of pixels from 8 to 1024.",
+    ("task", "width"): "task.width = {input!r} must be a whole number of pixels from 8 to 1024.",
+    ("task", "value_range"): "task.value_range = {input!r} must be two numbers, low then high, such as [0, 1].",
+    ("task", "preprocess"): "task.preprocess = {input!r} must be \"digits\" (handwriting on paper, MNIST's "
+                            "conventions) or \"resize\" (colour conversion, then resize and pad to the input size).",
+    ("task", "train"): "task.train = {input!r} must be a folder path, relative to the config's folder.",
+    ("task", "public"): "[task.public] must be a table with title and folder keys.",
+    ("task", "secret"): "[task.secret] must be a table with title and folder keys.",
 }
 
 
@@ -262,9 +374,9 @@ class _Table(BaseModel):
 class _Ranking(_Table):
     NAME, EXAMPLE, KEYS_SAID = "ranking", "[ranking] with primary = ... and tie_break = [...]", \
         "the keys are primary and tie_break"
-    primary: Literal[PRIMARY_METRICS] = "guest_accuracy"
+    primary: Literal[PRIMARY_METRICS + TASK_PRIMARY_METRICS] = "guest_accuracy"
     # given or not (``model_fields_set``): without it, the other accuracy
-    tie_break: Annotated[list[Literal[tuple(METRICS)]], BeforeValidator(_listed)] = []
+    tie_break: Annotated[list[Literal[tuple(METRICS) + tuple(TASK_METRICS)]], BeforeValidator(_listed)] = []
 
     @field_validator("tie_break")
     @classmethod
@@ -274,11 +386,21 @@ class _Ranking(_Table):
             raise _said(f"ranking.tie_break repeats the primary metric {primary!r}; remove it.")
         return tie_break
 
-    @property
-    def tie_breaks(self) -> tuple[str, ...]:
+    def chosen(self, task: bool) -> tuple[str, tuple[str, ...]]:
+        """The primary metric and the tie-breaks, for a competition with a [task] table (``task``) or the
+        warm-up; without a tie_break, the other accuracy."""
+        names = TASK_METRICS if task else METRICS
+        primary = self.primary
+        if "primary" not in self.model_fields_set and task:
+            primary = "secret_accuracy"
+        for name in [primary, *self.tie_break]:
+            if name not in names:
+                raise _said(f"ranking has {name!r}, a metric of " + ("the MNIST warm-up" if task else "a competition "
+                            "with a [task] table") + "; use one of " + ", ".join(names) + ".")
         if "tie_break" in self.model_fields_set:
-            return tuple(self.tie_break)
-        return ("mnist_accuracy",) if self.primary == "guest_accuracy" else ("guest_accuracy",)
+            return primary, tuple(self.tie_break)
+        accuracies = TASK_PRIMARY_METRICS if task else PRIMARY_METRICS
+        return primary, tuple(m for m in accuracies if m != primary)
 
 
 class _Limits(_Table):
@@ -305,6 +427,96 @@ class _Storage(_Table):
     keep_versions: Literal["all"] | Annotated[int, Field(strict=True, ge=0)] = "all"
 
 
+class _Set(_Table):
+    NAME, EXAMPLE, KEYS_SAID = "task.<set>", "title = ... and folder = ...", "the keys are title and folder"
+    title: Annotated[str, AfterValidator(_non_blank)]
+    folder: Annotated[str, AfterValidator(_non_blank)]
+
+
+def _set_table(which: str):
+    def check(data):
+        if not isinstance(data, dict):
+            raise _said(f"[task.{which}] must be a table with title and folder keys (title = \"...\", folder = "
+                        f"\"{which}\").")
+        unknown = sorted(set(data) - {"title", "folder"})
+        if unknown:
+            raise _said(f"unknown key task.{which}.{unknown[0]}; the keys are title and folder.")
+        for key in ("title", "folder"):
+            if not isinstance(data.get(key), str) or not data[key].strip():
+                raise _said(f"task.{which}.{key} must be a non-empty string, such as "
+                            + (f"\"the {which} shapes\"" if key == "title" else f"\"{which}\"") + ".")
+        return data
+    return check
+
+
+def _classes(value):
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(c, str) and c.strip() for c in value):
+        raise ValueError("not class names")
+    names = [c.strip() for c in value]
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise _said(f"task.classes names {repeated[0]!r} twice; every class needs its own name.")
+    bad = [c for c in names if c.startswith((".", "_")) or "/" in c or "\\" in c or len(c) > 60]
+    if bad:
+        raise _said(f"task.classes has {bad[0]!r}; a class name is also its folder's name: at most 60 characters, "
+                    "no '/' or '\\', not starting with '.' or '_'.")
+    return names
+
+
+Side = Annotated[int, Field(strict=True, ge=8, le=1024)]
+
+
+class _Task(_Table):
+    NAME, EXAMPLE = "task", "[task] with title, classes, channels, height, width and preprocess"
+    KEYS_SAID = "the keys are title, classes, channels, height, width, value_range, preprocess, train, and the " \
+                "tables [task.public] and [task.secret]"
+    title: Annotated[str, AfterValidator(_non_blank)]
+    classes: Annotated[list[str], BeforeValidator(_classes)]
+    channels: Literal[1, 3] = 1
+    height: Side = 28
+    width: Side = 28
+    value_range: tuple[Annotated[float, Field(strict=True, allow_inf_nan=False)],
+                       Annotated[float, Field(strict=True, allow_inf_nan=False)]] = (0.0, 1.0)
+    preprocess: Literal[PREPROCESSES] = "resize"
+    train: Annotated[str, AfterValidator(_non_blank)] | None = None
+    public: Annotated[_Set, BeforeValidator(_set_table("public"))]
+    secret: Annotated[_Set, BeforeValidator(_set_table("secret"))]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required(cls, data):
+        cls.check_table(data)
+        for key, example in (("title", "title = \"Five shapes\""), ("classes", "classes = [\"circle\", \"square\"]"),
+                             ("public", "[task.public] with title and folder"),
+                             ("secret", "[task.secret] with title and folder")):
+            if key not in data:
+                raise _said(f"[task] has no {key}; add {example}.")
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        low, high = self.value_range
+        if not low < high:
+            raise _said(f"task.value_range = [{low:g}, {high:g}] must go from low to high, such as [0, 1].")
+        if self.preprocess == "digits" and (self.channels, self.height, self.width) != (1, 28, 28):
+            raise _said(f"task.preprocess = \"digits\" makes 1×28×28 inputs (MNIST's conventions), not "
+                        f"{self.channels}×{self.height}×{self.width}; set channels = 1, height = 28, width = 28, or "
+                        "choose preprocess = \"resize\".")
+        if self.public.folder.strip() == self.secret.folder.strip():
+            raise _said(f"task.public.folder and task.secret.folder are both {self.public.folder!r}; the secret set "
+                        "needs a folder of its own.")
+        return self
+
+    def rules(self, base: Path) -> TaskRules:
+        def at(folder: str) -> Path:
+            return (base / folder.strip()).resolve()
+        return TaskRules(title=self.title, classes=tuple(self.classes), channels=self.channels, height=self.height,
+                         width=self.width, value_range=(float(self.value_range[0]), float(self.value_range[1])),
+                         preprocess=self.preprocess, public=SetRules(self.public.title, at(self.public.folder)),
+                         secret=SetRules(self.secret.title, at(self.secret.folder)),
+                         train=at(self.train) if self.train else None)
+
+
 class _Rules(BaseModel):
     """competition.toml as written: each key checked in this order (a problem in an earlier one is the one said)."""
     model_config = ConfigDict(frozen=True)
@@ -318,6 +530,7 @@ class _Rules(BaseModel):
     dashboard: _Dashboard = _Dashboard()
     storage: _Storage = _Storage()
     ranking: _Ranking = _Ranking()
+    task: _Task | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -351,10 +564,17 @@ class _Rules(BaseModel):
             raise _said("'reveal' = \"after-deadline\" needs a 'deadline'; add one or choose another reveal.")
         return reveal
 
-    def competition(self, source: str) -> Competition:
+    @model_validator(mode="after")
+    def _metrics_of_the_task(self):
+        self.ranking.chosen(self.task is not None)
+        return self
+
+    def competition(self, source: str, base: Path | None = None) -> Competition:
         keep = self.storage.keep_versions
+        primary, tie_break = self.ranking.chosen(self.task is not None)
+        task = self.task.rules(base or Path(".")) if self.task is not None else None
         return Competition(title=self.title, deadline=self.deadline, timezone=self.timezone or "UTC",
-                           reveal=self.reveal, primary=self.ranking.primary, tie_break=self.ranking.tie_breaks,
+                           reveal=self.reveal, primary=primary, tie_break=tie_break, task=task,
                            entries_per_member=self.entries_per_member, max_entry_gb=float(self.max_entry_gb),
                            timeout=self.limits.timeout, seconds_per_1000_images=self.limits.seconds_per_1000_images,
                            warm_memory=self.dashboard.warm_memory, keep_versions=None if keep == "all" else keep,

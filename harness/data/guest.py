@@ -1,4 +1,6 @@
-"""The guest's digits: finds the labelled images in ``mystery_digits/`` and normalises them.
+"""The guest's digits: finds the labelled images in ``mystery_digits/`` and normalises them. Any competition's
+set of labelled pictures is read the same way (:class:`Reader`: its class names, its normalisation), with the
+class names in place of the digits 0–9 below.
 
 Three layouts, mixable::
 
@@ -19,29 +21,60 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from harness.data.preprocess import PREPROCESS_VERSION, ImageProblem, normalize_image, open_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif", ".pgm", ".ppm", ".pbm"}
 IGNORED_NAMES = {"readme.md", "readme.txt", "labels.csv", "thumbs.db", "desktop.ini"}
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "mystery_digits" / "_sample"
-LABEL_PREFIX = re.compile(r"^([0-9])(?:[_\-. ]|$)")
 
 
 class GuestSetError(ValueError):
     """The guest folder is laid out wrongly; the message names the files and says what to do."""
 
 
+@dataclass(frozen=True)
+class Reader:
+    """How a folder of labelled pictures is read: the class names (a label folder's name, a ``labels.csv`` label
+    or a file-name prefix is one of them), and the picture -> float32 array step with its version (a new version
+    re-reads every picture: the cache and the set's hash are keyed on it)."""
+    classes: tuple[str, ...]
+    normalise: Callable[[Image.Image], np.ndarray]   # one picture -> float32 [H, W] or [C, H, W] in [0, 1]
+    version: str
+    shape: tuple[int, ...]                           # one normalised picture's shape
+    what: str = "digit"                              # one picture, in words
+
+    @property
+    def classes_said(self) -> str:
+        if self.classes == DIGIT_CLASSES:
+            return "a digit 0–9"
+        shown = ", ".join(self.classes[:8]) + (", ..." if len(self.classes) > 8 else "")
+        return f"one of the class names ({shown})"
+
+    def prefix_label(self, name: str) -> int | None:
+        """The label a file name starts with (``7_003.png``, ``circle-2.png``), else None: the longest class name
+        followed by ``_``, ``-``, ``.``, a space, or nothing."""
+        for index in sorted(range(len(self.classes)), key=lambda i: -len(self.classes[i])):
+            label = self.classes[index]
+            if name.startswith(label) and (len(name) == len(label) or name[len(label)] in "_-. "):
+                return index
+        return None
+
+
+DIGIT_CLASSES = tuple("0123456789")
+
+
 @dataclass
 class GuestSet:
     """The normalised guest digits. Submissions get ``images`` only, never labels or paths."""
 
-    images: np.ndarray                      # float32 [N, 1, 28, 28] in [0, 1], white ink on black
+    images: np.ndarray                      # float32 [N, C, H, W] in [0, 1] (digits: [N, 1, 28, 28], white on black)
     labels: np.ndarray                      # int64 [N]
     files: list[str]                        # paths relative to the folder, same order
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (file, one-sentence reason)
@@ -79,8 +112,9 @@ def folder_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(state)
 
 
-def read_labels_csv(path: Path) -> dict[str, int]:
+def read_labels_csv(path: Path, reader: Reader | None = None) -> dict[str, int]:
     """``labels.csv`` as {relative file: label}; a header row ``file,label`` is optional."""
+    reader = reader or digits_reader()
     labels: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         for n, row in enumerate(csv.reader(f), start=1):
@@ -88,41 +122,44 @@ def read_labels_csv(path: Path) -> dict[str, int]:
                 continue
             if n == 1 and row[0].strip().lower() in ("file", "filename", "path"):
                 continue
-            if len(row) < 2 or row[1].strip() not in tuple("0123456789"):
-                raise GuestSetError(f"{path.name} line {n} should be 'file,label' with a label 0–9, not "
-                                    f"{','.join(row)!r}.")
+            if len(row) < 2 or row[1].strip() not in reader.classes:
+                raise GuestSetError(f"{path.name} line {n} should be 'file,label' with a label that is "
+                                    f"{reader.classes_said}, not {','.join(row)!r}.")
             name = row[0].strip().replace("\\", "/")
-            if name in labels and labels[name] != int(row[1]):
-                raise GuestSetError(f"{path.name} gives {name} two labels ({labels[name]} and {row[1].strip()}): keep "
-                                    "one.")
-            labels[name] = int(row[1])
+            label = reader.classes.index(row[1].strip())
+            if name in labels and labels[name] != label:
+                raise GuestSetError(f"{path.name} gives {name} two labels ({reader.classes[labels[name]]} and "
+                                    f"{row[1].strip()}): keep one.")
+            labels[name] = label
     return labels
 
 
-def label_of(rel: Path, csv_labels: dict[str, int]) -> int | None:
-    """The label of one file: labels.csv, else its folder (0–9), else its name's prefix."""
+def label_of(rel: Path, csv_labels: dict[str, int], reader: Reader | None = None) -> int | None:
+    """The label of one file: labels.csv, else its folder (a class name), else its name's prefix."""
+    reader = reader or digits_reader()
     from_csv = csv_labels.get(rel.as_posix())
-    from_folder = int(rel.parts[0]) if len(rel.parts) > 1 else None
+    from_folder = reader.classes.index(rel.parts[0]) if len(rel.parts) > 1 else None
     if from_csv is not None and from_folder is not None and from_csv != from_folder:
-        raise GuestSetError(f"{rel.as_posix()} is in folder {from_folder} but labels.csv says {from_csv}: fix one of "
-                            "them.")
+        raise GuestSetError(f"{rel.as_posix()} is in folder {reader.classes[from_folder]} but labels.csv says "
+                            f"{reader.classes[from_csv]}: fix one of them.")
     if from_csv is not None:
         return from_csv
     if from_folder is not None:
         return from_folder
-    m = LABEL_PREFIX.match(rel.name)
-    return int(m.group(1)) if m else None
+    return reader.prefix_label(rel.name)
 
 
-def check_label_folders(files: list[Path]) -> None:
-    """Only folders named 0–9 may hold digits."""
-    bad = sorted({rel.parts[0] for rel in files if len(rel.parts) > 1 and rel.parts[0] not in tuple("0123456789")})
+def check_label_folders(files: list[Path], reader: Reader | None = None) -> None:
+    """Only folders named after a class (0–9 for digits) may hold pictures."""
+    reader = reader or digits_reader()
+    bad = sorted({rel.parts[0] for rel in files if len(rel.parts) > 1 and rel.parts[0] not in reader.classes})
     if bad:
-        raise GuestSetError(f"label folder {', '.join(repr(b) for b in bad)} is not a digit 0–9: rename it, "
-                            "or start its name with '_' to have it ignored.")
+        raise GuestSetError(f"label folder {', '.join(repr(b) for b in bad)} is not {reader.classes_said}: rename "
+                            "it, or start its name with '_' to have it ignored.")
     deep = [rel for rel in files if len(rel.parts) > 2]
     if deep:
-        raise GuestSetError(f"{deep[0].as_posix()} is nested too deep: put images directly in a label folder 0–9.")
+        raise GuestSetError(f"{deep[0].as_posix()} is nested too deep: put images directly in a label folder "
+                            f"({reader.classes_said}).")
 
 
 def file_digest(path: Path) -> str:
@@ -130,28 +167,30 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def set_hash(images: np.ndarray, labels: np.ndarray) -> str:
+def set_hash(images: np.ndarray, labels: np.ndarray, version: str = PREPROCESS_VERSION) -> str:
     """sha256 over the normalised images, the labels and the preprocessing version."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(images, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-    h.update(PREPROCESS_VERSION.encode())
+    h.update(version.encode())
     return h.hexdigest()
 
 
-def cache_dir() -> Path:
-    """Where normalised digits are cached ($HARNESS_CACHE, default data/cache; git-ignored)."""
-    return Path(os.environ.get("HARNESS_CACHE") or Path("data") / "cache") / "guest" / PREPROCESS_VERSION
+def cache_dir(version: str = PREPROCESS_VERSION) -> Path:
+    """Where normalised pictures are cached ($HARNESS_CACHE, default data/cache; git-ignored)."""
+    return Path(os.environ.get("HARNESS_CACHE") or Path("data") / "cache") / "guest" / version
 
 
-def normalized(path: Path, digest: str) -> np.ndarray:
-    """normalize_image(open_image(path)), cached by file content and preprocessing version."""
-    cached = cache_dir() / f"{digest}.npy"
+def normalized(path: Path, digest: str, reader: Reader | None = None) -> np.ndarray:
+    """reader.normalise(open_image(path)) (the digits' by default), cached by file content and the reader's
+    version."""
+    reader = reader or digits_reader()
+    cached = cache_dir(reader.version) / f"{digest}.npy"
     try:
         return np.load(cached, allow_pickle=False)
     except (OSError, ValueError):
         pass
-    image = normalize_image(open_image(path))
+    image = reader.normalise(open_image(path))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -163,13 +202,14 @@ def normalized(path: Path, digest: str) -> np.ndarray:
     return image
 
 
-def load_guest_set(folder: Path) -> GuestSet:
-    """Reads and normalises every labelled digit in ``folder`` (see the module docstring)."""
+def load_guest_set(folder: Path, reader: Reader | None = None) -> GuestSet:
+    """Reads and normalises every labelled picture in ``folder`` (see the module docstring): digits by default."""
+    reader = reader or digits_reader()
     folder = Path(folder)
     files = candidate_files(folder)
-    check_label_folders(files)
+    check_label_folders(files, reader)
     csv_path = folder / "labels.csv"
-    csv_labels = read_labels_csv(csv_path) if csv_path.is_file() else {}
+    csv_labels = read_labels_csv(csv_path, reader) if csv_path.is_file() else {}
     present = {rel.as_posix() for rel in files}
     skipped = [(name, "listed in labels.csv but there is no such file.")
                for name in sorted(csv_labels) if name not in present]
@@ -179,10 +219,11 @@ def load_guest_set(folder: Path) -> GuestSet:
         if rel.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append((rel.as_posix(), "not an image file (expected PNG, JPEG, BMP, TIFF or WebP)."))
             continue
-        label = label_of(rel, csv_labels)
+        label = label_of(rel, csv_labels, reader)
         if label is None:
-            skipped.append((rel.as_posix(),
-                            "no label: put it in a folder 0–9, name it like 7_001.png, or list it in labels.csv."))
+            example = f"{reader.classes[-1]}_001.png"
+            skipped.append((rel.as_posix(), f"no label: put it in a folder named {reader.classes_said}, name it like "
+                                            f"{example}, or list it in labels.csv."))
             continue
         labelled.append((rel, label))
 
@@ -193,8 +234,9 @@ def load_guest_set(folder: Path) -> GuestSet:
         if digest in seen:
             first, first_label = seen[digest]
             if first_label != label:
-                raise GuestSetError(f"the same image is labelled twice: {first.as_posix()} as {first_label} and "
-                                    f"{rel.as_posix()} as {label}; delete the wrong one.")
+                raise GuestSetError(f"the same image is labelled twice: {first.as_posix()} as "
+                                    f"{reader.classes[first_label]} and {rel.as_posix()} as {reader.classes[label]}; "
+                                    "delete the wrong one.")
             skipped.append((rel.as_posix(), f"duplicate of {first.as_posix()} (same file content)."))
             continue
         seen[digest] = (rel, label)
@@ -203,15 +245,18 @@ def load_guest_set(folder: Path) -> GuestSet:
     images, labels, names = [], [], []
     for rel, label, digest in unique:
         try:
-            images.append(normalized(folder / rel, digest))
+            images.append(normalized(folder / rel, digest, reader))
         except ImageProblem as e:
             skipped.append((rel.as_posix(), str(e)))
             continue
         labels.append(label)
         names.append(rel.as_posix())
-    x = np.stack(images)[:, None].astype(np.float32) if images else np.zeros((0, 1, 28, 28), np.float32)
+    x = np.stack(images).astype(np.float32) if images else np.zeros((0, *reader.shape), np.float32)
+    if x.ndim == 3:
+        x = x[:, None]  # one channel: [N, 1, H, W]
     y = np.array(labels, dtype=np.int64)
-    return GuestSet(images=x, labels=y, files=names, skipped=skipped, content_hash=set_hash(x, y), source="folder")
+    return GuestSet(images=x, labels=y, files=names, skipped=skipped, content_hash=set_hash(x, y, reader.version),
+                    source="folder")
 
 
 def sample_guest_dir() -> Path:
@@ -231,3 +276,8 @@ def resolve_guest_set(folder: Path) -> GuestSet:
     sample = load_guest_set(sample_guest_dir())
     sample.source = "sample"
     return sample
+
+
+def digits_reader() -> Reader:
+    """The guest's digits: 0–9, through :func:`harness.data.preprocess.normalize_image` (MNIST's conventions)."""
+    return Reader(DIGIT_CLASSES, normalize_image, PREPROCESS_VERSION, (28, 28))

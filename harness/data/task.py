@@ -2,20 +2,24 @@
 classes and their names, and the two sets it is scored on (the public one and the secret one) with their loaders.
 
 The club's first exercise is :data:`MNIST_DIGITS`: 1×28×28 images in [0, 1], ten digits, MNIST's test set in public
-and the guest's handwriting in secret. A later competition (the club's own data) is a new :class:`Task` with its
-own loaders, not a rewrite: the worker checks inputs and outputs against ``TASK``, metrics count ``TASK.classes``
-and the dashboard names them from it.
+and the guest's handwriting in secret; it is the task of a ``competition.toml`` without a ``[task]`` table. A
+competition with one gets :func:`task_of`: its classes, input shape and value range, and two folders of labelled
+pictures read like the guest's digits (``harness.data.guest``) through its ``preprocess`` step (``digits``: the
+guest pipeline; ``resize``: ``harness.data.resize``). The worker checks inputs and outputs against the task, metrics
+count its classes and the dashboard names them from it. See docs/organiser.md, "A competition of your own".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from harness.contract import INPUT_SHAPE, NUM_CLASSES
+from harness.common.competition import SECRET_KINDS, Competition, TaskRules, is_secret  # noqa: F401
+from harness.contract import INPUT_SHAPE, NUM_CLASSES, Interface
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,8 @@ class DatasetSpec:
     kind: str                 # the set's name in the task: "mnist" or "guest"
     content_hash: str
     labels: np.ndarray        # int64 [N]
-    images: np.ndarray        # uint8 [N, H, W] (the task's input shape; scaled to [0, 1] in the entry's process)
+    images: np.ndarray        # uint8 [N, H, W], or [N, C, H, W] for C > 1 (Task.stored_shape; scaled in the entry's
+                              # process to the task's value range)
     source: str
     preprocess_version: str | None = None
     files: tuple[str, ...] = ()
@@ -47,10 +52,32 @@ class Task:
     classes: tuple[str, ...]                # label i is called classes[i]
     public: EvalSet
     secret: EvalSet
+    preprocess: str = "digits"              # how raw pictures become inputs: digits | resize
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """One image as sets hold it (uint8): ``(H, W)`` for one channel, ``(C, H, W)`` for more."""
+        channels, height, width = self.input_shape
+        return (height, width) if channels == 1 else (channels, height, width)
+
+    @property
+    def interface(self) -> Interface:
+        """What the entry's process checks its inputs and outputs against."""
+        return Interface(self.input_shape, self.num_classes, self.input_range)
+
+    @property
+    def drawable(self) -> bool:
+        """Whether one can draw an input by hand on the dashboard (one channel)."""
+        return self.input_shape[0] == 1
+
+    @property
+    def is_digits(self) -> bool:
+        """Handwriting on paper (the guest pipeline): the printable sheet and contact sheets apply."""
+        return self.preprocess == "digits"
 
     @property
     def sets(self) -> tuple[EvalSet, EvalSet]:
@@ -99,4 +126,53 @@ MNIST_DIGITS = Task(
     public=EvalSet("mnist", "MNIST test", secret=False, load=load_mnist_test),
     secret=EvalSet("guest", "the guest's digits", secret=True, load=load_guest),
 )
-TASK = MNIST_DIGITS  # the competition this harness runs
+TASK = MNIST_DIGITS  # the warm-up's task: a competition.toml without [task]
+
+
+def reader_of(rules: TaskRules):
+    """How the task's pictures are read (``harness.data.guest.Reader``): its classes, through its preprocess."""
+    from harness.data.guest import Reader
+    from harness.data.preprocess import PREPROCESS_VERSION, normalize_image
+    from harness.data.resize import RESIZE_VERSION, resizer
+    if rules.preprocess == "digits":
+        return Reader(rules.classes, normalize_image, PREPROCESS_VERSION, (28, 28), "picture")
+    shape = "x".join(map(str, rules.input_shape))
+    return Reader(rules.classes, resizer(*rules.input_shape), f"{RESIZE_VERSION}-{shape}", rules.input_shape, "picture")
+
+
+def load_folder_set(rules: TaskRules, which: str, folder: str | Path | None) -> tuple[DatasetSpec | None, list[str]]:
+    """The task's ``which`` set ("public" or "secret") from ``folder`` (default: the one [task.<which>] names),
+    read with the task's reader; None when it holds no picture."""
+    from harness.data.guest import GuestSetError, load_guest_set
+    from harness.data.preprocess import to_uint8
+    named = getattr(rules, which)
+    folder = Path(folder) if folder else named.folder
+    if not folder.is_dir():
+        raise GuestSetError(f"the {which} set's folder {folder} does not exist; create it with a folder per class "
+                            f"(or point task.{which}.folder in competition.toml at it).")
+    reader = reader_of(rules)
+    read = load_guest_set(folder, reader)
+    notes = [f"skipped {named.title} image {file}: {reason}" for file, reason in read.skipped]
+    if len(read.labels) == 0:
+        notes.append(f"no labelled pictures in {folder} ({named.title}).")
+        return None, notes
+    images = read.images[:, 0] if rules.channels == 1 else read.images
+    return DatasetSpec(kind=which, content_hash=read.content_hash, labels=read.labels, images=to_uint8(images),
+                       source=f"folder:{folder.resolve().name}"[:200], preprocess_version=reader.version,
+                       files=tuple(read.files)), notes
+
+
+@cache
+def _task_of_rules(rules: TaskRules) -> Task:
+    from functools import partial
+    def evalset(which: str, secret: bool) -> EvalSet:
+        return EvalSet(which, getattr(rules, which).title, secret=secret, load=partial(load_folder_set, rules, which))
+    return Task(name=rules.title, input_shape=rules.input_shape, input_range=rules.value_range, classes=rules.classes,
+                public=evalset("public", False), secret=evalset("secret", True), preprocess=rules.preprocess)
+
+
+def task_of(rules: Competition | None) -> Task:
+    """The task ``rules`` (a competition.toml) describes: its [task] table's, else the MNIST warm-up's."""
+    if rules is None or rules.task is None:
+        return MNIST_DIGITS
+    return _task_of_rules(rules.task)

@@ -6,10 +6,20 @@ import hashlib
 import os
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePath
 
-from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, EntryMetadata, name_problem
+from harness.contract import (
+    CODE_FILE,
+    DIGITS,
+    EXPORT_FILE,
+    HOST_FIELDS,
+    METADATA_FILE,
+    WEIGHT_FILES,
+    EntryMetadata,
+    Interface,
+    name_problem,
+)
 from harness.errors import HarnessError
 
 SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
@@ -130,7 +140,7 @@ def read_metadata(folder: Path) -> EntryMetadata:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise HarnessError(f"{path} is not valid TOML ({exc}); fix the syntax (see submissions/README.md).") from exc
-    known = {f.name for f in fields(EntryMetadata)}
+    known = {f.name for f in fields(EntryMetadata)} - set(HOST_FIELDS)
     unknown = sorted(set(data) - known)
     if unknown:
         raise HarnessError(f"{path} has unknown key(s) {', '.join(unknown)}; the known keys are "
@@ -183,8 +193,9 @@ def weights_file(folder: Path, metadata: EntryMetadata) -> Path | None:
     return next(filter(None, (real_file(folder, name) for name in WEIGHT_FILES)), None)
 
 
-def load_entry(folder: Path) -> EntryFolder:
-    """Describe one entry folder (nothing is imported or executed); a HarnessError when a file name is not UTF-8."""
+def load_entry(folder: Path, interface: Interface = DIGITS) -> EntryFolder:
+    """Describe one entry folder (nothing is imported or executed); a HarnessError when a file name is not UTF-8.
+    ``interface``: the competition task's inputs and outputs, handed to the entry's process with its metadata."""
     folder = Path(folder)
     problem = file_name_problem(folder)
     if problem:
@@ -196,6 +207,7 @@ def load_entry(folder: Path) -> EntryFolder:
             metadata = read_metadata(folder)
         except HarnessError as exc:
             metadata_error = str(exc)
+    metadata = replace(metadata, interface=interface)
     code, weights = real_file(folder, CODE_FILE), weights_file(folder, metadata)
     # the code's and the weights' own digests come from the same read as the content's (a weights file is read once)
     listed = set(files)
@@ -221,7 +233,7 @@ def load_entry(folder: Path) -> EntryFolder:
 
 
 def discover(submissions: Path, skipped: list[str] | None = None,
-             left_out: dict[str, str] | None = None) -> dict[str, EntryFolder]:
+             left_out: dict[str, str] | None = None, interface: Interface = DIGITS) -> dict[str, EntryFolder]:
     """All entry folders under ``submissions``, by name (folders starting with '.' or '_' are ignored).
 
     A folder that cannot be an entry (a name that is not allowed, two names that differ only in case, a file that
@@ -233,7 +245,7 @@ def discover(submissions: Path, skipped: list[str] | None = None,
     entries: dict[str, EntryFolder] = {}
     for folder in _folders(Path(submissions), leave_out):
         try:
-            entry = load_entry(folder)
+            entry = load_entry(folder, interface)
         except OSError as exc:
             leave_out(f"entry folder {folder.name!r} is left out: {exc.filename} could not be read ({exc.strerror}); "
                       "make its files readable.", {folder.name: "a file cannot be read"})

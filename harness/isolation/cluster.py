@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.common.tempfolders import temp_folder
+from harness.contract import DIGITS, Interface
 from harness.entries.discovery import EntryFolder, entry_files, load_entry, read_chunks
 from harness.errors import HarnessError
 from harness.isolation.prediction import Limits, Prediction, predict
@@ -177,7 +178,8 @@ class Cluster:
             with warnings.catch_warnings():  # the entry's files travel in the task on purpose: a retry needs them
                 warnings.filterwarnings("ignore", message="Sending large graph")  # over 10 MB of files
                 future = self.client.submit(run_on_worker, entry.name, entry.content_hash, files, blocks, limits,
-                                            preload_torchvision, secret, pure=False, resources=resources,
+                                            preload_torchvision, secret, entry.metadata.interface, pure=False,
+                                            resources=resources,
                                             key=f"entry-{entry.content_hash[:16]}-{os.urandom(4).hex()}")
             try:
                 prediction, folder = future.result(timeout=wait)
@@ -219,7 +221,8 @@ def _host_paths(prediction: Prediction, worker_folder: str, host_folder: Path) -
 
 
 def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images: dict[str, list[np.ndarray]],
-                  limits: Limits, preload_torchvision: bool, secret: bool = False) -> tuple[Prediction, str]:
+                  limits: Limits, preload_torchvision: bool, secret: bool = False,
+                  interface: Interface = DIGITS) -> tuple[Prediction, str]:
     """On a worker: write the files, check them against the host's hash, join each set's blocks, run them through
     ``predict``; the prediction and the folder it ran from (which the host replaces with its own in messages)."""
     images = {kind: np.concatenate(blocks) for kind, blocks in images.items()}
@@ -237,7 +240,7 @@ def run_on_worker(name: str, content_hash: str, files: dict[str, bytes], images:
                 raise ValueError(f"the host sent an unsafe path {relative!r}.")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        entry = load_entry(folder)
+        entry = load_entry(folder, interface)
         if entry.content_hash != content_hash:
             return Prediction("failed", "the entry's files arrived on the cluster's worker changed; run again.",
                               device=limits.device), str(folder)

@@ -53,12 +53,13 @@ class Shuffled(Mapping):
 
 
 def write(images: dict[str, np.ndarray], folder: Path) -> Shuffled:
-    """Write each set's images (uint8 [N,28,28]) as ``images_<set>.npy`` (uint8 [N,1,28,28]) in a fresh secret
-    order; labels and file names are never written."""
+    """Write each set's images (uint8 [N,H,W], or [N,C,H,W]) as ``images_<set>.npy`` (uint8 [N,C,H,W]) in a fresh
+    secret order; labels and file names are never written."""
     paths, orders = {}, {}
     for kind, array in images.items():
         order = permutation(len(array))
         path = Path(folder) / f"images_{kind}.npy"
-        np.save(path, np.ascontiguousarray(array.astype(np.uint8)[order][:, None]), allow_pickle=False)
+        shuffled = array.astype(np.uint8)[order]
+        np.save(path, np.ascontiguousarray(shuffled[:, None] if shuffled.ndim == 3 else shuffled), allow_pickle=False)
         paths[kind], orders[kind] = path, order
     return Shuffled(paths, orders)

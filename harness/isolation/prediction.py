@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.common.limits import Limits
 from harness.common.tempfolders import temp_folder
-from harness.data.task import TASK
+from harness.contract import Interface
 from harness.entries.discovery import EntryFolder
 from harness.isolation import order, process
 from harness.isolation.process import Progress
@@ -44,7 +44,7 @@ class Prediction:
     measured here; ``device`` and a failure's ``error`` are what the entry's process said."""
     status: str                                  # "ok" or "failed"
     error: str | None                            # one sentence when failed
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # set -> float32 [N, 10], in the dataset's order
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # set -> float32 [N, classes], the dataset's order
     device: str = ""                             # as the worker reported it, e.g. "cpu, channels-last"
     seconds: float = 0.0                         # wall time of the entry's whole process
     timed_seconds: float | None = None           # from handing over the images to the process's exit; None unless ok
@@ -62,7 +62,8 @@ class Prediction:
 def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
             sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None,
             secret: bool = False) -> Prediction:
-    """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, 28, 28]) and return its outputs.
+    """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, H, W], or [N, C, H, W] for more than
+    one channel: the task's input shape, ``entry.metadata.interface``) and return its outputs.
 
     Each set is handed over in a secret order drawn for this call and the outputs are put back in the given order,
     so nothing the entry sees depends on how a set is sorted. An entry whose files are refused
@@ -73,10 +74,7 @@ def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *
     ``images`` hold a secret set; the entry runs where no public phase ever runs (the secret phase's own sandbox),
     and the caller keeps everything but the outputs sealed (``harness.runner``).
     """
-    for kind, array in images.items():
-        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != TASK.input_shape[1:]:
-            raise ValueError(f"the {kind} images are {array.dtype} {list(array.shape)}; predict takes uint8 "
-                             "[N, 28, 28] (harness.data.preprocess.to_uint8 turns [0, 1] images into that).")
+    check_images(images, entry.metadata.interface)
     limits = replace(limits, device=resolve_device(limits.device))
     if entry.metadata_error:
         return Prediction("failed", entry.metadata_error, device=limits.device)
@@ -97,7 +95,8 @@ def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *
             prediction.error = str(said.get("error") or "the entry's process failed without saying why.")
             return prediction
         try:
-            outputs = {kind: _outputs(work / "out", kind, shuffled) for kind in images}
+            outputs = {kind: _outputs(work / "out", kind, shuffled, entry.metadata.interface.num_classes)
+                       for kind in images}
         except ValueError as exc:
             prediction.error = str(exc)
             return prediction
@@ -122,8 +121,8 @@ class Predictor(Protocol):
     def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
                 secret: bool = False) -> Prediction:
-        """The entry's outputs for each set of ``images`` (uint8 [N, 28, 28]) in the given order, under ``limits``,
-        or its failure in one sentence: what :func:`predict` returns."""
+        """The entry's outputs for each set of ``images`` (uint8, :func:`stored_shape`) in the given order, under
+        ``limits``, or its failure in one sentence: what :func:`predict` returns."""
 
 
 class Local:
@@ -144,7 +143,25 @@ class Local:
 LOCAL = Local()
 
 
-def _outputs(out_dir: Path, kind: str, shuffled: order.Shuffled) -> np.ndarray:
+def stored_shape(interface: Interface) -> tuple[int, ...]:
+    """One image as the harness holds it (uint8): ``(H, W)`` for one channel, ``(C, H, W)`` for more."""
+    channels, height, width = interface.input_shape
+    return (height, width) if channels == 1 else (channels, height, width)
+
+
+def check_images(images: dict[str, np.ndarray], interface: Interface, taker: str = "predict takes") -> None:
+    """ValueError unless every set is uint8 images of the task's shape (:func:`stored_shape`); a set named "" is
+    said as "the images"."""
+    shape = stored_shape(interface)
+    for kind, array in images.items():
+        if array.dtype != np.uint8 or array.shape[1:] != shape:
+            said = f"the {kind} images" if kind else "the images"
+            raise ValueError(f"{said} are {array.dtype} {list(array.shape)}; {taker} uint8 "
+                             f"[N, {', '.join(map(str, shape))}] (harness.data.preprocess.to_uint8 turns [0, 1] "
+                             "images into that).")
+
+
+def _outputs(out_dir: Path, kind: str, shuffled: order.Shuffled, classes: int = 10) -> np.ndarray:
     """The entry's outputs for one set, checked and back in the dataset's order (else ValueError, one sentence)."""
     try:
         outputs = np.load(out_dir / f"outputs_{kind}.npy", allow_pickle=False)
@@ -152,14 +169,15 @@ def _outputs(out_dir: Path, kind: str, shuffled: order.Shuffled) -> np.ndarray:
         raise ValueError(f"the entry's process returned no readable outputs for the {kind} set ({exc}).") from exc
     if outputs.dtype != np.float32:
         raise ValueError(f"the entry's process returned {outputs.dtype} outputs for the {kind} set.")
-    return check_rows(shuffled.unshuffle(kind, outputs), kind)  # one row per image
+    return check_rows(shuffled.unshuffle(kind, outputs), kind, classes)  # one row per image
 
 
-def check_rows(outputs: np.ndarray, kind: str) -> np.ndarray:
-    """Outputs with one row of 10 finite scores per image, as the entry's process wrote them (else ValueError)."""
-    if outputs.ndim != 2 or outputs.shape[1] != TASK.num_classes:
+def check_rows(outputs: np.ndarray, kind: str, classes: int = 10) -> np.ndarray:
+    """Outputs with one row of ``classes`` finite scores per image, as the entry's process wrote them (else
+    ValueError)."""
+    if outputs.ndim != 2 or outputs.shape[1] != classes:
         raise ValueError(f"the entry's process returned outputs of shape {list(outputs.shape)} for the {kind} set; "
-                         f"expected [{len(outputs)}, {TASK.num_classes}].")
+                         f"expected [{len(outputs)}, {classes}].")
     if not np.isfinite(outputs).all():
         raise ValueError(f"the entry's process returned NaN or infinite outputs for the {kind} set.")
     return outputs

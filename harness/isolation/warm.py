@@ -44,11 +44,10 @@ import psutil
 
 from harness.common import trees
 from harness.common.tempfolders import temp_folder
-from harness.data.task import TASK
 from harness.entries.discovery import EntryFolder
 from harness.isolation import cgroups, process, sandbox, sandbox_command, users
 from harness.isolation.inside.sandbox_server import ENTRIES, INPUTS, NOBODY, OUT
-from harness.isolation.prediction import Limits, Prediction, check_rows, resolve_device
+from harness.isolation.prediction import Limits, Prediction, check_images, check_rows, resolve_device
 
 CAP = 8                # entries kept warm at once
 IDLE_SECONDS = 600.0   # a warm entry unused this long is shut down
@@ -132,10 +131,9 @@ class WarmEntry:
         return procs[0].pid if procs else None
 
     def ask(self, images: np.ndarray) -> Prediction:
-        """The entry's outputs for ``images`` (uint8 [N, 28, 28]) under the limits, or its failure in one sentence."""
-        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != TASK.input_shape[1:]:
-            raise ValueError(f"the images are {images.dtype} {list(images.shape)}; a warm entry takes uint8 "
-                             "[N, 28, 28] (harness.data.preprocess.to_uint8 turns [0, 1] images into that).")
+        """The entry's outputs for ``images`` (uint8 [N, H, W], or [N, C, H, W]: the task's input shape) under the
+        limits, or its failure in one sentence."""
+        check_images({"": images}, self.entry.metadata.interface, "a warm entry takes")
         if self.entry.metadata_error or self._load_error:
             return Prediction("failed", self.entry.metadata_error or self._load_error, device=self.limits.device)
         with self.lock:
@@ -149,7 +147,7 @@ class WarmEntry:
                 self._asked += 1
                 n = self._asked
                 staged = self._root / "in" / f"draw-{n}.npy"
-                np.save(staged, images[:, None], allow_pickle=False)
+                np.save(staged, images[:, None] if images.ndim == 3 else images, allow_pickle=False)
                 os.chmod(staged, 0o644)
                 self._resume()
                 self._proc.stdin.write(f"{n}\n".encode())
@@ -417,6 +415,7 @@ class WarmEntry:
 
     def _outputs(self, n: int, count: int) -> np.ndarray:
         """The request's outputs, read without following a link or reading a huge file, and checked."""
+        classes = self.entry.metadata.interface.num_classes
         path = self._root / "out" / f"outputs-{n}.npy"
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -433,8 +432,8 @@ class WarmEntry:
                     from exc
         if outputs.dtype != np.float32 or len(outputs) != count:
             raise ValueError(f"the entry's process returned {outputs.dtype} outputs of shape {list(outputs.shape)} "
-                             f"for {count} images; expected float32 [{count}, {TASK.num_classes}].")
-        return check_rows(outputs, "drawing")
+                             f"for {count} images; expected float32 [{count}, {classes}].")
+        return check_rows(outputs, "drawing", classes)
 
     def _failed(self, error: str, started: float, peak: int, keep: bool) -> Prediction:
         if not keep:

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from harness.common.competition import METRICS, Competition
+from harness.common.competition import Competition
 from harness.scoring import ranking, standings
 from harness.store import eval_sets, evaluations, flags, predictions
 from harness.store.eval_sets import DatasetInfo
@@ -26,8 +26,13 @@ class Board:
     rows: list[ranking.Row]                # ranked first, then failed, then unranked (late, superseded, disqualified)
     summaries: dict[int, EvalSummary]      # by evaluation id
     datasets: dict[str, DatasetInfo]       # the current sets (the guest's only when revealed)
-    primary: str                           # "guest" or "mnist": the set the ranking uses
+    primary: str                           # the kind of the set the ranking uses: "guest"/"secret" or "mnist"/"public"
     revealed: bool
+    rules: Competition = Competition()
+
+    @property
+    def ranks_on_secret(self) -> bool:
+        return self.primary == self.rules.set_kinds[1]
 
 
 def revealed(engine: Engine, rules: Competition) -> bool:
@@ -55,28 +60,37 @@ def latest(engine: Engine, datasets: dict[str, DatasetInfo], rules: Competition 
     return list(out.values())
 
 
-def primary_kind(summaries: list[EvalSummary], revealed: bool, primary: str = "guest_accuracy") -> str:
-    """The set the board ranks on: the guest set when the rules rank on it, it is revealed and every ranked ok
-    entry has a result on it; else MNIST."""
-    ok = [s for s in summaries if s.status == "ok" and "mnist" in s.scores and s.standing == standings.RANKED]
-    if METRICS[primary][0] == "guest" and revealed and ok and \
-            all("guest" in s.scores and s.scores["guest"].total > 0 for s in ok):
-        return "guest"
-    return "mnist"
+def primary_kind(summaries: list[EvalSummary], revealed: bool, primary: str = "guest_accuracy",
+                 rules: Competition | None = None) -> str:
+    """The set the board ranks on: the secret set (the guest's) when the rules rank on it, it is revealed and every
+    ranked ok entry has a result on it; else the public one (MNIST test)."""
+    rules = rules or Competition()
+    public, secret = rules.set_kinds
+    ok = [s for s in summaries if s.status == "ok" and public in s.scores and s.standing == standings.RANKED]
+    if rules.metrics[primary][0] == secret and revealed and ok and \
+            all(secret in s.scores and s.scores[secret].total > 0 for s in ok):
+        return secret
+    return public
 
 
 def metrics(rules: Competition, kind: str) -> list[str]:
     """The ranking's metrics in order: the rules' primary and tie-breaks, less those of a set not ranked on."""
-    chosen = [m for m in [rules.primary, *rules.tie_break] if kind == "guest" or METRICS[m][0] != "guest"]
-    if not chosen or METRICS[chosen[0]][0] is None:
-        chosen.insert(0, "mnist_accuracy")
+    public, secret = rules.set_kinds
+    names = rules.metrics
+    chosen = [m for m in [rules.primary, *rules.tie_break] if kind == secret or names[m][0] != secret]
+    if not chosen or names[chosen[0]][0] is None:
+        chosen.insert(0, f"{public}_accuracy")
     return chosen
 
 
-def to_row(summary: EvalSummary, revealed: bool, mask: np.ndarray | None) -> ranking.Row:
+def to_row(summary: EvalSummary, revealed: bool, mask: np.ndarray | None,
+           kinds: tuple[str, str] = ("mnist", "guest")) -> ranking.Row:
+    """The board's row of one evaluation: ``mnist`` holds its score on the public set and ``guest`` on the secret
+    one (whatever the task calls them: ``kinds``), the latter only once revealed."""
+    public, secret = kinds
     return ranking.Row(
         name=summary.entry_name, display_name=summary.display_name, author=summary.author, status=summary.status,
-        error=summary.error, mnist=summary.scores.get("mnist"), guest=summary.scores.get("guest") if revealed else None,
+        error=summary.error, mnist=summary.scores.get(public), guest=summary.scores.get(secret) if revealed else None,
         params=summary.params, images_per_second=summary.images_per_second, weights_bytes=summary.weights_bytes,
         content_hash=summary.content_hash, evaluated_at=summary.started_at.isoformat(timespec="seconds"),
         evaluation_id=summary.evaluation_id, sandboxed=summary.sandboxed, standing=summary.standing,
@@ -92,19 +106,34 @@ def read(engine: Engine, rules: Competition, is_revealed: bool | None = None, na
     shown = revealed(engine, rules) if is_revealed is None else is_revealed
     datasets = eval_sets.current_datasets(engine, shown)
     summaries = [s for s in picked(engine, datasets, rules) if names is None or s.entry_name in names]
-    kind = primary_kind(summaries, shown, rules.primary)
+    kind = primary_kind(summaries, shown, rules.primary, rules)
     ids = [s.evaluation_id for s in summaries
            if s.status == "ok" and kind in s.scores and s.standing == standings.RANKED]
     masks = predictions.correct_masks(engine, ids, datasets[kind].id) if ids and kind in datasets else {}
-    rows = [to_row(s, shown, masks.get(s.evaluation_id)) for s in summaries]
-    order = metrics(rules, kind)
+    rows = [to_row(s, shown, masks.get(s.evaluation_id), rules.set_kinds) for s in summaries]
+    order = [role_metric(m, rules) for m in metrics(rules, kind)]
     ranked = ranking.rank(rows, alpha=alpha, primary=order[0], tie_break=order[1:])
-    return Board(ranked, {s.evaluation_id: s for s in summaries}, datasets, kind, shown)
+    return Board(ranked, {s.evaluation_id: s for s in summaries}, datasets, kind, shown, rules)
+
+
+def role_metric(name: str, rules: Competition) -> str:
+    """A metric of the rules as ``ranking`` names it on a row: the public set's as ``mnist_*``, the secret set's as
+    ``guest_*`` (the row's slots)."""
+    public, secret = rules.set_kinds
+    for kind, slot in ((public, "mnist"), (secret, "guest")):
+        if name.startswith(kind + "_"):
+            return slot + name[len(kind):]
+    return name
 
 
 def verdict(board: Board) -> str:
     """The board in one plain sentence: how many entries the ranked set's digits cannot separate from the leader."""
     info = board.datasets.get(board.primary)
     size = f"{info.size:,} " if info is not None else ""
-    digits = f"the guest's {size}digits" if board.primary == "guest" else f"the {size}MNIST test digits"
+    if board.rules.task is None:
+        digits = f"the guest's {size}digits" if board.primary == "guest" else f"the {size}MNIST test digits"
+    else:
+        task = board.rules.task
+        named = task.secret if board.ranks_on_secret else task.public
+        digits = f"the {size}pictures of {named.title}"
     return ranking.leader_sentence(board.rows, digits)

@@ -32,15 +32,17 @@ UNRANKED_MARKS = {"late": "late", "disqualified": "DQ"}  # the rank column of an
 LEFT_OUT = "left out"  # the status and standing of a folder discovery left out (a row saying why, never ranked)
 
 
-def table(rows: list[Row], has_guest: bool, title: str, left_out: dict[str, str] | None = None) -> Table:
-    """The board; ``left_out`` ({folder: why}) adds a row for each folder that was not evaluated, saying why."""
+def table(rows: list[Row], has_guest: bool, title: str, left_out: dict[str, str] | None = None,
+          sets: tuple[str, str] = ("MNIST test", "guest")) -> Table:
+    """The board; ``left_out`` ({folder: why}) adds a row for each folder that was not evaluated, saying why.
+    ``sets``: the public and the secret set's titles, as the columns name them."""
     out = Table(title=title, title_justify="left")
     out.add_column("#", justify="right")
     out.add_column("entry")
     out.add_column("author")
     if has_guest:
-        out.add_column("guest ↑ (95% CI)", justify="right")
-    out.add_column("MNIST test ↑ (95% CI)", justify="right")
+        out.add_column(f"{sets[1]} ↑ (95% CI)", justify="right")
+    out.add_column(f"{sets[0]} ↑ (95% CI)", justify="right")
     out.add_column("params", justify="right")
     out.add_column("img/s ↑", justify="right")
     for row in rows:
@@ -72,25 +74,41 @@ METRIC_WORDS = {"guest_accuracy": "guest accuracy", "mnist_accuracy": "MNIST acc
                 "images_per_second": "speed"}
 
 
-def title(metrics: list[str], has_guest: bool, competition_title: str = "") -> str:
-    used = [METRIC_WORDS[m] for m in metrics if has_guest or not m.startswith("guest")] or ["MNIST accuracy"]
+def metric_words(metric: str, sets: tuple[str, str] | None = None) -> str:
+    """A metric in words; a task's set metrics (``public_accuracy``, ``secret_log_loss``) by the set's title."""
+    if metric in METRIC_WORDS:
+        return METRIC_WORDS[metric]
+    kind, _, what = metric.partition("_")
+    return f"{(sets or ('public set', 'secret set'))[kind == 'secret']} {what.replace('_', ' ')}"
+
+
+def title(metrics: list[str], has_guest: bool, competition_title: str = "",
+          sets: tuple[str, str] | None = None) -> str:
+    """The table's title: the ranking's metrics in words (``sets``: a task's public and secret set titles)."""
+    secret_metric = ("guest_", "secret_")
+    used = [metric_words(m, sets) for m in metrics if has_guest or not m.startswith(secret_metric)]
+    used = used or [f"{sets[0]} accuracy" if sets else "MNIST accuracy"]
     head = f"{competition_title} · " if competition_title else ""
-    return head + "ranking by " + ", then ".join(used) + ("" if has_guest else " (no guest digits)")
+    missing = f" (no {sets[1]} results)" if sets else " (no guest digits)"
+    return head + "ranking by " + ", then ".join(used) + ("" if has_guest else missing)
 
 
 def print_table(console: Console, rows: list[Row], has_guest: bool, notes: list[str], heading: str = "",
-                left_out: dict[str, str] | None = None) -> None:
-    console.print(table(rows, has_guest, heading or title(["guest_accuracy", "mnist_accuracy"], has_guest), left_out))
+                left_out: dict[str, str] | None = None, sets: tuple[str, str] = ("MNIST test", "guest")) -> None:
+    console.print(table(rows, has_guest, heading or title(["guest_accuracy", "mnist_accuracy"], has_guest), left_out,
+                        sets))
     for row in rows:
         if row.standing != "ranked" and row.note:
             why = "disqualified by the organisers" if row.standing == "disqualified" else row.standing
             console.print(f"{row.name} ({why}): {row.note.rstrip('.')}.", markup=False, highlight=False)
     leader = next((r for r in rows if r.with_leader is not None and r.correct_mask is not None), None)
     if leader is not None:
-        console.print(leader_sentence(rows, f"the {len(leader.correct_mask):,} digits ranked on"), markup=False,
+        things = "digits" if sets == ("MNIST test", "guest") else "pictures"
+        console.print(leader_sentence(rows, f"the {len(leader.correct_mask):,} {things} ranked on"), markup=False,
                       highlight=False)
     if any(r.with_leader and r.rank != 1 for r in rows):
-        console.print("'≈' marks an entry that the digits cannot separate from the leader.")
+        things = "digits" if sets == ("MNIST test", "guest") else "pictures"
+        console.print(f"'≈' marks an entry that the {things} cannot separate from the leader.")
     unsandboxed = [r.name for r in rows if r.sandboxed is False]
     if unsandboxed:
         console.print(f"[yellow]NOT SANDBOXED:[/yellow] {', '.join(unsandboxed)} ran as plain child processes "

@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from harness.common.competition import is_secret
 from harness.data.task import DatasetSpec
 from harness.store.schema import Dataset, Result, pack, unpack
 
@@ -44,7 +45,7 @@ def ensure_dataset(engine: Engine, spec: DatasetSpec) -> int:
 
 
 def current_datasets(engine: Engine, revealed: bool) -> dict[str, DatasetInfo]:
-    """The newest dataset of each kind that has results; the guest set only after the reveal."""
+    """The newest dataset of each kind that has results; the secret set (the guest's) only after the reveal."""
     with Session(engine) as session:
         newest = (select(Dataset.kind, func.max(Dataset.id).label("id"))
                   .where(Dataset.id.in_(select(Result.dataset_id).distinct())).group_by(Dataset.kind)).subquery()
@@ -53,7 +54,7 @@ def current_datasets(engine: Engine, revealed: bool) -> dict[str, DatasetInfo]:
                                .join(newest, newest.c.id == Dataset.id)).all()
     out = {r.kind: DatasetInfo(r.id, r.kind, r.size, r.source, r.preprocess_version, r.content_hash) for r in rows}
     if not revealed:
-        out.pop("guest", None)
+        out = {kind: info for kind, info in out.items() if not is_secret(kind)}
     return out
 
 
@@ -63,7 +64,7 @@ def dataset_labels(engine: Engine, dataset_id: int) -> np.ndarray:
 
 
 def dataset_images(engine: Engine, dataset_id: int) -> tuple[np.ndarray | None, list[str]]:
-    """The images as the models saw them (uint8 [N,28,28], or None if not stored) and the file names."""
+    """The images as the models saw them (uint8 [N,H,W] or [N,C,H,W], or None if not stored) and the file names."""
     with Session(engine) as session:
         row = session.execute(select(Dataset.images, Dataset.files).where(Dataset.id == dataset_id)).one()
     return (unpack(row.images) if row.images else None), list(row.files or [])

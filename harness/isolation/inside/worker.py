@@ -30,8 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.contract import EntryMetadata
-from harness.data.task import TASK
+from harness.contract import DIGITS, EntryMetadata, Interface
 from harness.entries.loading import EntryError, load_model, set_eval
 from harness.isolation.inside.exchange import (
     GO_FILE,
@@ -58,6 +57,9 @@ GO_POLL_SECONDS = 0.001
 LOG_HEAD_BYTES = LOG_TAIL_BYTES = 64 * 1024  # what is kept of an entry's printed output: its start and its end
 LAYOUT_TOLERANCE = 1e-3  # largest output difference between memory layouts, relative to the outputs' scale
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+# What this process receives and answers: the task's, set by :func:`load` from what the host handed over with the
+# entry (``EntryMetadata.interface``; one entry per process). The MNIST warm-up's until then.
+IO: Interface = DIGITS
 
 
 def pick_device(requested: str) -> torch.device:
@@ -73,10 +75,11 @@ def check_output(out, batch: int, where: str) -> torch.Tensor:
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         out = out[0]  # models that return (logits, extras)
     if not isinstance(out, torch.Tensor):
-        raise EntryError(f"forward returned {type(out).__name__} on {where}; it must return a tensor of shape [N, 10].")
-    if tuple(out.shape) != (batch, TASK.num_classes):
+        raise EntryError(f"forward returned {type(out).__name__} on {where}; it must return a tensor of shape "
+                         f"[N, {IO.num_classes}].")
+    if tuple(out.shape) != (batch, IO.num_classes):
         raise EntryError(f"forward returned shape {list(out.shape)} for a batch of {batch} on {where}; it must return "
-                         f"[{batch}, {TASK.num_classes}] (one score per digit).")
+                         f"[{batch}, {IO.num_classes}] (one score per class).")
     if not out.is_floating_point():
         raise EntryError(f"forward returned {out.dtype} on {where}; return float scores (logits, probabilities or "
                          "log-probabilities).")
@@ -98,10 +101,15 @@ def host_tensor(raw: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def to_device(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The model's input on the device in one copy: uint8 images are scaled to [0,1] there (4x less to move)."""
+    """The model's input on the device in one copy: uint8 images are scaled to [0,1] there (4x less to move), then to
+    the task's value range when it is another."""
     images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
     moved = images.to(device, non_blocking=True)
-    return moved.float().div_(255) if images.dtype == torch.uint8 else moved.float()
+    if images.dtype != torch.uint8:
+        return moved.float()
+    low, high = IO.value_range
+    scaled = moved.float().div_(255)
+    return scaled if (low, high) == (0.0, 1.0) else scaled.mul_(high - low).add_(low)
 
 
 class Counter:
@@ -148,7 +156,7 @@ def run_batches(model, resident: torch.Tensor, batch_size: int, where: str,
             start += len(batch)
             if counter is not None:
                 counter.add(len(batch))
-        result = torch.cat(outputs) if outputs else torch.zeros((0, TASK.num_classes))
+        result = torch.cat(outputs) if outputs else torch.zeros((0, IO.num_classes))
         if not torch.isfinite(result).all():
             raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its "
                              "normalisation.")
@@ -254,15 +262,18 @@ def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> to
 
 
 def probe_images(batch_size: int) -> torch.Tensor:
-    """Synthetic digits-like images for the untimed warm-up and layout probe: blurred random strokes, never the
-    scored images (those arrive only when the host's clock starts)."""
+    """Synthetic digits-like images of the task's input shape for the untimed warm-up and layout probe: blurred
+    random strokes, never the scored images (those arrive only when the host's clock starts)."""
     rng = np.random.default_rng(0)
     n = min(batch_size, 128)
-    images = np.zeros((n, 1, 28, 28), dtype=np.float32)
-    for image in images[:, 0]:
+    channels, height, width = IO.input_shape
+    images = np.zeros((n, channels, height, width), dtype=np.float32)
+    steps = np.linspace(0.0, 1.0, max(height, width) - 4)
+    for image in images.reshape(n * channels, height, width):
         for _ in range(3):
-            r0, c0, r1, c1 = rng.integers(4, 24, size=4)
-            steps = np.linspace(0.0, 1.0, 24)
+            # four points in the middle five sevenths, as twentieths of it (28×28: rows and columns 4 to 23)
+            r0, c0, r1, c1 = rng.integers(0, 20, size=4) * np.array([height, width, height, width]) * 5 // 7 // 20 \
+                + np.array([height, width, height, width]) // 7
             image[np.rint(r0 + (r1 - r0) * steps).astype(int), np.rint(c0 + (c1 - c0) * steps).astype(int)] = 1.0
     blurred = torch.nn.functional.avg_pool2d(torch.from_numpy(images), 3, stride=1, padding=1)
     return (blurred / blurred.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6) * 255).round().to(torch.uint8)
@@ -310,6 +321,8 @@ def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size
     digits model, as before; 4 for a 224-px ResNet-50), so a heavy model warms up in seconds whatever its input
     size.
     """
+    global IO
+    IO = metadata.interface
     dev = pick_device(device)
     capped = cap_gpu_memory(dev, gpu_memory)
     model = set_eval(load_model(folder, metadata).to(dev))
@@ -334,10 +347,12 @@ def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size
 
 
 def answer(loaded: Loaded, path: Path, where: str, counter: Counter | None = None) -> np.ndarray:
-    """The loaded model's outputs for the images in one ``.npy`` file (uint8 or float32 [N, 1, 28, 28])."""
+    """The loaded model's outputs for the images in one ``.npy`` file (uint8 or float32 [N, C, H, W], the task's
+    input shape)."""
     raw = np.load(path, allow_pickle=False)
-    if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != TASK.input_shape:
-        raise ValueError(f"{path.name}: expected uint8 or float32 images [N,1,28,28], got {raw.dtype} {raw.shape}")
+    if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != IO.input_shape:
+        raise ValueError(f"{path.name}: expected uint8 or float32 images [N,{','.join(map(str, IO.input_shape))}], "
+                         f"got {raw.dtype} {raw.shape}")
     resident = to_device(host_tensor(raw, loaded.device), loaded.device)
     if loaded.layout is not None:
         resident = resident.contiguous(memory_format=loaded.layout)
