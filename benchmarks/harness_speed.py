@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -174,7 +175,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     py = sys.executable
     out: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                 "parts": ",".join(sorted(parts))}
+                 "parts": ",".join(sorted(parts)),
+                 # (c) compiles the harness's modules anew on every start when Python may not cache their bytecode
+                 # (about 0.15 s of CPU): say so beside the figures
+                 "bytecode_cache_off": bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))}
     try:
         subs = work / "subs"
         make_entries(subs, args.entries)

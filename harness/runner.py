@@ -89,7 +89,11 @@ def eval_key(entry: EntryFolder, datasets: list[DatasetSpec], max_entry_bytes: i
 def outgrown(engine: Engine, evaluation_id: int, limits: Limits) -> bool:
     """Whether a stored evaluation failed on a limit (time or memory) that is larger now, or that was not recorded
     (stored before migration 0010): then it is evaluated again rather than taken as it is."""
-    failed = evaluations.failure_and_limits(engine, evaluation_id)
+    return _outgrown(evaluations.failure_and_limits(engine, evaluation_id), limits)
+
+
+def _outgrown(failed: tuple[str | None, float | None, int | None] | None, limits: Limits) -> bool:
+    """``outgrown`` from the stored failure and limits (``evaluations.failure_and_limits``)."""
     if failed is None:
         return False
     error, timeout, memory = failed
@@ -218,12 +222,14 @@ def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
          work: Path) -> tuple[list[VersionToScore], list[str]]:
     """Each entry's folder as it is now, plus its on-time version when a later one replaced it in the folder."""
     jobs, notes = [], []
+    known = versions.known_versions(engine, entries)  # one query for the versions seen before (a re-run: all)
     for entry in entries:
-        version_id = versions.ensure_version(engine, entry)
+        version_id, kept = known.get((entry.name, entry.content_hash)) or (versions.ensure_version(engine, entry),
+                                                                           False)
         too_big = size_problem(entry, competition)
         if too_big:  # fails unread: neither kept nor copied into the sandbox
             entry = replace(entry, metadata_error=too_big)
-        else:
+        elif not kept:
             snapshots.keep(engine, version_id, entry)
         jobs.append(VersionToScore(entry, version_id))
     notes.extend(prune(engine, competition))
@@ -284,6 +290,9 @@ class _Scoring:
     on_progress: Callable[[EntryFolder, Progress], None] | None = None
     predictor: Predictor = LOCAL
     task: Task = MNIST_DIGITS
+    # {eval key: (newest evaluation id, its failure and limits or None)} read in one go before the first pass
+    # (``evaluations.stored_by_key``); a key missing here has no evaluation yet (a claim checks again)
+    stored: dict[str, tuple[int, tuple | None]] = field(default_factory=dict)
 
     @property
     def limits(self) -> Limits:
@@ -384,8 +393,8 @@ class _Scoring:
     def first_pass(self, job: VersionToScore, key: str) -> tuple[VersionToScore, str, int] | None:
         """Score the job now, or take its stored result; when another run holds the key, what to wait for."""
         force = self.options.force
-        existing = None if force else evaluations.find_evaluation(self.engine, key)
-        if existing is not None and not outgrown(self.engine, existing, self.limits):
+        existing, failed = (None, None) if force else self.stored.get(key, (None, None))
+        if existing is not None and not _outgrown(failed, self.limits):
             self.done(job, existing, UNCHANGED)
         elif claims.try_claim(self.engine, key, self.summary.run_id, CLAIM_LEASE_SECONDS):  # a raised limit: anew
             self.evaluate_claimed(job, key, older=None if force else existing or 0)
@@ -462,6 +471,8 @@ def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec],
                                needs_torchvision([j.entry for j in jobs]), on_entry, on_progress, where,
                                task_of(competition))
             limit = competition.max_entry_bytes
+            if not options.force:
+                scoring.stored = evaluations.stored_by_key(engine, [eval_key(j.entry, datasets, limit) for j in jobs])
 
             def first_pass(job: VersionToScore) -> tuple[VersionToScore, str, int] | None:
                 return scoring.first_pass(job, eval_key(job.entry, datasets, limit))

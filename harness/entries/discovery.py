@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
@@ -212,7 +215,7 @@ def load_entry(folder: Path, interface: Interface = DIGITS) -> EntryFolder:
     # the code's and the weights' own digests come from the same read as the content's (a weights file is read once)
     listed = set(files)
     alone = {path.relative_to(folder): "" for path in (code, weights) if path is not None and path in listed}
-    content_hash = _digest(((path.relative_to(folder), read_chunks(path)) for path in files), alone=alone)
+    content_hash = _hashed(folder, files, alone)
 
     def own(path: Path | None) -> str:
         if path is None:
@@ -230,6 +233,64 @@ def load_entry(folder: Path, interface: Interface = DIGITS) -> EntryFolder:
         metadata_error=metadata_error,
         total_bytes=sum(path.stat().st_size for path in files),
     )
+
+
+RACY_SECONDS = 2.0  # a file changed this close to its hashing may change again unseen by its times: never cached
+
+
+def hash_cache_dir() -> Path:
+    """Where the entries' hashes are remembered between runs ($HARNESS_CACHE, default data/cache; git-ignored)."""
+    return Path(os.environ.get("HARNESS_CACHE") or Path("data") / "cache") / "entry-hashes"
+
+
+def _signature(folder: Path, files: list[Path], alone: dict[PurePath, str]) -> str:
+    """What identifies the files' bytes without reading them, as git's index does: each one's name, size, device,
+    inode, and modification and change times in nanoseconds (the change time cannot be set back)."""
+    parts = [os.fsencode(os.path.abspath(folder)).hex(), *sorted(p.as_posix() for p in alone)]
+    for path in files:
+        st = os.stat(path, follow_symlinks=False)
+        parts.append(f"{os.fsencode(path.relative_to(folder)).hex()}:{st.st_size}:{st.st_dev}:{st.st_ino}:"
+                     f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_mode}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _hashed(folder: Path, files: list[Path], alone: dict[PurePath, str]) -> str:
+    """``_digest`` of the entry's files (``alone`` filled in), remembered under the files' ``_signature``: a re-run
+    where nothing changed reads no entry's bytes. Files changed within RACY_SECONDS of the hashing are not
+    remembered, and a cache that cannot be read or written is only a cache (the files are read)."""
+    started = time.time_ns()
+    try:
+        key = _signature(folder, files, alone)
+    except OSError:  # a file gone since it was listed: reading it says so
+        key = None
+    known = _remembered(key, alone) if key is not None else None
+    if known is not None:
+        return known
+    content = _digest(((path.relative_to(folder), read_chunks(path)) for path in files), alone=alone)
+    with contextlib.suppress(OSError, ValueError):
+        newest = max((max(st.st_mtime_ns, st.st_ctime_ns) for st in (os.stat(p, follow_symlinks=False)
+                                                                       for p in files)), default=0)
+        if key is not None and newest < started - RACY_SECONDS * 1e9 and key == _signature(folder, files, alone):
+            cache = hash_cache_dir()
+            cache.mkdir(parents=True, exist_ok=True)
+            part = cache / f"{key}.{os.getpid()}.part"
+            part.write_text(json.dumps({"content": content, "alone": {p.as_posix(): v for p, v in alone.items()}}))
+            os.replace(part, cache / f"{key}.json")
+    return content
+
+
+def _remembered(key: str, alone: dict[PurePath, str]) -> str | None:
+    """The content hash remembered under ``key`` (``alone`` filled in from it), or None."""
+    try:
+        known = json.loads((hash_cache_dir() / f"{key}.json").read_text())
+        names = {p.as_posix(): p for p in alone}
+        if set(known["alone"]) != set(names) or not all(isinstance(v, str) for v in (known["content"],
+                                                                                     *known["alone"].values())):
+            return None
+        alone.update({names[name]: value for name, value in known["alone"].items()})
+        return known["content"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def discover(submissions: Path, skipped: list[str] | None = None,

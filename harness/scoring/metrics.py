@@ -5,7 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import bdtr, bdtrc, ndtri  # binomial CDF and its complement, normal quantile (scipy.stats is slow)
+
+# scipy.special (binomial CDF and its complement, normal quantile; scipy.stats is slower still) costs about 0.3 s to
+# import, more than the rest of a re-run with nothing changed: the board's fair-coin tests use ``fair_coin_cdf``
+# below, and scipy.special is imported only by the functions that need it.
+FAIR_COIN_EXACT_UP_TO = 2000  # pairs (3 ms at most); above, ``fair_coin_cdf`` asks scipy (the exact sum grows as n²)
+
+
+def fair_coin_cdf(k: int, n: int) -> float:
+    """P(X <= k), X ~ Bin(n, 1/2), summed exactly in integers and rounded once (scipy's ``bdtr(k, n, 0.5)`` agrees to
+    about 1e-11); for n above FAIR_COIN_EXACT_UP_TO, scipy's value."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if n > FAIR_COIN_EXACT_UP_TO:
+        from scipy.special import bdtr
+        return float(bdtr(k, n, 0.5))
+    term = total = 1
+    for i in range(1, k + 1):
+        term = term * (n - i + 1) // i  # C(n, i)
+        total += term
+    return total / (1 << n)  # int / int: correctly rounded, also where 2**n has no float
 
 KINDS = ("probabilities", "log_probabilities", "logits")
 
@@ -30,6 +51,7 @@ def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple
     """Wilson score interval for a proportion; (nan, nan) when total is 0."""
     if total == 0:
         return float("nan"), float("nan")
+    from scipy.special import ndtri
     z = float(ndtri(0.5 + confidence / 2))
     p, n = correct / total, total
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -114,7 +136,7 @@ def mcnemar_exact(correct_a, correct_b) -> float:
     if only_a + only_b == 0:
         return 1.0
     # Under H0 the discordant pairs split like a fair coin: p = 2 * P(X <= min(b, c)), X ~ Bin(b + c, 1/2).
-    return float(min(1.0, 2 * bdtr(min(only_a, only_b), only_a + only_b, 0.5)))
+    return float(min(1.0, 2 * fair_coin_cdf(min(only_a, only_b), only_a + only_b)))
 
 
 def discordant(correct_a, correct_b) -> tuple[int, int]:
@@ -131,7 +153,7 @@ def sign_test_p(better: int, worse: int) -> float:
     if better < 0 or worse < 0:
         raise ValueError(f"Expected counts of discordant pairs, got {better} and {worse}.")
     n = better + worse
-    return 1.0 if n == 0 else float(bdtr(worse, n, 0.5))  # P(X >= better) = P(X <= worse) by symmetry
+    return 1.0 if n == 0 else fair_coin_cdf(worse, n)  # P(X >= better) = P(X <= worse) by symmetry
 
 
 def above_rate_p(successes: int, total: int, rate: float) -> float:
@@ -139,6 +161,7 @@ def above_rate_p(successes: int, total: int, rate: float) -> float:
     right at ``rate`` (e.g. by guessing); 1.0 when there is nothing to count."""
     if not 0 <= successes <= total or not 0 <= rate <= 1:
         raise ValueError(f"Expected 0 <= successes <= total and a rate in [0, 1], got {successes}, {total}, {rate}.")
+    from scipy.special import bdtrc
     return 1.0 if successes == 0 else float(bdtrc(successes - 1, total, rate))
 
 
@@ -160,7 +183,7 @@ def memorisation_p(only_original: int, only_copy: int) -> float:
     n = only_original + only_copy
     if only_original <= only_copy or n == 0:
         return 1.0
-    return float(bdtr(only_copy, n, 0.5))  # P(X >= k) = P(X <= n - k) by symmetry
+    return fair_coin_cdf(only_copy, n)  # P(X >= k) = P(X <= n - k) by symmetry
 
 
 def memorised(only_original: int, only_copy: int, alpha: float = MEMO_ALPHA) -> bool:

@@ -51,6 +51,25 @@ def ensure_version(engine: Engine, entry: EntryFolder) -> int:
                 raise
 
 
+def known_versions(engine: Engine, entries: list[EntryFolder]) -> dict[tuple[str, str], tuple[int, bool]]:
+    """{(entry name, content hash): (version id, whether its files are kept and not pruned)} for the versions of
+    ``entries`` the store has seen, in one query: what ``ensure_version`` would find and ``snapshots.keep`` skip."""
+    wanted = {(e.name, e.content_hash) for e in entries}
+    names = sorted({e.name for e in entries})
+    out: dict[tuple[str, str], tuple[int, bool]] = {}
+    with Session(engine) as session:
+        for start in range(0, len(names), 500):  # 500 names per IN (...): SQLite before 3.32 allows 999 parameters
+            rows = session.execute(select(Entry.name, EntryVersion.content_hash, EntryVersion.id,
+                                          VersionFiles.version_id)
+                                   .join(EntryVersion.entry)
+                                   .outerjoin(VersionFiles, (VersionFiles.version_id == EntryVersion.id)
+                                              & VersionFiles.pruned_at.is_(None))
+                                   .where(Entry.name.in_(names[start:start + 500])))
+            out.update({(name, content): (version_id, kept is not None) for name, content, version_id, kept in rows
+                        if (name, content) in wanted})
+    return out
+
+
 def has_unseen(engine: Engine, entries: list[EntryFolder]) -> bool:
     """Whether some entry's folder holds content the store has never seen (so a run will evaluate it)."""
     with Session(engine) as session:

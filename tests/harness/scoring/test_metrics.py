@@ -183,6 +183,19 @@ def test_sign_test_by_hand():
     assert m.sign_test_p(2, 2) == pytest.approx(11 / 16)  # P(X >= 2), X ~ Bin(4, 1/2) = (6 + 4 + 1) / 16
 
 
+def test_fair_coin_cdf_by_hand_and_against_scipy_stats_binomtest():
+    """P(X <= k), X ~ Bin(n, 1/2), summed exactly: hand values, both sides of FAIR_COIN_EXACT_UP_TO (where scipy
+    takes over) and sizes whose 2**n has no float; scipy.stats' binomtest is the independent reference."""
+    assert m.fair_coin_cdf(0, 1) == 0.5 and m.fair_coin_cdf(1, 3) == 0.5 and m.fair_coin_cdf(2, 5) == 0.5
+    assert m.fair_coin_cdf(1, 7) == 8 / 128 and m.fair_coin_cdf(-1, 4) == 0.0 and m.fair_coin_cdf(4, 4) == 1.0
+    assert m.fair_coin_cdf(0, 1100) == 0.0  # 2**-1100 is below the smallest double: rounded once, to zero
+    assert m.fair_coin_cdf(1, 1070) == pytest.approx(1071 * 2.0 ** -1070, rel=1e-12)  # a subnormal
+    top = m.FAIR_COIN_EXACT_UP_TO
+    for k, n in ((3, 17), (40, 100), (480, 1000), (990, top), (1000, top), (990, top + 1), (4000, 9000)):
+        expected = binomtest(n - k, n, 0.5, alternative="greater").pvalue  # P(X >= n - k) = P(X <= k)
+        assert m.fair_coin_cdf(k, n) == pytest.approx(expected, rel=1e-9), (k, n)
+
+
 def test_sign_test_matches_scipy_stats_binomtest():
     for better in range(0, 40, 3):
         for worse in range(0, 40, 4):
