@@ -235,10 +235,10 @@ def pending(engine, entries: list, datasets: list[DatasetSpec], rules: competiti
     """The entries whose folder holds a version not yet scored on these sets (by this harness), or scored with a
     failure on a limit that ``limits`` (``isolation.Limits``) raise."""
     from harness import runner
-    found = {e.name: evaluations.find_evaluation(engine, runner.eval_key(e, datasets, rules.max_entry_bytes))
-             for e in entries}
-    return [e for e in entries if found[e.name] is None
-            or (limits is not None and runner.outgrown(engine, found[e.name], limits))]
+    keys = {e.name: runner.eval_key(e, datasets, rules.max_entry_bytes) for e in entries}
+    stored = evaluations.stored_by_key(engine, list(keys.values()))  # one query for all, every round
+    return [e for e in entries if keys[e.name] not in stored
+            or (limits is not None and runner.failure_outgrown(stored[keys[e.name]][1], limits))]
 
 
 def follow_parent(pid: int) -> None:

@@ -89,10 +89,10 @@ def eval_key(entry: EntryFolder, datasets: list[DatasetSpec], max_entry_bytes: i
 def outgrown(engine: Engine, evaluation_id: int, limits: Limits) -> bool:
     """Whether a stored evaluation failed on a limit (time or memory) that is larger now, or that was not recorded
     (stored before migration 0010): then it is evaluated again rather than taken as it is."""
-    return _outgrown(evaluations.failure_and_limits(engine, evaluation_id), limits)
+    return failure_outgrown(evaluations.failure_and_limits(engine, evaluation_id), limits)
 
 
-def _outgrown(failed: tuple[str | None, float | None, int | None] | None, limits: Limits) -> bool:
+def failure_outgrown(failed: tuple[str | None, float | None, int | None] | None, limits: Limits) -> bool:
     """``outgrown`` from the stored failure and limits (``evaluations.failure_and_limits``)."""
     if failed is None:
         return False
@@ -394,7 +394,7 @@ class _Scoring:
         """Score the job now, or take its stored result; when another run holds the key, what to wait for."""
         force = self.options.force
         existing, failed = (None, None) if force else self.stored.get(key, (None, None))
-        if existing is not None and not _outgrown(failed, self.limits):
+        if existing is not None and not failure_outgrown(failed, self.limits):
             self.done(job, existing, UNCHANGED)
         elif claims.try_claim(self.engine, key, self.summary.run_id, CLAIM_LEASE_SECONDS):  # a raised limit: anew
             self.evaluate_claimed(job, key, older=None if force else existing or 0)
