@@ -30,7 +30,7 @@ import torchvision
 from harness import cli
 from harness.common import competition
 from harness.common.competition import TaskRules
-from harness.contract import name_problem
+from harness.contract import DIGITS, name_problem
 from harness.data.task import task_of
 from harness.errors import HarnessError
 from harness.training import architectures, augment, presets, recipes
@@ -300,19 +300,25 @@ class Progress:
             self.bar = None
 
 
-def run(argv: list[str]) -> int:
+def resumed(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, list[str], dict | None]:
+    """The parser, the flags and the command line of the run: those given, or with ``--resume CHECKPOINT`` those the
+    interrupted run started with (and the loaded checkpoint, else None)."""
     parser, args = parse(argv)
-    resume = None
-    if args.resume is not None:
-        extra = [a for a in argv
-                 if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
-        if extra:
-            parser.error(f"--resume continues with the settings the run started with; drop {' '.join(extra)}")
-        resume = load_checkpoint(args.resume)
-        quiet, checkpoint_path = args.quiet, args.resume
-        argv = list(resume["argv"])
-        parser, args = parse(argv)
-        args.quiet, args.checkpoint = quiet, checkpoint_path
+    if args.resume is None:
+        return parser, args, argv, None
+    extra = [a for a in argv if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
+    if extra:
+        parser.error(f"--resume continues with the settings the run started with; drop {' '.join(extra)}")
+    resume = load_checkpoint(args.resume)
+    quiet, checkpoint_path = args.quiet, args.resume
+    argv = list(resume["argv"])
+    parser, args = parse(argv)
+    args.quiet, args.checkpoint = quiet, checkpoint_path
+    return parser, args, argv, resume
+
+
+def run(argv: list[str]) -> int:
+    parser, args, argv, resume = resumed(argv)
     if args.out is None:
         parser.error("--out is required: the entry folder to write, e.g. --out submissions/my-cnn")
     if name_problem(args.out.name):
@@ -333,10 +339,8 @@ def run(argv: list[str]) -> int:
     checkpoint = args.checkpoint or CHECKPOINT_DIR / f"{args.out.name}.pt"
     _checkpoint[:] = [checkpoint]
 
-    if task is None:
-        data = load_data(config, args.mnist_dir, download=not args.no_download)
-    else:
-        data = load_task_data(config, task, where)
+    data = load_data(config, args.mnist_dir, download=not args.no_download) if task is None else \
+        load_task_data(config, task, where)
     interface = None if task is None else task_of(args.rules).interface
     model, code, model_class, constructor = build_model(config, args.model_file, args.model_class, interface)
     progress = Progress(config.epochs, args.quiet)
@@ -358,7 +362,7 @@ def run(argv: list[str]) -> int:
         metadata["hyperparameters"].update(task_record(task))
     out = write_entry(args.out, result.model, metadata=metadata, history=result.state.history, model_code=code,
                       model_class=model_class, constructor=constructor, export=args.export, overwrite=args.overwrite,
-                      **({} if interface is None else {"interface": interface}))
+                      interface=interface or DIGITS)
     checkpoint.unlink(missing_ok=True)
     acc = result.val_accuracy
     named = "" if args.folder is None else f" --competition {shlex.quote(str(args.folder))}"

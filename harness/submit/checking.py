@@ -250,7 +250,7 @@ def diagnose_sample(report: dict, entry: EntryFolder, images: np.ndarray, labels
     n = report["sample_size"]
     rate, load, least = report["images_per_second"], report["load_seconds"], min(DIAGNOSIS_MIN, n)
     conventions = value_conventions(task)
-    count = min(affordable_sample(rate, runs=len(conventions) + 1),
+    count = min(affordable_sample(rate),  # sized for MNIST's conventions: a task's are no more
                 affordable(rate, load, left / (len(conventions) + 1), DIAGNOSIS_IMAGES, 0))
     if count < least:
         report["diagnosis_skipped"] = diagnosis_seconds(least, rate, load, conventions)

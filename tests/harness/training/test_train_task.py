@@ -19,6 +19,9 @@ from harness import check
 from harness.train import main
 from harness.training import architectures
 from tests.competition_folder import CLASSES, HEIGHT, WIDTH, make_competition
+from tests.conftest import mnist_folder, needs_mnist
+
+MNIST = mnist_folder()
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,3 +122,17 @@ def test_the_kits_architectures_take_any_task_shape():
         for extra in ({}, {"resize": 32}, {"resize": 32, "crop": 28}):
             model = architectures.build(name, **task, **extra).eval()
             assert model(x).shape == (5, 7), (name, extra)
+
+
+@needs_mnist
+def test_a_competition_without_a_task_table_trains_on_mnist_into_its_submissions(tmp_path):
+    """A competition.toml without [task] is the MNIST warm-up: the kit trains on MNIST, as without --competition, and
+    writes into the folder's submissions/ with the MNIST constructor (no task knobs)."""
+    folder = tmp_path / "club"
+    (folder / "submissions").mkdir(parents=True)
+    (folder / "competition.toml").write_text('title = "The club"\n')
+    assert train(folder, tmp_path, "--arch", "logreg", "--epochs", "1", "--limit", "200", "--mnist-dir", str(MNIST),
+                 "--no-download", out="submissions/club-logreg") == 0
+    meta = tomllib.loads((folder / "submissions" / "club-logreg" / "entry.toml").read_text())
+    assert not set(architectures.TASK_KNOBS) & set(meta["constructor"]) and "task" not in meta["hyperparameters"]
+    assert meta["constructor"]["mean"] == architectures.MNIST_MEAN
