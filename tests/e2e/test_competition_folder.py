@@ -169,3 +169,25 @@ def test_a_missing_competition_folder_is_one_sentence(tmp_path, capsys):
     text = said.out + said.err
     assert f"error: the competition folder {tmp_path / 'nope'} does not exist; create it with a competition.toml" \
         in text and "Traceback" not in text
+
+
+@pytest.mark.postgres
+def test_two_competitions_share_one_server_database_without_mixing(pg_url, tmp_path, monkeypatch):
+    from sqlalchemy import create_engine, text
+    roots = {}
+    for name in ("alpha", "beta"):
+        roots[name] = make_competition(tmp_path / name, per_class=(1, 2, 1), seed=len(name))
+        write_colour_entry(roots[name] / "submissions", f"colours-{name}")
+    monkeypatch.setenv("LEADERBOARD_DB", pg_url)
+    for name, root in roots.items():
+        assert evaluate.main(["--competition", str(root), "--device", "cpu"]) == 0
+        assert not (root / "leaderboard.db").exists()      # the server holds it
+    engine = create_engine(pg_url)
+    with engine.connect() as connection:
+        names = {schema: connection.execute(text(f'SELECT name FROM "{schema}".entries')).scalars().all()
+                 for schema in ("competition_alpha", "competition_beta")}
+        public = connection.execute(text("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                                         "'public' AND table_name = 'entries'")).scalar()
+    engine.dispose()
+    assert names == {"competition_alpha": ["colours-alpha"], "competition_beta": ["colours-beta"]}
+    assert public == 0   # nothing landed in the server's default schema
