@@ -179,7 +179,7 @@ def test_two_competitions_share_one_server_database_without_mixing(pg_url, tmp_p
         roots[name] = make_competition(tmp_path / name, per_class=(1, 2, 1), seed=len(name))
         write_colour_entry(roots[name] / "submissions", f"colours-{name}")
     monkeypatch.setenv("LEADERBOARD_DB", pg_url)
-    for name, root in roots.items():
+    for root in roots.values():
         assert evaluate.main(["--competition", str(root), "--device", "cpu"]) == 0
         assert not (root / "leaderboard.db").exists()      # the server holds it
     engine = create_engine(pg_url)
