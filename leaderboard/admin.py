@@ -45,6 +45,8 @@ def evaluation_command(settings: Settings, force: bool = False, only: list[str] 
     goes in the environment ($LEADERBOARD_DB, see start_job), not on a command line that ``ps`` shows."""
     argv = [sys.executable, "-m", "harness.evaluate", "--submissions",
             str(settings.submissions.resolve()), "--mystery", str(settings.mystery.resolve())]
+    if settings.folder is not None:  # a competition folder's rules (its database still goes by $LEADERBOARD_DB)
+        argv += ["--config", str((settings.folder / "competition.toml").resolve())]
     for name in only or []:
         argv += ["--only", name]
     return argv + (["--force"] if force else [])

@@ -32,7 +32,7 @@ def build_board(ranked: Board, history: pd.DataFrame | None = None) -> pd.DataFr
         status = None
         if s.standing != "ranked":
             status = f"{s.standing}: {s.note}" + ("" if s.status == "ok" else f" (failed: {one_line(s.error)})")
-        records.append(_record(s, row, revealed, kind, status))
+        records.append(_record(s, row, revealed, ranked.rules.set_kinds, ranked.ranks_on_secret, status))
     board = pd.DataFrame.from_records(records, columns=BOARD_COLUMNS)
     if history is not None and len(board):
         trend = history_series(history, kind)
@@ -50,9 +50,13 @@ BOARD_COLUMNS = ["medal", "rank", "place", "with_leader", "p_vs_leader", "separa
                  "hyperparameters"]
 
 
-def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | None = None) -> dict:
-    guest = s.scores.get("guest") if revealed else None
-    mnist = s.scores.get("mnist")
+def _record(s: EvalSummary, row: Row, revealed: bool, kinds: tuple[str, str], on_secret: bool,
+            status: str | None = None) -> dict:
+    """One row of the board; the public set's results go in the ``mnist_*`` columns and the secret set's in the
+    ``guest_*`` ones, whatever ``kinds`` (the store's names for them) the task uses."""
+    guest = s.scores.get(kinds[1]) if revealed else None
+    mnist = s.scores.get(kinds[0])
+    kind = "guest" if on_secret else "mnist"
     if status is None:
         status = "ok" if s.status == "ok" else f"failed: {one_line(s.error)}"
     rank = row.rank
@@ -291,6 +295,29 @@ def guest_set_text(dataset) -> str:
     return f"the guest's {size} handwritten digits, read from the guest folder that the organisers gave the evaluation"
 
 
+def secret_set_text(dataset, names) -> str:
+    """Which secret set results are on: the guest's words for the MNIST warm-up (:func:`guest_set_text`), else the
+    set's title and size ("the stranger's shapes: 250 pictures")."""
+    if names.is_mnist:
+        return guest_set_text(dataset)
+    return f"{names.secret[:1].lower()}{names.secret[1:]}: {dataset.size:,} {names.item}s"
+
+
+def ranked_by_text(datasets: dict, revealed: bool, on_secret: bool, names) -> str:
+    """Which set ranks the board of a competition with a [task] table, in one or two sentences."""
+    if not revealed:
+        return (f"🔒 **The results on {names.secret} are sealed until the reveal.** The board is ranked by "
+                f"{names.public} accuracy for now; those columns open when the organisers reveal them.")
+    if on_secret:
+        return f"Ranked by {secret_set_text(datasets[names.secret_kind], names)}. Then by {names.public}."
+    return f"Revealed, but not every entry has a result on {names.secret}: ranked by {names.public}."
+
+
+def shape_text(images: np.ndarray) -> str:
+    """One picture's size as the sets store it: "28×28" for grey, "3×32×32" for colour."""
+    return "×".join(str(n) for n in np.asarray(images).shape[1:])
+
+
 def one_line(text: str | None) -> str:
     """The first non-empty line of an error message (the harness writes one sentence)."""
     for line in (text or "").splitlines():
@@ -505,12 +532,12 @@ def pages(total: int, size: int) -> list[tuple[int, int]]:
 
 # --- guest gallery ----------------------------------------------------------------------------------------
 
-def consensus(labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+def consensus(labels: np.ndarray, predicted: np.ndarray, num_classes: int = TASK.num_classes) -> pd.DataFrame:
     """Per digit over entries (``predicted`` is [entries, N]): how many read it right, the most common reading
     and its share; hardest digits first (fewest right, then lowest consensus share, then index)."""
     predicted = np.asarray(predicted, dtype=np.int64)
     n_entries, n = predicted.shape
-    counts = np.zeros((n, TASK.num_classes), dtype=np.int64)
+    counts = np.zeros((n, num_classes), dtype=np.int64)
     for row in predicted:
         counts[np.arange(n), row] += 1
     right = counts[np.arange(n), labels]

@@ -28,20 +28,24 @@ def _augmented(hp: dict) -> str | None:
     return "with" if value not in (None, False, "", "none", [], ()) else "without"
 
 
-def frame(summaries: list[EvalSummary], include_guest: bool) -> pd.DataFrame:
-    """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed).
+def frame(summaries: list[EvalSummary], include_guest: bool,
+          kinds: tuple[str, str] = ("mnist", "guest")) -> pd.DataFrame:
+    """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed). The public
+    set's accuracy goes in the ``mnist`` column and the secret set's in ``guest``, whatever ``kinds`` (the store's
+    names for them, ``Competition.set_kinds``) the task uses.
 
     A disqualified entry (its standing, from ``harness.scoring.standings``) is left out: its score says nothing about
     what worked. Hidden entries never reach here.
     """
+    public, secret = kinds
     rows = []
     for s in summaries:
-        if s.status != "ok" or "mnist" not in s.scores or s.standing == DISQUALIFIED:
+        if s.status != "ok" or public not in s.scores or s.standing == DISQUALIFIED:
             continue
         hp = s.hyperparameters
         row = {"entry": s.display_name, "author": s.author, "params": s.params,
-               "mnist": s.scores["mnist"].accuracy,
-               "guest": s.scores["guest"].accuracy if include_guest and "guest" in s.scores else None,
+               "mnist": s.scores[public].accuracy,
+               "guest": s.scores[secret].accuracy if include_guest and secret in s.scores else None,
                "optimizer": str(hp["optimizer"]).lower() if hp.get("optimizer") else None,
                "epochs": int(hp["epochs"]) if isinstance(hp.get("epochs"), (int, float)) else None,
                "augmented": _augmented(hp),
@@ -66,9 +70,10 @@ def by_factor(df: pd.DataFrame, factor: str, metric: str = "mnist") -> pd.DataFr
     return out.sort_values("median", ascending=False, ignore_index=True)
 
 
-def title(metric: str, factor: str | None = None) -> str:
-    """A chart's title: "MNIST test accuracy by optimizer" (``factor`` None: by model size)."""
-    return f"{METRICS[metric]} by {FACTORS[factor].lower() if factor else 'model size'}"
+def title(metric: str, factor: str | None = None, metrics: dict[str, str] | None = None) -> str:
+    """A chart's title: "MNIST test accuracy by optimizer" (``factor`` None: by model size); ``metrics`` names the
+    two columns for a task other than MNIST's."""
+    return f"{(metrics or METRICS)[metric]} by {FACTORS[factor].lower() if factor else 'model size'}"
 
 
 ACCURACY_AXIS = alt.Axis(format=".1~%")  # d3's bare "%" prints 51.400000% when the axis holds one value
