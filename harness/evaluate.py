@@ -175,7 +175,7 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None, console: Console)
         meta = {d.kind: {"size": int(len(d.labels)), "hash": d.content_hash, "source": d.source,
                          "preprocess_version": d.preprocess_version} for d in datasets}
         print(report.to_json(rows, meta, {"id": summary.run_id, "device": summary.device}, notes, rules.as_dict(),
-                             left_out))
+                             left_out, rules.set_kinds))
     failed = bool(skipped) or any(r.status != "ok" for r in rows if r.standing == "ranked")
     return 1 if args.strict and failed else 0
 

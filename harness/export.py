@@ -35,10 +35,29 @@ COLUMNS = ["rank", "with_leader", "p_vs_leader", "standing", "note", "name", "di
            "memo_right_only_as_copy", "memo_p"]
 
 
+def named(column: str, rules: competition.Competition | None) -> str:
+    """A column as this competition names it: a task's set columns by the sets' kinds ("public_accuracy",
+    "secret_dataset_hash"), the warm-up's as they are ("mnist_accuracy", "guest_dataset_hash")."""
+    public, secret = (rules or competition.Competition()).set_kinds
+    for role, kind in (("mnist_", public + "_"), ("guest_", secret + "_")):
+        if column.startswith(role):
+            return kind + column[len(role):]
+    return column
+
+
+def columns(rules: competition.Competition | None) -> list[str]:
+    return [named(c, rules) for c in COLUMNS]
+
+
 def standings(engine, rules: competition.Competition, revealed: bool) -> list[dict]:
     """Ranked rows (the version each entry submitted by the deadline, late ones unranked) with their audit trail;
-    guest fields only when ``revealed``."""
+    guest fields only when ``revealed``; the set columns named as the competition names its sets (:func:`named`)."""
+    return [{named(k, rules): v for k, v in row.items()} for row in _standings(engine, rules, revealed)]
+
+
+def _standings(engine, rules: competition.Competition, revealed: bool) -> list[dict]:
     ranked = board.read(engine, rules, is_revealed=revealed)
+    public, secret = rules.set_kinds
     sets = eval_sets.current_datasets(engine, revealed=True)  # the guest's preprocessing is named even while sealed
     out = []
     for row in ranked.rows:
@@ -57,9 +76,9 @@ def standings(engine, rules: competition.Competition, revealed: bool) -> list[di
             "mnist_correct": row.mnist.correct if row.mnist else None,
             "mnist_total": row.mnist.total if row.mnist else None, "params": row.params,
             "content_hash": s.content_hash, "code_hash": s.code_hash, "weights_hash": s.weights_hash,
-            "mnist_dataset_hash": sets["mnist"].content_hash if row.mnist and "mnist" in sets else None,
-            "guest_dataset_hash": sets["guest"].content_hash if guest and "guest" in sets else None,
-            "preprocess_version": sets["guest"].preprocess_version if row.status == "ok" and "guest" in sets else None,
+            "mnist_dataset_hash": sets[public].content_hash if row.mnist and public in sets else None,
+            "guest_dataset_hash": sets[secret].content_hash if guest and secret in sets else None,
+            "preprocess_version": sets[secret].preprocess_version if row.status == "ok" and secret in sets else None,
             "harness_version": s.harness_version, "torch_version": s.torch_version,
             "python_version": s.python_version, "device": s.device, "sandboxed": s.sandboxed,
             "evaluated_at": row.evaluated_at, "evaluation_id": row.evaluation_id,
@@ -80,7 +99,7 @@ def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "standings.csv", out / "standings.json"
     with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns(rules))
         writer.writeheader()
         writer.writerows(rows)
     record = {"signed_off_by": signed_off_by, "signed_off_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -103,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def export_standings(args: argparse.Namespace) -> int:
     """Write the standings files; a HarnessError ends it with one sentence (see ``main``)."""
+    competition.settle(args)
     rules = competition.load(args.config)
     engine = make_engine(args.db)
     revealed = board.revealed(engine, rules)

@@ -17,9 +17,9 @@ from harness.store import eval_sets
 from harness.store.engine import make_engine
 
 
-def factor_table(df, factor: str, metric: str) -> Table:
+def factor_table(df, factor: str, metric: str, titles: dict[str, str] | None = None) -> Table:
     stats = insights.by_factor(df, factor, metric)
-    table = Table(title=f"{insights.METRICS[metric]} by {insights.FACTORS[factor].lower()} (higher is better)",
+    table = Table(title=f"{insights.title(metric, factor, titles)} (higher is better)",
                   title_justify="left")
     for column in ("value", "entries", "median", "mean", "best", "worst"):
         table.add_column(column, justify="left" if column == "value" else "right")
@@ -37,23 +37,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     try:
+        competition.settle(args)
         rules = competition.load(args.config)
         engine = make_engine(args.db)
     except HarnessError as exc:
         cli.say_error(exc)
         return 2
     revealed = board.revealed(engine, rules)
-    df = insights.frame(board.latest(engine, eval_sets.current_datasets(engine, revealed), rules), revealed)
+    df = insights.frame(board.latest(engine, eval_sets.current_datasets(engine, revealed), rules), revealed,
+                        rules.set_kinds)
     if df.empty:
         console.print("No evaluated entries yet: run `python -m harness.evaluate` first.")
         return 0
     metrics = ["mnist"] + (["guest"] if revealed and df["guest"].notna().any() else [])
+    titles = insights.metric_titles(*((rules.task.public.title, rules.task.secret.title) if rules.task else ()))
     for metric in metrics:
         for factor in insights.FACTORS:
             if df[factor].notna().any():
-                console.print(factor_table(df, factor, metric))
+                console.print(factor_table(df, factor, metric, titles))
     if not revealed:
-        console.print("Guest results are sealed until the organiser reveals them; MNIST only.")
+        console.print("Guest results are sealed until the organiser reveals them; MNIST only." if rules.task is None
+                      else f"Results on {rules.task.secret.title} are sealed until the organiser reveals them.")
     if args.html:
         charts = [insights.size_chart(df, m) for m in metrics] + [
             insights.box_chart(df, f, m) for m in metrics for f in insights.FACTORS if df[f].notna().any()]

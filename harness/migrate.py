@@ -19,6 +19,8 @@ from harness.store.upgrade import draft_revision, upgrade
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.migrate", description=__doc__.splitlines()[0])
     cli.add_db_argument(p)
+    p.add_argument("--competition", metavar="DIR", help="upgrade the competition folder's own database "
+                   "(DIR/leaderboard.db; default: $LEADERBOARD_COMPETITION, else --db)")
     p.add_argument("--new", metavar="MESSAGE",
                    help="draft a revision from schema.py's differences to the upgraded database")
     args = p.parse_args(argv)
@@ -27,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     """Upgrade (and draft a revision); a HarnessError ends it with one sentence (see ``main``)."""
+    from harness.common import competition
     from harness.store.engine import make_engine, resolve_url, shown_url
+    competition.settle(args)
     try:
         engine = make_engine(args.db, create=False)
         try:

@@ -28,7 +28,7 @@ from rich.markup import escape
 from harness import __version__, cli, runner
 from harness.common import competition, tempfolders
 from harness.common.limits import Limits
-from harness.data.task import DatasetSpec
+from harness.data.task import MNIST_DIGITS, DatasetSpec, Task, task_of
 from harness.entries.discovery import discover, select as select_entries
 from harness.isolation.prediction import resolve_device
 from harness.scoring import standings
@@ -65,7 +65,7 @@ def limits_of(evaluation: Evaluation, timeout: float | None, rules: competition.
                         memory=evaluation.memory_limit or None, device=device)
 
 
-def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Check:
+def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None, task: Task = MNIST_DIGITS) -> Check:
     if entry.content_hash != evaluation.version.content_hash:
         if engine is not None and snapshots.pruned(engine, evaluation.version_id):
             return Check(entry.name, "pruned", f"the files of the evaluated version "
@@ -74,7 +74,7 @@ def verify_one(entry, evaluation: Evaluation, limits: Limits, engine=None) -> Ch
         return Check(entry.name, "changed", "its files changed since the stored evaluation; run harness.evaluate.")
     specs = [dataset_spec(r) for r in evaluation.results]
     ids = {r.dataset.kind: r.dataset_id for r in evaluation.results}
-    record = runner.evaluate_one(entry, specs, ids, limits)
+    record = runner.evaluate_one(entry, specs, ids, limits, task=task)
     if record.status != "ok":
         return Check(entry.name, "failed", record.error)
     differences, ties = [], 0
@@ -107,6 +107,9 @@ MARKS = {"same": "[green]✓[/green]", "different": "[red]✗[/red]", "changed":
 TIE_MARGIN = 2e-3  # stored probabilities are float16: about 1e-3 of resolution near 1
 
 
+DEFAULT_SUBMISSIONS = Path("submissions")
+
+
 def near_tie(probabilities: np.ndarray) -> np.ndarray:
     """Per sample: whether its two highest stored probabilities are within TIE_MARGIN of each other."""
     top = np.sort(probabilities, axis=1)
@@ -115,7 +118,7 @@ def near_tie(probabilities: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.verify", description=__doc__.splitlines()[0])
-    p.add_argument("--submissions", type=Path, default=Path("submissions"))
+    p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS)
     cli.add_db_argument(p)
     p.add_argument("--only", action="append", metavar="NAME", help="verify only this entry (repeatable)")
     cli.add_device_argument(p, default="cpu")
@@ -130,12 +133,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def verify_all(args: argparse.Namespace, console: Console) -> int:
     """Re-score the chosen entries and print one line each; a HarnessError ends it with one sentence (see ``main``)."""
+    competition.settle(args, submissions=DEFAULT_SUBMISSIONS)
+    rules = competition.load(args.config)
+    task = task_of(rules)
     engine = make_engine(args.db)
     skipped: list[str] = []
-    entries = select_entries(discover(args.submissions, skipped), args.only)
+    entries = select_entries(discover(args.submissions, skipped, interface=task.interface), args.only)
     for sentence in skipped:
         console.print(f"[yellow]warning:[/yellow] {sentence}")
-    rules = competition.load(args.config)
     stored = latest_ok(engine)
     device = resolve_device(args.device)
     checks: list[Check] = []
@@ -157,7 +162,7 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
                                              "was never evaluated), so nothing can differ."))
             continue
         check = verify_one(entry, stored[entry.name], limits_of(stored[entry.name], args.timeout, rules, device),
-                           engine)
+                           engine, task)
         if state == standings.DISQUALIFIED:
             check.detail += f" Disqualified by the organisers ({reason}): shown unranked."
         say(check)

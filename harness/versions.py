@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def show_or_override(args: argparse.Namespace) -> int:
     """List the entry's versions or change one's time; a HarnessError ends it with one sentence (see ``main``)."""
+    competition.settle(args)
     rules = competition.load(args.config)
     if args.prune:
         if args.entry:

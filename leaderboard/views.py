@@ -267,9 +267,9 @@ def archive_table(signed, names) -> pd.DataFrame:
     for e in signed.entries:
         row = {"#": "" if e.get("rank") is None else int(e["rank"]), "Entry": e.get("display_name") or e.get("name"),
                "Author": e.get("author") or ""}
-        if signed.revealed:
-            row[secret] = _percent(e.get("guest_accuracy"))
-        row[public] = _percent(e.get("mnist_accuracy"))
+        if signed.revealed:  # harness.export names the columns by the sets' kinds
+            row[secret] = _percent(e.get(f"{names.secret_kind}_accuracy"))
+        row[public] = _percent(e.get(f"{names.public_kind}_accuracy"))
         row["Standing"] = e.get("standing") or ""
         rows.append(row)
     columns = ["#", "Entry", "Author"] + ([secret] if signed.revealed else []) + [public, "Standing"]

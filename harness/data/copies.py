@@ -4,7 +4,9 @@ A model that reads handwriting reads a copy as it reads the original; a table of
 hash of each image to its label) does not recognise the copy. Each copy differs from its original by at most
 ``EDGE_NOISE`` of 255 on the ink's anti-aliased edge (pixels strictly between paper and full ink, which stay
 strictly between) and by ``SPECKS`` paper pixels set to 1 or 2 of 255, away from the ink: nothing a person sees.
-The harness draws which images are copied and how from the OS's entropy, for every run.
+The harness draws which images are copied and how from the OS's entropy, for every run. Colour pictures
+(``[N, C, H, W]``, a task that is not handwriting) have no paper and ink: each copy changes every level strictly
+between 0 and 255 by at most ``EDGE_NOISE``, which no one sees either.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ SPECKS = 4      # paper pixels per copy given a faint speck (1 or 2 of 255)
 
 
 def changed_copies(images: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` distinct images of ``images`` (uint8 [N, H, W]), chosen by ``rng``, and a changed copy of each:
-    (their indices, the copies)."""
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(f"changed_copies takes uint8 images [N, H, W], not {images.dtype} {list(images.shape)}.")
+    """``count`` distinct images of ``images`` (uint8 [N, H, W], or colour [N, C, H, W]), chosen by ``rng``, and a
+    changed copy of each: (their indices, the copies)."""
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"changed_copies takes uint8 images [N, H, W] or [N, C, H, W], not {images.dtype} "
+                         f"{list(images.shape)}.")
     count = min(count, len(images))
     chosen = np.sort(rng.choice(len(images), size=count, replace=False))
     copies = images[chosen].astype(np.int16)
+    if images.ndim == 4:  # colour: every level strictly inside (0, 255) moves a little
+        inside = (copies > 0) & (copies < 255)
+        noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=copies.shape)
+        return chosen, np.where(inside, np.clip(copies + noise, 1, 254), copies).astype(np.uint8)
     edge = (copies > 0) & (copies < 255)
     noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=copies.shape)
     copies = np.where(edge, np.clip(copies + noise, 1, 254), copies)

@@ -79,7 +79,14 @@ def pixel_problem(width: int, height: int, name: str, max_pixels: int = DIGIT_MA
             f"{max_pixels / 1e6:g} megapixels it may have; scale it down and save it again")
 
 
-def read_image(source: Path | io.BytesIO, name: str, max_pixels: int = DIGIT_MAX_PIXELS) -> Image.Image:
+def open_picture(path: str | Path, max_pixels: int = DIGIT_MAX_PIXELS) -> Image.Image:
+    """As :func:`open_image`, but the picture keeps its own colours and mode (for ``preprocess = "resize"``)."""
+    path = Path(path)
+    return read_image(path, path.name, max_pixels, grey=False)
+
+
+def read_image(source: Path | io.BytesIO, name: str, max_pixels: int = DIGIT_MAX_PIXELS,
+               grey: bool = True) -> Image.Image:
     too_big = None
     try:
         with Image.open(source) as im:
@@ -92,6 +99,8 @@ def read_image(source: Path | io.BytesIO, name: str, max_pixels: int = DIGIT_MAX
         raise ImageProblem(f"cannot read {name}: {reason}; re-save it as PNG or JPEG") from e
     if too_big:
         raise ImageProblem(too_big)
+    if not grey:
+        return im
     return Image.fromarray(np.round(to_grayscale(im) * 255).astype(np.uint8), mode="L")
 
 

@@ -132,12 +132,13 @@ TASK = MNIST_DIGITS  # the warm-up's task: a competition.toml without [task]
 def reader_of(rules: TaskRules):
     """How the task's pictures are read (``harness.data.guest.Reader``): its classes, through its preprocess."""
     from harness.data.guest import Reader
-    from harness.data.preprocess import PREPROCESS_VERSION, normalize_image
+    from harness.data.preprocess import PREPROCESS_VERSION, normalize_image, open_picture
     from harness.data.resize import RESIZE_VERSION, resizer
     if rules.preprocess == "digits":
         return Reader(rules.classes, normalize_image, PREPROCESS_VERSION, (28, 28), "picture")
     shape = "x".join(map(str, rules.input_shape))
-    return Reader(rules.classes, resizer(*rules.input_shape), f"{RESIZE_VERSION}-{shape}", rules.input_shape, "picture")
+    return Reader(rules.classes, resizer(*rules.input_shape), f"{RESIZE_VERSION}-{shape}", rules.input_shape, "picture",
+                  open_picture)
 
 
 def load_folder_set(rules: TaskRules, which: str, folder: str | Path | None) -> tuple[DatasetSpec | None, list[str]]:

@@ -30,9 +30,9 @@ def _augmented(hp: dict) -> str | None:
 
 def frame(summaries: list[EvalSummary], include_guest: bool,
           kinds: tuple[str, str] = ("mnist", "guest")) -> pd.DataFrame:
-    """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed). The public
-    set's accuracy goes in the ``mnist`` column and the secret set's in ``guest``, whatever ``kinds`` (the store's
-    names for them, ``Competition.set_kinds``) the task uses.
+    """One row per successfully evaluated entry: its knobs and its accuracies (guest only when allowed); column
+    ``mnist`` holds the public set's accuracy and ``guest`` the secret one's, whatever the task calls them (``kinds``:
+    ``Competition.set_kinds``).
 
     A disqualified entry (its standing, from ``harness.scoring.standings``) is left out: its score says nothing about
     what worked. Hidden entries never reach here.
@@ -70,10 +70,17 @@ def by_factor(df: pd.DataFrame, factor: str, metric: str = "mnist") -> pd.DataFr
     return out.sort_values("median", ascending=False, ignore_index=True)
 
 
-def title(metric: str, factor: str | None = None, metrics: dict[str, str] | None = None) -> str:
-    """A chart's title: "MNIST test accuracy by optimizer" (``factor`` None: by model size); ``metrics`` names the
-    two columns for a task other than MNIST's."""
-    return f"{(metrics or METRICS)[metric]} by {FACTORS[factor].lower() if factor else 'model size'}"
+def title(metric: str, factor: str | None = None, titles: dict[str, str] | None = None) -> str:
+    """A chart's title: "MNIST test accuracy by optimizer" (``factor`` None: by model size); ``titles``: a task's
+    names for the columns ``mnist`` and ``guest`` (:func:`metric_titles`)."""
+    return f"{(titles or METRICS)[metric]} by {FACTORS[factor].lower() if factor else 'model size'}"
+
+
+def metric_titles(public: str | None = None, secret: str | None = None) -> dict[str, str]:
+    """The accuracy columns' names: MNIST's, or a task's sets' titles."""
+    if public is None:
+        return dict(METRICS)
+    return {"mnist": f"{public} accuracy", "guest": f"{secret} accuracy"}
 
 
 ACCURACY_AXIS = alt.Axis(format=".1~%")  # d3's bare "%" prints 51.400000% when the axis holds one value

@@ -138,9 +138,13 @@ def left_out_row(name: str, why: str) -> dict:
 
 
 def to_json(rows: list[Row], datasets: dict, run: dict, notes: list[str], competition: dict | None = None,
-            left_out: dict[str, str] | None = None) -> str:
+            left_out: dict[str, str] | None = None, kinds: tuple[str, str] = ("mnist", "guest")) -> str:
+    """The board as JSON; each entry's scores under its sets' kinds (``kinds``: the public and the secret set's,
+    ``Competition.set_kinds``)."""
     left = [left_out_row(name, why) for name, why in sorted((left_out or {}).items())]
-    document = {"entries": [r.as_dict() for r in rows] + left, "datasets": datasets, "run": run, "notes": notes}
+    slots = dict(zip(("mnist", "guest"), kinds, strict=True))
+    entries = [{slots.get(k, k): v for k, v in r.as_dict().items()} for r in rows]
+    document = {"entries": entries + left, "datasets": datasets, "run": run, "notes": notes}
     if competition is not None:
         document["competition"] = competition
     return json.dumps(document, indent=2)

@@ -26,12 +26,12 @@ if metric == "guest":
                f"{stats.secret_set_text(cache.board(url, revealed).datasets[words.secret_kind], words)}.")
 titles = {"mnist": f"{words.public} accuracy", "guest": f"{words.secret_score} accuracy"}
 shown = None if words.is_mnist else titles
-st.markdown(f"**{insights.title(metric, metrics=shown)}**")  # titles outside the charts: they wrap on a phone
+st.markdown(f"**{insights.title(metric, titles=shown)}**")  # titles outside the charts: they wrap on a phone
 st.altair_chart(figures.fill_column(insights.size_chart(df, metric), height=380), width="stretch")
 factors = [f for f in insights.FACTORS if df[f].notna().any()]
 for row in range(0, len(factors), 2):
     for column, factor in zip(st.columns(2), factors[row:row + 2], strict=False):
-        column.markdown(f"**{insights.title(metric, factor, metrics=shown)}**")
+        column.markdown(f"**{insights.title(metric, factor, titles=shown)}**")
         column.altair_chart(figures.fill_column(insights.box_chart(df, factor, metric)), width="stretch")
         # Five columns, the median (the boxes' middle line) without the mean: all in a phone's 346 px, none cut.
         column.dataframe(insights.by_factor(df, factor, metric).drop(columns="mean"), hide_index=True,
