@@ -14,6 +14,7 @@ from harness.common.competition import Competition
 from harness.data.task import Task, task_of
 
 PUBLIC_SLOT, SECRET_SLOT = "mnist", "guest"
+SHORT = 10  # characters a score column's title may have on the compact board (a phone's 390 px hold it)
 
 
 def _capital(text: str) -> str:
@@ -50,6 +51,12 @@ class Names:
 
     def score(self, kind_or_slot: str) -> str:
         return self.secret_score if kind_or_slot in (self.secret_kind, SECRET_SLOT) else self.public_score
+
+    def column(self, kind_or_slot: str) -> str:
+        """The board's score column title before its arrow: the set's (``score``) when it is short enough for a
+        phone's compact board ("MNIST", "Guest"), else "Accuracy" (the column's help names the set)."""
+        said = self.score(kind_or_slot)
+        return said if len(said) <= SHORT else "Accuracy"
 
     def label(self, index: int) -> str:
         """Class ``index`` by its name ("7" for a digit, "star" for a shape)."""

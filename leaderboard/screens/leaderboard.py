@@ -82,7 +82,7 @@ shown = stats.board_display(stats.filter_board(stats.with_pending(board, pending
                                                descending), revealed)
 
 kind = view.slot  # "guest" when ranked on the secret set, else "mnist": the frame's columns for it
-score_title = f"{words.score(kind)} ↑"  # one line on a phone; the interval's in the help
+score_title = f"{words.column(kind)} ↑"  # one line on a phone; the interval's in the help
 widths = stats.compact_widths(stats.with_pending(board, pending), score_title)
 hp_columns = [c for c in shown.columns if c.startswith("hp: ") and c not in stats.NOT_IN_CSV]
 secret_title = f"{words.secret_score} accuracy ↑"
@@ -96,7 +96,8 @@ config = {
     stats.NAME_COLUMN: st.column_config.TextColumn("Entry", width=widths[stats.NAME_COLUMN],
                                                    help="Tap a name to open the entry's page"),
     "score": st.column_config.TextColumn(score_title, width=widths["score"],
-                                         help="The ranked accuracy, then its 95% interval in brackets"),
+                                         help="The ranked accuracy, then its 95% interval in brackets"
+                                              + ("" if words.is_mnist else f" (on {words.title(kind)})")),
     "state": st.column_config.TextColumn("Status", width=widths["state"],
                                          help="≈ #1: the digits cannot separate it from #1 (exact McNemar "
                                               "test, Holm-corrected over the board)"),

@@ -158,6 +158,7 @@ def test_the_mnist_competition_keeps_its_words_and_a_task_takes_its_own():
     assert shapes.axis_classes == ["circle", "square", "triangle", "star", "cross"] and shapes.label(3) == "star"
     assert not shapes.drawable and not shapes.digits and shapes.item == "picture"
     assert shapes.role("secret") == "guest" and shapes.kind("mnist") == "public"
+    assert (mnist.column("guest"), mnist.column("mnist"), shapes.column("secret")) == ("Guest", "MNIST", "Accuracy")
 
 
 def test_a_colour_picture_is_enlarged_as_height_width_channels():
@@ -237,3 +238,16 @@ def test_a_task_entry_names_its_classes_and_its_sets(shapes, monkeypatch):
     assert true_box.label == "True class" and true_box.options == ["circle", "square", "triangle", "star", "cross"]
     assert any("Misread pictures" in s.value for s in at.subheader)
 
+
+
+def test_a_tasks_archive_reads_the_columns_export_names_by_its_sets(tmp_path):
+    rules = competition.load(SHAPES / "competition.toml")
+    row = {export.named(c, rules): None for c in export.COLUMNS} | {
+        "rank": 1, "standing": "ranked", "name": "a", "display_name": "A", "author": "Ann",
+        "public_accuracy": 0.9, "secret_accuracy": 0.755}
+    export.write([row], tmp_path / "standings", "Grace", True, rules)
+    signed = competitions.signed_standings(tmp_path)
+    table = views.archive_table(signed, names_of(rules))
+    assert table.columns.tolist() == ["#", "Entry", "Author", "The stranger's shapes accuracy",
+                                      "Shapes test accuracy", "Standing"]
+    assert table.iloc[0].tolist() == [1, "A", "Ann", "75.50%", "90.00%", "ranked"]
