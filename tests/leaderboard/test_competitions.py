@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -202,7 +204,9 @@ def shapes(tmp_path_factory):
 
 
 def open_page(monkeypatch, folder, path: str | None = None, **query) -> AppTest:
-    monkeypatch.setenv(competitions.LIST_ENV, str(folder))
+    """The dashboard serving ``folder`` (None: the competitions already in $LEADERBOARD_COMPETITIONS)."""
+    if folder is not None:
+        monkeypatch.setenv(competitions.LIST_ENV, str(folder))
     for name in ("LEADERBOARD_DB", competition.FOLDER_ENV, config.PASSWORD_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LEADERBOARD_EVALUATE", "off")
@@ -251,3 +255,36 @@ def test_a_tasks_archive_reads_the_columns_export_names_by_its_sets(tmp_path):
     assert table.columns.tolist() == ["#", "Entry", "Author", "The stranger's shapes accuracy",
                                       "Shapes test accuracy", "Standing"]
     assert table.iloc[0].tolist() == [1, "A", "Ann", "75.50%", "90.00%", "ranked"]
+
+
+@pytest.fixture(scope="module")
+def archived(shapes, tmp_path_factory):
+    """The shapes competition again, its deadline passed and its standings signed off with harness.export."""
+    folder = tmp_path_factory.mktemp("old") / "shapes-2020"
+    shutil.copytree(shapes.folder, folder)
+    toml = (folder / "competition.toml").read_text()
+    deadline = (datetime.now(UTC) + timedelta(seconds=2)).isoformat(timespec="seconds")  # after every version
+    (folder / "competition.toml").write_text(toml.replace('reveal = "organiser"',
+                                                          f'reveal = "organiser"\ndeadline = "{deadline}"'))
+    time.sleep(3)  # then past
+    assert export.main(["--competition", str(folder), "--out", str(folder / "standings"), "--signed-off-by",
+                        "Grace Hopper"]) == 0
+    return folder
+
+
+def test_the_sidebar_switches_competitions_and_an_archive_shows_its_signed_standings(shapes, archived, monkeypatch):
+    monkeypatch.setenv(competitions.LIST_ENV, os.pathsep.join([str(shapes.folder), str(archived)]))
+    at = open_page(monkeypatch, None)
+    assert at.title[0].value == "🏆 Shapes: who reads the stranger's drawings best?"
+    assert at.query_params["competition"] == ["shapes-small"] or at.query_params["competition"] == "shapes-small"
+    at.sidebar.radio[0].set_value("shapes-2020").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "signed off by Grace Hopper" in at.info[0].value
+    assert "This competition is over" in at.info[0].value
+    table = at.dataframe[0].value
+    assert table.columns.tolist() == ["#", "Entry", "Author", "The stranger's shapes accuracy",
+                                      "Shapes test accuracy", "Standing"]
+    live = open_page(monkeypatch, None).dataframe[0].value  # the live board of the same results, ranked alike
+    assert table["Entry"].tolist() == live["display_name"].tolist()  # ranked alike, on time
+    assert table["#"].tolist() == [1, 2, 3] and set(table["Standing"]) == {"ranked"}
+    assert not at.button and not at.text_input  # nothing to change here
