@@ -40,7 +40,7 @@ class InputAdapter(nn.Module):
                              persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.size is not None and x.shape[-1] != self.size:
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         if self.crop is not None:
             top, left = (x.shape[-2] - self.crop) // 2, (x.shape[-1] - self.crop) // 2

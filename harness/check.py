@@ -1,4 +1,5 @@
-"""``python -m harness.check submissions/<entry>``: validate one entry in seconds (a slow one within about a minute,
+"""``python -m harness.check submissions/<entry>``: validate one entry in seconds (``--competition DIR``: for that
+competition's task, on pictures of its public set) (a slow one within about a minute,
 on fewer images), before evaluation, and estimate how long its full evaluation would take (the core is
 ``harness.submit.checking``, which the dashboard's Submit page runs too)."""
 
@@ -13,6 +14,7 @@ from rich.markup import escape
 
 from harness import cli
 from harness.common import competition
+from harness.data.task import task_of
 from harness.errors import HarnessError
 from harness.isolation.prediction import limits_hit
 from harness.isolation.process import duration
@@ -49,10 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     try:
+        competition.settle(args)
         rules = competition_rules(args.config)
+        task = task_of(rules)
         # each of the check's runs: the competition's limits, with the check's own time (--timeout) and --device
         limits = rules.limits(MNIST_TEST, timeout=args.timeout, device=args.device)
-        return report(check(args.entry, args.mnist_dir, limits, args.budget), estimate(args, rules), args)
+        return report(check(args.entry, args.mnist_dir, limits, args.budget, task), estimate(args, rules), args)
     except HarnessError as exc:
         cli.say_error(exc, sys.stdout)
         if "time limit" in limits_hit(str(exc)):
@@ -73,6 +77,19 @@ def guest_count(folder: Path) -> int:
     return sum(f.suffix.lower() in guest.IMAGE_SUFFIXES for f in guest.candidate_files(where))
 
 
+def set_sizes(args, rules: competition.Competition) -> tuple[int, int, str, str]:
+    """How many pictures a full evaluation runs, public and secret, and what they are in words: MNIST's test set and
+    the guest's digits (``--mystery``) for the warm-up, else the pictures in the task's two folders (counted, not
+    read)."""
+    if rules.task is None:
+        return MNIST_TEST, guest_count(args.mystery), "MNIST images", "guest digits"
+    from harness.data import guest
+    def count(folder: Path) -> int:
+        return sum(f.suffix.lower() in guest.IMAGE_SUFFIXES for f in guest.candidate_files(folder))
+    return (count(rules.task.public.folder), count(rules.task.secret.folder), f"pictures of {rules.task.public.title}",
+            f"pictures of {rules.task.secret.title}")
+
+
 def competition_rules(config: str | None) -> competition.Competition:
     """The competition's rules (``--config``), or its defaults when the file is invalid: the check goes on."""
     try:
@@ -86,17 +103,19 @@ def estimate(args, rules: competition.Competition | None = None):
     (MNIST test, the memorisation copies, the guest digits; two processes, each loaded and warmed up) against the
     competition's time limit (``rules``, else ``--config``'s), or None without a speed."""
     from harness.runner import MEMO_COPIES
-    guest = guest_count(args.mystery)
-    limit = (rules or competition_rules(args.config)).limits(MNIST_TEST + guest).timeout
+    rules = rules or competition_rules(args.config)
+    public, secret, public_said, secret_said = set_sizes(args, rules)
+    limit = rules.limits(public + secret).timeout
+    copies = min(MEMO_COPIES, public)  # distinct public images get a changed copy
 
     def line(r: dict) -> str | None:
         rate = r.get("estimate_images_per_second") or r["images_per_second"]
         if not rate:
             return None
-        seconds = 2 * r["load_seconds"] + (MNIST_TEST + MEMO_COPIES + guest) / rate
+        seconds = 2 * r["load_seconds"] + (public + copies + secret) / rate
         where = "GPU" if str(r["device"]).startswith("cuda") else "CPU"
-        said = (f"a full evaluation takes about {duration(seconds)} on this {where} ({MNIST_TEST:,} MNIST images + "
-                f"{MEMO_COPIES:,} memorisation copies + {guest:,} guest digits, and two loads of "
+        said = (f"a full evaluation takes about {duration(seconds)} on this {where} ({public:,} {public_said} + "
+                f"{copies:,} memorisation copies + {secret:,} {secret_said}, and two loads of "
                 f"{r['load_seconds']:.1f} s)")
         if seconds <= limit:
             return f"{said}, within its time limit of {duration(limit)}."
@@ -109,8 +128,8 @@ def estimate(args, rules: competition.Competition | None = None):
 def report(r: dict, estimate=None, args=None) -> int:
     """Print what ``check`` found about a working entry (and ``estimate(r)``: the time a full evaluation takes)."""
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"[green]✓[/green] {r['entry']} ({escape(r['display_name'])}) loads and runs: output [N, 10] "
-                  f"{r['output_kind']}, finite, any batch size.")
+    console.print(f"[green]✓[/green] {r['entry']} ({escape(r['display_name'])}) loads and runs: output "
+                  f"[N, {r.get('classes', 10)}] {r['output_kind']}, finite, any batch size.")
     params = "unreadable" if r["params"] is None else f"{r['params']:,}"
     speed = "—" if r["images_per_second"] is None else f"{r['images_per_second']:,.0f}"
     console.print(f"  parameters: {params}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "

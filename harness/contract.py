@@ -40,6 +40,10 @@ Anything your model needs beyond that (its own normalisation, 3 channels, 224×2
 **Output.** ``[N, 10]`` floats: logits, probabilities or log-probabilities (``log_softmax``) — the
 harness detects which. The predicted digit is the argmax. The harness calls ``model.eval()`` and runs
 under ``torch.inference_mode()``.
+
+**Another task.** A competition whose ``competition.toml`` has a ``[task]`` table (``harness.data.task``) sends
+``[N, channels, height, width]`` in its ``value_range`` and takes ``[N, len(classes)]``: its :class:`Interface`,
+which the harness hands to the entry's process with the entry (``EntryMetadata.interface``).
 """
 
 from __future__ import annotations

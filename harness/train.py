@@ -1,8 +1,11 @@
-"""``python -m harness.train``: train a model on the MNIST training set and write a ready entry folder.
+"""``python -m harness.train``: train a model on the MNIST training set (or a competition's training pictures) and
+write a ready entry folder.
 
 Examples::
 
     python -m harness.train --arch lenet5 --epochs 3 --out submissions/my-lenet
+    python -m harness.train --competition competitions/shapes --epochs 5 --out my-cnn   # its [task].train pictures,
+                                                                  # written to competitions/shapes/submissions/my-cnn
     python -m harness.train --arch cnn --optimizer adamw --lr 3e-3 --schedule onecycle --augment affine \\
         --epochs 6 --out submissions/my-cnn
     python -m harness.train --resume build/checkpoints/my-cnn.pt      # after Ctrl-C
@@ -25,11 +28,14 @@ import torch
 import torchvision
 
 from harness import cli
-from harness.contract import name_problem
+from harness.common import competition
+from harness.common.competition import TaskRules
+from harness.contract import DIGITS, name_problem
+from harness.data.task import task_of
 from harness.errors import HarnessError
 from harness.training import architectures, augment, presets, recipes
 from harness.training.entry_writer import check_target, weight_bytes, write_entry
-from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data
+from harness.training.loop import TrainConfig, fit, load_checkpoint, load_data, load_task_data
 from harness.training.model_setup import build_model
 
 KIT_AUTHOR = "MNIST club training kit"  # the club's baselines' author (submissions/baseline-*), never a member's
@@ -90,7 +96,7 @@ def _entry_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g.add_argument("--display-name", help="leaderboard name (default: the folder name)")
     g.add_argument("--author", default=None,
                    help="your name, as the board groups entries by it (default: your login name; the kit's own name "
-                        "only for the club's baselines, --out baseline-*)")
+                        "only for the club's baselines, --out baseline or baseline-*)")
     g.add_argument("--description", default=None)
 
 
@@ -106,11 +112,16 @@ def _architecture_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g.add_argument("--convs-per-stage", type=_positive(int), help="convolutions before each pooling (cnn)")
     g.add_argument("--dropout", type=_fraction, help="dropout probability")
     g.add_argument("--activation", choices=architectures.ACTIVATIONS)
-    g.add_argument("--resize", type=_positive(int), help="resize the 28×28 input to this side (inside the model)")
+    g.add_argument("--resize", type=_positive(int),
+                   help="resize the input (28×28 for MNIST, the task's height×width for a competition) to a square of "
+                        "this side (inside the model)")
     g.add_argument("--crop", type=_positive(int), help="centre-crop to this side (inside the model, after --resize)")
     g.add_argument("--mean", type=float,
-                   help=f"normalisation mean (default {architectures.MNIST_MEAN}; 0 with --std 1 for none)")
-    g.add_argument("--std", type=_positive(float), help=f"normalisation std (default {architectures.MNIST_STD})")
+                   help=f"normalisation mean (default {architectures.MNIST_MEAN} for MNIST, the middle of the task's "
+                        "value range for a competition; 0 with --std 1 for none)")
+    g.add_argument("--std", type=_positive(float),
+                   help=f"normalisation std (default {architectures.MNIST_STD} for MNIST, half the task's value range "
+                        "for a competition)")
 
 
 def _recipe_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
@@ -150,7 +161,7 @@ def _data_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g.add_argument("--elastic-alpha", type=_positive(float), default=a.elastic_alpha)
     g.add_argument("--elastic-sigma", type=_positive(float), default=a.elastic_sigma)
     g.add_argument("--crop-padding", type=_positive(int), default=a.crop_padding,
-                   help="crop: padding before the random 28×28 crop")
+                   help="crop: padding before the random crop back to the input's size (28×28 for MNIST)")
     g.add_argument("--erasing-p", type=_fraction, default=a.erasing_p)
     g.add_argument("--rotate", type=float, default=a.rotate, help="rotate: ± degrees")
     g.add_argument("--slant", type=float, default=a.slant, help="slant: lean of the strokes, ± degrees")
@@ -159,6 +170,7 @@ def _data_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g.add_argument("--warp", type=_positive(float), default=a.warp, help="warp: smooth random displacement, pixels")
     g.add_argument("--stroke", type=_stroke, default=a.stroke,
                    help="stroke: pen width change, ± pixels per side (at most 2)")
+    competition.add_argument(g)
     g.add_argument("--mnist-dir", help="folder with the MNIST files (default: $MNIST_DIR, else ./data/mnist)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
 
@@ -288,25 +300,32 @@ class Progress:
             self.bar = None
 
 
-def run(argv: list[str]) -> int:
+def resumed(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, list[str], dict | None]:
+    """The parser, the flags and the command line of the run: those given, or with ``--resume CHECKPOINT`` those the
+    interrupted run started with (and the loaded checkpoint, else None)."""
     parser, args = parse(argv)
-    resume = None
-    if args.resume is not None:
-        extra = [a for a in argv
-                 if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
-        if extra:
-            parser.error(f"--resume continues with the settings the run started with; drop {' '.join(extra)}")
-        resume = load_checkpoint(args.resume)
-        quiet, checkpoint_path = args.quiet, args.resume
-        argv = list(resume["argv"])
-        parser, args = parse(argv)
-        args.quiet, args.checkpoint = quiet, checkpoint_path
+    if args.resume is None:
+        return parser, args, argv, None
+    extra = [a for a in argv if a not in ("--resume", str(args.resume), "--quiet") and not a.startswith("--resume=")]
+    if extra:
+        parser.error(f"--resume continues with the settings the run started with; drop {' '.join(extra)}")
+    resume = load_checkpoint(args.resume)
+    quiet, checkpoint_path = args.quiet, args.resume
+    argv = list(resume["argv"])
+    parser, args = parse(argv)
+    args.quiet, args.checkpoint = quiet, checkpoint_path
+    return parser, args, argv, resume
+
+
+def run(argv: list[str]) -> int:
+    parser, args, argv, resume = resumed(argv)
     if args.out is None:
         parser.error("--out is required: the entry folder to write, e.g. --out submissions/my-cnn")
     if name_problem(args.out.name):
         parser.error(f"--out: {name_problem(args.out.name)}")
     if args.model_class and not args.model_file:
         parser.error("--model-class needs --model-file")
+    task, where = task_setup(parser, args)
     config = config_from_args(args)
     if resume is not None and TrainConfig.from_dict(resume["config"]) != config:
         raise HarnessError(f"{args.resume} was written by another version of harness.train; start the run afresh.")
@@ -320,8 +339,10 @@ def run(argv: list[str]) -> int:
     checkpoint = args.checkpoint or CHECKPOINT_DIR / f"{args.out.name}.pt"
     _checkpoint[:] = [checkpoint]
 
-    data = load_data(config, args.mnist_dir, download=not args.no_download)
-    model, code, model_class, constructor = build_model(config, args.model_file, args.model_class)
+    data = load_data(config, args.mnist_dir, download=not args.no_download) if task is None else \
+        load_task_data(config, task, where)
+    interface = None if task is None else task_of(args.rules).interface
+    model, code, model_class, constructor = build_model(config, args.model_file, args.model_class, interface)
     progress = Progress(config.epochs, args.quiet)
     for e in data.extra:
         print(f"Extra digits: {e.images:,} from {e.folder}, each seen {config.extra_repeat}× per epoch"
@@ -337,21 +358,55 @@ def run(argv: list[str]) -> int:
         return cli.say_interrupted(f"the checkpoint is saved in {checkpoint}; continue with `python -m harness.train "
                                    f"--resume {checkpoint}`.")
     metadata = metadata_for(args, config, argv, model, model_class, constructor, data, result)
+    if task is not None:
+        metadata["hyperparameters"].update(task_record(task))
     out = write_entry(args.out, result.model, metadata=metadata, history=result.state.history, model_code=code,
-                      model_class=model_class, constructor=constructor, export=args.export, overwrite=args.overwrite)
+                      model_class=model_class, constructor=constructor, export=args.export, overwrite=args.overwrite,
+                      interface=interface or DIGITS)
     checkpoint.unlink(missing_ok=True)
     acc = result.val_accuracy
+    named = "" if args.folder is None else f" --competition {shlex.quote(str(args.folder))}"
     print(f"Wrote {out} ({weight_bytes(out) / 1e6:.2f} MB of weights) in {result.state.seconds / 60:.1f} min of "
           f"training; validation accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}.\n"
-          f"Check it with: python -m harness.check {out}", file=sys.stderr)
+          f"Check it with: python -m harness.check{named} {shlex.quote(str(out))}", file=sys.stderr)
     return 0
+
+
+def task_setup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TaskRules | None, str]:
+    """The competition's task (``--competition DIR``, $LEADERBOARD_COMPETITION or ``--config``; None: the MNIST
+    warm-up, also a competition.toml without [task]) and the words naming the competition. With a competition
+    folder, ``--out NAME`` (or ``submissions/NAME``) goes into its submissions/. A task's runs normalise by its value
+    range unless --mean/--std say otherwise, and refuse the handwriting augmentations on a task that is not
+    handwriting."""
+    args.folder = competition.settle(args)
+    args.rules = competition.load(args.config) if (args.config or args.folder) else None
+    task = None if args.rules is None else args.rules.task
+    where = str(args.folder or args.config)
+    if args.folder is not None and not args.out.is_absolute() and (len(args.out.parts) == 1
+                                                                  or args.out.parts[0] == "submissions"):
+        args.out = args.folder / "submissions" / args.out.name if len(args.out.parts) == 1 else args.folder / args.out
+    if task is None:  # a competition without [task] is the MNIST warm-up: its training set is MNIST's
+        return None, where
+    refused = augment.not_applicable(tuple(args.augment), None if task.preprocess == "digits" else task.title)
+    if refused:
+        parser.error(refused)
+    low, high = task.value_range
+    if not args.model_file and args.mean is None and args.std is None:
+        args.mean, args.std = (low + high) / 2, (high - low) / 2
+    return task, where
+
+
+def task_record(task: TaskRules) -> dict:
+    """What entry.toml's [hyperparameters] says of the task the entry was trained for."""
+    return {"task": task.title, "task_classes": list(task.classes), "task_input_shape": list(task.input_shape),
+            "task_value_range": list(task.value_range), "task_train_folder": task.train.name}
 
 
 def entry_author(author: str | None, out: Path) -> str:
     """Who the entry is by: ``--author``; else the login name, or the kit's own name for the club's baselines (an
-    ``--out`` folder named ``baseline-*``). A member's entry never gets the baselines' author: under
+    ``--out`` folder named ``baseline`` or ``baseline-*``). A member's entry never gets the baselines' author: under
     ``entries_per_member = "one"`` it would compete with the baselines as one member."""
-    baseline = out.name.startswith("baseline-")
+    baseline = out.name == "baseline" or out.name.startswith("baseline-")
     if author is not None and author.strip():
         if " ".join(author.split()).casefold() == KIT_AUTHOR.casefold() and not baseline:
             raise HarnessError(f"{KIT_AUTHOR!r} is the author of the club's baselines; pass your own name, e.g. "

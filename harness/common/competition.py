@@ -201,6 +201,25 @@ def add_argument(parser) -> None:
                              f"{FOLDER_DB} (default: ${FOLDER_ENV}, else the working directory's files)")
 
 
+DB_ENV = "LEADERBOARD_DB"
+SERVER_SCHEMES = ("postgresql", "postgres")  # database URLs of a server several competitions may share
+
+
+def schema_of(folder: Path) -> str:
+    """The PostgreSQL schema a competition's results go to in a shared server database: ``competition_`` and its
+    folder's name in lower-case letters, digits and ``_`` (at most 63 characters)."""
+    slug = re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower()).strip("_") or "default"
+    return f"competition_{slug}"[:63]
+
+
+def in_schema(url: str, schema: str) -> str:
+    """``url`` with every connection's search_path set to ``schema`` (psycopg's ``options``), so that the store's
+    tables of one competition never meet another's; ``harness.store.engine`` creates the schema."""
+    if "search_path" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 def competition_folder(arg: str | os.PathLike | None = None) -> Path | None:
     """The competition folder named by ``--competition`` or $LEADERBOARD_COMPETITION, or None."""
     named = arg or os.environ.get(FOLDER_ENV)
@@ -221,8 +240,12 @@ def settle(args, **defaults: Path) -> Path | None:
                                      f"(see docs/organiser.md) or point --competition/${FOLDER_ENV} elsewhere.")
     if getattr(args, "config", None) is None:
         args.config = str(folder / DEFAULT_PATH.name)
-    if hasattr(args, "db") and args.db is None:
-        args.db = str(folder / FOLDER_DB)
+    if hasattr(args, "db"):
+        server = args.db or os.environ.get(DB_ENV) or ""
+        if server.startswith(SERVER_SCHEMES):  # one server database: the competition in a schema of its own
+            args.db = in_schema(server, schema_of(folder))
+        elif args.db is None:
+            args.db = str(folder / FOLDER_DB)
     for name, default in defaults.items():
         if getattr(args, name, None) is default:
             setattr(args, name, folder / default)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from harness.data.preprocess import ImageProblem
 
-RESIZE_VERSION = "resize-1"
+RESIZE_VERSION = "resize-2"
 """Bump whenever :func:`resize_image`'s output changes: every set read through it is re-evaluated."""
 
 

@@ -5,6 +5,7 @@ sentence (``harness.store.db_errors``)."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 
@@ -51,6 +52,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def schema_in(parsed) -> str | None:
+    """The schema a server URL's connections work in (``options=-csearch_path=NAME``, set for a competition that
+    shares a server database: ``harness.common.competition.in_schema``), or None."""
+    options = parsed.query.get("options", "")
+    options = options if isinstance(options, str) else " ".join(options)
+    found = re.search(r"search_path=([A-Za-z0-9_]+)", options)
+    return found.group(1) if found else None
+
+
+def _ensure_schema(engine: Engine, parsed) -> None:
+    """Create the competition's schema in a shared server database before its tables (no-op elsewhere)."""
+    schema = schema_in(parsed) if parsed.get_backend_name() == "postgresql" else None
+    if schema is not None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
 def make_engine(url: str | None = None, create: bool = True) -> Engine:
     """The engine for a database URL, its schema upgraded to this code's (``create``); bad URLs, unreachable
     servers and databases from a newer harness give one clear HarnessError."""
@@ -77,6 +95,7 @@ def make_engine(url: str | None = None, create: bool = True) -> Engine:
                                    "path.")
     if create:
         try:
+            _ensure_schema(engine, parsed)
             upgrade.upgrade(engine)
         except DBAPIError as exc:
             raise HarnessError(f"cannot open the database {shown!r} ({str(exc.orig).strip()}); check the path, its "

@@ -17,6 +17,7 @@ import numpy as np
 
 from harness.contract import name_problem
 from harness.data import mnist
+from harness.data.task import MNIST_DIGITS, Task
 from harness.entries import parameters
 from harness.entries.discovery import EntryFolder, TrialMetadata, load_entry
 from harness.errors import HarnessError
@@ -81,9 +82,13 @@ class CheckFailed(HarnessError):
         self.hint, self.log = hint, log
 
 
-def sample_images(mnist_dir: str | None, count: int = SAMPLE) -> tuple[np.ndarray, np.ndarray | None, str]:
+def sample_images(mnist_dir: str | None, count: int = SAMPLE,
+                  task: Task = MNIST_DIGITS) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The first ``count`` MNIST test images (uint8) with labels, or random noise when MNIST is not at hand, and what
-    they are (:func:`described`)."""
+    they are (:func:`described`). For a competition's task (``task``, with a [task] table): ``count`` pictures of its
+    public set, in an order fixed once (the folder's is by class), or noise of its shape when that set is empty."""
+    if task is not MNIST_DIGITS:
+        return task_sample(task, count)
     try:
         split = mnist.load_split(mnist.resolve_dir(mnist_dir), "test", allow_download=False)
         return split.images[:count], split.labels[:count], described(count, True)
@@ -92,9 +97,52 @@ def sample_images(mnist_dir: str | None, count: int = SAMPLE) -> tuple[np.ndarra
         return rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), None, described(count, False)
 
 
-def described(count: int, mnist_found: bool) -> str:
-    """What the first ``count`` sample images are, as the check says it."""
+def task_sample(task: Task, count: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``count`` pictures of the task's public set (uint8, the task's stored shape) with their labels, in a fixed
+    shuffled order; noise of that shape when the set has no picture (or cannot be read)."""
+    try:
+        spec, _ = task.public.load(None)
+    except (HarnessError, ValueError, OSError):
+        spec = None
+    if spec is None or len(spec.labels) == 0:
+        rng = np.random.default_rng(0)
+        return (rng.integers(0, 256, (count, *task.stored_shape), dtype=np.uint8), None,
+                described(count, False, task))
+    order = np.random.default_rng(0).permutation(len(spec.labels))[:count]
+    return spec.images[order], spec.labels[order], described(len(order), True, task)
+
+
+def described(count: int, mnist_found: bool, task: Task = MNIST_DIGITS) -> str:
+    """What the first ``count`` sample images are, as the check says it (``mnist_found``: the set was found)."""
+    if task is not MNIST_DIGITS:
+        title = task.public.title
+        return f"{count} pictures of {title}" if mnist_found else f"{count} random images ({title} has no picture)"
     return f"the first {count} MNIST test images" if mnist_found else f"{count} random images (MNIST not found)"
+
+
+def value_conventions(task: Task = MNIST_DIGITS) -> tuple[Convention, ...]:
+    """The value conventions tried on a working entry: :data:`VALUE_CONVENTIONS` for handwritten digits; for another
+    task the value ones alone (no resizing), on its channels."""
+    if task.is_digits:
+        return VALUE_CONVENTIONS
+    channels = task.input_shape[0]
+    return tuple(c._replace(adapter={**c.adapter, "channels": channels}) if channels > 1 else c
+                 for c in VALUE_CONVENTIONS if "size" not in c.adapter)
+
+
+def shape_conventions(task: Task = MNIST_DIGITS) -> tuple:
+    """The input shapes tried on an entry that fails on the task's: :data:`SHAPE_CONVENTIONS` for the MNIST
+    warm-up; for another task, 3 channels (for a grey one) and the usual sizes at its channels."""
+    if task is MNIST_DIGITS or task.input_shape == MNIST_DIGITS.input_shape:
+        return SHAPE_CONVENTIONS
+    channels, height, width = task.input_shape
+    tried = [("3 channels", {"channels": 3}, "InputAdapter(channels=3)", "")] if channels == 1 else []
+    for side in (28, 32, 64, 224):
+        if (height, width) != (side, side):
+            more = "" if channels == 1 else f", channels={channels}"
+            tried.append((f"{side}×{side} images", {"size": side, "channels": channels},
+                          f"InputAdapter(size={side}{more})", ""))
+    return tuple(tried)
 
 
 def affordable(images_per_second: float | None, load_seconds: float, seconds: float, most: int, least: int) -> int:
@@ -111,9 +159,10 @@ def diagnosis_seconds(images: int, images_per_second: float | None, load_seconds
 
 
 def check(folder: Path, mnist_dir: str | None = None, limits: Limits = LIMITS,
-          budget: float = BUDGET_SECONDS) -> dict:
+          budget: float = BUDGET_SECONDS, task: Task = MNIST_DIGITS) -> dict:
     """Load and run the entry in its own process under ``limits`` (each run); returns a report dict or raises
-    HarnessError.
+    HarnessError. ``task``: the competition's (what the entry takes and returns, and where the sample comes from:
+    :func:`sample_images`); the MNIST warm-up's by default.
 
     A first run on PROBE images in batches of two sizes checks the contract and times the model; the main run then
     takes as many of the SAMPLE images as fit in half of what is left of ``budget`` seconds (all of them, unless the
@@ -124,44 +173,47 @@ def check(folder: Path, mnist_dir: str | None = None, limits: Limits = LIMITS,
     evaluation starts from.
     """
     started = time.monotonic()
-    entry = entry_to_check(Path(folder))
-    images, labels, _ = sample_images(mnist_dir)
+    entry = entry_to_check(Path(folder), task)
+    images, labels, _ = sample_images(mnist_dir, SAMPLE, task)
     torchvision = needs_torchvision([entry])  # imported once by the sandbox, not by each run's process
-    probe = run_probe(entry, images, labels, limits, torchvision)
+    probe = run_probe(entry, images, labels, limits, torchvision, task)
     load_seconds = probe.seconds - (probe.timed_seconds or 0.0)
     n = affordable(probe.images_per_second, load_seconds, (budget - (time.monotonic() - started)) / 2, SAMPLE, PROBE)
+    full = n == SAMPLE
+    n = min(n, len(images))  # a competition's public set may hold fewer pictures
     prediction = probe if n <= PROBE else predict(  # a slow model's at the batch an evaluation would use
-        entry, {"check": images[:n]}, dataclasses.replace(limits, batch_size=BATCH if n == SAMPLE else None),
+        entry, {"check": images[:n]}, dataclasses.replace(limits, batch_size=BATCH if full else None),
         preload_torchvision=torchvision)
     if prediction.status != "ok":
         raise CheckFailed(f"{entry.name}: {prediction.error}", None, prediction.log)
     params, refusal = parameters.measure(entry)  # counted only once the entry has run
     if refusal:
         raise CheckFailed(f"{entry.name}: {refusal}", None, prediction.log)
-    report = first_report(entry, probe, prediction, params, n, labels is not None)
+    report = first_report(entry, probe, prediction, params, n, labels is not None, task)
     if labels is not None:
         predicted = prediction.outputs["check"].argmax(1)
         report["accuracy"] = float((predicted == labels[:n]).mean())
         diagnose_sample(report, entry, images, labels, limits, predicted, budget - (time.monotonic() - started),
-                        mnist_dir)
+                        mnist_dir, task)
     return report
 
 
-def entry_to_check(folder: Path) -> EntryFolder:
-    """The entry in ``folder``; a HarnessError saying why when there is none to check."""
+def entry_to_check(folder: Path, task: Task = MNIST_DIGITS) -> EntryFolder:
+    """The entry in ``folder``, to run on the task's inputs; a HarnessError saying why when there is none to
+    check."""
     if not folder.is_dir():
         raise HarnessError(f"{folder} is not a folder; pass an entry folder such as submissions/my-cnn.")
     problem = name_problem(folder.resolve().name)
     if problem:
         raise HarnessError(f"{problem}.")
-    entry = load_entry(folder)
+    entry = load_entry(folder, task.interface)
     if entry.metadata_error:
         raise HarnessError(entry.metadata_error)
     return entry
 
 
 def run_probe(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None, limits: Limits,
-              torchvision: bool) -> Prediction:
+              torchvision: bool, task: Task = MNIST_DIGITS) -> Prediction:
     """The first run, on PROBE images in batches of PROBE_BATCH and the rest: it checks the contract and times the
     model. A failure raises CheckFailed, with the input shape that makes the model run when it failed on the shape."""
     probe = predict(entry, {"check": images[:PROBE]}, dataclasses.replace(limits, batch_size=PROBE_BATCH),
@@ -169,13 +221,13 @@ def run_probe(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None,
     if probe.status != "ok":
         hint = None
         if " in the model" in (probe.error or "") or "forward returned shape" in (probe.error or ""):
-            hint = diagnose(entry, images, labels, limits, None, SHAPE_CONVENTIONS, "it runs and reads")
+            hint = diagnose(entry, images, labels, limits, None, shape_conventions(task), "it runs and reads")
         raise CheckFailed(f"{entry.name}: {probe.error}", hint, probe.log)
     return probe
 
 
 def first_report(entry: EntryFolder, probe: Prediction, prediction: Prediction, params: int | None, n: int,
-                 mnist_found: bool) -> dict:
+                 mnist_found: bool, task: Task = MNIST_DIGITS) -> dict:
     """The report of a check whose runs passed, before its accuracy and diagnosis."""
     outputs = prediction.outputs["check"]
     return {"entry": entry.name, "display_name": entry.display_name, "author": entry.metadata.author,
@@ -186,28 +238,29 @@ def first_report(entry: EntryFolder, probe: Prediction, prediction: Prediction, 
             "estimate_images_per_second": max(probe.images_per_second or 0.0, prediction.images_per_second or 0.0)
             or None,
             "load_seconds": prediction.seconds - (prediction.timed_seconds or 0.0),
-            "sample": described(n, mnist_found), "sample_size": n, "accuracy": None, "device": prediction.device,
-            "diagnosis": None}
+            "sample": described(n, mnist_found, task), "sample_size": n, "accuracy": None, "device": prediction.device,
+            "diagnosis": None, "classes": task.num_classes}
 
 
 def diagnose_sample(report: dict, entry: EntryFolder, images: np.ndarray, labels: np.ndarray, limits: Limits,
-                    as_given: np.ndarray, left: float, mnist_dir: str | None) -> None:
+                    as_given: np.ndarray, left: float, mnist_dir: str | None, task: Task = MNIST_DIGITS) -> None:
     """The convention diagnosis, into ``report``. Each convention is a run of its own, loaded afresh: a slow model's
     diagnosis gets fewer images, and none when even DIAGNOSIS_MIN would not fit in the ``left`` seconds of the
     budget (the report then says what they would cost, ``diagnosis_skipped``)."""
     n = report["sample_size"]
     rate, load, least = report["images_per_second"], report["load_seconds"], min(DIAGNOSIS_MIN, n)
-    count = min(affordable_sample(rate),
-                affordable(rate, load, left / (len(VALUE_CONVENTIONS) + 1), DIAGNOSIS_IMAGES, 0))
+    conventions = value_conventions(task)
+    count = min(affordable_sample(rate),  # sized for MNIST's conventions: a task's are no more
+                affordable(rate, load, left / (len(conventions) + 1), DIAGNOSIS_IMAGES, 0))
     if count < least:
-        report["diagnosis_skipped"] = diagnosis_seconds(least, rate, load, VALUE_CONVENTIONS)
+        report["diagnosis_skipped"] = diagnosis_seconds(least, rate, load, conventions)
         return
     if count <= n:
         found = diagnose_inputs(entry, images, labels, limits, sample=count, as_given=as_given,
-                                described=f"the first {count} MNIST test images")
+                                conventions=conventions, described=described(count, True, task))
     else:
-        pool, pool_labels, said = sample_images(mnist_dir, count)
-        found = diagnose_inputs(entry, pool, pool_labels, limits, described=said)
+        pool, pool_labels, said = sample_images(mnist_dir, count, task)
+        found = diagnose_inputs(entry, pool, pool_labels, limits, conventions=conventions, described=said)
     report["diagnosis"], report["diagnosis_sample"] = found.sentence, found.images
 
 
@@ -223,7 +276,8 @@ def try_convention(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | 
 
 def diagnose(entry: EntryFolder, images: np.ndarray, labels: np.ndarray | None, limits: Limits, accuracy: float | None,
              conventions: tuple, verb: str) -> str | None:
-    """For an entry that fails on [N, 1, 28, 28]: the sentence naming the input shape that makes it run (the best of
+    """For an entry that fails on the task's input ([N, 1, 28, 28] for MNIST): the sentence naming the input shape that
+    makes it run (the best of
     ``conventions`` that runs, with the accuracy it then reaches), or None when none does. Each costs one run of the
     entry in its own process. (``accuracy`` is None: the entry did not run as it is.)"""
     tried = [(try_convention(entry, images, labels, limits, adapter), said, line, note)
@@ -291,7 +345,7 @@ def fix(entry: EntryFolder, convention: Convention) -> str:
     exported program) in front of the exported model."""
     see = "(see 'Input' in submissions/README.md)"
     built_in = entry.metadata.constructor
-    if entry.code_hash and {"mean", "std"} <= set(built_in) and set(convention.adapter) <= {"mean", "std"}:
+    if entry.code_hash and {"mean", "std"} <= set(built_in) and set(convention.adapter) <= {"mean", "std", "channels"}:
         try:  # the model computes (x - m1) / s1; with (x - m2) / s2 before it: (x - (m2 + m1·s2)) / (s1·s2)
             m1, s1 = float(built_in["mean"]), float(built_in["std"])
         except (TypeError, ValueError):

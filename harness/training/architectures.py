@@ -1,7 +1,8 @@
 """The training kit's model classes, a registry of them, and the self-contained ``model.py`` they become.
 
-Every class here takes the harness's input (float32 ``[N, 1, 28, 28]`` in ``[0, 1]``) and returns
-``[N, 10]`` logits. Resizing, centre-cropping and normalisation happen inside ``forward`` (in the entries'
+Every class here takes the harness's input (float32 ``[N, 1, 28, 28]`` in ``[0, 1]`` for the MNIST warm-up; a
+competition's task gives ``in_channels``, ``height``, ``width`` and ``num_classes``: :data:`TASK_KNOBS`) and returns
+``[N, num_classes]`` logits. Resizing, centre-cropping and normalisation happen inside ``forward`` (in the entries'
 own :class:`~harness.adapters.InputAdapter`), so a trained model is an entry as it is. The classes use
 nothing but ``torch``: :func:`model_source` copies one of them, with its helpers (``InputAdapter``'s source
 included), into an entry's ``model.py``.
@@ -17,6 +18,7 @@ from torch import nn
 from harness.adapters import MNIST_MEAN, MNIST_STD, InputAdapter
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
+TASK_KNOBS = ("in_channels", "height", "width", "num_classes")  # set from the task, never by a flag
 
 
 def make_activation(name: str) -> nn.Module:
@@ -27,14 +29,22 @@ def make_activation(name: str) -> nn.Module:
     return classes[name]()
 
 
+def flat_size(layers: nn.Module, in_channels: int, height: int, width: int) -> int:
+    """How many numbers ``layers`` make of one ``in_channels``×``height``×``width`` input (a dry run on zeros, which
+    draws no random number)."""
+    with torch.no_grad():
+        return layers(torch.zeros(1, in_channels, height, width)).numel()
+
+
 class LogisticRegression(nn.Module):
     """One linear layer on the flattened pixels: softmax regression."""
 
     def __init__(self, resize: int | None = None, crop: int | None = None,
-                 mean: float = MNIST_MEAN, std: float = MNIST_STD):
+                 mean: float = MNIST_MEAN, std: float = MNIST_STD,
+                 in_channels: int = 1, height: int = 28, width: int = 28, num_classes: int = 10):
         super().__init__()
-        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
-        self.linear = nn.Linear(self.prep.side ** 2, 10)
+        self.prep = InputAdapter(size=resize, channels=in_channels, crop=crop, mean=mean, std=std)
+        self.linear = nn.Linear(flat_size(self.prep, in_channels, height, width), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.prep(x).flatten(1))
@@ -45,15 +55,16 @@ class MLP(nn.Module):
 
     def __init__(self, hidden: list[int] = (256, 128), dropout: float = 0.2, activation: str = "relu",
                  resize: int | None = None, crop: int | None = None,
-                 mean: float = MNIST_MEAN, std: float = MNIST_STD):
+                 mean: float = MNIST_MEAN, std: float = MNIST_STD,
+                 in_channels: int = 1, height: int = 28, width: int = 28, num_classes: int = 10):
         super().__init__()
-        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
-        layers, width = [], self.prep.side ** 2
+        self.prep = InputAdapter(size=resize, channels=in_channels, crop=crop, mean=mean, std=std)
+        layers, width = [], flat_size(self.prep, in_channels, height, width)
         for size in hidden:
             layers += [nn.Linear(width, size), make_activation(activation), nn.Dropout(dropout)]
             width = size
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, 10)
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.prep(x).flatten(1)))
@@ -65,20 +76,21 @@ class LeNet5(nn.Module):
     def __init__(self, channels: list[int] = (6, 16), kernel_size: int = 5, hidden: list[int] = (120, 84),
                  dropout: float = 0.0, activation: str = "relu",
                  resize: int | None = None, crop: int | None = None,
-                 mean: float = MNIST_MEAN, std: float = MNIST_STD):
+                 mean: float = MNIST_MEAN, std: float = MNIST_STD,
+                 in_channels: int = 1, height: int = 28, width: int = 28, num_classes: int = 10):
         super().__init__()
-        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
+        self.prep = InputAdapter(size=resize, channels=in_channels, crop=crop, mean=mean, std=std)
         c1, c2 = channels
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, kernel_size, padding=kernel_size // 2), make_activation(activation), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, kernel_size, padding=kernel_size // 2), make_activation(activation),
+            nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, kernel_size), make_activation(activation), nn.MaxPool2d(2),
         )
-        side = (self.prep.side // 2 - kernel_size + 1) // 2
-        layers, width = [], c2 * side * side
+        layers, width = [], flat_size(nn.Sequential(self.prep, self.features), in_channels, height, width)
         for size in hidden:
             layers += [nn.Linear(width, size), make_activation(activation), nn.Dropout(dropout)]
             width = size
-        self.classifier = nn.Sequential(*layers, nn.Linear(width, 10))
+        self.classifier = nn.Sequential(*layers, nn.Linear(width, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.prep(x)).flatten(1))
@@ -91,10 +103,11 @@ class StrongCNN(nn.Module):
     def __init__(self, channels: list[int] = (16, 32, 64), kernel_size: int = 3, convs_per_stage: int = 2,
                  dropout: float = 0.1, activation: str = "relu",
                  resize: int | None = None, crop: int | None = None,
-                 mean: float = MNIST_MEAN, std: float = MNIST_STD):
+                 mean: float = MNIST_MEAN, std: float = MNIST_STD,
+                 in_channels: int = 1, height: int = 28, width: int = 28, num_classes: int = 10):
         super().__init__()
-        self.prep = InputAdapter(size=resize, crop=crop, mean=mean, std=std)
-        layers, width = [], 1
+        self.prep = InputAdapter(size=resize, channels=in_channels, crop=crop, mean=mean, std=std)
+        layers, width = [], in_channels
         for stage, out in enumerate(channels):
             for _ in range(convs_per_stage):
                 layers += [nn.Conv2d(width, out, kernel_size, padding=kernel_size // 2, bias=False),
@@ -104,7 +117,7 @@ class StrongCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(width, 10)
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(self.prep(x))
@@ -114,7 +127,7 @@ class StrongCNN(nn.Module):
 # --- the registry -----------------------------------------------------------------------------------
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {}
-HELPERS = (make_activation, InputAdapter)  # copied into every generated model.py
+HELPERS = (make_activation, flat_size, InputAdapter)  # copied into every generated model.py
 
 
 def register(name: str, cls: type[nn.Module]) -> None:

@@ -1,6 +1,7 @@
 """Training-time augmentations: per-image ones from ``torchvision.transforms.v2`` (affine, elastic, crop, erasing),
 and batched ones written for a stranger's handwriting (rotate, slant, aspect, warp, stroke, refit), which draw
-their own random values per image but transform the whole ``[N, 1, 28, 28]`` batch in one resampling.
+their own random values per image but transform the whole ``[N, 1, 28, 28]`` batch in one resampling (any task's
+``[N, C, H, W]`` as well, but for stroke and refit, which are for handwriting alone: :func:`not_applicable`).
 
 Augmentations change the training images only; anything the model needs at evaluation too (resizing,
 cropping, normalisation) belongs to the model (see ``architectures.Preprocess``).
@@ -35,12 +36,13 @@ class AugmentConfig:
     stroke: float = 1.0                       # stroke: pen width change, up to ± this many pixels per side
 
 
+# name -> (the knobs, the images' height and width) -> the per-image transform
 AUGMENTATIONS = {
-    "affine": lambda c: v2.RandomAffine(degrees=c.degrees, translate=(c.translate, c.translate),
+    "affine": lambda c, side: v2.RandomAffine(degrees=c.degrees, translate=(c.translate, c.translate),
                                         scale=tuple(c.scale), shear=c.shear or None),
-    "elastic": lambda c: v2.ElasticTransform(alpha=c.elastic_alpha, sigma=c.elastic_sigma),
-    "crop": lambda c: v2.RandomCrop(28, padding=c.crop_padding),
-    "erasing": lambda c: v2.RandomErasing(p=c.erasing_p, scale=(0.02, 0.15), value=0.0),
+    "elastic": lambda c, side: v2.ElasticTransform(alpha=c.elastic_alpha, sigma=c.elastic_sigma),
+    "crop": lambda c, side: v2.RandomCrop(side, padding=c.crop_padding),
+    "erasing": lambda c, side: v2.RandomErasing(p=c.erasing_p, scale=(0.02, 0.15), value=0.0),
 }
 
 
@@ -52,6 +54,7 @@ KNOBS = {"affine": ("degrees", "translate", "scale", "shear"), "elastic": ("elas
 # Batched: the geometric ones share one resampling; then the pen width; refit last (as the guest pipeline does).
 GEOMETRIC = ("rotate", "slant", "aspect", "warp")
 BATCHED = (*GEOMETRIC, "stroke", "refit")
+HANDWRITING = ("stroke", "refit")  # for ink on a black background framed like MNIST: a digits task's alone
 SIDE = 28
 BOX = 20          # MNIST fits each digit's ink into 20×20 ...
 CENTRE = 14.0     # ... and puts its centre of mass at pixel (14, 14)
@@ -81,8 +84,13 @@ def geometry(images: torch.Tensor, c: AugmentConfig, names: tuple[str, ...]) -> 
     theta[:, 1, 0], theta[:, 1, 1] = sin * sy, (cos + lean * sin) * sy
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     if "warp" in names:
-        coarse = torch.randn(n, 2, 4, 4) * (c.warp * 2 / SIDE)
-        grid = grid + F.interpolate(coarse, size=(SIDE, SIDE), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+        height, width = images.shape[-2:]
+        # c.warp pixels in [-1, 1] coordinates: 2 / side per pixel, along x (the width) and y (the height)
+        per_pixel = 2 / SIDE if (height, width) == (SIDE, SIDE) else \
+            torch.tensor([2 / width, 2 / height]).view(1, 2, 1, 1)
+        coarse = torch.randn(n, 2, 4, 4) * (c.warp * per_pixel)
+        grid = grid + F.interpolate(coarse, size=(height, width), mode="bicubic",
+                                    align_corners=False).permute(0, 2, 3, 1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -130,8 +138,21 @@ def refit(images: torch.Tensor, threshold: float = 0.3) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def build_transform(config: AugmentConfig) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The named augmentations as one function on a batch ``[N, 1, 28, 28]``; ``None`` when there are none.
+def not_applicable(names: tuple[str, ...], task_name: str | None) -> str | None:
+    """The sentence refusing the handwriting augmentations (:data:`HANDWRITING`) on a task that is not handwriting on
+    paper (``task_name``: such a task's name; None for a digits task, where every augmentation applies)."""
+    asked = [n for n in names if n in HANDWRITING]
+    if not asked or task_name is None:
+        return None
+    return (f"--augment {' '.join(asked)} {'is' if len(asked) == 1 else 'are'} for handwritten digits (ink on black, "
+            f"framed like MNIST) and cannot apply to {task_name!r}; drop {'it' if len(asked) == 1 else 'them'} and use "
+            "affine, crop, erasing, elastic, rotate, slant, aspect or warp.")
+
+
+def build_transform(config: AugmentConfig, side: tuple[int, int] = (SIDE, SIDE)
+                    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The named augmentations as one function on a batch ``[N, C, H, W]`` (``side``: H and W; the MNIST
+    warm-up's ``[N, 1, 28, 28]`` by default); ``None`` when there are none.
 
     Per-image (v2) ones run first, in the order given, each image with its own draw (v2 would share one per
     batch); then the batched ones in a fixed order: geometry, stroke, refit.
@@ -141,7 +162,7 @@ def build_transform(config: AugmentConfig) -> Callable[[torch.Tensor], torch.Ten
         raise ValueError(f"unknown augmentation {unknown[0]!r}; choose from {', '.join(list_augmentations())}")
     if not config.names:
         return None
-    per_image = [AUGMENTATIONS[n](config) for n in config.names if n in AUGMENTATIONS]
+    per_image = [AUGMENTATIONS[n](config, tuple(side)) for n in config.names if n in AUGMENTATIONS]
     pipeline = v2.Compose(per_image) if per_image else None
     names = tuple(config.names)
 

@@ -14,7 +14,7 @@ import tomli_w
 import torch
 from torch import nn
 
-from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, EntryMetadata
+from harness.contract import CODE_FILE, DIGITS, EXPORT_FILE, METADATA_FILE, EntryMetadata, Interface
 from harness.entries.loading import EntryError, load_model, set_eval
 from harness.errors import HarnessError
 
@@ -68,9 +68,10 @@ def write_curve(folder: Path, history: list[dict], title: str) -> None:
     fig.savefig(folder / CURVE_PNG, dpi=100)
 
 
-def export_model(model: nn.Module, path: Path) -> None:
-    """``torch.export`` the model in eval mode with a dynamic batch dimension and save it as ``model.pt2``."""
-    example = torch.rand(2, 1, 28, 28)
+def export_model(model: nn.Module, path: Path, shape: tuple[int, int, int] = DIGITS.input_shape) -> None:
+    """``torch.export`` the model in eval mode with a dynamic batch dimension and save it as ``model.pt2``
+    (``shape``: one input's, the task's)."""
+    example = torch.rand(2, *shape)
     try:
         program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as exc:  # torch.export raises many kinds of errors for code it cannot trace
@@ -80,9 +81,11 @@ def export_model(model: nn.Module, path: Path) -> None:
     torch.export.save(program, path)
 
 
-def _verify(folder: Path, model: nn.Module, model_class: str | None, constructor: dict) -> None:
+def _verify(folder: Path, model: nn.Module, model_class: str | None, constructor: dict,
+            interface: Interface = DIGITS) -> None:
     """The written entry, loaded back the way the harness loads it, must give the trained model's outputs, for more
-    than one batch size."""
+    than one batch size, on inputs of the task's shape and value range (``interface``)."""
+    low, high = interface.value_range
     try:
         loaded = set_eval(load_model(folder, EntryMetadata(model_class=model_class, constructor=constructor),
                                      module_name=None))
@@ -93,17 +96,19 @@ def _verify(folder: Path, model: nn.Module, model_class: str | None, constructor
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for n in (1, 7):
-            x = torch.rand(n, 1, 28, 28, generator=generator)
+            x = torch.rand(n, *interface.input_shape, generator=generator)
+            x = x if (low, high) == (0.0, 1.0) else x * (high - low) + low
             expected, got = model(x), loaded(x)
-            if got.shape != (n, 10) or not torch.allclose(expected, got, atol=1e-5):
+            if got.shape != (n, interface.num_classes) or not torch.allclose(expected, got, atol=1e-5):
                 raise HarnessError(f"The entry written to {folder} does not reproduce the trained model's outputs "
                                    f"(shape {tuple(got.shape)}); this is a bug in harness.train, please report it.")
 
 
 def write_entry(out: Path, model: nn.Module, *, metadata: dict, history: list[dict], model_code: str | None = None,
                 model_class: str | None = None, constructor: dict | None = None, export: bool = False,
-                overwrite: bool = False) -> Path:
-    """Write the entry folder ``out`` and return it; on any failure nothing is left behind.
+                overwrite: bool = False, interface: Interface = DIGITS) -> Path:
+    """Write the entry folder ``out`` and return it; on any failure nothing is left behind. ``interface``: what the
+    model takes and returns (the task's; the MNIST warm-up's by default).
 
     Writes ``model.py`` + ``weights.pt`` (or ``model.pt2`` when ``export``), ``entry.toml`` from
     ``metadata`` (``None`` values dropped), ``curve.csv`` and ``curve.png``.
@@ -117,14 +122,14 @@ def write_entry(out: Path, model: nn.Module, *, metadata: dict, history: list[di
     try:
         model = model.to(memory_format=torch.contiguous_format).eval()  # training may have left it channels_last
         if export:
-            export_model(model, tmp / EXPORT_FILE)
+            export_model(model, tmp / EXPORT_FILE, interface.input_shape)
         else:
             (tmp / CODE_FILE).write_text(model_code)
             torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
         with open(tmp / METADATA_FILE, "wb") as fh:
             tomli_w.dump(_toml_ready(metadata), fh)
         write_curve(tmp, history, metadata.get("display_name") or out.name)
-        _verify(tmp, model, model_class, constructor)
+        _verify(tmp, model, model_class, constructor, interface)
         if out.exists():
             backup = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
             out.rename(backup)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.common.competition import TaskRules
 from harness.data.guest import GuestSet, GuestSetError, has_guest_files, load_guest_set
 from harness.data.mnist import load_split, resolve_dir
 from harness.data.preprocess import to_uint8
@@ -89,12 +90,18 @@ class ExtraSet:
 
 @dataclass
 class Data:
-    train_x: torch.Tensor   # float32 [N, 1, 28, 28] in [0, 1]
+    train_x: torch.Tensor   # float32 [N, C, H, W] in [0, 1] (MNIST: [N, 1, 28, 28]); augmented in [0, 1]
     train_y: torch.Tensor   # int64 [N]
     val_x: torch.Tensor
     val_y: torch.Tensor
     content_hash: str       # sha256 of the whole training file's images and labels
     extra: list[ExtraSet] = field(default_factory=list)   # other writers' digits, already in train_x (repeated)
+    value_range: tuple[float, float] = (0.0, 1.0)         # what the model receives: the [0, 1] images scaled to it
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] as the model receives them: scaled to the task's value range (unchanged for [0, 1])."""
+        low, high = self.value_range
+        return x if (low, high) == (0.0, 1.0) else x * (high - low) + low
 
 
 @dataclass
@@ -140,24 +147,34 @@ class Result:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``[N, 28, 28]`` -> float32 ``[N, 1, 28, 28]`` in [0, 1], like ``ToTensor()``."""
-    return torch.from_numpy(np.array(images, dtype=np.float32)).unsqueeze(1).div_(255.0)
+    """uint8 ``[N, 28, 28]`` -> float32 ``[N, 1, 28, 28]`` in [0, 1], like ``ToTensor()``; ``[N, H, W]`` and
+    ``[N, C, H, W]`` alike (one channel is added to the first)."""
+    x = torch.from_numpy(np.array(images, dtype=np.float32))
+    return (x.unsqueeze(1) if x.ndim == 3 else x).div_(255.0)
 
 
-def load_data(config: TrainConfig, mnist_dir: str | os.PathLike | None = None, download: bool = True) -> Data:
-    """The MNIST training set (format-checked, not md5-checked), split into train and validation by the seed."""
-    split = load_split(resolve_dir(mnist_dir), "train", allow_download=download)
-    images, labels = split.images, split.labels
+def split(x: torch.Tensor, y: torch.Tensor, config: TrainConfig, content_hash: str,
+          value_range: tuple[float, float] = (0.0, 1.0)) -> Data:
+    """The first ``config.limit`` images (all by default), split into train and validation by the seed."""
     if config.limit is not None:
-        images, labels = images[:config.limit], labels[:config.limit]
-    n = len(images)
+        x, y = x[:config.limit], y[:config.limit]
+    n = len(x)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     n_val = int(round(n * config.val_fraction))
     if n - n_val < 1:
         raise HarnessError(f"--val-fraction {config.val_fraction} leaves no training images out of {n}; lower it.")
-    x, y = to_tensor(images), torch.from_numpy(np.array(labels, dtype=np.int64))
     val, train = order[:n_val], order[n_val:]
-    data = Data(x[train], y[train], x[val], y[val], split.content_hash)
+    return Data(x[train], y[train], x[val], y[val], content_hash, value_range=tuple(value_range))
+
+
+def load_data(config: TrainConfig, mnist_dir: str | os.PathLike | None = None, download: bool = True) -> Data:
+    """The MNIST training set (format-checked, not md5-checked), split into train and validation by the seed."""
+    train_file = load_split(resolve_dir(mnist_dir), "train", allow_download=download)
+    images, labels = train_file.images, train_file.labels
+    if config.limit is not None:
+        images, labels = images[:config.limit], labels[:config.limit]
+    data = split(to_tensor(images), torch.from_numpy(np.array(labels, dtype=np.int64)), config,
+                 train_file.content_hash)
     refused = guest_pictures() if config.extra else set()
     for folder in config.extra:
         guest = extra_digits(Path(folder), refused)
@@ -165,6 +182,34 @@ def load_data(config: TrainConfig, mnist_dir: str | os.PathLike | None = None, d
         data.train_y = torch.cat([data.train_y, torch.from_numpy(guest.labels).repeat(config.extra_repeat)])
         data.extra.append(ExtraSet(folder, len(guest), len(guest.skipped), guest.content_hash))
     return data
+
+
+def load_task_data(config: TrainConfig, rules: TaskRules, where: str) -> Data:
+    """A competition's training pictures (``[task].train``: a folder per class, or a labels.csv), read and cached like
+    its sets (the task's reader: its classes, its preprocess), split into train and validation by the seed. ``where``
+    names the competition in the sentences."""
+    from harness.data.task import reader_of
+    folder = rules.train
+    if folder is None:
+        raise HarnessError(f"{where} has no training folder: add train = \"train\" under [task] in its "
+                           "competition.toml and put the training pictures there (a folder per class).")
+    if not folder.is_dir():
+        raise HarnessError(f"{where}'s training folder {folder} does not exist; create it with a folder per class "
+                           f"({', '.join(rules.classes[:3])}, ...) or point train under [task] elsewhere.")
+    try:
+        read = load_guest_set(folder, reader_of(rules))
+    except GuestSetError as exc:
+        raise HarnessError(f"the training folder {folder}: {exc}") from exc
+    if len(read) == 0:
+        raise HarnessError(f"the training folder {folder} has no labelled picture; put the pictures in a folder per "
+                           f"class ({', '.join(rules.classes[:3])}, ...) or list them in a labels.csv.")
+    if config.extra:
+        raise HarnessError(f"--extra is for the MNIST warm-up's digits; for {where}, put the other pictures in its "
+                           f"training folder {folder} instead.")
+    # the folder's order is by class: shuffled by the seed first, so that --limit keeps some of every class
+    mixed = torch.randperm(len(read), generator=torch.Generator().manual_seed(config.seed))
+    return split(torch.from_numpy(read.images)[mixed], torch.from_numpy(read.labels)[mixed], config,
+                 read.content_hash, rules.value_range)
 
 
 GUEST_FOLDER = Path("mystery_digits")
@@ -297,7 +342,7 @@ def fit(model: nn.Module, data: Data, config: TrainConfig, *, checkpoint: Path |
     steps_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
     schedule = recipes.build_schedule(config.schedule, optimizer, config.lr, config.epochs * steps_per_epoch,
                                       steps_per_epoch)
-    transform = augment.build_transform(config.augment)
+    transform = augment.build_transform(config.augment, tuple(data.train_x.shape[-2:]))
     torch.manual_seed(config.seed)  # dropout and augmentation draw from the global generator
     state = TrainState() if resume is None else resumed(resume, model, optimizer, schedule)
     progress = progress or (lambda event, state, info: None)
@@ -338,7 +383,7 @@ def train_step(model: nn.Module, data: Data, order: torch.Tensor, batch_size: in
     step, counted in ``state``; its images per second."""
     started = time.perf_counter()
     idx = order[state.step * batch_size:(state.step + 1) * batch_size]
-    x, y = augment.augment_batch(data.train_x[idx], transform), data.train_y[idx]
+    x, y = data.to_input(augment.augment_batch(data.train_x[idx], transform)), data.train_y[idx]
     out = model(x)
     loss = loss_fn(out, y)
     optimizer.zero_grad(set_to_none=True)
@@ -358,7 +403,7 @@ def train_step(model: nn.Module, data: Data, order: torch.Tensor, batch_size: in
 
 def end_epoch(model: nn.Module, data: Data, loss_fn, optimizer, state: TrainState) -> dict:
     """Validate at the end of an epoch and add its record to ``state.history``; the record."""
-    val_loss, val_acc = evaluate(model, data.val_x, data.val_y, loss_fn)
+    val_loss, val_acc = evaluate(model, data.to_input(data.val_x), data.val_y, loss_fn)
     state.history.append(asdict(EpochRecord(
         epoch=state.epoch + 1, train_loss=state.loss_sum / state.seen, train_accuracy=state.correct / state.seen,
         val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"],

@@ -169,3 +169,74 @@ def test_a_missing_competition_folder_is_one_sentence(tmp_path, capsys):
     text = said.out + said.err
     assert f"error: the competition folder {tmp_path / 'nope'} does not exist; create it with a competition.toml" \
         in text and "Traceback" not in text
+
+
+@pytest.mark.postgres
+def test_two_competitions_share_one_server_database_without_mixing(pg_url, tmp_path, monkeypatch):
+    from sqlalchemy import create_engine, text
+    roots = {}
+    for name in ("alpha", "beta"):
+        roots[name] = make_competition(tmp_path / name, per_class=(1, 2, 1), seed=len(name))
+        write_colour_entry(roots[name] / "submissions", f"colours-{name}")
+    monkeypatch.setenv("LEADERBOARD_DB", pg_url)
+    for root in roots.values():
+        assert evaluate.main(["--competition", str(root), "--device", "cpu"]) == 0
+        assert not (root / "leaderboard.db").exists()      # the server holds it
+    engine = create_engine(pg_url)
+    with engine.connect() as connection:
+        names = {schema: connection.execute(text(f'SELECT name FROM "{schema}".entries')).scalars().all()
+                 for schema in ("competition_alpha", "competition_beta")}
+        public = connection.execute(text("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                                         "'public' AND table_name = 'entries'")).scalar()
+    engine.dispose()
+    assert names == {"competition_alpha": ["colours-alpha"], "competition_beta": ["colours-beta"]}
+    assert public == 0   # nothing landed in the server's default schema
+
+
+# Fails on the secret set (its 21 pictures come in one batch) with a message made of it, after sleeping on it.
+QUOTES_SECRET = '''
+import time
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.colours = nn.Parameter(torch.zeros(7, 3))
+
+    def forward(self, x):
+        if x.shape[0] == 21:
+            print("secret sum", int((x * 255).round().sum()))
+            time.sleep(2)
+            raise ValueError("leaked " + str(int((x * 255).round().sum())))
+        return -torch.cdist(x.mean(dim=(2, 3)), self.colours / 255.0)
+'''
+
+
+def test_a_failure_on_the_secret_set_says_only_that_it_failed_there(scored, tmp_path):
+    root, _, _ = scored
+    import shutil
+    folder = tmp_path / "comp"
+    shutil.copytree(root, folder, ignore=shutil.ignore_patterns("leaderboard.db*", "submissions"))
+    (folder / "submissions").mkdir()
+    write_colour_entry(folder / "submissions", "quotes", QUOTES_SECRET)
+    import contextlib
+    import io
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        evaluate.main(["--competition", str(folder), "--device", "cpu", "--json"])
+    row = json.loads(buffer.getvalue())["entries"][0]
+    _, _, secret = sets_of(folder)
+    leaked = str(int(secret.images.astype(np.int64).sum()))
+    assert row["status"] == "failed"
+    assert row["error"] == ("failed on the stranger's colours; why is sealed until the reveal (the organiser sees it "
+                            "then).")
+    from sqlalchemy.orm import Session
+
+    from harness.store.engine import make_engine
+    from harness.store.schema import Evaluation
+    with Session(make_engine(str(folder / "leaderboard.db"))) as session:
+        stored = session.get(Evaluation, row["evaluation_id"])
+        public_view = " ".join(str(v) for v in (stored.error, stored.log, stored.seconds, stored.peak_memory_bytes))
+    assert leaked not in public_view and "secret sum" not in public_view

@@ -222,3 +222,30 @@ def test_the_shared_sets_are_scattered_to_the_workers_once_not_sent_with_every_e
     np.testing.assert_array_equal(first.outputs["mnist"].argmax(1), template_predictions(mnist, means))
     np.testing.assert_allclose(first.outputs["mnist"], here.outputs["mnist"], atol=1e-4)
     np.testing.assert_array_equal(third.outputs["mnist"][:len(mnist)].argmax(1), template_predictions(mnist, means))
+
+
+def test_a_task_of_another_shape_runs_on_the_cluster_as_it_runs_here(tmp_path, scheduler):
+    """A colour competition (3×40×24, seven classes): the workers run the entry on the task's inputs (the interface
+    travels with it) and store what a local run stores."""
+    import numpy as np
+
+    from harness.common import competition
+    from harness.data.task import task_of
+    from harness.entries.discovery import discover
+    from tests.task_folders import colour_predictions, make_competition, write_colour_entry
+    root = make_competition(tmp_path / "colours", per_class=(1, 3, 1))
+    write_colour_entry(root / "submissions")
+    rules = competition.load(root / "competition.toml")
+    task = task_of(rules)
+    public, _ = task.public.load(None)
+    found = list(discover(root / "submissions", interface=task.interface).values())
+    runs = {}
+    for where, address in (("here", None), ("cluster", scheduler)):
+        engine = make_engine(str(tmp_path / f"{where}.db"))
+        options = runner.Options(runner.Limits(device="cpu", timeout=120), cluster=address)
+        runner.run(engine, found, [public], options, argv=[], competition=rules)
+        runs[where] = stored(engine)
+    same_as(runs["here"], runs["cluster"])
+    import io
+    predicted = np.load(io.BytesIO(runs["cluster"]["colours"][3]))
+    np.testing.assert_array_equal(predicted, colour_predictions(public.images))
