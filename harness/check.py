@@ -135,7 +135,7 @@ def report(r: dict, estimate=None, args=None) -> int:
     console.print(f"  parameters: {params}   weights: {r['weights_bytes'] / 1e6:.2f} MB   "
                   f"load: {r['load_seconds']:.2f} s   speed: {speed} images/s on {r['sample']} "
                   f"({r['device']})")
-    if r.get("sample_size", SAMPLE) < SAMPLE:
+    if r.get("sample_size", SAMPLE) < SAMPLE and not r.get("whole_set"):
         console.print(f"  a slow model: {r['sample_size']} of the usual {SAMPLE} images, so that the check answers "
                       "in about a minute.")
     said = estimate(r) if estimate is not None else None

@@ -190,6 +190,7 @@ def check(folder: Path, mnist_dir: str | None = None, limits: Limits = LIMITS,
     if refusal:
         raise CheckFailed(f"{entry.name}: {refusal}", None, prediction.log)
     report = first_report(entry, probe, prediction, params, n, labels is not None, task)
+    report["whole_set"] = n == len(images) < SAMPLE  # the public set holds fewer than SAMPLE: all of it ran
     if labels is not None:
         predicted = prediction.outputs["check"].argmax(1)
         report["accuracy"] = float((predicted == labels[:n]).mean())

@@ -76,6 +76,24 @@ def test_a_run_on_a_competitions_task_writes_an_entry_of_its_shape_that_passes_t
     assert "✓ tall (tall) loads and runs: output [N, 7] logits, finite, any batch size." in said
     assert "42 pictures of Patterns test" in said  # its public set: 7 × 6 pictures
 
+    # Scored by the real command into the competition's own database, and on its own board
+    import contextlib
+    import io
+    import json
+
+    from harness import evaluate
+    from harness.common import competition
+    from harness.scoring import board
+    from harness.store.engine import make_engine
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert evaluate.main(["--competition", str(folder), "--device", "cpu", "--json"]) == 0
+    row = json.loads(printed.getvalue())["entries"][0]
+    assert row["name"] == "tall" and row["status"] == "ok"
+    assert row["public"]["total"] == 42 and row["public"]["accuracy"] > 0.6 and row["secret"]["total"] == 28
+    shown = board.read(make_engine(str(folder / "leaderboard.db")), competition.load(folder / "competition.toml"))
+    assert [r.name for r in shown.rows] == ["tall"] and shown.primary == "public"  # sealed: ranked on the public set
+
 
 def test_a_competition_without_a_training_folder_is_told_where_to_name_it(tmp_path, capsys):
     folder = make_competition(tmp_path / "x", train=None)
