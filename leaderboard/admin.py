@@ -111,7 +111,7 @@ def run_progress(run: dict | None, job: BackgroundRun, entries: int) -> tuple[fl
     """(fraction done, one line) for a job from the newest run in the database and the job's state."""
     if job.running:
         if run is None or run["started_at"] < job.started_at.replace(microsecond=0):
-            return 0.0, "starting: loading MNIST and the guest digits…"
+            return 0.0, "starting: loading the sets…"
         done = run["evaluations"]
         now = run.get("progress")
         fraction = min(done / entries, 0.99) if entries else 0.0

@@ -423,11 +423,15 @@ def _flat(value) -> str:
     return " ".join(str(value).split())
 
 
-def board_csv(board: pd.DataFrame, revealed: bool) -> str:
+def board_csv(board: pd.DataFrame, revealed: bool, sets: tuple[str, str] | None = None) -> str:
     """The board as CSV: its columns (integer ranks, accuracies to 4 decimals, p to 4, whole images per second, ISO
     times in UTC without microseconds), then the ``RECIPE`` columns; before the reveal the guest columns are left
-    out entirely."""
+    out entirely. ``sets``: a task's public and secret set titles, which then name the score columns ("Shapes test
+    accuracy") in place of "mnist" and "guest"."""
     columns = {k: v for k, v in CSV_COLUMNS.items() if k in board.columns and (revealed or not k.startswith("guest"))}
+    if sets is not None:
+        columns = {k: (v.replace("mnist", sets[0], 1) if k.startswith("mnist") else
+                       v.replace("guest", sets[1], 1) if k.startswith("guest") else v) for k, v in columns.items()}
     out = board[list(columns)].copy()
     for column in out.columns:
         if column.endswith(("accuracy", "ci_low", "ci_high")) or column == "p_vs_leader":

@@ -150,7 +150,9 @@ if len(failed):
         st.markdown(f"- **{stats.literal(row['display_name'])}** ({stats.literal(row['entry'])}): "
                     f"{stats.literal(row['status'])}")
 
-st.download_button("Download the board as CSV", stats.board_csv(shown[~waiting], revealed), file_name="leaderboard.csv",
+sets = None if words.is_mnist else (words.public, words.secret)
+st.download_button("Download the board as CSV", stats.board_csv(shown[~waiting], revealed, sets),
+                   file_name="leaderboard.csv",
                    mime="text/csv", icon="⬇️")
 
 low, high, value = f"{kind}_ci_low", f"{kind}_ci_high", f"{kind}_accuracy"

@@ -288,3 +288,15 @@ def test_the_sidebar_switches_competitions_and_an_archive_shows_its_signed_stand
     assert table["Entry"].tolist() == live["display_name"].tolist()  # ranked alike, on time
     assert table["#"].tolist() == [1, 2, 3] and set(table["Standing"]) == {"ranked"}
     assert not at.button and not at.text_input  # nothing to change here
+
+
+def test_the_board_csv_names_a_tasks_score_columns_after_its_sets():
+    import pandas as pd
+
+    from leaderboard import stats
+    board = pd.DataFrame([{"rank": 1, "display_name": "a", "entry": "a", "author": "x", "guest_accuracy": 0.5,
+                           "mnist_accuracy": 0.75, "status": "ok"}])
+    header = stats.board_csv(board, True, ("Shapes test", "The stranger's shapes")).splitlines()[0].split(",")
+    assert "Shapes test accuracy" in header and "The stranger's shapes accuracy" in header
+    assert not any("mnist" in h or "guest" in h for h in header)
+    assert "mnist accuracy" in stats.board_csv(board, True).splitlines()[0]  # the warm-up's as before
