@@ -45,6 +45,8 @@ def evaluation_command(settings: Settings, force: bool = False, only: list[str] 
     goes in the environment ($LEADERBOARD_DB, see start_job), not on a command line that ``ps`` shows."""
     argv = [sys.executable, "-m", "harness.evaluate", "--submissions",
             str(settings.submissions.resolve()), "--mystery", str(settings.mystery.resolve())]
+    if settings.folder is not None:  # a competition folder's rules (its database still goes by $LEADERBOARD_DB)
+        argv += ["--config", str((settings.folder / "competition.toml").resolve())]
     for name in only or []:
         argv += ["--only", name]
     return argv + (["--force"] if force else [])
@@ -109,7 +111,7 @@ def run_progress(run: dict | None, job: BackgroundRun, entries: int) -> tuple[fl
     """(fraction done, one line) for a job from the newest run in the database and the job's state."""
     if job.running:
         if run is None or run["started_at"] < job.started_at.replace(microsecond=0):
-            return 0.0, "starting: loading MNIST and the guest digits…"
+            return 0.0, "starting: loading the sets…"
         done = run["evaluations"]
         now = run.get("progress")
         fraction = min(done / entries, 0.99) if entries else 0.0

@@ -13,15 +13,24 @@ from harness.entries.discovery import left_out_folders
 from harness.scoring import board as scoring_board
 from harness.store import eval_sets, evaluations
 from harness.store.engine import make_engine
-from leaderboard import config, scorer as scoring_service, views
+from leaderboard import config, naming, scorer as scoring_service, views
+from leaderboard.competitions import Served
 from leaderboard.drawing import entries_on_disk, warm_pool as draw_warm_pool
 
 TTL = 30  # seconds: the harness may write at any time; organiser actions clear the caches at once
 PENDING_TTL = 2  # seconds: the queue and the progress of the upload being scored
 
 
+SERVED = "served_competition"  # session state: the competition this visitor looks at (set by app.py on every run)
+
+
+def current() -> Served:
+    """The competition this page shows (app.py chooses it from the address); the repository root's without one."""
+    return st.session_state.get(SERVED) or Served("", None)
+
+
 def settings() -> config.Settings:
-    return config.settings()
+    return config.settings(served=current(), rules=rules())
 
 
 @st.cache_resource(show_spinner=False)
@@ -34,8 +43,14 @@ def current_engine():
 
 
 def rules() -> Competition:
-    """competition.toml, read on every run (a small file): an edit shows at the next click."""
-    return competition.load()
+    """The current competition's competition.toml, read on every run (a small file): an edit shows at the next
+    click."""
+    return competition.load(current().config)
+
+
+def names() -> naming.Names:
+    """What the pages call the current competition's sets and classes."""
+    return naming.names_of(rules())
 
 
 def revealed() -> bool:
@@ -65,17 +80,23 @@ def pending(url: str):
 
 
 @st.cache_resource(show_spinner=False)
+def _scorer(competition: str, db_url: str, _settings: config.Settings) -> scoring_service.Scorer | None:
+    return scoring_service.start(_settings)
+
+
 def scorer() -> scoring_service.Scorer | None:
-    """The watcher that scores uploads beside this server process, started on the first page view (None when
-    $LEADERBOARD_EVALUATE=off); a ValueError when $LEADERBOARD_EVALUATE_ARGS cannot be read."""
-    return scoring_service.start(settings())
+    """The watcher that scores the current competition's uploads beside this server process, started on its first
+    page view (None when $LEADERBOARD_EVALUATE=off); a ValueError when $LEADERBOARD_EVALUATE_ARGS cannot be read."""
+    now = settings()
+    return _scorer(current().name, now.db_url, now)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, hash_funcs=BY_RULES)
 def insights_frame(url: str, is_revealed: bool, rules: Competition):
     from harness.scoring import insights
     eng = engine(url)
-    return insights.frame(scoring_board.latest(eng, eval_sets.current_datasets(eng, is_revealed), rules), is_revealed)
+    return insights.frame(scoring_board.latest(eng, eval_sets.current_datasets(eng, is_revealed), rules), is_revealed,
+                          rules.set_kinds)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=20, hash_funcs=BY_RULES)
@@ -127,9 +148,13 @@ def warm_pool():
 
 
 @st.cache_resource
-def jobs() -> list:
-    """Background evaluations started from the organiser page (one list per server process)."""
+def _jobs(competition: str) -> list:
     return []
+
+
+def jobs() -> list:
+    """Background evaluations started from the organiser page (one list per competition and server process)."""
+    return _jobs(current().name)
 
 
 def clear() -> None:

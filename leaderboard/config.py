@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.common.competition import Competition
 from harness.store.engine import resolve_url
+from leaderboard.competitions import Served
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD_ENV = "LEADERBOARD_ADMIN_PASSWORD"
@@ -20,14 +22,25 @@ class Settings:
     submissions: Path    # LEADERBOARD_SUBMISSIONS (default submissions/): entries for draw-a-digit and re-runs
     mystery: Path        # LEADERBOARD_MYSTERY (default mystery_digits/): the guest's original pictures
     jobs: Path           # LEADERBOARD_JOBS (default .leaderboard-jobs/): logs of re-runs started here
+    folder: Path | None = None  # the competition folder the harness commands started here are pointed at
 
 
-def settings(env: Mapping[str, str] | None = None) -> Settings:
+def settings(env: Mapping[str, str] | None = None, served: Served | None = None,
+             rules: Competition | None = None) -> Settings:
+    """The paths of the dashboard's competition: today's variables without a competition folder; with one, its
+    database (``served.database``), its ``submissions/``, its secret set's folder (its ``mystery_digits/`` for the
+    MNIST warm-up) and its own ``.leaderboard-jobs/``."""
     env = os.environ if env is None else env
-    return Settings(db_url=resolve_url(env.get("LEADERBOARD_DB")),
-                    submissions=Path(env.get("LEADERBOARD_SUBMISSIONS", "submissions")),
-                    mystery=Path(env.get("LEADERBOARD_MYSTERY", "mystery_digits")),
-                    jobs=Path(env.get("LEADERBOARD_JOBS", ".leaderboard-jobs")))
+    if served is None or served.folder is None:
+        return Settings(db_url=resolve_url(env.get("LEADERBOARD_DB")),
+                        submissions=Path(env.get("LEADERBOARD_SUBMISSIONS", "submissions")),
+                        mystery=Path(env.get("LEADERBOARD_MYSTERY", "mystery_digits")),
+                        jobs=Path(env.get("LEADERBOARD_JOBS", ".leaderboard-jobs")))
+    folder = served.folder
+    task = rules.task if rules is not None else None
+    return Settings(db_url=resolve_url(served.database), submissions=folder / "submissions",
+                    mystery=task.secret.folder if task is not None else folder / "mystery_digits",
+                    jobs=folder / ".leaderboard-jobs", folder=folder)
 
 
 def configured_password(env: Mapping[str, str], secrets: Mapping | None) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -11,16 +13,29 @@ from harness.data.task import TASK
 DIGITS = list(range(TASK.num_classes))  # the task's labels, 0-9 for digits
 
 
-def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
+def confusion_frame(confusion: np.ndarray, classes: list[str] | None = None) -> pd.DataFrame:
     """Long form of a confusion matrix: one row per (true, predicted) cell with its count, row share and the count
-    as the cell shows it (``count_label``: empty for an empty cell)."""
+    as the cell shows it (``count_label``: empty for an empty cell); with ``classes``, the two classes' names too
+    (``true_name``, ``predicted_name``)."""
     confusion = np.asarray(confusion, dtype=np.int64)
     totals = confusion.sum(axis=1, keepdims=True)
     share = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
-    t, p = np.meshgrid(DIGITS, DIGITS, indexing="ij")
+    labels = list(range(len(confusion)))
+    t, p = np.meshgrid(labels, labels, indexing="ij")
     counts = confusion.ravel()
-    return pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": counts, "share": share.ravel(),
-                         "correct": (t == p).ravel(), "count_label": [f"{c:,}" if c else "" for c in counts]})
+    df = pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": counts, "share": share.ravel(),
+                       "correct": (t == p).ravel(), "count_label": [f"{c:,}" if c else "" for c in counts]})
+    if classes is not None:
+        df["true_name"] = [classes[i] for i in df["true"]]
+        df["predicted_name"] = [classes[i] for i in df["predicted"]]
+    return df
+
+
+def class_axis(classes: list[str] | None, **kwargs) -> alt.Axis:
+    """An axis over class indices that writes each class's name (``classes``), or the index itself when None."""
+    if classes is not None:
+        kwargs["labelExpr"] = f"{json.dumps(list(classes))}[datum.value]"
+    return alt.Axis(**kwargs)
 
 
 # The matrix's cell text shrinks with the chart (a phone's 30-pixel cells hold "1,135" at 8 px) and never grows past 12.
@@ -30,18 +45,22 @@ CELL_FONT = "clamp(width / 34, 7, 12)"
 EDGE = {"left": 6, "right": 6, "top": 6, "bottom": 6}  # room for a title's or an axis title's glyphs at the edge
 
 
-def confusion_chart(confusion: np.ndarray, title: str, height: int = 540) -> alt.LayerChart:
+def confusion_chart(confusion: np.ndarray, title: str, height: int = 540, classes: list[str] | None = None,
+                    item: str = "digit") -> alt.LayerChart:
     """Heatmap with counts, as wide as its column. The diagonal (read right) is blue by its share of the true digit;
     the errors are orange on their own scale, from one misreading to the most frequent, so that an 11-count error
-    stands out instead of looking like an empty cell. Empty cells are white."""
-    df = confusion_frame(confusion)
+    stands out instead of looking like an empty cell. Empty cells are white. With ``classes`` the axes and tooltips
+    name the classes (a click still selects the cell's indices); ``item`` is what the true label is of."""
+    df = confusion_frame(confusion, classes)
     worst = int(df.loc[~df["correct"], "count"].max()) if (~df["correct"]).any() else 0
     pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick")
+    named = classes is not None
     base = alt.Chart(df, title=alt.Title(title, anchor="start")).encode(
-        x=alt.X("predicted:O", title="read as", axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("true:O", title="true digit"),
-        tooltip=[alt.Tooltip("true:O", title="true"), alt.Tooltip("predicted:O", title="read as"),
-                 alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", title="share of true digit",
+        x=alt.X("predicted:O", title="read as", axis=class_axis(classes, labelAngle=0, orient="top")),
+        y=alt.Y("true:O", title=f"true {'class' if named else item}", axis=class_axis(classes)),
+        tooltip=[alt.Tooltip("true_name:N" if named else "true:O", title="true"),
+                 alt.Tooltip("predicted_name:N" if named else "predicted:O", title="read as"),
+                 alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", title=f"share of true {item}",
                                                                   format=".1%")])
     frame = base.mark_rect(stroke="#e0e0e0", fill="white").add_params(pick)
     right = base.transform_filter("datum.correct").mark_rect().encode(
@@ -68,16 +87,18 @@ def recall_range(recall: np.ndarray) -> tuple[float, float]:
     return max(0.0, np.floor(low * 20 + 1e-9) / 20 - 0.05), 1.0
 
 
-def recall_chart(recall: np.ndarray, misread: np.ndarray | None = None) -> alt.LayerChart:
+def recall_chart(recall: np.ndarray, misread: np.ndarray | None = None,
+                 classes: list[str] | None = None) -> alt.LayerChart:
     """Recall per true digit on an axis zoomed to ``recall_range``, each bar labelled with how many digits it
-    misread (``misread``)."""
+    misread (``misread``); with ``classes``, the axis names the classes."""
     recall = np.asarray(recall, dtype=float)
     misread = np.zeros(len(recall), int) if misread is None else np.asarray(misread, dtype=int)
-    df = pd.DataFrame({"digit": DIGITS, "recall": recall, "misread": misread,
+    df = pd.DataFrame({"digit": list(range(len(recall))), "recall": recall, "misread": misread,
                        "label": [f"{m:,} ✗" if m else "" for m in misread]})
     low, high = recall_range(recall)
     base = alt.Chart(df).encode(
-        x=alt.X("digit:O", title="true digit", axis=alt.Axis(labelAngle=0)),
+        x=alt.X("digit:O", title="true class" if classes else "true digit",
+                axis=class_axis(classes, labelAngle=0)),
         y=alt.Y("recall:Q", title="recall (share read right)", scale=alt.Scale(domain=[low, high], clamp=True),
                 axis=alt.Axis(format=".1~%")),
         tooltip=[alt.Tooltip("digit:O"), alt.Tooltip("recall:Q", format=".2%"),
@@ -125,10 +146,10 @@ def interval_chart(board: pd.DataFrame, low: str, high: str, value: str, top: in
                                           autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
-def history_chart(history: pd.DataFrame) -> alt.Chart:
-    """Accuracy of each evaluation, by version, one line per dataset."""
+def history_chart(history: pd.DataFrame, titles: dict[str, str] | None = None) -> alt.Chart:
+    """Accuracy of each evaluation, by version, one line per dataset (``titles``: each stored kind's name)."""
     df = history.dropna(subset=["accuracy"]).copy()
-    df["set"] = df["kind"].map({"mnist": "MNIST test", "guest": "guest digits"})
+    df["set"] = df["kind"].map(titles or {"mnist": "MNIST test", "guest": "guest digits"})
     return alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("version:O", title="version", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("accuracy:Q", title="accuracy", axis=alt.Axis(format=".2~%"), scale=alt.Scale(zero=False)),
@@ -144,8 +165,18 @@ def fill_column(chart: alt.TopLevelMixin, height: int = 300) -> alt.TopLevelMixi
 
 
 def digit_picture(image: np.ndarray, scale: int = 3) -> np.ndarray:
-    """A 28×28 digit (uint8 or float in [0, 1]) enlarged ``scale`` times with crisp pixels, as uint8."""
+    """A picture of a set (uint8 or float in [0, 1]) enlarged ``scale`` times with crisp pixels, as uint8: a grey
+    [H, W] one stays [H·scale, W·scale]; a colour one as the sets store it, [C, H, W] with C = 3 (or 1), becomes
+    [H·scale, W·scale, 3] (or grey), the layout an image viewer takes."""
     image = np.asarray(image)
+    if image.ndim == 3:
+        if image.shape[0] not in (1, 3):
+            raise ValueError(f"a picture of shape {image.shape} is neither grey [H, W] nor [C, H, W] with 1 or 3 "
+                             "channels; pass one image of the set.")
+        image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
+    elif image.ndim != 2:
+        raise ValueError(f"a picture of shape {image.shape} is neither grey [H, W] nor [C, H, W]; pass one image "
+                         "of the set.")
     if image.dtype != np.uint8:
         image = np.clip(np.rint(image.astype(np.float64) * 255), 0, 255).astype(np.uint8)
-    return np.kron(image, np.ones((scale, scale), dtype=np.uint8))
+    return image.repeat(scale, axis=0).repeat(scale, axis=1)

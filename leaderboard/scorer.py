@@ -51,8 +51,9 @@ def command(settings: Settings, parent: int, env: Mapping[str, str] | None = Non
     except ValueError as exc:
         raise ValueError(f"${ARGS_ENV} cannot be read as flags ({exc}); fix its quotes and restart the "
                          "dashboard.") from None
+    rules = ["--config", str(settings.folder / "competition.toml")] if settings.folder is not None else []
     return [sys.executable, "-m", "harness.evaluate", "--watch", "--submissions", str(settings.submissions),
-            "--mystery", str(settings.mystery), "--parent", str(parent), *extra]
+            "--mystery", str(settings.mystery), *rules, "--parent", str(parent), *extra]
 
 
 def child_env(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:

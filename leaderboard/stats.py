@@ -32,7 +32,7 @@ def build_board(ranked: Board, history: pd.DataFrame | None = None) -> pd.DataFr
         status = None
         if s.standing != "ranked":
             status = f"{s.standing}: {s.note}" + ("" if s.status == "ok" else f" (failed: {one_line(s.error)})")
-        records.append(_record(s, row, revealed, kind, status))
+        records.append(_record(s, row, revealed, ranked.rules.set_kinds, ranked.ranks_on_secret, status))
     board = pd.DataFrame.from_records(records, columns=BOARD_COLUMNS)
     if history is not None and len(board):
         trend = history_series(history, kind)
@@ -50,9 +50,13 @@ BOARD_COLUMNS = ["medal", "rank", "place", "with_leader", "p_vs_leader", "separa
                  "hyperparameters"]
 
 
-def _record(s: EvalSummary, row: Row, revealed: bool, kind: str, status: str | None = None) -> dict:
-    guest = s.scores.get("guest") if revealed else None
-    mnist = s.scores.get("mnist")
+def _record(s: EvalSummary, row: Row, revealed: bool, kinds: tuple[str, str], on_secret: bool,
+            status: str | None = None) -> dict:
+    """One row of the board; the public set's results go in the ``mnist_*`` columns and the secret set's in the
+    ``guest_*`` ones, whatever ``kinds`` (the store's names for them) the task uses."""
+    guest = s.scores.get(kinds[1]) if revealed else None
+    mnist = s.scores.get(kinds[0])
+    kind = "guest" if on_secret else "mnist"
     if status is None:
         status = "ok" if s.status == "ok" else f"failed: {one_line(s.error)}"
     rank = row.rank
@@ -291,6 +295,29 @@ def guest_set_text(dataset) -> str:
     return f"the guest's {size} handwritten digits, read from the guest folder that the organisers gave the evaluation"
 
 
+def secret_set_text(dataset, names) -> str:
+    """Which secret set results are on: the guest's words for the MNIST warm-up (:func:`guest_set_text`), else the
+    set's title and size ("the stranger's shapes: 250 pictures")."""
+    if names.is_mnist:
+        return guest_set_text(dataset)
+    return f"{names.secret[:1].lower()}{names.secret[1:]}: {dataset.size:,} {names.item}s"
+
+
+def ranked_by_text(datasets: dict, revealed: bool, on_secret: bool, names) -> str:
+    """Which set ranks the board of a competition with a [task] table, in one or two sentences."""
+    if not revealed:
+        return (f"🔒 **The results on {names.secret} are sealed until the reveal.** The board is ranked by "
+                f"{names.public} accuracy for now; those columns open when the organisers reveal them.")
+    if on_secret:
+        return f"Ranked by {secret_set_text(datasets[names.secret_kind], names)}. Then by {names.public}."
+    return f"Revealed, but not every entry has a result on {names.secret}: ranked by {names.public}."
+
+
+def shape_text(images: np.ndarray) -> str:
+    """One picture's size as the sets store it: "28×28" for grey, "3×32×32" for colour."""
+    return "×".join(str(n) for n in np.asarray(images).shape[1:])
+
+
 def one_line(text: str | None) -> str:
     """The first non-empty line of an error message (the harness writes one sentence)."""
     for line in (text or "").splitlines():
@@ -396,11 +423,15 @@ def _flat(value) -> str:
     return " ".join(str(value).split())
 
 
-def board_csv(board: pd.DataFrame, revealed: bool) -> str:
+def board_csv(board: pd.DataFrame, revealed: bool, sets: tuple[str, str] | None = None) -> str:
     """The board as CSV: its columns (integer ranks, accuracies to 4 decimals, p to 4, whole images per second, ISO
     times in UTC without microseconds), then the ``RECIPE`` columns; before the reveal the guest columns are left
-    out entirely."""
+    out entirely. ``sets``: a task's public and secret set titles, which then name the score columns ("Shapes test
+    accuracy") in place of "mnist" and "guest"."""
     columns = {k: v for k, v in CSV_COLUMNS.items() if k in board.columns and (revealed or not k.startswith("guest"))}
+    if sets is not None:
+        columns = {k: (v.replace("mnist", sets[0], 1) if k.startswith("mnist") else
+                       v.replace("guest", sets[1], 1) if k.startswith("guest") else v) for k, v in columns.items()}
     out = board[list(columns)].copy()
     for column in out.columns:
         if column.endswith(("accuracy", "ci_low", "ci_high")) or column == "p_vs_leader":
@@ -505,12 +536,12 @@ def pages(total: int, size: int) -> list[tuple[int, int]]:
 
 # --- guest gallery ----------------------------------------------------------------------------------------
 
-def consensus(labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+def consensus(labels: np.ndarray, predicted: np.ndarray, num_classes: int = TASK.num_classes) -> pd.DataFrame:
     """Per digit over entries (``predicted`` is [entries, N]): how many read it right, the most common reading
     and its share; hardest digits first (fewest right, then lowest consensus share, then index)."""
     predicted = np.asarray(predicted, dtype=np.int64)
     n_entries, n = predicted.shape
-    counts = np.zeros((n, TASK.num_classes), dtype=np.int64)
+    counts = np.zeros((n, num_classes), dtype=np.int64)
     for row in predicted:
         counts[np.arange(n), row] += 1
     right = counts[np.arange(n), labels]

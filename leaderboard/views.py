@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from harness.common.competition import Competition
+from harness.common.competition import Competition, is_secret
 from harness.data.guest import sample_guest_dir
+from harness.data.task import task_of
 from harness.scoring import board, standings
 from harness.store import eval_sets, evaluations, moderation, predictions, runs, versions
 from leaderboard import stats
@@ -20,10 +21,20 @@ from leaderboard import stats
 class BoardView:
     board: pd.DataFrame
     datasets: dict[str, eval_sets.DatasetInfo]
-    primary: str           # "guest" or "mnist": the set the ranking uses
+    primary: str           # the kind of the set the ranking uses: "guest"/"secret" or "mnist"/"public"
     revealed: bool
     hidden: list[str]      # entries an organiser hid (names only; for the organiser page)
     verdict: str = ""      # one sentence: how many entries the digits cannot separate from the leader
+    secret_kind: str = "guest"  # the store's name for the secret set's results ("secret" for a [task])
+
+    @property
+    def ranks_on_secret(self) -> bool:
+        return self.primary == self.secret_kind
+
+    @property
+    def slot(self) -> str:
+        """The board frame's columns of the ranked set: "guest_*" for the secret set, "mnist_*" for the public."""
+        return "guest" if self.ranks_on_secret else "mnist"
 
     @property
     def excluded(self) -> set[str]:
@@ -33,10 +44,12 @@ class BoardView:
 
 
 def board_view(engine: Engine, revealed: bool, rules: Competition | None = None) -> BoardView:
-    ranked = board.read(engine, rules or Competition(), is_revealed=revealed)
+    rules = rules or Competition()
+    ranked = board.read(engine, rules, is_revealed=revealed)
     table = stats.build_board(ranked, evaluations.accuracy_history(engine, ranked.datasets))
     hidden = sorted(n for n, (state, _) in moderation.decisions(engine).items() if state == standings.HIDDEN)
-    return BoardView(table, ranked.datasets, ranked.primary, revealed, hidden, board.verdict(ranked))
+    return BoardView(table, ranked.datasets, ranked.primary, revealed, hidden, board.verdict(ranked),
+                     rules.set_kinds[1])
 
 
 def pending(engine: Engine) -> pd.DataFrame:
@@ -106,17 +119,18 @@ class GuestView:
 
 def guest_view(engine: Engine, rules: Competition | None = None) -> GuestView | None:
     """The guest gallery's data; callers must check the reveal first (this reads guest results)."""
+    secret = (rules or Competition()).set_kinds[1]
     datasets = eval_sets.current_datasets(engine, revealed=True)
-    if "guest" not in datasets:
+    if secret not in datasets:
         return None
-    guest = datasets["guest"]
+    guest = datasets[secret]
     summaries = [s for s in board.latest(engine, datasets, rules)  # hidden entries are not among them
-                 if s.status == "ok" and "guest" in s.scores and s.standing != standings.DISQUALIFIED]
+                 if s.status == "ok" and secret in s.scores and s.standing != standings.DISQUALIFIED]
     labels = eval_sets.dataset_labels(engine, guest.id)
     images, files = eval_sets.dataset_images(engine, guest.id)
     matrix = predictions.predicted_matrix(engine, [s.evaluation_id for s in summaries], guest.id)
     predicted = np.stack([matrix[s.evaluation_id] for s in summaries]) if summaries else np.zeros((0, len(labels)), int)
-    return GuestView(guest, labels, images, files, stats.consensus(labels, predicted),
+    return GuestView(guest, labels, images, files, stats.consensus(labels, predicted, task_of(rules).num_classes),
                      [s.display_name for s in summaries])
 
 
@@ -148,7 +162,7 @@ class DuelView:
 def duel_view(engine: Engine, name_a: str, name_b: str, kind: str, revealed: bool,
               rules: Competition | None = None) -> DuelView | None:
     """Two entries' latest evaluations compared on one set (the guest set only after the reveal)."""
-    if kind == "guest" and not revealed:
+    if is_secret(kind) and not revealed:
         return None
     datasets = eval_sets.current_datasets(engine, revealed)
     if kind not in datasets:
@@ -236,3 +250,31 @@ def moderation_text(entry_name: str, state: str, reason: str) -> str:
     if state == "hidden":
         return f"{entry_name} is now hidden from every page (reason: {reason.strip()})."
     return f"{entry_name} is now disqualified: shown unranked with the reason “{reason.strip()}”."
+
+
+def archive_text(signed, rules: Competition) -> str:
+    """The archive's one sentence: the competition is over, who signed its standings off and when."""
+    when = rules.deadline.isoformat(timespec="minutes") if rules.deadline else "its deadline"
+    return (f"This competition is over (deadline {when}): these are its final standings, signed off by {signed.by} "
+            f"at {signed.at}. Nothing here changes any more.")
+
+
+def archive_table(signed, names) -> pd.DataFrame:
+    """The signed standings as the archive shows them: rank, entry, author, the accuracy on each set (the secret's
+    only when it was revealed when signed), its standing."""
+    public, secret = f"{names.public_score} accuracy", f"{names.secret_score} accuracy"
+    rows = []
+    for e in signed.entries:
+        row = {"#": "" if e.get("rank") is None else int(e["rank"]), "Entry": e.get("display_name") or e.get("name"),
+               "Author": e.get("author") or ""}
+        if signed.revealed:  # harness.export names the columns by the sets' kinds
+            row[secret] = _percent(e.get(f"{names.secret_kind}_accuracy"))
+        row[public] = _percent(e.get(f"{names.public_kind}_accuracy"))
+        row["Standing"] = e.get("standing") or ""
+        rows.append(row)
+    columns = ["#", "Entry", "Author"] + ([secret] if signed.revealed else []) + [public, "Standing"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _percent(value) -> str:
+    return "" if value is None else f"{100 * float(value):.2f}%"

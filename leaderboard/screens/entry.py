@@ -5,6 +5,7 @@ import streamlit as st
 from leaderboard import cache, figures, stats, views
 
 url = cache.settings().db_url
+words = cache.names()
 revealed = cache.revealed()
 board = cache.board(url, revealed).board
 # an entry with a late version: once
@@ -41,32 +42,35 @@ elif s.standing == "late":
 elif s.standing == "superseded":
     st.info(f"Not ranked: {stats.literal(s.note)}.")  # it names the author
 if view.late is not None:
-    late_mnist = view.late.scores.get("mnist")
-    score = f" (MNIST {100 * late_mnist.accuracy:.2f}% when evaluated)" if late_mnist else ""
+    late_mnist = view.late.scores.get(words.public_kind)
+    score = f" ({words.public_score} {100 * late_mnist.accuracy:.2f}% when evaluated)" if late_mnist else ""
     st.warning(f"A newer version, submitted after the deadline on {view.late.submitted_at:%Y-%m-%d %H:%M} UTC, is "
                f"not ranked{score}. This page shows the version that counts.")
 if s.status != "ok":
     st.error(f"The latest evaluation failed: {stats.literal(s.error)}")  # the entry's own words in it
 
 cols = st.columns(5)
-mnist = view.sets.get("mnist")
-cols[0].metric("MNIST accuracy ↑", f"{100 * mnist.accuracy:.2f}%" if mnist else "–",
+mnist = view.sets.get(words.public_kind)
+cols[0].metric(f"{words.public_score} accuracy ↑", f"{100 * mnist.accuracy:.2f}%" if mnist else "–",
                help=f"95% interval {100 * mnist.ci[0]:.2f}–{100 * mnist.ci[1]:.2f}%" if mnist else None)
-guest = view.sets.get("guest")
+guest = view.sets.get(words.secret_kind)
 if revealed:
-    cols[1].metric("Guest accuracy ↑", f"{100 * guest.accuracy:.0f}%" if guest else "–",
-                   help=f"{guest.correct:,} of {guest.total:,} right, on {stats.guest_set_text(guest.dataset)}; 95% "
-                        f"interval {100 * guest.ci[0]:.0f}–{100 * guest.ci[1]:.0f}%" if guest else None)
+    cols[1].metric(f"{words.secret_score} accuracy ↑", f"{100 * guest.accuracy:.0f}%" if guest else "–",
+                   help=f"{guest.correct:,} of {guest.total:,} right, on "
+                        f"{stats.secret_set_text(guest.dataset, words)}; 95% interval {100 * guest.ci[0]:.0f}–"
+                        f"{100 * guest.ci[1]:.0f}%" if guest else None)
 else:
-    cols[1].metric("Guest accuracy ↑", "🔒 sealed", help="Sealed until the reveal")
+    cols[1].metric(f"{words.secret_score} accuracy ↑", "🔒 sealed", help="Sealed until the reveal")
 cols[2].metric("Parameters ↓", f"{s.params:,}" if s.params else "–")
 cols[3].metric("Speed ↑ (images/s)", f"{s.images_per_second:,.0f}" if s.images_per_second else "–")
 cols[4].metric("Weights", f"{s.weights_bytes / 1e6:.2f} MB", help=f"sha256 {s.weights_hash}")
 
-tab_names = ["MNIST test"] + (["Guest digits"] if revealed and guest else []) + ["Details", "Versions"]
+tab_names = [words.public] + ([words.secret] if revealed and guest else []) + ["Details", "Versions"]
 tabs = dict(zip(tab_names, st.tabs(tab_names), strict=True))
+classes = words.axis_classes
+item = words.item
 
-for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
+for tab_name, result in ((words.public, mnist), (words.secret, guest)):
     if tab_name not in tabs:
         continue
     with tabs[tab_name]:
@@ -74,8 +78,8 @@ for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
             st.info("No result on this set (the evaluation failed).")
             continue
         images, _ = cache.dataset_images(url, result.dataset.id)
-        if result.kind == "guest":
-            st.caption(f"On {stats.guest_set_text(result.dataset)}.")
+        if result.kind == words.secret_kind:
+            st.caption(f"On {stats.secret_set_text(result.dataset, words)}.")
         chart_key, true_key, pred_key = (f"{part}_{name}_{result.kind}" for part in ("cm", "true", "pred"))
         default = stats.top_confusion(result.confusion) or (0, 0)
         st.session_state.setdefault(true_key, default[0])
@@ -88,35 +92,39 @@ for tab_name, result in (("MNIST test", mnist), ("Guest digits", guest)):
 
         left, right = st.columns([3, 2])
         with left:
-            chart = figures.confusion_chart(result.confusion, f"Confusion matrix, {tab_name} ({result.total:,} digits)")
+            chart = figures.confusion_chart(result.confusion, f"Confusion matrix, {tab_name} ({result.total:,} "
+                                            f"{item}s)", classes=classes, item=item)
             st.altair_chart(chart, on_select=pick_cell, selection_mode="cell", key=chart_key, width="stretch")
         with right:
-            st.markdown("**Recall per digit** (✗: how many it misread)")
+            st.markdown(f"**Recall per {'class' if classes else 'digit'}** (✗: how many it misread)")
             misread = result.confusion.sum(axis=1) - result.confusion.diagonal()
-            st.altair_chart(figures.recall_chart(result.recall, misread), width="stretch")
+            st.altair_chart(figures.recall_chart(result.recall, misread, classes), width="stretch")
             low, _ = figures.recall_range(result.recall)
             if low > 0:
-                st.caption(f"The axis starts at {100 * low:.0f}%, to show the differences between digits.")
+                st.caption(f"The axis starts at {100 * low:.0f}%, to show the differences between "
+                           f"{'classes' if classes else 'digits'}.")
         pick_cols = st.columns(3)
-        true = pick_cols[0].selectbox("True digit", figures.DIGITS, key=true_key)
-        pred = pick_cols[1].selectbox("Read as", figures.DIGITS, key=pred_key)
+        every = list(range(len(words.classes)))
+        true = pick_cols[0].selectbox(f"True {'class' if classes else 'digit'}", every, key=true_key,
+                                      format_func=words.label)
+        pred = pick_cols[1].selectbox("Read as", every, key=pred_key, format_func=words.label)
         pick_cols[2].caption("Click a cell of the matrix, or choose a pair here.")
         chosen = stats.pair_samples(result.labels, result.predicted, result.confidence, true, pred)
-        st.markdown(f"**{len(chosen):,} digit{'s' if len(chosen) != 1 else ''} with true {true} read as {pred}**"
-                    + (" (first 30, most confident first)" if len(chosen) > 30 else ""))
+        st.markdown(f"**{len(chosen):,} {item}{'s' if len(chosen) != 1 else ''} with true {words.label(true)} read "
+                    f"as {words.label(pred)}**" + (" (first 30, most confident first)" if len(chosen) > 30 else ""))
         if images is not None and len(chosen):
             st.image([figures.digit_picture(images[i]) for i in chosen[:30]],
                      caption=[f"#{i} · {100 * result.confidence[i]:.0f}%" for i in chosen[:30]])
-        st.subheader("Misread digits, most confident mistakes first")
+        st.subheader(f"Misread {item}s, most confident mistakes first")
         worst = stats.most_confident_mistakes(result.labels, result.predicted, result.confidence, limit=30)
         if not len(worst):
-            st.success("No digit misread.")
+            st.success(f"No {item} misread.")
         elif images is not None:
             st.image([figures.digit_picture(images[i]) for i in worst],
-                     caption=[f"true {result.labels[i]} → {result.predicted[i]} ({100 * result.confidence[i]:.0f}%)"
-                              for i in worst])
-            st.caption("Each digit as the model saw it (the normalised 28×28), with its true label, the model's "
-                       "reading and the model's confidence.")
+                     caption=[f"true {words.label(result.labels[i])} → {words.label(result.predicted[i])} "
+                              f"({100 * result.confidence[i]:.0f}%)" for i in worst])
+            st.caption(f"Each {item} as the model saw it (the normalised {stats.shape_text(images)}), with its true "
+                       "label, the model's reading and the model's confidence.")
 
 with tabs["Details"]:
     left, right = st.columns(2)
@@ -142,7 +150,7 @@ with tabs["Details"]:
         st.code(s.error, language=None, wrap_lines=True)
     st.subheader("Evaluation log")
     st.code(s.log or "(the entry printed nothing)", language=None, wrap_lines=True)
-    st.subheader("On the guest's digits")
+    st.subheader("On the guest's digits" if words.is_mnist else f"On {words.secret}")
     code = st.text_input("Your member code", type="password", key="sealed-code") \
         if revealed and not st.session_state.get("organiser") else ""
     sealed, why = views.sealed_view(cache.current_engine(), s.evaluation_id, s.entry_name, revealed,
@@ -159,7 +167,8 @@ with tabs["Details"]:
 with tabs["Versions"]:
     if view.history is not None and view.history["accuracy"].notna().any():
         st.markdown(f"**{stats.literal(s.display_name)}: accuracy over versions**")
-        st.altair_chart(figures.history_chart(view.history), width="stretch")
+        st.altair_chart(figures.history_chart(view.history, None if words.is_mnist else {
+            words.public_kind: words.public, words.secret_kind: words.secret}), width="stretch")
     st.dataframe(view.versions, hide_index=True, width="stretch",
                  column_config={"first seen": st.column_config.DatetimeColumn("first seen (UTC)",
                                                                               format="YYYY-MM-DD HH:mm")})

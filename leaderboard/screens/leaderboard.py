@@ -4,8 +4,18 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from leaderboard import cache, figures, stats
+from leaderboard import cache, competitions, figures, stats, views
 
+rules = cache.rules()
+words = cache.names()
+signed = competitions.archive(cache.current(), rules)
+if signed is not None:  # the deadline passed and the standings were signed off: they are the board, read-only
+    st.title(f"🏆 {rules.title}")
+    st.info(stats.literal(views.archive_text(signed, rules)))
+    if not signed.csv_matches:
+        st.warning("standings.csv beside the signed record no longer has the SHA-256 it was signed with.")
+    st.dataframe(views.archive_table(signed, words), hide_index=True, width="stretch", key="archive_table")
+    st.stop()
 url = cache.settings().db_url
 left_out = cache.left_out(str(cache.settings().submissions))  # folders not evaluated: a row each, saying why
 revealed = cache.revealed()
@@ -13,17 +23,18 @@ pending = cache.pending(url)  # uploads not scored yet: rows of their own, never
 view = cache.board(url, revealed)  # that a result stored in between shows twice for a moment, never not at all)
 board = view.board
 
-rules = cache.rules()
 QUEUE_SECONDS = 3  # how often a page showing pending uploads looks at the queue
 st.title(f"🏆 {rules.title}")
 
 
 def ranked_by() -> None:
     """Which digits rank the board (under the table: on a phone the table comes first)."""
-    if not revealed:
+    if not words.is_mnist:
+        st.info(stats.ranked_by_text(view.datasets, revealed, view.ranks_on_secret, words))
+    elif not revealed:
         st.info("🔒 **The guest result is sealed until the reveal.** The board is ranked by MNIST test accuracy for "
                 "now; the guest columns open when the organisers reveal them.")
-    elif view.primary == "guest":
+    elif view.ranks_on_secret:
         n = view.datasets["guest"].size
         (st.warning if view.datasets["guest"].source == "sample" else st.success)(
             f"Ranked by {stats.guest_set_text(view.datasets['guest'])}; one digit = {100 / n:.2g} percentage "
@@ -54,10 +65,10 @@ if board.empty and not len(pending):
     st.stop()
 
 STATUSES = ["ok", "failed", "late", "superseded", "disqualified", stats.PENDING]
-sort_labels = {"rank": "Rank", "mnist_accuracy": "MNIST accuracy", "params": "Parameters",
+sort_labels = {"rank": "Rank", "mnist_accuracy": f"{words.public_score} accuracy", "params": "Parameters",
                "images_per_second": "Speed", "evaluated_at": "Last evaluated"}
 if revealed:
-    sort_labels["guest_accuracy"] = "Guest accuracy"
+    sort_labels["guest_accuracy"] = f"{words.secret_score} accuracy"
 board_slot = st.container()  # the table first, its controls under it: on a phone the first screen is the board
 with st.expander("Filter, sort, all columns"):
     left, middle, right = st.columns(3)  # side by side on a desktop, stacked on a phone
@@ -70,27 +81,30 @@ with st.expander("Filter, sort, all columns"):
 shown = stats.board_display(stats.filter_board(stats.with_pending(board, pending), search, statuses, sort_by,
                                                descending), revealed)
 
-kind = view.primary
-score_title = f"{'Guest' if kind == 'guest' else 'MNIST'} ↑"  # one line on a phone; the interval's in the help
+kind = view.slot  # "guest" when ranked on the secret set, else "mnist": the frame's columns for it
+score_title = f"{words.column(kind)} ↑"  # one line on a phone; the interval's in the help
 widths = stats.compact_widths(stats.with_pending(board, pending), score_title)
 hp_columns = [c for c in shown.columns if c.startswith("hp: ") and c not in stats.NOT_IN_CSV]
-guest_column = (st.column_config.ProgressColumn("Guest accuracy ↑", min_value=0, max_value=100, format="%.0f%%",
-                                                help="Share of the guest's digits read right")
-                if revealed else st.column_config.TextColumn("Guest accuracy ↑", help="Sealed until the reveal"))
+secret_title = f"{words.secret_score} accuracy ↑"
+secret_help = "Share of the guest's digits read right" if words.is_mnist else f"Share of {words.secret} read right"
+guest_column = (st.column_config.ProgressColumn(secret_title, min_value=0, max_value=100, format="%.0f%%",
+                                                help=secret_help)
+                if revealed else st.column_config.TextColumn(secret_title, help="Sealed until the reveal"))
 config = {
     "place": st.column_config.TextColumn("#", width=widths["place"], pinned=True,
                                          help="Rank: 1 is best; equal scores share it"),
     stats.NAME_COLUMN: st.column_config.TextColumn("Entry", width=widths[stats.NAME_COLUMN],
                                                    help="Tap a name to open the entry's page"),
     "score": st.column_config.TextColumn(score_title, width=widths["score"],
-                                         help="The ranked accuracy, then its 95% interval in brackets"),
+                                         help="The ranked accuracy, then its 95% interval in brackets"
+                                              + ("" if words.is_mnist else f" (on {words.title(kind)})")),
     "state": st.column_config.TextColumn("Status", width=widths["state"],
                                          help="≈ #1: the digits cannot separate it from #1 (exact McNemar "
                                               "test, Holm-corrected over the board)"),
     "author": st.column_config.TextColumn("Author", width=110),
     "guest_pct": guest_column,
-    "guest_ci": st.column_config.TextColumn("Guest 95% interval", width=125),
-    "mnist_pct": st.column_config.NumberColumn("MNIST accuracy ↑", format="%.2f%%", width=130),
+    "guest_ci": st.column_config.TextColumn(f"{words.secret_score} 95% interval", width=125),
+    "mnist_pct": st.column_config.NumberColumn(f"{words.public_score} accuracy ↑", format="%.2f%%", width=130),
     "separation": st.column_config.TextColumn("vs. the leader", width=170,
                                               help="Exact McNemar test against #1, Holm-corrected over the board"),
     "params": st.column_config.NumberColumn("Parameters ↓", format="localized", width=110,
@@ -116,7 +130,7 @@ picked = stats.picked_entry(table.selection, shown["entry"].tolist())
 if picked is not None and picked in set(board["entry"]):  # in this tab and session; a pending row has no page
     st.switch_page("screens/entry.py", query_params={"entry": picked})
 ranked_by()
-st.caption("Tap a name to open its page. ≈ #1: an exact McNemar test on the same digits, Holm-corrected for "
+st.caption(f"Tap a name to open its page. ≈ #1: an exact McNemar test on the same {words.item}s, Holm-corrected for "
            "the number of entries, cannot separate it from #1 (α = 0.05).")
 if rules.deadline is not None:
     when = rules.deadline.astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d %H:%M %Z")
@@ -136,7 +150,9 @@ if len(failed):
         st.markdown(f"- **{stats.literal(row['display_name'])}** ({stats.literal(row['entry'])}): "
                     f"{stats.literal(row['status'])}")
 
-st.download_button("Download the board as CSV", stats.board_csv(shown[~waiting], revealed), file_name="leaderboard.csv",
+sets = None if words.is_mnist else (words.public, words.secret)
+st.download_button("Download the board as CSV", stats.board_csv(shown[~waiting], revealed, sets),
+                   file_name="leaderboard.csv",
                    mime="text/csv", icon="⬇️")
 
 low, high, value = f"{kind}_ci_low", f"{kind}_ci_high", f"{kind}_accuracy"
@@ -147,5 +163,5 @@ if len(ranked):
         choices = [n for n in (20, 50, 100) if n < len(ranked)] + [len(ranked)]
         top = st.segmented_control("Entries in the chart", choices, default=20,
                                    format_func=lambda n: "all" if n == len(ranked) else f"top {n}") or 20
-    st.markdown(f"**{'Guest' if kind == 'guest' else 'MNIST'} accuracy with its 95% interval**, in rank order")
+    st.markdown(f"**{words.score(kind)} accuracy with its 95% interval**, in rank order")
     st.altair_chart(figures.interval_chart(ranked, low, high, value, top=top), width="stretch")

@@ -33,25 +33,27 @@ if not st.session_state.get("organiser"):
     st.stop()
 
 revealed = cache.revealed()
-st.subheader("Guest results")
-guest_set = eval_sets.current_datasets(engine, revealed=True).get("guest")  # organisers see which set it is
+words = cache.names()
+results = "guest results" if words.is_mnist else f"results on {words.secret}"  # the secret set's, as said here
+st.subheader(results[:1].upper() + results[1:])
+guest_set = eval_sets.current_datasets(engine, revealed=True).get(words.secret_kind)  # organisers see which set it is
 if guest_set is not None:
-    st.markdown(f"The guest results are on {stats.guest_set_text(guest_set)}.")
+    st.markdown(f"The {results} are on {stats.secret_set_text(guest_set, words)}.")
 if revealed:
-    st.success("The guest results are revealed on every page.")
+    st.success(f"The {results} are revealed on every page.")
     if st.button("Seal them again"):
         admin.set_revealed(engine, False)
         cache.clear()
         st.rerun()
 else:
-    st.warning("The guest results are sealed.")
+    st.warning(f"The {results} are sealed.")
     on_sample = guest_set is not None and guest_set.source == "sample"
     sure = on_sample and st.checkbox("Reveal results on the sample set anyway (members will see them as the guest "
                                      "results)")
     if on_sample:
         st.caption("To reveal the real guest's digits instead: import them into `mystery_digits/` and run the "
                    "evaluation again.")
-    if st.button("Reveal the guest results", type="primary", disabled=on_sample and not sure):
+    if st.button(f"Reveal the {results}", type="primary", disabled=on_sample and not sure):
         admin.set_revealed(engine, True)
         cache.clear()
         st.rerun()
