@@ -303,14 +303,22 @@ def secret_set_text(dataset, names) -> str:
     return f"{names.secret[:1].lower()}{names.secret[1:]}: {dataset.size:,} {names.item}s"
 
 
+def in_sentence(title: str) -> str:
+    """A set's title inside a sentence: "The stranger's shapes" as "the stranger's shapes" (an article starts it),
+    a name such as "Shapes test" as it is."""
+    first, _, rest = title.partition(" ")
+    return f"{first.lower()} {rest}" if rest and first in ("The", "A", "An") else title
+
+
 def ranked_by_text(datasets: dict, revealed: bool, on_secret: bool, names) -> str:
     """Which set ranks the board of a competition with a [task] table, in one or two sentences."""
     if not revealed:
-        return (f"🔒 **The results on {names.secret} are sealed until the reveal.** The board is ranked by "
-                f"{names.public} accuracy for now; those columns open when the organisers reveal them.")
+        return (f"🔒 **The results on {in_sentence(names.secret)} are sealed until the reveal.** The board is ranked "
+                f"by {names.public} accuracy for now; those columns open when the organisers reveal them.")
     if on_secret:
         return f"Ranked by {secret_set_text(datasets[names.secret_kind], names)}. Then by {names.public}."
-    return f"Revealed, but not every entry has a result on {names.secret}: ranked by {names.public}."
+    return (f"Revealed, but not every entry has a result on {in_sentence(names.secret)}: ranked by "
+            f"{names.public}.")
 
 
 def shape_text(images: np.ndarray) -> str:
