@@ -40,6 +40,8 @@ def changed_copies(images: np.ndarray, count: int, rng: np.random.Generator) -> 
 def _speck(copies: np.ndarray, free: np.ndarray, rng: np.random.Generator) -> None:
     """Give each copy SPECKS faint specks (1 or 2 of 255) on distinct pixels drawn uniformly among its ``free`` ones
     (all of them where it has fewer), every copy at once: the SPECKS smallest of random keys over its free pixels."""
+    if len(copies) == 0:  # a set too small to copy any image
+        return
     flat_free = free.reshape(len(copies), -1)
     keys = np.where(flat_free, rng.random(flat_free.shape), np.inf)
     take = min(SPECKS, keys.shape[1])
