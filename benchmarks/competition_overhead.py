@@ -4,8 +4,11 @@ against the MNIST warm-up's, as a ratio measured in the same run (issue #23: wit
 The same small CNN (adaptive pooling, so one definition fits both inputs) is written as N entries for each task;
 each task's run scores them on 500 public pictures (MNIST: the first 500 test digits) with ``runner.run(...,
 force=True)``, and its overhead per entry is the run's wall time per entry less the model's own forward pass over
-the same pictures in this process (best of 3). The two tasks alternate round by round so that the machine's drift
-falls on both alike; the figure is the median over rounds.
+the same pictures in this process (best of 3, in the faster memory layout, as the worker runs it). The two tasks
+alternate round by round so that the machine's drift falls on both alike; the figure is the median over rounds.
+``split_seconds_per_entry`` then says where one entry's time goes: the host's part, the entry's process before the
+images (loading, and the warm-up and layout probe, which run the model: they cost what its pictures cost), and the
+timed model run.
 
 Usage: ``python benchmarks/competition_overhead.py [--mnist-dir DIR] [--entries 6] [--rounds 3]``
 """
@@ -63,20 +66,47 @@ def make_entries(folder: Path, n: int, channels: int, classes: int) -> None:
 
 
 def bare_seconds(images: np.ndarray, channels: int, classes: int, batch: int = 128) -> float:
-    """The model's own compute on these uint8 images ([N, H, W] or [N, C, H, W]), best of 3, in this process."""
+    """The model's own compute on these uint8 images ([N, H, W] or [N, C, H, W]), best of 3 in each memory layout,
+    in this process: the faster layout, as the harness's worker keeps the faster one (``probe_layout``)."""
     scope: dict = {}
     exec(CODE.format(channels=channels, classes=classes), scope)
-    model = scope["Net"]().eval()
     x = torch.from_numpy(images.astype(np.float32) / 255.0)
     x = x[:, None] if x.ndim == 3 else x
     best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        with torch.inference_mode():
-            for i in range(0, len(x), batch):
-                model(x[i:i + batch])
-        best = min(best, time.perf_counter() - t)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model = scope["Net"]().eval().to(memory_format=layout)
+        xs = x.contiguous(memory_format=layout)
+        for _ in range(3):
+            t = time.perf_counter()
+            with torch.inference_mode():
+                for i in range(0, len(xs), batch):
+                    model(xs[i:i + batch])
+            best = min(best, time.perf_counter() - t)
     return best
+
+
+def split_costs(setups: dict, tasks: dict, rounds: int) -> dict:
+    """Where one entry's time goes, from ``predict`` directly (the public pictures and as many changed copies, as the
+    run hands over): the host's part (wall time less the entry's process's lifetime), the process's part before the
+    images (loading, the warm-up and layout probe, which run the model), and the timed part (the model on the images);
+    medians over ``rounds``, the tasks alternating."""
+    from harness.common.limits import Limits
+    from harness.data.copies import changed_copies
+    from harness.isolation.prediction import predict
+    parts: dict[str, dict[str, list[float]]] = {name: {"host": [], "before_images": [], "timed": []} for name in tasks}
+    for r in range(rounds):
+        for name, (_, entries, spec, _) in setups.items():
+            _, copies = changed_copies(spec.images, runner.MEMO_COPIES, np.random.default_rng(r))
+            t = time.perf_counter()
+            p = predict(entries[0], {"x": np.concatenate([spec.images, copies])}, Limits(device="cpu"))
+            wall = time.perf_counter() - t
+            if r == 0:
+                continue  # the first call starts what later calls find ready
+            parts[name]["host"].append(wall - p.seconds)
+            parts[name]["before_images"].append(p.seconds - p.timed_seconds)
+            parts[name]["timed"].append(p.timed_seconds)
+    return {"split_seconds_per_entry": {name: {k: round(statistics.median(v), 4) for k, v in ps.items()}
+                                        for name, ps in parts.items()}}
 
 
 def main() -> None:
@@ -120,6 +150,7 @@ def main() -> None:
            "overhead_seconds_per_entry": {k: [round(v, 3) for v in vs] for k, vs in overhead.items()},
            "median_overhead": {k: statistics.median(vs) for k, vs in overhead.items()}}
     out["shapes_over_mnist"] = out["median_overhead"]["shapes"] / out["median_overhead"]["mnist"]
+    out.update(split_costs(setups, tasks, args.rounds + 2))
     print(json.dumps(out, indent=2))
     results = REPO / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
