@@ -131,3 +131,16 @@ def test_settle_points_the_paths_into_the_competition_folder(tmp_path, monkeypat
     monkeypatch.setenv("LEADERBOARD_COMPETITION", str(tmp_path))
     competition.settle(given, submissions=default)
     assert (given.db, given.submissions) == ("x.db", Path("mine"))  # what the command line says stays
+
+
+def test_an_entry_cannot_set_the_interface_it_is_handed(tmp_path):
+    """What an entry receives is the competition's, never its own: entry.toml has no key for it."""
+    from harness.contract import DIGITS, Interface
+    from harness.entries.discovery import load_entry
+    folder = tmp_path / "sly"
+    folder.mkdir()
+    (folder / "model.py").write_text("import torch\nclass Net(torch.nn.Module):\n    pass\n")
+    (folder / "entry.toml").write_text('interface = {input_shape = [1, 2, 2], num_classes = 2}\n')
+    entry = load_entry(folder, Interface((3, 32, 32), 5))
+    assert "unknown key(s) interface" in entry.metadata_error
+    assert entry.metadata.interface == Interface((3, 32, 32), 5) != DIGITS  # the harness's, as handed over
