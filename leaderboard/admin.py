@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from harness.common.competition import FOLDER_ENV
 from harness.store import audit, flags, moderation
 from harness.store.schema import utcnow
 from leaderboard.config import REPO, Settings
@@ -85,6 +86,7 @@ def start_job(argv: list[str], log_dir: Path, db_url: str | None = None) -> Back
     env = dict(os.environ, NO_COLOR="1", COLUMNS="120", PYTHONUNBUFFERED="1")
     if db_url:
         env["LEADERBOARD_DB"] = db_url
+    env.pop(FOLDER_ENV, None)  # the command is given its competition's paths; the variable could name another
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
                                    env=env, start_new_session=True)

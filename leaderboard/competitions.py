@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from harness.common.competition import DEFAULT_PATH, FOLDER_DB, FOLDER_ENV, Competition
+from harness.common.competition import DEFAULT_PATH, FOLDER_DB, FOLDER_ENV, Competition, database_of
 
 LIST_ENV = "LEADERBOARD_COMPETITIONS"
 QUERY = "competition"          # ?competition=<folder name> keeps the chosen one in the address
@@ -90,8 +90,8 @@ def served(argv: Sequence[str], env: Mapping[str, str]) -> list[Served]:
     if twice is not None:
         raise CompetitionListError(f"two competition folders are named {twice!r}; the address tells competitions "
                                    "apart by their folder's name, so rename one of them.")
-    own_db = env.get("LEADERBOARD_DB") if len(folders) == 1 else None  # one competition: $LEADERBOARD_DB still counts
-    return [Served(name, folder, own_db) for name, folder in zip(names, folders, strict=True)]
+    # each its own database, as every command finds it (``harness.common.competition.database_of``)
+    return [Served(name, folder, database_of(folder, env=env)) for name, folder in zip(names, folders, strict=True)]
 
 
 def chosen(competitions: list[Served], asked: str | None, env: Mapping[str, str]) -> tuple[Served, bool]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.common.competition import FOLDER_ENV
 from leaderboard.config import REPO, Settings
 
 ENV = "LEADERBOARD_EVALUATE"            # off / 0 / no / false: this dashboard scores nothing (default: on)
@@ -61,6 +62,7 @@ def child_env(settings: Settings, env: Mapping[str, str] | None = None) -> dict[
     the same harness as the dashboard, installed or not)."""
     env = dict(os.environ if env is None else env)
     env["LEADERBOARD_DB"] = settings.db_url
+    env.pop(FOLDER_ENV, None)  # the watcher is given its competition's paths; the variable could name another
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("NO_COLOR", "1")
     return env

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -220,6 +221,16 @@ def in_schema(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
+def database_of(folder: Path, given: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The results database of the competition in ``folder``, for every command and the dashboard alike: a server's
+    URL (``given``, else $LEADERBOARD_DB) with the competition's own schema; else ``given`` (--db); else
+    ``DIR/leaderboard.db`` (an SQLite $LEADERBOARD_DB is another competition's, never this one's)."""
+    server = given or (os.environ if env is None else env).get(DB_ENV) or ""
+    if server.startswith(SERVER_SCHEMES):  # one server database: the competition in a schema of its own
+        return in_schema(server, schema_of(folder))
+    return given or str(folder / FOLDER_DB)
+
+
 def competition_folder(arg: str | os.PathLike | None = None) -> Path | None:
     """The competition folder named by ``--competition`` or $LEADERBOARD_COMPETITION, or None."""
     named = arg or os.environ.get(FOLDER_ENV)
@@ -241,11 +252,7 @@ def settle(args, **defaults: Path) -> Path | None:
     if getattr(args, "config", None) is None:
         args.config = str(folder / DEFAULT_PATH.name)
     if hasattr(args, "db"):
-        server = args.db or os.environ.get(DB_ENV) or ""
-        if server.startswith(SERVER_SCHEMES):  # one server database: the competition in a schema of its own
-            args.db = in_schema(server, schema_of(folder))
-        elif args.db is None:
-            args.db = str(folder / FOLDER_DB)
+        args.db = database_of(folder, args.db)
     for name, default in defaults.items():
         if getattr(args, name, None) is default:
             setattr(args, name, folder / default)

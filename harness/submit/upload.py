@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from harness.common.competition import Competition
 from harness.contract import CODE_FILE, EXPORT_FILE, METADATA_FILE, WEIGHT_FILES, name_problem
+from harness.data.task import task_of
 from harness.entries.discovery import files_digest, load_entry
 from harness.errors import HarnessError
 from harness.store import members, snapshots, versions
@@ -370,7 +371,8 @@ def check_and_place(engine: Engine, submissions: Path, entry_name: str, member: 
         staged = stage / entry_name
         write_files(staged, files)
         try:
-            report = checking.check(staged, mnist_dir, replace(checking.LIMITS, timeout=limits.check_timeout))
+            report = checking.check(staged, mnist_dir, replace(checking.LIMITS, timeout=limits.check_timeout),
+                                    task=task_of(rules))
         except HarnessError as exc:
             hint = getattr(exc, "hint", None)
             sentences = [f"The check failed, so nothing was stored: {exc}"] + ([f"Diagnosis: {hint}"] if hint else [])

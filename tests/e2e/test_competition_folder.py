@@ -240,3 +240,30 @@ def test_a_failure_on_the_secret_set_says_only_that_it_failed_there(scored, tmp_
         stored = session.get(Evaluation, row["evaluation_id"])
         public_view = " ".join(str(v) for v in (stored.error, stored.log, stored.seconds, stored.peak_memory_bytes))
     assert leaked not in public_view and "secret sum" not in public_view
+
+
+def test_an_upload_is_checked_against_its_competitions_task(tmp_path):
+    """The Submit page's path (``harness.submit.upload.submit``) checks an upload on the competition's own task: a
+    colour entry passes on the colour competition, and the same files fail there once they answer 10 classes."""
+    import io
+
+    import torch
+
+    from harness.store import members
+    from harness.store.engine import make_engine
+    from harness.submit.upload import submit
+    from tests.task_folders import COLOUR_CODE, colour_weights
+    root = make_competition(tmp_path / "colours", per_class=(1, 4, 1))
+    rules = competition.load(root / "competition.toml")
+    engine = make_engine(str(root / "leaderboard.db"))
+    code = members.issue_code(engine, "Ada")
+    buffer = io.BytesIO()
+    torch.save(colour_weights(), buffer)
+    files = [("model.py", COLOUR_CODE.encode()), ("weights.pt", buffer.getvalue())]
+    outcome = submit(engine, root / "submissions", "ada-colours", code, files, rules)
+    assert outcome.accepted, outcome.sentences
+    ten = COLOUR_CODE.replace("return -torch.cdist(mean, self.colours / 255.0)",
+                              "return torch.zeros(len(x), 10)")
+    refused = submit(engine, root / "submissions", "ada-ten", code, [("model.py", ten.encode()), files[1]], rules)
+    assert not refused.accepted and "7" in " ".join(refused.sentences)
+    assert not (root / "submissions" / "ada-ten").exists()

@@ -51,12 +51,22 @@ def test_without_any_folder_the_dashboard_serves_the_repository_root_as_before()
     assert competitions.chosen([only], None, {}) == (only, False)
 
 
-def test_one_folder_keeps_its_configured_database_several_use_their_own(tmp_path):
+def test_each_folder_reads_the_database_the_commands_write(tmp_path):
+    """The dashboard and ``harness.evaluate --competition DIR`` agree: DIR/leaderboard.db, whatever an SQLite
+    $LEADERBOARD_DB says (another competition's); on a server, the competition's own schema."""
     a, b = folder_with_rules(tmp_path / "a"), folder_with_rules(tmp_path / "b")
     env = {"LEADERBOARD_DB": str(tmp_path / "elsewhere.db")}
-    assert competitions.served(["--competition", str(a)], env)[0].database == str(tmp_path / "elsewhere.db")
+    assert competitions.served(["--competition", str(a)], env)[0].database == str(a / "leaderboard.db")
     both = competitions.served(["--competition", str(a), "--competition", str(b)], env)
     assert [s.database for s in both] == [str(a / "leaderboard.db"), str(b / "leaderboard.db")]
+    import argparse
+    args = argparse.Namespace(competition=str(a), config=None, db=None)
+    server = {"LEADERBOARD_DB": "postgresql+psycopg://u:p@host/club"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEADERBOARD_DB", server["LEADERBOARD_DB"])
+        competition.settle(args)
+    assert competitions.served(["--competition", str(a)], server)[0].database == args.db
+    assert args.db.endswith("?options=-csearch_path%3Dcompetition_a")
 
 
 def test_a_competition_folder_sets_every_path_of_the_dashboard(tmp_path):
@@ -300,3 +310,16 @@ def test_the_board_csv_names_a_tasks_score_columns_after_its_sets():
     assert "Shapes test accuracy" in header and "The stranger's shapes accuracy" in header
     assert not any("mnist" in h or "guest" in h for h in header)
     assert "mnist accuracy" in stats.board_csv(board, True).splitlines()[0]  # the warm-up's as before
+
+
+def test_the_dashboards_scorer_never_settles_into_another_competition(tmp_path):
+    """$LEADERBOARD_COMPETITION names the dashboard's opening competition; the watcher of another one it serves is
+    handed that one's paths and must not be moved into the opening one's folder by the variable."""
+    from leaderboard import scorer
+    a = folder_with_rules(tmp_path / "a")
+    shapes = competitions.served(["--competition", str(SHAPES)], {})[0]
+    settings = config.settings({}, shapes, competition.load(shapes.config))
+    env = scorer.child_env(settings, {competition.FOLDER_ENV: str(a), "PATH": os.environ.get("PATH", "")})
+    assert competition.FOLDER_ENV not in env and env["LEADERBOARD_DB"] == settings.db_url
+    argv = scorer.command(settings, 1, env)
+    assert argv[argv.index("--config") + 1] == str(SHAPES / "competition.toml")
