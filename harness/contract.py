@@ -71,6 +71,12 @@ class Interface:
     num_classes: int = NUM_CLASSES
     value_range: tuple[float, float] = (0.0, 1.0)
 
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """One image as the harness holds it (uint8): ``(H, W)`` for one channel, ``(C, H, W)`` for more."""
+        channels, height, width = self.input_shape
+        return (height, width) if channels == 1 else (channels, height, width)
+
 
 DIGITS = Interface()  # the MNIST warm-up's
 

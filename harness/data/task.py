@@ -61,8 +61,7 @@ class Task:
     @property
     def stored_shape(self) -> tuple[int, ...]:
         """One image as sets hold it (uint8): ``(H, W)`` for one channel, ``(C, H, W)`` for more."""
-        channels, height, width = self.input_shape
-        return (height, width) if channels == 1 else (channels, height, width)
+        return self.interface.stored_shape
 
     @property
     def interface(self) -> Interface:

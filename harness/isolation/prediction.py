@@ -121,7 +121,7 @@ class Predictor(Protocol):
     def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
                 secret: bool = False) -> Prediction:
-        """The entry's outputs for each set of ``images`` (uint8, :func:`stored_shape`) in the given order, under
+        """The entry's outputs for each set of ``images`` (uint8, ``Interface.stored_shape``) in the given order, under
         ``limits``, or its failure in one sentence: what :func:`predict` returns."""
 
 
@@ -143,16 +143,10 @@ class Local:
 LOCAL = Local()
 
 
-def stored_shape(interface: Interface) -> tuple[int, ...]:
-    """One image as the harness holds it (uint8): ``(H, W)`` for one channel, ``(C, H, W)`` for more."""
-    channels, height, width = interface.input_shape
-    return (height, width) if channels == 1 else (channels, height, width)
-
-
 def check_images(images: dict[str, np.ndarray], interface: Interface, taker: str = "predict takes") -> None:
-    """ValueError unless every set is uint8 images of the task's shape (:func:`stored_shape`); a set named "" is
+    """ValueError unless every set is uint8 images of the task's shape (``Interface.stored_shape``); a set named "" is
     said as "the images"."""
-    shape = stored_shape(interface)
+    shape = interface.stored_shape
     for kind, array in images.items():
         if array.dtype != np.uint8 or array.shape[1:] != shape:
             said = f"the {kind} images" if kind else "the images"
