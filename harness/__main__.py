@@ -42,8 +42,14 @@ def unknown(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch ``argv`` (``sys.argv[1:]`` by default) to ``harness.<command>.main``; returns its exit status."""
+    """Dispatch ``argv`` (``sys.argv[1:]`` by default) to ``harness.<command>.main``; returns its exit status (quietly
+    141 when the output's reader went away: ``harness --help | head``)."""
+    from harness import cli
     args = sys.argv[1:] if argv is None else list(argv)
+    return cli.ended(lambda: _dispatch(args))
+
+
+def _dispatch(args: list[str]) -> int:
     if not args:
         print(usage(), file=sys.stderr)
         return UNKNOWN

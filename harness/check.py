@@ -31,7 +31,7 @@ MNIST_TEST = 10_000  # images in MNIST's test set, the public set of a full eval
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.check", description="Validate one entry folder.")
+    p = argparse.ArgumentParser(prog=cli.prog("check"), description="Validate one entry folder.")
     p.add_argument("entry", type=Path, help="the entry folder, e.g. submissions/my-cnn")
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR or data/mnist)")
     cli.add_device_argument(p, default="cpu")
@@ -159,4 +159,4 @@ def report(r: dict, estimate=None, args=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

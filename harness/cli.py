@@ -8,12 +8,35 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
+from harness.contract import DEVICES
 from harness.errors import HarnessError
 
-DEVICES = ("auto", "cpu", "cuda")
 INTERRUPTED = 130  # a command's exit status after Ctrl-C, as the shell gives one killed by SIGINT (128 + 2)
+BROKEN_PIPE = 141  # ... when the reader of its output went away, as the shell gives one killed by SIGPIPE (128 + 13)
+
+
+def prog(command: str) -> str:
+    """The command as it was typed, for its usage line: ``harness <command>`` through the ``harness`` command (or
+    ``python -m harness <command>``), else ``python -m harness.<command>``."""
+    launcher = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    through_harness = launcher.stem == "harness" or (launcher.name, launcher.parent.name) == ("__main__.py", "harness")
+    return f"harness {command}" if through_harness else f"python -m harness.{command}"
+
+
+def ended(main: Callable[[], int]) -> int:
+    """``main()``'s exit status, its output flushed; when the output's reader went away (``... --help | head``), the
+    command ends quietly with BROKEN_PIPE instead of a traceback."""
+    try:
+        try:
+            return main()
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can be caught, not at the interpreter's exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more goes into the pipe
+        return BROKEN_PIPE
 
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:

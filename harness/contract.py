@@ -60,6 +60,7 @@ CODE_FILE = "model.py"
 EXPORT_FILE = "model.pt2"
 WEIGHT_FILES = ("weights.pt", "weights.safetensors")
 CLASS_NAMES = ("Model", "Net")
+DEVICES = ("auto", "cpu", "cuda")  # where a model may run: "auto" is a CUDA GPU where PyTorch sees one, else the CPU
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ DEFAULT_INTERVAL = 10.0  # seconds between two looks with --watch
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.evaluate",
+    p = argparse.ArgumentParser(prog=cli.prog("evaluate"),
                                 description="Score every new or changed entry on MNIST test and the guest digits.")
     p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS,
                    help="folder of entries (default: submissions)")
@@ -373,4 +373,4 @@ class Watcher:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

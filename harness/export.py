@@ -111,7 +111,7 @@ def write(rows: list[dict], out: Path, signed_off_by: str, revealed: bool,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.export", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=cli.prog("export"), description=__doc__.splitlines()[0])
     cli.add_db_argument(p)
     p.add_argument("--out", type=Path, required=True, help="folder for standings.csv and standings.json")
     competition.add_argument(p)
@@ -136,4 +136,4 @@ def export_standings(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

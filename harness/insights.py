@@ -30,7 +30,7 @@ def factor_table(df, factor: str, metric: str, titles: dict[str, str] | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.insights", description=__doc__)
+    p = argparse.ArgumentParser(prog=cli.prog("insights"), description=__doc__)
     cli.add_db_argument(p)
     competition.add_argument(p)
     p.add_argument("--html", help="also write the charts to this HTML file")
@@ -67,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

@@ -17,7 +17,7 @@ from harness.store.upgrade import draft_revision, upgrade
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.migrate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=cli.prog("migrate"), description=__doc__.splitlines()[0])
     cli.add_db_argument(p)
     p.add_argument("--competition", metavar="DIR", help="upgrade the competition folder's own database "
                    "(DIR/leaderboard.db; default: $LEADERBOARD_COMPETITION, else --db)")
@@ -53,4 +53,4 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

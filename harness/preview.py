@@ -12,6 +12,7 @@ the same images via :func:`contact_sheet`. Previews reveal the guest set: keep t
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness import cli
@@ -20,7 +21,7 @@ from harness.data.guest import GuestSetError, load_guest_set, resolve_guest_set
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.preview",
+    ap = argparse.ArgumentParser(prog=cli.prog("preview"),
                                  description="Write 'what the model sees' contact sheets.")
     ap.add_argument("folder", nargs="?", type=Path,
                     help="guest folder (default: mystery_digits/, else the shipped sample)")
@@ -46,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli.ended(main))

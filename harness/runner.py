@@ -112,7 +112,7 @@ def size_problem(entry: EntryFolder, competition: Competition) -> str | None:
             "smaller, or ask the organiser to raise max_entry_gb in competition.toml.")
 
 
-MEMO_COPIES = 1000  # public images scored against a changed copy of themselves (harness.data.copies), per entry
+MEMO_COPIES = 1000  # public images scored against a changed copy of themselves (harness.data.copies), per run
 
 
 def secret_failure(task: Task = MNIST_DIGITS) -> str:
@@ -120,10 +120,26 @@ def secret_failure(task: Task = MNIST_DIGITS) -> str:
     return f"failed on {task.secret.title}; why is sealed until the reveal (the organiser sees it then)."
 
 
+@dataclass(frozen=True)
+class Copies:
+    """The memorisation check's changed copies of one public set (``harness.data.copies``), drawn once per run from
+    the OS's entropy and mixed into the public phase of every entry the run scores (each still in an order of its
+    own: ``harness.isolation.order``)."""
+    kind: str            # the set they copy
+    chosen: np.ndarray   # the indices of the copied images in that set
+    mixed: np.ndarray    # the set's images followed by the copies, as each entry's public phase receives them
+
+    @classmethod
+    def draw(cls, spec: DatasetSpec) -> Copies:
+        chosen, copies = changed_copies(spec.images, MEMO_COPIES, np.random.default_rng(secrets.randbits(128)))
+        return cls(spec.kind, chosen, np.concatenate([spec.images, copies]))
+
+
 def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
-                 predictor: Predictor = LOCAL, task: Task = MNIST_DIGITS) -> evaluations.Record:
+                 predictor: Predictor = LOCAL, task: Task = MNIST_DIGITS,
+                 copies: Copies | None = None) -> evaluations.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     Two phases, each in a process of its own: the public sets first, with changed copies of some public images
@@ -135,16 +151,19 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     from its weights file, the speed is timed from outside its process on the public phase
     (``harness.isolation.process``). ``predictor``: where it runs (this machine, or a cluster: ``backend``).
     ``task``: what the entry receives and answers (its process is told, whatever the entry's folder says).
+    ``copies``: the run's memorisation copies of the task's public set (drawn here when not given).
     """
     entry = replace(entry, metadata=replace(entry.metadata, interface=task.interface))
     public = [spec for spec in datasets if not is_secret(spec.kind)]
     secret = [spec for spec in datasets if is_secret(spec.kind)]
     total = sum(len(spec.images) for spec in datasets)
     main = next((spec for spec in public if spec.kind == task.public.kind and len(spec.images)), None)
-    chosen, copies = _copies(main) if main is not None else (None, None)
+    if main is not None and (copies is None or copies.kind != main.kind
+                             or len(copies.mixed) != len(main.images) + len(copies.chosen)):
+        copies = Copies.draw(main)
     images = {spec.kind: spec.images for spec in public}
     if main is not None:
-        images[main.kind] = np.concatenate([main.images, copies])
+        images[main.kind] = copies.mixed
 
     def first_progress(at: Progress) -> None:
         if on_progress:
@@ -174,18 +193,12 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
         as_given = record.metrics[dataset_ids[main.kind]]
         record.output_kind = as_given.output_kind
         record.memorisation = evaluations.Memorisation(*memorisation_counts(
-            main.labels[chosen], as_given.predicted[chosen], copy_outputs.argmax(1)))
+            main.labels[copies.chosen], as_given.predicted[copies.chosen], copy_outputs.argmax(1)))
     if secret:
         if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
             on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
         _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predictor, task)
     return record
-
-
-def _copies(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Which images of the public set get a changed copy for the memorisation check, and the copies (drawn from the
-    OS's entropy)."""
-    return changed_copies(spec.images, MEMO_COPIES, np.random.default_rng(secrets.randbits(128)))
 
 
 def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[DatasetSpec],
@@ -293,10 +306,21 @@ class _Scoring:
     # {eval key: (newest evaluation id, its failure and limits or None)} read in one go before the first pass
     # (``evaluations.stored_by_key``); a key missing here has no evaluation yet (a claim checks again)
     stored: dict[str, tuple[int, tuple | None]] = field(default_factory=dict)
+    _copies: Copies | None = None
+    _copies_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def limits(self) -> Limits:
         return self.options.limits
+
+    def copies(self) -> Copies | None:
+        """The run's memorisation copies, drawn when its first entry is scored (a run that scores none draws none)."""
+        with self._copies_lock:
+            main = next((spec for spec in self.datasets if spec.kind == self.task.public.kind and len(spec.images)),
+                        None)
+            if self._copies is None and main is not None:
+                self._copies = Copies.draw(main)
+            return self._copies
 
     def done(self, job: VersionToScore, evaluation_id: int, outcome: str) -> None:
         if not job.restored:
@@ -350,7 +374,7 @@ class _Scoring:
         try:
             with heartbeat(self.engine, key, run_id), self.progress(job) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
-                                      report, self.predictor, self.task)
+                                      report, self.predictor, self.task, self.copies())
             record.timeout, record.memory_limit = self.limits.timeout, self.limits.memory
             evaluation_id = self.save(job, key, record)
         finally:

@@ -20,7 +20,7 @@ from harness.data.sheet import DEFAULT_OUT, LAYOUT, SheetProblem, box_name, impo
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.sheet",
+    ap = argparse.ArgumentParser(prog=cli.prog("sheet"),
                                  description="Guest digit sheet: print a template, import a filled one.")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("template", help="write a printable sheet (PDF and PNG)")
@@ -58,4 +58,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli.ended(main))

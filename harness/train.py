@@ -75,7 +75,7 @@ def _stroke(text: str) -> float:
 
 
 def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.train", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=cli.prog("train"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = TrainConfig()
     p.add_argument("--preset", choices=list(presets.PRESETS), default=preset,
@@ -188,7 +188,7 @@ def _run_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
 
 def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The parser with the chosen ``--preset``'s settings as defaults, and the parsed flags."""
-    first = argparse.ArgumentParser(prog="python -m harness.train", add_help=False)
+    first = argparse.ArgumentParser(prog=cli.prog("train"), add_help=False)
     first.add_argument("--preset", choices=list(presets.PRESETS))
     parser = build_parser(first.parse_known_args(argv)[0].preset)
     return parser, parser.parse_args(argv)
@@ -441,4 +441,4 @@ _checkpoint: list[Path] = []  # the checkpoint of the run under way (for the sen
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

@@ -117,7 +117,7 @@ def near_tie(probabilities: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.verify", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=cli.prog("verify"), description=__doc__.splitlines()[0])
     p.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS)
     cli.add_db_argument(p)
     p.add_argument("--only", action="append", metavar="NAME", help="verify only this entry (repeatable)")
@@ -170,4 +170,4 @@ def verify_all(args: argparse.Namespace, console: Console) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

@@ -35,7 +35,7 @@ def describe(v: VersionInfo, rules: competition.Competition) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.versions", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=cli.prog("versions"), description=__doc__.splitlines()[0])
     p.add_argument("entry", nargs="?", help="entry folder name (not with --prune)")
     cli.add_db_argument(p)
     competition.add_argument(p)
@@ -109,4 +109,4 @@ def prune(engine, rules: competition.Competition, dry_run: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.ended(main))

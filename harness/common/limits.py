@@ -12,10 +12,11 @@ import math
 import os
 from dataclasses import dataclass
 
+from harness.contract import DEVICES
+
 GIB = 1024 ** 3
 DEFAULT_TIMEOUT = 300.0      # seconds per entry when neither the command line nor the rules set one
 DEFAULT_MEMORY = 8 * GIB     # bytes per entry when the command line does not set it
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def cpu_seconds(timeout: float) -> int:

@@ -26,14 +26,12 @@ def changed_copies(images: np.ndarray, count: int, rng: np.random.Generator) -> 
     count = min(count, len(images))
     chosen = np.sort(rng.choice(len(images), size=count, replace=False))
     copies = images[chosen].astype(np.int16)
-    if images.ndim == 4:  # colour: every level strictly inside (0, 255) moves a little
-        inside = (copies > 0) & (copies < 255)
-        noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=copies.shape)
-        return chosen, np.where(inside, np.clip(copies + noise, 1, 254), copies).astype(np.uint8)
+    # colour: every level strictly inside (0, 255) moves a little; handwriting: the ink's anti-aliased edge
     edge = (copies > 0) & (copies < 255)
-    noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=copies.shape)
-    copies = np.where(edge, np.clip(copies + noise, 1, 254), copies)
-    _speck(copies, _far_from_ink(copies > 0), rng)
+    noise = rng.integers(-EDGE_NOISE, EDGE_NOISE + 1, size=int(edge.sum()), dtype=np.int16)
+    copies[edge] = np.clip(copies[edge] + noise, 1, 254)
+    if images.ndim == 3:
+        _speck(copies, _far_from_ink(copies > 0), rng)
     return chosen, copies.astype(np.uint8)
 
 
@@ -43,7 +41,7 @@ def _speck(copies: np.ndarray, free: np.ndarray, rng: np.random.Generator) -> No
     if len(copies) == 0:  # a set too small to copy any image
         return
     flat_free = free.reshape(len(copies), -1)
-    keys = np.where(flat_free, rng.random(flat_free.shape), np.inf)
+    keys = np.where(flat_free, rng.random(flat_free.shape, dtype=np.float32), np.float32(np.inf))
     take = min(SPECKS, keys.shape[1])
     spots = np.argpartition(keys, take - 1, axis=1)[:, :take] if take else np.zeros((len(copies), 0), dtype=int)
     rows = np.repeat(np.arange(len(copies)), take).reshape(-1, take)

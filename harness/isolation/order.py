@@ -52,14 +52,24 @@ class Shuffled(Mapping):
         return canonical
 
 
-def write(images: dict[str, np.ndarray], folder: Path) -> Shuffled:
-    """Write each set's images (uint8 [N,H,W], or [N,C,H,W]) as ``images_<set>.npy`` (uint8 [N,C,H,W]) in a fresh
-    secret order; labels and file names are never written."""
-    paths, orders = {}, {}
+def draw(images: dict[str, np.ndarray], folder: Path) -> Shuffled:
+    """A fresh secret order for each set of ``images`` and the file it goes to, ``images_<set>.npy`` in ``folder``;
+    nothing is written yet (:func:`save`)."""
+    return Shuffled({kind: Path(folder) / f"images_{kind}.npy" for kind in images},
+                    {kind: permutation(len(array)) for kind, array in images.items()})
+
+
+def save(images: dict[str, np.ndarray], shuffled: Shuffled) -> None:
+    """Write each set's images (uint8 [N,H,W], or [N,C,H,W]) to its file as uint8 [N,C,H,W], in its secret order;
+    labels and file names are never written."""
     for kind, array in images.items():
-        order = permutation(len(array))
-        path = Path(folder) / f"images_{kind}.npy"
-        shuffled = array.astype(np.uint8)[order]
-        np.save(path, np.ascontiguousarray(shuffled[:, None] if shuffled.ndim == 3 else shuffled), allow_pickle=False)
-        paths[kind], orders[kind] = path, order
-    return Shuffled(paths, orders)
+        ordered = array.astype(np.uint8)[shuffled.orders[kind]]
+        np.save(shuffled.paths[kind], np.ascontiguousarray(ordered[:, None] if ordered.ndim == 3 else ordered),
+                allow_pickle=False)
+
+
+def write(images: dict[str, np.ndarray], folder: Path) -> Shuffled:
+    """:func:`draw` and :func:`save` at once."""
+    shuffled = draw(images, folder)
+    save(images, shuffled)
+    return shuffled

@@ -80,13 +80,13 @@ def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *
         return Prediction("failed", entry.metadata_error, device=limits.device)
     work = temp_folder("predict")
     try:
-        shuffled = order.write(images, work)
+        shuffled = order.draw(images, work)
         outcome = process.run_isolated(entry.folder, entry.metadata, shuffled, work / "out", device=limits.device,
                                        timeout=limits.timeout, memory_limit=limits.memory,
                                        batch_size=limits.batch_size, preload_torchvision=preload_torchvision,
                                        sandboxed=sandboxed, gpu_memory=limits.gpu_memory or limits.memory,
                                        total=sum(len(array) for array in images.values()), on_progress=on_progress,
-                                       secret=secret)
+                                       secret=secret, prepare=lambda: order.save(images, shuffled))
         said = outcome.result
         prediction = Prediction("failed", None, device=str(said.get("device", limits.device))[:DEVICE_CHARS],
                                 seconds=outcome.seconds, peak_memory=outcome.peak_rss, log=outcome.log,

@@ -41,6 +41,7 @@ from harness.isolation.inside.exchange import LOADING, READY_FILE, hand_over, he
 from harness.isolation.inside.unsandboxed import LOG_FILE, SCRATCH_SUFFIX
 
 POLL_SECONDS = 0.02  # memory and time checks of the running entry
+READY_POLL_SECONDS = 0.002  # how often a loading entry is asked whether it is ready (a file's existence: cheap)
 LIST_SECONDS = 0.5   # how often the entry's process tree is listed again (it may fork)
 PROGRESS_SECONDS = 0.1      # how often the entry's count of images done is read
 ESTIMATE_AFTER_SECONDS = 2.0  # the speed must have been seen for this long since go before it can stop an entry
@@ -362,11 +363,11 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
     peak, reason, went = 0, None, None
     procs, listed_at = [], float("-inf")
     estimate = _Estimate(total, timeout, device, on_progress)
-    phase, phase_read = LOADING, 0.0
+    phase, phase_read, checked = LOADING, 0.0, float("-inf")
     if on_progress:
         on_progress(Progress(0, total, phase=phase))
     while True:
-        if job.wait(POLL_SECONDS):
+        if job.wait(POLL_SECONDS if went is not None else READY_POLL_SECONDS):
             ended = time.perf_counter()
             if went is not None:
                 estimate.update(job, ended, started, went, final=True)
@@ -377,11 +378,14 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
             went = time.perf_counter()
             if on_progress:
                 on_progress(Progress(0, total))
+        elif went is None and elapsed - checked < POLL_SECONDS:
+            continue  # while it loads, only its readiness is asked this often; the limits keep their pace
         elif went is None and on_progress and elapsed - phase_read >= PROGRESS_SECONDS:
             phase_read, said = elapsed, job.phase()
             if said is not None and said != phase:
                 phase = said
                 on_progress(Progress(0, total, phase=phase))
+        checked = elapsed
         if not procs or elapsed - listed_at >= LIST_SECONDS:
             # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
             procs, listed_at = job.processes(), elapsed
@@ -461,14 +465,17 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                  device: str = "cpu", timeout: float = DEFAULT_TIMEOUT, memory_limit: int = DEFAULT_MEMORY,
                  batch_size: int | None = None, preload_torchvision: bool = False,
                  sandboxed: bool | None = None, gpu_memory: int | None = None, total: int = 0,
-                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> RunOutcome:
+                 on_progress: Callable[[Progress], None] | None = None, secret: bool = False,
+                 prepare: Callable[[], None] | None = None) -> RunOutcome:
     """Evaluate one entry in a fresh child process and say how it ended.
 
     ``device`` is "cpu" or "cuda", resolved before any limit applies. ``sandboxed``: None uses the bubblewrap
     sandbox where it works (else a plain process, with one warning); False never uses it; True requires it
     (RuntimeError where it cannot run). ``total`` images are handed over; ``on_progress`` hears how many are done.
     ``secret``: the inputs include a secret set, so the entry runs in the sandbox kept for that phase, never the
-    one that runs public phases (``harness.isolation.sandbox.shared``).
+    one that runs public phases (``harness.isolation.sandbox.shared``). ``prepare``, when given, writes the
+    ``inputs`` files: it is called once the entry's process has started, so that the host writes them while the
+    entry loads its model (they are handed over only when it is ready: the entry never sees them earlier).
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"run_isolated needs a resolved device, cpu or cuda, not {device!r}.")
@@ -499,6 +506,14 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                 except (OSError, psutil.Error) as exc:
                     return _not_started(f"the entry's process could not start ({exc}).", False,
                                         missing_protections(False, user and user.uid, no_cgroup))
+            if prepare is not None:
+                try:
+                    prepare()
+                except BaseException:
+                    job.kill()
+                    if not job.wait(5.0) and box is not None:  # its end is read, so the next entry's start is not
+                        box.close()
+                    raise
             try:
                 watched = _watch(job, timeout, memory_limit, total, device, on_progress)
                 job.finish(out_dir)

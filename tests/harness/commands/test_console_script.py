@@ -117,7 +117,11 @@ def test_python_dash_m_harness_runs_the_commands():
     assert listed.returncode == 0 and "  versions  " in listed.stdout
     helped = run_python("-m", "harness", "evaluate", "--help")
     assert helped.returncode == 0
-    assert helped.stdout == run_python("-m", "harness.evaluate", "--help").stdout
+    direct = run_python("-m", "harness.evaluate", "--help").stdout
+    # the same flags; each usage line names the command as it was typed
+    assert helped.stdout.startswith("usage: harness evaluate [-h]")
+    assert direct.startswith("usage: python -m harness.evaluate [-h]")
+    assert helped.stdout.split("\n\n", 1)[1] == direct.split("\n\n", 1)[1]  # all after the usage lines
     assert "--watch" in helped.stdout
     wrong = run_python("-m", "harness", "evalute")
     assert (wrong.returncode, wrong.stdout) == (2, "")
@@ -125,3 +129,43 @@ def test_python_dash_m_harness_runs_the_commands():
     assert len(wrong.stderr.strip().splitlines()) == 1
     version = run_python("-m", "harness", "--version")
     assert version.returncode == 0 and version.stdout.startswith("harness 0.")
+
+
+@pytest.mark.slow
+def test_each_commands_usage_names_it_as_it_was_typed():
+    # what the installed script does (pip writes it): sys.argv[0] is its path, then main()
+    script = "import sys; sys.argv[0] = '/venv/bin/harness'; from harness.__main__ import main; sys.exit(main())"
+    for name in console.COMMANDS:
+        through = run_python("-c", script, name, "--help")
+        assert through.returncode == 0 and through.stdout.startswith(f"usage: harness {name} "), (name, through)
+        direct = run_python("-m", f"harness.{name}", "--help")
+        assert direct.returncode == 0 and direct.stdout.startswith(f"usage: python -m harness.{name} "), name
+    assert cli_prog_as("/usr/local/bin/harness", "check") == "harness check"
+    assert cli_prog_as("/x/harness/__main__.py", "check") == "harness check"
+    assert cli_prog_as("/x/harness/check.py", "check") == "python -m harness.check"
+
+
+def cli_prog_as(argv0: str, command: str) -> str:
+    from harness import cli
+    saved = sys.argv[:]
+    sys.argv[:] = [argv0]
+    try:
+        return cli.prog(command)
+    finally:
+        sys.argv[:] = saved
+
+
+@pytest.mark.parametrize(("how", "status"), [(("-m", "harness", "--help"), 141),
+                                             (("-m", "harness", "verify", "--help"), 0),
+                                             (("-m", "harness.verify", "--help"), 0)],
+                         ids=["list", "subcommand", "module"])
+def test_output_into_a_pipe_closed_early_ends_quietly(how, status):
+    """``harness --help | head -1``: the reader goes away before the command writes; no traceback, status 141 (as the
+    shell gives a command killed by SIGPIPE), or 0 where argparse prints a command's help (it ignores a closed
+    pipe). Unbuffered, as in CI, so that each line meets the closed pipe."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, *how], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command has started writing
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == status and err == ""

@@ -164,7 +164,8 @@ def test_worker_sees_images_only(tmp_path, monkeypatch, small_mnist, means):
     from harness.isolation import Limits, predict, process
     seen = {}
 
-    def look(folder, metadata, inputs, out_dir, **_):
+    def look(folder, metadata, inputs, out_dir, prepare, **_):
+        prepare()  # what the front door writes once the entry's process has started
         seen["files"] = sorted(p.name for p in inputs["mnist"].parent.iterdir())
         seen["images"], seen["order"] = np.load(inputs["mnist"]), inputs.orders["mnist"]
         return process.RunOutcome(result={"status": "failed", "error": "looked."}, seconds=0.0, peak_rss=0, log="")

@@ -258,3 +258,25 @@ def test_each_run_draws_a_new_order_and_stored_predictions_do_not_depend_on_it(t
         predicted = unpack(stored[0][spec.kind][0]).astype(np.int64)
         assert np.array_equal(predicted, nearest_mean(spec.images, means))
     engine.dispose()
+
+
+def test_a_run_draws_its_memorisation_copies_once_and_each_entry_gets_them_in_its_own_order(tmp_path, monkeypatch,
+                                                                                           means, sorted_mnist):
+    handed: list[tuple[np.ndarray, np.ndarray]] = []  # (the images, the order they were written in)
+    save = order.save
+    monkeypatch.setattr(order, "save", lambda images, shuffled: handed.append(
+        (images["mnist"], shuffled.orders["mnist"])) or save(images, shuffled))
+    for name in ("honest", "honest-too"):
+        write_entry(tmp_path / "subs", name, code=HONEST, weights=honest_weights(means))
+    engine = make_engine(f"sqlite:///{tmp_path / 'results.db'}")
+    entries = list(discover(tmp_path / "subs").values())
+    for _ in range(2):
+        runner.run(engine, entries, [sorted_mnist], runner.Options(runner.Limits(device="cpu"), force=True), argv=[])
+    n = len(sorted_mnist.images)
+    assert len(handed) == 4 and all(len(images) == n + min(runner.MEMO_COPIES, n) for images, _ in handed)
+    for images, _ in handed:
+        assert np.array_equal(images[:n], sorted_mnist.images)  # the set itself, then its copies
+    (first, o1), (second, o2), (third, _), (fourth, _) = handed
+    assert np.array_equal(first, second) and not np.array_equal(o1, o2)  # one run: the same copies, two orders
+    assert np.array_equal(third, fourth) and not np.array_equal(first[n:], third[n:])  # the next run: new copies
+    engine.dispose()

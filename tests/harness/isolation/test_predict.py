@@ -53,9 +53,11 @@ def test_each_call_draws_its_own_order_and_gives_outputs_in_the_dataset_order(tm
     handed: list[dict[str, np.ndarray]] = []  # what each call's entry process was given, read from its files
     run = process.run_isolated
 
-    def watched(folder, metadata, inputs, out_dir, **kwargs):
-        handed.append({kind: np.load(path)[:, 0] for kind, path in inputs.items()})
-        return run(folder, metadata, inputs, out_dir, **kwargs)
+    def watched(folder, metadata, inputs, out_dir, prepare, **kwargs):
+        def written():  # the files are written once the entry's process has started
+            prepare()
+            handed.append({kind: np.load(path)[:, 0] for kind, path in inputs.items()})
+        return run(folder, metadata, inputs, out_dir, prepare=written, **kwargs)
 
     monkeypatch.setattr(process, "run_isolated", watched)
     entry = entry_of(tmp_path / "subs", "pixels", PIXELS)

@@ -1,0 +1,197 @@
+"""What an entry's process does before the host's clock starts, and how the host waits for it: cheap, and honest.
+
+The warm-up runs the model on synthetic images (``worker.probe_images``) and tries channels-last memory
+(``worker.probe_layout``); the host asks often whether the entry is ready, but checks its limits at their own pace
+(``process._watch``), and writes the images while the entry loads (``run_isolated(..., prepare=...)``), handing them
+over only at go.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from torch import nn
+
+from harness.contract import EntryMetadata, Interface
+from harness.isolation import process
+from harness.isolation.inside import worker
+from tests.entries import template_predictions, template_weights, write_entry
+
+
+def probe_images_one_by_one(batch_size: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The warm-up images drawn stroke by stroke, as the worker drew them before they were drawn all at once: a
+    second implementation, to hold the vectorised one to the same images."""
+    rng = np.random.default_rng(0)
+    n = min(batch_size, 128)
+    channels, height, width = shape
+    images = np.zeros((n, channels, height, width), dtype=np.float32)
+    steps = np.linspace(0.0, 1.0, max(height, width) - 4)
+    size = np.array([height, width, height, width])
+    for image in images.reshape(n * channels, height, width):
+        for _ in range(3):
+            r0, c0, r1, c1 = rng.integers(0, 20, size=4) * size * 5 // 7 // 20 + size // 7
+            image[np.rint(r0 + (r1 - r0) * steps).astype(int), np.rint(c0 + (c1 - c0) * steps).astype(int)] = 1.0
+    blurred = nn.functional.avg_pool2d(torch.from_numpy(images), 3, stride=1, padding=1)
+    return (blurred / blurred.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6) * 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 40, 24), (1, 16, 16)])
+@pytest.mark.parametrize("n", [2, 8, 128, 500])
+def test_the_warm_up_images_are_the_strokes_drawn_one_by_one(monkeypatch, shape, n):
+    monkeypatch.setattr(worker, "IO", Interface(shape, 10, (0.0, 1.0)))
+    got = worker.probe_images(n)
+    assert got.shape == (min(n, 128), *shape) and got.dtype == torch.uint8
+    assert torch.equal(got, probe_images_one_by_one(n, shape))
+    assert (got.amax(dim=(2, 3)) == 255).all()  # every plane has its strokes
+
+
+class Counting(nn.Module):
+    """A conv model that notes each batch's size and memory layout; with ``flat_view`` its head uses ``x.view``,
+    which raises in channels-last memory."""
+
+    def __init__(self, flat_view: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 5)
+        self.fc = nn.Linear(4 * 24 * 24, 10)
+        self.flat_view = flat_view
+        self.seen: list[tuple[int, bool]] = []
+
+    def forward(self, x):
+        self.seen.append((len(x), x.is_contiguous()))
+        y = self.conv(x)
+        return self.fc(y.view(len(y), -1) if self.flat_view else y.flatten(1))
+
+
+def test_the_layout_probe_compares_a_few_images_and_warms_up_the_batch_it_keeps():
+    images = worker.probe_images(128)
+    fine = Counting().eval()
+    assert worker.probe_layout(fine, images, 128, "test") == torch.channels_last
+    # the usual layout on LAYOUT_COMPARED images, channels-last on the whole batch (the timed run's shape)
+    assert fine.seen == [(worker.LAYOUT_COMPARED, True), (128, True)]  # one channel: both layouts are contiguous
+    broken = Counting(flat_view=True).eval()
+    assert worker.probe_layout(broken, images, 128, "test") == torch.contiguous_format
+    # the failed try, then the usual layout once on the whole batch: its set-up is not paid after go either
+    assert [n for n, _ in broken.seen] == [worker.LAYOUT_COMPARED, 128, 128]
+    with torch.inference_mode():
+        x = worker.to_device(images, torch.device("cpu"))
+        assert torch.equal(broken(x), Counting(flat_view=True).eval()(x))  # usable, and as it was
+
+
+def test_the_kept_layout_computes_what_the_model_computes():
+    """Whatever layout the probe keeps, the outputs are the model's own (the layout is only a speed choice): the
+    conv model's outputs in the kept layout equal plain PyTorch's on a fresh copy."""
+    model = Counting().eval()
+    images = worker.probe_images(128)
+    kept = worker.probe_layout(model, images, 128, "test")
+    x = worker.to_device(images, torch.device("cpu"))
+    with torch.inference_mode():
+        reference = Counting().eval()(x)
+        got = model(x.contiguous(memory_format=kept))
+    torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-4)
+
+
+class ClockedJob:
+    """A stand-in for a running entry on a clock that only its waits advance: it says ready at ``ready_at`` seconds
+    and exits ``runs_for`` seconds after go."""
+
+    def __init__(self, clock: list[float], ready_at: float, runs_for: float):
+        self.clock, self.ready_at, self.runs_for = clock, ready_at, runs_for
+        self.went_at: float | None = None
+        self.exitcode = None
+        self.log_bytes = 0
+
+    def wait(self, seconds: float) -> bool:
+        if self.exitcode is not None:
+            return True
+        if self.went_at is not None and self.clock[0] + seconds >= self.went_at + self.runs_for:
+            self.clock[0] = self.went_at + self.runs_for
+            self.exitcode = 0
+            return True
+        self.clock[0] += seconds
+        return False
+
+    def ready(self) -> bool:
+        return self.clock[0] >= self.ready_at
+
+    def go(self) -> None:
+        self.went_at = self.clock[0]
+
+    def processes(self) -> list:
+        return []
+
+    def progress(self) -> int:
+        return 0
+
+    def phase(self) -> str | None:
+        return None
+
+    def kill(self) -> None:
+        self.exitcode = -9
+
+
+def test_the_host_hands_over_as_soon_as_the_entry_is_ready_and_checks_limits_at_their_own_pace(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(process.time, "perf_counter", lambda: clock[0])
+    checks = []
+    monkeypatch.setattr(process, "_memory", lambda procs: checks.append(clock[0]) or 0)
+    job = ClockedJob(clock, ready_at=0.1, runs_for=0.5)
+    watched = process._watch(job, timeout=60.0, memory_limit=1 << 30, total=10)
+    assert 0.1 <= job.went_at <= 0.1 + process.READY_POLL_SECONDS + 1e-9  # not up to a whole POLL_SECONDS late
+    assert watched.timed == pytest.approx(0.5) and watched.reason is None
+    loading = [at for at in checks if at < job.went_at]
+    # while it loads, its memory and time are checked about every POLL_SECONDS, not at every readiness check
+    assert 0.1 / process.POLL_SECONDS - 1 <= len(loading) <= 0.1 / process.POLL_SECONDS + 1
+    gaps = np.diff(loading)
+    assert (gaps >= process.POLL_SECONDS - 1e-9).all()
+
+
+def test_the_limits_still_stop_an_entry_that_never_gets_ready(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(process.time, "perf_counter", lambda: clock[0])
+    job = ClockedJob(clock, ready_at=float("inf"), runs_for=0.0)
+    watched = process._watch(job, timeout=1.0, memory_limit=1 << 30, total=10)
+    assert "time limit of 1 s" in watched.reason and job.went_at is None
+    assert 1.0 < watched.seconds <= 1.0 + process.POLL_SECONDS + 1e-9
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandbox", "plain"])
+def test_images_written_while_the_entry_loads_reach_it_and_a_failed_write_leaves_no_process(tmp_path, sandboxed,
+                                                                                            means, mnist_test):
+    if sandboxed and process.sandbox.shared([]) is None:
+        pytest.skip("bubblewrap cannot run here")
+    folder = write_entry(tmp_path / "subs", "template", weights=template_weights(means))
+    images = tmp_path / "work" / "images_mnist.npy"
+    images.parent.mkdir()
+    digits = mnist_test.images[:50]
+
+    def run(out: str, prepare):
+        return process.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / out, device="cpu",
+                                    timeout=120, sandboxed=sandboxed, prepare=prepare)
+
+    outcome = run("out", lambda: np.save(images, digits[:, None]))
+    assert outcome.result["status"] == "ok", outcome.result
+    outputs = np.load(tmp_path / "out" / "outputs_mnist.npy")
+    assert np.array_equal(outputs.argmax(1), template_predictions(digits, means))
+
+    images.unlink()
+    before = alive_children()
+    seen = []
+
+    def fails():
+        seen.append(alive_children() - before)  # the entry's own process, started before the images are written
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        run("out2", fails)
+    assert seen and seen[0]
+    assert not alive_children() - before  # and gone once the write failed (a sandbox's server stays, as before)
+    again = run("out3", lambda: np.save(images, digits[:, None]))  # the next entry starts as usual
+    assert again.result["status"] == "ok", again.result
+
+
+def alive_children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
