@@ -35,8 +35,21 @@ def ended(main: Callable[[], int]) -> int:
         finally:
             sys.stdout.flush()  # here, where a closed pipe can be caught, not at the interpreter's exit
     except BrokenPipeError:
+        if not _stdout_closed():  # another pipe or socket broke: that is an error to show
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more goes into the pipe
         return BROKEN_PIPE
+
+
+def _stdout_closed() -> bool:
+    """Whether nobody reads standard output any more (the pipe's reading end is closed)."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:

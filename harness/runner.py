@@ -135,6 +135,12 @@ class Copies:
         return cls(spec.kind, chosen, np.concatenate([spec.images, copies]))
 
 
+def copied_set(datasets: list[DatasetSpec], task: Task) -> DatasetSpec | None:
+    """The set the memorisation copies are drawn from: the task's public set, when it is among ``datasets`` and not
+    empty."""
+    return next((spec for spec in datasets if spec.kind == task.public.kind and len(spec.images)), None)
+
+
 def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: dict[str, int], limits: Limits,
                  preload_torchvision: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
@@ -157,7 +163,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     public = [spec for spec in datasets if not is_secret(spec.kind)]
     secret = [spec for spec in datasets if is_secret(spec.kind)]
     total = sum(len(spec.images) for spec in datasets)
-    main = next((spec for spec in public if spec.kind == task.public.kind and len(spec.images)), None)
+    main = copied_set(public, task)
     if main is not None and (copies is None or copies.kind != main.kind
                              or len(copies.mixed) != len(main.images) + len(copies.chosen)):
         copies = Copies.draw(main)
@@ -316,8 +322,7 @@ class _Scoring:
     def copies(self) -> Copies | None:
         """The run's memorisation copies, drawn when its first entry is scored (a run that scores none draws none)."""
         with self._copies_lock:
-            main = next((spec for spec in self.datasets if spec.kind == self.task.public.kind and len(spec.images)),
-                        None)
+            main = copied_set(self.datasets, self.task)
             if self._copies is None and main is not None:
                 self._copies = Copies.draw(main)
             return self._copies

@@ -169,3 +169,16 @@ def test_output_into_a_pipe_closed_early_ends_quietly(how, status):
     proc.stdout.close()  # before the command has started writing
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == status and err == ""
+
+
+def test_another_broken_pipe_is_still_an_error():
+    """Only the reader of the output going away ends a command quietly: a pipe or socket of its own that breaks
+    (a cluster's connection) is shown as it was."""
+    from harness import cli
+
+    def breaks() -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        cli.ended(breaks)
+    assert cli.ended(lambda: 7) == 7
