@@ -67,9 +67,3 @@ def save(images: dict[str, np.ndarray], shuffled: Shuffled) -> None:
         np.save(shuffled.paths[kind], np.ascontiguousarray(ordered[:, None] if ordered.ndim == 3 else ordered),
                 allow_pickle=False)
 
-
-def write(images: dict[str, np.ndarray], folder: Path) -> Shuffled:
-    """:func:`draw` and :func:`save` at once."""
-    shuffled = draw(images, folder)
-    save(images, shuffled)
-    return shuffled
