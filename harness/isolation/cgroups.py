@@ -89,6 +89,12 @@ class Cgroup:
     def usage(self) -> int:
         return _read_int(self.memory / ("memory.current" if self.v2 else "memory.usage_in_bytes"))
 
+    @property
+    def keeps_peak(self) -> bool:
+        """Whether the kernel keeps the peak itself (v1 always; v2 from Linux 5.19, ``memory.peak``), so that nobody
+        needs to watch the memory to know it."""
+        return not self.v2 or (self.memory / "memory.peak").exists()
+
     def peak(self) -> int:
         """The most memory the cgroup has held, in bytes (every page charged to it)."""
         if self.v2:

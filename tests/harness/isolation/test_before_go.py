@@ -157,6 +157,82 @@ def test_the_limits_still_stop_an_entry_that_never_gets_ready(monkeypatch):
     assert 1.0 < watched.seconds <= 1.0 + process.POLL_SECONDS + 1e-9
 
 
+class KernelCgroup:
+    """A stand-in for the entry's cgroup: the kernel holds the limit and keeps the peak (or, ``keeps_peak`` False, a
+    v2 kernel before memory.peak); ``kill_at`` is when the kernel kills one of its processes for memory."""
+
+    def __init__(self, clock: list[float], keeps_peak: bool = True, kill_at: float = float("inf")):
+        self.clock, self.keeps_peak, self.kill_at = clock, keeps_peak, kill_at
+        self.looked: list[float] = []
+
+    def over_limit(self) -> bool:
+        self.looked.append(self.clock[0])
+        return self.clock[0] >= self.kill_at
+
+    def peak(self) -> int:
+        return 123 << 20
+
+
+class CountedJob(ClockedJob):
+    """A clocked entry in a cgroup, which counts the host's waits and what it asks about its processes."""
+
+    def __init__(self, clock: list[float], ready_at: float, runs_for: float, cgroup: KernelCgroup):
+        super().__init__(clock, ready_at, runs_for)
+        self.cgroup, self.waits, self.listed = cgroup, [], 0
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append((self.clock[0], seconds))
+        return super().wait(seconds)
+
+    def processes(self) -> list:
+        self.listed += 1
+        return []
+
+
+def test_while_the_entry_runs_in_a_cgroup_that_keeps_its_peak_the_host_only_wakes_to_read_its_progress(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(process.time, "perf_counter", lambda: clock[0])
+    read = []
+    monkeypatch.setattr(process, "_memory", lambda procs: read.append(clock[0]) or 0)
+    job = CountedJob(clock, ready_at=0.1, runs_for=2.0, cgroup=KernelCgroup(clock))
+    watched = process._watch(job, timeout=60.0, memory_limit=1 << 30, total=10)
+    assert watched.timed == pytest.approx(2.0) and watched.reason is None and watched.peak == 123 << 20
+    assert read == [] and job.listed == 0  # no process listed, no memory read: the kernel holds the limit
+    after_go = [seconds for at, seconds in job.waits if at >= job.went_at]
+    # 2 s of running: about 20 waits of PROGRESS_SECONDS, not 100 of POLL_SECONDS
+    assert after_go and max(after_go) == pytest.approx(process.PROGRESS_SECONDS)
+    assert len(after_go) <= 2.0 / process.PROGRESS_SECONDS + 1
+    # a kill the kernel made is still looked for, at the pace of LIST_SECONDS (and once more at the end)
+    looked = np.array(job.cgroup.looked[:-1])
+    assert len(looked) >= 2.1 / process.LIST_SECONDS - 1 and (np.diff(looked) >= process.LIST_SECONDS - 1e-9).all()
+
+
+def test_in_such_a_cgroup_a_kernel_kill_and_the_time_limit_still_stop_the_entry_in_time(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(process.time, "perf_counter", lambda: clock[0])
+    job = CountedJob(clock, ready_at=0.1, runs_for=60.0, cgroup=KernelCgroup(clock, kill_at=1.0))
+    watched = process._watch(job, timeout=60.0, memory_limit=1 << 30, total=10)
+    assert watched.reason == process.memory_limit_reason(1 << 30) and job.exitcode == -9
+    assert 1.0 <= watched.seconds <= 1.0 + process.LIST_SECONDS + process.PROGRESS_SECONDS
+    clock[0] = 0.0
+    job = CountedJob(clock, ready_at=0.1, runs_for=60.0, cgroup=KernelCgroup(clock))
+    watched = process._watch(job, timeout=1.05, memory_limit=1 << 30, total=10)
+    assert "time limit of 1.05 s" in watched.reason
+    assert 1.05 < watched.seconds <= 1.05 + 0.002  # the last wait ends at the limit, not a whole pause after it
+
+
+def test_a_cgroup_without_a_peak_of_its_own_is_watched_per_process_as_before(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(process.time, "perf_counter", lambda: clock[0])
+    read = []
+    monkeypatch.setattr(process, "_memory", lambda procs: read.append(clock[0]) or 0)
+    job = CountedJob(clock, ready_at=0.1, runs_for=1.0, cgroup=KernelCgroup(clock, keeps_peak=False))
+    watched = process._watch(job, timeout=60.0, memory_limit=1 << 30, total=10)
+    assert watched.timed == pytest.approx(1.0)
+    assert len([at for at in read if at >= job.went_at]) >= 1.0 / process.POLL_SECONDS - 1 and job.listed >= 2
+    assert max(seconds for at, seconds in job.waits if at >= job.went_at) == pytest.approx(process.POLL_SECONDS)
+
+
 @pytest.mark.sandbox
 @pytest.mark.parametrize("sandboxed", [True, False], ids=["sandbox", "plain"])
 def test_images_written_while_the_entry_loads_reach_it_and_a_failed_write_leaves_no_process(tmp_path, sandboxed,
