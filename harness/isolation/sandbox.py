@@ -232,9 +232,6 @@ class Sandbox:
         """Stage one entry's folder and images, then fork its process inside the sandbox; it runs only once it is in
         ``cgroup`` (a ``harness.isolation.cgroups.Cgroup``), when there is one."""
         self.clear()  # nothing of an earlier entry may remain, even after an interrupted run
-        staged = self.root / "entries" / folder.name
-        shutil.copytree(folder, staged, symlinks=True)
-        _make_readable(staged)
         names = {kind: f"{INPUTS}/{path.name}" for kind, path in inputs.items()}  # handed over at go (SandboxJob.go)
         job = {"folder": f"{ENTRIES}/{folder.name}", "metadata": metadata, "inputs": names, "device": device,
                "batch_size": batch_size, "gpu_memory": gpu_memory, "memory_limit": memory_limit,
@@ -243,6 +240,10 @@ class Sandbox:
         self.preloaded.update(preload)
         self.proc.stdin.write(base64.b64encode(pickle.dumps(job)) + b"\n")
         self.proc.stdin.flush()
+        # the folder is staged while the server forks the entry's process, which reads it only once let through
+        staged = self.root / "entries" / folder.name
+        shutil.copytree(folder, staged, symlinks=True)
+        _make_readable(staged)
         started = self.receive(START_SECONDS)
         if started and started.get("error"):
             raise SandboxError(str(started["error"])[:200])
