@@ -145,7 +145,8 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
                  preload_torchvision: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
                  predictor: Predictor = LOCAL, task: Task = MNIST_DIGITS,
-                 copies: Copies | None = None) -> evaluations.Record:
+                 copies: Copies | None = None,
+                 while_loading: Callable[[], None] | None = None) -> evaluations.Record:
     """Run one entry on every set and turn its outputs into metrics (the labels never leave this process).
 
     Two phases, each in a process of its own: the public sets first, with changed copies of some public images
@@ -158,6 +159,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     (``harness.isolation.process``). ``predictor``: where it runs (this machine, or a cluster: ``backend``).
     ``task``: what the entry receives and answers (its process is told, whatever the entry's folder says).
     ``copies``: the run's memorisation copies of the task's public set (drawn here when not given).
+    ``while_loading``: host work to do while the public phase's process loads the model (``Predictor.predict``).
     """
     entry = replace(entry, metadata=replace(entry.metadata, interface=task.interface))
     public = [spec for spec in datasets if not is_secret(spec.kind)]
@@ -176,7 +178,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
             on_progress(replace(at, done=min(at.done, total), total=total))  # its phase too
 
     first = predictor.predict(entry, images, limits, preload_torchvision=preload_torchvision,
-                              on_progress=first_progress)
+                              on_progress=first_progress, while_loading=while_loading)
     params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
     record = evaluations.Record(status=first.status, error=first.error, seconds=first.seconds,
                                 device=first.device, params=params, peak_memory_bytes=first.peak_memory,
@@ -235,11 +237,16 @@ class VersionToScore:
     entry: EntryFolder
     version_id: int
     restored: bool = False  # the on-time version, restored from the store because the folder has changed since
+    unkept: bool = False    # a new version whose files are not kept yet (kept while its entry loads, or by settle)
 
 
 def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
          work: Path) -> tuple[list[VersionToScore], list[str]]:
-    """Each entry's folder as it is now, plus its on-time version when a later one replaced it in the folder."""
+    """Each entry's folder as it is now, plus its on-time version when a later one replaced it in the folder.
+
+    A new version's files are kept (``snapshots.keep``) while its entry loads for scoring, where the host would only
+    wait (``_Scoring.keeper``), and :func:`settle` keeps whatever is still unkept once the run has scored. ``[storage]
+    keep_versions`` is applied here: it never lets a new version's files go (each is its entry's newest)."""
     jobs, notes = [], []
     known = versions.known_versions(engine, entries)  # one query for the versions seen before (a re-run: all)
     for entry in entries:
@@ -248,9 +255,7 @@ def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
         too_big = size_problem(entry, competition)
         if too_big:  # fails unread: neither kept nor copied into the sandbox
             entry = replace(entry, metadata_error=too_big)
-        elif not kept:
-            snapshots.keep(engine, version_id, entry)
-        jobs.append(VersionToScore(entry, version_id))
+        jobs.append(VersionToScore(entry, version_id, unkept=not kept and not too_big))
     notes.extend(prune(engine, competition))
     counted = standings.counted_versions(standings.version_rows(engine), competition)
     for job in list(jobs):
@@ -275,6 +280,15 @@ def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
             jobs.append(VersionToScore(replace(restored, metadata_error=too_big) if too_big else restored,
                                        on_time.version_id, restored=True))
     return jobs, notes
+
+
+def settle(engine: Engine, jobs: list[VersionToScore]) -> None:
+    """Keep the files of every new version in ``jobs`` not kept yet: those scored kept theirs as their entry loaded;
+    those not run (refused unread, or scored by another run) and those whose keeping failed then are kept here."""
+    for job in jobs:
+        if job.unkept:
+            snapshots.keep(engine, job.version_id, job.entry)
+            job.unkept = False
 
 
 def prune(engine: Engine, competition: Competition) -> list[str]:
@@ -373,13 +387,26 @@ class _Scoring:
             stop.set()
             thread.join()
 
+    def keeper(self, job: VersionToScore) -> Callable[[], None] | None:
+        """What keeps the job's files while its entry loads, for a new version (else None). A failure leaves them to
+        :func:`settle`, which tries again once the run has scored and says what went wrong."""
+        if not job.unkept:
+            return None
+
+        def keep() -> None:
+            with contextlib.suppress(Exception):
+                snapshots.keep(self.engine, job.version_id, job.entry)
+                job.unkept = False
+
+        return keep
+
     def evaluate(self, job: VersionToScore, key: str) -> None:
         """Score the job under our claim on ``key``, store the result, then let the claim go."""
         run_id = self.summary.run_id
         try:
             with heartbeat(self.engine, key, run_id), self.progress(job) as report:
                 record = evaluate_one(job.entry, self.datasets, self.dataset_ids, self.limits, self.preload_tv,
-                                      report, self.predictor, self.task, self.copies())
+                                      report, self.predictor, self.task, self.copies(), self.keeper(job))
             record.timeout, record.memory_limit = self.limits.timeout, self.limits.memory
             evaluation_id = self.save(job, key, record)
         finally:
@@ -509,6 +536,7 @@ def run(engine: Engine, entries: list[EntryFolder], datasets: list[DatasetSpec],
             waiting = [w for w in each(where.width, first_pass, jobs) if w is not None]
             for job, key, older in waiting:
                 scoring.wait_for_other_run(job, key, older)
+            settle(engine, jobs)
             status = "finished"
         except KeyboardInterrupt:  # Ctrl-C may come between a claim and the block that lets it go
             claims.release_all(engine, summary.run_id)

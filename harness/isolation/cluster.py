@@ -158,9 +158,12 @@ class Cluster:
 
     def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False,
-                on_progress: Callable[[Progress], None] | None = None, secret: bool = False) -> Prediction:
+                on_progress: Callable[[Progress], None] | None = None, secret: bool = False,
+                while_loading: Callable[[], None] | None = None) -> Prediction:
         """Run ``entry`` on a worker; what ``harness.isolation.predict`` would return here. Progress is not
-        reported from workers (``on_progress`` hears nothing)."""
+        reported from workers (``on_progress`` hears nothing); ``while_loading`` is done here first."""
+        if while_loading is not None:
+            while_loading()
         if entry.metadata_error:  # refused unread, as locally: nothing is sent
             return Prediction("failed", entry.metadata_error, device=limits.device)
         files = _read_files(entry)

@@ -61,7 +61,7 @@ class Prediction:
 
 def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *, preload_torchvision: bool = False,
             sandboxed: bool | None = None, on_progress: Callable[[Progress], None] | None = None,
-            secret: bool = False) -> Prediction:
+            secret: bool = False, while_loading: Callable[[], None] | None = None) -> Prediction:
     """Run ``entry`` in its own process on each set of ``images`` (uint8 [N, H, W], or [N, C, H, W] for more than
     one channel: the task's input shape, ``entry.metadata.interface``) and return its outputs.
 
@@ -72,7 +72,9 @@ def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *
     :func:`resolve_device`). ``on_progress`` hears the images done of all sets, as the entry counts them; an entry
     that at its speed so far cannot finish within the time limit is stopped early, with the estimate. ``secret``:
     ``images`` hold a secret set; the entry runs where no public phase ever runs (the secret phase's own sandbox),
-    and the caller keeps everything but the outputs sealed (``harness.runner``).
+    and the caller keeps everything but the outputs sealed (``harness.runner``). ``while_loading``: the caller's own
+    work, done once the images are written, while the entry's process loads its model (its time limit counts from
+    when that is done); not done when nothing runs.
     """
     check_images(images, entry.metadata.interface)
     limits = replace(limits, device=resolve_device(limits.device))
@@ -86,7 +88,7 @@ def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *
                                        batch_size=limits.batch_size, preload_torchvision=preload_torchvision,
                                        sandboxed=sandboxed, gpu_memory=limits.gpu_memory or limits.memory,
                                        total=sum(len(array) for array in images.values()), on_progress=on_progress,
-                                       secret=secret, prepare=lambda: order.save(images, shuffled))
+                                       secret=secret, prepare=lambda: _prepare(images, shuffled, while_loading))
         said = outcome.result
         prediction = Prediction("failed", None, device=str(said.get("device", limits.device))[:DEVICE_CHARS],
                                 seconds=outcome.seconds, peak_memory=outcome.peak_rss, log=outcome.log,
@@ -106,6 +108,14 @@ def predict(entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _prepare(images: dict[str, np.ndarray], shuffled: order.Shuffled,
+             while_loading: Callable[[], None] | None) -> None:
+    """What the host does while the entry's process loads: write the images, then the caller's work."""
+    order.save(images, shuffled)
+    if while_loading is not None:
+        while_loading()
+
+
 @runtime_checkable
 class Predictor(Protocol):
     """Where entries run, as the run loop sees it: this machine (:class:`Local`), a Dask cluster
@@ -120,9 +130,10 @@ class Predictor(Protocol):
 
     def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
-                secret: bool = False) -> Prediction:
+                secret: bool = False, while_loading: Callable[[], None] | None = None) -> Prediction:
         """The entry's outputs for each set of ``images`` (uint8, ``Interface.stored_shape``) in the given order, under
-        ``limits``, or its failure in one sentence: what :func:`predict` returns."""
+        ``limits``, or its failure in one sentence: what :func:`predict` returns. ``while_loading`` (host work, such
+        as keeping the entry's files) is done while the entry loads, where that can be known, else first."""
 
 
 class Local:
@@ -135,9 +146,9 @@ class Local:
 
     def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[Progress], None] | None = None,
-                secret: bool = False) -> Prediction:
+                secret: bool = False, while_loading: Callable[[], None] | None = None) -> Prediction:
         return predict(entry, images, limits, preload_torchvision=preload_torchvision, on_progress=on_progress,
-                       secret=secret)
+                       secret=secret, while_loading=while_loading)
 
 
 LOCAL = Local()

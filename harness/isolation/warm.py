@@ -496,16 +496,19 @@ class WarmPool:
 
     def predict(self, entry: EntryFolder, images: dict[str, np.ndarray], limits: Limits, *,
                 preload_torchvision: bool = False, on_progress: Callable[[process.Progress], None] | None = None,
-                secret: bool = False) -> Prediction:
+                secret: bool = False, while_loading: Callable[[], None] | None = None) -> Prediction:
         """The front door's call answered by the warm entry: every set in one request, in the order given (there is
         no secret order: nothing a warm entry answers is ranked). ``limits`` must be the pool's own, set when its
         processes start; a secret set never goes to a process that answers public requests. ``on_progress`` hears
-        nothing and ``preload_torchvision`` changes nothing (the entry's process imports what it needs)."""
+        nothing and ``preload_torchvision`` changes nothing (the entry's process imports what it needs);
+        ``while_loading`` is done first."""
         if secret:
             raise ValueError("a warm pool never runs a secret set: its processes answer public requests too.")
         if replace(limits, device=resolve_device(limits.device)) != self.limits:
             raise ValueError(f"this warm pool runs its entries under {self.limits}, not {limits}; make a pool with "
                              "those limits.")
+        if while_loading is not None:
+            while_loading()
         answer = self.ask(entry, np.concatenate(list(images.values())))
         if answer.status != "ok":
             return answer

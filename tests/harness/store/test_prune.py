@@ -220,6 +220,13 @@ def test_prune_command_bad_uses_get_one_sentence(tmp_path, capsys):
     assert "error: name an entry" in capsys.readouterr().err
 
 
+def plan_and_settle(engine, entry, rules, tmp_path) -> list[str]:
+    """What a run does with the store around its scoring (``runner.plan``, then ``runner.settle``): its notes."""
+    jobs, notes = runner.plan(engine, [entry], rules, tmp_path / "work")
+    runner.settle(engine, jobs)
+    return notes
+
+
 def test_a_run_prunes_after_keeping_a_new_version_when_the_rule_is_set(tmp_path, db_url, capsys):
     """The watcher and harness.evaluate plan each run: once the new version is kept, the rule applies."""
     engine = make_engine(db_url)
@@ -227,14 +234,13 @@ def test_a_run_prunes_after_keeping_a_new_version_when_the_rule_is_set(tmp_path,
     rules = competition.Competition(keep_versions=1)
     torch.save({"w": torch.randn(5000)}, folder / "weights.pt")
     first = load_entry(folder)
-    _, notes = runner.plan(engine, [first], rules, tmp_path / "work")
-    assert notes == []
+    assert plan_and_settle(engine, first, rules, tmp_path) == []
     old_weights = (folder / "weights.pt").stat().st_size
     torch.save({"w": torch.randn(5000)}, folder / "weights.pt")
-    _, notes = runner.plan(engine, [load_entry(folder)], competition.Competition(), tmp_path / "work")
+    notes = plan_and_settle(engine, load_entry(folder), competition.Competition(), tmp_path)
     assert notes == [] and all(v.files_kept for v in history(engine, "ada"))  # "all": nothing goes
     torch.save({"w": torch.randn(5000)}, folder / "weights.pt")
-    _, notes = runner.plan(engine, [load_entry(folder)], rules, tmp_path / "work")
+    notes = plan_and_settle(engine, load_entry(folder), rules, tmp_path)
     assert notes == [f"removed the files of 2 old versions ({space.size_text(2 * old_weights)}) by [storage] "
                      "keep_versions = 1; their results stay (python -m harness.versions --prune shrinks the database "
                      "file)."]

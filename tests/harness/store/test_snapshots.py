@@ -218,3 +218,45 @@ def test_a_blob_kept_by_revision_0004_still_restores(tmp_path, means):
     restored = snapshots.restore(engine, 1, "ada", tmp_path / "restored")
     assert files_of(restored.folder) == files_of(folder) and restored.content_hash == entry.content_hash
     engine.dispose()
+
+
+def test_a_run_keeps_a_new_versions_files_while_its_entry_loads_and_the_others_once_it_has_scored(tmp_path, db_url,
+                                                                                                 means, mnist_test,
+                                                                                                 monkeypatch):
+    """The host keeps a new version's files once it has written the entry's images, while the entry's process loads
+    (where it would only wait for it); a version the run does not run, and one whose keeping failed then, are kept
+    once the run has scored (``runner.settle``)."""
+    from harness import runner
+    from harness.data.task import DatasetSpec
+    from harness.entries.discovery import discover
+    from harness.isolation import order, process
+
+    events: list[tuple[str, ...]] = []
+    keep, save, watch = snapshots.keep, order.save, process._watch
+
+    def keeping(engine, version_id, entry):
+        events.append(("keep", entry.name))
+        if entry.name == "flaky" and events.count(("keep", "flaky")) == 1:
+            raise OSError("the disk hiccuped")
+        return keep(engine, version_id, entry)
+
+    monkeypatch.setattr(snapshots, "keep", keeping)
+    monkeypatch.setattr(order, "save", lambda images, shuffled: events.append(("images",)) or save(images, shuffled))
+    monkeypatch.setattr(process, "_watch", lambda *a, **k: events.append(("wait for ready",)) or watch(*a, **k))
+    for name in ("ada", "flaky"):
+        write_entry(tmp_path / "subs", name, weights=template_weights(means))
+    write_entry(tmp_path / "subs", "refused", weights=template_weights(means), toml="this is not [toml\n")
+    engine = make_engine(db_url)
+    spec = DatasetSpec("mnist", "mnist-50", mnist_test.labels[:50], mnist_test.images[:50], "test")
+    summary = runner.run(engine, list(discover(tmp_path / "subs").values()), [spec],
+                         runner.Options(runner.Limits(device="cpu")), argv=[])
+    assert summary.outcome == {"ada": "evaluated", "flaky": "evaluated", "refused": "failed"}
+    assert events == [("images",), ("keep", "ada"), ("wait for ready",),
+                      ("images",), ("keep", "flaky"), ("wait for ready",),  # failed: kept again below
+                      ("keep", "flaky"), ("keep", "refused")]               # refused: never run
+    for name in ("ada", "flaky", "refused"):
+        (kept,) = versions.history(engine, name)
+        assert kept.files_kept
+        restored = snapshots.restore(engine, kept.version_id, name, tmp_path / "restored")
+        assert files_of(restored.folder) == files_of(tmp_path / "subs" / name)
+    engine.dispose()
