@@ -203,6 +203,9 @@ class _ForkedJob:
         self.proc.join(seconds)
         return not self.proc.is_alive()
 
+    def started(self) -> None:
+        """Nothing to wait for: the process put itself into its cgroup."""
+
     def ready(self) -> bool:
         return (self.out_dir / READY_FILE).exists()
 
@@ -520,14 +523,22 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                 except (OSError, psutil.Error) as exc:
                     return _not_started(f"the entry's process could not start ({exc}).", False,
                                         missing_protections(False, user and user.uid, no_cgroup))
-            if prepare is not None:
-                try:
+            try:
+                if prepare is not None:
                     prepare()
-                except BaseException:
-                    job.kill()
-                    if not job.wait(5.0) and box is not None:  # its end is read, so the next entry's start is not
-                        box.close()
-                    raise
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    job.started()  # nothing else may write to the sandbox's server meanwhile
+                job.kill()
+                if not job.wait(5.0) and box is not None:  # its end is read, so the next entry's start is not
+                    box.close()
+                raise
+            try:
+                job.started()
+            except (sandbox.SandboxError, OSError) as exc:
+                box.close()
+                return _not_started(f"the sandbox could not start the entry ({exc}).", True,
+                                    missing_protections(True, None, no_cgroup))
             try:
                 watched = _watch(job, timeout, memory_limit, total, device, on_progress)
                 job.finish(out_dir)

@@ -24,6 +24,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -114,6 +115,35 @@ class SandboxJob:
         self.exitcode: int | None = None
         self.inputs, self.staged = inputs, staged
         self.log_bytes = 0
+        self._gate: threading.Thread | None = None
+        self._gate_error: BaseException | None = None
+
+    def let_through(self) -> None:
+        """In the background: put the entry's process, waiting at its gate, into its cgroup, then let it run.
+
+        Moving a process into a cgroup waits for the kernel (about 8 ms here, an RCU grace period, not CPU), which
+        the host spends writing the entry's images instead; :meth:`started` waits for it."""
+        def open_gate() -> None:
+            try:
+                if self.cgroup is not None:  # nothing has run in the entry's process yet
+                    for p in self.box.entry_processes():
+                        self.cgroup.add(p.pid)
+                self.box.proc.stdin.write(b"go\n")
+                self.box.proc.stdin.flush()
+            except BaseException as exc:  # noqa: BLE001 - raised by started(), in the caller's thread
+                self._gate_error = exc
+
+        self._gate = threading.Thread(target=open_gate, name="sandbox-gate", daemon=True)
+        self._gate.start()
+
+    def started(self) -> None:
+        """Wait until the entry's process has been let through (in its cgroup); raise what kept it from that."""
+        if self._gate is not None:
+            self._gate.join()
+            self._gate = None
+        if self._gate_error is not None:
+            error, self._gate_error = self._gate_error, None
+            raise error
 
     def ready(self) -> bool:
         """Whether the entry has loaded its model and waits for its images."""
@@ -249,12 +279,9 @@ class Sandbox:
             raise SandboxError(str(started["error"])[:200])
         if not started or "pid" not in started:
             raise SandboxError("the sandbox's server did not start the entry")
-        if cgroup is not None:  # the entry's process waits at its gate: nothing has run in it yet
-            for p in self.entry_processes():
-                cgroup.add(p.pid)
-        self.proc.stdin.write(b"go\n")
-        self.proc.stdin.flush()
-        return SandboxJob(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()}, cgroup)
+        job = SandboxJob(self, inputs, {kind: self.root / "in" / path.name for kind, path in inputs.items()}, cgroup)
+        job.let_through()  # the caller waits for it with job.started() before it watches the entry
+        return job
 
     def entry_processes(self) -> list[psutil.Process]:
         try:

@@ -8,6 +8,8 @@ over only at go.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import psutil
 import pytest
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.contract import EntryMetadata, Interface
-from harness.isolation import process
+from harness.isolation import cgroups, process
 from harness.isolation.inside import worker
 from tests.entries import template_predictions, template_weights, write_entry
 
@@ -271,3 +273,59 @@ def test_images_written_while_the_entry_loads_reach_it_and_a_failed_write_leaves
 
 def alive_children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+
+@pytest.mark.sandbox
+def test_the_host_writes_the_images_while_the_kernel_moves_the_entry_into_its_cgroup(tmp_path, monkeypatch, means,
+                                                                                   mnist_test):
+    """Moving a process into a cgroup waits for the kernel (``SandboxJob.let_through``); the host writes the images
+    meanwhile, and the entry still runs only once it is in its cgroup. When the move fails, the entry does not run,
+    says so in one sentence, and the next entry starts as usual."""
+    if process.sandbox.shared([]) is None:
+        pytest.skip("bubblewrap cannot run here")
+    try:
+        cgroups.create(1 << 30, "probe").remove()
+    except cgroups.Unavailable as exc:
+        pytest.skip(f"no cgroup here ({exc})")
+    folder = write_entry(tmp_path / "subs", "template", weights=template_weights(means))
+    images = tmp_path / "work" / "images_mnist.npy"
+    images.parent.mkdir()
+    digits = mnist_test.images[:50]
+    moves: list[tuple[float, float]] = []
+    move = cgroups.Cgroup.add
+
+    def slow_move(self, pid):
+        start = time.perf_counter()
+        time.sleep(0.3)  # a slow kernel
+        move(self, pid)
+        moves.append((start, time.perf_counter()))
+        assert pid in self.pids()
+
+    monkeypatch.setattr(cgroups.Cgroup, "add", slow_move)
+    written = []
+
+    def run(out: str):
+        return process.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / out, device="cpu",
+                                    timeout=120, sandboxed=True,
+                                    prepare=lambda: written.append(time.perf_counter()) or np.save(images,
+                                                                                                   digits[:, None]))
+
+    outcome = run("out")
+    assert outcome.result["status"] == "ok", outcome.result
+    (start, end), = moves
+    assert written[0] < end - 0.25 and end - start >= 0.3  # written while the move went on, not after it
+    assert 0 < outcome.peak_rss < 1 << 30  # the cgroup's peak (what its process wrote, not the pages it shares)
+    assert np.array_equal(np.load(tmp_path / "out" / "outputs_mnist.npy").argmax(1),
+                          template_predictions(digits, means))
+
+    def refused(self, pid):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cgroups.Cgroup, "add", refused)
+    images.unlink()
+    failed = run("out2")
+    assert failed.result == {"status": "failed", "error": "the sandbox could not start the entry ([Errno 13] "
+                                                           "Permission denied)."}
+    monkeypatch.setattr(cgroups.Cgroup, "add", move)
+    again = run("out3")
+    assert again.result["status"] == "ok", again.result
