@@ -246,7 +246,7 @@ def plan(engine: Engine, entries: list[EntryFolder], competition: Competition,
 
     A new version's files are kept (``snapshots.keep``) while its entry loads for scoring, where the host would only
     wait (``_Scoring.keeper``), and :func:`settle` keeps whatever is still unkept once the run has scored. ``[storage]
-    keep_versions`` is applied here: it never lets a new version's files go (each is its entry's newest)."""
+    keep_versions`` is applied here, before that (:func:`prune`)."""
     jobs, notes = [], []
     known = versions.known_versions(engine, entries)  # one query for the versions seen before (a re-run: all)
     for entry in entries:
@@ -292,8 +292,9 @@ def settle(engine: Engine, jobs: list[VersionToScore]) -> None:
 
 
 def prune(engine: Engine, competition: Competition) -> list[str]:
-    """Apply ``[storage] keep_versions`` once the new versions are kept (cheap when there is nothing to remove): a
-    note saying what went, or why nothing could."""
+    """Apply ``[storage] keep_versions`` (cheap when there is nothing to remove): a note saying what went, or why
+    nothing could. It runs before this run keeps its new versions' files: with N ≥ 1 a new version, its entry's
+    newest, keeps them anyway; with N = 0 a new one neither counted nor shown yet keeps them until the next run."""
     if competition.keep_versions is None:
         return []
     try:
@@ -389,7 +390,8 @@ class _Scoring:
 
     def keeper(self, job: VersionToScore) -> Callable[[], None] | None:
         """What keeps the job's files while its entry loads, for a new version (else None). A failure leaves them to
-        :func:`settle`, which tries again once the run has scored and says what went wrong."""
+        :func:`settle`, which tries again once the run has scored (and whose error stops the run, as one in
+        :func:`plan` did when it kept the files)."""
         if not job.unkept:
             return None
 
