@@ -210,7 +210,9 @@ def test_the_shared_sets_are_scattered_to_the_workers_once_not_sent_with_every_e
         warnings.simplefilter("always")
         first = pool.predict(entries[0], {"mnist": mnist}, limits)
         assert pool.scattered_bytes == mnist.nbytes  # 10 blocks, the last one short
-        second = pool.predict(entries[1], {"mnist": mnist}, limits)
+        done_here = []  # the caller's own work (keeping a new version's files) is done here, once
+        second = pool.predict(entries[1], {"mnist": mnist}, limits, while_loading=lambda: done_here.append(1))
+        assert done_here == [1]
         assert pool.scattered_bytes == mnist.nbytes  # nothing new: the blocks were on the workers already
         copies = mnist[:1000] ^ 1
         third = pool.predict(entries[0], {"mnist": np.concatenate([mnist, copies])}, limits)

@@ -161,8 +161,9 @@ def test_a_warm_pool_is_a_predictor_answering_each_set_as_the_front_door_does(po
     dee = entry(tmp_path, "dee", weights=template_weights(means))
     sets = {"a": mnist_test.images[:5], "b": mnist_test.images[5:12]}
     assert isinstance(pool, Predictor) and pool.width == pool.cap and pool.resolve_device("cpu") == "cpu"
-    got = pool.predict(dee, sets, LIMITS)
-    assert got.status == "ok" and list(got.outputs) == ["a", "b"] and pool.starts("dee") == 1
+    starts_then = []  # the caller's own work (keeping a new version's files) is done first, before the entry starts
+    got = pool.predict(dee, sets, LIMITS, while_loading=lambda: starts_then.append(pool.starts("dee")))
+    assert got.status == "ok" and list(got.outputs) == ["a", "b"] and pool.starts("dee") == 1 and starts_then == [0]
     for kind, images in sets.items():
         assert np.array_equal(got.outputs[kind].argmax(1), template_predictions(images, means))
     with pytest.raises(ValueError, match="a warm pool never runs a secret set"):
