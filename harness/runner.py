@@ -159,7 +159,8 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     (``harness.isolation.process``). ``predictor``: where it runs (this machine, or a cluster: ``backend``).
     ``task``: what the entry receives and answers (its process is told, whatever the entry's folder says).
     ``copies``: the run's memorisation copies of the task's public set (drawn here when not given).
-    ``while_loading``: host work to do while the public phase's process loads the model (``Predictor.predict``).
+    ``while_loading``: host work to do while the public phase's process loads the model (``Predictor.predict``);
+    the parameters are counted then too (and used only if the entry runs through).
     """
     entry = replace(entry, metadata=replace(entry.metadata, interface=task.interface))
     public = [spec for spec in datasets if not is_secret(spec.kind)]
@@ -177,13 +178,24 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
         if on_progress:
             on_progress(replace(at, done=min(at.done, total), total=total))  # its phase too
 
+    counted: list[tuple[int | None, str | None]] = []
+
+    def loading() -> None:  # the host only waits while the entry's process loads: read its weights' size then
+        if while_loading is not None:
+            while_loading()
+        if not entry.metadata_error:
+            counted.append(parameters.measure(entry))
+
     first = predictor.predict(entry, images, limits, preload_torchvision=preload_torchvision,
-                              on_progress=first_progress, while_loading=while_loading)
-    params, refusal = (None, None) if first.status != "ok" or entry.metadata_error else parameters.measure(entry)
+                              on_progress=first_progress, while_loading=loading)
+    if first.status != "ok" or entry.metadata_error:
+        params, refusal = None, None
+    else:
+        params, refusal = counted[0] if counted else parameters.measure(entry)
     record = evaluations.Record(status=first.status, error=first.error, seconds=first.seconds,
                                 device=first.device, params=params, peak_memory_bytes=first.peak_memory,
                                 log=first.log or None, sandboxed=first.sandboxed)
-    if refusal:  # counted only when the entry ran: a refused entry's files are never read here
+    if refusal:  # used only when the entry ran: a refused entry's files are never read here
         record.status, record.error = "failed", refusal
     if record.status != "ok":
         return record

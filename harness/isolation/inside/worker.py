@@ -57,7 +57,8 @@ RESULT_FILE = "result.json"
 GO_POLL_SECONDS = 0.001
 LOG_HEAD_BYTES = LOG_TAIL_BYTES = 64 * 1024  # what is kept of an entry's printed output: its start and its end
 LAYOUT_TOLERANCE = 1e-3  # largest output difference between memory layouts, relative to the outputs' scale
-LAYOUT_COMPARED = 16     # images the layout probe runs in both layouts and compares
+LAYOUT_COMPARED = 16     # images the layout probe runs in the usual layout when not given their outputs (load gives
+                         # it the flops count's FIRST_PROBE), to compare with channels-last
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 # What this process receives and answers: the task's, set by :func:`load` from what the host handed over with the
 # entry (``EntryMetadata.interface``; one entry per process). The MNIST warm-up's until then.
@@ -203,11 +204,12 @@ def fitting_batch(bytes_per_image: float, room: float, largest: int = CUDA_BATCH
     return power_of_two_at_most(room * share / bytes_per_image, largest)
 
 
-def flops_per_image(model, images: torch.Tensor, where: str) -> float:
+def flops_per_image(model, images: torch.Tensor, where: str) -> tuple[float, np.ndarray]:
     """The arithmetic of one image's forward pass: 2 × multiply-adds of its convolution and linear layers, counted
-    by forward hooks on FIRST_PROBE warm-up images (this is also the untimed first pass that pays for lazy set-up).
-    Layers called as functions are not seen, so a model built that way counts as cheap (0: the largest batch, as
-    before). Only the batch size follows from it: nothing ranked."""
+    by forward hooks on FIRST_PROBE warm-up images (this is also the untimed first pass that pays for lazy set-up),
+    and the outputs of that pass (the layout probe compares against them). Layers called as functions are not seen,
+    so a model built that way counts as cheap (0: the largest batch, as before). Only the batch size follows from
+    it: nothing ranked."""
     counted = [0]
 
     def conv(module, inputs, output) -> None:
@@ -221,11 +223,11 @@ def flops_per_image(model, images: torch.Tensor, where: str) -> float:
              for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
     first = to_device(images[:FIRST_PROBE], torch.device("cpu"))
     try:
-        run_batches(model, first, len(first), where)  # an error here is the entry's own, as in the timed run
+        outputs = run_batches(model, first, len(first), where)  # an error here is the entry's own, as when timed
     finally:
         for hook in hooks:
             hook.remove()
-    return counted[0] / len(first)
+    return counted[0] / len(first), outputs
 
 
 def cuda_room(device: torch.device, gpu_memory: int | None) -> float:
@@ -237,22 +239,26 @@ def cuda_room(device: torch.device, gpu_memory: int | None) -> float:
     return min(room, gpu_memory - allocated) if gpu_memory else room
 
 
-def probe_layout(model, images: torch.Tensor, batch_size: int, where: str) -> torch.memory_format:
+def probe_layout(model, images: torch.Tensor, batch_size: int, where: str,
+                 usual: np.ndarray | None = None) -> torch.memory_format:
     """On CPU, the memory layout to run the model in: channels-last where it gives the same outputs, else the usual one.
 
     In channels-last (NHWC) memory, oneDNN runs convolutions and max-pooling without reordering, which makes a conv
     model's forward pass faster (figures: docs/performance.md, "Speed"). The layout changes only where numbers
     sit in memory, not what the model computes, but a model can still break in it: ``x.view(n, -1)`` after a conv
-    layer raises. So the model runs both ways, untimed: in the usual layout on the first LAYOUT_COMPARED images, in
-    channels-last on the whole first batch (the timed run's batch shape, so that its lazy set-up is paid here), and
-    it keeps channels-last only if that run succeeds with the same predictions and outputs equal to float rounding
-    on the images both saw. Otherwise it is put back as it was, and warmed up on that batch in the usual layout.
+    layer raises, or scrambles every image's features. So the model runs both ways, untimed: in the usual layout on
+    the first few images (``usual``: its outputs on them from a pass already made, as :func:`load` has from the
+    flops count; else on the first LAYOUT_COMPARED images, run here), in channels-last on the whole first batch (the
+    timed run's batch shape, so that its lazy set-up is paid here), and it keeps channels-last only if that run
+    succeeds with the same predictions and outputs equal to float rounding on the images both saw. Otherwise it is
+    put back as it was, and warmed up on that batch in the usual layout.
     """
     if not any(t.dim() == 4 for t in (*model.parameters(), *model.buffers())):
         return torch.contiguous_format  # no conv weights: nothing would change, so no probe
     first = to_device(images[:even_batch(len(images), batch_size)], torch.device("cpu"))
-    compared = first[:LAYOUT_COMPARED]
-    usual = run_batches(model, compared, len(compared), where)  # an error here is the entry's own, as when timed
+    compared = first[:LAYOUT_COMPARED if usual is None else len(usual)]
+    if usual is None:
+        usual = run_batches(model, compared, len(compared), where)  # an error here is the entry's own, as when timed
     model.to(memory_format=torch.channels_last)
     try:
         fast = run_batches(model, first.contiguous(memory_format=torch.channels_last), batch_size,
@@ -351,10 +357,10 @@ def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size
             used = (torch.cuda.max_memory_allocated(dev) - before) / len(probe)
             batch_size = fitting_batch(used, cuda_room(dev, gpu_memory))
     else:
-        flops = flops_per_image(model, probe, where)
+        flops, usual = flops_per_image(model, probe, where)
         batch_size = batch_size or choose_batch(flops)
-        layout = probe_layout(model, probe[:min(batch_size, choose_batch(flops, budget=PROBE_FLOPS))], batch_size,
-                              where)
+        probed = min(batch_size, choose_batch(flops, budget=PROBE_FLOPS))
+        layout = probe_layout(model, probe[:probed], batch_size, where, usual=usual[:probed])
     return Loaded(model, dev, batch_size, layout, capped)
 
 

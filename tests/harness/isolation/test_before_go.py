@@ -8,6 +8,7 @@ over only at go.
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from harness.contract import EntryMetadata, Interface
+from harness.entries.discovery import discover
 from harness.isolation import cgroups, process
 from harness.isolation.inside import worker
 from tests.entries import template_predictions, template_weights, write_entry
@@ -80,6 +82,56 @@ def test_the_layout_probe_compares_a_few_images_and_warms_up_the_batch_it_keeps(
     with torch.inference_mode():
         x = worker.to_device(images, torch.device("cpu"))
         assert torch.equal(broken(x), Counting(flat_view=True).eval()(x))  # usable, and as it was
+
+
+def test_given_the_first_pass_outputs_the_probe_runs_only_channels_last_and_compares_against_them():
+    """``load`` hands the probe the flops count's outputs on its FIRST_PROBE images: no second pass in the usual
+    layout, and those outputs decide: outputs that are not the model's (here shifted far beyond float rounding) keep
+    the usual layout, however well channels-last runs."""
+    images = worker.probe_images(128)
+    counted = Counting().eval()
+    flops, usual = worker.flops_per_image(counted, images, "test")
+    assert flops == 2 * 25 * (4 * 24 * 24) + 2 * (4 * 24 * 24) * 10  # conv: 5×5 taps into 4 maps of 24×24; linear
+    assert usual.shape == (worker.FIRST_PROBE, 10)
+    fine = Counting().eval()
+    assert worker.probe_layout(fine, images, 128, "test", usual=usual) == torch.channels_last
+    assert fine.seen == [(128, True)]
+    wrong = Counting().eval()
+    assert worker.probe_layout(wrong, images, 128, "test", usual=usual + 1.0) == torch.contiguous_format
+    assert wrong.seen == [(128, True), (128, True)]  # channels-last tried, then the usual layout warmed up
+    broken = Counting(flat_view=True).eval()
+    assert worker.probe_layout(broken, images, 128, "test",
+                               usual=worker.flops_per_image(Counting(flat_view=True).eval(), images, "test")[1]) \
+        == torch.contiguous_format
+
+
+def test_loading_a_conv_model_runs_two_warm_up_passes(tmp_path):
+    """What the worker runs before go for a conv CNN on CPU: the counted pass on FIRST_PROBE images, then the whole
+    first batch in channels-last (no separate pass in the usual layout)."""
+    code = textwrap.dedent('''
+        import torch
+        from torch import nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 4, 5)
+                self.fc = nn.Linear(4 * 24 * 24, 10)
+                self.seen = []
+
+            def forward(self, x):
+                self.seen.append(len(x))
+                return self.fc(torch.relu(self.conv(x)).flatten(1))
+    ''')
+    torch.manual_seed(0)
+    scope: dict = {}
+    exec(code, scope)
+    write_entry(tmp_path / "subs", "conv", code=code, weights=scope["Net"]().state_dict())
+    entry = discover(tmp_path / "subs")["conv"]
+    loaded = worker.load(entry.folder, entry.metadata, "cpu")
+    assert loaded.layout == torch.channels_last and loaded.batch_size == worker.CPU_BATCH
+    assert loaded.model.seen == [worker.FIRST_PROBE, worker.CPU_BATCH]
 
 
 def test_the_kept_layout_computes_what_the_model_computes():
