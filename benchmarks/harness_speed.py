@@ -1,8 +1,9 @@
 """Harness speed, as ratios against baselines measured in the same run.
 
 (a) harness overhead per entry beyond the bare model compute (same model, same batches, in-process), each round a
-    bare pass beside a run of new entries, the median over rounds (the machine's speed drifts within minutes); also
-    beyond the bare pass over every image handed over (the set and the memorisation check's 1,000 copies);
+    run of new entries with a bare pass right after each one's process (the machine's speed drifts within minutes),
+    the median over rounds; also beyond the bare pass over every image handed over (the set and the memorisation
+    check's 1,000 copies);
 (b) ``python -m harness.evaluate`` on 10 entries vs. the course way: one Python process per model with
     torchvision ``MNIST`` + ``ToTensor`` + ``DataLoader(batch_size=64)``;
 (c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries (wall seconds, and CPU seconds,
@@ -97,36 +98,48 @@ def make_entries(folder: Path, n: int, seed: int = 0) -> None:
         torch.save(scope["Net"]().state_dict(), entry / "weights.pt")
 
 
+class BarePass:
+    """One bare pass at a time over the images, on a model and input built once (for passes interleaved with the
+    harness's entries)."""
+
+    def __init__(self, images: np.ndarray, device: str, batch: int, layout: torch.memory_format):
+        scope: dict = {}
+        exec(CNN_CODE, scope)
+        self.model = scope["Net"]().eval().to(device, memory_format=layout)
+        x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
+        self.x = x.to(device).contiguous(memory_format=layout)
+        self.device, self.batch = device, batch
+
+    def __call__(self) -> float:
+        with torch.inference_mode():
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for s in range(0, len(self.x), self.batch):
+                self.model(self.x[s:s + self.batch])
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+
 def bare_seconds(images: np.ndarray, device: str, batch: int,
                  layout: torch.memory_format = torch.contiguous_format, statistic=min) -> float:
     """The model's own compute: in-process forward over the same images and batches (``statistic`` of 3 passes:
     the best by default)."""
-    scope: dict = {}
-    exec(CNN_CODE, scope)
-    model = scope["Net"]().eval().to(device, memory_format=layout)
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None].to(device).contiguous(memory_format=layout)
-    passes = []
-    with torch.inference_mode():
-        for _ in range(3):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            for s in range(0, len(x), batch):
-                model(x[s:s + batch])
-            if device == "cuda":
-                torch.cuda.synchronize()
-            passes.append(time.perf_counter() - t)
-    return statistic(passes)
+    bare = BarePass(images, device, batch, layout)
+    return statistic([bare() for _ in range(3)])
 
 
 def overhead_per_entry(split, spec: DatasetSpec, work: Path, device: str, n: int, rounds: int) -> dict:
     """(a): the harness's wall time per entry (``runner.run`` over ``n`` new entries, each scored once) less the
     model's own compute, the bare forward pass over the same images in this process.
 
-    The machine's speed drifts within minutes, so the two are measured side by side: each round is a bare pass (the
-    median of 3: one entry's one pass is no luckier than a typical pass) and then a run over ``n`` entries written
-    for that round (new versions: hashed, kept in the store, scored); the figure is the median over rounds. On CPU
-    the harness runs this CNN in channels-last memory (``harness.isolation.inside.worker.probe_layout``), so the
+    The machine's speed drifts within minutes, so the two are measured side by side: in each round, right after
+    each entry's process has ended, one bare pass runs here (its time is taken out of the run's wall time), and the
+    round's figure is the run's time per entry less the mean of those passes; the figure is the median over rounds.
+    Each round's entries are written for it (new versions: hashed, kept in the store, scored). A bare pass measured
+    once before the round (the median of 3, as this benchmark measured until 2026-12-07) is reported beside it. On
+    CPU the harness runs this CNN in channels-last memory (``harness.isolation.inside.worker.probe_layout``), so the
     bare pass is the channels-last one, not the slower usual layout, under the worker's memory settings."""
     batch = 8192 if device == "cuda" else 128
     # the bare pass runs with the memory settings the worker gives every entry's process (glibc keeps freed blocks:
@@ -144,26 +157,33 @@ def overhead_per_entry(split, spec: DatasetSpec, work: Path, device: str, n: int
     runner.run(engine, list(discover(work / "a-start").values()), [spec], runner.Options(limits), [])  # the sandbox
     measured = []
     calls: list[tuple[float, float, float]] = []  # each entry's (front door's wall time, its process's, timed part)
+    beside: list[float] = []  # the bare passes run right after each entry, and the time they took in all
+    bare = BarePass(split.images, device, batch, layout)
     front_door = prediction.predict
 
     def predict(*args, **kwargs):
         t = time.perf_counter()
         got = front_door(*args, **kwargs)
         calls.append((time.perf_counter() - t, got.seconds, got.timed_seconds or 0.0))
+        beside.append(bare())
         return got
 
     prediction.predict = predict  # what runner.run calls (through prediction.Local), timed around it
     try:
         for r in range(rounds):
             entries = list(discover(work / f"a-{r}").values())
-            own = bare_seconds(split.images, device, batch, layout, statistic=statistics.median)
+            before = bare_seconds(split.images, device, batch, layout, statistic=statistics.median)
             calls.clear()
+            beside.clear()
             t = time.perf_counter()
             runner.run(engine, entries, [spec], runner.Options(limits), [])
-            per_entry = (time.perf_counter() - t) / n
+            per_entry = (time.perf_counter() - t - sum(beside)) / n
+            own = statistics.mean(beside)
             wall, process, timed = (statistics.mean(column) for column in zip(*calls, strict=True))
-            measured.append({"bare_seconds": round(own, 4), "harness_seconds_per_entry": round(per_entry, 4),
+            measured.append({"bare_seconds": round(own, 4), "bare_before_seconds": round(before, 4),
+                             "harness_seconds_per_entry": round(per_entry, 4),
                              "overhead_seconds_per_entry": round(per_entry - own, 4),
+                             "overhead_against_bare_before_seconds_per_entry": round(per_entry - before, 4),
                              # where an entry's time went: the run loop beside it (keeping a new version's files,
                              # the store), the host's part of running it, its process before the images, the timed part
                              "split_seconds_per_entry": {"run_loop": round(per_entry - wall, 4),
@@ -177,6 +197,8 @@ def overhead_per_entry(split, spec: DatasetSpec, work: Path, device: str, n: int
     out["bare_forward_seconds_as_run_by_harness"] = middle["bare_seconds"]
     out["a_harness_seconds_per_entry"] = middle["harness_seconds_per_entry"]
     out["a_overhead_seconds_per_entry"] = middle["overhead_seconds_per_entry"]
+    out["a_overhead_against_bare_before_seconds_per_entry"] = statistics.median(
+        m["overhead_against_bare_before_seconds_per_entry"] for m in measured)
     # of which, by design: the bare pass over the memorisation check's changed copies, scored with the set
     out["a_memorisation_copies_bare_seconds"] = middle["bare_seconds"] * runner.MEMO_COPIES / len(split.images)
     # so, beyond the bare pass over every image the harness hands over (the set and its copies), the median round's

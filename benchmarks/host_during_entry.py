@@ -13,6 +13,10 @@ seconds.
 (``SandboxJob.let_through``), against waiting for the move first. Reports each entry's untimed seconds (the front
 door's wall time less the timed part).
 
+``--compare kill``: after the entry's exit, the host lists the sandbox's processes to kill what it left only when its
+cgroup still holds a process (``SandboxJob.kill``), against listing them every time. Reports the seconds spent
+killing per entry (twice after each exit) and its untimed seconds.
+
     python benchmarks/host_during_entry.py --mnist-dir ../shared/datasets/mnist --compare watch --entries 12
 """
 
@@ -47,7 +51,7 @@ def summary(values: list[float]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--mnist-dir", default=None)
-    p.add_argument("--compare", choices=["watch", "gate"], default="watch")
+    p.add_argument("--compare", choices=["watch", "gate", "kill"], default="watch")
     p.add_argument("--entries", type=int, default=12, help="new entries, half of them run the old way")
     args = p.parse_args()
     split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test", allow_download=False)
@@ -91,22 +95,36 @@ def main() -> None:
         if args.compare == "gate" and old_way():
             job.started()  # the old way: wait for the move before writing the images
 
+    kill = sandbox.SandboxJob.kill
+    killing = [0.0]
+
+    def either_kill(job) -> None:
+        t = time.perf_counter()
+        if args.compare == "kill" and old_way():
+            job.box.kill_entry_processes()  # the old way: a process list every time
+        else:
+            kill(job)
+        killing[0] += time.perf_counter() - t
+
     def counted_predict(*a, **k):
         t = time.perf_counter()
+        killing[0] = 0.0
         got = front_door(*a, **k)
         if got.timed_seconds is not None:
             note("untimed_seconds", time.perf_counter() - t - got.timed_seconds)
+            note("killing_seconds", killing[0])
         turn[0] += 1
         return got
 
     sandbox.SandboxJob.go, process._watch, sandbox.SandboxJob.let_through = timed_go, timed_watch, either_let_through
     if args.compare == "watch":
         cgroups.Cgroup.keeps_peak = property(lambda self: not old_way() and keeps_peak.fget(self))
-    prediction.predict = counted_predict
+    prediction.predict, sandbox.SandboxJob.kill = counted_predict, either_kill
     try:
         runner.run(engine, list(discover(work / "entries").values()), [spec], options, [])
     finally:
         prediction.predict, sandbox.SandboxJob.go, process._watch = front_door, go, watch
+        sandbox.SandboxJob.kill = kill
         sandbox.SandboxJob.let_through, cgroups.Cgroup.keeps_peak = let_through, keeps_peak
     print(json.dumps({"compare": args.compare, "entries": args.entries,
                       **{way: {name: summary(values) for name, values in figures.items()}

@@ -86,6 +86,13 @@ class Cgroup:
         except (OSError, ValueError):
             return []
 
+    def empty(self) -> bool:
+        """Whether no process is in the cgroup (False when that cannot be read)."""
+        try:
+            return not (self.memory / "cgroup.procs").read_text().split()
+        except OSError:
+            return False
+
     def usage(self) -> int:
         return _read_int(self.memory / ("memory.current" if self.v2 else "memory.usage_in_bytes"))
 

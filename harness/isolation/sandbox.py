@@ -172,6 +172,11 @@ class SandboxJob:
         return self.box.entry_processes()
 
     def kill(self) -> None:
+        """SIGKILL every process the entry started. Once its process has exited with its cgroup empty, none is left
+        (each one it started is in the cgroup, which nothing in the sandbox can leave): then no process list is read
+        (a scan of /proc, about 2.5 ms here, twice after every entry)."""
+        if self.exitcode is not None and self.cgroup is not None and self.cgroup.empty():
+            return
         self.box.kill_entry_processes()
 
     def finish(self, out_dir: Path) -> None:

@@ -1,7 +1,5 @@
 """Claims on evaluation keys, so that two harness runs at once never evaluate the same entry version twice.
 
-A claim matters only while runs are alive, so its writes commit without waiting for the disk (``unsynced``).
-
 A run claims a key before it evaluates; another run that wants the same key waits for the stored evaluation
 instead. A claim older than its lease belongs to a run that died, and one other run may take it over. Claim
 times come from the harness machines' UTC clocks, so runs on different machines need synchronised clocks.
@@ -17,7 +15,6 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from harness.store import evaluations
-from harness.store.engine import unsynced
 from harness.store.schema import Claim, utcnow
 
 
@@ -29,7 +26,7 @@ def try_claim(engine: Engine, eval_key: str, run_id: int, lease_seconds: float) 
     for _ in range(3):
         now = utcnow()
         try:
-            with unsynced(engine) as connection:
+            with engine.begin() as connection:
                 connection.execute(insert(Claim).values(eval_key=eval_key, run_id=run_id, claimed_at=now))
             return True
         except IntegrityError as exc:  # the key is claimed (or run_id names no run: raised below)
@@ -40,7 +37,7 @@ def try_claim(engine: Engine, eval_key: str, run_id: int, lease_seconds: float) 
         holder, claimed_at = held
         if holder != run_id and now - claimed_at < timedelta(seconds=lease_seconds):
             return False
-        with unsynced(engine) as connection:
+        with engine.begin() as connection:
             taken = connection.execute(update(Claim)
                                        .where(Claim.eval_key == eval_key, Claim.run_id == holder,
                                               Claim.claimed_at == claimed_at)
@@ -52,7 +49,7 @@ def try_claim(engine: Engine, eval_key: str, run_id: int, lease_seconds: float) 
 def refresh(engine: Engine, eval_key: str, run_id: int) -> bool:
     """Renew this run's claim, as a heartbeat while it evaluates (so that a short lease tells a dead run from a
     slow one); False if the claim is no longer this run's."""
-    with unsynced(engine) as connection:
+    with engine.begin() as connection:
         renewed = connection.execute(update(Claim).where(Claim.eval_key == eval_key, Claim.run_id == run_id)
                                      .values(claimed_at=utcnow()))
     return renewed.rowcount == 1
@@ -60,13 +57,13 @@ def refresh(engine: Engine, eval_key: str, run_id: int) -> bool:
 
 def release(engine: Engine, eval_key: str, run_id: int) -> None:
     """Drop this run's claim on ``eval_key``; another run's claim is left alone."""
-    with unsynced(engine) as connection:
+    with engine.begin() as connection:
         connection.execute(delete(Claim).where(Claim.eval_key == eval_key, Claim.run_id == run_id))
 
 
 def release_all(engine: Engine, run_id: int) -> None:
     """Drop every claim of this run (it is ending: Ctrl-C), so the next run need not wait for their leases."""
-    with unsynced(engine) as connection:
+    with engine.begin() as connection:
         connection.execute(delete(Claim).where(Claim.run_id == run_id))
 
 

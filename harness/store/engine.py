@@ -4,14 +4,12 @@ sentence (``harness.store.db_errors``)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -103,38 +101,3 @@ def make_engine(url: str | None = None, create: bool = True) -> Engine:
             raise HarnessError(f"cannot open the database {shown!r} ({str(exc.orig).strip()}); check the path, its "
                                f"permissions or the server, or {hint}.") from exc
     return engine
-
-
-@contextlib.contextmanager
-def unsynced(engine: Engine) -> Iterator[Connection]:
-    """``engine.begin()`` for rows that matter only while runs are alive (claims, progress notes): its commit does not
-    wait for the disk. A crash of the harness's process loses nothing; a crash of the machine may lose the last such
-    commits (no run is alive then to need them), never the store's integrity, and every other commit is as durable
-    as before. SQLite in WAL mode: ``synchronous=NORMAL`` for this transaction (its pages reach the disk with the
-    next synced commit or checkpoint); PostgreSQL: ``synchronous_commit`` off for this transaction.
-
-    Why: on ext4 a synced commit also flushes the files written just before it (each entry's images, 8.6 MB for
-    MNIST), about 4 ms a commit here, and the run loop commits several times an entry (docs/performance.md)."""
-    with engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            wal = str(connection.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal"
-            level = connection.exec_driver_sql("PRAGMA synchronous").scalar()
-            if wal:  # outside a transaction: SQLite refuses the change inside one
-                connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            connection.commit()  # SQLAlchemy's own autobegun transaction; SQLite began none for the pragmas
-            try:
-                with connection.begin():
-                    yield connection
-            finally:
-                if wal:
-                    try:
-                        connection.exec_driver_sql(f"PRAGMA synchronous={int(level)}")
-                        connection.commit()
-                    except Exception:  # the pool must never hand out a connection left unsynced
-                        connection.invalidate()
-                        raise
-        else:
-            with connection.begin():
-                if connection.dialect.name == "postgresql":
-                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                yield connection

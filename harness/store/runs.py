@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
 
-from sqlalchemy import Engine, exists, func, select, update
+from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from harness import __version__
 from harness.common.tempfolders import this_process
-from harness.store.engine import unsynced
 from harness.store.schema import Claim, Entry, EntryVersion, Evaluation, Moderation, Run, utcnow
 
 
@@ -40,11 +39,11 @@ def note_progress(engine: Engine, run_id: int, entry: str, done: int, total: int
     """Where the run is: ``entry`` (its version ``version_id``) is ``phase`` (loading, warming up, predicting) and has
     done ``done`` of ``total`` images, of which ``public`` are the public sets' (the board shows those only), about
     ``seconds_left`` to go."""
-    progress = {"entry": entry, "version_id": version_id, "done": int(done), "total": int(total),
-                "public": None if public is None else int(public), "at": utcnow().isoformat(),
-                "seconds_left": None if seconds_left is None else round(float(seconds_left), 1), "phase": phase}
-    with unsynced(engine) as connection:  # shown while the run is alive, no result: the commit need not wait for disk
-        connection.execute(update(Run).where(Run.id == run_id).values(progress=progress))
+    with Session(engine) as session, session.begin():
+        session.get(Run, run_id).progress = {
+            "entry": entry, "version_id": version_id, "done": int(done), "total": int(total),
+            "public": None if public is None else int(public), "at": utcnow().isoformat(),
+            "seconds_left": None if seconds_left is None else round(float(seconds_left), 1), "phase": phase}
 
 
 def latest_run(engine: Engine) -> dict | None:

@@ -21,7 +21,7 @@ from harness.contract import EntryMetadata, Interface
 from harness.entries.discovery import discover
 from harness.isolation import cgroups, process
 from harness.isolation.inside import worker
-from tests.entries import template_predictions, template_weights, write_entry
+from tests.entries import before_return, template_predictions, template_weights, write_entry
 
 
 def probe_images_one_by_one(batch_size: int, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -381,3 +381,45 @@ def test_the_host_writes_the_images_while_the_kernel_moves_the_entry_into_its_cg
     monkeypatch.setattr(cgroups.Cgroup, "add", move)
     again = run("out3")
     assert again.result["status"] == "ok", again.result
+
+
+def test_after_its_exit_the_host_lists_an_entrys_processes_only_while_its_cgroup_holds_one(tmp_path, monkeypatch,
+                                                                                         means, mnist_test):
+    """Every process an entry starts is in its cgroup, so once its own process has exited with the cgroup empty,
+    nothing is left to kill and the host reads no process list (``SandboxJob.kill``); a child it left behind keeps the
+    cgroup busy, and is found and killed as before."""
+    box = process.sandbox.shared([])
+    if box is None:
+        pytest.skip("bubblewrap cannot run here")
+    try:
+        cgroups.create(1 << 30, "probe").remove()
+    except cgroups.Unavailable as exc:
+        pytest.skip(f"no cgroup here ({exc})")
+    listed = []
+    kill_listed = process.sandbox.Sandbox.kill_entry_processes
+
+    def counted(self):
+        listed.append(len(self.entry_processes()))
+        kill_listed(self)
+
+    monkeypatch.setattr(process.sandbox.Sandbox, "kill_entry_processes", counted)
+    images = tmp_path / "images_mnist.npy"
+    digits = mnist_test.images[:50]
+    np.save(images, digits[:, None])
+    honest = write_entry(tmp_path / "subs", "honest", weights=template_weights(means))
+    leaves = write_entry(tmp_path / "subs", "leaves", weights=template_weights(means),
+                         code=before_return("import os, time\nif os.fork() == 0:\n    time.sleep(3600)"))
+
+    def run(folder):
+        return process.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / f"out-{folder.name}",
+                                    device="cpu", timeout=120, sandboxed=True)
+
+    outcome = run(honest)
+    assert outcome.result["status"] == "ok", outcome.result
+    assert listed == []  # exited, cgroup empty: no scan
+    outcome = run(leaves)
+    assert outcome.result["status"] == "ok", outcome.result
+    assert listed and listed[0] >= 1  # its child was still there, and listed
+    assert box.entry_processes() == []
+    assert np.array_equal(np.load(tmp_path / "out-leaves" / "outputs_mnist.npy").argmax(1),
+                          template_predictions(digits, means))

@@ -3,7 +3,6 @@ rows, waiting for another run's evaluation."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,13 +10,12 @@ from datetime import timedelta
 
 import numpy as np
 import torch
-from sqlalchemy import create_engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from harness.data.task import DatasetSpec
 from harness.entries.discovery import discover
-from harness.store import claims, engine as engine_module, eval_sets, evaluations, runs, versions
+from harness.store import claims, eval_sets, evaluations, runs, versions
 from harness.store.schema import Claim, Dataset, Entry, EntryVersion, utcnow
 from tests.entries import write_entry
 
@@ -135,72 +133,3 @@ def test_runs_seeing_a_new_dataset_at_once_share_one_row(engine):
     assert len(set(ids)) == 1
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Dataset)) == 1
-
-
-def durability(connection) -> str:
-    """How this connection commits: SQLite's ``synchronous`` level (2 is FULL, 1 NORMAL), PostgreSQL's
-    ``synchronous_commit``."""
-    if connection.dialect.name == "sqlite":
-        return str(connection.exec_driver_sql("PRAGMA synchronous").scalar())
-    return str(connection.exec_driver_sql("SHOW synchronous_commit").scalar())
-
-
-def test_claims_and_progress_commit_unsynced_and_every_other_commit_stays_synced(engine, monkeypatch):
-    seen = []
-    real = engine_module.unsynced
-
-    @contextlib.contextmanager
-    def watched(eng):
-        with real(eng) as connection:
-            seen.append(durability(connection))
-            yield connection
-
-    monkeypatch.setattr(claims, "unsynced", watched)
-    monkeypatch.setattr(runs, "unsynced", watched)
-    synced = "2" if engine.dialect.name == "sqlite" else "on"
-    unsynced = "1" if engine.dialect.name == "sqlite" else "off"
-    with engine.connect() as connection:
-        assert durability(connection) == synced
-    run_id = runs.start_run(engine, "cpu", ["run"])
-    assert claims.try_claim(engine, "k", run_id, 60)
-    runs.note_progress(engine, run_id, "alice", 10, 100, 5.0, version_id=None, public=90)
-    assert claims.refresh(engine, "k", run_id)
-    claims.release(engine, "k", run_id)
-    assert seen == [unsynced] * 4
-    # what they wrote is there for every other connection, and the pool's connections commit synced again
-    with engine.connect() as connection:
-        assert durability(connection) == synced
-        assert connection.execute(select(func.count()).select_from(Claim)).scalar() == 0
-    assert runs.latest_run(engine)["progress"]["done"] == 10
-    with engine.begin() as connection:
-        assert durability(connection) == synced
-
-
-def test_a_failed_unsynced_commit_leaves_its_connection_synced(engine):
-    run_id = runs.start_run(engine, "cpu", ["run"])
-    with engine_module.unsynced(engine) as connection:
-        connection.execute(insert(Claim).values(eval_key="k", run_id=run_id, claimed_at=utcnow()))
-    try:
-        with engine_module.unsynced(engine) as connection:
-            connection.execute(insert(Claim).values(eval_key="k", run_id=run_id, claimed_at=utcnow()))
-    except IntegrityError:
-        pass
-    else:
-        raise AssertionError("a second claim on one key was stored")
-    with engine.connect() as connection:
-        assert durability(connection) == ("2" if engine.dialect.name == "sqlite" else "on")
-        assert connection.execute(select(func.count()).select_from(Claim)).scalar() == 1
-
-
-def test_an_sqlite_store_outside_wal_mode_is_never_unsynced(tmp_path):
-    """Outside WAL mode, NORMAL can corrupt the file on a power cut: the store then commits synced as always."""
-    plain = create_engine(f"sqlite:///{tmp_path / 'plain.db'}")
-    with plain.begin() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
-        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
-    with engine_module.unsynced(plain) as connection:
-        assert durability(connection) == "2"
-        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
-    with plain.connect() as connection:
-        assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
-    plain.dispose()
