@@ -157,7 +157,7 @@ def overhead_per_entry(split, spec: DatasetSpec, work: Path, device: str, n: int
     runner.run(engine, list(discover(work / "a-start").values()), [spec], runner.Options(limits), [])  # the sandbox
     measured = []
     calls: list[tuple[float, float, float]] = []  # each entry's (front door's wall time, its process's, timed part)
-    beside: list[float] = []  # the bare passes run right after each entry, and the time they took in all
+    beside: list[float] = []  # the bare pass run right after each entry's process, one per entry
     bare = BarePass(split.images, device, batch, layout)
     front_door = prediction.predict
 
@@ -200,10 +200,10 @@ def overhead_per_entry(split, spec: DatasetSpec, work: Path, device: str, n: int
     out["a_overhead_against_bare_before_seconds_per_entry"] = statistics.median(
         m["overhead_against_bare_before_seconds_per_entry"] for m in measured)
     # of which, by design: the bare pass over the memorisation check's changed copies, scored with the set
-    out["a_memorisation_copies_bare_seconds"] = middle["bare_seconds"] * runner.MEMO_COPIES / len(split.images)
+    copies = runner.MEMO_COPIES / len(split.images)
+    out["a_memorisation_copies_bare_seconds"] = middle["bare_seconds"] * copies
     # so, beyond the bare pass over every image the harness hands over (the set and its copies), the median round's
-    beyond = [m["overhead_seconds_per_entry"] - m["bare_seconds"] * runner.MEMO_COPIES / len(split.images)
-              for m in measured]
+    beyond = [m["overhead_seconds_per_entry"] - m["bare_seconds"] * copies for m in measured]
     out["a_overhead_beyond_images_handed_over_seconds_per_entry"] = round(statistics.median(beyond), 4)
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,16 +50,19 @@ def main() -> None:
         child(Path(args.child), args.old)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-warm-up-"))
-    make_entries(work, 1)
-    folder = next(work.iterdir())
     seconds: dict[str, list[float]] = {"new": [], "old": []}
     layouts = set()
-    for i in range(args.processes):
-        for way in ("new", "old") if i % 2 == 0 else ("old", "new"):
-            cmd = [sys.executable, __file__, "--child", str(folder)] + (["--old"] if way == "old" else [])
-            said = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-            seconds[way].append(said["seconds"])
-            layouts.add(said["layout"])
+    try:
+        make_entries(work, 1)
+        folder = next(work.iterdir())
+        for i in range(args.processes):
+            for way in ("new", "old") if i % 2 == 0 else ("old", "new"):
+                cmd = [sys.executable, __file__, "--child", str(folder)] + (["--old"] if way == "old" else [])
+                said = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+                seconds[way].append(said["seconds"])
+                layouts.add(said["layout"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"compare": args.compare, "processes": args.processes, "layouts": sorted(layouts),
                       **{way: {"mean": round(statistics.mean(v), 4), "median": round(statistics.median(v), 4)}
                          for way, v in seconds.items()}}, indent=2))

@@ -80,17 +80,21 @@ class Cgroup:
         for folder in self.folders:
             _write(folder / "cgroup.procs", str(pid))
 
+    def _procs(self) -> list[int]:
+        return [int(p) for p in (self.memory / "cgroup.procs").read_text().split()]
+
     def pids(self) -> list[int]:
+        """The processes in the cgroup ([] when that cannot be read)."""
         try:
-            return [int(p) for p in (self.memory / "cgroup.procs").read_text().split()]
+            return self._procs()
         except (OSError, ValueError):
             return []
 
     def empty(self) -> bool:
         """Whether no process is in the cgroup (False when that cannot be read)."""
         try:
-            return not (self.memory / "cgroup.procs").read_text().split()
-        except OSError:
+            return not self._procs()
+        except (OSError, ValueError):
             return False
 
     def usage(self) -> int:

@@ -466,6 +466,7 @@ class WarmPool:
         self._memory: dict[str, int] = {}  # by entry name: its bytes when last measured (after a load or request)
         self._entries: OrderedDict[str, WarmEntry] = OrderedDict()  # by entry name, least recently used first
         self._lock = threading.Lock()
+        self._fitting = threading.Lock()  # see _fit
         self._threads = ThreadPoolExecutor(max_workers=cap, thread_name_prefix="warm-entry")
         # Loading is mostly importing torch, CPU-bound: as many at once as there are cores, so that the first
         # entries are warm (and answer) soonest instead of all of them loading slowly together.
@@ -580,29 +581,37 @@ class WarmPool:
     def _fit(self, latest: WarmEntry) -> None:
         """Measure ``latest`` and shut down the least recently used entries until the warm ones fit the memory
         budget; ``latest`` itself goes only when it alone needs more than the budget. An entry that is answering
-        (its lock held) is measured later, never stopped mid-request."""
+        (its lock held) is measured later, never stopped mid-request.
+
+        One fitting at a time, each on the entries alive when it starts: two answers that end together would
+        otherwise both shut an entry down for the same excess (or one skip the entry the other is shutting down,
+        as busy, and shut down the next), leaving fewer entries warm than the budget holds."""
         if self.memory_budget is None:
             return
         with latest.lock:
             used = latest.memory()
-        with self._lock:
-            if self._entries.get(latest.entry.name) is latest:
-                self._memory[latest.entry.name] = used
-            order = [w for w in self._entries.values() if w.alive]  # least recently used first
-        total = sum(self._memory.get(w.entry.name, 0) for w in order)
-        for warm in [w for w in order if w is not latest] + [latest]:
-            if total <= self.memory_budget:
-                break
-            if warm is latest and len([w for w in order if w.alive]) > 1:
-                continue  # the others go first; it is the one just asked for
-            if not warm.lock.acquire(blocking=False):
-                continue
-            try:
-                warm.close()
-            finally:
-                warm.lock.release()
+        with self._fitting:
             with self._lock:
-                total -= self._memory.pop(warm.entry.name, 0)
+                if self._entries.get(latest.entry.name) is latest:
+                    self._memory[latest.entry.name] = used
+                order = [w for w in self._entries.values() if w.alive]  # least recently used first
+                sizes = {id(w): self._memory.get(w.entry.name, 0) for w in order}
+            total = sum(sizes.values())
+            for warm in [w for w in order if w is not latest] + [latest]:
+                if total <= self.memory_budget:
+                    break
+                if warm is latest and len([w for w in order if w.alive]) > 1:
+                    continue  # the others go first; it is the one just asked for
+                if not warm.lock.acquire(blocking=False):
+                    continue
+                try:
+                    warm.close()
+                finally:
+                    warm.lock.release()
+                total -= sizes[id(warm)]
+                with self._lock:
+                    if self._entries.get(warm.entry.name) is warm:
+                        self._memory.pop(warm.entry.name, None)
 
     def _get(self, entry: EntryFolder) -> WarmEntry:
         """The entry's warm process holder (a new one when its files changed), making room under the cap."""
