@@ -530,7 +530,11 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                 with contextlib.suppress(Exception):
                     job.started()  # nothing else may write to the sandbox's server meanwhile
                 job.kill()
-                if not job.wait(5.0) and box is not None:  # its end is read, so the next entry's start is not
+                try:  # its end is read, so the next entry's start is not
+                    ended = job.wait(5.0)
+                except sandbox.SandboxError:  # the server went too (Ctrl-C reaches its process group): what was
+                    ended = False             # raised here still is what the caller hears
+                if not ended and box is not None:
                     box.close()
                 raise
             try:

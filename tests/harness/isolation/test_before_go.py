@@ -8,6 +8,7 @@ over only at go.
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import time
 
@@ -321,6 +322,40 @@ def test_images_written_while_the_entry_loads_reach_it_and_a_failed_write_leaves
     assert not alive_children() - before  # and gone once the write failed (a sandbox's server stays, as before)
     again = run("out3", lambda: np.save(images, digits[:, None]))  # the next entry starts as usual
     assert again.result["status"] == "ok", again.result
+
+
+@pytest.mark.sandbox
+def test_ctrl_c_while_the_images_are_written_is_what_the_caller_hears_even_when_the_server_went_too(tmp_path, means,
+                                                                                                    mnist_test):
+    """Ctrl-C reaches the sandbox's server too (the terminal signals the whole process group): when it lands while
+    the host writes the entry's images, the host's KeyboardInterrupt is what propagates (the command then says how to
+    go on), not the server's end read while cleaning up; and the next entry starts in a new sandbox."""
+    box = process.sandbox.shared([])
+    if box is None:
+        pytest.skip("bubblewrap cannot run here")
+    folder = write_entry(tmp_path / "subs", "template", weights=template_weights(means))
+    images = tmp_path / "work" / "images_mnist.npy"
+    images.parent.mkdir()
+    digits = mnist_test.images[:50]
+
+    def run(out: str, prepare):
+        return process.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / out, device="cpu",
+                                    timeout=120, sandboxed=True, prepare=prepare)
+
+    def interrupted():
+        server = psutil.Process(box.proc.pid)
+        for p in [*server.children(recursive=True), server]:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        server.wait(10)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run("out", interrupted)
+    again = run("out2", lambda: np.save(images, digits[:, None]))
+    assert again.result["status"] == "ok", again.result
+    assert np.array_equal(np.load(tmp_path / "out2" / "outputs_mnist.npy").argmax(1),
+                          template_predictions(digits, means))
 
 
 def alive_children() -> set[int]:
