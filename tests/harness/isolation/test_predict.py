@@ -169,3 +169,40 @@ def test_the_front_door_is_imported_lazily():
             "assert predict is prediction.predict and Prediction is prediction.Prediction\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
     assert Prediction is prediction.Prediction
+
+
+# Each image's mean over every pixel of each channel, on the 0..1 scale (a second implementation below: NumPy).
+CHANNEL_MEANS = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Linear(1, 1)
+
+    def forward(self, x):
+        means = x.mean(dim=(2, 3))
+        return torch.cat([means, torch.zeros(len(x), 10 - x.shape[1])], dim=1)
+'''
+
+
+@pytest.mark.sandbox
+def test_a_set_whose_floats_alone_exceed_the_memory_limit_is_scored_within_it(tmp_path):
+    """The entry's process makes each batch the model's input as it runs, from the set's file mapped into memory: a
+    competition of larger images is not held as floats (4 bytes a pixel) all at once. Here 6,500 images of 3×96×96
+    are 180 MB as handed over and 719 MB as floats, against a 640 MiB limit for the whole process (torch included)."""
+    from harness.contract import Interface
+    interface = Interface((3, 96, 96), 10)
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (6500, 3, 96, 96), dtype=np.uint8)
+    assert images.size * 4 > 640 * 2 ** 20
+    entry = entry_of(tmp_path / "subs", "means", CHANNEL_MEANS)
+    entry = replace(entry, metadata=replace(entry.metadata, interface=interface))
+    got = predict(entry, {"big": images}, replace(CPU, memory=640 * 2 ** 20))
+    assert got.status == "ok", (got.error, got.log)
+    expected = images.reshape(len(images), 3, -1).astype(np.float64).mean(axis=2) / 255
+    np.testing.assert_allclose(got.outputs["big"][:, :3], expected, atol=1e-5)
+    assert not got.outputs["big"][:, 3:].any()
+    assert got.peak_memory < images.size * 4  # less than the set as floats, whatever torch itself holds
