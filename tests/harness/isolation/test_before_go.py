@@ -288,21 +288,27 @@ def test_a_cgroup_without_a_peak_of_its_own_is_watched_per_process_as_before(mon
     assert max(seconds for at, seconds in job.waits if at >= job.went_at) == pytest.approx(process.POLL_SECONDS)
 
 
+def template_run(tmp_path, means, mnist_test, sandboxed: bool):
+    """The template entry's images file (not written yet), 50 digits for it, and a run of the entry whose ``prepare``
+    writes the file while it loads: ``run(out_folder_name, prepare)``."""
+    folder = write_entry(tmp_path / "subs", "template", weights=template_weights(means))
+    images = tmp_path / "work" / "images_mnist.npy"
+    images.parent.mkdir()
+
+    def run(out: str, prepare):
+        return process.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / out, device="cpu",
+                                    timeout=120, sandboxed=sandboxed, prepare=prepare)
+
+    return images, mnist_test.images[:50], run
+
+
 @pytest.mark.sandbox
 @pytest.mark.parametrize("sandboxed", [True, False], ids=["sandbox", "plain"])
 def test_images_written_while_the_entry_loads_reach_it_and_a_failed_write_leaves_no_process(tmp_path, sandboxed,
                                                                                             means, mnist_test):
     if sandboxed and process.sandbox.shared([]) is None:
         pytest.skip("bubblewrap cannot run here")
-    folder = write_entry(tmp_path / "subs", "template", weights=template_weights(means))
-    images = tmp_path / "work" / "images_mnist.npy"
-    images.parent.mkdir()
-    digits = mnist_test.images[:50]
-
-    def run(out: str, prepare):
-        return process.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / out, device="cpu",
-                                    timeout=120, sandboxed=sandboxed, prepare=prepare)
-
+    images, digits, run = template_run(tmp_path, means, mnist_test, sandboxed)
     outcome = run("out", lambda: np.save(images, digits[:, None]))
     assert outcome.result["status"] == "ok", outcome.result
     outputs = np.load(tmp_path / "out" / "outputs_mnist.npy")
@@ -333,14 +339,7 @@ def test_ctrl_c_while_the_images_are_written_is_what_the_caller_hears_even_when_
     box = process.sandbox.shared([])
     if box is None:
         pytest.skip("bubblewrap cannot run here")
-    folder = write_entry(tmp_path / "subs", "template", weights=template_weights(means))
-    images = tmp_path / "work" / "images_mnist.npy"
-    images.parent.mkdir()
-    digits = mnist_test.images[:50]
-
-    def run(out: str, prepare):
-        return process.run_isolated(folder, EntryMetadata(), {"mnist": images}, tmp_path / out, device="cpu",
-                                    timeout=120, sandboxed=True, prepare=prepare)
+    images, digits, run = template_run(tmp_path, means, mnist_test, sandboxed=True)
 
     def interrupted():
         server = psutil.Process(box.proc.pid)
