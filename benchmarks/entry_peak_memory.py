@@ -1,0 +1,53 @@
+"""The peak memory the harness stores for an entry (its cgroup's, else its processes' as the host watched them):
+the PyTorch example's CNN (random weights) through the front door (``harness.isolation.predict``) on the MNIST test
+set with the memorisation check's 1,000 copies, as a run scores it, a few times.
+
+Run it in two checkouts (a worktree of the older commit beside this one) to compare harnesses:
+
+    python benchmarks/entry_peak_memory.py --mnist-dir ../shared/datasets/mnist --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness_speed import make_entries  # noqa: E402
+from harness import runner  # noqa: E402
+from harness.data import mnist  # noqa: E402
+from harness.data.copies import changed_copies  # noqa: E402
+from harness.entries.discovery import discover  # noqa: E402
+from harness.isolation import prediction  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--mnist-dir", default=None)
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args()
+    split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test", allow_download=False)
+    _, copies = changed_copies(split.images, runner.MEMO_COPIES, np.random.default_rng(0))
+    images = {"mnist": np.concatenate([split.images, copies])}
+    work = Path(tempfile.mkdtemp(prefix="bench-peak-"))
+    try:
+        make_entries(work, 1)
+        entry = discover(work)["cnn-00"]
+        got = [prediction.predict(entry, images, runner.Limits(device="cpu")) for _ in range(args.runs)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert all(g.status == "ok" for g in got), [g.error for g in got]
+    print(json.dumps({"peak_memory_mib": [round(g.peak_memory / 2 ** 20, 1) for g in got],
+                      "sandboxed": got[0].sandboxed, "device": got[0].device}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
