@@ -63,7 +63,7 @@ def save(images: dict[str, np.ndarray], shuffled: Shuffled) -> None:
     """Write each set's images (uint8 [N,H,W], or [N,C,H,W]) to its file as uint8 [N,C,H,W], in its secret order;
     labels and file names are never written."""
     for kind, array in images.items():
-        ordered = array.astype(np.uint8, copy=False)[shuffled.orders[kind]]  # one copy: the reordering
+        ordered = array.astype(np.uint8)[shuffled.orders[kind]]
         np.save(shuffled.paths[kind], np.ascontiguousarray(ordered[:, None] if ordered.ndim == 3 else ordered),
                 allow_pickle=False)
 

@@ -133,27 +133,20 @@ class Counter:
         write_progress(self.fd, self.done)
 
 
-def run_batches(model, images: torch.Tensor | np.ndarray, batch_size: int, where: str,
-                counter: Counter | None = None, layout: torch.memory_format | None = None) -> np.ndarray:
-    """Forward every image once, in order; outputs come back in one copy.
+def run_batches(model, resident: torch.Tensor, batch_size: int, where: str,
+                counter: Counter | None = None) -> np.ndarray:
+    """Forward every image once, in order, from images already on the device; outputs come back in one copy.
 
-    ``images``: a tensor already on the device, or host images (a NumPy array, possibly mapped from their file), each
-    batch of which is made the model's input on the CPU just before it runs (:func:`to_device`, then ``layout``), so
-    that the whole set is never held as floats. On a CUDA out-of-memory error the batch is halved and the same images
-    are tried again. ``counter`` counts the images done after each batch.
+    On a CUDA out-of-memory error the batch is halved and the same images are tried again. ``counter`` counts the
+    images done after each batch.
     """
-    on_host = isinstance(images, np.ndarray)
-    device = torch.device("cpu") if on_host else images.device
+    device = resident.device
     outputs = []
     start = 0
-    batch_size = even_batch(len(images), batch_size)
+    batch_size = even_batch(len(resident), batch_size)
     with torch.inference_mode():
-        while start < len(images):
-            if on_host:  # a copy of its own: the mapped file is read-only, and the model may write to its input
-                batch = to_device(np.array(images[start:start + batch_size]), device)
-                batch = batch if layout is None else batch.contiguous(memory_format=layout)
-            else:
-                batch = images[start:start + batch_size]
+        while start < len(resident):
+            batch = resident[start:start + batch_size]
             try:
                 out = model(batch)
             except torch.OutOfMemoryError:
@@ -170,8 +163,8 @@ def run_batches(model, images: torch.Tensor | np.ndarray, batch_size: int, where
         if not torch.isfinite(result).all():
             raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its "
                              "normalisation.")
-    if len(result) != len(images):
-        raise EntryError(f"only {len(result)} of {len(images)} images were evaluated on {where}.")
+    if len(result) != len(resident):
+        raise EntryError(f"only {len(result)} of {len(resident)} images were evaluated on {where}.")
     return result.cpu().numpy()
 
 
@@ -373,16 +366,11 @@ def load(folder: Path, metadata: EntryMetadata, device: str = "auto", batch_size
 
 def answer(loaded: Loaded, path: Path, where: str, counter: Counter | None = None) -> np.ndarray:
     """The loaded model's outputs for the images in one ``.npy`` file (uint8 or float32 [N, C, H, W], the task's
-    input shape). On CUDA they go to the GPU in one copy first; on the CPU the file is mapped into memory and each
-    batch becomes the model's input as it runs (the set as floats would be 4 bytes a pixel more of this process's
-    memory, and of its time: fresh pages to fault in, before the first image is read)."""
-    cuda = loaded.device.type == "cuda"
-    raw = np.load(path, mmap_mode=None if cuda else "r", allow_pickle=False)
+    input shape)."""
+    raw = np.load(path, allow_pickle=False)
     if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != IO.input_shape:
         raise ValueError(f"{path.name}: expected uint8 or float32 images [N,{','.join(map(str, IO.input_shape))}], "
                          f"got {raw.dtype} {raw.shape}")
-    if not cuda:
-        return run_batches(loaded.model, raw, loaded.batch_size, where, counter, layout=loaded.layout)
     resident = to_device(host_tensor(raw, loaded.device), loaded.device)
     if loaded.layout is not None:
         resident = resident.contiguous(memory_format=loaded.layout)
