@@ -608,7 +608,7 @@ class WarmPool:
                     warm.close()
                 finally:
                     warm.lock.release()
-                total -= sizes[id(warm)]
+                total -= sizes.get(id(warm), 0)  # nothing counted for a latest that had already ended
                 with self._lock:
                     if self._entries.get(warm.entry.name) is warm:
                         self._memory.pop(warm.entry.name, None)
