@@ -16,15 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness_speed import make_entries  # noqa: E402
 from harness import runner  # noqa: E402
 from harness.data import mnist  # noqa: E402
-from harness.data.copies import changed_copies  # noqa: E402
+from harness.data.task import DatasetSpec  # noqa: E402
 from harness.entries.discovery import discover  # noqa: E402
 from harness.isolation import prediction  # noqa: E402
 
@@ -35,8 +33,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     split = mnist.load_split(mnist.resolve_dir(args.mnist_dir), "test", allow_download=False)
-    _, copies = changed_copies(split.images, runner.MEMO_COPIES, np.random.default_rng(0))
-    images = {"mnist": np.concatenate([split.images, copies])}
+    spec = DatasetSpec("mnist", split.content_hash, split.labels, split.images, "bench")
+    images = {"mnist": runner.Copies.draw(spec).mixed}  # the set and its copies, as a run hands them over
     work = Path(tempfile.mkdtemp(prefix="bench-peak-"))
     try:
         make_entries(work, 1)
