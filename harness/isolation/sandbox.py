@@ -309,7 +309,8 @@ class Sandbox:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        self.proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError):  # a job line still buffered for a server that is gone
+            self.proc.stdin.close()
         self.proc.stdout.close()
         trees.remove(self.root)
 
