@@ -2,8 +2,8 @@
 
 (a) harness overhead per entry beyond the bare model compute (same model, same batches, in-process), each round a
     run of new entries with a bare pass right after each one's process (the machine's speed drifts within minutes),
-    the median over rounds; also beyond the bare pass over every image handed over (the set and the memorisation
-    check's 1,000 copies);
+    the median over rounds; also as a share of the bare pass (comparable between days), and beyond the bare pass over
+    every image handed over (the set and the memorisation check's 1,000 copies);
 (b) ``python -m harness.evaluate`` on 10 entries vs. the course way: one Python process per model with
     torchvision ``MNIST`` + ``ToTensor`` + ``DataLoader(batch_size=64)``;
 (c) a re-run of ``python -m harness.evaluate`` where nothing changed, with 50 entries (wall seconds, and CPU seconds,
@@ -184,6 +184,9 @@ def overhead_per_entry(split, spec: DatasetSpec, work: Path, device: str, n: int
                              "harness_seconds_per_entry": round(per_entry, 4),
                              "overhead_seconds_per_entry": round(per_entry - own, 4),
                              "overhead_against_bare_before_seconds_per_entry": round(per_entry - before, 4),
+                             # the same as a share of the bare pass: comparable between days, when this machine's
+                             # speed (and the bare pass with it) drifts by half or more
+                             "overhead_share_of_bare": round((per_entry - own) / own, 4),
                              # where an entry's time went: the run loop beside it (keeping a new version's files,
                              # the store), the host's part of running it, its process before the images, the timed part
                              "split_seconds_per_entry": {"run_loop": round(per_entry - wall, 4),
@@ -199,6 +202,7 @@ def overhead_per_entry(split, spec: DatasetSpec, work: Path, device: str, n: int
     out["a_overhead_seconds_per_entry"] = middle["overhead_seconds_per_entry"]
     out["a_overhead_against_bare_before_seconds_per_entry"] = statistics.median(
         m["overhead_against_bare_before_seconds_per_entry"] for m in measured)
+    out["a_overhead_share_of_bare"] = middle["overhead_share_of_bare"]
     # of which, by design: the bare pass over the memorisation check's changed copies, scored with the set
     copies = runner.MEMO_COPIES / len(split.images)
     out["a_memorisation_copies_bare_seconds"] = middle["bare_seconds"] * copies
