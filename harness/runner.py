@@ -27,7 +27,7 @@ from harness.entries import parameters
 from harness.entries.discovery import EntryFolder
 from harness.isolation import Progress, limits_hit
 from harness.isolation.inside.exchange import LOADING
-from harness.isolation.prediction import LOCAL, Predictor
+from harness.isolation.prediction import LOCAL, Prediction, Predictor
 from harness.isolation.process import needs_torchvision
 from harness.scoring import retention, standings
 from harness.scoring.metrics import memorisation_counts, summarize
@@ -166,13 +166,7 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
     public = [spec for spec in datasets if not is_secret(spec.kind)]
     secret = [spec for spec in datasets if is_secret(spec.kind)]
     total = sum(len(spec.images) for spec in datasets)
-    main = copied_set(public, task)
-    if main is not None and (copies is None or copies.kind != main.kind
-                             or len(copies.mixed) != len(main.images) + len(copies.chosen)):
-        copies = Copies.draw(main)
-    images = {spec.kind: spec.images for spec in public}
-    if main is not None:
-        images[main.kind] = copies.mixed
+    images, main, copies = _public_images(public, task, copies)
 
     def first_progress(at: Progress) -> None:
         if on_progress:
@@ -188,6 +182,38 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
 
     first = predictor.predict(entry, images, limits, preload_torchvision=preload_torchvision,
                               on_progress=first_progress, while_loading=loading)
+    record = _public_record(first, entry, counted)
+    if record.status != "ok":
+        return record
+    _score_public(record, first.outputs, public, main, copies, dataset_ids, task)
+    if record.status != "ok":
+        return record
+    record.images_per_second = first.images_per_second
+    if secret:
+        if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
+            on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
+        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predictor, task)
+    return record
+
+
+def _public_images(public: list[DatasetSpec], task: Task,
+                   copies: Copies | None) -> tuple[dict[str, np.ndarray], DatasetSpec | None, Copies | None]:
+    """What the public phase receives: each public set, the copied one followed by the run's memorisation copies
+    (drawn here when those given do not fit it); with that set and its copies (None, None when none is copied)."""
+    images = {spec.kind: spec.images for spec in public}
+    main = copied_set(public, task)
+    if main is None:
+        return images, None, None
+    if copies is None or copies.kind != main.kind or len(copies.mixed) != len(main.images) + len(copies.chosen):
+        copies = Copies.draw(main)
+    images[main.kind] = copies.mixed
+    return images, main, copies
+
+
+def _public_record(first: Prediction, entry: EntryFolder,
+                   counted: list[tuple[int | None, str | None]]) -> evaluations.Record:
+    """The public phase's record before scoring: how it ran, and the parameter count (``counted`` while it loaded,
+    else read now) when it ran through; a count that refuses the entry fails it."""
     if first.status != "ok" or entry.metadata_error:
         params, refusal = None, None
     else:
@@ -197,28 +223,27 @@ def evaluate_one(entry: EntryFolder, datasets: list[DatasetSpec], dataset_ids: d
                                 log=first.log or None, sandboxed=first.sandboxed)
     if refusal:  # used only when the entry ran: a refused entry's files are never read here
         record.status, record.error = "failed", refusal
-    if record.status != "ok":
-        return record
-    outputs = dict(first.outputs)
-    if main is not None:  # the copies' outputs follow the set's own
+    return record
+
+
+def _score_public(record: evaluations.Record, outputs: dict[str, np.ndarray], public: list[DatasetSpec],
+                  main: DatasetSpec | None, copies: Copies | None, dataset_ids: dict[str, int], task: Task) -> None:
+    """The public sets' metrics into ``record``, and the memorisation check's counts from the copies' outputs, which
+    follow the copied set's own; outputs that cannot be scored fail it."""
+    outputs = dict(outputs)
+    if main is not None:
         outputs[main.kind], copy_outputs = outputs[main.kind][:len(main.images)], outputs[main.kind][len(main.images):]
     try:
         record.metrics = {dataset_ids[spec.kind]: summarize(spec.labels, outputs[spec.kind], task.num_classes)
                           for spec in public}
     except ValueError as exc:
         record.status, record.error = "failed", str(exc)
-        return record
-    record.images_per_second = first.images_per_second
+        return
     if main is not None:
         as_given = record.metrics[dataset_ids[main.kind]]
         record.output_kind = as_given.output_kind
         record.memorisation = evaluations.Memorisation(*memorisation_counts(
             main.labels[copies.chosen], as_given.predicted[copies.chosen], copy_outputs.argmax(1)))
-    if secret:
-        if on_progress:  # progress stays where the public phase left it: the entry's own count would be a channel
-            on_progress(Progress(total - sum(len(spec.images) for spec in secret), total))
-        _secret_phase(record, entry, secret, dataset_ids, limits, preload_torchvision, predictor, task)
-    return record
 
 
 def _secret_phase(record: evaluations.Record, entry: EntryFolder, secret: list[DatasetSpec],

@@ -354,6 +354,84 @@ def _limit_broken(job, peak: int, memory_limit: int, elapsed: float, timeout: fl
     return None
 
 
+class _Watch:
+    """What :func:`_watch` keeps while it polls one entry: when it started and went, the processes it lists and their
+    peak, the phase it last said, and when each was last read."""
+
+    def __init__(self, job, timeout: float, memory_limit: int, total: int, device: str,
+                 on_progress: Callable[[Progress], None] | None):
+        self.job, self.timeout, self.memory_limit, self.total = job, timeout, memory_limit, total
+        self.on_progress = on_progress
+        self.started = time.perf_counter()
+        self.went: float | None = None
+        self.peak = 0
+        self.procs, self.listed_at = [], float("-inf")
+        self.estimate = _Estimate(total, timeout, device, on_progress)
+        # With a cgroup that keeps its own peak, the host reads nothing per process while the entry runs, and wakes
+        # only to read its progress: on 2 cores every poll is time taken from the entry's threads (about 30 ms of CPU
+        # in a 1.3 s timed run polled every POLL_SECONDS, measured)
+        self.cgroup = getattr(job, "cgroup", None)
+        self.kernel = self.cgroup is not None and memory_limit > 0 and self.cgroup.keeps_peak
+        self.phase, self.phase_read, self.checked = LOADING, 0.0, float("-inf")
+        if on_progress:
+            on_progress(Progress(0, total, phase=self.phase))
+
+    def pause(self) -> float:
+        """How long to wait for the process's exit before the next look."""
+        if self.went is None:
+            return READY_POLL_SECONDS
+        # never past the time limit; with the kernel holding the memory limit, as often as progress is read
+        return max(min(PROGRESS_SECONDS if self.kernel else POLL_SECONDS,
+                       self.timeout - (time.perf_counter() - self.started)), 0.001)
+
+    def loading(self, elapsed: float) -> bool:
+        """Before go: hand over the images once the entry is ready, else say its phase now and then. False while
+        only its readiness is asked (its limits keep their own pace)."""
+        if self.job.ready():
+            self.job.go()
+            self.went = time.perf_counter()
+            if self.on_progress:
+                self.on_progress(Progress(0, self.total))
+            return True
+        if elapsed - self.checked < POLL_SECONDS:
+            return False
+        if self.on_progress and elapsed - self.phase_read >= PROGRESS_SECONDS:
+            self.phase_read, said = elapsed, self.job.phase()
+            if said is not None and said != self.phase:
+                self.phase = said
+                self.on_progress(Progress(0, self.total, phase=said))
+        return True
+
+    def broken(self, elapsed: float) -> str | None:
+        """Why the entry must be stopped now (a limit, or the estimate that it cannot finish in time), or None."""
+        self.checked = elapsed
+        if self.kernel:  # the kernel holds the memory limit and keeps the peak: a kill it made is looked for at times
+            look = elapsed - self.listed_at >= LIST_SECONDS
+            self.listed_at = elapsed if look else self.listed_at
+            reason = _limit_broken(self.job, 0, self.memory_limit if look else 0, elapsed, self.timeout)
+        else:
+            if not self.procs or elapsed - self.listed_at >= LIST_SECONDS:
+                # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
+                self.procs, self.listed_at = self.job.processes(), elapsed
+            with contextlib.suppress(psutil.Error):
+                self.peak = max(self.peak, _memory(self.procs))
+            reason = _limit_broken(self.job, self.peak, self.memory_limit, elapsed, self.timeout)
+        if reason is None and self.went is not None and self.total:
+            reason = self.estimate.update(self.job, time.perf_counter(), self.started, self.went)
+        return reason
+
+    def ended(self, ended: float, reason: str | None) -> _Watched:
+        """Kill what the entry left running, then read its peak (and a kill the kernel made for it) from its cgroup."""
+        self.job.kill()
+        peak = self.peak
+        if self.cgroup is not None:  # every page its processes held, memfd and tmpfs included
+            peak = self.cgroup.peak()
+            if self.memory_limit and not reason and self.cgroup.over_limit():
+                reason = memory_limit_reason(self.memory_limit)
+        went = self.went
+        return _Watched(ended - self.started, peak, reason, None if went is None or reason else ended - went)
+
+
 def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str = "cpu",
            on_progress: Callable[[Progress], None] | None = None) -> _Watched:
     """Poll the entry until it ends or breaks a limit; hand over its images once it says it is ready and time it
@@ -362,67 +440,24 @@ def _watch(job, timeout: float, memory_limit: int, total: int = 0, device: str =
     Before that, ``on_progress`` hears its phase (loading, then warming up, as its process says); once it has the
     images, its count of images done (of ``total``), which also stops it early when, at its speed so far, it would
     need more than its time limit."""
-    started = time.perf_counter()
-    peak, reason, went = 0, None, None
-    procs, listed_at = [], float("-inf")
-    estimate = _Estimate(total, timeout, device, on_progress)
-    # With a cgroup that keeps its own peak, the host reads nothing per process while the entry runs, and wakes only
-    # to read its progress: on 2 cores every poll is time taken from the entry's threads (about 30 ms of CPU in a
-    # 1.3 s timed run polled every POLL_SECONDS, measured)
-    cgroup = getattr(job, "cgroup", None)
-    kernel = cgroup is not None and memory_limit > 0 and cgroup.keeps_peak
-    phase, phase_read, checked = LOADING, 0.0, float("-inf")
-    if on_progress:
-        on_progress(Progress(0, total, phase=phase))
+    watch = _Watch(job, timeout, memory_limit, total, device, on_progress)
+    reason = None
     while True:
-        if went is None:
-            pause = READY_POLL_SECONDS
-        else:  # never past the time limit; with the kernel holding the memory limit, as often as progress is read
-            pause = max(min(PROGRESS_SECONDS if kernel else POLL_SECONDS,
-                            timeout - (time.perf_counter() - started)), 0.001)
-        if job.wait(pause):
+        if job.wait(watch.pause()):
             ended = time.perf_counter()
-            if went is not None:
-                estimate.update(job, ended, started, went, final=True)
+            if watch.went is not None:
+                watch.estimate.update(job, ended, watch.started, watch.went, final=True)
             break
-        elapsed = time.perf_counter() - started
-        if went is None and job.ready():
-            job.go()
-            went = time.perf_counter()
-            if on_progress:
-                on_progress(Progress(0, total))
-        elif went is None and elapsed - checked < POLL_SECONDS:
-            continue  # while it loads, only its readiness is asked this often; the limits keep their pace
-        elif went is None and on_progress and elapsed - phase_read >= PROGRESS_SECONDS:
-            phase_read, said = elapsed, job.phase()
-            if said is not None and said != phase:
-                phase = said
-                on_progress(Progress(0, total, phase=phase))
-        checked = elapsed
-        if kernel:  # the kernel holds the memory limit and keeps the peak: a kill it made is looked for now and then
-            look = elapsed - listed_at >= LIST_SECONDS
-            listed_at = elapsed if look else listed_at
-            reason = _limit_broken(job, 0, memory_limit if look else 0, elapsed, timeout)
-        else:
-            if not procs or elapsed - listed_at >= LIST_SECONDS:
-                # listing the process tree scans all of /proc: on 2 cores, doing it every poll slowed the model
-                procs, listed_at = job.processes(), elapsed
-            with contextlib.suppress(psutil.Error):
-                peak = max(peak, _memory(procs))
-            reason = _limit_broken(job, peak, memory_limit, elapsed, timeout)
-        if reason is None and went is not None and total:
-            reason = estimate.update(job, time.perf_counter(), started, went)
+        elapsed = time.perf_counter() - watch.started
+        if watch.went is None and not watch.loading(elapsed):
+            continue
+        reason = watch.broken(elapsed)
         if reason:
             job.kill()
             job.wait(5)
             ended = time.perf_counter()
             break
-    job.kill()  # anything the entry left running
-    if cgroup is not None:  # every page its processes held, memfd and tmpfs included; a kill the kernel made for it
-        peak = cgroup.peak()
-        if memory_limit and not reason and cgroup.over_limit():
-            reason = memory_limit_reason(memory_limit)
-    return _Watched(ended - started, peak, reason, None if went is None or reason else ended - went)
+    return watch.ended(ended, reason)
 
 
 def scratch_folder(out_dir: Path) -> Path:
@@ -507,36 +542,12 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
         cgroup, no_cgroup = entry_cgroup(memory_limit)
         user = job = None
         try:
-            if box is not None:
-                try:
-                    job = box.start(folder, metadata, inputs, device, batch_size, memory_limit, timeout, preload,
-                                    gpu_memory, cgroup)
-                except (sandbox.SandboxError, OSError) as exc:
-                    box.close()
-                    return _not_started(f"the sandbox could not start the entry ({exc}).", True,
-                                        missing_protections(True, None, no_cgroup))
-            else:
-                try:
-                    user = entry_user()
-                    job = _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit, cpu,
-                                        preload_torchvision, user.uid if user else None, gpu_memory, cgroup)
-                except (OSError, psutil.Error) as exc:
-                    return _not_started(f"the entry's process could not start ({exc}).", False,
-                                        missing_protections(False, user and user.uid, no_cgroup))
-            try:
-                if prepare is not None:
-                    prepare()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    job.started()  # nothing else may write to the sandbox's server meanwhile
-                job.kill()
-                try:  # its end is read, so the next entry's start is not
-                    ended = job.wait(5.0)
-                except sandbox.SandboxError:  # the server went too (Ctrl-C reaches its process group): what was
-                    ended = False             # raised here still is what the caller hears
-                if not ended and box is not None:
-                    box.close()
-                raise
+            job, user, failed = _start_job(box, folder, metadata, inputs, out_dir, device, batch_size, memory_limit,
+                                           timeout, preload, gpu_memory, cgroup, no_cgroup)
+            if failed is not None:
+                return failed
+            if prepare is not None:
+                _prepare_while_loading(job, box, prepare)
             try:
                 job.started()
             except (sandbox.SandboxError, OSError) as exc:
@@ -558,6 +569,49 @@ def run_isolated(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path],
                 user.release()
     return _ended(watched, job, folder, out_dir, cpu, box is not None,
                   missing_protections(box is not None, user.uid if user else None, no_cgroup))
+
+
+def _start_job(box, folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path, device: str,
+               batch_size: int | None, memory_limit: int, timeout: float, preload: list[str],
+               gpu_memory: int | None, cgroup, no_cgroup: str | None):
+    """Start the entry's process, in the sandbox ``box`` or (None) forked here under a user of its own: the job, that
+    user (None in the sandbox, or when the harness is not root), and None; or, when it could not start, the outcome
+    that says why (and the user taken, for the caller to release)."""
+    if box is not None:
+        try:
+            return box.start(folder, metadata, inputs, device, batch_size, memory_limit, timeout, preload,
+                             gpu_memory, cgroup), None, None
+        except (sandbox.SandboxError, OSError) as exc:
+            box.close()
+            return None, None, _not_started(f"the sandbox could not start the entry ({exc}).", True,
+                                            missing_protections(True, None, no_cgroup))
+    user = None
+    try:
+        user = entry_user()
+        return _start_forked(folder, metadata, inputs, out_dir, device, batch_size, memory_limit,
+                             cpu_seconds(timeout), "torchvision" in preload, user.uid if user else None, gpu_memory,
+                             cgroup), user, None
+    except (OSError, psutil.Error) as exc:
+        return None, user, _not_started(f"the entry's process could not start ({exc}).", False,
+                                        missing_protections(False, user and user.uid, no_cgroup))
+
+
+def _prepare_while_loading(job, box, prepare: Callable[[], None]) -> None:
+    """Call ``prepare`` while the entry loads. When it raises (Ctrl-C included), stop the entry and read its end, so
+    that the next entry's start is not read in its place, then raise what it raised."""
+    try:
+        prepare()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            job.started()  # nothing else may write to the sandbox's server meanwhile
+        job.kill()
+        try:
+            ended = job.wait(5.0)
+        except sandbox.SandboxError:  # the server went too (Ctrl-C reaches its process group): what was
+            ended = False             # raised here still is what the caller hears
+        if not ended and box is not None:
+            box.close()
+        raise
 
 
 def _not_started(error: str, sandboxed: bool, protections: tuple[str, ...]) -> RunOutcome:
