@@ -28,8 +28,11 @@ for pkg in ("harness", "leaderboard"):
         name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
         mods[subsystem(name)] += 1
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60:
-                long_fns.append((node.end_lineno - node.lineno + 1, f"{name}.{node.name}"))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                # from its first decorator, as tests/test_architecture.py counts (the limit it holds the code to)
+                lines = node.end_lineno - min([node.lineno, *(d.lineno for d in node.decorator_list)]) + 1
+                if lines > 60:
+                    long_fns.append((lines, f"{name}.{node.name}"))
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
