@@ -195,6 +195,18 @@ def count_when_painted(driver, selector: str, at_least: int, timeout: float = PA
     return found
 
 
+def settled(driver, script: str, done, *args, timeout: float = PATIENCE):
+    """What ``script`` returns once ``done`` holds for it, or what it last returned when the timeout passed (for the
+    caller's assert to show). A rerun's text can paint a moment before the widgets below it: read those through this,
+    not once."""
+    deadline = time.time() + timeout
+    while True:
+        value = driver.execute_script(script, *args)
+        if done(value) or time.time() > deadline:
+            return value
+        time.sleep(0.1)
+
+
 def shot(driver, name: str, full: bool = True) -> Path:
     """A screenshot in screenshots/: the whole page at the window's width when ``full``, else the window."""
     SHOTS.mkdir(exist_ok=True)

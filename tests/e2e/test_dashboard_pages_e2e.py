@@ -25,6 +25,7 @@ from tests.browser import (
     dashboard_env,
     find,
     needs_chromium,
+    settled,
     shot,
     wait_for_text,
     window,
@@ -156,15 +157,19 @@ def test_clicking_a_confusion_cell_shows_that_pair(server, fx, sized):
     actions.perform()
     body = wait_for_text(driver, f"with true {t} read as {p}")
     assert f"{count} digit{'s' if count != 1 else ''} with true {t} read as {p}" in body
-    captions = driver.execute_script(
-        "return Array.from(document.querySelectorAll('[data-testid=\"stImageCaption\"]'))"
-        ".filter(c => c.offsetParent !== null).map(c => c.innerText)")  # the open tab's only
     pair = sorted(np.flatnonzero((ada.labels == t) & (ada.predicted == p)).tolist())
-    shown = sorted(int(c.split("·")[0].strip("# ")) for c in captions if "·" in c)
+
+    def numbers(captions: list[str]) -> list[int]:
+        return sorted(int(c.split("·")[0].strip("# ")) for c in captions if "·" in c)
+    captions = settled(driver, "return Array.from(document.querySelectorAll('[data-testid=\"stImageCaption\"]'))"
+                       ".filter(c => c.offsetParent !== null).map(c => c.innerText)",  # the open tab's only
+                       lambda captions: len(numbers(captions)) == min(len(pair), 30))  # the images paint after the text
+    shown = numbers(captions)
     assert shown == pair[:30] or (len(pair) > 30 and len(shown) == 30 and set(shown) <= set(pair)), (shown, pair)
-    boxes = driver.execute_script(
-        "return Array.from(document.querySelectorAll('[data-testid=\"stSelectbox\"]'))"
-        ".filter(c => c.offsetParent !== null).map(s => [s.innerText.trim(), s.querySelector('input').value])")
+    boxes = settled(driver, "return Array.from(document.querySelectorAll('[data-testid=\"stSelectbox\"]'))"
+                    ".filter(c => c.offsetParent !== null)"
+                    ".map(s => [s.innerText.trim(), s.querySelector('input').value])",
+                    lambda boxes: ["True digit", str(t)] in boxes and ["Read as", str(p)] in boxes)
     assert ["True digit", str(t)] in boxes and ["Read as", str(p)] in boxes, boxes
     shot(driver, f"entry_after_click_{width}x{height}")
 
@@ -365,12 +370,13 @@ def test_apply_says_what_it_did_and_empties_the_form(hostile, sized):
                  xpath=True).send_keys(reason)
         click(driver, "Apply")
         wait_for_text(driver, said)
-        form = driver.execute_script("""
+        defaults = ["ada", "visible (undo)", ""]
+        shown = settled(driver, """
             const f = document.evaluate(arguments[0], document, null, 9, null).singleNodeValue;
             return [f.querySelector('[data-testid="stSelectbox"] input').value,
                     f.querySelector('input[type=radio]:checked').closest('label').innerText.trim(),
-                    f.querySelector('input[aria-label^="Reason"]').value]""", MODERATE_FORM)
-        assert form == ["ada", "visible (undo)", ""], form  # the defaults again
+                    f.querySelector('input[aria-label^="Reason"]').value]""", defaults.__eq__, MODERATE_FORM)
+        assert shown == defaults, shown  # the defaults again
 
     apply("hidden from every page", f"checked at {width} px", f"eve is now hidden from every page (reason: checked "
                                                                f"at {width} px).")
