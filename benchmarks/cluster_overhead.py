@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.entries import LINEAR, resnet, write_entry  # noqa: E402
-from harness.data import mnist  # noqa: E402
-from harness.entries.discovery import load_entry  # noqa: E402
-from harness.isolation import Limits, cluster, predict, process  # noqa: E402
+from benchmarks.entries import LINEAR, resnet, write_entry
+from harness.data import mnist
+from harness.entries.discovery import load_entry
+from harness.isolation import Limits, cluster, predict, process
 
 
 def timed(call) -> tuple[float, object]:

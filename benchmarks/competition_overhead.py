@@ -29,12 +29,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import runner  # noqa: E402
-from harness.common import competition  # noqa: E402
-from harness.data import mnist  # noqa: E402
-from harness.data.task import MNIST_DIGITS, DatasetSpec, task_of  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
-from harness.store.engine import make_engine  # noqa: E402
+from harness import runner
+from harness.common import competition
+from harness.data import mnist
+from harness.data.task import MNIST_DIGITS, DatasetSpec, task_of
+from harness.entries.discovery import discover
+from harness.store.engine import make_engine
 
 CODE = '''
 import torch

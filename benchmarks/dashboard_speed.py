@@ -33,10 +33,10 @@ from sqlalchemy import insert
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.scoring.metrics import confusion_matrix, precision_recall, wilson_interval  # noqa: E402
-from harness.store import flags  # noqa: E402
+from harness.scoring.metrics import confusion_matrix, precision_recall, wilson_interval
+from harness.store import flags
 from harness.store.engine import make_engine
-from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, pack, utcnow  # noqa: E402
+from harness.store.schema import Dataset, Entry, EntryVersion, Evaluation, Result, Run, pack, utcnow
 
 
 def build(path: Path, entries: int, evaluations: int, n_mnist: int, n_guest: int = 100, seed: int = 0) -> None:

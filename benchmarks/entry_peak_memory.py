@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness_speed import make_entries  # noqa: E402
-from harness import runner  # noqa: E402
-from harness.data import mnist  # noqa: E402
-from harness.data.task import DatasetSpec  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
-from harness.isolation import prediction  # noqa: E402
+from benchmarks.harness_speed import make_entries
+from harness import runner
+from harness.data import mnist
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.isolation import prediction
 
 
 def main() -> None:

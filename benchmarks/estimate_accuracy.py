@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.entries import resnet, write_entry  # noqa: E402
-from harness.data import mnist  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
-from harness.isolation import Limits, Progress, predict, process  # noqa: E402
+from benchmarks.entries import resnet, write_entry
+from harness.data import mnist
+from harness.entries.discovery import discover
+from harness.isolation import Limits, Progress, predict, process
 
 
 def main() -> None:

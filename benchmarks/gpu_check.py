@@ -27,14 +27,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.harness_speed import CNN_CODE, make_entries  # noqa: E402
-from harness import runner  # noqa: E402
+from benchmarks.harness_speed import CNN_CODE, make_entries
+from harness import runner
 from harness.data import mnist
-from harness.data.task import DatasetSpec  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
-from harness.store import evaluations  # noqa: E402
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.store import evaluations
 from harness.store.engine import make_engine
-from harness.store.schema import unpack  # noqa: E402
+from harness.store.schema import unpack
 
 
 def timed_cuda(fn, repeats=5) -> float:

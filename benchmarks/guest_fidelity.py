@@ -26,10 +26,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from reference_cnn import load_mnist, load_or_train, predict  # noqa: E402
+from reference_cnn import load_mnist, load_or_train, predict
 
-from harness.data.photo_sim import PhotoConditions, photograph  # noqa: E402
-from harness.data.preprocess import PREPROCESS_VERSION, normalize_image  # noqa: E402
+from harness.data.photo_sim import PhotoConditions, photograph
+from harness.data.preprocess import PREPROCESS_VERSION, normalize_image
 
 SEMEION = ROOT.parent / "shared" / "datasets" / "semeion"
 

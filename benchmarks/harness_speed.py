@@ -38,13 +38,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import runner  # noqa: E402
+from harness import runner
 from harness.data import mnist
-from harness.data.task import DatasetSpec  # noqa: E402
-from harness.entries.discovery import RACY_SECONDS, discover  # noqa: E402
-from harness.isolation import prediction  # noqa: E402
-from harness.isolation.inside.worker import keep_freed_memory  # noqa: E402
-from harness.store.engine import make_engine  # noqa: E402
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import RACY_SECONDS, discover
+from harness.isolation import prediction
+from harness.isolation.inside.worker import keep_freed_memory
+from harness.store.engine import make_engine
 
 CNN_CODE = '''
 import torch

@@ -34,13 +34,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness_speed import make_entries  # noqa: E402
-from harness import runner  # noqa: E402
-from harness.data import mnist  # noqa: E402
-from harness.data.task import DatasetSpec  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
-from harness.isolation import cgroups, prediction, process, sandbox  # noqa: E402
-from harness.store.engine import make_engine  # noqa: E402
+from benchmarks.harness_speed import make_entries
+from harness import runner
+from harness.data import mnist
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.isolation import cgroups, prediction, process, sandbox
+from harness.store.engine import make_engine
 
 
 def summary(values: list[float]) -> dict:

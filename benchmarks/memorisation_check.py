@@ -26,14 +26,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import runner  # noqa: E402
-from harness.data import mnist  # noqa: E402
-from harness.data.task import DatasetSpec  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
-from harness.isolation import Limits  # noqa: E402
-from harness.scoring.metrics import memorisation_p, memorised  # noqa: E402
-from tests.entries import class_means, write_entry  # noqa: E402
-from tests.test_sealed import MEMORISER_CODE, memoriser_weights  # noqa: E402
+from harness import runner
+from harness.data import mnist
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import discover
+from harness.isolation import Limits
+from harness.scoring.metrics import memorisation_p, memorised
+from tests.entries import class_means, write_entry
+from tests.test_sealed import MEMORISER_CODE, memoriser_weights
 
 NEAREST_CODE = '''
 import torch

@@ -25,10 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.entries import LINEAR, write_entry  # noqa: E402
-from harness.contract import EntryMetadata  # noqa: E402
+from benchmarks.entries import LINEAR, write_entry
+from harness.contract import EntryMetadata
 from harness.isolation import sandbox
-from harness.isolation.process import run_isolated  # noqa: E402
+from harness.isolation.process import run_isolated
 
 CNN = '''
 import torch

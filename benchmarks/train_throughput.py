@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.errors import HarnessError  # noqa: E402
+from harness.errors import HarnessError
 from harness.training import architectures, augment
-from harness.training.loop import Data, TrainConfig, fit, load_data  # noqa: E402
+from harness.training.loop import Data, TrainConfig, fit, load_data
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 

@@ -33,10 +33,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.data.task import DatasetSpec  # noqa: E402
-from harness.entries.discovery import load_entry  # noqa: E402
-from harness.store import eval_sets, evaluations, runs, snapshots, versions  # noqa: E402
-from harness.store.engine import make_engine  # noqa: E402
+from harness.data.task import DatasetSpec
+from harness.entries.discovery import load_entry
+from harness.store import eval_sets, evaluations, runs, snapshots, versions
+from harness.store.engine import make_engine
 
 
 def database_bytes(path: Path) -> int:

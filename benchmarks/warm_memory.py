@@ -25,10 +25,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.common import competition  # noqa: E402
-from harness.entries.discovery import discover  # noqa: E402
-from harness.isolation import WarmPool  # noqa: E402
-from leaderboard.drawing import LIMITS, memory_text  # noqa: E402
+from harness.common import competition
+from harness.entries.discovery import discover
+from harness.isolation import WarmPool
+from leaderboard.drawing import LIMITS, memory_text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness_speed import make_entries  # noqa: E402
+from benchmarks.harness_speed import make_entries
 
 
 def child(folder: Path, old: bool) -> None:

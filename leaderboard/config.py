@@ -52,6 +52,6 @@ def configured_password(env: Mapping[str, str], secrets: Mapping | None) -> str 
     if value is None and secrets is not None:
         try:
             value = secrets.get(PASSWORD_SECRET) or None
-        except Exception:  # no secrets.toml at all: Streamlit raises on access
+        except FileNotFoundError:  # no secrets.toml, or one it cannot parse: Streamlit raises a subclass on access
             value = None
     return str(value) if value else None

@@ -37,15 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import semeion_halves  # noqa: E402
-import uci_digits  # noqa: E402
+import semeion_halves
+import uci_digits
 
-from harness.data.guest import load_guest_set, sample_guest_dir  # noqa: E402
-from harness.data.mnist import load_split  # noqa: E402
-from harness.data.preprocess import to_uint8  # noqa: E402
-from harness.entries.discovery import read_metadata  # noqa: E402
-from harness.entries.loading import load_model  # noqa: E402
-from harness.scoring.metrics import mcnemar_exact, wilson_interval  # noqa: E402
+from harness.data.guest import load_guest_set, sample_guest_dir
+from harness.data.mnist import load_split
+from harness.data.preprocess import to_uint8
+from harness.entries.discovery import read_metadata
+from harness.entries.loading import load_model
+from harness.scoring.metrics import mcnemar_exact, wilson_interval
 
 REFERENCE = "baseline-strong"
 HELD_OUT = {"semeion": "semeion-held-out", "uci": "uci-held-out"}

@@ -81,7 +81,7 @@ def download(root: Path, split: str) -> None:
             try:
                 download_url(mirror + name, root=str(root), filename=name, md5=md5 if split in VERIFY_MD5 else None)
                 break
-            except Exception as exc:  # network errors come in many types
+            except Exception as exc:  # noqa: BLE001 - network errors come in many types
                 errors.append(f"{mirror}: {exc}")
                 (root / name).unlink(missing_ok=True)
         else:

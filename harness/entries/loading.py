@@ -196,7 +196,7 @@ def fitting_class(module, state: dict[str, torch.Tensor], metadata: EntryMetadat
         for kwargs in ([metadata.constructor, {}] if metadata.constructor else [{}]):
             try:
                 cls(**kwargs).load_state_dict(state, strict=True)
-            except Exception:  # noqa: BLE001, S112 - any failure means: not this class, or not with these arguments
+            except Exception:  # noqa: BLE001 - any failure means: not this class, or not with these arguments
                 continue
             return {name: " and remove its [constructor] table" if metadata.constructor and not kwargs else ""}
     return {}

@@ -707,6 +707,20 @@ def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
     assert "Draw a digit on the canvas" in at.info[0].value
 
 
+def test_password_from_streamlits_own_secrets(tmp_path, monkeypatch):
+    """Streamlit's real st.secrets: with no secrets.toml, or one it cannot parse, it raises on access; the organiser
+    controls are then off, not the page broken. A good file gives the password."""
+    from streamlit.runtime.secrets import Secrets
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.streamlit/secrets.toml either
+    assert config.configured_password({}, Secrets()) is None
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text("admin_password = \n")  # not TOML
+    assert config.configured_password({}, Secrets()) is None
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('admin_password = "from the file"\n')
+    assert config.configured_password({}, Secrets()) == "from the file"
+
+
 def test_organiser_page_is_off_without_a_password(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.db)
     at = page("screens/organiser.py")

@@ -74,7 +74,7 @@ def button(at, label: str):
 
 
 @pytest.fixture()
-def stand_ins(fx, monkeypatch, mnist_test):  # noqa: F811 - fixture
+def stand_ins(fx, monkeypatch, mnist_test):
     use_db(monkeypatch, fx, fx.db)
     canvas, pool = Canvas(drawing_of(mnist_test.images[0])), Pool()
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", canvas.module())

@@ -51,7 +51,7 @@ def entry_child(job: dict, protocol: int, gate: int) -> None:
         worker.main(job["folder"], job["metadata"], job["inputs"], OUT, job["device"], job["batch_size"],
                     job.get("gpu_memory"))
         code = 0
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - whatever ended the job goes to its log
         import traceback
         traceback.print_exc()  # into the entry's log once it is open, else the server's log
     finally:

@@ -496,7 +496,7 @@ def main(folder: str, metadata: EntryMetadata, inputs: dict[str, str], out_dir: 
     try:
         result = evaluate_folder(Path(folder), metadata, {k: Path(v) for k, v in inputs.items()}, out, device,
                                  batch_size, gpu_memory)
-    except BaseException as exc:  # anything the entry's own code raises
+    except BaseException as exc:  # noqa: BLE001 - anything the entry's own code raises
         result = {"status": "failed", "error": failure(exc, Path(folder), log)}
     if os.getpid() != pid:  # a copy the entry forked: only the entry's own process reports
         os._exit(1)
@@ -525,7 +525,7 @@ def serve(folder: str, metadata: EntryMetadata, requests: int, replies: int, in_
 
     try:
         loaded = load(Path(folder), metadata, device, batch_size, gpu_memory)
-    except BaseException as exc:  # anything the entry's own code raises while loading
+    except BaseException as exc:  # noqa: BLE001 - anything the entry's own code raises while loading
         say({"status": "failed", "error": failure(exc, Path(folder), log)})
         return
     say({"ready": True, "device": loaded.shown})
@@ -536,5 +536,5 @@ def serve(folder: str, metadata: EntryMetadata, requests: int, replies: int, in_
                 outputs = answer(loaded, Path(in_dir) / f"draw-{n}.npy", "the drawing")
                 np.save(Path(out_dir) / f"outputs-{n}.npy", outputs, allow_pickle=False)
                 say({"done": n, "status": "ok"})
-            except BaseException as exc:  # the entry's code failed on this request; it stays loaded
+            except BaseException as exc:  # noqa: BLE001 - the entry's code failed on this request; it stays loaded
                 say({"done": n, "status": "failed", "error": failure(exc, Path(folder), log)})

@@ -63,7 +63,7 @@ IGNORES_BLOBS = TEMPLATE_CODE + '''
 
 def lenet() -> nn.Module:
     namespace: dict = {}
-    exec(textwrap.dedent(LENET_CODE), namespace)  # noqa: S102 - the test's own model code
+    exec(textwrap.dedent(LENET_CODE), namespace)  # the test's own model code
     torch.manual_seed(0)
     return namespace["Net"]().eval()
 

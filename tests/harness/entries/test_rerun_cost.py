@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.entries import discovery
-from tests.conftest import REPO as ROOT  # noqa: E402
+from tests.conftest import REPO as ROOT
 
 
 def _write(folder: Path, files: dict[str, bytes]) -> Path:
