@@ -103,16 +103,23 @@ def host_tensor(raw: np.ndarray, device: torch.device) -> torch.Tensor:
     return images.pin_memory() if device.type == "cuda" else images
 
 
+def scale_into(inputs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """``images`` (uint8 or float32, on the device) written into ``inputs`` (float32, the same shape, in any memory
+    layout) as the model's input: uint8 scaled to [0,1], then to the task's value range when it is another."""
+    inputs.copy_(images)
+    if images.dtype != torch.uint8:
+        return inputs
+    inputs.div_(255)
+    low, high = IO.value_range
+    return inputs if (low, high) == (0.0, 1.0) else inputs.mul_(high - low).add_(low)
+
+
 def to_device(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The model's input on the device in one copy: uint8 images are scaled to [0,1] there (4x less to move), then to
-    the task's value range when it is another."""
+    """A few images as the model's input on the device: uint8 images are moved as they are (4x less to move) and
+    scaled there."""
     images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
     moved = images.to(device, non_blocking=True)
-    if images.dtype != torch.uint8:
-        return moved.float()
-    low, high = IO.value_range
-    scaled = moved.float().div_(255)
-    return scaled if (low, high) == (0.0, 1.0) else scaled.mul_(high - low).add_(low)
+    return scale_into(torch.empty(moved.shape, dtype=torch.float32, device=device), moved)
 
 
 class Counter:
@@ -134,37 +141,41 @@ class Counter:
 
 
 def run_batches(model, resident: torch.Tensor, batch_size: int, where: str,
-                counter: Counter | None = None) -> np.ndarray:
-    """Forward every image once, in order, from images already on the device; outputs come back in one copy.
+                counter: Counter | None = None, layout: torch.memory_format | None = None) -> np.ndarray:
+    """Forward every image once, in order, from images already on the device (uint8 or float32); outputs come back
+    in one copy.
 
-    On a CUDA out-of-memory error the batch is halved and the same images are tried again. ``counter`` counts the
-    images done after each batch.
+    Each batch is written into one input buffer (float32, in ``layout``) made once, and each batch's outputs into one
+    result made once: the whole set is never held as floats (4 bytes a pixel, against uint8's one), and nothing is
+    allocated per batch but what the model itself allocates (a new input each batch, with the outputs kept batch by
+    batch between them, grew glibc's heap by a batch every batch). An entry that keeps or changes its input changes
+    nothing the next batch reads, nor outputs already copied out. On a CUDA out-of-memory error the batch is halved
+    and the same images are tried again. ``counter`` counts the images done after each batch.
     """
     device = resident.device
-    outputs = []
     start = 0
     batch_size = even_batch(len(resident), batch_size)
     with torch.inference_mode():
+        inputs = torch.empty((batch_size, *resident.shape[1:]), dtype=torch.float32, device=device,
+                             memory_format=layout or torch.contiguous_format)
+        result = torch.empty((len(resident), IO.num_classes), dtype=torch.float32, device=device)
         while start < len(resident):
-            batch = resident[start:start + batch_size]
+            images = resident[start:start + batch_size]
             try:
-                out = model(batch)
+                out = model(scale_into(inputs[:len(images)], images))
             except torch.OutOfMemoryError:
                 if device.type != "cuda" or batch_size == 1:
                     raise
                 torch.cuda.empty_cache()
                 batch_size //= 2
                 continue
-            outputs.append(check_output(out, len(batch), where))
-            start += len(batch)
+            result[start:start + len(images)] = check_output(out, len(images), where)
+            start += len(images)
             if counter is not None:
-                counter.add(len(batch))
-        result = torch.cat(outputs) if outputs else torch.zeros((0, IO.num_classes))
+                counter.add(len(images))
         if not torch.isfinite(result).all():
             raise EntryError(f"forward returned NaN or infinite values on {where}; check the model's weights and its "
                              "normalisation.")
-    if len(result) != len(resident):
-        raise EntryError(f"only {len(result)} of {len(resident)} images were evaluated on {where}.")
     return result.cpu().numpy()
 
 
@@ -261,8 +272,7 @@ def probe_layout(model, images: torch.Tensor, batch_size: int, where: str,
         usual = run_batches(model, compared, len(compared), where)  # an error here is the entry's own, as when timed
     model.to(memory_format=torch.channels_last)
     try:
-        fast = run_batches(model, first.contiguous(memory_format=torch.channels_last), batch_size,
-                           where)[:len(compared)]
+        fast = run_batches(model, first, batch_size, where, layout=torch.channels_last)[:len(compared)]
         same = (fast.argmax(1) == usual.argmax(1)).all() and \
             np.abs(fast - usual).max() <= LAYOUT_TOLERANCE * max(1.0, float(np.abs(usual).max()))
     except Exception:  # noqa: BLE001 - any failure in the other layout means: keep the usual one
@@ -371,10 +381,8 @@ def answer(loaded: Loaded, path: Path, where: str, counter: Counter | None = Non
     if raw.dtype not in (np.uint8, np.float32) or raw.ndim != 4 or raw.shape[1:] != IO.input_shape:
         raise ValueError(f"{path.name}: expected uint8 or float32 images [N,{','.join(map(str, IO.input_shape))}], "
                          f"got {raw.dtype} {raw.shape}")
-    resident = to_device(host_tensor(raw, loaded.device), loaded.device)
-    if loaded.layout is not None:
-        resident = resident.contiguous(memory_format=loaded.layout)
-    return run_batches(loaded.model, resident, loaded.batch_size, where, counter)
+    resident = host_tensor(raw, loaded.device).to(loaded.device, non_blocking=True)  # uint8 stays uint8
+    return run_batches(loaded.model, resident, loaded.batch_size, where, counter, loaded.layout)
 
 
 def evaluate_folder(folder: Path, metadata: EntryMetadata, inputs: dict[str, Path], out_dir: Path,

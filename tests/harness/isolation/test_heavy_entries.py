@@ -394,3 +394,146 @@ def test_the_dashboard_shows_the_noted_phase(tmp_path):
     run_id = runs.start_run(engine, "cpu", [])
     runs.note_progress(engine, run_id, "resnet50", 0, 10100, None, "warming up")
     assert admin.entry_progress(runs.latest_run(engine)["progress"]) == "resnet50: warming up"
+
+
+POOLED = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    """Colour pictures of any size: the mean of each channel, then a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 10)
+
+    def forward(self, x):
+        return self.fc(x.mean(dim=(2, 3)))
+'''
+
+PEAK_DURING_ANSWER = '''
+import json, sys
+from dataclasses import replace
+from pathlib import Path
+from harness.contract import Interface
+from harness.entries.discovery import discover
+from harness.isolation.inside import worker
+root, name, shape, images, out = sys.argv[1:]
+entry = discover(Path(root))[name]
+interface = Interface(tuple(json.loads(shape)), 10, (-1.0, 1.0)) if shape != "digits" else entry.metadata.interface
+loaded = worker.load(entry.folder, replace(entry.metadata, interface=interface), "cpu")
+def kib(field):
+    return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1])
+before = kib("VmRSS:")
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from what is resident now
+outputs = worker.answer(loaded, Path(images), "the test images")
+print(json.dumps({"rise": (kib("VmHWM:") - before) * 1024, "batch": loaded.batch_size}))
+import numpy as np
+np.save(out, outputs)
+'''
+
+
+def peak_during_answer(root: Path, name: str, shape: str, images: np.ndarray, tmp_path: Path) -> tuple[int, np.ndarray]:
+    """How far the peak resident memory of a fresh process rose while the worker answered ``images`` with the loaded
+    entry, beyond what was resident before; and the outputs."""
+    import subprocess
+    import sys
+    np.save(tmp_path / "images.npy", images)
+    done = subprocess.run([sys.executable, "-c", PEAK_DURING_ANSWER, str(root), name, shape,
+                           str(tmp_path / "images.npy"), str(tmp_path / "outputs.npy")],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["batch"] == 128
+    return measured["rise"], np.load(tmp_path / "outputs.npy")
+
+
+def test_pictures_are_made_floats_a_batch_at_a_time_not_the_whole_set(tmp_path):
+    """A competition of 64-px colour pictures: 4,000 of them are 49 MB as uint8 and would be 197 MB as floats. The
+    worker reads the set (its 49 MB) and writes each batch of 128 into one input buffer (6.3 MB), so the process's
+    peak rises by less than a quarter of the set's floats beyond the file (before: 246 MB, the whole set as floats
+    beside it); the outputs equal the model's on the whole set converted at once (uint8 / 255, then to the task's
+    range [-1, 1])."""
+    torch.manual_seed(0)
+    fc = nn.Linear(3, 10)
+    write_entry(tmp_path, "pooled", code=POOLED, weights={"fc.weight": fc.weight.detach(), "fc.bias": fc.bias.detach()})
+    images = np.random.default_rng(0).integers(0, 256, size=(4000, 3, 64, 64), dtype=np.uint8)
+    rise, outputs = peak_during_answer(tmp_path, "pooled", "[3, 64, 64]", images, tmp_path)
+    assert rise < images.nbytes + images.size * 4 // 4, (rise, images.nbytes)
+    with torch.inference_mode():
+        reference = fc((torch.from_numpy(images).double() / 255 * 2 - 1).mean(dim=(2, 3)).float()).numpy()
+    np.testing.assert_allclose(outputs, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_nothing_piles_up_batch_by_batch(tmp_path):
+    """The committed logistic regression on 11,000 digits (8.6 MB as uint8, 34.5 MB as floats, 86 batches of 128):
+    the peak rises by the file and less than an eighth of the set's floats (measured 8.8 MB; 78 MB when the whole set
+    was made floats at once). Its predictions are those of the same model run here on the whole set at once."""
+    from harness.entries.loading import load_model
+    images = np.random.default_rng(1).integers(0, 256, size=(11_000, 1, 28, 28), dtype=np.uint8)
+    submissions = Path(__file__).resolve().parents[3] / "submissions"
+    rise, outputs = peak_during_answer(submissions, "baseline-logreg", "digits", images, tmp_path)
+    assert rise < images.nbytes + images.size * 4 // 8, (rise, images.nbytes)
+    entry = discover(submissions)["baseline-logreg"]
+    with torch.inference_mode():
+        reference = load_model(entry.folder, entry.metadata).eval()(torch.from_numpy(images).float() / 255).numpy()
+    np.testing.assert_allclose(outputs, reference, rtol=1e-4, atol=1e-4)
+    assert (outputs.argmax(1) == reference.argmax(1)).all()
+
+
+SMALL_CONV = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    """A convolution over colour pictures of any size, averaged, then a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).relu().mean(dim=(2, 3)))
+'''
+
+
+@pytest.mark.slow
+def test_a_set_larger_as_floats_than_the_memory_limit_is_evaluated_within_it(tmp_path):
+    """10,000 colour pictures of 96×96 are 276 MB as uint8 and 1.1 GB as floats; under a 1 GiB memory limit the
+    entry's process evaluates them all (before, it converted the whole set at once and failed: "out of memory"), and
+    its outputs are the model's, computed here without the harness."""
+    from harness.contract import Interface
+    torch.manual_seed(0)
+    conv, fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 10)
+    write_entry(tmp_path, "colour", code=SMALL_CONV, weights={
+        "conv.weight": conv.weight.detach(), "conv.bias": conv.bias.detach(),
+        "fc.weight": fc.weight.detach(), "fc.bias": fc.bias.detach()})
+    entry = discover(tmp_path, interface=Interface((3, 96, 96), 10, (0.0, 1.0)))["colour"]
+    images = np.random.default_rng(0).integers(0, 256, (10_000, 3, 96, 96), dtype=np.uint8)
+    assert images.size * 4 > 2 ** 30
+    got = predict(entry, {"test": images}, Limits(timeout=600, memory=2 ** 30, device="cpu"))
+    assert got.status == "ok", got.error
+    with torch.inference_mode():
+        reference = np.concatenate([fc(conv(torch.from_numpy(chunk).float() / 255).relu().mean(dim=(2, 3))).numpy()
+                                    for chunk in np.array_split(images, 20)])
+    np.testing.assert_allclose(got.outputs["test"], reference, rtol=1e-4, atol=1e-5)
+    assert (got.outputs["test"].argmax(1) == reference.argmax(1)).mean() > 0.999  # ties at float rounding aside
+
+
+@pytest.mark.parametrize("forward", [
+    "return x[:, 0, 0, :10]",                                 # a view of its input, which the next batch overwrites
+    "out = x[:, 0, 0, :10].clone()\n        x.zero_()\n        return out",  # it empties its input once read
+    "self.kept.append(x)\n        return x[:, 0, 0, :10] * 1",  # it keeps every input it was given
+])
+def test_what_a_model_does_with_its_input_changes_no_other_batch(tmp_path, forward):
+    """Every batch is written into one input buffer: each image's outputs must still be its own first ten pixels,
+    scaled to [0, 1], in the given order, whatever the model does with the input it got."""
+    code = ("import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+            "        super().__init__()\n        self.unused = nn.Linear(1, 1)\n        self.kept = []\n\n"
+            f"    def forward(self, x):\n        {forward}\n")
+    entry = entry_of(tmp_path, "pixels", code)
+    images = np.random.default_rng(5).integers(0, 256, (203, 28, 28), dtype=np.uint8)
+    got = predict(entry, {"test": images}, Limits(timeout=120, device="cpu", batch_size=16))
+    assert got.status == "ok", got.error
+    np.testing.assert_array_equal(got.outputs["test"], images[:, 0, :10].astype(np.float32) / 255)
