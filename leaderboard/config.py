@@ -46,12 +46,17 @@ def settings(env: Mapping[str, str] | None = None, served: Served | None = None,
 def configured_password(env: Mapping[str, str], secrets: Mapping | None) -> str | None:
     """The organiser password: $LEADERBOARD_ADMIN_PASSWORD, else ``admin_password`` in Streamlit secrets.
 
-    There is no default: with neither set (or set empty) the organiser controls are off.
+    There is no default: with neither set (or set empty) the organiser controls are off. A secrets file Streamlit
+    cannot read raises ValueError, one sentence saying which file and what is wrong: not controls off as if no
+    password were set.
     """
     value = env.get(PASSWORD_ENV) or None
     if value is None and secrets is not None:
         try:
             value = secrets.get(PASSWORD_SECRET) or None
-        except FileNotFoundError:  # no secrets.toml, or one it cannot parse: Streamlit raises a subclass on access
+        except FileNotFoundError as exc:  # Streamlit raises a subclass on access: no secrets file, or one it can't read
+            if getattr(exc, "error_id", None) not in (None, "no-secrets-found"):
+                raise ValueError(f"Organiser controls are off: Streamlit could not read its secrets ({exc}). Fix the "
+                                 f"file, or set {PASSWORD_ENV} instead, then restart.") from exc
             value = None
     return str(value) if value else None

@@ -54,15 +54,15 @@ def dashboard_env(**env_vars: str) -> dict[str, str]:
 
 
 @contextmanager
-def dashboard(env: dict[str, str], log_dir: Path) -> Iterator[str]:
-    """``streamlit run leaderboard/app.py`` on a free port with the environment ``env``, logging to
-    ``log_dir/streamlit.log``; yields its URL once it answers, and stops it afterwards."""
+def dashboard(env: dict[str, str], log_dir: Path, options: tuple[str, ...] = ()) -> Iterator[str]:
+    """``streamlit run leaderboard/app.py`` on a free port with the environment ``env`` (and Streamlit's command-line
+    ``options``), logging to ``log_dir/streamlit.log``; yields its URL once it answers, and stops it afterwards."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "streamlit.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "leaderboard/app.py", "--server.headless",
                                  "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                                 "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log,
+                                 "--browser.gatherUsageStats", "false", *options], cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

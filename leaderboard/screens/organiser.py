@@ -14,7 +14,11 @@ settings = cache.settings()
 engine = cache.current_engine()
 st.title("🔑 Organiser")
 
-password = config.configured_password(os.environ, st.secrets)
+try:
+    password = config.configured_password(os.environ, st.secrets)
+except ValueError as exc:  # a secrets file Streamlit cannot read: say so, the controls stay off
+    st.error(stats.literal(exc))
+    st.stop()
 if password is None:
     st.info(f"Organiser controls are off: no password is configured. Set the environment variable "
             f"`{config.PASSWORD_ENV}` or `{config.PASSWORD_SECRET}` in `.streamlit/secrets.toml`, then restart.")

@@ -387,6 +387,26 @@ def test_apply_says_what_it_did_and_empties_the_form(hostile, sized):
     assert moderation.decisions(make_engine(str(db))).get("eve", ("visible", ""))[0] == "visible"
 
 
+@pytest.mark.parametrize("sized", SIZES, indirect=True, ids=["desktop", "phone"])
+def test_a_secrets_file_streamlit_cannot_read_is_named_on_the_organiser_page(fx, tmp_path_factory, sized):
+    """The organiser's secrets.toml has a typo: the organiser page says which file and where, in one sentence, and
+    offers no password box (before: "no password is configured", as if the file were not there)."""
+    driver, width, height = sized
+    root = tmp_path_factory.mktemp("secrets")
+    (root / "secrets.toml").write_text('admin_password = "unclosed\n')
+    env = dashboard_env(LEADERBOARD_DB=str(fx.db), LEADERBOARD_SUBMISSIONS=str(fx.submissions),
+                        LEADERBOARD_MYSTERY=str(fx.mystery))
+    with dashboard(env, root / "log", ("--secrets.files", str(root / "secrets.toml"))) as url:
+        driver.get(f"{url}/organiser")
+        body = wait_for_text(driver, "Streamlit could not read its secrets")
+        assert f"Error parsing secrets file at {root / 'secrets.toml'}" in body and "line 1" in body
+        assert "Fix the file, or set LEADERBOARD_ADMIN_PASSWORD instead, then restart." in body
+        assert "no password is configured" not in body and not driver.find_elements("css selector",
+                                                                                   "input[type=password]")
+        no_sideways_scroll(driver)
+        shot(driver, f"organiser_secrets_unreadable_{width}x{height}", full=False)
+
+
 # Each page opened by its own address, what it says once painted, and what must have painted.
 PAGES = [("", "cannot separate the top", '[data-testid="stVegaLiteChart"] svg.marks'),
          ("entry?entry=ada", "Misread digits", '[data-testid="stVegaLiteChart"] svg.marks'),

@@ -708,15 +708,20 @@ def test_draw_page_waits_for_a_drawing(fx, monkeypatch):
 
 
 def test_password_from_streamlits_own_secrets(tmp_path, monkeypatch):
-    """Streamlit's real st.secrets: with no secrets.toml, or one it cannot parse, it raises on access; the organiser
-    controls are then off, not the page broken. A good file gives the password."""
+    """Streamlit's real st.secrets raises on access with no secrets.toml (the organiser controls are off) and with one
+    it cannot parse (one sentence naming the file and the place, not controls off in silence). A good file gives the
+    password."""
     from streamlit.runtime.secrets import Secrets
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.streamlit/secrets.toml either
     assert config.configured_password({}, Secrets()) is None
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text("admin_password = \n")  # not TOML
-    assert config.configured_password({}, Secrets()) is None
+    with pytest.raises(ValueError, match=r"^Organiser controls are off: Streamlit could not read its secrets \(Error "
+                       r"parsing secrets file at .*/\.streamlit/secrets\.toml: .*line 1.*\)\. Fix the file, or set "
+                       r"LEADERBOARD_ADMIN_PASSWORD instead, then restart\.$"):
+        config.configured_password({}, Secrets())
+    assert config.configured_password({config.PASSWORD_ENV: "env"}, Secrets()) == "env"  # the file is not read
     (tmp_path / ".streamlit" / "secrets.toml").write_text('admin_password = "from the file"\n')
     assert config.configured_password({}, Secrets()) == "from the file"
 
@@ -725,6 +730,17 @@ def test_organiser_page_is_off_without_a_password(fx, monkeypatch):
     use_db(monkeypatch, fx, fx.db)
     at = page("screens/organiser.py")
     assert "controls are off" in at.info[0].value and not at.button
+
+
+def test_organiser_page_says_when_the_secrets_file_cannot_be_read(fx, monkeypatch):
+    use_db(monkeypatch, fx, fx.db)
+    sentence = "Organiser controls are off: Streamlit could not read its secrets (…). Fix the file, then restart."
+
+    def unreadable(env, secrets):
+        raise ValueError(sentence)
+    monkeypatch.setattr(config, "configured_password", unreadable)
+    at = page("screens/organiser.py")
+    assert [e.value for e in at.error] == [stats.literal(sentence)] and not at.info and not at.button  # shown as is
 
 
 def test_organiser_reveals_and_disqualifies(fx, monkeypatch, tmp_path):
